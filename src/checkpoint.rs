@@ -1,0 +1,342 @@
+//! Crash-safe JSONL checkpoints and atomic JSON files.
+//!
+//! Durability policy:
+//! - every record is one line, written with a single `write` call straight to
+//!   the file (no user-space buffer), so a `kill -9` loses at most the records
+//!   not yet handed to the kernel — the requests in flight;
+//! - `fsync` runs every [`SYNC_EVERY_LINES`] lines or [`SYNC_EVERY`] of wall
+//!   time, whichever comes first, and always in [`JsonlWriter::sync`] before a
+//!   `_DONE.json` marker is written (so power loss can lose at most one batch);
+//! - a torn last line (no trailing newline or unparseable) left by a crash is
+//!   reported and ignored on load, and cut off before the next append so the
+//!   file stays well formed. A malformed line *before* the last one is not a
+//!   crash artifact and is a hard error naming `file:line`.
+//!
+//! Non-finite floats cannot be JSON numbers; records store them as the strings
+//! `"NaN"`, `"Infinity"` and `"-Infinity"` (see [`finite_or_string`]).
+
+use anyhow::{bail, Context, Result};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Lines between two fsyncs.
+pub const SYNC_EVERY_LINES: usize = 64;
+/// Longest time between two fsyncs while lines are being written.
+pub const SYNC_EVERY: Duration = Duration::from_secs(1);
+
+/// What loading a JSONL file found besides its records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    /// Number of well-formed records.
+    pub lines: usize,
+    /// Bytes of a torn last line that was ignored (0 when none).
+    pub torn_tail_bytes: usize,
+}
+
+/// Loads every record of a JSONL file (missing file = no records). A torn last
+/// line is ignored and reported; any other malformed line is an error.
+pub fn load_jsonl<T: DeserializeOwned>(path: &Path) -> Result<(Vec<T>, LoadReport)> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((Vec::new(), LoadReport::default()))
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let complete_len = complete_prefix_len(&bytes);
+    let mut report = LoadReport {
+        lines: 0,
+        torn_tail_bytes: bytes.len() - complete_len,
+    };
+    let mut records = Vec::new();
+    let body = &bytes[..complete_len];
+    let line_count = body.split(|&b| b == b'\n').count().saturating_sub(1);
+    for (i, line) in body.split(|&b| b == b'\n').enumerate().take(line_count) {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<T>(line) {
+            Ok(r) => {
+                records.push(r);
+                report.lines += 1;
+            }
+            // A complete but unparseable final line can still be a crash
+            // artifact (e.g. zero-filled blocks after power loss).
+            Err(_) if i + 1 == line_count && report.torn_tail_bytes == 0 => {
+                report.torn_tail_bytes = line.len() + 1;
+            }
+            Err(e) => bail!(
+                "{}:{}: malformed checkpoint line ({e}); this is not a crash artifact, inspect or remove the line",
+                path.display(),
+                i + 1
+            ),
+        }
+    }
+    Ok((records, report))
+}
+
+/// Length of the longest prefix that ends with a newline.
+fn complete_prefix_len(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map(|p| p + 1)
+        .unwrap_or(0)
+}
+
+/// Append-only JSONL writer with the durability policy of this module.
+pub struct JsonlWriter {
+    path: PathBuf,
+    file: File,
+    unsynced: usize,
+    last_sync: Instant,
+}
+
+impl JsonlWriter {
+    /// Opens `path` for appending, creating it, and cuts off a torn last line
+    /// (one without a trailing newline, or an unparseable final line).
+    /// Returns the writer and the number of bytes cut.
+    pub fn open(path: &Path) -> Result<(JsonlWriter, usize)> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let mut keep = complete_prefix_len(&bytes);
+        // An unparseable final complete line is treated as torn too.
+        if keep > 0 {
+            let start = bytes[..keep - 1]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map(|p| p + 1)
+                .unwrap_or(0);
+            let last = &bytes[start..keep - 1];
+            if !last.iter().all(u8::is_ascii_whitespace)
+                && serde_json::from_slice::<serde_json::Value>(last).is_err()
+            {
+                keep = start;
+            }
+        }
+        let cut = bytes.len() - keep;
+        if cut > 0 {
+            file.set_len(keep as u64)
+                .with_context(|| format!("cannot truncate torn tail of {}", path.display()))?;
+            file.seek(SeekFrom::End(0))?;
+            file.sync_data()
+                .with_context(|| format!("cannot sync {}", path.display()))?;
+        }
+        Ok((
+            JsonlWriter {
+                path: path.to_path_buf(),
+                file,
+                unsynced: 0,
+                last_sync: Instant::now(),
+            },
+            cut,
+        ))
+    }
+
+    /// Appends one record as one line, with a single write.
+    pub fn append<T: Serialize>(&mut self, record: &T) -> Result<()> {
+        let mut line = serde_json::to_vec(record)
+            .with_context(|| format!("cannot serialise a record for {}", self.path.display()))?;
+        line.push(b'\n');
+        self.file
+            .write_all(&line)
+            .with_context(|| format!("cannot append to {}", self.path.display()))?;
+        self.unsynced += 1;
+        if self.unsynced >= SYNC_EVERY_LINES || self.last_sync.elapsed() >= SYNC_EVERY {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Forces everything written so far to stable storage.
+    pub fn sync(&mut self) -> Result<()> {
+        if self.unsynced > 0 {
+            self.file
+                .sync_data()
+                .with_context(|| format!("cannot sync {}", self.path.display()))?;
+        }
+        self.unsynced = 0;
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+}
+
+impl Drop for JsonlWriter {
+    fn drop(&mut self) {
+        // Best effort: errors on this path have nowhere to go.
+        let _ = self.sync();
+    }
+}
+
+/// Writes `value` as pretty JSON to `path` atomically: a temp file in the same
+/// directory, fsynced, then renamed over the target, then the directory fsynced.
+pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(value)
+        .with_context(|| format!("cannot serialise {}", path.display()))?;
+    bytes.push(b'\n');
+    write_bytes_atomic(path, &bytes)
+}
+
+/// Writes bytes to `path` atomically (temp file + fsync + rename).
+pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .with_context(|| format!("{} has no parent directory", path.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot create a temp file in {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .and_then(|_| tmp.as_file().sync_all())
+        .with_context(|| format!("cannot write temp file for {}", path.display()))?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot rename temp file onto {}", path.display()))?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Reads and parses a JSON file, naming the file in errors.
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("{}: invalid JSON", path.display()))
+}
+
+/// sha256 and size of a file.
+pub fn file_digest(path: &Path) -> Result<(String, u64)> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok((crate::fingerprint::sha256_hex(&bytes), bytes.len() as u64))
+}
+
+/// Serde helpers storing non-finite `f64` as `"NaN"`, `"Infinity"`,
+/// `"-Infinity"` strings so that every checkpoint stays strict JSON.
+pub mod finite_or_string {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serialises finite values as numbers, others as strings.
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else if v.is_nan() {
+            s.serialize_str("NaN")
+        } else if *v > 0.0 {
+            s.serialize_str("Infinity")
+        } else {
+            s.serialize_str("-Infinity")
+        }
+    }
+
+    /// Accepts a number or one of the three strings.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Num(f64),
+            Str(String),
+        }
+        match Repr::deserialize(d)? {
+            Repr::Num(n) => Ok(n),
+            Repr::Str(s) => match s.as_str() {
+                "NaN" => Ok(f64::NAN),
+                "Infinity" => Ok(f64::INFINITY),
+                "-Infinity" => Ok(f64::NEG_INFINITY),
+                other => Err(serde::de::Error::custom(format!(
+                    "expected a number, \"NaN\", \"Infinity\" or \"-Infinity\", got {other:?}"
+                ))),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use serde_json::{json, Value};
+
+    #[test]
+    fn torn_tail_is_ignored_on_load_and_cut_before_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.jsonl");
+        std::fs::write(&p, "{\"a\":1}\n{\"a\":2}\n{\"a\":").unwrap();
+        let (recs, rep) = load_jsonl::<Value>(&p).unwrap();
+        assert_eq!(recs, vec![json!({"a":1}), json!({"a":2})]);
+        assert_eq!(rep.torn_tail_bytes, 5);
+        let (mut w, cut) = JsonlWriter::open(&p).unwrap();
+        assert_eq!(cut, 5);
+        w.append(&json!({"a": 3})).unwrap();
+        drop(w);
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n"
+        );
+    }
+
+    #[test]
+    fn garbage_final_line_with_newline_is_torn_but_middle_garbage_is_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.jsonl");
+        std::fs::write(&p, "{\"a\":1}\n\0\0\0\n").unwrap();
+        let (recs, rep) = load_jsonl::<Value>(&p).unwrap();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(rep.torn_tail_bytes, 4);
+        let (_, cut) = JsonlWriter::open(&p).unwrap();
+        assert_eq!(cut, 4);
+        std::fs::write(&p, "{\"a\":1}\n{oops\n{\"a\":2}\n").unwrap();
+        let err = load_jsonl::<Value>(&p).unwrap_err().to_string();
+        assert!(err.contains("c.jsonl:2: malformed"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let (recs, rep) = load_jsonl::<Value>(&dir.path().join("none.jsonl")).unwrap();
+        assert!(recs.is_empty());
+        assert_eq!(rep, LoadReport::default());
+    }
+
+    #[test]
+    fn non_finite_floats_round_trip_as_strings() {
+        #[derive(Serialize, Deserialize, Debug)]
+        struct R {
+            #[serde(with = "finite_or_string")]
+            x: f64,
+        }
+        for v in [1.5, f64::INFINITY, f64::NEG_INFINITY] {
+            let s = serde_json::to_string(&R { x: v }).unwrap();
+            let back: R = serde_json::from_str(&s).unwrap();
+            assert_eq!(back.x, v);
+        }
+        let s = serde_json::to_string(&R { x: f64::NAN }).unwrap();
+        assert_eq!(s, r#"{"x":"NaN"}"#);
+        assert!(serde_json::from_str::<R>(&s).unwrap().x.is_nan());
+        assert!(serde_json::from_str::<R>(r#"{"x":"inf"}"#).is_err());
+    }
+
+    #[test]
+    fn atomic_write_replaces_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.json");
+        write_json_atomic(&p, &json!({"v": 1})).unwrap();
+        write_json_atomic(&p, &json!({"v": 2})).unwrap();
+        let v: Value = read_json(&p).unwrap();
+        assert_eq!(v, json!({"v": 2}));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,226 @@
+//! Command-line interface: argument parsing, dispatch, printing and exit codes.
+//! Library modules return errors; only this module talks to the user.
+
+use crate::config;
+use crate::fingerprint::short;
+use crate::methods::Cancel;
+use crate::report;
+use crate::runner::{self, RunRequest, RunStatus};
+use crate::session;
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Exit code: everything finished.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: an error (bad config, dataset, I/O...).
+pub const EXIT_ERROR: i32 = 1;
+/// Exit code: some items failed after their retries; resume retries them.
+pub const EXIT_INCOMPLETE: i32 = 3;
+/// Exit code: the session is held by another process.
+pub const EXIT_BUSY: i32 = 4;
+/// Exit code: interrupted by Ctrl-C (progress saved).
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// Resumable, auditable LLM evaluation sessions for When2Call.
+#[derive(Debug, Parser)]
+#[command(name = "w2c", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run (or continue) the evaluation a config describes.
+    #[command(after_help = "Example:\n  w2c run --config configs/demo.toml --run-key demo")]
+    Run {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Name of the run folder (else W2C_RUN_KEY, else `run.run_key`, else generated).
+        #[arg(long)]
+        run_key: Option<String>,
+    },
+    /// Continue a session from its fingerprint alone (the manifest holds the config).
+    #[command(after_help = "Example:\n  w2c resume 3f2a9c1d")]
+    Resume {
+        /// Fingerprint of the session (a unique prefix of at least 4 hex characters).
+        fingerprint: String,
+        /// Directory holding the run folders.
+        #[arg(long, env = "W2C_RUNS_DIR", default_value = "runs")]
+        runs_dir: PathBuf,
+        /// Restrict the search to one run key.
+        #[arg(long)]
+        run_key: Option<String>,
+    },
+    /// List sessions with their progress.
+    #[command(after_help = "Example:\n  w2c status --runs-dir runs")]
+    Status {
+        /// Directory holding the run folders.
+        #[arg(long, env = "W2C_RUNS_DIR", default_value = "runs")]
+        runs_dir: PathBuf,
+    },
+    /// Work with config files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a config and print its session fingerprint, without running anything.
+    #[command(after_help = "Example:\n  w2c config check configs/demo.toml")]
+    Check {
+        /// The TOML config file.
+        file: PathBuf,
+    },
+}
+
+/// Parses arguments, runs the command and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            if err.downcast_ref::<session::SessionBusy>().is_some() {
+                EXIT_BUSY
+            } else {
+                EXIT_ERROR
+            }
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Run { config, run_key } => {
+            let loaded = config::load(&config)?;
+            let (key, source) = runner::run_key_for(&loaded.config, run_key.as_deref());
+            if source == config::RunKeySource::Generated {
+                eprintln!("run key: {key} (generated; pass --run-key or set W2C_RUN_KEY to choose one)");
+            }
+            execute(RunRequest {
+                config: loaded.config,
+                run_key: key,
+                expect_fingerprint: None,
+            })
+        }
+        Command::Resume {
+            fingerprint,
+            runs_dir,
+            run_key,
+        } => {
+            let found = session::find(&runs_dir, &fingerprint, run_key.as_deref())?;
+            let mut config = runner::config_from_manifest(&found)?;
+            // The session lives where it was found, even if the folder moved.
+            if let Some(rk_dir) = found.dir.parent().and_then(|p| p.parent()) {
+                if let Some(runs) = rk_dir.parent() {
+                    config.run.runs_dir = runs.to_path_buf();
+                }
+            }
+            execute(RunRequest {
+                config,
+                run_key: found.manifest.run_key.clone(),
+                expect_fingerprint: Some(found.manifest.fingerprint.clone()),
+            })
+        }
+        Command::Status { runs_dir } => {
+            let rows: Vec<report::StatusRow> = session::list(&runs_dir)
+                .into_iter()
+                .map(|s| {
+                    let total = s.manifest.n_examples;
+                    let methods = session::namespaces(&s.dir)
+                        .into_iter()
+                        .map(|(ns, _)| {
+                            let dir = s.dir.join("checkpoints").join(&ns);
+                            let done = count_results(&dir);
+                            let finished = dir.join(crate::methods::files::DONE).exists();
+                            (ns, done.min(total), total, finished)
+                        })
+                        .collect();
+                    let running_pid = session::holder(&s.dir);
+                    report::StatusRow {
+                        session: s,
+                        methods,
+                        running_pid,
+                    }
+                })
+                .collect();
+            if rows.is_empty() {
+                println!("no sessions under {}", runs_dir.display());
+            } else {
+                print!("{}", report::status_table(&rows));
+            }
+            Ok(EXIT_OK)
+        }
+        Command::Config(ConfigCommand::Check { file }) => {
+            let loaded = config::load(&file)?;
+            let prepared = runner::prepare(&loaded.config)?;
+            println!("{}: ok", file.display());
+            println!("fingerprint: {}", prepared.fingerprint);
+            println!(
+                "examples: {} selected of {} in {}",
+                prepared.selected.len(),
+                prepared.dataset.examples.len(),
+                prepared.dataset.path.display()
+            );
+            println!("methods: {}", loaded.config.methods.enabled.join(", "));
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+/// Distinct keys with a result in a namespace's `results.jsonl`.
+fn count_results(ns_dir: &std::path::Path) -> usize {
+    #[derive(serde::Deserialize)]
+    struct KeyOnly {
+        key: String,
+    }
+    crate::checkpoint::load_jsonl::<KeyOnly>(&ns_dir.join(crate::methods::files::RESULTS))
+        .map(|(v, _)| {
+            v.into_iter()
+                .map(|k| k.key)
+                .collect::<std::collections::HashSet<_>>()
+                .len()
+        })
+        .unwrap_or(0)
+}
+
+fn execute(req: RunRequest) -> Result<i32> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let cancel = Cancel::default();
+        let on_signal = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("\ninterrupt: finishing requests in flight and saving progress (Ctrl-C again to exit now)");
+                on_signal.cancel();
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    // Every checkpoint line is written with one write call, so
+                    // the session is consistent on disk even now.
+                    std::process::exit(EXIT_INTERRUPTED);
+                }
+            }
+        });
+        let report = runner::run(req, &cancel).await?;
+        eprintln!(
+            "session {} ({}) at {}",
+            short(&report.fingerprint),
+            if report.created { "new" } else { "resumed" },
+            report.session_dir.display()
+        );
+        for note in &report.notes {
+            eprintln!("note: {note}");
+        }
+        print!("{}", report::run_summary(&report));
+        println!("{}", report::run_status_line(&report));
+        Ok(match report.status {
+            RunStatus::Complete => EXIT_OK,
+            RunStatus::Incomplete => EXIT_INCOMPLETE,
+            RunStatus::Interrupted => EXIT_INTERRUPTED,
+        })
+    })
+}

@@ -1,0 +1,544 @@
+//! Evaluation config: the TOML schema, loading with precise errors, and
+//! resolution of paths and the RUN_KEY.
+//!
+//! Secrets never live here: a provider names the environment variable that
+//! holds its key (`api_key_env`). Relative paths are resolved against the
+//! directory of the config file, so a config works from any working directory.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Methods w2c knows how to run.
+pub const KNOWN_METHODS: &[&str] = &["mcq"];
+
+/// The whole evaluation config, as written in TOML (after path resolution).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where outputs go and how the run is named.
+    #[serde(default)]
+    pub run: RunConfig,
+    /// The When2Call dataset and the subsample to evaluate.
+    pub dataset: DatasetConfig,
+    /// The model under evaluation (and, later, the judge).
+    pub models: ModelsConfig,
+    /// Named model endpoints.
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Which methods run, and their settings.
+    pub methods: MethodsConfig,
+}
+
+/// `[run]`: output location, RUN_KEY and the API seed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Name of the run folder under `runs_dir`; see [`resolve_run_key`].
+    #[serde(default)]
+    pub run_key: Option<String>,
+    /// Directory that holds `<RUN_KEY>/sessions/...` (default `runs`).
+    #[serde(default = "default_runs_dir")]
+    pub runs_dir: PathBuf,
+    /// Seed sent with every request (`seed`) and used by the mock provider.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            run_key: None,
+            runs_dir: default_runs_dir(),
+            seed: default_seed(),
+        }
+    }
+}
+
+fn default_runs_dir() -> PathBuf {
+    PathBuf::from("runs")
+}
+
+fn default_seed() -> u64 {
+    42
+}
+
+/// `[dataset]`: the JSONL file and the stratified subsample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetConfig {
+    /// When2Call JSONL file.
+    pub path: PathBuf,
+    /// Examples per gold label; absent means the whole file.
+    #[serde(default)]
+    pub n_per_label: Option<usize>,
+    /// Seed of the stratified subsample.
+    #[serde(default = "default_subsample_seed")]
+    pub subsample_seed: u64,
+}
+
+fn default_subsample_seed() -> u64 {
+    11
+}
+
+/// `[models]`: the target model and how it is routed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// Model name as the provider knows it.
+    pub target: String,
+    /// Provider name; when absent the provider is chosen by `model_prefixes`.
+    #[serde(default)]
+    pub target_provider: Option<String>,
+}
+
+/// The kind of endpoint a provider is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// Built-in deterministic dry-run model; no network.
+    Mock,
+    /// Any OpenAI-compatible HTTP API.
+    Openai,
+}
+
+/// `[providers.<name>]`: one endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// `mock` or `openai`.
+    pub kind: ProviderKind,
+    /// Base URL, e.g. `https://api.openai.com/v1` (openai only).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Name of the environment variable holding the API key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Models whose name starts with one of these go to this provider.
+    #[serde(default)]
+    pub model_prefixes: Vec<String>,
+    /// Most requests in flight at once.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrency: usize,
+    /// Request timeout in seconds.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: f64,
+    /// Attempts per request before the item is recorded as an error.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Mock only: simulated latency per request, milliseconds.
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// Mock only: share of attempts that fail with a transient error.
+    #[serde(default)]
+    pub fail_rate: f64,
+}
+
+fn default_concurrency() -> usize {
+    8
+}
+
+fn default_timeout() -> f64 {
+    60.0
+}
+
+fn default_max_attempts() -> u32 {
+    4
+}
+
+/// `[methods]`: which methods run and their settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MethodsConfig {
+    /// Method names to run, in order.
+    pub enabled: Vec<String>,
+    /// Settings of the `mcq` method.
+    #[serde(default)]
+    pub mcq: McqConfig,
+}
+
+/// How the candidate answers are ordered in the multiple-choice prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptionOrder {
+    /// Dataset order: direct, tool_call, request_for_info, cannot_answer.
+    Fixed,
+    /// A per-example permutation derived from the seed and the uuid.
+    Shuffled,
+}
+
+/// `[methods.mcq]`: the string multiple-choice classifier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McqConfig {
+    /// Option labels shown to the model, one per candidate (4 distinct).
+    #[serde(default = "default_option_labels")]
+    pub option_labels: Vec<String>,
+    /// Candidate order.
+    #[serde(default = "default_order")]
+    pub order: OptionOrder,
+    /// Show the behaviour name next to each candidate.
+    #[serde(default)]
+    pub show_behavior_names: bool,
+    /// Sampling temperature.
+    #[serde(default)]
+    pub temperature: f64,
+    /// Completion budget.
+    #[serde(default = "default_mcq_max_tokens")]
+    pub max_tokens: u32,
+    /// Prompt template: `builtin:mcq_v1` or a path to a template file.
+    #[serde(default = "default_mcq_prompt")]
+    pub prompt: String,
+}
+
+impl Default for McqConfig {
+    fn default() -> Self {
+        McqConfig {
+            option_labels: default_option_labels(),
+            order: default_order(),
+            show_behavior_names: false,
+            temperature: 0.0,
+            max_tokens: default_mcq_max_tokens(),
+            prompt: default_mcq_prompt(),
+        }
+    }
+}
+
+fn default_option_labels() -> Vec<String> {
+    ["A", "B", "C", "D"].iter().map(|s| s.to_string()).collect()
+}
+
+fn default_order() -> OptionOrder {
+    OptionOrder::Fixed
+}
+
+fn default_mcq_max_tokens() -> u32 {
+    32
+}
+
+fn default_mcq_prompt() -> String {
+    "builtin:mcq_v1".to_string()
+}
+
+/// A config file that has been read, parsed, validated and path-resolved.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// The config with every relative path made absolute.
+    pub config: Config,
+}
+
+/// Reads, parses and validates a config file; relative paths are resolved
+/// against the file's directory.
+pub fn load(path: &Path) -> Result<LoadedConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let mut config = parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let base = path
+        .canonicalize()
+        .with_context(|| format!("cannot resolve config path {}", path.display()))?
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    config.resolve_paths(&base);
+    Ok(LoadedConfig {
+        path: path.to_path_buf(),
+        config,
+    })
+}
+
+/// Parses and validates TOML text. Errors name the key and what was expected.
+pub fn parse(text: &str) -> Result<Config> {
+    let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e))?;
+    config.validate()?;
+    Ok(config)
+}
+
+impl Config {
+    /// Makes every relative path absolute against `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let abs = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        self.run.runs_dir = abs(&self.run.runs_dir);
+        self.dataset.path = abs(&self.dataset.path);
+        if let Some(file) = self.methods.mcq.prompt.strip_prefix("file:") {
+            self.methods.mcq.prompt = format!("file:{}", abs(Path::new(file)).display());
+        }
+    }
+
+    /// Checks the rules TOML types cannot express.
+    pub fn validate(&self) -> Result<()> {
+        if self.methods.enabled.is_empty() {
+            bail!("key `methods.enabled`: expected at least one method (known: {KNOWN_METHODS:?})");
+        }
+        for (i, m) in self.methods.enabled.iter().enumerate() {
+            if !KNOWN_METHODS.contains(&m.as_str()) {
+                bail!("key `methods.enabled[{i}]`: unknown method `{m}` (known: {KNOWN_METHODS:?})");
+            }
+            if self.methods.enabled[..i].contains(m) {
+                bail!("key `methods.enabled[{i}]`: method `{m}` is listed twice");
+            }
+        }
+        if self.dataset.n_per_label == Some(0) {
+            bail!("key `dataset.n_per_label`: expected a positive number (leave it out to use the whole file)");
+        }
+        if self.models.target.trim().is_empty() {
+            bail!("key `models.target`: expected a model name, got an empty string");
+        }
+        let mcq = &self.methods.mcq;
+        if mcq.option_labels.len() != 4 {
+            bail!(
+                "key `methods.mcq.option_labels`: expected exactly 4 labels, got {}",
+                mcq.option_labels.len()
+            );
+        }
+        for (i, l) in mcq.option_labels.iter().enumerate() {
+            if l.is_empty() || !l.chars().all(|c| c.is_ascii_alphanumeric()) {
+                bail!("key `methods.mcq.option_labels[{i}]`: expected a non-empty ASCII letter/digit label, got {l:?}");
+            }
+            if mcq.option_labels[..i].iter().any(|o| o.eq_ignore_ascii_case(l)) {
+                bail!("key `methods.mcq.option_labels[{i}]`: label {l:?} is repeated");
+            }
+        }
+        if !(0.0..=2.0).contains(&mcq.temperature) {
+            bail!(
+                "key `methods.mcq.temperature`: expected a value in [0, 2], got {}",
+                mcq.temperature
+            );
+        }
+        if mcq.max_tokens == 0 {
+            bail!("key `methods.mcq.max_tokens`: expected a positive number");
+        }
+        if !(mcq.prompt.starts_with("builtin:") || mcq.prompt.starts_with("file:")) {
+            bail!(
+                "key `methods.mcq.prompt`: expected `builtin:<name>` or `file:<path>`, got {:?}",
+                mcq.prompt
+            );
+        }
+        for (name, p) in &self.providers {
+            let key = |k: &str| format!("providers.{name}.{k}");
+            if p.max_concurrency == 0 {
+                bail!("key `{}`: expected at least 1", key("max_concurrency"));
+            }
+            if p.max_attempts == 0 {
+                bail!("key `{}`: expected at least 1", key("max_attempts"));
+            }
+            if !(p.timeout_secs > 0.0 && p.timeout_secs.is_finite()) {
+                bail!("key `{}`: expected a positive number of seconds", key("timeout_secs"));
+            }
+            if !(0.0..=1.0).contains(&p.fail_rate) {
+                bail!("key `{}`: expected a share in [0, 1]", key("fail_rate"));
+            }
+            match p.kind {
+                ProviderKind::Openai => {
+                    if p.base_url.as_deref().unwrap_or("").is_empty() {
+                        bail!("key `{}`: required for an `openai` provider", key("base_url"));
+                    }
+                    if p.latency_ms != 0 || p.fail_rate != 0.0 {
+                        bail!(
+                            "key `{}`/`{}`: only a `mock` provider simulates latency and faults (use `w2c mock-server` for an HTTP endpoint)",
+                            key("latency_ms"),
+                            key("fail_rate")
+                        );
+                    }
+                }
+                ProviderKind::Mock => {
+                    if p.base_url.is_some() || p.api_key_env.is_some() {
+                        bail!(
+                            "provider `{name}` is `kind = \"mock\"`: it has no `base_url` or `api_key_env`"
+                        );
+                    }
+                }
+            }
+        }
+        self.target_provider()?;
+        Ok(())
+    }
+
+    /// The provider the target model is routed to: the explicit
+    /// `models.target_provider`, else the single provider whose
+    /// `model_prefixes` match. A mock provider is never chosen implicitly.
+    pub fn target_provider(&self) -> Result<(&str, &ProviderConfig)> {
+        route(&self.providers, &self.models.target, self.models.target_provider.as_deref())
+            .context("key `models.target`")
+    }
+}
+
+/// Routes `model` to a provider: explicit name first, else a unique prefix match.
+pub fn route<'a>(
+    providers: &'a BTreeMap<String, ProviderConfig>,
+    model: &str,
+    explicit: Option<&str>,
+) -> Result<(&'a str, &'a ProviderConfig)> {
+    if let Some(name) = explicit {
+        return providers
+            .get_key_value(name)
+            .map(|(k, v)| (k.as_str(), v))
+            .with_context(|| {
+                format!(
+                    "provider `{name}` is not defined (defined: {:?})",
+                    providers.keys().collect::<Vec<_>>()
+                )
+            });
+    }
+    let matches: Vec<_> = providers
+        .iter()
+        .filter(|(_, p)| p.model_prefixes.iter().any(|pre| model.starts_with(pre.as_str())))
+        .collect();
+    match matches.as_slice() {
+        [(k, v)] => Ok((k.as_str(), v)),
+        [] => bail!(
+            "no provider routes model `{model}`: set `models.target_provider` or a provider's `model_prefixes`"
+        ),
+        many => bail!(
+            "model `{model}` matches the prefixes of several providers ({:?}); set `models.target_provider`",
+            many.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>()
+        ),
+    }
+}
+
+/// Replaces every maximal run of characters outside `[A-Za-z0-9_-]` with `_`
+/// and trims surrounding whitespace.
+pub fn sanitize_run_key(raw: &str) -> String {
+    let mut out = String::new();
+    let mut in_bad_run = false;
+    for c in raw.trim().chars() {
+        if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+            out.push(c);
+            in_bad_run = false;
+        } else if !in_bad_run {
+            out.push('_');
+            in_bad_run = true;
+        }
+    }
+    out
+}
+
+/// Where the RUN_KEY came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunKeySource {
+    /// `--run-key` on the command line.
+    Cli,
+    /// `W2C_RUN_KEY` in the environment.
+    Env,
+    /// `run.run_key` in the config.
+    Config,
+    /// Nothing given: a fresh key was generated.
+    Generated,
+}
+
+/// Resolves the RUN_KEY: `--run-key`, then `W2C_RUN_KEY`, then the config;
+/// the first non-empty one wins. Nothing given means a generated key
+/// (`run-<utc timestamp>-<random>`); never an interactive prompt.
+pub fn resolve_run_key(
+    cli: Option<&str>,
+    env: Option<&str>,
+    config: Option<&str>,
+) -> (String, RunKeySource) {
+    let candidates = [
+        (cli, RunKeySource::Cli),
+        (env, RunKeySource::Env),
+        (config, RunKeySource::Config),
+    ];
+    for (value, source) in candidates {
+        if let Some(v) = value {
+            let key = sanitize_run_key(v);
+            if !key.is_empty() && key != "_" {
+                return (key, source);
+            }
+        }
+    }
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let suffix: u32 = rand::random::<u32>() & 0xffff;
+    (format!("run-{stamp}-{suffix:04x}"), RunKeySource::Generated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[dataset]
+path = "data.jsonl"
+[models]
+target = "m"
+target_provider = "mock"
+[providers.mock]
+kind = "mock"
+[methods]
+enabled = ["mcq"]
+"#;
+
+    #[test]
+    fn minimal_config_parses_with_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.run.seed, 42);
+        assert_eq!(c.methods.mcq.option_labels, vec!["A", "B", "C", "D"]);
+        assert_eq!(c.target_provider().unwrap().0, "mock");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = parse(&MINIMAL.replace("[methods]", "[methods]\nbogus = 1")).unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_key() {
+        let err = parse(&MINIMAL.replace("target = \"m\"", "target = 3")).unwrap_err();
+        assert!(err.to_string().contains("target"), "{err}");
+    }
+
+    #[test]
+    fn unknown_method_rejected() {
+        let err = parse(&MINIMAL.replace("[\"mcq\"]", "[\"nope\"]")).unwrap_err();
+        assert!(err.to_string().contains("methods.enabled[0]"), "{err}");
+    }
+
+    #[test]
+    fn mock_is_never_chosen_by_default() {
+        let text = MINIMAL.replace("target_provider = \"mock\"\n", "");
+        let err = parse(&text).unwrap_err();
+        assert!(format!("{err:#}").contains("no provider routes model"), "{err:#}");
+    }
+
+    #[test]
+    fn prefix_routing() {
+        let text = MINIMAL.replace("target_provider = \"mock\"\n", "").replace(
+            "kind = \"mock\"",
+            "kind = \"mock\"\nmodel_prefixes = [\"m\"]",
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(c.target_provider().unwrap().0, "mock");
+    }
+
+    #[test]
+    fn run_key_sanitizing_and_precedence() {
+        assert_eq!(sanitize_run_key(" my run/1 "), "my_run_1");
+        assert_eq!(sanitize_run_key("a..b"), "a_b");
+        assert_eq!(sanitize_run_key("ok-key_2"), "ok-key_2");
+        assert_eq!(
+            resolve_run_key(Some("cli"), Some("env"), Some("cfg")),
+            ("cli".into(), RunKeySource::Cli)
+        );
+        assert_eq!(
+            resolve_run_key(Some("  "), Some("env"), Some("cfg")),
+            ("env".into(), RunKeySource::Env)
+        );
+        assert_eq!(
+            resolve_run_key(None, None, Some("cfg")),
+            ("cfg".into(), RunKeySource::Config)
+        );
+        let (k, s) = resolve_run_key(None, Some(""), None);
+        assert_eq!(s, RunKeySource::Generated);
+        assert!(k.starts_with("run-"));
+        assert_eq!(sanitize_run_key(&k), k);
+    }
+}

@@ -1,0 +1,326 @@
+//! When2Call dataset: JSONL loading with per-line errors, and the stratified
+//! subsample.
+//!
+//! The subsample reproduces the reference Python suite bit for bit (CPython's
+//! MT19937 `random.Random(seed)`, `shuffle` and `randbelow`), so it is
+//! deterministic across platforms and comparable with published selections.
+
+use crate::fingerprint::sha256_hex;
+use crate::labels::Label;
+use anyhow::{bail, Context, Result};
+use rand_mt::Mt;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// One When2Call example.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Example {
+    /// Unique id.
+    pub uuid: String,
+    /// The user's question.
+    pub question: String,
+    /// Gold behaviour.
+    pub gold: Label,
+    /// Candidate answers by behaviour, in [`Label::ALL`] order.
+    pub answers: [String; 4],
+    /// Tools offered to the model, each as its JSON text.
+    pub tools: Vec<String>,
+    /// Origin of the example (`source` field).
+    pub source: String,
+}
+
+impl Example {
+    /// The candidate answer for a behaviour.
+    pub fn answer(&self, label: Label) -> &str {
+        &self.answers[label.index()]
+    }
+}
+
+/// A loaded dataset file.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// The file read.
+    pub path: PathBuf,
+    /// sha256 of the file's bytes.
+    pub sha256: String,
+    /// Examples in file order.
+    pub examples: Vec<Example>,
+}
+
+impl Dataset {
+    /// Count of examples per gold label, in [`Label::ALL`] order.
+    pub fn label_counts(&self) -> [usize; 4] {
+        let mut c = [0; 4];
+        for e in &self.examples {
+            c[e.gold.index()] += 1;
+        }
+        c
+    }
+}
+
+/// Reads a When2Call JSONL file. Every error names `file:line` and the field.
+pub fn load(path: &Path) -> Result<Dataset> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("cannot read dataset {}", path.display()))?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: not valid UTF-8 ({e})", path.display()))?;
+    let examples = parse_lines(text).map_err(|e| anyhow::anyhow!("{}:{e}", path.display()))?;
+    if examples.is_empty() {
+        bail!("{}: the dataset has no examples", path.display());
+    }
+    Ok(Dataset {
+        path: path.to_path_buf(),
+        sha256: sha256_hex(&bytes),
+        examples,
+    })
+}
+
+/// Parses JSONL text; errors are `line: message`. Blank lines are skipped.
+pub fn parse_lines(text: &str) -> Result<Vec<Example>, String> {
+    let mut examples = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let lineno = i + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let ex = parse_example(line).map_err(|e| format!("{lineno}: {e}"))?;
+        if let Some(first) = seen.insert(ex.uuid.clone(), lineno) {
+            return Err(format!(
+                "{lineno}: field `uuid`: duplicate uuid {} (first seen on line {first})",
+                ex.uuid
+            ));
+        }
+        examples.push(ex);
+    }
+    Ok(examples)
+}
+
+fn parse_example(line: &str) -> Result<Example, String> {
+    let value: Value =
+        serde_json::from_str(line).map_err(|e| format!("invalid JSON ({e})"))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| "expected a JSON object".to_string())?;
+    let uuid = required_str(obj, "uuid")?;
+    if uuid.trim().is_empty() {
+        return Err("field `uuid`: must not be empty".into());
+    }
+    let question = required_str(obj, "question")?;
+    let gold_raw = required_str(obj, "correct_answer")?;
+    let gold: Label = gold_raw
+        .parse()
+        .map_err(|e| format!("field `correct_answer`: {e}"))?;
+    let answers_obj = obj
+        .get("answers")
+        .and_then(Value::as_object)
+        .ok_or_else(|| "field `answers`: expected an object with the four behaviours".to_string())?;
+    let mut answers: [String; 4] = Default::default();
+    for label in Label::ALL {
+        let text = answers_obj
+            .get(label.as_str())
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("field `answers.{label}`: expected a string"))?;
+        answers[label.index()] = text.to_string();
+    }
+    if let Some(extra) = answers_obj.keys().find(|k| k.parse::<Label>().is_err()) {
+        return Err(format!("field `answers.{extra}`: not a When2Call label"));
+    }
+    let tools = match obj.get("tools") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|t| match t {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect(),
+        Some(_) => return Err("field `tools`: expected a list".into()),
+    };
+    let source = match obj.get("source") {
+        Some(Value::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    Ok(Example {
+        uuid: uuid.to_string(),
+        question: question.to_string(),
+        gold,
+        answers,
+        tools,
+        source,
+    })
+}
+
+fn required_str<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<&'a str, String> {
+    match obj.get(key) {
+        Some(Value::String(s)) => Ok(s),
+        Some(other) => Err(format!(
+            "field `{key}`: expected a string, got {}",
+            type_name(other)
+        )),
+        None => Err(format!("field `{key}`: missing")),
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// CPython's `random.Random(seed)` restricted to what `shuffle` needs.
+struct PyRandom(Mt);
+
+impl PyRandom {
+    fn new(seed: u64) -> Self {
+        // init_by_array over |seed| split into 32-bit little-endian words.
+        let mut key = Vec::new();
+        let mut s = seed;
+        while s > 0 {
+            key.push((s & 0xffff_ffff) as u32);
+            s >>= 32;
+        }
+        if key.is_empty() {
+            key.push(0);
+        }
+        PyRandom(Mt::new_with_key(key))
+    }
+
+    fn randbelow(&mut self, n: u32) -> u32 {
+        let k = 32 - n.leading_zeros();
+        loop {
+            let r = self.0.next_u32() >> (32 - k);
+            if r < n {
+                return r;
+            }
+        }
+    }
+
+    fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = self.randbelow((i + 1) as u32) as usize;
+            items.swap(i, j);
+        }
+    }
+}
+
+/// Shuffles `items` with CPython's algorithm seeded by `seed`.
+pub fn shuffle_with_seed<T>(items: &mut [T], seed: u64) {
+    PyRandom::new(seed).shuffle(items);
+}
+
+/// Stratified subsample: up to `n_per_label` examples per gold label (in
+/// [`Label::ALL`] order, each group shuffled), then the whole selection
+/// shuffled once more. Identical to the reference suite for the same seed.
+/// Returns indices into `examples`.
+pub fn stratified_subsample(examples: &[Example], n_per_label: usize, seed: u64) -> Vec<usize> {
+    let mut rng = PyRandom::new(seed);
+    let mut selected = Vec::new();
+    for label in Label::ALL {
+        let mut group: Vec<usize> = (0..examples.len())
+            .filter(|&i| examples[i].gold == label)
+            .collect();
+        if group.is_empty() {
+            continue;
+        }
+        rng.shuffle(&mut group);
+        group.truncate(n_per_label);
+        selected.extend(group);
+    }
+    rng.shuffle(&mut selected);
+    selected
+}
+
+/// The examples a config selects: the stratified subsample, or the whole file
+/// in file order when `n_per_label` is `None`.
+pub fn select(dataset: &Dataset, n_per_label: Option<usize>, seed: u64) -> Vec<Example> {
+    match n_per_label {
+        Some(n) => stratified_subsample(&dataset.examples, n, seed)
+            .into_iter()
+            .map(|i| dataset.examples[i].clone())
+            .collect(),
+        None => dataset.examples.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(uuid: &str, gold: &str) -> String {
+        format!(
+            r#"{{"uuid":"{uuid}","question":"q","correct_answer":"{gold}","answers":{{"direct":"a","tool_call":"b","request_for_info":"c","cannot_answer":"d"}},"tools":["{{\"name\":\"t\"}}"]}}"#
+        )
+    }
+
+    #[test]
+    fn parses_rows_and_skips_blank_lines() {
+        let text = format!("{}\n\n{}\n", row("a", "tool_call"), row("b", "direct"));
+        let ex = parse_lines(&text).unwrap();
+        assert_eq!(ex.len(), 2);
+        assert_eq!(ex[0].gold, Label::ToolCall);
+        assert_eq!(ex[1].answer(Label::CannotAnswer), "d");
+        assert_eq!(ex[0].tools, vec![r#"{"name":"t"}"#.to_string()]);
+    }
+
+    #[test]
+    fn errors_name_line_and_field() {
+        let dup = format!("{}\n{}\n", row("a", "tool_call"), row("a", "direct"));
+        assert_eq!(
+            parse_lines(&dup).unwrap_err(),
+            "2: field `uuid`: duplicate uuid a (first seen on line 1)"
+        );
+        let bad_label = row("a", "maybe");
+        assert!(parse_lines(&bad_label)
+            .unwrap_err()
+            .starts_with("1: field `correct_answer`: `maybe` is not a When2Call label"));
+        let err = parse_lines("{\"uuid\": \"x\"").unwrap_err();
+        assert!(err.starts_with("1: invalid JSON"), "{err}");
+        let missing = row("a", "direct").replace(r#""question":"q","#, "");
+        assert_eq!(parse_lines(&missing).unwrap_err(), "1: field `question`: missing");
+        let no_answer = row("a", "direct").replace(r#""direct":"a","#, "");
+        assert_eq!(
+            parse_lines(&no_answer).unwrap_err(),
+            "1: field `answers.direct`: expected a string"
+        );
+        let wrong_type = row("a", "direct").replace(r#""uuid":"a""#, r#""uuid":7"#);
+        assert_eq!(
+            parse_lines(&wrong_type).unwrap_err(),
+            "1: field `uuid`: expected a string, got a number"
+        );
+    }
+
+    #[test]
+    fn python_mt19937_shuffle_parity() {
+        // CPython 3.11: random.Random(42).getrandbits(32) == 2746317213,
+        // random.Random(0).getrandbits(32) == 3626764237, and
+        // r = random.Random(11); x = list(range(10)); r.shuffle(x) gives
+        // [2, 6, 0, 1, 5, 4, 3, 9, 8, 7].
+        assert_eq!(PyRandom::new(42).0.next_u32(), 2746317213);
+        assert_eq!(PyRandom::new(0).0.next_u32(), 3626764237);
+        let mut x: Vec<u32> = (0..10).collect();
+        PyRandom::new(11).shuffle(&mut x);
+        assert_eq!(x, vec![2, 6, 0, 1, 5, 4, 3, 9, 8, 7]);
+    }
+
+    #[test]
+    fn subsample_is_stratified_and_deterministic() {
+        let text: String = (0..40)
+            .map(|i| row(&format!("u{i}"), ["tool_call", "cannot_answer"][i % 2]) + "\n")
+            .collect();
+        let ex = parse_lines(&text).unwrap();
+        let a = stratified_subsample(&ex, 5, 7);
+        let b = stratified_subsample(&ex, 5, 7);
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 10);
+        assert_eq!(a.iter().filter(|&&i| ex[i].gold == Label::ToolCall).count(), 5);
+        assert_ne!(a, stratified_subsample(&ex, 5, 8));
+        assert_eq!(stratified_subsample(&ex, 100, 7).len(), 40);
+    }
+}

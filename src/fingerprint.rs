@@ -1,0 +1,164 @@
+//! Canonical JSON and fingerprints.
+//!
+//! A session's fingerprint is the sha256 of the canonical JSON (keys sorted at
+//! every level, no whitespace) of everything that changes results at the
+//! session level: dataset content and selection, target model, seed. Method
+//! settings are hashed separately into method namespaces, so enabling one more
+//! method never creates a new session. Operational settings (concurrency,
+//! retries, timeouts, URLs, RUN_KEY) are never part of either.
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+
+/// Version of the fingerprint payload layout; bump when the payload changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Number of hex characters of the fingerprint used as the session dir name.
+pub const SHORT_LEN: usize = 16;
+
+/// Serialises a JSON value canonically: object keys sorted by code point at
+/// every level, no insignificant whitespace.
+pub fn canonical_json(value: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String((*k).clone()).to_string());
+                out.push(':');
+                write_canonical(&map[*k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(v, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+/// Lowercase hex sha256 of some bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The full (64 hex) fingerprint of a payload.
+pub fn fingerprint(payload: &Value) -> String {
+    sha256_hex(canonical_json(payload).as_bytes())
+}
+
+/// The short form used for directory names.
+pub fn short(fingerprint: &str) -> &str {
+    &fingerprint[..SHORT_LEN.min(fingerprint.len())]
+}
+
+/// Describes, one line per leaf, how two payloads differ (`path: old -> new`).
+pub fn diff(old: &Value, new: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    diff_into("", old, new, &mut out);
+    out
+}
+
+fn diff_into(path: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for k in keys {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match (a.get(k), b.get(k)) {
+                    (Some(x), Some(y)) => diff_into(&p, x, y, out),
+                    (Some(x), None) => out.push(format!("{p}: {} -> (absent)", preview(x))),
+                    (None, Some(y)) => out.push(format!("{p}: (absent) -> {}", preview(y))),
+                    (None, None) => {}
+                }
+            }
+        }
+        (a, b) if a != b => out.push(format!(
+            "{}: {} -> {}",
+            if path.is_empty() { "(root)" } else { path },
+            preview(a),
+            preview(b)
+        )),
+        _ => {}
+    }
+}
+
+fn preview(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 80 {
+        format!("{}…", s.chars().take(80).collect::<String>())
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn canonical_sorts_keys_recursively_and_drops_whitespace() {
+        let v = json!({"b": 1, "a": {"d": [1, {"z": 0, "y": "é/\n"}], "c": null}});
+        assert_eq!(
+            canonical_json(&v),
+            r#"{"a":{"c":null,"d":[1,{"y":"é/\n","z":0}]},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn fingerprint_ignores_key_order_and_detects_value_changes() {
+        let a = json!({"x": 1, "y": [1, 2]});
+        let b = json!({"y": [1, 2], "x": 1});
+        assert_eq!(fingerprint(&a), fingerprint(&b));
+        assert_ne!(fingerprint(&a), fingerprint(&json!({"x": 2, "y": [1, 2]})));
+        assert_ne!(fingerprint(&a), fingerprint(&json!({"x": 1, "y": [2, 1]})));
+        assert_eq!(fingerprint(&a).len(), 64);
+        assert_eq!(short(&fingerprint(&a)).len(), SHORT_LEN);
+    }
+
+    #[test]
+    fn known_vector() {
+        // sha256 of the 2 bytes `{}`.
+        assert_eq!(
+            fingerprint(&json!({})),
+            "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+        );
+    }
+
+    #[test]
+    fn diff_names_changed_paths() {
+        let a = json!({"dataset": {"sha256": "aa", "n": 5}, "model": "x"});
+        let b = json!({"dataset": {"sha256": "bb", "n": 5}, "seed": 1, "model": "x"});
+        assert_eq!(
+            diff(&a, &b),
+            vec![
+                "dataset.sha256: \"aa\" -> \"bb\"".to_string(),
+                "seed: (absent) -> 1".to_string()
+            ]
+        );
+        assert!(diff(&a, &a).is_empty());
+    }
+}

@@ -1,0 +1,17 @@
+//! w2c: resumable, auditable LLM evaluation sessions for the When2Call
+//! benchmark. The binary is a thin wrapper over [`cli::main`].
+
+pub mod audit;
+pub mod checkpoint;
+pub mod cli;
+pub mod config;
+pub mod dataset;
+pub mod fingerprint;
+pub mod labels;
+pub mod llm;
+pub mod methods;
+pub mod metrics;
+pub mod prompts;
+pub mod report;
+pub mod runner;
+pub mod session;

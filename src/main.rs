@@ -1,0 +1,5 @@
+//! The `w2c` binary.
+
+fn main() {
+    std::process::exit(w2c::cli::main());
+}

@@ -1,0 +1,455 @@
+//! `mcq`: the four candidate answers as a multiple-choice question.
+//!
+//! The model sees the tools, the question and the four candidates under
+//! option labels (default `A`–`D`, dataset order; optionally shuffled per
+//! example and with behaviour names shown). Its reply is parsed into one
+//! option; a reply that names no option, or several, is an `invalid`
+//! prediction (counted wrong, never coerced into a class) and is audited.
+
+use super::{Record, WorkItem};
+use crate::audit::{AuditEvent, Severity};
+use crate::config::{McqConfig, OptionOrder};
+use crate::dataset::Example;
+use crate::fingerprint::{canonical_json, sha256_hex};
+use crate::labels::{Label, Prediction};
+use crate::llm::{ChatRequest, Message, Usage};
+use crate::prompts::{self, Template};
+use crate::session::MethodSettings;
+use anyhow::Result;
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// Method name.
+pub const NAME: &str = "mcq";
+
+/// Version of the reply parser; part of the settings hash.
+pub const PARSER_VERSION: u32 = 1;
+
+/// Placeholders the mcq template may use.
+pub const PLACEHOLDERS: &[&str] = &["tools", "question", "options", "label_list"];
+
+/// Everything the mcq method needs, resolved once per run.
+#[derive(Debug, Clone)]
+pub struct Mcq {
+    /// The method config.
+    pub config: McqConfig,
+    /// The loaded prompt template.
+    pub template: Template,
+    /// Target model name.
+    pub model: String,
+    /// Run seed.
+    pub seed: u64,
+}
+
+/// How a reply was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParseStatus {
+    /// The whole reply is an option label (possibly wrapped in punctuation).
+    Exact,
+    /// An explicit phrase such as `Answer: B` or `option B`.
+    Phrase,
+    /// Exactly one distinct option label appears in the reply.
+    Unique,
+    /// Several different labels appear; no choice is made.
+    Ambiguous,
+    /// No option label appears.
+    NoOption,
+    /// The reply was empty.
+    Empty,
+}
+
+impl ParseStatus {
+    /// Whether the status yields a choice.
+    pub fn is_parsed(self) -> bool {
+        matches!(self, ParseStatus::Exact | ParseStatus::Phrase | ParseStatus::Unique)
+    }
+}
+
+/// The checkpoint record of one example.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct McqRecord {
+    /// Checkpoint key (the uuid).
+    pub key: String,
+    /// Example uuid.
+    pub uuid: String,
+    /// Gold label.
+    pub gold: Label,
+    /// Predicted label, or `invalid`.
+    pub prediction: Prediction,
+    /// Option label the model chose, if any.
+    pub chosen_option: Option<String>,
+    /// The behaviours in the order they were shown.
+    pub option_order: Vec<Label>,
+    /// Number of tools offered (needed for ToolHall).
+    pub n_tools: usize,
+    /// The model's raw reply.
+    pub raw_output: String,
+    /// How the reply was parsed.
+    pub parse_status: ParseStatus,
+    /// Token usage.
+    pub usage: Usage,
+    /// Attempts the call took.
+    pub attempts: u32,
+    /// Call latency, milliseconds.
+    pub latency_ms: u64,
+    /// Audit events of this item.
+    #[serde(default)]
+    pub audit: Vec<AuditEvent>,
+}
+
+impl Record for McqRecord {
+    fn key(&self) -> &str {
+        &self.key
+    }
+    fn audit_events(&self) -> &[AuditEvent] {
+        &self.audit
+    }
+}
+
+impl Mcq {
+    /// Resolves the method from config: loads the prompt template.
+    pub fn new(config: &McqConfig, model: &str, seed: u64) -> Result<Mcq> {
+        let template = prompts::load(&config.prompt, PLACEHOLDERS)?;
+        Ok(Mcq {
+            config: config.clone(),
+            template,
+            model: model.to_string(),
+            seed,
+        })
+    }
+
+    /// The settings that define this method's namespace.
+    pub fn settings(&self) -> MethodSettings {
+        let c = &self.config;
+        let settings = json!({
+            "method": NAME,
+            "option_labels": c.option_labels,
+            "order": c.order,
+            "show_behavior_names": c.show_behavior_names,
+            "temperature": c.temperature,
+            "max_tokens": c.max_tokens,
+            "prompt_id": self.template.id,
+            "prompt_sha256": self.template.sha256,
+            "parser_version": PARSER_VERSION,
+        });
+        MethodSettings {
+            method: NAME.to_string(),
+            settings_hash: sha256_hex(canonical_json(&settings).as_bytes()),
+            settings,
+        }
+    }
+
+    /// Work items: one per example.
+    pub fn items(&self, examples: &[Example]) -> Vec<WorkItem> {
+        examples
+            .iter()
+            .enumerate()
+            .map(|(index, e)| WorkItem {
+                key: WorkItem::key_for(&e.uuid, None),
+                index,
+                repeat: None,
+            })
+            .collect()
+    }
+
+    /// The order in which the behaviours are shown for an example.
+    pub fn option_order(&self, uuid: &str) -> [Label; 4] {
+        let mut order = Label::ALL;
+        if self.config.order == OptionOrder::Shuffled {
+            let digest = sha256_hex(format!("{}\u{0}{uuid}", self.seed).as_bytes());
+            let seed = u64::from_str_radix(&digest[..16], 16).unwrap_or(0);
+            crate::dataset::shuffle_with_seed(&mut order, seed);
+        }
+        order
+    }
+
+    /// Builds the chat request for an example.
+    pub fn request(&self, example: &Example, order: &[Label; 4]) -> ChatRequest {
+        let labels = &self.config.option_labels;
+        let mut options = String::new();
+        for (i, label) in order.iter().enumerate() {
+            if i > 0 {
+                options.push('\n');
+            }
+            if self.config.show_behavior_names {
+                options.push_str(&format!("{}) [{}] {}", labels[i], label, example.answer(*label)));
+            } else {
+                options.push_str(&format!("{}) {}", labels[i], example.answer(*label)));
+            }
+        }
+        let tools = if example.tools.is_empty() {
+            "(none)".to_string()
+        } else {
+            example.tools.join("\n")
+        };
+        let label_list = match labels.as_slice() {
+            [a, b, c, d] => format!("{a}, {b}, {c} or {d}"),
+            other => other.join(", "),
+        };
+        let values = [
+            ("tools", tools.as_str()),
+            ("question", example.question.as_str()),
+            ("options", options.as_str()),
+            ("label_list", label_list.as_str()),
+        ];
+        let mut messages = Vec::new();
+        if !self.template.system.is_empty() {
+            messages.push(Message::system(prompts::render(&self.template.system, &values)));
+        }
+        messages.push(Message::user(prompts::render(&self.template.user, &values)));
+        ChatRequest {
+            model: self.model.clone(),
+            messages,
+            temperature: self.config.temperature,
+            max_tokens: self.config.max_tokens,
+            seed: self.seed,
+        }
+    }
+
+    /// Turns a reply into a record (prediction, parse status, audit events).
+    pub fn record(
+        &self,
+        example: &Example,
+        order: [Label; 4],
+        raw_output: String,
+        usage: Usage,
+        attempts: u32,
+        latency_ms: u64,
+    ) -> McqRecord {
+        let (choice, status) = parse_choice(&raw_output, &self.config.option_labels);
+        let prediction = match choice {
+            Some(i) => Prediction::Label(order[i]),
+            None => Prediction::Invalid,
+        };
+        let key = WorkItem::key_for(&example.uuid, None);
+        let mut audit = Vec::new();
+        if !status.is_parsed() {
+            let preview: String = raw_output.chars().take(200).collect();
+            audit.push(AuditEvent::new(
+                &key,
+                &example.uuid,
+                NAME,
+                "parsing",
+                if status == ParseStatus::Empty {
+                    "empty_reply"
+                } else {
+                    "mcq_parse_failed"
+                },
+                Severity::Error,
+                json!({
+                    "parse_status": status,
+                    "raw_preview": preview,
+                    "prediction": "invalid",
+                    "gold": example.gold,
+                }),
+            ));
+        }
+        McqRecord {
+            key,
+            uuid: example.uuid.clone(),
+            gold: example.gold,
+            prediction,
+            chosen_option: choice.map(|i| self.config.option_labels[i].clone()),
+            option_order: order.to_vec(),
+            n_tools: example.tools.len(),
+            raw_output,
+            parse_status: status,
+            usage,
+            attempts,
+            latency_ms,
+            audit,
+        }
+    }
+}
+
+/// Removes `<think>...</think>` blocks (and an unterminated trailing one).
+fn strip_reasoning(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(start) = rest.find("<think>") {
+        out.push_str(&rest[..start]);
+        match rest[start..].find("</think>") {
+            Some(end) => rest = &rest[start + end + "</think>".len()..],
+            None => {
+                rest = "";
+                break;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Whether `text[start..end]` is part of a decimal number such as `0.5`.
+fn part_of_number(text: &str, start: usize, end: usize) -> bool {
+    let mut after = text[end..].chars();
+    let sep_digit_after = matches!(after.next(), Some('.' | ','))
+        && after.next().is_some_and(|c| c.is_ascii_digit());
+    let mut before = text[..start].chars().rev();
+    let sep_digit_before = matches!(before.next(), Some('.' | ','))
+        && before.next().is_some_and(|c| c.is_ascii_digit());
+    sep_digit_after || sep_digit_before
+}
+
+/// Parses a reply into the index of the chosen option label.
+///
+/// Order of rules: the whole reply is a label (ignoring surrounding
+/// punctuation, markdown emphasis and case); an explicit phrase (`answer:`,
+/// `answer is`, `option`, `choice`) followed by a label; otherwise the reply
+/// must contain exactly one distinct label as a standalone token (matched
+/// case-sensitively, so the article "a" is not option `A`). Anything else is
+/// not coerced into a choice.
+pub fn parse_choice(raw: &str, labels: &[String]) -> (Option<usize>, ParseStatus) {
+    let text = strip_reasoning(raw);
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return (None, ParseStatus::Empty);
+    }
+    let bare = trimmed.trim_matches(|c: char| {
+        c.is_whitespace() || matches!(c, '*' | '_' | '`' | '"' | '\'' | '(' | ')' | '[' | ']' | '.' | ':' | ',')
+    });
+    if let Some(i) = labels.iter().position(|l| l.eq_ignore_ascii_case(bare)) {
+        return (Some(i), ParseStatus::Exact);
+    }
+    let alternatives = labels
+        .iter()
+        .map(|l| regex::escape(l))
+        .collect::<Vec<_>>()
+        .join("|");
+    let phrase = Regex::new(&format!(
+        r"(?i)\b(?:answer|option|choice|candidate|reply)\s*(?:is|:)?\s*[\(\[\*]*\s*({alternatives})\b"
+    ));
+    if let Ok(re) = phrase {
+        let found: Vec<usize> = re
+            .captures_iter(trimmed)
+            .filter_map(|c| c.get(1))
+            .filter_map(|m| labels.iter().position(|l| l.eq_ignore_ascii_case(m.as_str())))
+            .collect();
+        if let Some(&first) = found.first() {
+            if found.iter().all(|&i| i == first) {
+                return (Some(first), ParseStatus::Phrase);
+            }
+            return (None, ParseStatus::Ambiguous);
+        }
+    }
+    let standalone = Regex::new(&format!(r"\b({alternatives})\b"));
+    let mut seen: Vec<usize> = Vec::new();
+    if let Ok(re) = standalone {
+        for m in re.find_iter(trimmed) {
+            if part_of_number(trimmed, m.start(), m.end()) {
+                continue;
+            }
+            if let Some(i) = labels.iter().position(|l| l == m.as_str()) {
+                if !seen.contains(&i) {
+                    seen.push(i);
+                }
+            }
+        }
+    }
+    match seen.as_slice() {
+        [only] => (Some(*only), ParseStatus::Unique),
+        [] => (None, ParseStatus::NoOption),
+        _ => (None, ParseStatus::Ambiguous),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn abcd() -> Vec<String> {
+        ["A", "B", "C", "D"].iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn parses_common_reply_shapes() {
+        let l = abcd();
+        let cases = [
+            ("B", Some(1), ParseStatus::Exact),
+            ("  (c) ", Some(2), ParseStatus::Exact),
+            ("**D**", Some(3), ParseStatus::Exact),
+            ("A.", Some(0), ParseStatus::Exact),
+            ("Answer: B", Some(1), ParseStatus::Phrase),
+            ("The answer is (C).", Some(2), ParseStatus::Phrase),
+            ("I pick option d because...", Some(3), ParseStatus::Phrase),
+            ("<think>maybe A or B</think>C", Some(2), ParseStatus::Exact),
+            ("Clearly B fits.", Some(1), ParseStatus::Unique),
+            ("B or C", None, ParseStatus::Ambiguous),
+            ("Answer: B. No wait, answer: C", None, ParseStatus::Ambiguous),
+            ("I am not sure.", None, ParseStatus::NoOption),
+            ("", None, ParseStatus::Empty),
+            ("<think>A</think>", None, ParseStatus::Empty),
+        ];
+        for (raw, idx, status) in cases {
+            assert_eq!(parse_choice(raw, &l), (idx, status), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn digit_labels() {
+        let l: Vec<String> = ["0", "1", "2", "3"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(parse_choice("2", &l), (Some(2), ParseStatus::Exact));
+        assert_eq!(parse_choice("0.5", &l), (None, ParseStatus::NoOption));
+        assert_eq!(parse_choice("Scores 0.5 and 1.25, so 3", &l), (Some(3), ParseStatus::Unique));
+        assert_eq!(parse_choice("4", &l), (None, ParseStatus::NoOption));
+    }
+
+    fn example() -> Example {
+        Example {
+            uuid: "u1".into(),
+            question: "What is the weather in Oslo?".into(),
+            gold: Label::ToolCall,
+            answers: ["d".into(), "t".into(), "r".into(), "c".into()],
+            tools: vec!["{\"name\":\"w\"}".into()],
+            source: String::new(),
+        }
+    }
+
+    fn mcq(order: OptionOrder) -> Mcq {
+        let cfg = McqConfig {
+            order,
+            ..McqConfig::default()
+        };
+        Mcq::new(&cfg, "m", 7).unwrap()
+    }
+
+    #[test]
+    fn request_lists_options_in_order() {
+        let m = mcq(OptionOrder::Fixed);
+        let order = m.option_order("u1");
+        assert_eq!(order, Label::ALL);
+        let req = m.request(&example(), &order);
+        let user = &req.messages.last().unwrap().content;
+        assert!(user.contains("A) d\nB) t\nC) r\nD) c"), "{user}");
+        assert!(user.contains("A, B, C or D"));
+        assert!(!user.contains("tool_call"));
+    }
+
+    #[test]
+    fn shuffled_order_is_a_deterministic_permutation() {
+        let m = mcq(OptionOrder::Shuffled);
+        let a = m.option_order("u1");
+        assert_eq!(a, m.option_order("u1"));
+        let mut sorted = a;
+        sorted.sort();
+        assert_eq!(sorted, Label::ALL);
+        let distinct: std::collections::HashSet<[Label; 4]> =
+            (0..40).map(|i| m.option_order(&format!("u{i}"))).collect();
+        assert!(distinct.len() > 5);
+        assert_ne!(mcq(OptionOrder::Fixed).settings(), m.settings());
+    }
+
+    #[test]
+    fn invalid_reply_is_audited_not_coerced() {
+        let m = mcq(OptionOrder::Fixed);
+        let r = m.record(&example(), Label::ALL, "no idea".into(), Usage::default(), 1, 0);
+        assert_eq!(r.prediction, Prediction::Invalid);
+        assert_eq!(r.audit.len(), 1);
+        assert_eq!(r.audit[0].event_type, "mcq_parse_failed");
+        let ok = m.record(&example(), Label::ALL, "B".into(), Usage::default(), 1, 0);
+        assert_eq!(ok.prediction, Prediction::Label(Label::ToolCall));
+        assert!(ok.audit.is_empty());
+    }
+}

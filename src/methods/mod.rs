@@ -1,0 +1,213 @@
+//! Evaluation methods and the engine that runs them.
+//!
+//! The engine is method-agnostic: it takes the work items of a namespace,
+//! skips the ones already in `results.jsonl`, runs the rest concurrently,
+//! appends each result (or error) as it finishes, keeps the audit file in step
+//! and stops cleanly on cancellation. Methods supply the per-item work and the
+//! scoring.
+
+pub mod mcq;
+
+use crate::audit::AuditEvent;
+use crate::checkpoint::{load_jsonl, JsonlWriter};
+use anyhow::Result;
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// File names inside a namespace's checkpoint directory.
+pub mod files {
+    /// One line per finished work item.
+    pub const RESULTS: &str = "results.jsonl";
+    /// One line per item that failed after its retries; retried on resume.
+    pub const ERRORS: &str = "errors.jsonl";
+    /// Audit events, once each.
+    pub const AUDIT: &str = "audit_fallbacks.jsonl";
+    /// Completion marker.
+    pub const DONE: &str = "_DONE.json";
+    /// Settings of the namespace.
+    pub const SETTINGS: &str = "method_settings.json";
+}
+
+/// One unit of work: an example (and a repeat index for sweeps).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkItem {
+    /// Checkpoint key: the uuid, or `uuid#repeat`.
+    pub key: String,
+    /// Position of the example in the selection.
+    pub index: usize,
+    /// Repeat index for sweeps.
+    pub repeat: Option<u32>,
+}
+
+impl WorkItem {
+    /// Key for an example and an optional repeat.
+    pub fn key_for(uuid: &str, repeat: Option<u32>) -> String {
+        match repeat {
+            Some(r) => format!("{uuid}#{r}"),
+            None => uuid.to_string(),
+        }
+    }
+}
+
+/// What every checkpointed result record provides to the engine.
+pub trait Record: Serialize + DeserializeOwned + Send + 'static {
+    /// The checkpoint key.
+    fn key(&self) -> &str;
+    /// Audit events produced while computing this record.
+    fn audit_events(&self) -> &[AuditEvent];
+}
+
+/// A line of `errors.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorLine {
+    /// Checkpoint key.
+    pub key: String,
+    /// What went wrong (never contains secrets).
+    pub error: String,
+    /// Whether retrying could help.
+    pub transient: bool,
+    /// When it was recorded.
+    pub at: String,
+}
+
+/// A cooperative stop signal shared by the CLI and the engine.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    /// Asks running methods to stop issuing new work.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a stop was requested.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// The state of a namespace after the engine ran.
+pub struct Outcome<R> {
+    /// All results, finished earlier or now, by key.
+    pub results: HashMap<String, R>,
+    /// Keys that failed in this run (or earlier, and were not retried).
+    pub failed: Vec<(String, String)>,
+    /// Whether the run stopped because of a cancellation.
+    pub cancelled: bool,
+    /// Items that were done before this run started.
+    pub resumed: usize,
+    /// Bytes of torn checkpoint tail cut on open.
+    pub torn_bytes: usize,
+}
+
+/// Runs `work` over every item not already in the namespace's results.
+pub async fn run_items<R, F, Fut>(
+    ns_dir: &Path,
+    items: Vec<WorkItem>,
+    concurrency: usize,
+    cancel: &Cancel,
+    label: &str,
+    work: F,
+) -> Result<Outcome<R>>
+where
+    R: Record,
+    F: Fn(WorkItem) -> Fut,
+    Fut: Future<Output = Result<R, String>>,
+{
+    let results_path = ns_dir.join(files::RESULTS);
+    let audit_path = ns_dir.join(files::AUDIT);
+    let (mut results_w, torn_results) = JsonlWriter::open(&results_path)?;
+    let (mut audit_w, torn_audit) = JsonlWriter::open(&audit_path)?;
+    let (mut errors_w, torn_errors) = JsonlWriter::open(&ns_dir.join(files::ERRORS))?;
+
+    let wanted: HashSet<&str> = items.iter().map(|i| i.key.as_str()).collect();
+    let (loaded, _) = load_jsonl::<R>(&results_path)?;
+    let mut results: HashMap<String, R> = HashMap::new();
+    for r in loaded {
+        if wanted.contains(r.key()) {
+            results.insert(r.key().to_string(), r);
+        }
+    }
+    // Repair the audit file: events of stored results that a crash kept from
+    // being appended.
+    let (audit_loaded, _) = load_jsonl::<AuditEvent>(&audit_path)?;
+    let mut audit_ids: HashSet<String> = audit_loaded.into_iter().map(|e| e.event_id).collect();
+    let mut keys: Vec<&String> = results.keys().collect();
+    keys.sort();
+    for k in keys {
+        for e in results[k].audit_events() {
+            if audit_ids.insert(e.event_id.clone()) {
+                audit_w.append(e)?;
+            }
+        }
+    }
+
+    let resumed = results.len();
+    let pending: Vec<WorkItem> = items
+        .into_iter()
+        .filter(|i| !results.contains_key(&i.key))
+        .collect();
+    let bar = ProgressBar::new((resumed + pending.len()) as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix:>12} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_string());
+    bar.set_position(resumed as u64);
+
+    let mut failed = Vec::new();
+    let stop = cancel.clone();
+    let mut stream = futures::stream::iter(pending)
+        .take_while(move |_| futures::future::ready(!stop.is_cancelled()))
+        .map(|item| {
+            let key = item.key.clone();
+            let fut = work(item);
+            async move { (key, fut.await) }
+        })
+        .buffer_unordered(concurrency.max(1));
+    while let Some((key, outcome)) = stream.next().await {
+        match outcome {
+            Ok(record) => {
+                results_w.append(&record)?;
+                for e in record.audit_events() {
+                    if audit_ids.insert(e.event_id.clone()) {
+                        audit_w.append(e)?;
+                    }
+                }
+                results.insert(key, record);
+            }
+            Err(error) => {
+                errors_w.append(&ErrorLine {
+                    key: key.clone(),
+                    error: error.clone(),
+                    transient: true,
+                    at: crate::session::now_utc(),
+                })?;
+                bar.set_message(format!("{} failed", failed.len() + 1));
+                failed.push((key, error));
+            }
+        }
+        bar.inc(1);
+    }
+    results_w.sync()?;
+    audit_w.sync()?;
+    errors_w.sync()?;
+    bar.finish_and_clear();
+    Ok(Outcome {
+        results,
+        failed,
+        cancelled: cancel.is_cancelled(),
+        resumed,
+        torn_bytes: torn_results + torn_audit + torn_errors,
+    })
+}

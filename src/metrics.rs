@@ -1,0 +1,185 @@
+//! Classification metrics for When2Call predictions (pure, no I/O).
+//!
+//! Invalid predictions are never coerced into a class: they are wrong for
+//! every gold label, a false negative for their gold class and a false
+//! positive for none.
+
+use crate::labels::{Label, Prediction};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One scored example.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scored {
+    /// Gold label.
+    pub gold: Label,
+    /// Prediction.
+    pub pred: Prediction,
+    /// Whether the example offered at least one tool.
+    pub has_tools: bool,
+}
+
+/// Precision, recall and F1 of one class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassMetrics {
+    /// TP / (TP + FP), 0 when nothing was predicted as this class.
+    pub precision: f64,
+    /// TP / support, 0 when the support is 0.
+    pub recall: f64,
+    /// Harmonic mean of precision and recall, 0 when both are 0.
+    pub f1: f64,
+    /// Gold examples of this class.
+    pub support: usize,
+    /// Predictions of this class.
+    pub predicted: usize,
+}
+
+/// Numerator and denominator of a rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateCount {
+    /// Events.
+    pub numerator: usize,
+    /// Opportunities.
+    pub denominator: usize,
+}
+
+impl RateCount {
+    /// The rate, or `None` when the denominator is 0.
+    pub fn rate(self) -> Option<f64> {
+        (self.denominator > 0).then(|| self.numerator as f64 / self.denominator as f64)
+    }
+}
+
+/// All metrics of a set of predictions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Examples scored.
+    pub n_total: usize,
+    /// Correct predictions.
+    pub n_correct: usize,
+    /// `invalid` predictions.
+    pub n_invalid: usize,
+    /// n_correct / n_total; 0.0 when there are no examples.
+    pub accuracy: f64,
+    /// Mean F1 over the labels that occur in gold; `None` without examples.
+    pub macro_f1_present: Option<f64>,
+    /// Mean F1 over all four labels (a label without support has F1 0).
+    pub macro_f1_all: f64,
+    /// Per-class metrics keyed by label name, all four labels.
+    pub per_class: BTreeMap<String, ClassMetrics>,
+    /// Rows = gold label, columns = the four labels and `invalid`.
+    pub confusion: BTreeMap<String, BTreeMap<String, usize>>,
+    /// ToolHall: gold cannot_answer without tools, predicted tool_call.
+    pub tool_hallucination_rate: Option<f64>,
+    /// AnswerHall: predicted direct where gold is not direct, over all.
+    pub answer_hallucination_rate: Option<f64>,
+    /// ParamHall: gold request_for_info, predicted tool_call.
+    pub parameter_hallucination_rate: Option<f64>,
+    /// Counts behind ToolHall.
+    pub tool_hallucination: RateCount,
+    /// Counts behind AnswerHall.
+    pub answer_hallucination: RateCount,
+    /// Counts behind ParamHall.
+    pub parameter_hallucination: RateCount,
+}
+
+impl Metrics {
+    /// The scalar metrics in a stable order, for tables and tracking.
+    pub fn headline(&self) -> Vec<(&'static str, Option<f64>)> {
+        vec![
+            ("accuracy", Some(self.accuracy)),
+            ("macro_f1_present", self.macro_f1_present),
+            ("macro_f1_all", Some(self.macro_f1_all)),
+            ("tool_hallucination_rate", self.tool_hallucination_rate),
+            ("answer_hallucination_rate", self.answer_hallucination_rate),
+            ("parameter_hallucination_rate", self.parameter_hallucination_rate),
+        ]
+    }
+}
+
+fn ratio(n: usize, d: usize) -> f64 {
+    if d == 0 {
+        0.0
+    } else {
+        n as f64 / d as f64
+    }
+}
+
+/// Computes every metric over `items`.
+pub fn compute(items: &[Scored]) -> Metrics {
+    // cm[gold][pred], pred index 4 = invalid.
+    let mut cm = [[0usize; 5]; 4];
+    let mut tool_hall = RateCount { numerator: 0, denominator: 0 };
+    let mut answer_hall = RateCount { numerator: 0, denominator: items.len() };
+    let mut param_hall = RateCount { numerator: 0, denominator: 0 };
+    for it in items {
+        let col = it.pred.label().map(Label::index).unwrap_or(4);
+        cm[it.gold.index()][col] += 1;
+        let pred = it.pred.label();
+        if it.gold == Label::CannotAnswer && !it.has_tools {
+            tool_hall.denominator += 1;
+            if pred == Some(Label::ToolCall) {
+                tool_hall.numerator += 1;
+            }
+        }
+        if pred == Some(Label::Direct) && it.gold != Label::Direct {
+            answer_hall.numerator += 1;
+        }
+        if it.gold == Label::RequestForInfo {
+            param_hall.denominator += 1;
+            if pred == Some(Label::ToolCall) {
+                param_hall.numerator += 1;
+            }
+        }
+    }
+    let n_total = items.len();
+    let n_correct: usize = (0..4).map(|i| cm[i][i]).sum();
+    let n_invalid: usize = (0..4).map(|i| cm[i][4]).sum();
+    let mut per_class = BTreeMap::new();
+    let mut confusion = BTreeMap::new();
+    let mut f1_all = 0.0;
+    let mut f1_present = Vec::new();
+    for label in Label::ALL {
+        let c = label.index();
+        let tp = cm[c][c];
+        let support: usize = cm[c].iter().sum();
+        let predicted: usize = (0..4).map(|g| cm[g][c]).sum();
+        let precision = ratio(tp, predicted);
+        let recall = ratio(tp, support);
+        let f1 = if precision + recall > 0.0 {
+            2.0 * precision * recall / (precision + recall)
+        } else {
+            0.0
+        };
+        f1_all += f1;
+        if support > 0 {
+            f1_present.push(f1);
+        }
+        per_class.insert(
+            label.as_str().to_string(),
+            ClassMetrics { precision, recall, f1, support, predicted },
+        );
+        let mut row = BTreeMap::new();
+        for (col, name) in Label::ALL.iter().map(|l| l.as_str()).chain(["invalid"]).enumerate() {
+            row.insert(name.to_string(), cm[c][col]);
+        }
+        confusion.insert(label.as_str().to_string(), row);
+    }
+    Metrics {
+        n_total,
+        n_correct,
+        n_invalid,
+        accuracy: ratio(n_correct, n_total),
+        macro_f1_present: (!f1_present.is_empty())
+            .then(|| f1_present.iter().sum::<f64>() / f1_present.len() as f64),
+        macro_f1_all: f1_all / 4.0,
+        per_class,
+        confusion,
+        tool_hallucination_rate: tool_hall.rate(),
+        answer_hallucination_rate: answer_hall.rate(),
+        parameter_hallucination_rate: param_hall.rate(),
+        tool_hallucination: tool_hall,
+        answer_hallucination: answer_hall,
+        parameter_hallucination: param_hall,
+    }
+}

@@ -1,0 +1,176 @@
+//! Terminal output: the end-of-run summary table and the session status table.
+
+use crate::labels::Label;
+use crate::runner::{MethodSummary, RunReport, RunStatus};
+use crate::session::FoundSession;
+use std::fmt::Write;
+
+/// Renders rows as a left-aligned text table with a header rule.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<&str>, out: &mut String| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", parts.join("  ").trim_end());
+    };
+    line(header.to_vec(), &mut out);
+    line(widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().iter().map(String::as_str).collect(), &mut out);
+    for row in rows {
+        line(row.iter().map(String::as_str).collect(), &mut out);
+    }
+    out
+}
+
+fn pct(v: Option<f64>) -> String {
+    match v {
+        Some(x) => format!("{:.1}%", x * 100.0),
+        None => "n/a".into(),
+    }
+}
+
+fn num(v: Option<f64>) -> String {
+    match v {
+        Some(x) => format!("{x:.4}"),
+        None => "n/a".into(),
+    }
+}
+
+/// The end-of-run summary: one row per method and a confusion matrix each.
+pub fn run_summary(report: &RunReport) -> String {
+    let mut out = String::new();
+    let rows: Vec<Vec<String>> = report.methods.iter().map(method_row).collect();
+    out.push_str(&table(
+        &[
+            "method", "done", "accuracy", "macro-F1", "macro-F1(4)", "invalid", "ToolHall",
+            "AnswerHall", "ParamHall", "tokens in/out",
+        ],
+        &rows,
+    ));
+    for m in &report.methods {
+        if let Some(metrics) = &m.metrics {
+            let _ = writeln!(out, "\nconfusion matrix, {} (rows = gold):", m.namespace);
+            let mut header = vec!["gold \\ pred"];
+            header.extend(Label::ALL.iter().map(|l| l.as_str()));
+            header.push("invalid");
+            let rows: Vec<Vec<String>> = Label::ALL
+                .iter()
+                .map(|gold| {
+                    let mut row = vec![gold.to_string()];
+                    let cells = metrics.confusion.get(gold.as_str());
+                    for col in Label::ALL.iter().map(|l| l.as_str()).chain(["invalid"]) {
+                        row.push(
+                            cells
+                                .and_then(|c| c.get(col))
+                                .map(|n| n.to_string())
+                                .unwrap_or_else(|| "0".into()),
+                        );
+                    }
+                    row
+                })
+                .collect();
+            out.push_str(&table(&header, &rows));
+        }
+    }
+    out
+}
+
+fn method_row(m: &MethodSummary) -> Vec<String> {
+    let tokens = format!("{}/{}", m.usage.prompt_tokens, m.usage.completion_tokens);
+    match &m.metrics {
+        Some(x) => vec![
+            m.namespace.clone(),
+            format!("{}/{}", m.done, m.total),
+            pct(Some(x.accuracy)),
+            num(x.macro_f1_present),
+            num(Some(x.macro_f1_all)),
+            x.n_invalid.to_string(),
+            pct(x.tool_hallucination_rate),
+            pct(x.answer_hallucination_rate),
+            pct(x.parameter_hallucination_rate),
+            tokens,
+        ],
+        None => {
+            let mut row = vec![m.namespace.clone(), format!("{}/{}", m.done, m.total)];
+            row.push(if m.failed > 0 {
+                format!("incomplete ({} failed)", m.failed)
+            } else {
+                "incomplete".into()
+            });
+            row.extend(std::iter::repeat_n(String::new(), 6));
+            row.push(tokens);
+            row
+        }
+    }
+}
+
+/// One-line status of a finished run.
+pub fn run_status_line(report: &RunReport) -> String {
+    match report.status {
+        RunStatus::Complete => format!("complete: session {}", report.session_dir.display()),
+        RunStatus::Incomplete => format!(
+            "incomplete: some items failed after their retries; run `w2c resume {}` to retry them",
+            crate::fingerprint::short(&report.fingerprint)
+        ),
+        RunStatus::Interrupted => format!(
+            "interrupted: progress is saved; continue with `w2c resume {}`",
+            crate::fingerprint::short(&report.fingerprint)
+        ),
+    }
+}
+
+/// A row of `w2c status`.
+pub struct StatusRow {
+    /// The session.
+    pub session: FoundSession,
+    /// Per namespace: (name, done, total, finished).
+    pub methods: Vec<(String, usize, usize, bool)>,
+    /// PID of the process holding the session, if any.
+    pub running_pid: Option<String>,
+}
+
+/// Renders `w2c status`.
+pub fn status_table(rows: &[StatusRow]) -> String {
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let m = &r.session.manifest;
+            let methods = if r.methods.is_empty() {
+                "-".to_string()
+            } else {
+                r.methods
+                    .iter()
+                    .map(|(ns, d, t, fin)| format!("{ns} {d}/{t}{}", if *fin { " done" } else { "" }))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let state = match &r.running_pid {
+                Some(pid) => format!("running (PID {pid})"),
+                None if !r.methods.is_empty() && r.methods.iter().all(|x| x.3) => "done".into(),
+                None => "stopped".into(),
+            };
+            vec![
+                m.run_key.clone(),
+                crate::fingerprint::short(&m.fingerprint).to_string(),
+                state,
+                methods,
+                m.created_at.clone(),
+                m.updated_at.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &["run key", "fingerprint", "state", "methods (done/total)", "created", "updated"],
+        &body,
+    )
+}

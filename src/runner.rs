@@ -1,0 +1,453 @@
+//! Orchestration of `w2c run` and `w2c resume`: config → dataset → session →
+//! methods → artifacts and `_DONE` markers.
+
+use crate::checkpoint::{file_digest, read_json, write_bytes_atomic, write_json_atomic};
+use crate::config::{self, Config};
+use crate::dataset::{self, Example};
+use crate::fingerprint::{diff, fingerprint, short};
+use crate::llm::Client;
+use crate::methods::mcq::{Mcq, McqRecord};
+use crate::methods::{self, files, Cancel, Outcome};
+use crate::metrics::{self, Metrics, Scored};
+use crate::session::{self, MethodSettings, NewSession, Session};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Version of the session fingerprint payload.
+pub const PAYLOAD_SCHEMA: u32 = 1;
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    /// Every enabled method finished and has its `_DONE.json`.
+    Complete,
+    /// Some items failed after their retries; resume retries them.
+    Incomplete,
+    /// Stopped by Ctrl-C; resume continues.
+    Interrupted,
+}
+
+/// The summary of one method namespace.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MethodSummary {
+    /// Namespace name.
+    pub namespace: String,
+    /// Items with a result.
+    pub done: usize,
+    /// Items in the namespace.
+    pub total: usize,
+    /// Items that failed in this run.
+    pub failed: usize,
+    /// Metrics, when the method completed.
+    pub metrics: Option<Metrics>,
+    /// Tokens used by the finished items.
+    pub usage: UsageTotals,
+}
+
+/// Token totals over a namespace's results.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageTotals {
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Completion tokens.
+    pub completion_tokens: u64,
+}
+
+/// The result of a run.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// Session directory.
+    pub session_dir: PathBuf,
+    /// RUN_KEY.
+    pub run_key: String,
+    /// Full fingerprint.
+    pub fingerprint: String,
+    /// Whether the session was created by this run.
+    pub created: bool,
+    /// Per-method summaries.
+    pub methods: Vec<MethodSummary>,
+    /// Overall status.
+    pub status: RunStatus,
+    /// Notes for the user (torn lines cut, resumed items...).
+    pub notes: Vec<String>,
+}
+
+/// What `run` is asked to do.
+pub struct RunRequest {
+    /// The resolved config.
+    pub config: Config,
+    /// The resolved RUN_KEY.
+    pub run_key: String,
+    /// When resuming by fingerprint: the fingerprint the inputs must still give.
+    pub expect_fingerprint: Option<String>,
+}
+
+/// The session-level fingerprint payload: everything that changes results and
+/// is shared by all methods.
+pub fn session_payload(config: &Config, dataset: &dataset::Dataset, selected: &[Example]) -> Result<Value> {
+    let (_, provider) = config.target_provider()?;
+    let ids: Vec<&str> = selected.iter().map(|e| e.uuid.as_str()).collect();
+    Ok(json!({
+        "schema": PAYLOAD_SCHEMA,
+        "dataset": {
+            "sha256": dataset.sha256,
+            "n_examples_in_file": dataset.examples.len(),
+            "n_per_label": config.dataset.n_per_label,
+            "subsample_seed": config.dataset.n_per_label.map(|_| config.dataset.subsample_seed),
+            "selected_ids_sha256": crate::fingerprint::sha256_hex(ids.join("\n").as_bytes()),
+            "n_selected": ids.len(),
+        },
+        "target": {
+            "model": config.models.target,
+            "provider_kind": provider.kind,
+        },
+        "seed": config.run.seed,
+    }))
+}
+
+/// The inputs of a session, computed without touching the session directory.
+pub struct Prepared {
+    /// The dataset file.
+    pub dataset: dataset::Dataset,
+    /// The selected examples, in evaluation order.
+    pub selected: Vec<Example>,
+    /// The fingerprint payload.
+    pub payload: Value,
+    /// Its fingerprint.
+    pub fingerprint: String,
+}
+
+/// Loads the dataset, selects the examples and computes the fingerprint.
+pub fn prepare(config: &Config) -> Result<Prepared> {
+    let dataset = dataset::load(&config.dataset.path)?;
+    let selected = dataset::select(&dataset, config.dataset.n_per_label, config.dataset.subsample_seed);
+    if selected.is_empty() {
+        bail!(
+            "{}: the selection is empty (n_per_label = {:?})",
+            config.dataset.path.display(),
+            config.dataset.n_per_label
+        );
+    }
+    let payload = session_payload(config, &dataset, &selected)?;
+    let fingerprint = fingerprint(&payload);
+    Ok(Prepared {
+        dataset,
+        selected,
+        payload,
+        fingerprint,
+    })
+}
+
+/// Runs (or resumes) every enabled method of a config.
+pub async fn run(req: RunRequest, cancel: &Cancel) -> Result<RunReport> {
+    let config = &req.config;
+    let prepared = prepare(config)?;
+    if let Some(expected) = &req.expect_fingerprint {
+        if &prepared.fingerprint != expected {
+            let found = session::find(&config.run.runs_dir, short(expected), Some(&req.run_key))?;
+            let stored: Value = serde_json::from_str(&found.manifest.fingerprint_canonical)
+                .context("manifest field `fingerprint_canonical` is not JSON")?;
+            bail!(
+                "refusing to resume session {}: its inputs changed since it was created:\n  {}",
+                short(expected),
+                diff(&stored, &prepared.payload).join("\n  ")
+            );
+        }
+    }
+    let (provider_name, provider_cfg) = config.target_provider()?;
+    let client = Arc::new(Client::new(provider_name, provider_cfg, config.run.seed)?);
+    let session = session::open_or_create(
+        &config.run.runs_dir,
+        NewSession {
+            run_key: &req.run_key,
+            payload: &prepared.payload,
+            config: serde_json::to_value(config).context("cannot serialise the config")?,
+            example_ids: prepared.selected.iter().map(|e| e.uuid.clone()).collect(),
+        },
+    )?;
+
+    let mut report = RunReport {
+        session_dir: session.dir.clone(),
+        run_key: req.run_key.clone(),
+        fingerprint: session.manifest.fingerprint.clone(),
+        created: session.created,
+        methods: Vec::new(),
+        status: RunStatus::Complete,
+        notes: Vec::new(),
+    };
+    for method in &config.methods.enabled {
+        if cancel.is_cancelled() {
+            report.status = RunStatus::Interrupted;
+            break;
+        }
+        let summary = match method.as_str() {
+            crate::methods::mcq::NAME => {
+                let mcq = Mcq::new(&config.methods.mcq, &config.models.target, config.run.seed)?;
+                run_mcq(&session, &mcq, &prepared.selected, client.clone(), cancel, &mut report).await?
+            }
+            other => bail!("method `{other}` is not implemented"),
+        };
+        report.methods.push(summary);
+    }
+    Ok(report)
+}
+
+async fn run_mcq(
+    session: &Session,
+    mcq: &Mcq,
+    examples: &[Example],
+    client: Arc<Client>,
+    cancel: &Cancel,
+    report: &mut RunReport,
+) -> Result<MethodSummary> {
+    let settings = mcq.settings();
+    let ns = session::namespace(&session.dir, &settings)?;
+    let ns_dir = session.dir.join("checkpoints").join(&ns);
+    let artifacts_dir = session.dir.join("artifacts_local").join(&ns);
+    if ns_dir.join(files::DONE).exists() {
+        let stored: MetricsFile = read_json(&artifacts_dir.join("metrics.json"))
+            .with_context(|| format!("namespace {ns} is marked done"))?;
+        return Ok(MethodSummary {
+            namespace: ns,
+            done: stored.n_examples,
+            total: examples.len(),
+            failed: 0,
+            metrics: Some(stored.metrics),
+            usage: stored.usage,
+        });
+    }
+    let items = mcq.items(examples);
+    let total = items.len();
+    let examples_arc: Arc<Vec<Example>> = Arc::new(examples.to_vec());
+    let mcq_arc = Arc::new(mcq.clone());
+    let outcome: Outcome<McqRecord> = methods::run_items(
+        &ns_dir,
+        items,
+        client.max_concurrency,
+        cancel,
+        &ns,
+        |item| {
+            let client = client.clone();
+            let examples = examples_arc.clone();
+            let mcq = mcq_arc.clone();
+            async move {
+                let ex = &examples[item.index];
+                let order = mcq.option_order(&ex.uuid);
+                let req = mcq.request(ex, &order);
+                match client.chat(&req).await {
+                    Ok(resp) => Ok(mcq.record(ex, order, resp.text, resp.usage, resp.attempts, resp.latency_ms)),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        },
+    )
+    .await?;
+    if outcome.torn_bytes > 0 {
+        report.notes.push(format!(
+            "{ns}: cut {} bytes of a torn checkpoint line left by an interrupted run",
+            outcome.torn_bytes
+        ));
+    }
+    if outcome.resumed > 0 {
+        report
+            .notes
+            .push(format!("{ns}: {} of {total} items were already done", outcome.resumed));
+    }
+    let ordered: Vec<&McqRecord> = examples
+        .iter()
+        .filter_map(|e| outcome.results.get(&e.uuid))
+        .collect();
+    let usage = UsageTotals {
+        prompt_tokens: ordered.iter().map(|r| r.usage.prompt_tokens).sum(),
+        completion_tokens: ordered.iter().map(|r| r.usage.completion_tokens).sum(),
+    };
+    let mut summary = MethodSummary {
+        namespace: ns.clone(),
+        done: ordered.len(),
+        total,
+        failed: outcome.failed.len(),
+        metrics: None,
+        usage,
+    };
+    if outcome.cancelled && ordered.len() < total {
+        report.status = RunStatus::Interrupted;
+        return Ok(summary);
+    }
+    if ordered.len() < total {
+        report.status = RunStatus::Incomplete;
+        for (key, err) in outcome.failed.iter().take(3) {
+            report.notes.push(format!("{ns}: {key}: {err}"));
+        }
+        return Ok(summary);
+    }
+    let scored: Vec<Scored> = ordered
+        .iter()
+        .map(|r| Scored {
+            gold: r.gold,
+            pred: r.prediction,
+            has_tools: r.n_tools > 0,
+        })
+        .collect();
+    let metrics = metrics::compute(&scored);
+    let audit = crate::audit::summarize(ordered.iter().flat_map(|r| r.audit.iter()));
+    let mut parse_status: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &ordered {
+        let k = serde_json::to_value(r.parse_status)?
+            .as_str()
+            .unwrap_or("unknown")
+            .to_string();
+        *parse_status.entry(k).or_default() += 1;
+    }
+    let metrics_file = MetricsFile {
+        method: settings.method.clone(),
+        namespace: ns.clone(),
+        settings_hash: settings.settings_hash.clone(),
+        fingerprint: session.manifest.fingerprint.clone(),
+        n_examples: ordered.len(),
+        metrics: metrics.clone(),
+        usage,
+        parse_status,
+        audit,
+    };
+    let mut predictions = Vec::new();
+    for r in &ordered {
+        predictions.extend(serde_json::to_vec(&json!({
+            "uuid": r.uuid,
+            "gold": r.gold,
+            "prediction": r.prediction,
+            "n_tools": r.n_tools,
+            "chosen_option": r.chosen_option,
+            "option_order": r.option_order,
+            "parse_status": r.parse_status,
+            "raw_output": r.raw_output,
+        }))?);
+        predictions.push(b'\n');
+    }
+    finalize(session, &ns, &ns_dir, &artifacts_dir, &settings, &metrics_file, &predictions, total)?;
+    summary.metrics = Some(metrics);
+    Ok(summary)
+}
+
+/// `artifacts_local/<ns>/metrics.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MetricsFile {
+    /// Method name.
+    pub method: String,
+    /// Namespace name.
+    pub namespace: String,
+    /// Settings hash of the namespace.
+    pub settings_hash: String,
+    /// Session fingerprint.
+    pub fingerprint: String,
+    /// Examples scored.
+    pub n_examples: usize,
+    /// The metrics.
+    pub metrics: Metrics,
+    /// Token totals.
+    pub usage: UsageTotals,
+    /// Replies per parse status.
+    pub parse_status: BTreeMap<String, usize>,
+    /// Audit event counts.
+    pub audit: crate::audit::AuditSummary,
+}
+
+/// A file recorded in `_DONE.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileDigest {
+    /// sha256 of the content.
+    pub sha256: String,
+    /// Size in bytes.
+    pub bytes: u64,
+}
+
+/// `_DONE.json`: written last, atomically, after everything it names is durable.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DoneMarker {
+    /// Method name.
+    pub method: String,
+    /// Namespace name.
+    pub namespace: String,
+    /// Settings hash.
+    pub settings_hash: String,
+    /// Session fingerprint.
+    pub fingerprint: String,
+    /// Completion time.
+    pub done_at: String,
+    /// Items in the namespace (all with results).
+    pub n_items: usize,
+    /// Lines in `results.jsonl` (more than `n_items` when items were redone).
+    pub n_result_lines: usize,
+    /// Checkpoint files by name.
+    pub checkpoint_files: BTreeMap<String, FileDigest>,
+    /// Artifact files by name.
+    pub artifact_files: BTreeMap<String, FileDigest>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finalize(
+    session: &Session,
+    ns: &str,
+    ns_dir: &Path,
+    artifacts_dir: &Path,
+    settings: &MethodSettings,
+    metrics_file: &MetricsFile,
+    predictions: &[u8],
+    n_items: usize,
+) -> Result<()> {
+    write_json_atomic(&artifacts_dir.join("metrics.json"), metrics_file)?;
+    write_bytes_atomic(&artifacts_dir.join("predictions.jsonl"), predictions)?;
+    let digest_all = |dir: &Path, names: &[&str]| -> Result<BTreeMap<String, FileDigest>> {
+        let mut out = BTreeMap::new();
+        for name in names {
+            let p = dir.join(name);
+            if p.exists() {
+                let (sha256, bytes) = file_digest(&p)?;
+                out.insert(name.to_string(), FileDigest { sha256, bytes });
+            }
+        }
+        Ok(out)
+    };
+    let checkpoint_files = digest_all(
+        ns_dir,
+        &[files::RESULTS, files::ERRORS, files::AUDIT, files::SETTINGS],
+    )?;
+    let n_result_lines = std::fs::read(ns_dir.join(files::RESULTS))
+        .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+        .unwrap_or(0);
+    let marker = DoneMarker {
+        method: settings.method.clone(),
+        namespace: ns.to_string(),
+        settings_hash: settings.settings_hash.clone(),
+        fingerprint: session.manifest.fingerprint.clone(),
+        done_at: session::now_utc(),
+        n_items,
+        n_result_lines,
+        checkpoint_files,
+        artifact_files: digest_all(artifacts_dir, &["metrics.json", "predictions.jsonl"])?,
+    };
+    write_json_atomic(&ns_dir.join(files::DONE), &marker)
+}
+
+/// Loads the resolved config stored in a session's manifest, for resuming.
+pub fn config_from_manifest(found: &session::FoundSession) -> Result<Config> {
+    let config: Config = serde_json::from_value(found.manifest.config.clone()).with_context(|| {
+        format!(
+            "{}: field `config` does not hold a valid w2c config",
+            found.dir.join("manifest.json").display()
+        )
+    })?;
+    config.validate().with_context(|| {
+        format!("{}: stored config", found.dir.join("manifest.json").display())
+    })?;
+    Ok(config)
+}
+
+/// Resolves the RUN_KEY for a config and CLI flag.
+pub fn run_key_for(config: &Config, cli: Option<&str>) -> (String, config::RunKeySource) {
+    let env = std::env::var("W2C_RUN_KEY").ok();
+    config::resolve_run_key(cli, env.as_deref(), config.run.run_key.as_deref())
+}

@@ -1,0 +1,382 @@
+//! Session store: the on-disk layout of one evaluation session, its manifest,
+//! its process lock and its method namespaces.
+//!
+//! ```text
+//! <runs_dir>/<RUN_KEY>/sessions/<FP16>/
+//!   manifest.json           fingerprint, canonical payload, resolved config
+//!   .lock                   OS lock held by the one process writing the session
+//!   checkpoints/<ns>/       results.jsonl, errors.jsonl, audit_fallbacks.jsonl,
+//!                           method_settings.json, _DONE.json
+//!   artifacts_local/<ns>/   metrics.json, predictions.jsonl
+//! ```
+//! A namespace is a method plus a hash of its settings: the first settings of a
+//! method claim the plain name (`mcq`); different settings get `mcq~<hash12>`,
+//! so results under different settings are never mixed.
+
+use crate::checkpoint::{read_json, write_json_atomic};
+use crate::fingerprint::{canonical_json, diff, short};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+/// Version of the manifest layout.
+pub const MANIFEST_SCHEMA: u32 = 1;
+
+/// `manifest.json`: what identifies a session and how to resume it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Layout version of this file.
+    pub schema_version: u32,
+    /// Full sha256 fingerprint (the directory name is its first 16 hex chars).
+    pub fingerprint: String,
+    /// RUN_KEY the session lives under.
+    pub run_key: String,
+    /// w2c version that created the session.
+    pub w2c_version: String,
+    /// Creation time, UTC RFC 3339.
+    pub created_at: String,
+    /// Last time a process opened the session, UTC RFC 3339.
+    pub updated_at: String,
+    /// The canonical JSON string that was hashed.
+    pub fingerprint_canonical: String,
+    /// The same payload as a JSON object, for reading.
+    pub fingerprint_payload: Value,
+    /// The resolved config (absolute paths, no secrets); enough to resume.
+    pub config: Value,
+    /// Number of selected examples.
+    pub n_examples: usize,
+    /// Selected example uuids, in evaluation order.
+    pub example_ids: Vec<String>,
+}
+
+/// `method_settings.json` in a namespace directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MethodSettings {
+    /// Method name, e.g. `mcq`.
+    pub method: String,
+    /// sha256 of the canonical settings JSON.
+    pub settings_hash: String,
+    /// The settings that were hashed.
+    pub settings: Value,
+}
+
+/// An open session directory, locked by this process.
+#[derive(Debug)]
+pub struct Session {
+    /// The session directory.
+    pub dir: PathBuf,
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// Whether this process created it.
+    pub created: bool,
+    _lock: SessionLock,
+}
+
+/// Current UTC time as RFC 3339 with seconds.
+pub fn now_utc() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Path of a session directory.
+pub fn session_dir(runs_dir: &Path, run_key: &str, fingerprint: &str) -> PathBuf {
+    runs_dir
+        .join(run_key)
+        .join("sessions")
+        .join(short(fingerprint))
+}
+
+/// The exclusive OS lock on `<session>/.lock`; released when dropped (or when
+/// the process dies, whatever the cause).
+#[derive(Debug)]
+pub struct SessionLock {
+    _file: File,
+}
+
+/// Error returned when another live process holds the session.
+#[derive(Debug, thiserror::Error)]
+#[error("session {dir} is in use by another w2c process (PID {pid}); wait for it to finish or stop it first")]
+pub struct SessionBusy {
+    /// Session directory.
+    pub dir: String,
+    /// PID written by the holder, or `unknown`.
+    pub pid: String,
+}
+
+/// Takes the session lock, writing our PID into the lock file.
+pub fn lock(dir: &Path) -> Result<SessionLock> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(".lock");
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let pid = pid.trim();
+            return Err(SessionBusy {
+                dir: dir.display().to_string(),
+                pid: if pid.is_empty() { "unknown".into() } else { pid.into() },
+            }
+            .into());
+        }
+        Err(TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    write!(file, "{}", std::process::id())?;
+    file.sync_data()?;
+    Ok(SessionLock { _file: file })
+}
+
+/// Whether a live process holds the session's lock, and its PID if so.
+pub fn holder(dir: &Path) -> Option<String> {
+    let path = dir.join(".lock");
+    let file = OpenOptions::new().read(true).write(true).open(&path).ok()?;
+    match file.try_lock() {
+        Ok(()) => None,
+        Err(_) => std::fs::read_to_string(&path)
+            .ok()
+            .map(|s| s.trim().to_string()),
+    }
+}
+
+/// What a new session needs besides its directory.
+pub struct NewSession<'a> {
+    /// RUN_KEY.
+    pub run_key: &'a str,
+    /// The fingerprint payload.
+    pub payload: &'a Value,
+    /// The resolved config as JSON.
+    pub config: Value,
+    /// Selected uuids in order.
+    pub example_ids: Vec<String>,
+}
+
+/// Opens (creating if needed) and locks the session for `spec`. An existing
+/// manifest whose payload differs is refused with a diff.
+pub fn open_or_create(runs_dir: &Path, spec: NewSession<'_>) -> Result<Session> {
+    let canonical = canonical_json(spec.payload);
+    let fp = crate::fingerprint::sha256_hex(canonical.as_bytes());
+    let dir = session_dir(runs_dir, spec.run_key, &fp);
+    let lock = lock(&dir)?;
+    let manifest_path = dir.join("manifest.json");
+    if manifest_path.exists() {
+        let mut manifest: Manifest = read_json(&manifest_path)?;
+        check_payload(&manifest, spec.payload, &manifest_path)?;
+        manifest.updated_at = now_utc();
+        write_json_atomic(&manifest_path, &manifest)?;
+        return Ok(Session {
+            dir,
+            manifest,
+            created: false,
+            _lock: lock,
+        });
+    }
+    let now = now_utc();
+    let manifest = Manifest {
+        schema_version: MANIFEST_SCHEMA,
+        fingerprint: fp,
+        run_key: spec.run_key.to_string(),
+        w2c_version: env!("CARGO_PKG_VERSION").to_string(),
+        created_at: now.clone(),
+        updated_at: now,
+        fingerprint_canonical: canonical,
+        fingerprint_payload: spec.payload.clone(),
+        config: spec.config,
+        n_examples: spec.example_ids.len(),
+        example_ids: spec.example_ids,
+    };
+    std::fs::create_dir_all(dir.join("checkpoints"))?;
+    std::fs::create_dir_all(dir.join("artifacts_local"))?;
+    write_json_atomic(&manifest_path, &manifest)?;
+    Ok(Session {
+        dir,
+        manifest,
+        created: true,
+        _lock: lock,
+    })
+}
+
+/// Refuses when the stored payload differs from `payload`, listing each change.
+pub fn check_payload(manifest: &Manifest, payload: &Value, path: &Path) -> Result<()> {
+    let stored: Value = serde_json::from_str(&manifest.fingerprint_canonical).with_context(|| {
+        format!("{}: field `fingerprint_canonical` is not JSON", path.display())
+    })?;
+    let changes = diff(&stored, payload);
+    if !changes.is_empty() {
+        bail!(
+            "{}: the session's inputs changed since it was created, refusing to mix results:\n  {}\n(start a new session by running the config again, or restore the original inputs)",
+            path.display(),
+            changes.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+/// A session found on disk (not locked).
+#[derive(Debug, Clone)]
+pub struct FoundSession {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Its manifest.
+    pub manifest: Manifest,
+}
+
+/// All sessions under `runs_dir`, sorted by run key then creation time.
+/// Directories without a readable manifest are skipped.
+pub fn list(runs_dir: &Path) -> Vec<FoundSession> {
+    let mut out = Vec::new();
+    let Ok(run_keys) = std::fs::read_dir(runs_dir) else {
+        return out;
+    };
+    for rk in run_keys.flatten() {
+        let Ok(sessions) = std::fs::read_dir(rk.path().join("sessions")) else {
+            continue;
+        };
+        for s in sessions.flatten() {
+            let dir = s.path();
+            if let Ok(manifest) = read_json::<Manifest>(&dir.join("manifest.json")) {
+                out.push(FoundSession { dir, manifest });
+            }
+        }
+    }
+    out.sort_by(|a, b| {
+        (&a.manifest.run_key, &a.manifest.created_at)
+            .cmp(&(&b.manifest.run_key, &b.manifest.created_at))
+    });
+    out
+}
+
+/// Finds the one session whose fingerprint starts with `prefix` (optionally
+/// under one run key).
+pub fn find(runs_dir: &Path, prefix: &str, run_key: Option<&str>) -> Result<FoundSession> {
+    if prefix.len() < 4 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+        bail!("`{prefix}` is not a fingerprint: expected at least 4 hex characters");
+    }
+    let prefix = prefix.to_ascii_lowercase();
+    let matches: Vec<FoundSession> = list(runs_dir)
+        .into_iter()
+        .filter(|s| s.manifest.fingerprint.starts_with(&prefix))
+        .filter(|s| run_key.is_none_or(|k| s.manifest.run_key == k))
+        .collect();
+    match matches.len() {
+        0 => bail!(
+            "no session with fingerprint {prefix} under {} (see `w2c status`)",
+            runs_dir.display()
+        ),
+        1 => Ok(matches.into_iter().next().expect("one match")),
+        _ => bail!(
+            "fingerprint {prefix} is ambiguous: {}; pass more characters or --run-key",
+            matches
+                .iter()
+                .map(|s| format!("{}/{}", s.manifest.run_key, short(&s.manifest.fingerprint)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Finds or claims the namespace directory for a method with given settings.
+/// Returns the namespace name (`mcq` or `mcq~<hash12>`).
+pub fn namespace(session_dir: &Path, settings: &MethodSettings) -> Result<String> {
+    let ckpt = session_dir.join("checkpoints");
+    let plain = settings.method.clone();
+    let hashed = format!("{}~{}", settings.method, &settings.settings_hash[..12]);
+    for name in [&plain, &hashed] {
+        let path = ckpt.join(name).join("method_settings.json");
+        if path.exists() {
+            let stored: MethodSettings = read_json(&path)?;
+            if stored.settings_hash == settings.settings_hash {
+                return Ok(name.clone());
+            }
+        } else {
+            write_json_atomic(&path, settings)?;
+            return Ok(name.clone());
+        }
+    }
+    bail!(
+        "{}: namespace `{hashed}` holds different settings than its hash says; the session directory was edited by hand",
+        ckpt.display()
+    )
+}
+
+/// Every namespace of a session: (name, settings).
+pub fn namespaces(session_dir: &Path) -> Vec<(String, MethodSettings)> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(session_dir.join("checkpoints")) {
+        for e in entries.flatten() {
+            if let Ok(s) = read_json::<MethodSettings>(&e.path().join("method_settings.json")) {
+                out.push((e.file_name().to_string_lossy().into_owned(), s));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec<'a>(payload: &'a Value) -> NewSession<'a> {
+        NewSession {
+            run_key: "rk",
+            payload,
+            config: json!({}),
+            example_ids: vec!["a".into()],
+        }
+    }
+
+    #[test]
+    fn second_lock_is_refused_with_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = lock(dir.path()).unwrap();
+        let err = lock(dir.path()).unwrap_err();
+        let busy = err.downcast_ref::<SessionBusy>().unwrap();
+        assert_eq!(busy.pid, std::process::id().to_string());
+        assert_eq!(holder(dir.path()), Some(std::process::id().to_string()));
+    }
+
+    #[test]
+    fn reopen_same_payload_and_find_by_prefix() {
+        let runs = tempfile::tempdir().unwrap();
+        let payload = json!({"schema": 1, "x": 1});
+        let fp = {
+            let s = open_or_create(runs.path(), spec(&payload)).unwrap();
+            assert!(s.created);
+            s.manifest.fingerprint.clone()
+        };
+        let s = open_or_create(runs.path(), spec(&payload)).unwrap();
+        assert!(!s.created);
+        drop(s);
+        let found = find(runs.path(), &fp[..8], None).unwrap();
+        assert_eq!(found.manifest.fingerprint, fp);
+        assert!(find(runs.path(), "zz", None).is_err());
+    }
+
+    #[test]
+    fn namespaces_never_mix_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let mk = |h: &str| MethodSettings {
+            method: "mcq".into(),
+            settings_hash: h.repeat(64),
+            settings: json!({}),
+        };
+        assert_eq!(namespace(dir.path(), &mk("a")).unwrap(), "mcq");
+        assert_eq!(namespace(dir.path(), &mk("a")).unwrap(), "mcq");
+        assert_eq!(namespace(dir.path(), &mk("b")).unwrap(), "mcq~bbbbbbbbbbbb");
+        assert_eq!(namespaces(dir.path()).len(), 2);
+    }
+}
