@@ -102,8 +102,24 @@ mod tests {
 
     #[test]
     fn summary_counts() {
-        let a = AuditEvent::new("k1", "u1", "mcq", "parsing", "t1", Severity::Error, json!({}));
-        let b = AuditEvent::new("k2", "u2", "mcq", "parsing", "t1", Severity::Warning, json!({}));
+        let a = AuditEvent::new(
+            "k1",
+            "u1",
+            "mcq",
+            "parsing",
+            "t1",
+            Severity::Error,
+            json!({}),
+        );
+        let b = AuditEvent::new(
+            "k2",
+            "u2",
+            "mcq",
+            "parsing",
+            "t1",
+            Severity::Warning,
+            json!({}),
+        );
         let s = summarize([&a, &b]);
         assert_eq!(s.n_events, 2);
         assert_eq!(s.by_type["t1"], 2);

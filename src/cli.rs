@@ -98,7 +98,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
             let loaded = config::load(&config)?;
             let (key, source) = runner::run_key_for(&loaded.config, run_key.as_deref());
             if source == config::RunKeySource::Generated {
-                eprintln!("run key: {key} (generated; pass --run-key or set W2C_RUN_KEY to choose one)");
+                eprintln!(
+                    "run key: {key} (generated; pass --run-key or set W2C_RUN_KEY to choose one)"
+                );
             }
             execute(RunRequest {
                 config: loaded.config,

@@ -280,7 +280,9 @@ impl Config {
         }
         for (i, m) in self.methods.enabled.iter().enumerate() {
             if !KNOWN_METHODS.contains(&m.as_str()) {
-                bail!("key `methods.enabled[{i}]`: unknown method `{m}` (known: {KNOWN_METHODS:?})");
+                bail!(
+                    "key `methods.enabled[{i}]`: unknown method `{m}` (known: {KNOWN_METHODS:?})"
+                );
             }
             if self.methods.enabled[..i].contains(m) {
                 bail!("key `methods.enabled[{i}]`: method `{m}` is listed twice");
@@ -303,7 +305,10 @@ impl Config {
             if l.is_empty() || !l.chars().all(|c| c.is_ascii_alphanumeric()) {
                 bail!("key `methods.mcq.option_labels[{i}]`: expected a non-empty ASCII letter/digit label, got {l:?}");
             }
-            if mcq.option_labels[..i].iter().any(|o| o.eq_ignore_ascii_case(l)) {
+            if mcq.option_labels[..i]
+                .iter()
+                .any(|o| o.eq_ignore_ascii_case(l))
+            {
                 bail!("key `methods.mcq.option_labels[{i}]`: label {l:?} is repeated");
             }
         }
@@ -331,7 +336,10 @@ impl Config {
                 bail!("key `{}`: expected at least 1", key("max_attempts"));
             }
             if !(p.timeout_secs > 0.0 && p.timeout_secs.is_finite()) {
-                bail!("key `{}`: expected a positive number of seconds", key("timeout_secs"));
+                bail!(
+                    "key `{}`: expected a positive number of seconds",
+                    key("timeout_secs")
+                );
             }
             if !(0.0..=1.0).contains(&p.fail_rate) {
                 bail!("key `{}`: expected a share in [0, 1]", key("fail_rate"));
@@ -339,7 +347,10 @@ impl Config {
             match p.kind {
                 ProviderKind::Openai => {
                     if p.base_url.as_deref().unwrap_or("").is_empty() {
-                        bail!("key `{}`: required for an `openai` provider", key("base_url"));
+                        bail!(
+                            "key `{}`: required for an `openai` provider",
+                            key("base_url")
+                        );
                     }
                     if p.latency_ms != 0 || p.fail_rate != 0.0 {
                         bail!(
@@ -366,8 +377,12 @@ impl Config {
     /// `models.target_provider`, else the single provider whose
     /// `model_prefixes` match. A mock provider is never chosen implicitly.
     pub fn target_provider(&self) -> Result<(&str, &ProviderConfig)> {
-        route(&self.providers, &self.models.target, self.models.target_provider.as_deref())
-            .context("key `models.target`")
+        route(
+            &self.providers,
+            &self.models.target,
+            self.models.target_provider.as_deref(),
+        )
+        .context("key `models.target`")
     }
 }
 
@@ -390,7 +405,11 @@ pub fn route<'a>(
     }
     let matches: Vec<_> = providers
         .iter()
-        .filter(|(_, p)| p.model_prefixes.iter().any(|pre| model.starts_with(pre.as_str())))
+        .filter(|(_, p)| {
+            p.model_prefixes
+                .iter()
+                .any(|pre| model.starts_with(pre.as_str()))
+        })
         .collect();
     match matches.as_slice() {
         [(k, v)] => Ok((k.as_str(), v)),
@@ -506,7 +525,10 @@ enabled = ["mcq"]
     fn mock_is_never_chosen_by_default() {
         let text = MINIMAL.replace("target_provider = \"mock\"\n", "");
         let err = parse(&text).unwrap_err();
-        assert!(format!("{err:#}").contains("no provider routes model"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("no provider routes model"),
+            "{err:#}"
+        );
     }
 
     #[test]

@@ -98,8 +98,7 @@ pub fn parse_lines(text: &str) -> Result<Vec<Example>, String> {
 }
 
 fn parse_example(line: &str) -> Result<Example, String> {
-    let value: Value =
-        serde_json::from_str(line).map_err(|e| format!("invalid JSON ({e})"))?;
+    let value: Value = serde_json::from_str(line).map_err(|e| format!("invalid JSON ({e})"))?;
     let obj = value
         .as_object()
         .ok_or_else(|| "expected a JSON object".to_string())?;
@@ -115,7 +114,9 @@ fn parse_example(line: &str) -> Result<Example, String> {
     let answers_obj = obj
         .get("answers")
         .and_then(Value::as_object)
-        .ok_or_else(|| "field `answers`: expected an object with the four behaviours".to_string())?;
+        .ok_or_else(|| {
+            "field `answers`: expected an object with the four behaviours".to_string()
+        })?;
     let mut answers: [String; 4] = Default::default();
     for label in Label::ALL {
         let text = answers_obj
@@ -283,7 +284,10 @@ mod tests {
         let err = parse_lines("{\"uuid\": \"x\"").unwrap_err();
         assert!(err.starts_with("1: invalid JSON"), "{err}");
         let missing = row("a", "direct").replace(r#""question":"q","#, "");
-        assert_eq!(parse_lines(&missing).unwrap_err(), "1: field `question`: missing");
+        assert_eq!(
+            parse_lines(&missing).unwrap_err(),
+            "1: field `question`: missing"
+        );
         let no_answer = row("a", "direct").replace(r#""direct":"a","#, "");
         assert_eq!(
             parse_lines(&no_answer).unwrap_err(),
@@ -319,7 +323,10 @@ mod tests {
         let b = stratified_subsample(&ex, 5, 7);
         assert_eq!(a, b);
         assert_eq!(a.len(), 10);
-        assert_eq!(a.iter().filter(|&&i| ex[i].gold == Label::ToolCall).count(), 5);
+        assert_eq!(
+            a.iter().filter(|&&i| ex[i].gold == Label::ToolCall).count(),
+            5
+        );
         assert_ne!(a, stratified_subsample(&ex, 5, 8));
         assert_eq!(stratified_subsample(&ex, 100, 7).len(), 40);
     }

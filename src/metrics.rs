@@ -92,7 +92,10 @@ impl Metrics {
             ("macro_f1_all", Some(self.macro_f1_all)),
             ("tool_hallucination_rate", self.tool_hallucination_rate),
             ("answer_hallucination_rate", self.answer_hallucination_rate),
-            ("parameter_hallucination_rate", self.parameter_hallucination_rate),
+            (
+                "parameter_hallucination_rate",
+                self.parameter_hallucination_rate,
+            ),
         ]
     }
 }
@@ -109,9 +112,18 @@ fn ratio(n: usize, d: usize) -> f64 {
 pub fn compute(items: &[Scored]) -> Metrics {
     // cm[gold][pred], pred index 4 = invalid.
     let mut cm = [[0usize; 5]; 4];
-    let mut tool_hall = RateCount { numerator: 0, denominator: 0 };
-    let mut answer_hall = RateCount { numerator: 0, denominator: items.len() };
-    let mut param_hall = RateCount { numerator: 0, denominator: 0 };
+    let mut tool_hall = RateCount {
+        numerator: 0,
+        denominator: 0,
+    };
+    let mut answer_hall = RateCount {
+        numerator: 0,
+        denominator: items.len(),
+    };
+    let mut param_hall = RateCount {
+        numerator: 0,
+        denominator: 0,
+    };
     for it in items {
         let col = it.pred.label().map(Label::index).unwrap_or(4);
         cm[it.gold.index()][col] += 1;
@@ -157,10 +169,21 @@ pub fn compute(items: &[Scored]) -> Metrics {
         }
         per_class.insert(
             label.as_str().to_string(),
-            ClassMetrics { precision, recall, f1, support, predicted },
+            ClassMetrics {
+                precision,
+                recall,
+                f1,
+                support,
+                predicted,
+            },
         );
         let mut row = BTreeMap::new();
-        for (col, name) in Label::ALL.iter().map(|l| l.as_str()).chain(["invalid"]).enumerate() {
+        for (col, name) in Label::ALL
+            .iter()
+            .map(|l| l.as_str())
+            .chain(["invalid"])
+            .enumerate()
+        {
             row.insert(name.to_string(), cm[c][col]);
         }
         confusion.insert(label.as_str().to_string(), row);

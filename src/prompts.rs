@@ -36,7 +36,11 @@ pub fn load(id: &str, allowed: &[&str]) -> Result<Template> {
             .with_context(|| {
                 format!(
                     "unknown built-in prompt `{name}` (available: {})",
-                    BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                    BUILTIN
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
             })?
     } else if let Some(path) = id.strip_prefix("file:") {
@@ -55,12 +59,18 @@ pub fn parse(id: &str, text: &str, allowed: &[&str]) -> Result<Template> {
         if let Some(name) = line.strip_prefix("### ") {
             let name = name.trim();
             if name != "system" && name != "user" {
-                bail!("line {}: unknown section `{name}` (expected system or user)", i + 1);
+                bail!(
+                    "line {}: unknown section `{name}` (expected system or user)",
+                    i + 1
+                );
             }
             if sections.contains_key(name) {
                 bail!("line {}: section `{name}` appears twice", i + 1);
             }
-            sections.insert(if name == "system" { "system" } else { "user" }, String::new());
+            sections.insert(
+                if name == "system" { "system" } else { "user" },
+                String::new(),
+            );
             current = Some(if name == "system" { "system" } else { "user" });
             continue;
         }
@@ -71,10 +81,17 @@ pub fn parse(id: &str, text: &str, allowed: &[&str]) -> Result<Template> {
                 body.push('\n');
             }
             None if line.starts_with('#') || line.trim().is_empty() => {}
-            None => bail!("line {}: text before the first `### system`/`### user` section", i + 1),
+            None => bail!(
+                "line {}: text before the first `### system`/`### user` section",
+                i + 1
+            ),
         }
     }
-    let system = sections.remove("system").unwrap_or_default().trim_end().to_string();
+    let system = sections
+        .remove("system")
+        .unwrap_or_default()
+        .trim_end()
+        .to_string();
     let Some(user) = sections.remove("user") else {
         bail!("missing `### user` section");
     };
@@ -142,7 +159,11 @@ mod tests {
 
     #[test]
     fn builtin_mcq_parses() {
-        let t = load("builtin:mcq_v1", &["tools", "question", "options", "label_list"]).unwrap();
+        let t = load(
+            "builtin:mcq_v1",
+            &["tools", "question", "options", "label_list"],
+        )
+        .unwrap();
         assert!(t.system.starts_with("You are reviewing"));
         assert!(t.user.contains("{{options}}"));
         assert_eq!(t.sha256.len(), 64);

@@ -25,7 +25,16 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         let _ = writeln!(out, "{}", parts.join("  ").trim_end());
     };
     line(header.to_vec(), &mut out);
-    line(widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().iter().map(String::as_str).collect(), &mut out);
+    line(
+        widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str)
+            .collect(),
+        &mut out,
+    );
     for row in rows {
         line(row.iter().map(String::as_str).collect(), &mut out);
     }
@@ -52,8 +61,16 @@ pub fn run_summary(report: &RunReport) -> String {
     let rows: Vec<Vec<String>> = report.methods.iter().map(method_row).collect();
     out.push_str(&table(
         &[
-            "method", "done", "accuracy", "macro-F1", "macro-F1(4)", "invalid", "ToolHall",
-            "AnswerHall", "ParamHall", "tokens in/out",
+            "method",
+            "done",
+            "accuracy",
+            "macro-F1",
+            "macro-F1(4)",
+            "invalid",
+            "ToolHall",
+            "AnswerHall",
+            "ParamHall",
+            "tokens in/out",
         ],
         &rows,
     ));
@@ -150,7 +167,9 @@ pub fn status_table(rows: &[StatusRow]) -> String {
             } else {
                 r.methods
                     .iter()
-                    .map(|(ns, d, t, fin)| format!("{ns} {d}/{t}{}", if *fin { " done" } else { "" }))
+                    .map(|(ns, d, t, fin)| {
+                        format!("{ns} {d}/{t}{}", if *fin { " done" } else { "" })
+                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             };
@@ -170,7 +189,14 @@ pub fn status_table(rows: &[StatusRow]) -> String {
         })
         .collect();
     table(
-        &["run key", "fingerprint", "state", "methods (done/total)", "created", "updated"],
+        &[
+            "run key",
+            "fingerprint",
+            "state",
+            "methods (done/total)",
+            "created",
+            "updated",
+        ],
         &body,
     )
 }

@@ -88,7 +88,11 @@ pub struct RunRequest {
 
 /// The session-level fingerprint payload: everything that changes results and
 /// is shared by all methods.
-pub fn session_payload(config: &Config, dataset: &dataset::Dataset, selected: &[Example]) -> Result<Value> {
+pub fn session_payload(
+    config: &Config,
+    dataset: &dataset::Dataset,
+    selected: &[Example],
+) -> Result<Value> {
     let (_, provider) = config.target_provider()?;
     let ids: Vec<&str> = selected.iter().map(|e| e.uuid.as_str()).collect();
     Ok(json!({
@@ -124,7 +128,11 @@ pub struct Prepared {
 /// Loads the dataset, selects the examples and computes the fingerprint.
 pub fn prepare(config: &Config) -> Result<Prepared> {
     let dataset = dataset::load(&config.dataset.path)?;
-    let selected = dataset::select(&dataset, config.dataset.n_per_label, config.dataset.subsample_seed);
+    let selected = dataset::select(
+        &dataset,
+        config.dataset.n_per_label,
+        config.dataset.subsample_seed,
+    );
     if selected.is_empty() {
         bail!(
             "{}: the selection is empty (n_per_label = {:?})",
@@ -187,7 +195,15 @@ pub async fn run(req: RunRequest, cancel: &Cancel) -> Result<RunReport> {
         let summary = match method.as_str() {
             crate::methods::mcq::NAME => {
                 let mcq = Mcq::new(&config.methods.mcq, &config.models.target, config.run.seed)?;
-                run_mcq(&session, &mcq, &prepared.selected, client.clone(), cancel, &mut report).await?
+                run_mcq(
+                    &session,
+                    &mcq,
+                    &prepared.selected,
+                    client.clone(),
+                    cancel,
+                    &mut report,
+                )
+                .await?
             }
             other => bail!("method `{other}` is not implemented"),
         };
@@ -239,7 +255,14 @@ async fn run_mcq(
                 let order = mcq.option_order(&ex.uuid);
                 let req = mcq.request(ex, &order);
                 match client.chat(&req).await {
-                    Ok(resp) => Ok(mcq.record(ex, order, resp.text, resp.usage, resp.attempts, resp.latency_ms)),
+                    Ok(resp) => Ok(mcq.record(
+                        ex,
+                        order,
+                        resp.text,
+                        resp.usage,
+                        resp.attempts,
+                        resp.latency_ms,
+                    )),
                     Err(e) => Err(e.to_string()),
                 }
             }
@@ -253,9 +276,10 @@ async fn run_mcq(
         ));
     }
     if outcome.resumed > 0 {
-        report
-            .notes
-            .push(format!("{ns}: {} of {total} items were already done", outcome.resumed));
+        report.notes.push(format!(
+            "{ns}: {} of {total} items were already done",
+            outcome.resumed
+        ));
     }
     let ordered: Vec<&McqRecord> = examples
         .iter()
@@ -327,7 +351,16 @@ async fn run_mcq(
         }))?);
         predictions.push(b'\n');
     }
-    finalize(session, &ns, &ns_dir, &artifacts_dir, &settings, &metrics_file, &predictions, total)?;
+    finalize(
+        session,
+        &ns,
+        &ns_dir,
+        &artifacts_dir,
+        &settings,
+        &metrics_file,
+        &predictions,
+        total,
+    )?;
     summary.metrics = Some(metrics);
     Ok(summary)
 }
@@ -434,14 +467,18 @@ fn finalize(
 
 /// Loads the resolved config stored in a session's manifest, for resuming.
 pub fn config_from_manifest(found: &session::FoundSession) -> Result<Config> {
-    let config: Config = serde_json::from_value(found.manifest.config.clone()).with_context(|| {
+    let config: Config =
+        serde_json::from_value(found.manifest.config.clone()).with_context(|| {
+            format!(
+                "{}: field `config` does not hold a valid w2c config",
+                found.dir.join("manifest.json").display()
+            )
+        })?;
+    config.validate().with_context(|| {
         format!(
-            "{}: field `config` does not hold a valid w2c config",
+            "{}: stored config",
             found.dir.join("manifest.json").display()
         )
-    })?;
-    config.validate().with_context(|| {
-        format!("{}: stored config", found.dir.join("manifest.json").display())
     })?;
     Ok(config)
 }

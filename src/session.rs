@@ -124,7 +124,11 @@ pub fn lock(dir: &Path) -> Result<SessionLock> {
             let pid = pid.trim();
             return Err(SessionBusy {
                 dir: dir.display().to_string(),
-                pid: if pid.is_empty() { "unknown".into() } else { pid.into() },
+                pid: if pid.is_empty() {
+                    "unknown".into()
+                } else {
+                    pid.into()
+                },
             }
             .into());
         }
@@ -210,9 +214,13 @@ pub fn open_or_create(runs_dir: &Path, spec: NewSession<'_>) -> Result<Session> 
 
 /// Refuses when the stored payload differs from `payload`, listing each change.
 pub fn check_payload(manifest: &Manifest, payload: &Value, path: &Path) -> Result<()> {
-    let stored: Value = serde_json::from_str(&manifest.fingerprint_canonical).with_context(|| {
-        format!("{}: field `fingerprint_canonical` is not JSON", path.display())
-    })?;
+    let stored: Value =
+        serde_json::from_str(&manifest.fingerprint_canonical).with_context(|| {
+            format!(
+                "{}: field `fingerprint_canonical` is not JSON",
+                path.display()
+            )
+        })?;
     let changes = diff(&stored, payload);
     if !changes.is_empty() {
         bail!(

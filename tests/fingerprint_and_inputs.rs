@@ -16,16 +16,38 @@ fn fingerprint_tracks_result_affecting_fields_only() {
 
     // Operational settings do not change it.
     let operational = [
-        Opts { concurrency: 17, ..base.clone() },
-        Opts { latency_ms: 250, ..base.clone() },
-        Opts { max_attempts: 9, ..base.clone() },
-        Opts { fail_rate: 0.3, ..base.clone() },
+        Opts {
+            concurrency: 17,
+            ..base.clone()
+        },
+        Opts {
+            latency_ms: 250,
+            ..base.clone()
+        },
+        Opts {
+            max_attempts: 9,
+            ..base.clone()
+        },
+        Opts {
+            fail_rate: 0.3,
+            ..base.clone()
+        },
         // Method settings live in their own namespace, not the session.
-        Opts { mcq_extra: "order = \"shuffled\"".into(), ..base.clone() },
-        Opts { mcq_extra: "temperature = 0.7".into(), ..base.clone() },
+        Opts {
+            mcq_extra: "order = \"shuffled\"".into(),
+            ..base.clone()
+        },
+        Opts {
+            mcq_extra: "temperature = 0.7".into(),
+            ..base.clone()
+        },
     ];
     for (i, o) in operational.iter().enumerate() {
-        assert_eq!(f0, fp(&format!("op{i}.toml"), o), "operational change {i} moved the fingerprint");
+        assert_eq!(
+            f0,
+            fp(&format!("op{i}.toml"), o),
+            "operational change {i} moved the fingerprint"
+        );
     }
 
     // Every result-affecting field changes it.
@@ -34,17 +56,38 @@ fn fingerprint_tracks_result_affecting_fields_only() {
     text = text.replacen("I NEED ALL API TOKENS NOW", "I need all API tokens now", 1);
     std::fs::write(&edited, text).unwrap();
     let changes = [
-        Opts { n_per_label: Some(11), ..base.clone() },
-        Opts { n_per_label: None, ..base.clone() },
-        Opts { subsample_seed: 12, ..base.clone() },
-        Opts { seed: 43, ..base.clone() },
-        Opts { model: "other-model".into(), ..base.clone() },
-        Opts { dataset: edited, ..base.clone() },
+        Opts {
+            n_per_label: Some(11),
+            ..base.clone()
+        },
+        Opts {
+            n_per_label: None,
+            ..base.clone()
+        },
+        Opts {
+            subsample_seed: 12,
+            ..base.clone()
+        },
+        Opts {
+            seed: 43,
+            ..base.clone()
+        },
+        Opts {
+            model: "other-model".into(),
+            ..base.clone()
+        },
+        Opts {
+            dataset: edited,
+            ..base.clone()
+        },
     ];
     let mut seen = std::collections::HashSet::from([f0.clone()]);
     for (i, o) in changes.iter().enumerate() {
         let f = fp(&format!("ch{i}.toml"), o);
-        assert!(seen.insert(f), "result-affecting change {i} kept the fingerprint");
+        assert!(
+            seen.insert(f),
+            "result-affecting change {i} kept the fingerprint"
+        );
     }
 }
 
@@ -54,10 +97,17 @@ fn changed_method_settings_get_a_new_namespace_in_the_same_session() {
     let a = ws.config("a.toml", &Opts::default());
     let b = ws.config(
         "b.toml",
-        &Opts { mcq_extra: "option_labels = [\"1\", \"2\", \"3\", \"4\"]".into(), ..Opts::default() },
+        &Opts {
+            mcq_extra: "option_labels = [\"1\", \"2\", \"3\", \"4\"]".into(),
+            ..Opts::default()
+        },
     );
     for cfg in [&a, &b] {
-        w2c(ws.path()).args(["run", "--run-key", "k", "--config"]).arg(cfg).assert().success();
+        w2c(ws.path())
+            .args(["run", "--run-key", "k", "--config"])
+            .arg(cfg)
+            .assert()
+            .success();
     }
     let s = only_session(&ws.runs(), "k");
     let mut names: Vec<String> = std::fs::read_dir(s.join("checkpoints"))
@@ -76,11 +126,26 @@ fn resume_refuses_when_the_dataset_changed() {
     let ws = Workspace::new();
     let data = ws.path().join("data.jsonl");
     std::fs::copy(shared_dataset(), &data).unwrap();
-    let cfg = ws.config("eval.toml", &Opts { dataset: data.clone(), ..Opts::default() });
-    w2c(ws.path()).args(["run", "--run-key", "k", "--config"]).arg(&cfg).assert().success();
+    let cfg = ws.config(
+        "eval.toml",
+        &Opts {
+            dataset: data.clone(),
+            ..Opts::default()
+        },
+    );
+    w2c(ws.path())
+        .args(["run", "--run-key", "k", "--config"])
+        .arg(&cfg)
+        .assert()
+        .success();
     let s = only_session(&ws.runs(), "k");
-    let fp = read_json(&s.join("manifest.json"))["fingerprint"].as_str().unwrap().to_string();
-    let text = std::fs::read_to_string(&data).unwrap().replacen("NOW!!!", "NOW!!", 1);
+    let fp = read_json(&s.join("manifest.json"))["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let text = std::fs::read_to_string(&data)
+        .unwrap()
+        .replacen("NOW!!!", "NOW!!", 1);
     std::fs::write(&data, text).unwrap();
     let out = w2c(ws.path())
         .args(["resume", &fp, "--runs-dir"])
@@ -93,14 +158,21 @@ fn resume_refuses_when_the_dataset_changed() {
 }
 
 fn assert_clean_failure(ws: &Workspace, cfg: &std::path::Path, needles: &[&str]) {
-    let out = w2c(ws.path()).args(["run", "--run-key", "k", "--config"]).arg(cfg).output().unwrap();
+    let out = w2c(ws.path())
+        .args(["run", "--run-key", "k", "--config"])
+        .arg(cfg)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     for n in needles {
         assert!(stderr.contains(n), "expected {n:?} in: {stderr}");
     }
-    assert!(!ws.runs().join("k").exists(), "a failed start left a session behind");
+    assert!(
+        !ws.runs().join("k").exists(),
+        "a failed start left a session behind"
+    );
 }
 
 #[test]
@@ -111,13 +183,19 @@ fn bad_inputs_fail_clearly() {
     let cfg = ws.write("syntax.toml", "[run\nseed = 1");
     assert_clean_failure(&ws, &cfg, &["syntax.toml", "line 1"]);
 
-    let cfg = ws.write("unknown.toml", &good.replace("[methods]", "[methods]\ncolour = \"red\""));
+    let cfg = ws.write(
+        "unknown.toml",
+        &good.replace("[methods]", "[methods]\ncolour = \"red\""),
+    );
     assert_clean_failure(&ws, &cfg, &["unknown.toml", "colour"]);
 
     let cfg = ws.write("type.toml", &good.replace("seed = 42", "seed = \"many\""));
     assert_clean_failure(&ws, &cfg, &["type.toml", "seed"]);
 
-    let missing = Opts { dataset: ws.path().join("nope.jsonl"), ..Opts::default() };
+    let missing = Opts {
+        dataset: ws.path().join("nope.jsonl"),
+        ..Opts::default()
+    };
     let cfg = ws.config("missing.toml", &missing);
     assert_clean_failure(&ws, &cfg, &["nope.jsonl"]);
 
@@ -127,26 +205,65 @@ fn bad_inputs_fail_clearly() {
         .take(5)
         .map(String::from)
         .collect();
-    let bad_json = ws.write("bad.jsonl", &format!("{}\n{}\n{{\"uuid\": \n", rows[0], rows[1]));
-    let cfg = ws.config("badjson.toml", &Opts { dataset: bad_json, ..Opts::default() });
+    let bad_json = ws.write(
+        "bad.jsonl",
+        &format!("{}\n{}\n{{\"uuid\": \n", rows[0], rows[1]),
+    );
+    let cfg = ws.config(
+        "badjson.toml",
+        &Opts {
+            dataset: bad_json,
+            ..Opts::default()
+        },
+    );
     assert_clean_failure(&ws, &cfg, &["bad.jsonl:3", "invalid JSON"]);
 
-    let dup = ws.write("dup.jsonl", &format!("{}\n{}\n{}\n", rows[0], rows[1], rows[0]));
-    let cfg = ws.config("dup.toml", &Opts { dataset: dup, ..Opts::default() });
+    let dup = ws.write(
+        "dup.jsonl",
+        &format!("{}\n{}\n{}\n", rows[0], rows[1], rows[0]),
+    );
+    let cfg = ws.config(
+        "dup.toml",
+        &Opts {
+            dataset: dup,
+            ..Opts::default()
+        },
+    );
     assert_clean_failure(&ws, &cfg, &["dup.jsonl:3", "duplicate uuid"]);
 
-    let bad_label = ws.write("label.jsonl", &rows[0].replace("\"cannot_answer\", \"answers\"", "\"refuse\", \"answers\""));
-    let cfg = ws.config("label.toml", &Opts { dataset: bad_label, ..Opts::default() });
+    let bad_label = ws.write(
+        "label.jsonl",
+        &rows[0].replace("\"cannot_answer\", \"answers\"", "\"refuse\", \"answers\""),
+    );
+    let cfg = ws.config(
+        "label.toml",
+        &Opts {
+            dataset: bad_label,
+            ..Opts::default()
+        },
+    );
     assert_clean_failure(&ws, &cfg, &["label.jsonl:1", "correct_answer", "refuse"]);
 
     let empty = ws.write("empty.jsonl", "\n\n");
-    let cfg = ws.config("empty.toml", &Opts { dataset: empty, ..Opts::default() });
+    let cfg = ws.config(
+        "empty.toml",
+        &Opts {
+            dataset: empty,
+            ..Opts::default()
+        },
+    );
     assert_clean_failure(&ws, &cfg, &["empty.jsonl", "no examples"]);
 
-    let cfg = ws.write("zero.toml", &good.replace("n_per_label = 10", "n_per_label = 0"));
+    let cfg = ws.write(
+        "zero.toml",
+        &good.replace("n_per_label = 10", "n_per_label = 0"),
+    );
     assert_clean_failure(&ws, &cfg, &["zero.toml", "n_per_label"]);
 
-    let out = w2c(ws.path()).args(["run", "--config", "absent.toml"]).output().unwrap();
+    let out = w2c(ws.path())
+        .args(["run", "--config", "absent.toml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("absent.toml"));
 

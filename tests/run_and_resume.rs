@@ -34,7 +34,11 @@ fn full_run_lays_out_the_session_and_rerun_is_a_no_op() {
         .arg(&cfg)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("accuracy"), "{stdout}");
     assert!(stdout.contains("confusion matrix"), "{stdout}");
@@ -68,7 +72,10 @@ fn full_run_lays_out_the_session_and_rerun_is_a_no_op() {
     let preds = predictions(&s);
     assert_eq!(preds.len(), 30);
     // Invalid predictions are audited, one event each.
-    let n_invalid = preds.iter().filter(|p| p["prediction"] == "invalid").count();
+    let n_invalid = preds
+        .iter()
+        .filter(|p| p["prediction"] == "invalid")
+        .count();
     let audit = std::fs::read_to_string(s.join("checkpoints/mcq/audit_fallbacks.jsonl")).unwrap();
     assert_eq!(audit.lines().count(), n_invalid);
 
@@ -79,7 +86,10 @@ fn full_run_lays_out_the_session_and_rerun_is_a_no_op() {
         .arg(&cfg)
         .assert()
         .success();
-    assert_eq!(before, std::fs::read(s.join("checkpoints/mcq/results.jsonl")).unwrap());
+    assert_eq!(
+        before,
+        std::fs::read(s.join("checkpoints/mcq/results.jsonl")).unwrap()
+    );
     assert_eq!(m, metrics(&s));
 
     // status lists it.
@@ -89,7 +99,10 @@ fn full_run_lays_out_the_session_and_rerun_is_a_no_op() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("my_run_1") && stdout.contains("mcq 30/30 done"), "{stdout}");
+    assert!(
+        stdout.contains("my_run_1") && stdout.contains("mcq 30/30 done"),
+        "{stdout}"
+    );
 }
 
 fn hex_sha256(bytes: &[u8]) -> String {
@@ -144,7 +157,14 @@ fn kill_nine_at_random_points_then_resume_matches_uninterrupted_run() {
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         trials += 1;
-        let done_marker = ws.runs().join("k/sessions").read_dir().ok().and_then(|mut d| d.next()).and_then(|e| e.ok()).map(|e| e.path().join("checkpoints/mcq/_DONE.json"));
+        let done_marker = ws
+            .runs()
+            .join("k/sessions")
+            .read_dir()
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.path().join("checkpoints/mcq/_DONE.json"));
         if done_marker.is_some_and(|p| !p.exists()) {
             interrupted += 1;
         }
@@ -159,7 +179,8 @@ fn kill_nine_at_random_points_then_resume_matches_uninterrupted_run() {
                 .and_then(|e| e.ok())
                 .map(|e| e.path().join("checkpoints/mcq/results.jsonl"));
             // Only a running method can be torn by a crash.
-            let running = |p: &std::path::PathBuf| p.exists() && !p.with_file_name("_DONE.json").exists();
+            let running =
+                |p: &std::path::PathBuf| p.exists() && !p.with_file_name("_DONE.json").exists();
             if let Some(p) = results.filter(running) {
                 use std::io::Write;
                 let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
@@ -168,9 +189,15 @@ fn kill_nine_at_random_points_then_resume_matches_uninterrupted_run() {
             }
         }
     }
-    assert!(trials >= 20, "only {trials} kill trials fit in the time bound");
+    assert!(
+        trials >= 20,
+        "only {trials} kill trials fit in the time bound"
+    );
     assert!(torn >= 1, "no torn line was injected");
-    assert!(interrupted >= 10, "only {interrupted} of {trials} kills hit a running method");
+    assert!(
+        interrupted >= 10,
+        "only {interrupted} of {trials} kills hit a running method"
+    );
     let s = only_session(&ws.runs(), "k");
     let fp = read_json(&s.join("manifest.json"))["fingerprint"]
         .as_str()
@@ -207,7 +234,12 @@ fn failed_items_are_recorded_and_retried_on_resume() {
         .arg(&cfg)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let s = only_session(&ws.runs(), "k");
     assert!(!s.join("checkpoints/mcq/_DONE.json").exists());
     let errors = std::fs::read_to_string(s.join("checkpoints/mcq/errors.jsonl")).unwrap();

@@ -81,7 +81,7 @@ pub fn reply(seed: u64, req: &ChatRequest) -> String {
     if options.is_empty() {
         return format!("Mock reply {}.", &digest[..8]);
     }
-    if h % 20 == 0 {
+    if h.is_multiple_of(20) {
         return "I am not sure which of these fits best.".to_string();
     }
     let choice = options[((h >> 8) as usize) % options.len()];
@@ -112,8 +112,7 @@ mod tests {
     fn deterministic_and_seed_dependent() {
         let r = req("Pick one:\nA) x\nB) y\nC) z\nD) w\n");
         assert_eq!(reply(1, &r), reply(1, &r));
-        let distinct: std::collections::HashSet<String> =
-            (0..50).map(|s| reply(s, &r)).collect();
+        let distinct: std::collections::HashSet<String> = (0..50).map(|s| reply(s, &r)).collect();
         assert!(distinct.len() > 4);
     }
 

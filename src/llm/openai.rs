@@ -83,14 +83,16 @@ impl OpenAiProvider {
         if !status.is_success() {
             let message = format!("POST {url}: HTTP {status}: {}", preview(&text));
             let code = status.as_u16();
-            return Err(if code == 408 || code == 409 || code == 429 || code >= 500 {
-                CallError::Transient {
-                    message,
-                    retry_after,
-                }
-            } else {
-                CallError::Fatal(message)
-            });
+            return Err(
+                if code == 408 || code == 409 || code == 429 || code >= 500 {
+                    CallError::Transient {
+                        message,
+                        retry_after,
+                    }
+                } else {
+                    CallError::Fatal(message)
+                },
+            );
         }
         parse_chat_body(&text).map_err(|m| CallError::Transient {
             message: format!("POST {url}: {m}"),
@@ -145,8 +147,7 @@ pub fn parse_retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duratio
 /// Extracts the assistant text and usage from a chat completion body.
 /// Tolerates `content: null` and missing optional fields.
 pub fn parse_chat_body(body: &str) -> Result<(String, Usage), String> {
-    let v: Value =
-        serde_json::from_str(body).map_err(|e| format!("malformed JSON body ({e})"))?;
+    let v: Value = serde_json::from_str(body).map_err(|e| format!("malformed JSON body ({e})"))?;
     let choice = v
         .get("choices")
         .and_then(Value::as_array)
@@ -182,8 +183,9 @@ mod tests {
         .unwrap();
         assert_eq!(t, "B");
         assert_eq!(u.prompt_tokens, 5);
-        let (t, _) = parse_chat_body(r#"{"choices":[{"message":{"content":null,"tool_calls":[]}}]}"#)
-            .unwrap();
+        let (t, _) =
+            parse_chat_body(r#"{"choices":[{"message":{"content":null,"tool_calls":[]}}]}"#)
+                .unwrap();
         assert_eq!(t, "");
         assert!(parse_chat_body("{\"choices\":[").is_err());
         assert!(parse_chat_body("{}").is_err());
@@ -197,7 +199,10 @@ mod tests {
         h.insert("retry-after-ms", "150".parse().unwrap());
         assert_eq!(parse_retry_after(&h), Some(Duration::from_millis(150)));
         let mut h = reqwest::header::HeaderMap::new();
-        h.insert("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        h.insert(
+            "retry-after",
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
         assert_eq!(parse_retry_after(&h), Some(Duration::ZERO));
     }
 }

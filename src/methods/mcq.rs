@@ -63,7 +63,10 @@ pub enum ParseStatus {
 impl ParseStatus {
     /// Whether the status yields a choice.
     pub fn is_parsed(self) -> bool {
-        matches!(self, ParseStatus::Exact | ParseStatus::Phrase | ParseStatus::Unique)
+        matches!(
+            self,
+            ParseStatus::Exact | ParseStatus::Phrase | ParseStatus::Unique
+        )
     }
 }
 
@@ -174,7 +177,12 @@ impl Mcq {
                 options.push('\n');
             }
             if self.config.show_behavior_names {
-                options.push_str(&format!("{}) [{}] {}", labels[i], label, example.answer(*label)));
+                options.push_str(&format!(
+                    "{}) [{}] {}",
+                    labels[i],
+                    label,
+                    example.answer(*label)
+                ));
             } else {
                 options.push_str(&format!("{}) {}", labels[i], example.answer(*label)));
             }
@@ -196,7 +204,10 @@ impl Mcq {
         ];
         let mut messages = Vec::new();
         if !self.template.system.is_empty() {
-            messages.push(Message::system(prompts::render(&self.template.system, &values)));
+            messages.push(Message::system(prompts::render(
+                &self.template.system,
+                &values,
+            )));
         }
         messages.push(Message::user(prompts::render(&self.template.user, &values)));
         ChatRequest {
@@ -285,8 +296,8 @@ fn strip_reasoning(s: &str) -> String {
 /// Whether `text[start..end]` is part of a decimal number such as `0.5`.
 fn part_of_number(text: &str, start: usize, end: usize) -> bool {
     let mut after = text[end..].chars();
-    let sep_digit_after = matches!(after.next(), Some('.' | ','))
-        && after.next().is_some_and(|c| c.is_ascii_digit());
+    let sep_digit_after =
+        matches!(after.next(), Some('.' | ',')) && after.next().is_some_and(|c| c.is_ascii_digit());
     let mut before = text[..start].chars().rev();
     let sep_digit_before = matches!(before.next(), Some('.' | ','))
         && before.next().is_some_and(|c| c.is_ascii_digit());
@@ -308,7 +319,11 @@ pub fn parse_choice(raw: &str, labels: &[String]) -> (Option<usize>, ParseStatus
         return (None, ParseStatus::Empty);
     }
     let bare = trimmed.trim_matches(|c: char| {
-        c.is_whitespace() || matches!(c, '*' | '_' | '`' | '"' | '\'' | '(' | ')' | '[' | ']' | '.' | ':' | ',')
+        c.is_whitespace()
+            || matches!(
+                c,
+                '*' | '_' | '`' | '"' | '\'' | '(' | ')' | '[' | ']' | '.' | ':' | ','
+            )
     });
     if let Some(i) = labels.iter().position(|l| l.eq_ignore_ascii_case(bare)) {
         return (Some(i), ParseStatus::Exact);
@@ -325,7 +340,11 @@ pub fn parse_choice(raw: &str, labels: &[String]) -> (Option<usize>, ParseStatus
         let found: Vec<usize> = re
             .captures_iter(trimmed)
             .filter_map(|c| c.get(1))
-            .filter_map(|m| labels.iter().position(|l| l.eq_ignore_ascii_case(m.as_str())))
+            .filter_map(|m| {
+                labels
+                    .iter()
+                    .position(|l| l.eq_ignore_ascii_case(m.as_str()))
+            })
             .collect();
         if let Some(&first) = found.first() {
             if found.iter().all(|&i| i == first) {
@@ -377,7 +396,11 @@ mod tests {
             ("<think>maybe A or B</think>C", Some(2), ParseStatus::Exact),
             ("Clearly B fits.", Some(1), ParseStatus::Unique),
             ("B or C", None, ParseStatus::Ambiguous),
-            ("Answer: B. No wait, answer: C", None, ParseStatus::Ambiguous),
+            (
+                "Answer: B. No wait, answer: C",
+                None,
+                ParseStatus::Ambiguous,
+            ),
             ("I am not sure.", None, ParseStatus::NoOption),
             ("", None, ParseStatus::Empty),
             ("<think>A</think>", None, ParseStatus::Empty),
@@ -392,7 +415,10 @@ mod tests {
         let l: Vec<String> = ["0", "1", "2", "3"].iter().map(|s| s.to_string()).collect();
         assert_eq!(parse_choice("2", &l), (Some(2), ParseStatus::Exact));
         assert_eq!(parse_choice("0.5", &l), (None, ParseStatus::NoOption));
-        assert_eq!(parse_choice("Scores 0.5 and 1.25, so 3", &l), (Some(3), ParseStatus::Unique));
+        assert_eq!(
+            parse_choice("Scores 0.5 and 1.25, so 3", &l),
+            (Some(3), ParseStatus::Unique)
+        );
         assert_eq!(parse_choice("4", &l), (None, ParseStatus::NoOption));
     }
 
@@ -444,7 +470,14 @@ mod tests {
     #[test]
     fn invalid_reply_is_audited_not_coerced() {
         let m = mcq(OptionOrder::Fixed);
-        let r = m.record(&example(), Label::ALL, "no idea".into(), Usage::default(), 1, 0);
+        let r = m.record(
+            &example(),
+            Label::ALL,
+            "no idea".into(),
+            Usage::default(),
+            1,
+            0,
+        );
         assert_eq!(r.prediction, Prediction::Invalid);
         assert_eq!(r.audit.len(), 1);
         assert_eq!(r.audit[0].event_type, "mcq_parse_failed");

@@ -134,7 +134,9 @@ enabled = ["mcq"]
 /// The w2c binary, run in `dir`.
 pub fn w2c(dir: &Path) -> Command {
     let mut c = Command::cargo_bin("w2c").expect("binary");
-    c.current_dir(dir).env_remove("W2C_RUN_KEY").env_remove("W2C_RUNS_DIR");
+    c.current_dir(dir)
+        .env_remove("W2C_RUN_KEY")
+        .env_remove("W2C_RUNS_DIR");
     c
 }
 
@@ -145,7 +147,12 @@ pub fn only_session(runs: &Path, run_key: &str) -> PathBuf {
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .flatten()
         .collect();
-    assert_eq!(entries.len(), 1, "expected one session in {}", dir.display());
+    assert_eq!(
+        entries.len(),
+        1,
+        "expected one session in {}",
+        dir.display()
+    );
     entries[0].path()
 }
 
@@ -162,7 +169,11 @@ pub fn fingerprint_of(dir: &Path, config: &Path) -> String {
         .arg(config)
         .output()
         .expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     stdout
         .lines()
