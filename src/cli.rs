@@ -64,6 +64,11 @@ enum Command {
     /// Work with config files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Serve an OpenAI-compatible test endpoint with latency and fault injection.
+    #[command(
+        after_help = "Example:\n  w2c mock-server --port 8089 --latency-ms 200 --rate-429 0.1 --rate-5xx 0.05\n  # then point a provider at base_url = \"http://127.0.0.1:8089/v1\""
+    )]
+    MockServer(crate::mock_server::MockServerOptions),
 }
 
 #[derive(Debug, Subcommand)]
@@ -154,6 +159,13 @@ fn dispatch(cli: Cli) -> Result<i32> {
             } else {
                 print!("{}", report::status_table(&rows));
             }
+            Ok(EXIT_OK)
+        }
+        Command::MockServer(opts) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(crate::mock_server::run(opts))?;
             Ok(EXIT_OK)
         }
         Command::Config(ConfigCommand::Check { file }) => {

@@ -29,6 +29,19 @@ pub struct Config {
     pub providers: BTreeMap<String, ProviderConfig>,
     /// Which methods run, and their settings.
     pub methods: MethodsConfig,
+    /// Optional prices by model name, for cost accounting.
+    #[serde(default)]
+    pub prices: BTreeMap<String, Price>,
+}
+
+/// `[prices."<model>"]`: USD per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    /// USD per million prompt tokens.
+    pub prompt_per_mtok: f64,
+    /// USD per million completion tokens.
+    pub completion_per_mtok: f64,
 }
 
 /// `[run]`: output location, RUN_KEY and the API seed.
@@ -127,6 +140,19 @@ pub struct ProviderConfig {
     /// Attempts per request before the item is recorded as an error.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
+    /// Requests-per-minute budget (absent = unlimited).
+    #[serde(default)]
+    pub requests_per_minute: Option<u32>,
+    /// Tokens-per-minute budget, estimated from prompt size and `max_tokens`.
+    #[serde(default)]
+    pub tokens_per_minute: Option<u32>,
+    /// Extra HTTP headers with non-secret values (stored in the manifest).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Extra HTTP headers whose values come from environment variables
+    /// (header name → variable name); the values never reach disk.
+    #[serde(default)]
+    pub headers_env: BTreeMap<String, String>,
     /// Mock only: simulated latency per request, milliseconds.
     #[serde(default)]
     pub latency_ms: u64,
@@ -344,6 +370,20 @@ impl Config {
             if !(0.0..=1.0).contains(&p.fail_rate) {
                 bail!("key `{}`: expected a share in [0, 1]", key("fail_rate"));
             }
+            for (k, v) in p.headers.iter().chain(p.headers_env.iter()) {
+                if k.eq_ignore_ascii_case("authorization") {
+                    bail!(
+                        "key `{}`: set the key with `api_key_env`, not a header",
+                        key(&format!("headers.{k}"))
+                    );
+                }
+                if v.is_empty() {
+                    bail!(
+                        "key `{}`: expected a non-empty value",
+                        key(&format!("headers.{k}"))
+                    );
+                }
+            }
             match p.kind {
                 ProviderKind::Openai => {
                     if p.base_url.as_deref().unwrap_or("").is_empty() {
@@ -361,12 +401,18 @@ impl Config {
                     }
                 }
                 ProviderKind::Mock => {
-                    if p.base_url.is_some() || p.api_key_env.is_some() {
+                    if p.base_url.is_some() || p.api_key_env.is_some() || !p.headers_env.is_empty()
+                    {
                         bail!(
                             "provider `{name}` is `kind = \"mock\"`: it has no `base_url` or `api_key_env`"
                         );
                     }
                 }
+            }
+        }
+        for (model, price) in &self.prices {
+            if !(price.prompt_per_mtok >= 0.0 && price.completion_per_mtok >= 0.0) {
+                bail!("key `prices.\"{model}\"`: prices must be non-negative numbers");
             }
         }
         self.target_provider()?;

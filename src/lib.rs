@@ -11,6 +11,7 @@ pub mod labels;
 pub mod llm;
 pub mod methods;
 pub mod metrics;
+pub mod mock_server;
 pub mod prompts;
 pub mod report;
 pub mod runner;

@@ -103,7 +103,10 @@ pub fn run_summary(report: &RunReport) -> String {
 }
 
 fn method_row(m: &MethodSummary) -> Vec<String> {
-    let tokens = format!("{}/{}", m.usage.prompt_tokens, m.usage.completion_tokens);
+    let mut tokens = format!("{}/{}", m.usage.prompt_tokens, m.usage.completion_tokens);
+    if let Some(cost) = m.usage.cost_usd {
+        tokens.push_str(&format!(" (${cost:.4})"));
+    }
     match &m.metrics {
         Some(x) => vec![
             m.namespace.clone(),

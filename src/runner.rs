@@ -5,9 +5,9 @@ use crate::checkpoint::{file_digest, read_json, write_bytes_atomic, write_json_a
 use crate::config::{self, Config};
 use crate::dataset::{self, Example};
 use crate::fingerprint::{diff, fingerprint, short};
-use crate::llm::Client;
+use crate::llm::{CallRecord, Client};
 use crate::methods::mcq::{Mcq, McqRecord};
-use crate::methods::{self, files, Cancel, Outcome};
+use crate::methods::{self, files, Cancel, ItemOutput, Outcome};
 use crate::metrics::{self, Metrics, Scored};
 use crate::session::{self, MethodSettings, NewSession, Session};
 use anyhow::{bail, Context, Result};
@@ -49,12 +49,33 @@ pub struct MethodSummary {
 }
 
 /// Token totals over a namespace's results.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct UsageTotals {
     /// Prompt tokens.
     pub prompt_tokens: u64,
     /// Completion tokens.
     pub completion_tokens: u64,
+    /// Cost in USD, when `[prices]` lists the model.
+    pub cost_usd: Option<f64>,
+}
+
+impl UsageTotals {
+    /// Totals with the cost from an optional price.
+    pub fn new(
+        prompt_tokens: u64,
+        completion_tokens: u64,
+        price: Option<&crate::config::Price>,
+    ) -> Self {
+        UsageTotals {
+            prompt_tokens,
+            completion_tokens,
+            cost_usd: price.map(|p| {
+                (prompt_tokens as f64 * p.prompt_per_mtok
+                    + completion_tokens as f64 * p.completion_per_mtok)
+                    / 1_000_000.0
+            }),
+        }
+    }
 }
 
 /// The result of a run.
@@ -201,6 +222,7 @@ pub async fn run(req: RunRequest, cancel: &Cancel) -> Result<RunReport> {
                     &prepared.selected,
                     client.clone(),
                     cancel,
+                    config.prices.get(&config.models.target),
                     &mut report,
                 )
                 .await?
@@ -218,6 +240,7 @@ async fn run_mcq(
     examples: &[Example],
     client: Arc<Client>,
     cancel: &Cancel,
+    price: Option<&crate::config::Price>,
     report: &mut RunReport,
 ) -> Result<MethodSummary> {
     let settings = mcq.settings();
@@ -240,8 +263,10 @@ async fn run_mcq(
     let total = items.len();
     let examples_arc: Arc<Vec<Example>> = Arc::new(examples.to_vec());
     let mcq_arc = Arc::new(mcq.clone());
+    let ns_name = ns.clone();
     let outcome: Outcome<McqRecord> = methods::run_items(
         &ns_dir,
+        &artifacts_dir,
         items,
         client.max_concurrency,
         cancel,
@@ -250,20 +275,28 @@ async fn run_mcq(
             let client = client.clone();
             let examples = examples_arc.clone();
             let mcq = mcq_arc.clone();
+            let ns_name = ns_name.clone();
             async move {
                 let ex = &examples[item.index];
                 let order = mcq.option_order(&ex.uuid);
                 let req = mcq.request(ex, &order);
-                match client.chat(&req).await {
-                    Ok(resp) => Ok(mcq.record(
+                let outcome = client.chat(&req).await;
+                let call =
+                    CallRecord::new(&client, &ns_name, &ex.uuid, None, "target", &req, &outcome);
+                let result = match outcome.result {
+                    Ok(reply) => Ok(mcq.record(
                         ex,
                         order,
-                        resp.text,
-                        resp.usage,
-                        resp.attempts,
-                        resp.latency_ms,
+                        reply.text,
+                        reply.usage,
+                        outcome.attempts.len() as u32,
+                        outcome.latency_ms,
                     )),
                     Err(e) => Err(e.to_string()),
+                };
+                ItemOutput {
+                    calls: vec![call],
+                    result,
                 }
             }
         },
@@ -273,6 +306,19 @@ async fn run_mcq(
         report.notes.push(format!(
             "{ns}: cut {} bytes of a torn checkpoint line left by an interrupted run",
             outcome.torn_bytes
+        ));
+    }
+    if outcome.abandoned > 0 {
+        report.notes.push(format!(
+            "{ns}: {} requests in flight were abandoned at the interrupt; they will be redone",
+            outcome.abandoned
+        ));
+    }
+    let stats = client.limiter.stats();
+    if stats.decreases > 0 {
+        report.notes.push(format!(
+            "{ns}: rate limited: concurrency was cut {} times (lowest {}), now {}",
+            stats.decreases, stats.min_limit, stats.limit
         ));
     }
     if outcome.resumed > 0 {
@@ -285,10 +331,11 @@ async fn run_mcq(
         .iter()
         .filter_map(|e| outcome.results.get(&e.uuid))
         .collect();
-    let usage = UsageTotals {
-        prompt_tokens: ordered.iter().map(|r| r.usage.prompt_tokens).sum(),
-        completion_tokens: ordered.iter().map(|r| r.usage.completion_tokens).sum(),
-    };
+    let usage = UsageTotals::new(
+        ordered.iter().map(|r| r.usage.prompt_tokens).sum(),
+        ordered.iter().map(|r| r.usage.completion_tokens).sum(),
+        price,
+    );
     let mut summary = MethodSummary {
         namespace: ns.clone(),
         done: ordered.len(),

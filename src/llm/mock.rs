@@ -10,7 +10,7 @@
 //! delays each attempt; `fail_rate` makes attempts fail transiently at random
 //! (not deterministically), which exercises retries and the errors record.
 
-use super::{CallError, ChatRequest, Usage};
+use super::{CallError, ChatRequest, Reply, Usage};
 use crate::config::ProviderConfig;
 use crate::fingerprint::sha256_hex;
 use regex::Regex;
@@ -41,13 +41,14 @@ impl MockProvider {
     }
 
     /// Answers one attempt.
-    pub async fn chat(&self, req: &ChatRequest) -> Result<(String, Usage), CallError> {
+    pub async fn chat(&self, req: &ChatRequest) -> Result<Reply, CallError> {
         if !self.latency.is_zero() {
             tokio::time::sleep(self.latency).await;
         }
         if self.fail_rate > 0.0 && rand::random::<f64>() < self.fail_rate {
             return Err(CallError::Transient {
                 message: "mock: injected transient failure".into(),
+                status: None,
                 retry_after: Some(Duration::from_millis(1)),
             });
         }
@@ -57,7 +58,12 @@ impl MockProvider {
             prompt_tokens: prompt_chars.div_ceil(4) as u64,
             completion_tokens: text.split_whitespace().count() as u64,
         };
-        Ok((text, usage))
+        Ok(Reply {
+            text,
+            usage,
+            system_fingerprint: None,
+            http_status: 200,
+        })
     }
 }
 

@@ -3,10 +3,10 @@
 //! The API key is read from the environment variable the config names, kept in
 //! memory only, and never included in errors, logs or files.
 
-use super::{CallError, ChatRequest, Usage};
+use super::{CallError, ChatRequest, Reply, Usage};
 use crate::config::ProviderConfig;
 use anyhow::{bail, Context, Result};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::time::Duration;
 
 /// A configured OpenAI-compatible endpoint.
@@ -14,6 +14,7 @@ use std::time::Duration;
 pub struct OpenAiProvider {
     base_url: String,
     api_key: Option<String>,
+    headers: reqwest::header::HeaderMap,
     http: reqwest::Client,
 }
 
@@ -44,6 +45,16 @@ impl OpenAiProvider {
             },
             None => None,
         };
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (k, v) in &cfg.headers {
+            insert_header(&mut headers, name, k, v.clone())?;
+        }
+        for (k, var) in &cfg.headers_env {
+            let v = std::env::var(var).ok().filter(|v| !v.is_empty()).with_context(|| {
+                format!("provider `{name}`: environment variable `{var}` (from `headers_env.{k}`) is not set")
+            })?;
+            insert_header(&mut headers, name, k, v)?;
+        }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs_f64(cfg.timeout_secs))
             .pool_max_idle_per_host(cfg.max_concurrency)
@@ -52,32 +63,37 @@ impl OpenAiProvider {
         Ok(OpenAiProvider {
             base_url,
             api_key,
+            headers,
             http,
         })
     }
 
+    /// The base URL (no credentials).
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
     /// One attempt of a chat completion.
-    pub async fn chat(&self, req: &ChatRequest) -> Result<(String, Usage), CallError> {
+    pub async fn chat(&self, req: &ChatRequest) -> Result<Reply, CallError> {
         let url = format!("{}/chat/completions", self.base_url);
-        let body = json!({
-            "model": req.model,
-            "messages": req.messages,
-            "temperature": req.temperature,
-            "max_tokens": req.max_tokens,
-            "seed": req.seed,
-        });
-        let mut builder = self.http.post(&url).json(&body);
+        let body = req.body();
+        let mut builder = self
+            .http
+            .post(&url)
+            .headers(self.headers.clone())
+            .json(&body);
         if let Some(key) = &self.api_key {
             builder = builder.bearer_auth(key);
         }
-        let resp = builder.send().await.map_err(|e| CallError::Transient {
-            message: format!("POST {url}: {}", without_url(&e)),
-            retry_after: None,
-        })?;
+        let resp = builder
+            .send()
+            .await
+            .map_err(|e| CallError::transient(format!("POST {url}: {}", without_url(&e))))?;
         let status = resp.status();
         let retry_after = parse_retry_after(resp.headers());
         let text = resp.text().await.map_err(|e| CallError::Transient {
             message: format!("POST {url}: reading body: {}", without_url(&e)),
+            status: Some(status.as_u16()),
             retry_after: None,
         })?;
         if !status.is_success() {
@@ -87,15 +103,20 @@ impl OpenAiProvider {
                 if code == 408 || code == 409 || code == 429 || code >= 500 {
                     CallError::Transient {
                         message,
+                        status: Some(code),
                         retry_after,
                     }
                 } else {
-                    CallError::Fatal(message)
+                    CallError::Fatal {
+                        message,
+                        status: Some(code),
+                    }
                 },
             );
         }
         parse_chat_body(&text).map_err(|m| CallError::Transient {
             message: format!("POST {url}: {m}"),
+            status: Some(status.as_u16()),
             retry_after: None,
         })
     }
@@ -144,9 +165,24 @@ pub fn parse_retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duratio
     Some(delta.to_std().unwrap_or(Duration::ZERO))
 }
 
+fn insert_header(
+    headers: &mut reqwest::header::HeaderMap,
+    provider: &str,
+    key: &str,
+    value: String,
+) -> Result<()> {
+    let name = reqwest::header::HeaderName::from_bytes(key.as_bytes())
+        .with_context(|| format!("provider `{provider}`: `{key}` is not a valid header name"))?;
+    let mut v = reqwest::header::HeaderValue::from_str(&value)
+        .with_context(|| format!("provider `{provider}`: header `{key}` has an invalid value"))?;
+    v.set_sensitive(true);
+    headers.insert(name, v);
+    Ok(())
+}
+
 /// Extracts the assistant text and usage from a chat completion body.
 /// Tolerates `content: null` and missing optional fields.
-pub fn parse_chat_body(body: &str) -> Result<(String, Usage), String> {
+pub fn parse_chat_body(body: &str) -> Result<Reply, String> {
     let v: Value = serde_json::from_str(body).map_err(|e| format!("malformed JSON body ({e})"))?;
     let choice = v
         .get("choices")
@@ -168,7 +204,16 @@ pub fn parse_chat_body(body: &str) -> Result<(String, Usage), String> {
             .and_then(Value::as_u64)
             .unwrap_or(0),
     };
-    Ok((text, usage))
+    let system_fingerprint = v
+        .get("system_fingerprint")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    Ok(Reply {
+        text,
+        usage,
+        system_fingerprint,
+        http_status: 200,
+    })
 }
 
 #[cfg(test)]
@@ -177,16 +222,16 @@ mod tests {
 
     #[test]
     fn parses_content_and_tolerates_null() {
-        let (t, u) = parse_chat_body(
-            r#"{"choices":[{"message":{"content":"B"}}],"usage":{"prompt_tokens":5,"completion_tokens":1}}"#,
+        let r = parse_chat_body(
+            r#"{"choices":[{"message":{"content":"B"}}],"usage":{"prompt_tokens":5,"completion_tokens":1},"system_fingerprint":"fp1"}"#,
         )
         .unwrap();
-        assert_eq!(t, "B");
-        assert_eq!(u.prompt_tokens, 5);
-        let (t, _) =
-            parse_chat_body(r#"{"choices":[{"message":{"content":null,"tool_calls":[]}}]}"#)
-                .unwrap();
-        assert_eq!(t, "");
+        assert_eq!(r.text, "B");
+        assert_eq!(r.usage.prompt_tokens, 5);
+        assert_eq!(r.system_fingerprint.as_deref(), Some("fp1"));
+        let r = parse_chat_body(r#"{"choices":[{"message":{"content":null,"tool_calls":[]}}]}"#)
+            .unwrap();
+        assert_eq!(r.text, "");
         assert!(parse_chat_body("{\"choices\":[").is_err());
         assert!(parse_chat_body("{}").is_err());
     }

@@ -10,6 +10,7 @@ pub mod mcq;
 
 use crate::audit::AuditEvent;
 use crate::checkpoint::{load_jsonl, JsonlWriter};
+use crate::llm::CallRecord;
 use anyhow::Result;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -18,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// File names inside a namespace's checkpoint directory.
 pub mod files {
@@ -33,6 +34,8 @@ pub mod files {
     pub const DONE: &str = "_DONE.json";
     /// Settings of the namespace.
     pub const SETTINGS: &str = "method_settings.json";
+    /// Call log, in the namespace's artifacts directory.
+    pub const CALLS: &str = "llm_calls.jsonl";
 }
 
 /// One unit of work: an example (and a repeat index for sweeps).
@@ -77,20 +80,38 @@ pub struct ErrorLine {
     pub at: String,
 }
 
+/// How long requests in flight may take to finish after a stop request
+/// before they are abandoned (and redone on resume).
+pub const CANCEL_GRACE: Duration = Duration::from_secs(3);
+
 /// A cooperative stop signal shared by the CLI and the engine.
 #[derive(Debug, Clone, Default)]
-pub struct Cancel(Arc<AtomicBool>);
+pub struct Cancel(CancellationToken);
 
 impl Cancel {
     /// Asks running methods to stop issuing new work.
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.0.cancel();
     }
 
     /// Whether a stop was requested.
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.0.is_cancelled()
     }
+
+    /// Resolves once a stop was requested and the grace period has passed.
+    pub async fn grace_expired(&self) {
+        self.0.cancelled().await;
+        tokio::time::sleep(CANCEL_GRACE).await;
+    }
+}
+
+/// What the work function returns for one item.
+pub struct ItemOutput<R> {
+    /// Calls made for the item (logged whether or not it succeeded).
+    pub calls: Vec<CallRecord>,
+    /// The record, or why the item failed.
+    pub result: Result<R, String>,
 }
 
 /// The state of a namespace after the engine ran.
@@ -101,6 +122,8 @@ pub struct Outcome<R> {
     pub failed: Vec<(String, String)>,
     /// Whether the run stopped because of a cancellation.
     pub cancelled: bool,
+    /// Items in flight that were abandoned after the cancel grace period.
+    pub abandoned: usize,
     /// Items that were done before this run started.
     pub resumed: usize,
     /// Bytes of torn checkpoint tail cut on open.
@@ -110,6 +133,7 @@ pub struct Outcome<R> {
 /// Runs `work` over every item not already in the namespace's results.
 pub async fn run_items<R, F, Fut>(
     ns_dir: &Path,
+    artifacts_dir: &Path,
     items: Vec<WorkItem>,
     concurrency: usize,
     cancel: &Cancel,
@@ -119,8 +143,9 @@ pub async fn run_items<R, F, Fut>(
 where
     R: Record,
     F: Fn(WorkItem) -> Fut,
-    Fut: Future<Output = Result<R, String>>,
+    Fut: Future<Output = ItemOutput<R>>,
 {
+    let (mut calls_w, _) = JsonlWriter::open(&artifacts_dir.join(files::CALLS))?;
     let results_path = ns_dir.join(files::RESULTS);
     let audit_path = ns_dir.join(files::AUDIT);
     let (mut results_w, torn_results) = JsonlWriter::open(&results_path)?;
@@ -172,11 +197,25 @@ where
         .map(|item| {
             let key = item.key.clone();
             let fut = work(item);
-            async move { (key, fut.await) }
+            let cancel = cancel.clone();
+            async move {
+                tokio::select! {
+                    out = fut => (key, Some(out)),
+                    _ = cancel.grace_expired() => (key, None),
+                }
+            }
         })
         .buffer_unordered(concurrency.max(1));
-    while let Some((key, outcome)) = stream.next().await {
-        match outcome {
+    let mut abandoned = 0;
+    while let Some((key, output)) = stream.next().await {
+        let Some(output) = output else {
+            abandoned += 1;
+            continue;
+        };
+        for call in &output.calls {
+            calls_w.append(call)?;
+        }
+        match output.result {
             Ok(record) => {
                 results_w.append(&record)?;
                 for e in record.audit_events() {
@@ -202,11 +241,13 @@ where
     results_w.sync()?;
     audit_w.sync()?;
     errors_w.sync()?;
+    calls_w.sync()?;
     bar.finish_and_clear();
     Ok(Outcome {
         results,
         failed,
         cancelled: cancel.is_cancelled(),
+        abandoned,
         resumed,
         torn_bytes: torn_results + torn_audit + torn_errors,
     })

@@ -1,0 +1,641 @@
+//! `w2c mock-server`: an OpenAI-compatible HTTP server for testing configs,
+//! CI and benchmarks without spending tokens.
+//!
+//! It answers `POST /v1/chat/completions` with the same deterministic replies
+//! as the built-in `mock` provider (so a run against it scores exactly like a
+//! run on `kind = "mock"`), and `POST /v1/completions` with `echo` and
+//! `logprobs` over a simple deterministic tokenizer, including `text_offset`.
+//! Knobs inject latency and faults: a share of 429 (with `Retry-After`), 5xx,
+//! hung requests, truncated and malformed bodies. `GET /stats` counts requests
+//! and faults; `POST /stats/reset` zeroes the counters.
+
+use crate::fingerprint::sha256_hex;
+use crate::llm::{mock, ChatRequest, Message};
+use anyhow::{bail, Context, Result};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Server knobs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MockServerOptions {
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port (0 picks a free one; the chosen address is printed on stdout).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Mean added latency per request, milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Uniform jitter around the latency (± this many ms).
+    #[arg(long, default_value_t = 0)]
+    pub jitter_ms: u64,
+    /// Share of requests answered 429 with `Retry-After`.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_429: f64,
+    /// `Retry-After` value sent with 429s, seconds (fractions go to `retry-after-ms`).
+    #[arg(long, default_value_t = 0.05)]
+    pub retry_after_secs: f64,
+    /// Share of requests answered with a 5xx status.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_5xx: f64,
+    /// Share of requests that hang for `--hang-secs` before answering.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_hang: f64,
+    /// How long a hung request hangs, seconds.
+    #[arg(long, default_value_t = 30.0)]
+    pub hang_secs: f64,
+    /// Share of 200 replies whose JSON body is cut in half.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_truncated: f64,
+    /// Share of 200 replies whose body is not JSON.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_malformed: f64,
+    /// Require `Authorization: Bearer <key>`, read from this environment variable.
+    #[arg(long)]
+    pub api_key_env: Option<String>,
+    /// Seed of the replies and of the fault draws.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+impl MockServerOptions {
+    fn validate(&self) -> Result<()> {
+        let shares = [
+            ("--rate-429", self.rate_429),
+            ("--rate-5xx", self.rate_5xx),
+            ("--rate-hang", self.rate_hang),
+            ("--rate-truncated", self.rate_truncated),
+            ("--rate-malformed", self.rate_malformed),
+        ];
+        for (name, v) in shares {
+            if !(0.0..=1.0).contains(&v) {
+                bail!("{name}: expected a share in [0, 1], got {v}");
+            }
+        }
+        if shares.iter().map(|(_, v)| v).sum::<f64>() > 1.0 {
+            bail!("the fault shares add up to more than 1");
+        }
+        if !(self.retry_after_secs >= 0.0 && self.retry_after_secs.is_finite()) {
+            bail!("--retry-after-secs: expected a non-negative number");
+        }
+        Ok(())
+    }
+}
+
+/// Request and fault counters, served at `/stats`.
+#[derive(Debug, Default, Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub struct Stats {
+    /// All requests received.
+    pub requests: u64,
+    /// Chat completion requests.
+    pub chat: u64,
+    /// Completion requests.
+    pub completions: u64,
+    /// Successful replies.
+    pub ok: u64,
+    /// 429 replies.
+    pub fault_429: u64,
+    /// 5xx replies.
+    pub fault_5xx: u64,
+    /// Hung requests.
+    pub fault_hang: u64,
+    /// Truncated bodies.
+    pub fault_truncated: u64,
+    /// Malformed bodies.
+    pub fault_malformed: u64,
+    /// 401 replies.
+    pub unauthorized: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    requests: AtomicU64,
+    chat: AtomicU64,
+    completions: AtomicU64,
+    ok: AtomicU64,
+    fault_429: AtomicU64,
+    fault_5xx: AtomicU64,
+    fault_hang: AtomicU64,
+    fault_truncated: AtomicU64,
+    fault_malformed: AtomicU64,
+    unauthorized: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> Stats {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Stats {
+            requests: g(&self.requests),
+            chat: g(&self.chat),
+            completions: g(&self.completions),
+            ok: g(&self.ok),
+            fault_429: g(&self.fault_429),
+            fault_5xx: g(&self.fault_5xx),
+            fault_hang: g(&self.fault_hang),
+            fault_truncated: g(&self.fault_truncated),
+            fault_malformed: g(&self.fault_malformed),
+            unauthorized: g(&self.unauthorized),
+        }
+    }
+
+    fn reset(&self) {
+        for a in [
+            &self.requests,
+            &self.chat,
+            &self.completions,
+            &self.ok,
+            &self.fault_429,
+            &self.fault_5xx,
+            &self.fault_hang,
+            &self.fault_truncated,
+            &self.fault_malformed,
+            &self.unauthorized,
+        ] {
+            a.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+struct AppState {
+    opts: MockServerOptions,
+    api_key: Option<String>,
+    rng: Mutex<StdRng>,
+    counters: Counters,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    TooMany,
+    Server,
+    Hang,
+    Truncated,
+    Malformed,
+}
+
+/// Binds the listener and serves until the process ends. Prints
+/// `listening on http://HOST:PORT` on stdout once ready.
+pub async fn run(opts: MockServerOptions) -> Result<()> {
+    opts.validate()?;
+    let api_key = match &opts.api_key_env {
+        Some(var) => Some(
+            std::env::var(var)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .with_context(|| {
+                    format!("--api-key-env: environment variable `{var}` is not set")
+                })?,
+        ),
+        None => None,
+    };
+    let listener = tokio::net::TcpListener::bind((opts.host.as_str(), opts.port))
+        .await
+        .with_context(|| format!("cannot bind {}:{}", opts.host, opts.port))?;
+    let addr = listener.local_addr()?;
+    println!("listening on http://{addr}");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let state = Arc::new(AppState {
+        rng: Mutex::new(StdRng::seed_from_u64(opts.seed)),
+        opts,
+        api_key,
+        counters: Counters::default(),
+    });
+    axum::serve(listener, router(state))
+        .await
+        .context("mock server stopped")
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/chat/completions", post(chat))
+        .route("/v1/completions", post(completions))
+        .route("/completions", post(completions))
+        .route("/stats", get(stats))
+        .route("/stats/reset", post(reset))
+        .with_state(state)
+}
+
+async fn stats(State(st): State<Arc<AppState>>) -> Json<Stats> {
+    Json(st.counters.snapshot())
+}
+
+async fn reset(State(st): State<Arc<AppState>>) -> StatusCode {
+    st.counters.reset();
+    StatusCode::NO_CONTENT
+}
+
+fn error_body(message: &str, kind: &str) -> Value {
+    json!({"error": {"message": message, "type": kind, "code": null}})
+}
+
+/// Common preamble: count, check auth, sleep, draw a fault.
+async fn preamble(st: &AppState, headers: &HeaderMap) -> Result<Fault, Response> {
+    st.counters.requests.fetch_add(1, Ordering::Relaxed);
+    if let Some(key) = &st.api_key {
+        let expected = format!("Bearer {key}");
+        let ok = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v == expected);
+        if !ok {
+            st.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+            return Err((
+                StatusCode::UNAUTHORIZED,
+                Json(error_body(
+                    "Incorrect API key provided.",
+                    "invalid_request_error",
+                )),
+            )
+                .into_response());
+        }
+    }
+    let (delay, draw) = {
+        let mut rng = st.rng.lock().unwrap_or_else(|p| p.into_inner());
+        let jitter = if st.opts.jitter_ms > 0 {
+            rng.gen_range(0..=2 * st.opts.jitter_ms) as i64 - st.opts.jitter_ms as i64
+        } else {
+            0
+        };
+        let delay = (st.opts.latency_ms as i64 + jitter).max(0) as u64;
+        (delay, rng.gen::<f64>())
+    };
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let o = &st.opts;
+    let mut edge = 0.0;
+    let faults = [
+        (o.rate_429, Fault::TooMany),
+        (o.rate_5xx, Fault::Server),
+        (o.rate_hang, Fault::Hang),
+        (o.rate_truncated, Fault::Truncated),
+        (o.rate_malformed, Fault::Malformed),
+    ];
+    for (share, fault) in faults {
+        edge += share;
+        if draw < edge {
+            return apply_fault(st, fault).await;
+        }
+    }
+    Ok(Fault::None)
+}
+
+async fn apply_fault(st: &AppState, fault: Fault) -> Result<Fault, Response> {
+    let c = &st.counters;
+    match fault {
+        Fault::TooMany => {
+            c.fault_429.fetch_add(1, Ordering::Relaxed);
+            let mut resp = (
+                StatusCode::TOO_MANY_REQUESTS,
+                Json(error_body(
+                    "Rate limit reached (mock).",
+                    "rate_limit_exceeded",
+                )),
+            )
+                .into_response();
+            let secs = st.opts.retry_after_secs;
+            let h = resp.headers_mut();
+            if let Ok(v) = HeaderValue::from_str(&format!("{}", secs.ceil() as u64)) {
+                h.insert("retry-after", v);
+            }
+            if let Ok(v) = HeaderValue::from_str(&format!("{}", (secs * 1000.0).round() as u64)) {
+                h.insert("retry-after-ms", v);
+            }
+            Err(resp)
+        }
+        Fault::Server => {
+            c.fault_5xx.fetch_add(1, Ordering::Relaxed);
+            Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(error_body(
+                    "The server is overloaded (mock).",
+                    "server_error",
+                )),
+            )
+                .into_response())
+        }
+        Fault::Hang => {
+            c.fault_hang.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_secs_f64(st.opts.hang_secs)).await;
+            Ok(Fault::None)
+        }
+        Fault::Truncated => {
+            c.fault_truncated.fetch_add(1, Ordering::Relaxed);
+            Ok(Fault::Truncated)
+        }
+        Fault::Malformed => {
+            c.fault_malformed.fetch_add(1, Ordering::Relaxed);
+            Ok(Fault::Malformed)
+        }
+        Fault::None => Ok(Fault::None),
+    }
+}
+
+fn finish(st: &AppState, fault: Fault, body: Value) -> Response {
+    let text = body.to_string();
+    let text = match fault {
+        Fault::Truncated => text[..text.len() / 2].to_string(),
+        Fault::Malformed => "<html>upstream gateway error</html>".to_string(),
+        _ => {
+            st.counters.ok.fetch_add(1, Ordering::Relaxed);
+            text
+        }
+    };
+    ([("content-type", "application/json")], text).into_response()
+}
+
+fn bad_request(message: String) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(error_body(&message, "invalid_request_error")),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct ChatBody {
+    model: String,
+    messages: Vec<ChatMessage>,
+    #[serde(default)]
+    temperature: Option<f64>,
+    #[serde(default)]
+    max_tokens: Option<u32>,
+    #[serde(default)]
+    seed: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct ChatMessage {
+    role: String,
+    #[serde(default)]
+    content: Option<String>,
+}
+
+async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: String) -> Response {
+    st.counters.chat.fetch_add(1, Ordering::Relaxed);
+    let fault = match preamble(&st, &headers).await {
+        Ok(f) => f,
+        Err(resp) => return resp,
+    };
+    let parsed: ChatBody = match serde_json::from_str(&body) {
+        Ok(b) => b,
+        Err(e) => return bad_request(format!("invalid chat request: {e}")),
+    };
+    let req = ChatRequest {
+        model: parsed.model.clone(),
+        messages: parsed
+            .messages
+            .into_iter()
+            .map(|m| Message {
+                role: m.role,
+                content: m.content.unwrap_or_default(),
+            })
+            .collect(),
+        temperature: parsed.temperature.unwrap_or(1.0),
+        max_tokens: parsed.max_tokens.unwrap_or(256),
+        seed: parsed.seed.unwrap_or(st.opts.seed),
+    };
+    let text = mock::reply(req.seed, &req);
+    let prompt_tokens: usize = req
+        .messages
+        .iter()
+        .map(|m| tokenize(&m.content).len())
+        .sum();
+    let completion_tokens = tokenize(&text).len();
+    let id = &sha256_hex(body.as_bytes())[..24];
+    finish(
+        &st,
+        fault,
+        json!({
+            "id": format!("chatcmpl-{id}"),
+            "object": "chat.completion",
+            "created": 0,
+            "model": parsed.model,
+            "system_fingerprint": "fp_w2c_mock",
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+            }],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }),
+    )
+}
+
+#[derive(Deserialize)]
+struct CompletionBody {
+    model: String,
+    prompt: Value,
+    #[serde(default)]
+    echo: bool,
+    #[serde(default)]
+    logprobs: Option<u32>,
+    #[serde(default)]
+    max_tokens: Option<u32>,
+}
+
+async fn completions(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    st.counters.completions.fetch_add(1, Ordering::Relaxed);
+    let fault = match preamble(&st, &headers).await {
+        Ok(f) => f,
+        Err(resp) => return resp,
+    };
+    let parsed: CompletionBody = match serde_json::from_str(&body) {
+        Ok(b) => b,
+        Err(e) => return bad_request(format!("invalid completion request: {e}")),
+    };
+    let Some(prompt) = parsed.prompt.as_str() else {
+        return bad_request("`prompt` must be one string".into());
+    };
+    let max_tokens = parsed.max_tokens.unwrap_or(16) as usize;
+    let (choice, prompt_tokens, completion_tokens) = completion_choice(
+        prompt,
+        parsed.echo,
+        parsed.logprobs.is_some(),
+        max_tokens,
+        st.opts.seed,
+    );
+    finish(
+        &st,
+        fault,
+        json!({
+            "id": format!("cmpl-{}", &sha256_hex(body.as_bytes())[..24]),
+            "object": "text_completion",
+            "created": 0,
+            "model": parsed.model,
+            "choices": [choice],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }),
+    )
+}
+
+/// Splits text into tokens: a run of whitespace followed by a run of word
+/// characters, or a single other character, or trailing whitespace. Returns
+/// (character offset, token).
+pub fn tokenize(text: &str) -> Vec<(usize, String)> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let start = i;
+        while i < chars.len() && chars[i].is_whitespace() {
+            i += 1;
+        }
+        if i < chars.len() {
+            if chars[i].is_alphanumeric() || chars[i] == '_' {
+                while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
+                    i += 1;
+                }
+            } else {
+                i += 1;
+            }
+        }
+        out.push((start, chars[start..i].iter().collect()));
+    }
+    out
+}
+
+/// Deterministic log-probability of `token` after `prefix`, in (-6, -0.01].
+pub fn token_logprob(seed: u64, prefix: &str, token: &str) -> f64 {
+    let d = sha256_hex(format!("{seed}\u{0}{prefix}\u{0}{token}").as_bytes());
+    let h = u64::from_str_radix(&d[..12], 16).unwrap_or(0);
+    -0.01 - (h % 5990) as f64 / 1000.0
+}
+
+const GENERATED: [&str; 4] = [" the", " a", " and", "."];
+
+fn completion_choice(
+    prompt: &str,
+    echo: bool,
+    logprobs: bool,
+    max_tokens: usize,
+    seed: u64,
+) -> (Value, usize, usize) {
+    let prompt_tokens = tokenize(prompt);
+    let mut tokens: Vec<String> = Vec::new();
+    let mut offsets: Vec<usize> = Vec::new();
+    let mut lps: Vec<Value> = Vec::new();
+    let mut consumed = String::new();
+    if echo {
+        for (i, (off, tok)) in prompt_tokens.iter().enumerate() {
+            tokens.push(tok.clone());
+            offsets.push(*off);
+            lps.push(if i == 0 {
+                Value::Null
+            } else {
+                json!(token_logprob(seed, &consumed, tok))
+            });
+            consumed.push_str(tok);
+        }
+    } else {
+        consumed.push_str(prompt);
+    }
+    let mut generated = String::new();
+    let mut offset = prompt.chars().count();
+    for k in 0..max_tokens {
+        let d = sha256_hex(format!("{seed}\u{0}{consumed}{generated}\u{0}{k}").as_bytes());
+        let tok = GENERATED[(u8::from_str_radix(&d[..2], 16).unwrap_or(0) % 4) as usize];
+        let lp = token_logprob(seed, &format!("{consumed}{generated}"), tok);
+        tokens.push(tok.to_string());
+        offsets.push(offset);
+        lps.push(json!(lp));
+        offset += tok.chars().count();
+        generated.push_str(tok);
+    }
+    let text = if echo {
+        format!("{prompt}{generated}")
+    } else {
+        generated
+    };
+    let logprobs_value = if logprobs {
+        json!({
+            "tokens": tokens,
+            "token_logprobs": lps,
+            "top_logprobs": Value::Null,
+            "text_offset": offsets,
+        })
+    } else {
+        Value::Null
+    };
+    (
+        json!({"index": 0, "text": text, "logprobs": logprobs_value, "finish_reason": "length"}),
+        prompt_tokens.len(),
+        max_tokens,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokenizer_offsets_cover_the_text() {
+        let text = "Hello, wörld  foo_bar\n\n";
+        let toks = tokenize(text);
+        let joined: String = toks.iter().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(joined, text);
+        let chars: Vec<char> = text.chars().collect();
+        for (off, tok) in &toks {
+            let s: String = chars[*off..*off + tok.chars().count()].iter().collect();
+            assert_eq!(&s, tok);
+        }
+        assert_eq!(toks[0].1, "Hello");
+        assert_eq!(toks[1].1, ",");
+        assert_eq!(toks[2].1, " wörld");
+        assert_eq!(toks.last().unwrap().1, "\n\n");
+    }
+
+    #[test]
+    fn echo_completion_shape() {
+        let (choice, pt, ct) = completion_choice("A b", true, true, 1, 7);
+        assert_eq!(pt, 2);
+        assert_eq!(ct, 1);
+        let lp = &choice["logprobs"];
+        assert_eq!(lp["tokens"].as_array().unwrap().len(), 3);
+        assert!(lp["token_logprobs"][0].is_null());
+        assert_eq!(lp["text_offset"][1], 1);
+        assert_eq!(lp["text_offset"][2], 3);
+        assert!(choice["text"].as_str().unwrap().starts_with("A b"));
+        // Deterministic.
+        assert_eq!(completion_choice("A b", true, true, 1, 7).0, choice);
+    }
+
+    #[test]
+    fn fault_shares_are_validated() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct P {
+            #[command(flatten)]
+            o: MockServerOptions,
+        }
+        let ok = P::parse_from(["x", "--rate-429", "0.1", "--rate-5xx", "0.05"]);
+        assert!(ok.o.validate().is_ok());
+        let bad = P::parse_from(["x", "--rate-429", "0.8", "--rate-5xx", "0.5"]);
+        assert!(bad.o.validate().is_err());
+    }
+}
