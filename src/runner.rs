@@ -7,7 +7,7 @@ use crate::dataset::{self, Example};
 use crate::fingerprint::{diff, fingerprint, short};
 use crate::llm::{CallRecord, Client};
 use crate::methods::mcq::{Mcq, McqRecord};
-use crate::methods::{self, files, Cancel, ItemOutput, Outcome};
+use crate::methods::{self, files, Cancel, ItemError, ItemOutput, Outcome};
 use crate::metrics::{self, Metrics, Scored};
 use crate::session::{self, MethodSettings, NewSession, Session};
 use anyhow::{bail, Context, Result};
@@ -292,7 +292,10 @@ async fn run_mcq(
                         outcome.attempts.len() as u32,
                         outcome.latency_ms,
                     )),
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(ItemError {
+                        fatal: matches!(e, crate::llm::CallError::Fatal { .. }),
+                        message: e.to_string(),
+                    }),
                 };
                 ItemOutput {
                     calls: vec![call],

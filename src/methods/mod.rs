@@ -106,12 +106,21 @@ impl Cancel {
     }
 }
 
+/// Why a work item failed.
+#[derive(Debug, Clone)]
+pub struct ItemError {
+    /// What went wrong (never contains secrets).
+    pub message: String,
+    /// Retrying cannot help (bad key, unknown model...): the method stops.
+    pub fatal: bool,
+}
+
 /// What the work function returns for one item.
 pub struct ItemOutput<R> {
     /// Calls made for the item (logged whether or not it succeeded).
     pub calls: Vec<CallRecord>,
     /// The record, or why the item failed.
-    pub result: Result<R, String>,
+    pub result: Result<R, ItemError>,
 }
 
 /// The state of a namespace after the engine ran.
@@ -191,9 +200,14 @@ where
     bar.set_position(resumed as u64);
 
     let mut failed = Vec::new();
+    let mut fatal: Option<String> = None;
+    let fatal_seen = CancellationToken::new();
     let stop = cancel.clone();
+    let stop_fatal = fatal_seen.clone();
     let mut stream = futures::stream::iter(pending)
-        .take_while(move |_| futures::future::ready(!stop.is_cancelled()))
+        .take_while(move |_| {
+            futures::future::ready(!stop.is_cancelled() && !stop_fatal.is_cancelled())
+        })
         .map(|item| {
             let key = item.key.clone();
             let fut = work(item);
@@ -228,12 +242,16 @@ where
             Err(error) => {
                 errors_w.append(&ErrorLine {
                     key: key.clone(),
-                    error: error.clone(),
-                    transient: true,
+                    error: error.message.clone(),
+                    transient: !error.fatal,
                     at: crate::session::now_utc(),
                 })?;
                 bar.set_message(format!("{} failed", failed.len() + 1));
-                failed.push((key, error));
+                if error.fatal && fatal.is_none() {
+                    fatal = Some(error.message.clone());
+                    fatal_seen.cancel();
+                }
+                failed.push((key, error.message));
             }
         }
         bar.inc(1);
@@ -243,6 +261,9 @@ where
     errors_w.sync()?;
     calls_w.sync()?;
     bar.finish_and_clear();
+    if let Some(message) = fatal {
+        anyhow::bail!("{label}: stopped at the first non-retryable error: {message}");
+    }
     Ok(Outcome {
         results,
         failed,

@@ -181,3 +181,85 @@ pub fn fingerprint_of(dir: &Path, config: &Path) -> String {
         .expect("fingerprint line")
         .to_string()
 }
+
+/// A `w2c mock-server` child process, killed on drop.
+pub struct MockServer {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl MockServer {
+    /// Starts the server with extra flags and waits for its address line.
+    pub fn start(args: &[&str], envs: &[(&str, &str)]) -> MockServer {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("w2c"));
+        cmd.arg("mock-server")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn mock-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read address");
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_string();
+        MockServer { child, url }
+    }
+
+    /// The `/stats` counters.
+    pub fn stats(&self) -> Value {
+        let out = std::process::Command::new("curl")
+            .args(["-s", &format!("{}/stats", self.url)])
+            .output()
+            .expect("curl");
+        serde_json::from_slice(&out.stdout).expect("stats json")
+    }
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Workspace {
+    /// A config whose target is an OpenAI-compatible provider at `base_url`.
+    pub fn http_config(
+        &self,
+        name: &str,
+        o: &Opts,
+        base_url: &str,
+        provider_extra: &str,
+    ) -> PathBuf {
+        let text = std::fs::read_to_string(self.config(name, o)).expect("config");
+        let text = text.replace(
+            "kind = \"mock\"",
+            &format!("kind = \"openai\"\nbase_url = \"{base_url}/v1\"\n{provider_extra}"),
+        );
+        let text = text
+            .lines()
+            .filter(|l| !l.starts_with("latency_ms") && !l.starts_with("fail_rate"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        self.write(name, &text)
+    }
+}
+
+/// Every line of a JSONL file.
+pub fn read_jsonl(p: &Path) -> Vec<Value> {
+    std::fs::read_to_string(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
+}
