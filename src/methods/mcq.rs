@@ -36,6 +36,8 @@ pub struct Mcq {
     pub config: McqConfig,
     /// The loaded prompt template.
     pub template: Template,
+    /// The reply parser for the configured option labels.
+    pub parser: ChoiceParser,
     /// Target model name.
     pub model: String,
     /// Run seed.
@@ -118,6 +120,7 @@ impl Mcq {
         Ok(Mcq {
             config: config.clone(),
             template,
+            parser: ChoiceParser::new(&config.option_labels)?,
             model: model.to_string(),
             seed,
         })
@@ -229,7 +232,7 @@ impl Mcq {
         attempts: u32,
         latency_ms: u64,
     ) -> McqRecord {
-        let (choice, status) = parse_choice(&raw_output, &self.config.option_labels);
+        let (choice, status) = self.parser.parse(&raw_output);
         let prediction = match choice {
             Some(i) => Prediction::Label(order[i]),
             None => Prediction::Invalid,
@@ -304,40 +307,59 @@ fn part_of_number(text: &str, start: usize, end: usize) -> bool {
     sep_digit_after || sep_digit_before
 }
 
-/// Parses a reply into the index of the chosen option label.
+/// Parses replies into the index of the chosen option label.
 ///
 /// Order of rules: the whole reply is a label (ignoring surrounding
 /// punctuation, markdown emphasis and case); an explicit phrase (`answer:`,
 /// `answer is`, `option`, `choice`) followed by a label; otherwise the reply
 /// must contain exactly one distinct label as a standalone token (matched
-/// case-sensitively, so the article "a" is not option `A`). Anything else is
-/// not coerced into a choice.
-pub fn parse_choice(raw: &str, labels: &[String]) -> (Option<usize>, ParseStatus) {
-    let text = strip_reasoning(raw);
-    let trimmed = text.trim();
-    if trimmed.is_empty() {
-        return (None, ParseStatus::Empty);
+/// case-sensitively, so the article "a" is not option `A`, and digits inside
+/// decimals such as `0.5` do not count). Anything else is not coerced into a
+/// choice.
+#[derive(Debug, Clone)]
+pub struct ChoiceParser {
+    labels: Vec<String>,
+    phrase: Regex,
+    standalone: Regex,
+}
+
+impl ChoiceParser {
+    /// Compiles the parser for a set of option labels.
+    pub fn new(labels: &[String]) -> Result<ChoiceParser> {
+        let alternatives = labels
+            .iter()
+            .map(|l| regex::escape(l))
+            .collect::<Vec<_>>()
+            .join("|");
+        Ok(ChoiceParser {
+            labels: labels.to_vec(),
+            phrase: Regex::new(&format!(
+                r"(?i)\b(?:answer|option|choice|candidate|reply)\s*(?:is|:)?\s*[\(\[\*]*\s*({alternatives})\b"
+            ))?,
+            standalone: Regex::new(&format!(r"\b({alternatives})\b"))?,
+        })
     }
-    let bare = trimmed.trim_matches(|c: char| {
-        c.is_whitespace()
-            || matches!(
-                c,
-                '*' | '_' | '`' | '"' | '\'' | '(' | ')' | '[' | ']' | '.' | ':' | ','
-            )
-    });
-    if let Some(i) = labels.iter().position(|l| l.eq_ignore_ascii_case(bare)) {
-        return (Some(i), ParseStatus::Exact);
-    }
-    let alternatives = labels
-        .iter()
-        .map(|l| regex::escape(l))
-        .collect::<Vec<_>>()
-        .join("|");
-    let phrase = Regex::new(&format!(
-        r"(?i)\b(?:answer|option|choice|candidate|reply)\s*(?:is|:)?\s*[\(\[\*]*\s*({alternatives})\b"
-    ));
-    if let Ok(re) = phrase {
-        let found: Vec<usize> = re
+
+    /// Parses one reply.
+    pub fn parse(&self, raw: &str) -> (Option<usize>, ParseStatus) {
+        let labels = &self.labels;
+        let text = strip_reasoning(raw);
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            return (None, ParseStatus::Empty);
+        }
+        let bare = trimmed.trim_matches(|c: char| {
+            c.is_whitespace()
+                || matches!(
+                    c,
+                    '*' | '_' | '`' | '"' | '\'' | '(' | ')' | '[' | ']' | '.' | ':' | ','
+                )
+        });
+        if let Some(i) = labels.iter().position(|l| l.eq_ignore_ascii_case(bare)) {
+            return (Some(i), ParseStatus::Exact);
+        }
+        let found: Vec<usize> = self
+            .phrase
             .captures_iter(trimmed)
             .filter_map(|c| c.get(1))
             .filter_map(|m| {
@@ -352,11 +374,8 @@ pub fn parse_choice(raw: &str, labels: &[String]) -> (Option<usize>, ParseStatus
             }
             return (None, ParseStatus::Ambiguous);
         }
-    }
-    let standalone = Regex::new(&format!(r"\b({alternatives})\b"));
-    let mut seen: Vec<usize> = Vec::new();
-    if let Ok(re) = standalone {
-        for m in re.find_iter(trimmed) {
+        let mut seen: Vec<usize> = Vec::new();
+        for m in self.standalone.find_iter(trimmed) {
             if part_of_number(trimmed, m.start(), m.end()) {
                 continue;
             }
@@ -366,11 +385,11 @@ pub fn parse_choice(raw: &str, labels: &[String]) -> (Option<usize>, ParseStatus
                 }
             }
         }
-    }
-    match seen.as_slice() {
-        [only] => (Some(*only), ParseStatus::Unique),
-        [] => (None, ParseStatus::NoOption),
-        _ => (None, ParseStatus::Ambiguous),
+        match seen.as_slice() {
+            [only] => (Some(*only), ParseStatus::Unique),
+            [] => (None, ParseStatus::NoOption),
+            _ => (None, ParseStatus::Ambiguous),
+        }
     }
 }
 
@@ -384,7 +403,7 @@ mod tests {
 
     #[test]
     fn parses_common_reply_shapes() {
-        let l = abcd();
+        let l = ChoiceParser::new(&abcd()).unwrap();
         let cases = [
             ("B", Some(1), ParseStatus::Exact),
             ("  (c) ", Some(2), ParseStatus::Exact),
@@ -406,20 +425,21 @@ mod tests {
             ("<think>A</think>", None, ParseStatus::Empty),
         ];
         for (raw, idx, status) in cases {
-            assert_eq!(parse_choice(raw, &l), (idx, status), "{raw:?}");
+            assert_eq!(l.parse(raw), (idx, status), "{raw:?}");
         }
     }
 
     #[test]
     fn digit_labels() {
-        let l: Vec<String> = ["0", "1", "2", "3"].iter().map(|s| s.to_string()).collect();
-        assert_eq!(parse_choice("2", &l), (Some(2), ParseStatus::Exact));
-        assert_eq!(parse_choice("0.5", &l), (None, ParseStatus::NoOption));
+        let labels: Vec<String> = ["0", "1", "2", "3"].iter().map(|s| s.to_string()).collect();
+        let l = ChoiceParser::new(&labels).unwrap();
+        assert_eq!(l.parse("2"), (Some(2), ParseStatus::Exact));
+        assert_eq!(l.parse("0.5"), (None, ParseStatus::NoOption));
         assert_eq!(
-            parse_choice("Scores 0.5 and 1.25, so 3", &l),
+            l.parse("Scores 0.5 and 1.25, so 3"),
             (Some(3), ParseStatus::Unique)
         );
-        assert_eq!(parse_choice("4", &l), (None, ParseStatus::NoOption));
+        assert_eq!(l.parse("4"), (None, ParseStatus::NoOption));
     }
 
     fn example() -> Example {
