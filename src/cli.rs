@@ -219,13 +219,16 @@ fn execute(req: RunRequest) -> Result<i32> {
                 }
             }
         });
-        let report = runner::run(req, &cancel).await?;
-        eprintln!(
-            "session {} ({}) at {}",
-            short(&report.fingerprint),
-            if report.created { "new" } else { "resumed" },
-            report.session_dir.display()
-        );
+        let report = runner::run(req, &cancel, &|s: &session::Session| {
+            eprintln!(
+                "{} session {} (run key {}) at {}",
+                if s.created { "new" } else { "resuming" },
+                short(&s.manifest.fingerprint),
+                s.manifest.run_key,
+                s.dir.display()
+            );
+        })
+        .await?;
         for note in &report.notes {
             eprintln!("note: {note}");
         }

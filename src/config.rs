@@ -286,11 +286,11 @@ impl Config {
     /// Makes every relative path absolute against `base`.
     pub fn resolve_paths(&mut self, base: &Path) {
         let abs = |p: &Path| {
-            if p.is_absolute() {
+            normalize(&if p.is_absolute() {
                 p.to_path_buf()
             } else {
                 base.join(p)
-            }
+            })
         };
         self.run.runs_dir = abs(&self.run.runs_dir);
         self.dataset.path = abs(&self.dataset.path);
@@ -430,6 +430,24 @@ impl Config {
         )
         .context("key `models.target`")
     }
+}
+
+/// Removes `.` and resolves `..` components lexically (no symlink lookups).
+pub fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
 }
 
 /// Routes `model` to a provider: explicit name first, else a unique prefix match.
@@ -585,6 +603,15 @@ enabled = ["mcq"]
         );
         let c = parse(&text).unwrap();
         assert_eq!(c.target_provider().unwrap().0, "mock");
+    }
+
+    #[test]
+    fn paths_resolve_against_the_config_dir() {
+        let mut c = parse(MINIMAL).unwrap();
+        c.run.runs_dir = PathBuf::from("../runs");
+        c.resolve_paths(Path::new("/repo/configs"));
+        assert_eq!(c.run.runs_dir, PathBuf::from("/repo/runs"));
+        assert_eq!(c.dataset.path, PathBuf::from("/repo/configs/data.jsonl"));
     }
 
     #[test]

@@ -171,8 +171,13 @@ pub fn prepare(config: &Config) -> Result<Prepared> {
     })
 }
 
-/// Runs (or resumes) every enabled method of a config.
-pub async fn run(req: RunRequest, cancel: &Cancel) -> Result<RunReport> {
+/// Runs (or resumes) every enabled method of a config. `on_open` is called
+/// once the session is open and locked, before any request.
+pub async fn run(
+    req: RunRequest,
+    cancel: &Cancel,
+    on_open: &dyn Fn(&Session),
+) -> Result<RunReport> {
     let config = &req.config;
     let prepared = prepare(config)?;
     if let Some(expected) = &req.expect_fingerprint {
@@ -198,6 +203,7 @@ pub async fn run(req: RunRequest, cancel: &Cancel) -> Result<RunReport> {
             example_ids: prepared.selected.iter().map(|e| e.uuid.clone()).collect(),
         },
     )?;
+    on_open(&session);
 
     let mut report = RunReport {
         session_dir: session.dir.clone(),

@@ -1,0 +1,31 @@
+//! README's first command: the shipped demo config runs on the shipped sample
+//! dataset with no key and no server.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+
+#[test]
+fn demo_config_runs_end_to_end() {
+    let ws = Workspace::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::create_dir_all(ws.path().join("configs")).unwrap();
+    std::fs::create_dir_all(ws.path().join("data")).unwrap();
+    std::fs::copy(root.join("configs/demo.toml"), ws.path().join("configs/demo.toml")).unwrap();
+    std::fs::copy(sample_dataset(), ws.path().join("data/sample_when2call.jsonl")).unwrap();
+    let out = w2c(ws.path())
+        .env_remove("OPENAI_API_KEY")
+        .args(["run", "--config", "configs/demo.toml"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = only_session(&ws.path().join("runs"), "demo");
+    let m = read_json(&s.join("artifacts_local/mcq/metrics.json"));
+    assert_eq!(m["n_examples"], 24);
+    assert!(s.join("checkpoints/mcq/_DONE.json").exists());
+
+    // The sample file is valid When2Call with every label present.
+    let ds = w2c::dataset::load(&sample_dataset()).unwrap();
+    assert_eq!(ds.label_counts(), [6, 6, 6, 6]);
+}
