@@ -206,3 +206,143 @@ pub fn compute(items: &[Scored]) -> Metrics {
         parameter_hallucination: param_hall,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Label::*;
+
+    fn s(gold: Label, pred: Option<Label>, has_tools: bool) -> Scored {
+        Scored {
+            gold,
+            pred: pred.map(Prediction::Label).unwrap_or(Prediction::Invalid),
+            has_tools,
+        }
+    }
+
+    fn approx(a: f64, b: f64) {
+        assert!((a - b).abs() < 1e-12, "{a} != {b}");
+    }
+
+    /// 12 items, hand-computed:
+    /// gold T: T, T, R, invalid          (support 4)
+    /// gold R: R, T, D                   (support 3)
+    /// gold C: T (no tools), C (no tools), invalid, C   (support 4)
+    /// gold D: D                         (support 1)
+    /// correct = 2 + 1 + 2 + 1 = 6 → accuracy 0.5
+    /// predicted: T 4, R 2, C 2, D 2, invalid 2
+    /// T: P 2/4, R 2/4, F1 0.5
+    /// R: P 1/2, R 1/3, F1 (2·½·⅓)/(½+⅓) = 0.4
+    /// C: P 2/2, R 2/4, F1 2/3
+    /// D: P 1/2, R 1/1, F1 2/3
+    /// macro (all 4 present) = (0.5 + 0.4 + 2/3 + 2/3) / 4
+    /// ToolHall = 1/2 (C without tools: items predicted T and C)
+    /// AnswerHall = 1/12 (gold R predicted D)
+    /// ParamHall = 1/3 (gold R predicted T)
+    fn mixed() -> Vec<Scored> {
+        vec![
+            s(ToolCall, Some(ToolCall), true),
+            s(ToolCall, Some(ToolCall), true),
+            s(ToolCall, Some(RequestForInfo), true),
+            s(ToolCall, None, true),
+            s(RequestForInfo, Some(RequestForInfo), true),
+            s(RequestForInfo, Some(ToolCall), true),
+            s(RequestForInfo, Some(Direct), true),
+            s(CannotAnswer, Some(ToolCall), false),
+            s(CannotAnswer, Some(CannotAnswer), false),
+            s(CannotAnswer, None, true),
+            s(CannotAnswer, Some(CannotAnswer), true),
+            s(Direct, Some(Direct), false),
+        ]
+    }
+
+    #[test]
+    fn mixed_case_matches_hand_computation() {
+        let m = compute(&mixed());
+        assert_eq!((m.n_total, m.n_correct, m.n_invalid), (12, 6, 2));
+        approx(m.accuracy, 0.5);
+        let pc = |l: Label| m.per_class[l.as_str()].clone();
+        approx(pc(ToolCall).precision, 0.5);
+        approx(pc(ToolCall).recall, 0.5);
+        approx(pc(ToolCall).f1, 0.5);
+        approx(pc(RequestForInfo).precision, 0.5);
+        approx(pc(RequestForInfo).recall, 1.0 / 3.0);
+        approx(pc(RequestForInfo).f1, 0.4);
+        approx(pc(CannotAnswer).precision, 1.0);
+        approx(pc(CannotAnswer).recall, 0.5);
+        approx(pc(CannotAnswer).f1, 2.0 / 3.0);
+        approx(pc(Direct).precision, 0.5);
+        approx(pc(Direct).recall, 1.0);
+        approx(pc(Direct).f1, 2.0 / 3.0);
+        assert_eq!(pc(ToolCall).support, 4);
+        assert_eq!(pc(ToolCall).predicted, 4);
+        let macro_all = (0.5 + 0.4 + 2.0 / 3.0 + 2.0 / 3.0) / 4.0;
+        approx(m.macro_f1_all, macro_all);
+        approx(m.macro_f1_present.unwrap(), macro_all);
+        assert_eq!(m.confusion["tool_call"]["invalid"], 1);
+        assert_eq!(m.confusion["cannot_answer"]["invalid"], 1);
+        assert_eq!(m.confusion["cannot_answer"]["tool_call"], 1);
+        assert_eq!(m.confusion["request_for_info"]["direct"], 1);
+        assert_eq!(m.confusion["direct"]["direct"], 1);
+        assert_eq!(m.confusion["direct"]["invalid"], 0);
+        approx(m.tool_hallucination_rate.unwrap(), 0.5);
+        assert_eq!(
+            m.tool_hallucination,
+            RateCount {
+                numerator: 1,
+                denominator: 2
+            }
+        );
+        approx(m.answer_hallucination_rate.unwrap(), 1.0 / 12.0);
+        approx(m.parameter_hallucination_rate.unwrap(), 1.0 / 3.0);
+    }
+
+    #[test]
+    fn invalid_is_wrong_even_for_cannot_answer_gold() {
+        let m = compute(&[
+            s(CannotAnswer, None, true),
+            s(CannotAnswer, Some(CannotAnswer), true),
+        ]);
+        approx(m.accuracy, 0.5);
+        approx(m.per_class["cannot_answer"].recall, 0.5);
+        approx(m.per_class["cannot_answer"].precision, 1.0);
+        assert_eq!(m.n_invalid, 1);
+    }
+
+    #[test]
+    fn present_vs_all_labels_and_empty_denominators() {
+        // All correct, no direct gold: macro over present labels is 1, over all four 0.75.
+        let m = compute(&[
+            s(ToolCall, Some(ToolCall), true),
+            s(RequestForInfo, Some(RequestForInfo), true),
+            s(CannotAnswer, Some(CannotAnswer), true),
+        ]);
+        approx(m.accuracy, 1.0);
+        approx(m.macro_f1_present.unwrap(), 1.0);
+        approx(m.macro_f1_all, 0.75);
+        assert_eq!(
+            m.tool_hallucination_rate, None,
+            "no cannot_answer without tools"
+        );
+        approx(m.answer_hallucination_rate.unwrap(), 0.0);
+        approx(m.parameter_hallucination_rate.unwrap(), 0.0);
+        let m = compute(&[s(ToolCall, Some(ToolCall), true)]);
+        assert_eq!(
+            m.parameter_hallucination_rate, None,
+            "no request_for_info gold"
+        );
+    }
+
+    #[test]
+    fn empty_input() {
+        let m = compute(&[]);
+        assert_eq!(m.n_total, 0);
+        approx(m.accuracy, 0.0);
+        assert_eq!(m.macro_f1_present, None);
+        approx(m.macro_f1_all, 0.0);
+        assert_eq!(m.tool_hallucination_rate, None);
+        assert_eq!(m.answer_hallucination_rate, None);
+        assert_eq!(m.parameter_hallucination_rate, None);
+        assert_eq!(m.headline().len(), 6);
+    }
+}

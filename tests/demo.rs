@@ -12,14 +12,26 @@ fn demo_config_runs_end_to_end() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     std::fs::create_dir_all(ws.path().join("configs")).unwrap();
     std::fs::create_dir_all(ws.path().join("data")).unwrap();
-    std::fs::copy(root.join("configs/demo.toml"), ws.path().join("configs/demo.toml")).unwrap();
-    std::fs::copy(sample_dataset(), ws.path().join("data/sample_when2call.jsonl")).unwrap();
+    std::fs::copy(
+        root.join("configs/demo.toml"),
+        ws.path().join("configs/demo.toml"),
+    )
+    .unwrap();
+    std::fs::copy(
+        sample_dataset(),
+        ws.path().join("data/sample_when2call.jsonl"),
+    )
+    .unwrap();
     let out = w2c(ws.path())
         .env_remove("OPENAI_API_KEY")
         .args(["run", "--config", "configs/demo.toml"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let s = only_session(&ws.path().join("runs"), "demo");
     let m = read_json(&s.join("artifacts_local/mcq/metrics.json"));
     assert_eq!(m["n_examples"], 24);
