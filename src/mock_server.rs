@@ -412,9 +412,9 @@ async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: String)
     let prompt_tokens: usize = req
         .messages
         .iter()
-        .map(|m| tokenize(&m.content).len())
+        .map(|m| mock::tokenize(&m.content).len())
         .sum();
-    let completion_tokens = tokenize(&text).len();
+    let completion_tokens = mock::tokenize(&text).len();
     let id = &sha256_hex(body.as_bytes())[..24];
     finish(
         &st,
@@ -468,14 +468,26 @@ async fn completions(
     let Some(prompt) = parsed.prompt.as_str() else {
         return bad_request("`prompt` must be one string".into());
     };
-    let max_tokens = parsed.max_tokens.unwrap_or(16) as usize;
-    let (choice, prompt_tokens, completion_tokens) = completion_choice(
+    let reply = mock::completion(
         prompt,
         parsed.echo,
         parsed.logprobs.is_some(),
-        max_tokens,
+        parsed.max_tokens.unwrap_or(16),
         st.opts.seed,
     );
+    let prompt_tokens = reply.usage.prompt_tokens;
+    let completion_tokens = reply.usage.completion_tokens;
+    let choice = json!({
+        "index": 0,
+        "text": reply.text,
+        "logprobs": reply.logprobs.map(|l| json!({
+            "tokens": l.tokens,
+            "token_logprobs": l.token_logprobs,
+            "top_logprobs": Value::Null,
+            "text_offset": l.text_offset,
+        })),
+        "finish_reason": "length",
+    });
     finish(
         &st,
         fault,
@@ -494,136 +506,9 @@ async fn completions(
     )
 }
 
-/// Splits text into tokens: a run of whitespace followed by a run of word
-/// characters, or a single other character, or trailing whitespace. Returns
-/// (character offset, token).
-pub fn tokenize(text: &str) -> Vec<(usize, String)> {
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let start = i;
-        while i < chars.len() && chars[i].is_whitespace() {
-            i += 1;
-        }
-        if i < chars.len() {
-            if chars[i].is_alphanumeric() || chars[i] == '_' {
-                while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
-                    i += 1;
-                }
-            } else {
-                i += 1;
-            }
-        }
-        out.push((start, chars[start..i].iter().collect()));
-    }
-    out
-}
-
-/// Deterministic log-probability of `token` after `prefix`, in (-6, -0.01].
-pub fn token_logprob(seed: u64, prefix: &str, token: &str) -> f64 {
-    let d = sha256_hex(format!("{seed}\u{0}{prefix}\u{0}{token}").as_bytes());
-    let h = u64::from_str_radix(&d[..12], 16).unwrap_or(0);
-    -0.01 - (h % 5990) as f64 / 1000.0
-}
-
-const GENERATED: [&str; 4] = [" the", " a", " and", "."];
-
-fn completion_choice(
-    prompt: &str,
-    echo: bool,
-    logprobs: bool,
-    max_tokens: usize,
-    seed: u64,
-) -> (Value, usize, usize) {
-    let prompt_tokens = tokenize(prompt);
-    let mut tokens: Vec<String> = Vec::new();
-    let mut offsets: Vec<usize> = Vec::new();
-    let mut lps: Vec<Value> = Vec::new();
-    let mut consumed = String::new();
-    if echo {
-        for (i, (off, tok)) in prompt_tokens.iter().enumerate() {
-            tokens.push(tok.clone());
-            offsets.push(*off);
-            lps.push(if i == 0 {
-                Value::Null
-            } else {
-                json!(token_logprob(seed, &consumed, tok))
-            });
-            consumed.push_str(tok);
-        }
-    } else {
-        consumed.push_str(prompt);
-    }
-    let mut generated = String::new();
-    let mut offset = prompt.chars().count();
-    for k in 0..max_tokens {
-        let d = sha256_hex(format!("{seed}\u{0}{consumed}{generated}\u{0}{k}").as_bytes());
-        let tok = GENERATED[(u8::from_str_radix(&d[..2], 16).unwrap_or(0) % 4) as usize];
-        let lp = token_logprob(seed, &format!("{consumed}{generated}"), tok);
-        tokens.push(tok.to_string());
-        offsets.push(offset);
-        lps.push(json!(lp));
-        offset += tok.chars().count();
-        generated.push_str(tok);
-    }
-    let text = if echo {
-        format!("{prompt}{generated}")
-    } else {
-        generated
-    };
-    let logprobs_value = if logprobs {
-        json!({
-            "tokens": tokens,
-            "token_logprobs": lps,
-            "top_logprobs": Value::Null,
-            "text_offset": offsets,
-        })
-    } else {
-        Value::Null
-    };
-    (
-        json!({"index": 0, "text": text, "logprobs": logprobs_value, "finish_reason": "length"}),
-        prompt_tokens.len(),
-        max_tokens,
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tokenizer_offsets_cover_the_text() {
-        let text = "Hello, wörld  foo_bar\n\n";
-        let toks = tokenize(text);
-        let joined: String = toks.iter().map(|(_, t)| t.as_str()).collect();
-        assert_eq!(joined, text);
-        let chars: Vec<char> = text.chars().collect();
-        for (off, tok) in &toks {
-            let s: String = chars[*off..*off + tok.chars().count()].iter().collect();
-            assert_eq!(&s, tok);
-        }
-        assert_eq!(toks[0].1, "Hello");
-        assert_eq!(toks[1].1, ",");
-        assert_eq!(toks[2].1, " wörld");
-        assert_eq!(toks.last().unwrap().1, "\n\n");
-    }
-
-    #[test]
-    fn echo_completion_shape() {
-        let (choice, pt, ct) = completion_choice("A b", true, true, 1, 7);
-        assert_eq!(pt, 2);
-        assert_eq!(ct, 1);
-        let lp = &choice["logprobs"];
-        assert_eq!(lp["tokens"].as_array().unwrap().len(), 3);
-        assert!(lp["token_logprobs"][0].is_null());
-        assert_eq!(lp["text_offset"][1], 1);
-        assert_eq!(lp["text_offset"][2], 3);
-        assert!(choice["text"].as_str().unwrap().starts_with("A b"));
-        // Deterministic.
-        assert_eq!(completion_choice("A b", true, true, 1, 7).0, choice);
-    }
 
     #[test]
     fn fault_shares_are_validated() {

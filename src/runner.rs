@@ -5,7 +5,7 @@ use crate::checkpoint::{file_digest, read_json, write_bytes_atomic, write_json_a
 use crate::config::{self, Config};
 use crate::dataset::{self, Example};
 use crate::fingerprint::{diff, fingerprint, short};
-use crate::llm::{CallRecord, Client};
+use crate::llm::{CallItem, CallRecord, Client};
 use crate::methods::mcq::{Mcq, McqRecord};
 use crate::methods::{self, files, Cancel, ItemError, ItemOutput, Outcome};
 use crate::metrics::{self, Metrics, Scored};
@@ -287,8 +287,13 @@ async fn run_mcq(
                 let order = mcq.option_order(&ex.uuid);
                 let req = mcq.request(ex, &order);
                 let outcome = client.chat(&req).await;
-                let call =
-                    CallRecord::new(&client, &ns_name, &ex.uuid, None, "target", &req, &outcome);
+                let call_item = CallItem {
+                    method: &ns_name,
+                    uuid: &ex.uuid,
+                    repeat: None,
+                    role: "target",
+                };
+                let call = CallRecord::chat(&client, call_item, &req, &outcome);
                 let result = match outcome.result {
                     Ok(reply) => Ok(mcq.record(
                         ex,

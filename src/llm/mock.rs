@@ -10,7 +10,9 @@
 //! delays each attempt; `fail_rate` makes attempts fail transiently at random
 //! (not deterministically), which exercises retries and the errors record.
 
-use super::{CallError, ChatRequest, Reply, Usage};
+use super::{
+    CallError, ChatRequest, CompletionReply, CompletionRequest, Reply, TokenLogprobs, Usage,
+};
 use crate::config::ProviderConfig;
 use crate::fingerprint::sha256_hex;
 use regex::Regex;
@@ -40,8 +42,19 @@ impl MockProvider {
         }
     }
 
-    /// Answers one attempt.
-    pub async fn chat(&self, req: &ChatRequest) -> Result<Reply, CallError> {
+    /// Answers one `/completions` attempt.
+    pub async fn complete(&self, req: &CompletionRequest) -> Result<CompletionReply, CallError> {
+        self.delay_and_maybe_fail().await?;
+        Ok(completion(
+            &req.prompt,
+            req.echo,
+            req.logprobs.is_some(),
+            req.max_tokens,
+            self.seed,
+        ))
+    }
+
+    async fn delay_and_maybe_fail(&self) -> Result<(), CallError> {
         if !self.latency.is_zero() {
             tokio::time::sleep(self.latency).await;
         }
@@ -52,6 +65,12 @@ impl MockProvider {
                 retry_after: Some(Duration::from_millis(1)),
             });
         }
+        Ok(())
+    }
+
+    /// Answers one chat attempt.
+    pub async fn chat(&self, req: &ChatRequest) -> Result<Reply, CallError> {
+        self.delay_and_maybe_fail().await?;
         let text = reply(self.seed, req);
         let prompt_chars: usize = req.messages.iter().map(|m| m.content.len()).sum();
         let usage = Usage {
@@ -63,6 +82,8 @@ impl MockProvider {
             usage,
             system_fingerprint: None,
             http_status: 200,
+            finish_reason: Some("stop".into()),
+            ..Reply::default()
         })
     }
 }
@@ -99,6 +120,98 @@ pub fn reply(seed: u64, req: &ChatRequest) -> String {
     }
 }
 
+/// Splits text into tokens: a run of whitespace followed by a run of word
+/// characters, or a single other character, or trailing whitespace. Returns
+/// (character offset, token).
+pub fn tokenize(text: &str) -> Vec<(usize, String)> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let start = i;
+        while i < chars.len() && chars[i].is_whitespace() {
+            i += 1;
+        }
+        if i < chars.len() {
+            if chars[i].is_alphanumeric() || chars[i] == '_' {
+                while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
+                    i += 1;
+                }
+            } else {
+                i += 1;
+            }
+        }
+        out.push((start, chars[start..i].iter().collect()));
+    }
+    out
+}
+
+/// Deterministic log-probability of `token` after `prefix`, in (-6, -0.01].
+pub fn token_logprob(seed: u64, prefix: &str, token: &str) -> f64 {
+    let d = sha256_hex(format!("{seed}\u{0}{prefix}\u{0}{token}").as_bytes());
+    let h = u64::from_str_radix(&d[..12], 16).unwrap_or(0);
+    -0.01 - (h % 5990) as f64 / 1000.0
+}
+
+const GENERATED: [&str; 4] = [" the", " a", " and", "."];
+
+/// The deterministic `/completions` reply: with `echo`, the prompt's tokens
+/// (first logprob null) followed by `max_tokens` generated tokens.
+pub fn completion(
+    prompt: &str,
+    echo: bool,
+    logprobs: bool,
+    max_tokens: u32,
+    seed: u64,
+) -> CompletionReply {
+    let max_tokens = max_tokens as usize;
+    let prompt_tokens = tokenize(prompt);
+    let mut tokens: Vec<String> = Vec::new();
+    let mut offsets: Vec<usize> = Vec::new();
+    let mut lps: Vec<Option<f64>> = Vec::new();
+    let mut consumed = String::new();
+    if echo {
+        for (i, (off, tok)) in prompt_tokens.iter().enumerate() {
+            tokens.push(tok.clone());
+            offsets.push(*off);
+            lps.push((i > 0).then(|| token_logprob(seed, &consumed, tok)));
+            consumed.push_str(tok);
+        }
+    } else {
+        consumed.push_str(prompt);
+    }
+    let mut generated = String::new();
+    let mut offset = prompt.chars().count();
+    for k in 0..max_tokens {
+        let d = sha256_hex(format!("{seed}\u{0}{consumed}{generated}\u{0}{k}").as_bytes());
+        let tok = GENERATED[(u8::from_str_radix(&d[..2], 16).unwrap_or(0) % 4) as usize];
+        let lp = token_logprob(seed, &format!("{consumed}{generated}"), tok);
+        tokens.push(tok.to_string());
+        offsets.push(offset);
+        lps.push(Some(lp));
+        offset += tok.chars().count();
+        generated.push_str(tok);
+    }
+    let text = if echo {
+        format!("{prompt}{generated}")
+    } else {
+        generated
+    };
+    CompletionReply {
+        text,
+        logprobs: logprobs.then_some(TokenLogprobs {
+            tokens,
+            token_logprobs: lps,
+            text_offset: offsets,
+        }),
+        usage: Usage {
+            prompt_tokens: prompt_tokens.len() as u64,
+            completion_tokens: max_tokens as u64,
+        },
+        http_status: 200,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +225,37 @@ mod tests {
             max_tokens: 8,
             seed: 1,
         }
+    }
+
+    #[test]
+    fn tokenizer_offsets_cover_the_text() {
+        let text = "Hello, wörld  foo_bar\n\n";
+        let toks = tokenize(text);
+        let joined: String = toks.iter().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(joined, text);
+        let chars: Vec<char> = text.chars().collect();
+        for (off, tok) in &toks {
+            let s: String = chars[*off..*off + tok.chars().count()].iter().collect();
+            assert_eq!(&s, tok);
+        }
+        assert_eq!(toks[0].1, "Hello");
+        assert_eq!(toks[1].1, ",");
+        assert_eq!(toks[2].1, " wörld");
+        assert_eq!(toks.last().unwrap().1, "\n\n");
+    }
+
+    #[test]
+    fn echo_completion_shape() {
+        let reply = completion("A b", true, true, 1, 7);
+        assert_eq!(reply.usage.prompt_tokens, 2);
+        assert_eq!(reply.usage.completion_tokens, 1);
+        let lp = reply.logprobs.clone().unwrap();
+        assert_eq!(lp.tokens.len(), 3);
+        assert_eq!(lp.token_logprobs[0], None);
+        assert_eq!(lp.text_offset, vec![0, 1, 3]);
+        assert!(reply.text.starts_with("A b"));
+        // Deterministic.
+        assert_eq!(completion("A b", true, true, 1, 7), reply);
     }
 
     #[test]

@@ -79,6 +79,109 @@ impl ChatRequest {
     }
 }
 
+/// A `/completions` request (one string prompt), used for log-probability scoring.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompletionRequest {
+    /// Model name.
+    pub model: String,
+    /// The prompt, one string.
+    pub prompt: String,
+    /// Tokens to generate (1 for scoring).
+    pub max_tokens: u32,
+    /// Return the prompt's tokens with their log-probabilities.
+    pub echo: bool,
+    /// Number of top log-probabilities per token (`None` = no logprobs).
+    pub logprobs: Option<u32>,
+    /// Sampling temperature.
+    pub temperature: f64,
+    /// Seed sent to the provider.
+    pub seed: u64,
+}
+
+impl CompletionRequest {
+    /// The JSON body sent to `/completions`.
+    pub fn body(&self) -> Value {
+        let mut body = serde_json::json!({
+            "model": self.model,
+            "prompt": self.prompt,
+            "max_tokens": self.max_tokens,
+            "echo": self.echo,
+            "temperature": self.temperature,
+            "seed": self.seed,
+        });
+        if let Some(n) = self.logprobs {
+            body["logprobs"] = n.into();
+        }
+        body
+    }
+}
+
+/// Per-token log-probabilities of a completion (OpenAI legacy format).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TokenLogprobs {
+    /// Token strings.
+    pub tokens: Vec<String>,
+    /// Log-probability per token; the first prompt token has none.
+    pub token_logprobs: Vec<Option<f64>>,
+    /// Character offset of each token in `text`.
+    pub text_offset: Vec<usize>,
+}
+
+/// What a provider returns for one successful `/completions` attempt.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CompletionReply {
+    /// Returned text (prompt + generation with `echo`).
+    pub text: String,
+    /// Log-probabilities, when requested and returned.
+    pub logprobs: Option<TokenLogprobs>,
+    /// Token usage.
+    pub usage: Usage,
+    /// HTTP status (200 for the mock).
+    pub http_status: u16,
+}
+
+/// What the call log needs from a successful reply.
+pub trait LoggedReply {
+    /// Token usage.
+    fn usage(&self) -> Usage;
+    /// HTTP status.
+    fn http_status(&self) -> u16;
+    /// `system_fingerprint`, when reported.
+    fn system_fingerprint(&self) -> Option<String>;
+    /// Text to log.
+    fn text(&self) -> &str;
+}
+
+impl LoggedReply for Reply {
+    fn usage(&self) -> Usage {
+        self.usage
+    }
+    fn http_status(&self) -> u16 {
+        self.http_status
+    }
+    fn system_fingerprint(&self) -> Option<String> {
+        self.system_fingerprint.clone()
+    }
+    fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+impl LoggedReply for CompletionReply {
+    fn usage(&self) -> Usage {
+        self.usage
+    }
+    fn http_status(&self) -> u16 {
+        self.http_status
+    }
+    fn system_fingerprint(&self) -> Option<String> {
+        None
+    }
+    fn text(&self) -> &str {
+        &self.text
+    }
+}
+
 /// Token usage of one call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
@@ -99,6 +202,12 @@ pub struct Reply {
     pub system_fingerprint: Option<String>,
     /// HTTP status (200 for the mock).
     pub http_status: u16,
+    /// Native `tool_calls` of the reply, when present.
+    pub tool_calls: Option<Value>,
+    /// Reasoning text (`reasoning_content` or `reasoning`), when present.
+    pub reasoning: Option<String>,
+    /// `finish_reason`, when reported.
+    pub finish_reason: Option<String>,
 }
 
 /// The outcome of a successful chat call.
@@ -171,9 +280,9 @@ pub struct Attempt {
 
 /// A whole call: its final result and every attempt.
 #[derive(Debug, Clone)]
-pub struct CallOutcome {
+pub struct CallOutcome<T = Reply> {
     /// The final reply or the last error.
-    pub result: Result<Reply, CallError>,
+    pub result: Result<T, CallError>,
     /// Every attempt, in order.
     pub attempts: Vec<Attempt>,
     /// Wall time including backoff, milliseconds.
@@ -230,34 +339,60 @@ impl Client {
         })
     }
 
-    /// The base URL requests go to (`mock://` for the mock).
-    pub fn endpoint(&self) -> String {
+    /// The URL of an endpoint path such as `chat/completions` (`mock://` for the mock).
+    pub fn endpoint(&self, path: &str) -> String {
         match &self.provider {
-            Provider::Mock(_) => "mock://chat/completions".into(),
-            Provider::OpenAi(o) => format!("{}/chat/completions", o.base_url()),
+            Provider::Mock(_) => format!("mock://{path}"),
+            Provider::OpenAi(o) => format!("{}/{path}", o.base_url()),
         }
     }
 
-    /// Sends a chat request with retries: exponential backoff with full jitter,
-    /// honouring a server's `Retry-After`; fatal errors fail at once. A 429
-    /// shrinks the provider's concurrency; successes grow it back.
-    pub async fn chat(&self, req: &ChatRequest) -> CallOutcome {
+    /// Sends a chat request with the retry policy of [`Client::with_retries`].
+    pub async fn chat(&self, req: &ChatRequest) -> CallOutcome<Reply> {
+        self.with_retries(req.estimated_tokens(), || async {
+            match &self.provider {
+                Provider::Mock(m) => m.chat(req).await,
+                Provider::OpenAi(o) => o.chat(req).await,
+            }
+        })
+        .await
+    }
+
+    /// Sends a `/completions` request with the retry policy of [`Client::with_retries`].
+    pub async fn complete(&self, req: &CompletionRequest) -> CallOutcome<CompletionReply> {
+        let tokens = (req.prompt.len() / 4) as u32 + req.max_tokens;
+        self.with_retries(tokens, || async {
+            match &self.provider {
+                Provider::Mock(m) => m.complete(req).await,
+                Provider::OpenAi(o) => o.complete(req).await,
+            }
+        })
+        .await
+    }
+
+    /// Runs attempts until one succeeds, a fatal error occurs or the attempts
+    /// run out: exponential backoff with full jitter, honouring a server's
+    /// `Retry-After`. A 429 shrinks the provider's concurrency; successes grow
+    /// it back; other errors leave it alone. No permit is held while sleeping.
+    async fn with_retries<T, F, Fut>(&self, tokens: u32, attempt: F) -> CallOutcome<T>
+    where
+        T: LoggedReply,
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, CallError>>,
+    {
         let start = Instant::now();
         let mut attempts = Vec::new();
         loop {
-            let permit = self.limiter.acquire(req.estimated_tokens()).await;
+            let permit = self.limiter.acquire(tokens).await;
             let t0 = Instant::now();
-            let result = match &self.provider {
-                Provider::Mock(m) => m.chat(req).await,
-                Provider::OpenAi(o) => o.chat(req).await,
-            };
+            let result = attempt().await;
             drop(permit);
             let latency_ms = t0.elapsed().as_millis() as u64;
-            match result {
+            let err = match result {
                 Ok(reply) => {
                     self.limiter.on_success();
                     attempts.push(Attempt {
-                        status: Some(reply.http_status),
+                        status: Some(reply.http_status()),
                         error: None,
                         latency_ms,
                         backoff_ms: None,
@@ -268,53 +403,50 @@ impl Client {
                         latency_ms: start.elapsed().as_millis() as u64,
                     };
                 }
-                Err(err) => {
-                    if err.status() == Some(429) {
-                        self.limiter.on_rate_limited();
-                    }
-                    let retry_after = match &err {
-                        CallError::Transient { retry_after, .. } => Some(*retry_after),
-                        CallError::Fatal { .. } => None,
-                    };
-                    let give_up =
-                        retry_after.is_none() || attempts.len() + 1 >= self.max_attempts as usize;
-                    let delay = (!give_up).then(|| {
-                        retry_after
-                            .flatten()
-                            .map(|d| d.min(BACKOFF_CAP * 4))
-                            .unwrap_or_else(|| backoff(attempts.len() as u32 + 1))
-                    });
-                    attempts.push(Attempt {
-                        status: err.status(),
-                        error: Some(err.to_string()),
-                        latency_ms,
-                        backoff_ms: delay.map(|d| d.as_millis() as u64),
-                    });
-                    match delay {
-                        Some(d) => tokio::time::sleep(d).await,
-                        None => {
-                            let n = attempts.len();
-                            let err = match err {
-                                CallError::Transient {
-                                    message,
-                                    status,
-                                    retry_after,
-                                } => CallError::Transient {
-                                    message: format!("{message} (gave up after {n} attempts)"),
-                                    status,
-                                    retry_after,
-                                },
-                                fatal => fatal,
-                            };
-                            return CallOutcome {
-                                result: Err(err),
-                                attempts,
-                                latency_ms: start.elapsed().as_millis() as u64,
-                            };
-                        }
-                    }
-                }
+                Err(err) => err,
+            };
+            if err.status() == Some(429) {
+                self.limiter.on_rate_limited();
             }
+            let retry_after = match &err {
+                CallError::Transient { retry_after, .. } => Some(*retry_after),
+                CallError::Fatal { .. } => None,
+            };
+            let give_up = retry_after.is_none() || attempts.len() + 1 >= self.max_attempts as usize;
+            let delay = (!give_up).then(|| {
+                retry_after
+                    .flatten()
+                    .map(|d| d.min(BACKOFF_CAP * 4))
+                    .unwrap_or_else(|| backoff(attempts.len() as u32 + 1))
+            });
+            attempts.push(Attempt {
+                status: err.status(),
+                error: Some(err.to_string()),
+                latency_ms,
+                backoff_ms: delay.map(|d| d.as_millis() as u64),
+            });
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+                continue;
+            }
+            let n = attempts.len();
+            let err = match err {
+                CallError::Transient {
+                    message,
+                    status,
+                    retry_after,
+                } => CallError::Transient {
+                    message: format!("{message} (gave up after {n} attempts)"),
+                    status,
+                    retry_after,
+                },
+                fatal => fatal,
+            };
+            return CallOutcome {
+                result: Err(err),
+                attempts,
+                latency_ms: start.elapsed().as_millis() as u64,
+            };
         }
     }
 }
@@ -371,24 +503,40 @@ pub struct CallRecord {
 }
 
 impl CallRecord {
-    /// Builds the log line of a call.
-    pub fn new(
+    /// Builds the log line of a chat call.
+    pub fn chat(
         client: &Client,
-        method: &str,
-        uuid: &str,
-        repeat: Option<u32>,
-        role: &str,
+        item: CallItem<'_>,
         req: &ChatRequest,
-        outcome: &CallOutcome,
+        outcome: &CallOutcome<Reply>,
     ) -> CallRecord {
-        let body = req.body();
+        Self::build(client, item, "chat/completions", req.body(), outcome)
+    }
+
+    /// Builds the log line of a `/completions` call.
+    pub fn completion(
+        client: &Client,
+        item: CallItem<'_>,
+        req: &CompletionRequest,
+        outcome: &CallOutcome<CompletionReply>,
+    ) -> CallRecord {
+        Self::build(client, item, "completions", req.body(), outcome)
+    }
+
+    fn build<T: LoggedReply>(
+        client: &Client,
+        item: CallItem<'_>,
+        path: &str,
+        body: Value,
+        outcome: &CallOutcome<T>,
+    ) -> CallRecord {
         let (status, http_status, usage, fp, text, error) = match &outcome.result {
             Ok(r) => (
                 "ok",
-                Some(r.http_status),
-                r.usage,
-                r.system_fingerprint.clone(),
-                Some(r.text.clone()),
+                Some(r.http_status()),
+                r.usage(),
+                r.system_fingerprint(),
+                Some(r.text().to_string()),
                 None,
             ),
             Err(e) => (
@@ -402,13 +550,13 @@ impl CallRecord {
         };
         CallRecord {
             ts: crate::session::now_utc(),
-            method: method.to_string(),
-            uuid: uuid.to_string(),
-            repeat,
-            role: role.to_string(),
+            method: item.method.to_string(),
+            uuid: item.uuid.to_string(),
+            repeat: item.repeat,
+            role: item.role.to_string(),
             provider: client.provider_name.clone(),
-            model: req.model.clone(),
-            endpoint: client.endpoint(),
+            model: body["model"].as_str().unwrap_or_default().to_string(),
+            endpoint: client.endpoint(path),
             request_sha256: crate::fingerprint::sha256_hex(
                 crate::fingerprint::canonical_json(&body).as_bytes(),
             ),
@@ -424,6 +572,19 @@ impl CallRecord {
             error,
         }
     }
+}
+
+/// Which work item and role a call belongs to, for the call log.
+#[derive(Debug, Clone, Copy)]
+pub struct CallItem<'a> {
+    /// Namespace (method).
+    pub method: &'a str,
+    /// Example uuid.
+    pub uuid: &'a str,
+    /// Repeat index, for sweeps.
+    pub repeat: Option<u32>,
+    /// Role of the call within the item (`target`, `judge`, `score`...).
+    pub role: &'a str,
 }
 
 #[cfg(test)]

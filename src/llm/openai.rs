@@ -3,7 +3,9 @@
 //! The API key is read from the environment variable the config names, kept in
 //! memory only, and never included in errors, logs or files.
 
-use super::{CallError, ChatRequest, Reply, Usage};
+use super::{
+    CallError, ChatRequest, CompletionReply, CompletionRequest, Reply, TokenLogprobs, Usage,
+};
 use crate::config::ProviderConfig;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
@@ -75,13 +77,33 @@ impl OpenAiProvider {
 
     /// One attempt of a chat completion.
     pub async fn chat(&self, req: &ChatRequest) -> Result<Reply, CallError> {
-        let url = format!("{}/chat/completions", self.base_url);
-        let body = req.body();
+        let (status, text) = self.post("chat/completions", &req.body()).await?;
+        parse_chat_body(&text).map_err(|m| CallError::Transient {
+            message: format!("POST {}/chat/completions: {m}", self.base_url),
+            status: Some(status),
+            retry_after: None,
+        })
+    }
+
+    /// One attempt of a `/completions` call.
+    pub async fn complete(&self, req: &CompletionRequest) -> Result<CompletionReply, CallError> {
+        let (status, text) = self.post("completions", &req.body()).await?;
+        parse_completion_body(&text).map_err(|m| CallError::Transient {
+            message: format!("POST {}/completions: {m}", self.base_url),
+            status: Some(status),
+            retry_after: None,
+        })
+    }
+
+    /// POSTs a JSON body; returns the status and body of a 2xx reply, or the
+    /// classified error (408/409/429/5xx and transport errors are transient).
+    async fn post(&self, path: &str, body: &Value) -> Result<(u16, String), CallError> {
+        let url = format!("{}/{path}", self.base_url);
         let mut builder = self
             .http
             .post(&url)
             .headers(self.headers.clone())
-            .json(&body);
+            .json(body);
         if let Some(key) = &self.api_key {
             builder = builder.bearer_auth(key);
         }
@@ -96,29 +118,25 @@ impl OpenAiProvider {
             status: Some(status.as_u16()),
             retry_after: None,
         })?;
-        if !status.is_success() {
-            let message = format!("POST {url}: HTTP {status}: {}", preview(&text));
-            let code = status.as_u16();
-            return Err(
-                if code == 408 || code == 409 || code == 429 || code >= 500 {
-                    CallError::Transient {
-                        message,
-                        status: Some(code),
-                        retry_after,
-                    }
-                } else {
-                    CallError::Fatal {
-                        message,
-                        status: Some(code),
-                    }
-                },
-            );
+        let code = status.as_u16();
+        if status.is_success() {
+            return Ok((code, text));
         }
-        parse_chat_body(&text).map_err(|m| CallError::Transient {
-            message: format!("POST {url}: {m}"),
-            status: Some(status.as_u16()),
-            retry_after: None,
-        })
+        let message = format!("POST {url}: HTTP {status}: {}", preview(&text));
+        Err(
+            if code == 408 || code == 409 || code == 429 || code >= 500 {
+                CallError::Transient {
+                    message,
+                    status: Some(code),
+                    retry_after,
+                }
+            } else {
+                CallError::Fatal {
+                    message,
+                    status: Some(code),
+                }
+            },
+        )
     }
 }
 
@@ -189,12 +207,74 @@ pub fn parse_chat_body(body: &str) -> Result<Reply, String> {
         .and_then(Value::as_array)
         .and_then(|c| c.first())
         .ok_or_else(|| format!("reply has no `choices[0]`: {}", preview(body)))?;
-    let text = choice
-        .pointer("/message/content")
+    let message = choice.get("message");
+    let text = message
+        .and_then(|m| m.get("content"))
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    let usage = Usage {
+    let tool_calls = message
+        .and_then(|m| m.get("tool_calls"))
+        .filter(|t| t.as_array().is_some_and(|a| !a.is_empty()))
+        .cloned();
+    let reasoning = message
+        .and_then(|m| m.get("reasoning_content").or_else(|| m.get("reasoning")))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    Ok(Reply {
+        text,
+        usage: usage_of(&v),
+        system_fingerprint: v
+            .get("system_fingerprint")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        http_status: 200,
+        tool_calls,
+        reasoning,
+        finish_reason: choice
+            .get("finish_reason")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    })
+}
+
+/// Extracts text, logprobs and usage from a `/completions` body. Missing
+/// logprobs stay `None`; array lengths are checked by the caller.
+pub fn parse_completion_body(body: &str) -> Result<CompletionReply, String> {
+    let v: Value = serde_json::from_str(body).map_err(|e| format!("malformed JSON body ({e})"))?;
+    let choice = v
+        .get("choices")
+        .and_then(Value::as_array)
+        .and_then(|c| c.first())
+        .ok_or_else(|| format!("reply has no `choices[0]`: {}", preview(body)))?;
+    let text = choice
+        .get("text")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let logprobs = match choice.get("logprobs") {
+        None | Some(Value::Null) => None,
+        Some(lp) => Some(TokenLogprobs {
+            tokens: serde_json::from_value(lp.get("tokens").cloned().unwrap_or_default())
+                .map_err(|e| format!("`logprobs.tokens`: {e}"))?,
+            token_logprobs: serde_json::from_value(
+                lp.get("token_logprobs").cloned().unwrap_or_default(),
+            )
+            .map_err(|e| format!("`logprobs.token_logprobs`: {e}"))?,
+            text_offset: serde_json::from_value(lp.get("text_offset").cloned().unwrap_or_default())
+                .map_err(|e| format!("`logprobs.text_offset`: {e}"))?,
+        }),
+    };
+    Ok(CompletionReply {
+        text,
+        logprobs,
+        usage: usage_of(&v),
+        http_status: 200,
+    })
+}
+
+fn usage_of(v: &Value) -> Usage {
+    Usage {
         prompt_tokens: v
             .pointer("/usage/prompt_tokens")
             .and_then(Value::as_u64)
@@ -203,21 +283,29 @@ pub fn parse_chat_body(body: &str) -> Result<Reply, String> {
             .pointer("/usage/completion_tokens")
             .and_then(Value::as_u64)
             .unwrap_or(0),
-    };
-    let system_fingerprint = v
-        .get("system_fingerprint")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    Ok(Reply {
-        text,
-        usage,
-        system_fingerprint,
-        http_status: 200,
-    })
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn parses_completion_logprobs() {
+        let r = parse_completion_body(
+            r#"{"choices":[{"text":"Hi there the","logprobs":{"tokens":["Hi"," there"," the"],"token_logprobs":[null,-1.5,-0.25],"text_offset":[0,2,8]}}],"usage":{"prompt_tokens":2,"completion_tokens":1}}"#,
+        )
+        .unwrap();
+        let lp = r.logprobs.unwrap();
+        assert_eq!(lp.token_logprobs, vec![None, Some(-1.5), Some(-0.25)]);
+        assert_eq!(lp.text_offset, vec![0, 2, 8]);
+        assert_eq!(r.usage.completion_tokens, 1);
+        let r = parse_completion_body(r#"{"choices":[{"text":"x","logprobs":null}]}"#).unwrap();
+        assert!(r.logprobs.is_none());
+        assert!(
+            parse_completion_body(r#"{"choices":[{"text":"x","logprobs":{"tokens":[1]}}]}"#)
+                .is_err()
+        );
+    }
+
     use super::*;
 
     #[test]
@@ -232,6 +320,14 @@ mod tests {
         let r = parse_chat_body(r#"{"choices":[{"message":{"content":null,"tool_calls":[]}}]}"#)
             .unwrap();
         assert_eq!(r.text, "");
+        assert_eq!(r.tool_calls, None);
+        let r = parse_chat_body(
+            r#"{"choices":[{"message":{"content":null,"reasoning_content":"hmm","tool_calls":[{"type":"function","function":{"name":"f","arguments":"{}"}}]},"finish_reason":"tool_calls"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(r.reasoning.as_deref(), Some("hmm"));
+        assert_eq!(r.finish_reason.as_deref(), Some("tool_calls"));
+        assert!(r.tool_calls.is_some());
         assert!(parse_chat_body("{\"choices\":[").is_err());
         assert!(parse_chat_body("{}").is_err());
     }
