@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Methods w2c knows how to run.
-pub const KNOWN_METHODS: &[&str] = &["mcq"];
+pub const KNOWN_METHODS: &[&str] = &["mcq", "llm_judge"];
 
 /// The whole evaluation config, as written in TOML (after path resolution).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,6 +104,12 @@ pub struct ModelsConfig {
     /// Provider name; when absent the provider is chosen by `model_prefixes`.
     #[serde(default)]
     pub target_provider: Option<String>,
+    /// Judge model for `llm_judge` (required when that method is enabled).
+    #[serde(default)]
+    pub judge: Option<String>,
+    /// Provider of the judge; when absent chosen by `model_prefixes`.
+    #[serde(default)]
+    pub judge_provider: Option<String>,
 }
 
 /// The kind of endpoint a provider is.
@@ -182,6 +188,80 @@ pub struct MethodsConfig {
     /// Settings of the `mcq` method.
     #[serde(default)]
     pub mcq: McqConfig,
+    /// Settings of the `llm_judge` method.
+    #[serde(default)]
+    pub llm_judge: LlmJudgeConfig,
+}
+
+/// How tools are shown to the target model in `llm_judge`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolsMode {
+    /// As text in the system prompt (`{{tools}}` in the target template).
+    Text,
+    /// As native OpenAI `tools` in the request.
+    Native,
+}
+
+/// `[methods.llm_judge]`: target answers, a judge classifies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmJudgeConfig {
+    /// Target prompt template (`builtin:target_v1` or `file:<path>`).
+    #[serde(default = "default_target_prompt")]
+    pub target_prompt: String,
+    /// Judge prompt template (`builtin:judge_v1` or `file:<path>`).
+    #[serde(default = "default_judge_prompt")]
+    pub judge_prompt: String,
+    /// How tools reach the target.
+    #[serde(default = "default_tools_mode")]
+    pub tools_mode: ToolsMode,
+    /// Target sampling temperature.
+    #[serde(default)]
+    pub target_temperature: f64,
+    /// Target completion budget (reasoning models need more).
+    #[serde(default = "default_target_max_tokens")]
+    pub target_max_tokens: u32,
+    /// Judge sampling temperature.
+    #[serde(default)]
+    pub judge_temperature: f64,
+    /// Judge completion budget.
+    #[serde(default = "default_judge_max_tokens")]
+    pub judge_max_tokens: u32,
+}
+
+impl Default for LlmJudgeConfig {
+    fn default() -> Self {
+        LlmJudgeConfig {
+            target_prompt: default_target_prompt(),
+            judge_prompt: default_judge_prompt(),
+            tools_mode: default_tools_mode(),
+            target_temperature: 0.0,
+            target_max_tokens: default_target_max_tokens(),
+            judge_temperature: 0.0,
+            judge_max_tokens: default_judge_max_tokens(),
+        }
+    }
+}
+
+fn default_target_prompt() -> String {
+    "builtin:target_v1".into()
+}
+
+fn default_judge_prompt() -> String {
+    "builtin:judge_v1".into()
+}
+
+fn default_tools_mode() -> ToolsMode {
+    ToolsMode::Text
+}
+
+fn default_target_max_tokens() -> u32 {
+    512
+}
+
+fn default_judge_max_tokens() -> u32 {
+    256
 }
 
 /// How the candidate answers are ordered in the multiple-choice prompt.
@@ -294,8 +374,15 @@ impl Config {
         };
         self.run.runs_dir = abs(&self.run.runs_dir);
         self.dataset.path = abs(&self.dataset.path);
-        if let Some(file) = self.methods.mcq.prompt.strip_prefix("file:") {
-            self.methods.mcq.prompt = format!("file:{}", abs(Path::new(file)).display());
+        let j = &mut self.methods.llm_judge;
+        for prompt in [
+            &mut self.methods.mcq.prompt,
+            &mut j.target_prompt,
+            &mut j.judge_prompt,
+        ] {
+            if let Some(file) = prompt.strip_prefix("file:") {
+                *prompt = format!("file:{}", abs(Path::new(file)).display());
+            }
         }
     }
 
@@ -347,11 +434,32 @@ impl Config {
         if mcq.max_tokens == 0 {
             bail!("key `methods.mcq.max_tokens`: expected a positive number");
         }
-        if !(mcq.prompt.starts_with("builtin:") || mcq.prompt.starts_with("file:")) {
-            bail!(
-                "key `methods.mcq.prompt`: expected `builtin:<name>` or `file:<path>`, got {:?}",
-                mcq.prompt
-            );
+        let j = &self.methods.llm_judge;
+        for (key, prompt) in [
+            ("methods.mcq.prompt", &mcq.prompt),
+            ("methods.llm_judge.target_prompt", &j.target_prompt),
+            ("methods.llm_judge.judge_prompt", &j.judge_prompt),
+        ] {
+            if !(prompt.starts_with("builtin:") || prompt.starts_with("file:")) {
+                bail!("key `{key}`: expected `builtin:<name>` or `file:<path>`, got {prompt:?}");
+            }
+        }
+        for (key, t) in [
+            ("methods.llm_judge.target_temperature", j.target_temperature),
+            ("methods.llm_judge.judge_temperature", j.judge_temperature),
+        ] {
+            if !(0.0..=2.0).contains(&t) {
+                bail!("key `{key}`: expected a value in [0, 2], got {t}");
+            }
+        }
+        if j.target_max_tokens == 0 || j.judge_max_tokens == 0 {
+            bail!("key `methods.llm_judge.*_max_tokens`: expected a positive number");
+        }
+        if self.methods.enabled.iter().any(|m| m == "llm_judge") {
+            if self.models.judge.as_deref().unwrap_or("").trim().is_empty() {
+                bail!("key `models.judge`: required when `llm_judge` is enabled");
+            }
+            self.judge_provider()?;
         }
         for (name, p) in &self.providers {
             let key = |k: &str| format!("providers.{name}.{k}");
@@ -429,6 +537,22 @@ impl Config {
             self.models.target_provider.as_deref(),
         )
         .context("key `models.target`")
+    }
+
+    /// The judge model and its provider.
+    pub fn judge_provider(&self) -> Result<(&str, &str, &ProviderConfig)> {
+        let judge = self
+            .models
+            .judge
+            .as_deref()
+            .context("key `models.judge`: required by `llm_judge`")?;
+        let (name, p) = route(
+            &self.providers,
+            judge,
+            self.models.judge_provider.as_deref(),
+        )
+        .context("key `models.judge`")?;
+        Ok((judge, name, p))
     }
 }
 

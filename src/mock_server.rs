@@ -375,6 +375,8 @@ struct ChatBody {
     max_tokens: Option<u32>,
     #[serde(default)]
     seed: Option<u64>,
+    #[serde(default)]
+    tools: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -407,8 +409,10 @@ async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: String)
         temperature: parsed.temperature.unwrap_or(1.0),
         max_tokens: parsed.max_tokens.unwrap_or(256),
         seed: parsed.seed.unwrap_or(st.opts.seed),
+        tools: parsed.tools,
     };
     let text = mock::reply(req.seed, &req);
+    let (content, tool_calls) = mock::split_native_tool_call(&req, text.clone());
     let prompt_tokens: usize = req
         .messages
         .iter()
@@ -427,8 +431,8 @@ async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: String)
             "system_fingerprint": "fp_w2c_mock",
             "choices": [{
                 "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": content, "tool_calls": tool_calls},
+                "finish_reason": if tool_calls.is_some() { "tool_calls" } else { "stop" },
             }],
             "usage": {
                 "prompt_tokens": prompt_tokens,

@@ -11,7 +11,11 @@ use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 
 /// Built-in templates by name.
-const BUILTIN: &[(&str, &str)] = &[("mcq_v1", include_str!("../prompts/mcq_v1.txt"))];
+const BUILTIN: &[(&str, &str)] = &[
+    ("mcq_v1", include_str!("../prompts/mcq_v1.txt")),
+    ("target_v1", include_str!("../prompts/target_v1.txt")),
+    ("judge_v1", include_str!("../prompts/judge_v1.txt")),
+];
 
 /// A parsed template.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,12 +1,19 @@
 //! Orchestration of `w2c run` and `w2c resume`: config → dataset → session →
 //! methods → artifacts and `_DONE` markers.
 
+use crate::audit::{AuditEvent, Severity};
 use crate::checkpoint::{file_digest, read_json, write_bytes_atomic, write_json_atomic};
 use crate::config::{self, Config};
 use crate::dataset::{self, Example};
 use crate::fingerprint::{diff, fingerprint, short};
+use crate::labels::{Label, Prediction};
+use crate::llm::Usage;
 use crate::llm::{CallItem, CallRecord, Client};
+use crate::methods::llm_judge::{
+    self, JudgeRecord, JudgeStatus, LlmJudge, TargetRecord, NAME as NAME_JUDGE, TARGET_NAME,
+};
 use crate::methods::mcq::{Mcq, McqRecord};
+use crate::methods::WorkItem;
 use crate::methods::{self, files, Cancel, ItemError, ItemOutput, Outcome};
 use crate::metrics::{self, Metrics, Scored};
 use crate::session::{self, MethodSettings, NewSession, Session};
@@ -60,6 +67,15 @@ pub struct UsageTotals {
 }
 
 impl UsageTotals {
+    /// Sum of two totals; the cost is known only when both are.
+    pub fn plus(self, other: UsageTotals) -> UsageTotals {
+        UsageTotals {
+            prompt_tokens: self.prompt_tokens + other.prompt_tokens,
+            completion_tokens: self.completion_tokens + other.completion_tokens,
+            cost_usd: self.cost_usd.zip(other.cost_usd).map(|(a, b)| a + b),
+        }
+    }
+
     /// Totals with the cost from an optional price.
     pub fn new(
         prompt_tokens: u64,
@@ -233,6 +249,34 @@ pub async fn run(
                 )
                 .await?
             }
+            llm_judge::NAME => {
+                let (judge_model, judge_provider, judge_cfg) = config.judge_provider()?;
+                let judge_client = if judge_provider == provider_name {
+                    client.clone()
+                } else {
+                    Arc::new(Client::new(judge_provider, judge_cfg, config.run.seed)?)
+                };
+                let method = LlmJudge::new(
+                    &config.methods.llm_judge,
+                    &config.models.target,
+                    judge_model,
+                    config.run.seed,
+                )?;
+                run_llm_judge(
+                    &session,
+                    &method,
+                    &prepared.selected,
+                    client.clone(),
+                    judge_client,
+                    cancel,
+                    (
+                        config.prices.get(&config.models.target),
+                        config.prices.get(judge_model),
+                    ),
+                    &mut report,
+                )
+                .await?
+            }
             other => bail!("method `{other}` is not implemented"),
         };
         report.methods.push(summary);
@@ -240,6 +284,7 @@ pub async fn run(
     Ok(report)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_mcq(
     session: &Session,
     mcq: &Mcq,
@@ -253,17 +298,8 @@ async fn run_mcq(
     let ns = session::namespace(&session.dir, &settings)?;
     let ns_dir = session.dir.join("checkpoints").join(&ns);
     let artifacts_dir = session.dir.join("artifacts_local").join(&ns);
-    if ns_dir.join(files::DONE).exists() {
-        let stored: MetricsFile = read_json(&artifacts_dir.join("metrics.json"))
-            .with_context(|| format!("namespace {ns} is marked done"))?;
-        return Ok(MethodSummary {
-            namespace: ns,
-            done: stored.n_examples,
-            total: examples.len(),
-            failed: 0,
-            metrics: Some(stored.metrics),
-            usage: stored.usage,
-        });
+    if let Some(done) = done_summary(&ns, &ns_dir, &artifacts_dir, examples.len())? {
+        return Ok(done);
     }
     let items = mcq.items(examples);
     let total = items.len();
@@ -303,10 +339,7 @@ async fn run_mcq(
                         outcome.attempts.len() as u32,
                         outcome.latency_ms,
                     )),
-                    Err(e) => Err(ItemError {
-                        fatal: matches!(e, crate::llm::CallError::Fatal { .. }),
-                        message: e.to_string(),
-                    }),
+                    Err(e) => Err(item_error(&e)),
                 };
                 ItemOutput {
                     calls: vec![call],
@@ -316,6 +349,505 @@ async fn run_mcq(
         },
     )
     .await?;
+    note_outcome(report, &ns, &outcome, &client, total);
+    let ordered: Vec<&McqRecord> = examples
+        .iter()
+        .filter_map(|e| outcome.results.get(&e.uuid))
+        .collect();
+    let usage = UsageTotals::new(
+        ordered.iter().map(|r| r.usage.prompt_tokens).sum(),
+        ordered.iter().map(|r| r.usage.completion_tokens).sum(),
+        price,
+    );
+    let mut summary = MethodSummary {
+        namespace: ns.clone(),
+        done: ordered.len(),
+        total,
+        failed: outcome.failed.len(),
+        metrics: None,
+        usage,
+    };
+    if ordered.len() < total {
+        report.status = if outcome.cancelled {
+            RunStatus::Interrupted
+        } else {
+            RunStatus::Incomplete
+        };
+        return Ok(summary);
+    }
+    let metrics = score(
+        &ordered
+            .iter()
+            .map(|r| (r.gold, r.prediction, r.n_tools))
+            .collect::<Vec<_>>(),
+    );
+    let audit = crate::audit::summarize(ordered.iter().flat_map(|r| r.audit.iter()));
+    let mut parse_status: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &ordered {
+        let k = serde_json::to_value(r.parse_status)?
+            .as_str()
+            .unwrap_or("unknown")
+            .to_string();
+        *parse_status.entry(k).or_default() += 1;
+    }
+    let metrics_file = MetricsFile {
+        method: settings.method.clone(),
+        namespace: ns.clone(),
+        settings_hash: settings.settings_hash.clone(),
+        fingerprint: session.manifest.fingerprint.clone(),
+        n_examples: ordered.len(),
+        metrics: metrics.clone(),
+        usage,
+        parse_status,
+        audit,
+    };
+    let predictions = jsonl_bytes(ordered.iter().map(|r| {
+        json!({
+            "uuid": r.uuid,
+            "gold": r.gold,
+            "prediction": r.prediction,
+            "n_tools": r.n_tools,
+            "chosen_option": r.chosen_option,
+            "option_order": r.option_order,
+            "parse_status": r.parse_status,
+            "raw_output": r.raw_output,
+        })
+    }))?;
+    finalize(
+        session,
+        &ns,
+        &ns_dir,
+        &artifacts_dir,
+        &settings,
+        &metrics_file,
+        &predictions,
+        total,
+    )?;
+    summary.metrics = Some(metrics);
+    Ok(summary)
+}
+
+/// Metrics-file fields shared by the methods, computed from the records.
+fn score(records: &[(Label, Prediction, usize)]) -> Metrics {
+    let scored: Vec<Scored> = records
+        .iter()
+        .map(|(gold, pred, n_tools)| Scored {
+            gold: *gold,
+            pred: *pred,
+            has_tools: *n_tools > 0,
+        })
+        .collect();
+    metrics::compute(&scored)
+}
+
+fn jsonl_bytes<T: Serialize>(rows: impl IntoIterator<Item = T>) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    for row in rows {
+        out.extend(serde_json::to_vec(&row)?);
+        out.push(b'\n');
+    }
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_llm_judge(
+    session: &Session,
+    method: &LlmJudge,
+    examples: &[Example],
+    target_client: Arc<Client>,
+    judge_client: Arc<Client>,
+    cancel: &Cancel,
+    prices: (Option<&crate::config::Price>, Option<&crate::config::Price>),
+    report: &mut RunReport,
+) -> Result<MethodSummary> {
+    let judge_settings = method.judge_settings();
+    let ns = session::namespace(&session.dir, &judge_settings)?;
+    let ns_dir = session.dir.join("checkpoints").join(&ns);
+    let artifacts_dir = session.dir.join("artifacts_local").join(&ns);
+    if let Some(done) = done_summary(&ns, &ns_dir, &artifacts_dir, examples.len())? {
+        return Ok(done);
+    }
+    let examples_arc: Arc<Vec<Example>> = Arc::new(examples.to_vec());
+    let method_arc = Arc::new(method.clone());
+
+    // Phase 1: target answers (never regenerated once stored).
+    let target_settings = method.target_settings();
+    let tns = session::namespace(&session.dir, &target_settings)?;
+    let tns_dir = session.dir.join("checkpoints").join(&tns);
+    let tartifacts = session.dir.join("artifacts_local").join(&tns);
+    let tns_name = tns.clone();
+    let targets: Outcome<TargetRecord> = methods::run_items(
+        &tns_dir,
+        &tartifacts,
+        method.items(examples),
+        target_client.max_concurrency,
+        cancel,
+        &tns,
+        |item| {
+            let client = target_client.clone();
+            let examples = examples_arc.clone();
+            let method = method_arc.clone();
+            let tns_name = tns_name.clone();
+            async move {
+                let ex = &examples[item.index];
+                let req = method.target_request(ex);
+                let outcome = client.chat(&req).await;
+                let call_item = CallItem {
+                    method: &tns_name,
+                    uuid: &ex.uuid,
+                    repeat: None,
+                    role: "target",
+                };
+                let call = CallRecord::chat(&client, call_item, &req, &outcome);
+                let result = match outcome.result {
+                    Ok(reply) => {
+                        let key = item.key.clone();
+                        let mut audit = Vec::new();
+                        if reply.text.trim().is_empty() && reply.tool_calls.is_none() {
+                            audit.push(AuditEvent::new(
+                                &key,
+                                &ex.uuid,
+                                TARGET_NAME,
+                                "target",
+                                "empty_target_reply",
+                                Severity::Error,
+                                json!({
+                                    "finish_reason": reply.finish_reason,
+                                    "has_reasoning": reply.reasoning.is_some(),
+                                    "completion_tokens": reply.usage.completion_tokens,
+                                    "max_tokens": req.max_tokens,
+                                }),
+                            ));
+                        }
+                        Ok(TargetRecord {
+                            key,
+                            uuid: ex.uuid.clone(),
+                            repeat: None,
+                            text: reply.text,
+                            tool_calls: reply.tool_calls,
+                            has_reasoning: reply.reasoning.is_some(),
+                            finish_reason: reply.finish_reason,
+                            usage: reply.usage,
+                            audit,
+                        })
+                    }
+                    Err(e) => Err(item_error(&e)),
+                };
+                ItemOutput {
+                    calls: vec![call],
+                    result,
+                }
+            }
+        },
+    )
+    .await?;
+    note_outcome(report, &tns, &targets, &target_client, examples.len());
+    if targets.results.len() == examples.len() && !tns_dir.join(files::DONE).exists() {
+        let usage = UsageTotals::new(
+            targets
+                .results
+                .values()
+                .map(|r| r.usage.prompt_tokens)
+                .sum(),
+            targets
+                .results
+                .values()
+                .map(|r| r.usage.completion_tokens)
+                .sum(),
+            prices.0,
+        );
+        let ordered: Vec<&TargetRecord> = examples
+            .iter()
+            .filter_map(|e| targets.results.get(&e.uuid))
+            .collect();
+        let answers = jsonl_bytes(ordered.iter().map(|r| {
+            json!({"uuid": r.uuid, "text": r.text, "tool_calls": r.tool_calls, "finish_reason": r.finish_reason})
+        }))?;
+        write_json_atomic(&tartifacts.join("usage.json"), &usage)?;
+        write_bytes_atomic(&tartifacts.join("target_responses.jsonl"), &answers)?;
+        write_done(
+            session,
+            &tns,
+            &tns_dir,
+            &tartifacts,
+            &target_settings,
+            examples.len(),
+            &["usage.json", "target_responses.jsonl"],
+        )?;
+    }
+    if targets.cancelled && targets.results.len() < examples.len() {
+        report.status = RunStatus::Interrupted;
+        return Ok(MethodSummary {
+            namespace: ns,
+            done: 0,
+            total: examples.len(),
+            failed: targets.failed.len(),
+            metrics: None,
+            usage: UsageTotals::default(),
+        });
+    }
+
+    // Phase 2: judge every stored answer.
+    let answers = Arc::new(targets.results);
+    let items: Vec<WorkItem> = method
+        .items(examples)
+        .into_iter()
+        .filter(|i| answers.contains_key(&i.key))
+        .collect();
+    let ns_name = ns.clone();
+    let judged: Outcome<JudgeRecord> = methods::run_items(
+        &ns_dir,
+        &artifacts_dir,
+        items,
+        judge_client.max_concurrency,
+        cancel,
+        &ns,
+        |item| {
+            let client = judge_client.clone();
+            let examples = examples_arc.clone();
+            let method = method_arc.clone();
+            let answers = answers.clone();
+            let ns_name = ns_name.clone();
+            async move {
+                let ex = &examples[item.index];
+                let target = &answers[&item.key];
+                judge_one(&method, &client, &ns_name, &item, ex, target).await
+            }
+        },
+    )
+    .await?;
+    note_outcome(report, &ns, &judged, &judge_client, examples.len());
+    let ordered: Vec<&JudgeRecord> = examples
+        .iter()
+        .filter_map(|e| judged.results.get(&e.uuid))
+        .collect();
+    let target_usage: Vec<&TargetRecord> = examples
+        .iter()
+        .filter_map(|e| answers.get(&e.uuid))
+        .collect();
+    let usage = UsageTotals::new(
+        target_usage.iter().map(|r| r.usage.prompt_tokens).sum(),
+        target_usage.iter().map(|r| r.usage.completion_tokens).sum(),
+        prices.0,
+    )
+    .plus(UsageTotals::new(
+        ordered.iter().map(|r| r.usage.prompt_tokens).sum(),
+        ordered.iter().map(|r| r.usage.completion_tokens).sum(),
+        prices.1,
+    ));
+    let mut summary = MethodSummary {
+        namespace: ns.clone(),
+        done: ordered.len(),
+        total: examples.len(),
+        failed: targets.failed.len() + judged.failed.len(),
+        metrics: None,
+        usage,
+    };
+    if ordered.len() < examples.len() {
+        report.status = if judged.cancelled || targets.cancelled {
+            RunStatus::Interrupted
+        } else {
+            RunStatus::Incomplete
+        };
+        return Ok(summary);
+    }
+    let metrics = score(
+        &ordered
+            .iter()
+            .map(|r| (r.gold, r.prediction, r.n_tools))
+            .collect::<Vec<_>>(),
+    );
+    let mut status_counts: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &ordered {
+        let k = serde_json::to_value(r.status)?
+            .as_str()
+            .unwrap_or("unknown")
+            .to_string();
+        *status_counts.entry(k).or_default() += 1;
+    }
+    let audit = crate::audit::summarize(
+        ordered
+            .iter()
+            .flat_map(|r| r.audit.iter())
+            .chain(target_usage.iter().flat_map(|r| r.audit.iter())),
+    );
+    let metrics_file = MetricsFile {
+        method: NAME_JUDGE.to_string(),
+        namespace: ns.clone(),
+        settings_hash: judge_settings.settings_hash.clone(),
+        fingerprint: session.manifest.fingerprint.clone(),
+        n_examples: ordered.len(),
+        metrics: metrics.clone(),
+        usage,
+        parse_status: status_counts,
+        audit,
+    };
+    let predictions = jsonl_bytes(ordered.iter().map(|r| {
+        json!({
+            "uuid": r.uuid,
+            "gold": r.gold,
+            "prediction": r.prediction,
+            "n_tools": r.n_tools,
+            "status": r.status,
+            "target_response": answers.get(&r.key).map(|t| t.text.clone()),
+            "judge_raw": r.judge_raw,
+            "judge_raw_repair": r.judge_raw_repair,
+        })
+    }))?;
+    finalize(
+        session,
+        &ns,
+        &ns_dir,
+        &artifacts_dir,
+        &judge_settings,
+        &metrics_file,
+        &predictions,
+        examples.len(),
+    )?;
+    summary.metrics = Some(metrics);
+    Ok(summary)
+}
+
+async fn judge_one(
+    method: &LlmJudge,
+    client: &Client,
+    ns: &str,
+    item: &WorkItem,
+    ex: &Example,
+    target: &TargetRecord,
+) -> ItemOutput<JudgeRecord> {
+    let key = item.key.clone();
+    let mut record = JudgeRecord {
+        key: key.clone(),
+        uuid: ex.uuid.clone(),
+        repeat: item.repeat,
+        gold: ex.gold,
+        prediction: Prediction::Invalid,
+        n_tools: ex.tools.len(),
+        target_sha256: crate::fingerprint::sha256_hex(target.text.as_bytes()),
+        status: JudgeStatus::EmptyTarget,
+        judge_raw: None,
+        judge_raw_repair: None,
+        usage: Usage::default(),
+        audit: Vec::new(),
+    };
+    let Some(response) = target.judged_response() else {
+        record.audit.push(llm_judge::event(
+            &key,
+            &ex.uuid,
+            "empty_target_invalid",
+            Severity::Error,
+            json!({"finish_reason": target.finish_reason, "has_reasoning": target.has_reasoning}),
+        ));
+        return ItemOutput {
+            calls: vec![],
+            result: Ok(record),
+        };
+    };
+    let call_item = CallItem {
+        method: ns,
+        uuid: &ex.uuid,
+        repeat: item.repeat,
+        role: "judge",
+    };
+    let req = method.judge_request(ex, &response);
+    let outcome = client.chat(&req).await;
+    let mut calls = vec![CallRecord::chat(client, call_item, &req, &outcome)];
+    let first = match outcome.result {
+        Ok(r) => r,
+        Err(e) => {
+            return ItemOutput {
+                calls,
+                result: Err(item_error(&e)),
+            }
+        }
+    };
+    record.usage = first.usage;
+    record.judge_raw = Some(first.text.clone());
+    let error = match llm_judge::parse_judge(&first.text) {
+        Ok(label) => {
+            record.prediction = Prediction::Label(label);
+            record.status = JudgeStatus::Parsed;
+            return ItemOutput {
+                calls,
+                result: Ok(record),
+            };
+        }
+        Err(e) => e,
+    };
+    record.audit.push(llm_judge::event(
+        &key,
+        &ex.uuid,
+        "judge_parse_failed_first",
+        Severity::Warning,
+        json!({"error": error, "raw_preview": llm_judge::preview(&first.text)}),
+    ));
+    let repair = method.repair_request(&req, &first.text, &error);
+    let outcome = client.chat(&repair).await;
+    calls.push(CallRecord::chat(
+        client,
+        CallItem {
+            role: "judge_repair",
+            ..call_item
+        },
+        &repair,
+        &outcome,
+    ));
+    let second = match outcome.result {
+        Ok(r) => r,
+        Err(e) => {
+            return ItemOutput {
+                calls,
+                result: Err(item_error(&e)),
+            }
+        }
+    };
+    record.usage.prompt_tokens += second.usage.prompt_tokens;
+    record.usage.completion_tokens += second.usage.completion_tokens;
+    record.judge_raw_repair = Some(second.text.clone());
+    match llm_judge::parse_judge(&second.text) {
+        Ok(label) => {
+            record.prediction = Prediction::Label(label);
+            record.status = JudgeStatus::Repaired;
+            record.audit.push(llm_judge::event(
+                &key,
+                &ex.uuid,
+                "judge_repair_used",
+                Severity::Info,
+                json!({"label": label}),
+            ));
+        }
+        Err(e2) => {
+            record.status = JudgeStatus::Invalid;
+            record.audit.push(llm_judge::event(
+                &key,
+                &ex.uuid,
+                "judge_invalid",
+                Severity::Error,
+                json!({"error_first": error, "error_second": e2, "raw_second_preview": llm_judge::preview(&second.text)}),
+            ));
+        }
+    }
+    ItemOutput {
+        calls,
+        result: Ok(record),
+    }
+}
+
+fn item_error(e: &crate::llm::CallError) -> ItemError {
+    ItemError {
+        fatal: matches!(e, crate::llm::CallError::Fatal { .. }),
+        message: e.to_string(),
+    }
+}
+
+fn note_outcome<R>(
+    report: &mut RunReport,
+    ns: &str,
+    outcome: &Outcome<R>,
+    client: &Client,
+    total: usize,
+) {
     if outcome.torn_bytes > 0 {
         report.notes.push(format!(
             "{ns}: cut {} bytes of a torn checkpoint line left by an interrupted run",
@@ -341,89 +873,31 @@ async fn run_mcq(
             outcome.resumed
         ));
     }
-    let ordered: Vec<&McqRecord> = examples
-        .iter()
-        .filter_map(|e| outcome.results.get(&e.uuid))
-        .collect();
-    let usage = UsageTotals::new(
-        ordered.iter().map(|r| r.usage.prompt_tokens).sum(),
-        ordered.iter().map(|r| r.usage.completion_tokens).sum(),
-        price,
-    );
-    let mut summary = MethodSummary {
-        namespace: ns.clone(),
-        done: ordered.len(),
+    for (key, err) in outcome.failed.iter().take(3) {
+        report.notes.push(format!("{ns}: {key}: {err}"));
+    }
+}
+
+/// The summary of a namespace already marked done, read from its metrics.
+fn done_summary(
+    ns: &str,
+    ns_dir: &Path,
+    artifacts_dir: &Path,
+    total: usize,
+) -> Result<Option<MethodSummary>> {
+    if !ns_dir.join(files::DONE).exists() {
+        return Ok(None);
+    }
+    let stored: MetricsFile = read_json(&artifacts_dir.join("metrics.json"))
+        .with_context(|| format!("namespace {ns} is marked done"))?;
+    Ok(Some(MethodSummary {
+        namespace: ns.to_string(),
+        done: stored.n_examples,
         total,
-        failed: outcome.failed.len(),
-        metrics: None,
-        usage,
-    };
-    if outcome.cancelled && ordered.len() < total {
-        report.status = RunStatus::Interrupted;
-        return Ok(summary);
-    }
-    if ordered.len() < total {
-        report.status = RunStatus::Incomplete;
-        for (key, err) in outcome.failed.iter().take(3) {
-            report.notes.push(format!("{ns}: {key}: {err}"));
-        }
-        return Ok(summary);
-    }
-    let scored: Vec<Scored> = ordered
-        .iter()
-        .map(|r| Scored {
-            gold: r.gold,
-            pred: r.prediction,
-            has_tools: r.n_tools > 0,
-        })
-        .collect();
-    let metrics = metrics::compute(&scored);
-    let audit = crate::audit::summarize(ordered.iter().flat_map(|r| r.audit.iter()));
-    let mut parse_status: BTreeMap<String, usize> = BTreeMap::new();
-    for r in &ordered {
-        let k = serde_json::to_value(r.parse_status)?
-            .as_str()
-            .unwrap_or("unknown")
-            .to_string();
-        *parse_status.entry(k).or_default() += 1;
-    }
-    let metrics_file = MetricsFile {
-        method: settings.method.clone(),
-        namespace: ns.clone(),
-        settings_hash: settings.settings_hash.clone(),
-        fingerprint: session.manifest.fingerprint.clone(),
-        n_examples: ordered.len(),
-        metrics: metrics.clone(),
-        usage,
-        parse_status,
-        audit,
-    };
-    let mut predictions = Vec::new();
-    for r in &ordered {
-        predictions.extend(serde_json::to_vec(&json!({
-            "uuid": r.uuid,
-            "gold": r.gold,
-            "prediction": r.prediction,
-            "n_tools": r.n_tools,
-            "chosen_option": r.chosen_option,
-            "option_order": r.option_order,
-            "parse_status": r.parse_status,
-            "raw_output": r.raw_output,
-        }))?);
-        predictions.push(b'\n');
-    }
-    finalize(
-        session,
-        &ns,
-        &ns_dir,
-        &artifacts_dir,
-        &settings,
-        &metrics_file,
-        &predictions,
-        total,
-    )?;
-    summary.metrics = Some(metrics);
-    Ok(summary)
+        failed: 0,
+        metrics: Some(stored.metrics),
+        usage: stored.usage,
+    }))
 }
 
 /// `artifacts_local/<ns>/metrics.json`.
@@ -494,6 +968,28 @@ fn finalize(
 ) -> Result<()> {
     write_json_atomic(&artifacts_dir.join("metrics.json"), metrics_file)?;
     write_bytes_atomic(&artifacts_dir.join("predictions.jsonl"), predictions)?;
+    write_done(
+        session,
+        ns,
+        ns_dir,
+        artifacts_dir,
+        settings,
+        n_items,
+        &["metrics.json", "predictions.jsonl", files::CALLS],
+    )
+}
+
+/// Writes `_DONE.json` with digests of the checkpoint files and `artifacts`.
+/// Call only after every file it names is durable.
+fn write_done(
+    session: &Session,
+    ns: &str,
+    ns_dir: &Path,
+    artifacts_dir: &Path,
+    settings: &MethodSettings,
+    n_items: usize,
+    artifacts: &[&str],
+) -> Result<()> {
     let digest_all = |dir: &Path, names: &[&str]| -> Result<BTreeMap<String, FileDigest>> {
         let mut out = BTreeMap::new();
         for name in names {
@@ -521,7 +1017,7 @@ fn finalize(
         n_items,
         n_result_lines,
         checkpoint_files,
-        artifact_files: digest_all(artifacts_dir, &["metrics.json", "predictions.jsonl"])?,
+        artifact_files: digest_all(artifacts_dir, artifacts)?,
     };
     write_json_atomic(&ns_dir.join(files::DONE), &marker)
 }

@@ -71,7 +71,8 @@ impl MockProvider {
     /// Answers one chat attempt.
     pub async fn chat(&self, req: &ChatRequest) -> Result<Reply, CallError> {
         self.delay_and_maybe_fail().await?;
-        let text = reply(self.seed, req);
+        let (content, tool_calls) = split_native_tool_call(req, reply(self.seed, req));
+        let text = content.unwrap_or_default();
         let prompt_chars: usize = req.messages.iter().map(|m| m.content.len()).sum();
         let usage = Usage {
             prompt_tokens: prompt_chars.div_ceil(4) as u64,
@@ -82,13 +83,67 @@ impl MockProvider {
             usage,
             system_fingerprint: None,
             http_status: 200,
-            finish_reason: Some("stop".into()),
+            finish_reason: Some(
+                if tool_calls.is_some() {
+                    "tool_calls"
+                } else {
+                    "stop"
+                }
+                .into(),
+            ),
+            tool_calls,
             ..Reply::default()
         })
     }
 }
 
-/// The deterministic reply for a request.
+/// With native `tools` in the request, a tool-call reply is returned the way
+/// OpenAI-compatible servers do: `content: null` and a `tool_calls` list.
+/// Returns (content, tool_calls).
+pub fn split_native_tool_call(
+    req: &ChatRequest,
+    text: String,
+) -> (Option<String>, Option<serde_json::Value>) {
+    if req.tools.is_some() {
+        if let Ok(serde_json::Value::Object(call)) =
+            serde_json::from_str::<serde_json::Value>(&text)
+        {
+            if let Some(name) = call.get("name").and_then(|n| n.as_str()) {
+                let args = call
+                    .get("arguments")
+                    .cloned()
+                    .unwrap_or_default()
+                    .to_string();
+                let id = format!("call_{}", &sha256_hex(text.as_bytes())[..12]);
+                let calls = serde_json::json!([{
+                    "id": id,
+                    "type": "function",
+                    "function": {"name": name, "arguments": args},
+                }]);
+                return (None, Some(calls));
+            }
+        }
+    }
+    (Some(text), None)
+}
+
+fn tool_name() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| Regex::new(r#""name"\s*:\s*"([^"]+)""#).expect("static regex"))
+}
+
+/// The deterministic reply for a request. Three modes, chosen from the
+/// request's text:
+/// - **options** (`A) ...` lines in the last user message): pick one option;
+/// - **judge** (the prompt asks for a `"classification"`): classify the reply
+///   quoted between `<<<` and `>>>` with simple rules (tool-call JSON →
+///   `tool_call`, a question → `request_for_info`, an apology or refusal →
+///   `cannot_answer`, else `direct`) and answer in varied JSON styles;
+/// - **target** (anything else): behave like an assistant, choosing by hash
+///   to call the first offered tool, ask a question, decline, or answer.
+///
+/// About one reply in twenty to twenty-five is deliberately unusable (a hedge,
+/// prose without JSON, or an empty reply) to exercise the audit paths.
 pub fn reply(seed: u64, req: &ChatRequest) -> String {
     let body = serde_json::to_string(req).unwrap_or_default();
     let digest = sha256_hex(format!("{seed}\u{0}{body}").as_bytes());
@@ -105,18 +160,79 @@ pub fn reply(seed: u64, req: &ChatRequest) -> String {
         .filter_map(|c| c.get(1).map(|m| m.as_str()))
         .collect();
     options.dedup();
-    if options.is_empty() {
-        return format!("Mock reply {}.", &digest[..8]);
+    if !options.is_empty() {
+        if h.is_multiple_of(20) {
+            return "I am not sure which of these fits best.".to_string();
+        }
+        let choice = options[((h >> 8) as usize) % options.len()];
+        return match (h >> 4) % 4 {
+            0 => choice.to_string(),
+            1 => format!("Answer: {choice}"),
+            2 => format!("({choice})"),
+            _ => format!("The most appropriate response is option {choice}."),
+        };
     }
-    if h.is_multiple_of(20) {
-        return "I am not sure which of these fits best.".to_string();
+    let all_text: String = req.messages.iter().map(|m| m.content.as_str()).collect();
+    if all_text.contains("\"classification\"") {
+        return judge_reply(h, last_user);
     }
-    let choice = options[((h >> 8) as usize) % options.len()];
-    match (h >> 4) % 4 {
-        0 => choice.to_string(),
-        1 => format!("Answer: {choice}"),
-        2 => format!("({choice})"),
-        _ => format!("The most appropriate response is option {choice}."),
+    target_reply(h, &all_text, req.tools.as_ref())
+}
+
+fn judge_reply(h: u64, user: &str) -> String {
+    if h.is_multiple_of(25) {
+        return "The assistant seems to do something reasonable here.".to_string();
+    }
+    let quoted = match (user.find("<<<"), user.rfind(">>>")) {
+        (Some(a), Some(b)) if b > a => user[a + 3..b].trim(),
+        _ => user.trim(),
+    };
+    let lower = quoted.to_lowercase();
+    let label =
+        if (quoted.starts_with('{') || quoted.starts_with('[')) && quoted.contains("\"name\"") {
+            "tool_call"
+        } else if quoted.ends_with('?') {
+            "request_for_info"
+        } else if ["sorry", "can't", "cannot", "unable"]
+            .iter()
+            .any(|w| lower.contains(w))
+        {
+            "cannot_answer"
+        } else {
+            "direct"
+        };
+    match (h >> 6) % 4 {
+        0 => format!("{{\"classification\": \"{label}\"}}"),
+        1 => format!(
+            "```json\n{{\"classification\": \"{}\"}}\n```",
+            label.to_uppercase()
+        ),
+        2 => format!("Here is my verdict: {{\"Classification\": \"{label}\"}} based on the reply."),
+        _ => format!("{{\"classification\":\"{}\"}}", label.replace('_', " ")),
+    }
+}
+
+fn target_reply(h: u64, all_text: &str, native_tools: Option<&serde_json::Value>) -> String {
+    if h.is_multiple_of(30) {
+        return String::new();
+    }
+    let tool = native_tools
+        .and_then(|t| t.pointer("/0/function/name"))
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .or_else(|| {
+            tool_name()
+                .captures(all_text)
+                .and_then(|c| c.get(1))
+                .map(|m| m.as_str().to_string())
+        });
+    match ((h >> 10) % 4, tool) {
+        (0, Some(name)) => format!("{{\"name\": \"{name}\", \"arguments\": {{}}}}"),
+        (1, _) => "Could you tell me a little more about what you need?".to_string(),
+        (2, _) | (0, None) => {
+            "I'm sorry, I can't help with that using the tools I have.".to_string()
+        }
+        _ => "Here is what I know about that: it depends on the details.".to_string(),
     }
 }
 
@@ -224,6 +340,7 @@ mod tests {
             temperature: 0.0,
             max_tokens: 8,
             seed: 1,
+            tools: None,
         }
     }
 
@@ -276,6 +393,15 @@ mod tests {
             );
             assert!(!out.contains('C'));
         }
-        assert!(reply(0, &req("no options here")).starts_with("Mock reply"));
+        let judge = reply(
+            0,
+            &req(
+                "Return {\"classification\": ...}\n<<<\n{\"name\": \"f\", \"arguments\": {}}\n>>>",
+            ),
+        );
+        assert!(
+            judge.to_lowercase().contains("tool") || judge.contains("reasonable"),
+            "{judge}"
+        );
     }
 }

@@ -58,18 +58,25 @@ pub struct ChatRequest {
     pub max_tokens: u32,
     /// Seed sent to the provider.
     pub seed: u64,
+    /// Native OpenAI `tools` (function definitions), when used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Value>,
 }
 
 impl ChatRequest {
     /// The JSON body sent to `/chat/completions`.
     pub fn body(&self) -> Value {
-        serde_json::json!({
+        let mut body = serde_json::json!({
             "model": self.model,
             "messages": self.messages,
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
             "seed": self.seed,
-        })
+        });
+        if let Some(tools) = &self.tools {
+            body["tools"] = tools.clone();
+        }
+        body
     }
 
     /// Rough token cost for budgets: prompt characters / 4 plus the completion budget.

@@ -219,6 +219,7 @@ impl Mcq {
             temperature: self.config.temperature,
             max_tokens: self.config.max_tokens,
             seed: self.seed,
+            tools: None,
         }
     }
 

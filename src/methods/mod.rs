@@ -6,6 +6,7 @@
 //! and stops cleanly on cancellation. Methods supply the per-item work and the
 //! scoring.
 
+pub mod llm_judge;
 pub mod mcq;
 
 use crate::audit::AuditEvent;

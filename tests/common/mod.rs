@@ -44,6 +44,8 @@ pub struct Opts {
     pub concurrency: usize,
     pub max_attempts: u32,
     pub mcq_extra: String,
+    pub methods: String,
+    pub judge_extra: String,
 }
 
 impl Default for Opts {
@@ -59,6 +61,8 @@ impl Default for Opts {
             concurrency: 4,
             max_attempts: 4,
             mcq_extra: String::new(),
+            methods: "\"mcq\"".into(),
+            judge_extra: String::new(),
         }
     }
 }
@@ -103,6 +107,8 @@ path = "{dataset}"
 [models]
 target = "{model}"
 target_provider = "mock"
+judge = "mock-judge"
+judge_provider = "mock"
 
 [providers.mock]
 kind = "mock"
@@ -112,10 +118,13 @@ max_concurrency = {conc}
 max_attempts = {att}
 
 [methods]
-enabled = ["mcq"]
+enabled = [{methods}]
 
 [methods.mcq]
 {extra}
+
+[methods.llm_judge]
+{judge_extra}
 "#,
             seed = o.seed,
             dataset = o.dataset.display(),
@@ -126,6 +135,8 @@ enabled = ["mcq"]
             conc = o.concurrency,
             att = o.max_attempts,
             extra = o.mcq_extra,
+            methods = o.methods,
+            judge_extra = o.judge_extra,
         );
         self.write(name, &text)
     }

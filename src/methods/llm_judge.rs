@@ -1,0 +1,537 @@
+//! `llm_judge`: the target model answers with the tools offered; a judge model
+//! classifies the answer into the four behaviours and returns strict JSON.
+//!
+//! Two checkpoint streams: target answers (namespace `llm_judge.target`, keyed
+//! by the target settings) and judge decisions (namespace `llm_judge`, keyed by
+//! the judge settings *and* the target settings hash). A resume never asks the
+//! target again for an answer it has; a new judge model or judge prompt gets a
+//! new judge namespace that re-judges the stored answers.
+//!
+//! Judge replies are parsed robustly (code fences, surrounding prose, key and
+//! value casing, a few label aliases); on failure one repair request is sent;
+//! still failing, the prediction is `invalid` (counted wrong, audited). An
+//! empty target reply (no content and no tool calls — e.g. a reasoning model
+//! that spent its budget) is audited and is an `invalid` prediction without a
+//! judge call.
+
+use super::{Record, WorkItem};
+use crate::audit::{AuditEvent, Severity};
+use crate::config::{LlmJudgeConfig, ToolsMode};
+use crate::dataset::Example;
+use crate::fingerprint::{canonical_json, sha256_hex};
+use crate::labels::{Label, Prediction};
+use crate::llm::{ChatRequest, Message, Usage};
+use crate::prompts::{self, Template};
+use crate::session::MethodSettings;
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// Method name (the judge namespace).
+pub const NAME: &str = "llm_judge";
+/// Name of the target-answer namespace.
+pub const TARGET_NAME: &str = "llm_judge.target";
+/// Version of the judge reply parser; part of the judge settings hash.
+pub const PARSER_VERSION: u32 = 1;
+
+/// Everything the method needs, resolved once per run.
+#[derive(Debug, Clone)]
+pub struct LlmJudge {
+    /// The method config.
+    pub config: LlmJudgeConfig,
+    /// Target prompt template.
+    pub target_template: Template,
+    /// Judge prompt template.
+    pub judge_template: Template,
+    /// Target model.
+    pub target_model: String,
+    /// Judge model.
+    pub judge_model: String,
+    /// Run seed.
+    pub seed: u64,
+}
+
+/// A stored target answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetRecord {
+    /// Checkpoint key.
+    pub key: String,
+    /// Example uuid.
+    pub uuid: String,
+    /// Repeat index, for sweeps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<u32>,
+    /// Assistant text (may be empty).
+    pub text: String,
+    /// Native tool calls, when the reply had them.
+    #[serde(default)]
+    pub tool_calls: Option<Value>,
+    /// Whether the reply carried reasoning text.
+    #[serde(default)]
+    pub has_reasoning: bool,
+    /// `finish_reason`.
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+    /// Token usage.
+    pub usage: Usage,
+    /// Audit events.
+    #[serde(default)]
+    pub audit: Vec<AuditEvent>,
+}
+
+impl Record for TargetRecord {
+    fn key(&self) -> &str {
+        &self.key
+    }
+    fn audit_events(&self) -> &[AuditEvent] {
+        &self.audit
+    }
+}
+
+impl TargetRecord {
+    /// What the judge sees: the text, or the native tool calls as JSON when
+    /// the text is empty; `None` when the reply was empty.
+    pub fn judged_response(&self) -> Option<String> {
+        if !self.text.trim().is_empty() {
+            return Some(self.text.clone());
+        }
+        self.tool_calls.as_ref().map(|t| t.to_string())
+    }
+}
+
+/// How the judge's decision was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JudgeStatus {
+    /// The first reply parsed.
+    Parsed,
+    /// The repair reply parsed.
+    Repaired,
+    /// Neither reply parsed: `invalid`.
+    Invalid,
+    /// The target reply was empty: `invalid`, no judge call.
+    EmptyTarget,
+}
+
+/// A stored judge decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JudgeRecord {
+    /// Checkpoint key.
+    pub key: String,
+    /// Example uuid.
+    pub uuid: String,
+    /// Repeat index, for sweeps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<u32>,
+    /// Gold label.
+    pub gold: Label,
+    /// Predicted label or `invalid`.
+    pub prediction: Prediction,
+    /// Number of tools offered.
+    pub n_tools: usize,
+    /// sha256 of the judged target text (links the decision to its answer).
+    pub target_sha256: String,
+    /// How the decision was obtained.
+    pub status: JudgeStatus,
+    /// First judge reply.
+    pub judge_raw: Option<String>,
+    /// Repair reply, when a repair was needed.
+    pub judge_raw_repair: Option<String>,
+    /// Judge token usage (both calls).
+    pub usage: Usage,
+    /// Audit events.
+    #[serde(default)]
+    pub audit: Vec<AuditEvent>,
+}
+
+impl Record for JudgeRecord {
+    fn key(&self) -> &str {
+        &self.key
+    }
+    fn audit_events(&self) -> &[AuditEvent] {
+        &self.audit
+    }
+}
+
+fn settings(method: &str, value: Value) -> MethodSettings {
+    MethodSettings {
+        method: method.to_string(),
+        settings_hash: sha256_hex(canonical_json(&value).as_bytes()),
+        settings: value,
+    }
+}
+
+impl LlmJudge {
+    /// Resolves the method: loads both templates.
+    pub fn new(
+        config: &LlmJudgeConfig,
+        target_model: &str,
+        judge_model: &str,
+        seed: u64,
+    ) -> Result<LlmJudge> {
+        Ok(LlmJudge {
+            config: config.clone(),
+            target_template: prompts::load(&config.target_prompt, &["tools", "question"])?,
+            judge_template: prompts::load(
+                &config.judge_prompt,
+                &["tools", "question", "response"],
+            )?,
+            target_model: target_model.to_string(),
+            judge_model: judge_model.to_string(),
+            seed,
+        })
+    }
+
+    /// Settings of the target stream.
+    pub fn target_settings(&self) -> MethodSettings {
+        let c = &self.config;
+        settings(
+            TARGET_NAME,
+            json!({
+                "method": TARGET_NAME,
+                "prompt_id": self.target_template.id,
+                "prompt_sha256": self.target_template.sha256,
+                "tools_mode": c.tools_mode,
+                "temperature": c.target_temperature,
+                "max_tokens": c.target_max_tokens,
+            }),
+        )
+    }
+
+    /// Settings of the judge stream; they include the target settings hash.
+    pub fn judge_settings(&self) -> MethodSettings {
+        let c = &self.config;
+        settings(
+            NAME,
+            json!({
+                "method": NAME,
+                "target_settings_hash": self.target_settings().settings_hash,
+                "judge_model": self.judge_model,
+                "prompt_id": self.judge_template.id,
+                "prompt_sha256": self.judge_template.sha256,
+                "temperature": c.judge_temperature,
+                "max_tokens": c.judge_max_tokens,
+                "parser_version": PARSER_VERSION,
+            }),
+        )
+    }
+
+    /// Work items: one per example.
+    pub fn items(&self, examples: &[Example]) -> Vec<WorkItem> {
+        examples
+            .iter()
+            .enumerate()
+            .map(|(index, e)| WorkItem {
+                key: WorkItem::key_for(&e.uuid, None),
+                index,
+                repeat: None,
+            })
+            .collect()
+    }
+
+    /// The target request for an example.
+    pub fn target_request(&self, example: &Example) -> ChatRequest {
+        let native = self.config.tools_mode == ToolsMode::Native;
+        let tools_text = if native || example.tools.is_empty() {
+            "(none)".to_string()
+        } else {
+            example.tools.join("\n")
+        };
+        let values = [
+            ("tools", tools_text.as_str()),
+            ("question", example.question.as_str()),
+        ];
+        let mut messages = Vec::new();
+        if !self.target_template.system.is_empty() {
+            messages.push(Message::system(prompts::render(
+                &self.target_template.system,
+                &values,
+            )));
+        }
+        messages.push(Message::user(prompts::render(
+            &self.target_template.user,
+            &values,
+        )));
+        ChatRequest {
+            model: self.target_model.clone(),
+            messages,
+            temperature: self.config.target_temperature,
+            max_tokens: self.config.target_max_tokens,
+            seed: self.seed,
+            tools: (native && !example.tools.is_empty()).then(|| native_tools(&example.tools)),
+        }
+    }
+
+    /// The judge request for a target response.
+    pub fn judge_request(&self, example: &Example, response: &str) -> ChatRequest {
+        let tools = if example.tools.is_empty() {
+            "(none)".to_string()
+        } else {
+            example.tools.join("\n")
+        };
+        let values = [
+            ("tools", tools.as_str()),
+            ("question", example.question.as_str()),
+            ("response", response),
+        ];
+        let mut messages = Vec::new();
+        if !self.judge_template.system.is_empty() {
+            messages.push(Message::system(prompts::render(
+                &self.judge_template.system,
+                &values,
+            )));
+        }
+        messages.push(Message::user(prompts::render(
+            &self.judge_template.user,
+            &values,
+        )));
+        ChatRequest {
+            model: self.judge_model.clone(),
+            messages,
+            temperature: self.config.judge_temperature,
+            max_tokens: self.config.judge_max_tokens,
+            seed: self.seed,
+            tools: None,
+        }
+    }
+
+    /// The one repair request after an unparseable judge reply.
+    pub fn repair_request(&self, first: &ChatRequest, raw: &str, error: &str) -> ChatRequest {
+        let mut req = first.clone();
+        req.messages.push(Message {
+            role: "assistant".into(),
+            content: raw.to_string(),
+        });
+        req.messages.push(Message::user(format!(
+            "That reply could not be read ({error}). Reply with JSON only: {{\"classification\": \"direct\" | \"tool_call\" | \"request_for_info\" | \"cannot_answer\"}}."
+        )));
+        req
+    }
+}
+
+/// Converts When2Call tool definitions (JSON text, `parameters.type` "dict")
+/// into OpenAI `tools` entries.
+pub fn native_tools(tools: &[String]) -> Value {
+    let list: Vec<Value> = tools
+        .iter()
+        .map(|t| {
+            let mut f: Value = serde_json::from_str(t).unwrap_or_else(|_| json!({"name": t}));
+            if let Some(p) = f.get_mut("parameters") {
+                if p.get("type").and_then(Value::as_str) == Some("dict") {
+                    p["type"] = json!("object");
+                }
+            }
+            json!({"type": "function", "function": f})
+        })
+        .collect();
+    Value::Array(list)
+}
+
+fn strip_reasoning(s: &str) -> String {
+    let mut out = s.to_string();
+    while let (Some(a), Some(b)) = (out.find("<think>"), out.find("</think>")) {
+        if b < a {
+            break;
+        }
+        out.replace_range(a..b + "</think>".len(), "");
+    }
+    out
+}
+
+/// JSON objects embedded in text, outermost first, found by brace matching
+/// that respects strings.
+fn json_objects(text: &str) -> Vec<&str> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'{' {
+            i += 1;
+            continue;
+        }
+        let (mut depth, mut in_str, mut esc) = (0usize, false, false);
+        let mut end = None;
+        for (j, &c) in bytes.iter().enumerate().skip(i) {
+            if in_str {
+                match (esc, c) {
+                    (true, _) => esc = false,
+                    (false, b'\\') => esc = true,
+                    (false, b'"') => in_str = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match c {
+                b'"' => in_str = true,
+                b'{' => depth += 1,
+                b'}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = Some(j);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        match end {
+            Some(j) => {
+                out.push(&text[i..=j]);
+                i = j + 1;
+            }
+            None => break,
+        }
+    }
+    out
+}
+
+/// Maps a label as a judge may write it to a [`Label`].
+pub fn normalize_label(raw: &str) -> Option<Label> {
+    let s: String = raw
+        .trim()
+        .trim_matches(|c: char| c == '"' || c == '\'' || c == '.' || c == '`' || c == '*')
+        .to_lowercase()
+        .chars()
+        .map(|c| if c == ' ' || c == '-' { '_' } else { c })
+        .collect();
+    match s.as_str() {
+        "direct" | "direct_answer" | "answer" => Some(Label::Direct),
+        "tool_call" | "toolcall" | "tool" | "tool_use" | "function_call" => Some(Label::ToolCall),
+        "request_for_info"
+        | "request_for_information"
+        | "request_info"
+        | "ask_for_info"
+        | "clarification" => Some(Label::RequestForInfo),
+        "cannot_answer" | "cant_answer" | "can't_answer" | "unable_to_answer" | "refusal" => {
+            Some(Label::CannotAnswer)
+        }
+        _ => None,
+    }
+}
+
+const LABEL_KEYS: &[&str] = &[
+    "classification",
+    "label",
+    "category",
+    "behavior",
+    "behaviour",
+    "class",
+];
+
+/// Parses a judge reply into a label: JSON anywhere in the text (fenced or
+/// surrounded by prose, any key casing), else a bare label. Errors say why.
+pub fn parse_judge(raw: &str) -> Result<Label, String> {
+    let text = strip_reasoning(raw);
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err("empty reply".into());
+    }
+    let mut saw_object = false;
+    for candidate in json_objects(trimmed) {
+        let Ok(Value::Object(map)) = serde_json::from_str::<Value>(candidate) else {
+            continue;
+        };
+        saw_object = true;
+        for (k, v) in &map {
+            if LABEL_KEYS.contains(&k.to_lowercase().as_str()) {
+                return match v.as_str().and_then(normalize_label) {
+                    Some(l) => Ok(l),
+                    None => Err(format!("`{k}` holds {v}, not a When2Call label")),
+                };
+            }
+        }
+    }
+    let unfenced = trimmed
+        .trim_start_matches("```json")
+        .trim_start_matches("```")
+        .trim_end_matches("```");
+    if let Some(l) = normalize_label(unfenced) {
+        return Ok(l);
+    }
+    Err(if saw_object {
+        "JSON without a `classification` key".into()
+    } else {
+        "no JSON object in the reply".into()
+    })
+}
+
+/// Builds the audit event for a judge stage.
+pub fn event(key: &str, uuid: &str, kind: &str, severity: Severity, details: Value) -> AuditEvent {
+    AuditEvent::new(key, uuid, NAME, "judging", kind, severity, details)
+}
+
+/// Short preview of a reply for audit details.
+pub fn preview(s: &str) -> String {
+    s.chars().take(200).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn judge_replies_in_many_shapes() {
+        let ok = [
+            (r#"{"classification": "tool_call"}"#, Label::ToolCall),
+            (
+                "```json\n{\"classification\": \"REQUEST_FOR_INFO\"}\n```",
+                Label::RequestForInfo,
+            ),
+            (
+                r#"Sure. {"Classification": "Cannot Answer"} as requested"#,
+                Label::CannotAnswer,
+            ),
+            (r#"{"classification":"direct answer"}"#, Label::Direct),
+            (
+                "<think>maybe {\"classification\": \"direct\"}</think>{\"label\": \"tool-call\"}",
+                Label::ToolCall,
+            ),
+            (
+                r#"{"reason": "has {braces} in \"strings\"", "category": "cannot_answer"}"#,
+                Label::CannotAnswer,
+            ),
+            ("tool_call", Label::ToolCall),
+            ("\"Request for info\".", Label::RequestForInfo),
+        ];
+        for (raw, want) in ok {
+            assert_eq!(parse_judge(raw), Ok(want), "{raw}");
+        }
+        let bad = [
+            "",
+            "I think it is fine.",
+            r#"{"classification": "maybe"}"#,
+            r#"{"verdict": "tool_call"}"#,
+            "{not json",
+        ];
+        for raw in bad {
+            assert!(parse_judge(raw).is_err(), "{raw}");
+        }
+    }
+
+    #[test]
+    fn native_tools_convert_dict_to_object() {
+        let t = native_tools(&[
+            r#"{"name":"f","description":"d","parameters":{"type":"dict","properties":{}}}"#.into(),
+        ]);
+        assert_eq!(t[0]["type"], "function");
+        assert_eq!(t[0]["function"]["parameters"]["type"], "object");
+    }
+
+    #[test]
+    fn empty_target_reply_detection() {
+        let mut r = TargetRecord {
+            key: "k".into(),
+            uuid: "u".into(),
+            repeat: None,
+            text: "  ".into(),
+            tool_calls: None,
+            has_reasoning: true,
+            finish_reason: Some("length".into()),
+            usage: Usage::default(),
+            audit: vec![],
+        };
+        assert_eq!(r.judged_response(), None);
+        r.tool_calls = Some(json!([{"function": {"name": "f"}}]));
+        assert!(r.judged_response().unwrap().contains("\"f\""));
+    }
+}
