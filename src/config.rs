@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Methods w2c knows how to run.
-pub const KNOWN_METHODS: &[&str] = &["mcq", "llm_judge"];
+pub const KNOWN_METHODS: &[&str] = &["mcq", "llm_judge", "stability_mcq"];
 
 /// The whole evaluation config, as written in TOML (after path resolution).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -191,6 +191,56 @@ pub struct MethodsConfig {
     /// Settings of the `llm_judge` method.
     #[serde(default)]
     pub llm_judge: LlmJudgeConfig,
+    /// Settings of the `stability_*` sweeps.
+    #[serde(default)]
+    pub stability: StabilityConfig,
+}
+
+/// How each repetition of a sweep is seeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeedMode {
+    /// Repetition r sends `seed + r`, so samples at T > 0 can differ.
+    PerRepeat,
+    /// Every repetition sends the run seed.
+    Fixed,
+}
+
+/// `[methods.stability]`: K repetitions per example at each temperature.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StabilityConfig {
+    /// Repetitions per example (K).
+    #[serde(default = "default_k")]
+    pub k: u32,
+    /// One sweep namespace per temperature.
+    #[serde(default = "default_temperatures")]
+    pub temperatures: Vec<f64>,
+    /// Seeding of the repetitions.
+    #[serde(default = "default_seed_mode")]
+    pub seed_mode: SeedMode,
+}
+
+impl Default for StabilityConfig {
+    fn default() -> Self {
+        StabilityConfig {
+            k: default_k(),
+            temperatures: default_temperatures(),
+            seed_mode: default_seed_mode(),
+        }
+    }
+}
+
+fn default_k() -> u32 {
+    5
+}
+
+fn default_temperatures() -> Vec<f64> {
+    vec![0.0, 0.7]
+}
+
+fn default_seed_mode() -> SeedMode {
+    SeedMode::PerRepeat
 }
 
 /// How tools are shown to the target model in `llm_judge`.
@@ -454,6 +504,24 @@ impl Config {
         }
         if j.target_max_tokens == 0 || j.judge_max_tokens == 0 {
             bail!("key `methods.llm_judge.*_max_tokens`: expected a positive number");
+        }
+        let st = &self.methods.stability;
+        if !(1..=100).contains(&st.k) {
+            bail!(
+                "key `methods.stability.k`: expected 1 to 100 repetitions, got {}",
+                st.k
+            );
+        }
+        if st.temperatures.is_empty() {
+            bail!("key `methods.stability.temperatures`: expected at least one temperature");
+        }
+        for (i, t) in st.temperatures.iter().enumerate() {
+            if !(0.0..=2.0).contains(t) {
+                bail!("key `methods.stability.temperatures[{i}]`: expected a value in [0, 2], got {t}");
+            }
+            if st.temperatures[..i].contains(t) {
+                bail!("key `methods.stability.temperatures[{i}]`: {t} is listed twice");
+            }
         }
         if self.methods.enabled.iter().any(|m| m == "llm_judge") {
             if self.models.judge.as_deref().unwrap_or("").trim().is_empty() {

@@ -75,6 +75,29 @@ pub fn run_summary(report: &RunReport) -> String {
         &rows,
     ));
     for m in &report.methods {
+        if let Some(st) = &m.stability {
+            let _ = writeln!(
+                out,
+                "\n{}: Stability@{k} {:.3}  MeanConsistency@{k} {:.3}  StableCorrect {:.3}  StableWrong {:.3}  ModeCorrect {:.3}\n  accuracy per repeat {:.3} ± {:.3}, macro-F1 per repeat {:.3} ± {:.3}, mean accuracy across runs {:.3} (95% CI {:.3}–{:.3}), entropy {:.3}, flip rate {:.3}",
+                m.namespace,
+                st.stability_at_k,
+                st.mean_consistency_at_k,
+                st.stable_correct,
+                st.stable_wrong,
+                st.mode_correct,
+                st.accuracy_per_repeat.mean,
+                st.accuracy_per_repeat.std,
+                st.macro_f1_per_repeat.mean,
+                st.macro_f1_per_repeat.std,
+                st.mean_accuracy_across_runs,
+                st.accuracy_ci95.0,
+                st.accuracy_ci95.1,
+                st.mean_entropy,
+                st.mean_flip_rate,
+                k = st.k,
+            );
+            continue;
+        }
         if let Some(metrics) = &m.metrics {
             let _ = writeln!(out, "\nconfusion matrix, {} (rows = gold):", m.namespace);
             let mut header = vec!["gold \\ pred"];

@@ -53,6 +53,8 @@ pub struct MethodSummary {
     pub metrics: Option<Metrics>,
     /// Tokens used by the finished items.
     pub usage: UsageTotals,
+    /// Sweep metrics, for `stability_*` namespaces.
+    pub stability: Option<crate::stability::StabilityMetrics>,
 }
 
 /// Token totals over a namespace's results.
@@ -277,6 +279,28 @@ pub async fn run(
                 )
                 .await?
             }
+            "stability_mcq" => {
+                let mcq = Mcq::new(&config.methods.mcq, &config.models.target, config.run.seed)?;
+                for &t in &config.methods.stability.temperatures {
+                    let summary = run_stability_mcq(
+                        &session,
+                        &mcq,
+                        &config.methods.stability,
+                        t,
+                        &prepared.selected,
+                        client.clone(),
+                        cancel,
+                        config.prices.get(&config.models.target),
+                        &mut report,
+                    )
+                    .await?;
+                    report.methods.push(summary);
+                    if cancel.is_cancelled() {
+                        break;
+                    }
+                }
+                continue;
+            }
             other => bail!("method `{other}` is not implemented"),
         };
         report.methods.push(summary);
@@ -333,6 +357,7 @@ async fn run_mcq(
                 let result = match outcome.result {
                     Ok(reply) => Ok(mcq.record(
                         ex,
+                        None,
                         order,
                         reply.text,
                         reply.usage,
@@ -366,6 +391,7 @@ async fn run_mcq(
         failed: outcome.failed.len(),
         metrics: None,
         usage,
+        stability: None,
     };
     if ordered.len() < total {
         report.status = if outcome.cancelled {
@@ -400,6 +426,7 @@ async fn run_mcq(
         usage,
         parse_status,
         audit,
+        stability: None,
     };
     let predictions = jsonl_bytes(ordered.iter().map(|r| {
         json!({
@@ -425,6 +452,213 @@ async fn run_mcq(
     )?;
     summary.metrics = Some(metrics);
     Ok(summary)
+}
+
+/// Namespace name of a sweep: `stability_<method>_k=<K>_T=<temp>`.
+pub fn sweep_name(method: &str, k: u32, temperature: f64) -> String {
+    format!("stability_{method}_k={k}_T={temperature:?}")
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_stability_mcq(
+    session: &Session,
+    mcq: &Mcq,
+    sweep: &crate::config::StabilityConfig,
+    temperature: f64,
+    examples: &[Example],
+    client: Arc<Client>,
+    cancel: &Cancel,
+    price: Option<&crate::config::Price>,
+    report: &mut RunReport,
+) -> Result<MethodSummary> {
+    let name = sweep_name("mcq", sweep.k, temperature);
+    let base = mcq.settings();
+    let value = json!({
+        "method": name,
+        "mcq_settings_hash": base.settings_hash,
+        "k": sweep.k,
+        "temperature": temperature,
+        "seed_mode": sweep.seed_mode,
+    });
+    let settings = MethodSettings {
+        method: name.clone(),
+        settings_hash: crate::fingerprint::sha256_hex(
+            crate::fingerprint::canonical_json(&value).as_bytes(),
+        ),
+        settings: value,
+    };
+    let ns = session::namespace(&session.dir, &settings)?;
+    let ns_dir = session.dir.join("checkpoints").join(&ns);
+    let artifacts_dir = session.dir.join("artifacts_local").join(&ns);
+    let total = examples.len() * sweep.k as usize;
+    if let Some(done) = done_summary(&ns, &ns_dir, &artifacts_dir, total)? {
+        return Ok(done);
+    }
+    let items: Vec<WorkItem> = examples
+        .iter()
+        .enumerate()
+        .flat_map(|(index, e)| {
+            (0..sweep.k).map(move |r| WorkItem {
+                key: WorkItem::key_for(&e.uuid, Some(r)),
+                index,
+                repeat: Some(r),
+            })
+        })
+        .collect();
+    let examples_arc: Arc<Vec<Example>> = Arc::new(examples.to_vec());
+    let mcq_arc = Arc::new(mcq.clone());
+    let ns_name = ns.clone();
+    let seed_mode = sweep.seed_mode;
+    let outcome: Outcome<McqRecord> = methods::run_items(
+        &ns_dir,
+        &artifacts_dir,
+        items,
+        client.max_concurrency,
+        cancel,
+        &ns,
+        |item| {
+            let client = client.clone();
+            let examples = examples_arc.clone();
+            let mcq = mcq_arc.clone();
+            let ns_name = ns_name.clone();
+            async move {
+                let ex = &examples[item.index];
+                let repeat = item.repeat.unwrap_or(0);
+                let order = mcq.option_order(&ex.uuid);
+                let mut req = mcq.request(ex, &order);
+                req.temperature = temperature;
+                if seed_mode == crate::config::SeedMode::PerRepeat {
+                    req.seed = req.seed.wrapping_add(u64::from(repeat));
+                }
+                let outcome = client.chat(&req).await;
+                let call_item = CallItem {
+                    method: &ns_name,
+                    uuid: &ex.uuid,
+                    repeat: item.repeat,
+                    role: "target",
+                };
+                let call = CallRecord::chat(&client, call_item, &req, &outcome);
+                let result = match outcome.result {
+                    Ok(reply) => Ok(mcq.record(
+                        ex,
+                        item.repeat,
+                        order,
+                        reply.text,
+                        reply.usage,
+                        outcome.attempts.len() as u32,
+                        outcome.latency_ms,
+                    )),
+                    Err(e) => Err(item_error(&e)),
+                };
+                ItemOutput {
+                    calls: vec![call],
+                    result,
+                }
+            }
+        },
+    )
+    .await?;
+    note_outcome(report, &ns, &outcome, &client, total);
+    let usage = UsageTotals::new(
+        outcome
+            .results
+            .values()
+            .map(|r| r.usage.prompt_tokens)
+            .sum(),
+        outcome
+            .results
+            .values()
+            .map(|r| r.usage.completion_tokens)
+            .sum(),
+        price,
+    );
+    let mut summary = MethodSummary {
+        namespace: ns.clone(),
+        done: outcome.results.len(),
+        total,
+        failed: outcome.failed.len(),
+        metrics: None,
+        usage,
+        stability: None,
+    };
+    if outcome.results.len() < total {
+        report.status = if outcome.cancelled {
+            RunStatus::Interrupted
+        } else {
+            RunStatus::Incomplete
+        };
+        return Ok(summary);
+    }
+    let runs: Vec<crate::stability::Runs> = examples
+        .iter()
+        .map(|e| crate::stability::Runs {
+            gold: e.gold,
+            has_tools: !e.tools.is_empty(),
+            preds: (0..sweep.k)
+                .filter_map(|r| outcome.results.get(&WorkItem::key_for(&e.uuid, Some(r))))
+                .map(|rec| rec.prediction)
+                .collect(),
+        })
+        .collect();
+    let stability = crate::stability::compute(&runs, sweep.k as usize, session_seed(session));
+    let per_item: Vec<Option<crate::stability::ItemStability>> =
+        runs.iter().map(crate::stability::item).collect();
+    let metrics = score(
+        &examples
+            .iter()
+            .zip(&per_item)
+            .map(|(e, s)| {
+                let mode = s.as_ref().map(|s| s.mode).unwrap_or(Prediction::Invalid);
+                (e.gold, mode, e.tools.len())
+            })
+            .collect::<Vec<_>>(),
+    );
+    let all: Vec<&McqRecord> = outcome.results.values().collect();
+    let audit = crate::audit::summarize(all.iter().flat_map(|r| r.audit.iter()));
+    let metrics_file = MetricsFile {
+        method: name.clone(),
+        namespace: ns.clone(),
+        settings_hash: settings.settings_hash.clone(),
+        fingerprint: session.manifest.fingerprint.clone(),
+        n_examples: examples.len(),
+        metrics: metrics.clone(),
+        usage,
+        parse_status: BTreeMap::new(),
+        audit,
+        stability: Some(stability.clone()),
+    };
+    let predictions = jsonl_bytes(examples.iter().zip(runs.iter().zip(&per_item)).map(
+        |(e, (r, s))| {
+            json!({
+                "uuid": e.uuid,
+                "gold": e.gold,
+                "n_tools": e.tools.len(),
+                "runs": r.preds,
+                "prediction": s.as_ref().map(|s| s.mode),
+                "consistency": s.as_ref().map(|s| s.consistency),
+                "stable": s.as_ref().map(|s| s.stable),
+            })
+        },
+    ))?;
+    finalize(
+        session,
+        &ns,
+        &ns_dir,
+        &artifacts_dir,
+        &settings,
+        &metrics_file,
+        &predictions,
+        total,
+    )?;
+    summary.metrics = Some(metrics);
+    summary.stability = Some(stability);
+    Ok(summary)
+}
+
+/// Seed for bootstraps: derived from the session fingerprint, so a resumed
+/// and an uninterrupted run compute the same interval.
+fn session_seed(session: &Session) -> u64 {
+    u64::from_str_radix(&session.manifest.fingerprint[..16], 16).unwrap_or(0)
 }
 
 /// Metrics-file fields shared by the methods, computed from the records.
@@ -584,6 +818,7 @@ async fn run_llm_judge(
             failed: targets.failed.len(),
             metrics: None,
             usage: UsageTotals::default(),
+            stability: None,
         });
     }
 
@@ -642,6 +877,7 @@ async fn run_llm_judge(
         failed: targets.failed.len() + judged.failed.len(),
         metrics: None,
         usage,
+        stability: None,
     };
     if ordered.len() < examples.len() {
         report.status = if judged.cancelled || targets.cancelled {
@@ -681,6 +917,7 @@ async fn run_llm_judge(
         usage,
         parse_status: status_counts,
         audit,
+        stability: None,
     };
     let predictions = jsonl_bytes(ordered.iter().map(|r| {
         json!({
@@ -897,6 +1134,7 @@ fn done_summary(
         failed: 0,
         metrics: Some(stored.metrics),
         usage: stored.usage,
+        stability: stored.stability,
     }))
 }
 
@@ -921,6 +1159,10 @@ pub struct MetricsFile {
     pub parse_status: BTreeMap<String, usize>,
     /// Audit event counts.
     pub audit: crate::audit::AuditSummary,
+    /// Sweep metrics, for `stability_*` namespaces (`metrics` then scores
+    /// each example's mode prediction).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stability: Option<crate::stability::StabilityMetrics>,
 }
 
 /// A file recorded in `_DONE.json`.

@@ -79,6 +79,9 @@ pub struct McqRecord {
     pub key: String,
     /// Example uuid.
     pub uuid: String,
+    /// Repeat index, for stability sweeps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<u32>,
     /// Gold label.
     pub gold: Label,
     /// Predicted label, or `invalid`.
@@ -224,9 +227,11 @@ impl Mcq {
     }
 
     /// Turns a reply into a record (prediction, parse status, audit events).
+    #[allow(clippy::too_many_arguments)]
     pub fn record(
         &self,
         example: &Example,
+        repeat: Option<u32>,
         order: [Label; 4],
         raw_output: String,
         usage: Usage,
@@ -238,7 +243,7 @@ impl Mcq {
             Some(i) => Prediction::Label(order[i]),
             None => Prediction::Invalid,
         };
-        let key = WorkItem::key_for(&example.uuid, None);
+        let key = WorkItem::key_for(&example.uuid, repeat);
         let mut audit = Vec::new();
         if !status.is_parsed() {
             let preview: String = raw_output.chars().take(200).collect();
@@ -264,6 +269,7 @@ impl Mcq {
         McqRecord {
             key,
             uuid: example.uuid.clone(),
+            repeat,
             gold: example.gold,
             prediction,
             chosen_option: choice.map(|i| self.config.option_labels[i].clone()),
@@ -493,6 +499,7 @@ mod tests {
         let m = mcq(OptionOrder::Fixed);
         let r = m.record(
             &example(),
+            None,
             Label::ALL,
             "no idea".into(),
             Usage::default(),
@@ -502,7 +509,15 @@ mod tests {
         assert_eq!(r.prediction, Prediction::Invalid);
         assert_eq!(r.audit.len(), 1);
         assert_eq!(r.audit[0].event_type, "mcq_parse_failed");
-        let ok = m.record(&example(), Label::ALL, "B".into(), Usage::default(), 1, 0);
+        let ok = m.record(
+            &example(),
+            None,
+            Label::ALL,
+            "B".into(),
+            Usage::default(),
+            1,
+            0,
+        );
         assert_eq!(ok.prediction, Prediction::Label(Label::ToolCall));
         assert!(ok.audit.is_empty());
     }

@@ -1,0 +1,114 @@
+//! Stability sweeps: K repeats per example per temperature, each repeat in
+//! the checkpoint key; a kill inside a sweep resumes to identical numbers.
+
+mod common;
+
+use common::*;
+use std::process::{Command as StdCommand, Stdio};
+use std::time::Duration;
+
+fn sweep_opts(extra: &str) -> Opts {
+    Opts {
+        methods: "\"stability_mcq\"".into(),
+        n_per_label: Some(5),
+        mcq_extra: format!("\n[methods.stability]\nk = 4\ntemperatures = [0.0, 0.7]\n{extra}"),
+        ..Opts::default()
+    }
+}
+
+#[test]
+fn sweep_writes_one_namespace_per_temperature_with_repeat_keys() {
+    let ws = Workspace::new();
+    let cfg = ws.config("eval.toml", &sweep_opts(""));
+    let out = w2c(ws.path())
+        .args(["run", "--run-key", "k", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Stability@4"));
+    let s = only_session(&ws.runs(), "k");
+    for t in ["0.0", "0.7"] {
+        let ns = format!("stability_mcq_k=4_T={t}");
+        let results = read_jsonl(&s.join(format!("checkpoints/{ns}/results.jsonl")));
+        assert_eq!(results.len(), 15 * 4);
+        assert!(results
+            .iter()
+            .all(|r| r["key"].as_str().unwrap().contains('#')));
+        let m = read_json(&s.join(format!("artifacts_local/{ns}/metrics.json")));
+        let st = &m["stability"];
+        assert_eq!(st["k"], 4);
+        assert_eq!(st["n_items"], 15);
+        // Recompute Stability@k from the predictions export.
+        let preds = read_jsonl(&s.join(format!("artifacts_local/{ns}/predictions.jsonl")));
+        let stable = preds
+            .iter()
+            .filter(|p| {
+                let runs = p["runs"].as_array().unwrap();
+                runs.iter().all(|r| r == &runs[0])
+            })
+            .count();
+        let want = stable as f64 / 15.0;
+        assert!((st["stability_at_k"].as_f64().unwrap() - want).abs() < 1e-12);
+    }
+    // Per-repeat seeds at T > 0: the mock answers differently across repeats.
+    let hot = read_json(&s.join("artifacts_local/stability_mcq_k=4_T=0.7/metrics.json"));
+    assert!(hot["stability"]["stability_at_k"].as_f64().unwrap() < 1.0);
+}
+
+#[test]
+fn kill_inside_a_sweep_then_resume_matches_uninterrupted() {
+    let reference = Workspace::new();
+    let cfg = reference.config("eval.toml", &sweep_opts(""));
+    w2c(reference.path())
+        .args(["run", "--run-key", "k", "--config"])
+        .arg(&cfg)
+        .assert()
+        .success();
+    let rs = only_session(&reference.runs(), "k");
+
+    let ws = Workspace::new();
+    let slow = Opts {
+        latency_ms: 15,
+        concurrency: 2,
+        ..sweep_opts("")
+    };
+    let cfg = ws.config("eval.toml", &slow);
+    let bin = assert_cmd::cargo::cargo_bin("w2c");
+    for wait_ms in [250, 300, 350, 400] {
+        let mut child = StdCommand::new(&bin)
+            .current_dir(ws.path())
+            .args(["run", "--run-key", "k", "--config"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(wait_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let s = only_session(&ws.runs(), "k");
+    let partial = read_jsonl(&s.join("checkpoints/stability_mcq_k=4_T=0.0/results.jsonl")).len();
+    assert!(partial > 0, "no progress before the kills");
+    w2c(ws.path())
+        .args(["run", "--run-key", "k", "--config"])
+        .arg(&cfg)
+        .assert()
+        .success();
+    for t in ["0.0", "0.7"] {
+        let p = format!("artifacts_local/stability_mcq_k=4_T={t}/metrics.json");
+        assert_eq!(
+            read_json(&s.join(&p))["stability"],
+            read_json(&rs.join(&p))["stability"]
+        );
+        assert_eq!(
+            read_json(&s.join(&p))["metrics"],
+            read_json(&rs.join(&p))["metrics"]
+        );
+    }
+}
