@@ -20,24 +20,51 @@ fn recompute(rows: &[(String, String, u64)]) -> HashMap<&'static str, Option<f64
         let sup = rows.iter().filter(|(g, _, _)| g == l).count() as f64;
         let prec = if pred > 0.0 { tp / pred } else { 0.0 };
         let rec = if sup > 0.0 { tp / sup } else { 0.0 };
-        let f = if prec + rec > 0.0 { 2.0 * prec * rec / (prec + rec) } else { 0.0 };
+        let f = if prec + rec > 0.0 {
+            2.0 * prec * rec / (prec + rec)
+        } else {
+            0.0
+        };
         (f, sup > 0.0)
     };
     let all: Vec<(f64, bool)> = LABELS.iter().map(|l| f1(l)).collect();
     let present: Vec<f64> = all.iter().filter(|x| x.1).map(|x| x.0).collect();
     let rate = |num: usize, den: usize| (den > 0).then(|| num as f64 / den as f64);
-    let ca0: Vec<_> = rows.iter().filter(|(g, _, t)| g == "cannot_answer" && *t == 0).collect();
-    let rfi: Vec<_> = rows.iter().filter(|(g, _, _)| g == "request_for_info").collect();
+    let ca0: Vec<_> = rows
+        .iter()
+        .filter(|(g, _, t)| g == "cannot_answer" && *t == 0)
+        .collect();
+    let rfi: Vec<_> = rows
+        .iter()
+        .filter(|(g, _, _)| g == "request_for_info")
+        .collect();
     HashMap::from([
         ("accuracy", Some(correct / n)),
-        ("macro_f1_present", Some(present.iter().sum::<f64>() / present.len() as f64)),
-        ("macro_f1_all", Some(all.iter().map(|x| x.0).sum::<f64>() / 4.0)),
-        ("tool_hallucination_rate", rate(ca0.iter().filter(|r| r.1 == "tool_call").count(), ca0.len())),
+        (
+            "macro_f1_present",
+            Some(present.iter().sum::<f64>() / present.len() as f64),
+        ),
+        (
+            "macro_f1_all",
+            Some(all.iter().map(|x| x.0).sum::<f64>() / 4.0),
+        ),
+        (
+            "tool_hallucination_rate",
+            rate(ca0.iter().filter(|r| r.1 == "tool_call").count(), ca0.len()),
+        ),
         (
             "answer_hallucination_rate",
-            rate(rows.iter().filter(|(g, p, _)| p == "direct" && g != "direct").count(), rows.len()),
+            rate(
+                rows.iter()
+                    .filter(|(g, p, _)| p == "direct" && g != "direct")
+                    .count(),
+                rows.len(),
+            ),
         ),
-        ("parameter_hallucination_rate", rate(rfi.iter().filter(|r| r.1 == "tool_call").count(), rfi.len())),
+        (
+            "parameter_hallucination_rate",
+            rate(rfi.iter().filter(|r| r.1 == "tool_call").count(), rfi.len()),
+        ),
     ])
 }
 
@@ -53,7 +80,8 @@ fn check(session: &std::path::Path, ns: &str) {
             )
         })
         .collect();
-    let metrics = read_json(&session.join(format!("artifacts_local/{ns}/metrics.json")))["metrics"].clone();
+    let metrics =
+        read_json(&session.join(format!("artifacts_local/{ns}/metrics.json")))["metrics"].clone();
     for (name, want) in recompute(&rows) {
         let got = metrics[name].as_f64();
         match (got, want) {
@@ -63,7 +91,11 @@ fn check(session: &std::path::Path, ns: &str) {
         }
     }
     let invalid = rows.iter().filter(|r| r.1 == "invalid").count();
-    assert_eq!(metrics["n_invalid"].as_u64().unwrap() as usize, invalid, "{ns}");
+    assert_eq!(
+        metrics["n_invalid"].as_u64().unwrap() as usize,
+        invalid,
+        "{ns}"
+    );
 }
 
 #[test]
@@ -76,8 +108,16 @@ fn every_method_recomputes_from_its_predictions() {
         ..Opts::default()
     };
     let cfg = ws.config("eval.toml", &opts);
-    let out = w2c(ws.path()).args(["run", "--run-key", "k", "--config"]).arg(&cfg).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = w2c(ws.path())
+        .args(["run", "--run-key", "k", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let s = only_session(&ws.runs(), "k");
     for ns in ["mcq", "llm_judge", "stability_mcq_k=3_T=0.5"] {
         check(&s, ns);
