@@ -7,6 +7,7 @@
 //! scoring.
 
 pub mod llm_judge;
+pub mod logprob;
 pub mod mcq;
 
 use crate::audit::AuditEvent;
