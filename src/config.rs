@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Methods w2c knows how to run.
-pub const KNOWN_METHODS: &[&str] = &["mcq", "llm_judge", "stability_mcq"];
+pub const KNOWN_METHODS: &[&str] = &["mcq", "llm_judge", "mcq_logprob", "stability_mcq"];
 
 /// The whole evaluation config, as written in TOML (after path resolution).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -194,6 +194,21 @@ pub struct MethodsConfig {
     /// Settings of the `stability_*` sweeps.
     #[serde(default)]
     pub stability: StabilityConfig,
+    /// Settings of the `mcq_logprob` method.
+    #[serde(default)]
+    pub mcq_logprob: McqLogprobConfig,
+}
+
+/// `[methods.mcq_logprob]`: log-probability scoring of the four answers.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McqLogprobConfig {
+    /// Chat family for the scored prompt; absent = chosen from the model name.
+    #[serde(default)]
+    pub template: Option<crate::chat_templates::Family>,
+    /// Target delimiter between prompt and answer (official When2Call: empty).
+    #[serde(default)]
+    pub delimiter: String,
 }
 
 /// How each repetition of a sweep is seeded.

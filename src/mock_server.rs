@@ -61,6 +61,9 @@ pub struct MockServerOptions {
     /// Share of 200 replies whose body is not JSON.
     #[arg(long, default_value_t = 0.0)]
     pub rate_malformed: f64,
+    /// Ignore `echo` on /completions, like endpoints that cannot score prompts.
+    #[arg(long)]
+    pub no_echo: bool,
     /// Require `Authorization: Bearer <key>`, read from this environment variable.
     #[arg(long)]
     pub api_key_env: Option<String>,
@@ -474,7 +477,7 @@ async fn completions(
     };
     let reply = mock::completion(
         prompt,
-        parsed.echo,
+        parsed.echo && !st.opts.no_echo,
         parsed.logprobs.is_some(),
         parsed.max_tokens.unwrap_or(16),
         st.opts.seed,

@@ -13,6 +13,7 @@ use crate::methods::llm_judge::{
     self, JudgeRecord, JudgeStatus, LlmJudge, TargetRecord, NAME as NAME_JUDGE, TARGET_NAME,
 };
 use crate::methods::mcq::{Mcq, McqRecord};
+use crate::methods::mcq_logprob::{self, McqLogprob, McqLogprobRecord};
 use crate::methods::WorkItem;
 use crate::methods::{self, files, Cancel, ItemError, ItemOutput, Outcome};
 use crate::metrics::{self, Metrics, Scored};
@@ -279,6 +280,23 @@ pub async fn run(
                 )
                 .await?
             }
+            mcq_logprob::NAME => {
+                let method = McqLogprob::new(
+                    &config.methods.mcq_logprob,
+                    &config.models.target,
+                    config.run.seed,
+                );
+                run_mcq_logprob(
+                    &session,
+                    &method,
+                    &prepared.selected,
+                    client.clone(),
+                    cancel,
+                    config.prices.get(&config.models.target),
+                    &mut report,
+                )
+                .await?
+            }
             "stability_mcq" => {
                 let mcq = Mcq::new(&config.methods.mcq, &config.models.target, config.run.seed)?;
                 for &t in &config.methods.stability.temperatures {
@@ -424,9 +442,10 @@ async fn run_mcq(
         n_examples: ordered.len(),
         metrics: metrics.clone(),
         usage,
-        parse_status,
+        counts: parse_status,
         audit,
         stability: None,
+        variants: None,
     };
     let predictions = jsonl_bytes(ordered.iter().map(|r| {
         json!({
@@ -440,6 +459,164 @@ async fn run_mcq(
             "raw_output": r.raw_output,
         })
     }))?;
+    finalize(
+        session,
+        &ns,
+        &ns_dir,
+        &artifacts_dir,
+        &settings,
+        &metrics_file,
+        &predictions,
+        total,
+    )?;
+    summary.metrics = Some(metrics);
+    Ok(summary)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_mcq_logprob(
+    session: &Session,
+    method: &McqLogprob,
+    examples: &[Example],
+    client: Arc<Client>,
+    cancel: &Cancel,
+    price: Option<&crate::config::Price>,
+    report: &mut RunReport,
+) -> Result<MethodSummary> {
+    let settings = method.settings();
+    let ns = session::namespace(&session.dir, &settings)?;
+    let ns_dir = session.dir.join("checkpoints").join(&ns);
+    let artifacts_dir = session.dir.join("artifacts_local").join(&ns);
+    let total = examples.len();
+    if let Some(done) = done_summary(&ns, &ns_dir, &artifacts_dir, total)? {
+        return Ok(done);
+    }
+    let examples_arc: Arc<Vec<Example>> = Arc::new(examples.to_vec());
+    let method_arc = Arc::new(method.clone());
+    let ns_name = ns.clone();
+    let outcome: Outcome<McqLogprobRecord> = methods::run_items(
+        &ns_dir,
+        &artifacts_dir,
+        method.items(examples),
+        client.max_concurrency,
+        cancel,
+        &ns,
+        |item| {
+            let client = client.clone();
+            let examples = examples_arc.clone();
+            let method = method_arc.clone();
+            let ns_name = ns_name.clone();
+            async move {
+                let ex = &examples[item.index];
+                let mut calls = Vec::new();
+                let mut replies = Vec::new();
+                for (answer, req, ctx_chars) in method.requests(ex) {
+                    let outcome = client.complete(&req).await;
+                    let call_item = CallItem {
+                        method: &ns_name,
+                        uuid: &ex.uuid,
+                        repeat: None,
+                        role: "score",
+                    };
+                    calls.push(CallRecord::completion(&client, call_item, &req, &outcome));
+                    match outcome.result {
+                        Ok(reply) => replies.push((answer, req, ctx_chars, reply)),
+                        Err(e) => {
+                            return ItemOutput {
+                                calls,
+                                result: Err(item_error(&e)),
+                            }
+                        }
+                    }
+                }
+                let result = method.record(ex, &replies).map_err(|e| ItemError {
+                    message: format!(
+                        "{}: the endpoint cannot score prompts for mcq_logprob: {e}",
+                        client.endpoint("completions")
+                    ),
+                    fatal: true,
+                });
+                ItemOutput { calls, result }
+            }
+        },
+    )
+    .await?;
+    note_outcome(report, &ns, &outcome, &client, total);
+    let ordered: Vec<&McqLogprobRecord> = examples
+        .iter()
+        .filter_map(|e| outcome.results.get(&e.uuid))
+        .collect();
+    let usage = UsageTotals::new(
+        ordered.iter().map(|r| r.usage.prompt_tokens).sum(),
+        ordered.iter().map(|r| r.usage.completion_tokens).sum(),
+        price,
+    );
+    let mut summary = MethodSummary {
+        namespace: ns.clone(),
+        done: ordered.len(),
+        total,
+        failed: outcome.failed.len(),
+        metrics: None,
+        usage,
+        stability: None,
+    };
+    if ordered.len() < total {
+        report.status = if outcome.cancelled {
+            RunStatus::Interrupted
+        } else {
+            RunStatus::Incomplete
+        };
+        return Ok(summary);
+    }
+    let mut variants = BTreeMap::new();
+    let mut ties = BTreeMap::new();
+    for (v, name) in mcq_logprob::VARIANTS.iter().enumerate() {
+        let m = score(
+            &ordered
+                .iter()
+                .map(|r| (r.gold, r.predictions[v], r.n_tools))
+                .collect::<Vec<_>>(),
+        );
+        variants.insert(name.to_string(), m);
+        ties.insert(
+            format!("ties_{name}"),
+            ordered.iter().filter(|r| r.ties[v]).count(),
+        );
+    }
+    let metrics = variants["acc"].clone();
+    let audit = crate::audit::summarize(ordered.iter().flat_map(|r| r.audit.iter()));
+    let metrics_file = MetricsFile {
+        method: settings.method.clone(),
+        namespace: ns.clone(),
+        settings_hash: settings.settings_hash.clone(),
+        fingerprint: session.manifest.fingerprint.clone(),
+        n_examples: ordered.len(),
+        metrics: metrics.clone(),
+        usage,
+        counts: ties,
+        audit,
+        stability: None,
+        variants: Some(variants),
+    };
+    let predictions = jsonl_bytes(ordered.iter().map(|r| {
+        json!({
+            "uuid": r.uuid,
+            "gold": r.gold,
+            "n_tools": r.n_tools,
+            "prediction": r.predictions[0],
+            "prediction_acc_norm": r.predictions[1],
+            "prediction_acc_bytes": r.predictions[2],
+            "prediction_acc_tokens": r.predictions[3],
+            "ties": r.ties,
+            "scores": r.choices.iter().map(|c| if c.logprob.is_finite() { json!(c.logprob) } else { json!("-Infinity") }).collect::<Vec<_>>(),
+        })
+    }))?;
+    let debug = jsonl_bytes(ordered.iter().flat_map(|r| {
+        r.choices
+            .iter()
+            .map(move |c| json!({"uuid": r.uuid, "gold": r.gold, "choice": c}))
+    }))?;
+    write_bytes_atomic(&artifacts_dir.join("debug_per_choice.jsonl"), &debug)?;
     finalize(
         session,
         &ns,
@@ -623,9 +800,10 @@ async fn run_stability_mcq(
         n_examples: examples.len(),
         metrics: metrics.clone(),
         usage,
-        parse_status: BTreeMap::new(),
+        counts: BTreeMap::new(),
         audit,
         stability: Some(stability.clone()),
+        variants: None,
     };
     let predictions = jsonl_bytes(examples.iter().zip(runs.iter().zip(&per_item)).map(
         |(e, (r, s))| {
@@ -915,9 +1093,10 @@ async fn run_llm_judge(
         n_examples: ordered.len(),
         metrics: metrics.clone(),
         usage,
-        parse_status: status_counts,
+        counts: status_counts,
         audit,
         stability: None,
+        variants: None,
     };
     let predictions = jsonl_bytes(ordered.iter().map(|r| {
         json!({
@@ -1155,14 +1334,18 @@ pub struct MetricsFile {
     pub metrics: Metrics,
     /// Token totals.
     pub usage: UsageTotals,
-    /// Replies per parse status.
-    pub parse_status: BTreeMap<String, usize>,
+    /// Method-specific counts: reply parse statuses (`mcq`), judge statuses
+    /// (`llm_judge`), argmax ties per variant (`mcq_logprob`).
+    pub counts: BTreeMap<String, usize>,
     /// Audit event counts.
     pub audit: crate::audit::AuditSummary,
     /// Sweep metrics, for `stability_*` namespaces (`metrics` then scores
     /// each example's mode prediction).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stability: Option<crate::stability::StabilityMetrics>,
+    /// Per-variant metrics, for `mcq_logprob` (`metrics` is the `acc` variant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variants: Option<BTreeMap<String, Metrics>>,
 }
 
 /// A file recorded in `_DONE.json`.

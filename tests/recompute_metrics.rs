@@ -102,7 +102,7 @@ fn check(session: &std::path::Path, ns: &str) {
 fn every_method_recomputes_from_its_predictions() {
     let ws = Workspace::new();
     let opts = Opts {
-        methods: "\"mcq\", \"llm_judge\", \"stability_mcq\"".into(),
+        methods: "\"mcq\", \"llm_judge\", \"mcq_logprob\", \"stability_mcq\"".into(),
         n_per_label: Some(20),
         mcq_extra: "order = \"shuffled\"\n[methods.stability]\nk = 3\ntemperatures = [0.5]".into(),
         ..Opts::default()
@@ -119,7 +119,7 @@ fn every_method_recomputes_from_its_predictions() {
         String::from_utf8_lossy(&out.stderr)
     );
     let s = only_session(&ws.runs(), "k");
-    for ns in ["mcq", "llm_judge", "stability_mcq_k=3_T=0.5"] {
+    for ns in ["mcq", "llm_judge", "mcq_logprob", "stability_mcq_k=3_T=0.5"] {
         check(&s, ns);
     }
 }

@@ -262,9 +262,11 @@ pub fn tokenize(text: &str) -> Vec<(usize, String)> {
     out
 }
 
-/// Deterministic log-probability of `token` after `prefix`, in (-6, -0.01].
-pub fn token_logprob(seed: u64, prefix: &str, token: &str) -> f64 {
-    let d = sha256_hex(format!("{seed}\u{0}{prefix}\u{0}{token}").as_bytes());
+/// Deterministic log-probability of `token` at character `offset` after the
+/// token `previous`, in (-6, -0.01]. Cheap (no dependence on the whole
+/// prefix), so long prompts score in linear time.
+pub fn token_logprob(seed: u64, previous: &str, token: &str, offset: usize) -> f64 {
+    let d = sha256_hex(format!("{seed}\u{0}{previous}\u{0}{token}\u{0}{offset}").as_bytes());
     let h = u64::from_str_radix(&d[..12], 16).unwrap_or(0);
     -0.01 - (h % 5990) as f64 / 1000.0
 }
@@ -285,28 +287,29 @@ pub fn completion(
     let mut tokens: Vec<String> = Vec::new();
     let mut offsets: Vec<usize> = Vec::new();
     let mut lps: Vec<Option<f64>> = Vec::new();
-    let mut consumed = String::new();
+    let mut previous = String::new();
     if echo {
         for (i, (off, tok)) in prompt_tokens.iter().enumerate() {
             tokens.push(tok.clone());
             offsets.push(*off);
-            lps.push((i > 0).then(|| token_logprob(seed, &consumed, tok)));
-            consumed.push_str(tok);
+            lps.push((i > 0).then(|| token_logprob(seed, &previous, tok, *off)));
+            previous.clone_from(tok);
         }
-    } else {
-        consumed.push_str(prompt);
+    } else if let Some((_, last)) = prompt_tokens.last() {
+        previous.clone_from(last);
     }
     let mut generated = String::new();
     let mut offset = prompt.chars().count();
     for k in 0..max_tokens {
-        let d = sha256_hex(format!("{seed}\u{0}{consumed}{generated}\u{0}{k}").as_bytes());
+        let d = sha256_hex(format!("{seed}\u{0}{previous}\u{0}{offset}\u{0}{k}").as_bytes());
         let tok = GENERATED[(u8::from_str_radix(&d[..2], 16).unwrap_or(0) % 4) as usize];
-        let lp = token_logprob(seed, &format!("{consumed}{generated}"), tok);
+        let lp = token_logprob(seed, &previous, tok, offset);
         tokens.push(tok.to_string());
         offsets.push(offset);
         lps.push(Some(lp));
         offset += tok.chars().count();
         generated.push_str(tok);
+        previous = tok.to_string();
     }
     let text = if echo {
         format!("{prompt}{generated}")

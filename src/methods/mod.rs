@@ -9,6 +9,7 @@
 pub mod llm_judge;
 pub mod logprob;
 pub mod mcq;
+pub mod mcq_logprob;
 
 use crate::audit::AuditEvent;
 use crate::checkpoint::{load_jsonl, JsonlWriter};
