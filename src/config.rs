@@ -11,7 +11,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Methods w2c knows how to run.
-pub const KNOWN_METHODS: &[&str] = &["mcq", "llm_judge", "mcq_logprob", "stability_mcq"];
+pub const KNOWN_METHODS: &[&str] = &[
+    "mcq",
+    "llm_judge",
+    "mcq_logprob",
+    "stability_mcq",
+    "stability_llm_judge",
+];
 
 /// The whole evaluation config, as written in TOML (after path resolution).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -538,7 +544,12 @@ impl Config {
                 bail!("key `methods.stability.temperatures[{i}]`: {t} is listed twice");
             }
         }
-        if self.methods.enabled.iter().any(|m| m == "llm_judge") {
+        if self
+            .methods
+            .enabled
+            .iter()
+            .any(|m| m == "llm_judge" || m == "stability_llm_judge")
+        {
             if self.models.judge.as_deref().unwrap_or("").trim().is_empty() {
                 bail!("key `models.judge`: required when `llm_judge` is enabled");
             }

@@ -9,13 +9,11 @@ use crate::fingerprint::{diff, fingerprint, short};
 use crate::labels::{Label, Prediction};
 use crate::llm::Usage;
 use crate::llm::{CallItem, CallRecord, Client};
-use crate::methods::llm_judge::{
-    self, JudgeRecord, JudgeStatus, LlmJudge, TargetRecord, NAME as NAME_JUDGE, TARGET_NAME,
-};
+use crate::methods::llm_judge::{self, JudgeRecord, JudgeStatus, LlmJudge, TargetRecord};
 use crate::methods::mcq::{Mcq, McqRecord};
 use crate::methods::mcq_logprob::{self, McqLogprob, McqLogprobRecord};
-use crate::methods::WorkItem;
 use crate::methods::{self, files, Cancel, ItemError, ItemOutput, Outcome};
+use crate::methods::{sweep_name, Sweep, WorkItem};
 use crate::metrics::{self, Metrics, Scored};
 use crate::session::{self, MethodSettings, NewSession, Session};
 use anyhow::{bail, Context, Result};
@@ -296,6 +294,47 @@ pub async fn run(
                     &mut report,
                 )
                 .await?
+            }
+            "stability_llm_judge" => {
+                let (judge_model, judge_provider, judge_cfg) = config.judge_provider()?;
+                let judge_client = if judge_provider == provider_name {
+                    client.clone()
+                } else {
+                    Arc::new(Client::new(judge_provider, judge_cfg, config.run.seed)?)
+                };
+                let base = LlmJudge::new(
+                    &config.methods.llm_judge,
+                    &config.models.target,
+                    judge_model,
+                    config.run.seed,
+                )?;
+                let st = &config.methods.stability;
+                for &temperature in &st.temperatures {
+                    let method = base.with_sweep(Sweep {
+                        k: st.k,
+                        temperature,
+                        seed_mode: st.seed_mode,
+                    });
+                    let summary = run_llm_judge(
+                        &session,
+                        &method,
+                        &prepared.selected,
+                        client.clone(),
+                        judge_client.clone(),
+                        cancel,
+                        (
+                            config.prices.get(&config.models.target),
+                            config.prices.get(judge_model),
+                        ),
+                        &mut report,
+                    )
+                    .await?;
+                    report.methods.push(summary);
+                    if cancel.is_cancelled() {
+                        break;
+                    }
+                }
+                continue;
             }
             "stability_mcq" => {
                 let mcq = Mcq::new(&config.methods.mcq, &config.models.target, config.run.seed)?;
@@ -631,16 +670,11 @@ async fn run_mcq_logprob(
     Ok(summary)
 }
 
-/// Namespace name of a sweep: `stability_<method>_k=<K>_T=<temp>`.
-pub fn sweep_name(method: &str, k: u32, temperature: f64) -> String {
-    format!("stability_{method}_k={k}_T={temperature:?}")
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn run_stability_mcq(
     session: &Session,
     mcq: &Mcq,
-    sweep: &crate::config::StabilityConfig,
+    sweep_config: &crate::config::StabilityConfig,
     temperature: f64,
     examples: &[Example],
     client: Arc<Client>,
@@ -648,6 +682,11 @@ async fn run_stability_mcq(
     price: Option<&crate::config::Price>,
     report: &mut RunReport,
 ) -> Result<MethodSummary> {
+    let sweep = Sweep {
+        k: sweep_config.k,
+        temperature,
+        seed_mode: sweep_config.seed_mode,
+    };
     let name = sweep_name("mcq", sweep.k, temperature);
     let base = mcq.settings();
     let value = json!({
@@ -671,21 +710,11 @@ async fn run_stability_mcq(
     if let Some(done) = done_summary(&ns, &ns_dir, &artifacts_dir, total)? {
         return Ok(done);
     }
-    let items: Vec<WorkItem> = examples
-        .iter()
-        .enumerate()
-        .flat_map(|(index, e)| {
-            (0..sweep.k).map(move |r| WorkItem {
-                key: WorkItem::key_for(&e.uuid, Some(r)),
-                index,
-                repeat: Some(r),
-            })
-        })
-        .collect();
+    let uuids: Vec<&str> = examples.iter().map(|e| e.uuid.as_str()).collect();
+    let items = sweep.items(&uuids);
     let examples_arc: Arc<Vec<Example>> = Arc::new(examples.to_vec());
     let mcq_arc = Arc::new(mcq.clone());
     let ns_name = ns.clone();
-    let seed_mode = sweep.seed_mode;
     let outcome: Outcome<McqRecord> = methods::run_items(
         &ns_dir,
         &artifacts_dir,
@@ -703,10 +732,8 @@ async fn run_stability_mcq(
                 let repeat = item.repeat.unwrap_or(0);
                 let order = mcq.option_order(&ex.uuid);
                 let mut req = mcq.request(ex, &order);
-                req.temperature = temperature;
-                if seed_mode == crate::config::SeedMode::PerRepeat {
-                    req.seed = req.seed.wrapping_add(u64::from(repeat));
-                }
+                req.temperature = sweep.temperature;
+                req.seed = sweep.seed(req.seed, repeat);
                 let outcome = client.chat(&req).await;
                 let call_item = CallItem {
                     method: &ns_name,
@@ -766,30 +793,9 @@ async fn run_stability_mcq(
         };
         return Ok(summary);
     }
-    let runs: Vec<crate::stability::Runs> = examples
-        .iter()
-        .map(|e| crate::stability::Runs {
-            gold: e.gold,
-            has_tools: !e.tools.is_empty(),
-            preds: (0..sweep.k)
-                .filter_map(|r| outcome.results.get(&WorkItem::key_for(&e.uuid, Some(r))))
-                .map(|rec| rec.prediction)
-                .collect(),
-        })
-        .collect();
-    let stability = crate::stability::compute(&runs, sweep.k as usize, session_seed(session));
-    let per_item: Vec<Option<crate::stability::ItemStability>> =
-        runs.iter().map(crate::stability::item).collect();
-    let metrics = score(
-        &examples
-            .iter()
-            .zip(&per_item)
-            .map(|(e, s)| {
-                let mode = s.as_ref().map(|s| s.mode).unwrap_or(Prediction::Invalid);
-                (e.gold, mode, e.tools.len())
-            })
-            .collect::<Vec<_>>(),
-    );
+    let (stability, metrics, predictions) = sweep_outputs(session, examples, sweep.k, |key| {
+        outcome.results.get(key).map(|r| r.prediction)
+    })?;
     let all: Vec<&McqRecord> = outcome.results.values().collect();
     let audit = crate::audit::summarize(all.iter().flat_map(|r| r.audit.iter()));
     let metrics_file = MetricsFile {
@@ -805,19 +811,6 @@ async fn run_stability_mcq(
         stability: Some(stability.clone()),
         variants: None,
     };
-    let predictions = jsonl_bytes(examples.iter().zip(runs.iter().zip(&per_item)).map(
-        |(e, (r, s))| {
-            json!({
-                "uuid": e.uuid,
-                "gold": e.gold,
-                "n_tools": e.tools.len(),
-                "runs": r.preds,
-                "prediction": s.as_ref().map(|s| s.mode),
-                "consistency": s.as_ref().map(|s| s.consistency),
-                "stable": s.as_ref().map(|s| s.stable),
-            })
-        },
-    ))?;
     finalize(
         session,
         &ns,
@@ -831,6 +824,53 @@ async fn run_stability_mcq(
     summary.metrics = Some(metrics);
     summary.stability = Some(stability);
     Ok(summary)
+}
+
+/// Stability metrics, mode-prediction metrics and the per-example export of
+/// a sweep, from a lookup of each `uuid#repeat` key's prediction.
+fn sweep_outputs(
+    session: &Session,
+    examples: &[Example],
+    k: u32,
+    prediction: impl Fn(&str) -> Option<Prediction>,
+) -> Result<(crate::stability::StabilityMetrics, Metrics, Vec<u8>)> {
+    let runs: Vec<crate::stability::Runs> = examples
+        .iter()
+        .map(|e| crate::stability::Runs {
+            gold: e.gold,
+            has_tools: !e.tools.is_empty(),
+            preds: (0..k)
+                .filter_map(|r| prediction(&WorkItem::key_for(&e.uuid, Some(r))))
+                .collect(),
+        })
+        .collect();
+    let stability = crate::stability::compute(&runs, k as usize, session_seed(session));
+    let per_item: Vec<Option<crate::stability::ItemStability>> =
+        runs.iter().map(crate::stability::item).collect();
+    let metrics = score(
+        &examples
+            .iter()
+            .zip(&per_item)
+            .map(|(e, s)| {
+                let mode = s.as_ref().map(|s| s.mode).unwrap_or(Prediction::Invalid);
+                (e.gold, mode, e.tools.len())
+            })
+            .collect::<Vec<_>>(),
+    );
+    let predictions = jsonl_bytes(examples.iter().zip(runs.iter().zip(&per_item)).map(
+        |(e, (r, s))| {
+            json!({
+                "uuid": e.uuid,
+                "gold": e.gold,
+                "n_tools": e.tools.len(),
+                "runs": r.preds,
+                "prediction": s.as_ref().map(|s| s.mode),
+                "consistency": s.as_ref().map(|s| s.consistency),
+                "stable": s.as_ref().map(|s| s.stable),
+            })
+        },
+    ))?;
+    Ok((stability, metrics, predictions))
 }
 
 /// Seed for bootstraps: derived from the session fingerprint, so a resumed
@@ -876,7 +916,10 @@ async fn run_llm_judge(
     let ns = session::namespace(&session.dir, &judge_settings)?;
     let ns_dir = session.dir.join("checkpoints").join(&ns);
     let artifacts_dir = session.dir.join("artifacts_local").join(&ns);
-    if let Some(done) = done_summary(&ns, &ns_dir, &artifacts_dir, examples.len())? {
+    let all_items = method.items(examples);
+    let total = all_items.len();
+    let keys: Vec<String> = all_items.iter().map(|i| i.key.clone()).collect();
+    if let Some(done) = done_summary(&ns, &ns_dir, &artifacts_dir, total)? {
         return Ok(done);
     }
     let examples_arc: Arc<Vec<Example>> = Arc::new(examples.to_vec());
@@ -891,7 +934,7 @@ async fn run_llm_judge(
     let targets: Outcome<TargetRecord> = methods::run_items(
         &tns_dir,
         &tartifacts,
-        method.items(examples),
+        all_items.clone(),
         target_client.max_concurrency,
         cancel,
         &tns,
@@ -902,12 +945,12 @@ async fn run_llm_judge(
             let tns_name = tns_name.clone();
             async move {
                 let ex = &examples[item.index];
-                let req = method.target_request(ex);
+                let req = method.target_request(ex, item.repeat);
                 let outcome = client.chat(&req).await;
                 let call_item = CallItem {
                     method: &tns_name,
                     uuid: &ex.uuid,
-                    repeat: None,
+                    repeat: item.repeat,
                     role: "target",
                 };
                 let call = CallRecord::chat(&client, call_item, &req, &outcome);
@@ -919,7 +962,7 @@ async fn run_llm_judge(
                             audit.push(AuditEvent::new(
                                 &key,
                                 &ex.uuid,
-                                TARGET_NAME,
+                                &tns_name,
                                 "target",
                                 "empty_target_reply",
                                 Severity::Error,
@@ -934,7 +977,7 @@ async fn run_llm_judge(
                         Ok(TargetRecord {
                             key,
                             uuid: ex.uuid.clone(),
-                            repeat: None,
+                            repeat: item.repeat,
                             text: reply.text,
                             tool_calls: reply.tool_calls,
                             has_reasoning: reply.reasoning.is_some(),
@@ -953,8 +996,8 @@ async fn run_llm_judge(
         },
     )
     .await?;
-    note_outcome(report, &tns, &targets, &target_client, examples.len());
-    if targets.results.len() == examples.len() && !tns_dir.join(files::DONE).exists() {
+    note_outcome(report, &tns, &targets, &target_client, total);
+    if targets.results.len() == total && !tns_dir.join(files::DONE).exists() {
         let usage = UsageTotals::new(
             targets
                 .results
@@ -983,16 +1026,16 @@ async fn run_llm_judge(
             &tns_dir,
             &tartifacts,
             &target_settings,
-            examples.len(),
+            total,
             &["usage.json", "target_responses.jsonl"],
         )?;
     }
-    if targets.cancelled && targets.results.len() < examples.len() {
+    if targets.cancelled && targets.results.len() < total {
         report.status = RunStatus::Interrupted;
         return Ok(MethodSummary {
             namespace: ns,
             done: 0,
-            total: examples.len(),
+            total,
             failed: targets.failed.len(),
             metrics: None,
             usage: UsageTotals::default(),
@@ -1002,8 +1045,7 @@ async fn run_llm_judge(
 
     // Phase 2: judge every stored answer.
     let answers = Arc::new(targets.results);
-    let items: Vec<WorkItem> = method
-        .items(examples)
+    let items: Vec<WorkItem> = all_items
         .into_iter()
         .filter(|i| answers.contains_key(&i.key))
         .collect();
@@ -1029,15 +1071,9 @@ async fn run_llm_judge(
         },
     )
     .await?;
-    note_outcome(report, &ns, &judged, &judge_client, examples.len());
-    let ordered: Vec<&JudgeRecord> = examples
-        .iter()
-        .filter_map(|e| judged.results.get(&e.uuid))
-        .collect();
-    let target_usage: Vec<&TargetRecord> = examples
-        .iter()
-        .filter_map(|e| answers.get(&e.uuid))
-        .collect();
+    note_outcome(report, &ns, &judged, &judge_client, total);
+    let ordered: Vec<&JudgeRecord> = keys.iter().filter_map(|k| judged.results.get(k)).collect();
+    let target_usage: Vec<&TargetRecord> = keys.iter().filter_map(|k| answers.get(k)).collect();
     let usage = UsageTotals::new(
         target_usage.iter().map(|r| r.usage.prompt_tokens).sum(),
         target_usage.iter().map(|r| r.usage.completion_tokens).sum(),
@@ -1051,13 +1087,13 @@ async fn run_llm_judge(
     let mut summary = MethodSummary {
         namespace: ns.clone(),
         done: ordered.len(),
-        total: examples.len(),
+        total,
         failed: targets.failed.len() + judged.failed.len(),
         metrics: None,
         usage,
         stability: None,
     };
-    if ordered.len() < examples.len() {
+    if ordered.len() < total {
         report.status = if judged.cancelled || targets.cancelled {
             RunStatus::Interrupted
         } else {
@@ -1065,12 +1101,24 @@ async fn run_llm_judge(
         };
         return Ok(summary);
     }
-    let metrics = score(
-        &ordered
-            .iter()
-            .map(|r| (r.gold, r.prediction, r.n_tools))
-            .collect::<Vec<_>>(),
-    );
+    let (metrics, stability, sweep_predictions) = match method.sweep {
+        Some(sweep) => {
+            let (st, m, p) = sweep_outputs(session, examples, sweep.k, |key| {
+                judged.results.get(key).map(|r| r.prediction)
+            })?;
+            (m, Some(st), Some(p))
+        }
+        None => (
+            score(
+                &ordered
+                    .iter()
+                    .map(|r| (r.gold, r.prediction, r.n_tools))
+                    .collect::<Vec<_>>(),
+            ),
+            None,
+            None,
+        ),
+    };
     let mut status_counts: BTreeMap<String, usize> = BTreeMap::new();
     for r in &ordered {
         let k = serde_json::to_value(r.status)?
@@ -1086,30 +1134,33 @@ async fn run_llm_judge(
             .chain(target_usage.iter().flat_map(|r| r.audit.iter())),
     );
     let metrics_file = MetricsFile {
-        method: NAME_JUDGE.to_string(),
+        method: method.judge_name(),
         namespace: ns.clone(),
         settings_hash: judge_settings.settings_hash.clone(),
         fingerprint: session.manifest.fingerprint.clone(),
-        n_examples: ordered.len(),
+        n_examples: examples.len(),
         metrics: metrics.clone(),
         usage,
         counts: status_counts,
         audit,
-        stability: None,
+        stability: stability.clone(),
         variants: None,
     };
-    let predictions = jsonl_bytes(ordered.iter().map(|r| {
-        json!({
-            "uuid": r.uuid,
-            "gold": r.gold,
-            "prediction": r.prediction,
-            "n_tools": r.n_tools,
-            "status": r.status,
-            "target_response": answers.get(&r.key).map(|t| t.text.clone()),
-            "judge_raw": r.judge_raw,
-            "judge_raw_repair": r.judge_raw_repair,
-        })
-    }))?;
+    let predictions = match sweep_predictions {
+        Some(p) => p,
+        None => jsonl_bytes(ordered.iter().map(|r| {
+            json!({
+                "uuid": r.uuid,
+                "gold": r.gold,
+                "prediction": r.prediction,
+                "n_tools": r.n_tools,
+                "status": r.status,
+                "target_response": answers.get(&r.key).map(|t| t.text.clone()),
+                "judge_raw": r.judge_raw,
+                "judge_raw_repair": r.judge_raw_repair,
+            })
+        }))?,
+    };
     finalize(
         session,
         &ns,
@@ -1118,9 +1169,10 @@ async fn run_llm_judge(
         &judge_settings,
         &metrics_file,
         &predictions,
-        examples.len(),
+        total,
     )?;
     summary.metrics = Some(metrics);
+    summary.stability = stability;
     Ok(summary)
 }
 
@@ -1393,6 +1445,18 @@ fn finalize(
 ) -> Result<()> {
     write_json_atomic(&artifacts_dir.join("metrics.json"), metrics_file)?;
     write_bytes_atomic(&artifacts_dir.join("predictions.jsonl"), predictions)?;
+    write_json_atomic(
+        &artifacts_dir.join("audit_summary.json"),
+        &metrics_file.audit,
+    )?;
+    write_bytes_atomic(
+        &artifacts_dir.join("confusion_matrix.csv"),
+        crate::report::confusion_csv(&metrics_file.metrics).as_bytes(),
+    )?;
+    write_bytes_atomic(
+        &artifacts_dir.join("per_class.csv"),
+        crate::report::per_class_csv(&metrics_file.metrics).as_bytes(),
+    )?;
     write_done(
         session,
         ns,
@@ -1400,7 +1464,14 @@ fn finalize(
         artifacts_dir,
         settings,
         n_items,
-        &["metrics.json", "predictions.jsonl", files::CALLS],
+        &[
+            "metrics.json",
+            "predictions.jsonl",
+            "audit_summary.json",
+            "confusion_matrix.csv",
+            "per_class.csv",
+            files::CALLS,
+        ],
     )
 }
 

@@ -56,6 +56,10 @@ fn full_run_lays_out_the_session_and_rerun_is_a_no_op() {
         "checkpoints/mcq/audit_fallbacks.jsonl",
         "artifacts_local/mcq/metrics.json",
         "artifacts_local/mcq/predictions.jsonl",
+        "artifacts_local/mcq/audit_summary.json",
+        "artifacts_local/mcq/confusion_matrix.csv",
+        "artifacts_local/mcq/per_class.csv",
+        "artifacts_local/mcq/llm_calls.jsonl",
     ] {
         assert!(s.join(f).exists(), "missing {f}");
     }
@@ -68,6 +72,20 @@ fn full_run_lays_out_the_session_and_rerun_is_a_no_op() {
     );
     let m = metrics(&s);
     assert_eq!(m["n_examples"], 30);
+    let csv = std::fs::read_to_string(s.join("artifacts_local/mcq/confusion_matrix.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5);
+    assert!(csv.starts_with("gold,direct,tool_call,request_for_info,cannot_answer,invalid\n"));
+    let cells: u64 = csv
+        .lines()
+        .skip(1)
+        .flat_map(|l| {
+            l.split(',')
+                .skip(1)
+                .map(|c| c.parse::<u64>().unwrap())
+                .collect::<Vec<_>>()
+        })
+        .sum();
+    assert_eq!(cells, 30);
     assert_eq!(m["metrics"]["n_total"], 30);
     let preds = predictions(&s);
     assert_eq!(preds.len(), 30);

@@ -112,3 +112,41 @@ fn kill_inside_a_sweep_then_resume_matches_uninterrupted() {
         );
     }
 }
+
+#[test]
+fn llm_judge_sweep_samples_the_target_k_times_and_judges_each() {
+    let ws = Workspace::new();
+    let opts = Opts {
+        methods: "\"stability_llm_judge\"".into(),
+        n_per_label: Some(5),
+        mcq_extra: "\n[methods.stability]\nk = 3\ntemperatures = [0.9]".into(),
+        ..Opts::default()
+    };
+    let cfg = ws.config("eval.toml", &opts);
+    let out = w2c(ws.path())
+        .args(["run", "--run-key", "k", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = only_session(&ws.runs(), "k");
+    let ns = "stability_llm_judge_k=3_T=0.9";
+    let targets = read_jsonl(&s.join(format!("checkpoints/{ns}.target/results.jsonl")));
+    assert_eq!(targets.len(), 45);
+    let calls = read_jsonl(&s.join(format!("artifacts_local/{ns}.target/llm_calls.jsonl")));
+    let seeds: std::collections::HashSet<u64> = calls
+        .iter()
+        .map(|c| c["request"]["seed"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seeds.len(), 3, "one seed per repeat");
+    assert!(calls.iter().all(|c| c["request"]["temperature"] == 0.9));
+    let decisions = read_jsonl(&s.join(format!("checkpoints/{ns}/results.jsonl")));
+    assert_eq!(decisions.len(), 45);
+    let m = read_json(&s.join(format!("artifacts_local/{ns}/metrics.json")));
+    assert_eq!(m["stability"]["k"], 3);
+    assert_eq!(m["stability"]["n_items"], 15);
+}

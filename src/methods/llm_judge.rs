@@ -49,6 +49,9 @@ pub struct LlmJudge {
     pub judge_model: String,
     /// Run seed.
     pub seed: u64,
+    /// Set for `stability_llm_judge`: K target samples per example at the
+    /// sweep temperature, each judged.
+    pub sweep: Option<super::Sweep>,
 }
 
 /// A stored target answer.
@@ -179,21 +182,53 @@ impl LlmJudge {
             target_model: target_model.to_string(),
             judge_model: judge_model.to_string(),
             seed,
+            sweep: None,
         })
+    }
+
+    /// The same method as a stability sweep.
+    pub fn with_sweep(&self, sweep: super::Sweep) -> LlmJudge {
+        LlmJudge {
+            sweep: Some(sweep),
+            ..self.clone()
+        }
+    }
+
+    /// Name of the judge namespace.
+    pub fn judge_name(&self) -> String {
+        match &self.sweep {
+            Some(s) => super::sweep_name(NAME, s.k, s.temperature),
+            None => NAME.to_string(),
+        }
+    }
+
+    /// Name of the target namespace.
+    pub fn target_name(&self) -> String {
+        match &self.sweep {
+            Some(_) => format!("{}.target", self.judge_name()),
+            None => TARGET_NAME.to_string(),
+        }
     }
 
     /// Settings of the target stream.
     pub fn target_settings(&self) -> MethodSettings {
         let c = &self.config;
+        let name = self.target_name();
+        let (temperature, k, seed_mode) = match &self.sweep {
+            Some(s) => (s.temperature, Some(s.k), Some(s.seed_mode)),
+            None => (c.target_temperature, None, None),
+        };
         settings(
-            TARGET_NAME,
+            &name,
             json!({
-                "method": TARGET_NAME,
+                "method": name,
                 "prompt_id": self.target_template.id,
                 "prompt_sha256": self.target_template.sha256,
                 "tools_mode": c.tools_mode,
-                "temperature": c.target_temperature,
+                "temperature": temperature,
                 "max_tokens": c.target_max_tokens,
+                "k": k,
+                "seed_mode": seed_mode,
             }),
         )
     }
@@ -201,10 +236,11 @@ impl LlmJudge {
     /// Settings of the judge stream; they include the target settings hash.
     pub fn judge_settings(&self) -> MethodSettings {
         let c = &self.config;
+        let name = self.judge_name();
         settings(
-            NAME,
+            &name,
             json!({
-                "method": NAME,
+                "method": name,
                 "target_settings_hash": self.target_settings().settings_hash,
                 "judge_model": self.judge_model,
                 "prompt_id": self.judge_template.id,
@@ -216,8 +252,12 @@ impl LlmJudge {
         )
     }
 
-    /// Work items: one per example.
+    /// Work items: one per example, or K per example in a sweep.
     pub fn items(&self, examples: &[Example]) -> Vec<WorkItem> {
+        if let Some(sweep) = &self.sweep {
+            let uuids: Vec<&str> = examples.iter().map(|e| e.uuid.as_str()).collect();
+            return sweep.items(&uuids);
+        }
         examples
             .iter()
             .enumerate()
@@ -229,8 +269,8 @@ impl LlmJudge {
             .collect()
     }
 
-    /// The target request for an example.
-    pub fn target_request(&self, example: &Example) -> ChatRequest {
+    /// The target request for an example (and repetition, in a sweep).
+    pub fn target_request(&self, example: &Example, repeat: Option<u32>) -> ChatRequest {
         let native = self.config.tools_mode == ToolsMode::Native;
         let tools_text = if native || example.tools.is_empty() {
             "(none)".to_string()
@@ -255,9 +295,14 @@ impl LlmJudge {
         ChatRequest {
             model: self.target_model.clone(),
             messages,
-            temperature: self.config.target_temperature,
+            temperature: self
+                .sweep
+                .map_or(self.config.target_temperature, |s| s.temperature),
             max_tokens: self.config.target_max_tokens,
-            seed: self.seed,
+            seed: match (&self.sweep, repeat) {
+                (Some(s), Some(r)) => s.seed(self.seed, r),
+                _ => self.seed,
+            },
             tools: (native && !example.tools.is_empty()).then(|| native_tools(&example.tools)),
         }
     }

@@ -41,6 +41,47 @@ pub mod files {
     pub const CALLS: &str = "llm_calls.jsonl";
 }
 
+/// Namespace name of a stability sweep: `stability_<method>_k=<K>_T=<temp>`.
+pub fn sweep_name(method: &str, k: u32, temperature: f64) -> String {
+    format!("stability_{method}_k={k}_T={temperature:?}")
+}
+
+/// A stability sweep at one temperature.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sweep {
+    /// Repetitions per example.
+    pub k: u32,
+    /// Sampling temperature of the repetitions.
+    pub temperature: f64,
+    /// How repetitions are seeded.
+    pub seed_mode: crate::config::SeedMode,
+}
+
+impl Sweep {
+    /// The seed repetition `repeat` sends.
+    pub fn seed(&self, base: u64, repeat: u32) -> u64 {
+        match self.seed_mode {
+            crate::config::SeedMode::PerRepeat => base.wrapping_add(u64::from(repeat)),
+            crate::config::SeedMode::Fixed => base,
+        }
+    }
+
+    /// Work items: every example × every repetition.
+    pub fn items(&self, uuids: &[&str]) -> Vec<WorkItem> {
+        uuids
+            .iter()
+            .enumerate()
+            .flat_map(|(index, uuid)| {
+                (0..self.k).map(move |r| WorkItem {
+                    key: WorkItem::key_for(uuid, Some(r)),
+                    index,
+                    repeat: Some(r),
+                })
+            })
+            .collect()
+    }
+}
+
 /// One unit of work: an example (and a repeat index for sweeps).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkItem {
