@@ -114,6 +114,19 @@ pub struct RunReport {
     pub notes: Vec<String>,
 }
 
+impl RunReport {
+    /// Records that a namespace ended without all its results: interrupted
+    /// when a stop was requested, else incomplete (an interrupt is never
+    /// downgraded).
+    pub fn mark_unfinished(&mut self, cancelled: bool) {
+        if cancelled {
+            self.status = RunStatus::Interrupted;
+        } else if self.status == RunStatus::Complete {
+            self.status = RunStatus::Incomplete;
+        }
+    }
+}
+
 /// What `run` is asked to do.
 pub struct RunRequest {
     /// The resolved config.
@@ -451,11 +464,7 @@ async fn run_mcq(
         stability: None,
     };
     if ordered.len() < total {
-        report.status = if outcome.cancelled {
-            RunStatus::Interrupted
-        } else {
-            RunStatus::Incomplete
-        };
+        report.mark_unfinished(outcome.cancelled);
         return Ok(summary);
     }
     let metrics = score(
@@ -600,11 +609,7 @@ async fn run_mcq_logprob(
         stability: None,
     };
     if ordered.len() < total {
-        report.status = if outcome.cancelled {
-            RunStatus::Interrupted
-        } else {
-            RunStatus::Incomplete
-        };
+        report.mark_unfinished(outcome.cancelled);
         return Ok(summary);
     }
     let mut variants = BTreeMap::new();
@@ -696,13 +701,7 @@ async fn run_stability_mcq(
         "temperature": temperature,
         "seed_mode": sweep.seed_mode,
     });
-    let settings = MethodSettings {
-        method: name.clone(),
-        settings_hash: crate::fingerprint::sha256_hex(
-            crate::fingerprint::canonical_json(&value).as_bytes(),
-        ),
-        settings: value,
-    };
+    let settings = MethodSettings::new(&name, value);
     let ns = session::namespace(&session.dir, &settings)?;
     let ns_dir = session.dir.join("checkpoints").join(&ns);
     let artifacts_dir = session.dir.join("artifacts_local").join(&ns);
@@ -786,11 +785,7 @@ async fn run_stability_mcq(
         stability: None,
     };
     if outcome.results.len() < total {
-        report.status = if outcome.cancelled {
-            RunStatus::Interrupted
-        } else {
-            RunStatus::Incomplete
-        };
+        report.mark_unfinished(outcome.cancelled);
         return Ok(summary);
     }
     let (stability, metrics, predictions) = sweep_outputs(session, examples, sweep.k, |key| {
@@ -1094,11 +1089,7 @@ async fn run_llm_judge(
         stability: None,
     };
     if ordered.len() < total {
-        report.status = if judged.cancelled || targets.cancelled {
-            RunStatus::Interrupted
-        } else {
-            RunStatus::Incomplete
-        };
+        report.mark_unfinished(judged.cancelled || targets.cancelled);
         return Ok(summary);
     }
     let (metrics, stability, sweep_predictions) = match method.sweep {

@@ -63,6 +63,17 @@ pub struct MethodSettings {
     pub settings: Value,
 }
 
+impl MethodSettings {
+    /// Settings of `method`, hashed over their canonical JSON.
+    pub fn new(method: &str, settings: Value) -> MethodSettings {
+        MethodSettings {
+            method: method.to_string(),
+            settings_hash: crate::fingerprint::sha256_hex(canonical_json(&settings).as_bytes()),
+            settings,
+        }
+    }
+}
+
 /// An open session directory, locked by this process.
 #[derive(Debug)]
 pub struct Session {

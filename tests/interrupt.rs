@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use std::process::{Command as StdCommand, Stdio};
+use std::process::Command as StdCommand;
 use std::time::{Duration, Instant};
 
 fn sigint(pid: u32) {
@@ -49,14 +49,7 @@ fn ctrl_c_saves_progress_and_resume_matches_reference() {
 
     let ws = Workspace::new();
     let cfg = ws.config("eval.toml", &opts);
-    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("w2c"))
-        .current_dir(ws.path())
-        .args(["run", "--run-key", "k", "--config"])
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(&ws, &cfg);
     std::thread::sleep(Duration::from_millis(900));
     sigint(child.id());
     let code = wait_with_deadline(&mut child, Duration::from_secs(5));
@@ -88,14 +81,7 @@ fn ctrl_c_abandons_hung_requests_within_the_grace_period() {
         ..Opts::default()
     };
     let cfg = ws.http_config("eval.toml", &opts, &server.url, "timeout_secs = 120");
-    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("w2c"))
-        .current_dir(ws.path())
-        .args(["run", "--run-key", "k", "--config"])
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(&ws, &cfg);
     std::thread::sleep(Duration::from_millis(700));
     let t = Instant::now();
     sigint(child.id());

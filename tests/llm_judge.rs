@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use std::process::{Command as StdCommand, Stdio};
 use std::time::Duration;
 
 fn judge_opts() -> Opts {
@@ -14,19 +13,6 @@ fn judge_opts() -> Opts {
         n_per_label: Some(50),
         ..Opts::default()
     }
-}
-
-fn run_ok(ws: &Workspace, cfg: &std::path::Path) {
-    let out = w2c(ws.path())
-        .args(["run", "--run-key", "k", "--config"])
-        .arg(cfg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn target_calls(session: &std::path::Path) -> usize {
@@ -99,17 +85,9 @@ fn kill_between_target_and_judge_never_regenerates_answers() {
         ..judge_opts()
     };
     let cfg = ws.config("eval.toml", &slow);
-    let bin = assert_cmd::cargo::cargo_bin("w2c");
     let mut killed_in_judge_phase = false;
     for wait_ms in [200, 250, 300, 300, 300, 300, 300, 300, 300, 300, 300, 300] {
-        let mut child = StdCommand::new(&bin)
-            .current_dir(ws.path())
-            .args(["run", "--run-key", "k", "--config"])
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_run(&ws, &cfg);
         std::thread::sleep(Duration::from_millis(wait_ms));
         let _ = child.kill();
         let _ = child.wait();

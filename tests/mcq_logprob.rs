@@ -18,16 +18,7 @@ fn opts() -> Opts {
 fn scores_every_choice_and_matches_over_http() {
     let local = Workspace::new();
     let cfg = local.config("eval.toml", &opts());
-    let out = w2c(local.path())
-        .args(["run", "--run-key", "k", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&local, &cfg);
     let s = only_session(&local.runs(), "k");
     let m = read_json(&s.join("artifacts_local/mcq_logprob/metrics.json"));
     for v in ["acc", "acc_norm", "acc_bytes", "acc_tokens"] {
@@ -51,16 +42,7 @@ fn scores_every_choice_and_matches_over_http() {
     let server = MockServer::start(&["--seed", "42", "--rate-5xx", "0.05"], &[]);
     let http = Workspace::new();
     let cfg = http.http_config("eval.toml", &opts(), &server.url, "");
-    let out = w2c(http.path())
-        .args(["run", "--run-key", "k", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&http, &cfg);
     let hs = only_session(&http.runs(), "k");
     let hm = read_json(&hs.join("artifacts_local/mcq_logprob/metrics.json"));
     assert_eq!(hm["variants"], m["variants"]);

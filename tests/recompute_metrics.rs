@@ -108,16 +108,7 @@ fn every_method_recomputes_from_its_predictions() {
         ..Opts::default()
     };
     let cfg = ws.config("eval.toml", &opts);
-    let out = w2c(ws.path())
-        .args(["run", "--run-key", "k", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&ws, &cfg);
     let s = only_session(&ws.runs(), "k");
     for ns in ["mcq", "llm_judge", "mcq_logprob", "stability_mcq_k=3_T=0.5"] {
         check(&s, ns);

@@ -152,7 +152,6 @@ fn kill_nine_at_random_points_then_resume_matches_uninterrupted_run() {
     // Interrupted: kill -9 at random points, tear the last line sometimes.
     let ws = Workspace::new();
     let cfg = ws.config("eval.toml", &opts);
-    let bin = assert_cmd::cargo::cargo_bin("w2c");
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut trials = 0;
     let mut interrupted = 0;
@@ -163,14 +162,7 @@ fn kill_nine_at_random_points_then_resume_matches_uninterrupted_run() {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let wait_ms = 30 + seed % 170;
-        let mut child = StdCommand::new(&bin)
-            .current_dir(ws.path())
-            .args(["run", "--run-key", "k", "--config"])
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_run(&ws, &cfg);
         std::thread::sleep(Duration::from_millis(wait_ms));
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
@@ -301,15 +293,7 @@ fn second_process_on_a_held_session_is_refused() {
         ..Opts::default()
     };
     let cfg = ws.config("eval.toml", &opts);
-    let bin = assert_cmd::cargo::cargo_bin("w2c");
-    let mut first = StdCommand::new(&bin)
-        .current_dir(ws.path())
-        .args(["run", "--run-key", "k", "--config"])
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = spawn_run(&ws, &cfg);
     // Wait until the first process has created and locked the session.
     let deadline = Instant::now() + Duration::from_secs(20);
     while !ws.runs().join("k/sessions").exists() && Instant::now() < deadline {

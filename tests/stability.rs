@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use std::process::{Command as StdCommand, Stdio};
 use std::time::Duration;
 
 fn sweep_opts(extra: &str) -> Opts {
@@ -20,16 +19,7 @@ fn sweep_opts(extra: &str) -> Opts {
 fn sweep_writes_one_namespace_per_temperature_with_repeat_keys() {
     let ws = Workspace::new();
     let cfg = ws.config("eval.toml", &sweep_opts(""));
-    let out = w2c(ws.path())
-        .args(["run", "--run-key", "k", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(&ws, &cfg);
     assert!(String::from_utf8_lossy(&out.stdout).contains("Stability@4"));
     let s = only_session(&ws.runs(), "k");
     for t in ["0.0", "0.7"] {
@@ -78,16 +68,8 @@ fn kill_inside_a_sweep_then_resume_matches_uninterrupted() {
         ..sweep_opts("")
     };
     let cfg = ws.config("eval.toml", &slow);
-    let bin = assert_cmd::cargo::cargo_bin("w2c");
     for wait_ms in [250, 300, 350, 400] {
-        let mut child = StdCommand::new(&bin)
-            .current_dir(ws.path())
-            .args(["run", "--run-key", "k", "--config"])
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_run(&ws, &cfg);
         std::thread::sleep(Duration::from_millis(wait_ms));
         let _ = child.kill();
         let _ = child.wait();
@@ -123,16 +105,7 @@ fn llm_judge_sweep_samples_the_target_k_times_and_judges_each() {
         ..Opts::default()
     };
     let cfg = ws.config("eval.toml", &opts);
-    let out = w2c(ws.path())
-        .args(["run", "--run-key", "k", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(&ws, &cfg);
     let s = only_session(&ws.runs(), "k");
     let ns = "stability_llm_judge_k=3_T=0.9";
     let targets = read_jsonl(&s.join(format!("checkpoints/{ns}.target/results.jsonl")));

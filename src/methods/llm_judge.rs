@@ -18,7 +18,6 @@ use super::{Record, WorkItem};
 use crate::audit::{AuditEvent, Severity};
 use crate::config::{LlmJudgeConfig, ToolsMode};
 use crate::dataset::Example;
-use crate::fingerprint::{canonical_json, sha256_hex};
 use crate::labels::{Label, Prediction};
 use crate::llm::{ChatRequest, Message, Usage};
 use crate::prompts::{self, Template};
@@ -156,14 +155,6 @@ impl Record for JudgeRecord {
     }
 }
 
-fn settings(method: &str, value: Value) -> MethodSettings {
-    MethodSettings {
-        method: method.to_string(),
-        settings_hash: sha256_hex(canonical_json(&value).as_bytes()),
-        settings: value,
-    }
-}
-
 impl LlmJudge {
     /// Resolves the method: loads both templates.
     pub fn new(
@@ -218,7 +209,7 @@ impl LlmJudge {
             Some(s) => (s.temperature, Some(s.k), Some(s.seed_mode)),
             None => (c.target_temperature, None, None),
         };
-        settings(
+        MethodSettings::new(
             &name,
             json!({
                 "method": name,
@@ -237,7 +228,7 @@ impl LlmJudge {
     pub fn judge_settings(&self) -> MethodSettings {
         let c = &self.config;
         let name = self.judge_name();
-        settings(
+        MethodSettings::new(
             &name,
             json!({
                 "method": name,
@@ -258,15 +249,7 @@ impl LlmJudge {
             let uuids: Vec<&str> = examples.iter().map(|e| e.uuid.as_str()).collect();
             return sweep.items(&uuids);
         }
-        examples
-            .iter()
-            .enumerate()
-            .map(|(index, e)| WorkItem {
-                key: WorkItem::key_for(&e.uuid, None),
-                index,
-                repeat: None,
-            })
-            .collect()
+        super::one_item_per_example(examples)
     }
 
     /// The target request for an example (and repetition, in a sweep).

@@ -10,7 +10,7 @@ use super::{Record, WorkItem};
 use crate::audit::{AuditEvent, Severity};
 use crate::config::{McqConfig, OptionOrder};
 use crate::dataset::Example;
-use crate::fingerprint::{canonical_json, sha256_hex};
+use crate::fingerprint::sha256_hex;
 use crate::labels::{Label, Prediction};
 use crate::llm::{ChatRequest, Message, Usage};
 use crate::prompts::{self, Template};
@@ -143,24 +143,12 @@ impl Mcq {
             "prompt_sha256": self.template.sha256,
             "parser_version": PARSER_VERSION,
         });
-        MethodSettings {
-            method: NAME.to_string(),
-            settings_hash: sha256_hex(canonical_json(&settings).as_bytes()),
-            settings,
-        }
+        MethodSettings::new(NAME, settings)
     }
 
     /// Work items: one per example.
     pub fn items(&self, examples: &[Example]) -> Vec<WorkItem> {
-        examples
-            .iter()
-            .enumerate()
-            .map(|(index, e)| WorkItem {
-                key: WorkItem::key_for(&e.uuid, None),
-                index,
-                repeat: None,
-            })
-            .collect()
+        super::one_item_per_example(examples)
     }
 
     /// The order in which the behaviours are shown for an example.

@@ -14,7 +14,6 @@ use crate::audit::{AuditEvent, Severity};
 use crate::chat_templates::{self, Family};
 use crate::config::McqLogprobConfig;
 use crate::dataset::Example;
-use crate::fingerprint::{canonical_json, sha256_hex};
 use crate::labels::{Label, Prediction};
 use crate::llm::{CompletionReply, CompletionRequest, Usage};
 use crate::session::MethodSettings;
@@ -109,24 +108,12 @@ impl McqLogprob {
             "delimiter": self.config.delimiter,
             "scoring_version": 1,
         });
-        MethodSettings {
-            method: NAME.to_string(),
-            settings_hash: sha256_hex(canonical_json(&value).as_bytes()),
-            settings: value,
-        }
+        MethodSettings::new(NAME, value)
     }
 
     /// Work items: one per example.
     pub fn items(&self, examples: &[Example]) -> Vec<WorkItem> {
-        examples
-            .iter()
-            .enumerate()
-            .map(|(index, e)| WorkItem {
-                key: WorkItem::key_for(&e.uuid, None),
-                index,
-                repeat: None,
-            })
-            .collect()
+        super::one_item_per_example(examples)
     }
 
     /// For each candidate: (answer text, request, context length in chars).

@@ -82,6 +82,19 @@ impl Sweep {
     }
 }
 
+/// One work item per example, in selection order.
+pub fn one_item_per_example(examples: &[crate::dataset::Example]) -> Vec<WorkItem> {
+    examples
+        .iter()
+        .enumerate()
+        .map(|(index, e)| WorkItem {
+            key: WorkItem::key_for(&e.uuid, None),
+            index,
+            repeat: None,
+        })
+        .collect()
+}
+
 /// One unit of work: an example (and a repeat index for sweeps).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkItem {

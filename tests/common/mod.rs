@@ -274,3 +274,30 @@ pub fn read_jsonl(p: &Path) -> Vec<Value> {
         .map(|l| serde_json::from_str(l).expect("json line"))
         .collect()
 }
+
+/// Starts `w2c run --run-key k --config <cfg>` in the background (output discarded).
+pub fn spawn_run(ws: &Workspace, cfg: &Path) -> std::process::Child {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("w2c"))
+        .current_dir(ws.path())
+        .args(["run", "--run-key", "k", "--config"])
+        .arg(cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn w2c run")
+}
+
+/// Runs `w2c run --run-key k --config <cfg>` and asserts it succeeded.
+pub fn run_ok(ws: &Workspace, cfg: &Path) -> std::process::Output {
+    let out = w2c(ws.path())
+        .args(["run", "--run-key", "k", "--config"])
+        .arg(cfg)
+        .output()
+        .expect("run w2c");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
