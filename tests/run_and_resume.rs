@@ -7,7 +7,6 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
 fn predictions(session: &Path) -> Vec<Value> {
