@@ -105,7 +105,7 @@ fn llm_judge_sweep_samples_the_target_k_times_and_judges_each() {
         ..Opts::default()
     };
     let cfg = ws.config("eval.toml", &opts);
-    let out = run_ok(&ws, &cfg);
+    run_ok(&ws, &cfg);
     let s = only_session(&ws.runs(), "k");
     let ns = "stability_llm_judge_k=3_T=0.9";
     let targets = read_jsonl(&s.join(format!("checkpoints/{ns}.target/results.jsonl")));
