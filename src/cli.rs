@@ -19,6 +19,8 @@ pub const EXIT_ERROR: i32 = 1;
 pub const EXIT_INCOMPLETE: i32 = 3;
 /// Exit code: the session is held by another process.
 pub const EXIT_BUSY: i32 = 4;
+/// Exit code: `verify` found a mismatch or a missing file.
+pub const EXIT_MISMATCH: i32 = 5;
 /// Exit code: interrupted by Ctrl-C (progress saved).
 pub const EXIT_INTERRUPTED: i32 = 130;
 
@@ -53,6 +55,26 @@ enum Command {
         /// Restrict the search to one run key.
         #[arg(long)]
         run_key: Option<String>,
+    },
+    /// Cross-check sessions' checkpoints, markers, artifacts and metrics.
+    #[command(
+        after_help = "Examples:\n  w2c verify 3f2a9c1d\n  w2c verify --all --json > report.json\n\nExit codes: 0 everything matches; 5 a mismatch or a missing file; 1 error."
+    )]
+    Verify {
+        /// Fingerprint (prefix) of the session to check.
+        fingerprint: Option<String>,
+        /// Check every session under the runs directory.
+        #[arg(long, conflicts_with = "fingerprint")]
+        all: bool,
+        /// Only sessions of this run key.
+        #[arg(long)]
+        run_key: Option<String>,
+        /// Emit a machine-readable JSON report.
+        #[arg(long)]
+        json: bool,
+        /// Directory holding the run folders.
+        #[arg(long, env = "W2C_RUNS_DIR", default_value = "runs")]
+        runs_dir: PathBuf,
     },
     /// List sessions with their progress.
     #[command(after_help = "Example:\n  w2c status --runs-dir runs")]
@@ -160,6 +182,39 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 print!("{}", report::status_table(&rows));
             }
             Ok(EXIT_OK)
+        }
+        Command::Verify {
+            fingerprint,
+            all,
+            run_key,
+            json,
+            runs_dir,
+        } => {
+            let sessions = match (&fingerprint, all) {
+                (Some(fp), _) => vec![session::find(&runs_dir, fp, run_key.as_deref())?],
+                (None, true) => session::list(&runs_dir)
+                    .into_iter()
+                    .filter(|s| run_key.as_deref().is_none_or(|k| s.manifest.run_key == k))
+                    .collect(),
+                (None, false) => anyhow::bail!("name a session fingerprint, or pass --all"),
+            };
+            if sessions.is_empty() {
+                anyhow::bail!("no sessions under {}", runs_dir.display());
+            }
+            let checks: Vec<crate::verify::Check> = sessions
+                .iter()
+                .flat_map(crate::verify::verify_local)
+                .collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&checks)?);
+            } else {
+                print!("{}", report::verify_table(&checks));
+            }
+            Ok(if crate::verify::all_ok(&checks) {
+                EXIT_OK
+            } else {
+                EXIT_MISMATCH
+            })
         }
         Command::MockServer(opts) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -18,3 +18,4 @@ pub mod report;
 pub mod runner;
 pub mod session;
 pub mod stability;
+pub mod verify;

@@ -264,3 +264,41 @@ pub fn status_table(rows: &[StatusRow]) -> String {
         &body,
     )
 }
+
+/// Renders `w2c verify` checks.
+pub fn verify_table(checks: &[crate::verify::Check]) -> String {
+    let rows: Vec<Vec<String>> = checks
+        .iter()
+        .map(|c| {
+            vec![
+                c.session.clone(),
+                c.namespace.clone(),
+                c.check.clone(),
+                serde_json::to_value(c.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                c.detail.clone(),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &["session", "namespace", "check", "status", "detail"],
+        &rows,
+    );
+    let bad = checks
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.status,
+                crate::verify::Status::Mismatch | crate::verify::Status::Missing
+            )
+        })
+        .count();
+    out.push_str(&if bad == 0 {
+        "all checks passed\n".to_string()
+    } else {
+        format!("{bad} checks failed\n")
+    });
+    out
+}

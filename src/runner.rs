@@ -1379,6 +1379,7 @@ pub struct MetricsFile {
     pub usage: UsageTotals,
     /// Method-specific counts: reply parse statuses (`mcq`), judge statuses
     /// (`llm_judge`), argmax ties per variant (`mcq_logprob`).
+    #[serde(alias = "parse_status")]
     pub counts: BTreeMap<String, usize>,
     /// Audit event counts.
     pub audit: crate::audit::AuditSummary,

@@ -1,0 +1,190 @@
+//! `w2c verify` (local checks): an untouched session verifies clean; each
+//! tampering is detected and named.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::path::Path;
+
+fn verify(ws: &Workspace, fp: &str) -> (i32, Vec<Value>) {
+    let out = w2c(ws.path())
+        .args(["verify", fp, "--json", "--runs-dir"])
+        .arg(ws.runs())
+        .output()
+        .unwrap();
+    let checks: Vec<Value> = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().unwrap(), checks)
+}
+
+fn failing(checks: &[Value]) -> Vec<(String, String, String)> {
+    checks
+        .iter()
+        .filter(|c| c["status"] == "MISMATCH" || c["status"] == "MISSING")
+        .map(|c| {
+            (
+                c["namespace"].as_str().unwrap().to_string(),
+                c["check"].as_str().unwrap().to_string(),
+                c["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn fresh() -> (Workspace, std::path::PathBuf, String) {
+    let ws = Workspace::new();
+    let cfg = ws.config(
+        "eval.toml",
+        &Opts {
+            methods: "\"mcq\", \"llm_judge\"".into(),
+            ..Opts::default()
+        },
+    );
+    run_ok(&ws, &cfg);
+    let s = only_session(&ws.runs(), "k");
+    let fp = read_json(&s.join("manifest.json"))["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (ws, s, fp)
+}
+
+fn edit(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{} lacks {from:?}", path.display());
+    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+}
+
+#[test]
+fn untouched_session_verifies_clean_and_says_tracking_was_not_checked() {
+    let (ws, _s, fp) = fresh();
+    let (code, checks) = verify(&ws, &fp);
+    assert_eq!(code, 0, "{:?}", failing(&checks));
+    assert!(checks
+        .iter()
+        .any(|c| c["check"] == "tracking" && c["status"] == "NOT_CHECKED"));
+    assert!(checks.iter().any(|c| c["namespace"] == "mcq"
+        && c["check"] == "metrics recompute"
+        && c["status"] == "OK"));
+}
+
+#[test]
+fn edited_prediction_is_detected() {
+    let (ws, s, fp) = fresh();
+    let p = s.join("artifacts_local/mcq/predictions.jsonl");
+    let text = std::fs::read_to_string(&p).unwrap();
+    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let gold = first["gold"].as_str().unwrap();
+    let flipped = if first["prediction"] == gold {
+        "invalid"
+    } else {
+        gold
+    };
+    let line = text.lines().next().unwrap();
+    let new_line = line.replacen(
+        &format!(
+            "\"prediction\":\"{}\"",
+            first["prediction"].as_str().unwrap()
+        ),
+        &format!("\"prediction\":\"{flipped}\""),
+        1,
+    );
+    std::fs::write(&p, text.replacen(line, &new_line, 1)).unwrap();
+    let (code, checks) = verify(&ws, &fp);
+    assert_eq!(code, 5);
+    let f = failing(&checks);
+    assert!(
+        f.contains(&("mcq".into(), "metrics recompute".into(), "MISMATCH".into())),
+        "{f:?}"
+    );
+    assert!(
+        f.contains(&(
+            "mcq".into(),
+            "file predictions.jsonl".into(),
+            "MISMATCH".into()
+        )),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn deleted_done_marker_is_detected() {
+    let (ws, s, fp) = fresh();
+    std::fs::remove_file(s.join("checkpoints/llm_judge/_DONE.json")).unwrap();
+    let (code, checks) = verify(&ws, &fp);
+    assert_eq!(code, 5);
+    assert_eq!(
+        failing(&checks),
+        vec![("llm_judge".into(), "_DONE.json".into(), "MISSING".into())]
+    );
+}
+
+#[test]
+fn corrupted_checkpoint_line_is_detected() {
+    let (ws, s, fp) = fresh();
+    let p = s.join("checkpoints/mcq/results.jsonl");
+    let text = std::fs::read_to_string(&p).unwrap();
+    let second = text.lines().nth(1).unwrap();
+    std::fs::write(&p, text.replacen(second, &second[..second.len() / 2], 1)).unwrap();
+    let (code, checks) = verify(&ws, &fp);
+    assert_eq!(code, 5);
+    let f = failing(&checks);
+    assert!(
+        f.contains(&("mcq".into(), "checkpoint lines".into(), "MISMATCH".into())),
+        "{f:?}"
+    );
+    assert!(
+        f.contains(&("mcq".into(), "file results.jsonl".into(), "MISMATCH".into())),
+        "{f:?}"
+    );
+    let line = checks
+        .iter()
+        .find(|c| c["check"] == "checkpoint lines" && c["status"] == "MISMATCH")
+        .unwrap();
+    assert!(
+        line["detail"].as_str().unwrap().contains("results.jsonl:2"),
+        "{line}"
+    );
+}
+
+#[test]
+fn edited_manifest_and_missing_artifact_are_detected() {
+    let (ws, s, fp) = fresh();
+    std::fs::remove_file(s.join("artifacts_local/llm_judge/per_class.csv")).unwrap();
+    edit(
+        &s.join("checkpoints/mcq/_DONE.json"),
+        "\"n_items\": 30",
+        "\"n_items\": 31",
+    );
+    let (code, checks) = verify(&ws, &fp);
+    assert_eq!(code, 5);
+    let f = failing(&checks);
+    assert!(
+        f.contains(&(
+            "llm_judge".into(),
+            "file per_class.csv".into(),
+            "MISSING".into()
+        )),
+        "{f:?}"
+    );
+    assert!(
+        f.contains(&("mcq".into(), "result count".into(), "MISMATCH".into())),
+        "{f:?}"
+    );
+    let manifest = s.join("manifest.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let m: Value = serde_json::from_str(&text).unwrap();
+    let canonical = m["fingerprint_canonical"].as_str().unwrap();
+    let tampered = canonical.replacen("\"seed\":42", "\"seed\":43", 1);
+    assert_ne!(canonical, tampered);
+    let mut m2 = m.clone();
+    m2["fingerprint_canonical"] = Value::String(tampered);
+    std::fs::write(&manifest, serde_json::to_string_pretty(&m2).unwrap()).unwrap();
+    let (_, checks) = verify(&ws, &fp);
+    assert!(failing(&checks).contains(&(
+        "-".into(),
+        "manifest fingerprint".into(),
+        "MISMATCH".into()
+    )));
+}
