@@ -76,6 +76,36 @@ enum Command {
         #[arg(long, env = "W2C_RUNS_DIR", default_value = "runs")]
         runs_dir: PathBuf,
     },
+    /// List sessions grouped by run key.
+    #[command(after_help = "Example:\n  w2c ls --run-key demo")]
+    Ls {
+        /// Only this run key.
+        #[arg(long)]
+        run_key: Option<String>,
+        /// Directory holding the run folders.
+        #[arg(long, env = "W2C_RUNS_DIR", default_value = "runs")]
+        runs_dir: PathBuf,
+    },
+    /// Print a session's resolved config and where everything is.
+    #[command(after_help = "Example:\n  w2c show 3f2a9c1d")]
+    Show {
+        /// Fingerprint (prefix) of the session.
+        fingerprint: String,
+        /// Directory holding the run folders.
+        #[arg(long, env = "W2C_RUNS_DIR", default_value = "runs")]
+        runs_dir: PathBuf,
+        /// Restrict the search to one run key.
+        #[arg(long)]
+        run_key: Option<String>,
+    },
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Example:\n  w2c completions bash > ~/.local/share/bash-completion/completions/w2c"
+    )]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// List sessions with their progress.
     #[command(after_help = "Example:\n  w2c status --runs-dir runs")]
     Status {
@@ -119,7 +149,24 @@ pub fn main() -> i32 {
     }
 }
 
+/// Lets a printing command end quietly when its output pipe closes
+/// (`w2c ls | head`), as Unix tools do, instead of failing on a write.
+fn exit_quietly_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread
+    // is started; no handler is installed.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn dispatch(cli: Cli) -> Result<i32> {
+    if !matches!(
+        cli.command,
+        Command::Run { .. } | Command::Resume { .. } | Command::MockServer(_)
+    ) {
+        exit_quietly_on_closed_pipe();
+    }
     match cli.command {
         Command::Run { config, run_key } => {
             let loaded = config::load(&config)?;
@@ -215,6 +262,84 @@ fn dispatch(cli: Cli) -> Result<i32> {
             } else {
                 EXIT_MISMATCH
             })
+        }
+        Command::Ls { run_key, runs_dir } => {
+            let sessions: Vec<_> = session::list(&runs_dir)
+                .into_iter()
+                .filter(|s| run_key.as_deref().is_none_or(|k| s.manifest.run_key == k))
+                .collect();
+            if sessions.is_empty() {
+                println!("no sessions under {}", runs_dir.display());
+                return Ok(EXIT_OK);
+            }
+            let mut current = String::new();
+            for s in sessions {
+                if s.manifest.run_key != current {
+                    current = s.manifest.run_key.clone();
+                    println!("{current}");
+                }
+                let namespaces: Vec<String> = session::namespaces(&s.dir)
+                    .into_iter()
+                    .map(|(ns, _)| {
+                        let done = s
+                            .dir
+                            .join("checkpoints")
+                            .join(&ns)
+                            .join(crate::methods::files::DONE)
+                            .exists();
+                        format!("{ns}{}", if done { "" } else { "*" })
+                    })
+                    .collect();
+                println!(
+                    "  {}  {}  {} examples  {}",
+                    short(&s.manifest.fingerprint),
+                    s.manifest.created_at,
+                    s.manifest.n_examples,
+                    namespaces.join(" ")
+                );
+            }
+            println!("(* = not finished)");
+            Ok(EXIT_OK)
+        }
+        Command::Show {
+            fingerprint,
+            runs_dir,
+            run_key,
+        } => {
+            let found = session::find(&runs_dir, &fingerprint, run_key.as_deref())?;
+            let m = &found.manifest;
+            println!("session      {}", found.dir.display());
+            println!("run key      {}", m.run_key);
+            println!("fingerprint  {}", m.fingerprint);
+            println!("created      {}  (w2c {})", m.created_at, m.w2c_version);
+            println!("updated      {}", m.updated_at);
+            println!("examples     {}", m.n_examples);
+            println!(
+                "fingerprint payload:\n{}",
+                serde_json::to_string_pretty(&m.fingerprint_payload)?
+            );
+            println!(
+                "resolved config:\n{}",
+                serde_json::to_string_pretty(&m.config)?
+            );
+            println!("namespaces:");
+            for (ns, settings) in session::namespaces(&found.dir) {
+                let ckpt = found.dir.join("checkpoints").join(&ns);
+                let done = ckpt.join(crate::methods::files::DONE).exists();
+                println!(
+                    "  {ns}  ({}, settings {})\n    checkpoints {}\n    artifacts   {}",
+                    if done { "done" } else { "not finished" },
+                    &settings.settings_hash[..12],
+                    ckpt.display(),
+                    found.dir.join("artifacts_local").join(&ns).display()
+                );
+            }
+            Ok(EXIT_OK)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "w2c", &mut std::io::stdout());
+            Ok(EXIT_OK)
         }
         Command::MockServer(opts) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
