@@ -76,6 +76,23 @@ enum Command {
         #[arg(long, env = "W2C_RUNS_DIR", default_value = "runs")]
         runs_dir: PathBuf,
     },
+    /// Report the metrics of one or more sessions side by side.
+    #[command(
+        after_help = "Examples:\n  w2c report 3f2a9c1d\n  w2c report 3f2a9c1d 9b1e7a20 --format html --out compare.html"
+    )]
+    Report {
+        /// Fingerprints (prefixes) of the sessions; none = every session.
+        fingerprints: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: report::Format,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Directory holding the run folders.
+        #[arg(long, env = "W2C_RUNS_DIR", default_value = "runs")]
+        runs_dir: PathBuf,
+    },
     /// List sessions grouped by run key.
     #[command(after_help = "Example:\n  w2c ls --run-key demo")]
     Ls {
@@ -262,6 +279,35 @@ fn dispatch(cli: Cli) -> Result<i32> {
             } else {
                 EXIT_MISMATCH
             })
+        }
+        Command::Report {
+            fingerprints,
+            format,
+            out,
+            runs_dir,
+        } => {
+            let sessions = if fingerprints.is_empty() {
+                session::list(&runs_dir)
+            } else {
+                fingerprints
+                    .iter()
+                    .map(|fp| session::find(&runs_dir, fp, None))
+                    .collect::<Result<Vec<_>>>()?
+            };
+            let entries: Vec<report::ReportEntry> =
+                sessions.iter().flat_map(report::collect).collect();
+            if entries.is_empty() {
+                anyhow::bail!("no finished methods to report under {}", runs_dir.display());
+            }
+            let text = report::render(&entries, format)?;
+            match out {
+                Some(path) => {
+                    crate::checkpoint::write_bytes_atomic(&path, text.as_bytes())?;
+                    eprintln!("wrote {}", path.display());
+                }
+                None => print!("{text}"),
+            }
+            Ok(EXIT_OK)
         }
         Command::Ls { run_key, runs_dir } => {
             let sessions: Vec<_> = session::list(&runs_dir)

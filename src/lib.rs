@@ -2,6 +2,7 @@
 //! benchmark. The binary is a thin wrapper over [`cli::main`].
 
 pub mod audit;
+pub mod charts;
 pub mod chat_templates;
 pub mod checkpoint;
 pub mod cli;

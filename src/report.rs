@@ -302,3 +302,176 @@ pub fn verify_table(checks: &[crate::verify::Check]) -> String {
     });
     out
 }
+
+/// One finished namespace of one session, for `w2c report`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReportEntry {
+    /// `<run_key>/<fingerprint16>`.
+    pub session: String,
+    /// Target model of the session.
+    pub model: String,
+    /// Namespace.
+    pub namespace: String,
+    /// The namespace's `metrics.json`.
+    pub metrics: crate::runner::MetricsFile,
+    /// The namespace's artifacts directory.
+    #[serde(skip)]
+    pub artifacts: std::path::PathBuf,
+}
+
+/// The finished namespaces (with a `_DONE.json` and `metrics.json`) of a session.
+pub fn collect(found: &FoundSession) -> Vec<ReportEntry> {
+    let session = format!(
+        "{}/{}",
+        found.manifest.run_key,
+        crate::fingerprint::short(&found.manifest.fingerprint)
+    );
+    let model = found.manifest.fingerprint_payload["target"]["model"]
+        .as_str()
+        .unwrap_or("?")
+        .to_string();
+    crate::session::namespaces(&found.dir)
+        .into_iter()
+        .filter(|(ns, _)| {
+            found
+                .dir
+                .join("checkpoints")
+                .join(ns)
+                .join(crate::methods::files::DONE)
+                .exists()
+        })
+        .filter_map(|(ns, _)| {
+            let artifacts = found.dir.join("artifacts_local").join(&ns);
+            crate::checkpoint::read_json(&artifacts.join("metrics.json"))
+                .ok()
+                .map(|metrics| ReportEntry {
+                    session: session.clone(),
+                    model: model.clone(),
+                    namespace: ns,
+                    metrics,
+                    artifacts,
+                })
+        })
+        .collect()
+}
+
+const REPORT_HEADER: [&str; 13] = [
+    "session",
+    "model",
+    "method",
+    "n",
+    "accuracy",
+    "macro-F1(gold)",
+    "macro-F1(all4)",
+    "invalid",
+    "ToolHall",
+    "AnswerHall",
+    "ParamHall",
+    "tokens in/out",
+    "cost USD",
+];
+
+fn report_rows(entries: &[ReportEntry]) -> Vec<Vec<String>> {
+    entries
+        .iter()
+        .map(|e| {
+            let m = &e.metrics.metrics;
+            let u = &e.metrics.usage;
+            vec![
+                e.session.clone(),
+                e.model.clone(),
+                e.namespace.clone(),
+                m.n_total.to_string(),
+                pct(Some(m.accuracy)),
+                num(m.macro_f1_present),
+                num(Some(m.macro_f1_all)),
+                m.n_invalid.to_string(),
+                pct(m.tool_hallucination_rate),
+                pct(m.answer_hallucination_rate),
+                pct(m.parameter_hallucination_rate),
+                format!("{}/{}", u.prompt_tokens, u.completion_tokens),
+                u.cost_usd
+                    .map(|c| format!("{c:.4}"))
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect()
+}
+
+/// Output formats of `w2c report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Terminal tables.
+    Text,
+    /// Markdown.
+    Md,
+    /// JSON.
+    Json,
+    /// One self-contained HTML file with charts.
+    Html,
+}
+
+/// Renders the report of several sessions side by side.
+pub fn render(entries: &[ReportEntry], format: Format) -> anyhow::Result<String> {
+    let rows = report_rows(entries);
+    Ok(match format {
+        Format::Json => serde_json::to_string_pretty(entries)? + "\n",
+        Format::Text => {
+            let mut out = table(&REPORT_HEADER, &rows);
+            for e in entries {
+                let _ = writeln!(out, "\n{} {} (rows = gold):", e.session, e.namespace);
+                out.push_str(&confusion_csv(&e.metrics.metrics).replace(',', "\t"));
+            }
+            out
+        }
+        Format::Md => {
+            let mut out = format!(
+                "| {} |\n|{}\n",
+                REPORT_HEADER.join(" | "),
+                "---|".repeat(REPORT_HEADER.len())
+            );
+            for r in &rows {
+                let _ = writeln!(out, "| {} |", r.join(" | "));
+            }
+            out
+        }
+        Format::Html => {
+            let esc = |s: &str| {
+                s.replace('&', "&amp;")
+                    .replace('<', "&lt;")
+                    .replace('>', "&gt;")
+            };
+            let mut out = String::from("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>w2c report</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#eee}td:nth-child(-n+3){text-align:left}.charts{display:flex;flex-wrap:wrap;gap:1em}</style></head><body><h1>w2c report</h1><table><tr>");
+            for h in REPORT_HEADER {
+                let _ = write!(out, "<th>{}</th>", esc(h));
+            }
+            out.push_str("</tr>");
+            for r in &rows {
+                out.push_str("<tr>");
+                for c in r {
+                    let _ = write!(out, "<td>{}</td>", esc(c));
+                }
+                out.push_str("</tr>");
+            }
+            out.push_str("</table>");
+            for e in entries {
+                let title = format!("{} {}", e.session, e.namespace);
+                let _ = write!(out, "<h2>{}</h2><div class=\"charts\">", esc(&title));
+                out.push_str(&crate::charts::confusion_svg(
+                    "confusion matrix",
+                    &e.metrics.metrics,
+                ));
+                out.push_str(&crate::charts::per_class_f1_svg(
+                    "F1 per class",
+                    &e.metrics.metrics,
+                ));
+                if let Ok(svg) = std::fs::read_to_string(e.artifacts.join("consistency.svg")) {
+                    out.push_str(&svg);
+                }
+                out.push_str("</div>");
+            }
+            out.push_str("</body></html>\n");
+            out
+        }
+    })
+}

@@ -1449,6 +1449,30 @@ fn finalize(
         &artifacts_dir.join("per_class.csv"),
         crate::report::per_class_csv(&metrics_file.metrics).as_bytes(),
     )?;
+    let mut charts = vec![
+        (
+            "confusion_matrix.svg",
+            crate::charts::confusion_svg(&format!("{ns}: confusion matrix"), &metrics_file.metrics),
+        ),
+        (
+            "per_class_f1.svg",
+            crate::charts::per_class_f1_svg(&format!("{ns}: F1 per class"), &metrics_file.metrics),
+        ),
+    ];
+    if let Some(st) = &metrics_file.stability {
+        let consistencies: Vec<f64> = String::from_utf8_lossy(predictions)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|v| v["consistency"].as_f64())
+            .collect();
+        charts.push((
+            "consistency.svg",
+            crate::charts::consistency_svg(&format!("{ns}: consistency"), &consistencies, st.k),
+        ));
+    }
+    for (name, svg) in &charts {
+        write_bytes_atomic(&artifacts_dir.join(name), svg.as_bytes())?;
+    }
     write_done(
         session,
         ns,
@@ -1462,6 +1486,9 @@ fn finalize(
             "audit_summary.json",
             "confusion_matrix.csv",
             "per_class.csv",
+            "confusion_matrix.svg",
+            "per_class_f1.svg",
+            "consistency.svg",
             files::CALLS,
         ],
     )

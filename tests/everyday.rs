@@ -77,3 +77,54 @@ fn every_command_help_has_an_example() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("Example"));
 }
+
+#[test]
+fn report_compares_sessions_in_every_format_with_charts() {
+    let ws = Workspace::new();
+    let a = ws.config("a.toml", &Opts::default());
+    let b = ws.config(
+        "b.toml",
+        &Opts {
+            model: "other-model".into(),
+            ..Opts::default()
+        },
+    );
+    run_ok(&ws, &a);
+    run_ok(&ws, &b);
+    let report = |format: &str| {
+        let out = w2c(ws.path())
+            .args(["report", "--format", format, "--runs-dir"])
+            .arg(ws.runs())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let md = report("md");
+    assert!(
+        md.contains("mock-model") && md.contains("other-model"),
+        "{md}"
+    );
+    assert_eq!(md.lines().nth(1).unwrap().matches("---").count(), 13);
+    let json: serde_json::Value = serde_json::from_str(&report("json")).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 2);
+    let html = report("html");
+    assert!(
+        html.starts_with("<!doctype html>") && html.matches("<svg").count() == 4,
+        "{html}"
+    );
+    let text = report("text");
+    assert!(text.contains("accuracy") && text.contains("rows = gold"));
+    for dir in std::fs::read_dir(ws.runs().join("k/sessions"))
+        .unwrap()
+        .flatten()
+    {
+        for f in ["confusion_matrix.svg", "per_class_f1.svg"] {
+            assert!(dir.path().join("artifacts_local/mcq").join(f).exists());
+        }
+    }
+}
