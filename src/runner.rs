@@ -68,6 +68,20 @@ pub struct UsageTotals {
 }
 
 impl UsageTotals {
+    /// Totals over records, priced with an optional price.
+    pub fn of<'a, R: methods::Record + 'a>(
+        records: impl IntoIterator<Item = &'a R>,
+        price: Option<&crate::config::Price>,
+    ) -> Self {
+        let (mut prompt, mut completion) = (0, 0);
+        for r in records {
+            let u = r.usage();
+            prompt += u.prompt_tokens;
+            completion += u.completion_tokens;
+        }
+        UsageTotals::new(prompt, completion, price)
+    }
+
     /// Sum of two totals; the cost is known only when both are.
     pub fn plus(self, other: UsageTotals) -> UsageTotals {
         UsageTotals {
@@ -449,11 +463,7 @@ async fn run_mcq(
         .iter()
         .filter_map(|e| outcome.results.get(&e.uuid))
         .collect();
-    let usage = UsageTotals::new(
-        ordered.iter().map(|r| r.usage.prompt_tokens).sum(),
-        ordered.iter().map(|r| r.usage.completion_tokens).sum(),
-        price,
-    );
+    let usage = UsageTotals::of(ordered.iter().copied(), price);
     let mut summary = MethodSummary {
         namespace: ns.clone(),
         done: ordered.len(),
@@ -594,11 +604,7 @@ async fn run_mcq_logprob(
         .iter()
         .filter_map(|e| outcome.results.get(&e.uuid))
         .collect();
-    let usage = UsageTotals::new(
-        ordered.iter().map(|r| r.usage.prompt_tokens).sum(),
-        ordered.iter().map(|r| r.usage.completion_tokens).sum(),
-        price,
-    );
+    let usage = UsageTotals::of(ordered.iter().copied(), price);
     let mut summary = MethodSummary {
         namespace: ns.clone(),
         done: ordered.len(),
@@ -762,19 +768,7 @@ async fn run_stability_mcq(
     )
     .await?;
     note_outcome(report, &ns, &outcome, &client, total);
-    let usage = UsageTotals::new(
-        outcome
-            .results
-            .values()
-            .map(|r| r.usage.prompt_tokens)
-            .sum(),
-        outcome
-            .results
-            .values()
-            .map(|r| r.usage.completion_tokens)
-            .sum(),
-        price,
-    );
+    let usage = UsageTotals::of(outcome.results.values(), price);
     let mut summary = MethodSummary {
         namespace: ns.clone(),
         done: outcome.results.len(),
@@ -993,19 +987,7 @@ async fn run_llm_judge(
     .await?;
     note_outcome(report, &tns, &targets, &target_client, total);
     if targets.results.len() == total && !tns_dir.join(files::DONE).exists() {
-        let usage = UsageTotals::new(
-            targets
-                .results
-                .values()
-                .map(|r| r.usage.prompt_tokens)
-                .sum(),
-            targets
-                .results
-                .values()
-                .map(|r| r.usage.completion_tokens)
-                .sum(),
-            prices.0,
-        );
+        let usage = UsageTotals::of(targets.results.values(), prices.0);
         let ordered: Vec<&TargetRecord> = examples
             .iter()
             .filter_map(|e| targets.results.get(&e.uuid))
@@ -1069,16 +1051,8 @@ async fn run_llm_judge(
     note_outcome(report, &ns, &judged, &judge_client, total);
     let ordered: Vec<&JudgeRecord> = keys.iter().filter_map(|k| judged.results.get(k)).collect();
     let target_usage: Vec<&TargetRecord> = keys.iter().filter_map(|k| answers.get(k)).collect();
-    let usage = UsageTotals::new(
-        target_usage.iter().map(|r| r.usage.prompt_tokens).sum(),
-        target_usage.iter().map(|r| r.usage.completion_tokens).sum(),
-        prices.0,
-    )
-    .plus(UsageTotals::new(
-        ordered.iter().map(|r| r.usage.prompt_tokens).sum(),
-        ordered.iter().map(|r| r.usage.completion_tokens).sum(),
-        prices.1,
-    ));
+    let usage = UsageTotals::of(target_usage.iter().copied(), prices.0)
+        .plus(UsageTotals::of(ordered.iter().copied(), prices.1));
     let mut summary = MethodSummary {
         namespace: ns.clone(),
         done: ordered.len(),

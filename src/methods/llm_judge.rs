@@ -88,6 +88,9 @@ impl Record for TargetRecord {
     fn audit_events(&self) -> &[AuditEvent] {
         &self.audit
     }
+    fn usage(&self) -> Usage {
+        self.usage
+    }
 }
 
 impl TargetRecord {
@@ -152,6 +155,9 @@ impl Record for JudgeRecord {
     }
     fn audit_events(&self) -> &[AuditEvent] {
         &self.audit
+    }
+    fn usage(&self) -> Usage {
+        self.usage
     }
 }
 

@@ -114,6 +114,9 @@ impl Record for McqRecord {
     fn audit_events(&self) -> &[AuditEvent] {
         &self.audit
     }
+    fn usage(&self) -> Usage {
+        self.usage
+    }
 }
 
 impl Mcq {

@@ -87,6 +87,9 @@ impl Record for McqLogprobRecord {
     fn audit_events(&self) -> &[AuditEvent] {
         &self.audit
     }
+    fn usage(&self) -> Usage {
+        self.usage
+    }
 }
 
 impl McqLogprob {

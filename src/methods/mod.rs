@@ -122,6 +122,8 @@ pub trait Record: Serialize + DeserializeOwned + Send + 'static {
     fn key(&self) -> &str;
     /// Audit events produced while computing this record.
     fn audit_events(&self) -> &[AuditEvent];
+    /// Tokens the record's calls used.
+    fn usage(&self) -> crate::llm::Usage;
 }
 
 /// A line of `errors.jsonl`.
