@@ -375,7 +375,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 println!(
                     "  {ns}  ({}, settings {})\n    checkpoints {}\n    artifacts   {}",
                     if done { "done" } else { "not finished" },
-                    &settings.settings_hash[..12],
+                    crate::fingerprint::prefix(&settings.settings_hash, 12),
                     ckpt.display(),
                     found.dir.join("artifacts_local").join(&ns).display()
                 );

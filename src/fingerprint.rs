@@ -67,7 +67,17 @@ pub fn fingerprint(payload: &Value) -> String {
 
 /// The short form used for directory names.
 pub fn short(fingerprint: &str) -> &str {
-    &fingerprint[..SHORT_LEN.min(fingerprint.len())]
+    prefix(fingerprint, SHORT_LEN)
+}
+
+/// At most the first `n` bytes of `s`, cut back to a character boundary
+/// (never panics on short or non-ASCII input read from disk).
+pub fn prefix(s: &str, n: usize) -> &str {
+    let mut end = n.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// Describes, one line per leaf, how two payloads differ (`path: old -> new`).
@@ -137,6 +147,13 @@ mod tests {
         assert_ne!(fingerprint(&a), fingerprint(&json!({"x": 1, "y": [2, 1]})));
         assert_eq!(fingerprint(&a).len(), 64);
         assert_eq!(short(&fingerprint(&a)).len(), SHORT_LEN);
+    }
+
+    #[test]
+    fn prefix_never_splits_characters() {
+        assert_eq!(prefix("abcdef", 3), "abc");
+        assert_eq!(prefix("ab", 12), "ab");
+        assert_eq!(prefix("aé", 2), "a");
     }
 
     #[test]

@@ -350,7 +350,7 @@ async fn apply_fault(st: &AppState, fault: Fault) -> Result<Fault, Response> {
 fn finish(st: &AppState, fault: Fault, body: Value) -> Response {
     let text = body.to_string();
     let text = match fault {
-        Fault::Truncated => text[..text.len() / 2].to_string(),
+        Fault::Truncated => crate::fingerprint::prefix(&text, text.len() / 2).to_string(),
         Fault::Malformed => "<html>upstream gateway error</html>".to_string(),
         _ => {
             st.counters.ok.fetch_add(1, Ordering::Relaxed);

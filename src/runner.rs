@@ -865,7 +865,11 @@ fn sweep_outputs(
 /// Seed for bootstraps: derived from the session fingerprint, so a resumed
 /// and an uninterrupted run compute the same interval.
 fn session_seed(session: &Session) -> u64 {
-    u64::from_str_radix(&session.manifest.fingerprint[..16], 16).unwrap_or(0)
+    u64::from_str_radix(
+        crate::fingerprint::prefix(&session.manifest.fingerprint, 16),
+        16,
+    )
+    .unwrap_or(0)
 }
 
 /// Metrics-file fields shared by the methods, computed from the records.

@@ -311,7 +311,11 @@ pub fn find(runs_dir: &Path, prefix: &str, run_key: Option<&str>) -> Result<Foun
 pub fn namespace(session_dir: &Path, settings: &MethodSettings) -> Result<String> {
     let ckpt = session_dir.join("checkpoints");
     let plain = settings.method.clone();
-    let hashed = format!("{}~{}", settings.method, &settings.settings_hash[..12]);
+    let hashed = format!(
+        "{}~{}",
+        settings.method,
+        crate::fingerprint::prefix(&settings.settings_hash, 12)
+    );
     for name in [&plain, &hashed] {
         let path = ckpt.join(name).join("method_settings.json");
         if path.exists() {

@@ -241,8 +241,8 @@ fn verify_namespace(c: &mut Collector<'_>, found: &FoundSession, ns: &str) {
                     format!(
                         "_DONE.json: {} bytes sha256 {}…; on disk: {bytes} bytes sha256 {}…",
                         want.bytes,
-                        &want.sha256[..12],
-                        &sha[..12]
+                        crate::fingerprint::prefix(&want.sha256, 12),
+                        crate::fingerprint::prefix(&sha, 12)
                     ),
                 ),
             }
