@@ -202,6 +202,7 @@ fn kill_nine_at_random_points_then_resume_matches_uninterrupted_run() {
         trials >= 20,
         "only {trials} kill trials fit in the time bound"
     );
+    eprintln!("kill trials: {trials}, interrupted: {interrupted}, torn: {torn}");
     assert!(torn >= 1, "no torn line was injected");
     assert!(
         interrupted >= 10,
