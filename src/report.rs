@@ -317,6 +317,8 @@ pub struct ReportEntry {
     /// The namespace's artifacts directory.
     #[serde(skip)]
     pub artifacts: std::path::PathBuf,
+    /// Wall time spent on the namespace over all its runs, seconds.
+    pub wall_secs: f64,
 }
 
 /// The finished namespaces (with a `_DONE.json` and `metrics.json`) of a session.
@@ -347,6 +349,7 @@ pub fn collect(found: &FoundSession) -> Vec<ReportEntry> {
                 .map(|metrics| ReportEntry {
                     session: session.clone(),
                     model: model.clone(),
+                    wall_secs: crate::methods::wall_secs(&found.dir.join("checkpoints").join(&ns)),
                     namespace: ns,
                     metrics,
                     artifacts,
@@ -355,7 +358,7 @@ pub fn collect(found: &FoundSession) -> Vec<ReportEntry> {
         .collect()
 }
 
-const REPORT_HEADER: [&str; 13] = [
+const REPORT_HEADER: [&str; 14] = [
     "session",
     "model",
     "method",
@@ -369,6 +372,7 @@ const REPORT_HEADER: [&str; 13] = [
     "ParamHall",
     "tokens in/out",
     "cost USD",
+    "wall s",
 ];
 
 fn report_rows(entries: &[ReportEntry]) -> Vec<Vec<String>> {
@@ -393,6 +397,7 @@ fn report_rows(entries: &[ReportEntry]) -> Vec<Vec<String>> {
                 u.cost_usd
                     .map(|c| format!("{c:.4}"))
                     .unwrap_or_else(|| "-".into()),
+                format!("{:.1}", e.wall_secs),
             ]
         })
         .collect()

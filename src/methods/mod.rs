@@ -39,6 +39,8 @@ pub mod files {
     pub const SETTINGS: &str = "method_settings.json";
     /// Call log, in the namespace's artifacts directory.
     pub const CALLS: &str = "llm_calls.jsonl";
+    /// One line per process that worked on the namespace (wall time, counts).
+    pub const RUN_LOG: &str = "run_log.jsonl";
 }
 
 /// Namespace name of a stability sweep: `stability_<method>_k=<K>_T=<temp>`.
@@ -124,6 +126,34 @@ pub trait Record: Serialize + DeserializeOwned + Send + 'static {
     fn audit_events(&self) -> &[AuditEvent];
     /// Tokens the record's calls used.
     fn usage(&self) -> crate::llm::Usage;
+}
+
+/// A line of `run_log.jsonl`: one process's work on a namespace.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunLogLine {
+    /// When the process started on the namespace.
+    pub started_at: String,
+    /// When it stopped.
+    pub ended_at: String,
+    /// Wall time spent, seconds.
+    pub wall_secs: f64,
+    /// Items already done when it started.
+    pub resumed: usize,
+    /// Items it finished.
+    pub finished: usize,
+    /// Items that failed.
+    pub failed: usize,
+    /// Items abandoned at an interrupt.
+    pub abandoned: usize,
+    /// Whether it was interrupted.
+    pub cancelled: bool,
+}
+
+/// Total wall time recorded in a namespace's `run_log.jsonl`, seconds.
+pub fn wall_secs(ns_dir: &Path) -> f64 {
+    load_jsonl::<RunLogLine>(&ns_dir.join(files::RUN_LOG))
+        .map(|(lines, _)| lines.iter().fold(0.0, |acc, l| acc + l.wall_secs))
+        .unwrap_or(0.0)
 }
 
 /// A line of `errors.jsonl`.
@@ -243,6 +273,8 @@ where
     }
 
     let resumed = results.len();
+    let started = std::time::Instant::now();
+    let started_at = crate::session::now_utc();
     let pending: Vec<WorkItem> = items
         .into_iter()
         .filter(|i| !results.contains_key(&i.key))
@@ -320,6 +352,18 @@ where
     errors_w.sync()?;
     calls_w.sync()?;
     bar.finish_and_clear();
+    let (mut run_log, _) = JsonlWriter::open(&ns_dir.join(files::RUN_LOG))?;
+    run_log.append(&RunLogLine {
+        started_at,
+        ended_at: crate::session::now_utc(),
+        wall_secs: started.elapsed().as_secs_f64(),
+        resumed,
+        finished: results.len() - resumed,
+        failed: failed.len(),
+        abandoned,
+        cancelled: cancel.is_cancelled(),
+    })?;
+    run_log.sync()?;
     if let Some(message) = fatal {
         anyhow::bail!("{label}: stopped at the first non-retryable error: {message}");
     }
