@@ -50,6 +50,9 @@ pub struct Manifest {
     pub n_examples: usize,
     /// Selected example uuids, in evaluation order.
     pub example_ids: Vec<String>,
+    /// Method namespaces claimed so far, with their settings.
+    #[serde(default)]
+    pub namespaces: serde_json::Map<String, Value>,
 }
 
 /// `method_settings.json` in a namespace directory.
@@ -211,6 +214,7 @@ pub fn open_or_create(runs_dir: &Path, spec: NewSession<'_>) -> Result<Session> 
         config: spec.config,
         n_examples: spec.example_ids.len(),
         example_ids: spec.example_ids,
+        namespaces: Default::default(),
     };
     std::fs::create_dir_all(dir.join("checkpoints"))?;
     std::fs::create_dir_all(dir.join("artifacts_local"))?;
@@ -325,6 +329,7 @@ pub fn namespace(session_dir: &Path, settings: &MethodSettings) -> Result<String
             }
         } else {
             write_json_atomic(&path, settings)?;
+            record_namespace(session_dir, name, settings)?;
             return Ok(name.clone());
         }
     }
@@ -332,6 +337,29 @@ pub fn namespace(session_dir: &Path, settings: &MethodSettings) -> Result<String
         "{}: namespace `{hashed}` holds different settings than its hash says; the session directory was edited by hand",
         ckpt.display()
     )
+}
+
+/// Adds a newly claimed namespace and its settings (e.g. the chat family
+/// `mcq_logprob` resolved) to `manifest.json`, under `namespaces`. The caller
+/// holds the session lock.
+fn record_namespace(session_dir: &Path, name: &str, settings: &MethodSettings) -> Result<()> {
+    let path = session_dir.join("manifest.json");
+    if !path.exists() {
+        return Ok(());
+    }
+    let mut manifest: Value = read_json(&path)?;
+    if let Some(obj) = manifest.as_object_mut() {
+        let entry = obj
+            .entry("namespaces")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(map) = entry.as_object_mut() {
+            map.insert(
+                name.to_string(),
+                serde_json::json!({"settings_hash": settings.settings_hash, "settings": settings.settings}),
+            );
+        }
+    }
+    write_json_atomic(&path, &manifest)
 }
 
 /// Every namespace of a session: (name, settings).

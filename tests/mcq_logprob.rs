@@ -25,6 +25,11 @@ fn scores_every_choice_and_matches_over_http() {
         assert_eq!(m["variants"][v]["n_total"], 30, "{v}");
     }
     assert_eq!(m["metrics"], m["variants"]["acc"]);
+    let manifest = read_json(&s.join("manifest.json"));
+    assert_eq!(
+        manifest["namespaces"]["mcq_logprob"]["settings"]["family"],
+        "qwen2_5"
+    );
     let debug = read_jsonl(&s.join("artifacts_local/mcq_logprob/debug_per_choice.jsonl"));
     assert_eq!(debug.len(), 120);
     assert!(debug
