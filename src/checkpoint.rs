@@ -220,8 +220,13 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
 
 /// sha256 and size of a file.
 pub fn file_digest(path: &Path) -> Result<(String, u64)> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok((crate::fingerprint::sha256_hex(&bytes), bytes.len() as u64))
+    use sha2::Digest;
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut hasher = sha2::Sha256::new();
+    let bytes = std::io::copy(&mut file, &mut hasher)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok((hex::encode(hasher.finalize()), bytes))
 }
 
 /// Serde helpers storing non-finite `f64` as `"NaN"`, `"Infinity"`,

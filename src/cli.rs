@@ -7,6 +7,7 @@ use crate::methods::Cancel;
 use crate::report;
 use crate::runner::{self, RunRequest, RunStatus};
 use crate::session;
+use crate::tracking;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -21,6 +22,9 @@ pub const EXIT_INCOMPLETE: i32 = 3;
 pub const EXIT_BUSY: i32 = 4;
 /// Exit code: `verify` found a mismatch or a missing file.
 pub const EXIT_MISMATCH: i32 = 5;
+/// Exit code: `verify` could not check something (tracking server
+/// unreachable, credentials refused) and found no mismatch.
+pub const EXIT_CANNOT_CHECK: i32 = 6;
 /// Exit code: interrupted by Ctrl-C (progress saved).
 pub const EXIT_INTERRUPTED: i32 = 130;
 
@@ -43,6 +47,10 @@ enum Command {
         /// Name of the run folder (else W2C_RUN_KEY, else `run.run_key`, else generated).
         #[arg(long)]
         run_key: Option<String>,
+        /// Do not track in MLflow even if MLFLOW_TRACKING_URI is set (the
+        /// session is recorded as offline; `w2c sync` sends it later).
+        #[arg(long)]
+        no_tracking: bool,
     },
     /// Continue a session from its fingerprint alone (the manifest holds the config).
     #[command(after_help = "Example:\n  w2c resume 3f2a9c1d")]
@@ -55,10 +63,30 @@ enum Command {
         /// Restrict the search to one run key.
         #[arg(long)]
         run_key: Option<String>,
+        /// Do not track in MLflow even if MLFLOW_TRACKING_URI is set.
+        #[arg(long)]
+        no_tracking: bool,
+    },
+    /// Send a stopped session (offline, or partly tracked) to MLflow.
+    #[command(
+        after_help = "Example:\n  MLFLOW_TRACKING_URI=http://127.0.0.1:5000 w2c sync 3f2a9c1d\n\nReconnects to the session's runs (by stored id, else by tags) or creates them, logs\nparams and final metrics, uploads artifacts missing or changed remotely, and sets each\nrun's status from the local record. Safe to repeat."
+    )]
+    Sync {
+        /// Fingerprint (prefix) of the session.
+        fingerprint: String,
+        /// Directory holding the run folders.
+        #[arg(long, env = "W2C_RUNS_DIR", default_value = "runs")]
+        runs_dir: PathBuf,
+        /// Restrict the search to one run key.
+        #[arg(long)]
+        run_key: Option<String>,
+        /// Experiment name (else MLFLOW_EXPERIMENT_NAME, else the config's, else `when2call`).
+        #[arg(long)]
+        experiment: Option<String>,
     },
     /// Cross-check sessions' checkpoints, markers, artifacts and metrics.
     #[command(
-        after_help = "Examples:\n  w2c verify 3f2a9c1d\n  w2c verify --all --json > report.json\n\nExit codes: 0 everything matches; 5 a mismatch or a missing file; 1 error."
+        after_help = "Examples:\n  w2c verify 3f2a9c1d\n  w2c verify 3f2a9c1d --deep        # also download every MLflow artifact and compare sha256\n  w2c verify --all --json > report.json\n\nTracked sessions are checked against the server in mlflow_ids.json (or MLFLOW_TRACKING_URI).\nExit codes: 0 everything matches; 5 a mismatch or a missing file; 6 something could not be\nchecked (tracking server unreachable or credentials refused) and nothing mismatched; 1 error."
     )]
     Verify {
         /// Fingerprint (prefix) of the session to check.
@@ -72,6 +100,12 @@ enum Command {
         /// Emit a machine-readable JSON report.
         #[arg(long)]
         json: bool,
+        /// Download every MLflow artifact and compare its sha256 (not just its size).
+        #[arg(long)]
+        deep: bool,
+        /// Only check the local record (skip MLflow).
+        #[arg(long, conflicts_with = "deep")]
+        local_only: bool,
         /// Directory holding the run folders.
         #[arg(long, env = "W2C_RUNS_DIR", default_value = "runs")]
         runs_dir: PathBuf,
@@ -185,7 +219,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
         exit_quietly_on_closed_pipe();
     }
     match cli.command {
-        Command::Run { config, run_key } => {
+        Command::Run {
+            config,
+            run_key,
+            no_tracking,
+        } => {
             let loaded = config::load(&config)?;
             let (key, source) = runner::run_key_for(&loaded.config, run_key.as_deref());
             if source == config::RunKeySource::Generated {
@@ -193,16 +231,20 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     "run key: {key} (generated; pass --run-key or set W2C_RUN_KEY to choose one)"
                 );
             }
+            let (tracking, offline_reason) = tracking_for(&loaded.config, no_tracking)?;
             execute(RunRequest {
                 config: loaded.config,
                 run_key: key,
                 expect_fingerprint: None,
+                tracking,
+                offline_reason,
             })
         }
         Command::Resume {
             fingerprint,
             runs_dir,
             run_key,
+            no_tracking,
         } => {
             let found = session::find(&runs_dir, &fingerprint, run_key.as_deref())?;
             let mut config = runner::config_from_manifest(&found)?;
@@ -212,11 +254,51 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     config.run.runs_dir = runs.to_path_buf();
                 }
             }
+            let (tracking, offline_reason) = tracking_for(&config, no_tracking)?;
             execute(RunRequest {
                 config,
                 run_key: found.manifest.run_key.clone(),
                 expect_fingerprint: Some(found.manifest.fingerprint.clone()),
+                tracking,
+                offline_reason,
             })
+        }
+        Command::Sync {
+            fingerprint,
+            runs_dir,
+            run_key,
+            experiment,
+        } => {
+            let found = session::find(&runs_dir, &fingerprint, run_key.as_deref())?;
+            let config = runner::config_from_manifest(&found)?;
+            let Some(mut target) =
+                tracking::resolve(&config.tracking, false, &tracking::process_env)?
+            else {
+                anyhow::bail!(
+                    "no tracking server to sync to: set MLFLOW_TRACKING_URI (e.g. http://127.0.0.1:5000)"
+                );
+            };
+            if let Some(name) = experiment {
+                target.experiment = name;
+            }
+            let _lock = session::lock(&found.dir)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let synced =
+                runtime.block_on(tracking::sync_session(&target, &found.dir, &found.manifest))?;
+            println!(
+                "synced session {} to {} (experiment {} id {})",
+                short(&found.manifest.fingerprint),
+                target.uri,
+                target.experiment,
+                synced.experiment_id
+            );
+            println!("  parent run  {}", synced.parent_run_id);
+            for (ns, id, status, sent) in &synced.namespaces {
+                println!("  {ns:<32} {id}  {status:<8} {sent} file(s) uploaded");
+            }
+            Ok(EXIT_OK)
         }
         Command::Status { runs_dir } => {
             let rows: Vec<report::StatusRow> = session::list(&runs_dir)
@@ -252,6 +334,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
             all,
             run_key,
             json,
+            deep,
+            local_only,
             runs_dir,
         } => {
             let sessions = match (&fingerprint, all) {
@@ -265,10 +349,18 @@ fn dispatch(cli: Cli) -> Result<i32> {
             if sessions.is_empty() {
                 anyhow::bail!("no sessions under {}", runs_dir.display());
             }
-            let checks: Vec<crate::verify::Check> = sessions
-                .iter()
-                .flat_map(crate::verify::verify_local)
-                .collect();
+            let mut checks: Vec<crate::verify::Check> = Vec::new();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            for s in &sessions {
+                checks.extend(crate::verify::verify_local(s));
+                if !local_only {
+                    checks.extend(
+                        runtime.block_on(crate::verify::tracking::verify_tracking(s, deep)),
+                    );
+                }
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&checks)?);
             } else {
@@ -276,8 +368,10 @@ fn dispatch(cli: Cli) -> Result<i32> {
             }
             Ok(if crate::verify::all_ok(&checks) {
                 EXIT_OK
-            } else {
+            } else if crate::verify::any_mismatch(&checks) {
                 EXIT_MISMATCH
+            } else {
+                EXIT_CANNOT_CHECK
             })
         }
         Command::Report {
@@ -409,6 +503,22 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(EXIT_OK)
         }
     }
+}
+
+/// Where a run is tracked, and why not when it is offline.
+fn tracking_for(
+    config: &config::Config,
+    no_tracking: bool,
+) -> Result<(Option<tracking::Target>, String)> {
+    let target = tracking::resolve(&config.tracking, no_tracking, &tracking::process_env)?;
+    let reason = if no_tracking {
+        "--no-tracking was given"
+    } else if std::env::var("MLFLOW_ENABLE_TRACKING").is_ok() && target.is_none() {
+        "MLFLOW_ENABLE_TRACKING is off"
+    } else {
+        "no tracking server configured (MLFLOW_TRACKING_URI or [tracking] uri)"
+    };
+    Ok((target, reason.to_string()))
 }
 
 /// Distinct keys with a result in a namespace's `results.jsonl`.

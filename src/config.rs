@@ -38,6 +38,21 @@ pub struct Config {
     /// Optional prices by model name, for cost accounting.
     #[serde(default)]
     pub prices: BTreeMap<String, Price>,
+    /// MLflow tracking (`MLFLOW_TRACKING_URI` and `MLFLOW_EXPERIMENT_NAME`
+    /// take precedence).
+    #[serde(default)]
+    pub tracking: TrackingConfig,
+}
+
+/// `[tracking]`: where the session is mirrored in MLflow.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackingConfig {
+    /// Tracking server URL, e.g. `http://127.0.0.1:5000` (no credentials:
+    /// use `MLFLOW_TRACKING_USERNAME` / `MLFLOW_TRACKING_PASSWORD`).
+    pub uri: Option<String>,
+    /// Experiment name (default `when2call`).
+    pub experiment: Option<String>,
 }
 
 /// `[prices."<model>"]`: USD per million tokens.

@@ -19,4 +19,5 @@ pub mod report;
 pub mod runner;
 pub mod session;
 pub mod stability;
+pub mod tracking;
 pub mod verify;

@@ -295,10 +295,15 @@ pub fn verify_table(checks: &[crate::verify::Check]) -> String {
             )
         })
         .count();
-    out.push_str(&if bad == 0 {
-        "all checks passed\n".to_string()
-    } else {
-        format!("{bad} checks failed\n")
+    let cannot = checks
+        .iter()
+        .filter(|c| c.status == crate::verify::Status::CannotCheck)
+        .count();
+    out.push_str(&match (bad, cannot) {
+        (0, 0) => "all checks passed\n".to_string(),
+        (0, n) => format!("no mismatch, but {n} checks could not be made\n"),
+        (b, 0) => format!("{b} checks failed\n"),
+        (b, n) => format!("{b} checks failed, {n} could not be made\n"),
     });
     out
 }

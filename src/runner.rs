@@ -16,6 +16,7 @@ use crate::methods::{self, files, Cancel, ItemError, ItemOutput, Outcome};
 use crate::methods::{sweep_name, Sweep, WorkItem};
 use crate::metrics::{self, Metrics, Scored};
 use crate::session::{self, MethodSettings, NewSession, Session};
+use crate::tracking::Tracker;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -149,6 +150,10 @@ pub struct RunRequest {
     pub run_key: String,
     /// When resuming by fingerprint: the fingerprint the inputs must still give.
     pub expect_fingerprint: Option<String>,
+    /// The MLflow server to mirror the session to; `None` runs offline.
+    pub tracking: Option<crate::tracking::Target>,
+    /// Why the run is offline, when `tracking` is `None`.
+    pub offline_reason: String,
 }
 
 /// The session-level fingerprint payload: everything that changes results and
@@ -245,6 +250,13 @@ pub async fn run(
             payload: &prepared.payload,
             config: serde_json::to_value(config).context("cannot serialise the config")?,
             example_ids: prepared.selected.iter().map(|e| e.uuid.clone()).collect(),
+            label_counts: prepared
+                .selected
+                .iter()
+                .fold(BTreeMap::new(), |mut acc, e| {
+                    *acc.entry(e.gold.to_string()).or_insert(0) += 1;
+                    acc
+                }),
         },
     )?;
     on_open(&session);
@@ -258,6 +270,41 @@ pub async fn run(
         status: RunStatus::Complete,
         notes: Vec::new(),
     };
+    let tracker = match &req.tracking {
+        Some(target) => Tracker::connect(target, &session.dir, &session.manifest).await?,
+        None => Tracker::offline(&session.dir, &req.offline_reason)?,
+    };
+    let methods_result = run_methods(
+        config,
+        &prepared,
+        &session,
+        client,
+        cancel,
+        &tracker,
+        &mut report,
+    )
+    .await;
+    if let Err(err) = methods_result {
+        tracker.abort(&err).await;
+        return Err(err);
+    }
+    let notes = tracker.finish(&report).await;
+    report.notes.extend(notes);
+    Ok(report)
+}
+
+/// Runs every enabled method in order; each namespace's tracking is closed
+/// as soon as its method returns.
+async fn run_methods(
+    config: &Config,
+    prepared: &Prepared,
+    session: &Session,
+    client: Arc<Client>,
+    cancel: &Cancel,
+    tracker: &Tracker,
+    report: &mut RunReport,
+) -> Result<()> {
+    let (provider_name, _) = config.target_provider()?;
     for method in &config.methods.enabled {
         if cancel.is_cancelled() {
             report.status = RunStatus::Interrupted;
@@ -267,13 +314,14 @@ pub async fn run(
             crate::methods::mcq::NAME => {
                 let mcq = Mcq::new(&config.methods.mcq, &config.models.target, config.run.seed)?;
                 run_mcq(
-                    &session,
+                    session,
                     &mcq,
                     &prepared.selected,
                     client.clone(),
                     cancel,
+                    tracker,
                     config.prices.get(&config.models.target),
-                    &mut report,
+                    report,
                 )
                 .await?
             }
@@ -291,17 +339,18 @@ pub async fn run(
                     config.run.seed,
                 )?;
                 run_llm_judge(
-                    &session,
+                    session,
                     &method,
                     &prepared.selected,
                     client.clone(),
                     judge_client,
                     cancel,
+                    tracker,
                     (
                         config.prices.get(&config.models.target),
                         config.prices.get(judge_model),
                     ),
-                    &mut report,
+                    report,
                 )
                 .await?
             }
@@ -312,13 +361,14 @@ pub async fn run(
                     config.run.seed,
                 );
                 run_mcq_logprob(
-                    &session,
+                    session,
                     &method,
                     &prepared.selected,
                     client.clone(),
                     cancel,
+                    tracker,
                     config.prices.get(&config.models.target),
-                    &mut report,
+                    report,
                 )
                 .await?
             }
@@ -343,20 +393,22 @@ pub async fn run(
                         seed_mode: st.seed_mode,
                     });
                     let summary = run_llm_judge(
-                        &session,
+                        session,
                         &method,
                         &prepared.selected,
                         client.clone(),
                         judge_client.clone(),
                         cancel,
+                        tracker,
                         (
                             config.prices.get(&config.models.target),
                             config.prices.get(judge_model),
                         ),
-                        &mut report,
+                        report,
                     )
                     .await?;
                     report.methods.push(summary);
+                    tracker.end_namespaces(cancel.is_cancelled()).await;
                     if cancel.is_cancelled() {
                         break;
                     }
@@ -367,18 +419,20 @@ pub async fn run(
                 let mcq = Mcq::new(&config.methods.mcq, &config.models.target, config.run.seed)?;
                 for &t in &config.methods.stability.temperatures {
                     let summary = run_stability_mcq(
-                        &session,
+                        session,
                         &mcq,
                         &config.methods.stability,
                         t,
                         &prepared.selected,
                         client.clone(),
                         cancel,
+                        tracker,
                         config.prices.get(&config.models.target),
-                        &mut report,
+                        report,
                     )
                     .await?;
                     report.methods.push(summary);
+                    tracker.end_namespaces(cancel.is_cancelled()).await;
                     if cancel.is_cancelled() {
                         break;
                     }
@@ -388,8 +442,9 @@ pub async fn run(
             other => bail!("method `{other}` is not implemented"),
         };
         report.methods.push(summary);
+        tracker.end_namespaces(cancel.is_cancelled()).await;
     }
-    Ok(report)
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -399,6 +454,7 @@ async fn run_mcq(
     examples: &[Example],
     client: Arc<Client>,
     cancel: &Cancel,
+    tracker: &Tracker,
     price: Option<&crate::config::Price>,
     report: &mut RunReport,
 ) -> Result<MethodSummary> {
@@ -409,6 +465,8 @@ async fn run_mcq(
     if let Some(done) = done_summary(&ns, &ns_dir, &artifacts_dir, examples.len())? {
         return Ok(done);
     }
+    let progress = tracker.progress();
+    tracker.begin_namespace(&ns).await;
     let items = mcq.items(examples);
     let total = items.len();
     let examples_arc: Arc<Vec<Example>> = Arc::new(examples.to_vec());
@@ -421,6 +479,7 @@ async fn run_mcq(
         client.max_concurrency,
         cancel,
         &ns,
+        &progress,
         |item| {
             let client = client.clone();
             let examples = examples_arc.clone();
@@ -538,6 +597,7 @@ async fn run_mcq_logprob(
     examples: &[Example],
     client: Arc<Client>,
     cancel: &Cancel,
+    tracker: &Tracker,
     price: Option<&crate::config::Price>,
     report: &mut RunReport,
 ) -> Result<MethodSummary> {
@@ -549,6 +609,8 @@ async fn run_mcq_logprob(
     if let Some(done) = done_summary(&ns, &ns_dir, &artifacts_dir, total)? {
         return Ok(done);
     }
+    let progress = tracker.progress();
+    tracker.begin_namespace(&ns).await;
     let examples_arc: Arc<Vec<Example>> = Arc::new(examples.to_vec());
     let method_arc = Arc::new(method.clone());
     let ns_name = ns.clone();
@@ -559,6 +621,7 @@ async fn run_mcq_logprob(
         client.max_concurrency,
         cancel,
         &ns,
+        &progress,
         |item| {
             let client = client.clone();
             let examples = examples_arc.clone();
@@ -690,6 +753,7 @@ async fn run_stability_mcq(
     examples: &[Example],
     client: Arc<Client>,
     cancel: &Cancel,
+    tracker: &Tracker,
     price: Option<&crate::config::Price>,
     report: &mut RunReport,
 ) -> Result<MethodSummary> {
@@ -715,6 +779,8 @@ async fn run_stability_mcq(
     if let Some(done) = done_summary(&ns, &ns_dir, &artifacts_dir, total)? {
         return Ok(done);
     }
+    let progress = tracker.progress();
+    tracker.begin_namespace(&ns).await;
     let uuids: Vec<&str> = examples.iter().map(|e| e.uuid.as_str()).collect();
     let items = sweep.items(&uuids);
     let examples_arc: Arc<Vec<Example>> = Arc::new(examples.to_vec());
@@ -727,6 +793,7 @@ async fn run_stability_mcq(
         client.max_concurrency,
         cancel,
         &ns,
+        &progress,
         |item| {
             let client = client.clone();
             let examples = examples_arc.clone();
@@ -902,6 +969,7 @@ async fn run_llm_judge(
     target_client: Arc<Client>,
     judge_client: Arc<Client>,
     cancel: &Cancel,
+    tracker: &Tracker,
     prices: (Option<&crate::config::Price>, Option<&crate::config::Price>),
     report: &mut RunReport,
 ) -> Result<MethodSummary> {
@@ -915,6 +983,7 @@ async fn run_llm_judge(
     if let Some(done) = done_summary(&ns, &ns_dir, &artifacts_dir, total)? {
         return Ok(done);
     }
+    let progress = tracker.progress();
     let examples_arc: Arc<Vec<Example>> = Arc::new(examples.to_vec());
     let method_arc = Arc::new(method.clone());
 
@@ -924,6 +993,7 @@ async fn run_llm_judge(
     let tns_dir = session.dir.join("checkpoints").join(&tns);
     let tartifacts = session.dir.join("artifacts_local").join(&tns);
     let tns_name = tns.clone();
+    tracker.begin_namespace(&tns).await;
     let targets: Outcome<TargetRecord> = methods::run_items(
         &tns_dir,
         &tartifacts,
@@ -931,6 +1001,7 @@ async fn run_llm_judge(
         target_client.max_concurrency,
         cancel,
         &tns,
+        &progress,
         |item| {
             let client = target_client.clone();
             let examples = examples_arc.clone();
@@ -1031,6 +1102,7 @@ async fn run_llm_judge(
         .filter(|i| answers.contains_key(&i.key))
         .collect();
     let ns_name = ns.clone();
+    tracker.begin_namespace(&ns).await;
     let judged: Outcome<JudgeRecord> = methods::run_items(
         &ns_dir,
         &artifacts_dir,
@@ -1038,6 +1110,7 @@ async fn run_llm_judge(
         judge_client.max_concurrency,
         cancel,
         &ns,
+        &progress,
         |item| {
             let client = judge_client.clone();
             let examples = examples_arc.clone();

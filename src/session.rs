@@ -53,6 +53,9 @@ pub struct Manifest {
     /// Method namespaces claimed so far, with their settings.
     #[serde(default)]
     pub namespaces: serde_json::Map<String, Value>,
+    /// Gold label counts of the selected examples.
+    #[serde(default)]
+    pub label_counts: std::collections::BTreeMap<String, usize>,
 }
 
 /// `method_settings.json` in a namespace directory.
@@ -179,6 +182,8 @@ pub struct NewSession<'a> {
     pub config: Value,
     /// Selected uuids in order.
     pub example_ids: Vec<String>,
+    /// Gold label counts of the selection.
+    pub label_counts: std::collections::BTreeMap<String, usize>,
 }
 
 /// Opens (creating if needed) and locks the session for `spec`. An existing
@@ -215,6 +220,7 @@ pub fn open_or_create(runs_dir: &Path, spec: NewSession<'_>) -> Result<Session> 
         n_examples: spec.example_ids.len(),
         example_ids: spec.example_ids,
         namespaces: Default::default(),
+        label_counts: spec.label_counts,
     };
     std::fs::create_dir_all(dir.join("checkpoints"))?;
     std::fs::create_dir_all(dir.join("artifacts_local"))?;
@@ -387,6 +393,7 @@ mod tests {
             payload,
             config: json!({}),
             example_ids: vec!["a".into()],
+            label_counts: Default::default(),
         }
     }
 

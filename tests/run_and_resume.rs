@@ -133,7 +133,7 @@ fn kill_nine_at_random_points_then_resume_matches_uninterrupted_run() {
     let reference = Workspace::new();
     let opts = Opts {
         n_per_label: Some(40),
-        latency_ms: 15,
+        latency_ms: 40,
         concurrency: 4,
         ..Opts::default()
     };

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -156,6 +157,51 @@ pub fn wall_secs(ns_dir: &Path) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Live counters of the namespace being run, read by the tracker's progress
+/// metrics. The engine resets them when it starts a namespace.
+#[derive(Debug)]
+pub struct Progress {
+    /// Items in the namespace.
+    pub total: AtomicUsize,
+    /// Items with a result (earlier runs included).
+    pub done: AtomicUsize,
+    /// Items that failed in this run.
+    pub failed: AtomicUsize,
+    /// Items finished by this process (for the request rate).
+    pub finished_here: AtomicUsize,
+    started: std::sync::Mutex<std::time::Instant>,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress {
+            total: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+            finished_here: AtomicUsize::new(0),
+            started: std::sync::Mutex::new(std::time::Instant::now()),
+        }
+    }
+}
+
+impl Progress {
+    /// Starts counting a namespace of `total` items of which `done` exist.
+    pub fn reset(&self, total: usize, done: usize) {
+        self.total.store(total, Ordering::Relaxed);
+        self.done.store(done, Ordering::Relaxed);
+        self.failed.store(0, Ordering::Relaxed);
+        self.finished_here.store(0, Ordering::Relaxed);
+        if let Ok(mut s) = self.started.lock() {
+            *s = std::time::Instant::now();
+        }
+    }
+
+    /// Time since [`Progress::reset`].
+    pub fn elapsed(&self) -> Duration {
+        self.started.lock().map(|s| s.elapsed()).unwrap_or_default()
+    }
+}
+
 /// A line of `errors.jsonl`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorLine {
@@ -229,6 +275,7 @@ pub struct Outcome<R> {
 }
 
 /// Runs `work` over every item not already in the namespace's results.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_items<R, F, Fut>(
     ns_dir: &Path,
     artifacts_dir: &Path,
@@ -236,6 +283,7 @@ pub async fn run_items<R, F, Fut>(
     concurrency: usize,
     cancel: &Cancel,
     label: &str,
+    progress: &Progress,
     work: F,
 ) -> Result<Outcome<R>>
 where
@@ -289,6 +337,7 @@ where
     );
     bar.set_prefix(label.to_string());
     bar.set_position(resumed as u64);
+    progress.reset(resumed + pending.len(), resumed);
 
     let mut failed = Vec::new();
     let mut fatal: Option<String> = None;
@@ -329,6 +378,8 @@ where
                     }
                 }
                 results.insert(key, record);
+                progress.done.fetch_add(1, Ordering::Relaxed);
+                progress.finished_here.fetch_add(1, Ordering::Relaxed);
             }
             Err(error) => {
                 errors_w.append(&ErrorLine {
@@ -343,6 +394,7 @@ where
                     fatal_seen.cancel();
                 }
                 failed.push((key, error.message));
+                progress.failed.fetch_add(1, Ordering::Relaxed);
             }
         }
         bar.inc(1);

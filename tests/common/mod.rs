@@ -2,6 +2,8 @@
 //! location of the shared When2Call test file.
 #![allow(dead_code)]
 
+pub mod mlflow;
+
 use assert_cmd::Command;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -148,8 +150,21 @@ pub fn w2c(dir: &Path) -> Command {
     c.current_dir(dir)
         .env_remove("W2C_RUN_KEY")
         .env_remove("W2C_RUNS_DIR");
+    for var in MLFLOW_VARS {
+        c.env_remove(var);
+    }
     c
 }
+
+/// MLflow variables removed from every child so tests are hermetic.
+pub const MLFLOW_VARS: &[&str] = &[
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_EXPERIMENT_NAME",
+    "MLFLOW_ENABLE_TRACKING",
+];
 
 /// The only session directory under `runs/<run_key>/sessions`.
 pub fn only_session(runs: &Path, run_key: &str) -> PathBuf {
@@ -281,6 +296,7 @@ pub fn spawn_run(ws: &Workspace, cfg: &Path) -> std::process::Child {
         .current_dir(ws.path())
         .args(["run", "--run-key", "k", "--config"])
         .arg(cfg)
+        .env_remove("MLFLOW_TRACKING_URI")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

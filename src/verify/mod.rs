@@ -8,6 +8,9 @@
 //! errors; a namespace with every result but no `_DONE.json` is reported;
 //! `metrics.json` recomputes from `predictions.jsonl`. Sessions without
 //! `mlflow_ids.json` are offline: tracking is reported as not checked.
+//! [`tracking`] adds the checks against the MLflow server.
+
+pub mod tracking;
 
 use crate::checkpoint::{file_digest, load_jsonl, read_json};
 use crate::fingerprint::sha256_hex;
@@ -33,6 +36,9 @@ pub enum Status {
     Missing,
     /// Not checked (e.g. an offline session's tracking), with the reason.
     NotChecked,
+    /// Could not be checked: the tracking server is unreachable or refused
+    /// the credentials.
+    CannotCheck,
 }
 
 /// One line of the verification report.
@@ -97,12 +103,15 @@ pub fn verify_local(found: &FoundSession) -> Vec<Check> {
             ),
         );
     }
-    if !found.dir.join("mlflow_ids.json").exists() {
-        c.push(
+    let ids = crate::tracking::ids::MlflowIds::load(&found.dir);
+    match &ids {
+        Ok(ids) if ids.mode == crate::tracking::ids::Mode::Online => {}
+        Ok(_) => c.push(
             "tracking",
             Status::NotChecked,
-            "offline session (no mlflow_ids.json): tracking not checked",
-        );
+            "offline session: tracking not checked (`w2c sync` sends it to MLflow)",
+        ),
+        Err(e) => c.push("tracking", Status::Mismatch, format!("{e:#}")),
     }
     for (ns, _settings) in session::namespaces(&found.dir) {
         c.namespace = ns.clone();
@@ -330,4 +339,11 @@ pub fn all_ok(checks: &[Check]) -> bool {
     checks
         .iter()
         .all(|c| matches!(c.status, Status::Ok | Status::NotChecked))
+}
+
+/// Whether some check found a difference (MISMATCH or MISSING).
+pub fn any_mismatch(checks: &[Check]) -> bool {
+    checks
+        .iter()
+        .any(|c| matches!(c.status, Status::Mismatch | Status::Missing))
 }

@@ -1,0 +1,627 @@
+//! Mirroring one session into MLflow: find-or-create the parent and child
+//! runs (reconnecting by stored id, then by tags, never duplicating), log
+//! params once, final metrics idempotently, artifacts by sha256, and status.
+//!
+//! Everything here is derived from the session directory, so the same code
+//! serves a live run and a later `w2c sync`.
+
+use super::flatten::{self, batches};
+use super::ids::{
+    ArtifactManifest, ManifestEntry, MlflowIds, Mode, UploadManifest, Uploaded, ARTIFACT_MANIFEST,
+};
+use super::rest::{status, KeyValue, MetricPoint, MlflowClient, MlflowError, Run};
+use crate::methods::files;
+use crate::session::Manifest;
+use anyhow::{Context, Result};
+use futures::StreamExt;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// Tag holding the session fingerprint (parent and children).
+pub const TAG_FINGERPRINT: &str = "w2c.fingerprint";
+/// Tag holding the run key (parent and children).
+pub const TAG_RUN_KEY: &str = "w2c.run_key";
+/// Tag: `session` on the parent, `method` on children.
+pub const TAG_KIND: &str = "w2c.kind";
+/// Tag holding the method of a child.
+pub const TAG_METHOD: &str = "w2c.method";
+/// Tag holding the namespace of a child.
+pub const TAG_NAMESPACE: &str = "w2c.namespace";
+/// MLflow's parent link.
+pub const TAG_PARENT: &str = "mlflow.parentRunId";
+/// Parallel artifact uploads.
+const UPLOAD_CONCURRENCY: usize = 4;
+
+/// A param whose value in MLflow differs from the session's.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("MLflow run {run_id} already has param `{key}` = `{remote}`, but this session has `{local}`: the session's config changed since it was first tracked (start a new session, or track it in another experiment)")]
+pub struct ParamConflict {
+    /// The run.
+    pub run_id: String,
+    /// The param.
+    pub key: String,
+    /// Value in MLflow.
+    pub remote: String,
+    /// Value in the session.
+    pub local: String,
+}
+
+/// Mirrors one session directory into one experiment.
+pub struct Mirror {
+    /// The REST client.
+    pub client: MlflowClient,
+    /// The session directory.
+    pub session_dir: PathBuf,
+    /// The session manifest.
+    pub manifest: Manifest,
+    /// The ids record (saved after every change).
+    pub ids: MlflowIds,
+    uploads: UploadManifest,
+    experiment_id: String,
+    parent: Option<Run>,
+    children: HashMap<String, Run>,
+}
+
+/// Whether an error is worth retrying later (server down, timeout, 5xx).
+pub fn is_transient(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<MlflowError>()
+        .is_some_and(MlflowError::is_transient)
+}
+
+impl Mirror {
+    /// Connects to the experiment (created if needed) and records the server
+    /// in `mlflow_ids.json`. Stored run ids from another server are dropped.
+    pub async fn connect(
+        client: MlflowClient,
+        experiment: &str,
+        session_dir: &Path,
+        manifest: Manifest,
+    ) -> Result<Mirror> {
+        let mut ids = MlflowIds::load(session_dir)?;
+        let uri = client.base().to_string();
+        let experiment_id = client.ensure_experiment(experiment).await?;
+        if ids.tracking_uri.as_deref() != Some(uri.as_str())
+            || ids.experiment_id.as_deref() != Some(experiment_id.as_str())
+        {
+            ids.parent_run_id = None;
+            ids.child_run_ids.clear();
+        }
+        ids.mode = Mode::Online;
+        ids.tracking_uri = Some(uri);
+        ids.experiment_name = Some(experiment.to_string());
+        ids.experiment_id = Some(experiment_id.clone());
+        ids.synced = false;
+        ids.save(session_dir)?;
+        Ok(Mirror {
+            client,
+            session_dir: session_dir.to_path_buf(),
+            manifest,
+            ids,
+            uploads: UploadManifest::load(session_dir),
+            experiment_id,
+            parent: None,
+            children: HashMap::new(),
+        })
+    }
+
+    fn fingerprint(&self) -> &str {
+        &self.manifest.fingerprint
+    }
+
+    fn session_filter(&self) -> String {
+        format!(
+            "tags.`{TAG_FINGERPRINT}` = '{}' and tags.`{TAG_RUN_KEY}` = '{}'",
+            self.manifest.fingerprint, self.manifest.run_key
+        )
+    }
+
+    /// Reuses the stored run if it still exists, is active and belongs to
+    /// this session; otherwise the oldest run matching `filter`; otherwise a
+    /// new one (whose id is saved at once).
+    async fn find_or_create(
+        &mut self,
+        stored: Option<String>,
+        filter: String,
+        name: &str,
+        tags: Vec<KeyValue>,
+        check: impl Fn(&Run) -> bool,
+    ) -> Result<Run> {
+        if let Some(id) = stored {
+            if let Some(run) = self.client.get_run(&id).await? {
+                if run.is_active() && check(&run) {
+                    return Ok(run);
+                }
+            }
+        }
+        let filter = format!("{} and {filter}", self.session_filter());
+        // A create whose reply was lost may still have made the run: search
+        // again before every create.
+        let mut last_err = None;
+        for _ in 0..3 {
+            let found = self
+                .client
+                .search_runs(&self.experiment_id, &filter)
+                .await?;
+            if let Some(run) = found.into_iter().next() {
+                return Ok(run);
+            }
+            match self
+                .client
+                .create_run(&self.experiment_id, name, &tags)
+                .await
+            {
+                Ok(run) => return Ok(run),
+                Err(e) if e.is_transient() => {
+                    last_err = Some(e);
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(last_err
+            .map(anyhow::Error::from)
+            .unwrap_or_else(|| anyhow::anyhow!("could not create run `{name}`")))
+    }
+
+    fn parent_tags(&self) -> Vec<KeyValue> {
+        let m = &self.manifest;
+        let mut tags = vec![
+            KeyValue::new(TAG_FINGERPRINT, &m.fingerprint),
+            KeyValue::new(TAG_RUN_KEY, &m.run_key),
+            KeyValue::new(TAG_KIND, "session"),
+            KeyValue::new("w2c.version", env!("CARGO_PKG_VERSION")),
+            KeyValue::new("w2c.session_dir", self.session_dir.display().to_string()),
+            KeyValue::new("mlflow.source.name", "w2c"),
+            KeyValue::new("mlflow.source.type", "LOCAL"),
+            KeyValue::new(
+                "mlflow.note.content",
+                format!(
+                    "When2Call evaluation session `{}` (run key `{}`), {} examples. The local record is `{}`; one child run per method namespace.",
+                    crate::fingerprint::short(&m.fingerprint),
+                    m.run_key,
+                    m.n_examples,
+                    self.session_dir.display()
+                ),
+            ),
+        ];
+        if let Ok(user) = std::env::var("USER") {
+            tags.push(KeyValue::new("mlflow.user", user));
+        }
+        for (tag, pointer) in [
+            ("w2c.target_model", "/models/target"),
+            ("w2c.judge_model", "/models/judge"),
+        ] {
+            if let Some(v) = m.config.pointer(pointer).and_then(Value::as_str) {
+                tags.push(KeyValue::new(tag, v));
+            }
+        }
+        tags
+    }
+
+    /// Name of the parent run.
+    pub fn parent_name(&self) -> String {
+        format!(
+            "{}-{}",
+            self.manifest.run_key,
+            crate::fingerprint::prefix(&self.manifest.fingerprint, 8)
+        )
+    }
+
+    /// Finds or creates the parent run, sets its tags and logs its params
+    /// (once: an identical value is skipped, a different one is a
+    /// [`ParamConflict`]).
+    pub async fn ensure_parent(&mut self) -> Result<Run> {
+        if let Some(run) = &self.parent {
+            return Ok(run.clone());
+        }
+        let fp = self.fingerprint().to_string();
+        let tags = self.parent_tags();
+        let run = self
+            .find_or_create(
+                self.ids.parent_run_id.clone(),
+                format!("tags.`{TAG_KIND}` = 'session'"),
+                &self.parent_name(),
+                tags.clone(),
+                |r| r.tag(TAG_FINGERPRINT) == Some(fp.as_str()) && r.tag(TAG_PARENT).is_none(),
+            )
+            .await?;
+        if self.ids.parent_run_id.as_deref() != Some(run.info.run_id.as_str()) {
+            self.ids.parent_run_id = Some(run.info.run_id.clone());
+            self.ids.save(&self.session_dir)?;
+        }
+        let params = self.parent_params();
+        self.log_params_and_tags(&run, params, tags).await?;
+        self.parent = Some(run.clone());
+        Ok(run)
+    }
+
+    /// The parent's params: the resolved config (`config.*`), the
+    /// fingerprint payload (`inputs.*`), label counts and session identity.
+    pub fn parent_params(&self) -> Vec<(String, String)> {
+        let m = &self.manifest;
+        let mut out = Vec::new();
+        let mut config = m.config.clone();
+        if let Some(obj) = config.as_object_mut() {
+            // Where the session is tracked is not part of the evaluation.
+            obj.remove("tracking");
+        }
+        flatten::flatten_params("config", &config, &mut out);
+        flatten::flatten_params("inputs", &m.fingerprint_payload, &mut out);
+        for (label, n) in &m.label_counts {
+            out.push((
+                flatten::sanitize_key(&format!("dataset.label_counts.{label}")),
+                n.to_string(),
+            ));
+        }
+        out.push(("session.fingerprint".into(), m.fingerprint.clone()));
+        out.push(("session.run_key".into(), m.run_key.clone()));
+        out.push(("session.n_examples".into(), m.n_examples.to_string()));
+        out
+    }
+
+    async fn log_params_and_tags(
+        &mut self,
+        run: &Run,
+        params: Vec<(String, String)>,
+        tags: Vec<KeyValue>,
+    ) -> Result<()> {
+        let remote: BTreeMap<&str, &str> = run
+            .data
+            .params
+            .iter()
+            .map(|p| (p.key.as_str(), p.value.as_str()))
+            .collect();
+        let mut to_send = Vec::new();
+        let mut long = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (key, value) in params {
+            if !seen.insert(key.clone()) {
+                continue;
+            }
+            let value = if value.chars().count() > flatten::MAX_PARAM_CHARS {
+                let rel = format!("params/{key}.txt");
+                let pointer = format!(
+                    "(too long for a param: see artifact {rel}, sha256 {})",
+                    crate::fingerprint::sha256_hex(value.as_bytes())
+                );
+                long.push((rel, value));
+                pointer
+            } else {
+                value
+            };
+            match remote.get(key.as_str()) {
+                Some(r) if *r == value => {}
+                Some(r) => {
+                    return Err(ParamConflict {
+                        run_id: run.info.run_id.clone(),
+                        key,
+                        remote: r.to_string(),
+                        local: value,
+                    }
+                    .into())
+                }
+                None => to_send.push(KeyValue::new(key, value)),
+            }
+        }
+        for b in batches(Vec::new(), to_send, tags) {
+            self.client
+                .log_batch(&run.info.run_id, &b.metrics, &b.params, &b.tags)
+                .await?;
+        }
+        if !long.is_empty() {
+            let dir = self.session_dir.join("artifacts_local").join("_params");
+            let mut files = Vec::new();
+            for (rel, value) in long {
+                let local = dir.join(rel.trim_start_matches("params/"));
+                crate::checkpoint::write_bytes_atomic(&local, value.as_bytes())?;
+                files.push((rel, local));
+            }
+            self.upload(run, files, false).await?;
+        }
+        Ok(())
+    }
+
+    /// Finds or creates the child run of a namespace under the parent, tags
+    /// it and logs its params (the method settings).
+    pub async fn ensure_child(&mut self, ns: &str) -> Result<Run> {
+        if let Some(run) = self.children.get(ns) {
+            return Ok(run.clone());
+        }
+        let parent = self.ensure_parent().await?;
+        let settings = crate::session::namespaces(&self.session_dir)
+            .into_iter()
+            .find(|(n, _)| n == ns)
+            .map(|(_, s)| s)
+            .with_context(|| format!("namespace `{ns}` has no method_settings.json"))?;
+        let m = &self.manifest;
+        let mut tags = vec![
+            KeyValue::new(TAG_PARENT, &parent.info.run_id),
+            KeyValue::new(TAG_FINGERPRINT, &m.fingerprint),
+            KeyValue::new(TAG_RUN_KEY, &m.run_key),
+            KeyValue::new(TAG_KIND, "method"),
+            KeyValue::new(TAG_METHOD, &settings.method),
+            KeyValue::new(TAG_NAMESPACE, ns),
+            KeyValue::new("w2c.settings_hash", &settings.settings_hash),
+            KeyValue::new("w2c.version", env!("CARGO_PKG_VERSION")),
+            KeyValue::new("mlflow.source.name", "w2c"),
+            KeyValue::new("mlflow.source.type", "LOCAL"),
+        ];
+        if let Ok(user) = std::env::var("USER") {
+            tags.push(KeyValue::new("mlflow.user", user));
+        }
+        let ns_owned = ns.to_string();
+        let fp = m.fingerprint.clone();
+        let run = self
+            .find_or_create(
+                self.ids.child_run_ids.get(ns).cloned(),
+                format!("tags.`{TAG_NAMESPACE}` = '{ns}'"),
+                ns,
+                tags.clone(),
+                move |r| {
+                    r.tag(TAG_NAMESPACE) == Some(ns_owned.as_str())
+                        && r.tag(TAG_FINGERPRINT) == Some(fp.as_str())
+                },
+            )
+            .await?;
+        if self.ids.child_run_ids.get(ns) != Some(&run.info.run_id) {
+            self.ids
+                .child_run_ids
+                .insert(ns.to_string(), run.info.run_id.clone());
+            self.ids.save(&self.session_dir)?;
+        }
+        let mut params = vec![
+            ("namespace".to_string(), ns.to_string()),
+            ("method".to_string(), settings.method.clone()),
+            ("settings_hash".to_string(), settings.settings_hash.clone()),
+        ];
+        flatten::flatten_params("settings", &settings.settings, &mut params);
+        // Tags are upserted, which also re-links a child whose parent was
+        // replaced.
+        self.log_params_and_tags(&run, params, tags).await?;
+        self.children.insert(ns.to_string(), run.clone());
+        Ok(run)
+    }
+
+    /// Logs the final metrics of a finished namespace from its
+    /// `metrics.json`, stamped with the `_DONE.json` time so that logging
+    /// them again adds nothing.
+    pub async fn log_final_metrics(&mut self, ns: &str) -> Result<usize> {
+        let run = self.ensure_child(ns).await?;
+        let done: crate::runner::DoneMarker = crate::checkpoint::read_json(
+            &self
+                .session_dir
+                .join("checkpoints")
+                .join(ns)
+                .join(files::DONE),
+        )?;
+        let metrics_path = self
+            .session_dir
+            .join("artifacts_local")
+            .join(ns)
+            .join("metrics.json");
+        if !metrics_path.exists() {
+            // Namespaces without metrics of their own (`llm_judge.target`).
+            return Ok(0);
+        }
+        let file: Value = crate::checkpoint::read_json(&metrics_path)?;
+        let timestamp = chrono::DateTime::parse_from_rfc3339(&done.done_at)
+            .map(|t| t.timestamp_millis())
+            .unwrap_or(0);
+        let points: Vec<MetricPoint> = flatten::final_metrics(&file)
+            .into_iter()
+            .map(|(key, value)| MetricPoint {
+                key,
+                value,
+                timestamp,
+                step: 0,
+            })
+            .collect();
+        let n = points.len();
+        for b in batches(points, Vec::new(), Vec::new()) {
+            self.client
+                .log_batch(&run.info.run_id, &b.metrics, &b.params, &b.tags)
+                .await?;
+        }
+        Ok(n)
+    }
+
+    /// Uploads a namespace's `artifacts_local/<ns>/` tree and its checkpoints
+    /// (as `checkpoints/`) to its child run, with an `artifact_manifest.json`
+    /// listing every file. Files already uploaded with the same sha256 are
+    /// skipped; with `repair`, the remote listing is checked too and missing
+    /// or resized files are sent again.
+    pub async fn upload_namespace(&mut self, ns: &str, repair: bool) -> Result<usize> {
+        let run = self.ensure_child(ns).await?;
+        let artifacts = self.session_dir.join("artifacts_local").join(ns);
+        let checkpoints = self.session_dir.join("checkpoints").join(ns);
+        let mut files = local_files(&artifacts, "")?;
+        files.retain(|(rel, _)| rel != ARTIFACT_MANIFEST);
+        files.extend(local_files(&checkpoints, "checkpoints")?);
+        let mut entries = Vec::new();
+        for (rel, path) in &files {
+            let (sha256, size) = crate::checkpoint::file_digest(path)?;
+            entries.push(ManifestEntry {
+                path: rel.clone(),
+                size,
+                sha256,
+            });
+        }
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        let manifest = ArtifactManifest {
+            fingerprint: self.manifest.fingerprint.clone(),
+            namespace: ns.to_string(),
+            written_at: crate::session::now_utc(),
+            files: entries,
+        };
+        let manifest_path = artifacts.join(ARTIFACT_MANIFEST);
+        let previous: Option<ArtifactManifest> = crate::checkpoint::read_json(&manifest_path).ok();
+        // Rewrite only when the file list changed, so an unchanged namespace
+        // uploads nothing.
+        if previous.as_ref().map(|p| &p.files) != Some(&manifest.files) {
+            crate::checkpoint::write_json_atomic(&manifest_path, &manifest)?;
+        }
+        files.push((ARTIFACT_MANIFEST.to_string(), manifest_path));
+        self.upload(&run, files, repair).await
+    }
+
+    /// Uploads `manifest.json` to the parent run.
+    pub async fn upload_session_files(&mut self, repair: bool) -> Result<usize> {
+        let run = self.ensure_parent().await?;
+        let files = vec![(
+            "manifest.json".to_string(),
+            self.session_dir.join("manifest.json"),
+        )];
+        self.upload(&run, files, repair).await
+    }
+
+    async fn upload(
+        &mut self,
+        run: &Run,
+        files: Vec<(String, PathBuf)>,
+        repair: bool,
+    ) -> Result<usize> {
+        let run_id = run.info.run_id.clone();
+        let remote_sizes: Option<BTreeMap<String, u64>> = if repair {
+            Some(
+                self.client
+                    .list_artifacts(&run_id)
+                    .await?
+                    .into_iter()
+                    .map(|f| (f.path, f.file_size.unwrap_or(0)))
+                    .collect(),
+            )
+        } else {
+            None
+        };
+        let known = self.uploads.runs.entry(run_id.clone()).or_default();
+        let mut todo = Vec::new();
+        for (rel, path) in files {
+            let (sha256, bytes) = crate::checkpoint::file_digest(&path)?;
+            let up = Uploaded { sha256, bytes };
+            let remote_ok = remote_sizes
+                .as_ref()
+                .is_none_or(|r| r.get(&rel) == Some(&bytes));
+            if known.get(&rel) == Some(&up) && remote_ok {
+                continue;
+            }
+            todo.push((rel, path, up));
+        }
+        let client = &self.client;
+        let uri = run.info.artifact_uri.clone();
+        let results: Vec<(String, Uploaded, Result<(), MlflowError>)> =
+            futures::stream::iter(todo.into_iter().map(|(rel, path, up)| {
+                let uri = uri.clone();
+                async move {
+                    let r = client.upload_artifact(&uri, &rel, &path).await;
+                    (rel, up, r)
+                }
+            }))
+            .buffer_unordered(UPLOAD_CONCURRENCY)
+            .collect()
+            .await;
+        let mut sent = 0;
+        let mut first_err = None;
+        let known = self.uploads.runs.entry(run_id).or_default();
+        for (rel, up, r) in results {
+            match r {
+                Ok(()) => {
+                    known.insert(rel, up);
+                    sent += 1;
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if sent > 0 {
+            self.uploads.save(&self.session_dir)?;
+        }
+        match first_err {
+            Some(e) => Err(e.into()),
+            None => Ok(sent),
+        }
+    }
+
+    /// Sets a child run's status.
+    pub async fn set_child_status(&mut self, ns: &str, status: &str) -> Result<()> {
+        let run = self.ensure_child(ns).await?;
+        self.client.set_status(&run.info.run_id, status).await?;
+        Ok(())
+    }
+
+    /// Sets the parent's status.
+    pub async fn set_parent_status(&mut self, status: &str) -> Result<()> {
+        let run = self.ensure_parent().await?;
+        self.client.set_status(&run.info.run_id, status).await?;
+        Ok(())
+    }
+
+    /// Brings a namespace fully up to date: child, params, final metrics
+    /// (when done), artifacts and `status`.
+    pub async fn push_namespace(&mut self, ns: &str, status: &str, repair: bool) -> Result<()> {
+        self.ensure_child(ns).await?;
+        if namespace_done(&self.session_dir, ns) {
+            self.log_final_metrics(ns).await?;
+        }
+        self.upload_namespace(ns, repair).await?;
+        self.set_child_status(ns, status).await
+    }
+}
+
+/// Whether a namespace has its `_DONE.json`.
+pub fn namespace_done(session_dir: &Path, ns: &str) -> bool {
+    session_dir
+        .join("checkpoints")
+        .join(ns)
+        .join(files::DONE)
+        .exists()
+}
+
+/// The status a stopped namespace mirrors: FINISHED when done, KILLED when
+/// its last process was interrupted, FAILED otherwise.
+pub fn stopped_status(session_dir: &Path, ns: &str) -> &'static str {
+    if namespace_done(session_dir, ns) {
+        return status::FINISHED;
+    }
+    let log = crate::checkpoint::load_jsonl::<crate::methods::RunLogLine>(
+        &session_dir
+            .join("checkpoints")
+            .join(ns)
+            .join(files::RUN_LOG),
+    );
+    match log.ok().and_then(|(lines, _)| lines.last().cloned()) {
+        Some(last) if last.cancelled => status::KILLED,
+        _ => status::FAILED,
+    }
+}
+
+/// Regular files under `dir` as (`prefix/relative path`, path), skipping
+/// hidden files (locks, temporary files of atomic writes).
+pub fn local_files(dir: &Path, prefix: &str) -> Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
+    if !dir.exists() {
+        return Ok(out);
+    }
+    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
+        if !entry.file_type().is_file() || entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let rel = entry
+            .path()
+            .strip_prefix(dir)
+            .unwrap_or(entry.path())
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/");
+        let rel = if prefix.is_empty() {
+            rel
+        } else {
+            format!("{prefix}/{rel}")
+        };
+        out.push((rel, entry.path().to_path_buf()));
+    }
+    Ok(out)
+}

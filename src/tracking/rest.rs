@@ -1,0 +1,849 @@
+//! A typed client for the MLflow tracking REST API (`/api/2.0/mlflow/...`) and
+//! the artifact proxy (`/api/2.0/mlflow-artifacts/artifacts/...`).
+//!
+//! It owns the wire details: JSON only on `application/json` replies, ids as
+//! strings, omitted-when-empty fields, `"NaN"` metric values, retries with
+//! backoff on transient failures, and credentials that never appear in an
+//! error message.
+
+use reqwest::{Method, StatusCode, Url};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{json, Value};
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+/// How the client authenticates.
+#[derive(Clone, Default)]
+pub enum Auth {
+    /// No credentials.
+    #[default]
+    None,
+    /// HTTP basic auth (`MLFLOW_TRACKING_USERNAME` / `MLFLOW_TRACKING_PASSWORD`).
+    Basic {
+        /// User name.
+        user: String,
+        /// Password.
+        password: String,
+    },
+    /// A bearer token (`MLFLOW_TRACKING_TOKEN`).
+    Bearer(String),
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print a secret, not even in debug output.
+        match self {
+            Auth::None => f.write_str("none"),
+            Auth::Basic { user, .. } => write!(f, "basic (user {user})"),
+            Auth::Bearer(_) => f.write_str("bearer token"),
+        }
+    }
+}
+
+/// Retry policy for transient failures (connection errors, 408, 429, 5xx).
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// First backoff; doubled on each retry.
+    pub first_backoff: Duration,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 3,
+            first_backoff: Duration::from_millis(500),
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A failed MLflow call.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("MLflow {endpoint}: {detail}")]
+pub struct MlflowError {
+    /// The endpoint, e.g. `runs/create` (never with credentials).
+    pub endpoint: String,
+    /// HTTP status, when a reply arrived.
+    pub status: Option<u16>,
+    /// MLflow's `error_code`, when the reply was JSON.
+    pub error_code: Option<String>,
+    /// A readable description.
+    pub detail: String,
+}
+
+impl MlflowError {
+    /// Whether retrying later could help (no reply, 408, 429 or 5xx).
+    pub fn is_transient(&self) -> bool {
+        match self.status {
+            None => true,
+            Some(s) => s == 408 || s == 429 || s >= 500,
+        }
+    }
+
+    /// Whether the server said the resource does not exist.
+    pub fn is_not_found(&self) -> bool {
+        self.status == Some(404) || self.error_code.as_deref() == Some("RESOURCE_DOES_NOT_EXIST")
+    }
+}
+
+/// A key/value pair (params and tags).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyValue {
+    /// Key.
+    pub key: String,
+    /// Value.
+    #[serde(default)]
+    pub value: String,
+}
+
+impl KeyValue {
+    /// A pair from anything string-like.
+    pub fn new(key: impl Into<String>, value: impl Into<String>) -> Self {
+        KeyValue {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+}
+
+/// One metric point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricPoint {
+    /// Key.
+    pub key: String,
+    /// Value (`NaN` travels as the string `"NaN"`).
+    #[serde(
+        serialize_with = "serialize_metric_value",
+        deserialize_with = "deserialize_metric_value"
+    )]
+    pub value: f64,
+    /// Epoch milliseconds.
+    pub timestamp: i64,
+    /// Step.
+    #[serde(default)]
+    pub step: i64,
+}
+
+fn serialize_metric_value<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if v.is_nan() {
+        s.serialize_str("NaN")
+    } else if v.is_infinite() {
+        s.serialize_str(if *v > 0.0 { "Infinity" } else { "-Infinity" })
+    } else {
+        s.serialize_f64(*v)
+    }
+}
+
+fn deserialize_metric_value<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumOrText {
+        Num(f64),
+        Text(String),
+    }
+    Ok(match NumOrText::deserialize(d)? {
+        NumOrText::Num(v) => v,
+        NumOrText::Text(t) => match t.as_str() {
+            "Infinity" | "inf" => f64::INFINITY,
+            "-Infinity" | "-inf" => f64::NEG_INFINITY,
+            _ => t.parse().unwrap_or(f64::NAN),
+        },
+    })
+}
+
+/// `run.info`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RunInfo {
+    /// Run id.
+    #[serde(default)]
+    pub run_id: String,
+    /// Experiment id.
+    #[serde(default)]
+    pub experiment_id: String,
+    /// Run name.
+    #[serde(default)]
+    pub run_name: String,
+    /// RUNNING, FINISHED, FAILED, KILLED or SCHEDULED.
+    #[serde(default)]
+    pub status: String,
+    /// Start, epoch ms.
+    #[serde(default)]
+    pub start_time: i64,
+    /// End, epoch ms.
+    #[serde(default)]
+    pub end_time: Option<i64>,
+    /// `mlflow-artifacts:/<exp>/<run>/artifacts`.
+    #[serde(default)]
+    pub artifact_uri: String,
+    /// `active` or `deleted`.
+    #[serde(default)]
+    pub lifecycle_stage: String,
+}
+
+/// `run.data`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RunData {
+    /// Latest point of each metric.
+    #[serde(default)]
+    pub metrics: Vec<MetricPoint>,
+    /// Params.
+    #[serde(default)]
+    pub params: Vec<KeyValue>,
+    /// Tags.
+    #[serde(default)]
+    pub tags: Vec<KeyValue>,
+}
+
+/// A run as the server returns it.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Run {
+    /// Info.
+    #[serde(default)]
+    pub info: RunInfo,
+    /// Data.
+    #[serde(default)]
+    pub data: RunData,
+}
+
+impl Run {
+    /// The value of a tag.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.data
+            .tags
+            .iter()
+            .find(|t| t.key == key)
+            .map(|t| t.value.as_str())
+    }
+
+    /// Whether the run is not deleted.
+    pub fn is_active(&self) -> bool {
+        self.info.lifecycle_stage != "deleted"
+    }
+}
+
+/// An experiment.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Experiment {
+    /// Id.
+    #[serde(default)]
+    pub experiment_id: String,
+    /// Name.
+    #[serde(default)]
+    pub name: String,
+    /// `active` or `deleted`.
+    #[serde(default)]
+    pub lifecycle_stage: String,
+}
+
+/// An artifact listing entry.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FileInfo {
+    /// Path relative to the run's artifact root.
+    pub path: String,
+    /// Whether it is a directory.
+    #[serde(default)]
+    pub is_dir: bool,
+    /// Size in bytes (absent for directories and empty files).
+    #[serde(default)]
+    pub file_size: Option<u64>,
+}
+
+/// Run status values the server accepts (it silently ignores others).
+pub mod status {
+    /// Running.
+    pub const RUNNING: &str = "RUNNING";
+    /// Finished.
+    pub const FINISHED: &str = "FINISHED";
+    /// Failed.
+    pub const FAILED: &str = "FAILED";
+    /// Killed.
+    pub const KILLED: &str = "KILLED";
+}
+
+/// A client bound to one tracking server.
+#[derive(Debug, Clone)]
+pub struct MlflowClient {
+    base: Url,
+    http: reqwest::Client,
+    auth: Auth,
+    retry: RetryPolicy,
+}
+
+/// Current time in epoch milliseconds.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl MlflowClient {
+    /// A client for `base` (an http(s) URL without credentials).
+    pub fn new(
+        base: Url,
+        auth: Auth,
+        retry: RetryPolicy,
+        insecure_tls: bool,
+    ) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(retry.timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("w2c/", env!("CARGO_PKG_VERSION")))
+            .danger_accept_invalid_certs(insecure_tls)
+            .build()?;
+        Ok(MlflowClient {
+            base,
+            http,
+            auth,
+            retry,
+        })
+    }
+
+    /// The server's base URL (never with credentials).
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    fn url(&self, segments: &[&str]) -> Result<Url, MlflowError> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|_| MlflowError {
+                endpoint: segments.join("/"),
+                status: None,
+                error_code: None,
+                detail: "the tracking URI cannot be a base URL".into(),
+            })?
+            .pop_if_empty()
+            .extend(segments);
+        Ok(url)
+    }
+
+    fn api_url(&self, endpoint: &str) -> Result<Url, MlflowError> {
+        let mut segments = vec!["api", "2.0", "mlflow"];
+        segments.extend(endpoint.split('/'));
+        self.url(&segments)
+    }
+
+    /// Sends a request, retrying transient failures. `body` is rebuilt for
+    /// each attempt.
+    async fn send(
+        &self,
+        endpoint: &str,
+        make: impl Fn() -> Result<reqwest::RequestBuilder, MlflowError>,
+    ) -> Result<reqwest::Response, MlflowError> {
+        let mut attempt = 0;
+        loop {
+            let req = make()?;
+            let req = match &self.auth {
+                Auth::None => req,
+                Auth::Basic { user, password } => req.basic_auth(user, Some(password)),
+                Auth::Bearer(token) => req.bearer_auth(token),
+            };
+            let result = req.send().await;
+            let (err, retry_after) = match result {
+                Ok(resp) if resp.status().is_success() => return Ok(resp),
+                Ok(resp) => {
+                    let retry_after = resp
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<f64>().ok())
+                        .map(|s| Duration::from_secs_f64(s.clamp(0.0, 60.0)));
+                    (http_error(endpoint, resp).await, retry_after)
+                }
+                Err(e) => (transport_error(endpoint, &e), None),
+            };
+            if !err.is_transient() || attempt >= self.retry.max_retries {
+                return Err(err);
+            }
+            let backoff = self.retry.first_backoff * 2u32.saturating_pow(attempt);
+            let jitter = Duration::from_millis(rand::random::<u64>() % 100);
+            tokio::time::sleep(retry_after.unwrap_or(backoff) + jitter).await;
+            attempt += 1;
+        }
+    }
+
+    async fn post(&self, endpoint: &str, body: &Value) -> Result<Value, MlflowError> {
+        let url = self.api_url(endpoint)?;
+        let resp = self
+            .send(endpoint, || {
+                Ok(self
+                    .http
+                    .request(Method::POST, url.clone())
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.to_string()))
+            })
+            .await?;
+        json_body(endpoint, resp).await
+    }
+
+    async fn get(&self, endpoint: &str, query: &[(&str, &str)]) -> Result<Value, MlflowError> {
+        let url = self.api_url(endpoint)?;
+        let resp = self
+            .send(endpoint, || {
+                Ok(self.http.request(Method::GET, url.clone()).query(query))
+            })
+            .await?;
+        json_body(endpoint, resp).await
+    }
+
+    /// `GET /health`: whether the server answers.
+    pub async fn health(&self) -> Result<(), MlflowError> {
+        let url = self.url(&["health"])?;
+        self.send("health", || Ok(self.http.get(url.clone())))
+            .await
+            .map(|_| ())
+    }
+
+    /// The experiment with this name, if any (deleted ones included).
+    pub async fn experiment_by_name(&self, name: &str) -> Result<Option<Experiment>, MlflowError> {
+        match self
+            .get("experiments/get-by-name", &[("experiment_name", name)])
+            .await
+        {
+            Ok(v) => Ok(Some(parse("experiments/get-by-name", &v["experiment"])?)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The id of the experiment `name`, created if needed (race-safe) and
+    /// restored if it was deleted.
+    pub async fn ensure_experiment(&self, name: &str) -> Result<String, MlflowError> {
+        for _ in 0..3 {
+            if let Some(exp) = self.experiment_by_name(name).await? {
+                if exp.lifecycle_stage == "deleted" {
+                    self.post(
+                        "experiments/restore",
+                        &json!({"experiment_id": exp.experiment_id}),
+                    )
+                    .await?;
+                }
+                return Ok(exp.experiment_id);
+            }
+            match self
+                .post("experiments/create", &json!({"name": name}))
+                .await
+            {
+                Ok(v) => {
+                    if let Some(id) = v["experiment_id"].as_str() {
+                        return Ok(id.to_string());
+                    }
+                }
+                Err(e) if e.error_code.as_deref() == Some("RESOURCE_ALREADY_EXISTS") => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(MlflowError {
+            endpoint: "experiments/create".into(),
+            status: None,
+            error_code: None,
+            detail: format!("could not get or create experiment `{name}`"),
+        })
+    }
+
+    /// Creates a run. Not retried: a lost reply could leave a run behind, so
+    /// callers search by tags before trying again.
+    pub async fn create_run(
+        &self,
+        experiment_id: &str,
+        run_name: &str,
+        tags: &[KeyValue],
+    ) -> Result<Run, MlflowError> {
+        let user = std::env::var("USER").unwrap_or_default();
+        let body = json!({
+            "experiment_id": experiment_id,
+            "run_name": run_name,
+            "start_time": now_ms(),
+            "user_id": user,
+            "tags": tags,
+        });
+        let endpoint = "runs/create";
+        let url = self.api_url(endpoint)?;
+        let mut req = self
+            .http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+        req = match &self.auth {
+            Auth::None => req,
+            Auth::Basic { user, password } => req.basic_auth(user, Some(password)),
+            Auth::Bearer(token) => req.bearer_auth(token),
+        };
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| transport_error(endpoint, &e))?;
+        if !resp.status().is_success() {
+            return Err(http_error(endpoint, resp).await);
+        }
+        let v = json_body(endpoint, resp).await?;
+        parse(endpoint, &v["run"])
+    }
+
+    /// The run, or `None` when the server does not know it. Deleted runs are
+    /// returned (check [`Run::is_active`]).
+    pub async fn get_run(&self, run_id: &str) -> Result<Option<Run>, MlflowError> {
+        match self.get("runs/get", &[("run_id", run_id)]).await {
+            Ok(v) => Ok(Some(parse("runs/get", &v["run"])?)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Active runs of an experiment matching `filter`, oldest first.
+    pub async fn search_runs(
+        &self,
+        experiment_id: &str,
+        filter: &str,
+    ) -> Result<Vec<Run>, MlflowError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut body = json!({
+                "experiment_ids": [experiment_id],
+                "filter": filter,
+                "max_results": 1000,
+                "order_by": ["attributes.start_time ASC"],
+                "run_view_type": "ACTIVE_ONLY",
+            });
+            if let Some(t) = &token {
+                body["page_token"] = json!(t);
+            }
+            let v = self.post("runs/search", &body).await?;
+            let runs: Vec<Run> = parse("runs/search", &v["runs"]).unwrap_or_default();
+            out.extend(runs);
+            match v["next_page_token"].as_str() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Sets a run's status; `RUNNING` clears the end time, the others set it
+    /// to now.
+    pub async fn set_status(&self, run_id: &str, status: &str) -> Result<(), MlflowError> {
+        let end_time = if status == status::RUNNING {
+            0
+        } else {
+            now_ms()
+        };
+        self.post(
+            "runs/update",
+            &json!({"run_id": run_id, "status": status, "end_time": end_time}),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Restores a deleted run.
+    pub async fn restore_run(&self, run_id: &str) -> Result<(), MlflowError> {
+        self.post("runs/restore", &json!({"run_id": run_id}))
+            .await
+            .map(|_| ())
+    }
+
+    /// One `runs/log-batch` call; the caller keeps within the server limits
+    /// (see [`super::flatten::batches`]).
+    pub async fn log_batch(
+        &self,
+        run_id: &str,
+        metrics: &[MetricPoint],
+        params: &[KeyValue],
+        tags: &[KeyValue],
+    ) -> Result<(), MlflowError> {
+        self.post(
+            "runs/log-batch",
+            &json!({"run_id": run_id, "metrics": metrics, "params": params, "tags": tags}),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// The full history of one metric.
+    pub async fn metric_history(
+        &self,
+        run_id: &str,
+        key: &str,
+    ) -> Result<Vec<MetricPoint>, MlflowError> {
+        let v = self
+            .get(
+                "metrics/get-history",
+                &[
+                    ("run_id", run_id),
+                    ("metric_key", key),
+                    ("max_results", "25000"),
+                ],
+            )
+            .await?;
+        Ok(parse("metrics/get-history", &v["metrics"]).unwrap_or_default())
+    }
+
+    /// Every file under a run's artifact root (recursive), with sizes.
+    pub async fn list_artifacts(&self, run_id: &str) -> Result<Vec<FileInfo>, MlflowError> {
+        let mut files = Vec::new();
+        let mut dirs = vec![String::new()];
+        while let Some(dir) = dirs.pop() {
+            let mut query = vec![("run_id", run_id)];
+            if !dir.is_empty() {
+                query.push(("path", dir.as_str()));
+            }
+            let v = self.get("artifacts/list", &query).await?;
+            let entries: Vec<FileInfo> = parse("artifacts/list", &v["files"]).unwrap_or_default();
+            for e in entries {
+                if e.is_dir {
+                    dirs.push(e.path);
+                } else {
+                    files.push(e);
+                }
+            }
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(files)
+    }
+
+    fn artifact_url(&self, artifact_uri: &str, rel: &str) -> Result<Url, MlflowError> {
+        let root = artifact_uri
+            .strip_prefix("mlflow-artifacts:")
+            .filter(|r| !r.starts_with("//"))
+            .ok_or_else(|| MlflowError {
+                endpoint: "mlflow-artifacts".into(),
+                status: None,
+                error_code: None,
+                detail: format!(
+                    "artifact URI `{artifact_uri}` is not served by the tracking server's artifact proxy (start the server without --no-serve-artifacts)"
+                ),
+            })?;
+        let mut segments = vec!["api", "2.0", "mlflow-artifacts", "artifacts"];
+        segments.extend(root.split('/').filter(|s| !s.is_empty()));
+        segments.extend(rel.split('/').filter(|s| !s.is_empty()));
+        self.url(&segments)
+    }
+
+    /// Uploads a local file to `rel` under a run's artifact root (streamed).
+    pub async fn upload_artifact(
+        &self,
+        artifact_uri: &str,
+        rel: &str,
+        file: &Path,
+    ) -> Result<(), MlflowError> {
+        let url = self.artifact_url(artifact_uri, rel)?;
+        let endpoint = format!("artifact upload {rel}");
+        let mut attempt = 0;
+        loop {
+            let handle = tokio::fs::File::open(file).await.map_err(|e| MlflowError {
+                endpoint: endpoint.clone(),
+                status: None,
+                error_code: Some("LOCAL_IO".into()),
+                detail: format!("cannot read {}: {e}", file.display()),
+            })?;
+            let len = handle.metadata().await.map(|m| m.len()).unwrap_or(0);
+            let body = reqwest::Body::from(handle);
+            let req = self
+                .http
+                .put(url.clone())
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .header(reqwest::header::CONTENT_LENGTH, len)
+                .timeout(self.retry.timeout + Duration::from_secs(len / 1_000_000));
+            let req = match &self.auth {
+                Auth::None => req,
+                Auth::Basic { user, password } => req.basic_auth(user, Some(password)),
+                Auth::Bearer(token) => req.bearer_auth(token),
+            };
+            let err = match req.body(body).send().await {
+                Ok(resp) if resp.status().is_success() => return Ok(()),
+                Ok(resp) => http_error(&endpoint, resp).await,
+                Err(e) => transport_error(&endpoint, &e),
+            };
+            if !err.is_transient() || attempt >= self.retry.max_retries {
+                return Err(err);
+            }
+            tokio::time::sleep(self.retry.first_backoff * 2u32.saturating_pow(attempt)).await;
+            attempt += 1;
+        }
+    }
+
+    /// Downloads an artifact's bytes.
+    pub async fn download_artifact(
+        &self,
+        artifact_uri: &str,
+        rel: &str,
+    ) -> Result<Vec<u8>, MlflowError> {
+        let url = self.artifact_url(artifact_uri, rel)?;
+        let endpoint = format!("artifact download {rel}");
+        let resp = self
+            .send(&endpoint, || Ok(self.http.get(url.clone())))
+            .await?;
+        resp.bytes()
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| transport_error(&endpoint, &e))
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned + Default>(
+    endpoint: &str,
+    v: &Value,
+) -> Result<T, MlflowError> {
+    if v.is_null() {
+        return Ok(T::default());
+    }
+    serde_json::from_value(v.clone()).map_err(|e| MlflowError {
+        endpoint: endpoint.to_string(),
+        status: Some(200),
+        error_code: None,
+        detail: format!("unexpected reply shape: {e}"),
+    })
+}
+
+async fn json_body(endpoint: &str, resp: reqwest::Response) -> Result<Value, MlflowError> {
+    let status = resp.status().as_u16();
+    let text = resp
+        .text()
+        .await
+        .map_err(|e| transport_error(endpoint, &e))?;
+    if text.trim().is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_str(&text).map_err(|e| MlflowError {
+        endpoint: endpoint.to_string(),
+        status: Some(status),
+        error_code: None,
+        detail: format!("reply is not JSON ({e}): {}", snippet(&text)),
+    })
+}
+
+fn snippet(text: &str) -> String {
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() > 300 {
+        format!("{}…", one_line.chars().take(300).collect::<String>())
+    } else {
+        one_line
+    }
+}
+
+async fn http_error(endpoint: &str, resp: reqwest::Response) -> MlflowError {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    let text = resp.text().await.unwrap_or_default();
+    let (code, message) = if is_json {
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        (
+            v["error_code"].as_str().map(str::to_string),
+            v["message"]
+                .as_str()
+                .or(v["detail"].as_str())
+                .map(str::to_string)
+                .unwrap_or_else(|| snippet(&text)),
+        )
+    } else {
+        (None, snippet(&text))
+    };
+    let hint = match status {
+        StatusCode::UNAUTHORIZED => {
+            " (the server wants credentials: check MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN)"
+        }
+        StatusCode::FORBIDDEN if message.contains("Host header") => {
+            " (start the server with --allowed-hosts naming this host)"
+        }
+        StatusCode::FORBIDDEN => " (the user lacks permission on this experiment)",
+        _ => "",
+    };
+    MlflowError {
+        endpoint: endpoint.to_string(),
+        status: Some(status.as_u16()),
+        detail: format!(
+            "HTTP {}{}: {}{hint}",
+            status.as_u16(),
+            code.as_deref().map(|c| format!(" {c}")).unwrap_or_default(),
+            message
+        ),
+        error_code: code,
+    }
+}
+
+fn transport_error(endpoint: &str, e: &reqwest::Error) -> MlflowError {
+    // reqwest's message names the URL, which never holds credentials here.
+    let mut detail = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        detail.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    MlflowError {
+        endpoint: endpoint.to_string(),
+        status: None,
+        error_code: None,
+        detail: if e.is_timeout() {
+            format!("timed out: {detail}")
+        } else {
+            detail
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_values_accept_numbers_and_nan_strings() {
+        let p: MetricPoint =
+            serde_json::from_str(r#"{"key":"a","value":"NaN","timestamp":1}"#).unwrap();
+        assert!(p.value.is_nan());
+        assert_eq!(p.step, 0);
+        let p: MetricPoint =
+            serde_json::from_str(r#"{"key":"a","value":0.25,"timestamp":1,"step":3}"#).unwrap();
+        assert_eq!((p.value, p.step), (0.25, 3));
+        let out = serde_json::to_string(&MetricPoint {
+            key: "k".into(),
+            value: f64::NAN,
+            timestamp: 5,
+            step: 0,
+        })
+        .unwrap();
+        assert!(out.contains(r#""value":"NaN""#), "{out}");
+    }
+
+    #[test]
+    fn artifact_urls_encode_each_segment() {
+        let c = MlflowClient::new(
+            Url::parse("http://127.0.0.1:5000/prefix/").unwrap(),
+            Auth::None,
+            RetryPolicy::default(),
+            false,
+        )
+        .unwrap();
+        let u = c
+            .artifact_url(
+                "mlflow-artifacts:/1/abc/artifacts",
+                "checkpoints/a b#c.jsonl",
+            )
+            .unwrap();
+        assert_eq!(
+            u.as_str(),
+            "http://127.0.0.1:5000/prefix/api/2.0/mlflow-artifacts/artifacts/1/abc/artifacts/checkpoints/a%20b%23c.jsonl"
+        );
+        assert!(c.artifact_url("s3://bucket/x", "a").is_err());
+        assert_eq!(
+            c.api_url("runs/log-batch").unwrap().as_str(),
+            "http://127.0.0.1:5000/prefix/api/2.0/mlflow/runs/log-batch"
+        );
+    }
+
+    #[test]
+    fn auth_debug_never_prints_secrets() {
+        let a = Auth::Basic {
+            user: "u".into(),
+            password: "hunter2".into(),
+        };
+        assert!(!format!("{a:?}").contains("hunter2"));
+        assert!(!format!("{:?}", Auth::Bearer("tok123".into())).contains("tok123"));
+    }
+}

@@ -1,0 +1,509 @@
+//! Local record vs MLflow: the runs in `mlflow_ids.json` exist, are active,
+//! nested under the right parent and tagged for this session; each run's
+//! status agrees with `_DONE` (FINISHED exactly when done); MLflow's latest
+//! metric values equal `metrics.json`; every local artifact exists remotely
+//! with the same size (and, with `deep`, the same sha256), and remote files
+//! without a local counterpart are reported.
+
+use super::{Check, Status};
+use crate::session::FoundSession;
+use crate::tracking::ids::{MlflowIds, Mode};
+use crate::tracking::mirror::{self, local_files, TAG_FINGERPRINT, TAG_NAMESPACE, TAG_PARENT};
+use crate::tracking::rest::{status, MlflowClient, MlflowError, Run};
+use crate::tracking::{flatten, Target};
+use futures::StreamExt;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Parallel downloads for `--deep`.
+const DOWNLOAD_CONCURRENCY: usize = 4;
+
+struct Out {
+    session: String,
+    namespace: String,
+    checks: Vec<Check>,
+}
+
+impl Out {
+    fn push(&mut self, check: &str, status: Status, detail: impl Into<String>) {
+        self.checks.push(Check {
+            session: self.session.clone(),
+            namespace: self.namespace.clone(),
+            check: check.to_string(),
+            status,
+            detail: detail.into(),
+        });
+    }
+
+    /// Records a failed call: CANNOT_CHECK when the server is unreachable
+    /// or refuses us, else a mismatch with the server's answer.
+    fn call_failed(&mut self, check: &str, e: &MlflowError) {
+        let cannot = e.is_transient() || matches!(e.status, Some(401 | 403));
+        self.push(
+            check,
+            if cannot {
+                Status::CannotCheck
+            } else {
+                Status::Mismatch
+            },
+            e.to_string(),
+        );
+    }
+}
+
+/// The server a session's tracking is checked against: `MLFLOW_TRACKING_URI`
+/// if set, else the one recorded in `mlflow_ids.json`.
+pub fn target_for(ids: &MlflowIds) -> anyhow::Result<Option<Target>> {
+    let cfg = crate::config::TrackingConfig {
+        uri: ids.tracking_uri.clone(),
+        experiment: ids.experiment_name.clone(),
+    };
+    crate::tracking::resolve(&cfg, false, &crate::tracking::process_env)
+}
+
+/// Checks one session against MLflow. Offline sessions yield nothing (the
+/// local checks already say tracking was not checked).
+pub async fn verify_tracking(found: &FoundSession, deep: bool) -> Vec<Check> {
+    let mut out = Out {
+        session: format!(
+            "{}/{}",
+            found.manifest.run_key,
+            crate::fingerprint::short(&found.manifest.fingerprint)
+        ),
+        namespace: "-".into(),
+        checks: Vec::new(),
+    };
+    let ids = match MlflowIds::load(&found.dir) {
+        Ok(ids) if ids.mode == Mode::Online => ids,
+        _ => return out.checks,
+    };
+    let target = match target_for(&ids) {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            out.push(
+                "tracking",
+                Status::CannotCheck,
+                "tracked session but no tracking URI (MLFLOW_TRACKING_URI) to check it against",
+            );
+            return out.checks;
+        }
+        Err(e) => {
+            out.push("tracking", Status::CannotCheck, format!("{e:#}"));
+            return out.checks;
+        }
+    };
+    let client = match MlflowClient::new(
+        target.uri.clone(),
+        target.auth.clone(),
+        target.retry,
+        target.insecure_tls,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            out.push("tracking", Status::CannotCheck, format!("{e:#}"));
+            return out.checks;
+        }
+    };
+    if !ids.synced {
+        out.push(
+            "tracking sync",
+            Status::Mismatch,
+            format!(
+                "mlflow_ids.json says MLflow is behind the local record: {}",
+                if ids.pending.is_empty() {
+                    "not synced".to_string()
+                } else {
+                    ids.pending.join("; ")
+                }
+            ),
+        );
+    }
+    let running = crate::session::holder(&found.dir).is_some();
+    let namespaces: Vec<String> = crate::session::namespaces(&found.dir)
+        .into_iter()
+        .map(|(ns, _)| ns)
+        .collect();
+    let all_done = namespaces
+        .iter()
+        .all(|ns| mirror::namespace_done(&found.dir, ns));
+
+    // The parent.
+    let Some(parent_id) = ids.parent_run_id.clone() else {
+        out.push(
+            "parent run",
+            Status::Missing,
+            "mlflow_ids.json records no parent run (run `w2c sync`)",
+        );
+        return out.checks;
+    };
+    let parent = match client.get_run(&parent_id).await {
+        Ok(Some(run)) => run,
+        Ok(None) => {
+            out.push(
+                "parent run",
+                Status::Missing,
+                format!("run {parent_id} does not exist on {}", target.uri),
+            );
+            return out.checks;
+        }
+        Err(e) => {
+            out.call_failed("parent run", &e);
+            return out.checks;
+        }
+    };
+    check_run(
+        &mut out,
+        "parent run",
+        &parent,
+        &found.manifest.fingerprint,
+        None,
+        None,
+    );
+    let want = if all_done {
+        status::FINISHED
+    } else {
+        "not FINISHED"
+    };
+    check_status(&mut out, &parent, all_done, running, want);
+    if let Err(e) = check_artifacts(
+        &mut out,
+        &client,
+        &parent,
+        vec![("manifest.json".into(), found.dir.join("manifest.json"))],
+        deep,
+        false,
+    )
+    .await
+    {
+        out.call_failed("artifacts", &e);
+    }
+
+    for ns in namespaces {
+        out.namespace = ns.clone();
+        let Some(id) = ids.child_run_ids.get(&ns) else {
+            out.push(
+                "child run",
+                Status::Missing,
+                "no child run recorded in mlflow_ids.json (run `w2c sync`)",
+            );
+            continue;
+        };
+        let run = match client.get_run(id).await {
+            Ok(Some(run)) => run,
+            Ok(None) => {
+                out.push(
+                    "child run",
+                    Status::Missing,
+                    format!("run {id} does not exist"),
+                );
+                continue;
+            }
+            Err(e) => {
+                out.call_failed("child run", &e);
+                continue;
+            }
+        };
+        check_run(
+            &mut out,
+            "child run",
+            &run,
+            &found.manifest.fingerprint,
+            Some(&parent_id),
+            Some(&ns),
+        );
+        let done = mirror::namespace_done(&found.dir, &ns);
+        let want = if done {
+            status::FINISHED
+        } else {
+            "not FINISHED"
+        };
+        check_status(&mut out, &run, done, running, want);
+        if done {
+            check_metrics(&mut out, &found.dir, &ns, &run);
+        }
+        let mut files = Vec::new();
+        let artifacts = found.dir.join("artifacts_local").join(&ns);
+        let checkpoints = found.dir.join("checkpoints").join(&ns);
+        match (
+            local_files(&artifacts, ""),
+            local_files(&checkpoints, "checkpoints"),
+        ) {
+            (Ok(a), Ok(c)) => {
+                files.extend(a);
+                files.extend(c);
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                out.push("artifacts", Status::Mismatch, format!("{e:#}"));
+                continue;
+            }
+        }
+        if let Err(e) = check_artifacts(&mut out, &client, &run, files, deep, true).await {
+            out.call_failed("artifacts", &e);
+        }
+    }
+    out.checks
+}
+
+fn check_run(
+    out: &mut Out,
+    what: &str,
+    run: &Run,
+    fingerprint: &str,
+    parent: Option<&str>,
+    ns: Option<&str>,
+) {
+    let id = &run.info.run_id;
+    if !run.is_active() {
+        out.push(
+            what,
+            Status::Mismatch,
+            format!("run {id} is deleted in MLflow"),
+        );
+        return;
+    }
+    let mut diffs = Vec::new();
+    if run.tag(TAG_FINGERPRINT) != Some(fingerprint) {
+        diffs.push(format!(
+            "tag {TAG_FINGERPRINT} is {:?}, expected {fingerprint}",
+            run.tag(TAG_FINGERPRINT)
+        ));
+    }
+    if run.tag(TAG_PARENT) != parent {
+        diffs.push(format!(
+            "tag {TAG_PARENT} is {:?}, expected {parent:?}",
+            run.tag(TAG_PARENT)
+        ));
+    }
+    if let Some(ns) = ns {
+        if run.tag(TAG_NAMESPACE) != Some(ns) {
+            diffs.push(format!(
+                "tag {TAG_NAMESPACE} is {:?}, expected {ns}",
+                run.tag(TAG_NAMESPACE)
+            ));
+        }
+    }
+    if diffs.is_empty() {
+        out.push(
+            what,
+            Status::Ok,
+            format!("run {id} exists, nesting and tags match"),
+        );
+    } else {
+        out.push(
+            what,
+            Status::Mismatch,
+            format!("run {id}: {}", diffs.join("; ")),
+        );
+    }
+}
+
+fn check_status(out: &mut Out, run: &Run, done: bool, running: bool, want: &str) {
+    let st = run.info.status.as_str();
+    let finished = st == status::FINISHED;
+    if finished == done {
+        out.push(
+            "run status",
+            Status::Ok,
+            format!(
+                "{st} ({})",
+                if done {
+                    "done locally"
+                } else {
+                    "not done locally"
+                }
+            ),
+        );
+    } else if running && !done {
+        out.push(
+            "run status",
+            Status::NotChecked,
+            format!("{st}: the session is running"),
+        );
+    } else {
+        out.push(
+            "run status",
+            Status::Mismatch,
+            format!(
+                "MLflow says {st}, local record says {} (expected {want})",
+                if done {
+                    "done (_DONE.json present)"
+                } else {
+                    "not done (no _DONE.json)"
+                }
+            ),
+        );
+    }
+}
+
+fn check_metrics(out: &mut Out, session_dir: &std::path::Path, ns: &str, run: &Run) {
+    let path = session_dir
+        .join("artifacts_local")
+        .join(ns)
+        .join("metrics.json");
+    if !path.exists() {
+        return;
+    }
+    let file: serde_json::Value = match crate::checkpoint::read_json(&path) {
+        Ok(v) => v,
+        Err(e) => return out.push("metrics", Status::Mismatch, format!("{e:#}")),
+    };
+    let remote: BTreeMap<&str, f64> = run
+        .data
+        .metrics
+        .iter()
+        .map(|m| (m.key.as_str(), m.value))
+        .collect();
+    let mut diffs = Vec::new();
+    let local = flatten::final_metrics(&file);
+    for (key, value) in &local {
+        match remote.get(key.as_str()) {
+            None => diffs.push(format!("{key}: local {value}, missing in MLflow")),
+            Some(r) if same(*r, *value) => {}
+            Some(r) => diffs.push(format!("{key}: local {value}, MLflow {r}")),
+        }
+    }
+    if diffs.is_empty() {
+        out.push(
+            "metrics",
+            Status::Ok,
+            format!("{} values equal metrics.json", local.len()),
+        );
+    } else {
+        out.push("metrics", Status::Mismatch, diffs.join("; "));
+    }
+}
+
+/// Equal as stored by MLflow (NaN equals NaN; ±inf come back as ±f64::MAX).
+fn same(remote: f64, local: f64) -> bool {
+    if local.is_nan() {
+        return remote.is_nan();
+    }
+    if local.is_infinite() {
+        return remote.is_infinite() || remote.abs() >= f64::MAX;
+    }
+    remote == local
+}
+
+async fn check_artifacts(
+    out: &mut Out,
+    client: &MlflowClient,
+    run: &Run,
+    local: Vec<(String, PathBuf)>,
+    deep: bool,
+    report_extra: bool,
+) -> Result<(), MlflowError> {
+    let remote: BTreeMap<String, u64> = client
+        .list_artifacts(&run.info.run_id)
+        .await?
+        .into_iter()
+        .map(|f| (f.path, f.file_size.unwrap_or(0)))
+        .collect();
+    let mut missing = Vec::new();
+    let mut resized = Vec::new();
+    let mut to_hash = Vec::new();
+    for (rel, path) in &local {
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        match remote.get(rel) {
+            None => missing.push(rel.clone()),
+            Some(r) if *r != size => {
+                resized.push(format!("{rel}: local {size} bytes, MLflow {r} bytes"))
+            }
+            Some(_) => to_hash.push((rel.clone(), path.clone())),
+        }
+    }
+    let local_names: std::collections::HashSet<&str> =
+        local.iter().map(|(r, _)| r.as_str()).collect();
+    let extra: Vec<&String> = remote
+        .keys()
+        .filter(|k| !local_names.contains(k.as_str()) && !k.starts_with("params/"))
+        .collect();
+    if missing.is_empty() {
+        out.push(
+            "artifacts present",
+            Status::Ok,
+            format!("{} local files exist in MLflow", local.len()),
+        );
+    } else {
+        out.push(
+            "artifacts present",
+            Status::Missing,
+            format!("not in MLflow: {}", missing.join(", ")),
+        );
+    }
+    if resized.is_empty() {
+        out.push("artifact sizes", Status::Ok, "sizes match");
+    } else {
+        out.push("artifact sizes", Status::Mismatch, resized.join("; "));
+    }
+    if report_extra {
+        if extra.is_empty() {
+            out.push(
+                "remote extras",
+                Status::Ok,
+                "no remote file lacks a local counterpart",
+            );
+        } else {
+            out.push(
+                "remote extras",
+                Status::Mismatch,
+                format!(
+                    "in MLflow but not local: {}",
+                    extra
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+    }
+    if deep {
+        let uri = run.info.artifact_uri.clone();
+        let results: Vec<(String, Result<bool, String>)> =
+            futures::stream::iter(to_hash.into_iter().map(|(rel, path)| {
+                let uri = uri.clone();
+                async move {
+                    let r = match client.download_artifact(&uri, &rel).await {
+                        Ok(bytes) => {
+                            let remote = crate::fingerprint::sha256_hex(&bytes);
+                            crate::checkpoint::file_digest(&path)
+                                .map(|(local, _)| local == remote)
+                                .map_err(|e| format!("{e:#}"))
+                        }
+                        Err(e) => Err(e.to_string()),
+                    };
+                    (rel, r)
+                }
+            }))
+            .buffer_unordered(DOWNLOAD_CONCURRENCY)
+            .collect()
+            .await;
+        let n = results.len();
+        let mut bad: Vec<String> = Vec::new();
+        let mut failed: Vec<String> = Vec::new();
+        for (rel, r) in results {
+            match r {
+                Ok(true) => {}
+                Ok(false) => bad.push(rel),
+                Err(e) => failed.push(format!("{rel}: {e}")),
+            }
+        }
+        bad.sort();
+        if !failed.is_empty() {
+            out.push("artifact sha256", Status::CannotCheck, failed.join("; "));
+        } else if bad.is_empty() {
+            out.push(
+                "artifact sha256",
+                Status::Ok,
+                format!("{n} downloaded files hash like the local ones"),
+            );
+        } else {
+            out.push(
+                "artifact sha256",
+                Status::Mismatch,
+                format!("content differs: {}", bad.join(", ")),
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,229 @@
+//! A real `mlflow server` (SQLite backend, artifact proxy) for the tracking
+//! tests, and the real MLflow Python client to inspect what it holds.
+
+use serde_json::Value;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// A running `mlflow server` child (through a guard that stops the whole
+/// process group when the test process ends).
+pub struct MlflowServer {
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    pub port: u16,
+    /// Holds `mlflow.db` and `artifacts/`.
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    extra_env: Vec<(String, String)>,
+    extra_args: Vec<String>,
+}
+
+fn support(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/support")
+        .join(name)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+impl MlflowServer {
+    /// Starts a fresh server with its own database.
+    pub fn start() -> MlflowServer {
+        Self::start_with(&[], &[])
+    }
+
+    /// Starts a fresh server with extra arguments and environment.
+    pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> MlflowServer {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut s = MlflowServer {
+            child: None,
+            url: String::new(),
+            port: free_port(),
+            dir: tmp.path().to_path_buf(),
+            _tmp: Some(tmp),
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            extra_args: args.iter().map(|a| a.to_string()).collect(),
+        };
+        s.url = format!("http://127.0.0.1:{}", s.port);
+        s.restart();
+        s
+    }
+
+    /// One server per test binary (tests isolate themselves by experiment
+    /// name). `W2C_TEST_MLFLOW_URI` points at an already running one instead.
+    pub fn shared() -> &'static str {
+        static SHARED: OnceLock<(String, Option<MlflowServer>)> = OnceLock::new();
+        &SHARED
+            .get_or_init(|| match std::env::var("W2C_TEST_MLFLOW_URI") {
+                Ok(uri) if !uri.is_empty() => (uri, None),
+                _ => {
+                    let s = MlflowServer::start();
+                    (s.url.clone(), Some(s))
+                }
+            })
+            .0
+    }
+
+    /// (Re)starts the server process on the same port and database.
+    pub fn restart(&mut self) {
+        let mut cmd = Command::new("python3");
+        cmd.arg(support("mlflow_guard.py"))
+            .args(["mlflow", "server", "--backend-store-uri"])
+            .arg(format!(
+                "sqlite:///{}",
+                self.dir.join("mlflow.db").display()
+            ))
+            .arg("--artifacts-destination")
+            .arg(self.dir.join("artifacts"))
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--workers", "2"])
+            .args(&self.extra_args)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(self.dir.join("server.log"))
+                    .map(Stdio::from)
+                    .unwrap_or_else(|_| Stdio::null()),
+            );
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .expect("start mlflow server (is `pip install mlflow` done?)");
+        self.child = Some(child);
+        let start = Instant::now();
+        loop {
+            let ok = Command::new("curl")
+                .args([
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "--max-time",
+                    "2",
+                ])
+                .arg(format!("{}/health", self.url))
+                .output()
+                .map(|o| o.stdout == b"200")
+                .unwrap_or(false);
+            if ok {
+                return;
+            }
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!(
+                        "mlflow server exited ({status}): {}",
+                        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+                    );
+                }
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "mlflow server not ready after 120 s: {}",
+                std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Stops the server (the guard stops the whole process tree).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(20) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // Wait until the port refuses connections.
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            && start.elapsed() < Duration::from_secs(20)
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for MlflowServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// What the MLflow Python client sees of an experiment (see
+/// `tests/support/mlflow_query.py`), optionally with artifact hashes.
+pub fn query(uri: &str, experiment: &str, artifacts: bool, env: &[(&str, &str)]) -> Value {
+    let mut cmd = Command::new("python3");
+    cmd.arg(support("mlflow_query.py")).arg(uri).arg(experiment);
+    if artifacts {
+        cmd.arg("artifacts");
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("python3");
+    assert!(
+        out.status.success(),
+        "mlflow_query.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("query json")
+}
+
+/// Runs a snippet of Python with the MLflow client pointed at `uri`.
+pub fn python(uri: &str, code: &str) -> String {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import mlflow\nfrom mlflow import MlflowClient\nmlflow.set_tracking_uri({uri:?})\nc = MlflowClient()\n{code}"
+        ))
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A unique experiment name for one test.
+pub fn experiment(name: &str) -> String {
+    format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos() ^ rand_u32() as u128
+    )
+}
+
+fn rand_u32() -> u32 {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = RandomState::new().build_hasher();
+    h.write_u32(1);
+    h.finish() as u32
+}

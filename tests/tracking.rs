@@ -1,0 +1,559 @@
+//! MLflow tracking against a real `mlflow server` (SQLite, artifact proxy),
+//! checked with the real MLflow Python client.
+
+mod common;
+
+use common::mlflow::{experiment, python, query, MlflowServer};
+use common::*;
+use serde_json::Value;
+use sha2::Digest;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+fn tracked(dir: &Path, uri: &str, exp: &str) -> assert_cmd::Command {
+    let mut c = w2c(dir);
+    c.env("MLFLOW_TRACKING_URI", uri)
+        .env("MLFLOW_EXPERIMENT_NAME", exp);
+    c
+}
+
+fn spawn_tracked(ws: &Workspace, cfg: &Path, uri: &str, exp: &str) -> std::process::Child {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("w2c"))
+        .current_dir(ws.path())
+        .args(["run", "--run-key", "k", "--config"])
+        .arg(cfg)
+        .env("MLFLOW_TRACKING_URI", uri)
+        .env("MLFLOW_EXPERIMENT_NAME", exp)
+        .env("W2C_TRACKING_PROGRESS_SECS", "0.2")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn w2c run")
+}
+
+fn sha256_file(p: &Path) -> String {
+    hex::encode(sha2::Sha256::digest(std::fs::read(p).expect("read")))
+}
+
+fn runs_of(q: &Value) -> Vec<Value> {
+    q["runs"].as_array().cloned().unwrap_or_default()
+}
+
+fn parents(q: &Value, fp: &str) -> Vec<Value> {
+    runs_of(q)
+        .into_iter()
+        .filter(|r| r["tags"]["w2c.fingerprint"] == fp && r["parent"].is_null())
+        .collect()
+}
+
+fn children_by_ns(q: &Value) -> BTreeMap<String, Vec<Value>> {
+    let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for r in runs_of(q) {
+        if let Some(ns) = r["tags"]["w2c.namespace"].as_str() {
+            out.entry(ns.to_string()).or_default().push(r);
+        }
+    }
+    out
+}
+
+const TWO_METHODS: &str = "\"mcq\", \"llm_judge\"";
+
+/// Every local file listed in a namespace's artifact_manifest.json exists
+/// remotely with the same size and sha256, and so does the manifest itself.
+fn assert_artifacts_match(session: &Path, ns: &str, run: &Value) {
+    let manifest_path = session
+        .join("artifacts_local")
+        .join(ns)
+        .join("artifact_manifest.json");
+    let manifest = read_json(&manifest_path);
+    let remote = &run["artifacts"];
+    let files = manifest["files"].as_array().expect("files");
+    assert!(files.len() >= 5, "{ns}: {files:?}");
+    for f in files {
+        let path = f["path"].as_str().expect("path");
+        let local = if let Some(rest) = path.strip_prefix("checkpoints/") {
+            session.join("checkpoints").join(ns).join(rest)
+        } else {
+            session.join("artifacts_local").join(ns).join(path)
+        };
+        assert_eq!(
+            f["sha256"].as_str(),
+            Some(sha256_file(&local).as_str()),
+            "{ns}/{path}: manifest vs local"
+        );
+        assert_eq!(
+            remote[path]["sha256"], f["sha256"],
+            "{ns}/{path}: remote vs manifest"
+        );
+        assert_eq!(remote[path]["size"], f["size"], "{ns}/{path}");
+    }
+    assert_eq!(
+        remote["artifact_manifest.json"]["sha256"].as_str(),
+        Some(sha256_file(&manifest_path).as_str())
+    );
+}
+
+#[test]
+fn a_tracked_run_is_mirrored_and_the_python_client_agrees() {
+    let uri = MlflowServer::shared();
+    let exp = experiment("full");
+    let ws = Workspace::new();
+    let cfg = ws.config(
+        "eval.toml",
+        &Opts {
+            n_per_label: Some(5),
+            methods: TWO_METHODS.into(),
+            ..Opts::default()
+        },
+    );
+    tracked(ws.path(), uri, &exp)
+        .args(["run", "--run-key", "k", "--config"])
+        .arg(&cfg)
+        .env("W2C_TRACKING_PROGRESS_SECS", "0.1")
+        .assert()
+        .success();
+    let s = only_session(&ws.runs(), "k");
+    let manifest = read_json(&s.join("manifest.json"));
+    let fp = manifest["fingerprint"].as_str().expect("fp").to_string();
+    let ids = read_json(&s.join("mlflow_ids.json"));
+    assert_eq!(ids["mode"], "online");
+    assert_eq!(ids["synced"], true, "{ids}");
+    assert_eq!(ids["pending"], serde_json::json!([]));
+    assert_eq!(ids["experiment_name"], exp.as_str());
+
+    let q = query(uri, &exp, true, &[]);
+    assert_eq!(
+        runs_of(&q).len(),
+        4,
+        "parent + mcq + llm_judge.target + llm_judge"
+    );
+    let ps = parents(&q, &fp);
+    assert_eq!(ps.len(), 1);
+    let parent = &ps[0];
+    assert_eq!(parent["run_id"], ids["parent_run_id"]);
+    assert_eq!(parent["status"], "FINISHED");
+    assert_eq!(parent["tags"]["w2c.run_key"], "k");
+    assert_eq!(parent["tags"]["w2c.kind"], "session");
+    assert_eq!(parent["tags"]["w2c.target_model"], "mock-model");
+    assert_eq!(parent["params"]["config.models.target"], "mock-model");
+    assert_eq!(parent["params"]["session.fingerprint"], fp.as_str());
+    assert_eq!(
+        parent["params"]["inputs.dataset.sha256"],
+        manifest["fingerprint_payload"]["dataset"]["sha256"]
+    );
+    // The shared When2Call test file has no `direct` rows.
+    assert!(parent["params"]["dataset.label_counts.direct"].is_null());
+    for label in ["tool_call", "request_for_info", "cannot_answer"] {
+        assert_eq!(
+            parent["params"][format!("dataset.label_counts.{label}")],
+            "5",
+            "{label}"
+        );
+    }
+    assert_eq!(
+        parent["artifacts"]["manifest.json"]["sha256"].as_str(),
+        Some(sha256_file(&s.join("manifest.json")).as_str())
+    );
+
+    let children = children_by_ns(&q);
+    assert_eq!(
+        children.keys().collect::<Vec<_>>(),
+        vec!["llm_judge", "llm_judge.target", "mcq"]
+    );
+    for (ns, runs) in &children {
+        assert_eq!(runs.len(), 1, "{ns}");
+        let run = &runs[0];
+        assert_eq!(run["run_name"], ns.as_str());
+        assert_eq!(run["parent"], parent["run_id"], "{ns}");
+        assert_eq!(run["status"], "FINISHED", "{ns}");
+        assert_eq!(run["run_id"], ids["child_run_ids"][ns], "{ns}");
+        assert_eq!(run["params"]["namespace"], ns.as_str());
+        assert_artifacts_match(&s, ns, run);
+    }
+    assert_eq!(children["mcq"][0]["tags"]["w2c.method"], "mcq");
+    for ns in ["mcq", "llm_judge"] {
+        let run = &children[ns][0];
+        let local = read_json(&s.join("artifacts_local").join(ns).join("metrics.json"));
+        let m = &local["metrics"];
+        let pairs = [
+            ("accuracy", &m["accuracy"]),
+            ("macro_f1_all", &m["macro_f1_all"]),
+            ("n_total", &m["n_total"]),
+            ("n_invalid", &m["n_invalid"]),
+            ("per_class.tool_call.f1", &m["per_class"]["tool_call"]["f1"]),
+            (
+                "confusion.direct.direct",
+                &m["confusion"]["direct"]["direct"],
+            ),
+            ("usage.prompt_tokens", &local["usage"]["prompt_tokens"]),
+        ];
+        for (key, want) in pairs {
+            assert_eq!(
+                run["metrics"][key].as_f64(),
+                want.as_f64(),
+                "{ns}: metric {key}"
+            );
+        }
+        assert_eq!(run["metrics"]["progress.done"].as_f64(), Some(15.0), "{ns}");
+    }
+
+    // Running the finished config again reconnects: no new run appears.
+    tracked(ws.path(), uri, &exp)
+        .args(["run", "--run-key", "k", "--config"])
+        .arg(&cfg)
+        .assert()
+        .success();
+    tracked(ws.path(), uri, &exp)
+        .args(["resume", &fp[..8], "--runs-dir"])
+        .arg(ws.runs())
+        .assert()
+        .success();
+    let q2 = query(uri, &exp, false, &[]);
+    assert_eq!(runs_of(&q2).len(), 4);
+    assert!(runs_of(&q2).iter().all(|r| r["status"] == "FINISHED"));
+}
+
+#[test]
+fn kill_9_at_random_points_then_resume_leaves_one_run_each() {
+    let uri = MlflowServer::shared();
+    let exp = experiment("kill");
+    let ws = Workspace::new();
+    let cfg = ws.config(
+        "eval.toml",
+        &Opts {
+            n_per_label: Some(6),
+            latency_ms: 60,
+            concurrency: 2,
+            methods: TWO_METHODS.into(),
+            ..Opts::default()
+        },
+    );
+    let fp = fingerprint_of(ws.path(), &cfg);
+    let mut rng = 0x9e37_79b9_u64 ^ std::process::id() as u64;
+    for trial in 0..5 {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let delay = 150 + (rng >> 33) % 1400;
+        let mut child = spawn_tracked(&ws, &cfg, uri, &exp);
+        std::thread::sleep(Duration::from_millis(delay));
+        let _ = child.kill();
+        let _ = child.wait();
+        if trial == 2 {
+            // The ids record is lost: the runs are found again by their tags.
+            let s = ws.runs().join("k/sessions").join(&fp[..16]);
+            let _ = std::fs::remove_file(s.join("mlflow_ids.json"));
+        }
+    }
+    tracked(ws.path(), uri, &exp)
+        .args(["run", "--run-key", "k", "--config"])
+        .arg(&cfg)
+        .assert()
+        .success();
+    let q = query(uri, &exp, false, &[]);
+    let ps = parents(&q, &fp);
+    assert_eq!(ps.len(), 1, "{:#?}", runs_of(&q));
+    assert_eq!(ps[0]["status"], "FINISHED");
+    let children = children_by_ns(&q);
+    assert_eq!(children.len(), 3, "{children:#?}");
+    for (ns, runs) in &children {
+        assert_eq!(runs.len(), 1, "{ns}: duplicate child runs");
+        assert_eq!(runs[0]["parent"], ps[0]["run_id"]);
+        assert_eq!(runs[0]["status"], "FINISHED");
+    }
+    let s = only_session(&ws.runs(), "k");
+    let local = read_json(&s.join("artifacts_local/mcq/metrics.json"));
+    assert_eq!(
+        children["mcq"][0]["metrics"]["accuracy"].as_f64(),
+        local["metrics"]["accuracy"].as_f64()
+    );
+}
+
+#[test]
+fn deleted_runs_are_replaced_and_a_changed_config_is_refused() {
+    let uri = MlflowServer::shared();
+    let exp = experiment("deleted");
+    let ws = Workspace::new();
+    let opts = Opts {
+        n_per_label: Some(3),
+        ..Opts::default()
+    };
+    let cfg = ws.config("eval.toml", &opts);
+    tracked(ws.path(), uri, &exp)
+        .args(["run", "--run-key", "k", "--config"])
+        .arg(&cfg)
+        .assert()
+        .success();
+    let s = only_session(&ws.runs(), "k");
+    let ids = read_json(&s.join("mlflow_ids.json"));
+    let old_child = ids["child_run_ids"]["mcq"]
+        .as_str()
+        .expect("child")
+        .to_string();
+    python(uri, &format!("c.delete_run({old_child:?})"));
+    tracked(ws.path(), uri, &exp)
+        .args(["run", "--run-key", "k", "--config"])
+        .arg(&cfg)
+        .assert()
+        .success();
+    let ids = read_json(&s.join("mlflow_ids.json"));
+    let new_child = ids["child_run_ids"]["mcq"].as_str().expect("child");
+    assert_ne!(new_child, old_child);
+    let q = query(uri, &exp, true, &[]);
+    let children = children_by_ns(&q);
+    assert_eq!(children["mcq"].len(), 1, "only the new child is active");
+    assert_eq!(children["mcq"][0]["run_id"], new_child);
+    assert_eq!(children["mcq"][0]["status"], "FINISHED");
+    assert_artifacts_match(&s, "mcq", &children["mcq"][0]);
+
+    // The local session is lost and re-run with another concurrency: the
+    // parent found by its tags has a different param value.
+    std::fs::remove_dir_all(ws.runs()).expect("rm runs");
+    let cfg2 = ws.config(
+        "eval2.toml",
+        &Opts {
+            concurrency: 3,
+            ..opts
+        },
+    );
+    let out = tracked(ws.path(), uri, &exp)
+        .args(["run", "--run-key", "k", "--config"])
+        .arg(&cfg2)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("config.providers.mock.max_concurrency")
+            && stderr.contains("`4`")
+            && stderr.contains("`3`"),
+        "{stderr}"
+    );
+    // Refused before any request: nothing was evaluated.
+    let s = only_session(&ws.runs(), "k");
+    assert!(!s.join("checkpoints/mcq/results.jsonl").exists());
+}
+
+#[test]
+fn an_offline_session_is_synced_later_without_duplicates() {
+    let uri = MlflowServer::shared();
+    let exp = experiment("offline");
+    let ws = Workspace::new();
+    let cfg = ws.config(
+        "eval.toml",
+        &Opts {
+            n_per_label: Some(3),
+            ..Opts::default()
+        },
+    );
+    // MLFLOW_TRACKING_URI is set but --no-tracking wins.
+    tracked(ws.path(), uri, &exp)
+        .args(["run", "--no-tracking", "--run-key", "k", "--config"])
+        .arg(&cfg)
+        .assert()
+        .success();
+    let s = only_session(&ws.runs(), "k");
+    let ids = read_json(&s.join("mlflow_ids.json"));
+    assert_eq!(ids["mode"], "offline");
+    assert_eq!(ids["synced"], false);
+    assert!(ids["parent_run_id"].is_null());
+    assert!(runs_of(&query(uri, &exp, false, &[])).is_empty());
+
+    let fp = read_json(&s.join("manifest.json"))["fingerprint"]
+        .as_str()
+        .expect("fp")
+        .to_string();
+    let out = tracked(ws.path(), uri, &exp)
+        .args(["sync", &fp[..8], "--runs-dir"])
+        .arg(ws.runs())
+        .assert()
+        .success();
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(stdout.contains("mcq"), "{stdout}");
+    let ids = read_json(&s.join("mlflow_ids.json"));
+    assert_eq!(ids["mode"], "online");
+    assert_eq!(ids["synced"], true);
+    let q = query(uri, &exp, true, &[]);
+    assert_eq!(parents(&q, &fp).len(), 1);
+    let children = children_by_ns(&q);
+    assert_eq!(children["mcq"].len(), 1);
+    assert_eq!(children["mcq"][0]["status"], "FINISHED");
+    assert_artifacts_match(&s, "mcq", &children["mcq"][0]);
+
+    // Syncing again and running again with tracking reuse the same runs.
+    tracked(ws.path(), uri, &exp)
+        .args(["sync", &fp[..8], "--runs-dir"])
+        .arg(ws.runs())
+        .assert()
+        .success();
+    tracked(ws.path(), uri, &exp)
+        .args(["run", "--run-key", "k", "--config"])
+        .arg(&cfg)
+        .assert()
+        .success();
+    assert_eq!(runs_of(&query(uri, &exp, false, &[])).len(), 2);
+
+    // Without a server, sync says what is missing.
+    w2c(ws.path())
+        .args(["sync", &fp[..8], "--runs-dir"])
+        .arg(ws.runs())
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("MLFLOW_TRACKING_URI"));
+}
+
+#[test]
+fn the_server_going_down_mid_run_loses_nothing_and_sync_completes_it() {
+    let mut server = MlflowServer::start();
+    let uri = server.url.clone();
+    let exp = experiment("down");
+    let ws = Workspace::new();
+    let cfg = ws.config(
+        "eval.toml",
+        &Opts {
+            n_per_label: Some(5),
+            latency_ms: 200,
+            concurrency: 2,
+            methods: TWO_METHODS.into(),
+            ..Opts::default()
+        },
+    );
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("w2c"))
+        .current_dir(ws.path())
+        .args(["run", "--run-key", "k", "--config"])
+        .arg(&cfg)
+        .env("MLFLOW_TRACKING_URI", &uri)
+        .env("MLFLOW_EXPERIMENT_NAME", &exp)
+        .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        .env("W2C_TRACKING_PAUSE_SECS", "2")
+        .env("W2C_TRACKING_PROGRESS_SECS", "0.3")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(2500));
+    server.stop();
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("w2c sync"), "{stderr}");
+    let s = only_session(&ws.runs(), "k");
+    assert!(s.join("checkpoints/mcq/_DONE.json").exists());
+    assert!(s.join("checkpoints/llm_judge/_DONE.json").exists());
+    let ids = read_json(&s.join("mlflow_ids.json"));
+    assert_eq!(ids["synced"], false);
+    assert!(!ids["pending"].as_array().expect("pending").is_empty());
+
+    server.restart();
+    let fp = read_json(&s.join("manifest.json"))["fingerprint"]
+        .as_str()
+        .expect("fp")
+        .to_string();
+    tracked(ws.path(), &uri, &exp)
+        .args(["sync", &fp[..8], "--runs-dir"])
+        .arg(ws.runs())
+        .assert()
+        .success();
+    let ids = read_json(&s.join("mlflow_ids.json"));
+    assert_eq!(ids["synced"], true, "{ids}");
+    let q = query(&uri, &exp, true, &[]);
+    let ps = parents(&q, &fp);
+    assert_eq!(ps.len(), 1);
+    assert_eq!(ps[0]["status"], "FINISHED");
+    let children = children_by_ns(&q);
+    assert_eq!(children.len(), 3);
+    for (ns, runs) in &children {
+        assert_eq!(runs.len(), 1, "{ns}");
+        assert_eq!(runs[0]["status"], "FINISHED", "{ns}");
+        assert_artifacts_match(&s, ns, &runs[0]);
+    }
+    let local = read_json(&s.join("artifacts_local/llm_judge/metrics.json"));
+    assert_eq!(
+        children["llm_judge"][0]["metrics"]["accuracy"].as_f64(),
+        local["metrics"]["accuracy"].as_f64()
+    );
+}
+
+#[test]
+fn basic_auth_works_with_credentials_and_wrong_ones_fail_clearly() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ini = tmp.path().join("basic_auth.ini");
+    std::fs::write(
+        &ini,
+        format!(
+            "[mlflow]\ndefault_permission = EDIT\ndatabase_uri = sqlite:///{}\nadmin_username = admin\nadmin_password = admin-pw-123456\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
+            tmp.path().join("auth.db").display()
+        ),
+    )
+    .expect("ini");
+    let ini_s = ini.display().to_string();
+    let server = MlflowServer::start_with(
+        &["--app-name", "basic-auth"],
+        &[
+            ("MLFLOW_AUTH_CONFIG_PATH", ini_s.as_str()),
+            ("MLFLOW_FLASK_SERVER_SECRET_KEY", "w2c-test-secret-key"),
+            ("MLFLOW_AUTH_ADMIN_PASSWORD", "admin-pw-123456"),
+        ],
+    );
+    let exp = experiment("auth");
+    let ws = Workspace::new();
+    let cfg = ws.config(
+        "eval.toml",
+        &Opts {
+            n_per_label: Some(2),
+            ..Opts::default()
+        },
+    );
+    let wrong = "not-the-password-987";
+    let out = tracked(ws.path(), &server.url, &exp)
+        .args(["run", "--run-key", "k", "--config"])
+        .arg(&cfg)
+        .env("MLFLOW_TRACKING_USERNAME", "admin")
+        .env("MLFLOW_TRACKING_PASSWORD", wrong)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("401"), "{stderr}");
+    assert!(stderr.contains("MLFLOW_TRACKING_PASSWORD"), "{stderr}");
+    assert!(!stderr.contains(wrong), "the password leaked: {stderr}");
+    // Without credentials: the same clear refusal.
+    let out = tracked(ws.path(), &server.url, &exp)
+        .args(["run", "--run-key", "k", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+
+    tracked(ws.path(), &server.url, &exp)
+        .args(["run", "--run-key", "k", "--config"])
+        .arg(&cfg)
+        .env("MLFLOW_TRACKING_USERNAME", "admin")
+        .env("MLFLOW_TRACKING_PASSWORD", "admin-pw-123456")
+        .assert()
+        .success();
+    let q = query(
+        &server.url,
+        &exp,
+        false,
+        &[
+            ("MLFLOW_TRACKING_USERNAME", "admin"),
+            ("MLFLOW_TRACKING_PASSWORD", "admin-pw-123456"),
+        ],
+    );
+    assert_eq!(runs_of(&q).len(), 2);
+    assert!(runs_of(&q).iter().all(|r| r["status"] == "FINISHED"));
+    // No secret reached the session directory.
+    for entry in walkdir::WalkDir::new(ws.runs()).into_iter().flatten() {
+        if entry.file_type().is_file() {
+            let text =
+                String::from_utf8_lossy(&std::fs::read(entry.path()).expect("read")).into_owned();
+            assert!(
+                !text.contains("admin-pw-123456") && !text.contains(wrong),
+                "{} holds a password",
+                entry.path().display()
+            );
+        }
+    }
+}
