@@ -1,0 +1,348 @@
+//! `w2c verify` against a real MLflow server: an untouched tracked session
+//! verifies clean (with `--deep`), and each kind of tampering, local or
+//! remote, is detected and named.
+
+mod common;
+
+use common::mlflow::{experiment, python, MlflowServer};
+use common::*;
+use serde_json::Value;
+use std::path::PathBuf;
+
+struct Tracked {
+    ws: Workspace,
+    session: PathBuf,
+    fp: String,
+    uri: String,
+    ids: Value,
+}
+
+fn tracked_session(name: &str) -> Tracked {
+    let uri = MlflowServer::shared().to_string();
+    let exp = experiment(name);
+    let ws = Workspace::new();
+    let cfg = ws.config(
+        "eval.toml",
+        &Opts {
+            n_per_label: Some(3),
+            methods: "\"mcq\", \"llm_judge\"".into(),
+            ..Opts::default()
+        },
+    );
+    w2c(ws.path())
+        .args(["run", "--run-key", "k", "--config"])
+        .arg(&cfg)
+        .env("MLFLOW_TRACKING_URI", &uri)
+        .env("MLFLOW_EXPERIMENT_NAME", &exp)
+        .assert()
+        .success();
+    let session = only_session(&ws.runs(), "k");
+    let fp = read_json(&session.join("manifest.json"))["fingerprint"]
+        .as_str()
+        .expect("fp")
+        .to_string();
+    let ids = read_json(&session.join("mlflow_ids.json"));
+    Tracked {
+        ws,
+        session,
+        fp,
+        uri,
+        ids,
+    }
+}
+
+/// `w2c verify --json [extra]`: exit code and checks. The server comes from
+/// mlflow_ids.json (MLflow variables are cleared by `w2c()`).
+fn verify(t: &Tracked, extra: &[&str]) -> (i32, Vec<Value>) {
+    let out = w2c(t.ws.path())
+        .args(["verify", &t.fp[..10], "--json", "--runs-dir"])
+        .arg(t.ws.runs())
+        .args(extra)
+        .output()
+        .expect("verify");
+    let checks: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), checks)
+}
+
+fn failing(checks: &[Value]) -> Vec<&Value> {
+    checks
+        .iter()
+        .filter(|c| c["status"] != "OK" && c["status"] != "NOT_CHECKED")
+        .collect()
+}
+
+fn has(checks: &[Value], ns: &str, check: &str, status: &str, detail: &str) -> bool {
+    checks.iter().any(|c| {
+        c["namespace"] == ns
+            && c["check"] == check
+            && c["status"] == status
+            && c["detail"].as_str().is_some_and(|d| d.contains(detail))
+    })
+}
+
+fn child(t: &Tracked, ns: &str) -> String {
+    t.ids["child_run_ids"][ns]
+        .as_str()
+        .expect("child id")
+        .to_string()
+}
+
+#[test]
+fn an_untouched_tracked_session_verifies_clean_deeply() {
+    let t = tracked_session("clean");
+    let (code, checks) = verify(&t, &["--deep"]);
+    assert_eq!(code, 0, "{:#?}", failing(&checks));
+    for (ns, check) in [
+        ("-", "parent run"),
+        ("-", "run status"),
+        ("mcq", "child run"),
+        ("mcq", "run status"),
+        ("mcq", "metrics"),
+        ("mcq", "artifacts present"),
+        ("mcq", "artifact sha256"),
+        ("mcq", "remote extras"),
+        ("llm_judge", "metrics"),
+        ("llm_judge.target", "artifact sha256"),
+    ] {
+        assert!(
+            has(&checks, ns, check, "OK", ""),
+            "{ns} {check}: {checks:#?}"
+        );
+    }
+    assert!(!checks.iter().any(|c| c["check"] == "tracking"));
+}
+
+#[test]
+fn an_edited_prediction_is_caught_locally_and_against_mlflow() {
+    let t = tracked_session("edit");
+    let p = t.session.join("artifacts_local/mcq/predictions.jsonl");
+    let text = std::fs::read_to_string(&p).expect("read");
+    let first = text.lines().next().expect("line").to_string();
+    let v: Value = serde_json::from_str(&first).expect("json");
+    let pred = v["prediction"].as_str().expect("prediction").to_string();
+    let other = if pred == "tool_call" {
+        "cannot_answer"
+    } else {
+        "tool_call"
+    };
+    let edited = first.replace(
+        &format!("\"prediction\":\"{pred}\""),
+        &format!("\"prediction\":\"{other}\""),
+    );
+    assert_ne!(edited, first);
+    std::fs::write(&p, text.replacen(&first, &edited, 1)).expect("write");
+    let (code, checks) = verify(&t, &["--deep"]);
+    assert_eq!(code, 5);
+    assert!(has(
+        &checks,
+        "mcq",
+        "file predictions.jsonl",
+        "MISMATCH",
+        "_DONE.json"
+    ));
+    assert!(has(&checks, "mcq", "metrics recompute", "MISMATCH", ""));
+    let remote = has(
+        &checks,
+        "mcq",
+        "artifact sizes",
+        "MISMATCH",
+        "predictions.jsonl",
+    ) || has(
+        &checks,
+        "mcq",
+        "artifact sha256",
+        "MISMATCH",
+        "predictions.jsonl",
+    );
+    assert!(remote, "{:#?}", failing(&checks));
+}
+
+#[test]
+fn a_deleted_remote_artifact_and_a_remote_extra_are_named() {
+    let t = tracked_session("delart");
+    let exp_id = t.ids["experiment_id"].as_str().expect("exp");
+    let run = child(&t, "mcq");
+    let url = format!(
+        "{}/api/2.0/mlflow-artifacts/artifacts/{exp_id}/{run}/artifacts/metrics.json",
+        t.uri
+    );
+    let ok = std::process::Command::new("curl")
+        .args(["-sf", "-X", "DELETE", &url])
+        .status()
+        .expect("curl")
+        .success();
+    assert!(ok, "DELETE {url}");
+    python(
+        &t.uri,
+        &format!("c.log_text({run:?}, 'not from w2c', 'notes/extra.txt')"),
+    );
+    let (code, checks) = verify(&t, &[]);
+    assert_eq!(code, 5);
+    assert!(
+        has(
+            &checks,
+            "mcq",
+            "artifacts present",
+            "MISSING",
+            "metrics.json"
+        ),
+        "{:#?}",
+        failing(&checks)
+    );
+    assert!(has(
+        &checks,
+        "mcq",
+        "remote extras",
+        "MISMATCH",
+        "notes/extra.txt"
+    ));
+    // The local record itself is intact.
+    assert!(!checks.iter().any(
+        |c| c["check"].as_str().is_some_and(|s| s.starts_with("file ")) && c["status"] != "OK"
+    ));
+
+    // `w2c sync` repairs what is missing remotely.
+    w2c(t.ws.path())
+        .args(["sync", &t.fp[..10], "--runs-dir"])
+        .arg(t.ws.runs())
+        .env("MLFLOW_TRACKING_URI", &t.uri)
+        .env(
+            "MLFLOW_EXPERIMENT_NAME",
+            t.ids["experiment_name"].as_str().expect("exp"),
+        )
+        .assert()
+        .success();
+    let (_, checks) = verify(&t, &[]);
+    assert!(has(&checks, "mcq", "artifacts present", "OK", ""));
+}
+
+#[test]
+fn a_changed_remote_metric_is_named_with_both_values() {
+    let t = tracked_session("metric");
+    let run = child(&t, "llm_judge");
+    python(
+        &t.uri,
+        &format!("c.log_metric({run:?}, 'accuracy', 0.987654)"),
+    );
+    let (code, checks) = verify(&t, &[]);
+    assert_eq!(code, 5);
+    assert!(
+        has(
+            &checks,
+            "llm_judge",
+            "metrics",
+            "MISMATCH",
+            "accuracy: local"
+        ),
+        "{:#?}",
+        failing(&checks)
+    );
+    assert!(has(
+        &checks,
+        "llm_judge",
+        "metrics",
+        "MISMATCH",
+        "MLflow 0.987654"
+    ));
+}
+
+#[test]
+fn a_deleted_done_marker_disagrees_with_the_finished_run() {
+    let t = tracked_session("done");
+    std::fs::remove_file(t.session.join("checkpoints/mcq/_DONE.json")).expect("rm");
+    let (code, checks) = verify(&t, &[]);
+    assert_eq!(code, 5);
+    assert!(has(
+        &checks,
+        "mcq",
+        "_DONE.json",
+        "MISSING",
+        "not marked done"
+    ));
+    assert!(
+        has(
+            &checks,
+            "mcq",
+            "run status",
+            "MISMATCH",
+            "MLflow says FINISHED"
+        ),
+        "{:#?}",
+        failing(&checks)
+    );
+    assert!(has(&checks, "-", "run status", "MISMATCH", "FINISHED"));
+}
+
+#[test]
+fn a_corrupted_checkpoint_line_is_named() {
+    let t = tracked_session("corrupt");
+    let p = t.session.join("checkpoints/mcq/results.jsonl");
+    let text = std::fs::read_to_string(&p).expect("read");
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines[1] = "{\"key\": broken";
+    std::fs::write(&p, lines.join("\n") + "\n").expect("write");
+    let (code, checks) = verify(&t, &[]);
+    assert_eq!(code, 5);
+    assert!(
+        has(
+            &checks,
+            "mcq",
+            "checkpoint lines",
+            "MISMATCH",
+            "results.jsonl"
+        ),
+        "{:#?}",
+        failing(&checks)
+    );
+    assert!(has(&checks, "mcq", "file results.jsonl", "MISMATCH", ""));
+}
+
+#[test]
+fn a_deleted_parent_run_is_named() {
+    let t = tracked_session("parent");
+    let parent = t.ids["parent_run_id"].as_str().expect("parent").to_string();
+    python(&t.uri, &format!("c.delete_run({parent:?})"));
+    let (code, checks) = verify(&t, &[]);
+    assert_eq!(code, 5);
+    assert!(
+        has(&checks, "-", "parent run", "MISMATCH", "deleted"),
+        "{:#?}",
+        failing(&checks)
+    );
+}
+
+#[test]
+fn an_unreachable_server_is_cannot_check_not_mismatch() {
+    let t = tracked_session("down");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let out = w2c(t.ws.path())
+        .args(["verify", &t.fp[..10], "--json", "--runs-dir"])
+        .arg(t.ws.runs())
+        .env("MLFLOW_TRACKING_URI", format!("http://127.0.0.1:{port}"))
+        .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        .output()
+        .expect("verify");
+    assert_eq!(out.status.code(), Some(6));
+    let checks: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(has(&checks, "-", "parent run", "CANNOT_CHECK", ""));
+    // The local checks still ran and passed.
+    assert!(has(&checks, "mcq", "metrics recompute", "OK", ""));
+    // --local-only skips MLflow entirely.
+    let out = w2c(t.ws.path())
+        .args(["verify", &t.fp[..10], "--local-only", "--runs-dir"])
+        .arg(t.ws.runs())
+        .env("MLFLOW_TRACKING_URI", format!("http://127.0.0.1:{port}"))
+        .output()
+        .expect("verify");
+    assert_eq!(out.status.code(), Some(0));
+}
