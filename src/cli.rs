@@ -89,7 +89,8 @@ enum Command {
         after_help = "Examples:\n  w2c verify 3f2a9c1d\n  w2c verify 3f2a9c1d --deep        # also download every MLflow artifact and compare sha256\n  w2c verify --all --json > report.json\n\nTracked sessions are checked against the server in mlflow_ids.json (or MLFLOW_TRACKING_URI).\nExit codes: 0 everything matches; 5 a mismatch or a missing file; 6 something could not be\nchecked (tracking server unreachable or credentials refused) and nothing mismatched; 1 error."
     )]
     Verify {
-        /// Fingerprint (prefix) of the session to check.
+        /// Fingerprint (prefix) of the session to check, or its directory
+        /// (also a session directory written by the Python suite).
         fingerprint: Option<String>,
         /// Check every session under the runs directory.
         #[arg(long, conflicts_with = "fingerprint")]
@@ -338,18 +339,40 @@ fn dispatch(cli: Cli) -> Result<i32> {
             local_only,
             runs_dir,
         } => {
+            // Sessions written by the Python suite are checked by their own rules.
+            let mut python_dirs: Vec<PathBuf> = Vec::new();
             let sessions = match (&fingerprint, all) {
+                (Some(fp), _) if std::path::Path::new(fp).join("manifest.json").is_file() => {
+                    let dir = PathBuf::from(fp);
+                    if crate::verify::python_suite::is_python_session(&dir) {
+                        python_dirs.push(dir);
+                        Vec::new()
+                    } else {
+                        vec![session::FoundSession {
+                            manifest: crate::checkpoint::read_json(&dir.join("manifest.json"))?,
+                            dir,
+                        }]
+                    }
+                }
                 (Some(fp), _) => vec![session::find(&runs_dir, fp, run_key.as_deref())?],
-                (None, true) => session::list(&runs_dir)
-                    .into_iter()
-                    .filter(|s| run_key.as_deref().is_none_or(|k| s.manifest.run_key == k))
-                    .collect(),
-                (None, false) => anyhow::bail!("name a session fingerprint, or pass --all"),
+                (None, true) => {
+                    python_dirs = python_session_dirs(&runs_dir, run_key.as_deref());
+                    session::list(&runs_dir)
+                        .into_iter()
+                        .filter(|s| run_key.as_deref().is_none_or(|k| s.manifest.run_key == k))
+                        .collect()
+                }
+                (None, false) => {
+                    anyhow::bail!("name a session (fingerprint prefix or directory), or pass --all")
+                }
             };
-            if sessions.is_empty() {
+            if sessions.is_empty() && python_dirs.is_empty() {
                 anyhow::bail!("no sessions under {}", runs_dir.display());
             }
-            let mut checks: Vec<crate::verify::Check> = Vec::new();
+            let mut checks: Vec<crate::verify::Check> = python_dirs
+                .iter()
+                .flat_map(|d| crate::verify::python_suite::verify_python_session(d))
+                .collect();
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
@@ -503,6 +526,27 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(EXIT_OK)
         }
     }
+}
+
+/// Session directories under `runs_dir` written by the Python suite.
+fn python_session_dirs(runs_dir: &std::path::Path, run_key: Option<&str>) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for rk in std::fs::read_dir(runs_dir).into_iter().flatten().flatten() {
+        if run_key.is_some_and(|k| rk.file_name().to_string_lossy() != k) {
+            continue;
+        }
+        for s in std::fs::read_dir(rk.path().join("sessions"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if crate::verify::python_suite::is_python_session(&s.path()) {
+                out.push(s.path());
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// Where a run is tracked, and why not when it is offline.

@@ -25,6 +25,94 @@ pub fn canonical_json(value: &Value) -> String {
     out
 }
 
+/// The Python suite's canonical JSON: `json.dumps(obj, ensure_ascii=False,
+/// sort_keys=True, separators=(",", ":"))`, floats in Python `repr` form.
+/// Its session fingerprint is the first 16 hex of this string's sha256.
+pub fn python_canonical_json(value: &Value) -> String {
+    let mut out = String::new();
+    write_python(value, &mut out);
+    out
+}
+
+fn write_python(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String((*k).clone()).to_string());
+                out.push(':');
+                write_python(&map[*k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_python(v, out);
+            }
+            out.push(']');
+        }
+        Value::Number(n) if n.is_f64() => {
+            out.push_str(&python_float_repr(n.as_f64().unwrap_or(0.0)))
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+/// Python's `repr(float)`: the shortest round-trip digits, fixed notation
+/// for decimal exponents in [-4, 16), else `d.ddde±XX`.
+pub fn python_float_repr(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    // `{:e}` gives the shortest round-trip digits: `-1.2345e-5`.
+    let sci = format!("{v:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    if (-4..16).contains(&exp) {
+        let point = exp + 1; // digits before the decimal point
+        let body = if point <= 0 {
+            format!("0.{}{digits}", "0".repeat((-point) as usize))
+        } else if point as usize >= digits.len() {
+            format!("{digits}{}.0", "0".repeat(point as usize - digits.len()))
+        } else {
+            format!(
+                "{}.{}",
+                &digits[..point as usize],
+                &digits[point as usize..]
+            )
+        };
+        format!("{sign}{body}")
+    } else {
+        let m = if digits.len() > 1 {
+            format!("{}.{}", &digits[..1], &digits[1..])
+        } else {
+            digits
+        };
+        format!(
+            "{sign}{m}e{}{:02}",
+            if exp < 0 { '-' } else { '+' },
+            exp.abs()
+        )
+    }
+}
+
 fn write_canonical(value: &Value, out: &mut String) {
     match value {
         Value::Object(map) => {
@@ -127,6 +215,30 @@ fn preview(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn python_float_repr_matches_cpython() {
+        // Expected strings are what CPython 3.11 prints for repr(x).
+        for (v, want) in [
+            (0.0, "0.0"),
+            (10.0, "10.0"),
+            (0.3, "0.3"),
+            (-1.3470558769768104e-05, "-1.3470558769768104e-05"),
+            (0.0001, "0.0001"),
+            (1e-5, "1e-05"),
+            (123456789012345.6, "123456789012345.6"),
+            (1e16, "1e+16"),
+            (1.5e16, "1.5e+16"),
+            (2.5e-300, "2.5e-300"),
+            (0.6666666666666666, "0.6666666666666666"),
+        ] {
+            assert_eq!(python_float_repr(v), want, "{v}");
+        }
+        assert_eq!(
+            python_canonical_json(&serde_json::json!({"b": [0.0, 1], "a": "é/x", "c": null})),
+            r#"{"a":"é/x","b":[0.0,1],"c":null}"#
+        );
+    }
     use serde_json::json;
 
     #[test]

@@ -10,6 +10,7 @@
 //! `mlflow_ids.json` are offline: tracking is reported as not checked.
 //! [`tracking`] adds the checks against the MLflow server.
 
+pub mod python_suite;
 pub mod tracking;
 
 use crate::checkpoint::{file_digest, load_jsonl, read_json};
