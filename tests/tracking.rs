@@ -557,3 +557,49 @@ fn basic_auth_works_with_credentials_and_wrong_ones_fail_clearly() {
         }
     }
 }
+
+#[test]
+fn ctrl_c_marks_runs_killed_and_resume_finishes_them() {
+    let uri = MlflowServer::shared();
+    let exp = experiment("sigint");
+    let ws = Workspace::new();
+    let cfg = ws.config(
+        "eval.toml",
+        &Opts {
+            n_per_label: Some(10),
+            latency_ms: 120,
+            concurrency: 2,
+            ..Opts::default()
+        },
+    );
+    let mut child = spawn_tracked(&ws, &cfg, uri, &exp);
+    std::thread::sleep(Duration::from_millis(1200));
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok);
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(130));
+    let s = only_session(&ws.runs(), "k");
+    assert!(!s.join("checkpoints/mcq/_DONE.json").exists());
+    let q = query(uri, &exp, false, &[]);
+    let children = children_by_ns(&q);
+    assert_eq!(children["mcq"][0]["status"], "KILLED");
+    let fp = read_json(&s.join("manifest.json"))["fingerprint"]
+        .as_str()
+        .expect("fp")
+        .to_string();
+    assert_eq!(parents(&q, &fp)[0]["status"], "KILLED");
+    assert!(children["mcq"][0]["metrics"]["progress.done"].as_f64() < Some(30.0));
+
+    tracked(ws.path(), uri, &exp)
+        .args(["resume", &fp[..8], "--runs-dir"])
+        .arg(ws.runs())
+        .assert()
+        .success();
+    let q = query(uri, &exp, false, &[]);
+    assert_eq!(runs_of(&q).len(), 2);
+    assert!(runs_of(&q).iter().all(|r| r["status"] == "FINISHED"));
+}

@@ -306,6 +306,15 @@ impl MlflowClient {
         &self.base
     }
 
+    /// Adds the credentials (reqwest marks the header sensitive).
+    fn authed(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.auth {
+            Auth::None => req,
+            Auth::Basic { user, password } => req.basic_auth(user, Some(password)),
+            Auth::Bearer(token) => req.bearer_auth(token),
+        }
+    }
+
     fn url(&self, segments: &[&str]) -> Result<Url, MlflowError> {
         let mut url = self.base.clone();
         url.path_segments_mut()
@@ -336,11 +345,7 @@ impl MlflowClient {
         let mut attempt = 0;
         loop {
             let req = make()?;
-            let req = match &self.auth {
-                Auth::None => req,
-                Auth::Basic { user, password } => req.basic_auth(user, Some(password)),
-                Auth::Bearer(token) => req.bearer_auth(token),
-            };
+            let req = self.authed(req);
             let result = req.send().await;
             let (err, retry_after) = match result {
                 Ok(resp) if resp.status().is_success() => return Ok(resp),
@@ -462,16 +467,12 @@ impl MlflowClient {
         });
         let endpoint = "runs/create";
         let url = self.api_url(endpoint)?;
-        let mut req = self
+        let req = self
             .http
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_string());
-        req = match &self.auth {
-            Auth::None => req,
-            Auth::Basic { user, password } => req.basic_auth(user, Some(password)),
-            Auth::Bearer(token) => req.bearer_auth(token),
-        };
+        let req = self.authed(req);
         let resp = req
             .send()
             .await
@@ -647,11 +648,7 @@ impl MlflowClient {
                 .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
                 .header(reqwest::header::CONTENT_LENGTH, len)
                 .timeout(self.retry.timeout + Duration::from_secs(len / 1_000_000));
-            let req = match &self.auth {
-                Auth::None => req,
-                Auth::Basic { user, password } => req.basic_auth(user, Some(password)),
-                Auth::Bearer(token) => req.bearer_auth(token),
-            };
+            let req = self.authed(req);
             let err = match req.body(body).send().await {
                 Ok(resp) if resp.status().is_success() => return Ok(()),
                 Ok(resp) => http_error(&endpoint, resp).await,
