@@ -40,6 +40,30 @@ pub struct Target {
     pub insecure_tls: bool,
     /// Retry policy.
     pub retry: RetryPolicy,
+    /// Extra CA bundle (`MLFLOW_TRACKING_SERVER_CERT_PATH`).
+    pub ca_cert: Option<PathBuf>,
+}
+
+impl Target {
+    /// A REST client for this server.
+    pub fn client(&self) -> Result<MlflowClient> {
+        let ca = match &self.ca_cert {
+            Some(path) => Some(std::fs::read(path).with_context(|| {
+                format!(
+                    "MLFLOW_TRACKING_SERVER_CERT_PATH: cannot read {}",
+                    path.display()
+                )
+            })?),
+            None => None,
+        };
+        MlflowClient::new(
+            self.uri.clone(),
+            self.auth.clone(),
+            self.retry,
+            self.insecure_tls,
+            ca.as_deref(),
+        )
+    }
 }
 
 /// Environment lookup, injectable for tests.
@@ -113,12 +137,18 @@ pub fn resolve(config: &TrackingConfig, no_tracking: bool, env: Env<'_>) -> Resu
         .filter(|v| !v.trim().is_empty())
         .or_else(|| config.experiment.clone())
         .unwrap_or_else(|| DEFAULT_EXPERIMENT.to_string());
+    let insecure_tls = truthy(env("MLFLOW_TRACKING_INSECURE_TLS"));
+    let ca_cert = env("MLFLOW_TRACKING_SERVER_CERT_PATH").map(PathBuf::from);
+    if insecure_tls && ca_cert.is_some() {
+        bail!("MLFLOW_TRACKING_INSECURE_TLS and MLFLOW_TRACKING_SERVER_CERT_PATH cannot be used together");
+    }
     Ok(Some(Target {
         uri,
         experiment,
         auth,
-        insecure_tls: truthy(env("MLFLOW_TRACKING_INSECURE_TLS")),
+        insecure_tls,
         retry,
+        ca_cert,
     }))
 }
 
@@ -240,12 +270,7 @@ impl Tracker {
         session_dir: &Path,
         manifest: &Manifest,
     ) -> Result<Tracker> {
-        let client = MlflowClient::new(
-            target.uri.clone(),
-            target.auth.clone(),
-            target.retry,
-            target.insecure_tls,
-        )?;
+        let client = target.client()?;
         let health = Arc::new(Mutex::new(Health {
             paused_until: None,
             pending: BTreeSet::new(),
@@ -635,12 +660,7 @@ pub async fn sync_session(
     session_dir: &Path,
     manifest: &Manifest,
 ) -> Result<SyncReport> {
-    let client = MlflowClient::new(
-        target.uri.clone(),
-        target.auth.clone(),
-        target.retry,
-        target.insecure_tls,
-    )?;
+    let client = target.client()?;
     let mut m = Mirror::connect(client, &target.experiment, session_dir, manifest.clone()).await?;
     let result: Result<SyncReport> = async {
         let parent = m.ensure_parent().await?;

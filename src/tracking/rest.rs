@@ -286,13 +286,19 @@ impl MlflowClient {
         auth: Auth,
         retry: RetryPolicy,
         insecure_tls: bool,
+        ca_pem: Option<&[u8]>,
     ) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(retry.timeout)
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("w2c/", env!("CARGO_PKG_VERSION")))
-            .danger_accept_invalid_certs(insecure_tls)
-            .build()?;
+            .danger_accept_invalid_certs(insecure_tls);
+        if let Some(pem) = ca_pem {
+            for cert in reqwest::Certificate::from_pem_bundle(pem)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build()?;
         Ok(MlflowClient {
             base,
             http,
@@ -815,6 +821,7 @@ mod tests {
             Auth::None,
             RetryPolicy::default(),
             false,
+            None,
         )
         .unwrap();
         let u = c

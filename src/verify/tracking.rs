@@ -92,12 +92,7 @@ pub async fn verify_tracking(found: &FoundSession, deep: bool) -> Vec<Check> {
             return out.checks;
         }
     };
-    let client = match MlflowClient::new(
-        target.uri.clone(),
-        target.auth.clone(),
-        target.retry,
-        target.insecure_tls,
-    ) {
+    let client = match target.client() {
         Ok(c) => c,
         Err(e) => {
             out.push("tracking", Status::CannotCheck, format!("{e:#}"));
