@@ -485,10 +485,29 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 "resolved config:\n{}",
                 serde_json::to_string_pretty(&m.config)?
             );
+            match crate::tracking::ids::MlflowIds::load(&found.dir) {
+                Ok(ids) if ids.mode == crate::tracking::ids::Mode::Online => {
+                    println!(
+                        "mlflow       {} experiment {} ({}), parent run {}; {}",
+                        ids.tracking_uri.as_deref().unwrap_or("?"),
+                        ids.experiment_name.as_deref().unwrap_or("?"),
+                        ids.experiment_id.as_deref().unwrap_or("?"),
+                        ids.parent_run_id.as_deref().unwrap_or("none"),
+                        report::tracking_state(&found.dir)
+                    );
+                    for p in &ids.pending {
+                        println!("  pending: {p}");
+                    }
+                }
+                _ => println!("mlflow       offline (`w2c sync` sends the session to MLflow)"),
+            }
             println!("namespaces:");
             for (ns, settings) in session::namespaces(&found.dir) {
                 let ckpt = found.dir.join("checkpoints").join(&ns);
                 let done = ckpt.join(crate::methods::files::DONE).exists();
+                let child = crate::tracking::ids::MlflowIds::load(&found.dir)
+                    .ok()
+                    .and_then(|ids| ids.child_run_ids.get(&ns).cloned());
                 println!(
                     "  {ns}  ({}, settings {})\n    checkpoints {}\n    artifacts   {}",
                     if done { "done" } else { "not finished" },
@@ -496,6 +515,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     ckpt.display(),
                     found.dir.join("artifacts_local").join(&ns).display()
                 );
+                if let Some(id) = child {
+                    println!("    mlflow run  {id}");
+                }
             }
             Ok(EXIT_OK)
         }

@@ -247,6 +247,7 @@ pub fn status_table(rows: &[StatusRow]) -> String {
                 crate::fingerprint::short(&m.fingerprint).to_string(),
                 state,
                 methods,
+                tracking_state(&r.session.dir),
                 m.created_at.clone(),
                 m.updated_at.clone(),
             ]
@@ -258,11 +259,25 @@ pub fn status_table(rows: &[StatusRow]) -> String {
             "fingerprint",
             "state",
             "methods (done/total)",
+            "mlflow",
             "created",
             "updated",
         ],
         &body,
     )
+}
+
+/// One word on a session's MLflow mirror: `offline`, `synced`, or
+/// `N pending` (run `w2c sync`).
+pub fn tracking_state(session_dir: &std::path::Path) -> String {
+    use crate::tracking::ids::{MlflowIds, Mode};
+    match MlflowIds::load(session_dir) {
+        Ok(ids) if ids.mode == Mode::Offline => "offline".into(),
+        Ok(ids) if ids.synced => "synced".into(),
+        Ok(ids) if ids.pending.is_empty() => "not synced".into(),
+        Ok(ids) => format!("{} pending", ids.pending.len()),
+        Err(_) => "unreadable".into(),
+    }
 }
 
 /// Renders `w2c verify` checks.

@@ -603,3 +603,51 @@ fn ctrl_c_marks_runs_killed_and_resume_finishes_them() {
     assert_eq!(runs_of(&q).len(), 2);
     assert!(runs_of(&q).iter().all(|r| r["status"] == "FINISHED"));
 }
+
+#[test]
+fn a_param_over_the_size_limit_becomes_an_artifact() {
+    let uri = MlflowServer::shared();
+    let exp = experiment("longparam");
+    let ws = Workspace::new();
+    let cfg = ws.config(
+        "eval.toml",
+        &Opts {
+            n_per_label: Some(2),
+            ..Opts::default()
+        },
+    );
+    let long = "x".repeat(7000);
+    let text = std::fs::read_to_string(&cfg).expect("cfg");
+    let text = text.replace(
+        "[methods]",
+        &format!("[providers.mock.headers]\nX-Long = \"{long}\"\n\n[methods]"),
+    );
+    std::fs::write(&cfg, text).expect("write");
+    tracked(ws.path(), uri, &exp)
+        .args(["run", "--run-key", "k", "--config"])
+        .arg(&cfg)
+        .assert()
+        .success();
+    let s = only_session(&ws.runs(), "k");
+    let fp = read_json(&s.join("manifest.json"))["fingerprint"]
+        .as_str()
+        .expect("fp")
+        .to_string();
+    let q = query(uri, &exp, true, &[]);
+    let parent = &parents(&q, &fp)[0];
+    let key = "config.providers.mock.headers.X-Long";
+    let value = parent["params"][key].as_str().expect("param");
+    assert!(value.starts_with("(too long for a param"), "{value}");
+    let art = &parent["artifacts"][format!("params/{key}.txt")];
+    assert_eq!(art["size"], 7000);
+    assert_eq!(
+        art["sha256"].as_str(),
+        Some(hex::encode(sha2::Sha256::digest(long.as_bytes())).as_str())
+    );
+    // Running again re-logs the same pointer value: no conflict.
+    tracked(ws.path(), uri, &exp)
+        .args(["run", "--run-key", "k", "--config"])
+        .arg(&cfg)
+        .assert()
+        .success();
+}
