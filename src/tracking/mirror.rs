@@ -564,8 +564,10 @@ impl Mirror {
         if namespace_done(&self.session_dir, ns) {
             self.log_final_metrics(ns).await?;
         }
-        self.upload_namespace(ns, repair).await?;
-        self.set_child_status(ns, status).await
+        // The status mirrors the local record even when an upload failed.
+        let uploaded = self.upload_namespace(ns, repair).await;
+        self.set_child_status(ns, status).await?;
+        uploaded.map(|_| ())
     }
 }
 

@@ -314,10 +314,15 @@ impl Tracker {
             let r: Result<()> = async {
                 m.ensure_parent().await?;
                 m.set_parent_status(status::RUNNING).await?;
-                m.upload_session_files(false).await?;
                 Ok(())
             }
             .await;
+            // Artifacts are not worth stopping a run for (e.g. a server
+            // started with --no-serve-artifacts): they stay pending.
+            let uploaded = match &r {
+                Ok(()) => m.upload_session_files(false).await.map(|_| ()),
+                Err(_) => Ok(()),
+            };
             drop(m);
             if let Err(e) = r {
                 if is_transient(&e) {
@@ -325,6 +330,9 @@ impl Tracker {
                 } else {
                     return Err(e.context(format!("tracking server {}", target.uri)));
                 }
+            }
+            if let Err(e) = uploaded {
+                tracker.failed("session artifacts", &e);
             }
         }
         Ok(tracker)
@@ -569,7 +577,7 @@ impl Tracker {
         m.ids.synced = pending.is_empty();
         if !pending.is_empty() {
             self.note(format!(
-                "tracking: {} item(s) could not be sent to MLflow (first: {}); they are listed in mlflow_ids.json — run `w2c sync {}` when the server is back",
+                "tracking: {} item(s) could not be sent to MLflow (first: {}); they are listed in mlflow_ids.json — run `w2c sync {}` once the server is reachable",
                 pending.len(),
                 pending[0],
                 crate::fingerprint::short(&m.manifest.fingerprint)
@@ -680,8 +688,9 @@ pub async fn sync_session(
             if mirror::namespace_done(session_dir, &ns) {
                 m.log_final_metrics(&ns).await?;
             }
-            let sent = m.upload_namespace(&ns, true).await?;
+            let sent = m.upload_namespace(&ns, true).await;
             m.set_child_status(&ns, st).await?;
+            let sent = sent?;
             let id = m.ids.child_run_ids.get(&ns).cloned().unwrap_or_default();
             report.namespaces.push((ns, id, st.to_string(), sent));
         }

@@ -57,7 +57,7 @@ impl Default for RetryPolicy {
         RetryPolicy {
             max_retries: 3,
             first_backoff: Duration::from_millis(500),
-            timeout: Duration::from_secs(30),
+            timeout: Duration::from_secs(15),
         }
     }
 }
@@ -80,7 +80,8 @@ impl MlflowError {
     /// Whether retrying later could help (no reply, 408, 429 or 5xx).
     pub fn is_transient(&self) -> bool {
         match self.status {
-            None => true,
+            // No reply: a connection problem, unless a local cause was named.
+            None => self.error_code.is_none(),
             Some(s) => s == 408 || s == 429 || s >= 500,
         }
     }
@@ -327,7 +328,7 @@ impl MlflowClient {
             .map_err(|_| MlflowError {
                 endpoint: segments.join("/"),
                 status: None,
-                error_code: None,
+                error_code: Some("BAD_TRACKING_URI".into()),
                 detail: "the tracking URI cannot be a base URL".into(),
             })?
             .pop_if_empty()
@@ -618,7 +619,7 @@ impl MlflowClient {
             .ok_or_else(|| MlflowError {
                 endpoint: "mlflow-artifacts".into(),
                 status: None,
-                error_code: None,
+                error_code: Some("UNSUPPORTED_ARTIFACT_URI".into()),
                 detail: format!(
                     "artifact URI `{artifact_uri}` is not served by the tracking server's artifact proxy (start the server without --no-serve-artifacts)"
                 ),
