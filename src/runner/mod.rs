@@ -1,0 +1,485 @@
+//! Orchestration of `w2c run` and `w2c resume`: config → dataset → session →
+//! methods → artifacts and `_DONE` markers, with MLflow tracking around it.
+//! Each method's runner lives in a submodule (`mcq`, `logprob`, `judge`);
+//! `finish` holds what they share once their items are in.
+
+use crate::audit::{AuditEvent, Severity};
+use crate::checkpoint::{file_digest, read_json, write_bytes_atomic, write_json_atomic};
+use crate::config::{self, Config};
+use crate::dataset::{self, Example};
+use crate::fingerprint::{diff, fingerprint, short};
+use crate::labels::{Label, Prediction};
+use crate::llm::Usage;
+use crate::llm::{CallItem, CallRecord, Client};
+use crate::methods::llm_judge::{self, JudgeRecord, JudgeStatus, LlmJudge, TargetRecord};
+use crate::methods::mcq::{Mcq, McqRecord};
+use crate::methods::mcq_logprob::{self, McqLogprob, McqLogprobRecord};
+use crate::methods::{self, files, Cancel, ItemError, ItemOutput, Outcome};
+use crate::methods::{sweep_name, Sweep, WorkItem};
+use crate::metrics::{self, Metrics, Scored};
+use crate::session::{self, MethodSettings, NewSession, Session};
+use crate::tracking::Tracker;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+mod finish;
+mod judge;
+mod logprob;
+mod mcq;
+
+use finish::*;
+pub use finish::{DoneMarker, FileDigest, MetricsFile};
+use judge::run_llm_judge;
+use logprob::run_mcq_logprob;
+use mcq::{run_mcq, run_stability_mcq};
+
+/// Version of the session fingerprint payload.
+pub const PAYLOAD_SCHEMA: u32 = 1;
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    /// Every enabled method finished and has its `_DONE.json`.
+    Complete,
+    /// Some items failed after their retries; resume retries them.
+    Incomplete,
+    /// Stopped by Ctrl-C; resume continues.
+    Interrupted,
+}
+
+/// The summary of one method namespace.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MethodSummary {
+    /// Namespace name.
+    pub namespace: String,
+    /// Items with a result.
+    pub done: usize,
+    /// Items in the namespace.
+    pub total: usize,
+    /// Items that failed in this run.
+    pub failed: usize,
+    /// Metrics, when the method completed.
+    pub metrics: Option<Metrics>,
+    /// Tokens used by the finished items.
+    pub usage: UsageTotals,
+    /// Sweep metrics, for `stability_*` namespaces.
+    pub stability: Option<crate::stability::StabilityMetrics>,
+}
+
+/// Token totals over a namespace's results.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct UsageTotals {
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Completion tokens.
+    pub completion_tokens: u64,
+    /// Cost in USD, when `[prices]` lists the model.
+    pub cost_usd: Option<f64>,
+}
+
+impl UsageTotals {
+    /// Totals over records, priced with an optional price.
+    pub fn of<'a, R: methods::Record + 'a>(
+        records: impl IntoIterator<Item = &'a R>,
+        price: Option<&crate::config::Price>,
+    ) -> Self {
+        let (mut prompt, mut completion) = (0, 0);
+        for r in records {
+            let u = r.usage();
+            prompt += u.prompt_tokens;
+            completion += u.completion_tokens;
+        }
+        UsageTotals::new(prompt, completion, price)
+    }
+
+    /// Sum of two totals; the cost is known only when both are.
+    pub fn plus(self, other: UsageTotals) -> UsageTotals {
+        UsageTotals {
+            prompt_tokens: self.prompt_tokens + other.prompt_tokens,
+            completion_tokens: self.completion_tokens + other.completion_tokens,
+            cost_usd: self.cost_usd.zip(other.cost_usd).map(|(a, b)| a + b),
+        }
+    }
+
+    /// Totals with the cost from an optional price.
+    pub fn new(
+        prompt_tokens: u64,
+        completion_tokens: u64,
+        price: Option<&crate::config::Price>,
+    ) -> Self {
+        UsageTotals {
+            prompt_tokens,
+            completion_tokens,
+            cost_usd: price.map(|p| {
+                (prompt_tokens as f64 * p.prompt_per_mtok
+                    + completion_tokens as f64 * p.completion_per_mtok)
+                    / 1_000_000.0
+            }),
+        }
+    }
+}
+
+/// The result of a run.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// Session directory.
+    pub session_dir: PathBuf,
+    /// RUN_KEY.
+    pub run_key: String,
+    /// Full fingerprint.
+    pub fingerprint: String,
+    /// Whether the session was created by this run.
+    pub created: bool,
+    /// Per-method summaries.
+    pub methods: Vec<MethodSummary>,
+    /// Overall status.
+    pub status: RunStatus,
+    /// Notes for the user (torn lines cut, resumed items...).
+    pub notes: Vec<String>,
+}
+
+impl RunReport {
+    /// Records that a namespace ended without all its results: interrupted
+    /// when a stop was requested, else incomplete (an interrupt is never
+    /// downgraded).
+    pub fn mark_unfinished(&mut self, cancelled: bool) {
+        if cancelled {
+            self.status = RunStatus::Interrupted;
+        } else if self.status == RunStatus::Complete {
+            self.status = RunStatus::Incomplete;
+        }
+    }
+}
+
+/// What `run` is asked to do.
+pub struct RunRequest {
+    /// The resolved config.
+    pub config: Config,
+    /// The resolved RUN_KEY.
+    pub run_key: String,
+    /// When resuming by fingerprint: the fingerprint the inputs must still give.
+    pub expect_fingerprint: Option<String>,
+    /// The MLflow server to mirror the session to; `None` runs offline.
+    pub tracking: Option<crate::tracking::Target>,
+    /// Why the run is offline, when `tracking` is `None`.
+    pub offline_reason: String,
+}
+
+/// The session-level fingerprint payload: everything that changes results and
+/// is shared by all methods.
+pub fn session_payload(
+    config: &Config,
+    dataset: &dataset::Dataset,
+    selected: &[Example],
+) -> Result<Value> {
+    let (_, provider) = config.target_provider()?;
+    let ids: Vec<&str> = selected.iter().map(|e| e.uuid.as_str()).collect();
+    Ok(json!({
+        "schema": PAYLOAD_SCHEMA,
+        "dataset": {
+            "sha256": dataset.sha256,
+            "n_examples_in_file": dataset.examples.len(),
+            "n_per_label": config.dataset.n_per_label,
+            "subsample_seed": config.dataset.n_per_label.map(|_| config.dataset.subsample_seed),
+            "selected_ids_sha256": crate::fingerprint::sha256_hex(ids.join("\n").as_bytes()),
+            "n_selected": ids.len(),
+        },
+        "target": {
+            "model": config.models.target,
+            "provider_kind": provider.kind,
+        },
+        "seed": config.run.seed,
+    }))
+}
+
+/// The inputs of a session, computed without touching the session directory.
+pub struct Prepared {
+    /// The dataset file.
+    pub dataset: dataset::Dataset,
+    /// The selected examples, in evaluation order.
+    pub selected: Vec<Example>,
+    /// The fingerprint payload.
+    pub payload: Value,
+    /// Its fingerprint.
+    pub fingerprint: String,
+}
+
+/// Loads the dataset, selects the examples and computes the fingerprint.
+pub fn prepare(config: &Config) -> Result<Prepared> {
+    let dataset = dataset::load(&config.dataset.path)?;
+    let selected = dataset::select(
+        &dataset,
+        config.dataset.n_per_label,
+        config.dataset.subsample_seed,
+    );
+    if selected.is_empty() {
+        bail!(
+            "{}: the selection is empty (n_per_label = {:?})",
+            config.dataset.path.display(),
+            config.dataset.n_per_label
+        );
+    }
+    let payload = session_payload(config, &dataset, &selected)?;
+    let fingerprint = fingerprint(&payload);
+    Ok(Prepared {
+        dataset,
+        selected,
+        payload,
+        fingerprint,
+    })
+}
+
+/// Runs (or resumes) every enabled method of a config. `on_open` is called
+/// once the session is open and locked, before any request.
+pub async fn run(
+    req: RunRequest,
+    cancel: &Cancel,
+    on_open: &dyn Fn(&Session),
+) -> Result<RunReport> {
+    let config = &req.config;
+    let prepared = prepare(config)?;
+    if let Some(expected) = &req.expect_fingerprint {
+        if &prepared.fingerprint != expected {
+            let found = session::find(&config.run.runs_dir, short(expected), Some(&req.run_key))?;
+            let stored: Value = serde_json::from_str(&found.manifest.fingerprint_canonical)
+                .context("manifest field `fingerprint_canonical` is not JSON")?;
+            bail!(
+                "refusing to resume session {}: its inputs changed since it was created:\n  {}",
+                short(expected),
+                diff(&stored, &prepared.payload).join("\n  ")
+            );
+        }
+    }
+    let (provider_name, provider_cfg) = config.target_provider()?;
+    let client = Arc::new(Client::new(provider_name, provider_cfg, config.run.seed)?);
+    let session = session::open_or_create(
+        &config.run.runs_dir,
+        NewSession {
+            run_key: &req.run_key,
+            payload: &prepared.payload,
+            config: serde_json::to_value(config).context("cannot serialise the config")?,
+            example_ids: prepared.selected.iter().map(|e| e.uuid.clone()).collect(),
+            label_counts: prepared
+                .selected
+                .iter()
+                .fold(BTreeMap::new(), |mut acc, e| {
+                    *acc.entry(e.gold.to_string()).or_insert(0) += 1;
+                    acc
+                }),
+        },
+    )?;
+    on_open(&session);
+
+    let mut report = RunReport {
+        session_dir: session.dir.clone(),
+        run_key: req.run_key.clone(),
+        fingerprint: session.manifest.fingerprint.clone(),
+        created: session.created,
+        methods: Vec::new(),
+        status: RunStatus::Complete,
+        notes: Vec::new(),
+    };
+    let tracker = match &req.tracking {
+        Some(target) => Tracker::connect(target, &session.dir, &session.manifest).await?,
+        None => Tracker::offline(&session.dir, &req.offline_reason)?,
+    };
+    let methods_result = run_methods(
+        config,
+        &prepared,
+        &session,
+        client,
+        cancel,
+        &tracker,
+        &mut report,
+    )
+    .await;
+    if let Err(err) = methods_result {
+        tracker.abort(&err).await;
+        return Err(err);
+    }
+    let notes = tracker.finish(&report).await;
+    report.notes.extend(notes);
+    Ok(report)
+}
+
+/// Runs every enabled method in order; each namespace's tracking is closed
+/// as soon as its method returns.
+async fn run_methods(
+    config: &Config,
+    prepared: &Prepared,
+    session: &Session,
+    client: Arc<Client>,
+    cancel: &Cancel,
+    tracker: &Tracker,
+    report: &mut RunReport,
+) -> Result<()> {
+    let (provider_name, _) = config.target_provider()?;
+    for method in &config.methods.enabled {
+        if cancel.is_cancelled() {
+            report.status = RunStatus::Interrupted;
+            break;
+        }
+        let summary = match method.as_str() {
+            crate::methods::mcq::NAME => {
+                let mcq = Mcq::new(&config.methods.mcq, &config.models.target, config.run.seed)?;
+                run_mcq(
+                    session,
+                    &mcq,
+                    &prepared.selected,
+                    client.clone(),
+                    cancel,
+                    tracker,
+                    config.prices.get(&config.models.target),
+                    report,
+                )
+                .await?
+            }
+            llm_judge::NAME => {
+                let (judge_model, judge_provider, judge_cfg) = config.judge_provider()?;
+                let judge_client = if judge_provider == provider_name {
+                    client.clone()
+                } else {
+                    Arc::new(Client::new(judge_provider, judge_cfg, config.run.seed)?)
+                };
+                let method = LlmJudge::new(
+                    &config.methods.llm_judge,
+                    &config.models.target,
+                    judge_model,
+                    config.run.seed,
+                )?;
+                run_llm_judge(
+                    session,
+                    &method,
+                    &prepared.selected,
+                    client.clone(),
+                    judge_client,
+                    cancel,
+                    tracker,
+                    (
+                        config.prices.get(&config.models.target),
+                        config.prices.get(judge_model),
+                    ),
+                    report,
+                )
+                .await?
+            }
+            mcq_logprob::NAME => {
+                let method = McqLogprob::new(
+                    &config.methods.mcq_logprob,
+                    &config.models.target,
+                    config.run.seed,
+                );
+                run_mcq_logprob(
+                    session,
+                    &method,
+                    &prepared.selected,
+                    client.clone(),
+                    cancel,
+                    tracker,
+                    config.prices.get(&config.models.target),
+                    report,
+                )
+                .await?
+            }
+            "stability_llm_judge" => {
+                let (judge_model, judge_provider, judge_cfg) = config.judge_provider()?;
+                let judge_client = if judge_provider == provider_name {
+                    client.clone()
+                } else {
+                    Arc::new(Client::new(judge_provider, judge_cfg, config.run.seed)?)
+                };
+                let base = LlmJudge::new(
+                    &config.methods.llm_judge,
+                    &config.models.target,
+                    judge_model,
+                    config.run.seed,
+                )?;
+                let st = &config.methods.stability;
+                for &temperature in &st.temperatures {
+                    let method = base.with_sweep(Sweep {
+                        k: st.k,
+                        temperature,
+                        seed_mode: st.seed_mode,
+                    });
+                    let summary = run_llm_judge(
+                        session,
+                        &method,
+                        &prepared.selected,
+                        client.clone(),
+                        judge_client.clone(),
+                        cancel,
+                        tracker,
+                        (
+                            config.prices.get(&config.models.target),
+                            config.prices.get(judge_model),
+                        ),
+                        report,
+                    )
+                    .await?;
+                    report.methods.push(summary);
+                    tracker.end_namespaces(cancel.is_cancelled()).await;
+                    if cancel.is_cancelled() {
+                        break;
+                    }
+                }
+                continue;
+            }
+            "stability_mcq" => {
+                let mcq = Mcq::new(&config.methods.mcq, &config.models.target, config.run.seed)?;
+                for &t in &config.methods.stability.temperatures {
+                    let summary = run_stability_mcq(
+                        session,
+                        &mcq,
+                        &config.methods.stability,
+                        t,
+                        &prepared.selected,
+                        client.clone(),
+                        cancel,
+                        tracker,
+                        config.prices.get(&config.models.target),
+                        report,
+                    )
+                    .await?;
+                    report.methods.push(summary);
+                    tracker.end_namespaces(cancel.is_cancelled()).await;
+                    if cancel.is_cancelled() {
+                        break;
+                    }
+                }
+                continue;
+            }
+            other => bail!("method `{other}` is not implemented"),
+        };
+        report.methods.push(summary);
+        tracker.end_namespaces(cancel.is_cancelled()).await;
+    }
+    Ok(())
+}
+
+/// Loads the resolved config stored in a session's manifest, for resuming.
+pub fn config_from_manifest(found: &session::FoundSession) -> Result<Config> {
+    let config: Config =
+        serde_json::from_value(found.manifest.config.clone()).with_context(|| {
+            format!(
+                "{}: field `config` does not hold a valid w2c config",
+                found.dir.join("manifest.json").display()
+            )
+        })?;
+    config.validate().with_context(|| {
+        format!(
+            "{}: stored config",
+            found.dir.join("manifest.json").display()
+        )
+    })?;
+    Ok(config)
+}
+
+/// Resolves the RUN_KEY for a config and CLI flag.
+pub fn run_key_for(config: &Config, cli: Option<&str>) -> (String, config::RunKeySource) {
+    let env = std::env::var("W2C_RUN_KEY").ok();
+    config::resolve_run_key(cli, env.as_deref(), config.run.run_key.as_deref())
+}
