@@ -57,16 +57,37 @@ pub struct Check {
     pub detail: String,
 }
 
-struct Collector<'a> {
-    session: &'a str,
-    namespace: String,
-    checks: Vec<Check>,
+/// Gathers the checks of one session, labelled with the session and the
+/// namespace being checked (`-` for session-level checks).
+pub(crate) struct Collector {
+    session: String,
+    pub(crate) namespace: String,
+    pub(crate) checks: Vec<Check>,
 }
 
-impl Collector<'_> {
-    fn push(&mut self, check: &str, status: Status, detail: impl Into<String>) {
+impl Collector {
+    /// A collector for the session labelled `session`.
+    pub(crate) fn new(session: String) -> Collector {
+        Collector {
+            session,
+            namespace: "-".into(),
+            checks: Vec::new(),
+        }
+    }
+
+    /// A collector for a w2c session: `<run_key>/<fingerprint16>`.
+    pub(crate) fn for_session(found: &FoundSession) -> Collector {
+        Collector::new(format!(
+            "{}/{}",
+            found.manifest.run_key,
+            crate::fingerprint::short(&found.manifest.fingerprint)
+        ))
+    }
+
+    /// Records one check.
+    pub(crate) fn push(&mut self, check: &str, status: Status, detail: impl Into<String>) {
         self.checks.push(Check {
-            session: self.session.to_string(),
+            session: self.session.clone(),
             namespace: self.namespace.clone(),
             check: check.to_string(),
             status,
@@ -77,16 +98,7 @@ impl Collector<'_> {
 
 /// Verifies one session's local record.
 pub fn verify_local(found: &FoundSession) -> Vec<Check> {
-    let name = format!(
-        "{}/{}",
-        found.manifest.run_key,
-        crate::fingerprint::short(&found.manifest.fingerprint)
-    );
-    let mut c = Collector {
-        session: &name,
-        namespace: "-".into(),
-        checks: Vec::new(),
-    };
+    let mut c = Collector::for_session(found);
     let recomputed = sha256_hex(found.manifest.fingerprint_canonical.as_bytes());
     if recomputed == found.manifest.fingerprint {
         c.push(
@@ -126,7 +138,7 @@ struct KeyLine {
     key: String,
 }
 
-fn verify_namespace(c: &mut Collector<'_>, found: &FoundSession, ns: &str) {
+fn verify_namespace(c: &mut Collector, found: &FoundSession, ns: &str) {
     let ns_dir = found.dir.join("checkpoints").join(ns);
     let artifacts = found.dir.join("artifacts_local").join(ns);
     let results = load_jsonl::<KeyLine>(&ns_dir.join(files::RESULTS));
@@ -264,7 +276,7 @@ fn verify_namespace(c: &mut Collector<'_>, found: &FoundSession, ns: &str) {
 }
 
 /// Recomputes `metrics.json` from `predictions.jsonl`.
-fn verify_metrics(c: &mut Collector<'_>, artifacts: &Path) {
+fn verify_metrics(c: &mut Collector, artifacts: &Path) {
     let stored: MetricsFile = match read_json(&artifacts.join("metrics.json")) {
         Ok(m) => m,
         Err(e) => return c.push("metrics recompute", Status::Missing, format!("{e:#}")),

@@ -8,7 +8,7 @@
 //! agree with `_DONE.json`. Its MLflow record lives in a `./mlruns` file
 //! store, which MLflow 3 servers refuse, so tracking is not checked.
 
-use super::{Check, Status};
+use super::{Check, Collector, Status};
 use crate::checkpoint::read_json;
 use crate::labels::{Label, Prediction};
 use crate::metrics::{self, Scored};
@@ -25,24 +25,6 @@ pub fn is_python_session(dir: &Path) -> bool {
     m.get("fingerprint_canonical").is_none()
         && m["config"].is_object()
         && m["fingerprint"].as_str().is_some_and(|f| f.len() == 16)
-}
-
-struct Out {
-    session: String,
-    namespace: String,
-    checks: Vec<Check>,
-}
-
-impl Out {
-    fn push(&mut self, check: &str, status: Status, detail: impl Into<String>) {
-        self.checks.push(Check {
-            session: self.session.clone(),
-            namespace: self.namespace.clone(),
-            check: check.to_string(),
-            status,
-            detail: detail.into(),
-        });
-    }
 }
 
 /// The checkpoint file holding each experiment's rows.
@@ -67,11 +49,7 @@ pub fn verify_python_session(dir: &Path) -> Vec<Check> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut out = Out {
-        session: format!("{run_key}/{dir_name} (python suite)"),
-        namespace: "-".into(),
-        checks: Vec::new(),
-    };
+    let mut out = Collector::new(format!("{run_key}/{dir_name} (python suite)"));
     let manifest: Value = match read_json(&dir.join("manifest.json")) {
         Ok(m) => m,
         Err(e) => {
@@ -122,7 +100,7 @@ pub fn verify_python_session(dir: &Path) -> Vec<Check> {
     out.checks
 }
 
-fn verify_exp(out: &mut Out, dir: &Path, exp: &str, fp: &str) {
+fn verify_exp(out: &mut Collector, dir: &Path, exp: &str, fp: &str) {
     let ckpt = dir.join("checkpoints").join(exp);
     let rows_path = ckpt.join(checkpoint_file(exp));
     let done_path = ckpt.join("_DONE.json");

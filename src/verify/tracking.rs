@@ -5,7 +5,7 @@
 //! with the same size (and, with `deep`, the same sha256), and remote files
 //! without a local counterpart are reported.
 
-use super::{Check, Status};
+use super::{Check, Collector, Status};
 use crate::session::FoundSession;
 use crate::tracking::ids::{MlflowIds, Mode};
 use crate::tracking::mirror::{self, local_files, TAG_FINGERPRINT, TAG_NAMESPACE, TAG_PARENT};
@@ -18,37 +18,19 @@ use std::path::PathBuf;
 /// Parallel downloads for `--deep`.
 const DOWNLOAD_CONCURRENCY: usize = 4;
 
-struct Out {
-    session: String,
-    namespace: String,
-    checks: Vec<Check>,
-}
-
-impl Out {
-    fn push(&mut self, check: &str, status: Status, detail: impl Into<String>) {
-        self.checks.push(Check {
-            session: self.session.clone(),
-            namespace: self.namespace.clone(),
-            check: check.to_string(),
-            status,
-            detail: detail.into(),
-        });
-    }
-
-    /// Records a failed call: CANNOT_CHECK when the server is unreachable
-    /// or refuses us, else a mismatch with the server's answer.
-    fn call_failed(&mut self, check: &str, e: &MlflowError) {
-        let cannot = e.is_transient() || matches!(e.status, Some(401 | 403));
-        self.push(
-            check,
-            if cannot {
-                Status::CannotCheck
-            } else {
-                Status::Mismatch
-            },
-            e.to_string(),
-        );
-    }
+/// Records a failed call: CANNOT_CHECK when the server is unreachable or
+/// refuses us, else a mismatch with the server's answer.
+fn call_failed(out: &mut Collector, check: &str, e: &MlflowError) {
+    let cannot = e.is_transient() || matches!(e.status, Some(401 | 403));
+    out.push(
+        check,
+        if cannot {
+            Status::CannotCheck
+        } else {
+            Status::Mismatch
+        },
+        e.to_string(),
+    );
 }
 
 /// The server a session's tracking is checked against: `MLFLOW_TRACKING_URI`
@@ -64,15 +46,7 @@ pub fn target_for(ids: &MlflowIds) -> anyhow::Result<Option<Target>> {
 /// Checks one session against MLflow. Offline sessions yield nothing (the
 /// local checks already say tracking was not checked).
 pub async fn verify_tracking(found: &FoundSession, deep: bool) -> Vec<Check> {
-    let mut out = Out {
-        session: format!(
-            "{}/{}",
-            found.manifest.run_key,
-            crate::fingerprint::short(&found.manifest.fingerprint)
-        ),
-        namespace: "-".into(),
-        checks: Vec::new(),
-    };
+    let mut out = Collector::for_session(found);
     let ids = match MlflowIds::load(&found.dir) {
         Ok(ids) if ids.mode == Mode::Online => ids,
         _ => return out.checks,
@@ -142,7 +116,7 @@ pub async fn verify_tracking(found: &FoundSession, deep: bool) -> Vec<Check> {
             return out.checks;
         }
         Err(e) => {
-            out.call_failed("parent run", &e);
+            call_failed(&mut out, "parent run", &e);
             return out.checks;
         }
     };
@@ -170,7 +144,7 @@ pub async fn verify_tracking(found: &FoundSession, deep: bool) -> Vec<Check> {
     )
     .await
     {
-        out.call_failed("artifacts", &e);
+        call_failed(&mut out, "artifacts", &e);
     }
 
     for ns in namespaces {
@@ -194,7 +168,7 @@ pub async fn verify_tracking(found: &FoundSession, deep: bool) -> Vec<Check> {
                 continue;
             }
             Err(e) => {
-                out.call_failed("child run", &e);
+                call_failed(&mut out, "child run", &e);
                 continue;
             }
         };
@@ -233,14 +207,14 @@ pub async fn verify_tracking(found: &FoundSession, deep: bool) -> Vec<Check> {
             }
         }
         if let Err(e) = check_artifacts(&mut out, &client, &run, files, deep, true).await {
-            out.call_failed("artifacts", &e);
+            call_failed(&mut out, "artifacts", &e);
         }
     }
     out.checks
 }
 
 fn check_run(
-    out: &mut Out,
+    out: &mut Collector,
     what: &str,
     run: &Run,
     fingerprint: &str,
@@ -292,7 +266,7 @@ fn check_run(
     }
 }
 
-fn check_status(out: &mut Out, run: &Run, done: bool, running: bool, want: &str) {
+fn check_status(out: &mut Collector, run: &Run, done: bool, running: bool, want: &str) {
     let st = run.info.status.as_str();
     let finished = st == status::FINISHED;
     if finished == done {
@@ -330,7 +304,7 @@ fn check_status(out: &mut Out, run: &Run, done: bool, running: bool, want: &str)
     }
 }
 
-fn check_metrics(out: &mut Out, session_dir: &std::path::Path, ns: &str, run: &Run) {
+fn check_metrics(out: &mut Collector, session_dir: &std::path::Path, ns: &str, run: &Run) {
     let path = session_dir
         .join("artifacts_local")
         .join(ns)
@@ -380,7 +354,7 @@ fn same(remote: f64, local: f64) -> bool {
 }
 
 async fn check_artifacts(
-    out: &mut Out,
+    out: &mut Collector,
     client: &MlflowClient,
     run: &Run,
     local: Vec<(String, PathBuf)>,
