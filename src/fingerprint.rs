@@ -21,7 +21,7 @@ pub const SHORT_LEN: usize = 16;
 /// every level, no insignificant whitespace.
 pub fn canonical_json(value: &Value) -> String {
     let mut out = String::new();
-    write_canonical(value, &mut out);
+    write_canonical(value, &mut out, None);
     out
 }
 
@@ -30,41 +30,8 @@ pub fn canonical_json(value: &Value) -> String {
 /// Its session fingerprint is the first 16 hex of this string's sha256.
 pub fn python_canonical_json(value: &Value) -> String {
     let mut out = String::new();
-    write_python(value, &mut out);
+    write_canonical(value, &mut out, Some(python_float_repr));
     out
-}
-
-fn write_python(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String((*k).clone()).to_string());
-                out.push(':');
-                write_python(&map[*k], out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, v) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_python(v, out);
-            }
-            out.push(']');
-        }
-        Value::Number(n) if n.is_f64() => {
-            out.push_str(&python_float_repr(n.as_f64().unwrap_or(0.0)))
-        }
-        scalar => out.push_str(&scalar.to_string()),
-    }
 }
 
 /// Python's `repr(float)`: the shortest round-trip digits, fixed notation
@@ -113,7 +80,9 @@ pub fn python_float_repr(v: f64) -> String {
     }
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
+/// Writes `value` with sorted keys and no whitespace; `float` spells
+/// non-integer numbers when given (else serde_json's form).
+fn write_canonical(value: &Value, out: &mut String, float: Option<fn(f64) -> String>) {
     match value {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
@@ -125,7 +94,7 @@ fn write_canonical(value: &Value, out: &mut String) {
                 }
                 out.push_str(&Value::String((*k).clone()).to_string());
                 out.push(':');
-                write_canonical(&map[*k], out);
+                write_canonical(&map[*k], out, float);
             }
             out.push('}');
         }
@@ -135,10 +104,14 @@ fn write_canonical(value: &Value, out: &mut String) {
                 if i > 0 {
                     out.push(',');
                 }
-                write_canonical(v, out);
+                write_canonical(v, out, float);
             }
             out.push(']');
         }
+        Value::Number(n) => match (float, n.as_f64()) {
+            (Some(spell), Some(v)) if n.is_f64() => out.push_str(&spell(v)),
+            _ => out.push_str(&n.to_string()),
+        },
         scalar => out.push_str(&scalar.to_string()),
     }
 }
