@@ -338,11 +338,6 @@ impl Tracker {
         Ok(tracker)
     }
 
-    /// Whether a server is configured for this run.
-    pub fn is_online(&self) -> bool {
-        self.online.is_some()
-    }
-
     /// The counters the engine updates and the progress task reads.
     pub fn progress(&self) -> Arc<Progress> {
         self.progress.clone()

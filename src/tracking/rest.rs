@@ -342,11 +342,12 @@ impl MlflowClient {
         self.url(&segments)
     }
 
-    /// Sends a request, retrying transient failures. `body` is rebuilt for
-    /// each attempt.
+    /// Sends a request, retrying transient failures up to `max_retries`
+    /// times (honouring Retry-After); `make` builds each attempt afresh.
     async fn send(
         &self,
         endpoint: &str,
+        max_retries: u32,
         make: impl Fn() -> Result<reqwest::RequestBuilder, MlflowError>,
     ) -> Result<reqwest::Response, MlflowError> {
         let mut attempt = 0;
@@ -367,7 +368,7 @@ impl MlflowClient {
                 }
                 Err(e) => (transport_error(endpoint, &e), None),
             };
-            if !err.is_transient() || attempt >= self.retry.max_retries {
+            if !err.is_transient() || attempt >= max_retries {
                 return Err(err);
             }
             let backoff = self.retry.first_backoff * 2u32.saturating_pow(attempt);
@@ -378,9 +379,19 @@ impl MlflowClient {
     }
 
     async fn post(&self, endpoint: &str, body: &Value) -> Result<Value, MlflowError> {
+        self.post_with_retries(endpoint, body, self.retry.max_retries)
+            .await
+    }
+
+    async fn post_with_retries(
+        &self,
+        endpoint: &str,
+        body: &Value,
+        max_retries: u32,
+    ) -> Result<Value, MlflowError> {
         let url = self.api_url(endpoint)?;
         let resp = self
-            .send(endpoint, || {
+            .send(endpoint, max_retries, || {
                 Ok(self
                     .http
                     .request(Method::POST, url.clone())
@@ -394,19 +405,11 @@ impl MlflowClient {
     async fn get(&self, endpoint: &str, query: &[(&str, &str)]) -> Result<Value, MlflowError> {
         let url = self.api_url(endpoint)?;
         let resp = self
-            .send(endpoint, || {
+            .send(endpoint, self.retry.max_retries, || {
                 Ok(self.http.request(Method::GET, url.clone()).query(query))
             })
             .await?;
         json_body(endpoint, resp).await
-    }
-
-    /// `GET /health`: whether the server answers.
-    pub async fn health(&self) -> Result<(), MlflowError> {
-        let url = self.url(&["health"])?;
-        self.send("health", || Ok(self.http.get(url.clone())))
-            .await
-            .map(|_| ())
     }
 
     /// The experiment with this name, if any (deleted ones included).
@@ -473,21 +476,7 @@ impl MlflowClient {
             "tags": tags,
         });
         let endpoint = "runs/create";
-        let url = self.api_url(endpoint)?;
-        let req = self
-            .http
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_string());
-        let req = self.authed(req);
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| transport_error(endpoint, &e))?;
-        if !resp.status().is_success() {
-            return Err(http_error(endpoint, resp).await);
-        }
-        let v = json_body(endpoint, resp).await?;
+        let v = self.post_with_retries(endpoint, &body, 0).await?;
         parse(endpoint, &v["run"])
     }
 
@@ -546,13 +535,6 @@ impl MlflowClient {
         .map(|_| ())
     }
 
-    /// Restores a deleted run.
-    pub async fn restore_run(&self, run_id: &str) -> Result<(), MlflowError> {
-        self.post("runs/restore", &json!({"run_id": run_id}))
-            .await
-            .map(|_| ())
-    }
-
     /// One `runs/log-batch` call; the caller keeps within the server limits
     /// (see [`super::flatten::batches`]).
     pub async fn log_batch(
@@ -568,25 +550,6 @@ impl MlflowClient {
         )
         .await
         .map(|_| ())
-    }
-
-    /// The full history of one metric.
-    pub async fn metric_history(
-        &self,
-        run_id: &str,
-        key: &str,
-    ) -> Result<Vec<MetricPoint>, MlflowError> {
-        let v = self
-            .get(
-                "metrics/get-history",
-                &[
-                    ("run_id", run_id),
-                    ("metric_key", key),
-                    ("max_results", "25000"),
-                ],
-            )
-            .await?;
-        Ok(parse("metrics/get-history", &v["metrics"]).unwrap_or_default())
     }
 
     /// Every file under a run's artifact root (recursive), with sizes.
@@ -639,34 +602,26 @@ impl MlflowClient {
     ) -> Result<(), MlflowError> {
         let url = self.artifact_url(artifact_uri, rel)?;
         let endpoint = format!("artifact upload {rel}");
-        let mut attempt = 0;
-        loop {
-            let handle = tokio::fs::File::open(file).await.map_err(|e| MlflowError {
-                endpoint: endpoint.clone(),
-                status: None,
-                error_code: Some("LOCAL_IO".into()),
-                detail: format!("cannot read {}: {e}", file.display()),
-            })?;
-            let len = handle.metadata().await.map(|m| m.len()).unwrap_or(0);
-            let body = reqwest::Body::from(handle);
-            let req = self
-                .http
-                .put(url.clone())
-                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                .header(reqwest::header::CONTENT_LENGTH, len)
-                .timeout(self.retry.timeout + Duration::from_secs(len / 1_000_000));
-            let req = self.authed(req);
-            let err = match req.body(body).send().await {
-                Ok(resp) if resp.status().is_success() => return Ok(()),
-                Ok(resp) => http_error(&endpoint, resp).await,
-                Err(e) => transport_error(&endpoint, &e),
-            };
-            if !err.is_transient() || attempt >= self.retry.max_retries {
-                return Err(err);
-            }
-            tokio::time::sleep(self.retry.first_backoff * 2u32.saturating_pow(attempt)).await;
-            attempt += 1;
-        }
+        let resp = self
+            .send(&endpoint, self.retry.max_retries, || {
+                let local_io = |e: std::io::Error| MlflowError {
+                    endpoint: endpoint.clone(),
+                    status: None,
+                    error_code: Some("LOCAL_IO".into()),
+                    detail: format!("cannot read {}: {e}", file.display()),
+                };
+                let handle = std::fs::File::open(file).map_err(local_io)?;
+                let len = handle.metadata().map_err(local_io)?.len();
+                Ok(self
+                    .http
+                    .put(url.clone())
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .header(reqwest::header::CONTENT_LENGTH, len)
+                    .timeout(self.retry.timeout + Duration::from_secs(len / 1_000_000))
+                    .body(reqwest::Body::from(tokio::fs::File::from_std(handle))))
+            })
+            .await;
+        resp.map(|_| ())
     }
 
     /// Downloads an artifact's bytes.
@@ -678,7 +633,9 @@ impl MlflowClient {
         let url = self.artifact_url(artifact_uri, rel)?;
         let endpoint = format!("artifact download {rel}");
         let resp = self
-            .send(&endpoint, || Ok(self.http.get(url.clone())))
+            .send(&endpoint, self.retry.max_retries, || {
+                Ok(self.http.get(url.clone()))
+            })
             .await?;
         resp.bytes()
             .await
