@@ -317,7 +317,7 @@ impl Mirror {
                 crate::checkpoint::write_bytes_atomic(&local, value.as_bytes())?;
                 files.push((rel, local));
             }
-            self.upload(run, files, false).await?;
+            self.upload(run, digested(files)?, false).await?;
         }
         Ok(())
     }
@@ -438,15 +438,15 @@ impl Mirror {
         let mut files = local_files(&artifacts, "")?;
         files.retain(|(rel, _)| rel != ARTIFACT_MANIFEST);
         files.extend(local_files(&checkpoints, "checkpoints")?);
-        let mut entries = Vec::new();
-        for (rel, path) in &files {
-            let (sha256, size) = crate::checkpoint::file_digest(path)?;
-            entries.push(ManifestEntry {
+        let mut files = digested(files)?;
+        let mut entries: Vec<ManifestEntry> = files
+            .iter()
+            .map(|(rel, _, up)| ManifestEntry {
                 path: rel.clone(),
-                size,
-                sha256,
-            });
-        }
+                size: up.bytes,
+                sha256: up.sha256.clone(),
+            })
+            .collect();
         entries.sort_by(|a, b| a.path.cmp(&b.path));
         let manifest = ArtifactManifest {
             fingerprint: self.manifest.fingerprint.clone(),
@@ -461,24 +461,27 @@ impl Mirror {
         if previous.as_ref().map(|p| &p.files) != Some(&manifest.files) {
             crate::checkpoint::write_json_atomic(&manifest_path, &manifest)?;
         }
-        files.push((ARTIFACT_MANIFEST.to_string(), manifest_path));
+        files.extend(digested(vec![(
+            ARTIFACT_MANIFEST.to_string(),
+            manifest_path,
+        )])?);
         self.upload(&run, files, repair).await
     }
 
     /// Uploads `manifest.json` to the parent run.
     pub async fn upload_session_files(&mut self, repair: bool) -> Result<usize> {
         let run = self.ensure_parent().await?;
-        let files = vec![(
+        let files = digested(vec![(
             "manifest.json".to_string(),
             self.session_dir.join("manifest.json"),
-        )];
+        )])?;
         self.upload(&run, files, repair).await
     }
 
     async fn upload(
         &mut self,
         run: &Run,
-        files: Vec<(String, PathBuf)>,
+        files: Vec<(String, PathBuf, Uploaded)>,
         repair: bool,
     ) -> Result<usize> {
         let run_id = run.info.run_id.clone();
@@ -496,12 +499,10 @@ impl Mirror {
         };
         let known = self.uploads.runs.entry(run_id.clone()).or_default();
         let mut todo = Vec::new();
-        for (rel, path) in files {
-            let (sha256, bytes) = crate::checkpoint::file_digest(&path)?;
-            let up = Uploaded { sha256, bytes };
+        for (rel, path, up) in files {
             let remote_ok = remote_sizes
                 .as_ref()
-                .is_none_or(|r| r.get(&rel) == Some(&bytes));
+                .is_none_or(|r| r.get(&rel) == Some(&up.bytes));
             if known.get(&rel) == Some(&up) && remote_ok {
                 continue;
             }
@@ -569,6 +570,17 @@ impl Mirror {
         self.set_child_status(ns, status).await?;
         uploaded.map(|_| ())
     }
+}
+
+/// Each file with the sha256 and size it is uploaded (and listed) with.
+fn digested(files: Vec<(String, PathBuf)>) -> Result<Vec<(String, PathBuf, Uploaded)>> {
+    files
+        .into_iter()
+        .map(|(rel, path)| {
+            let (sha256, bytes) = crate::checkpoint::file_digest(&path)?;
+            Ok((rel, path, Uploaded { sha256, bytes }))
+        })
+        .collect()
 }
 
 /// Whether a namespace has its `_DONE.json`.
