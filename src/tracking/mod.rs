@@ -249,15 +249,19 @@ impl Tracker {
             ids.pending = vec![note];
         }
         ids.save(session_dir)?;
-        Ok(Tracker {
+        Ok(Tracker::with(session_dir, None))
+    }
+
+    fn with(session_dir: &Path, online: Option<Online>) -> Tracker {
+        Tracker {
             session_dir: session_dir.to_path_buf(),
-            online: None,
+            online,
             progress: Arc::default(),
             progress_task: Mutex::new(None),
             open: Mutex::new(Vec::new()),
             pushed: Mutex::new(BTreeSet::new()),
             notes: Mutex::new(Vec::new()),
-        })
+        }
     }
 
     /// Connects to the server, finds or creates the parent run, logs its
@@ -270,70 +274,57 @@ impl Tracker {
         session_dir: &Path,
         manifest: &Manifest,
     ) -> Result<Tracker> {
-        let client = target.client()?;
-        let health = Arc::new(Mutex::new(Health {
-            paused_until: None,
-            pending: BTreeSet::new(),
-        }));
-        let mut tracker = Tracker {
-            session_dir: session_dir.to_path_buf(),
-            online: None,
-            progress: Arc::default(),
-            progress_task: Mutex::new(None),
-            open: Mutex::new(Vec::new()),
-            pushed: Mutex::new(BTreeSet::new()),
-            notes: Mutex::new(Vec::new()),
-        };
-        let mirror = match Mirror::connect(
-            client,
+        let connected = Mirror::connect(
+            target.client()?,
             &target.experiment,
             session_dir,
             manifest.clone(),
         )
-        .await
-        {
+        .await;
+        let mut mirror = match connected {
             Ok(m) => m,
             Err(e) if is_transient(&e) => {
-                let mut t = Tracker::offline(
+                let t = Tracker::offline(
                     session_dir,
                     &format!("tracking server {} unreachable at start", target.uri),
                 )?;
                 t.note(format!("tracking: {e:#}; continuing without MLflow"));
-                t.session_dir = session_dir.to_path_buf();
                 return Ok(t);
             }
             Err(e) => return Err(e.context(format!("tracking server {}", target.uri))),
         };
-        tracker.online = Some(Online {
-            mirror: tokio::sync::Mutex::new(mirror),
-            health,
-        });
-        let online = tracker.online.as_ref().map(|o| &o.mirror);
-        if let Some(m) = online {
-            let mut m = m.lock().await;
-            let r: Result<()> = async {
-                m.ensure_parent().await?;
-                m.set_parent_status(status::RUNNING).await?;
-                Ok(())
+        let setup: Result<()> = async {
+            mirror.ensure_parent().await?;
+            mirror.set_parent_status(status::RUNNING).await
+        }
+        .await;
+        let setup = match setup {
+            Err(e) if !is_transient(&e) => {
+                return Err(e.context(format!("tracking server {}", target.uri)))
             }
-            .await;
-            // Artifacts are not worth stopping a run for (e.g. a server
-            // started with --no-serve-artifacts): they stay pending.
-            let uploaded = match &r {
-                Ok(()) => m.upload_session_files(false).await.map(|_| ()),
-                Err(_) => Ok(()),
-            };
-            drop(m);
-            if let Err(e) = r {
-                if is_transient(&e) {
-                    tracker.failed("session", &e);
-                } else {
-                    return Err(e.context(format!("tracking server {}", target.uri)));
-                }
-            }
-            if let Err(e) = uploaded {
-                tracker.failed("session artifacts", &e);
-            }
+            other => other,
+        };
+        // Artifacts are not worth stopping a run for (e.g. a server started
+        // with --no-serve-artifacts): they stay pending.
+        let uploaded = match &setup {
+            Ok(()) => mirror.upload_session_files(false).await.map(|_| ()),
+            Err(_) => Ok(()),
+        };
+        let tracker = Tracker::with(
+            session_dir,
+            Some(Online {
+                mirror: tokio::sync::Mutex::new(mirror),
+                health: Arc::new(Mutex::new(Health {
+                    paused_until: None,
+                    pending: BTreeSet::new(),
+                })),
+            }),
+        );
+        if let Err(e) = setup {
+            tracker.failed("session", &e);
+        }
+        if let Err(e) = uploaded {
+            tracker.failed("session artifacts", &e);
         }
         Ok(tracker)
     }
