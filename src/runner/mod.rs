@@ -306,6 +306,28 @@ pub async fn run(
     Ok(report)
 }
 
+/// The judge model, its client (the target's when they share a provider)
+/// and the `llm_judge` method.
+fn judge_setup<'c>(
+    config: &'c Config,
+    target_client: &Arc<Client>,
+) -> Result<(&'c str, Arc<Client>, LlmJudge)> {
+    let (provider_name, _) = config.target_provider()?;
+    let (judge_model, judge_provider, judge_cfg) = config.judge_provider()?;
+    let judge_client = if judge_provider == provider_name {
+        target_client.clone()
+    } else {
+        Arc::new(Client::new(judge_provider, judge_cfg, config.run.seed)?)
+    };
+    let method = LlmJudge::new(
+        &config.methods.llm_judge,
+        &config.models.target,
+        judge_model,
+        config.run.seed,
+    )?;
+    Ok((judge_model, judge_client, method))
+}
+
 /// Runs every enabled method in order; each namespace's tracking is closed
 /// as soon as its method returns.
 async fn run_methods(
@@ -317,7 +339,6 @@ async fn run_methods(
     tracker: &Tracker,
     report: &mut RunReport,
 ) -> Result<()> {
-    let (provider_name, _) = config.target_provider()?;
     for method in &config.methods.enabled {
         if cancel.is_cancelled() {
             report.status = RunStatus::Interrupted;
@@ -339,18 +360,7 @@ async fn run_methods(
                 .await?
             }
             llm_judge::NAME => {
-                let (judge_model, judge_provider, judge_cfg) = config.judge_provider()?;
-                let judge_client = if judge_provider == provider_name {
-                    client.clone()
-                } else {
-                    Arc::new(Client::new(judge_provider, judge_cfg, config.run.seed)?)
-                };
-                let method = LlmJudge::new(
-                    &config.methods.llm_judge,
-                    &config.models.target,
-                    judge_model,
-                    config.run.seed,
-                )?;
+                let (judge_model, judge_client, method) = judge_setup(config, &client)?;
                 run_llm_judge(
                     session,
                     &method,
@@ -386,18 +396,7 @@ async fn run_methods(
                 .await?
             }
             "stability_llm_judge" => {
-                let (judge_model, judge_provider, judge_cfg) = config.judge_provider()?;
-                let judge_client = if judge_provider == provider_name {
-                    client.clone()
-                } else {
-                    Arc::new(Client::new(judge_provider, judge_cfg, config.run.seed)?)
-                };
-                let base = LlmJudge::new(
-                    &config.methods.llm_judge,
-                    &config.models.target,
-                    judge_model,
-                    config.run.seed,
-                )?;
+                let (judge_model, judge_client, base) = judge_setup(config, &client)?;
                 let st = &config.methods.stability;
                 for &temperature in &st.temperatures {
                     let method = base.with_sweep(Sweep {
