@@ -18,6 +18,21 @@ fn tracked(dir: &Path, uri: &str, exp: &str) -> assert_cmd::Command {
     c
 }
 
+/// `w2c run --run-key k --config <cfg>`, tracked on `uri` in `exp`.
+fn tracked_run(ws: &Workspace, cfg: &Path, uri: &str, exp: &str) -> assert_cmd::Command {
+    let mut c = tracked(ws.path(), uri, exp);
+    c.args(["run", "--run-key", "k", "--config"]).arg(cfg);
+    c
+}
+
+/// The full fingerprint in a session's manifest.
+fn session_fingerprint(session: &Path) -> String {
+    read_json(&session.join("manifest.json"))["fingerprint"]
+        .as_str()
+        .expect("fp")
+        .to_string()
+}
+
 fn spawn_tracked(ws: &Workspace, cfg: &Path, uri: &str, exp: &str) -> std::process::Child {
     std::process::Command::new(assert_cmd::cargo::cargo_bin("w2c"))
         .current_dir(ws.path())
@@ -107,9 +122,7 @@ fn a_tracked_run_is_mirrored_and_the_python_client_agrees() {
             ..Opts::default()
         },
     );
-    tracked(ws.path(), uri, &exp)
-        .args(["run", "--run-key", "k", "--config"])
-        .arg(&cfg)
+    tracked_run(&ws, &cfg, uri, &exp)
         .env("W2C_TRACKING_PROGRESS_SECS", "0.1")
         .assert()
         .success();
@@ -199,11 +212,7 @@ fn a_tracked_run_is_mirrored_and_the_python_client_agrees() {
     }
 
     // Running the finished config again reconnects: no new run appears.
-    tracked(ws.path(), uri, &exp)
-        .args(["run", "--run-key", "k", "--config"])
-        .arg(&cfg)
-        .assert()
-        .success();
+    tracked_run(&ws, &cfg, uri, &exp).assert().success();
     tracked(ws.path(), uri, &exp)
         .args(["resume", &fp[..8], "--runs-dir"])
         .arg(ws.runs())
@@ -246,11 +255,7 @@ fn kill_9_at_random_points_then_resume_leaves_one_run_each() {
             let _ = std::fs::remove_file(s.join("mlflow_ids.json"));
         }
     }
-    tracked(ws.path(), uri, &exp)
-        .args(["run", "--run-key", "k", "--config"])
-        .arg(&cfg)
-        .assert()
-        .success();
+    tracked_run(&ws, &cfg, uri, &exp).assert().success();
     let q = query(uri, &exp, false, &[]);
     let ps = parents(&q, &fp);
     assert_eq!(ps.len(), 1, "{:#?}", runs_of(&q));
@@ -280,11 +285,7 @@ fn deleted_runs_are_replaced_and_a_changed_config_is_refused() {
         ..Opts::default()
     };
     let cfg = ws.config("eval.toml", &opts);
-    tracked(ws.path(), uri, &exp)
-        .args(["run", "--run-key", "k", "--config"])
-        .arg(&cfg)
-        .assert()
-        .success();
+    tracked_run(&ws, &cfg, uri, &exp).assert().success();
     let s = only_session(&ws.runs(), "k");
     let ids = read_json(&s.join("mlflow_ids.json"));
     let old_child = ids["child_run_ids"]["mcq"]
@@ -292,11 +293,7 @@ fn deleted_runs_are_replaced_and_a_changed_config_is_refused() {
         .expect("child")
         .to_string();
     python(uri, &format!("c.delete_run({old_child:?})"));
-    tracked(ws.path(), uri, &exp)
-        .args(["run", "--run-key", "k", "--config"])
-        .arg(&cfg)
-        .assert()
-        .success();
+    tracked_run(&ws, &cfg, uri, &exp).assert().success();
     let ids = read_json(&s.join("mlflow_ids.json"));
     let new_child = ids["child_run_ids"]["mcq"].as_str().expect("child");
     assert_ne!(new_child, old_child);
@@ -317,11 +314,7 @@ fn deleted_runs_are_replaced_and_a_changed_config_is_refused() {
             ..opts
         },
     );
-    let out = tracked(ws.path(), uri, &exp)
-        .args(["run", "--run-key", "k", "--config"])
-        .arg(&cfg2)
-        .output()
-        .expect("run");
+    let out = tracked_run(&ws, &cfg2, uri, &exp).output().expect("run");
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -360,10 +353,7 @@ fn an_offline_session_is_synced_later_without_duplicates() {
     assert!(ids["parent_run_id"].is_null());
     assert!(runs_of(&query(uri, &exp, false, &[])).is_empty());
 
-    let fp = read_json(&s.join("manifest.json"))["fingerprint"]
-        .as_str()
-        .expect("fp")
-        .to_string();
+    let fp = session_fingerprint(&s);
     let out = tracked(ws.path(), uri, &exp)
         .args(["sync", &fp[..8], "--runs-dir"])
         .arg(ws.runs())
@@ -387,11 +377,7 @@ fn an_offline_session_is_synced_later_without_duplicates() {
         .arg(ws.runs())
         .assert()
         .success();
-    tracked(ws.path(), uri, &exp)
-        .args(["run", "--run-key", "k", "--config"])
-        .arg(&cfg)
-        .assert()
-        .success();
+    tracked_run(&ws, &cfg, uri, &exp).assert().success();
     assert_eq!(runs_of(&query(uri, &exp, false, &[])).len(), 2);
 
     // Without a server, sync says what is missing.
@@ -446,10 +432,7 @@ fn the_server_going_down_mid_run_loses_nothing_and_sync_completes_it() {
     assert!(!ids["pending"].as_array().expect("pending").is_empty());
 
     server.restart();
-    let fp = read_json(&s.join("manifest.json"))["fingerprint"]
-        .as_str()
-        .expect("fp")
-        .to_string();
+    let fp = session_fingerprint(&s);
     tracked(ws.path(), &uri, &exp)
         .args(["sync", &fp[..8], "--runs-dir"])
         .arg(ws.runs())
@@ -506,9 +489,7 @@ fn basic_auth_works_with_credentials_and_wrong_ones_fail_clearly() {
         },
     );
     let wrong = "not-the-password-987";
-    let out = tracked(ws.path(), &server.url, &exp)
-        .args(["run", "--run-key", "k", "--config"])
-        .arg(&cfg)
+    let out = tracked_run(&ws, &cfg, &server.url, &exp)
         .env("MLFLOW_TRACKING_USERNAME", "admin")
         .env("MLFLOW_TRACKING_PASSWORD", wrong)
         .output()
@@ -519,16 +500,12 @@ fn basic_auth_works_with_credentials_and_wrong_ones_fail_clearly() {
     assert!(stderr.contains("MLFLOW_TRACKING_PASSWORD"), "{stderr}");
     assert!(!stderr.contains(wrong), "the password leaked: {stderr}");
     // Without credentials: the same clear refusal.
-    let out = tracked(ws.path(), &server.url, &exp)
-        .args(["run", "--run-key", "k", "--config"])
-        .arg(&cfg)
+    let out = tracked_run(&ws, &cfg, &server.url, &exp)
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
 
-    tracked(ws.path(), &server.url, &exp)
-        .args(["run", "--run-key", "k", "--config"])
-        .arg(&cfg)
+    tracked_run(&ws, &cfg, &server.url, &exp)
         .env("MLFLOW_TRACKING_USERNAME", "admin")
         .env("MLFLOW_TRACKING_PASSWORD", "admin-pw-123456")
         .assert()
@@ -587,10 +564,7 @@ fn ctrl_c_marks_runs_killed_and_resume_finishes_them() {
     let q = query(uri, &exp, false, &[]);
     let children = children_by_ns(&q);
     assert_eq!(children["mcq"][0]["status"], "KILLED");
-    let fp = read_json(&s.join("manifest.json"))["fingerprint"]
-        .as_str()
-        .expect("fp")
-        .to_string();
+    let fp = session_fingerprint(&s);
     assert_eq!(parents(&q, &fp)[0]["status"], "KILLED");
     assert!(children["mcq"][0]["metrics"]["progress.done"].as_f64() < Some(30.0));
 
@@ -623,16 +597,9 @@ fn a_param_over_the_size_limit_becomes_an_artifact() {
         &format!("[providers.mock.headers]\nX-Long = \"{long}\"\n\n[methods]"),
     );
     std::fs::write(&cfg, text).expect("write");
-    tracked(ws.path(), uri, &exp)
-        .args(["run", "--run-key", "k", "--config"])
-        .arg(&cfg)
-        .assert()
-        .success();
+    tracked_run(&ws, &cfg, uri, &exp).assert().success();
     let s = only_session(&ws.runs(), "k");
-    let fp = read_json(&s.join("manifest.json"))["fingerprint"]
-        .as_str()
-        .expect("fp")
-        .to_string();
+    let fp = session_fingerprint(&s);
     let q = query(uri, &exp, true, &[]);
     let parent = &parents(&q, &fp)[0];
     let key = "config.providers.mock.headers.X-Long";
@@ -645,9 +612,5 @@ fn a_param_over_the_size_limit_becomes_an_artifact() {
         Some(hex::encode(sha2::Sha256::digest(long.as_bytes())).as_str())
     );
     // Running again re-logs the same pointer value: no conflict.
-    tracked(ws.path(), uri, &exp)
-        .args(["run", "--run-key", "k", "--config"])
-        .arg(&cfg)
-        .assert()
-        .success();
+    tracked_run(&ws, &cfg, uri, &exp).assert().success();
 }
