@@ -614,3 +614,135 @@ fn a_param_over_the_size_limit_becomes_an_artifact() {
     // Running again re-logs the same pointer value: no conflict.
     tracked_run(&ws, &cfg, uri, &exp).assert().success();
 }
+
+/// Resumes a session with tracking on, then checks that `w2c verify` agrees
+/// with MLflow and that the Python client sees one parent and exactly one
+/// FINISHED child per namespace of the session.
+fn resume_online_and_check_every_namespace(ws: &Workspace, uri: &str, exp: &str) {
+    let s = only_session(&ws.runs(), "k");
+    let fp = session_fingerprint(&s);
+    tracked(ws.path(), uri, exp)
+        .args(["resume", &fp[..8], "--runs-dir"])
+        .arg(ws.runs())
+        .assert()
+        .success();
+    let out = tracked(ws.path(), uri, exp)
+        .args(["verify", &fp[..8], "--runs-dir"])
+        .arg(ws.runs())
+        .output()
+        .expect("verify");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let ids = read_json(&s.join("mlflow_ids.json"));
+    assert_eq!(ids["mode"], "online");
+    assert_eq!(ids["synced"], true, "{ids}");
+    let namespaces: Vec<String> = std::fs::read_dir(s.join("checkpoints"))
+        .expect("checkpoints")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        namespaces.iter().any(|n| n == "llm_judge.target"),
+        "{namespaces:?}"
+    );
+    let q = query(uri, exp, false, &[]);
+    let parent = parents(&q, &fp);
+    assert_eq!(parent.len(), 1);
+    let children = children_by_ns(&q);
+    assert_eq!(
+        children
+            .keys()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>(),
+        namespaces.iter().cloned().collect(),
+        "one child run per namespace"
+    );
+    for (ns, runs) in &children {
+        assert_eq!(runs.len(), 1, "{ns}: {runs:?}");
+        assert_eq!(runs[0]["status"], "FINISHED", "{ns}");
+        assert_eq!(runs[0]["parent"], parent[0]["run_id"], "{ns}");
+        assert!(
+            runs[0]["metrics"].get("accuracy").is_some() || ns.ends_with(".target"),
+            "{ns}: {}",
+            runs[0]["metrics"]
+        );
+    }
+    assert_eq!(
+        ids["child_run_ids"]
+            .as_object()
+            .expect("child ids")
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .len(),
+        namespaces.len()
+    );
+}
+
+#[test]
+fn a_finished_offline_session_resumed_with_tracking_is_complete_in_mlflow() {
+    let uri = MlflowServer::shared();
+    let exp = experiment("offline-resume");
+    let ws = Workspace::new();
+    let cfg = ws.config(
+        "eval.toml",
+        &Opts {
+            n_per_label: Some(3),
+            methods: TWO_METHODS.into(),
+            ..Opts::default()
+        },
+    );
+    tracked(ws.path(), uri, &exp)
+        .args(["run", "--no-tracking", "--run-key", "k", "--config"])
+        .arg(&cfg)
+        .assert()
+        .success();
+    assert!(runs_of(&query(uri, &exp, false, &[])).is_empty());
+    resume_online_and_check_every_namespace(&ws, uri, &exp);
+}
+
+#[test]
+fn a_session_killed_offline_mid_way_and_resumed_with_tracking_is_complete_in_mlflow() {
+    let uri = MlflowServer::shared();
+    let exp = experiment("killed-offline-resume");
+    let ws = Workspace::new();
+    let cfg = ws.config(
+        "eval.toml",
+        &Opts {
+            n_per_label: Some(6),
+            latency_ms: 60,
+            concurrency: 2,
+            methods: "\"llm_judge\"".into(),
+            ..Opts::default()
+        },
+    );
+    let mut child = spawn_run(&ws, &cfg);
+    // Kill once the target stream is finished and the judge has started.
+    let judged = |ws: &Workspace| {
+        std::fs::read_dir(ws.runs().join("k/sessions"))
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.path().join("checkpoints/llm_judge/results.jsonl"))
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .is_some_and(|t| t.lines().count() >= 1)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !judged(&ws) {
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the run ended before the judge started"
+        );
+        assert!(std::time::Instant::now() < deadline, "judge never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+    let s = only_session(&ws.runs(), "k");
+    assert!(s.join("checkpoints/llm_judge.target/_DONE.json").exists());
+    assert!(!s.join("checkpoints/llm_judge/_DONE.json").exists());
+    resume_online_and_check_every_namespace(&ws, uri, &exp);
+}

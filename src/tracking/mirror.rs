@@ -559,8 +559,8 @@ impl Mirror {
     }
 
     /// Brings a namespace fully up to date: child, params, final metrics
-    /// (when done), artifacts and `status`.
-    pub async fn push_namespace(&mut self, ns: &str, status: &str, repair: bool) -> Result<()> {
+    /// (when done), artifacts and `status`. Returns the files uploaded.
+    pub async fn push_namespace(&mut self, ns: &str, status: &str, repair: bool) -> Result<usize> {
         self.ensure_child(ns).await?;
         if namespace_done(&self.session_dir, ns) {
             self.log_final_metrics(ns).await?;
@@ -568,7 +568,7 @@ impl Mirror {
         // The status mirrors the local record even when an upload failed.
         let uploaded = self.upload_namespace(ns, repair).await;
         self.set_child_status(ns, status).await?;
-        uploaded.map(|_| ())
+        uploaded
     }
 }
 
@@ -579,6 +579,19 @@ fn digested(files: Vec<(String, PathBuf)>) -> Result<Vec<(String, PathBuf, Uploa
         .map(|(rel, path)| {
             let (sha256, bytes) = crate::checkpoint::file_digest(&path)?;
             Ok((rel, path, Uploaded { sha256, bytes }))
+        })
+        .collect()
+}
+
+/// Every namespace claimed in the session (judge target streams and
+/// namespaces of earlier settings included), with the status its local
+/// record gives ([`stopped_status`]): what a run's end and `w2c sync` mirror.
+pub fn stopped_namespaces(session_dir: &Path) -> Vec<(String, &'static str)> {
+    crate::session::namespaces(session_dir)
+        .into_iter()
+        .map(|(ns, _)| {
+            let st = stopped_status(session_dir, &ns);
+            (ns, st)
         })
         .collect()
 }

@@ -464,7 +464,7 @@ impl Tracker {
         let r = m.push_namespace(ns, st, false).await;
         drop(m);
         match r {
-            Ok(()) => {
+            Ok(_) => {
                 if let Ok(mut p) = self.pushed.lock() {
                     p.insert(ns.to_string());
                 }
@@ -517,12 +517,12 @@ impl Tracker {
         self.end_namespaces(report.status == RunStatus::Interrupted)
             .await;
         if let Some(online) = &self.online {
-            let handled: Vec<String> = report.methods.iter().map(|m| m.namespace.clone()).collect();
-            for ns in handled {
+            // Every namespace of the session, not only those this run's
+            // methods reported (a judge's target stream, namespaces of
+            // other settings), goes through the same path as `w2c sync`.
+            for (ns, st) in mirror::stopped_namespaces(&self.session_dir) {
                 let done_here = self.pushed.lock().is_ok_and(|p| p.contains(&ns));
                 if !done_here {
-                    // Finished by an earlier process: make sure MLflow has it.
-                    let st = mirror::stopped_status(&self.session_dir, &ns);
                     self.push_namespace(&ns, st).await;
                 }
             }
@@ -666,17 +666,10 @@ pub async fn sync_session(
         };
         let mut all_done = true;
         let mut any_killed = false;
-        for (ns, _) in crate::session::namespaces(session_dir) {
-            let st = mirror::stopped_status(session_dir, &ns);
+        for (ns, st) in mirror::stopped_namespaces(session_dir) {
             all_done &= st == status::FINISHED;
             any_killed |= st == status::KILLED;
-            m.ensure_child(&ns).await?;
-            if mirror::namespace_done(session_dir, &ns) {
-                m.log_final_metrics(&ns).await?;
-            }
-            let sent = m.upload_namespace(&ns, true).await;
-            m.set_child_status(&ns, st).await?;
-            let sent = sent?;
+            let sent = m.push_namespace(&ns, st, true).await?;
             let id = m.ids.child_run_ids.get(&ns).cloned().unwrap_or_default();
             report.namespaces.push((ns, id, st.to_string(), sent));
         }
