@@ -4,6 +4,7 @@
 use crate::config;
 use crate::fingerprint::short;
 use crate::methods::Cancel;
+use crate::official_task::OfficialVariant;
 use crate::report;
 use crate::runner::{self, RunRequest, RunStatus};
 use crate::session;
@@ -173,6 +174,23 @@ enum Command {
         after_help = "Example:\n  w2c mock-server --port 8089 --latency-ms 200 --rate-429 0.1 --rate-5xx 0.05\n  # then point a provider at base_url = \"http://127.0.0.1:8089/v1\""
     )]
     MockServer(crate::mock_server::MockServerOptions),
+    /// Developer tools.
+    #[command(subcommand, hide = true)]
+    Debug(DebugCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum DebugCommand {
+    /// Print the official lm-eval When2Call prompt (context) and choices of
+    /// every dataset row, one JSON line per row and variant.
+    RenderOfficial {
+        /// Only this task variant (repeatable); every variant when left out.
+        #[arg(long)]
+        variant: Vec<OfficialVariant>,
+        /// The When2Call JSONL file.
+        #[arg(long)]
+        dataset: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -533,6 +551,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
             runtime.block_on(crate::mock_server::run(opts))?;
             Ok(EXIT_OK)
         }
+        Command::Debug(DebugCommand::RenderOfficial { variant, dataset }) => {
+            render_official(&dataset, &variant)
+        }
         Command::Config(ConfigCommand::Check { file }) => {
             let loaded = config::load(&file)?;
             let prepared = runner::prepare(&loaded.config)?;
@@ -548,6 +569,57 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(EXIT_OK)
         }
     }
+}
+
+/// `w2c debug render-official`: every row of `dataset` rendered with each
+/// variant (all when none given), as JSON lines on standard output. A row a
+/// variant cannot render gets an `error` line; the exit code is then 1.
+fn render_official(dataset: &std::path::Path, variants: &[OfficialVariant]) -> Result<i32> {
+    use std::io::Write as _;
+    let ds = crate::dataset::load(dataset)?;
+    let variants = if variants.is_empty() {
+        &OfficialVariant::ALL[..]
+    } else {
+        variants
+    };
+    let hashes: Vec<String> = variants.iter().map(|v| v.template_sha256()).collect();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let (mut failed, mut first) = (0usize, None);
+    for ex in &ds.examples {
+        for (v, sha) in variants.iter().zip(&hashes) {
+            let line = match v.render_example(ex) {
+                Ok(p) => serde_json::json!({
+                    "uuid": ex.uuid,
+                    "variant": v,
+                    "template_sha256": sha,
+                    "context": p.context,
+                    "choices": p.choices,
+                    "target_index": ex.gold.index(),
+                }),
+                Err(e) => {
+                    failed += 1;
+                    first.get_or_insert_with(|| format!("row uuid {}: {e}", ex.uuid));
+                    serde_json::json!({
+                        "uuid": ex.uuid,
+                        "variant": v,
+                        "error": e.to_string(),
+                        "python_raises": e.python_raises(),
+                    })
+                }
+            };
+            writeln!(out, "{line}")?;
+        }
+    }
+    out.flush()?;
+    if let Some(first) = first {
+        eprintln!(
+            "error: {}: {failed} of {} renderings failed; first: {first}",
+            dataset.display(),
+            ds.examples.len() * variants.len()
+        );
+        return Ok(EXIT_ERROR);
+    }
+    Ok(EXIT_OK)
 }
 
 /// Session directories under `runs_dir` written by the Python suite.

@@ -14,6 +14,7 @@ pub mod llm;
 pub mod methods;
 pub mod metrics;
 pub mod mock_server;
+pub mod official_task;
 pub mod prompts;
 pub mod report;
 pub mod runner;
