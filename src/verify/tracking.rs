@@ -36,11 +36,11 @@ fn call_failed(out: &mut Collector, check: &str, e: &MlflowError) {
 /// The server a session's tracking is checked against: `MLFLOW_TRACKING_URI`
 /// if set, else the one recorded in `mlflow_ids.json`.
 pub fn target_for(ids: &MlflowIds) -> anyhow::Result<Option<Target>> {
-    let cfg = crate::config::TrackingConfig {
-        uri: ids.tracking_uri.clone(),
-        experiment: ids.experiment_name.clone(),
-    };
-    crate::tracking::resolve(&cfg, false, &crate::tracking::process_env)
+    crate::tracking::resolve_for_session(
+        &crate::config::TrackingConfig::default(),
+        ids,
+        &crate::tracking::process_env,
+    )
 }
 
 /// Checks one session against MLflow. Offline sessions yield nothing (the
