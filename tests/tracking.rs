@@ -244,9 +244,22 @@ fn kill_9_at_random_points_then_resume_leaves_one_run_each() {
         rng = rng
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let delay = 150 + (rng >> 33) % 1400;
         let mut child = spawn_tracked(&ws, &cfg, uri, &exp);
-        std::thread::sleep(Duration::from_millis(delay));
+        if trial == 0 {
+            // During the tracking setup, before any result.
+            wait_while_running(
+                &mut child,
+                "mlflow_ids.json",
+                Duration::from_secs(120),
+                || session_dir(&ws).is_some_and(|s| s.join("mlflow_ids.json").exists()),
+            );
+        } else {
+            // A random point: 1 to 12 more results than the run started with.
+            let target = all_result_lines(&ws) + 1 + ((rng >> 33) % 12) as usize;
+            wait_while_running(&mut child, "more results", Duration::from_secs(120), || {
+                all_result_lines(&ws) >= target
+            });
+        }
         let _ = child.kill();
         let _ = child.wait();
         if trial == 2 {
@@ -418,7 +431,19 @@ fn the_server_going_down_mid_run_loses_nothing_and_sync_completes_it() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    std::thread::sleep(Duration::from_millis(2500));
+    // Stop the server once the run is mirrored and has made progress.
+    wait_for(
+        "a tracked child run and results",
+        Duration::from_secs(120),
+        || {
+            session_dir(&ws).is_some_and(|s| {
+                std::fs::read(s.join("mlflow_ids.json"))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                    .is_some_and(|ids| ids["child_run_ids"]["mcq"].is_string())
+            }) && result_lines(&ws, "mcq") >= 2
+        },
+    );
     server.stop();
     let out = child.wait_with_output().expect("wait");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -550,7 +575,10 @@ fn ctrl_c_marks_runs_killed_and_resume_finishes_them() {
         },
     );
     let mut child = spawn_tracked(&ws, &cfg, uri, &exp);
-    std::thread::sleep(Duration::from_millis(1200));
+    let running = wait_while_running(&mut child, "results", Duration::from_secs(120), || {
+        result_lines(&ws, "mcq") >= 2
+    });
+    assert!(running, "the run ended before it could be interrupted");
     let ok = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -410,10 +410,7 @@ pub fn parse_usage(v: &Value) -> (Usage, Option<UsageAnomaly>) {
         }
     };
     let anomaly = (!problems.is_empty()).then(|| UsageAnomaly {
-        reported: v
-            .get("usage")
-            .map(preview_value)
-            .unwrap_or(Value::Null),
+        reported: v.get("usage").map(preview_value).unwrap_or(Value::Null),
         problems,
     });
     (usage, anomaly)
