@@ -968,6 +968,47 @@ enabled = ["mcq"]
     }
 
     #[test]
+    fn provider_numbers_and_urls_are_checked_with_their_key() {
+        let openai = MINIMAL.replace(
+            "kind = \"mock\"",
+            "kind = \"openai\"\nbase_url = \"http://127.0.0.1:8000/v1\"",
+        );
+        assert!(parse(&openai).is_ok());
+        for (extra, needle) in [
+            ("timeout_secs = 1e300", "providers.mock.timeout_secs"),
+            ("timeout_secs = -1.0", "providers.mock.timeout_secs"),
+            ("timeout_secs = nan", "providers.mock.timeout_secs"),
+            (
+                "requests_per_minute = 0",
+                "providers.mock.requests_per_minute",
+            ),
+            ("tokens_per_minute = 0", "providers.mock.tokens_per_minute"),
+            (
+                "max_response_bytes = 10",
+                "providers.mock.max_response_bytes",
+            ),
+            ("max_concurrency = 100000", "providers.mock.max_concurrency"),
+            ("max_attempts = 0", "providers.mock.max_attempts"),
+        ] {
+            let text = openai.replace("[methods]", &format!("{extra}\n[methods]"));
+            let err = format!("{:#}", parse(&text).unwrap_err());
+            assert!(err.contains(needle), "{extra}: {err}");
+        }
+        for url in [
+            "not a url",
+            "ftp://h/v1",
+            "http://u:p@h/v1",
+            "http://h/v1?x=1",
+            "file:///v1",
+        ] {
+            let text = openai.replace("http://127.0.0.1:8000/v1", url);
+            let err = format!("{:#}", parse(&text).unwrap_err());
+            assert!(err.contains("providers.mock.base_url"), "{url}: {err}");
+            assert!(!err.contains(":p@"), "{err}");
+        }
+    }
+
+    #[test]
     fn paths_resolve_against_the_config_dir() {
         let mut c = parse(MINIMAL).unwrap();
         c.run.runs_dir = PathBuf::from("../runs");

@@ -642,3 +642,71 @@ fn a_param_over_the_size_limit_becomes_an_artifact() {
     // Running again re-logs the same pointer value: no conflict.
     tracked_run(&ws, &cfg, uri, &exp).assert().success();
 }
+
+#[test]
+fn sync_uses_the_server_recorded_in_the_session() {
+    let uri = MlflowServer::shared();
+    let exp = experiment("stored-uri");
+    let ws = Workspace::new();
+    let cfg = ws.config(
+        "eval.toml",
+        &Opts {
+            n_per_label: Some(2),
+            ..Opts::default()
+        },
+    );
+    tracked_run(&ws, &cfg, uri, &exp).assert().success();
+    let s = only_session(&ws.runs(), "k");
+    let fp = session_fingerprint(&s);
+    // No MLFLOW_TRACKING_URI: the server in mlflow_ids.json is used.
+    let out = w2c(ws.path())
+        .args(["sync", &fp[..8], "--runs-dir"])
+        .arg(ws.runs())
+        .output()
+        .expect("sync");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(uri), "{stdout}");
+    assert!(stdout.contains(&exp), "{stdout}");
+    let q = query(uri, &exp, false, &[]);
+    assert_eq!(parents(&q, &fp).len(), 1, "{:#?}", runs_of(&q));
+    assert_eq!(runs_of(&q).len(), 2);
+}
+
+#[test]
+fn a_key_echoed_by_the_model_server_never_reaches_mlflow() {
+    const KEY: &str = "sk-canary-mlflow-93ab71";
+    let uri = MlflowServer::shared();
+    let exp = experiment("echo");
+    let server = MockServer::start(
+        &["--echo-key", "--api-key-env", "SERVER_KEY"],
+        &[("SERVER_KEY", "the-right-key-000")],
+    );
+    let ws = Workspace::new();
+    let cfg = ws.http_config(
+        "eval.toml",
+        &Opts {
+            n_per_label: Some(1),
+            ..Opts::default()
+        },
+        &server.url,
+        "api_key_env = \"MY_KEY\"",
+    );
+    let out = tracked_run(&ws, &cfg, uri, &exp)
+        .env("MY_KEY", KEY)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains(KEY), "{stderr}");
+    let q = query(uri, &exp, false, &[]);
+    let fp = session_fingerprint(&only_session(&ws.runs(), "k"));
+    let parent = &parents(&q, &fp)[0];
+    let error = parent["tags"]["w2c.error"].as_str().expect("w2c.error tag");
+    assert!(error.contains("Bearer ***"), "{error}");
+    assert!(!q.to_string().contains(KEY), "the key reached MLflow");
+}

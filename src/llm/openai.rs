@@ -473,6 +473,72 @@ mod tests {
     }
 
     #[test]
+    fn absurd_retry_after_values_are_capped_or_ignored() {
+        let now = chrono::Utc::now();
+        assert_eq!(
+            retry_after_from(None, Some("1e300"), now),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(
+            retry_after_from(Some("1e30"), None, now),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(
+            retry_after_from(Some("inf"), Some("2"), now),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(
+            retry_after_from(Some("NaN"), Some("2"), now),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(retry_after_from(Some("-5"), Some("-1"), now), None);
+        assert_eq!(retry_after_from(None, Some("soon"), now), None);
+        assert_eq!(
+            retry_after_from(None, Some("Fri, 31 Dec 9999 23:59:59 GMT"), now),
+            Some(MAX_RETRY_AFTER)
+        );
+    }
+
+    #[test]
+    fn implausible_usage_is_reported_and_counts_saturate() {
+        let (u, a) = parse_usage(
+            &serde_json::json!({"usage": {"prompt_tokens": 7, "completion_tokens": 2}}),
+        );
+        assert_eq!((u.prompt_tokens, u.completion_tokens, a), (7, 2, None));
+        let (u, a) = parse_usage(&serde_json::json!({}));
+        assert_eq!((u, a), (Usage::default(), None));
+        let (u, a) = parse_usage(
+            &serde_json::json!({"usage": {"prompt_tokens": u64::MAX, "completion_tokens": -3}}),
+        );
+        assert_eq!(u.prompt_tokens, u64::MAX);
+        assert_eq!(u.completion_tokens, 0);
+        let a = a.unwrap();
+        assert_eq!(a.problems.len(), 2, "{:?}", a.problems);
+        assert_eq!(u.saturating_add(u).prompt_tokens, u64::MAX);
+        for bad in [
+            serde_json::json!({"usage": {"prompt_tokens": 1.5}}),
+            serde_json::json!({"usage": {"prompt_tokens": "12"}}),
+            serde_json::json!({"usage": [1, 2]}),
+        ] {
+            let (u, a) = parse_usage(&bad);
+            assert_eq!(u.prompt_tokens, 0);
+            assert!(a.is_some(), "{bad}");
+        }
+        let (u, a) = parse_usage(&serde_json::json!({"usage": {"prompt_tokens": 4.0}}));
+        assert_eq!(u.prompt_tokens, 4);
+        assert!(a.is_some());
+    }
+
+    #[test]
+    fn offsets_beyond_the_text_are_a_malformed_reply() {
+        let err = parse_completion_body(
+            r#"{"choices":[{"text":"ab","logprobs":{"tokens":["a","b"],"token_logprobs":[null,-1],"text_offset":[0,18446744073709551615]}}]}"#,
+        )
+        .unwrap_err();
+        assert!(err.contains("text_offset[1]"), "{err}");
+    }
+
+    #[test]
     fn retry_after_forms() {
         let mut h = reqwest::header::HeaderMap::new();
         h.insert("retry-after", "2".parse().unwrap());

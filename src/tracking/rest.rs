@@ -875,6 +875,35 @@ mod tests {
     }
 
     #[test]
+    fn absent_fields_are_empty_but_malformed_replies_are_errors() {
+        let (runs, next) = search_page(&json!({})).unwrap();
+        assert!(runs.is_empty() && next.is_none());
+        let (runs, next) = search_page(&json!({
+            "runs": [{"info": {"run_id": "r1"}, "data": {}}],
+            "next_page_token": "p2",
+        }))
+        .unwrap();
+        assert_eq!(runs[0].info.run_id, "r1");
+        assert_eq!(next.as_deref(), Some("p2"));
+        // A changed reply shape must not read as "no runs" (a duplicate
+        // run would be created).
+        for bad in [
+            json!({"runs": {"run_id": "r1"}}),
+            json!({"runs": [{"info": {"run_id": 7}}]}),
+            json!({"runs": [], "next_page_token": 5}),
+            json!(["not", "an", "object"]),
+        ] {
+            let err = search_page(&bad).unwrap_err();
+            assert!(!err.is_transient(), "{err}");
+            assert!(err.to_string().contains("runs/search"), "{err}");
+        }
+        let files: Vec<FileInfo> = parse("artifacts/list", &Value::Null).unwrap();
+        assert!(files.is_empty());
+        assert!(parse::<Vec<FileInfo>>("artifacts/list", &json!([{"size": 1}])).is_err());
+        assert!(parse::<Vec<FileInfo>>("artifacts/list", &json!("x")).is_err());
+    }
+
+    #[test]
     fn auth_debug_never_prints_secrets() {
         let a = Auth::Basic {
             user: "u".into(),
