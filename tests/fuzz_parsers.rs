@@ -158,7 +158,7 @@ proptest! {
             prop_assert!(k.key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
             prop_assert!(k.key.chars().any(|c| c.is_ascii_alphanumeric()));
         }
-        let _ = w2c::redact::redact_with(&a, &[b.clone()]);
+        let _ = w2c::redact::redact_with(&a, std::slice::from_ref(&b));
     }
 }
 
