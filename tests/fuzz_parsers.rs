@@ -72,6 +72,36 @@ fn reply_shaped() -> impl Strategy<Value = Value> {
     )
 }
 
+/// A `/completions` reply whose logprob arrays are consistent (offsets are
+/// the running token lengths, the text their concatenation) except for one
+/// corrupted number: a huge offset, or a huge `completion_tokens`.
+fn completion_shaped() -> impl Strategy<Value = Value> {
+    (
+        prop::collection::vec("[a-c ]{1,3}", 1..6),
+        any::<prop::sample::Index>(),
+        prop_oneof![Just(u64::MAX), Just(u64::MAX / 2), 0u64..100],
+        prop_oneof![3 => 0u64..3, 1 => any::<u64>()],
+    )
+        .prop_map(|(tokens, at, bad_offset, completion_tokens)| {
+            let mut offsets = Vec::new();
+            let mut text = String::new();
+            for t in &tokens {
+                offsets.push(text.chars().count() as u64);
+                text.push_str(t);
+            }
+            let i = at.index(offsets.len());
+            offsets[i] = bad_offset;
+            let lps: Vec<Option<f64>> =
+                (0..tokens.len()).map(|i| (i > 0).then_some(-0.5)).collect();
+            json!({
+                "choices": [{"text": text, "logprobs": {
+                    "tokens": tokens, "token_logprobs": lps, "text_offset": offsets,
+                }}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": completion_tokens},
+            })
+        })
+}
+
 /// A float as TOML spells it.
 fn toml_float(f: f64) -> String {
     if f.is_nan() {
@@ -99,19 +129,25 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn reply_parsers_never_panic(text in ".{0,64}", v in json_value(), shaped in reply_shaped()) {
-        for body in [text.clone(), v.to_string(), shaped.to_string()] {
+    fn reply_parsers_never_panic(
+        text in ".{0,64}",
+        v in json_value(),
+        shaped in reply_shaped(),
+        completion in completion_shaped(),
+    ) {
+        for body in [text.clone(), v.to_string(), shaped.to_string(), completion.to_string()] {
             let _ = parse_chat_body(&body);
             if let Ok(r) = parse_completion_body(&body) {
                 // What the parser accepts, the scorer can take.
                 let prompt = r.text.clone();
-                let ctx = prompt.chars().count() / 2;
-                let _ = w2c::methods::logprob::score(
-                    &prompt,
-                    ctx,
-                    r.logprobs.as_ref(),
-                    usize::try_from(r.usage.completion_tokens).unwrap_or(usize::MAX),
-                );
+                for ctx in 0..=prompt.chars().count().min(16) {
+                    let _ = w2c::methods::logprob::score(
+                        &prompt,
+                        ctx,
+                        r.logprobs.as_ref(),
+                        usize::try_from(r.usage.completion_tokens).unwrap_or(usize::MAX),
+                    );
+                }
             }
         }
         let _ = parse_usage(&v);
@@ -167,17 +203,18 @@ proptest! {
 
     #[test]
     fn configs_that_load_give_a_client(
-        timeout in hostile_float(),
-        fail_rate in hostile_float(),
-        concurrency in any::<i64>(),
-        attempts in any::<i64>(),
-        rpm in any::<i64>(),
-        bytes in any::<i64>(),
+        // Mostly valid values, so that the hostile one is what gets tested.
+        timeout in prop_oneof![1 => 0.001f64..1e5, 1 => hostile_float()],
+        fail_rate in prop_oneof![9 => Just(0.0), 1 => hostile_float()],
+        concurrency in prop_oneof![9 => 1i64..=4096, 1 => any::<i64>()],
+        attempts in prop_oneof![9 => 1i64..=100, 1 => any::<i64>()],
+        rpm in prop_oneof![9 => 1i64..100_000, 1 => any::<i64>()],
+        bytes in prop_oneof![9 => 1024i64..=(1i64 << 30), 1 => any::<i64>()],
         url in prop_oneof![
-            Just("http://127.0.0.1:9/v1".to_string()),
-            Just("https://api.example.com".to_string()),
-            ".{0,20}",
-            "[a-z]{1,5}://[a-z:@/?#.]{0,16}",
+            3 => Just("http://127.0.0.1:9/v1".to_string()),
+            1 => Just("https://api.example.com".to_string()),
+            1 => ".{0,20}",
+            1 => "[a-z]{1,5}://[a-z:@/?#.]{0,16}",
         ],
         kind in prop_oneof![Just("mock"), Just("openai")],
         junk in ".{0,40}",
