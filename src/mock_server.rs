@@ -114,6 +114,15 @@ impl MockServerOptions {
         }
         crate::secs::in_range("--hang-secs", self.hang_secs, 0.0..=86_400.0)
             .map_err(anyhow::Error::msg)?;
+        const DAY_MS: u64 = 86_400_000;
+        for (name, v) in [
+            ("--latency-ms", self.latency_ms),
+            ("--jitter-ms", self.jitter_ms),
+        ] {
+            if v > DAY_MS {
+                bail!("{name}: expected at most {DAY_MS} ms, got {v}");
+            }
+        }
         if self.huge_body_bytes.is_some() && self.endless_body {
             bail!("--huge-body-bytes and --endless-body cannot be used together");
         }
@@ -687,5 +696,14 @@ mod tests {
         assert!(ok.o.validate().is_ok());
         let bad = P::parse_from(["x", "--rate-429", "0.8", "--rate-5xx", "0.5"]);
         assert!(bad.o.validate().is_err());
+        for args in [
+            ["x", "--hang-secs", "inf"],
+            ["x", "--hang-secs", "1e300"],
+            ["x", "--jitter-ms", "18446744073709551615"],
+            ["x", "--latency-ms", "18446744073709551615"],
+        ] {
+            let err = P::parse_from(args).o.validate().unwrap_err().to_string();
+            assert!(err.contains(args[1]), "{err}");
+        }
     }
 }

@@ -648,23 +648,32 @@ impl MlflowClient {
         resp.map(|_| ())
     }
 
-    /// Downloads an artifact's bytes.
-    pub async fn download_artifact(
+    /// The sha256 and size of an artifact, streamed (never held in memory
+    /// whole, however large the remote file is).
+    pub async fn artifact_digest(
         &self,
         artifact_uri: &str,
         rel: &str,
-    ) -> Result<Vec<u8>, MlflowError> {
+    ) -> Result<(String, u64), MlflowError> {
+        use sha2::Digest;
         let url = self.artifact_url(artifact_uri, rel)?;
         let endpoint = format!("artifact download {rel}");
-        let resp = self
+        let mut resp = self
             .send(&endpoint, self.retry.max_retries, || {
                 Ok(self.http.get(url.clone()))
             })
             .await?;
-        resp.bytes()
+        let mut hasher = sha2::Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = resp
+            .chunk()
             .await
-            .map(|b| b.to_vec())
-            .map_err(|e| transport_error(&endpoint, &e))
+            .map_err(|e| transport_error(&endpoint, &e))?
+        {
+            size += chunk.len() as u64;
+            hasher.update(&chunk);
+        }
+        Ok((hex::encode(hasher.finalize()), size))
     }
 }
 

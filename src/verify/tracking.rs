@@ -432,9 +432,8 @@ async fn check_artifacts(
             futures::stream::iter(to_hash.into_iter().map(|(rel, path)| {
                 let uri = uri.clone();
                 async move {
-                    let r = match client.download_artifact(&uri, &rel).await {
-                        Ok(bytes) => {
-                            let remote = crate::fingerprint::sha256_hex(&bytes);
+                    let r = match client.artifact_digest(&uri, &rel).await {
+                        Ok((remote, _)) => {
                             crate::checkpoint::file_digest(&path)
                                 .map(|(local, _)| local == remote)
                                 .map_err(|e| format!("{e:#}"))
