@@ -42,6 +42,24 @@ pub fn scrub(text: &str) -> String {
     redact_with(text, &s)
 }
 
+/// [`scrub`] for a reply body: a JSON body is scrubbed value by value (so a
+/// secret made of digits cannot corrupt a number and break the JSON), any
+/// other body as text. A body without a secret is returned as is.
+pub fn scrub_body(body: &str) -> String {
+    if !holds_secret(body) {
+        return body.to_string();
+    }
+    match serde_json::from_str::<Value>(body) {
+        Ok(mut v) => {
+            // Numbers are left alone: digits that happen to contain a
+            // secret are not an echo of it.
+            scrub_value(&mut v);
+            v.to_string()
+        }
+        Err(_) => scrub(body),
+    }
+}
+
 /// Whether `text` holds a registered secret.
 pub fn holds_secret(text: &str) -> bool {
     let s = SECRETS.read().unwrap_or_else(|p| p.into_inner());
@@ -115,5 +133,16 @@ mod tests {
         assert!(!text.contains("hunter2-canary-xyz"), "{text}");
         assert!(text.contains("bad key ***"), "{text}");
         assert!(scrub("hunter2-canary-xyz!").starts_with(MASK));
+    }
+
+    #[test]
+    fn a_digit_secret_does_not_break_json_numbers() {
+        register("98765432");
+        let body = r#"{"created":1987654321,"error":{"message":"org 98765432 unknown"}}"#;
+        let out = scrub_body(body);
+        let v: Value = serde_json::from_str(&out).expect("still JSON");
+        assert_eq!(v["created"], 1987654321u64);
+        assert_eq!(v["error"]["message"], "org *** unknown");
+        assert_eq!(scrub_body("<html>98765432</html>"), "<html>***</html>");
     }
 }

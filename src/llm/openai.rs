@@ -144,7 +144,7 @@ impl OpenAiProvider {
                 status: Some(code),
                 retry_after: None,
             })?;
-        let text = redact::scrub(&read.text());
+        let text = redact::scrub_body(&read.text());
         if status.is_success() {
             if !read.complete {
                 return Err(CallError::Transient {

@@ -744,7 +744,7 @@ async fn json_body(endpoint: &str, resp: reqwest::Response) -> Result<Value, Mlf
             ),
         });
     }
-    let text = crate::redact::scrub(&read.text());
+    let text = crate::redact::scrub_body(&read.text());
     if text.trim().is_empty() {
         return Ok(Value::Null);
     }
@@ -773,7 +773,7 @@ async fn http_error(endpoint: &str, resp: reqwest::Response) -> MlflowError {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("json"));
     let text = match crate::http_body::read_limited(resp, MAX_ERROR_BYTES).await {
-        Ok(read) => crate::redact::scrub(&read.text()),
+        Ok(read) => crate::redact::scrub_body(&read.text()),
         Err(_) => String::new(),
     };
     let (code, message) = if is_json {

@@ -433,11 +433,9 @@ async fn check_artifacts(
                 let uri = uri.clone();
                 async move {
                     let r = match client.artifact_digest(&uri, &rel).await {
-                        Ok((remote, _)) => {
-                            crate::checkpoint::file_digest(&path)
-                                .map(|(local, _)| local == remote)
-                                .map_err(|e| format!("{e:#}"))
-                        }
+                        Ok((remote, _)) => crate::checkpoint::file_digest(&path)
+                            .map(|(local, _)| local == remote)
+                            .map_err(|e| format!("{e:#}")),
                         Err(e) => Err(e.to_string()),
                     };
                     (rel, r)
