@@ -144,19 +144,19 @@ impl OpenAiProvider {
                 status: Some(code),
                 retry_after: None,
             })?;
+        if status.is_success() && !read.complete {
+            return Err(CallError::Transient {
+                message: format!(
+                    "POST {url}: HTTP {status}: the reply body is larger than {} (`providers.{}.max_response_bytes`); the attempt was abandoned",
+                    crate::http_body::human_bytes(self.max_response_bytes),
+                    self.name
+                ),
+                status: Some(code),
+                retry_after: None,
+            });
+        }
         let text = redact::scrub_body(&read.text());
         if status.is_success() {
-            if !read.complete {
-                return Err(CallError::Transient {
-                    message: format!(
-                        "POST {url}: HTTP {status}: the reply body is larger than {} (`providers.{}.max_response_bytes`); the attempt was abandoned",
-                        crate::http_body::human_bytes(self.max_response_bytes),
-                        self.name
-                    ),
-                    status: Some(code),
-                    retry_after: None,
-                });
-            }
             return Ok((code, text));
         }
         let message = format!("POST {url}: HTTP {status}: {}", preview(&text));
@@ -297,6 +297,11 @@ pub fn parse_chat_body(body: &str) -> Result<Reply, String> {
     })
 }
 
+/// Largest `text_offset` accepted: 2^31 characters, far beyond any prompt
+/// (replies are at most 1 GiB), small enough that offset + token length
+/// cannot overflow.
+pub const MAX_TEXT_OFFSET: usize = 1 << 31;
+
 /// Extracts text, logprobs and usage from a `/completions` body. Missing
 /// logprobs stay `None`; array lengths are checked by the caller.
 pub fn parse_completion_body(body: &str) -> Result<CompletionReply, String> {
@@ -325,17 +330,18 @@ pub fn parse_completion_body(body: &str) -> Result<CompletionReply, String> {
         }),
     };
     if let Some(lp) = &logprobs {
-        // Offsets index the returned text; one beyond it is not a position
-        // (and would overflow the scorer's arithmetic).
+        // Offsets count characters of prompt + completion (without `echo`
+        // they start at the prompt's length, beyond the returned text); one
+        // past any possible text is not a position and would overflow the
+        // scorer's arithmetic.
         if let Some((i, off)) = lp
             .text_offset
             .iter()
             .enumerate()
-            .find(|(_, &o)| o > text.len())
+            .find(|(_, &o)| o > MAX_TEXT_OFFSET)
         {
             return Err(format!(
-                "`logprobs.text_offset[{i}]` = {off} is beyond the returned text ({} bytes)",
-                text.len()
+                "`logprobs.text_offset[{i}]` = {off} is not a plausible character offset"
             ));
         }
     }
@@ -530,12 +536,18 @@ mod tests {
     }
 
     #[test]
-    fn offsets_beyond_the_text_are_a_malformed_reply() {
+    fn absurd_offsets_are_a_malformed_reply() {
         let err = parse_completion_body(
             r#"{"choices":[{"text":"ab","logprobs":{"tokens":["a","b"],"token_logprobs":[null,-1],"text_offset":[0,18446744073709551615]}}]}"#,
         )
         .unwrap_err();
         assert!(err.contains("text_offset[1]"), "{err}");
+        // Without `echo`, offsets legitimately start past the returned text.
+        let r = parse_completion_body(
+            r#"{"choices":[{"text":" yes","logprobs":{"tokens":[" yes"],"token_logprobs":[-0.5],"text_offset":[120]}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(r.logprobs.unwrap().text_offset, vec![120]);
     }
 
     #[test]
