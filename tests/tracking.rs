@@ -393,10 +393,22 @@ fn an_offline_session_is_synced_later_without_duplicates() {
     tracked_run(&ws, &cfg, uri, &exp).assert().success();
     assert_eq!(runs_of(&query(uri, &exp, false, &[])).len(), 2);
 
-    // Without a server, sync says what is missing.
+    // Without MLFLOW_TRACKING_URI, sync uses the server the session records.
     w2c(ws.path())
         .args(["sync", &fp[..8], "--runs-dir"])
         .arg(ws.runs())
+        .assert()
+        .success();
+    assert_eq!(runs_of(&query(uri, &exp, false, &[])).len(), 2);
+
+    // A session that never had a server: sync says what is missing.
+    let fresh = Workspace::new();
+    let cfg = fresh.config("eval.toml", &Opts::default());
+    run_ok(&fresh, &cfg);
+    let fp = session_fingerprint(&only_session(&fresh.runs(), "k"));
+    w2c(fresh.path())
+        .args(["sync", &fp[..8], "--runs-dir"])
+        .arg(fresh.runs())
         .assert()
         .code(1)
         .stderr(predicates::str::contains("MLFLOW_TRACKING_URI"));
