@@ -244,10 +244,17 @@ fn dispatch(cli: Cli) -> Result<i32> {
             no_tracking,
         } => {
             let loaded = config::load(&config)?;
-            let (key, source) = runner::run_key_for(&loaded.config, run_key.as_deref());
+            let config::RunKey { key, source, given } =
+                runner::run_key_for(&loaded.config, run_key.as_deref())?;
             if source == config::RunKeySource::Generated {
                 eprintln!(
                     "run key: {key} (generated; pass --run-key or set W2C_RUN_KEY to choose one)"
+                );
+            }
+            if let Some(given) = given {
+                eprintln!(
+                    "note: run key {given:?} ({}) is used as `{key}` (a run key keeps A-Z, a-z, 0-9, `_` and `-`)",
+                    source.describe()
                 );
             }
             let (tracking, offline_reason) = tracking_for(&loaded.config, no_tracking)?;
@@ -290,11 +297,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
         } => {
             let found = session::find(&runs_dir, &fingerprint, run_key.as_deref())?;
             let config = runner::config_from_manifest(&found)?;
+            let ids = tracking::ids::MlflowIds::load(&found.dir)?;
             let Some(mut target) =
-                tracking::resolve(&config.tracking, false, &tracking::process_env)?
+                tracking::resolve_for_session(&config.tracking, &ids, &tracking::process_env)?
             else {
                 anyhow::bail!(
-                    "no tracking server to sync to: set MLFLOW_TRACKING_URI (e.g. http://127.0.0.1:5000)"
+                    "no tracking server to sync to: the session records none and MLFLOW_TRACKING_URI is not set (e.g. http://127.0.0.1:5000)"
                 );
             };
             if let Some(name) = experiment {
@@ -372,6 +380,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                         }]
                     }
                 }
+                (Some(fp), _) if looks_like_path(fp) => anyhow::bail!("{}", not_a_session(fp)),
                 (Some(fp), _) => vec![session::find(&runs_dir, fp, run_key.as_deref())?],
                 (None, true) => {
                     python_dirs = python_session_dirs(&runs_dir, run_key.as_deref());
@@ -622,6 +631,28 @@ fn render_official(dataset: &std::path::Path, variants: &[OfficialVariant]) -> R
     Ok(EXIT_OK)
 }
 
+/// Whether a `verify` argument names a path rather than a fingerprint prefix.
+fn looks_like_path(arg: &str) -> bool {
+    let hex = arg.len() >= 4 && arg.chars().all(|c| c.is_ascii_hexdigit());
+    arg.contains('/')
+        || arg.contains(std::path::MAIN_SEPARATOR)
+        || (!hex && std::path::Path::new(arg).exists())
+}
+
+/// Why a path given to `verify` is not a session it can check.
+fn not_a_session(arg: &str) -> String {
+    let p = std::path::Path::new(arg);
+    if !p.exists() {
+        format!("`{arg}`: no such directory (give a session directory or a fingerprint prefix)")
+    } else if !p.is_dir() {
+        format!("`{arg}` is a file, not a session directory")
+    } else {
+        format!(
+            "`{arg}` is not a session directory: it has no manifest.json (a session lives in <runs>/<run key>/sessions/<fingerprint16>; `w2c status` lists them)"
+        )
+    }
+}
+
 /// Session directories under `runs_dir` written by the Python suite.
 fn python_session_dirs(runs_dir: &std::path::Path, run_key: Option<&str>) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -649,13 +680,7 @@ fn tracking_for(
     no_tracking: bool,
 ) -> Result<(Option<tracking::Target>, String)> {
     let target = tracking::resolve(&config.tracking, no_tracking, &tracking::process_env)?;
-    let reason = if no_tracking {
-        "--no-tracking was given"
-    } else if std::env::var("MLFLOW_ENABLE_TRACKING").is_ok() && target.is_none() {
-        "MLFLOW_ENABLE_TRACKING is off"
-    } else {
-        "no tracking server configured (MLFLOW_TRACKING_URI or [tracking] uri)"
-    };
+    let reason = tracking::offline_reason(no_tracking, &tracking::process_env);
     Ok((target, reason.to_string()))
 }
 

@@ -161,9 +161,12 @@ pub struct ProviderConfig {
     /// Most requests in flight at once.
     #[serde(default = "default_concurrency")]
     pub max_concurrency: usize,
-    /// Request timeout in seconds.
+    /// Request timeout in seconds (whole request, body included).
     #[serde(default = "default_timeout")]
     pub timeout_secs: f64,
+    /// Largest reply body read, bytes; a longer reply fails that attempt.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: u64,
     /// Attempts per request before the item is recorded as an error.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
@@ -199,6 +202,22 @@ fn default_timeout() -> f64 {
 fn default_max_attempts() -> u32 {
     4
 }
+
+/// Default of `max_response_bytes`: 4 MiB, far above any chat reply.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 4 << 20;
+
+fn default_max_response_bytes() -> u64 {
+    DEFAULT_MAX_RESPONSE_BYTES
+}
+
+/// Accepted range of `timeout_secs`.
+pub const TIMEOUT_SECS_RANGE: std::ops::RangeInclusive<f64> = 0.001..=86_400.0;
+/// Accepted range of `max_response_bytes` (1 KiB to 1 GiB).
+pub const MAX_RESPONSE_BYTES_RANGE: std::ops::RangeInclusive<u64> = 1024..=(1 << 30);
+/// Accepted range of `max_concurrency`.
+pub const MAX_CONCURRENCY_RANGE: std::ops::RangeInclusive<usize> = 1..=4096;
+/// Accepted range of `max_attempts`.
+pub const MAX_ATTEMPTS_RANGE: std::ops::RangeInclusive<u32> = 1..=100;
 
 /// `[methods]`: which methods run and their settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -572,17 +591,56 @@ impl Config {
         }
         for (name, p) in &self.providers {
             let key = |k: &str| format!("providers.{name}.{k}");
-            if p.max_concurrency == 0 {
-                bail!("key `{}`: expected at least 1", key("max_concurrency"));
-            }
-            if p.max_attempts == 0 {
-                bail!("key `{}`: expected at least 1", key("max_attempts"));
-            }
-            if !(p.timeout_secs > 0.0 && p.timeout_secs.is_finite()) {
-                bail!(
-                    "key `{}`: expected a positive number of seconds",
-                    key("timeout_secs")
-                );
+            let in_range = |k: &str, ok: bool, range: String| -> Result<()> {
+                if ok {
+                    Ok(())
+                } else {
+                    bail!("key `{}`: expected a value in {range}", key(k))
+                }
+            };
+            in_range(
+                "max_concurrency",
+                MAX_CONCURRENCY_RANGE.contains(&p.max_concurrency),
+                format!(
+                    "[{}, {}]",
+                    MAX_CONCURRENCY_RANGE.start(),
+                    MAX_CONCURRENCY_RANGE.end()
+                ),
+            )?;
+            in_range(
+                "max_attempts",
+                MAX_ATTEMPTS_RANGE.contains(&p.max_attempts),
+                format!(
+                    "[{}, {}]",
+                    MAX_ATTEMPTS_RANGE.start(),
+                    MAX_ATTEMPTS_RANGE.end()
+                ),
+            )?;
+            crate::secs::in_range(
+                &format!("key `{}`", key("timeout_secs")),
+                p.timeout_secs,
+                TIMEOUT_SECS_RANGE,
+            )
+            .map_err(anyhow::Error::msg)?;
+            in_range(
+                "max_response_bytes",
+                MAX_RESPONSE_BYTES_RANGE.contains(&p.max_response_bytes),
+                format!(
+                    "[{}, {}] bytes",
+                    MAX_RESPONSE_BYTES_RANGE.start(),
+                    MAX_RESPONSE_BYTES_RANGE.end()
+                ),
+            )?;
+            for (k, v) in [
+                ("requests_per_minute", p.requests_per_minute),
+                ("tokens_per_minute", p.tokens_per_minute),
+            ] {
+                if v == Some(0) {
+                    bail!(
+                        "key `{}`: expected at least 1 (leave it out for no limit)",
+                        key(k)
+                    );
+                }
             }
             if !(0.0..=1.0).contains(&p.fail_rate) {
                 bail!("key `{}`: expected a share in [0, 1]", key("fail_rate"));
@@ -603,11 +661,13 @@ impl Config {
             }
             match p.kind {
                 ProviderKind::Openai => {
-                    if p.base_url.as_deref().unwrap_or("").is_empty() {
-                        bail!(
+                    match p.base_url.as_deref() {
+                        None | Some("") => bail!(
                             "key `{}`: required for an `openai` provider",
                             key("base_url")
-                        );
+                        ),
+                        Some(url) => check_base_url(url)
+                            .map_err(|e| anyhow::anyhow!("key `{}`: {e}", key("base_url")))?,
                     }
                     if p.latency_ms != 0 || p.fail_rate != 0.0 {
                         bail!(
@@ -663,6 +723,39 @@ impl Config {
         .context("key `models.judge`")?;
         Ok((judge, name, p))
     }
+}
+
+/// Checks an `openai` provider's `base_url`: an absolute `http(s)` URL with a
+/// host, without credentials (keys go in `api_key_env`), query or fragment.
+pub fn check_base_url(raw: &str) -> Result<(), String> {
+    let url = reqwest::Url::parse(raw.trim()).map_err(|e| {
+        format!(
+            "`{}` is not a URL ({e}); expected e.g. `https://api.openai.com/v1`",
+            crate::tracking::redact(raw)
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "`{}` is not an http(s) URL (scheme `{}`)",
+            crate::tracking::redact(raw),
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("`{raw}` has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "`{}` must not hold credentials (they would be stored in the manifest); name the key's environment variable in `api_key_env`",
+            crate::tracking::redact(raw)
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "`{raw}` must not have a query or fragment (paths such as `/chat/completions` are appended to it)"
+        ));
+    }
+    Ok(())
 }
 
 /// Removes `.` and resolves `..` components lexically (no symlink lookups).
@@ -750,30 +843,66 @@ pub enum RunKeySource {
     Generated,
 }
 
+impl RunKeySource {
+    /// Where to look for the value, for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            RunKeySource::Cli => "--run-key",
+            RunKeySource::Env => "W2C_RUN_KEY",
+            RunKeySource::Config => "key `run.run_key`",
+            RunKeySource::Generated => "generated run key",
+        }
+    }
+}
+
+/// A resolved RUN_KEY.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunKey {
+    /// The folder name used.
+    pub key: String,
+    /// Where it came from.
+    pub source: RunKeySource,
+    /// The value as given, when sanitizing changed it.
+    pub given: Option<String>,
+}
+
 /// Resolves the RUN_KEY: `--run-key`, then `W2C_RUN_KEY`, then the config;
-/// the first non-empty one wins. Nothing given means a generated key
-/// (`run-<utc timestamp>-<random>`); never an interactive prompt.
+/// the first one that is not blank wins and is sanitized
+/// ([`sanitize_run_key`]). A value with no letter or digit (`..`, `/`) is an
+/// error naming where it came from, never silently replaced. Nothing given
+/// means a generated key (`run-<utc timestamp>-<random>`); never an
+/// interactive prompt.
 pub fn resolve_run_key(
     cli: Option<&str>,
     env: Option<&str>,
     config: Option<&str>,
-) -> (String, RunKeySource) {
+) -> Result<RunKey> {
     let candidates = [
         (cli, RunKeySource::Cli),
         (env, RunKeySource::Env),
         (config, RunKeySource::Config),
     ];
     for (value, source) in candidates {
-        if let Some(v) = value {
-            let key = sanitize_run_key(v);
-            if !key.is_empty() && key != "_" {
-                return (key, source);
-            }
+        let Some(v) = value.filter(|v| !v.trim().is_empty()) else {
+            continue;
+        };
+        let key = sanitize_run_key(v);
+        if !key.chars().any(|c| c.is_ascii_alphanumeric()) {
+            bail!(
+                "{}: {v:?} cannot name a run folder: it has no letter or digit (a run key keeps A-Z, a-z, 0-9, `_` and `-`)",
+                source.describe()
+            );
         }
+        let given = (key != v).then(|| v.to_string());
+        return Ok(RunKey { key, source, given });
     }
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
     let suffix: u32 = rand::random::<u32>() & 0xffff;
-    (format!("run-{stamp}-{suffix:04x}"), RunKeySource::Generated)
+    Ok(RunKey {
+        key: format!("run-{stamp}-{suffix:04x}"),
+        source: RunKeySource::Generated,
+        given: None,
+    })
 }
 
 #[cfg(test)]
@@ -839,6 +968,47 @@ enabled = ["mcq"]
     }
 
     #[test]
+    fn provider_numbers_and_urls_are_checked_with_their_key() {
+        let openai = MINIMAL.replace(
+            "kind = \"mock\"",
+            "kind = \"openai\"\nbase_url = \"http://127.0.0.1:8000/v1\"",
+        );
+        assert!(parse(&openai).is_ok());
+        for (extra, needle) in [
+            ("timeout_secs = 1e300", "providers.mock.timeout_secs"),
+            ("timeout_secs = -1.0", "providers.mock.timeout_secs"),
+            ("timeout_secs = nan", "providers.mock.timeout_secs"),
+            (
+                "requests_per_minute = 0",
+                "providers.mock.requests_per_minute",
+            ),
+            ("tokens_per_minute = 0", "providers.mock.tokens_per_minute"),
+            (
+                "max_response_bytes = 10",
+                "providers.mock.max_response_bytes",
+            ),
+            ("max_concurrency = 100000", "providers.mock.max_concurrency"),
+            ("max_attempts = 0", "providers.mock.max_attempts"),
+        ] {
+            let text = openai.replace("[methods]", &format!("{extra}\n[methods]"));
+            let err = format!("{:#}", parse(&text).unwrap_err());
+            assert!(err.contains(needle), "{extra}: {err}");
+        }
+        for url in [
+            "not a url",
+            "ftp://h/v1",
+            "http://u:p@h/v1",
+            "http://h/v1?x=1",
+            "file:///v1",
+        ] {
+            let text = openai.replace("http://127.0.0.1:8000/v1", url);
+            let err = format!("{:#}", parse(&text).unwrap_err());
+            assert!(err.contains("providers.mock.base_url"), "{url}: {err}");
+            assert!(!err.contains(":p@"), "{err}");
+        }
+    }
+
+    #[test]
     fn paths_resolve_against_the_config_dir() {
         let mut c = parse(MINIMAL).unwrap();
         c.run.runs_dir = PathBuf::from("../runs");
@@ -852,21 +1022,40 @@ enabled = ["mcq"]
         assert_eq!(sanitize_run_key(" my run/1 "), "my_run_1");
         assert_eq!(sanitize_run_key("a..b"), "a_b");
         assert_eq!(sanitize_run_key("ok-key_2"), "ok-key_2");
+        let rk = |c, e, f| {
+            let r = resolve_run_key(c, e, f).unwrap();
+            (r.key, r.source)
+        };
         assert_eq!(
-            resolve_run_key(Some("cli"), Some("env"), Some("cfg")),
+            rk(Some("cli"), Some("env"), Some("cfg")),
             ("cli".into(), RunKeySource::Cli)
         );
         assert_eq!(
-            resolve_run_key(Some("  "), Some("env"), Some("cfg")),
+            rk(Some("  "), Some("env"), Some("cfg")),
             ("env".into(), RunKeySource::Env)
         );
         assert_eq!(
-            resolve_run_key(None, None, Some("cfg")),
+            rk(None, None, Some("cfg")),
             ("cfg".into(), RunKeySource::Config)
         );
-        let (k, s) = resolve_run_key(None, Some(""), None);
+        let (k, s) = rk(None, Some(""), None);
         assert_eq!(s, RunKeySource::Generated);
         assert!(k.starts_with("run-"));
         assert_eq!(sanitize_run_key(&k), k);
+        let changed = resolve_run_key(Some("my run/1"), None, None).unwrap();
+        assert_eq!(changed.given.as_deref(), Some("my run/1"));
+        assert_eq!(changed.key, "my_run_1");
+    }
+
+    #[test]
+    fn a_run_key_without_letters_or_digits_is_refused() {
+        for bad in ["..", "/", "._.", "-"] {
+            let err = resolve_run_key(Some(bad), Some("env"), None).unwrap_err();
+            assert!(err.to_string().contains("--run-key"), "{err}");
+        }
+        let err = resolve_run_key(None, Some(".."), None).unwrap_err();
+        assert!(err.to_string().contains("W2C_RUN_KEY"), "{err}");
+        let err = resolve_run_key(None, None, Some("//")).unwrap_err();
+        assert!(err.to_string().contains("run.run_key"), "{err}");
     }
 }

@@ -63,9 +63,7 @@ impl Dataset {
 pub fn load(path: &Path) -> Result<Dataset> {
     let bytes =
         std::fs::read(path).with_context(|| format!("cannot read dataset {}", path.display()))?;
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|e| anyhow::anyhow!("{}: not valid UTF-8 ({e})", path.display()))?;
-    let examples = parse_lines(text).map_err(|e| anyhow::anyhow!("{}:{e}", path.display()))?;
+    let examples = parse_bytes(&bytes).map_err(|e| anyhow::anyhow!("{}:{e}", path.display()))?;
     if examples.is_empty() {
         bail!("{}: the dataset has no examples", path.display());
     }
@@ -74,6 +72,51 @@ pub fn load(path: &Path) -> Result<Dataset> {
         sha256: sha256_hex(&bytes),
         examples,
     })
+}
+
+/// Decodes the file's bytes as UTF-8 and parses them with [`parse_lines`];
+/// errors are `line: message` (invalid UTF-8 names its line and column).
+pub fn parse_bytes(bytes: &[u8]) -> Result<Vec<Example>, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let at = e.valid_up_to();
+        let line_start = bytes[..at]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1);
+        let line = bytes[..line_start].iter().filter(|&&b| b == b'\n').count() + 1;
+        format!(
+            "{line}: not valid UTF-8 (invalid byte 0x{:02x} at byte {} of the line)",
+            bytes[at],
+            at - line_start + 1
+        )
+    })?;
+    parse_lines(text)
+}
+
+/// Checks a stratified subsample's `n_per_label` against the rows of each
+/// gold label (`counts` in [`Label::ALL`] order): a label that has rows but
+/// fewer than `n` would silently give an unbalanced selection. Labels with
+/// no rows at all are left out of the selection (When2Call's test file has
+/// no `direct` rows) and are not an error.
+pub fn check_n_per_label(counts: [usize; 4], n: usize) -> Result<(), String> {
+    let short: Vec<String> = Label::ALL
+        .iter()
+        .filter(|l| (1..n).contains(&counts[l.index()]))
+        .map(|l| format!("`{l}` has {}", counts[l.index()]))
+        .collect();
+    if short.is_empty() {
+        return Ok(());
+    }
+    let fewest = Label::ALL
+        .iter()
+        .map(|l| counts[l.index()])
+        .filter(|&c| c > 0)
+        .min()
+        .unwrap_or(0);
+    Err(format!(
+        "key `dataset.n_per_label`: {n} is more than the rows of some labels ({}); set it to at most {fewest}, or leave it out to use the whole file",
+        short.join(", ")
+    ))
 }
 
 /// Parses JSONL text; errors are `line: message`. Blank lines are skipped.
@@ -329,5 +372,25 @@ mod tests {
         );
         assert_ne!(a, stratified_subsample(&ex, 5, 8));
         assert_eq!(stratified_subsample(&ex, 100, 7).len(), 40);
+    }
+
+    #[test]
+    fn n_per_label_above_a_labels_rows_is_an_error() {
+        assert!(check_n_per_label([0, 100, 100, 100], 10).is_ok());
+        assert!(check_n_per_label([6, 6, 6, 6], 6).is_ok());
+        let err = check_n_per_label([2, 6, 6, 6], 5).unwrap_err();
+        assert!(err.contains("dataset.n_per_label"), "{err}");
+        assert!(err.contains("`direct` has 2"), "{err}");
+        assert!(err.contains("at most 2"), "{err}");
+    }
+
+    #[test]
+    fn invalid_utf8_names_the_line() {
+        let mut bytes = row("a", "direct").into_bytes();
+        bytes.push(b'\n');
+        bytes.extend_from_slice(b"{\"uuid\":\"b\xff\"}\n");
+        let err = parse_bytes(&bytes).unwrap_err();
+        assert!(err.starts_with("2: not valid UTF-8"), "{err}");
+        assert!(err.contains("0xff at byte 11"), "{err}");
     }
 }

@@ -6,8 +6,10 @@
 //! run on `kind = "mock"`), and `POST /v1/completions` with `echo` and
 //! `logprobs` over a simple deterministic tokenizer, including `text_offset`.
 //! Knobs inject latency and faults: a share of 429 (with `Retry-After`), 5xx,
-//! hung requests, truncated and malformed bodies. `GET /stats` counts requests
-//! and faults; `POST /stats/reset` zeroes the counters.
+//! hung requests, truncated and malformed bodies. Hostile modes keep the
+//! client's defences tested end to end: huge or endless bodies, the API key
+//! echoed back, absurd headers, and JSON of the wrong types. `GET /stats`
+//! counts requests and faults; `POST /stats/reset` zeroes the counters.
 
 use crate::fingerprint::sha256_hex;
 use crate::llm::{mock, ChatRequest, Message};
@@ -67,6 +69,24 @@ pub struct MockServerOptions {
     /// Require `Authorization: Bearer <key>`, read from this environment variable.
     #[arg(long)]
     pub api_key_env: Option<String>,
+    /// Hostile: pad every successful reply's text to this many bytes.
+    #[arg(long)]
+    pub huge_body_bytes: Option<u64>,
+    /// Hostile: successful replies stream a body that never ends.
+    #[arg(long)]
+    pub endless_body: bool,
+    /// Hostile: echo the request's `Authorization` and `x-*` header values
+    /// in every reply (text, `system_fingerprint`, error messages, a header).
+    #[arg(long)]
+    pub echo_key: bool,
+    /// Hostile: every reply carries `Retry-After: 1e300`, `retry-after-ms:
+    /// 1e30` and an 8 KiB header.
+    #[arg(long)]
+    pub absurd_headers: bool,
+    /// Hostile: `usage` and metadata of the wrong JSON types or absurd
+    /// values (u64::MAX, negative, fractional, strings), cycling per request.
+    #[arg(long)]
+    pub wrong_types: bool,
     /// Seed of the replies and of the fault draws.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -91,6 +111,20 @@ impl MockServerOptions {
         }
         if !(self.retry_after_secs >= 0.0 && self.retry_after_secs.is_finite()) {
             bail!("--retry-after-secs: expected a non-negative number");
+        }
+        crate::secs::in_range("--hang-secs", self.hang_secs, 0.0..=86_400.0)
+            .map_err(anyhow::Error::msg)?;
+        const DAY_MS: u64 = 86_400_000;
+        for (name, v) in [
+            ("--latency-ms", self.latency_ms),
+            ("--jitter-ms", self.jitter_ms),
+        ] {
+            if v > DAY_MS {
+                bail!("{name}: expected at most {DAY_MS} ms, got {v}");
+            }
+        }
+        if self.huge_body_bytes.is_some() && self.endless_body {
+            bail!("--huge-body-bytes and --endless-body cannot be used together");
         }
         Ok(())
     }
@@ -119,6 +153,9 @@ pub struct Stats {
     pub fault_malformed: u64,
     /// 401 replies.
     pub unauthorized: u64,
+    /// Replies shaped by a hostile mode.
+    #[serde(default)]
+    pub hostile: u64,
 }
 
 #[derive(Default)]
@@ -133,6 +170,7 @@ struct Counters {
     fault_truncated: AtomicU64,
     fault_malformed: AtomicU64,
     unauthorized: AtomicU64,
+    hostile: AtomicU64,
 }
 
 impl Counters {
@@ -149,6 +187,7 @@ impl Counters {
             fault_truncated: g(&self.fault_truncated),
             fault_malformed: g(&self.fault_malformed),
             unauthorized: g(&self.unauthorized),
+            hostile: g(&self.hostile),
         }
     }
 
@@ -164,6 +203,7 @@ impl Counters {
             &self.fault_truncated,
             &self.fault_malformed,
             &self.unauthorized,
+            &self.hostile,
         ] {
             a.store(0, Ordering::Relaxed);
         }
@@ -255,14 +295,20 @@ async fn preamble(st: &AppState, headers: &HeaderMap) -> Result<Fault, Response>
             .is_some_and(|v| v == expected);
         if !ok {
             st.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
-            return Err((
-                StatusCode::UNAUTHORIZED,
-                Json(error_body(
-                    "Incorrect API key provided.",
-                    "invalid_request_error",
-                )),
-            )
-                .into_response());
+            let message = if st.opts.echo_key {
+                format!("Incorrect API key provided: {}", echoed(headers))
+            } else {
+                "Incorrect API key provided.".to_string()
+            };
+            return Err(hostile_headers(
+                st,
+                headers,
+                (
+                    StatusCode::UNAUTHORIZED,
+                    Json(error_body(&message, "invalid_request_error")),
+                )
+                    .into_response(),
+            ));
         }
     }
     let (delay, draw) = {
@@ -290,7 +336,9 @@ async fn preamble(st: &AppState, headers: &HeaderMap) -> Result<Fault, Response>
     for (share, fault) in faults {
         edge += share;
         if draw < edge {
-            return apply_fault(st, fault).await;
+            return apply_fault(st, fault)
+                .await
+                .map_err(|resp| hostile_headers(st, headers, resp));
         }
     }
     Ok(Fault::None)
@@ -332,7 +380,9 @@ async fn apply_fault(st: &AppState, fault: Fault) -> Result<Fault, Response> {
         }
         Fault::Hang => {
             c.fault_hang.fetch_add(1, Ordering::Relaxed);
-            tokio::time::sleep(Duration::from_secs_f64(st.opts.hang_secs)).await;
+            // Validated to [0, 86400] by `validate`.
+            let hang = crate::secs::checked(st.opts.hang_secs).unwrap_or(Duration::ZERO);
+            tokio::time::sleep(hang).await;
             Ok(Fault::None)
         }
         Fault::Truncated => {
@@ -347,7 +397,12 @@ async fn apply_fault(st: &AppState, fault: Fault) -> Result<Fault, Response> {
     }
 }
 
-fn finish(st: &AppState, fault: Fault, body: Value) -> Response {
+fn finish(st: &AppState, headers: &HeaderMap, fault: Fault, mut body: Value) -> Response {
+    if fault == Fault::None {
+        if let Some(resp) = hostile_body(st, headers, &mut body) {
+            return resp;
+        }
+    }
     let text = body.to_string();
     let text = match fault {
         Fault::Truncated => crate::fingerprint::prefix(&text, text.len() / 2).to_string(),
@@ -357,7 +412,117 @@ fn finish(st: &AppState, fault: Fault, body: Value) -> Response {
             text
         }
     };
-    ([("content-type", "application/json")], text).into_response()
+    hostile_headers(
+        st,
+        headers,
+        ([("content-type", "application/json")], text).into_response(),
+    )
+}
+
+/// What `--echo-key` sends back: the request's `Authorization` and `x-*`
+/// header values.
+fn echoed(headers: &HeaderMap) -> String {
+    headers
+        .iter()
+        .filter(|(k, _)| k.as_str() == "authorization" || k.as_str().starts_with("x-"))
+        .filter_map(|(k, v)| v.to_str().ok().map(|v| format!("{k}: {v}")))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Applies the hostile modes to a successful reply body; returns a whole
+/// response when the mode replaces the body (`--endless-body`).
+fn hostile_body(st: &AppState, headers: &HeaderMap, body: &mut Value) -> Option<Response> {
+    let o = &st.opts;
+    if !(o.echo_key || o.wrong_types || o.huge_body_bytes.is_some() || o.endless_body) {
+        return None;
+    }
+    st.counters.hostile.fetch_add(1, Ordering::Relaxed);
+    let n = st.counters.requests.load(Ordering::Relaxed);
+    // The text field of the first choice (chat message content, or completion text).
+    let text_of = |body: &mut Value| -> Option<String> {
+        body.pointer("/choices/0/message/content")
+            .or_else(|| body.pointer("/choices/0/text"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let set_text = |body: &mut Value, text: String| {
+        if body.pointer("/choices/0/message").is_some() {
+            body["choices"][0]["message"]["content"] = Value::String(text);
+        } else if body.pointer("/choices/0/text").is_some() {
+            body["choices"][0]["text"] = Value::String(text);
+        }
+    };
+    if o.echo_key {
+        let echo = echoed(headers);
+        if let Some(text) = text_of(body) {
+            set_text(body, format!("{text}\n(request headers: {echo})"));
+        }
+        body["system_fingerprint"] = Value::String(echo);
+    }
+    if o.wrong_types {
+        let usage = match n % 5 {
+            0 => json!({"prompt_tokens": u64::MAX, "completion_tokens": u64::MAX}),
+            1 => json!({"prompt_tokens": -5, "completion_tokens": 3}),
+            2 => json!({"prompt_tokens": 12.5, "completion_tokens": 1e300}),
+            3 => json!({"prompt_tokens": "12", "completion_tokens": [1]}),
+            _ => json!("lots"),
+        };
+        body["usage"] = usage;
+        body["system_fingerprint"] = json!(12345);
+        body["choices"][0]["finish_reason"] = json!(["stop"]);
+        if body.pointer("/choices/0/message").is_some() {
+            body["choices"][0]["message"]["reasoning_content"] = json!({"nested": true});
+        }
+    }
+    if let Some(bytes) = o.huge_body_bytes {
+        if let Some(text) = text_of(body) {
+            let pad = usize::try_from(bytes)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(text.len() + 1);
+            set_text(body, format!("{text} {}", "x".repeat(pad)));
+        }
+    }
+    if o.endless_body {
+        let head = {
+            let text = body.to_string();
+            // Everything up to the opening quote of the first string value
+            // after `"choices"`, so the body looks like a reply that never ends.
+            let cut = text.find("\"choices\"").unwrap_or(0);
+            text[..cut].to_string() + "\"choices\":[{\"message\":{\"content\":\""
+        };
+        let chunk = axum::body::Bytes::from(vec![b'x'; 64 * 1024]);
+        use futures::StreamExt as _;
+        let stream = futures::stream::once(futures::future::ready(Ok::<_, std::io::Error>(
+            axum::body::Bytes::from(head),
+        )))
+        .chain(futures::stream::repeat_with(move || Ok(chunk.clone())));
+        let resp = (
+            [("content-type", "application/json")],
+            axum::body::Body::from_stream(stream),
+        )
+            .into_response();
+        return Some(hostile_headers(st, headers, resp));
+    }
+    None
+}
+
+/// Adds the `--absurd-headers` and `--echo-key` headers to any response.
+fn hostile_headers(st: &AppState, headers: &HeaderMap, mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    if st.opts.absurd_headers {
+        h.insert("retry-after", HeaderValue::from_static("1e300"));
+        h.insert("retry-after-ms", HeaderValue::from_static("1e30"));
+        if let Ok(v) = HeaderValue::from_str(&"9".repeat(8 * 1024)) {
+            h.insert("x-absurd", v);
+        }
+    }
+    if st.opts.echo_key {
+        if let Ok(v) = HeaderValue::from_str(&echoed(headers)) {
+            h.insert("x-echo", v);
+        }
+    }
+    resp
 }
 
 fn bad_request(message: String) -> Response {
@@ -425,6 +590,7 @@ async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: String)
     let id = &sha256_hex(body.as_bytes())[..24];
     finish(
         &st,
+        &headers,
         fault,
         json!({
             "id": format!("chatcmpl-{id}"),
@@ -497,6 +663,7 @@ async fn completions(
     });
     finish(
         &st,
+        &headers,
         fault,
         json!({
             "id": format!("cmpl-{}", &sha256_hex(body.as_bytes())[..24]),
@@ -529,5 +696,14 @@ mod tests {
         assert!(ok.o.validate().is_ok());
         let bad = P::parse_from(["x", "--rate-429", "0.8", "--rate-5xx", "0.5"]);
         assert!(bad.o.validate().is_err());
+        for args in [
+            ["x", "--hang-secs", "inf"],
+            ["x", "--hang-secs", "1e300"],
+            ["x", "--jitter-ms", "18446744073709551615"],
+            ["x", "--latency-ms", "18446744073709551615"],
+        ] {
+            let err = P::parse_from(args).o.validate().unwrap_err().to_string();
+            assert!(err.contains(args[1]), "{err}");
+        }
     }
 }

@@ -50,7 +50,13 @@ fn ctrl_c_saves_progress_and_resume_matches_reference() {
     let ws = Workspace::new();
     let cfg = ws.config("eval.toml", &opts);
     let mut child = spawn_run(&ws, &cfg);
-    std::thread::sleep(Duration::from_millis(900));
+    let running = wait_while_running(
+        &mut child,
+        "a first result",
+        Duration::from_secs(60),
+        || result_lines(&ws, "mcq") >= 1,
+    );
+    assert!(running, "the run ended before it could be interrupted");
     sigint(child.id());
     let code = wait_with_deadline(&mut child, Duration::from_secs(5));
     assert_eq!(code, 130);
@@ -82,7 +88,9 @@ fn ctrl_c_abandons_hung_requests_within_the_grace_period() {
     };
     let cfg = ws.http_config("eval.toml", &opts, &server.url, "timeout_secs = 120");
     let mut child = spawn_run(&ws, &cfg);
-    std::thread::sleep(Duration::from_millis(700));
+    wait_for("hung requests in flight", Duration::from_secs(60), || {
+        server.stats()["fault_hang"].as_u64() >= Some(1)
+    });
     let t = Instant::now();
     sigint(child.id());
     let code = wait_with_deadline(&mut child, Duration::from_secs(8));

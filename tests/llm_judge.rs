@@ -85,23 +85,23 @@ fn kill_between_target_and_judge_never_regenerates_answers() {
         ..judge_opts()
     };
     let cfg = ws.config("eval.toml", &slow);
+    // Kill twice while the target answers, then twice while the judge works.
+    let steps: [(&str, usize); 4] = [
+        ("llm_judge.target", 20),
+        ("llm_judge.target", 60),
+        ("llm_judge", 10),
+        ("llm_judge", 50),
+    ];
     let mut killed_in_judge_phase = false;
-    for wait_ms in [200, 250, 300, 300, 300, 300, 300, 300, 300, 300, 300, 300] {
+    for (ns, n) in steps {
         let mut child = spawn_run(&ws, &cfg);
-        std::thread::sleep(Duration::from_millis(wait_ms));
+        let running = wait_while_running(&mut child, ns, Duration::from_secs(120), || {
+            result_lines(&ws, ns) >= n
+        });
         let _ = child.kill();
         let _ = child.wait();
-        let Some(s) = std::fs::read_dir(ws.runs().join("k/sessions"))
-            .ok()
-            .and_then(|mut d| d.next())
-            .and_then(|e| e.ok())
-            .map(|e| e.path())
-        else {
-            continue;
-        };
-        let judge_results = s.join("checkpoints/llm_judge/results.jsonl");
-        let judged = std::fs::read(&judge_results).map(|b| b.len()).unwrap_or(0);
-        if judged > 0 && !s.join("checkpoints/llm_judge/_DONE.json").exists() {
+        let s = session_dir(&ws).expect("session");
+        if running && ns == "llm_judge" && !s.join("checkpoints/llm_judge/_DONE.json").exists() {
             killed_in_judge_phase = true;
         }
     }

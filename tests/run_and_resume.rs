@@ -160,9 +160,12 @@ fn kill_nine_at_random_points_then_resume_matches_uninterrupted_run() {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let wait_ms = 30 + seed % 170;
+        // A random point: after 1 to 12 more results than the run started with.
+        let target = result_lines(&ws, "mcq") + 1 + (seed % 12) as usize;
         let mut child = spawn_run(&ws, &cfg);
-        std::thread::sleep(Duration::from_millis(wait_ms));
+        wait_while_running(&mut child, "more results", Duration::from_secs(60), || {
+            result_lines(&ws, "mcq") >= target
+        });
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         trials += 1;
@@ -294,12 +297,12 @@ fn second_process_on_a_held_session_is_refused() {
     };
     let cfg = ws.config("eval.toml", &opts);
     let mut first = spawn_run(&ws, &cfg);
-    // Wait until the first process has created and locked the session.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ws.runs().join("k/sessions").exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(200));
+    // The checkpoint file is opened only once the session is locked.
+    wait_for(
+        "the first process to hold the session",
+        Duration::from_secs(60),
+        || session_dir(&ws).is_some_and(|s| s.join("checkpoints/mcq/results.jsonl").exists()),
+    );
     let out = w2c(ws.path())
         .args(["run", "--run-key", "k", "--config"])
         .arg(&cfg)

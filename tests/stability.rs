@@ -68,9 +68,14 @@ fn kill_inside_a_sweep_then_resume_matches_uninterrupted() {
         ..sweep_opts("")
     };
     let cfg = ws.config("eval.toml", &slow);
-    for wait_ms in [250, 300, 350, 400] {
+    for n in [5, 15, 30, 50] {
         let mut child = spawn_run(&ws, &cfg);
-        std::thread::sleep(Duration::from_millis(wait_ms));
+        wait_while_running(
+            &mut child,
+            "sweep results",
+            Duration::from_secs(120),
+            || all_result_lines(&ws) >= n,
+        );
         let _ = child.kill();
         let _ = child.wait();
     }

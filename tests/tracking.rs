@@ -244,9 +244,22 @@ fn kill_9_at_random_points_then_resume_leaves_one_run_each() {
         rng = rng
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let delay = 150 + (rng >> 33) % 1400;
         let mut child = spawn_tracked(&ws, &cfg, uri, &exp);
-        std::thread::sleep(Duration::from_millis(delay));
+        if trial == 0 {
+            // During the tracking setup, before any result.
+            wait_while_running(
+                &mut child,
+                "mlflow_ids.json",
+                Duration::from_secs(120),
+                || session_dir(&ws).is_some_and(|s| s.join("mlflow_ids.json").exists()),
+            );
+        } else {
+            // A random point: 1 to 12 more results than the run started with.
+            let target = all_result_lines(&ws) + 1 + ((rng >> 33) % 12) as usize;
+            wait_while_running(&mut child, "more results", Duration::from_secs(120), || {
+                all_result_lines(&ws) >= target
+            });
+        }
         let _ = child.kill();
         let _ = child.wait();
         if trial == 2 {
@@ -380,10 +393,22 @@ fn an_offline_session_is_synced_later_without_duplicates() {
     tracked_run(&ws, &cfg, uri, &exp).assert().success();
     assert_eq!(runs_of(&query(uri, &exp, false, &[])).len(), 2);
 
-    // Without a server, sync says what is missing.
+    // Without MLFLOW_TRACKING_URI, sync uses the server the session records.
     w2c(ws.path())
         .args(["sync", &fp[..8], "--runs-dir"])
         .arg(ws.runs())
+        .assert()
+        .success();
+    assert_eq!(runs_of(&query(uri, &exp, false, &[])).len(), 2);
+
+    // A session that never had a server: sync says what is missing.
+    let fresh = Workspace::new();
+    let cfg = fresh.config("eval.toml", &Opts::default());
+    run_ok(&fresh, &cfg);
+    let fp = session_fingerprint(&only_session(&fresh.runs(), "k"));
+    w2c(fresh.path())
+        .args(["sync", &fp[..8], "--runs-dir"])
+        .arg(fresh.runs())
         .assert()
         .code(1)
         .stderr(predicates::str::contains("MLFLOW_TRACKING_URI"));
@@ -418,7 +443,19 @@ fn the_server_going_down_mid_run_loses_nothing_and_sync_completes_it() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    std::thread::sleep(Duration::from_millis(2500));
+    // Stop the server once the run is mirrored and has made progress.
+    wait_for(
+        "a tracked child run and results",
+        Duration::from_secs(120),
+        || {
+            session_dir(&ws).is_some_and(|s| {
+                std::fs::read(s.join("mlflow_ids.json"))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                    .is_some_and(|ids| ids["child_run_ids"]["mcq"].is_string())
+            }) && result_lines(&ws, "mcq") >= 2
+        },
+    );
     server.stop();
     let out = child.wait_with_output().expect("wait");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -550,7 +587,10 @@ fn ctrl_c_marks_runs_killed_and_resume_finishes_them() {
         },
     );
     let mut child = spawn_tracked(&ws, &cfg, uri, &exp);
-    std::thread::sleep(Duration::from_millis(1200));
+    let running = wait_while_running(&mut child, "results", Duration::from_secs(120), || {
+        result_lines(&ws, "mcq") >= 2
+    });
+    assert!(running, "the run ended before it could be interrupted");
     let ok = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -745,4 +785,72 @@ fn a_session_killed_offline_mid_way_and_resumed_with_tracking_is_complete_in_mlf
     assert!(s.join("checkpoints/llm_judge.target/_DONE.json").exists());
     assert!(!s.join("checkpoints/llm_judge/_DONE.json").exists());
     resume_online_and_check_every_namespace(&ws, uri, &exp);
+}
+
+#[test]
+fn sync_uses_the_server_recorded_in_the_session() {
+    let uri = MlflowServer::shared();
+    let exp = experiment("stored-uri");
+    let ws = Workspace::new();
+    let cfg = ws.config(
+        "eval.toml",
+        &Opts {
+            n_per_label: Some(2),
+            ..Opts::default()
+        },
+    );
+    tracked_run(&ws, &cfg, uri, &exp).assert().success();
+    let s = only_session(&ws.runs(), "k");
+    let fp = session_fingerprint(&s);
+    // No MLFLOW_TRACKING_URI: the server in mlflow_ids.json is used.
+    let out = w2c(ws.path())
+        .args(["sync", &fp[..8], "--runs-dir"])
+        .arg(ws.runs())
+        .output()
+        .expect("sync");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(uri), "{stdout}");
+    assert!(stdout.contains(&exp), "{stdout}");
+    let q = query(uri, &exp, false, &[]);
+    assert_eq!(parents(&q, &fp).len(), 1, "{:#?}", runs_of(&q));
+    assert_eq!(runs_of(&q).len(), 2);
+}
+
+#[test]
+fn a_key_echoed_by_the_model_server_never_reaches_mlflow() {
+    const KEY: &str = "sk-canary-mlflow-93ab71";
+    let uri = MlflowServer::shared();
+    let exp = experiment("echo");
+    let server = MockServer::start(
+        &["--echo-key", "--api-key-env", "SERVER_KEY"],
+        &[("SERVER_KEY", "the-right-key-000")],
+    );
+    let ws = Workspace::new();
+    let cfg = ws.http_config(
+        "eval.toml",
+        &Opts {
+            n_per_label: Some(1),
+            ..Opts::default()
+        },
+        &server.url,
+        "api_key_env = \"MY_KEY\"",
+    );
+    let out = tracked_run(&ws, &cfg, uri, &exp)
+        .env("MY_KEY", KEY)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains(KEY), "{stderr}");
+    let q = query(uri, &exp, false, &[]);
+    let fp = session_fingerprint(&only_session(&ws.runs(), "k"));
+    let parent = &parents(&q, &fp)[0];
+    let error = parent["tags"]["w2c.error"].as_str().expect("w2c.error tag");
+    assert!(error.contains("Bearer ***"), "{error}");
+    assert!(!q.to_string().contains(KEY), "the key reached MLflow");
 }

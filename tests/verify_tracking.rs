@@ -172,12 +172,8 @@ fn a_deleted_remote_artifact_and_a_remote_extra_are_named() {
         "{}/api/2.0/mlflow-artifacts/artifacts/{exp_id}/{run}/artifacts/metrics.json",
         t.uri
     );
-    let ok = std::process::Command::new("curl")
-        .args(["-sf", "-X", "DELETE", &url])
-        .status()
-        .expect("curl")
-        .success();
-    assert!(ok, "DELETE {url}");
+    let (status, body) = http(&url, "DELETE");
+    assert_eq!(status, 200, "DELETE {url}: {body}");
     python(
         &t.uri,
         &format!("c.log_text({run:?}, 'not from w2c', 'notes/extra.txt')"),

@@ -328,6 +328,7 @@ pub fn completion(
             completion_tokens: max_tokens as u64,
         },
         http_status: 200,
+        usage_anomaly: None,
     }
 }
 

@@ -82,7 +82,9 @@ impl ChatRequest {
     /// Rough token cost for budgets: prompt characters / 4 plus the completion budget.
     pub fn estimated_tokens(&self) -> u32 {
         let chars: usize = self.messages.iter().map(|m| m.content.len()).sum();
-        (chars / 4) as u32 + self.max_tokens
+        u32::try_from(chars / 4)
+            .unwrap_or(u32::MAX)
+            .saturating_add(self.max_tokens)
     }
 }
 
@@ -145,6 +147,19 @@ pub struct CompletionReply {
     pub usage: Usage,
     /// HTTP status (200 for the mock).
     pub http_status: u16,
+    /// Token counts the reply reported that cannot be right, if any.
+    pub usage_anomaly: Option<UsageAnomaly>,
+}
+
+/// Token counts a reply reported that cannot be right (negative, fractional,
+/// not numbers, or implausibly large). The call still counts; the method
+/// records an `implausible_usage` audit event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageAnomaly {
+    /// The reply's `usage` value as reported (cut when long).
+    pub reported: Value,
+    /// What is wrong with it, one line per field.
+    pub problems: Vec<String>,
 }
 
 /// What the call log needs from a successful reply.
@@ -157,6 +172,8 @@ pub trait LoggedReply {
     fn system_fingerprint(&self) -> Option<String>;
     /// Text to log.
     fn text(&self) -> &str;
+    /// Implausible token counts, when the reply had any.
+    fn usage_anomaly(&self) -> Option<&UsageAnomaly>;
 }
 
 impl LoggedReply for Reply {
@@ -171,6 +188,9 @@ impl LoggedReply for Reply {
     }
     fn text(&self) -> &str {
         &self.text
+    }
+    fn usage_anomaly(&self) -> Option<&UsageAnomaly> {
+        self.usage_anomaly.as_ref()
     }
 }
 
@@ -187,6 +207,9 @@ impl LoggedReply for CompletionReply {
     fn text(&self) -> &str {
         &self.text
     }
+    fn usage_anomaly(&self) -> Option<&UsageAnomaly> {
+        self.usage_anomaly.as_ref()
+    }
 }
 
 /// Token usage of one call.
@@ -196,6 +219,19 @@ pub struct Usage {
     pub prompt_tokens: u64,
     /// Completion tokens.
     pub completion_tokens: u64,
+}
+
+impl Usage {
+    /// The sum of two usages; counts saturate at `u64::MAX` instead of
+    /// wrapping (a server may report any number).
+    pub fn saturating_add(self, other: Usage) -> Usage {
+        Usage {
+            prompt_tokens: self.prompt_tokens.saturating_add(other.prompt_tokens),
+            completion_tokens: self
+                .completion_tokens
+                .saturating_add(other.completion_tokens),
+        }
+    }
 }
 
 /// What a provider returns for one successful attempt.
@@ -215,6 +251,8 @@ pub struct Reply {
     pub reasoning: Option<String>,
     /// `finish_reason`, when reported.
     pub finish_reason: Option<String>,
+    /// Token counts the reply reported that cannot be right, if any.
+    pub usage_anomaly: Option<UsageAnomaly>,
 }
 
 /// The outcome of a successful chat call.
@@ -367,7 +405,9 @@ impl Client {
 
     /// Sends a `/completions` request with the retry policy of [`Client::with_retries`].
     pub async fn complete(&self, req: &CompletionRequest) -> CallOutcome<CompletionReply> {
-        let tokens = (req.prompt.len() / 4) as u32 + req.max_tokens;
+        let tokens = u32::try_from(req.prompt.len() / 4)
+            .unwrap_or(u32::MAX)
+            .saturating_add(req.max_tokens);
         self.with_retries(tokens, || async {
             match &self.provider {
                 Provider::Mock(m) => m.complete(req).await,
@@ -503,8 +543,15 @@ pub struct CallRecord {
     pub usage: Usage,
     /// `system_fingerprint` reported by the server.
     pub system_fingerprint: Option<String>,
-    /// Parsed assistant text.
+    /// Parsed assistant text (a preview when longer than
+    /// [`crate::long_text::INLINE_MAX_BYTES`]; see `text_full`).
     pub text: Option<String>,
+    /// sha256 and length of the full text, when `text` is only a preview.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_full: Option<crate::long_text::TextDigest>,
+    /// Implausible token counts the reply reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_anomaly: Option<UsageAnomaly>,
     /// Final error, for failed calls.
     pub error: Option<String>,
 }
@@ -517,7 +564,16 @@ impl CallRecord {
         req: &ChatRequest,
         outcome: &CallOutcome<Reply>,
     ) -> CallRecord {
-        Self::build(client, item, "chat/completions", req.body(), outcome)
+        // The full text of a chat reply is in the namespace's checkpoint record.
+        let stored_in = format!("checkpoints/{}/results.jsonl", item.method);
+        Self::build(
+            client,
+            item,
+            "chat/completions",
+            req.body(),
+            outcome,
+            Some(&stored_in),
+        )
     }
 
     /// Builds the log line of a `/completions` call.
@@ -527,7 +583,7 @@ impl CallRecord {
         req: &CompletionRequest,
         outcome: &CallOutcome<CompletionReply>,
     ) -> CallRecord {
-        Self::build(client, item, "completions", req.body(), outcome)
+        Self::build(client, item, "completions", req.body(), outcome, None)
     }
 
     fn build<T: LoggedReply>(
@@ -536,14 +592,16 @@ impl CallRecord {
         path: &str,
         body: Value,
         outcome: &CallOutcome<T>,
+        stored_in: Option<&str>,
     ) -> CallRecord {
-        let (status, http_status, usage, fp, text, error) = match &outcome.result {
+        let (status, http_status, usage, fp, text, anomaly, error) = match &outcome.result {
             Ok(r) => (
                 "ok",
                 Some(r.http_status()),
                 r.usage(),
                 r.system_fingerprint(),
-                Some(r.text().to_string()),
+                Some(crate::long_text::abbreviate(r.text(), stored_in)),
+                r.usage_anomaly().cloned(),
                 None,
             ),
             Err(e) => (
@@ -552,8 +610,13 @@ impl CallRecord {
                 Usage::default(),
                 None,
                 None,
+                None,
                 Some(e.to_string()),
             ),
+        };
+        let (text, text_full) = match text {
+            Some((t, full)) => (Some(t), full),
+            None => (None, None),
         };
         CallRecord {
             ts: crate::session::now_utc(),
@@ -576,6 +639,8 @@ impl CallRecord {
             usage,
             system_fingerprint: fp,
             text,
+            text_full,
+            usage_anomaly: anomaly,
             error,
         }
     }

@@ -1,12 +1,17 @@
 //! OpenAI-compatible HTTP provider (`POST {base_url}/chat/completions`).
 //!
 //! The API key is read from the environment variable the config names, kept in
-//! memory only, and never included in errors, logs or files.
+//! memory only, and never included in errors, logs or files: it and the
+//! `headers_env` values are registered with [`crate::redact`], and every reply
+//! body is scrubbed as it is read, so a server echoing them cannot get them
+//! stored. Bodies are read up to the provider's `max_response_bytes`.
 
 use super::{
     CallError, ChatRequest, CompletionReply, CompletionRequest, Reply, TokenLogprobs, Usage,
+    UsageAnomaly,
 };
 use crate::config::ProviderConfig;
+use crate::redact;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use std::time::Duration;
@@ -14,7 +19,9 @@ use std::time::Duration;
 /// A configured OpenAI-compatible endpoint.
 #[derive(Clone)]
 pub struct OpenAiProvider {
+    name: String,
     base_url: String,
+    max_response_bytes: u64,
     api_key: Option<String>,
     headers: reqwest::header::HeaderMap,
     http: reqwest::Client,
@@ -23,6 +30,7 @@ pub struct OpenAiProvider {
 impl std::fmt::Debug for OpenAiProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpenAiProvider")
+            .field("name", &self.name)
             .field("base_url", &self.base_url)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .finish()
@@ -32,15 +40,19 @@ impl std::fmt::Debug for OpenAiProvider {
 impl OpenAiProvider {
     /// Builds the provider; fails when `api_key_env` names an unset variable.
     pub fn new(name: &str, cfg: &ProviderConfig) -> Result<Self> {
-        let base_url = cfg
+        let raw_url = cfg
             .base_url
             .clone()
-            .with_context(|| format!("provider `{name}`: `base_url` is required"))?
-            .trim_end_matches('/')
-            .to_string();
+            .with_context(|| format!("provider `{name}`: `base_url` is required"))?;
+        crate::config::check_base_url(&raw_url)
+            .map_err(|e| anyhow::anyhow!("key `providers.{name}.base_url`: {e}"))?;
+        let base_url = raw_url.trim().trim_end_matches('/').to_string();
         let api_key = match &cfg.api_key_env {
             Some(var) => match std::env::var(var) {
-                Ok(v) if !v.is_empty() => Some(v),
+                Ok(v) if !v.is_empty() => {
+                    redact::register(&v);
+                    Some(v)
+                }
                 _ => bail!(
                     "provider `{name}`: environment variable `{var}` (from `api_key_env`) is not set"
                 ),
@@ -55,15 +67,24 @@ impl OpenAiProvider {
             let v = std::env::var(var).ok().filter(|v| !v.is_empty()).with_context(|| {
                 format!("provider `{name}`: environment variable `{var}` (from `headers_env.{k}`) is not set")
             })?;
+            redact::register(&v);
             insert_header(&mut headers, name, k, v)?;
         }
+        let timeout = crate::secs::in_range(
+            &format!("key `providers.{name}.timeout_secs`"),
+            cfg.timeout_secs,
+            crate::config::TIMEOUT_SECS_RANGE,
+        )
+        .map_err(anyhow::Error::msg)?;
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs_f64(cfg.timeout_secs))
+            .timeout(timeout)
             .pool_max_idle_per_host(cfg.max_concurrency)
             .build()
             .context("cannot build the HTTP client")?;
         Ok(OpenAiProvider {
+            name: name.to_string(),
             base_url,
+            max_response_bytes: cfg.max_response_bytes,
             api_key,
             headers,
             http,
@@ -96,7 +117,9 @@ impl OpenAiProvider {
     }
 
     /// POSTs a JSON body; returns the status and body of a 2xx reply, or the
-    /// classified error (408/409/429/5xx and transport errors are transient).
+    /// classified error (408/409/429/5xx, transport errors and bodies over
+    /// `max_response_bytes` are transient). The body is read up to the cap
+    /// and scrubbed of secrets before anything else sees it.
     async fn post(&self, path: &str, body: &Value) -> Result<(u16, String), CallError> {
         let url = format!("{}/{path}", self.base_url);
         let mut builder = self
@@ -112,13 +135,27 @@ impl OpenAiProvider {
             .await
             .map_err(|e| CallError::transient(format!("POST {url}: {}", without_url(&e))))?;
         let status = resp.status();
-        let retry_after = parse_retry_after(resp.headers());
-        let text = resp.text().await.map_err(|e| CallError::Transient {
-            message: format!("POST {url}: reading body: {}", without_url(&e)),
-            status: Some(status.as_u16()),
-            retry_after: None,
-        })?;
         let code = status.as_u16();
+        let retry_after = parse_retry_after(resp.headers());
+        let read = crate::http_body::read_limited(resp, self.max_response_bytes)
+            .await
+            .map_err(|e| CallError::Transient {
+                message: format!("POST {url}: reading body: {}", without_url(&e)),
+                status: Some(code),
+                retry_after: None,
+            })?;
+        if status.is_success() && !read.complete {
+            return Err(CallError::Transient {
+                message: format!(
+                    "POST {url}: HTTP {status}: the reply body is larger than {} (`providers.{}.max_response_bytes`); the attempt was abandoned",
+                    crate::http_body::human_bytes(self.max_response_bytes),
+                    self.name
+                ),
+                status: Some(code),
+                retry_after: None,
+            });
+        }
+        let text = redact::scrub_body(&read.text());
         if status.is_success() {
             return Ok((code, text));
         }
@@ -151,7 +188,7 @@ fn without_url(e: &reqwest::Error) -> String {
     let detail = std::error::Error::source(e)
         .map(|s| s.to_string())
         .unwrap_or_else(|| "no detail".into());
-    format!("{kind} ({detail})")
+    redact::scrub(&format!("{kind} ({detail})"))
 }
 
 fn preview(s: &str) -> String {
@@ -163,24 +200,44 @@ fn preview(s: &str) -> String {
     }
 }
 
-/// Reads `retry-after-ms` or `Retry-After` (seconds or HTTP-date).
+/// Longest wait a server can ask for; longer requests are cut to this.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+
+/// Reads `retry-after-ms` or `Retry-After` (seconds or HTTP-date), capped at
+/// [`MAX_RETRY_AFTER`]; values that are not a duration (NaN, negative,
+/// garbage) are ignored.
 pub fn parse_retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    if let Some(ms) = headers
-        .get("retry-after-ms")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.trim().parse::<f64>().ok())
-    {
-        if ms.is_finite() && ms >= 0.0 {
-            return Some(Duration::from_secs_f64(ms / 1000.0));
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    retry_after_from(
+        header("retry-after-ms"),
+        header("retry-after"),
+        chrono::Utc::now(),
+    )
+}
+
+/// [`parse_retry_after`] over the two header values, at time `now`.
+pub fn retry_after_from(
+    ms: Option<&str>,
+    secs_or_date: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<Duration> {
+    if let Some(ms) = ms.and_then(|s| s.trim().parse::<f64>().ok()) {
+        if let Some(d) = crate::secs::clamped(ms / 1000.0, MAX_RETRY_AFTER) {
+            return Some(d);
         }
     }
-    let v = headers.get("retry-after")?.to_str().ok()?.trim();
+    let v = secs_or_date?.trim();
     if let Ok(secs) = v.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        return crate::secs::clamped(secs, MAX_RETRY_AFTER);
     }
     let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(delta.to_std().unwrap_or(Duration::ZERO))
+    let delta = when.with_timezone(&chrono::Utc).signed_duration_since(now);
+    Some(
+        delta
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_RETRY_AFTER),
+    )
 }
 
 fn insert_header(
@@ -221,9 +278,11 @@ pub fn parse_chat_body(body: &str) -> Result<Reply, String> {
         .and_then(|m| m.get("reasoning_content").or_else(|| m.get("reasoning")))
         .and_then(Value::as_str)
         .map(str::to_string);
+    let (usage, usage_anomaly) = parse_usage(&v);
     Ok(Reply {
         text,
-        usage: usage_of(&v),
+        usage,
+        usage_anomaly,
         system_fingerprint: v
             .get("system_fingerprint")
             .and_then(Value::as_str)
@@ -237,6 +296,11 @@ pub fn parse_chat_body(body: &str) -> Result<Reply, String> {
             .map(str::to_string),
     })
 }
+
+/// Largest `text_offset` accepted: 2^31 characters, far beyond any prompt
+/// (replies are at most 1 GiB), small enough that offset + token length
+/// cannot overflow.
+pub const MAX_TEXT_OFFSET: usize = 1 << 31;
 
 /// Extracts text, logprobs and usage from a `/completions` body. Missing
 /// logprobs stay `None`; array lengths are checked by the caller.
@@ -265,24 +329,106 @@ pub fn parse_completion_body(body: &str) -> Result<CompletionReply, String> {
                 .map_err(|e| format!("`logprobs.text_offset`: {e}"))?,
         }),
     };
+    if let Some(lp) = &logprobs {
+        // Offsets count characters of prompt + completion (without `echo`
+        // they start at the prompt's length, beyond the returned text); one
+        // past any possible text is not a position and would overflow the
+        // scorer's arithmetic.
+        if let Some((i, off)) = lp
+            .text_offset
+            .iter()
+            .enumerate()
+            .find(|(_, &o)| o > MAX_TEXT_OFFSET)
+        {
+            return Err(format!(
+                "`logprobs.text_offset[{i}]` = {off} is not a plausible character offset"
+            ));
+        }
+    }
+    let (usage, usage_anomaly) = parse_usage(&v);
     Ok(CompletionReply {
         text,
         logprobs,
-        usage: usage_of(&v),
+        usage,
         http_status: 200,
+        usage_anomaly,
     })
 }
 
-fn usage_of(v: &Value) -> Usage {
-    Usage {
-        prompt_tokens: v
-            .pointer("/usage/prompt_tokens")
-            .and_then(Value::as_u64)
-            .unwrap_or(0),
-        completion_tokens: v
-            .pointer("/usage/completion_tokens")
-            .and_then(Value::as_u64)
-            .unwrap_or(0),
+/// More tokens than any single call can use; a larger count is kept (sums
+/// saturate) but audited as implausible.
+pub const MAX_PLAUSIBLE_TOKENS: u64 = 1_000_000_000;
+
+/// Reads `usage.prompt_tokens` and `usage.completion_tokens`. Absent counts
+/// are 0. A count that is negative, fractional, not a number or above
+/// [`MAX_PLAUSIBLE_TOKENS`] is reported as a [`UsageAnomaly`] (the count used
+/// is 0, the integral value, or the huge value as given).
+pub fn parse_usage(v: &Value) -> (Usage, Option<UsageAnomaly>) {
+    let mut problems = Vec::new();
+    let usage = match v.get("usage") {
+        None | Some(Value::Null) => return (Usage::default(), None),
+        Some(Value::Object(_)) => {
+            let mut count = |field: &str| -> u64 {
+                match v.pointer(&format!("/usage/{field}")) {
+                    None | Some(Value::Null) => 0,
+                    Some(Value::Number(n)) => {
+                        if let Some(u) = n.as_u64() {
+                            if u > MAX_PLAUSIBLE_TOKENS {
+                                problems.push(format!("`{field}` = {u} is implausibly large"));
+                            }
+                            u
+                        } else if let Some(i) = n.as_i64() {
+                            problems.push(format!("`{field}` = {i} is negative (counted as 0)"));
+                            0
+                        } else {
+                            let f = n.as_f64().unwrap_or(f64::NAN);
+                            if f >= 0.0 && f.fract() == 0.0 && f <= 9_007_199_254_740_992.0 {
+                                problems.push(format!("`{field}` = {n} is not an integer"));
+                                f as u64
+                            } else {
+                                problems.push(format!(
+                                    "`{field}` = {n} is not a token count (counted as 0)"
+                                ));
+                                0
+                            }
+                        }
+                    }
+                    Some(other) => {
+                        problems.push(format!(
+                            "`{field}` is {} (counted as 0)",
+                            preview(&other.to_string())
+                        ));
+                        0
+                    }
+                }
+            };
+            Usage {
+                prompt_tokens: count("prompt_tokens"),
+                completion_tokens: count("completion_tokens"),
+            }
+        }
+        Some(other) => {
+            problems.push(format!(
+                "`usage` is not an object: {} (counted as 0)",
+                preview(&other.to_string())
+            ));
+            Usage::default()
+        }
+    };
+    let anomaly = (!problems.is_empty()).then(|| UsageAnomaly {
+        reported: v.get("usage").map(preview_value).unwrap_or(Value::Null),
+        problems,
+    });
+    (usage, anomaly)
+}
+
+/// A reported value small enough to keep in a record.
+fn preview_value(v: &Value) -> Value {
+    let text = v.to_string();
+    if text.len() <= 300 {
+        v.clone()
+    } else {
+        Value::String(preview(&text))
     }
 }
 
@@ -330,6 +476,78 @@ mod tests {
         assert!(r.tool_calls.is_some());
         assert!(parse_chat_body("{\"choices\":[").is_err());
         assert!(parse_chat_body("{}").is_err());
+    }
+
+    #[test]
+    fn absurd_retry_after_values_are_capped_or_ignored() {
+        let now = chrono::Utc::now();
+        assert_eq!(
+            retry_after_from(None, Some("1e300"), now),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(
+            retry_after_from(Some("1e30"), None, now),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(
+            retry_after_from(Some("inf"), Some("2"), now),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(
+            retry_after_from(Some("NaN"), Some("2"), now),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(retry_after_from(Some("-5"), Some("-1"), now), None);
+        assert_eq!(retry_after_from(None, Some("soon"), now), None);
+        assert_eq!(
+            retry_after_from(None, Some("Fri, 31 Dec 9999 23:59:59 GMT"), now),
+            Some(MAX_RETRY_AFTER)
+        );
+    }
+
+    #[test]
+    fn implausible_usage_is_reported_and_counts_saturate() {
+        let (u, a) = parse_usage(
+            &serde_json::json!({"usage": {"prompt_tokens": 7, "completion_tokens": 2}}),
+        );
+        assert_eq!((u.prompt_tokens, u.completion_tokens, a), (7, 2, None));
+        let (u, a) = parse_usage(&serde_json::json!({}));
+        assert_eq!((u, a), (Usage::default(), None));
+        let (u, a) = parse_usage(
+            &serde_json::json!({"usage": {"prompt_tokens": u64::MAX, "completion_tokens": -3}}),
+        );
+        assert_eq!(u.prompt_tokens, u64::MAX);
+        assert_eq!(u.completion_tokens, 0);
+        let a = a.unwrap();
+        assert_eq!(a.problems.len(), 2, "{:?}", a.problems);
+        assert_eq!(u.saturating_add(u).prompt_tokens, u64::MAX);
+        for bad in [
+            serde_json::json!({"usage": {"prompt_tokens": 1.5}}),
+            serde_json::json!({"usage": {"prompt_tokens": "12"}}),
+            serde_json::json!({"usage": [1, 2]}),
+        ] {
+            let (u, a) = parse_usage(&bad);
+            assert_eq!(u.prompt_tokens, 0);
+            assert!(a.is_some(), "{bad}");
+        }
+        let (u, a) = parse_usage(&serde_json::json!({"usage": {"prompt_tokens": 4.0}}));
+        assert_eq!(u.prompt_tokens, 4);
+        assert!(a.is_some());
+    }
+
+    #[test]
+    fn absurd_offsets_are_a_malformed_reply() {
+        let err = parse_completion_body(
+            r#"{"choices":[{"text":"ab","logprobs":{"tokens":["a","b"],"token_logprobs":[null,-1],"text_offset":[0,18446744073709551615]}}]}"#,
+        )
+        .unwrap_err();
+        assert!(err.contains("text_offset[1]"), "{err}");
+        // Without `echo`, offsets legitimately start past the returned text.
+        let r = parse_completion_body(
+            r#"{"choices":[{"text":" yes","logprobs":{"tokens":[" yes"],"token_logprobs":[-0.5],"text_offset":[120]}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(r.logprobs.unwrap().text_offset, vec![120]);
     }
 
     #[test]

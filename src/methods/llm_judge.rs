@@ -88,6 +88,9 @@ impl Record for TargetRecord {
     fn audit_events(&self) -> &[AuditEvent] {
         &self.audit
     }
+    fn audit_events_mut(&mut self) -> &mut Vec<AuditEvent> {
+        &mut self.audit
+    }
     fn usage(&self) -> Usage {
         self.usage
     }
@@ -155,6 +158,9 @@ impl Record for JudgeRecord {
     }
     fn audit_events(&self) -> &[AuditEvent] {
         &self.audit
+    }
+    fn audit_events_mut(&mut self) -> &mut Vec<AuditEvent> {
+        &mut self.audit
     }
     fn usage(&self) -> Usage {
         self.usage

@@ -114,6 +114,9 @@ impl Record for McqRecord {
     fn audit_events(&self) -> &[AuditEvent] {
         &self.audit
     }
+    fn audit_events_mut(&mut self) -> &mut Vec<AuditEvent> {
+        &mut self.audit
+    }
     fn usage(&self) -> Usage {
         self.usage
     }

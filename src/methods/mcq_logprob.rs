@@ -87,6 +87,9 @@ impl Record for McqLogprobRecord {
     fn audit_events(&self) -> &[AuditEvent] {
         &self.audit
     }
+    fn audit_events_mut(&mut self) -> &mut Vec<AuditEvent> {
+        &mut self.audit
+    }
     fn usage(&self) -> Usage {
         self.usage
     }
@@ -159,8 +162,7 @@ impl McqLogprob {
         let mut usage = Usage::default();
         for (i, (answer, req, ctx_chars, reply)) in replies.iter().enumerate() {
             let label = Label::ALL[i];
-            usage.prompt_tokens += reply.usage.prompt_tokens;
-            usage.completion_tokens += reply.usage.completion_tokens;
+            usage = usage.saturating_add(reply.usage);
             let scored = logprob::score(
                 &req.prompt,
                 *ctx_chars,

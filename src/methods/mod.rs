@@ -125,6 +125,9 @@ pub trait Record: Serialize + DeserializeOwned + Send + 'static {
     fn key(&self) -> &str;
     /// Audit events produced while computing this record.
     fn audit_events(&self) -> &[AuditEvent];
+    /// The record's audit events, for the engine to add call-level events
+    /// (e.g. `implausible_usage`) before the record is stored.
+    fn audit_events_mut(&mut self) -> &mut Vec<AuditEvent>;
     /// Tokens the record's calls used.
     fn usage(&self) -> crate::llm::Usage;
 }
@@ -274,6 +277,37 @@ pub struct Outcome<R> {
     pub torn_bytes: usize,
 }
 
+/// Adds an `implausible_usage` event for every call of an item whose reply
+/// reported token counts that cannot be right (see
+/// [`crate::llm::UsageAnomaly`]); ids are stable per call position.
+pub fn add_call_audit(key: &str, calls: &[CallRecord], audit: &mut Vec<AuditEvent>) {
+    for (i, call) in calls.iter().enumerate() {
+        let Some(anomaly) = &call.usage_anomaly else {
+            continue;
+        };
+        let mut event = AuditEvent::new(
+            key,
+            &call.uuid,
+            &call.method,
+            "usage",
+            "implausible_usage",
+            crate::audit::Severity::Warning,
+            serde_json::json!({
+                "role": call.role,
+                "call": i,
+                "reported": anomaly.reported,
+                "problems": anomaly.problems,
+                "counted": call.usage,
+            }),
+        );
+        event.event_id = format!("{key}/implausible_usage/{i}");
+        event.repeat = call.repeat;
+        if !audit.iter().any(|e| e.event_id == event.event_id) {
+            audit.push(event);
+        }
+    }
+}
+
 /// Runs `work` over every item not already in the namespace's results.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_items<R, F, Fut>(
@@ -370,7 +404,8 @@ where
             calls_w.append(call)?;
         }
         match output.result {
-            Ok(record) => {
+            Ok(mut record) => {
+                add_call_audit(&key, &output.calls, record.audit_events_mut());
                 results_w.append(&record)?;
                 for e in record.audit_events() {
                     if audit_ids.insert(e.event_id.clone()) {

@@ -213,6 +213,16 @@ pub struct DoneMarker {
     pub artifact_files: BTreeMap<String, FileDigest>,
 }
 
+/// Pretty JSON with a final newline, as [`write_json_atomic`] writes it.
+fn pretty_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    let mut bytes = serde_json::to_vec_pretty(v)?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// Writes a finished namespace's artifacts — metrics, predictions, audit
+/// summary, CSVs, charts (`consistency.svg` for sweeps only) and the
+/// method's `extra` files — then `_DONE.json` naming exactly those files.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn finalize(
     session: &Session,
@@ -223,45 +233,53 @@ pub(super) fn finalize(
     metrics_file: &MetricsFile,
     predictions: &[u8],
     n_items: usize,
+    extra: &[(&str, &[u8])],
 ) -> Result<()> {
-    write_json_atomic(&artifacts_dir.join("metrics.json"), metrics_file)?;
-    write_bytes_atomic(&artifacts_dir.join("predictions.jsonl"), predictions)?;
-    write_json_atomic(
-        &artifacts_dir.join("audit_summary.json"),
-        &metrics_file.audit,
-    )?;
-    write_bytes_atomic(
-        &artifacts_dir.join("confusion_matrix.csv"),
+    let mut written: Vec<&str> = Vec::new();
+    let mut put = |name: &'static str, bytes: &[u8]| -> Result<()> {
+        write_bytes_atomic(&artifacts_dir.join(name), bytes)?;
+        written.push(name);
+        Ok(())
+    };
+    put("metrics.json", &pretty_json(metrics_file)?)?;
+    put("predictions.jsonl", predictions)?;
+    put("audit_summary.json", &pretty_json(&metrics_file.audit)?)?;
+    put(
+        "confusion_matrix.csv",
         crate::report::confusion_csv(&metrics_file.metrics).as_bytes(),
     )?;
-    write_bytes_atomic(
-        &artifacts_dir.join("per_class.csv"),
+    put(
+        "per_class.csv",
         crate::report::per_class_csv(&metrics_file.metrics).as_bytes(),
     )?;
-    let mut charts = vec![
-        (
-            "confusion_matrix.svg",
-            crate::charts::confusion_svg(&format!("{ns}: confusion matrix"), &metrics_file.metrics),
-        ),
-        (
-            "per_class_f1.svg",
-            crate::charts::per_class_f1_svg(&format!("{ns}: F1 per class"), &metrics_file.metrics),
-        ),
-    ];
+    put(
+        "confusion_matrix.svg",
+        crate::charts::confusion_svg(&format!("{ns}: confusion matrix"), &metrics_file.metrics)
+            .as_bytes(),
+    )?;
+    put(
+        "per_class_f1.svg",
+        crate::charts::per_class_f1_svg(&format!("{ns}: F1 per class"), &metrics_file.metrics)
+            .as_bytes(),
+    )?;
     if let Some(st) = &metrics_file.stability {
         let consistencies: Vec<f64> = String::from_utf8_lossy(predictions)
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .filter_map(|v| v["consistency"].as_f64())
             .collect();
-        charts.push((
+        put(
             "consistency.svg",
-            crate::charts::consistency_svg(&format!("{ns}: consistency"), &consistencies, st.k),
-        ));
+            crate::charts::consistency_svg(&format!("{ns}: consistency"), &consistencies, st.k)
+                .as_bytes(),
+        )?;
     }
-    for (name, svg) in &charts {
-        write_bytes_atomic(&artifacts_dir.join(name), svg.as_bytes())?;
+    let mut names: Vec<&str> = written;
+    for (name, bytes) in extra {
+        write_bytes_atomic(&artifacts_dir.join(name), bytes)?;
+        names.push(name);
     }
+    names.push(files::CALLS);
     write_done(
         session,
         ns,
@@ -269,21 +287,12 @@ pub(super) fn finalize(
         artifacts_dir,
         settings,
         n_items,
-        &[
-            "metrics.json",
-            "predictions.jsonl",
-            "audit_summary.json",
-            "confusion_matrix.csv",
-            "per_class.csv",
-            "confusion_matrix.svg",
-            "per_class_f1.svg",
-            "consistency.svg",
-            files::CALLS,
-        ],
+        &names,
     )
 }
 
-/// Writes `_DONE.json` with digests of the checkpoint files and `artifacts`.
+/// Writes `_DONE.json` with digests of the checkpoint files and `artifacts`
+/// (every one of which must exist: the list says what was written).
 /// Call only after every file it names is durable.
 pub(super) fn write_done(
     session: &Session,
@@ -294,21 +303,26 @@ pub(super) fn write_done(
     n_items: usize,
     artifacts: &[&str],
 ) -> Result<()> {
-    let digest_all = |dir: &Path, names: &[&str]| -> Result<BTreeMap<String, FileDigest>> {
-        let mut out = BTreeMap::new();
-        for name in names {
-            let p = dir.join(name);
-            if p.exists() {
-                let (sha256, bytes) = file_digest(&p)?;
-                out.insert(name.to_string(), FileDigest { sha256, bytes });
-            }
-        }
-        Ok(out)
+    let digest = |p: &Path| -> Result<FileDigest> {
+        let (sha256, bytes) = file_digest(p)?;
+        Ok(FileDigest { sha256, bytes })
     };
-    let checkpoint_files = digest_all(
-        ns_dir,
-        &[files::RESULTS, files::ERRORS, files::AUDIT, files::SETTINGS],
-    )?;
+    let mut checkpoint_files = BTreeMap::new();
+    // Checkpoint files that exist (an errors file only after a failure).
+    for name in [files::RESULTS, files::ERRORS, files::AUDIT, files::SETTINGS] {
+        let p = ns_dir.join(name);
+        if p.exists() {
+            checkpoint_files.insert(name.to_string(), digest(&p)?);
+        }
+    }
+    let mut artifact_files = BTreeMap::new();
+    for name in artifacts {
+        let p = artifacts_dir.join(name);
+        let d = digest(&p).with_context(|| {
+            format!("{ns}: `_DONE.json` would name {name}, which was not written")
+        })?;
+        artifact_files.insert(name.to_string(), d);
+    }
     let n_result_lines = std::fs::read(ns_dir.join(files::RESULTS))
         .map(|b| b.iter().filter(|&&c| c == b'\n').count())
         .unwrap_or(0);
@@ -321,7 +335,7 @@ pub(super) fn write_done(
         n_items,
         n_result_lines,
         checkpoint_files,
-        artifact_files: digest_all(artifacts_dir, artifacts)?,
+        artifact_files,
     };
     write_json_atomic(&ns_dir.join(files::DONE), &marker)
 }

@@ -105,12 +105,21 @@ pub(super) async fn run_llm_judge(
     note_outcome(report, &tns, &targets, &target_client, total);
     if targets.results.len() == total && !tns_dir.join(files::DONE).exists() {
         let usage = UsageTotals::of(targets.results.values(), prices.0);
-        let ordered: Vec<&TargetRecord> = examples
-            .iter()
-            .filter_map(|e| targets.results.get(&e.uuid))
-            .collect();
+        // In item order; sweep items are keyed `uuid#repeat`.
+        let ordered: Vec<&TargetRecord> =
+            keys.iter().filter_map(|k| targets.results.get(k)).collect();
+        let stored_in = format!("checkpoints/{tns}/{}", files::RESULTS);
         let answers = jsonl_bytes(ordered.iter().map(|r| {
-            json!({"uuid": r.uuid, "text": r.text, "tool_calls": r.tool_calls, "finish_reason": r.finish_reason})
+            let mut row = json!({
+                "key": r.key,
+                "uuid": r.uuid,
+                "repeat": r.repeat,
+                "text": r.text,
+                "tool_calls": r.tool_calls,
+                "finish_reason": r.finish_reason,
+            });
+            crate::long_text::shorten_fields(&mut row, &["text"], Some(&stored_in));
+            row
         }))?;
         write_json_atomic(&tartifacts.join("usage.json"), &usage)?;
         write_bytes_atomic(&tartifacts.join("target_responses.jsonl"), &answers)?;
@@ -121,7 +130,7 @@ pub(super) async fn run_llm_judge(
             &tartifacts,
             &target_settings,
             total,
-            &["usage.json", "target_responses.jsonl"],
+            &["usage.json", "target_responses.jsonl", files::CALLS],
         )?;
     }
     if targets.cancelled && targets.results.len() < total {
@@ -232,18 +241,29 @@ pub(super) async fn run_llm_judge(
     };
     let predictions = match sweep_predictions {
         Some(p) => p,
-        None => jsonl_bytes(ordered.iter().map(|r| {
-            json!({
-                "uuid": r.uuid,
-                "gold": r.gold,
-                "prediction": r.prediction,
-                "n_tools": r.n_tools,
-                "status": r.status,
-                "target_response": answers.get(&r.key).map(|t| t.text.clone()),
-                "judge_raw": r.judge_raw,
-                "judge_raw_repair": r.judge_raw_repair,
-            })
-        }))?,
+        None => {
+            let judge_in = format!("checkpoints/{ns}/{}", files::RESULTS);
+            let target_in = format!("checkpoints/{tns}/{}", files::RESULTS);
+            jsonl_bytes(ordered.iter().map(|r| {
+                let mut row = json!({
+                    "uuid": r.uuid,
+                    "gold": r.gold,
+                    "prediction": r.prediction,
+                    "n_tools": r.n_tools,
+                    "status": r.status,
+                    "target_response": answers.get(&r.key).map(|t| t.text.clone()),
+                    "judge_raw": r.judge_raw,
+                    "judge_raw_repair": r.judge_raw_repair,
+                });
+                crate::long_text::shorten_fields(&mut row, &["target_response"], Some(&target_in));
+                crate::long_text::shorten_fields(
+                    &mut row,
+                    &["judge_raw", "judge_raw_repair"],
+                    Some(&judge_in),
+                );
+                row
+            }))?
+        }
     };
     finalize(
         session,
@@ -254,6 +274,7 @@ pub(super) async fn run_llm_judge(
         &metrics_file,
         &predictions,
         total,
+        &[],
     )?;
     summary.metrics = Some(metrics);
     summary.stability = stability;
@@ -354,8 +375,7 @@ async fn judge_one(
             }
         }
     };
-    record.usage.prompt_tokens += second.usage.prompt_tokens;
-    record.usage.completion_tokens += second.usage.completion_tokens;
+    record.usage = record.usage.saturating_add(second.usage);
     record.judge_raw_repair = Some(second.text.clone());
     match llm_judge::parse_judge(&second.text) {
         Ok(label) => {

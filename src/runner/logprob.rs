@@ -141,7 +141,6 @@ pub(super) async fn run_mcq_logprob(
             .iter()
             .map(move |c| json!({"uuid": r.uuid, "gold": r.gold, "choice": c}))
     }))?;
-    write_bytes_atomic(&artifacts_dir.join("debug_per_choice.jsonl"), &debug)?;
     finalize(
         session,
         &ns,
@@ -151,6 +150,7 @@ pub(super) async fn run_mcq_logprob(
         &metrics_file,
         &predictions,
         total,
+        &[("debug_per_choice.jsonl", &debug)],
     )?;
     summary.metrics = Some(metrics);
     Ok(summary)

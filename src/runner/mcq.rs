@@ -119,8 +119,9 @@ pub(super) async fn run_mcq(
         stability: None,
         variants: None,
     };
+    let stored_in = format!("checkpoints/{ns}/{}", files::RESULTS);
     let predictions = jsonl_bytes(ordered.iter().map(|r| {
-        json!({
+        let mut row = json!({
             "uuid": r.uuid,
             "gold": r.gold,
             "prediction": r.prediction,
@@ -129,7 +130,9 @@ pub(super) async fn run_mcq(
             "option_order": r.option_order,
             "parse_status": r.parse_status,
             "raw_output": r.raw_output,
-        })
+        });
+        crate::long_text::shorten_fields(&mut row, &["raw_output"], Some(&stored_in));
+        row
     }))?;
     finalize(
         session,
@@ -140,6 +143,7 @@ pub(super) async fn run_mcq(
         &metrics_file,
         &predictions,
         total,
+        &[],
     )?;
     summary.metrics = Some(metrics);
     Ok(summary)
@@ -277,6 +281,7 @@ pub(super) async fn run_stability_mcq(
         &metrics_file,
         &predictions,
         total,
+        &[],
     )?;
     summary.metrics = Some(metrics);
     summary.stability = Some(stability);

@@ -70,7 +70,8 @@ pub struct MethodSummary {
     pub stability: Option<crate::stability::StabilityMetrics>,
 }
 
-/// Token totals over a namespace's results.
+/// Token totals over a namespace's results (saturating: a server reporting
+/// `u64::MAX` tokens cannot wrap them).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct UsageTotals {
     /// Prompt tokens.
@@ -87,20 +88,20 @@ impl UsageTotals {
         records: impl IntoIterator<Item = &'a R>,
         price: Option<&crate::config::Price>,
     ) -> Self {
-        let (mut prompt, mut completion) = (0, 0);
-        for r in records {
-            let u = r.usage();
-            prompt += u.prompt_tokens;
-            completion += u.completion_tokens;
-        }
-        UsageTotals::new(prompt, completion, price)
+        let total = records
+            .into_iter()
+            .fold(Usage::default(), |acc, r| acc.saturating_add(r.usage()));
+        UsageTotals::new(total.prompt_tokens, total.completion_tokens, price)
     }
 
-    /// Sum of two totals; the cost is known only when both are.
+    /// Sum of two totals (token counts saturate); the cost is known only
+    /// when both are.
     pub fn plus(self, other: UsageTotals) -> UsageTotals {
         UsageTotals {
-            prompt_tokens: self.prompt_tokens + other.prompt_tokens,
-            completion_tokens: self.completion_tokens + other.completion_tokens,
+            prompt_tokens: self.prompt_tokens.saturating_add(other.prompt_tokens),
+            completion_tokens: self
+                .completion_tokens
+                .saturating_add(other.completion_tokens),
             cost_usd: self.cost_usd.zip(other.cost_usd).map(|(a, b)| a + b),
         }
     }
@@ -211,6 +212,10 @@ pub struct Prepared {
 /// Loads the dataset, selects the examples and computes the fingerprint.
 pub fn prepare(config: &Config) -> Result<Prepared> {
     let dataset = dataset::load(&config.dataset.path)?;
+    if let Some(n) = config.dataset.n_per_label {
+        dataset::check_n_per_label(dataset.label_counts(), n)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", config.dataset.path.display()))?;
+    }
     let selected = dataset::select(
         &dataset,
         config.dataset.n_per_label,
@@ -478,7 +483,7 @@ pub fn config_from_manifest(found: &session::FoundSession) -> Result<Config> {
 }
 
 /// Resolves the RUN_KEY for a config and CLI flag.
-pub fn run_key_for(config: &Config, cli: Option<&str>) -> (String, config::RunKeySource) {
+pub fn run_key_for(config: &Config, cli: Option<&str>) -> Result<config::RunKey> {
     let env = std::env::var("W2C_RUN_KEY").ok();
     config::resolve_run_key(cli, env.as_deref(), config.run.run_key.as_deref())
 }

@@ -73,8 +73,7 @@ pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 /// `None` (offline) without a URI, with `no_tracking`, or with
 /// `MLFLOW_ENABLE_TRACKING=false`.
 pub fn resolve(config: &TrackingConfig, no_tracking: bool, env: Env<'_>) -> Result<Option<Target>> {
-    let flag = env("MLFLOW_ENABLE_TRACKING").map(|v| v.trim().to_ascii_lowercase());
-    if no_tracking || matches!(flag.as_deref(), Some("false" | "0" | "no" | "off")) {
+    if no_tracking || tracking_disabled(env) {
         return Ok(None);
     }
     let (raw, source) = match env("MLFLOW_TRACKING_URI").filter(|v| !v.trim().is_empty()) {
@@ -127,12 +126,13 @@ pub fn resolve(config: &TrackingConfig, no_tracking: bool, env: Env<'_>) -> Resu
             .with_context(|| format!("MLFLOW_HTTP_REQUEST_MAX_RETRIES: `{v}` is not a count"))?;
     }
     if let Some(v) = env("MLFLOW_HTTP_REQUEST_TIMEOUT") {
-        let secs: f64 = v
-            .trim()
-            .parse()
-            .with_context(|| format!("MLFLOW_HTTP_REQUEST_TIMEOUT: `{v}` is not seconds"))?;
-        retry.timeout = Duration::from_secs_f64(secs.max(0.1));
+        retry.timeout =
+            crate::secs::parse_in_range("MLFLOW_HTTP_REQUEST_TIMEOUT", &v, REQUEST_TIMEOUT_RANGE)
+                .map_err(anyhow::Error::msg)?;
     }
+    // Checked here so that a bad value stops the run at the start.
+    env_secs(env, PAUSE_VAR, PAUSE_DEFAULT, PAUSE_RANGE)?;
+    env_secs(env, PROGRESS_VAR, PROGRESS_DEFAULT, PROGRESS_RANGE)?;
     let experiment = env("MLFLOW_EXPERIMENT_NAME")
         .filter(|v| !v.trim().is_empty())
         .or_else(|| config.experiment.clone())
@@ -191,22 +191,80 @@ pub fn redact(raw: &str) -> String {
     }
 }
 
+/// Accepted range of `MLFLOW_HTTP_REQUEST_TIMEOUT`, seconds.
+pub const REQUEST_TIMEOUT_RANGE: std::ops::RangeInclusive<f64> = 0.1..=3600.0;
+/// How long tracking pauses after a transient failure (environment override).
+pub const PAUSE_VAR: &str = "W2C_TRACKING_PAUSE_SECS";
+const PAUSE_DEFAULT: Duration = Duration::from_secs(60);
+/// Accepted range of [`PAUSE_VAR`], seconds.
+pub const PAUSE_RANGE: std::ops::RangeInclusive<f64> = 0.0..=86_400.0;
+/// Interval between progress metric points (environment override).
+pub const PROGRESS_VAR: &str = "W2C_TRACKING_PROGRESS_SECS";
+const PROGRESS_DEFAULT: Duration = Duration::from_secs(15);
+/// Accepted range of [`PROGRESS_VAR`], seconds.
+pub const PROGRESS_RANGE: std::ops::RangeInclusive<f64> = 0.05..=86_400.0;
+
+/// A seconds-valued environment setting: the default when unset, an error
+/// naming the variable and the range when out of range.
+fn env_secs(
+    env: Env<'_>,
+    var: &str,
+    default: Duration,
+    range: std::ops::RangeInclusive<f64>,
+) -> Result<Duration> {
+    match env(var) {
+        Some(v) if !v.trim().is_empty() => {
+            crate::secs::parse_in_range(var, &v, range).map_err(anyhow::Error::msg)
+        }
+        _ => Ok(default),
+    }
+}
+
 /// How long tracking stays paused after a call failed on a transient error.
+/// (Validated by [`resolve`]; an invalid value here falls back to the default.)
 fn pause() -> Duration {
-    std::env::var("W2C_TRACKING_PAUSE_SECS")
-        .ok()
-        .and_then(|v| v.parse::<f64>().ok())
-        .map(Duration::from_secs_f64)
-        .unwrap_or(Duration::from_secs(60))
+    env_secs(&process_env, PAUSE_VAR, PAUSE_DEFAULT, PAUSE_RANGE).unwrap_or(PAUSE_DEFAULT)
 }
 
 /// Interval between progress metric points.
 fn progress_interval() -> Duration {
-    std::env::var("W2C_TRACKING_PROGRESS_SECS")
-        .ok()
-        .and_then(|v| v.parse::<f64>().ok())
-        .map(|s| Duration::from_secs_f64(s.max(0.05)))
-        .unwrap_or(Duration::from_secs(15))
+    env_secs(&process_env, PROGRESS_VAR, PROGRESS_DEFAULT, PROGRESS_RANGE)
+        .unwrap_or(PROGRESS_DEFAULT)
+}
+
+/// Why a session is offline, for `mlflow_ids.json` and the summary.
+pub fn offline_reason(no_tracking: bool, env: Env<'_>) -> &'static str {
+    if no_tracking {
+        "--no-tracking was given"
+    } else if tracking_disabled(env) {
+        "MLFLOW_ENABLE_TRACKING is off"
+    } else {
+        "no tracking server configured (MLFLOW_TRACKING_URI or [tracking] uri)"
+    }
+}
+
+/// Whether `MLFLOW_ENABLE_TRACKING` turns tracking off.
+fn tracking_disabled(env: Env<'_>) -> bool {
+    let flag = env("MLFLOW_ENABLE_TRACKING").map(|v| v.trim().to_ascii_lowercase());
+    matches!(flag.as_deref(), Some("false" | "0" | "no" | "off"))
+}
+
+/// Where a stored session is tracked: `MLFLOW_TRACKING_URI` if set, else the
+/// server and experiment recorded in its `mlflow_ids.json`, else its
+/// config's `[tracking]`. Credentials come only from the environment.
+pub fn resolve_for_session(
+    config: &TrackingConfig,
+    ids: &MlflowIds,
+    env: Env<'_>,
+) -> Result<Option<Target>> {
+    let stored = TrackingConfig {
+        uri: ids.tracking_uri.clone().or_else(|| config.uri.clone()),
+        experiment: ids
+            .experiment_name
+            .clone()
+            .or_else(|| config.experiment.clone()),
+    };
+    resolve(&stored, false, env)
 }
 
 struct Health {

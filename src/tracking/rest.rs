@@ -4,7 +4,12 @@
 //! It owns the wire details: JSON only on `application/json` replies, ids as
 //! strings, omitted-when-empty fields, `"NaN"` metric values, retries with
 //! backoff on transient failures, and credentials that never appear in an
-//! error message.
+//! error message. Reply bodies are read up to a cap ([`MAX_REPLY_BYTES`],
+//! error bodies [`MAX_ERROR_BYTES`]) and scrubbed of secrets
+//! ([`crate::redact`]) before anything else sees them. A field the server
+//! left out reads as empty; a field that does not have the expected shape is
+//! an error, never an empty list (an empty `runs/search` would make a run
+//! look missing and create a duplicate).
 
 use reqwest::{Method, StatusCode, Url};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -12,6 +17,13 @@ use serde_json::{json, Value};
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
+
+/// Largest JSON reply read from the tracking server.
+pub const MAX_REPLY_BYTES: u64 = 128 << 20;
+/// Largest part of an error reply read (only a snippet is shown).
+pub const MAX_ERROR_BYTES: u64 = 64 << 10;
+/// Longest `Retry-After` honoured.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// How the client authenticates.
 #[derive(Clone, Default)]
@@ -289,6 +301,18 @@ impl MlflowClient {
         insecure_tls: bool,
         ca_pem: Option<&[u8]>,
     ) -> anyhow::Result<Self> {
+        match &auth {
+            Auth::None => {}
+            Auth::Basic { user, password } => {
+                crate::redact::register(password);
+                // What a server echoing the Authorization header would send back.
+                use base64::Engine as _;
+                crate::redact::register(
+                    &base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")),
+                );
+            }
+            Auth::Bearer(token) => crate::redact::register(token),
+        }
         let mut builder = reqwest::Client::builder()
             .timeout(retry.timeout)
             .connect_timeout(Duration::from_secs(10))
@@ -363,7 +387,7 @@ impl MlflowClient {
                         .get(reqwest::header::RETRY_AFTER)
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse::<f64>().ok())
-                        .map(|s| Duration::from_secs_f64(s.clamp(0.0, 60.0)));
+                        .and_then(|s| crate::secs::clamped(s, MAX_RETRY_AFTER));
                     (http_error(endpoint, resp).await, retry_after)
                 }
                 Err(e) => (transport_error(endpoint, &e), None),
@@ -510,11 +534,11 @@ impl MlflowClient {
                 body["page_token"] = json!(t);
             }
             let v = self.post("runs/search", &body).await?;
-            let runs: Vec<Run> = parse("runs/search", &v["runs"]).unwrap_or_default();
+            let (runs, next) = search_page(&v)?;
             out.extend(runs);
-            match v["next_page_token"].as_str() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => return Ok(out),
+            match next {
+                Some(t) => token = Some(t),
+                None => return Ok(out),
             }
         }
     }
@@ -562,7 +586,7 @@ impl MlflowClient {
                 query.push(("path", dir.as_str()));
             }
             let v = self.get("artifacts/list", &query).await?;
-            let entries: Vec<FileInfo> = parse("artifacts/list", &v["files"]).unwrap_or_default();
+            let entries: Vec<FileInfo> = parse("artifacts/list", &v["files"])?;
             for e in entries {
                 if e.is_dir {
                     dirs.push(e.path);
@@ -624,27 +648,72 @@ impl MlflowClient {
         resp.map(|_| ())
     }
 
-    /// Downloads an artifact's bytes.
-    pub async fn download_artifact(
+    /// The sha256 and size of an artifact, streamed (never held in memory
+    /// whole, however large the remote file is).
+    pub async fn artifact_digest(
         &self,
         artifact_uri: &str,
         rel: &str,
-    ) -> Result<Vec<u8>, MlflowError> {
+    ) -> Result<(String, u64), MlflowError> {
+        use sha2::Digest;
         let url = self.artifact_url(artifact_uri, rel)?;
         let endpoint = format!("artifact download {rel}");
-        let resp = self
+        let mut resp = self
             .send(&endpoint, self.retry.max_retries, || {
                 Ok(self.http.get(url.clone()))
             })
             .await?;
-        resp.bytes()
+        let mut hasher = sha2::Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = resp
+            .chunk()
             .await
-            .map(|b| b.to_vec())
-            .map_err(|e| transport_error(&endpoint, &e))
+            .map_err(|e| transport_error(&endpoint, &e))?
+        {
+            size += chunk.len() as u64;
+            hasher.update(&chunk);
+        }
+        Ok((hex::encode(hasher.finalize()), size))
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned + Default>(
+/// One `runs/search` reply: its runs and the next page token. Absent
+/// fields are empty; fields of the wrong shape are an error.
+pub fn search_page(v: &Value) -> Result<(Vec<Run>, Option<String>), MlflowError> {
+    let endpoint = "runs/search";
+    if !(v.is_object() || v.is_null()) {
+        return Err(shape_error(endpoint, "the reply is not a JSON object"));
+    }
+    let runs: Vec<Run> = parse(endpoint, &v["runs"])?;
+    let next = match &v["next_page_token"] {
+        Value::Null => None,
+        Value::String(t) if t.is_empty() => None,
+        Value::String(t) => Some(t.clone()),
+        other => {
+            return Err(shape_error(
+                endpoint,
+                &format!(
+                    "`next_page_token` is not a string: {}",
+                    snippet(&other.to_string())
+                ),
+            ))
+        }
+    };
+    Ok((runs, next))
+}
+
+fn shape_error(endpoint: &str, detail: &str) -> MlflowError {
+    MlflowError {
+        endpoint: endpoint.to_string(),
+        status: Some(200),
+        error_code: Some("UNEXPECTED_REPLY".into()),
+        detail: format!("unexpected reply shape: {detail}"),
+    }
+}
+
+/// A field of a reply: absent (null) reads as the empty value, a value of
+/// the wrong shape is an error.
+pub fn parse<T: serde::de::DeserializeOwned + Default>(
     endpoint: &str,
     v: &Value,
 ) -> Result<T, MlflowError> {
@@ -654,17 +723,28 @@ fn parse<T: serde::de::DeserializeOwned + Default>(
     serde_json::from_value(v.clone()).map_err(|e| MlflowError {
         endpoint: endpoint.to_string(),
         status: Some(200),
-        error_code: None,
+        error_code: Some("UNEXPECTED_REPLY".into()),
         detail: format!("unexpected reply shape: {e}"),
     })
 }
 
 async fn json_body(endpoint: &str, resp: reqwest::Response) -> Result<Value, MlflowError> {
     let status = resp.status().as_u16();
-    let text = resp
-        .text()
+    let read = crate::http_body::read_limited(resp, MAX_REPLY_BYTES)
         .await
         .map_err(|e| transport_error(endpoint, &e))?;
+    if !read.complete {
+        return Err(MlflowError {
+            endpoint: endpoint.to_string(),
+            status: Some(status),
+            error_code: Some("REPLY_TOO_LARGE".into()),
+            detail: format!(
+                "the reply is larger than {}; not read",
+                crate::http_body::human_bytes(MAX_REPLY_BYTES)
+            ),
+        });
+    }
+    let text = crate::redact::scrub_body(&read.text());
     if text.trim().is_empty() {
         return Ok(Value::Null);
     }
@@ -692,7 +772,10 @@ async fn http_error(endpoint: &str, resp: reqwest::Response) -> MlflowError {
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("json"));
-    let text = resp.text().await.unwrap_or_default();
+    let text = match crate::http_body::read_limited(resp, MAX_ERROR_BYTES).await {
+        Ok(read) => crate::redact::scrub_body(&read.text()),
+        Err(_) => String::new(),
+    };
     let (code, message) = if is_json {
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         (
@@ -737,6 +820,7 @@ fn transport_error(endpoint: &str, e: &reqwest::Error) -> MlflowError {
         detail.push_str(&format!(": {s}"));
         source = s.source();
     }
+    let detail = crate::redact::scrub(&detail);
     MlflowError {
         endpoint: endpoint.to_string(),
         status: None,
@@ -797,6 +881,35 @@ mod tests {
             c.api_url("runs/log-batch").unwrap().as_str(),
             "http://127.0.0.1:5000/prefix/api/2.0/mlflow/runs/log-batch"
         );
+    }
+
+    #[test]
+    fn absent_fields_are_empty_but_malformed_replies_are_errors() {
+        let (runs, next) = search_page(&json!({})).unwrap();
+        assert!(runs.is_empty() && next.is_none());
+        let (runs, next) = search_page(&json!({
+            "runs": [{"info": {"run_id": "r1"}, "data": {}}],
+            "next_page_token": "p2",
+        }))
+        .unwrap();
+        assert_eq!(runs[0].info.run_id, "r1");
+        assert_eq!(next.as_deref(), Some("p2"));
+        // A changed reply shape must not read as "no runs" (a duplicate
+        // run would be created).
+        for bad in [
+            json!({"runs": {"run_id": "r1"}}),
+            json!({"runs": [{"info": {"run_id": 7}}]}),
+            json!({"runs": [], "next_page_token": 5}),
+            json!(["not", "an", "object"]),
+        ] {
+            let err = search_page(&bad).unwrap_err();
+            assert!(!err.is_transient(), "{err}");
+            assert!(err.to_string().contains("runs/search"), "{err}");
+        }
+        let files: Vec<FileInfo> = parse("artifacts/list", &Value::Null).unwrap();
+        assert!(files.is_empty());
+        assert!(parse::<Vec<FileInfo>>("artifacts/list", &json!([{"size": 1}])).is_err());
+        assert!(parse::<Vec<FileInfo>>("artifacts/list", &json!("x")).is_err());
     }
 
     #[test]

@@ -36,11 +36,11 @@ fn call_failed(out: &mut Collector, check: &str, e: &MlflowError) {
 /// The server a session's tracking is checked against: `MLFLOW_TRACKING_URI`
 /// if set, else the one recorded in `mlflow_ids.json`.
 pub fn target_for(ids: &MlflowIds) -> anyhow::Result<Option<Target>> {
-    let cfg = crate::config::TrackingConfig {
-        uri: ids.tracking_uri.clone(),
-        experiment: ids.experiment_name.clone(),
-    };
-    crate::tracking::resolve(&cfg, false, &crate::tracking::process_env)
+    crate::tracking::resolve_for_session(
+        &crate::config::TrackingConfig::default(),
+        ids,
+        &crate::tracking::process_env,
+    )
 }
 
 /// Checks one session against MLflow. Offline sessions yield nothing (the
@@ -432,13 +432,10 @@ async fn check_artifacts(
             futures::stream::iter(to_hash.into_iter().map(|(rel, path)| {
                 let uri = uri.clone();
                 async move {
-                    let r = match client.download_artifact(&uri, &rel).await {
-                        Ok(bytes) => {
-                            let remote = crate::fingerprint::sha256_hex(&bytes);
-                            crate::checkpoint::file_digest(&path)
-                                .map(|(local, _)| local == remote)
-                                .map_err(|e| format!("{e:#}"))
-                        }
+                    let r = match client.artifact_digest(&uri, &rel).await {
+                        Ok((remote, _)) => crate::checkpoint::file_digest(&path)
+                            .map(|(local, _)| local == remote)
+                            .map_err(|e| format!("{e:#}")),
                         Err(e) => Err(e.to_string()),
                     };
                     (rel, r)

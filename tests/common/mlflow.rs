@@ -79,6 +79,7 @@ impl MlflowServer {
 
     /// (Re)starts the server process on the same port and database.
     pub fn restart(&mut self) {
+        require_mlflow();
         let mut cmd = Command::new("python3");
         cmd.arg(support("mlflow_guard.py"))
             .args(["mlflow", "server", "--backend-store-uri"])
@@ -102,26 +103,14 @@ impl MlflowServer {
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
         }
-        let child = cmd
-            .spawn()
-            .expect("start mlflow server (is `pip install mlflow` done?)");
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!("cannot start python3 ({e}): install Python 3, then `pip install -r requirements-test.txt`")
+        });
         self.child = Some(child);
         let start = Instant::now();
         loop {
-            let ok = Command::new("curl")
-                .args([
-                    "-s",
-                    "-o",
-                    "/dev/null",
-                    "-w",
-                    "%{http_code}",
-                    "--max-time",
-                    "2",
-                ])
-                .arg(format!("{}/health", self.url))
-                .output()
-                .map(|o| o.stdout == b"200")
-                .unwrap_or(false);
+            let ok = super::try_http(&format!("{}/health", self.url), "GET")
+                .is_ok_and(|(status, _)| status == 200);
             if ok {
                 return;
             }
@@ -171,6 +160,29 @@ impl MlflowServer {
 impl Drop for MlflowServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Fails with one line saying what to install when `mlflow` is missing.
+pub fn require_mlflow() {
+    static CHECKED: OnceLock<Result<(), String>> = OnceLock::new();
+    let r = CHECKED.get_or_init(|| {
+        match Command::new("python3")
+            .args(["-c", "import mlflow"])
+            .output()
+        {
+            Err(e) => Err(format!(
+                "python3 not found ({e}): install Python 3, then `pip install -r requirements-test.txt`"
+            )),
+            Ok(o) if !o.status.success() => Err(
+                "the MLflow Python package is missing: run `pip install -r requirements-test.txt`"
+                    .to_string(),
+            ),
+            Ok(_) => Ok(()),
+        }
+    });
+    if let Err(msg) = r {
+        panic!("{msg}");
     }
 }
 

@@ -19,11 +19,12 @@ pub fn shared_dir() -> PathBuf {
 /// The real 300-row When2Call test file, beside the repository.
 pub fn shared_dataset() -> PathBuf {
     let p = shared_dir().join("data/when2call/when2call_test_llm_judge.jsonl");
-    assert!(
-        p.exists(),
-        "the shared When2Call file is missing at {} (set W2C_SHARED_DIR)",
-        p.display()
-    );
+    if !p.exists() {
+        panic!(
+            "missing {}: check out the shared When2Call data beside the repository (../shared) or set W2C_SHARED_DIR to its directory",
+            p.display()
+        );
+    }
     p
 }
 
@@ -247,11 +248,9 @@ impl MockServer {
 
     /// The `/stats` counters.
     pub fn stats(&self) -> Value {
-        let out = std::process::Command::new("curl")
-            .args(["-s", &format!("{}/stats", self.url)])
-            .output()
-            .expect("curl");
-        serde_json::from_slice(&out.stdout).expect("stats json")
+        let (status, body) = http(&format!("{}/stats", self.url), "GET");
+        assert_eq!(status, 200, "GET /stats: {body}");
+        serde_json::from_str(&body).expect("stats json")
     }
 }
 
@@ -320,4 +319,124 @@ pub fn run_ok(ws: &Workspace, cfg: &Path) -> std::process::Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// A plain-HTTP request with the standard library only (no curl needed):
+/// returns the status and the body. Panics with one line when the server
+/// cannot be reached.
+pub fn http(url: &str, method: &str) -> (u16, String) {
+    try_http(url, method).unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+}
+
+/// [`http`] that reports a failure instead of panicking.
+pub fn try_http(url: &str, method: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| std::io::Error::other(format!("not an http:// URL: {url}")))?;
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let mut stream = std::net::TcpStream::connect(host)?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no HTTP status in {head:?}")))?;
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    Ok((
+        status,
+        if chunked {
+            dechunk(body)
+        } else {
+            body.to_string()
+        },
+    ))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Polls `cond` every 10 ms until it holds; panics naming `what` after `limit`.
+pub fn wait_for(what: &str, limit: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Lines written so far to `checkpoints/<ns>/results.jsonl` of the only
+/// session under `runs/k` (0 while there is none).
+pub fn result_lines(ws: &Workspace, ns: &str) -> usize {
+    session_dir(ws)
+        .and_then(|s| std::fs::read(s.join("checkpoints").join(ns).join("results.jsonl")).ok())
+        .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+        .unwrap_or(0)
+}
+
+/// Result lines of every namespace of the only session under `runs/k`.
+pub fn all_result_lines(ws: &Workspace) -> usize {
+    let Some(s) = session_dir(ws) else { return 0 };
+    std::fs::read_dir(s.join("checkpoints"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("results.jsonl")).ok())
+        .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+        .sum()
+}
+
+/// The session directory under `runs/k`, once one exists.
+pub fn session_dir(ws: &Workspace) -> Option<PathBuf> {
+    std::fs::read_dir(ws.runs().join("k/sessions"))
+        .ok()?
+        .flatten()
+        .next()
+        .map(|e| e.path())
+}
+
+/// Waits until `cond` holds or `child` exits; returns whether it still runs.
+pub fn wait_while_running(
+    child: &mut std::process::Child,
+    what: &str,
+    limit: std::time::Duration,
+    mut cond: impl FnMut() -> bool,
+) -> bool {
+    let mut running = true;
+    wait_for(what, limit, || {
+        if child.try_wait().ok().flatten().is_some() {
+            running = false;
+            return true;
+        }
+        cond()
+    });
+    running
 }

@@ -1,0 +1,249 @@
+//! w2c against a hostile OpenAI-compatible server (`w2c mock-server`'s
+//! hostile modes): absurd headers, huge and endless bodies, the API key
+//! echoed back, and JSON of the wrong types. Nothing panics, memory stays
+//! bounded, no secret is stored, and implausible usage is audited.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn run(ws: &Workspace, cfg: &std::path::Path, envs: &[(&str, &str)]) -> std::process::Output {
+    let mut c = w2c(ws.path());
+    c.args(["run", "--run-key", "k", "--config"]).arg(cfg);
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    c.output().expect("run")
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn small() -> Opts {
+    Opts {
+        n_per_label: Some(1),
+        concurrency: 1,
+        max_attempts: 1,
+        ..Opts::default()
+    }
+}
+
+#[test]
+fn absurd_retry_after_and_huge_headers_on_every_reply_do_not_panic() {
+    let server = MockServer::start(&["--absurd-headers"], &[]);
+    let ws = Workspace::new();
+    let cfg = ws.http_config("eval.toml", &small(), &server.url, "");
+    let out = run(&ws, &cfg, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"));
+    assert_eq!(server.stats()["ok"], 3);
+}
+
+#[test]
+fn an_endless_reply_fails_the_attempt_at_the_size_cap() {
+    let server = MockServer::start(&["--endless-body"], &[]);
+    let ws = Workspace::new();
+    // Without a cap the body would be read until the 2 s timeout.
+    let cfg = ws.http_config("eval.toml", &small(), &server.url, "timeout_secs = 2");
+    let out = run(&ws, &cfg, &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let s = only_session(&ws.runs(), "k");
+    let errors = read_jsonl(&s.join("checkpoints/mcq/errors.jsonl"));
+    assert_eq!(errors.len(), 3);
+    for e in &errors {
+        let msg = e["error"].as_str().unwrap();
+        assert!(
+            msg.contains("larger than 4 MiB") && msg.contains("providers.mock.max_response_bytes"),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
+fn a_huge_reply_is_refused_over_the_cap_and_stored_once_under_it() {
+    const SIZE: usize = 5 << 20;
+    let server = MockServer::start(&["--huge-body-bytes", &SIZE.to_string()], &[]);
+    let ws = Workspace::new();
+    let cfg = ws.http_config("over.toml", &small(), &server.url, "");
+    let out = run(&ws, &cfg, &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("max_response_bytes"),
+        "{}",
+        stderr(&out)
+    );
+
+    let ws = Workspace::new();
+    let cfg = ws.http_config(
+        "under.toml",
+        &small(),
+        &server.url,
+        "max_response_bytes = 8388608",
+    );
+    let out = run(&ws, &cfg, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let s = only_session(&ws.runs(), "k");
+    // The full texts live in the checkpoint only.
+    let results = read_jsonl(&s.join("checkpoints/mcq/results.jsonl"));
+    assert_eq!(results.len(), 3);
+    let full: std::collections::HashMap<String, String> = results
+        .iter()
+        .map(|r| {
+            (
+                r["uuid"].as_str().unwrap().to_string(),
+                r["raw_output"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(full.values().all(|t| t.len() >= SIZE - 100));
+    let sha = |t: &str| {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(t.as_bytes()))
+    };
+    for (file, field) in [
+        ("artifacts_local/mcq/predictions.jsonl", "raw_output"),
+        ("artifacts_local/mcq/llm_calls.jsonl", "text"),
+    ] {
+        let p = s.join(file);
+        let size = std::fs::metadata(&p).unwrap().len();
+        assert!(
+            size < 200_000,
+            "{file} is {size} bytes: the text was copied"
+        );
+        for row in read_jsonl(&p) {
+            let text = full[row["uuid"].as_str().unwrap()].as_str();
+            let digest = &row[format!("{field}_full")];
+            assert_eq!(digest["sha256"], sha(text), "{file}");
+            assert_eq!(digest["bytes"], text.len());
+            assert_eq!(digest["stored_in"], "checkpoints/mcq/results.jsonl");
+            assert!(text.starts_with(row[field].as_str().unwrap()));
+        }
+    }
+    // The verified record still holds together.
+    w2c(ws.path())
+        .args(["verify", "--all", "--local-only", "--runs-dir"])
+        .arg(ws.runs())
+        .assert()
+        .success();
+}
+
+/// Files under `dir` (and the given output) that contain `needle`.
+fn holders(dir: &std::path::Path, needle: &str) -> Vec<String> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .filter(|e| {
+            std::fs::read(e.path())
+                .map(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+                .unwrap_or(false)
+        })
+        .map(|e| e.path().display().to_string())
+        .collect()
+}
+
+#[test]
+fn a_server_echoing_the_key_gets_nothing_stored() {
+    const KEY: &str = "sk-canary-7d1e0b5a93c4";
+    const ORG: &str = "org-canary-55aa31";
+    let server = MockServer::start(
+        &["--echo-key", "--api-key-env", "SERVER_KEY"],
+        &[("SERVER_KEY", KEY)],
+    );
+    let extra = "api_key_env = \"MY_KEY\"\nheaders_env = { \"x-org\" = \"MY_ORG\" }";
+
+    // Success bodies, headers and system_fingerprint echo the key and the header.
+    let ws = Workspace::new();
+    let cfg = ws.http_config("eval.toml", &small(), &server.url, extra);
+    let out = run(&ws, &cfg, &[("MY_KEY", KEY), ("MY_ORG", ORG)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(server.stats()["hostile"].as_u64() >= Some(3));
+    for secret in [KEY, ORG] {
+        assert!(holders(ws.path(), secret).is_empty(), "{secret} stored");
+        for stream in [&out.stdout, &out.stderr] {
+            assert!(!String::from_utf8_lossy(stream).contains(secret));
+        }
+    }
+    let s = only_session(&ws.runs(), "k");
+    let calls = read_jsonl(&s.join("artifacts_local/mcq/llm_calls.jsonl"));
+    assert!(
+        calls[0]["text"].as_str().unwrap().contains("Bearer ***"),
+        "{}",
+        calls[0]["text"]
+    );
+
+    // The 401 body echoes the (wrong) key: error message, errors.jsonl, call log.
+    let ws = Workspace::new();
+    let cfg = ws.http_config("eval.toml", &small(), &server.url, extra);
+    let wrong = "sk-canary-wrong-0042";
+    let out = run(&ws, &cfg, &[("MY_KEY", wrong), ("MY_ORG", ORG)]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("Incorrect API key provided") && err.contains("Bearer ***"),
+        "{err}"
+    );
+    for secret in [wrong, ORG] {
+        assert!(!err.contains(secret), "{err}");
+        assert!(holders(ws.path(), secret).is_empty(), "{secret} stored");
+    }
+    let s = only_session(&ws.runs(), "k");
+    assert!(
+        std::fs::read_to_string(s.join("checkpoints/mcq/errors.jsonl"))
+            .unwrap()
+            .contains("***")
+    );
+}
+
+#[test]
+fn wrong_json_types_are_audited_and_token_totals_saturate() {
+    let server = MockServer::start(&["--wrong-types"], &[]);
+    let ws = Workspace::new();
+    let opts = Opts {
+        n_per_label: Some(2),
+        ..small()
+    };
+    let cfg = ws.http_config("eval.toml", &opts, &server.url, "");
+    let out = run(&ws, &cfg, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let s = only_session(&ws.runs(), "k");
+    let m = read_json(&s.join("artifacts_local/mcq/metrics.json"));
+    // One reply reported u64::MAX tokens: the total saturates instead of wrapping.
+    assert_eq!(
+        m["usage"]["prompt_tokens"].as_u64(),
+        Some(u64::MAX),
+        "{}",
+        m["usage"]
+    );
+    assert_eq!(
+        m["audit"]["by_type"]["implausible_usage"], 6,
+        "{}",
+        m["audit"]
+    );
+    let events: Vec<Value> = read_jsonl(&s.join("checkpoints/mcq/audit_fallbacks.jsonl"))
+        .into_iter()
+        .filter(|e| e["event_type"] == "implausible_usage")
+        .collect();
+    assert_eq!(events.len(), 6);
+    let problems: String = events
+        .iter()
+        .map(|e| e["details"]["problems"].to_string())
+        .collect();
+    for needle in [
+        "implausibly large",
+        "negative",
+        "not a token count",
+        "not an object",
+    ] {
+        assert!(problems.contains(needle), "{needle}: {problems}");
+    }
+    // A rerun adds nothing twice.
+    let before = read_jsonl(&s.join("checkpoints/mcq/audit_fallbacks.jsonl")).len();
+    run_ok(&ws, &cfg);
+    assert_eq!(
+        read_jsonl(&s.join("checkpoints/mcq/audit_fallbacks.jsonl")).len(),
+        before
+    );
+}
