@@ -566,6 +566,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Config(ConfigCommand::Check { file }) => {
             let loaded = config::load(&file)?;
             let prepared = runner::prepare(&loaded.config)?;
+            if let Some(short) = prepared.short_labels {
+                anyhow::bail!("{short}");
+            }
             println!("{}: ok", file.display());
             println!("fingerprint: {}", prepared.fingerprint);
             println!(

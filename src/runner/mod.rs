@@ -207,15 +207,20 @@ pub struct Prepared {
     pub payload: Value,
     /// Its fingerprint.
     pub fingerprint: String,
+    /// Why `n_per_label` asks for more rows than some label has, if it does:
+    /// refused for a new session, a recorded notice when an existing session
+    /// (created before the check existed) is continued.
+    pub short_labels: Option<String>,
 }
 
 /// Loads the dataset, selects the examples and computes the fingerprint.
 pub fn prepare(config: &Config) -> Result<Prepared> {
     let dataset = dataset::load(&config.dataset.path)?;
-    if let Some(n) = config.dataset.n_per_label {
+    let short_labels = config.dataset.n_per_label.and_then(|n| {
         dataset::check_n_per_label(dataset.label_counts(), n)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", config.dataset.path.display()))?;
-    }
+            .err()
+            .map(|e| format!("{}: {e}", config.dataset.path.display()))
+    });
     let selected = dataset::select(
         &dataset,
         config.dataset.n_per_label,
@@ -235,6 +240,7 @@ pub fn prepare(config: &Config) -> Result<Prepared> {
         selected,
         payload,
         fingerprint,
+        short_labels,
     })
 }
 
@@ -257,6 +263,12 @@ pub async fn run(
                 short(expected),
                 diff(&stored, &prepared.payload).join("\n  ")
             );
+        }
+    }
+    if let Some(short) = &prepared.short_labels {
+        let dir = session::session_dir(&config.run.runs_dir, &req.run_key, &prepared.fingerprint);
+        if !dir.join("manifest.json").exists() {
+            bail!("{short}");
         }
     }
     let (provider_name, provider_cfg) = config.target_provider()?;
@@ -286,7 +298,11 @@ pub async fn run(
         created: session.created,
         methods: Vec::new(),
         status: RunStatus::Complete,
-        notes: Vec::new(),
+        notes: prepared
+            .short_labels
+            .iter()
+            .map(|short| format!("notice: {short} (this session was created before w2c refused that; it continues with the unbalanced selection it was created with)"))
+            .collect(),
     };
     let tracker = match &req.tracking {
         Some(target) => Tracker::connect(target, &session.dir, &session.manifest).await?,
