@@ -5,9 +5,10 @@ use crate::config;
 use crate::fingerprint::short;
 use crate::methods::Cancel;
 use crate::official_task::OfficialVariant;
+use crate::outcome::RunStatus;
 use crate::report;
-use crate::runner::{self, RunRequest, RunStatus};
-use crate::session;
+use crate::runner::{self, RunRequest};
+use crate::store::{layout, session, NamespaceDir};
 use crate::tracking;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -335,9 +336,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     let methods = session::namespaces(&s.dir)
                         .into_iter()
                         .map(|(ns, _)| {
-                            let dir = s.dir.join("checkpoints").join(&ns);
+                            let dir = NamespaceDir::new(&s.dir, &ns);
                             let done = count_results(&dir);
-                            let finished = dir.join(crate::methods::files::DONE).exists();
+                            let finished = dir.is_done();
                             (ns, done.min(total), total, finished)
                         })
                         .collect();
@@ -368,14 +369,14 @@ fn dispatch(cli: Cli) -> Result<i32> {
             // Sessions written by the Python suite are checked by their own rules.
             let mut python_dirs: Vec<PathBuf> = Vec::new();
             let sessions = match (&fingerprint, all) {
-                (Some(fp), _) if std::path::Path::new(fp).join("manifest.json").is_file() => {
+                (Some(fp), _) if layout::manifest(std::path::Path::new(fp)).is_file() => {
                     let dir = PathBuf::from(fp);
                     if crate::verify::python_suite::is_python_session(&dir) {
                         python_dirs.push(dir);
                         Vec::new()
                     } else {
                         vec![session::FoundSession {
-                            manifest: crate::checkpoint::read_json(&dir.join("manifest.json"))?,
+                            manifest: crate::store::read_json(&layout::manifest(&dir))?,
                             dir,
                         }]
                     }
@@ -446,7 +447,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             let text = report::render(&entries, format)?;
             match out {
                 Some(path) => {
-                    crate::checkpoint::write_bytes_atomic(&path, text.as_bytes())?;
+                    crate::store::write_bytes_atomic(&path, text.as_bytes())?;
                     eprintln!("wrote {}", path.display());
                 }
                 None => print!("{text}"),
@@ -471,12 +472,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 let namespaces: Vec<String> = session::namespaces(&s.dir)
                     .into_iter()
                     .map(|(ns, _)| {
-                        let done = s
-                            .dir
-                            .join("checkpoints")
-                            .join(&ns)
-                            .join(crate::methods::files::DONE)
-                            .exists();
+                        let done = NamespaceDir::new(&s.dir, &ns).is_done();
                         format!("{ns}{}", if done { "" } else { "*" })
                     })
                     .collect();
@@ -530,17 +526,20 @@ fn dispatch(cli: Cli) -> Result<i32> {
             }
             println!("namespaces:");
             for (ns, settings) in session::namespaces(&found.dir) {
-                let ckpt = found.dir.join("checkpoints").join(&ns);
-                let done = ckpt.join(crate::methods::files::DONE).exists();
+                let dir = NamespaceDir::new(&found.dir, &ns);
                 let child = crate::tracking::ids::MlflowIds::load(&found.dir)
                     .ok()
                     .and_then(|ids| ids.child_run_ids.get(&ns).cloned());
                 println!(
                     "  {ns}  ({}, settings {})\n    checkpoints {}\n    artifacts   {}",
-                    if done { "done" } else { "not finished" },
+                    if dir.is_done() {
+                        "done"
+                    } else {
+                        "not finished"
+                    },
                     crate::fingerprint::prefix(&settings.settings_hash, 12),
-                    ckpt.display(),
-                    found.dir.join("artifacts_local").join(&ns).display()
+                    dir.checkpoints.display(),
+                    dir.artifacts.display()
                 );
                 if let Some(id) = child {
                     println!("    mlflow run  {id}");
@@ -688,12 +687,12 @@ fn tracking_for(
 }
 
 /// Distinct keys with a result in a namespace's `results.jsonl`.
-fn count_results(ns_dir: &std::path::Path) -> usize {
+fn count_results(dir: &NamespaceDir) -> usize {
     #[derive(serde::Deserialize)]
     struct KeyOnly {
         key: String,
     }
-    crate::checkpoint::load_jsonl::<KeyOnly>(&ns_dir.join(crate::methods::files::RESULTS))
+    crate::store::load_jsonl::<KeyOnly>(&dir.results())
         .map(|(v, _)| {
             v.into_iter()
                 .map(|k| k.key)

@@ -731,13 +731,13 @@ pub fn check_base_url(raw: &str) -> Result<(), String> {
     let url = reqwest::Url::parse(raw.trim()).map_err(|e| {
         format!(
             "`{}` is not a URL ({e}); expected e.g. `https://api.openai.com/v1`",
-            crate::tracking::redact(raw)
+            crate::redact::url_without_credentials(raw)
         )
     })?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
             "`{}` is not an http(s) URL (scheme `{}`)",
-            crate::tracking::redact(raw),
+            crate::redact::url_without_credentials(raw),
             url.scheme()
         ));
     }
@@ -747,7 +747,7 @@ pub fn check_base_url(raw: &str) -> Result<(), String> {
     if !url.username().is_empty() || url.password().is_some() {
         return Err(format!(
             "`{}` must not hold credentials (they would be stored in the manifest); name the key's environment variable in `api_key_env`",
-            crate::tracking::redact(raw)
+            crate::redact::url_without_credentials(raw)
         ));
     }
     if url.query().is_some() || url.fragment().is_some() {

@@ -102,6 +102,22 @@ pub fn scrub_value(v: &mut Value) {
     }
 }
 
+/// A URL with any `user:password@` removed, for messages.
+pub fn url_without_credentials(raw: &str) -> String {
+    match reqwest::Url::parse(raw) {
+        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => match raw.rsplit_once('@') {
+            Some((_, host)) => format!("…@{host}"),
+            None => raw.to_string(),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

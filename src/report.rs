@@ -1,8 +1,10 @@
 //! Terminal output: the end-of-run summary table and the session status table.
 
+use crate::export::confusion_csv;
 use crate::labels::Label;
-use crate::runner::{MethodSummary, RunReport, RunStatus};
-use crate::session::FoundSession;
+use crate::outcome::{MethodSummary, RunReport, RunStatus};
+use crate::store::session::FoundSession;
+use crate::store::NamespaceDir;
 use std::fmt::Write;
 
 /// Renders rows as a left-aligned text table with a header rule.
@@ -155,44 +157,6 @@ fn method_row(m: &MethodSummary) -> Vec<String> {
             row
         }
     }
-}
-
-/// The confusion matrix as CSV: rows = gold, columns = predictions and `invalid`.
-pub fn confusion_csv(m: &crate::metrics::Metrics) -> String {
-    let cols: Vec<&str> = Label::ALL
-        .iter()
-        .map(|l| l.as_str())
-        .chain(["invalid"])
-        .collect();
-    let mut out = format!("gold,{}\n", cols.join(","));
-    for gold in Label::ALL {
-        let row = m.confusion.get(gold.as_str());
-        let cells: Vec<String> = cols
-            .iter()
-            .map(|c| {
-                row.and_then(|r| r.get(*c))
-                    .copied()
-                    .unwrap_or(0)
-                    .to_string()
-            })
-            .collect();
-        out.push_str(&format!("{},{}\n", gold, cells.join(",")));
-    }
-    out
-}
-
-/// Per-class precision, recall, F1, support and predicted counts as CSV.
-pub fn per_class_csv(m: &crate::metrics::Metrics) -> String {
-    let mut out = String::from("label,precision,recall,f1,support,predicted\n");
-    for label in Label::ALL {
-        if let Some(c) = m.per_class.get(label.as_str()) {
-            out.push_str(&format!(
-                "{label},{},{},{},{},{}\n",
-                c.precision, c.recall, c.f1, c.support, c.predicted
-            ));
-        }
-    }
-    out
 }
 
 /// One-line status of a finished run.
@@ -352,27 +316,20 @@ pub fn collect(found: &FoundSession) -> Vec<ReportEntry> {
         .as_str()
         .unwrap_or("?")
         .to_string();
-    crate::session::namespaces(&found.dir)
+    crate::store::session::namespaces(&found.dir)
         .into_iter()
-        .filter(|(ns, _)| {
-            found
-                .dir
-                .join("checkpoints")
-                .join(ns)
-                .join(crate::methods::files::DONE)
-                .exists()
-        })
-        .filter_map(|(ns, _)| {
-            let artifacts = found.dir.join("artifacts_local").join(&ns);
-            crate::checkpoint::read_json(&artifacts.join("metrics.json"))
+        .map(|(ns, _)| NamespaceDir::new(&found.dir, &ns))
+        .filter(NamespaceDir::is_done)
+        .filter_map(|dir| {
+            crate::store::read_json(&dir.metrics())
                 .ok()
                 .map(|metrics| ReportEntry {
                     session: session.clone(),
                     model: model.clone(),
-                    wall_secs: crate::methods::wall_secs(&found.dir.join("checkpoints").join(&ns)),
-                    namespace: ns,
+                    wall_secs: crate::store::records::wall_secs(&dir.checkpoints),
+                    namespace: dir.name,
                     metrics,
-                    artifacts,
+                    artifacts: dir.artifacts,
                 })
         })
         .collect()

@@ -264,14 +264,14 @@ proptest! {
         let mut bytes: Vec<u8> = prefix.iter().flat_map(|v| format!("{v}\n").into_bytes()).collect();
         bytes.extend_from_slice(&tail);
         std::fs::write(&p, &bytes).expect("write");
-        let _ = w2c::checkpoint::load_jsonl::<Value>(&p);
-        let _ = w2c::checkpoint::load_jsonl::<w2c::methods::mcq::McqRecord>(&p);
+        let _ = w2c::store::load_jsonl::<Value>(&p);
+        let _ = w2c::store::load_jsonl::<w2c::methods::mcq::McqRecord>(&p);
         // Opening for append cuts a torn tail; what is left then loads, and
         // an appended record is read back last.
-        if let Ok((mut w, _)) = w2c::checkpoint::JsonlWriter::open(&p) {
+        if let Ok((mut w, _)) = w2c::store::JsonlWriter::open(&p) {
             w.append(&json!({"k": 1})).expect("append");
             drop(w);
-            if let Ok((records, report)) = w2c::checkpoint::load_jsonl::<Value>(&p) {
+            if let Ok((records, report)) = w2c::store::load_jsonl::<Value>(&p) {
                 prop_assert_eq!(report.torn_tail_bytes, 0);
                 prop_assert_eq!(records.last(), Some(&json!({"k": 1})));
             }

@@ -11,6 +11,7 @@ pub mod mock;
 pub mod openai;
 
 use crate::config::{ProviderConfig, ProviderKind};
+pub use crate::store::records::Usage;
 use anyhow::Result;
 use limiter::AdaptiveLimiter;
 use serde::{Deserialize, Serialize};
@@ -209,28 +210,6 @@ impl LoggedReply for CompletionReply {
     }
     fn usage_anomaly(&self) -> Option<&UsageAnomaly> {
         self.usage_anomaly.as_ref()
-    }
-}
-
-/// Token usage of one call.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Usage {
-    /// Prompt tokens.
-    pub prompt_tokens: u64,
-    /// Completion tokens.
-    pub completion_tokens: u64,
-}
-
-impl Usage {
-    /// The sum of two usages; counts saturate at `u64::MAX` instead of
-    /// wrapping (a server may report any number).
-    pub fn saturating_add(self, other: Usage) -> Usage {
-        Usage {
-            prompt_tokens: self.prompt_tokens.saturating_add(other.prompt_tokens),
-            completion_tokens: self
-                .completion_tokens
-                .saturating_add(other.completion_tokens),
-        }
     }
 }
 
@@ -619,7 +598,7 @@ impl CallRecord {
             None => (None, None),
         };
         CallRecord {
-            ts: crate::session::now_utc(),
+            ts: crate::store::session::now_utc(),
             method: item.method.to_string(),
             uuid: item.uuid.to_string(),
             repeat: item.repeat,

@@ -21,7 +21,7 @@ use crate::dataset::Example;
 use crate::labels::{Label, Prediction};
 use crate::llm::{ChatRequest, Message, Usage};
 use crate::prompts::{self, Template};
-use crate::session::MethodSettings;
+use crate::store::MethodSettings;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};

@@ -14,7 +14,7 @@ use crate::fingerprint::sha256_hex;
 use crate::labels::{Label, Prediction};
 use crate::llm::{ChatRequest, Message, Usage};
 use crate::prompts::{self, Template};
-use crate::session::MethodSettings;
+use crate::store::MethodSettings;
 use anyhow::Result;
 use regex::Regex;
 use serde::{Deserialize, Serialize};

@@ -16,7 +16,7 @@ use crate::config::McqLogprobConfig;
 use crate::dataset::Example;
 use crate::labels::{Label, Prediction};
 use crate::llm::{CompletionReply, CompletionRequest, Usage};
-use crate::session::MethodSettings;
+use crate::store::MethodSettings;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -44,7 +44,7 @@ pub struct ChoiceScore {
     /// Behaviour of the candidate.
     pub label: Label,
     /// Sum of log-probabilities (`-Infinity` when it could not be scored).
-    #[serde(with = "crate::checkpoint::finite_or_string")]
+    #[serde(with = "crate::store::floats::finite_or_string")]
     pub logprob: f64,
     /// Continuation tokens.
     pub n_tokens: usize,

@@ -12,37 +12,20 @@ pub mod mcq;
 pub mod mcq_logprob;
 
 use crate::audit::AuditEvent;
-use crate::checkpoint::{load_jsonl, JsonlWriter};
 use crate::llm::CallRecord;
+use crate::outcome::Progress;
+use crate::store::{load_jsonl, names as files, ErrorLine, JsonlWriter, RunLogLine};
 use anyhow::Result;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-/// File names inside a namespace's checkpoint directory.
-pub mod files {
-    /// One line per finished work item.
-    pub const RESULTS: &str = "results.jsonl";
-    /// One line per item that failed after its retries; retried on resume.
-    pub const ERRORS: &str = "errors.jsonl";
-    /// Audit events, once each.
-    pub const AUDIT: &str = "audit_fallbacks.jsonl";
-    /// Completion marker.
-    pub const DONE: &str = "_DONE.json";
-    /// Settings of the namespace.
-    pub const SETTINGS: &str = "method_settings.json";
-    /// Call log, in the namespace's artifacts directory.
-    pub const CALLS: &str = "llm_calls.jsonl";
-    /// One line per process that worked on the namespace (wall time, counts).
-    pub const RUN_LOG: &str = "run_log.jsonl";
-}
 
 /// Namespace name of a stability sweep: `stability_<method>_k=<K>_T=<temp>`.
 pub fn sweep_name(method: &str, k: u32, temperature: f64) -> String {
@@ -130,92 +113,6 @@ pub trait Record: Serialize + DeserializeOwned + Send + 'static {
     fn audit_events_mut(&mut self) -> &mut Vec<AuditEvent>;
     /// Tokens the record's calls used.
     fn usage(&self) -> crate::llm::Usage;
-}
-
-/// A line of `run_log.jsonl`: one process's work on a namespace.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunLogLine {
-    /// When the process started on the namespace.
-    pub started_at: String,
-    /// When it stopped.
-    pub ended_at: String,
-    /// Wall time spent, seconds.
-    pub wall_secs: f64,
-    /// Items already done when it started.
-    pub resumed: usize,
-    /// Items it finished.
-    pub finished: usize,
-    /// Items that failed.
-    pub failed: usize,
-    /// Items abandoned at an interrupt.
-    pub abandoned: usize,
-    /// Whether it was interrupted.
-    pub cancelled: bool,
-}
-
-/// Total wall time recorded in a namespace's `run_log.jsonl`, seconds.
-pub fn wall_secs(ns_dir: &Path) -> f64 {
-    load_jsonl::<RunLogLine>(&ns_dir.join(files::RUN_LOG))
-        .map(|(lines, _)| lines.iter().fold(0.0, |acc, l| acc + l.wall_secs))
-        .unwrap_or(0.0)
-}
-
-/// Live counters of the namespace being run, read by the tracker's progress
-/// metrics. The engine resets them when it starts a namespace.
-#[derive(Debug)]
-pub struct Progress {
-    /// Items in the namespace.
-    pub total: AtomicUsize,
-    /// Items with a result (earlier runs included).
-    pub done: AtomicUsize,
-    /// Items that failed in this run.
-    pub failed: AtomicUsize,
-    /// Items finished by this process (for the request rate).
-    pub finished_here: AtomicUsize,
-    started: std::sync::Mutex<std::time::Instant>,
-}
-
-impl Default for Progress {
-    fn default() -> Self {
-        Progress {
-            total: AtomicUsize::new(0),
-            done: AtomicUsize::new(0),
-            failed: AtomicUsize::new(0),
-            finished_here: AtomicUsize::new(0),
-            started: std::sync::Mutex::new(std::time::Instant::now()),
-        }
-    }
-}
-
-impl Progress {
-    /// Starts counting a namespace of `total` items of which `done` exist.
-    pub fn reset(&self, total: usize, done: usize) {
-        self.total.store(total, Ordering::Relaxed);
-        self.done.store(done, Ordering::Relaxed);
-        self.failed.store(0, Ordering::Relaxed);
-        self.finished_here.store(0, Ordering::Relaxed);
-        if let Ok(mut s) = self.started.lock() {
-            *s = std::time::Instant::now();
-        }
-    }
-
-    /// Time since [`Progress::reset`].
-    pub fn elapsed(&self) -> Duration {
-        self.started.lock().map(|s| s.elapsed()).unwrap_or_default()
-    }
-}
-
-/// A line of `errors.jsonl`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorLine {
-    /// Checkpoint key.
-    pub key: String,
-    /// What went wrong (never contains secrets).
-    pub error: String,
-    /// Whether retrying could help.
-    pub transient: bool,
-    /// When it was recorded.
-    pub at: String,
 }
 
 /// How long requests in flight may take to finish after a stop request
@@ -356,7 +253,7 @@ where
 
     let resumed = results.len();
     let started = std::time::Instant::now();
-    let started_at = crate::session::now_utc();
+    let started_at = crate::store::session::now_utc();
     let pending: Vec<WorkItem> = items
         .into_iter()
         .filter(|i| !results.contains_key(&i.key))
@@ -421,7 +318,7 @@ where
                     key: key.clone(),
                     error: error.message.clone(),
                     transient: !error.fatal,
-                    at: crate::session::now_utc(),
+                    at: crate::store::session::now_utc(),
                 })?;
                 bar.set_message(format!("{} failed", failed.len() + 1));
                 if error.fatal && fatal.is_none() {
@@ -442,7 +339,7 @@ where
     let (mut run_log, _) = JsonlWriter::open(&ns_dir.join(files::RUN_LOG))?;
     run_log.append(&RunLogLine {
         started_at,
-        ended_at: crate::session::now_utc(),
+        ended_at: crate::store::session::now_utc(),
         wall_secs: started.elapsed().as_secs_f64(),
         resumed,
         finished: results.len() - resumed,

@@ -3,6 +3,14 @@
 
 use super::*;
 
+/// Token totals of records, priced.
+pub(super) fn usage_of<'a, R: methods::Record + 'a>(
+    records: impl IntoIterator<Item = &'a R>,
+    price: Option<&crate::config::Price>,
+) -> UsageTotals {
+    UsageTotals::sum(records.into_iter().map(|r| r.usage()), price)
+}
+
 /// Stability metrics, mode-prediction metrics and the per-example export of
 /// a sweep, from a lookup of each `uuid#repeat` key's prediction.
 pub(super) fn sweep_outputs(
@@ -149,70 +157,6 @@ pub(super) fn done_summary(
     }))
 }
 
-/// `artifacts_local/<ns>/metrics.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MetricsFile {
-    /// Method name.
-    pub method: String,
-    /// Namespace name.
-    pub namespace: String,
-    /// Settings hash of the namespace.
-    pub settings_hash: String,
-    /// Session fingerprint.
-    pub fingerprint: String,
-    /// Examples scored.
-    pub n_examples: usize,
-    /// The metrics.
-    pub metrics: Metrics,
-    /// Token totals.
-    pub usage: UsageTotals,
-    /// Method-specific counts: reply parse statuses (`mcq`), judge statuses
-    /// (`llm_judge`), argmax ties per variant (`mcq_logprob`).
-    #[serde(alias = "parse_status")]
-    pub counts: BTreeMap<String, usize>,
-    /// Audit event counts.
-    pub audit: crate::audit::AuditSummary,
-    /// Sweep metrics, for `stability_*` namespaces (`metrics` then scores
-    /// each example's mode prediction).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stability: Option<crate::stability::StabilityMetrics>,
-    /// Per-variant metrics, for `mcq_logprob` (`metrics` is the `acc` variant).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variants: Option<BTreeMap<String, Metrics>>,
-}
-
-/// A file recorded in `_DONE.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FileDigest {
-    /// sha256 of the content.
-    pub sha256: String,
-    /// Size in bytes.
-    pub bytes: u64,
-}
-
-/// `_DONE.json`: written last, atomically, after everything it names is durable.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DoneMarker {
-    /// Method name.
-    pub method: String,
-    /// Namespace name.
-    pub namespace: String,
-    /// Settings hash.
-    pub settings_hash: String,
-    /// Session fingerprint.
-    pub fingerprint: String,
-    /// Completion time.
-    pub done_at: String,
-    /// Items in the namespace (all with results).
-    pub n_items: usize,
-    /// Lines in `results.jsonl` (more than `n_items` when items were redone).
-    pub n_result_lines: usize,
-    /// Checkpoint files by name.
-    pub checkpoint_files: BTreeMap<String, FileDigest>,
-    /// Artifact files by name.
-    pub artifact_files: BTreeMap<String, FileDigest>,
-}
-
 /// Pretty JSON with a final newline, as [`write_json_atomic`] writes it.
 fn pretty_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
     let mut bytes = serde_json::to_vec_pretty(v)?;
@@ -246,11 +190,11 @@ pub(super) fn finalize(
     put("audit_summary.json", &pretty_json(&metrics_file.audit)?)?;
     put(
         "confusion_matrix.csv",
-        crate::report::confusion_csv(&metrics_file.metrics).as_bytes(),
+        crate::export::confusion_csv(&metrics_file.metrics).as_bytes(),
     )?;
     put(
         "per_class.csv",
-        crate::report::per_class_csv(&metrics_file.metrics).as_bytes(),
+        crate::export::per_class_csv(&metrics_file.metrics).as_bytes(),
     )?;
     put(
         "confusion_matrix.svg",

@@ -104,7 +104,7 @@ pub(super) async fn run_llm_judge(
     .await?;
     note_outcome(report, &tns, &targets, &target_client, total);
     if targets.results.len() == total && !tns_dir.join(files::DONE).exists() {
-        let usage = UsageTotals::of(targets.results.values(), prices.0);
+        let usage = usage_of(targets.results.values(), prices.0);
         // In item order; sweep items are keyed `uuid#repeat`.
         let ordered: Vec<&TargetRecord> =
             keys.iter().filter_map(|k| targets.results.get(k)).collect();
@@ -179,8 +179,8 @@ pub(super) async fn run_llm_judge(
     note_outcome(report, &ns, &judged, &judge_client, total);
     let ordered: Vec<&JudgeRecord> = keys.iter().filter_map(|k| judged.results.get(k)).collect();
     let target_usage: Vec<&TargetRecord> = keys.iter().filter_map(|k| answers.get(k)).collect();
-    let usage = UsageTotals::of(target_usage.iter().copied(), prices.0)
-        .plus(UsageTotals::of(ordered.iter().copied(), prices.1));
+    let usage = usage_of(target_usage.iter().copied(), prices.0)
+        .plus(usage_of(ordered.iter().copied(), prices.1));
     let mut summary = MethodSummary {
         namespace: ns.clone(),
         done: ordered.len(),

@@ -79,7 +79,7 @@ pub(super) async fn run_mcq_logprob(
         .iter()
         .filter_map(|e| outcome.results.get(&e.uuid))
         .collect();
-    let usage = UsageTotals::of(ordered.iter().copied(), price);
+    let usage = usage_of(ordered.iter().copied(), price);
     let mut summary = MethodSummary {
         namespace: ns.clone(),
         done: ordered.len(),

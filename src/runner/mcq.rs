@@ -77,7 +77,7 @@ pub(super) async fn run_mcq(
         .iter()
         .filter_map(|e| outcome.results.get(&e.uuid))
         .collect();
-    let usage = UsageTotals::of(ordered.iter().copied(), price);
+    let usage = usage_of(ordered.iter().copied(), price);
     let mut summary = MethodSummary {
         namespace: ns.clone(),
         done: ordered.len(),
@@ -240,7 +240,7 @@ pub(super) async fn run_stability_mcq(
     )
     .await?;
     note_outcome(report, &ns, &outcome, &client, total);
-    let usage = UsageTotals::of(outcome.results.values(), price);
+    let usage = usage_of(outcome.results.values(), price);
     let mut summary = MethodSummary {
         namespace: ns.clone(),
         done: outcome.results.len(),

@@ -4,7 +4,6 @@
 //! `finish` holds what they share once their items are in.
 
 use crate::audit::{AuditEvent, Severity};
-use crate::checkpoint::{file_digest, read_json, write_bytes_atomic, write_json_atomic};
 use crate::config::{self, Config};
 use crate::dataset::{self, Example};
 use crate::fingerprint::{diff, fingerprint, short};
@@ -14,16 +13,20 @@ use crate::llm::{CallItem, CallRecord, Client};
 use crate::methods::llm_judge::{self, JudgeRecord, JudgeStatus, LlmJudge, TargetRecord};
 use crate::methods::mcq::{Mcq, McqRecord};
 use crate::methods::mcq_logprob::{self, McqLogprob, McqLogprobRecord};
-use crate::methods::{self, files, Cancel, ItemError, ItemOutput, Outcome};
+use crate::methods::{self, Cancel, ItemError, ItemOutput, Outcome};
 use crate::methods::{sweep_name, Sweep, WorkItem};
 use crate::metrics::{self, Metrics, Scored};
-use crate::session::{self, MethodSettings, NewSession, Session};
+use crate::outcome::{MethodSummary, RunReport, RunStatus};
+use crate::store::names as files;
+use crate::store::session::{self, NewSession, Session};
+use crate::store::{file_digest, read_json, write_bytes_atomic, write_json_atomic};
+use crate::store::{MethodSettings, UsageTotals};
 use crate::tracking::Tracker;
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 mod finish;
@@ -31,130 +34,14 @@ mod judge;
 mod logprob;
 mod mcq;
 
+pub use crate::store::{DoneMarker, FileDigest, MetricsFile};
 use finish::*;
-pub use finish::{DoneMarker, FileDigest, MetricsFile};
 use judge::run_llm_judge;
 use logprob::run_mcq_logprob;
 use mcq::{run_mcq, run_stability_mcq};
 
 /// Version of the session fingerprint payload.
 pub const PAYLOAD_SCHEMA: u32 = 1;
-
-/// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunStatus {
-    /// Every enabled method finished and has its `_DONE.json`.
-    Complete,
-    /// Some items failed after their retries; resume retries them.
-    Incomplete,
-    /// Stopped by Ctrl-C; resume continues.
-    Interrupted,
-}
-
-/// The summary of one method namespace.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MethodSummary {
-    /// Namespace name.
-    pub namespace: String,
-    /// Items with a result.
-    pub done: usize,
-    /// Items in the namespace.
-    pub total: usize,
-    /// Items that failed in this run.
-    pub failed: usize,
-    /// Metrics, when the method completed.
-    pub metrics: Option<Metrics>,
-    /// Tokens used by the finished items.
-    pub usage: UsageTotals,
-    /// Sweep metrics, for `stability_*` namespaces.
-    pub stability: Option<crate::stability::StabilityMetrics>,
-}
-
-/// Token totals over a namespace's results (saturating: a server reporting
-/// `u64::MAX` tokens cannot wrap them).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct UsageTotals {
-    /// Prompt tokens.
-    pub prompt_tokens: u64,
-    /// Completion tokens.
-    pub completion_tokens: u64,
-    /// Cost in USD, when `[prices]` lists the model.
-    pub cost_usd: Option<f64>,
-}
-
-impl UsageTotals {
-    /// Totals over records, priced with an optional price.
-    pub fn of<'a, R: methods::Record + 'a>(
-        records: impl IntoIterator<Item = &'a R>,
-        price: Option<&crate::config::Price>,
-    ) -> Self {
-        let total = records
-            .into_iter()
-            .fold(Usage::default(), |acc, r| acc.saturating_add(r.usage()));
-        UsageTotals::new(total.prompt_tokens, total.completion_tokens, price)
-    }
-
-    /// Sum of two totals (token counts saturate); the cost is known only
-    /// when both are.
-    pub fn plus(self, other: UsageTotals) -> UsageTotals {
-        UsageTotals {
-            prompt_tokens: self.prompt_tokens.saturating_add(other.prompt_tokens),
-            completion_tokens: self
-                .completion_tokens
-                .saturating_add(other.completion_tokens),
-            cost_usd: self.cost_usd.zip(other.cost_usd).map(|(a, b)| a + b),
-        }
-    }
-
-    /// Totals with the cost from an optional price.
-    pub fn new(
-        prompt_tokens: u64,
-        completion_tokens: u64,
-        price: Option<&crate::config::Price>,
-    ) -> Self {
-        UsageTotals {
-            prompt_tokens,
-            completion_tokens,
-            cost_usd: price.map(|p| {
-                (prompt_tokens as f64 * p.prompt_per_mtok
-                    + completion_tokens as f64 * p.completion_per_mtok)
-                    / 1_000_000.0
-            }),
-        }
-    }
-}
-
-/// The result of a run.
-#[derive(Debug, Clone)]
-pub struct RunReport {
-    /// Session directory.
-    pub session_dir: PathBuf,
-    /// RUN_KEY.
-    pub run_key: String,
-    /// Full fingerprint.
-    pub fingerprint: String,
-    /// Whether the session was created by this run.
-    pub created: bool,
-    /// Per-method summaries.
-    pub methods: Vec<MethodSummary>,
-    /// Overall status.
-    pub status: RunStatus,
-    /// Notes for the user (torn lines cut, resumed items...).
-    pub notes: Vec<String>,
-}
-
-impl RunReport {
-    /// Records that a namespace ended without all its results: interrupted
-    /// when a stop was requested, else incomplete (an interrupt is never
-    /// downgraded).
-    pub fn mark_unfinished(&mut self, cancelled: bool) {
-        if cancelled {
-            self.status = RunStatus::Interrupted;
-        } else if self.status == RunStatus::Complete {
-            self.status = RunStatus::Incomplete;
-        }
-    }
-}
 
 /// What `run` is asked to do.
 pub struct RunRequest {
@@ -267,7 +154,7 @@ pub async fn run(
     }
     if let Some(short) = &prepared.short_labels {
         let dir = session::session_dir(&config.run.runs_dir, &req.run_key, &prepared.fingerprint);
-        if !dir.join("manifest.json").exists() {
+        if !crate::store::layout::manifest(&dir).exists() {
             bail!("{short}");
         }
     }
@@ -486,13 +373,13 @@ pub fn config_from_manifest(found: &session::FoundSession) -> Result<Config> {
         serde_json::from_value(found.manifest.config.clone()).with_context(|| {
             format!(
                 "{}: field `config` does not hold a valid w2c config",
-                found.dir.join("manifest.json").display()
+                crate::store::layout::manifest(&found.dir).display()
             )
         })?;
     config.validate().with_context(|| {
         format!(
             "{}: stored config",
-            found.dir.join("manifest.json").display()
+            crate::store::layout::manifest(&found.dir).display()
         )
     })?;
     Ok(config)

@@ -2,7 +2,7 @@
 //! the session, or that it is offline, and what is still unsent) and
 //! `mlflow_uploads.json` (which artifact files each run already holds).
 
-use crate::checkpoint::{read_json, write_json_atomic};
+use crate::store::{read_json, write_json_atomic};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -80,7 +80,7 @@ impl MlflowIds {
     /// Writes the file atomically.
     pub fn save(&mut self, session_dir: &Path) -> Result<()> {
         self.schema_version = schema();
-        self.updated_at = crate::session::now_utc();
+        self.updated_at = crate::store::session::now_utc();
         write_json_atomic(&session_dir.join(IDS_FILE), self)
     }
 }

@@ -10,8 +10,8 @@ use super::ids::{
     ArtifactManifest, ManifestEntry, MlflowIds, Mode, UploadManifest, Uploaded, ARTIFACT_MANIFEST,
 };
 use super::rest::{status, KeyValue, MetricPoint, MlflowClient, MlflowError, Run};
-use crate::methods::files;
-use crate::session::Manifest;
+use crate::store::session::Manifest;
+use crate::store::{layout, names, DoneMarker, NamespaceDir};
 use anyhow::{Context, Result};
 use futures::StreamExt;
 use serde_json::Value;
@@ -310,11 +310,11 @@ impl Mirror {
                 .await?;
         }
         if !long.is_empty() {
-            let dir = self.session_dir.join("artifacts_local").join("_params");
+            let dir = NamespaceDir::new(&self.session_dir, "_params").artifacts;
             let mut files = Vec::new();
             for (rel, value) in long {
                 let local = dir.join(rel.trim_start_matches("params/"));
-                crate::checkpoint::write_bytes_atomic(&local, value.as_bytes())?;
+                crate::store::write_bytes_atomic(&local, value.as_bytes())?;
                 files.push((rel, local));
             }
             self.upload(run, digested(files)?, false).await?;
@@ -329,7 +329,7 @@ impl Mirror {
             return Ok(run.clone());
         }
         let parent = self.ensure_parent().await?;
-        let settings = crate::session::namespaces(&self.session_dir)
+        let settings = crate::store::session::namespaces(&self.session_dir)
             .into_iter()
             .find(|(n, _)| n == ns)
             .map(|(_, s)| s)
@@ -388,23 +388,14 @@ impl Mirror {
     /// them again adds nothing.
     pub async fn log_final_metrics(&mut self, ns: &str) -> Result<usize> {
         let run = self.ensure_child(ns).await?;
-        let done: crate::runner::DoneMarker = crate::checkpoint::read_json(
-            &self
-                .session_dir
-                .join("checkpoints")
-                .join(ns)
-                .join(files::DONE),
-        )?;
-        let metrics_path = self
-            .session_dir
-            .join("artifacts_local")
-            .join(ns)
-            .join("metrics.json");
+        let dir = NamespaceDir::new(&self.session_dir, ns);
+        let done: DoneMarker = crate::store::read_json(&dir.done_marker())?;
+        let metrics_path = dir.metrics();
         if !metrics_path.exists() {
             // Namespaces without metrics of their own (`llm_judge.target`).
             return Ok(0);
         }
-        let file: Value = crate::checkpoint::read_json(&metrics_path)?;
+        let file: Value = crate::store::read_json(&metrics_path)?;
         let timestamp = chrono::DateTime::parse_from_rfc3339(&done.done_at)
             .map(|t| t.timestamp_millis())
             .unwrap_or(0);
@@ -433,11 +424,10 @@ impl Mirror {
     /// or resized files are sent again.
     pub async fn upload_namespace(&mut self, ns: &str, repair: bool) -> Result<usize> {
         let run = self.ensure_child(ns).await?;
-        let artifacts = self.session_dir.join("artifacts_local").join(ns);
-        let checkpoints = self.session_dir.join("checkpoints").join(ns);
-        let mut files = local_files(&artifacts, "")?;
+        let dir = NamespaceDir::new(&self.session_dir, ns);
+        let mut files = local_files(&dir.artifacts, "")?;
         files.retain(|(rel, _)| rel != ARTIFACT_MANIFEST);
-        files.extend(local_files(&checkpoints, "checkpoints")?);
+        files.extend(local_files(&dir.checkpoints, names::CHECKPOINTS)?);
         let mut files = digested(files)?;
         let mut entries: Vec<ManifestEntry> = files
             .iter()
@@ -451,15 +441,15 @@ impl Mirror {
         let manifest = ArtifactManifest {
             fingerprint: self.manifest.fingerprint.clone(),
             namespace: ns.to_string(),
-            written_at: crate::session::now_utc(),
+            written_at: crate::store::session::now_utc(),
             files: entries,
         };
-        let manifest_path = artifacts.join(ARTIFACT_MANIFEST);
-        let previous: Option<ArtifactManifest> = crate::checkpoint::read_json(&manifest_path).ok();
+        let manifest_path = dir.artifact(ARTIFACT_MANIFEST);
+        let previous: Option<ArtifactManifest> = crate::store::read_json(&manifest_path).ok();
         // Rewrite only when the file list changed, so an unchanged namespace
         // uploads nothing.
         if previous.as_ref().map(|p| &p.files) != Some(&manifest.files) {
-            crate::checkpoint::write_json_atomic(&manifest_path, &manifest)?;
+            crate::store::write_json_atomic(&manifest_path, &manifest)?;
         }
         files.extend(digested(vec![(
             ARTIFACT_MANIFEST.to_string(),
@@ -472,8 +462,8 @@ impl Mirror {
     pub async fn upload_session_files(&mut self, repair: bool) -> Result<usize> {
         let run = self.ensure_parent().await?;
         let files = digested(vec![(
-            "manifest.json".to_string(),
-            self.session_dir.join("manifest.json"),
+            names::MANIFEST.to_string(),
+            layout::manifest(&self.session_dir),
         )])?;
         self.upload(&run, files, repair).await
     }
@@ -577,7 +567,7 @@ fn digested(files: Vec<(String, PathBuf)>) -> Result<Vec<(String, PathBuf, Uploa
     files
         .into_iter()
         .map(|(rel, path)| {
-            let (sha256, bytes) = crate::checkpoint::file_digest(&path)?;
+            let (sha256, bytes) = crate::store::file_digest(&path)?;
             Ok((rel, path, Uploaded { sha256, bytes }))
         })
         .collect()
@@ -587,7 +577,7 @@ fn digested(files: Vec<(String, PathBuf)>) -> Result<Vec<(String, PathBuf, Uploa
 /// namespaces of earlier settings included), with the status its local
 /// record gives ([`stopped_status`]): what a run's end and `w2c sync` mirror.
 pub fn stopped_namespaces(session_dir: &Path) -> Vec<(String, &'static str)> {
-    crate::session::namespaces(session_dir)
+    crate::store::session::namespaces(session_dir)
         .into_iter()
         .map(|(ns, _)| {
             let st = stopped_status(session_dir, &ns);
@@ -598,11 +588,7 @@ pub fn stopped_namespaces(session_dir: &Path) -> Vec<(String, &'static str)> {
 
 /// Whether a namespace has its `_DONE.json`.
 pub fn namespace_done(session_dir: &Path, ns: &str) -> bool {
-    session_dir
-        .join("checkpoints")
-        .join(ns)
-        .join(files::DONE)
-        .exists()
+    NamespaceDir::new(session_dir, ns).is_done()
 }
 
 /// The status a stopped namespace mirrors: FINISHED when done, KILLED when
@@ -611,11 +597,8 @@ pub fn stopped_status(session_dir: &Path, ns: &str) -> &'static str {
     if namespace_done(session_dir, ns) {
         return status::FINISHED;
     }
-    let log = crate::checkpoint::load_jsonl::<crate::methods::RunLogLine>(
-        &session_dir
-            .join("checkpoints")
-            .join(ns)
-            .join(files::RUN_LOG),
+    let log = crate::store::load_jsonl::<crate::store::RunLogLine>(
+        &NamespaceDir::new(session_dir, ns).run_log(),
     );
     match log.ok().and_then(|(lines, _)| lines.last().cloned()) {
         Some(last) if last.cancelled => status::KILLED,

@@ -10,9 +10,10 @@ pub mod mirror;
 pub mod rest;
 
 use crate::config::TrackingConfig;
-use crate::methods::Progress;
-use crate::runner::{RunReport, RunStatus};
-use crate::session::Manifest;
+use crate::outcome::Progress;
+use crate::outcome::{RunReport, RunStatus};
+use crate::redact::url_without_credentials;
+use crate::store::session::Manifest;
 use anyhow::{bail, Context, Result};
 use ids::{MlflowIds, Mode};
 use mirror::{is_transient, Mirror};
@@ -84,11 +85,11 @@ pub fn resolve(config: &TrackingConfig, no_tracking: bool, env: Env<'_>) -> Resu
         },
     };
     let mut uri = reqwest::Url::parse(raw.trim())
-        .with_context(|| format!("{source}: `{}` is not a URL", redact(&raw)))?;
+        .with_context(|| format!("{source}: `{}` is not a URL", url_without_credentials(&raw)))?;
     if !matches!(uri.scheme(), "http" | "https") {
         bail!(
             "{source}: `{}` is not an http(s) tracking server; w2c talks to `mlflow server` over REST (MLflow 3 no longer serves ./mlruns file stores: run `mlflow server --backend-store-uri sqlite:///mlflow.db` and point {source} at it)",
-            redact(&raw)
+            url_without_credentials(&raw)
         );
     }
     let mut auth = Auth::None;
@@ -152,43 +153,16 @@ pub fn resolve(config: &TrackingConfig, no_tracking: bool, env: Env<'_>) -> Resu
     }))
 }
 
+/// A percent-encoded URL component (user name, password) as text.
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
 /// The process environment, for [`resolve`].
 pub fn process_env(key: &str) -> Option<String> {
     std::env::var(key).ok()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// A URL with any `user:password@` removed, for messages.
-pub fn redact(raw: &str) -> String {
-    match reqwest::Url::parse(raw) {
-        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.to_string()
-        }
-        Ok(u) => u.to_string(),
-        Err(_) => match raw.rsplit_once('@') {
-            Some((_, host)) => format!("…@{host}"),
-            None => raw.to_string(),
-        },
-    }
 }
 
 /// Accepted range of `MLFLOW_HTTP_REQUEST_TIMEOUT`, seconds.
@@ -845,6 +819,6 @@ mod tests {
         )
         .unwrap_err();
         assert!(format!("{err:#}").contains("together"));
-        assert_eq!(redact("http://u:p@h:1/x"), "http://h:1/x");
+        assert_eq!(url_without_credentials("http://u:p@h:1/x"), "http://h:1/x");
     }
 }

@@ -13,13 +13,12 @@
 pub mod python_suite;
 pub mod tracking;
 
-use crate::checkpoint::{file_digest, load_jsonl, read_json};
 use crate::fingerprint::sha256_hex;
 use crate::labels::{Label, Prediction};
-use crate::methods::files;
 use crate::metrics::{self, Metrics, Scored};
-use crate::runner::{DoneMarker, MetricsFile};
-use crate::session::{self, FoundSession};
+use crate::store::names as files;
+use crate::store::session::{self, FoundSession};
+use crate::store::{file_digest, load_jsonl, read_json, DoneMarker, MetricsFile, NamespaceDir};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashSet;
@@ -139,8 +138,8 @@ struct KeyLine {
 }
 
 fn verify_namespace(c: &mut Collector, found: &FoundSession, ns: &str) {
-    let ns_dir = found.dir.join("checkpoints").join(ns);
-    let artifacts = found.dir.join("artifacts_local").join(ns);
+    let dir = NamespaceDir::new(&found.dir, ns);
+    let (ns_dir, artifacts) = (&dir.checkpoints, &dir.artifacts);
     let results = load_jsonl::<KeyLine>(&ns_dir.join(files::RESULTS));
     let keys: HashSet<String> = match &results {
         Ok((lines, report)) => {
@@ -271,7 +270,7 @@ fn verify_namespace(c: &mut Collector, found: &FoundSession, ns: &str) {
         }
     }
     if done.artifact_files.contains_key("metrics.json") {
-        verify_metrics(c, &artifacts);
+        verify_metrics(c, artifacts);
     }
 }
 

@@ -9,9 +9,9 @@
 //! store, which MLflow 3 servers refuse, so tracking is not checked.
 
 use super::{Check, Collector, Status};
-use crate::checkpoint::read_json;
 use crate::labels::{Label, Prediction};
 use crate::metrics::{self, Scored};
+use crate::store::read_json;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -6,7 +6,8 @@
 //! without a local counterpart are reported.
 
 use super::{Check, Collector, Status};
-use crate::session::FoundSession;
+use crate::store::session::FoundSession;
+use crate::store::{layout, names, NamespaceDir};
 use crate::tracking::ids::{MlflowIds, Mode};
 use crate::tracking::mirror::{self, local_files, TAG_FINGERPRINT, TAG_NAMESPACE, TAG_PARENT};
 use crate::tracking::rest::{status, MlflowClient, MlflowError, Run};
@@ -87,8 +88,8 @@ pub async fn verify_tracking(found: &FoundSession, deep: bool) -> Vec<Check> {
             ),
         );
     }
-    let running = crate::session::holder(&found.dir).is_some();
-    let namespaces: Vec<String> = crate::session::namespaces(&found.dir)
+    let running = crate::store::session::holder(&found.dir).is_some();
+    let namespaces: Vec<String> = crate::store::session::namespaces(&found.dir)
         .into_iter()
         .map(|(ns, _)| ns)
         .collect();
@@ -138,7 +139,7 @@ pub async fn verify_tracking(found: &FoundSession, deep: bool) -> Vec<Check> {
         &mut out,
         &client,
         &parent,
-        vec![("manifest.json".into(), found.dir.join("manifest.json"))],
+        vec![(names::MANIFEST.into(), layout::manifest(&found.dir))],
         deep,
         false,
     )
@@ -191,11 +192,10 @@ pub async fn verify_tracking(found: &FoundSession, deep: bool) -> Vec<Check> {
             check_metrics(&mut out, &found.dir, &ns, &run);
         }
         let mut files = Vec::new();
-        let artifacts = found.dir.join("artifacts_local").join(&ns);
-        let checkpoints = found.dir.join("checkpoints").join(&ns);
+        let dir = NamespaceDir::new(&found.dir, &ns);
         match (
-            local_files(&artifacts, ""),
-            local_files(&checkpoints, "checkpoints"),
+            local_files(&dir.artifacts, ""),
+            local_files(&dir.checkpoints, names::CHECKPOINTS),
         ) {
             (Ok(a), Ok(c)) => {
                 files.extend(a);
@@ -305,14 +305,11 @@ fn check_status(out: &mut Collector, run: &Run, done: bool, running: bool, want:
 }
 
 fn check_metrics(out: &mut Collector, session_dir: &std::path::Path, ns: &str, run: &Run) {
-    let path = session_dir
-        .join("artifacts_local")
-        .join(ns)
-        .join("metrics.json");
+    let path = NamespaceDir::new(session_dir, ns).metrics();
     if !path.exists() {
         return;
     }
-    let file: serde_json::Value = match crate::checkpoint::read_json(&path) {
+    let file: serde_json::Value = match crate::store::read_json(&path) {
         Ok(v) => v,
         Err(e) => return out.push("metrics", Status::Mismatch, format!("{e:#}")),
     };
@@ -433,7 +430,7 @@ async fn check_artifacts(
                 let uri = uri.clone();
                 async move {
                     let r = match client.artifact_digest(&uri, &rel).await {
-                        Ok((remote, _)) => crate::checkpoint::file_digest(&path)
+                        Ok((remote, _)) => crate::store::file_digest(&path)
                             .map(|(local, _)| local == remote)
                             .map_err(|e| format!("{e:#}")),
                         Err(e) => Err(e.to_string()),

@@ -1,4 +1,4 @@
-//! Crash-safe JSONL checkpoints and atomic JSON files.
+//! Crash-safe append-only JSONL files (checkpoints, call logs, audit trails).
 //!
 //! Durability policy:
 //! - every record is one line, written with a single `write` call straight to
@@ -11,9 +11,6 @@
 //!   reported and ignored on load, and cut off before the next append so the
 //!   file stays well formed. A malformed line *before* the last one is not a
 //!   crash artifact and is a hard error naming `file:line`.
-//!
-//! Non-finite floats cannot be JSON numbers; records store them as the strings
-//! `"NaN"`, `"Infinity"` and `"-Infinity"` (see [`finite_or_string`]).
 
 use anyhow::{bail, Context, Result};
 use serde::de::DeserializeOwned;
@@ -183,96 +180,9 @@ impl Drop for JsonlWriter {
     }
 }
 
-/// Writes `value` as pretty JSON to `path` atomically: a temp file in the same
-/// directory, fsynced, then renamed over the target, then the directory fsynced.
-pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let mut bytes = serde_json::to_vec_pretty(value)
-        .with_context(|| format!("cannot serialise {}", path.display()))?;
-    bytes.push(b'\n');
-    write_bytes_atomic(path, &bytes)
-}
-
-/// Writes bytes to `path` atomically (temp file + fsync + rename).
-pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .with_context(|| format!("{} has no parent directory", path.display()))?;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot create a temp file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .and_then(|_| tmp.as_file().sync_all())
-        .with_context(|| format!("cannot write temp file for {}", path.display()))?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot rename temp file onto {}", path.display()))?;
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
-/// Reads and parses a JSON file, naming the file in errors.
-pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_slice(&bytes).with_context(|| format!("{}: invalid JSON", path.display()))
-}
-
-/// sha256 and size of a file.
-pub fn file_digest(path: &Path) -> Result<(String, u64)> {
-    use sha2::Digest;
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut hasher = sha2::Sha256::new();
-    let bytes = std::io::copy(&mut file, &mut hasher)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    Ok((hex::encode(hasher.finalize()), bytes))
-}
-
-/// Serde helpers storing non-finite `f64` as `"NaN"`, `"Infinity"`,
-/// `"-Infinity"` strings so that every checkpoint stays strict JSON.
-pub mod finite_or_string {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    /// Serialises finite values as numbers, others as strings.
-    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-        if v.is_finite() {
-            s.serialize_f64(*v)
-        } else if v.is_nan() {
-            s.serialize_str("NaN")
-        } else if *v > 0.0 {
-            s.serialize_str("Infinity")
-        } else {
-            s.serialize_str("-Infinity")
-        }
-    }
-
-    /// Accepts a number or one of the three strings.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Repr {
-            Num(f64),
-            Str(String),
-        }
-        match Repr::deserialize(d)? {
-            Repr::Num(n) => Ok(n),
-            Repr::Str(s) => match s.as_str() {
-                "NaN" => Ok(f64::NAN),
-                "Infinity" => Ok(f64::INFINITY),
-                "-Infinity" => Ok(f64::NEG_INFINITY),
-                other => Err(serde::de::Error::custom(format!(
-                    "expected a number, \"NaN\", \"Infinity\" or \"-Infinity\", got {other:?}"
-                ))),
-            },
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde::Deserialize;
     use serde_json::{json, Value};
 
     #[test]
@@ -314,34 +224,5 @@ mod tests {
         let (recs, rep) = load_jsonl::<Value>(&dir.path().join("none.jsonl")).unwrap();
         assert!(recs.is_empty());
         assert_eq!(rep, LoadReport::default());
-    }
-
-    #[test]
-    fn non_finite_floats_round_trip_as_strings() {
-        #[derive(Serialize, Deserialize, Debug)]
-        struct R {
-            #[serde(with = "finite_or_string")]
-            x: f64,
-        }
-        for v in [1.5, f64::INFINITY, f64::NEG_INFINITY] {
-            let s = serde_json::to_string(&R { x: v }).unwrap();
-            let back: R = serde_json::from_str(&s).unwrap();
-            assert_eq!(back.x, v);
-        }
-        let s = serde_json::to_string(&R { x: f64::NAN }).unwrap();
-        assert_eq!(s, r#"{"x":"NaN"}"#);
-        assert!(serde_json::from_str::<R>(&s).unwrap().x.is_nan());
-        assert!(serde_json::from_str::<R>(r#"{"x":"inf"}"#).is_err());
-    }
-
-    #[test]
-    fn atomic_write_replaces_whole_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("m.json");
-        write_json_atomic(&p, &json!({"v": 1})).unwrap();
-        write_json_atomic(&p, &json!({"v": 2})).unwrap();
-        let v: Value = read_json(&p).unwrap();
-        assert_eq!(v, json!({"v": 2}));
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

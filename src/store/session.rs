@@ -13,7 +13,9 @@
 //! method claim the plain name (`mcq`); different settings get `mcq~<hash12>`,
 //! so results under different settings are never mixed.
 
-use crate::checkpoint::{read_json, write_json_atomic};
+use super::files::{read_json, write_json_atomic};
+use super::layout::{self, names, NamespaceDir};
+use super::records::MethodSettings;
 use crate::fingerprint::{canonical_json, diff, short};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -56,28 +58,6 @@ pub struct Manifest {
     /// Gold label counts of the selected examples.
     #[serde(default)]
     pub label_counts: std::collections::BTreeMap<String, usize>,
-}
-
-/// `method_settings.json` in a namespace directory.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MethodSettings {
-    /// Method name, e.g. `mcq`.
-    pub method: String,
-    /// sha256 of the canonical settings JSON.
-    pub settings_hash: String,
-    /// The settings that were hashed.
-    pub settings: Value,
-}
-
-impl MethodSettings {
-    /// Settings of `method`, hashed over their canonical JSON.
-    pub fn new(method: &str, settings: Value) -> MethodSettings {
-        MethodSettings {
-            method: method.to_string(),
-            settings_hash: crate::fingerprint::sha256_hex(canonical_json(&settings).as_bytes()),
-            settings,
-        }
-    }
 }
 
 /// An open session directory, locked by this process.
@@ -125,7 +105,7 @@ pub struct SessionBusy {
 /// Takes the session lock, writing our PID into the lock file.
 pub fn lock(dir: &Path) -> Result<SessionLock> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let path = dir.join(".lock");
+    let path = dir.join(names::LOCK);
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -162,7 +142,7 @@ pub fn lock(dir: &Path) -> Result<SessionLock> {
 
 /// Whether a live process holds the session's lock, and its PID if so.
 pub fn holder(dir: &Path) -> Option<String> {
-    let path = dir.join(".lock");
+    let path = dir.join(names::LOCK);
     let file = OpenOptions::new().read(true).write(true).open(&path).ok()?;
     match file.try_lock() {
         Ok(()) => None,
@@ -193,7 +173,7 @@ pub fn open_or_create(runs_dir: &Path, spec: NewSession<'_>) -> Result<Session> 
     let fp = crate::fingerprint::sha256_hex(canonical.as_bytes());
     let dir = session_dir(runs_dir, spec.run_key, &fp);
     let lock = lock(&dir)?;
-    let manifest_path = dir.join("manifest.json");
+    let manifest_path = layout::manifest(&dir);
     if manifest_path.exists() {
         let mut manifest: Manifest = read_json(&manifest_path)?;
         check_payload(&manifest, spec.payload, &manifest_path)?;
@@ -222,8 +202,8 @@ pub fn open_or_create(runs_dir: &Path, spec: NewSession<'_>) -> Result<Session> 
         namespaces: Default::default(),
         label_counts: spec.label_counts,
     };
-    std::fs::create_dir_all(dir.join("checkpoints"))?;
-    std::fs::create_dir_all(dir.join("artifacts_local"))?;
+    std::fs::create_dir_all(layout::checkpoints(&dir))?;
+    std::fs::create_dir_all(layout::artifacts(&dir))?;
     write_json_atomic(&manifest_path, &manifest)?;
     Ok(Session {
         dir,
@@ -275,7 +255,7 @@ pub fn list(runs_dir: &Path) -> Vec<FoundSession> {
         };
         for s in sessions.flatten() {
             let dir = s.path();
-            if let Ok(manifest) = read_json::<Manifest>(&dir.join("manifest.json")) {
+            if let Ok(manifest) = read_json::<Manifest>(&layout::manifest(&dir)) {
                 out.push(FoundSession { dir, manifest });
             }
         }
@@ -319,7 +299,6 @@ pub fn find(runs_dir: &Path, prefix: &str, run_key: Option<&str>) -> Result<Foun
 /// Finds or claims the namespace directory for a method with given settings.
 /// Returns the namespace name (`mcq` or `mcq~<hash12>`).
 pub fn namespace(session_dir: &Path, settings: &MethodSettings) -> Result<String> {
-    let ckpt = session_dir.join("checkpoints");
     let plain = settings.method.clone();
     let hashed = format!(
         "{}~{}",
@@ -327,7 +306,7 @@ pub fn namespace(session_dir: &Path, settings: &MethodSettings) -> Result<String
         crate::fingerprint::prefix(&settings.settings_hash, 12)
     );
     for name in [&plain, &hashed] {
-        let path = ckpt.join(name).join("method_settings.json");
+        let path = NamespaceDir::new(session_dir, name).settings();
         if path.exists() {
             let stored: MethodSettings = read_json(&path)?;
             if stored.settings_hash == settings.settings_hash {
@@ -341,7 +320,7 @@ pub fn namespace(session_dir: &Path, settings: &MethodSettings) -> Result<String
     }
     bail!(
         "{}: namespace `{hashed}` holds different settings than its hash says; the session directory was edited by hand",
-        ckpt.display()
+        layout::checkpoints(session_dir).display()
     )
 }
 
@@ -349,7 +328,7 @@ pub fn namespace(session_dir: &Path, settings: &MethodSettings) -> Result<String
 /// `mcq_logprob` resolved) to `manifest.json`, under `namespaces`. The caller
 /// holds the session lock.
 fn record_namespace(session_dir: &Path, name: &str, settings: &MethodSettings) -> Result<()> {
-    let path = session_dir.join("manifest.json");
+    let path = layout::manifest(session_dir);
     if !path.exists() {
         return Ok(());
     }
@@ -371,9 +350,9 @@ fn record_namespace(session_dir: &Path, name: &str, settings: &MethodSettings) -
 /// Every namespace of a session: (name, settings).
 pub fn namespaces(session_dir: &Path) -> Vec<(String, MethodSettings)> {
     let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(session_dir.join("checkpoints")) {
+    if let Ok(entries) = std::fs::read_dir(layout::checkpoints(session_dir)) {
         for e in entries.flatten() {
-            if let Ok(s) = read_json::<MethodSettings>(&e.path().join("method_settings.json")) {
+            if let Ok(s) = read_json::<MethodSettings>(&e.path().join(names::SETTINGS)) {
                 out.push((e.file_name().to_string_lossy().into_owned(), s));
             }
         }

@@ -1,0 +1,31 @@
+//! The session store: everything w2c keeps on disk, at the bottom of the
+//! dependency graph. It owns the layout of a session directory
+//! ([`layout`]), the manifest, lock and namespaces ([`session`]), the
+//! crash-safe file primitives ([`jsonl`], [`files`]) and the typed records
+//! every other layer reads and writes ([`records`]). Nothing here knows
+//! about methods, LLMs or MLflow.
+//!
+//! ```text
+//! <runs_dir>/<RUN_KEY>/sessions/<FP16>/
+//!   manifest.json           fingerprint, canonical payload, resolved config
+//!   .lock                   OS lock held by the one process writing the session
+//!   checkpoints/<ns>/       method_settings.json, results.jsonl, errors.jsonl,
+//!                           audit_fallbacks.jsonl, run_log.jsonl, _DONE.json
+//!   artifacts_local/<ns>/   metrics.json, predictions.jsonl, llm_calls.jsonl, ...
+//!   mlflow_ids.json         written by the tracking observer
+//! ```
+
+pub mod files;
+pub mod floats;
+pub mod jsonl;
+pub mod layout;
+pub mod records;
+pub mod session;
+
+pub use files::{file_digest, read_json, write_bytes_atomic, write_json_atomic};
+pub use jsonl::{load_jsonl, JsonlWriter, LoadReport};
+pub use layout::{names, NamespaceDir};
+pub use records::{
+    DoneMarker, ErrorLine, FileDigest, MethodSettings, MetricsFile, RunLogLine, UsageTotals,
+};
+pub use session::{FoundSession, Manifest, Session};
