@@ -576,7 +576,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 prepared.dataset.examples.len(),
                 prepared.dataset.path.display()
             );
-            println!("methods: {}", loaded.config.methods.enabled.join(", "));
+            let methods: Vec<&str> = loaded.config.methods.enabled.iter().map(|m| m.as_str()).collect();
+            println!("methods: {}", methods.join(", "));
             Ok(EXIT_OK)
         }
     }

@@ -10,14 +10,81 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Methods w2c knows how to run.
-pub const KNOWN_METHODS: &[&str] = &[
-    "mcq",
-    "llm_judge",
-    "mcq_logprob",
-    "stability_mcq",
-    "stability_llm_judge",
-];
+/// A method w2c knows how to run, as named in `[methods] enabled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MethodKind {
+    /// Multiple-choice question, the model names an option.
+    Mcq,
+    /// Free answer with the dataset's tools, classified by a judge model.
+    LlmJudge,
+    /// The four answers scored by log-probability.
+    McqLogprob,
+    /// `mcq` repeated K times per temperature.
+    StabilityMcq,
+    /// `llm_judge` repeated K times per temperature.
+    StabilityLlmJudge,
+}
+
+impl MethodKind {
+    /// Every method, in documentation order.
+    pub const ALL: [MethodKind; 5] = [
+        MethodKind::Mcq,
+        MethodKind::LlmJudge,
+        MethodKind::McqLogprob,
+        MethodKind::StabilityMcq,
+        MethodKind::StabilityLlmJudge,
+    ];
+
+    /// The name used in configs, namespaces and MLflow.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MethodKind::Mcq => "mcq",
+            MethodKind::LlmJudge => "llm_judge",
+            MethodKind::McqLogprob => "mcq_logprob",
+            MethodKind::StabilityMcq => "stability_mcq",
+            MethodKind::StabilityLlmJudge => "stability_llm_judge",
+        }
+    }
+
+    /// Whether the method needs a judge model.
+    pub fn uses_judge(self) -> bool {
+        matches!(self, MethodKind::LlmJudge | MethodKind::StabilityLlmJudge)
+    }
+}
+
+impl std::fmt::Display for MethodKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for MethodKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        MethodKind::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| {
+                let known: Vec<&str> = MethodKind::ALL.iter().map(|m| m.as_str()).collect();
+                format!("unknown method `{s}` (known: {known:?})")
+            })
+    }
+}
+
+/// `enabled = [...]`: method names, each error naming its index.
+fn method_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<MethodKind>, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            name.parse()
+                .map_err(|e| serde::de::Error::custom(format!("key `methods.enabled[{i}]`: {e}")))
+        })
+        .collect()
+}
 
 /// The whole evaluation config, as written in TOML (after path resolution).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -223,8 +290,9 @@ pub const MAX_ATTEMPTS_RANGE: std::ops::RangeInclusive<u32> = 1..=100;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MethodsConfig {
-    /// Method names to run, in order.
-    pub enabled: Vec<String>,
+    /// Methods to run, in order.
+    #[serde(deserialize_with = "method_list")]
+    pub enabled: Vec<MethodKind>,
     /// Settings of the `mcq` method.
     #[serde(default)]
     pub mcq: McqConfig,
@@ -494,14 +562,10 @@ impl Config {
     /// Checks the rules TOML types cannot express.
     pub fn validate(&self) -> Result<()> {
         if self.methods.enabled.is_empty() {
-            bail!("key `methods.enabled`: expected at least one method (known: {KNOWN_METHODS:?})");
+            let known: Vec<&str> = MethodKind::ALL.iter().map(|m| m.as_str()).collect();
+            bail!("key `methods.enabled`: expected at least one method (known: {known:?})");
         }
         for (i, m) in self.methods.enabled.iter().enumerate() {
-            if !KNOWN_METHODS.contains(&m.as_str()) {
-                bail!(
-                    "key `methods.enabled[{i}]`: unknown method `{m}` (known: {KNOWN_METHODS:?})"
-                );
-            }
             if self.methods.enabled[..i].contains(m) {
                 bail!("key `methods.enabled[{i}]`: method `{m}` is listed twice");
             }
@@ -578,12 +642,7 @@ impl Config {
                 bail!("key `methods.stability.temperatures[{i}]`: {t} is listed twice");
             }
         }
-        if self
-            .methods
-            .enabled
-            .iter()
-            .any(|m| m == "llm_judge" || m == "stability_llm_judge")
-        {
+        if self.methods.enabled.iter().any(|m| m.uses_judge()) {
             if self.models.judge.as_deref().unwrap_or("").trim().is_empty() {
                 bail!("key `models.judge`: required when `llm_judge` is enabled");
             }
