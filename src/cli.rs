@@ -2,8 +2,8 @@
 //! Library modules return errors; only this module talks to the user.
 
 use crate::config;
+use crate::engine::Cancel;
 use crate::fingerprint::short;
-use crate::methods::Cancel;
 use crate::official_task::OfficialVariant;
 use crate::outcome::RunStatus;
 use crate::report;
@@ -576,7 +576,13 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 prepared.dataset.examples.len(),
                 prepared.dataset.path.display()
             );
-            let methods: Vec<&str> = loaded.config.methods.enabled.iter().map(|m| m.as_str()).collect();
+            let methods: Vec<&str> = loaded
+                .config
+                .methods
+                .enabled
+                .iter()
+                .map(|m| m.as_str())
+                .collect();
             println!("methods: {}", methods.join(", "));
             Ok(EXIT_OK)
         }

@@ -7,6 +7,7 @@ pub mod chat_templates;
 pub mod cli;
 pub mod config;
 pub mod dataset;
+pub mod engine;
 pub mod export;
 pub mod fingerprint;
 pub mod http_body;

@@ -14,10 +14,10 @@
 //! that spent its budget) is audited and is an `invalid` prediction without a
 //! judge call.
 
-use super::{Record, WorkItem};
 use crate::audit::{AuditEvent, Severity};
 use crate::config::{LlmJudgeConfig, ToolsMode};
 use crate::dataset::Example;
+use crate::engine::{Record, WorkItem};
 use crate::labels::{Label, Prediction};
 use crate::llm::{ChatRequest, Message, Usage};
 use crate::prompts::{self, Template};

@@ -6,10 +6,10 @@
 //! option; a reply that names no option, or several, is an `invalid`
 //! prediction (counted wrong, never coerced into a class) and is audited.
 
-use super::{Record, WorkItem};
 use crate::audit::{AuditEvent, Severity};
 use crate::config::{McqConfig, OptionOrder};
 use crate::dataset::Example;
+use crate::engine::{Record, WorkItem};
 use crate::fingerprint::sha256_hex;
 use crate::labels::{Label, Prediction};
 use crate::llm::{ChatRequest, Message, Usage};

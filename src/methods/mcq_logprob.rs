@@ -9,11 +9,11 @@
 //! `debug_per_choice.jsonl`.
 
 use super::logprob::{self, ContinuationScore, ScoreError};
-use super::{Record, WorkItem};
 use crate::audit::{AuditEvent, Severity};
 use crate::chat_templates::{self, Family};
 use crate::config::McqLogprobConfig;
 use crate::dataset::Example;
+use crate::engine::{Record, WorkItem};
 use crate::labels::{Label, Prediction};
 use crate::llm::{CompletionReply, CompletionRequest, Usage};
 use crate::store::MethodSettings;

@@ -4,7 +4,7 @@
 use super::*;
 
 /// Token totals of records, priced.
-pub(super) fn usage_of<'a, R: methods::Record + 'a>(
+pub(super) fn usage_of<'a, R: crate::engine::Record + 'a>(
     records: impl IntoIterator<Item = &'a R>,
     price: Option<&crate::config::Price>,
 ) -> UsageTotals {

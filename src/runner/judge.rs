@@ -36,7 +36,7 @@ pub(super) async fn run_llm_judge(
     let tartifacts = session.dir.join("artifacts_local").join(&tns);
     let tns_name = tns.clone();
     tracker.begin_namespace(&tns).await;
-    let targets: Outcome<TargetRecord> = methods::run_items(
+    let targets: Outcome<TargetRecord> = crate::engine::run_items(
         &tns_dir,
         &tartifacts,
         all_items.clone(),
@@ -154,7 +154,7 @@ pub(super) async fn run_llm_judge(
         .collect();
     let ns_name = ns.clone();
     tracker.begin_namespace(&ns).await;
-    let judged: Outcome<JudgeRecord> = methods::run_items(
+    let judged: Outcome<JudgeRecord> = crate::engine::run_items(
         &ns_dir,
         &artifacts_dir,
         items,

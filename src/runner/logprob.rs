@@ -26,7 +26,7 @@ pub(super) async fn run_mcq_logprob(
     let examples_arc: Arc<Vec<Example>> = Arc::new(examples.to_vec());
     let method_arc = Arc::new(method.clone());
     let ns_name = ns.clone();
-    let outcome: Outcome<McqLogprobRecord> = methods::run_items(
+    let outcome: Outcome<McqLogprobRecord> = crate::engine::run_items(
         &ns_dir,
         &artifacts_dir,
         method.items(examples),

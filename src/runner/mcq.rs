@@ -27,7 +27,7 @@ pub(super) async fn run_mcq(
     let examples_arc: Arc<Vec<Example>> = Arc::new(examples.to_vec());
     let mcq_arc = Arc::new(mcq.clone());
     let ns_name = ns.clone();
-    let outcome: Outcome<McqRecord> = methods::run_items(
+    let outcome: Outcome<McqRecord> = crate::engine::run_items(
         &ns_dir,
         &artifacts_dir,
         items,
@@ -191,7 +191,7 @@ pub(super) async fn run_stability_mcq(
     let examples_arc: Arc<Vec<Example>> = Arc::new(examples.to_vec());
     let mcq_arc = Arc::new(mcq.clone());
     let ns_name = ns.clone();
-    let outcome: Outcome<McqRecord> = methods::run_items(
+    let outcome: Outcome<McqRecord> = crate::engine::run_items(
         &ns_dir,
         &artifacts_dir,
         items,

@@ -6,6 +6,8 @@
 use crate::audit::{AuditEvent, Severity};
 use crate::config::{self, Config};
 use crate::dataset::{self, Example};
+use crate::engine::WorkItem;
+use crate::engine::{Cancel, ItemError, ItemOutput, Outcome};
 use crate::fingerprint::{diff, fingerprint, short};
 use crate::labels::{Label, Prediction};
 use crate::llm::Usage;
@@ -13,8 +15,7 @@ use crate::llm::{CallItem, CallRecord, Client};
 use crate::methods::llm_judge::{self, JudgeRecord, JudgeStatus, LlmJudge, TargetRecord};
 use crate::methods::mcq::{Mcq, McqRecord};
 use crate::methods::mcq_logprob::{self, McqLogprob, McqLogprobRecord};
-use crate::methods::{self, Cancel, ItemError, ItemOutput, Outcome};
-use crate::methods::{sweep_name, Sweep, WorkItem};
+use crate::methods::{sweep_name, Sweep};
 use crate::metrics::{self, Metrics, Scored};
 use crate::outcome::{MethodSummary, RunReport, RunStatus};
 use crate::store::names as files;
