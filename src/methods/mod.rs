@@ -6,6 +6,7 @@
 //! and stops cleanly on cancellation. Methods supply the per-item work and the
 //! scoring.
 
+pub mod echo_probe;
 pub mod llm_judge;
 pub mod logprob;
 pub mod mcq;
