@@ -2,19 +2,24 @@
 //! location of the shared When2Call test file.
 #![allow(dead_code)]
 
+pub mod llama;
 pub mod mlflow;
 
 use assert_cmd::Command;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-/// The real 300-row When2Call test file, beside the repository.
-pub fn shared_dataset() -> PathBuf {
-    let p = match std::env::var_os("W2C_SHARED_DIR") {
+/// The shared directory beside the repository (`W2C_SHARED_DIR` overrides).
+pub fn shared_dir() -> PathBuf {
+    match std::env::var_os("W2C_SHARED_DIR") {
         Some(d) => PathBuf::from(d),
         None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"),
     }
-    .join("data/when2call/when2call_test_llm_judge.jsonl");
+}
+
+/// The real 300-row When2Call test file, beside the repository.
+pub fn shared_dataset() -> PathBuf {
+    let p = shared_dir().join("data/when2call/when2call_test_llm_judge.jsonl");
     assert!(
         p.exists(),
         "the shared When2Call file is missing at {} (set W2C_SHARED_DIR)",
