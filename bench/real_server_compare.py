@@ -3,7 +3,9 @@ session with the in-process reference (tests/support/llama_reference.py) and
 measures the server's own capacity for a sample of the same calls.
 
 Usage: real_server_compare.py SESSION_DIR LLAMA_PYTHON MODEL URL W2C_WALL_SECS SAMPLE_EVERY
-Prints a markdown summary.
+Prints a markdown summary. It reads the checkpoint (results.jsonl), so it also
+works on a copy of an unfinished session; the capacity sample is at most 60
+calls.
 """
 import json
 import os
@@ -25,9 +27,13 @@ def main():
     wall, every = float(wall), int(every)
     art = os.path.join(session, "artifacts_local", "mcq_logprob")
     calls = jsonl(os.path.join(art, "llm_calls.jsonl"))
-    debug = jsonl(os.path.join(art, "debug_per_choice.jsonl"))
-    preds = jsonl(os.path.join(art, "predictions.jsonl"))
-    metrics = json.load(open(os.path.join(art, "metrics.json")))
+    records = {}
+    for r in jsonl(os.path.join(session, "checkpoints", "mcq_logprob", "results.jsonl")):
+        records[r["key"]] = r
+    preds = list(records.values())
+    debug = [{"uuid": r["uuid"], "choice": c} for r in preds for c in r["choices"]]
+    metrics_path = os.path.join(art, "metrics.json")
+    metrics = json.load(open(metrics_path)) if os.path.exists(metrics_path) else None
     ok = [c for c in calls if c["status"] == "ok"]
     by_uuid = {}
     for c in ok:
@@ -58,17 +64,16 @@ def main():
         t = r["logprob"]
         scores.setdefault(d["uuid"], []).append(
             [t, t / c["n_chars"], t / c["n_bytes"], t / max(r["n_tokens"], 1)])
-    keys = ["prediction", "prediction_acc_norm", "prediction_acc_bytes", "prediction_acc_tokens"]
     pred_diff = 0
     scored = [p for p in preds if p.get("unscored") is None]
     for p in scored:
         s = scores[p["uuid"]]
-        for v, k in enumerate(keys):
+        for v in range(4):
             best = 0
             for i in range(4):
                 if s[i][v] > s[best][v]:
                     best = i
-            pred_diff += LABELS[best] != p[k]
+            pred_diff += LABELS[best] != p["predictions"][v]
     unscored = [p for p in preds if p.get("unscored") is not None]
     reasons = {}
     for p in unscored:
@@ -76,7 +81,8 @@ def main():
 
     # 2. The server's own capacity for a sample of the same calls, sent
     # sequentially by this minimal loop.
-    sample = ok[::every]
+    # URL "-" skips this (e.g. for a copy of a session whose server is gone).
+    sample = ok[:: max(every, len(ok) // 60)] if url != "-" else []
     t0 = time.time()
     for c in sample:
         req = urllib.request.Request(f"{url}/v1/completions",
@@ -84,7 +90,8 @@ def main():
                                      headers={"content-type": "application/json"})
         urllib.request.urlopen(req, timeout=600).read()
     loop_secs = time.time() - t0
-    w2c_sample_secs = sum(c["latency_ms"] for c in sample) / 1000.0
+    w2c_sample_secs = max(sum(c["latency_ms"] for c in sample) / 1000.0, 1e-9)
+    loop_secs = max(loop_secs, 1e-9)
 
     print(f"| session | {os.path.basename(session)} |")
     print("|---|---|")
@@ -95,10 +102,11 @@ def main():
     print(f"| token-count mismatches | {tok_mismatch} |")
     print(f"| boundary straddles flagged | {straddles} |")
     print(f"| prediction differences (4 variants) | {pred_diff} |")
-    print(f"| accuracy (acc) | {metrics['metrics']['accuracy']:.4f} over {metrics['metrics']['n_total']} |")
+    if metrics:
+        print(f"| accuracy (acc) | {metrics['metrics']['accuracy']:.4f} over {metrics['metrics']['n_total']} |")
     print(f"| prompt tokens scored | {sum(c['usage']['prompt_tokens'] for c in ok)} |")
     print(f"| w2c wall, whole run | {wall:.1f} s for {len(calls)} calls + probe: {len(calls) / wall:.3f} calls/s |")
-    print(f"| sample: every {every}th call | {len(sample)} calls |")
+    print(f"| capacity sample (every {max(every, len(ok) // 60)}th call) | {len(sample)} calls |")
     print(f"| sample through w2c (sum of call latencies) | {w2c_sample_secs:.1f} s: {len(sample) / w2c_sample_secs:.3f} calls/s |")
     print(f"| sample by a sequential Python loop | {loop_secs:.1f} s: {len(sample) / loop_secs:.3f} calls/s |")
     print(f"| in-process reference | {ref_secs:.1f} s for {len(reqs)} choices |")

@@ -404,6 +404,51 @@ mod tests {
     }
 
     #[test]
+    fn tokenize_replies_and_context_overflow() {
+        assert_eq!(
+            token_count(r#"{"tokens":[0,5,9]}"#, "u").unwrap().0,
+            3,
+            "llama-cpp-python"
+        );
+        assert_eq!(
+            token_count(r#"{"count":7,"tokens":[1],"max_model_len":8}"#, "u")
+                .unwrap()
+                .0,
+            7,
+            "vLLM"
+        );
+        assert!(matches!(
+            token_count("{}", "u"),
+            Err(CallError::Fatal { .. })
+        ));
+        assert!(matches!(
+            token_count("<html>", "u"),
+            Err(CallError::Transient { .. })
+        ));
+        let body = r#"POST u: HTTP 400 Bad Request: {"error":{"message":"This model's maximum context length is 2048 tokens, however you requested 2134 tokens","code":"context_length_exceeded"}}"#;
+        let fatal = |status| CallError::Fatal {
+            message: body.into(),
+            status,
+        };
+        assert!(matches!(
+            fatal(Some(400)).classify_context_overflow(),
+            CallError::ContextOverflow { .. }
+        ));
+        assert!(matches!(
+            fatal(Some(401)).classify_context_overflow(),
+            CallError::Fatal { .. }
+        ));
+        let other = CallError::Fatal {
+            message: "POST u: HTTP 400: bad field".into(),
+            status: Some(400),
+        };
+        assert!(matches!(
+            other.classify_context_overflow(),
+            CallError::Fatal { .. }
+        ));
+    }
+
+    #[test]
     fn retry_after_forms() {
         let mut h = reqwest::header::HeaderMap::new();
         h.insert("retry-after", "2".parse().unwrap());

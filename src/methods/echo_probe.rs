@@ -53,7 +53,7 @@ impl Verdict {
             .unwrap_or_default();
         match self {
             Verdict::NoEcho => "no echo: the endpoint does not return the prompt's tokens (`echo: true` on /completions is ignored or unsupported); mcq_logprob needs a completions endpoint that echoes the prompt with logprobs (e.g. llama-cpp-python, vLLM)".into(),
-            Verdict::EchoWithoutLogprobs => "echo without logprobs: the prompt comes back but without per-token `logprobs`; mcq_logprob needs `logprobs` with `echo` (for llama-cpp-python start the server with `--logits_all true`)".into(),
+            Verdict::EchoWithoutLogprobs => "echo without logprobs: the prompt comes back but without per-token `logprobs`; mcq_logprob needs `logprobs` with `echo` on /completions (enable them on the server if it has a switch, e.g. llama-cpp-python's `--logits_all true`)".into(),
             Verdict::Unalignable { detail } => format!("unalignable echo: {detail}; try `template = \"default\"` (no special tokens) under [methods.mcq_logprob]"),
             Verdict::Scorable { specials_not_text, partial_bytes, end_of_generation } => {
                 let mut parts = vec!["scorable: the endpoint echoes the prompt with logprobs".to_string()];
