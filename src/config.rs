@@ -317,6 +317,25 @@ pub struct McqLogprobConfig {
     /// Target delimiter between prompt and answer (official When2Call: empty).
     #[serde(default)]
     pub delimiter: String,
+    /// What to do with an example whose prompt exceeds the server's context:
+    /// `none` (it is unscored) or `left` (drop the context's oldest words).
+    #[serde(default)]
+    pub truncation: Truncation,
+    /// The server's context window in tokens (required with `truncation = "left"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_context_tokens: Option<u32>,
+}
+
+/// Context truncation for `mcq_logprob`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Truncation {
+    /// Never truncate: an over-long example is unscored.
+    #[default]
+    None,
+    /// Drop whole words from the start of the context until the longest
+    /// choice fits (the same cut for all four choices).
+    Left,
 }
 
 /// How each repetition of a sweep is seeded.
@@ -602,6 +621,16 @@ impl Config {
         }
         if mcq.max_tokens == 0 {
             bail!("key `methods.mcq.max_tokens`: expected a positive number");
+        }
+        let ml = &self.methods.mcq_logprob;
+        match (ml.truncation, ml.max_context_tokens) {
+            (Truncation::Left, None) => bail!(
+                "key `methods.mcq_logprob.max_context_tokens`: required with `truncation = \"left\"` (the server's context window in tokens)"
+            ),
+            (_, Some(n)) if n < 16 => bail!(
+                "key `methods.mcq_logprob.max_context_tokens`: expected at least 16, got {n}"
+            ),
+            _ => {}
         }
         let j = &self.methods.llm_judge;
         for (key, prompt) in [

@@ -12,7 +12,7 @@
 //! counts requests and faults; `POST /stats/reset` zeroes the counters.
 
 use crate::fingerprint::sha256_hex;
-use crate::llm::{mock, ChatRequest, Message};
+use crate::llm::{llama_echo, mock, ChatRequest, Message};
 use anyhow::{bail, Context, Result};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -66,6 +66,16 @@ pub struct MockServerOptions {
     /// Ignore `echo` on /completions, like endpoints that cannot score prompts.
     #[arg(long)]
     pub no_echo: bool,
+    /// How /completions echoes a prompt: `simple` (whole-word tokens) or
+    /// `llama-cpp` (llama-cpp-python's rules: multi-byte characters as byte
+    /// pieces rendered "", ChatML specials rendered "", nothing generated
+    /// after a prompt ending in "." or "。").
+    #[arg(long, value_enum, default_value_t = EchoStyle::Simple)]
+    pub echo_style: EchoStyle,
+    /// Context window in tokens: a prompt of this many tokens or more (BOS
+    /// counted) gets HTTP 400 `context_length_exceeded`, as llama-cpp-python does.
+    #[arg(long)]
+    pub context_window: Option<usize>,
     /// Require `Authorization: Bearer <key>`, read from this environment variable.
     #[arg(long)]
     pub api_key_env: Option<String>,
@@ -128,6 +138,16 @@ impl MockServerOptions {
         }
         Ok(())
     }
+}
+
+/// How `/v1/completions` echoes prompts (see `--echo-style`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum EchoStyle {
+    /// Whole-word tokens that concatenate to the prompt.
+    #[default]
+    Simple,
+    /// llama-cpp-python's echo (see [`crate::llm::llama_echo`]).
+    LlamaCpp,
 }
 
 /// Request and fault counters, served at `/stats`.
@@ -266,6 +286,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/chat/completions", post(chat))
         .route("/v1/completions", post(completions))
         .route("/completions", post(completions))
+        .route("/extras/tokenize", post(tokenize))
         .route("/stats", get(stats))
         .route("/stats/reset", post(reset))
         .with_state(state)
@@ -641,6 +662,14 @@ async fn completions(
     let Some(prompt) = parsed.prompt.as_str() else {
         return bad_request("`prompt` must be one string".into());
     };
+    if let Some(resp) = context_overflow(&st.opts, prompt, parsed.max_tokens) {
+        return resp;
+    }
+    if st.opts.echo_style == EchoStyle::LlamaCpp {
+        let echo = parsed.echo && !st.opts.no_echo;
+        let body = llama_cpp_completion(&parsed, prompt, echo, st.opts.seed, &body);
+        return finish(&st, &headers, fault, body);
+    }
     let reply = mock::completion(
         prompt,
         parsed.echo && !st.opts.no_echo,
@@ -678,6 +707,117 @@ async fn completions(
             },
         }),
     )
+}
+
+/// Tokens the server counts for a prompt (BOS included), per echo style.
+fn prompt_token_count(style: EchoStyle, prompt: &str) -> usize {
+    1 + match style {
+        EchoStyle::Simple => mock::count_tokens(prompt),
+        EchoStyle::LlamaCpp => llama_echo::tokenize(prompt).len(),
+    }
+}
+
+/// HTTP 400 `context_length_exceeded` (llama-cpp-python's body) when the
+/// prompt does not fit `--context-window`.
+fn context_overflow(
+    opts: &MockServerOptions,
+    prompt: &str,
+    max_tokens: Option<u32>,
+) -> Option<Response> {
+    let window = opts.context_window?;
+    let n = prompt_token_count(opts.echo_style, prompt);
+    (n >= window).then(|| {
+        let message = format!(
+            "This model's maximum context length is {window} tokens, however you requested {} tokens ({n} in your prompt; {} for the completion). Please reduce your prompt; or completion length.",
+            n + max_tokens.unwrap_or(16) as usize,
+            max_tokens.unwrap_or(16)
+        );
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": {"message": message, "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}})),
+        )
+            .into_response()
+    })
+}
+
+#[derive(Deserialize)]
+struct TokenizeBody {
+    input: String,
+}
+
+/// `POST /extras/tokenize` (llama-cpp-python's): `{"tokens": [...]}`, BOS first.
+async fn tokenize(State(st): State<Arc<AppState>>, body: String) -> Response {
+    let parsed: TokenizeBody = match serde_json::from_str(&body) {
+        Ok(b) => b,
+        Err(e) => return bad_request(format!("invalid tokenize request: {e}")),
+    };
+    let n = prompt_token_count(st.opts.echo_style, &parsed.input);
+    Json(json!({"tokens": (0..n).collect::<Vec<_>>()})).into_response()
+}
+
+/// A `/completions` reply in llama-cpp-python's echo style: the toy
+/// tokenizer of [`llama_echo`], one generated token unless the prompt ends
+/// in "." or "。" (end-of-generation: nothing appended, 0 completion tokens).
+fn llama_cpp_completion(
+    parsed: &CompletionBody,
+    prompt: &str,
+    echo: bool,
+    seed: u64,
+    body: &str,
+) -> Value {
+    let pieces = llama_echo::tokenize(prompt);
+    let eog = prompt.ends_with('.') || prompt.ends_with('。');
+    let generated: Vec<llama_echo::Piece> = if eog || parsed.max_tokens == Some(0) {
+        Vec::new()
+    } else {
+        vec![llama_echo::Piece::bytes(b" the")]
+    };
+    let (mut lp, (prompt_tokens, completion_tokens)) = llama_echo::echo(&pieces, &generated, |i| {
+        let piece = pieces.get(i).or_else(|| generated.get(i - pieces.len()));
+        let text = piece
+            .map(|p| llama_echo::decode_ignore(&p.bytes))
+            .unwrap_or_default();
+        mock::token_logprob(seed, "", &text, i)
+    });
+    let generated_text: String = generated
+        .iter()
+        .map(|p| llama_echo::decode_ignore(&p.bytes))
+        .collect();
+    let text = if echo {
+        format!("{prompt}{generated_text}")
+    } else {
+        // Without echo only the generated tokens come back.
+        let n = pieces.len();
+        lp.tokens.drain(..n);
+        lp.token_logprobs.drain(..n);
+        lp.text_offset.drain(..n);
+        for o in lp.text_offset.iter_mut() {
+            *o = prompt.chars().count();
+        }
+        generated_text
+    };
+    json!({
+        "id": format!("cmpl-{}", &sha256_hex(body.as_bytes())[..24]),
+        "object": "text_completion",
+        "created": 0,
+        "model": parsed.model,
+        "choices": [{
+            "index": 0,
+            "text": text,
+            "logprobs": parsed.logprobs.map(|_| json!({
+                "tokens": lp.tokens,
+                "token_logprobs": lp.token_logprobs,
+                "top_logprobs": Value::Null,
+                "text_offset": lp.text_offset,
+            })),
+            "finish_reason": if completion_tokens == 0 { "stop" } else { "length" },
+        }],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    })
 }
 
 #[cfg(test)]

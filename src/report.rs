@@ -335,7 +335,7 @@ pub fn collect(found: &FoundSession) -> Vec<ReportEntry> {
         .collect()
 }
 
-const REPORT_HEADER: [&str; 14] = [
+const REPORT_HEADER: [&str; 15] = [
     "session",
     "model",
     "method",
@@ -344,6 +344,7 @@ const REPORT_HEADER: [&str; 14] = [
     "macro-F1(gold)",
     "macro-F1(all4)",
     "invalid",
+    "unscored",
     "ToolHall",
     "AnswerHall",
     "ParamHall",
@@ -367,6 +368,13 @@ fn report_rows(entries: &[ReportEntry]) -> Vec<Vec<String>> {
                 num(m.macro_f1_present),
                 num(Some(m.macro_f1_all)),
                 m.n_invalid.to_string(),
+                // Only `mcq_logprob` can leave examples unscored; `n` and
+                // every rate are over the scored ones.
+                e.metrics
+                    .counts
+                    .get("unscored")
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "-".into()),
                 pct(m.tool_hallucination_rate),
                 pct(m.answer_hallucination_rate),
                 pct(m.parameter_hallucination_rate),

@@ -109,10 +109,17 @@ fn report_compares_sessions_in_every_format_with_charts() {
         md.contains("mock-model") && md.contains("other-model"),
         "{md}"
     );
-    assert_eq!(md.lines().nth(1).unwrap().matches("---").count(), 14);
+    assert_eq!(md.lines().nth(1).unwrap().matches("---").count(), 15);
     assert!(md.lines().next().unwrap().ends_with("| wall s |"));
+    assert!(md
+        .lines()
+        .next()
+        .unwrap()
+        .contains("| invalid | unscored |"));
     for row in md.lines().skip(2) {
-        assert_eq!(row.matches(" | ").count(), 13, "{row}");
+        assert_eq!(row.matches(" | ").count(), 14, "{row}");
+        // `mcq` never leaves examples unscored: the column says so.
+        assert!(row.contains(" | - | "), "{row}");
     }
     let json: serde_json::Value = serde_json::from_str(&report("json")).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 2);

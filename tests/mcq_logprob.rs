@@ -72,3 +72,143 @@ fn endpoint_without_echo_stops_with_a_clear_message() {
     let s = only_session(&ws.runs(), "k");
     assert!(!s.join("artifacts_local/mcq_logprob/metrics.json").exists());
 }
+
+fn hermes_opts(extra: &str) -> Opts {
+    Opts {
+        methods: "\"mcq_logprob\"".into(),
+        mcq_extra: format!("\n[methods.mcq_logprob]\ntemplate = \"hermes\"\n{extra}"),
+        ..Opts::default()
+    }
+}
+
+/// Context window of the llama-cpp style mock in these tests: some of the
+/// 30 selected examples' prompts exceed it, most do not.
+const WINDOW: &str = "1100";
+
+// Defect 5 (issue 10): one over-long example stopped the whole method. Now
+// it is an unscored result: audited, counted, left out of the metrics, kept
+// on resume; the namespace finishes and verifies.
+#[test]
+fn over_long_examples_are_unscored_results_and_the_method_finishes() {
+    let server = MockServer::start(
+        &["--echo-style", "llama-cpp", "--context-window", WINDOW],
+        &[],
+    );
+    let ws = Workspace::new();
+    let cfg = ws.http_config("eval.toml", &hermes_opts(""), &server.url, "");
+    let out = run_ok(&ws, &cfg);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("special tokens not echoed as text"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("partial-byte tokens"), "{stderr}");
+    let s = only_session(&ws.runs(), "k");
+    let ns = s.join("checkpoints/mcq_logprob");
+    assert!(ns.join("_DONE.json").exists());
+    let probe = read_json(&ns.join("probe.json"));
+    assert_eq!(probe["result"]["verdict"], "scorable");
+    assert_eq!(probe["result"]["specials_not_text"], true);
+    let m = read_json(&s.join("artifacts_local/mcq_logprob/metrics.json"));
+    let unscored = m["counts"]["unscored"].as_u64().unwrap();
+    assert!(unscored > 0 && unscored < 30, "{unscored}");
+    assert_eq!(m["counts"]["unscored_context_overflow"], unscored);
+    assert_eq!(m["n_examples"], 30);
+    for v in ["acc", "acc_norm", "acc_bytes", "acc_tokens"] {
+        assert_eq!(
+            m["variants"][v]["n_total"].as_u64().unwrap(),
+            30 - unscored,
+            "{v}"
+        );
+    }
+    let preds = read_jsonl(&s.join("artifacts_local/mcq_logprob/predictions.jsonl"));
+    assert_eq!(preds.len(), 30);
+    let listed: Vec<_> = preds.iter().filter(|p| !p["unscored"].is_null()).collect();
+    assert_eq!(listed.len() as u64, unscored);
+    for p in &listed {
+        assert_eq!(p["prediction"], serde_json::Value::Null);
+        assert_eq!(p["unscored"]["reason"], "context_overflow");
+        assert!(p["unscored"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("maximum context length"));
+    }
+    let audit = read_jsonl(&ns.join("audit_fallbacks.jsonl"));
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|e| e["event_type"] == "unscored")
+            .count() as u64,
+        unscored
+    );
+    // Scored examples still saw end-of-generation replies (answers ending
+    // in "."), trimmed by their usage.
+    let calls = read_jsonl(&s.join("artifacts_local/mcq_logprob/llm_calls.jsonl"));
+    assert!(calls
+        .iter()
+        .any(|c| c["status"] == "ok" && c["usage"]["completion_tokens"] == 0));
+    // The record verifies, and the report shows the count.
+    let fp = s.file_name().unwrap().to_string_lossy().to_string();
+    let v = w2c(ws.path())
+        .args(["verify", &fp, "--local-only"])
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+    let r = w2c(ws.path()).args(["report", &fp]).output().unwrap();
+    let table = String::from_utf8_lossy(&r.stdout);
+    let header = table.lines().next().unwrap();
+    let row = table.lines().nth(2).unwrap();
+    let col = header
+        .split_whitespace()
+        .position(|h| h == "unscored")
+        .unwrap();
+    assert_eq!(
+        row.split_whitespace().nth(col).unwrap(),
+        unscored.to_string(),
+        "{table}"
+    );
+    // A resume redoes nothing: unscored examples are results.
+    let before = server.stats()["completions"].as_u64().unwrap();
+    run_ok(&ws, &cfg);
+    assert_eq!(server.stats()["completions"].as_u64().unwrap(), before);
+}
+
+#[test]
+fn left_truncation_fits_over_long_examples_and_records_the_cut() {
+    let server = MockServer::start(
+        &["--echo-style", "llama-cpp", "--context-window", WINDOW],
+        &[],
+    );
+    let ws = Workspace::new();
+    let extra = format!("truncation = \"left\"\nmax_context_tokens = {WINDOW}");
+    let cfg = ws.http_config("eval.toml", &hermes_opts(&extra), &server.url, "");
+    run_ok(&ws, &cfg);
+    let s = only_session(&ws.runs(), "k");
+    let manifest = read_json(&s.join("manifest.json"));
+    let settings = &manifest["namespaces"]["mcq_logprob"]["settings"];
+    assert_eq!(settings["truncation"], "left");
+    let m = read_json(&s.join("artifacts_local/mcq_logprob/metrics.json"));
+    assert_eq!(m["counts"]["unscored"], 0);
+    let truncated = m["counts"]["truncated"].as_u64().unwrap();
+    assert!(truncated > 0, "{m}");
+    assert_eq!(m["metrics"]["n_total"], 30);
+    let preds = read_jsonl(&s.join("artifacts_local/mcq_logprob/predictions.jsonl"));
+    let cut: Vec<_> = preds
+        .iter()
+        .filter(|p| !p["truncation"].is_null())
+        .collect();
+    assert_eq!(cut.len() as u64, truncated);
+    let limit: u64 = WINDOW.parse::<u64>().unwrap() - 1;
+    for p in cut {
+        let t = &p["truncation"];
+        assert!(t["prompt_tokens_before"].as_u64().unwrap() > limit, "{t}");
+        assert!(t["prompt_tokens_after"].as_u64().unwrap() <= limit, "{t}");
+        assert!(t["dropped_chars"].as_u64().unwrap() > 0, "{t}");
+    }
+    // Every scoring call fit: the server reported no overflow.
+    let calls = read_jsonl(&s.join("artifacts_local/mcq_logprob/llm_calls.jsonl"));
+    assert!(calls.iter().all(|c| c["status"] == "ok"));
+    assert!(calls
+        .iter()
+        .all(|c| c["usage"]["prompt_tokens"].as_u64().unwrap() <= limit));
+}

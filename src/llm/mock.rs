@@ -262,6 +262,11 @@ pub fn tokenize(text: &str) -> Vec<(usize, String)> {
     out
 }
 
+/// The mock's token count of a prompt: its [`tokenize`] pieces.
+pub fn count_tokens(text: &str) -> usize {
+    tokenize(text).len()
+}
+
 /// Deterministic log-probability of `token` at character `offset` after the
 /// token `previous`, in (-6, -0.01]. Cheap (no dependence on the whole
 /// prefix), so long prompts score in linear time.

@@ -7,6 +7,7 @@
 //! method writes its call log ([`CallRecord`]).
 
 pub mod limiter;
+pub mod llama_echo;
 pub mod mock;
 pub mod openai;
 
@@ -268,6 +269,16 @@ pub enum CallError {
         /// HTTP status, if the server answered.
         status: Option<u16>,
     },
+    /// The prompt does not fit the model's context window (an HTTP 400 whose
+    /// body says `context_length_exceeded` or "maximum context length").
+    /// Not retried; it concerns this request only.
+    #[error("{message}")]
+    ContextOverflow {
+        /// What happened (with the server's message).
+        message: String,
+        /// HTTP status.
+        status: Option<u16>,
+    },
 }
 
 impl CallError {
@@ -282,7 +293,24 @@ impl CallError {
 
     fn status(&self) -> Option<u16> {
         match self {
-            CallError::Transient { status, .. } | CallError::Fatal { status, .. } => *status,
+            CallError::Transient { status, .. }
+            | CallError::Fatal { status, .. }
+            | CallError::ContextOverflow { status, .. } => *status,
+        }
+    }
+
+    /// A fatal 400 whose message says the prompt exceeds the context window
+    /// becomes [`CallError::ContextOverflow`]; anything else is unchanged.
+    pub fn classify_context_overflow(self) -> CallError {
+        match self {
+            CallError::Fatal {
+                message,
+                status: Some(400),
+            } if is_context_overflow_message(&message) => CallError::ContextOverflow {
+                message,
+                status: Some(400),
+            },
+            other => other,
         }
     }
 }
@@ -396,6 +424,33 @@ impl Client {
         .await
     }
 
+    /// Counts the tokens the server makes of `text` (BOS included, as the
+    /// server counts a prompt), through its tokenize endpoint, retrying
+    /// transient errors. Returns the count and the endpoint used. Not rate
+    /// limited: tokenizing is cheap and happens only for truncation.
+    pub async fn count_tokens(
+        &self,
+        model: &str,
+        text: &str,
+    ) -> Result<(usize, String), CallError> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let result = match &self.provider {
+                Provider::Mock(_) => Ok((mock::count_tokens(text), "mock://tokenize".into())),
+                Provider::OpenAi(o) => o.count_tokens(model, text).await,
+            };
+            match result {
+                Err(CallError::Transient { retry_after, .. })
+                    if attempts < self.max_attempts.max(1) =>
+                {
+                    tokio::time::sleep(retry_after.unwrap_or_else(|| backoff(attempts))).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Runs attempts until one succeeds, a fatal error occurs or the attempts
     /// run out: exponential backoff with full jitter, honouring a server's
     /// `Retry-After`. A 429 shrinks the provider's concurrency; successes grow
@@ -436,7 +491,7 @@ impl Client {
             }
             let retry_after = match &err {
                 CallError::Transient { retry_after, .. } => Some(*retry_after),
-                CallError::Fatal { .. } => None,
+                CallError::Fatal { .. } | CallError::ContextOverflow { .. } => None,
             };
             let give_up = retry_after.is_none() || attempts.len() + 1 >= self.max_attempts as usize;
             let delay = (!give_up).then(|| {
@@ -475,6 +530,14 @@ impl Client {
             };
         }
     }
+}
+
+/// Whether an error body says the prompt exceeds the context window
+/// (OpenAI and llama-cpp-python: `context_length_exceeded`; vLLM: "maximum
+/// context length").
+pub fn is_context_overflow_message(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("context_length_exceeded") || m.contains("maximum context length")
 }
 
 /// Full-jitter exponential backoff for the given (1-based) attempt.

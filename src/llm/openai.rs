@@ -106,14 +106,66 @@ impl OpenAiProvider {
         })
     }
 
-    /// One attempt of a `/completions` call.
+    /// One attempt of a `/completions` call. A prompt over the context
+    /// window is a [`CallError::ContextOverflow`].
     pub async fn complete(&self, req: &CompletionRequest) -> Result<CompletionReply, CallError> {
-        let (status, text) = self.post("completions", &req.body()).await?;
+        let (status, text) = self
+            .post("completions", &req.body())
+            .await
+            .map_err(CallError::classify_context_overflow)?;
         parse_completion_body(&text).map_err(|m| CallError::Transient {
             message: format!("POST {}/completions: {m}", self.base_url),
             status: Some(status),
             retry_after: None,
         })
+    }
+
+    /// Counts the server's tokens of `text` (BOS included): llama-cpp-python's
+    /// `/extras/tokenize`, else vLLM's `/tokenize` (both beside `/v1`).
+    /// Returns the count and the endpoint that answered.
+    pub async fn count_tokens(
+        &self,
+        model: &str,
+        text: &str,
+    ) -> Result<(usize, String), CallError> {
+        // Paths relative to `base_url`: the server root when it ends in /v1.
+        let up = if self.base_url.ends_with("/v1") {
+            "../"
+        } else {
+            ""
+        };
+        let llama_path = format!("{up}extras/tokenize");
+        let tried = match self
+            .post(&llama_path, &serde_json::json!({"input": text}))
+            .await
+        {
+            Ok((_, body)) => return token_count(&body, &self.root_url("extras/tokenize")),
+            Err(CallError::Fatal {
+                status: Some(404 | 405),
+                ..
+            }) => "extras/tokenize",
+            Err(e) => return Err(e),
+        };
+        let vllm_path = format!("{up}tokenize");
+        match self
+            .post(&vllm_path, &serde_json::json!({"model": model, "prompt": text}))
+            .await
+        {
+            Ok((_, body)) => token_count(&body, &self.root_url("tokenize")),
+            Err(CallError::Fatal { status: Some(404 | 405), .. }) => Err(CallError::Fatal {
+                message: format!(
+                    "{}: the server has no tokenize endpoint (tried /{tried} and /tokenize); `truncation = \"left\"` needs one",
+                    self.base_url
+                ),
+                status: Some(404),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn root_url(&self, path: &str) -> String {
+        let root = self.base_url.strip_suffix("/v1").unwrap_or(&self.base_url);
+        format!("{root}/{path}")
     }
 
     /// POSTs a JSON body; returns the status and body of a 2xx reply, or the
@@ -432,6 +484,25 @@ fn preview_value(v: &Value) -> Value {
     }
 }
 
+/// The token count in a tokenize reply: `count`, else the length of `tokens`.
+fn token_count(body: &str, url: &str) -> Result<(usize, String), CallError> {
+    let v: Value = serde_json::from_str(body)
+        .map_err(|e| CallError::transient(format!("POST {url}: malformed JSON body ({e})")))?;
+    let n = v
+        .get("count")
+        .and_then(Value::as_u64)
+        .map(|n| n as usize)
+        .or_else(|| v.get("tokens").and_then(Value::as_array).map(Vec::len))
+        .ok_or_else(|| CallError::Fatal {
+            message: format!(
+                "POST {url}: the reply has neither `count` nor `tokens`: {}",
+                preview(body)
+            ),
+            status: Some(200),
+        })?;
+    Ok((n, url.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -548,6 +619,51 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.logprobs.unwrap().text_offset, vec![120]);
+    }
+
+    #[test]
+    fn tokenize_replies_and_context_overflow() {
+        assert_eq!(
+            token_count(r#"{"tokens":[0,5,9]}"#, "u").unwrap().0,
+            3,
+            "llama-cpp-python"
+        );
+        assert_eq!(
+            token_count(r#"{"count":7,"tokens":[1],"max_model_len":8}"#, "u")
+                .unwrap()
+                .0,
+            7,
+            "vLLM"
+        );
+        assert!(matches!(
+            token_count("{}", "u"),
+            Err(CallError::Fatal { .. })
+        ));
+        assert!(matches!(
+            token_count("<html>", "u"),
+            Err(CallError::Transient { .. })
+        ));
+        let body = r#"POST u: HTTP 400 Bad Request: {"error":{"message":"This model's maximum context length is 2048 tokens, however you requested 2134 tokens","code":"context_length_exceeded"}}"#;
+        let fatal = |status| CallError::Fatal {
+            message: body.into(),
+            status,
+        };
+        assert!(matches!(
+            fatal(Some(400)).classify_context_overflow(),
+            CallError::ContextOverflow { .. }
+        ));
+        assert!(matches!(
+            fatal(Some(401)).classify_context_overflow(),
+            CallError::Fatal { .. }
+        ));
+        let other = CallError::Fatal {
+            message: "POST u: HTTP 400: bad field".into(),
+            status: Some(400),
+        };
+        assert!(matches!(
+            other.classify_context_overflow(),
+            CallError::Fatal { .. }
+        ));
     }
 
     #[test]

@@ -7,11 +7,18 @@
 //! variants. Ties resolve to the first candidate (dataset order) and are
 //! counted. Per-choice diagnostics are kept in the record and exported to
 //! `debug_per_choice.jsonl`.
+//!
+//! An example that cannot be scored — its prompt exceeds the server's
+//! context, or one reply's echo cannot be aligned to its prompt — gets a
+//! record with an [`Unscored`] reason instead of predictions: it is a result
+//! (kept on resume), audited, counted as `unscored` and left out of every
+//! metric. With `truncation = "left"` the context's oldest words are dropped
+//! until the longest choice fits ([`cut_points`]); the record says so.
 
-use super::logprob::{self, ContinuationScore, ScoreError};
+use super::logprob::{self, AlignError, ContinuationScore, ScoreError};
 use crate::audit::{AuditEvent, Severity};
 use crate::chat_templates::{self, Family};
-use crate::config::McqLogprobConfig;
+use crate::config::{McqLogprobConfig, Truncation};
 use crate::dataset::Example;
 use crate::engine::{Record, WorkItem};
 use crate::labels::{Label, Prediction};
@@ -54,6 +61,9 @@ pub struct ChoiceScore {
     pub n_bytes: usize,
     /// A token crossed the context/continuation boundary.
     pub straddles_boundary: bool,
+    /// Characters of the scored prompt before the continuation.
+    #[serde(default)]
+    pub context_chars: usize,
 }
 
 /// The checkpoint record of one example.
@@ -78,6 +88,83 @@ pub struct McqLogprobRecord {
     /// Audit events.
     #[serde(default)]
     pub audit: Vec<AuditEvent>,
+    /// Why the example could not be scored (then `predictions` is empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unscored: Option<Unscored>,
+    /// The context was left-truncated to fit the server's context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncation: Option<TruncationRecord>,
+}
+
+/// Why an example has no prediction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnscoredReason {
+    /// A prompt exceeds the server's context window (and was not, or could
+    /// not be, truncated).
+    ContextOverflow,
+    /// A reply's echoed tokens cannot be placed on its prompt.
+    Unalignable,
+}
+
+impl UnscoredReason {
+    /// The name used in counts and audit details.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnscoredReason::ContextOverflow => "context_overflow",
+            UnscoredReason::Unalignable => "unalignable",
+        }
+    }
+}
+
+/// An example that could not be scored, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unscored {
+    /// The kind of reason.
+    pub reason: UnscoredReason,
+    /// The candidate whose request or reply failed, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choice: Option<Label>,
+    /// What happened (the server's message, or which token at which offset).
+    pub detail: String,
+}
+
+/// A left-truncation applied to an example's context.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TruncationRecord {
+    /// Characters dropped from the start of the context.
+    pub dropped_chars: usize,
+    /// Server-counted tokens of the longest choice's prompt before the cut.
+    pub prompt_tokens_before: usize,
+    /// The same after the cut.
+    pub prompt_tokens_after: usize,
+}
+
+/// One candidate's scoring request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChoicePrompt {
+    /// The candidate's behaviour.
+    pub label: Label,
+    /// The answer text in the family's syntax.
+    pub answer: String,
+    /// The `/completions` request (prompt = context + continuation).
+    pub request: CompletionRequest,
+    /// Length of the context in characters.
+    pub context_chars: usize,
+}
+
+/// Byte positions in `context` where a left-truncation may cut: the start of
+/// every word that follows whitespace, ascending (0 excluded).
+pub fn cut_points(context: &str) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut prev_ws = false;
+    for (i, c) in context.char_indices() {
+        if prev_ws && !c.is_whitespace() {
+            out.push(i);
+        }
+        prev_ws = c.is_whitespace();
+    }
+    out
 }
 
 impl Record for McqLogprobRecord {
@@ -112,7 +199,9 @@ impl McqLogprob {
             "method": NAME,
             "family": self.family,
             "delimiter": self.config.delimiter,
-            "scoring_version": 1,
+            "truncation": self.config.truncation,
+            "max_context_tokens": self.config.max_context_tokens,
+            "scoring_version": 2,
         });
         MethodSettings::new(NAME, value)
     }
@@ -122,10 +211,17 @@ impl McqLogprob {
         super::one_item_per_example(examples)
     }
 
-    /// For each candidate: (answer text, request, context length in chars).
-    pub fn requests(&self, example: &Example) -> Vec<(String, CompletionRequest, usize)> {
-        let context =
-            chat_templates::render_context(self.family, &example.tools, &example.question);
+    /// The example's context, its trailing whitespace moved out as lm-eval
+    /// does (see [`logprob::split_prompt`]).
+    pub fn context(&self, example: &Example) -> String {
+        chat_templates::render_context(self.family, &example.tools, &example.question)
+    }
+
+    /// The four scoring requests, with the first `cut` bytes of the context
+    /// (a [`cut_points`] position, or 0) dropped.
+    pub fn prompts(&self, example: &Example, cut: usize) -> Vec<ChoicePrompt> {
+        let context = self.context(example);
+        let context = context.get(cut..).unwrap_or(&context);
         Label::ALL
             .iter()
             .map(|&label| {
@@ -134,43 +230,116 @@ impl McqLogprob {
                     label == Label::ToolCall,
                     example.answer(label),
                 );
-                let (ctx, cont) = logprob::split_prompt(&context, &self.config.delimiter, &answer);
-                let req = CompletionRequest {
-                    model: self.model.clone(),
-                    prompt: format!("{ctx}{cont}"),
-                    max_tokens: 1,
-                    echo: true,
-                    logprobs: Some(1),
-                    temperature: 0.0,
-                    seed: self.seed,
-                };
-                (answer, req, ctx.chars().count())
+                let (ctx, cont) = logprob::split_prompt(context, &self.config.delimiter, &answer);
+                ChoicePrompt {
+                    label,
+                    answer,
+                    request: self.request(format!("{ctx}{cont}")),
+                    context_chars: ctx.chars().count(),
+                }
             })
             .collect()
     }
 
-    /// Scores one example from its four replies. A reply that shows the
-    /// endpoint cannot score prompts is returned as an error.
+    /// A scoring request for one prompt string.
+    pub fn request(&self, prompt: String) -> CompletionRequest {
+        CompletionRequest {
+            model: self.model.clone(),
+            prompt,
+            max_tokens: 1,
+            echo: true,
+            logprobs: Some(1),
+            temperature: 0.0,
+            seed: self.seed,
+        }
+    }
+
+    /// Whether over-long contexts are left-truncated, and to how many prompt
+    /// tokens (the server's window minus the one generated token).
+    pub fn truncation_limit(&self) -> Option<usize> {
+        match (self.config.truncation, self.config.max_context_tokens) {
+            (Truncation::Left, Some(n)) => Some(n.saturating_sub(1) as usize),
+            _ => None,
+        }
+    }
+
+    /// The record of an example that cannot be scored.
+    pub fn unscored(
+        &self,
+        example: &Example,
+        unscored: Unscored,
+        usage: Usage,
+        truncation: Option<TruncationRecord>,
+    ) -> McqLogprobRecord {
+        let key = WorkItem::key_for(&example.uuid, None);
+        let mut audit = truncation
+            .iter()
+            .map(|t| truncation_event(&key, &example.uuid, t))
+            .collect::<Vec<_>>();
+        audit.push(AuditEvent::new(
+            &key,
+            &example.uuid,
+            NAME,
+            "scoring",
+            "unscored",
+            Severity::Warning,
+            json!({"reason": unscored.reason.as_str(), "choice": unscored.choice, "detail": unscored.detail}),
+        ));
+        McqLogprobRecord {
+            key,
+            uuid: example.uuid.clone(),
+            gold: example.gold,
+            n_tools: example.tools.len(),
+            choices: Vec::new(),
+            predictions: Vec::new(),
+            ties: Vec::new(),
+            usage,
+            audit,
+            unscored: Some(unscored),
+            truncation,
+        }
+    }
+
+    /// Scores one example from its four replies. A reply that cannot be
+    /// aligned makes the example unscored; one that shows the endpoint cannot
+    /// score prompts at all (no echo, no logprobs) is returned as an error.
     pub fn record(
         &self,
         example: &Example,
-        replies: &[(String, CompletionRequest, usize, CompletionReply)],
-    ) -> Result<McqLogprobRecord, ScoreError> {
+        replies: &[(ChoicePrompt, CompletionReply)],
+        truncation: Option<TruncationRecord>,
+    ) -> Result<McqLogprobRecord, AlignError> {
         let key = WorkItem::key_for(&example.uuid, None);
-        let mut audit = Vec::new();
+        let mut audit: Vec<AuditEvent> = truncation
+            .iter()
+            .map(|t| truncation_event(&key, &example.uuid, t))
+            .collect();
         let mut choices = Vec::new();
         let mut usage = Usage::default();
-        for (i, (answer, req, ctx_chars, reply)) in replies.iter().enumerate() {
-            let label = Label::ALL[i];
+        for (_, reply) in replies {
             usage = usage.saturating_add(reply.usage);
+        }
+        for (p, reply) in replies {
+            let (label, answer) = (p.label, &p.answer);
+            // Exactly the generated tokens are trimmed: none when the
+            // model's next token was end-of-generation.
             let scored = logprob::score(
-                &req.prompt,
-                *ctx_chars,
+                &p.request.prompt,
+                p.context_chars,
                 reply.logprobs.as_ref(),
-                reply.usage.completion_tokens.max(1) as usize,
+                reply.usage.completion_tokens as usize,
             );
             let s = match scored {
                 Ok(s) => s,
+                Err(ScoreError::Align(e)) if e.is_endpoint_level() => return Err(e),
+                Err(ScoreError::Align(e)) => {
+                    let unscored = Unscored {
+                        reason: UnscoredReason::Unalignable,
+                        choice: Some(label),
+                        detail: e.to_string(),
+                    };
+                    return Ok(self.unscored(example, unscored, usage, truncation));
+                }
                 Err(e @ (ScoreError::NullLogprob { .. } | ScoreError::EmptyContinuation)) => {
                     audit.push(AuditEvent {
                         event_id: format!("{key}/logprob_anomaly/{label}"),
@@ -190,7 +359,6 @@ impl McqLogprob {
                         straddles_boundary: false,
                     }
                 }
-                Err(fatal) => return Err(fatal),
             };
             if s.straddles_boundary {
                 audit.push(AuditEvent {
@@ -213,6 +381,7 @@ impl McqLogprob {
                 n_chars: answer.chars().count().max(1),
                 n_bytes: answer.len().max(1),
                 straddles_boundary: s.straddles_boundary,
+                context_chars: p.context_chars,
             });
         }
         let variant_scores: [Vec<f64>; 4] = [
@@ -269,6 +438,150 @@ impl McqLogprob {
             ties,
             usage,
             audit,
+            unscored: None,
+            truncation,
         })
+    }
+}
+
+fn truncation_event(key: &str, uuid: &str, t: &TruncationRecord) -> AuditEvent {
+    AuditEvent::new(
+        key,
+        uuid,
+        NAME,
+        "prompt",
+        "context_truncated",
+        Severity::Info,
+        json!(t),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::llama_echo::{self, Piece};
+
+    fn example() -> Example {
+        Example {
+            uuid: "u1".into(),
+            question: "天气如何？".into(),
+            gold: Label::RequestForInfo,
+            answers: [
+                "好的。".into(),
+                r#"{"name": "w", "arguments": {}}"#.into(),
+                "Which city?".into(),
+                "Sorry, I can't.".into(),
+            ],
+            tools: vec![r#"{"name": "w", "parameters": {}}"#.into()],
+            source: "test".into(),
+        }
+    }
+
+    fn method(template: Family) -> McqLogprob {
+        let config = McqLogprobConfig {
+            template: Some(template),
+            ..McqLogprobConfig::default()
+        };
+        McqLogprob::new(&config, "m", 1)
+    }
+
+    /// A llama-cpp-python style reply: token i scores -(i + 1) / 100;
+    /// nothing generated after a prompt ending in "." or "。".
+    fn reply(prompt: &str) -> CompletionReply {
+        let eog = prompt.ends_with('.') || prompt.ends_with('。');
+        let gen = if eog {
+            vec![]
+        } else {
+            vec![Piece::bytes(b" the")]
+        };
+        let (lp, (p, c)) = llama_echo::echo(&llama_echo::tokenize(prompt), &gen, |i| {
+            -((i + 1) as f64) / 100.0
+        });
+        CompletionReply {
+            text: prompt.to_string(),
+            logprobs: Some(lp),
+            usage: Usage {
+                prompt_tokens: p,
+                completion_tokens: c,
+            },
+            http_status: 200,
+            usage_anomaly: None,
+        }
+    }
+
+    // Defect 3 (issue 10): `completion_tokens.max(1)` dropped a real prompt
+    // token when the model's next token was end-of-generation.
+    #[test]
+    fn end_of_generation_replies_are_trimmed_by_their_usage() {
+        for family in [Family::Default, Family::Hermes] {
+            let m = method(family);
+            let ex = example();
+            let replies: Vec<_> = m
+                .prompts(&ex, 0)
+                .into_iter()
+                .map(|p| {
+                    let r = reply(&p.request.prompt);
+                    (p, r)
+                })
+                .collect();
+            assert_eq!(replies[0].1.usage.completion_tokens, 0, "{family:?}");
+            let rec = m.record(&ex, &replies, None).unwrap();
+            assert!(rec.unscored.is_none(), "{family:?}: {:?}", rec.unscored);
+            for ((p, _), c) in replies.iter().zip(&rec.choices) {
+                // lm-eval's split with the same toy tokenizer.
+                let prompt = &p.request.prompt;
+                let ctx: String = prompt.chars().take(p.context_chars).collect();
+                let (n_ctx, n_all) = (
+                    llama_echo::tokenize(&ctx).len(),
+                    llama_echo::tokenize(prompt).len(),
+                );
+                let want: f64 = (n_ctx..n_all).map(|i| -((i + 1) as f64) / 100.0).sum();
+                assert_eq!(c.n_tokens, n_all - n_ctx, "{family:?} {}", c.label);
+                assert!((c.logprob - want).abs() < 1e-9, "{family:?} {}", c.label);
+            }
+        }
+    }
+
+    #[test]
+    fn an_unalignable_reply_makes_the_example_unscored_and_no_echo_is_an_error() {
+        let m = method(Family::Default);
+        let ex = example();
+        let mut replies: Vec<_> = m
+            .prompts(&ex, 0)
+            .into_iter()
+            .map(|p| {
+                let r = reply(&p.request.prompt);
+                (p, r)
+            })
+            .collect();
+        if let Some(lp) = replies[2].1.logprobs.as_mut() {
+            lp.tokens[5] = "zzz".into();
+        }
+        let rec = m.record(&ex, &replies, None).unwrap();
+        let u = rec.unscored.as_ref().unwrap();
+        assert_eq!(u.reason, UnscoredReason::Unalignable);
+        assert_eq!(u.choice, Some(Label::RequestForInfo));
+        assert!(u.detail.contains("token 5"), "{}", u.detail);
+        assert!(rec.predictions.is_empty());
+        assert!(rec.audit.iter().any(|e| e.event_type == "unscored"));
+        replies[2].1.logprobs = None;
+        assert_eq!(m.record(&ex, &replies, None), Err(AlignError::NoLogprobs));
+    }
+
+    #[test]
+    fn cuts_fall_at_word_starts_and_keep_the_continuation() {
+        assert_eq!(cut_points("ab cd\n\nef"), vec![3, 7]);
+        let m = method(Family::Default);
+        let ex = example();
+        let full = m.prompts(&ex, 0);
+        let cut = cut_points(&m.context(&ex))[3];
+        let cut_prompts = m.prompts(&ex, cut);
+        for (a, b) in full.iter().zip(&cut_prompts) {
+            assert_eq!(
+                a.context_chars - b.context_chars,
+                m.context(&ex)[..cut].chars().count()
+            );
+            assert!(a.request.prompt.ends_with(&b.request.prompt));
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! the answers. The [`crate::engine`] runs their work items; the
 //! [`crate::runner`] wires them into namespaces.
 
+pub mod echo_probe;
 pub mod llm_judge;
 pub mod logprob;
 pub mod mcq;

@@ -92,7 +92,7 @@ pub(super) fn jsonl_bytes<T: Serialize>(rows: impl IntoIterator<Item = T>) -> Re
 
 pub(super) fn item_error(e: &crate::llm::CallError) -> ItemError {
     ItemError {
-        fatal: matches!(e, crate::llm::CallError::Fatal { .. }),
+        fatal: !matches!(e, crate::llm::CallError::Transient { .. }),
         message: e.to_string(),
     }
 }

@@ -285,7 +285,14 @@ fn verify_metrics(c: &mut Collector, artifacts: &Path) {
         Err(e) => return c.push("metrics recompute", Status::Missing, format!("{e:#}")),
     };
     let mut scored = Vec::new();
+    let mut unscored = 0;
     for (i, row) in rows.iter().enumerate() {
+        // `mcq_logprob` examples that could not be scored are listed but
+        // are not predictions.
+        if !row["unscored"].is_null() {
+            unscored += 1;
+            continue;
+        }
         let gold = row["gold"].as_str().and_then(|s| s.parse::<Label>().ok());
         let pred = row["prediction"]
             .as_str()
@@ -310,7 +317,13 @@ fn verify_metrics(c: &mut Collector, artifacts: &Path) {
         }
     }
     let recomputed = metrics::compute(&scored);
-    let diffs = metric_diffs(&stored.metrics, &recomputed);
+    let mut diffs = metric_diffs(&stored.metrics, &recomputed);
+    let stored_unscored = stored.counts.get("unscored").copied().unwrap_or(0);
+    if stored_unscored != unscored {
+        diffs.push(format!(
+            "unscored: metrics.json counts {stored_unscored}, predictions.jsonl lists {unscored}"
+        ));
+    }
     if diffs.is_empty() {
         c.push(
             "metrics recompute",

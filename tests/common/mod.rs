@@ -2,6 +2,7 @@
 //! location of the shared When2Call test file.
 #![allow(dead_code)]
 
+pub mod llama;
 pub mod mlflow;
 
 use assert_cmd::Command;

@@ -1,6 +1,7 @@
-"""Runs `mlflow server ...` in its own process group and stops the whole group
-when the test process that started this guard exits (whatever the cause), so
-test servers never outlive their tests."""
+"""Runs a test server (`mlflow server ...`, `python -m llama_cpp.server ...`) in
+its own process group and stops the whole group when the test process that
+started this guard exits (whatever the cause), so test servers never outlive
+their tests."""
 import os
 import signal
 import subprocess

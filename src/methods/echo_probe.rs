@@ -1,0 +1,176 @@
+//! The capability probe of `mcq_logprob` (pure): what one echo request on a
+//! small prompt in the run's chat family says about the endpoint.
+//!
+//! The probe prompt holds multi-byte text (accented Latin and CJK) and the
+//! family's special-token markers, so its reply shows whether the endpoint
+//! echoes the prompt at all, with logprobs, how it renders special tokens and
+//! multi-byte characters, and whether w2c can align the echo. The runner
+//! sends it before scoring, prints the verdict, keeps it in
+//! `checkpoints/<ns>/probe.json`, and stops the method when the endpoint
+//! cannot score prompts.
+
+use super::logprob::{self, AlignError, TokenKind};
+use crate::chat_templates::{self, Family};
+use crate::llm::CompletionReply;
+use serde::{Deserialize, Serialize};
+
+/// What the probe found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "verdict")]
+pub enum Verdict {
+    /// The reply does not contain the prompt: the endpoint does not echo.
+    NoEcho,
+    /// The prompt is echoed but without per-token logprobs.
+    EchoWithoutLogprobs,
+    /// The echo has logprobs but w2c cannot place them on the prompt.
+    Unalignable {
+        /// Which token at which offset.
+        detail: String,
+    },
+    /// The endpoint can score prompts.
+    Scorable {
+        /// Special-token markers in the prompt were tokenized as specials and
+        /// echoed as `""` (not as their text).
+        specials_not_text: bool,
+        /// Multi-byte characters came back as byte pieces rendered `""`.
+        partial_bytes: bool,
+        /// The model's next token was end-of-generation (nothing generated).
+        end_of_generation: bool,
+    },
+}
+
+impl Verdict {
+    /// Whether `mcq_logprob` can run on this endpoint.
+    pub fn scorable(&self) -> bool {
+        matches!(self, Verdict::Scorable { .. })
+    }
+
+    /// One line for the user: what was found and what works.
+    pub fn message(&self, family: Family) -> String {
+        let fam = serde_json::to_value(family)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        match self {
+            Verdict::NoEcho => "no echo: the endpoint does not return the prompt's tokens (`echo: true` on /completions is ignored or unsupported); mcq_logprob needs a completions endpoint that echoes the prompt with logprobs (e.g. llama-cpp-python, vLLM)".into(),
+            Verdict::EchoWithoutLogprobs => "echo without logprobs: the prompt comes back but without per-token `logprobs`; mcq_logprob needs `logprobs` with `echo` on /completions (enable them on the server if it has a switch, e.g. llama-cpp-python's `--logits_all true`)".into(),
+            Verdict::Unalignable { detail } => format!("unalignable echo: {detail}; try `template = \"default\"` (no special tokens) under [methods.mcq_logprob]"),
+            Verdict::Scorable { specials_not_text, partial_bytes, end_of_generation } => {
+                let mut parts = vec!["scorable: the endpoint echoes the prompt with logprobs".to_string()];
+                if *specials_not_text {
+                    parts.push(format!("special tokens not echoed as text: the `{fam}` template's markers are tokenized as specials and echoed as \"\" (w2c aligns around them; `template = \"default\"` has none)"));
+                }
+                if *partial_bytes {
+                    parts.push("partial-byte tokens: multi-byte characters come back as byte pieces rendered \"\" (w2c counts them with the character they complete)".into());
+                }
+                if *end_of_generation {
+                    parts.push("end-of-generation: nothing was generated and completion_tokens was 0 (handled)".into());
+                }
+                parts.join("; ")
+            }
+        }
+    }
+}
+
+/// The probe's prompt for a family: a tiny tool list and question with
+/// multi-byte text, and an answer.
+pub fn prompt(family: Family) -> String {
+    let tools = vec![r#"{"name": "météo", "parameters": {}}"#.to_string()];
+    let context =
+        chat_templates::render_context(family, &tools, "Quel temps fait-il à Zürich? 天气如何？");
+    let (ctx, cont) = logprob::split_prompt(&context, "", "好的，café。");
+    format!("{ctx}{cont}")
+}
+
+/// The verdict for the probe prompt's reply.
+pub fn verdict(prompt: &str, reply: &CompletionReply) -> Verdict {
+    let echoed = reply.text.starts_with(prompt);
+    let Some(lp) = reply.logprobs.as_ref() else {
+        return if echoed {
+            Verdict::EchoWithoutLogprobs
+        } else {
+            Verdict::NoEcho
+        };
+    };
+    let completion = reply.usage.completion_tokens as usize;
+    match logprob::align(prompt, Some(lp), completion) {
+        Ok(spans) => Verdict::Scorable {
+            specials_not_text: spans.iter().any(|s| s.kind == TokenKind::Special),
+            partial_bytes: spans
+                .iter()
+                .any(|s| matches!(s.kind, TokenKind::Partial | TokenKind::MidChar)),
+            end_of_generation: completion == 0,
+        },
+        Err(AlignError::NoEcho { .. }) => Verdict::NoEcho,
+        Err(AlignError::NoLogprobs) => Verdict::EchoWithoutLogprobs,
+        Err(e) => Verdict::Unalignable {
+            detail: e.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::llama_echo::{self, Piece};
+    use crate::llm::{mock, Usage};
+
+    fn reply_of(prompt: &str, generated: &[&str]) -> CompletionReply {
+        let gen: Vec<Piece> = generated
+            .iter()
+            .map(|g| Piece::bytes(g.as_bytes()))
+            .collect();
+        let (lp, (p, c)) = llama_echo::echo(&llama_echo::tokenize(prompt), &gen, |_| -1.0);
+        CompletionReply {
+            text: format!("{prompt}{}", generated.concat()),
+            logprobs: Some(lp),
+            usage: Usage {
+                prompt_tokens: p,
+                completion_tokens: c,
+            },
+            http_status: 200,
+            usage_anomaly: None,
+        }
+    }
+
+    #[test]
+    fn verdicts() {
+        let hermes = prompt(Family::Hermes);
+        assert_eq!(
+            verdict(&hermes, &reply_of(&hermes, &[])),
+            Verdict::Scorable {
+                specials_not_text: true,
+                partial_bytes: true,
+                end_of_generation: true
+            }
+        );
+        let plain = prompt(Family::Default);
+        let simple = mock::completion(&plain, true, true, 1, 7);
+        assert_eq!(
+            verdict(&plain, &simple),
+            Verdict::Scorable {
+                specials_not_text: false,
+                partial_bytes: false,
+                end_of_generation: false
+            }
+        );
+        let no_echo = mock::completion(&plain, false, true, 1, 7);
+        assert_eq!(verdict(&plain, &no_echo), Verdict::NoEcho);
+        let mut no_lp = simple.clone();
+        no_lp.logprobs = None;
+        assert_eq!(verdict(&plain, &no_lp), Verdict::EchoWithoutLogprobs);
+        let mut broken = reply_of(&plain, &[" x"]);
+        if let Some(lp) = broken.logprobs.as_mut() {
+            lp.tokens[3] = "zzz".into();
+        }
+        let v = verdict(&plain, &broken);
+        assert!(
+            matches!(v, Verdict::Unalignable { ref detail } if detail.contains("token 3")),
+            "{v:?}"
+        );
+        assert!(v.message(Family::Hermes).contains("template = \"default\""));
+        assert!(Verdict::EchoWithoutLogprobs
+            .message(Family::Default)
+            .contains("logits_all"));
+    }
+}
