@@ -258,14 +258,15 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     source.describe()
                 );
             }
-            let (tracking, offline_reason) = tracking_for(&loaded.config, no_tracking)?;
-            execute(RunRequest {
-                config: loaded.config,
-                run_key: key,
-                expect_fingerprint: None,
+            let tracking = tracking_for(&loaded.config, no_tracking)?;
+            execute(
+                RunRequest {
+                    config: loaded.config,
+                    run_key: key,
+                    expect_fingerprint: None,
+                },
                 tracking,
-                offline_reason,
-            })
+            )
         }
         Command::Resume {
             fingerprint,
@@ -281,14 +282,15 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     config.run.runs_dir = runs.to_path_buf();
                 }
             }
-            let (tracking, offline_reason) = tracking_for(&config, no_tracking)?;
-            execute(RunRequest {
-                config,
-                run_key: found.manifest.run_key.clone(),
-                expect_fingerprint: Some(found.manifest.fingerprint.clone()),
+            let tracking = tracking_for(&config, no_tracking)?;
+            execute(
+                RunRequest {
+                    config,
+                    run_key: found.manifest.run_key.clone(),
+                    expect_fingerprint: Some(found.manifest.fingerprint.clone()),
+                },
                 tracking,
-                offline_reason,
-            })
+            )
         }
         Command::Sync {
             fingerprint,
@@ -709,7 +711,10 @@ fn count_results(dir: &NamespaceDir) -> usize {
         .unwrap_or(0)
 }
 
-fn execute(req: RunRequest) -> Result<i32> {
+/// Runs a request: opens the session, connects its tracker (or records it
+/// offline), runs every method with Ctrl-C handling, prints the summary and
+/// returns the exit code.
+fn execute(req: RunRequest, tracking: (Option<tracking::Target>, String)) -> Result<i32> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -727,16 +732,20 @@ fn execute(req: RunRequest) -> Result<i32> {
                 }
             }
         });
-        let report = runner::run(req, &cancel, &|s: &session::Session| {
-            eprintln!(
-                "{} session {} (run key {}) at {}",
-                if s.created { "new" } else { "resuming" },
-                short(&s.manifest.fingerprint),
-                s.manifest.run_key,
-                s.dir.display()
-            );
-        })
-        .await?;
+        let opened = runner::open(req)?;
+        let s = &opened.session;
+        eprintln!(
+            "{} session {} (run key {}) at {}",
+            if s.created { "new" } else { "resuming" },
+            short(&s.manifest.fingerprint),
+            s.manifest.run_key,
+            s.dir.display()
+        );
+        let (target, offline_reason) = tracking;
+        let tracker =
+            tracking::Tracker::for_session(target.as_ref(), &offline_reason, &s.dir, &s.manifest)
+                .await?;
+        let report = opened.execute(&tracker, &cancel).await?;
         for note in &report.notes {
             eprintln!("note: {note}");
         }

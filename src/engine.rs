@@ -10,7 +10,7 @@
 use crate::audit::AuditEvent;
 use crate::llm::CallRecord;
 use crate::outcome::Progress;
-use crate::store::{load_jsonl, names as files, ErrorLine, JsonlWriter, RunLogLine};
+use crate::store::{load_jsonl, ErrorLine, JsonlWriter, NamespaceDir, RunLogLine};
 use anyhow::Result;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -18,7 +18,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -92,6 +91,17 @@ pub struct ItemError {
     pub fatal: bool,
 }
 
+impl ItemError {
+    /// The item failed because its call failed: fatal unless the error is
+    /// transient (retrying on resume may help).
+    pub fn from_call(e: &crate::llm::CallError) -> ItemError {
+        ItemError {
+            fatal: !matches!(e, crate::llm::CallError::Transient { .. }),
+            message: e.to_string(),
+        }
+    }
+}
+
 /// What the work function returns for one item.
 pub struct ItemOutput<R> {
     /// Calls made for the item (logged whether or not it succeeded).
@@ -147,29 +157,42 @@ pub fn add_call_audit(key: &str, calls: &[CallRecord], audit: &mut Vec<AuditEven
     }
 }
 
-/// Runs `work` over every item not already in the namespace's results.
-#[allow(clippy::too_many_arguments)]
-pub async fn run_items<R, F, Fut>(
-    ns_dir: &Path,
-    artifacts_dir: &Path,
-    items: Vec<WorkItem>,
-    concurrency: usize,
-    cancel: &Cancel,
-    label: &str,
-    progress: &Progress,
-    work: F,
-) -> Result<Outcome<R>>
+/// One namespace's work for the engine.
+pub struct Job<'a> {
+    /// Where the namespace's files are.
+    pub ns: &'a NamespaceDir,
+    /// The items to run (those already in `results.jsonl` are skipped).
+    pub items: Vec<WorkItem>,
+    /// Most items in flight at once.
+    pub concurrency: usize,
+    /// The stop signal.
+    pub cancel: &'a Cancel,
+    /// Counters for observers.
+    pub progress: &'a Progress,
+}
+
+/// Runs `work` over every item of `job` not already in the namespace's
+/// results.
+pub async fn run_items<R, F, Fut>(job: Job<'_>, work: F) -> Result<Outcome<R>>
 where
     R: Record,
     F: Fn(WorkItem) -> Fut,
     Fut: Future<Output = ItemOutput<R>>,
 {
-    let (mut calls_w, _) = JsonlWriter::open(&artifacts_dir.join(files::CALLS))?;
-    let results_path = ns_dir.join(files::RESULTS);
-    let audit_path = ns_dir.join(files::AUDIT);
+    let Job {
+        ns,
+        items,
+        concurrency,
+        cancel,
+        progress,
+    } = job;
+    let label = ns.name.as_str();
+    let (mut calls_w, _) = JsonlWriter::open(&ns.calls())?;
+    let results_path = ns.results();
+    let audit_path = ns.audit();
     let (mut results_w, torn_results) = JsonlWriter::open(&results_path)?;
     let (mut audit_w, torn_audit) = JsonlWriter::open(&audit_path)?;
-    let (mut errors_w, torn_errors) = JsonlWriter::open(&ns_dir.join(files::ERRORS))?;
+    let (mut errors_w, torn_errors) = JsonlWriter::open(&ns.errors())?;
 
     let wanted: HashSet<&str> = items.iter().map(|i| i.key.as_str()).collect();
     let (loaded, _) = load_jsonl::<R>(&results_path)?;
@@ -278,7 +301,7 @@ where
     errors_w.sync()?;
     calls_w.sync()?;
     bar.finish_and_clear();
-    let (mut run_log, _) = JsonlWriter::open(&ns_dir.join(files::RUN_LOG))?;
+    let (mut run_log, _) = JsonlWriter::open(&ns.run_log())?;
     run_log.append(&RunLogLine {
         started_at,
         ended_at: crate::store::session::now_utc(),

@@ -5,6 +5,40 @@
 
 use crate::labels::Label;
 use crate::metrics::Metrics;
+use crate::store::MetricsFile;
+
+/// Every export of namespace `ns`'s metrics, by file name: the CSVs and the
+/// charts, `consistency.svg` only for a sweep (from each example's
+/// consistency).
+pub fn files(
+    ns: &str,
+    m: &MetricsFile,
+    consistencies: Option<&[f64]>,
+) -> Vec<(&'static str, String)> {
+    let mut out = vec![
+        ("confusion_matrix.csv", confusion_csv(&m.metrics)),
+        ("per_class.csv", per_class_csv(&m.metrics)),
+        (
+            "confusion_matrix.svg",
+            crate::charts::confusion_svg(&format!("{ns}: confusion matrix"), &m.metrics),
+        ),
+        (
+            "per_class_f1.svg",
+            crate::charts::per_class_f1_svg(&format!("{ns}: F1 per class"), &m.metrics),
+        ),
+    ];
+    if let Some(st) = &m.stability {
+        out.push((
+            "consistency.svg",
+            crate::charts::consistency_svg(
+                &format!("{ns}: consistency"),
+                consistencies.unwrap_or(&[]),
+                st.k,
+            ),
+        ));
+    }
+    out
+}
 
 /// The confusion matrix as CSV: rows = gold, columns = predictions and `invalid`.
 pub fn confusion_csv(m: &Metrics) -> String {

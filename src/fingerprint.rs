@@ -11,9 +11,6 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 
-/// Version of the fingerprint payload layout; bump when the payload changes.
-pub const SCHEMA_VERSION: u32 = 1;
-
 /// Number of hex characters of the fingerprint used as the session dir name.
 pub const SHORT_LEN: usize = 16;
 
@@ -37,11 +34,8 @@ pub fn python_canonical_json(value: &Value) -> String {
 /// Python's `repr(float)`: the shortest round-trip digits, fixed notation
 /// for decimal exponents in [-4, 16), else `d.ddde±XX`.
 pub fn python_float_repr(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    if let Some(text) = crate::floats::spelled(v) {
+        return text.into();
     }
     // `{:e}` gives the shortest round-trip digits: `-1.2345e-5`.
     let sci = format!("{v:e}");

@@ -10,6 +10,7 @@ pub mod dataset;
 pub mod engine;
 pub mod export;
 pub mod fingerprint;
+pub mod floats;
 pub mod http_body;
 pub mod labels;
 pub mod llm;

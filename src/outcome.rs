@@ -7,8 +7,10 @@
 use crate::metrics::Metrics;
 use crate::store::UsageTotals;
 use serde::{Deserialize, Serialize};
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How a run ended.
@@ -116,4 +118,26 @@ impl Progress {
     pub fn elapsed(&self) -> Duration {
         self.started.lock().map(|s| s.elapsed()).unwrap_or_default()
     }
+}
+
+/// What a run tells whoever watches it: the MLflow tracker (online, or
+/// recording that the session is offline), or a test. The runner emits
+/// these events and knows nothing of what is done with them; an observer
+/// never fails the evaluation (it records what it could not do itself).
+pub trait RunObserver {
+    /// The counters the engine updates while a namespace runs.
+    fn progress(&self) -> Arc<Progress>;
+
+    /// A namespace starts running (earlier results of it may exist).
+    fn namespace_started(&self, ns: &str) -> impl Future<Output = ()>;
+
+    /// A namespace stopped: finished (its `_DONE.json` is written),
+    /// interrupted (`cancelled`) or left with failed items.
+    fn namespace_stopped(&self, ns: &str, cancelled: bool) -> impl Future<Output = ()>;
+
+    /// The run failed with `err`; namespaces still open stopped with it.
+    fn run_failed(&self, err: &anyhow::Error) -> impl Future<Output = ()>;
+
+    /// The run ended with `report`; returns notes for the user.
+    fn run_finished(&self, report: &RunReport) -> impl Future<Output = Vec<String>>;
 }

@@ -297,7 +297,7 @@ pub struct ReportEntry {
     /// Namespace.
     pub namespace: String,
     /// The namespace's `metrics.json`.
-    pub metrics: crate::runner::MetricsFile,
+    pub metrics: crate::store::MetricsFile,
     /// The namespace's artifacts directory.
     #[serde(skip)]
     pub artifacts: std::path::PathBuf,

@@ -235,19 +235,6 @@ pub struct Reply {
     pub usage_anomaly: Option<UsageAnomaly>,
 }
 
-/// The outcome of a successful chat call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChatResponse {
-    /// Assistant text (empty when the reply had no content).
-    pub text: String,
-    /// Token usage, when the provider reported it.
-    pub usage: Usage,
-    /// Attempts it took (1 = first try).
-    pub attempts: u32,
-    /// Wall time including retries, milliseconds.
-    pub latency_ms: u64,
-}
-
 /// Why a single attempt failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CallError {

@@ -14,17 +14,24 @@
 //! that spent its budget) is audited and is an `invalid` prediction without a
 //! judge call.
 
+use super::{Concluding, Conclusion, Method, Scores};
+use crate::audit::AuditSummary;
 use crate::audit::{AuditEvent, Severity};
+use crate::config::Price;
 use crate::config::{LlmJudgeConfig, ToolsMode};
 use crate::dataset::Example;
+use crate::engine::{ItemError, ItemOutput};
 use crate::engine::{Record, WorkItem};
 use crate::labels::{Label, Prediction};
+use crate::llm::{CallItem, CallRecord, Client};
 use crate::llm::{ChatRequest, Message, Usage};
 use crate::prompts::{self, Template};
-use crate::store::MethodSettings;
+use crate::store::{MethodSettings, PredictionRow, UsageTotals};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// Method name (the judge namespace).
 pub const NAME: &str = "llm_judge";
@@ -258,8 +265,7 @@ impl LlmJudge {
     /// Work items: one per example, or K per example in a sweep.
     pub fn items(&self, examples: &[Example]) -> Vec<WorkItem> {
         if let Some(sweep) = &self.sweep {
-            let uuids: Vec<&str> = examples.iter().map(|e| e.uuid.as_str()).collect();
-            return sweep.items(&uuids);
+            return sweep.items(examples);
         }
         super::one_item_per_example(examples)
     }
@@ -367,17 +373,6 @@ pub fn native_tools(tools: &[String]) -> Value {
     Value::Array(list)
 }
 
-fn strip_reasoning(s: &str) -> String {
-    let mut out = s.to_string();
-    while let (Some(a), Some(b)) = (out.find("<think>"), out.find("</think>")) {
-        if b < a {
-            break;
-        }
-        out.replace_range(a..b + "</think>".len(), "");
-    }
-    out
-}
-
 /// JSON objects embedded in text, outermost first, found by brace matching
 /// that respects strings.
 fn json_objects(text: &str) -> Vec<&str> {
@@ -461,7 +456,7 @@ const LABEL_KEYS: &[&str] = &[
 /// Parses a judge reply into a label: JSON anywhere in the text (fenced or
 /// surrounded by prose, any key casing), else a bare label. Errors say why.
 pub fn parse_judge(raw: &str) -> Result<Label, String> {
-    let text = strip_reasoning(raw);
+    let text = super::strip_reasoning(raw, super::OpenThink::Keep);
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Err("empty reply".into());
@@ -503,6 +498,374 @@ pub fn event(key: &str, uuid: &str, kind: &str, severity: Severity, details: Val
 /// Short preview of a reply for audit details.
 pub fn preview(s: &str) -> String {
     s.chars().take(200).collect()
+}
+
+/// The target stream of `llm_judge` (or of one of its sweeps) as the runner
+/// runs it: the target model answers every item freely, with the tools.
+/// Its answers are never regenerated once stored; the judge reads them.
+pub struct TargetAnswers {
+    /// The method.
+    pub method: LlmJudge,
+    /// The target model's client.
+    pub client: Arc<Client>,
+    /// The target model's price, when `[prices]` lists it.
+    pub price: Option<Price>,
+}
+
+impl Method for TargetAnswers {
+    type Record = TargetRecord;
+
+    fn settings(&self) -> MethodSettings {
+        self.method.target_settings()
+    }
+
+    fn items(&self, examples: &[Example]) -> Vec<WorkItem> {
+        self.method.items(examples)
+    }
+
+    fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn records_needed_when_done(&self) -> bool {
+        true
+    }
+
+    async fn work(&self, ns: &str, item: WorkItem, example: &Example) -> ItemOutput<TargetRecord> {
+        let req = self.method.target_request(example, item.repeat);
+        let outcome = self.client.chat(&req).await;
+        let call_item = CallItem {
+            method: ns,
+            uuid: &example.uuid,
+            repeat: item.repeat,
+            role: "target",
+        };
+        let call = CallRecord::chat(&self.client, call_item, &req, &outcome);
+        let result = match outcome.result {
+            Ok(reply) => {
+                let mut audit = Vec::new();
+                if reply.text.trim().is_empty() && reply.tool_calls.is_none() {
+                    audit.push(AuditEvent::new(
+                        &item.key,
+                        &example.uuid,
+                        ns,
+                        "target",
+                        "empty_target_reply",
+                        Severity::Error,
+                        json!({
+                            "finish_reason": reply.finish_reason,
+                            "has_reasoning": reply.reasoning.is_some(),
+                            "completion_tokens": reply.usage.completion_tokens,
+                            "max_tokens": req.max_tokens,
+                        }),
+                    ));
+                }
+                Ok(TargetRecord {
+                    key: item.key,
+                    uuid: example.uuid.clone(),
+                    repeat: item.repeat,
+                    text: reply.text,
+                    tool_calls: reply.tool_calls,
+                    has_reasoning: reply.reasoning.is_some(),
+                    finish_reason: reply.finish_reason,
+                    usage: reply.usage,
+                    audit,
+                })
+            }
+            Err(e) => Err(ItemError::from_call(&e)),
+        };
+        ItemOutput {
+            calls: vec![call],
+            result,
+        }
+    }
+
+    fn usage(&self, records: &[&TargetRecord]) -> UsageTotals {
+        UsageTotals::sum(records.iter().map(|r| r.usage), self.price.as_ref())
+    }
+
+    /// No metrics of its own: the answers (`target_responses.jsonl`, long
+    /// texts as previews) and their token usage (`usage.json`).
+    fn conclude(&self, ctx: &Concluding<'_>, records: &[&TargetRecord]) -> Result<Conclusion> {
+        let stored_in = ctx.results_path();
+        let mut answers = Vec::new();
+        for r in records {
+            let mut row = json!({
+                "key": r.key,
+                "uuid": r.uuid,
+                "repeat": r.repeat,
+                "text": r.text,
+                "tool_calls": r.tool_calls,
+                "finish_reason": r.finish_reason,
+            });
+            crate::long_text::shorten_fields(&mut row, &["text"], Some(&stored_in));
+            serde_json::to_writer(&mut answers, &row)?;
+            answers.push(b'\n');
+        }
+        let mut usage = serde_json::to_vec_pretty(&self.usage(records))?;
+        usage.push(b'\n');
+        Ok(Conclusion {
+            scores: None,
+            extra: vec![("usage.json", usage), ("target_responses.jsonl", answers)],
+            notes: Vec::new(),
+        })
+    }
+}
+
+/// The judge stream of `llm_judge` (or of one of its sweeps) as the runner
+/// runs it: the judge model classifies every stored target answer.
+pub struct JudgeAnswers {
+    /// The method.
+    pub method: LlmJudge,
+    /// The judge model's client.
+    pub client: Arc<Client>,
+    /// The judge model's price, when `[prices]` lists it.
+    pub price: Option<Price>,
+    /// The target stream's namespace, its answers by key and its usage.
+    pub target: JudgedTarget,
+}
+
+/// What the judge needs of the target stream.
+#[derive(Debug, Default)]
+pub struct JudgedTarget {
+    /// Namespace of the target answers.
+    pub namespace: String,
+    /// The stored answers, by item key.
+    pub answers: HashMap<String, TargetRecord>,
+    /// Token totals of the answers (priced with the target's price).
+    pub usage: UsageTotals,
+}
+
+impl Method for JudgeAnswers {
+    type Record = JudgeRecord;
+
+    fn settings(&self) -> MethodSettings {
+        self.method.judge_settings()
+    }
+
+    fn items(&self, examples: &[Example]) -> Vec<WorkItem> {
+        self.method.items(examples)
+    }
+
+    fn runnable(&self, item: &WorkItem) -> bool {
+        self.target.answers.contains_key(&item.key)
+    }
+
+    fn client(&self) -> &Client {
+        &self.client
+    }
+
+    async fn work(&self, ns: &str, item: WorkItem, example: &Example) -> ItemOutput<JudgeRecord> {
+        match self.target.answers.get(&item.key) {
+            Some(target) => judge_one(&self.method, &self.client, ns, &item, example, target).await,
+            None => ItemOutput {
+                calls: Vec::new(),
+                result: Err(ItemError {
+                    message: format!("{}: no target answer to judge", item.key),
+                    fatal: false,
+                }),
+            },
+        }
+    }
+
+    /// The target answers' tokens plus the judge's.
+    fn usage(&self, records: &[&JudgeRecord]) -> UsageTotals {
+        self.target.usage.plus(UsageTotals::sum(
+            records.iter().map(|r| r.usage),
+            self.price.as_ref(),
+        ))
+    }
+
+    /// The judge's events and those of the answers it judged.
+    fn audit(&self, records: &[&JudgeRecord]) -> AuditSummary {
+        crate::audit::summarize(
+            records
+                .iter()
+                .flat_map(|r| r.audit.iter())
+                .chain(self.target.answers.values().flat_map(|t| t.audit.iter())),
+        )
+    }
+
+    fn conclude(&self, ctx: &Concluding<'_>, records: &[&JudgeRecord]) -> Result<Conclusion> {
+        let counts = super::status_counts(records.iter().map(|r| r.status))?;
+        let mut scores = match &self.method.sweep {
+            Some(sweep) => {
+                let by_key: HashMap<&str, Prediction> = records
+                    .iter()
+                    .map(|r| (r.key.as_str(), r.prediction))
+                    .collect();
+                sweep.conclude(ctx.examples, ctx.seed, |key| by_key.get(key).copied())
+            }
+            None => {
+                let judge_in = ctx.results_path();
+                let target_in = format!(
+                    "{}/{}/{}",
+                    crate::store::names::CHECKPOINTS,
+                    self.target.namespace,
+                    crate::store::names::RESULTS
+                );
+                Scores {
+                    n_examples: ctx.examples.len(),
+                    metrics: super::score(
+                        &records
+                            .iter()
+                            .map(|r| (r.gold, r.prediction, r.n_tools))
+                            .collect::<Vec<_>>(),
+                    ),
+                    counts: BTreeMap::new(),
+                    stability: None,
+                    variants: None,
+                    predictions: records
+                        .iter()
+                        .map(|r| {
+                            PredictionRow::new(&r.uuid, r.gold, r.n_tools, Some(r.prediction))
+                                .with(json!({
+                                    "status": r.status,
+                                    "target_response": self.target.answers.get(&r.key).map(|t| t.text.clone()),
+                                    "judge_raw": r.judge_raw,
+                                    "judge_raw_repair": r.judge_raw_repair,
+                                }))
+                                .shortened(&["target_response"], &target_in)
+                                .shortened(&["judge_raw", "judge_raw_repair"], &judge_in)
+                        })
+                        .collect(),
+                    consistencies: None,
+                }
+            }
+        };
+        scores.counts = counts;
+        Ok(Conclusion {
+            scores: Some(scores),
+            ..Conclusion::default()
+        })
+    }
+}
+
+/// Judges one stored target answer: one judge call, one repair call when
+/// the first reply does not parse.
+async fn judge_one(
+    method: &LlmJudge,
+    client: &Client,
+    ns: &str,
+    item: &WorkItem,
+    ex: &Example,
+    target: &TargetRecord,
+) -> ItemOutput<JudgeRecord> {
+    let key = item.key.clone();
+    let mut record = JudgeRecord {
+        key: key.clone(),
+        uuid: ex.uuid.clone(),
+        repeat: item.repeat,
+        gold: ex.gold,
+        prediction: Prediction::Invalid,
+        n_tools: ex.tools.len(),
+        target_sha256: crate::fingerprint::sha256_hex(target.text.as_bytes()),
+        status: JudgeStatus::EmptyTarget,
+        judge_raw: None,
+        judge_raw_repair: None,
+        usage: Usage::default(),
+        audit: Vec::new(),
+    };
+    let Some(response) = target.judged_response() else {
+        record.audit.push(event(
+            &key,
+            &ex.uuid,
+            "empty_target_invalid",
+            Severity::Error,
+            json!({"finish_reason": target.finish_reason, "has_reasoning": target.has_reasoning}),
+        ));
+        return ItemOutput {
+            calls: vec![],
+            result: Ok(record),
+        };
+    };
+    let call_item = CallItem {
+        method: ns,
+        uuid: &ex.uuid,
+        repeat: item.repeat,
+        role: "judge",
+    };
+    let req = method.judge_request(ex, &response);
+    let outcome = client.chat(&req).await;
+    let mut calls = vec![CallRecord::chat(client, call_item, &req, &outcome)];
+    let first = match outcome.result {
+        Ok(r) => r,
+        Err(e) => {
+            return ItemOutput {
+                calls,
+                result: Err(ItemError::from_call(&e)),
+            }
+        }
+    };
+    record.usage = first.usage;
+    record.judge_raw = Some(first.text.clone());
+    let error = match parse_judge(&first.text) {
+        Ok(label) => {
+            record.prediction = Prediction::Label(label);
+            record.status = JudgeStatus::Parsed;
+            return ItemOutput {
+                calls,
+                result: Ok(record),
+            };
+        }
+        Err(e) => e,
+    };
+    record.audit.push(event(
+        &key,
+        &ex.uuid,
+        "judge_parse_failed_first",
+        Severity::Warning,
+        json!({"error": error, "raw_preview": preview(&first.text)}),
+    ));
+    let repair = method.repair_request(&req, &first.text, &error);
+    let outcome = client.chat(&repair).await;
+    calls.push(CallRecord::chat(
+        client,
+        CallItem {
+            role: "judge_repair",
+            ..call_item
+        },
+        &repair,
+        &outcome,
+    ));
+    let second = match outcome.result {
+        Ok(r) => r,
+        Err(e) => {
+            return ItemOutput {
+                calls,
+                result: Err(ItemError::from_call(&e)),
+            }
+        }
+    };
+    record.usage = record.usage.saturating_add(second.usage);
+    record.judge_raw_repair = Some(second.text.clone());
+    match parse_judge(&second.text) {
+        Ok(label) => {
+            record.prediction = Prediction::Label(label);
+            record.status = JudgeStatus::Repaired;
+            record.audit.push(event(
+                &key,
+                &ex.uuid,
+                "judge_repair_used",
+                Severity::Info,
+                json!({"label": label}),
+            ));
+        }
+        Err(e2) => {
+            record.status = JudgeStatus::Invalid;
+            record.audit.push(event(
+                &key,
+                &ex.uuid,
+                "judge_invalid",
+                Severity::Error,
+                json!({"error_first": error, "error_second": e2, "raw_second_preview": preview(&second.text)}),
+            ));
+        }
+    }
+    ItemOutput {
+        calls,
+        result: Ok(record),
+    }
 }
 
 #[cfg(test)]

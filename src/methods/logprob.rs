@@ -178,7 +178,7 @@ pub struct TokenSpan {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContinuationScore {
     /// Sum of the continuation tokens' log-probabilities.
-    #[serde(with = "crate::store::floats::finite_or_string")]
+    #[serde(with = "crate::floats::finite_or_string")]
     pub logprob: f64,
     /// Continuation tokens.
     pub n_tokens: usize,

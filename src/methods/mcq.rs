@@ -6,19 +6,25 @@
 //! option; a reply that names no option, or several, is an `invalid`
 //! prediction (counted wrong, never coerced into a class) and is audited.
 
+use super::{Concluding, Conclusion, Method, Scores, Sweep};
 use crate::audit::{AuditEvent, Severity};
+use crate::config::Price;
 use crate::config::{McqConfig, OptionOrder};
 use crate::dataset::Example;
+use crate::engine::{ItemError, ItemOutput};
 use crate::engine::{Record, WorkItem};
 use crate::fingerprint::sha256_hex;
 use crate::labels::{Label, Prediction};
+use crate::llm::{CallItem, CallRecord, Client};
 use crate::llm::{ChatRequest, Message, Usage};
 use crate::prompts::{self, Template};
-use crate::store::MethodSettings;
+use crate::store::{MethodSettings, PredictionRow, UsageTotals};
 use anyhow::Result;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Method name.
 pub const NAME: &str = "mcq";
@@ -42,6 +48,21 @@ pub struct Mcq {
     pub model: String,
     /// Run seed.
     pub seed: u64,
+    /// The sweep this is a repetition of (`stability_mcq`), if any.
+    pub sweep: Option<Sweep>,
+}
+
+/// A model's reply to one `mcq` request, as the record keeps it.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The reply text.
+    pub text: String,
+    /// Token usage.
+    pub usage: Usage,
+    /// Attempts the call took.
+    pub attempts: u32,
+    /// Call latency including retries, milliseconds.
+    pub latency_ms: u64,
 }
 
 /// How a reply was read.
@@ -132,11 +153,37 @@ impl Mcq {
             parser: ChoiceParser::new(&config.option_labels)?,
             model: model.to_string(),
             seed,
+            sweep: None,
         })
     }
 
-    /// The settings that define this method's namespace.
+    /// The same method as a stability sweep.
+    pub fn with_sweep(&self, sweep: Sweep) -> Mcq {
+        Mcq {
+            sweep: Some(sweep),
+            ..self.clone()
+        }
+    }
+
+    /// The settings that define this method's namespace (a sweep's include
+    /// the plain method's settings hash).
     pub fn settings(&self) -> MethodSettings {
+        let plain = self.plain_settings();
+        let Some(sweep) = &self.sweep else {
+            return plain;
+        };
+        let name = super::sweep_name(NAME, sweep.k, sweep.temperature);
+        let value = json!({
+            "method": name,
+            "mcq_settings_hash": plain.settings_hash,
+            "k": sweep.k,
+            "temperature": sweep.temperature,
+            "seed_mode": sweep.seed_mode,
+        });
+        MethodSettings::new(&name, value)
+    }
+
+    fn plain_settings(&self) -> MethodSettings {
         let c = &self.config;
         let settings = json!({
             "method": NAME,
@@ -152,9 +199,12 @@ impl Mcq {
         MethodSettings::new(NAME, settings)
     }
 
-    /// Work items: one per example.
+    /// Work items: one per example, or K per example in a sweep.
     pub fn items(&self, examples: &[Example]) -> Vec<WorkItem> {
-        super::one_item_per_example(examples)
+        match &self.sweep {
+            Some(sweep) => sweep.items(examples),
+            None => super::one_item_per_example(examples),
+        }
     }
 
     /// The order in which the behaviours are shown for an example.
@@ -168,8 +218,14 @@ impl Mcq {
         order
     }
 
-    /// Builds the chat request for an example.
-    pub fn request(&self, example: &Example, order: &[Label; 4]) -> ChatRequest {
+    /// Builds the chat request for an example (and repetition, in a sweep:
+    /// the sweep's temperature and the repetition's seed).
+    pub fn request(
+        &self,
+        example: &Example,
+        order: &[Label; 4],
+        repeat: Option<u32>,
+    ) -> ChatRequest {
         let labels = &self.config.option_labels;
         let mut options = String::new();
         for (i, label) in order.iter().enumerate() {
@@ -210,28 +266,37 @@ impl Mcq {
             )));
         }
         messages.push(Message::user(prompts::render(&self.template.user, &values)));
+        let (temperature, seed) = match &self.sweep {
+            Some(sweep) => (
+                sweep.temperature,
+                sweep.seed(self.seed, repeat.unwrap_or(0)),
+            ),
+            None => (self.config.temperature, self.seed),
+        };
         ChatRequest {
             model: self.model.clone(),
             messages,
-            temperature: self.config.temperature,
+            temperature,
             max_tokens: self.config.max_tokens,
-            seed: self.seed,
+            seed,
             tools: None,
         }
     }
 
     /// Turns a reply into a record (prediction, parse status, audit events).
-    #[allow(clippy::too_many_arguments)]
     pub fn record(
         &self,
         example: &Example,
         repeat: Option<u32>,
         order: [Label; 4],
-        raw_output: String,
-        usage: Usage,
-        attempts: u32,
-        latency_ms: u64,
+        answer: Answer,
     ) -> McqRecord {
+        let Answer {
+            text: raw_output,
+            usage,
+            attempts,
+            latency_ms,
+        } = answer;
         let (choice, status) = self.parser.parse(&raw_output);
         let prediction = match choice {
             Some(i) => Prediction::Label(order[i]),
@@ -277,24 +342,6 @@ impl Mcq {
             audit,
         }
     }
-}
-
-/// Removes `<think>...</think>` blocks (and an unterminated trailing one).
-fn strip_reasoning(s: &str) -> String {
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some(start) = rest.find("<think>") {
-        out.push_str(&rest[..start]);
-        match rest[start..].find("</think>") {
-            Some(end) => rest = &rest[start + end + "</think>".len()..],
-            None => {
-                rest = "";
-                break;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 /// Whether `text[start..end]` is part of a decimal number such as `0.5`.
@@ -344,7 +391,7 @@ impl ChoiceParser {
     /// Parses one reply.
     pub fn parse(&self, raw: &str) -> (Option<usize>, ParseStatus) {
         let labels = &self.labels;
-        let text = strip_reasoning(raw);
+        let text = super::strip_reasoning(raw, super::OpenThink::Drop);
         let trimmed = text.trim();
         if trimmed.is_empty() {
             return (None, ParseStatus::Empty);
@@ -391,6 +438,113 @@ impl ChoiceParser {
             [] => (None, ParseStatus::NoOption),
             _ => (None, ParseStatus::Ambiguous),
         }
+    }
+}
+
+/// `mcq` (or one of its sweeps) as the runner runs it: the method, the
+/// target's client and its price.
+pub struct McqRun {
+    /// The method.
+    pub mcq: Mcq,
+    /// The target model's client.
+    pub client: Arc<Client>,
+    /// The target model's price, when `[prices]` lists it.
+    pub price: Option<Price>,
+}
+
+impl Method for McqRun {
+    type Record = McqRecord;
+
+    fn settings(&self) -> MethodSettings {
+        self.mcq.settings()
+    }
+
+    fn items(&self, examples: &[Example]) -> Vec<WorkItem> {
+        self.mcq.items(examples)
+    }
+
+    fn client(&self) -> &Client {
+        &self.client
+    }
+
+    async fn work(&self, ns: &str, item: WorkItem, example: &Example) -> ItemOutput<McqRecord> {
+        let order = self.mcq.option_order(&example.uuid);
+        let req = self.mcq.request(example, &order, item.repeat);
+        let outcome = self.client.chat(&req).await;
+        let call_item = CallItem {
+            method: ns,
+            uuid: &example.uuid,
+            repeat: item.repeat,
+            role: "target",
+        };
+        let call = CallRecord::chat(&self.client, call_item, &req, &outcome);
+        let result = match outcome.result {
+            Ok(reply) => Ok(self.mcq.record(
+                example,
+                item.repeat,
+                order,
+                Answer {
+                    text: reply.text,
+                    usage: reply.usage,
+                    attempts: outcome.attempts.len() as u32,
+                    latency_ms: outcome.latency_ms,
+                },
+            )),
+            Err(e) => Err(ItemError::from_call(&e)),
+        };
+        ItemOutput {
+            calls: vec![call],
+            result,
+        }
+    }
+
+    fn usage(&self, records: &[&McqRecord]) -> UsageTotals {
+        UsageTotals::sum(records.iter().map(|r| r.usage), self.price.as_ref())
+    }
+
+    fn conclude(&self, ctx: &Concluding<'_>, records: &[&McqRecord]) -> Result<Conclusion> {
+        let scores = match &self.mcq.sweep {
+            Some(sweep) => {
+                let by_key: HashMap<&str, Prediction> = records
+                    .iter()
+                    .map(|r| (r.key.as_str(), r.prediction))
+                    .collect();
+                sweep.conclude(ctx.examples, ctx.seed, |key| by_key.get(key).copied())
+            }
+            None => {
+                let stored_in = ctx.results_path();
+                Scores {
+                    n_examples: records.len(),
+                    metrics: super::score(
+                        &records
+                            .iter()
+                            .map(|r| (r.gold, r.prediction, r.n_tools))
+                            .collect::<Vec<_>>(),
+                    ),
+                    counts: super::status_counts(records.iter().map(|r| r.parse_status))?,
+                    stability: None,
+                    variants: None,
+                    predictions: records
+                        .iter()
+                        .map(|r| {
+                            PredictionRow::new(&r.uuid, r.gold, r.n_tools, Some(r.prediction))
+                                .with(json!({
+                                    "chosen_option": r.chosen_option,
+                                    "option_order": r.option_order,
+                                    "parse_status": r.parse_status,
+                                    "raw_output": r.raw_output,
+                                }))
+                                .shortened(&["raw_output"], &stored_in)
+                        })
+                        .collect(),
+                    consistencies: None,
+                }
+            }
+        };
+        Ok(Conclusion {
+            scores: Some(scores),
+            ..Conclusion::default()
+        })
     }
 }
 
@@ -467,7 +621,7 @@ mod tests {
         let m = mcq(OptionOrder::Fixed);
         let order = m.option_order("u1");
         assert_eq!(order, Label::ALL);
-        let req = m.request(&example(), &order);
+        let req = m.request(&example(), &order, None);
         let user = &req.messages.last().unwrap().content;
         assert!(user.contains("A) d\nB) t\nC) r\nD) c"), "{user}");
         assert!(user.contains("A, B, C or D"));
@@ -491,27 +645,17 @@ mod tests {
     #[test]
     fn invalid_reply_is_audited_not_coerced() {
         let m = mcq(OptionOrder::Fixed);
-        let r = m.record(
-            &example(),
-            None,
-            Label::ALL,
-            "no idea".into(),
-            Usage::default(),
-            1,
-            0,
-        );
+        let answer = |text: &str| Answer {
+            text: text.into(),
+            usage: Usage::default(),
+            attempts: 1,
+            latency_ms: 0,
+        };
+        let r = m.record(&example(), None, Label::ALL, answer("no idea"));
         assert_eq!(r.prediction, Prediction::Invalid);
         assert_eq!(r.audit.len(), 1);
         assert_eq!(r.audit[0].event_type, "mcq_parse_failed");
-        let ok = m.record(
-            &example(),
-            None,
-            Label::ALL,
-            "B".into(),
-            Usage::default(),
-            1,
-            0,
-        );
+        let ok = m.record(&example(), None, Label::ALL, answer("B"));
         assert_eq!(ok.prediction, Prediction::Label(Label::ToolCall));
         assert!(ok.audit.is_empty());
     }

@@ -16,16 +16,23 @@
 //! until the longest choice fits ([`cut_points`]); the record says so.
 
 use super::logprob::{self, AlignError, ContinuationScore, ScoreError};
+use super::{echo_probe, Concluding, Conclusion, Method, Scores};
 use crate::audit::{AuditEvent, Severity};
 use crate::chat_templates::{self, Family};
+use crate::config::Price;
 use crate::config::{McqLogprobConfig, Truncation};
 use crate::dataset::Example;
+use crate::engine::{ItemError, ItemOutput};
 use crate::engine::{Record, WorkItem};
 use crate::labels::{Label, Prediction};
+use crate::llm::{CallError, CallItem, CallRecord, Client};
 use crate::llm::{CompletionReply, CompletionRequest, Usage};
-use crate::store::MethodSettings;
+use crate::store::{write_json_atomic, MethodSettings, NamespaceDir, PredictionRow, UsageTotals};
+use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Method name.
 pub const NAME: &str = "mcq_logprob";
@@ -51,7 +58,7 @@ pub struct ChoiceScore {
     /// Behaviour of the candidate.
     pub label: Label,
     /// Sum of log-probabilities (`-Infinity` when it could not be scored).
-    #[serde(with = "crate::store::floats::finite_or_string")]
+    #[serde(with = "crate::floats::finite_or_string")]
     pub logprob: f64,
     /// Continuation tokens.
     pub n_tokens: usize,
@@ -454,6 +461,342 @@ fn truncation_event(key: &str, uuid: &str, t: &TruncationRecord) -> AuditEvent {
         Severity::Info,
         json!(t),
     )
+}
+
+/// File in the namespace's checkpoint directory holding the probe's verdict.
+pub const PROBE_FILE: &str = "probe.json";
+
+/// `mcq_logprob` as the runner runs it: the method, the target's client and
+/// its price. Before the items it probes the endpoint; each item is the four
+/// scoring calls (after a truncation plan when enabled).
+pub struct McqLogprobRun {
+    /// The method.
+    pub method: McqLogprob,
+    /// The target model's client.
+    pub client: Arc<Client>,
+    /// The target model's price, when `[prices]` lists it.
+    pub price: Option<Price>,
+}
+
+impl Method for McqLogprobRun {
+    type Record = McqLogprobRecord;
+
+    fn settings(&self) -> MethodSettings {
+        self.method.settings()
+    }
+
+    fn items(&self, examples: &[Example]) -> Vec<WorkItem> {
+        self.method.items(examples)
+    }
+
+    fn client(&self) -> &Client {
+        &self.client
+    }
+
+    async fn before_items(&self, ns: &NamespaceDir) -> Result<Vec<String>> {
+        probe(ns, &self.method, &self.client).await
+    }
+
+    async fn work(
+        &self,
+        ns: &str,
+        _item: WorkItem,
+        example: &Example,
+    ) -> ItemOutput<McqLogprobRecord> {
+        score_example(&self.client, &self.method, example, ns).await
+    }
+
+    fn usage(&self, records: &[&McqLogprobRecord]) -> UsageTotals {
+        UsageTotals::sum(records.iter().map(|r| r.usage), self.price.as_ref())
+    }
+
+    /// Metrics per variant over the scored examples; unscored ones are
+    /// counted apart and listed with their reason.
+    fn conclude(&self, ctx: &Concluding<'_>, records: &[&McqLogprobRecord]) -> Result<Conclusion> {
+        // Unscored examples are results but not predictions: every metric
+        // (n_total included) is over the scored ones.
+        let scored: Vec<&McqLogprobRecord> = records
+            .iter()
+            .copied()
+            .filter(|r| r.unscored.is_none())
+            .collect();
+        let mut variants = BTreeMap::new();
+        let mut counts = BTreeMap::new();
+        for (v, name) in VARIANTS.iter().enumerate() {
+            let m = super::score(
+                &scored
+                    .iter()
+                    .map(|r| (r.gold, r.predictions[v], r.n_tools))
+                    .collect::<Vec<_>>(),
+            );
+            variants.insert(name.to_string(), m);
+            counts.insert(
+                format!("ties_{name}"),
+                scored.iter().filter(|r| r.ties[v]).count(),
+            );
+        }
+        counts.insert("unscored".into(), records.len() - scored.len());
+        for reason in [UnscoredReason::ContextOverflow, UnscoredReason::Unalignable] {
+            let n = records
+                .iter()
+                .filter(|r| r.unscored.as_ref().is_some_and(|u| u.reason == reason))
+                .count();
+            counts.insert(format!("unscored_{}", reason.as_str()), n);
+        }
+        counts.insert(
+            "truncated".into(),
+            records.iter().filter(|r| r.truncation.is_some()).count(),
+        );
+        let mut notes = Vec::new();
+        if counts["unscored"] > 0 {
+            notes.push(format!(
+            "{} of {} examples are unscored ({} context overflow, {} unalignable echo) and left out of the metrics; see audit_fallbacks.jsonl",
+            counts["unscored"], records.len(), counts["unscored_context_overflow"], counts["unscored_unalignable"]
+        ));
+        }
+        let predictions = records
+            .iter()
+            .map(|r| match &r.unscored {
+                Some(u) => PredictionRow::new(&r.uuid, r.gold, r.n_tools, None)
+                    .with(json!({"unscored": u, "truncation": r.truncation})),
+                None => PredictionRow::new(&r.uuid, r.gold, r.n_tools, Some(r.predictions[0]))
+                    .with(json!({
+                        "prediction_acc_norm": r.predictions[1],
+                        "prediction_acc_bytes": r.predictions[2],
+                        "prediction_acc_tokens": r.predictions[3],
+                        "ties": r.ties,
+                        "scores": r.choices.iter().map(|c| c.logprob).map(non_finite_as_text).collect::<Vec<_>>(),
+                        "truncation": r.truncation,
+                    })),
+            })
+            .collect();
+        let mut debug = Vec::new();
+        for r in records {
+            for c in &r.choices {
+                serde_json::to_writer(
+                    &mut debug,
+                    &json!({"uuid": r.uuid, "gold": r.gold, "choice": c}),
+                )?;
+                debug.push(b'\n');
+            }
+        }
+        let _ = ctx;
+        Ok(Conclusion {
+            scores: Some(Scores {
+                n_examples: records.len(),
+                metrics: variants["acc"].clone(),
+                counts,
+                stability: None,
+                variants: Some(variants),
+                predictions,
+                consistencies: None,
+            }),
+            extra: vec![("debug_per_choice.jsonl", debug)],
+            notes,
+        })
+    }
+}
+
+/// A score as JSON: a number, or `"-Infinity"` for a candidate that could
+/// not be scored (the store's spelling of non-finite floats).
+fn non_finite_as_text(v: f64) -> serde_json::Value {
+    if v.is_finite() {
+        json!(v)
+    } else {
+        json!(crate::floats::spelled(v))
+    }
+}
+
+/// Sends the capability probe, records and reports its verdict, and stops
+/// the method when the endpoint cannot score prompts (or truncation is on
+/// and the server cannot tokenize).
+async fn probe(ns: &NamespaceDir, method: &McqLogprob, client: &Client) -> Result<Vec<String>> {
+    let dir = ns;
+    let ns = dir.name.as_str();
+    let endpoint = client.endpoint("completions");
+    let prompt = echo_probe::prompt(method.family);
+    let reply = client
+        .complete(&method.request(prompt.clone()))
+        .await
+        .result
+        .map_err(|e| anyhow::anyhow!("{ns}: the capability probe request failed: {e}"))?;
+    let verdict = echo_probe::verdict(&prompt, &reply);
+    let message = verdict.message(method.family);
+    let tokenize = match method.truncation_limit() {
+        Some(_) if verdict.scorable() => Some(
+            client
+                .count_tokens(&method.model, &prompt)
+                .await
+                .map(|(_, url)| url)
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "{ns}: `truncation = \"left\"` needs the server's tokenizer: {e}"
+                    )
+                })?,
+        ),
+        _ => None,
+    };
+    write_json_atomic(
+        &dir.checkpoint(PROBE_FILE),
+        &json!({
+            "at": crate::store::session::now_utc(),
+            "endpoint": endpoint,
+            "family": method.family,
+            "result": verdict,
+            "message": message,
+            "tokenize_endpoint": tokenize,
+        }),
+    )?;
+    if !verdict.scorable() {
+        bail!("{endpoint}: the endpoint cannot score prompts for mcq_logprob: {message}");
+    }
+    Ok(vec![format!("probe: {message}")])
+}
+
+/// Where to cut an example's context.
+enum Plan {
+    /// Every choice fits as it is.
+    Fits,
+    /// Cut this many bytes off the context's start.
+    Cut(usize, TruncationRecord),
+    /// Even the shortest context is too long.
+    Impossible(String),
+}
+
+/// Finds the smallest left-cut (at a word start) after which the example's
+/// longest prompt fits `limit` server tokens: a binary search over the
+/// context's [`cut_points`], counting with the server's tokenizer.
+async fn plan_cut(
+    client: &Client,
+    method: &McqLogprob,
+    ex: &Example,
+    limit: usize,
+) -> Result<Plan, CallError> {
+    let prompts = method.prompts(ex, 0);
+    let mut longest = (0, 0);
+    for (i, p) in prompts.iter().enumerate() {
+        let (n, _) = client
+            .count_tokens(&method.model, &p.request.prompt)
+            .await?;
+        if n > longest.0 {
+            longest = (n, i);
+        }
+    }
+    if longest.0 <= limit {
+        return Ok(Plan::Fits);
+    }
+    let context = method.context(ex);
+    let points = cut_points(&context);
+    let (mut lo, mut hi) = (0, points.len());
+    let mut best = None;
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        let prompt = &method.prompts(ex, points[mid])[longest.1].request.prompt;
+        let (n, _) = client.count_tokens(&method.model, prompt).await?;
+        if n <= limit {
+            best = Some((points[mid], n));
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    Ok(match best {
+        Some((cut, after)) => Plan::Cut(
+            cut,
+            TruncationRecord {
+                dropped_chars: context[..cut].chars().count(),
+                prompt_tokens_before: longest.0,
+                prompt_tokens_after: after,
+            },
+        ),
+        None => Plan::Impossible(format!(
+            "the longest choice's prompt is {} tokens and stays over the limit of {limit} (the server's window minus the generated token) even with only the context's last word left",
+            longest.0
+        )),
+    })
+}
+
+/// The four scoring calls of one example (after a truncation plan, when
+/// enabled). A context overflow or an unalignable echo makes the example
+/// unscored; an endpoint that cannot score at all stops the method.
+async fn score_example(
+    client: &Client,
+    method: &McqLogprob,
+    ex: &Example,
+    ns: &str,
+) -> ItemOutput<McqLogprobRecord> {
+    let mut calls = Vec::new();
+    let (cut, truncation) = match method.truncation_limit() {
+        None => (0, None),
+        Some(limit) => match plan_cut(client, method, ex, limit).await {
+            Ok(Plan::Fits) => (0, None),
+            Ok(Plan::Cut(cut, record)) => (cut, Some(record)),
+            Ok(Plan::Impossible(detail)) => {
+                let unscored = Unscored {
+                    reason: UnscoredReason::ContextOverflow,
+                    choice: None,
+                    detail,
+                };
+                return ItemOutput {
+                    calls,
+                    result: Ok(method.unscored(ex, unscored, Usage::default(), None)),
+                };
+            }
+            Err(e) => {
+                return ItemOutput {
+                    calls,
+                    result: Err(ItemError::from_call(&e)),
+                }
+            }
+        },
+    };
+    let mut replies = Vec::new();
+    let mut usage = Usage::default();
+    for p in method.prompts(ex, cut) {
+        let outcome = client.complete(&p.request).await;
+        let call_item = CallItem {
+            method: ns,
+            uuid: &ex.uuid,
+            repeat: None,
+            role: "score",
+        };
+        calls.push(CallRecord::completion(
+            client, call_item, &p.request, &outcome,
+        ));
+        match outcome.result {
+            Ok(reply) => {
+                usage = usage.saturating_add(reply.usage);
+                replies.push((p, reply));
+            }
+            Err(CallError::ContextOverflow { message, .. }) => {
+                let unscored = Unscored {
+                    reason: UnscoredReason::ContextOverflow,
+                    choice: Some(p.label),
+                    detail: message,
+                };
+                return ItemOutput {
+                    calls,
+                    result: Ok(method.unscored(ex, unscored, usage, truncation)),
+                };
+            }
+            Err(e) => {
+                return ItemOutput {
+                    calls,
+                    result: Err(ItemError::from_call(&e)),
+                }
+            }
+        }
+    }
+    let result = method
+        .record(ex, &replies, truncation)
+        .map_err(|e| ItemError {
+            message: format!(
+                "{}: the endpoint cannot score prompts for mcq_logprob: {e}",
+                client.endpoint("completions")
+            ),
+            fatal: true,
+        });
+    ItemOutput { calls, result }
 }
 
 #[cfg(test)]

@@ -1,58 +1,145 @@
 //! Evaluation methods: what each method asks the model and how it scores
-//! the answers. The [`crate::engine`] runs their work items; the
-//! [`crate::runner`] wires them into namespaces.
+//! the answers. Each method is a type implementing [`Method`], the one
+//! interface the runner's skeleton drives: its settings (which name its
+//! namespace), its work items, the async work of one item, and its
+//! conclusion once every item has a record. The [`crate::engine`] runs the
+//! items; the [`crate::runner`] does everything around them.
+//!
+//! To add a method: a module here with its record type (implementing
+//! [`crate::engine::Record`]) and a type implementing [`Method`], then one
+//! arm in the runner's plan.
 
 pub mod echo_probe;
 pub mod llm_judge;
 pub mod logprob;
 pub mod mcq;
 pub mod mcq_logprob;
+pub mod sweep;
 
-use crate::engine::WorkItem;
+use crate::audit::AuditSummary;
+use crate::dataset::Example;
+use crate::engine::{ItemOutput, Record, WorkItem};
+use crate::llm::Client;
+use crate::metrics::Metrics;
+use crate::stability::StabilityMetrics;
+use crate::store::{MethodSettings, NamespaceDir, PredictionRow, UsageTotals};
+use anyhow::Result;
+use std::collections::BTreeMap;
+use std::future::Future;
 
-/// Namespace name of a stability sweep: `stability_<method>_k=<K>_T=<temp>`.
-pub fn sweep_name(method: &str, k: u32, temperature: f64) -> String {
-    format!("stability_{method}_k={k}_T={temperature:?}")
-}
+pub use sweep::{sweep_name, Sweep};
 
-/// A stability sweep at one temperature.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Sweep {
-    /// Repetitions per example.
-    pub k: u32,
-    /// Sampling temperature of the repetitions.
-    pub temperature: f64,
-    /// How repetitions are seeded.
-    pub seed_mode: crate::config::SeedMode,
-}
+/// What a method plugs into the runner's one skeleton.
+pub trait Method {
+    /// The checkpoint record of one work item.
+    type Record: Record;
 
-impl Sweep {
-    /// The seed repetition `repeat` sends.
-    pub fn seed(&self, base: u64, repeat: u32) -> u64 {
-        match self.seed_mode {
-            crate::config::SeedMode::PerRepeat => base.wrapping_add(u64::from(repeat)),
-            crate::config::SeedMode::Fixed => base,
-        }
+    /// The settings that name the method's namespace (hashed).
+    fn settings(&self) -> MethodSettings;
+
+    /// Every work item of the namespace, in order.
+    fn items(&self, examples: &[Example]) -> Vec<WorkItem>;
+
+    /// Whether an item can run now (the judge skips items whose target
+    /// answer is missing); skipped items leave the namespace unfinished.
+    fn runnable(&self, _item: &WorkItem) -> bool {
+        true
     }
 
-    /// Work items: every example × every repetition.
-    pub fn items(&self, uuids: &[&str]) -> Vec<WorkItem> {
-        uuids
-            .iter()
-            .enumerate()
-            .flat_map(|(index, uuid)| {
-                (0..self.k).map(move |r| WorkItem {
-                    key: WorkItem::key_for(uuid, Some(r)),
-                    index,
-                    repeat: Some(r),
-                })
-            })
-            .collect()
+    /// The client whose concurrency drives the engine.
+    fn client(&self) -> &Client;
+
+    /// Whether the runner needs the records even when the namespace is
+    /// already done (a judge's target answers feed its judge).
+    fn records_needed_when_done(&self) -> bool {
+        false
     }
+
+    /// Runs once before the items (e.g. a capability probe); returns notes
+    /// for the user. An error stops the method before any item runs.
+    fn before_items(&self, _ns: &NamespaceDir) -> impl Future<Output = Result<Vec<String>>> {
+        async { Ok(Vec::new()) }
+    }
+
+    /// The work of one item: its calls and its record (or why it failed).
+    fn work(
+        &self,
+        ns: &str,
+        item: WorkItem,
+        example: &Example,
+    ) -> impl Future<Output = ItemOutput<Self::Record>>;
+
+    /// Token totals (priced) of the namespace's records.
+    fn usage(&self, records: &[&Self::Record]) -> UsageTotals;
+
+    /// Audit event counts of the namespace's records.
+    fn audit(&self, records: &[&Self::Record]) -> AuditSummary {
+        crate::audit::summarize(records.iter().flat_map(|r| r.audit_events()))
+    }
+
+    /// What the finished namespace produces, from every item's record in
+    /// item order.
+    fn conclude(&self, ctx: &Concluding<'_>, records: &[&Self::Record]) -> Result<Conclusion>;
+}
+
+/// What a method's conclusion may need besides its records.
+#[derive(Debug, Clone, Copy)]
+pub struct Concluding<'a> {
+    /// The namespace's name.
+    pub namespace: &'a str,
+    /// The session's selected examples.
+    pub examples: &'a [Example],
+    /// The session's seed for bootstraps (a resumed and an uninterrupted run
+    /// compute the same intervals).
+    pub seed: u64,
+}
+
+impl Concluding<'_> {
+    /// Where the namespace's records (the full texts) are, relative to the
+    /// session directory, for rows that keep only a preview of a long text.
+    pub fn results_path(&self) -> String {
+        format!(
+            "{}/{}/{}",
+            crate::store::names::CHECKPOINTS,
+            self.namespace,
+            crate::store::names::RESULTS
+        )
+    }
+}
+
+/// What a finished namespace produces.
+#[derive(Debug, Default)]
+pub struct Conclusion {
+    /// Its scores; `None` for a stream without metrics of its own (a
+    /// judge's target answers).
+    pub scores: Option<Scores>,
+    /// Further artifacts, by file name.
+    pub extra: Vec<(&'static str, Vec<u8>)>,
+    /// Notes for the user.
+    pub notes: Vec<String>,
+}
+
+/// The metrics part of a finished namespace.
+#[derive(Debug)]
+pub struct Scores {
+    /// Examples the metrics cover (a sweep's examples, not its repeats).
+    pub n_examples: usize,
+    /// The headline metrics.
+    pub metrics: Metrics,
+    /// Method-specific counts (parse statuses, judge statuses, ties...).
+    pub counts: BTreeMap<String, usize>,
+    /// Sweep metrics, for stability sweeps.
+    pub stability: Option<StabilityMetrics>,
+    /// Per-variant metrics (`mcq_logprob`).
+    pub variants: Option<BTreeMap<String, Metrics>>,
+    /// One row per example for `predictions.jsonl`.
+    pub predictions: Vec<PredictionRow>,
+    /// Per-example consistency, for a sweep's `consistency.svg`.
+    pub consistencies: Option<Vec<f64>>,
 }
 
 /// One work item per example, in selection order.
-pub fn one_item_per_example(examples: &[crate::dataset::Example]) -> Vec<WorkItem> {
+pub fn one_item_per_example(examples: &[Example]) -> Vec<WorkItem> {
     examples
         .iter()
         .enumerate()
@@ -62,4 +149,82 @@ pub fn one_item_per_example(examples: &[crate::dataset::Example]) -> Vec<WorkIte
             repeat: None,
         })
         .collect()
+}
+
+/// What [`strip_reasoning`] does with a `<think>` that is never closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenThink {
+    /// Drop it and everything after it (an `mcq` answer never came).
+    Drop,
+    /// Keep it as text (a judge's verdict may still follow in it).
+    Keep,
+}
+
+/// `text` without its `<think>...</think>` reasoning blocks.
+pub fn strip_reasoning(text: &str, open: OpenThink) -> String {
+    const OPEN: &str = "<think>";
+    const CLOSE: &str = "</think>";
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(OPEN) {
+        match rest[start..].find(CLOSE) {
+            Some(end) => {
+                out.push_str(&rest[..start]);
+                rest = &rest[start + end + CLOSE.len()..];
+            }
+            None => {
+                if open == OpenThink::Drop {
+                    out.push_str(&rest[..start]);
+                    rest = "";
+                }
+                break;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Counts of a per-record status, by its serde name.
+pub fn status_counts<S: serde::Serialize>(
+    statuses: impl IntoIterator<Item = S>,
+) -> Result<BTreeMap<String, usize>> {
+    let mut counts = BTreeMap::new();
+    for s in statuses {
+        let key = serde_json::to_value(s)?
+            .as_str()
+            .unwrap_or("unknown")
+            .to_string();
+        *counts.entry(key).or_default() += 1;
+    }
+    Ok(counts)
+}
+
+/// The standard headline metrics of `(gold, prediction, n_tools)` triples.
+pub fn score(records: &[(crate::labels::Label, crate::labels::Prediction, usize)]) -> Metrics {
+    let scored: Vec<crate::metrics::Scored> = records
+        .iter()
+        .map(|(gold, pred, n_tools)| crate::metrics::Scored {
+            gold: *gold,
+            pred: *pred,
+            has_tools: *n_tools > 0,
+        })
+        .collect();
+    crate::metrics::compute(&scored)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasoning_blocks_go_and_an_open_one_is_dropped_or_kept() {
+        let t = "<think>a</think>B<think>c</think> D";
+        assert_eq!(strip_reasoning(t, OpenThink::Drop), "B D");
+        assert_eq!(strip_reasoning(t, OpenThink::Keep), "B D");
+        let open = "A <think>still thinking {\"x\": 1}";
+        assert_eq!(strip_reasoning(open, OpenThink::Drop), "A ");
+        assert_eq!(strip_reasoning(open, OpenThink::Keep), open);
+        assert_eq!(strip_reasoning("plain", OpenThink::Drop), "plain");
+    }
 }

@@ -180,6 +180,27 @@ impl Drop for JsonlWriter {
     }
 }
 
+/// Number of complete lines (newlines) in a file, streamed (missing file =
+/// 0).
+pub fn count_lines(path: &Path) -> Result<usize> {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let mut buf = vec![0u8; 1 << 16];
+    let mut lines = 0;
+    loop {
+        let n = file
+            .read(&mut buf)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            return Ok(lines);
+        }
+        lines += buf[..n].iter().filter(|&&b| b == b'\n').count();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,6 @@
 //! ```
 
 pub mod files;
-pub mod floats;
 pub mod jsonl;
 pub mod layout;
 pub mod records;
@@ -26,6 +25,7 @@ pub use files::{file_digest, read_json, write_bytes_atomic, write_json_atomic};
 pub use jsonl::{load_jsonl, JsonlWriter, LoadReport};
 pub use layout::{names, NamespaceDir};
 pub use records::{
-    DoneMarker, ErrorLine, FileDigest, MethodSettings, MetricsFile, RunLogLine, UsageTotals,
+    DoneMarker, ErrorLine, FileDigest, MethodSettings, MetricsFile, PredictionRow, RunLogLine,
+    Usage, UsageTotals,
 };
 pub use session::{FoundSession, Manifest, Session};

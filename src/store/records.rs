@@ -5,7 +5,9 @@
 use super::jsonl::load_jsonl;
 use super::layout::names;
 use crate::config::Price;
+use crate::dataset::Example;
 use crate::fingerprint::canonical_json;
+use crate::labels::{Label, Prediction};
 use crate::metrics::Metrics;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -206,4 +208,66 @@ pub struct DoneMarker {
     pub checkpoint_files: BTreeMap<String, FileDigest>,
     /// Artifact files by name.
     pub artifact_files: BTreeMap<String, FileDigest>,
+}
+
+/// One line of `artifacts_local/<ns>/predictions.jsonl`: the fields every
+/// method writes (what `w2c verify` recomputes the metrics from), then the
+/// method's own details.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PredictionRow {
+    /// Example uuid.
+    pub uuid: String,
+    /// Gold label.
+    pub gold: Label,
+    /// Number of tools offered.
+    pub n_tools: usize,
+    /// The prediction; `null` for an example that was not scored (its
+    /// details say why, under `unscored`).
+    pub prediction: Option<Prediction>,
+    /// Method-specific fields.
+    #[serde(flatten)]
+    pub details: serde_json::Map<String, Value>,
+}
+
+impl PredictionRow {
+    /// A row without details.
+    pub fn new(uuid: &str, gold: Label, n_tools: usize, prediction: Option<Prediction>) -> Self {
+        PredictionRow {
+            uuid: uuid.to_string(),
+            gold,
+            n_tools,
+            prediction,
+            details: Default::default(),
+        }
+    }
+
+    /// The row of an example and its prediction, without details.
+    pub fn for_example(example: &Example, prediction: Option<Prediction>) -> PredictionRow {
+        PredictionRow::new(&example.uuid, example.gold, example.tools.len(), prediction)
+    }
+
+    /// The row with the fields of `details` (a JSON object) added.
+    pub fn with(mut self, details: Value) -> PredictionRow {
+        if let Value::Object(map) = details {
+            self.details.extend(map);
+        }
+        self
+    }
+
+    /// The row with each long text field in `keys` cut to a preview plus its
+    /// digest, naming `stored_in` as where the full text is (see
+    /// [`crate::long_text`]).
+    pub fn shortened(mut self, keys: &[&str], stored_in: &str) -> PredictionRow {
+        let mut details = Value::Object(std::mem::take(&mut self.details));
+        crate::long_text::shorten_fields(&mut details, keys, Some(stored_in));
+        if let Value::Object(map) = details {
+            self.details = map;
+        }
+        self
+    }
+
+    /// Whether the example was left unscored (it is then no prediction).
+    pub fn is_unscored(&self) -> bool {
+        self.details.get("unscored").is_some_and(|v| !v.is_null())
+    }
 }

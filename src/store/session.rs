@@ -296,9 +296,16 @@ pub fn find(runs_dir: &Path, prefix: &str, run_key: Option<&str>) -> Result<Foun
     }
 }
 
-/// Finds or claims the namespace directory for a method with given settings.
-/// Returns the namespace name (`mcq` or `mcq~<hash12>`).
-pub fn namespace(session_dir: &Path, settings: &MethodSettings) -> Result<String> {
+/// Finds or claims the namespace for a method with given settings: the
+/// plain method name (`mcq`) when free or holding the same settings, else
+/// `mcq~<hash12>`. A new namespace's settings are written and recorded in
+/// the manifest.
+pub fn claim_namespace(session_dir: &Path, settings: &MethodSettings) -> Result<NamespaceDir> {
+    namespace(session_dir, settings).map(|name| NamespaceDir::new(session_dir, &name))
+}
+
+/// The name [`claim_namespace`] claims.
+fn namespace(session_dir: &Path, settings: &MethodSettings) -> Result<String> {
     let plain = settings.method.clone();
     let hashed = format!(
         "{}~{}",

@@ -82,13 +82,7 @@ pub fn numeric_leaves(prefix: &str, value: &Value, out: &mut Vec<(String, f64)>)
         }
         Value::Bool(b) => out.push((sanitize_key(prefix), if *b { 1.0 } else { 0.0 })),
         Value::String(s) => {
-            let v = match s.as_str() {
-                "NaN" => Some(f64::NAN),
-                "Infinity" => Some(f64::INFINITY),
-                "-Infinity" => Some(f64::NEG_INFINITY),
-                _ => None,
-            };
-            if let Some(v) = v {
+            if let Some(v) = crate::floats::parse_spelled(s) {
                 out.push((sanitize_key(prefix), v));
             }
         }

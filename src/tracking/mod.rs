@@ -11,7 +11,7 @@ pub mod rest;
 
 use crate::config::TrackingConfig;
 use crate::outcome::Progress;
-use crate::outcome::{RunReport, RunStatus};
+use crate::outcome::{RunObserver, RunReport, RunStatus};
 use crate::redact::url_without_credentials;
 use crate::store::session::Manifest;
 use anyhow::{bail, Context, Result};
@@ -296,6 +296,20 @@ impl Tracker {
         }
     }
 
+    /// The tracker of a session just opened: connected to `target`, or
+    /// recording the session as offline (`why` says why).
+    pub async fn for_session(
+        target: Option<&Target>,
+        why: &str,
+        session_dir: &Path,
+        manifest: &Manifest,
+    ) -> Result<Tracker> {
+        match target {
+            Some(target) => Tracker::connect(target, session_dir, manifest).await,
+            None => Tracker::offline(session_dir, why),
+        }
+    }
+
     /// Connects to the server, finds or creates the parent run, logs its
     /// params and marks it RUNNING. A server that is down or slow only
     /// pauses tracking; an answer that says the setup is wrong
@@ -361,11 +375,6 @@ impl Tracker {
         Ok(tracker)
     }
 
-    /// The counters the engine updates and the progress task reads.
-    pub fn progress(&self) -> Arc<Progress> {
-        self.progress.clone()
-    }
-
     fn note(&self, s: String) {
         if let Ok(mut n) = self.notes.lock() {
             n.push(s);
@@ -405,7 +414,7 @@ impl Tracker {
 
     /// A namespace starts running: its child run is found or created and
     /// marked RUNNING, and progress metrics start flowing to it.
-    pub async fn begin_namespace(&self, ns: &str) {
+    async fn begin_namespace(&self, ns: &str) {
         if let Ok(mut open) = self.open.lock() {
             if !open.iter().any(|n| n == ns) {
                 open.push(ns.to_string());
@@ -464,18 +473,24 @@ impl Tracker {
         }
     }
 
-    /// Every namespace begun since the last call has stopped: final
-    /// metrics and artifacts are sent and each child gets the status its
-    /// local state says (FINISHED with `_DONE`, KILLED after an interrupt,
-    /// FAILED otherwise).
-    pub async fn end_namespaces(&self, cancelled: bool) {
+    /// Namespaces begun and not yet stopped have stopped: final metrics and
+    /// artifacts are sent and each child gets the status its local state
+    /// says (FINISHED with `_DONE`, KILLED after an interrupt, FAILED
+    /// otherwise). `only` limits this to one namespace.
+    async fn end_namespaces(&self, only: Option<&str>, cancelled: bool) {
         self.stop_progress().await;
-        let open: Vec<String> = self
+        let ended: Vec<String> = self
             .open
             .lock()
-            .map(|mut o| std::mem::take(&mut *o))
+            .map(|mut open| {
+                let (ended, kept) = std::mem::take(&mut *open)
+                    .into_iter()
+                    .partition(|ns| only.is_none_or(|o| o == ns));
+                *open = kept;
+                ended
+            })
             .unwrap_or_default();
-        for ns in open {
+        for ns in ended {
             let st = if mirror::namespace_done(&self.session_dir, &ns) {
                 status::FINISHED
             } else if cancelled {
@@ -507,7 +522,7 @@ impl Tracker {
 
     /// The run failed with `err`: open children and the parent are marked
     /// FAILED (best effort) and the ids record is saved.
-    pub async fn abort(&self, err: &anyhow::Error) {
+    async fn abort(&self, err: &anyhow::Error) {
         self.stop_progress().await;
         let open: Vec<String> = self
             .open
@@ -545,8 +560,8 @@ impl Tracker {
     /// The run ended: namespaces it reported but did not run (finished
     /// earlier) are brought up to date, the parent gets its status, and
     /// `mlflow_ids.json` records what is pending. Returns notes for the user.
-    pub async fn finish(&self, report: &RunReport) -> Vec<String> {
-        self.end_namespaces(report.status == RunStatus::Interrupted)
+    async fn finish(&self, report: &RunReport) -> Vec<String> {
+        self.end_namespaces(None, report.status == RunStatus::Interrupted)
             .await;
         if let Some(online) = &self.online {
             // Every namespace of the session, not only those this run's
@@ -604,6 +619,30 @@ impl Tracker {
         m.ids.pending = pending;
         let dir = m.session_dir.clone();
         m.ids.save(&dir)
+    }
+}
+
+/// The tracker is the run's observer: MLflow when online, the offline
+/// record otherwise.
+impl RunObserver for Tracker {
+    fn progress(&self) -> Arc<Progress> {
+        self.progress.clone()
+    }
+
+    async fn namespace_started(&self, ns: &str) {
+        self.begin_namespace(ns).await
+    }
+
+    async fn namespace_stopped(&self, ns: &str, cancelled: bool) {
+        self.end_namespaces(Some(ns), cancelled).await
+    }
+
+    async fn run_failed(&self, err: &anyhow::Error) {
+        self.abort(err).await
+    }
+
+    async fn run_finished(&self, report: &RunReport) -> Vec<String> {
+        self.finish(report).await
     }
 }
 

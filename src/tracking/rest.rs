@@ -80,27 +80,62 @@ impl Default for RetryPolicy {
 pub struct MlflowError {
     /// The endpoint, e.g. `runs/create` (never with credentials).
     pub endpoint: String,
-    /// HTTP status, when a reply arrived.
-    pub status: Option<u16>,
-    /// MLflow's `error_code`, when the reply was JSON.
+    /// What kind of failure it is.
+    pub kind: FailureKind,
+    /// MLflow's `error_code`, when the server sent one.
     pub error_code: Option<String>,
     /// A readable description.
     pub detail: String,
 }
 
+/// What kind of failure an [`MlflowError`] is: what callers branch on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// No reply (connection refused or reset, timeout), or a race with
+    /// another client that did not settle: retrying later may help.
+    Unreachable,
+    /// The server answered with an error status.
+    Status(u16),
+    /// A successful reply that is not what the API promises (bad shape,
+    /// not JSON, too large).
+    BadReply,
+    /// The setup cannot work (a tracking or artifact URI w2c cannot use).
+    Setup,
+    /// A local file to upload could not be read.
+    LocalIo,
+}
+
 impl MlflowError {
+    /// An error of `kind` at `endpoint`.
+    pub fn new(endpoint: impl Into<String>, kind: FailureKind, detail: impl Into<String>) -> Self {
+        MlflowError {
+            endpoint: endpoint.into(),
+            kind,
+            error_code: None,
+            detail: detail.into(),
+        }
+    }
+
+    /// The HTTP status, when the server answered with an error status.
+    pub fn status(&self) -> Option<u16> {
+        match self.kind {
+            FailureKind::Status(s) => Some(s),
+            _ => None,
+        }
+    }
+
     /// Whether retrying later could help (no reply, 408, 429 or 5xx).
     pub fn is_transient(&self) -> bool {
-        match self.status {
-            // No reply: a connection problem, unless a local cause was named.
-            None => self.error_code.is_none(),
-            Some(s) => s == 408 || s == 429 || s >= 500,
+        match self.kind {
+            FailureKind::Unreachable => true,
+            FailureKind::Status(s) => s == 408 || s == 429 || s >= 500,
+            FailureKind::BadReply | FailureKind::Setup | FailureKind::LocalIo => false,
         }
     }
 
     /// Whether the server said the resource does not exist.
     pub fn is_not_found(&self) -> bool {
-        self.status == Some(404) || self.error_code.as_deref() == Some("RESOURCE_DOES_NOT_EXIST")
+        self.status() == Some(404) || self.error_code.as_deref() == Some("RESOURCE_DOES_NOT_EXIST")
     }
 }
 
@@ -143,15 +178,11 @@ pub struct MetricPoint {
 }
 
 fn serialize_metric_value<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-    if v.is_nan() {
-        s.serialize_str("NaN")
-    } else if v.is_infinite() {
-        s.serialize_str(if *v > 0.0 { "Infinity" } else { "-Infinity" })
-    } else {
-        s.serialize_f64(*v)
-    }
+    crate::floats::finite_or_string::serialize(v, s)
 }
 
+/// A metric value as MLflow returns it: a number, or non-finite values
+/// spelled as the store spells them (or `inf`/`-inf`); anything else is NaN.
 fn deserialize_metric_value<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -161,11 +192,9 @@ fn deserialize_metric_value<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::E
     }
     Ok(match NumOrText::deserialize(d)? {
         NumOrText::Num(v) => v,
-        NumOrText::Text(t) => match t.as_str() {
-            "Infinity" | "inf" => f64::INFINITY,
-            "-Infinity" | "-inf" => f64::NEG_INFINITY,
-            _ => t.parse().unwrap_or(f64::NAN),
-        },
+        NumOrText::Text(t) => {
+            crate::floats::parse_spelled(&t).unwrap_or_else(|| t.parse().unwrap_or(f64::NAN))
+        }
     })
 }
 
@@ -349,11 +378,12 @@ impl MlflowClient {
     fn url(&self, segments: &[&str]) -> Result<Url, MlflowError> {
         let mut url = self.base.clone();
         url.path_segments_mut()
-            .map_err(|_| MlflowError {
-                endpoint: segments.join("/"),
-                status: None,
-                error_code: Some("BAD_TRACKING_URI".into()),
-                detail: "the tracking URI cannot be a base URL".into(),
+            .map_err(|_| {
+                MlflowError::new(
+                    segments.join("/"),
+                    FailureKind::Setup,
+                    "the tracking URI cannot be a base URL",
+                )
             })?
             .pop_if_empty()
             .extend(segments);
@@ -475,12 +505,11 @@ impl MlflowClient {
                 Err(e) => return Err(e),
             }
         }
-        Err(MlflowError {
-            endpoint: "experiments/create".into(),
-            status: None,
-            error_code: None,
-            detail: format!("could not get or create experiment `{name}`"),
-        })
+        Err(MlflowError::new(
+            "experiments/create",
+            FailureKind::Unreachable,
+            format!("could not get or create experiment `{name}`"),
+        ))
     }
 
     /// Creates a run. Not retried: a lost reply could leave a run behind, so
@@ -603,13 +632,14 @@ impl MlflowClient {
         let root = artifact_uri
             .strip_prefix("mlflow-artifacts:")
             .filter(|r| !r.starts_with("//"))
-            .ok_or_else(|| MlflowError {
-                endpoint: "mlflow-artifacts".into(),
-                status: None,
-                error_code: Some("UNSUPPORTED_ARTIFACT_URI".into()),
-                detail: format!(
-                    "artifact URI `{artifact_uri}` is not served by the tracking server's artifact proxy (start the server without --no-serve-artifacts)"
-                ),
+            .ok_or_else(|| {
+                MlflowError::new(
+                    "mlflow-artifacts",
+                    FailureKind::Setup,
+                    format!(
+                        "artifact URI `{artifact_uri}` is not served by the tracking server's artifact proxy (start the server without --no-serve-artifacts)"
+                    ),
+                )
             })?;
         let mut segments = vec!["api", "2.0", "mlflow-artifacts", "artifacts"];
         segments.extend(root.split('/').filter(|s| !s.is_empty()));
@@ -628,11 +658,12 @@ impl MlflowClient {
         let endpoint = format!("artifact upload {rel}");
         let resp = self
             .send(&endpoint, self.retry.max_retries, || {
-                let local_io = |e: std::io::Error| MlflowError {
-                    endpoint: endpoint.clone(),
-                    status: None,
-                    error_code: Some("LOCAL_IO".into()),
-                    detail: format!("cannot read {}: {e}", file.display()),
+                let local_io = |e: std::io::Error| {
+                    MlflowError::new(
+                        endpoint.clone(),
+                        FailureKind::LocalIo,
+                        format!("cannot read {}: {e}", file.display()),
+                    )
                 };
                 let handle = std::fs::File::open(file).map_err(local_io)?;
                 let len = handle.metadata().map_err(local_io)?.len();
@@ -703,12 +734,11 @@ pub fn search_page(v: &Value) -> Result<(Vec<Run>, Option<String>), MlflowError>
 }
 
 fn shape_error(endpoint: &str, detail: &str) -> MlflowError {
-    MlflowError {
-        endpoint: endpoint.to_string(),
-        status: Some(200),
-        error_code: Some("UNEXPECTED_REPLY".into()),
-        detail: format!("unexpected reply shape: {detail}"),
-    }
+    MlflowError::new(
+        endpoint,
+        FailureKind::BadReply,
+        format!("unexpected reply shape: {detail}"),
+    )
 }
 
 /// A field of a reply: absent (null) reads as the empty value, a value of
@@ -720,12 +750,7 @@ pub fn parse<T: serde::de::DeserializeOwned + Default>(
     if v.is_null() {
         return Ok(T::default());
     }
-    serde_json::from_value(v.clone()).map_err(|e| MlflowError {
-        endpoint: endpoint.to_string(),
-        status: Some(200),
-        error_code: Some("UNEXPECTED_REPLY".into()),
-        detail: format!("unexpected reply shape: {e}"),
-    })
+    serde_json::from_value(v.clone()).map_err(|e| shape_error(endpoint, &e.to_string()))
 }
 
 async fn json_body(endpoint: &str, resp: reqwest::Response) -> Result<Value, MlflowError> {
@@ -734,25 +759,25 @@ async fn json_body(endpoint: &str, resp: reqwest::Response) -> Result<Value, Mlf
         .await
         .map_err(|e| transport_error(endpoint, &e))?;
     if !read.complete {
-        return Err(MlflowError {
-            endpoint: endpoint.to_string(),
-            status: Some(status),
-            error_code: Some("REPLY_TOO_LARGE".into()),
-            detail: format!(
-                "the reply is larger than {}; not read",
+        return Err(MlflowError::new(
+            endpoint,
+            FailureKind::BadReply,
+            format!(
+                "the HTTP {status} reply is larger than {}; not read",
                 crate::http_body::human_bytes(MAX_REPLY_BYTES)
             ),
-        });
+        ));
     }
     let text = crate::redact::scrub_body(&read.text());
     if text.trim().is_empty() {
         return Ok(Value::Null);
     }
-    serde_json::from_str(&text).map_err(|e| MlflowError {
-        endpoint: endpoint.to_string(),
-        status: Some(status),
-        error_code: None,
-        detail: format!("reply is not JSON ({e}): {}", snippet(&text)),
+    serde_json::from_str(&text).map_err(|e| {
+        MlflowError::new(
+            endpoint,
+            FailureKind::BadReply,
+            format!("HTTP {status} reply is not JSON ({e}): {}", snippet(&text)),
+        )
     })
 }
 
@@ -801,7 +826,7 @@ async fn http_error(endpoint: &str, resp: reqwest::Response) -> MlflowError {
     };
     MlflowError {
         endpoint: endpoint.to_string(),
-        status: Some(status.as_u16()),
+        kind: FailureKind::Status(status.as_u16()),
         detail: format!(
             "HTTP {}{}: {}{hint}",
             status.as_u16(),
@@ -823,7 +848,7 @@ fn transport_error(endpoint: &str, e: &reqwest::Error) -> MlflowError {
     let detail = crate::redact::scrub(&detail);
     MlflowError {
         endpoint: endpoint.to_string(),
-        status: None,
+        kind: FailureKind::Unreachable,
         error_code: None,
         detail: if e.is_timeout() {
             format!("timed out: {detail}")

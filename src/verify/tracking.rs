@@ -22,7 +22,7 @@ const DOWNLOAD_CONCURRENCY: usize = 4;
 /// Records a failed call: CANNOT_CHECK when the server is unreachable or
 /// refuses us, else a mismatch with the server's answer.
 fn call_failed(out: &mut Collector, check: &str, e: &MlflowError) {
-    let cannot = e.is_transient() || matches!(e.status, Some(401 | 403));
+    let cannot = e.is_transient() || matches!(e.status(), Some(401 | 403));
     out.push(
         check,
         if cannot {

@@ -4,19 +4,39 @@
 
 /// Serde helpers storing non-finite `f64` as `"NaN"`, `"Infinity"`,
 /// `"-Infinity"` strings so that every checkpoint stays strict JSON.
+/// The spelling of a non-finite float (`"NaN"`, `"Infinity"`,
+/// `"-Infinity"`); finite values have none.
+pub fn spelled(v: f64) -> Option<&'static str> {
+    if v.is_finite() {
+        None
+    } else if v.is_nan() {
+        Some("NaN")
+    } else if v > 0.0 {
+        Some("Infinity")
+    } else {
+        Some("-Infinity")
+    }
+}
+
+/// The non-finite float a string spells, if it spells one.
+pub fn parse_spelled(s: &str) -> Option<f64> {
+    match s {
+        "NaN" => Some(f64::NAN),
+        "Infinity" => Some(f64::INFINITY),
+        "-Infinity" => Some(f64::NEG_INFINITY),
+        _ => None,
+    }
+}
+
+/// Serde `with` module: finite values as numbers, others spelled.
 pub mod finite_or_string {
     use serde::{Deserialize, Deserializer, Serializer};
 
     /// Serialises finite values as numbers, others as strings.
     pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-        if v.is_finite() {
-            s.serialize_f64(*v)
-        } else if v.is_nan() {
-            s.serialize_str("NaN")
-        } else if *v > 0.0 {
-            s.serialize_str("Infinity")
-        } else {
-            s.serialize_str("-Infinity")
+        match super::spelled(*v) {
+            Some(text) => s.serialize_str(text),
+            None => s.serialize_f64(*v),
         }
     }
 
@@ -30,14 +50,11 @@ pub mod finite_or_string {
         }
         match Repr::deserialize(d)? {
             Repr::Num(n) => Ok(n),
-            Repr::Str(s) => match s.as_str() {
-                "NaN" => Ok(f64::NAN),
-                "Infinity" => Ok(f64::INFINITY),
-                "-Infinity" => Ok(f64::NEG_INFINITY),
-                other => Err(serde::de::Error::custom(format!(
-                    "expected a number, \"NaN\", \"Infinity\" or \"-Infinity\", got {other:?}"
-                ))),
-            },
+            Repr::Str(s) => super::parse_spelled(&s).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "expected a number, \"NaN\", \"Infinity\" or \"-Infinity\", got {s:?}"
+                ))
+            }),
         }
     }
 }

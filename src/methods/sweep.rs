@@ -1,0 +1,111 @@
+//! Stability sweeps: a method repeated K times per example at one
+//! temperature. A sweep is the same method with repeat keys (`uuid#r`) and
+//! per-repeat seeds; this module owns what differs — the items, the seeds and
+//! the stability conclusion over each example's K predictions.
+
+use super::Scores;
+use crate::dataset::Example;
+use crate::engine::WorkItem;
+use crate::labels::Prediction;
+use crate::store::PredictionRow;
+use serde_json::json;
+
+/// Namespace name of a stability sweep: `stability_<method>_k=<K>_T=<temp>`.
+pub fn sweep_name(method: &str, k: u32, temperature: f64) -> String {
+    format!("stability_{method}_k={k}_T={temperature:?}")
+}
+
+/// A stability sweep at one temperature.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sweep {
+    /// Repetitions per example.
+    pub k: u32,
+    /// Sampling temperature of the repetitions.
+    pub temperature: f64,
+    /// How repetitions are seeded.
+    pub seed_mode: crate::config::SeedMode,
+}
+
+impl Sweep {
+    /// The seed repetition `repeat` sends.
+    pub fn seed(&self, base: u64, repeat: u32) -> u64 {
+        match self.seed_mode {
+            crate::config::SeedMode::PerRepeat => base.wrapping_add(u64::from(repeat)),
+            crate::config::SeedMode::Fixed => base,
+        }
+    }
+
+    /// Work items: every example × every repetition.
+    pub fn items(&self, examples: &[Example]) -> Vec<WorkItem> {
+        examples
+            .iter()
+            .enumerate()
+            .flat_map(|(index, e)| {
+                (0..self.k).map(move |r| WorkItem {
+                    key: WorkItem::key_for(&e.uuid, Some(r)),
+                    index,
+                    repeat: Some(r),
+                })
+            })
+            .collect()
+    }
+
+    /// Stability metrics, the metrics of each example's mode prediction and
+    /// the per-example rows, from a lookup of each `uuid#repeat` key's
+    /// prediction. `seed` seeds the bootstrap intervals.
+    pub fn conclude(
+        &self,
+        examples: &[Example],
+        seed: u64,
+        prediction: impl Fn(&str) -> Option<Prediction>,
+    ) -> Scores {
+        let runs: Vec<crate::stability::Runs> = examples
+            .iter()
+            .map(|e| crate::stability::Runs {
+                gold: e.gold,
+                has_tools: !e.tools.is_empty(),
+                preds: (0..self.k)
+                    .filter_map(|r| prediction(&WorkItem::key_for(&e.uuid, Some(r))))
+                    .collect(),
+            })
+            .collect();
+        let stability = crate::stability::compute(&runs, self.k as usize, seed);
+        let per_item: Vec<Option<crate::stability::ItemStability>> =
+            runs.iter().map(crate::stability::item).collect();
+        let metrics = super::score(
+            &examples
+                .iter()
+                .zip(&per_item)
+                .map(|(e, s)| {
+                    let mode = s.as_ref().map(|s| s.mode).unwrap_or(Prediction::Invalid);
+                    (e.gold, mode, e.tools.len())
+                })
+                .collect::<Vec<_>>(),
+        );
+        let predictions = examples
+            .iter()
+            .zip(runs.iter().zip(&per_item))
+            .map(|(e, (r, s))| {
+                PredictionRow::for_example(e, s.as_ref().map(|s| s.mode)).with(json!({
+                    "runs": r.preds,
+                    "consistency": s.as_ref().map(|s| s.consistency),
+                    "stable": s.as_ref().map(|s| s.stable),
+                }))
+            })
+            .collect();
+        Scores {
+            n_examples: examples.len(),
+            metrics,
+            counts: Default::default(),
+            stability: Some(stability),
+            variants: None,
+            predictions,
+            consistencies: Some(
+                per_item
+                    .iter()
+                    .filter_map(|s| s.as_ref().map(|s| s.consistency))
+                    .collect(),
+            ),
+        }
+    }
+}
