@@ -112,6 +112,13 @@ fn over_long_examples_are_unscored_results_and_the_method_finishes() {
     let m = read_json(&s.join("artifacts_local/mcq_logprob/metrics.json"));
     let unscored = m["counts"]["unscored"].as_u64().unwrap();
     assert!(unscored > 0 && unscored < 30, "{unscored}");
+    // The user is told, not only the files.
+    assert!(
+        stderr.contains(&format!(
+            "mcq_logprob: {unscored} of 30 examples are unscored ({unscored} context overflow, 0 unalignable echo)"
+        )),
+        "{stderr}"
+    );
     assert_eq!(m["counts"]["unscored_context_overflow"], unscored);
     assert_eq!(m["n_examples"], 30);
     for v in ["acc", "acc_norm", "acc_bytes", "acc_tokens"] {

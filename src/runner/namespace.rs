@@ -83,34 +83,14 @@ pub(super) async fn run_namespace<M: Method, O: RunObserver>(
     let complete = ordered.len() == total;
     if !complete {
         report.mark_unfinished(outcome.cancelled);
-    } else if ns.is_done() {
-        if let Ok(stored) = read_json::<MetricsFile>(&ns.metrics()) {
-            summary.metrics = Some(stored.metrics);
-            summary.stability = stored.stability;
-        }
     } else {
-        let ctx = Concluding {
-            namespace: &ns.name,
-            examples: run.examples,
-            seed: run.seed,
-        };
-        let conclusion = method.conclude(&ctx, &ordered)?;
-        let metrics_file = conclusion.scores.as_ref().map(|scores| {
-            metrics_file(run.session, &settings, &ns, scores, &summary.usage, || {
-                method.audit(&ordered)
-            })
-        });
-        write_outputs(
-            run.session,
-            &ns,
-            &settings,
-            total,
-            conclusion,
-            metrics_file.as_ref(),
-        )?;
-        if let Some(m) = metrics_file {
+        let (metrics, notes) = finish(run, method, &ns, &settings, &ordered, &summary)?;
+        if let Some(m) = metrics {
             summary.metrics = Some(m.metrics);
             summary.stability = m.stability;
+        }
+        for note in notes {
+            report.notes.push(format!("{}: {note}", ns.name));
         }
     }
     run.observer
@@ -122,6 +102,44 @@ pub(super) async fn run_namespace<M: Method, O: RunObserver>(
         complete,
         cancelled: outcome.cancelled,
     })
+}
+
+/// The end of a namespace whose items all have records: the method's
+/// conclusion and its files with `_DONE.json` written last, or (a done
+/// namespace whose records were needed) the metrics it already has.
+/// Returns the metrics file, if any, and the conclusion's notes.
+fn finish<M: Method, O>(
+    run: &Run<'_, O>,
+    method: &M,
+    ns: &NamespaceDir,
+    settings: &MethodSettings,
+    records: &[&M::Record],
+    summary: &MethodSummary,
+) -> Result<(Option<MetricsFile>, Vec<String>)> {
+    if ns.is_done() {
+        return Ok((read_json::<MetricsFile>(&ns.metrics()).ok(), Vec::new()));
+    }
+    let ctx = Concluding {
+        namespace: &ns.name,
+        examples: run.examples,
+        seed: run.seed,
+    };
+    let conclusion = method.conclude(&ctx, records)?;
+    let metrics_file = conclusion.scores.as_ref().map(|scores| {
+        metrics_file(run.session, settings, ns, scores, &summary.usage, || {
+            method.audit(records)
+        })
+    });
+    let notes = conclusion.notes.clone();
+    write_outputs(
+        run.session,
+        ns,
+        settings,
+        summary.total,
+        conclusion,
+        metrics_file.as_ref(),
+    )?;
+    Ok((metrics_file, notes))
 }
 
 /// The summary of a namespace already marked done: from its metrics when it
