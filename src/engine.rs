@@ -171,59 +171,104 @@ pub struct Job<'a> {
     pub progress: &'a Progress,
 }
 
-/// Runs `work` over every item of `job` not already in the namespace's
-/// results.
-pub async fn run_items<R, F, Fut>(job: Job<'_>, work: F) -> Result<Outcome<R>>
-where
-    R: Record,
-    F: Fn(WorkItem) -> Fut,
-    Fut: Future<Output = ItemOutput<R>>,
-{
-    let Job {
-        ns,
-        items,
-        concurrency,
-        cancel,
-        progress,
-    } = job;
-    let label = ns.name.as_str();
-    let (mut calls_w, _) = JsonlWriter::open(&ns.calls())?;
-    let results_path = ns.results();
-    let audit_path = ns.audit();
-    let (mut results_w, torn_results) = JsonlWriter::open(&results_path)?;
-    let (mut audit_w, torn_audit) = JsonlWriter::open(&audit_path)?;
-    let (mut errors_w, torn_errors) = JsonlWriter::open(&ns.errors())?;
+/// A namespace's checkpoint files, open for appending, and the ids of the
+/// audit events already stored (each event is written once).
+struct Checkpoint {
+    calls: JsonlWriter,
+    results: JsonlWriter,
+    audit: JsonlWriter,
+    errors: JsonlWriter,
+    audit_ids: HashSet<String>,
+    /// Bytes of torn tails cut when the files were opened.
+    torn_bytes: usize,
+}
 
-    let wanted: HashSet<&str> = items.iter().map(|i| i.key.as_str()).collect();
-    let (loaded, _) = load_jsonl::<R>(&results_path)?;
-    let mut results: HashMap<String, R> = HashMap::new();
-    for r in loaded {
-        if wanted.contains(r.key()) {
-            results.insert(r.key().to_string(), r);
-        }
+impl Checkpoint {
+    /// Opens the files (cutting torn tails) and reads the stored audit ids.
+    fn open(ns: &NamespaceDir) -> Result<Checkpoint> {
+        let (calls, _) = JsonlWriter::open(&ns.calls())?;
+        let (results, torn_results) = JsonlWriter::open(&ns.results())?;
+        let (audit, torn_audit) = JsonlWriter::open(&ns.audit())?;
+        let (errors, torn_errors) = JsonlWriter::open(&ns.errors())?;
+        let (stored, _) = load_jsonl::<AuditEvent>(&ns.audit())?;
+        Ok(Checkpoint {
+            calls,
+            results,
+            audit,
+            errors,
+            audit_ids: stored.into_iter().map(|e| e.event_id).collect(),
+            torn_bytes: torn_results + torn_audit + torn_errors,
+        })
     }
-    // Repair the audit file: events of stored results that a crash kept from
-    // being appended.
-    let (audit_loaded, _) = load_jsonl::<AuditEvent>(&audit_path)?;
-    let mut audit_ids: HashSet<String> = audit_loaded.into_iter().map(|e| e.event_id).collect();
-    let mut keys: Vec<&String> = results.keys().collect();
-    keys.sort();
-    for k in keys {
-        for e in results[k].audit_events() {
-            if audit_ids.insert(e.event_id.clone()) {
-                audit_w.append(e)?;
+
+    /// The stored results of the `wanted` keys; audit events of stored
+    /// results that a crash kept from being appended are appended now.
+    fn load<R: Record>(
+        &mut self,
+        ns: &NamespaceDir,
+        wanted: &HashSet<&str>,
+    ) -> Result<HashMap<String, R>> {
+        let (loaded, _) = load_jsonl::<R>(&ns.results())?;
+        let mut results: HashMap<String, R> = HashMap::new();
+        for r in loaded {
+            if wanted.contains(r.key()) {
+                results.insert(r.key().to_string(), r);
             }
         }
+        let mut keys: Vec<&String> = results.keys().collect();
+        keys.sort();
+        for k in keys {
+            self.append_audit(results[k].audit_events())?;
+        }
+        Ok(results)
     }
 
-    let resumed = results.len();
-    let started = std::time::Instant::now();
-    let started_at = crate::store::session::now_utc();
-    let pending: Vec<WorkItem> = items
-        .into_iter()
-        .filter(|i| !results.contains_key(&i.key))
-        .collect();
-    let bar = ProgressBar::new((resumed + pending.len()) as u64);
+    fn append_audit(&mut self, events: &[AuditEvent]) -> Result<()> {
+        for e in events {
+            if self.audit_ids.insert(e.event_id.clone()) {
+                self.audit.append(e)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores a finished item: its calls, its record (with call-level audit
+    /// events added) and the record's new audit events.
+    fn store<R: Record>(&mut self, key: &str, calls: &[CallRecord], mut record: R) -> Result<R> {
+        for call in calls {
+            self.calls.append(call)?;
+        }
+        add_call_audit(key, calls, record.audit_events_mut());
+        self.results.append(&record)?;
+        self.append_audit(record.audit_events())?;
+        Ok(record)
+    }
+
+    /// Stores a failed item: its calls and an `errors.jsonl` line.
+    fn store_error(&mut self, key: &str, calls: &[CallRecord], error: &ItemError) -> Result<()> {
+        for call in calls {
+            self.calls.append(call)?;
+        }
+        self.errors.append(&ErrorLine {
+            key: key.to_string(),
+            error: error.message.clone(),
+            transient: !error.fatal,
+            at: crate::store::session::now_utc(),
+        })
+    }
+
+    /// Makes everything written durable.
+    fn sync(&mut self) -> Result<()> {
+        self.results.sync()?;
+        self.audit.sync()?;
+        self.errors.sync()?;
+        self.calls.sync()
+    }
+}
+
+/// The terminal progress bar of a namespace.
+fn progress_bar(label: &str, total: usize, done: usize) -> ProgressBar {
+    let bar = ProgressBar::new(total as u64);
     bar.set_style(
         ProgressStyle::with_template(
             "{prefix:>12} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}",
@@ -232,13 +277,95 @@ where
         .progress_chars("=> "),
     );
     bar.set_prefix(label.to_string());
-    bar.set_position(resumed as u64);
-    progress.reset(resumed + pending.len(), resumed);
+    bar.set_position(done as u64);
+    bar
+}
 
-    let mut failed = Vec::new();
-    let mut fatal: Option<String> = None;
+/// The items' results so far and what went wrong.
+struct Pass<R> {
+    results: HashMap<String, R>,
+    failed: Vec<(String, String)>,
+    abandoned: usize,
+    /// The first non-retryable error: it stops the pass.
+    fatal: Option<String>,
+}
+
+/// Runs `work` over every item of `job` not already in the namespace's
+/// results.
+pub async fn run_items<R, F, Fut>(job: Job<'_>, work: F) -> Result<Outcome<R>>
+where
+    R: Record,
+    F: Fn(WorkItem) -> Fut,
+    Fut: Future<Output = ItemOutput<R>>,
+{
+    let label = job.ns.name.as_str();
+    let mut checkpoint = Checkpoint::open(job.ns)?;
+    let wanted: HashSet<&str> = job.items.iter().map(|i| i.key.as_str()).collect();
+    let results: HashMap<String, R> = checkpoint.load(job.ns, &wanted)?;
+    let resumed = results.len();
+    let started = std::time::Instant::now();
+    let started_at = crate::store::session::now_utc();
+    let pending: Vec<WorkItem> = job
+        .items
+        .iter()
+        .filter(|i| !results.contains_key(&i.key))
+        .cloned()
+        .collect();
+    let bar = progress_bar(label, resumed + pending.len(), resumed);
+    job.progress.reset(resumed + pending.len(), resumed);
+    let pass = Pass {
+        results,
+        failed: Vec::new(),
+        abandoned: 0,
+        fatal: None,
+    };
+    let pass = drive(&job, &mut checkpoint, &bar, pending, pass, work).await?;
+    checkpoint.sync()?;
+    bar.finish_and_clear();
+    let (mut run_log, _) = JsonlWriter::open(&job.ns.run_log())?;
+    run_log.append(&RunLogLine {
+        started_at,
+        ended_at: crate::store::session::now_utc(),
+        wall_secs: started.elapsed().as_secs_f64(),
+        resumed,
+        finished: pass.results.len() - resumed,
+        failed: pass.failed.len(),
+        abandoned: pass.abandoned,
+        cancelled: job.cancel.is_cancelled(),
+    })?;
+    run_log.sync()?;
+    if let Some(message) = pass.fatal {
+        anyhow::bail!("{label}: stopped at the first non-retryable error: {message}");
+    }
+    Ok(Outcome {
+        results: pass.results,
+        failed: pass.failed,
+        cancelled: job.cancel.is_cancelled(),
+        abandoned: pass.abandoned,
+        resumed,
+        torn_bytes: checkpoint.torn_bytes,
+    })
+}
+
+/// The concurrent pass: up to `concurrency` items in flight, each stored as
+/// it finishes; no new item starts after a stop request or a non-retryable
+/// error, and items still in flight a grace period after a stop request are
+/// abandoned (redone on resume).
+async fn drive<R, F, Fut>(
+    job: &Job<'_>,
+    checkpoint: &mut Checkpoint,
+    bar: &ProgressBar,
+    pending: Vec<WorkItem>,
+    mut pass: Pass<R>,
+    work: F,
+) -> Result<Pass<R>>
+where
+    R: Record,
+    F: Fn(WorkItem) -> Fut,
+    Fut: Future<Output = ItemOutput<R>>,
+{
     let fatal_seen = CancellationToken::new();
-    let stop = cancel.clone();
+    let stop = job.cancel.clone();
     let stop_fatal = fatal_seen.clone();
     let mut stream = futures::stream::iter(pending)
         .take_while(move |_| {
@@ -247,7 +374,7 @@ where
         .map(|item| {
             let key = item.key.clone();
             let fut = work(item);
-            let cancel = cancel.clone();
+            let cancel = job.cancel.clone();
             async move {
                 tokio::select! {
                     out = fut => (key, Some(out)),
@@ -255,73 +382,31 @@ where
                 }
             }
         })
-        .buffer_unordered(concurrency.max(1));
-    let mut abandoned = 0;
+        .buffer_unordered(job.concurrency.max(1));
     while let Some((key, output)) = stream.next().await {
         let Some(output) = output else {
-            abandoned += 1;
+            pass.abandoned += 1;
             continue;
         };
-        for call in &output.calls {
-            calls_w.append(call)?;
-        }
         match output.result {
-            Ok(mut record) => {
-                add_call_audit(&key, &output.calls, record.audit_events_mut());
-                results_w.append(&record)?;
-                for e in record.audit_events() {
-                    if audit_ids.insert(e.event_id.clone()) {
-                        audit_w.append(e)?;
-                    }
-                }
-                results.insert(key, record);
-                progress.done.fetch_add(1, Ordering::Relaxed);
-                progress.finished_here.fetch_add(1, Ordering::Relaxed);
+            Ok(record) => {
+                let record = checkpoint.store(&key, &output.calls, record)?;
+                pass.results.insert(key, record);
+                job.progress.done.fetch_add(1, Ordering::Relaxed);
+                job.progress.finished_here.fetch_add(1, Ordering::Relaxed);
             }
             Err(error) => {
-                errors_w.append(&ErrorLine {
-                    key: key.clone(),
-                    error: error.message.clone(),
-                    transient: !error.fatal,
-                    at: crate::store::session::now_utc(),
-                })?;
-                bar.set_message(format!("{} failed", failed.len() + 1));
-                if error.fatal && fatal.is_none() {
-                    fatal = Some(error.message.clone());
+                checkpoint.store_error(&key, &output.calls, &error)?;
+                bar.set_message(format!("{} failed", pass.failed.len() + 1));
+                if error.fatal && pass.fatal.is_none() {
+                    pass.fatal = Some(error.message.clone());
                     fatal_seen.cancel();
                 }
-                failed.push((key, error.message));
-                progress.failed.fetch_add(1, Ordering::Relaxed);
+                pass.failed.push((key, error.message));
+                job.progress.failed.fetch_add(1, Ordering::Relaxed);
             }
         }
         bar.inc(1);
     }
-    results_w.sync()?;
-    audit_w.sync()?;
-    errors_w.sync()?;
-    calls_w.sync()?;
-    bar.finish_and_clear();
-    let (mut run_log, _) = JsonlWriter::open(&ns.run_log())?;
-    run_log.append(&RunLogLine {
-        started_at,
-        ended_at: crate::store::session::now_utc(),
-        wall_secs: started.elapsed().as_secs_f64(),
-        resumed,
-        finished: results.len() - resumed,
-        failed: failed.len(),
-        abandoned,
-        cancelled: cancel.is_cancelled(),
-    })?;
-    run_log.sync()?;
-    if let Some(message) = fatal {
-        anyhow::bail!("{label}: stopped at the first non-retryable error: {message}");
-    }
-    Ok(Outcome {
-        results,
-        failed,
-        cancelled: cancel.is_cancelled(),
-        abandoned,
-        resumed,
-        torn_bytes: torn_results + torn_audit + torn_errors,
-    })
+    Ok(pass)
 }

@@ -741,6 +741,19 @@ impl Method for JudgeAnswers {
     }
 }
 
+/// Sends one judge-stage request, logging the call; a failed call fails
+/// the item.
+async fn ask(
+    client: &Client,
+    call_item: CallItem<'_>,
+    req: &ChatRequest,
+    calls: &mut Vec<CallRecord>,
+) -> Result<crate::llm::Reply, ItemError> {
+    let outcome = client.chat(req).await;
+    calls.push(CallRecord::chat(client, call_item, req, &outcome));
+    outcome.result.map_err(|e| ItemError::from_call(&e))
+}
+
 /// Judges one stored target answer: one judge call, one repair call when
 /// the first reply does not parse.
 async fn judge_one(
@@ -766,6 +779,7 @@ async fn judge_one(
         usage: Usage::default(),
         audit: Vec::new(),
     };
+    let mut calls = Vec::new();
     let Some(response) = target.judged_response() else {
         record.audit.push(event(
             &key,
@@ -775,7 +789,7 @@ async fn judge_one(
             json!({"finish_reason": target.finish_reason, "has_reasoning": target.has_reasoning}),
         ));
         return ItemOutput {
-            calls: vec![],
+            calls,
             result: Ok(record),
         };
     };
@@ -786,85 +800,70 @@ async fn judge_one(
         role: "judge",
     };
     let req = method.judge_request(ex, &response);
-    let outcome = client.chat(&req).await;
-    let mut calls = vec![CallRecord::chat(client, call_item, &req, &outcome)];
-    let first = match outcome.result {
-        Ok(r) => r,
-        Err(e) => {
-            return ItemOutput {
-                calls,
-                result: Err(ItemError::from_call(&e)),
+    let result = async {
+        let first = ask(client, call_item, &req, &mut calls).await?;
+        record.usage = first.usage;
+        record.judge_raw = Some(first.text.clone());
+        let error = match parse_judge(&first.text) {
+            Ok(label) => {
+                record.prediction = Prediction::Label(label);
+                record.status = JudgeStatus::Parsed;
+                return Ok(());
             }
-        }
-    };
-    record.usage = first.usage;
-    record.judge_raw = Some(first.text.clone());
-    let error = match parse_judge(&first.text) {
-        Ok(label) => {
-            record.prediction = Prediction::Label(label);
-            record.status = JudgeStatus::Parsed;
-            return ItemOutput {
-                calls,
-                result: Ok(record),
-            };
-        }
-        Err(e) => e,
-    };
-    record.audit.push(event(
-        &key,
-        &ex.uuid,
-        "judge_parse_failed_first",
-        Severity::Warning,
-        json!({"error": error, "raw_preview": preview(&first.text)}),
-    ));
-    let repair = method.repair_request(&req, &first.text, &error);
-    let outcome = client.chat(&repair).await;
-    calls.push(CallRecord::chat(
-        client,
-        CallItem {
+            Err(e) => e,
+        };
+        record.audit.push(event(
+            &key,
+            &ex.uuid,
+            "judge_parse_failed_first",
+            Severity::Warning,
+            json!({"error": error, "raw_preview": preview(&first.text)}),
+        ));
+        let repair = method.repair_request(&req, &first.text, &error);
+        let repair_item = CallItem {
             role: "judge_repair",
             ..call_item
-        },
-        &repair,
-        &outcome,
-    ));
-    let second = match outcome.result {
-        Ok(r) => r,
-        Err(e) => {
-            return ItemOutput {
-                calls,
-                result: Err(ItemError::from_call(&e)),
-            }
-        }
-    };
-    record.usage = record.usage.saturating_add(second.usage);
-    record.judge_raw_repair = Some(second.text.clone());
-    match parse_judge(&second.text) {
-        Ok(label) => {
-            record.prediction = Prediction::Label(label);
-            record.status = JudgeStatus::Repaired;
-            record.audit.push(event(
-                &key,
-                &ex.uuid,
-                "judge_repair_used",
-                Severity::Info,
-                json!({"label": label}),
-            ));
-        }
-        Err(e2) => {
-            record.status = JudgeStatus::Invalid;
-            record.audit.push(event(
-                &key,
-                &ex.uuid,
-                "judge_invalid",
-                Severity::Error,
-                json!({"error_first": error, "error_second": e2, "raw_second_preview": preview(&second.text)}),
-            ));
-        }
+        };
+        let second = ask(client, repair_item, &repair, &mut calls).await?;
+        record.usage = record.usage.saturating_add(second.usage);
+        record.judge_raw_repair = Some(second.text.clone());
+        record.take_repair(&error, &second.text);
+        Ok(())
     }
+    .await;
     ItemOutput {
         calls,
-        result: Ok(record),
+        result: result.map(|()| record),
+    }
+}
+
+impl JudgeRecord {
+    /// Takes the repair reply's label, or marks the record invalid; either
+    /// way audited.
+    fn take_repair(&mut self, first_error: &str, raw: &str) {
+        match parse_judge(raw) {
+            Ok(label) => {
+                self.prediction = Prediction::Label(label);
+                self.status = JudgeStatus::Repaired;
+                self.audit.push(event(
+                    &self.key,
+                    &self.uuid,
+                    "judge_repair_used",
+                    Severity::Info,
+                    json!({"label": label}),
+                ));
+            }
+            Err(e2) => {
+                self.status = JudgeStatus::Invalid;
+                self.audit.push(event(
+                    &self.key,
+                    &self.uuid,
+                    "judge_invalid",
+                    Severity::Error,
+                    json!({"error_first": first_error, "error_second": e2, "raw_second_preview": preview(raw)}),
+                ));
+            }
+        }
     }
 }
 

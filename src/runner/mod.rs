@@ -165,90 +165,90 @@ impl Clients {
     }
 }
 
-/// Runs every enabled method in order; sweeps run one namespace per
-/// temperature. Stops starting methods once a stop is requested.
+/// One namespace (or, for `llm_judge`, one target/judge pair) to run.
+enum Planned {
+    /// `mcq` or one of its sweeps.
+    Mcq(McqRun),
+    /// `mcq_logprob`.
+    McqLogprob(McqLogprobRun),
+    /// `llm_judge` or one of its sweeps.
+    Judge(LlmJudge),
+}
+
+/// Every namespace the config's enabled methods run, in order: sweeps give
+/// one per temperature.
+fn plan(config: &Config, clients: &Clients) -> Result<Vec<Planned>> {
+    let target_price = config.prices.get(&config.models.target).copied();
+    let st = &config.methods.stability;
+    let sweeps: Vec<Sweep> = st
+        .temperatures
+        .iter()
+        .map(|&temperature| Sweep {
+            k: st.k,
+            temperature,
+            seed_mode: st.seed_mode,
+        })
+        .collect();
+    let (target, seed) = (&config.models.target, config.run.seed);
+    let mut planned = Vec::new();
+    for &kind in &config.methods.enabled {
+        match kind {
+            MethodKind::Mcq | MethodKind::StabilityMcq => {
+                let mcq = Mcq::new(&config.methods.mcq, target, seed)?;
+                let variants = match kind {
+                    MethodKind::Mcq => vec![mcq],
+                    _ => sweeps.iter().map(|&s| mcq.with_sweep(s)).collect(),
+                };
+                planned.extend(variants.into_iter().map(|mcq| {
+                    Planned::Mcq(McqRun {
+                        mcq,
+                        client: clients.target.clone(),
+                        price: target_price,
+                    })
+                }));
+            }
+            MethodKind::McqLogprob => planned.push(Planned::McqLogprob(McqLogprobRun {
+                method: McqLogprob::new(&config.methods.mcq_logprob, target, seed),
+                client: clients.target.clone(),
+                price: target_price,
+            })),
+            MethodKind::LlmJudge | MethodKind::StabilityLlmJudge => {
+                let (judge_model, _, _) = config.judge_provider()?;
+                let base = LlmJudge::new(&config.methods.llm_judge, target, judge_model, seed)?;
+                match kind {
+                    MethodKind::LlmJudge => planned.push(Planned::Judge(base)),
+                    _ => planned.extend(sweeps.iter().map(|&s| Planned::Judge(base.with_sweep(s)))),
+                }
+            }
+        }
+    }
+    Ok(planned)
+}
+
+/// Runs every planned namespace in order; stops starting new ones once a
+/// stop is requested.
 async fn run_methods<O: RunObserver>(
     config: &Config,
     run: &Run<'_, O>,
     report: &mut RunReport,
 ) -> Result<()> {
     let clients = Clients::new(config)?;
-    let target_price = config.prices.get(&config.models.target).copied();
-    let sweeps: Vec<Sweep> = config
-        .methods
-        .stability
-        .temperatures
-        .iter()
-        .map(|&temperature| Sweep {
-            k: config.methods.stability.k,
-            temperature,
-            seed_mode: config.methods.stability.seed_mode,
-        })
-        .collect();
-    for &kind in &config.methods.enabled {
+    let judging = Judging {
+        clients: &clients,
+        target_price: config.prices.get(&config.models.target).copied(),
+        judge_price: (config.models.judge.as_deref()).and_then(|j| config.prices.get(j).copied()),
+    };
+    for planned in plan(config, &clients)? {
         if run.cancel.is_cancelled() {
             report.status = RunStatus::Interrupted;
             break;
         }
-        match kind {
-            MethodKind::Mcq | MethodKind::StabilityMcq => {
-                let mcq = Mcq::new(&config.methods.mcq, &config.models.target, config.run.seed)?;
-                let variants: Vec<Mcq> = match kind {
-                    MethodKind::Mcq => vec![mcq],
-                    _ => sweeps.iter().map(|&s| mcq.with_sweep(s)).collect(),
-                };
-                for mcq in variants {
-                    let method = McqRun {
-                        mcq,
-                        client: clients.target.clone(),
-                        price: target_price,
-                    };
-                    let ran = run_namespace(run, &method, report).await?;
-                    report.methods.push(ran.summary);
-                    if run.cancel.is_cancelled() {
-                        break;
-                    }
-                }
-            }
-            MethodKind::McqLogprob => {
-                let method = McqLogprobRun {
-                    method: McqLogprob::new(
-                        &config.methods.mcq_logprob,
-                        &config.models.target,
-                        config.run.seed,
-                    ),
-                    client: clients.target.clone(),
-                    price: target_price,
-                };
-                let ran = run_namespace(run, &method, report).await?;
-                report.methods.push(ran.summary);
-            }
-            MethodKind::LlmJudge | MethodKind::StabilityLlmJudge => {
-                let (judge_model, _, _) = config.judge_provider()?;
-                let base = LlmJudge::new(
-                    &config.methods.llm_judge,
-                    &config.models.target,
-                    judge_model,
-                    config.run.seed,
-                )?;
-                let variants: Vec<LlmJudge> = match kind {
-                    MethodKind::LlmJudge => vec![base],
-                    _ => sweeps.iter().map(|&s| base.with_sweep(s)).collect(),
-                };
-                let judging = Judging {
-                    clients: &clients,
-                    target_price,
-                    judge_price: config.prices.get(judge_model).copied(),
-                };
-                for method in variants {
-                    let summary = judging.run(run, method, report).await?;
-                    report.methods.push(summary);
-                    if run.cancel.is_cancelled() {
-                        break;
-                    }
-                }
-            }
-        }
+        let summary = match planned {
+            Planned::Mcq(method) => run_namespace(run, &method, report).await?.summary,
+            Planned::McqLogprob(method) => run_namespace(run, &method, report).await?.summary,
+            Planned::Judge(method) => judging.run(run, method, report).await?,
+        };
+        report.methods.push(summary);
     }
     Ok(())
 }
