@@ -336,3 +336,115 @@ pub fn run_key_for(config: &Config, cli: Option<&str>) -> Result<config::RunKey>
     let env = std::env::var("W2C_RUN_KEY").ok();
     config::resolve_run_key(cli, env.as_deref(), config.run.run_key.as_deref())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::Progress;
+    use std::sync::Mutex;
+
+    /// An observer that writes down what it is told.
+    #[derive(Default)]
+    struct Recorder {
+        events: Mutex<Vec<String>>,
+        progress: Arc<Progress>,
+    }
+
+    impl Recorder {
+        fn push(&self, e: String) {
+            self.events.lock().expect("events").push(e);
+        }
+    }
+
+    impl RunObserver for Recorder {
+        fn progress(&self) -> Arc<Progress> {
+            self.progress.clone()
+        }
+        async fn namespace_started(&self, ns: &str) {
+            self.push(format!("started {ns}"));
+        }
+        async fn namespace_stopped(&self, ns: &str, cancelled: bool) {
+            self.push(format!("stopped {ns} cancelled={cancelled}"));
+        }
+        async fn run_failed(&self, err: &anyhow::Error) {
+            self.push(format!("failed {err}"));
+        }
+        async fn run_finished(&self, report: &RunReport) -> Vec<String> {
+            self.push(format!("finished {:?}", report.status));
+            vec!["recorded".into()]
+        }
+    }
+
+    fn config(runs: &std::path::Path) -> Config {
+        let dataset =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample_when2call.jsonl");
+        crate::config::parse(&format!(
+            r#"
+[run]
+runs_dir = "{}"
+[dataset]
+path = "{}"
+n_per_label = 1
+[models]
+target = "m"
+target_provider = "mock"
+judge = "j"
+judge_provider = "mock"
+[providers.mock]
+kind = "mock"
+[methods]
+enabled = ["mcq", "llm_judge"]
+"#,
+            runs.display(),
+            dataset.display()
+        ))
+        .expect("config")
+    }
+
+    #[tokio::test]
+    async fn an_observer_is_told_each_namespace_and_the_end_and_nothing_when_all_is_done() {
+        let runs = tempfile::tempdir().expect("tempdir");
+        let request = || RunRequest {
+            config: config(runs.path()),
+            run_key: "k".into(),
+            expect_fingerprint: None,
+        };
+        let recorder = Recorder::default();
+        let report = open(request())
+            .expect("open")
+            .execute(&recorder, &Cancel::default())
+            .await
+            .expect("run");
+        assert_eq!(report.status, RunStatus::Complete);
+        assert_eq!(report.notes.last().map(String::as_str), Some("recorded"));
+        assert_eq!(
+            *recorder.events.lock().expect("events"),
+            [
+                "started mcq",
+                "stopped mcq cancelled=false",
+                "started llm_judge.target",
+                "stopped llm_judge.target cancelled=false",
+                "started llm_judge",
+                "stopped llm_judge cancelled=false",
+                "finished Complete",
+            ]
+        );
+        assert_eq!(
+            recorder
+                .progress
+                .done
+                .load(std::sync::atomic::Ordering::Relaxed),
+            4
+        );
+
+        // Run again: every namespace is done, so none is started.
+        let again = Recorder::default();
+        let report = open(request())
+            .expect("open")
+            .execute(&again, &Cancel::default())
+            .await
+            .expect("run");
+        assert_eq!(report.methods.len(), 2);
+        assert_eq!(*again.events.lock().expect("events"), ["finished Complete"]);
+    }
+}
