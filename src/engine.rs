@@ -43,6 +43,29 @@ impl WorkItem {
     }
 }
 
+/// Implements [`Record`] for a record struct with the usual fields: `key:
+/// String`, `audit: Vec<AuditEvent>` and `usage: Usage`.
+#[macro_export]
+macro_rules! record_with_fields {
+    ($record:ty) => {
+        impl $crate::engine::Record for $record {
+            fn key(&self) -> &str {
+                &self.key
+            }
+            fn audit_events(&self) -> &[$crate::audit::AuditEvent] {
+                &self.audit
+            }
+            fn audit_events_mut(&mut self) -> &mut Vec<$crate::audit::AuditEvent> {
+                &mut self.audit
+            }
+            fn usage(&self) -> $crate::llm::Usage {
+                self.usage
+            }
+        }
+    };
+}
+pub use record_with_fields;
+
 /// What every checkpointed result record provides to the engine.
 pub trait Record: Serialize + DeserializeOwned + Send + 'static {
     /// The checkpoint key.

@@ -21,7 +21,7 @@ use crate::config::Price;
 use crate::config::{LlmJudgeConfig, ToolsMode};
 use crate::dataset::Example;
 use crate::engine::{ItemError, ItemOutput};
-use crate::engine::{Record, WorkItem};
+use crate::engine::WorkItem;
 use crate::labels::{Label, Prediction};
 use crate::llm::{CallItem, CallRecord, Client};
 use crate::llm::{ChatRequest, Message, Usage};
@@ -88,20 +88,7 @@ pub struct TargetRecord {
     pub audit: Vec<AuditEvent>,
 }
 
-impl Record for TargetRecord {
-    fn key(&self) -> &str {
-        &self.key
-    }
-    fn audit_events(&self) -> &[AuditEvent] {
-        &self.audit
-    }
-    fn audit_events_mut(&mut self) -> &mut Vec<AuditEvent> {
-        &mut self.audit
-    }
-    fn usage(&self) -> Usage {
-        self.usage
-    }
-}
+crate::engine::record_with_fields!(TargetRecord);
 
 impl TargetRecord {
     /// What the judge sees: the text, or the native tool calls as JSON when
@@ -159,20 +146,7 @@ pub struct JudgeRecord {
     pub audit: Vec<AuditEvent>,
 }
 
-impl Record for JudgeRecord {
-    fn key(&self) -> &str {
-        &self.key
-    }
-    fn audit_events(&self) -> &[AuditEvent] {
-        &self.audit
-    }
-    fn audit_events_mut(&mut self) -> &mut Vec<AuditEvent> {
-        &mut self.audit
-    }
-    fn usage(&self) -> Usage {
-        self.usage
-    }
-}
+crate::engine::record_with_fields!(JudgeRecord);
 
 impl LlmJudge {
     /// Resolves the method: loads both templates.

@@ -12,7 +12,7 @@ use crate::config::Price;
 use crate::config::{McqConfig, OptionOrder};
 use crate::dataset::Example;
 use crate::engine::{ItemError, ItemOutput};
-use crate::engine::{Record, WorkItem};
+use crate::engine::WorkItem;
 use crate::fingerprint::sha256_hex;
 use crate::labels::{Label, Prediction};
 use crate::llm::{CallItem, CallRecord, Client};
@@ -128,20 +128,7 @@ pub struct McqRecord {
     pub audit: Vec<AuditEvent>,
 }
 
-impl Record for McqRecord {
-    fn key(&self) -> &str {
-        &self.key
-    }
-    fn audit_events(&self) -> &[AuditEvent] {
-        &self.audit
-    }
-    fn audit_events_mut(&mut self) -> &mut Vec<AuditEvent> {
-        &mut self.audit
-    }
-    fn usage(&self) -> Usage {
-        self.usage
-    }
-}
+crate::engine::record_with_fields!(McqRecord);
 
 impl Mcq {
     /// Resolves the method from config: loads the prompt template.

@@ -23,7 +23,7 @@ use crate::config::Price;
 use crate::config::{McqLogprobConfig, Truncation};
 use crate::dataset::Example;
 use crate::engine::{ItemError, ItemOutput};
-use crate::engine::{Record, WorkItem};
+use crate::engine::WorkItem;
 use crate::labels::{Label, Prediction};
 use crate::llm::{CallError, CallItem, CallRecord, Client};
 use crate::llm::{CompletionReply, CompletionRequest, Usage};
@@ -174,20 +174,7 @@ pub fn cut_points(context: &str) -> Vec<usize> {
     out
 }
 
-impl Record for McqLogprobRecord {
-    fn key(&self) -> &str {
-        &self.key
-    }
-    fn audit_events(&self) -> &[AuditEvent] {
-        &self.audit
-    }
-    fn audit_events_mut(&mut self) -> &mut Vec<AuditEvent> {
-        &mut self.audit
-    }
-    fn usage(&self) -> Usage {
-        self.usage
-    }
-}
+crate::engine::record_with_fields!(McqLogprobRecord);
 
 impl McqLogprob {
     /// Resolves the family (explicit or by model name).
