@@ -44,6 +44,32 @@ pub fn target_for(ids: &MlflowIds) -> anyhow::Result<Option<Target>> {
     )
 }
 
+/// The client for a tracked session's server, or why it cannot be had.
+fn client_for(ids: &MlflowIds) -> Result<(Target, MlflowClient), String> {
+    let target = match target_for(ids) {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            return Err(
+                "tracked session but no tracking URI (MLFLOW_TRACKING_URI) to check it against"
+                    .into(),
+            )
+        }
+        Err(e) => return Err(format!("{e:#}")),
+    };
+    let client = target.client().map_err(|e| format!("{e:#}"))?;
+    Ok((target, client))
+}
+
+/// What every run of a session is checked against.
+struct Expected<'a> {
+    session_dir: &'a std::path::Path,
+    fingerprint: &'a str,
+    parent_id: &'a str,
+    /// A live process holds the session (runs may be RUNNING).
+    running: bool,
+    deep: bool,
+}
+
 /// Checks one session against MLflow. Offline sessions yield nothing (the
 /// local checks already say tracking was not checked).
 pub async fn verify_tracking(found: &FoundSession, deep: bool) -> Vec<Check> {
@@ -52,25 +78,10 @@ pub async fn verify_tracking(found: &FoundSession, deep: bool) -> Vec<Check> {
         Ok(ids) if ids.mode == Mode::Online => ids,
         _ => return out.checks,
     };
-    let target = match target_for(&ids) {
-        Ok(Some(t)) => t,
-        Ok(None) => {
-            out.push(
-                "tracking",
-                Status::CannotCheck,
-                "tracked session but no tracking URI (MLFLOW_TRACKING_URI) to check it against",
-            );
-            return out.checks;
-        }
-        Err(e) => {
-            out.push("tracking", Status::CannotCheck, format!("{e:#}"));
-            return out.checks;
-        }
-    };
-    let client = match target.client() {
+    let (target, client) = match client_for(&ids) {
         Ok(c) => c,
-        Err(e) => {
-            out.push("tracking", Status::CannotCheck, format!("{e:#}"));
+        Err(why) => {
+            out.push("tracking", Status::CannotCheck, why);
             return out.checks;
         }
     };
@@ -88,7 +99,6 @@ pub async fn verify_tracking(found: &FoundSession, deep: bool) -> Vec<Check> {
             ),
         );
     }
-    let running = crate::store::session::holder(&found.dir).is_some();
     let namespaces: Vec<String> = crate::store::session::namespaces(&found.dir)
         .into_iter()
         .map(|(ns, _)| ns)
@@ -121,11 +131,18 @@ pub async fn verify_tracking(found: &FoundSession, deep: bool) -> Vec<Check> {
             return out.checks;
         }
     };
+    let expected = Expected {
+        session_dir: &found.dir,
+        fingerprint: &found.manifest.fingerprint,
+        parent_id: &parent_id,
+        running: crate::store::session::holder(&found.dir).is_some(),
+        deep,
+    };
     check_run(
         &mut out,
         "parent run",
         &parent,
-        &found.manifest.fingerprint,
+        expected.fingerprint,
         None,
         None,
     );
@@ -134,83 +151,79 @@ pub async fn verify_tracking(found: &FoundSession, deep: bool) -> Vec<Check> {
     } else {
         "not FINISHED"
     };
-    check_status(&mut out, &parent, all_done, running, want);
-    if let Err(e) = check_artifacts(
-        &mut out,
-        &client,
-        &parent,
-        vec![(names::MANIFEST.into(), layout::manifest(&found.dir))],
-        deep,
-        false,
-    )
-    .await
-    {
+    check_status(&mut out, &parent, all_done, expected.running, want);
+    let manifest = vec![(names::MANIFEST.into(), layout::manifest(&found.dir))];
+    if let Err(e) = check_artifacts(&mut out, &client, &parent, manifest, deep, false).await {
         call_failed(&mut out, "artifacts", &e);
     }
-
     for ns in namespaces {
         out.namespace = ns.clone();
-        let Some(id) = ids.child_run_ids.get(&ns) else {
-            out.push(
+        match ids.child_run_ids.get(&ns) {
+            Some(id) => verify_child(&mut out, &client, &expected, &ns, id).await,
+            None => out.push(
                 "child run",
                 Status::Missing,
                 "no child run recorded in mlflow_ids.json (run `w2c sync`)",
-            );
-            continue;
-        };
-        let run = match client.get_run(id).await {
-            Ok(Some(run)) => run,
-            Ok(None) => {
-                out.push(
-                    "child run",
-                    Status::Missing,
-                    format!("run {id} does not exist"),
-                );
-                continue;
-            }
-            Err(e) => {
-                call_failed(&mut out, "child run", &e);
-                continue;
-            }
-        };
-        check_run(
-            &mut out,
-            "child run",
-            &run,
-            &found.manifest.fingerprint,
-            Some(&parent_id),
-            Some(&ns),
-        );
-        let done = mirror::namespace_done(&found.dir, &ns);
-        let want = if done {
-            status::FINISHED
-        } else {
-            "not FINISHED"
-        };
-        check_status(&mut out, &run, done, running, want);
-        if done {
-            check_metrics(&mut out, &found.dir, &ns, &run);
-        }
-        let mut files = Vec::new();
-        let dir = NamespaceDir::new(&found.dir, &ns);
-        match (
-            local_files(&dir.artifacts, ""),
-            local_files(&dir.checkpoints, names::CHECKPOINTS),
-        ) {
-            (Ok(a), Ok(c)) => {
-                files.extend(a);
-                files.extend(c);
-            }
-            (Err(e), _) | (_, Err(e)) => {
-                out.push("artifacts", Status::Mismatch, format!("{e:#}"));
-                continue;
-            }
-        }
-        if let Err(e) = check_artifacts(&mut out, &client, &run, files, deep, true).await {
-            call_failed(&mut out, "artifacts", &e);
+            ),
         }
     }
     out.checks
+}
+
+/// Checks the child run of namespace `ns`: its identity, status, metrics
+/// and files.
+async fn verify_child(
+    out: &mut Collector,
+    client: &MlflowClient,
+    expected: &Expected<'_>,
+    ns: &str,
+    id: &str,
+) {
+    let run = match client.get_run(id).await {
+        Ok(Some(run)) => run,
+        Ok(None) => {
+            return out.push(
+                "child run",
+                Status::Missing,
+                format!("run {id} does not exist"),
+            )
+        }
+        Err(e) => return call_failed(out, "child run", &e),
+    };
+    check_run(
+        out,
+        "child run",
+        &run,
+        expected.fingerprint,
+        Some(expected.parent_id),
+        Some(ns),
+    );
+    let done = mirror::namespace_done(expected.session_dir, ns);
+    let want = if done {
+        status::FINISHED
+    } else {
+        "not FINISHED"
+    };
+    check_status(out, &run, done, expected.running, want);
+    if done {
+        check_metrics(out, expected.session_dir, ns, &run);
+    }
+    let dir = NamespaceDir::new(expected.session_dir, ns);
+    let files = match (
+        local_files(&dir.artifacts, ""),
+        local_files(&dir.checkpoints, names::CHECKPOINTS),
+    ) {
+        (Ok(mut a), Ok(c)) => {
+            a.extend(c);
+            a
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            return out.push("artifacts", Status::Mismatch, format!("{e:#}"));
+        }
+    };
+    if let Err(e) = check_artifacts(out, client, &run, files, expected.deep, true).await {
+        call_failed(out, "artifacts", &e);
+    }
 }
 
 fn check_run(
