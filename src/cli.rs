@@ -263,7 +263,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 RunRequest {
                     config: loaded.config,
                     run_key: key,
-                    expect_fingerprint: None,
+                    resuming: None,
                 },
                 tracking,
             )
@@ -287,7 +287,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 RunRequest {
                     config,
                     run_key: found.manifest.run_key.clone(),
-                    expect_fingerprint: Some(found.manifest.fingerprint.clone()),
+                    resuming: Some(found.manifest),
                 },
                 tracking,
             )
@@ -574,8 +574,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
             println!("fingerprint: {}", prepared.fingerprint);
             println!(
                 "examples: {} selected of {} in {}",
-                prepared.selected.len(),
-                prepared.dataset.examples.len(),
+                prepared.n_selected,
+                prepared.dataset.n_examples,
                 prepared.dataset.path.display()
             );
             let methods: Vec<&str> = loaded
