@@ -5,10 +5,11 @@
 //! MT19937 `random.Random(seed)`, `shuffle` and `randbelow`), so it is
 //! deterministic across platforms and comparable with published selections.
 
+use crate::json_scan::Scan;
 use crate::labels::Label;
 use anyhow::{bail, Context, Result};
 use rand_mt::Mt;
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
@@ -307,8 +308,8 @@ fn parse_example_value(line: &str) -> Result<Example, String> {
 }
 
 /// A row as the fast path reads it: the fields w2c uses, borrowed from the
-/// line where no escape forces a copy. Fields it does not use are checked as
-/// strictly as a `Value` would check them, then dropped.
+/// line where no escape forces a copy. Fields it does not use are read as a
+/// [`Scan`]: checked as strictly as a `Value` would check them, then dropped.
 struct RawRow<'a> {
     uuid: Option<Cow<'a, str>>,
     question: Option<Cow<'a, str>>,
@@ -379,9 +380,9 @@ impl<'de: 'a, 'a> Visitor<'de> for RawRowVisitor<'a> {
                         .next_value::<Option<Vec<Str<'a>>>>()?
                         .map(|v| v.into_iter().map(|s| s.0).collect())
                 }
-                "source" => row.source = map.next_value::<Checked<'a>>()?.0,
+                "source" => row.source = map.next_value::<Scan<'a>>()?.into_str(),
                 _ => {
-                    map.next_value::<Checked<'a>>()?;
+                    map.next_value::<Scan<'a>>()?;
                 }
             }
         }
@@ -394,7 +395,7 @@ struct Str<'a>(Cow<'a, str>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match Checked::deserialize(d)?.0 {
+        match Scan::deserialize(d)?.into_str() {
             Some(s) => Ok(Str(s)),
             None => Err(serde::de::Error::custom("expected a string")),
         }
@@ -426,58 +427,6 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawAnswers<'a> {
             }
         }
         d.deserialize_map(V(PhantomData))
-    }
-}
-
-/// Any JSON value, checked as strictly as `Value` checks it (escapes decode,
-/// numbers are in range) without building it; keeps the text when the value
-/// is a string.
-struct Checked<'a>(Option<Cow<'a, str>>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Checked<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(CheckedVisitor(PhantomData))
-    }
-}
-
-struct CheckedVisitor<'a>(PhantomData<&'a ()>);
-
-impl<'de: 'a, 'a> Visitor<'de> for CheckedVisitor<'a> {
-    type Value = Checked<'a>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Checked<'a>, E> {
-        Ok(Checked(None))
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Checked<'a>, E> {
-        Ok(Checked(None))
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Checked<'a>, E> {
-        Ok(Checked(None))
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Checked<'a>, E> {
-        Ok(Checked(None))
-    }
-    fn visit_unit<E>(self) -> Result<Checked<'a>, E> {
-        Ok(Checked(None))
-    }
-    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Checked<'a>, E> {
-        Ok(Checked(Some(Cow::Borrowed(s))))
-    }
-    fn visit_str<E>(self, s: &str) -> Result<Checked<'a>, E> {
-        Ok(Checked(Some(Cow::Owned(s.to_string()))))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked<'a>, A::Error> {
-        while seq.next_element::<Checked<'de>>()?.is_some() {}
-        Ok(Checked(None))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked<'a>, A::Error> {
-        while map.next_key::<Checked<'de>>()?.is_some() {
-            map.next_value::<Checked<'de>>()?;
-        }
-        Ok(Checked(None))
     }
 }
 
