@@ -79,7 +79,11 @@ pub struct DatasetInfo {
 impl Dataset {
     /// The selection for `n_per_label` and `seed` (see [`select`]), taking
     /// the examples, and what is known about the file.
-    pub fn into_selection(self, n_per_label: Option<usize>, seed: u64) -> (DatasetInfo, Vec<Example>) {
+    pub fn into_selection(
+        self,
+        n_per_label: Option<usize>,
+        seed: u64,
+    ) -> (DatasetInfo, Vec<Example>) {
         let info = DatasetInfo {
             n_examples: self.examples.len(),
             path: self.path,
@@ -544,6 +548,7 @@ pub fn take_selection(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn row(uuid: &str, gold: &str) -> String {
         format!(
@@ -640,5 +645,101 @@ mod tests {
         let err = parse_bytes(&bytes).unwrap_err();
         assert!(err.starts_with("2: not valid UTF-8"), "{err}");
         assert!(err.contains("0xff at byte 11"), "{err}");
+    }
+
+    #[test]
+    fn ordinary_rows_take_the_fast_path() {
+        let line = r#"{"uuid":"u1","source":"s","question":"q \"x\"","correct_answer":"tool_call","answers":{"direct":"a","tool_call":"{\"name\": \"t\"}","request_for_info":"c","cannot_answer":"d"},"tools":["{\"name\":\"t\"}"],"orig_tools":[{"deep":[1,2.5,null,true]}],"held_out_param":null}"#;
+        let raw: RawRow = serde_json::from_str(line).expect("fast path");
+        let fast = raw.into_example().expect("an example");
+        assert_eq!(fast, parse_example_value(line).unwrap());
+        assert_eq!(fast.answer(Label::ToolCall), r#"{"name": "t"}"#);
+        assert_eq!(fast.source, "s");
+    }
+
+    /// A field of a generated row: absent, or one of these JSON texts.
+    fn field(valid: &'static [&'static str]) -> impl Strategy<Value = Option<String>> {
+        const ODD: &[&str] = &[
+            "null",
+            "7",
+            "-1",
+            "2.5",
+            "1e999",
+            "true",
+            "[]",
+            "{}",
+            r#""""#,
+            r#"" ""#,
+            r#""\ud800""#,
+            r#"["x", 3]"#,
+            r#"{"k": "v"}"#,
+            r#""tool_call""#,
+        ];
+        prop_oneof![
+            3 => prop::sample::select(valid).prop_map(|s| Some(s.to_string())),
+            1 => prop::sample::select(ODD).prop_map(|s| Some(s.to_string())),
+            1 => Just(None),
+        ]
+    }
+
+    fn answers() -> impl Strategy<Value = Option<String>> {
+        let entry = prop::sample::select(
+            &[
+                r#""direct":"a""#,
+                r#""tool_call":"b\"q\"""#,
+                r#""request_for_info":"c""#,
+                r#""cannot_answer":"d""#,
+                r#""direct":5"#,
+                r#""maybe":"x""#,
+                r#""cannot_answer":"\u00e9""#,
+            ][..],
+        );
+        prop_oneof![
+            4 => prop::collection::vec(entry, 0..7).prop_map(|e| Some(format!("{{{}}}", e.join(",")))),
+            1 => Just(Some(r#"["a","b","c","d"]"#.to_string())),
+            1 => Just(None),
+        ]
+    }
+
+    proptest::proptest! {
+        /// The fast path and the `Value` reference accept the same rows and
+        /// give the same examples (and the reference's messages).
+        #[test]
+        fn fast_path_agrees_with_the_value_reference(
+            uuid in field(&[r#""u1""#, r#""u\u00e9""#, r#""  ""#]),
+            question in field(&[r#""q""#, r#""q\n\"x\"""#]),
+            gold in field(&[r#""tool_call""#, r#""direct""#, r#""cannot_answer""#, r#""nope""#]),
+            answers in answers(),
+            tools in field(&[r#"["t1", "{\"a\":1}"]"#, "[]", "null", r#"[{"name":"t"}]"#]),
+            source in field(&[r#""src""#]),
+            extra in field(&[r#"{"x":[1,{"y":null}]}"#, r#""\ud83d\ude00""#]),
+            repeat in prop::option::of(prop::sample::select(&["uuid", "answers", "tools", "source"][..])),
+            not_an_object in proptest::bool::weighted(0.05),
+        ) {
+            let mut parts = Vec::new();
+            for (key, value) in [
+                ("uuid", &uuid), ("question", &question), ("correct_answer", &gold),
+                ("answers", &answers), ("tools", &tools), ("source", &source),
+                ("orig_tools", &extra),
+            ] {
+                if let Some(v) = value {
+                    parts.push(format!("\"{key}\":{v}"));
+                }
+            }
+            if let Some(key) = repeat {
+                parts.push(format!("\"{key}\":\"again\""));
+            }
+            let line = if not_an_object {
+                format!("[{}]", parts.len())
+            } else {
+                format!("{{{}}}", parts.join(","))
+            };
+            let fast = serde_json::from_str::<RawRow>(&line).ok().and_then(RawRow::into_example);
+            let reference = parse_example_value(&line);
+            if let Some(fast) = fast {
+                proptest::prop_assert_eq!(Ok(fast), reference.clone(), "{}", line);
+            }
+            proptest::prop_assert_eq!(parse_example(&line), reference, "{}", line);
+        }
     }
 }

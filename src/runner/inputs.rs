@@ -260,3 +260,71 @@ fn short_labels(config: &Config, counts: [usize; 4]) -> Option<String> {
             .map(|e| format!("{}: {e}", config.dataset.path.display()))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(n: usize) -> String {
+        (0..n)
+            .map(|i| {
+                let gold = ["tool_call", "cannot_answer", "request_for_info"][i % 3];
+                format!(
+                    r#"{{"uuid":"u{i}","question":"q","correct_answer":"{gold}","answers":{{"direct":"a","tool_call":"b","request_for_info":"c","cannot_answer":"d"}}}}"#
+                ) + "\n"
+            })
+            .collect()
+    }
+
+    fn deferred(path: &std::path::Path, expected: Selection) -> Examples {
+        Examples {
+            deferred: Some(Deferred {
+                path: path.to_path_buf(),
+                n_per_label: Some(2),
+                subsample_seed: 7,
+                expected,
+            }),
+            loaded: OnceLock::new(),
+        }
+    }
+
+    #[test]
+    fn deferred_examples_are_the_selection_the_fingerprint_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.jsonl");
+        std::fs::write(&path, rows(9)).unwrap();
+        let (info, selected) = dataset::load(&path).unwrap().into_selection(Some(2), 7);
+        let facts = Selection::of(&info, &selected);
+        assert_eq!(facts.n_selected, 6);
+
+        let examples = deferred(&path, facts.clone());
+        assert_eq!(examples.get().unwrap(), &selected[..]);
+        // Parsed once: a later change of the file is not read again.
+        std::fs::write(&path, rows(12)).unwrap();
+        assert_eq!(examples.get().unwrap(), &selected[..]);
+
+        // Changed between the check and the first use: refused.
+        let err = deferred(&path, facts).get().unwrap_err().to_string();
+        assert!(err.contains("the dataset changed"), "{err}");
+        assert!(err.contains("data.jsonl"), "{err}");
+    }
+
+    #[test]
+    fn stored_selection_facts_are_read_back_from_a_payload() {
+        let facts = Selection {
+            sha256: "ab".repeat(32),
+            n_examples_in_file: 300,
+            selected_ids_sha256: "cd".repeat(32),
+            n_selected: 30,
+        };
+        let payload = json!({"dataset": {
+            "sha256": facts.sha256, "n_examples_in_file": 300,
+            "selected_ids_sha256": facts.selected_ids_sha256, "n_selected": 30,
+        }});
+        assert_eq!(Selection::stored(&payload), Some(facts));
+        assert_eq!(
+            Selection::stored(&json!({"dataset": {"sha256": "ab"}})),
+            None
+        );
+    }
+}

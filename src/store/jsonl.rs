@@ -288,4 +288,35 @@ mod tests {
         assert!(recs.is_empty());
         assert_eq!(rep, LoadReport::default());
     }
+
+    #[test]
+    fn a_bad_line_is_torn_only_when_nothing_follows_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.jsonl");
+        for (text, torn) in [
+            ("{\"a\":1}\n{oops\n", Some(6)),
+            ("{\"a\":1}\n{oops\n\n", None),
+            ("{\"a\":1}\n{oops\n{\"a\"", None),
+            ("{\"a\":1}\n\n{\"a\"", Some(4)),
+        ] {
+            std::fs::write(&p, text).unwrap();
+            let mut seen = 0;
+            let read = read_jsonl(&p, |_: Value| seen += 1);
+            match torn {
+                Some(bytes) => {
+                    let report = read.unwrap();
+                    assert_eq!(
+                        (report.lines, report.torn_tail_bytes),
+                        (1, bytes),
+                        "{text:?}"
+                    );
+                    assert_eq!(seen, 1);
+                }
+                None => {
+                    let err = read.unwrap_err().to_string();
+                    assert!(err.contains("c.jsonl:2: malformed"), "{text:?}: {err}");
+                }
+            }
+        }
+    }
 }

@@ -14,11 +14,11 @@ pub mod python_suite;
 pub mod tracking;
 
 use crate::fingerprint::sha256_hex;
+use crate::json_scan::Scan;
 use crate::labels::{Label, Prediction};
 use crate::metrics::{self, Metrics, Scored};
 use crate::store::names as files;
 use crate::store::session::{self, FoundSession};
-use crate::json_scan::Scan;
 use crate::store::{
     file_digest, read_json, read_jsonl, read_jsonl_lines, DoneMarker, FileDigest, LoadReport,
     MetricsFile, NamespaceDir,
@@ -150,7 +150,12 @@ fn keys_of(path: &Path) -> anyhow::Result<(HashSet<String>, LoadReport)> {
 }
 
 /// A file named in `_DONE.json` and what hashing it found.
-type Digested<'a> = (&'a String, &'a FileDigest, PathBuf, anyhow::Result<(String, u64)>);
+type Digested<'a> = (
+    &'a String,
+    &'a FileDigest,
+    PathBuf,
+    anyhow::Result<(String, u64)>,
+);
 
 fn verify_namespace(c: &mut Collector, found: &FoundSession, ns: &str) {
     let dir = NamespaceDir::new(&found.dir, ns);
@@ -170,7 +175,8 @@ fn verify_namespace(c: &mut Collector, found: &FoundSession, ns: &str) {
         .collect(),
         _ => Vec::new(),
     };
-    let with_metrics = matches!(&done, Some(Ok(d)) if d.artifact_files.contains_key("metrics.json"));
+    let with_metrics =
+        matches!(&done, Some(Ok(d)) if d.artifact_files.contains_key("metrics.json"));
     let (digests, (results, unresolved, metrics)) = std::thread::scope(|scope| {
         let hashing = scope.spawn(|| {
             listed
@@ -501,4 +507,60 @@ pub fn any_mismatch(checks: &[Check]) -> bool {
     checks
         .iter()
         .any(|c| matches!(c.status, Status::Mismatch | Status::Missing))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    /// How the metrics recompute read a line before it was streamed: a
+    /// `Value`, indexed.
+    fn by_value(line: &str) -> Result<Option<Result<Scored, ()>>, ()> {
+        let row: Value = serde_json::from_str(line).map_err(|_| ())?;
+        if !row["unscored"].is_null() {
+            return Ok(None);
+        }
+        let gold = row["gold"].as_str().and_then(|s| s.parse::<Label>().ok());
+        let pred = row["prediction"]
+            .as_str()
+            .and_then(|s| s.parse::<Prediction>().ok());
+        Ok(Some(match (gold, pred, row["n_tools"].as_u64()) {
+            (Some(gold), Some(pred), Some(n)) => Ok(Scored {
+                gold,
+                pred,
+                has_tools: n > 0,
+            }),
+            _ => Err(()),
+        }))
+    }
+
+    fn streamed(line: &str) -> Result<Option<Result<Scored, ()>>, ()> {
+        let row: PredictionFields = serde_json::from_str(line).map_err(|_| ())?;
+        Ok(scored(&row))
+    }
+
+    #[test]
+    fn prediction_lines_read_as_a_value_would_read_them() {
+        for line in [
+            r#"{"uuid":"u","gold":"tool_call","n_tools":2,"prediction":"invalid","raw":"x\"y"}"#,
+            r#"{"gold":"cannot_answer","n_tools":0,"prediction":"cannot_answer"}"#,
+            r#"{"gold":"cannot_answer","n_tools":0,"prediction":null,"unscored":{"why":"ctx"}}"#,
+            r#"{"gold":"cannot_answer","n_tools":0,"prediction":"direct","unscored":null}"#,
+            r#"{"gold":"cannot_answer","n_tools":-1,"prediction":"direct"}"#,
+            r#"{"gold":"cannot_answer","n_tools":1.0,"prediction":"direct"}"#,
+            r#"{"gold":"nope","n_tools":1,"prediction":"direct"}"#,
+            r#"{"gold":5,"n_tools":1,"prediction":"direct"}"#,
+            r#"{"gold":"direct","gold":"tool_call","n_tools":1,"prediction":"direct"}"#,
+            r#"{"gold":"direct","n_tools":1,"prediction":"direct","unscored":false}"#,
+            r#"{"gold":"direct","n_tools":1,"prediction":"direct","x":"\ud800"}"#,
+            r#"{"gold":"direct","n_tools":1,"prediction":"direct","x":1e999}"#,
+            r#"["gold","direct"]"#,
+            r#""gold""#,
+            "7",
+            "null",
+        ] {
+            assert_eq!(streamed(line), by_value(line), "{line}");
+        }
+    }
 }
