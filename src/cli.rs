@@ -695,20 +695,24 @@ fn tracking_for(
     Ok((target, reason.to_string()))
 }
 
-/// Distinct keys with a result in a namespace's `results.jsonl`.
+/// Items with a result in a namespace: for a finished one, the count its
+/// `_DONE.json` recorded (`w2c verify` checks it against the file); else
+/// the distinct keys of its `results.jsonl`, streamed.
 fn count_results(dir: &NamespaceDir) -> usize {
     #[derive(serde::Deserialize)]
     struct KeyOnly {
         key: String,
     }
-    crate::store::load_jsonl::<KeyOnly>(&dir.results())
-        .map(|(v, _)| {
-            v.into_iter()
-                .map(|k| k.key)
-                .collect::<std::collections::HashSet<_>>()
-                .len()
-        })
-        .unwrap_or(0)
+    if let Ok(done) = crate::store::read_json::<crate::store::DoneMarker>(&dir.done_marker()) {
+        return done.n_items;
+    }
+    let mut keys = std::collections::HashSet::new();
+    match crate::store::read_jsonl(&dir.results(), |k: KeyOnly| {
+        keys.insert(k.key);
+    }) {
+        Ok(_) => keys.len(),
+        Err(_) => 0,
+    }
 }
 
 /// Runs a request: opens the session, connects its tracker (or records it
