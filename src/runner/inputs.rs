@@ -199,8 +199,10 @@ pub fn prepare(config: &Config) -> Result<Prepared> {
 /// are deferred; otherwise (or for a manifest without them) [`prepare`].
 pub fn prepare_resumed(config: &Config, stored: &Manifest) -> Result<Prepared> {
     let path = &config.dataset.path;
-    let (sha256, _) = crate::store::file_digest(path)
-        .with_context(|| format!("cannot read dataset {}", path.display()))?;
+    // An unreadable file is reported by `prepare`, as for a new run.
+    let Ok((sha256, _)) = crate::store::file_digest(path) else {
+        return prepare(config);
+    };
     let stored_payload: Option<Value> = serde_json::from_str(&stored.fingerprint_canonical).ok();
     let Some(expected) = stored_payload.as_ref().and_then(Selection::stored) else {
         return prepare(config);
