@@ -263,7 +263,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 RunRequest {
                     config: loaded.config,
                     run_key: key,
-                    expect_fingerprint: None,
+                    resuming: None,
                 },
                 tracking,
             )
@@ -287,7 +287,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 RunRequest {
                     config,
                     run_key: found.manifest.run_key.clone(),
-                    expect_fingerprint: Some(found.manifest.fingerprint.clone()),
+                    resuming: Some(found.manifest),
                 },
                 tracking,
             )
@@ -574,8 +574,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
             println!("fingerprint: {}", prepared.fingerprint);
             println!(
                 "examples: {} selected of {} in {}",
-                prepared.selected.len(),
-                prepared.dataset.examples.len(),
+                prepared.n_selected,
+                prepared.dataset.n_examples,
                 prepared.dataset.path.display()
             );
             let methods: Vec<&str> = loaded
@@ -695,20 +695,24 @@ fn tracking_for(
     Ok((target, reason.to_string()))
 }
 
-/// Distinct keys with a result in a namespace's `results.jsonl`.
+/// Items with a result in a namespace: for a finished one, the count its
+/// `_DONE.json` recorded (`w2c verify` checks it against the file); else
+/// the distinct keys of its `results.jsonl`, streamed.
 fn count_results(dir: &NamespaceDir) -> usize {
     #[derive(serde::Deserialize)]
     struct KeyOnly {
         key: String,
     }
-    crate::store::load_jsonl::<KeyOnly>(&dir.results())
-        .map(|(v, _)| {
-            v.into_iter()
-                .map(|k| k.key)
-                .collect::<std::collections::HashSet<_>>()
-                .len()
-        })
-        .unwrap_or(0)
+    if let Ok(done) = crate::store::read_json::<crate::store::DoneMarker>(&dir.done_marker()) {
+        return done.n_items;
+    }
+    let mut keys = std::collections::HashSet::new();
+    match crate::store::read_jsonl(&dir.results(), |k: KeyOnly| {
+        keys.insert(k.key);
+    }) {
+        Ok(_) => keys.len(),
+        Err(_) => 0,
+    }
 }
 
 /// Runs a request: opens the session, connects its tracker (or records it

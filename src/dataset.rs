@@ -5,12 +5,18 @@
 //! MT19937 `random.Random(seed)`, `shuffle` and `randbelow`), so it is
 //! deterministic across platforms and comparable with published selections.
 
-use crate::fingerprint::sha256_hex;
+use crate::json_scan::Scan;
 use crate::labels::Label;
 use anyhow::{bail, Context, Result};
 use rand_mt::Mt;
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
 /// One When2Call example.
@@ -59,38 +65,153 @@ impl Dataset {
     }
 }
 
+/// What remains known about a dataset file once its examples are selected.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetInfo {
+    /// The file read.
+    pub path: PathBuf,
+    /// sha256 of the file's bytes.
+    pub sha256: String,
+    /// Examples in the file.
+    pub n_examples: usize,
+}
+
+impl Dataset {
+    /// The selection for `n_per_label` and `seed` (see [`select`]), taking
+    /// the examples, and what is known about the file.
+    pub fn into_selection(
+        self,
+        n_per_label: Option<usize>,
+        seed: u64,
+    ) -> (DatasetInfo, Vec<Example>) {
+        let info = DatasetInfo {
+            n_examples: self.examples.len(),
+            path: self.path,
+            sha256: self.sha256,
+        };
+        (info, take_selection(self.examples, n_per_label, seed))
+    }
+}
+
 /// Reads a When2Call JSONL file. Every error names `file:line` and the field.
+///
+/// The file is read once, in chunks: each chunk is hashed and its lines
+/// parsed as they arrive, so the whole file is never held in memory.
 pub fn load(path: &Path) -> Result<Dataset> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("cannot read dataset {}", path.display()))?;
-    let examples = parse_bytes(&bytes).map_err(|e| anyhow::anyhow!("{}:{e}", path.display()))?;
+    let file =
+        File::open(path).with_context(|| format!("cannot read dataset {}", path.display()))?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut hasher = Sha256::new();
+    let mut parser = LineParser::default();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .with_context(|| format!("cannot read dataset {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&line);
+        parser.line(&line);
+    }
+    let examples = parser
+        .finish()
+        .map_err(|e| anyhow::anyhow!("{}:{e}", path.display()))?;
     if examples.is_empty() {
         bail!("{}: the dataset has no examples", path.display());
     }
     Ok(Dataset {
         path: path.to_path_buf(),
-        sha256: sha256_hex(&bytes),
+        sha256: hex::encode(hasher.finalize()),
         examples,
     })
 }
 
-/// Decodes the file's bytes as UTF-8 and parses them with [`parse_lines`];
-/// errors are `line: message` (invalid UTF-8 names its line and column).
+/// Decodes the file's bytes as UTF-8 and parses them as JSONL; errors are
+/// `line: message` (invalid UTF-8 names its line and column, and wins over a
+/// parse error on an earlier line, as the whole file must be text).
 pub fn parse_bytes(bytes: &[u8]) -> Result<Vec<Example>, String> {
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        let at = e.valid_up_to();
-        let line_start = bytes[..at]
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |p| p + 1);
-        let line = bytes[..line_start].iter().filter(|&&b| b == b'\n').count() + 1;
-        format!(
-            "{line}: not valid UTF-8 (invalid byte 0x{:02x} at byte {} of the line)",
-            bytes[at],
-            at - line_start + 1
-        )
-    })?;
-    parse_lines(text)
+    let mut parser = LineParser::default();
+    for line in bytes.split_inclusive(|&b| b == b'\n') {
+        parser.line(line);
+    }
+    parser.finish()
+}
+
+/// Parses JSONL text; errors are `line: message`. Blank lines are skipped.
+pub fn parse_lines(text: &str) -> Result<Vec<Example>, String> {
+    parse_bytes(text.as_bytes())
+}
+
+/// Parses a dataset one physical line at a time (as `str::lines` splits
+/// them: at `\n`, dropping a `\r` before it). After the first bad row it
+/// only checks that the rest is UTF-8, so that the error reported does not
+/// depend on how the file was read.
+#[derive(Default)]
+struct LineParser {
+    lineno: usize,
+    examples: Vec<Example>,
+    seen: HashMap<String, usize>,
+    error: Option<String>,
+    utf8_error: Option<String>,
+}
+
+impl LineParser {
+    /// One line, with its `\n` if it has one.
+    fn line(&mut self, raw: &[u8]) {
+        self.lineno += 1;
+        if self.utf8_error.is_some() {
+            return;
+        }
+        let text = match std::str::from_utf8(raw) {
+            Ok(t) => t,
+            Err(e) => {
+                let at = e.valid_up_to();
+                self.utf8_error = Some(format!(
+                    "{}: not valid UTF-8 (invalid byte 0x{:02x} at byte {} of the line)",
+                    self.lineno,
+                    raw[at],
+                    at + 1
+                ));
+                return;
+            }
+        };
+        if self.error.is_some() {
+            return;
+        }
+        let text = match text.strip_suffix('\n') {
+            Some(t) => t.strip_suffix('\r').unwrap_or(t),
+            None => text,
+        };
+        if text.trim().is_empty() {
+            return;
+        }
+        let lineno = self.lineno;
+        let ex = match parse_example(text) {
+            Ok(ex) => ex,
+            Err(e) => {
+                self.error = Some(format!("{lineno}: {e}"));
+                return;
+            }
+        };
+        if let Some(first) = self.seen.insert(ex.uuid.clone(), lineno) {
+            self.error = Some(format!(
+                "{lineno}: field `uuid`: duplicate uuid {} (first seen on line {first})",
+                ex.uuid
+            ));
+            return;
+        }
+        self.examples.push(ex);
+    }
+
+    /// The examples, or the first error.
+    fn finish(self) -> Result<Vec<Example>, String> {
+        match self.utf8_error.or(self.error) {
+            Some(e) => Err(e),
+            None => Ok(self.examples),
+        }
+    }
 }
 
 /// Checks a stratified subsample's `n_per_label` against the rows of each
@@ -119,28 +240,22 @@ pub fn check_n_per_label(counts: [usize; 4], n: usize) -> Result<(), String> {
     ))
 }
 
-/// Parses JSONL text; errors are `line: message`. Blank lines are skipped.
-pub fn parse_lines(text: &str) -> Result<Vec<Example>, String> {
-    let mut examples = Vec::new();
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for (i, line) in text.lines().enumerate() {
-        let lineno = i + 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let ex = parse_example(line).map_err(|e| format!("{lineno}: {e}"))?;
-        if let Some(first) = seen.insert(ex.uuid.clone(), lineno) {
-            return Err(format!(
-                "{lineno}: field `uuid`: duplicate uuid {} (first seen on line {first})",
-                ex.uuid
-            ));
-        }
-        examples.push(ex);
+/// One row: the typed fast path; a row it does not take is read again by
+/// [`parse_example_value`], which accepts exactly the same rows and says
+/// what is wrong with the others.
+fn parse_example(line: &str) -> Result<Example, String> {
+    match serde_json::from_str::<RawRow<'_>>(line) {
+        Ok(raw) => match raw.into_example() {
+            Some(ex) => Ok(ex),
+            None => parse_example_value(line),
+        },
+        Err(_) => parse_example_value(line),
     }
-    Ok(examples)
 }
 
-fn parse_example(line: &str) -> Result<Example, String> {
+/// One row through a `serde_json::Value`: the reference for what a row must
+/// hold, and the source of every error message.
+fn parse_example_value(line: &str) -> Result<Example, String> {
     let value: Value = serde_json::from_str(line).map_err(|e| format!("invalid JSON ({e})"))?;
     let obj = value
         .as_object()
@@ -194,6 +309,129 @@ fn parse_example(line: &str) -> Result<Example, String> {
         tools,
         source,
     })
+}
+
+/// A row as the fast path reads it: the fields w2c uses, borrowed from the
+/// line where no escape forces a copy. Fields it does not use are read as a
+/// [`Scan`]: checked as strictly as a `Value` would check them, then dropped.
+struct RawRow<'a> {
+    uuid: Option<Cow<'a, str>>,
+    question: Option<Cow<'a, str>>,
+    correct_answer: Option<Cow<'a, str>>,
+    answers: Option<[Cow<'a, str>; 4]>,
+    tools: Option<Vec<Cow<'a, str>>>,
+    source: Option<Cow<'a, str>>,
+}
+
+impl RawRow<'_> {
+    /// The example, when the row is one as it stands (else `None`, and the
+    /// reference path explains).
+    fn into_example(self) -> Option<Example> {
+        let uuid = self.uuid?;
+        if uuid.trim().is_empty() {
+            return None;
+        }
+        let gold: Label = self.correct_answer?.parse().ok()?;
+        Some(Example {
+            uuid: uuid.into_owned(),
+            question: self.question?.into_owned(),
+            gold,
+            answers: self.answers?.map(Cow::into_owned),
+            tools: self
+                .tools
+                .unwrap_or_default()
+                .into_iter()
+                .map(Cow::into_owned)
+                .collect(),
+            source: self.source.map(Cow::into_owned).unwrap_or_default(),
+        })
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawRow<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(RawRowVisitor(PhantomData))
+    }
+}
+
+struct RawRowVisitor<'a>(PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for RawRowVisitor<'a> {
+    type Value = RawRow<'a>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a When2Call row")
+    }
+
+    // A repeated key keeps its last value, as a `Value` object does.
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawRow<'a>, A::Error> {
+        let mut row = RawRow {
+            uuid: None,
+            question: None,
+            correct_answer: None,
+            answers: None,
+            tools: None,
+            source: None,
+        };
+        while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
+            match key.as_ref() {
+                "uuid" => row.uuid = Some(map.next_value::<Str<'a>>()?.0),
+                "question" => row.question = Some(map.next_value::<Str<'a>>()?.0),
+                "correct_answer" => row.correct_answer = Some(map.next_value::<Str<'a>>()?.0),
+                "answers" => row.answers = Some(map.next_value::<RawAnswers<'a>>()?.0),
+                "tools" => {
+                    row.tools = map
+                        .next_value::<Option<Vec<Str<'a>>>>()?
+                        .map(|v| v.into_iter().map(|s| s.0).collect())
+                }
+                "source" => row.source = map.next_value::<Scan<'a>>()?.into_str(),
+                _ => {
+                    map.next_value::<Scan<'a>>()?;
+                }
+            }
+        }
+        Ok(row)
+    }
+}
+
+/// A JSON string, borrowed when it has no escapes.
+struct Str<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Scan::deserialize(d)?.into_str() {
+            Some(s) => Ok(Str(s)),
+            None => Err(serde::de::Error::custom("expected a string")),
+        }
+    }
+}
+
+/// `answers`: an object with exactly the four behaviours, each a string.
+struct RawAnswers<'a>([Cow<'a, str>; 4]);
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawAnswers<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = RawAnswers<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object with the four behaviours")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawAnswers<'a>, A::Error> {
+                let mut answers: [Option<Cow<'a, str>>; 4] = Default::default();
+                while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
+                    let label: Label = key.parse().map_err(serde::de::Error::custom)?;
+                    answers[label.index()] = Some(map.next_value::<Str<'a>>()?.0);
+                }
+                let [a, b, c, d] = answers;
+                match (a, b, c, d) {
+                    (Some(a), Some(b), Some(c), Some(d)) => Ok(RawAnswers([a, b, c, d])),
+                    _ => Err(serde::de::Error::custom("a behaviour is missing")),
+                }
+            }
+        }
+        d.deserialize_map(V(PhantomData))
+    }
 }
 
 fn required_str<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<&'a str, String> {
@@ -293,9 +531,24 @@ pub fn select(dataset: &Dataset, n_per_label: Option<usize>, seed: u64) -> Vec<E
     }
 }
 
+/// [`select`], taking the examples instead of copying them.
+pub fn take_selection(
+    mut examples: Vec<Example>,
+    n_per_label: Option<usize>,
+    seed: u64,
+) -> Vec<Example> {
+    let Some(n) = n_per_label else {
+        return examples;
+    };
+    let picked = stratified_subsample(&examples, n, seed);
+    let mut slots: Vec<Option<Example>> = examples.drain(..).map(Some).collect();
+    picked.into_iter().filter_map(|i| slots[i].take()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn row(uuid: &str, gold: &str) -> String {
         format!(
@@ -392,5 +645,101 @@ mod tests {
         let err = parse_bytes(&bytes).unwrap_err();
         assert!(err.starts_with("2: not valid UTF-8"), "{err}");
         assert!(err.contains("0xff at byte 11"), "{err}");
+    }
+
+    #[test]
+    fn ordinary_rows_take_the_fast_path() {
+        let line = r#"{"uuid":"u1","source":"s","question":"q \"x\"","correct_answer":"tool_call","answers":{"direct":"a","tool_call":"{\"name\": \"t\"}","request_for_info":"c","cannot_answer":"d"},"tools":["{\"name\":\"t\"}"],"orig_tools":[{"deep":[1,2.5,null,true]}],"held_out_param":null}"#;
+        let raw: RawRow = serde_json::from_str(line).expect("fast path");
+        let fast = raw.into_example().expect("an example");
+        assert_eq!(fast, parse_example_value(line).unwrap());
+        assert_eq!(fast.answer(Label::ToolCall), r#"{"name": "t"}"#);
+        assert_eq!(fast.source, "s");
+    }
+
+    /// A field of a generated row: absent, or one of these JSON texts.
+    fn field(valid: &'static [&'static str]) -> impl Strategy<Value = Option<String>> {
+        const ODD: &[&str] = &[
+            "null",
+            "7",
+            "-1",
+            "2.5",
+            "1e999",
+            "true",
+            "[]",
+            "{}",
+            r#""""#,
+            r#"" ""#,
+            r#""\ud800""#,
+            r#"["x", 3]"#,
+            r#"{"k": "v"}"#,
+            r#""tool_call""#,
+        ];
+        prop_oneof![
+            3 => prop::sample::select(valid).prop_map(|s| Some(s.to_string())),
+            1 => prop::sample::select(ODD).prop_map(|s| Some(s.to_string())),
+            1 => Just(None),
+        ]
+    }
+
+    fn answers() -> impl Strategy<Value = Option<String>> {
+        let entry = prop::sample::select(
+            &[
+                r#""direct":"a""#,
+                r#""tool_call":"b\"q\"""#,
+                r#""request_for_info":"c""#,
+                r#""cannot_answer":"d""#,
+                r#""direct":5"#,
+                r#""maybe":"x""#,
+                r#""cannot_answer":"\u00e9""#,
+            ][..],
+        );
+        prop_oneof![
+            4 => prop::collection::vec(entry, 0..7).prop_map(|e| Some(format!("{{{}}}", e.join(",")))),
+            1 => Just(Some(r#"["a","b","c","d"]"#.to_string())),
+            1 => Just(None),
+        ]
+    }
+
+    proptest::proptest! {
+        /// The fast path and the `Value` reference accept the same rows and
+        /// give the same examples (and the reference's messages).
+        #[test]
+        fn fast_path_agrees_with_the_value_reference(
+            uuid in field(&[r#""u1""#, r#""u\u00e9""#, r#""  ""#]),
+            question in field(&[r#""q""#, r#""q\n\"x\"""#]),
+            gold in field(&[r#""tool_call""#, r#""direct""#, r#""cannot_answer""#, r#""nope""#]),
+            answers in answers(),
+            tools in field(&[r#"["t1", "{\"a\":1}"]"#, "[]", "null", r#"[{"name":"t"}]"#]),
+            source in field(&[r#""src""#]),
+            extra in field(&[r#"{"x":[1,{"y":null}]}"#, r#""\ud83d\ude00""#]),
+            repeat in prop::option::of(prop::sample::select(&["uuid", "answers", "tools", "source"][..])),
+            not_an_object in proptest::bool::weighted(0.05),
+        ) {
+            let mut parts = Vec::new();
+            for (key, value) in [
+                ("uuid", &uuid), ("question", &question), ("correct_answer", &gold),
+                ("answers", &answers), ("tools", &tools), ("source", &source),
+                ("orig_tools", &extra),
+            ] {
+                if let Some(v) = value {
+                    parts.push(format!("\"{key}\":{v}"));
+                }
+            }
+            if let Some(key) = repeat {
+                parts.push(format!("\"{key}\":\"again\""));
+            }
+            let line = if not_an_object {
+                format!("[{}]", parts.len())
+            } else {
+                format!("{{{}}}", parts.join(","))
+            };
+            let fast = serde_json::from_str::<RawRow>(&line).ok().and_then(RawRow::into_example);
+            let reference = parse_example_value(&line);
+            if let Some(fast) = fast {
+                proptest::prop_assert_eq!(Ok(fast), reference.clone(), "{}", line);
+            }
+            proptest::prop_assert_eq!(parse_example(&line), reference, "{}", line);
+        }
     }
 }

@@ -12,6 +12,7 @@ pub mod export;
 pub mod fingerprint;
 pub mod floats;
 pub mod http_body;
+pub mod json_scan;
 pub mod labels;
 pub mod llm;
 pub mod long_text;

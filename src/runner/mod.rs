@@ -7,10 +7,9 @@
 pub mod inputs;
 mod namespace;
 
-pub use inputs::{prepare, session_payload, Prepared, PAYLOAD_SCHEMA};
+pub use inputs::{prepare, prepare_resumed, session_payload, Examples, Prepared, PAYLOAD_SCHEMA};
 
 use crate::config::{self, Config, MethodKind};
-use crate::dataset::Example;
 use crate::engine::Cancel;
 use crate::fingerprint::{diff, short};
 use crate::llm::Client;
@@ -19,7 +18,7 @@ use crate::methods::mcq::{Mcq, McqRun};
 use crate::methods::mcq_logprob::{McqLogprob, McqLogprobRun};
 use crate::methods::{Method, Sweep};
 use crate::outcome::{MethodSummary, RunObserver, RunReport, RunStatus};
-use crate::store::session::{self, NewSession, Session};
+use crate::store::session::{self, Manifest, NewSession, Session};
 use anyhow::{bail, Context, Result};
 use namespace::run_namespace;
 use serde_json::Value;
@@ -32,8 +31,9 @@ pub struct RunRequest {
     pub config: Config,
     /// The resolved RUN_KEY.
     pub run_key: String,
-    /// When resuming by fingerprint: the fingerprint the inputs must still give.
-    pub expect_fingerprint: Option<String>,
+    /// When resuming by fingerprint: the session's manifest, whose
+    /// fingerprint the inputs must still give.
+    pub resuming: Option<Manifest>,
 }
 
 /// A session opened (and locked) for a run, with its inputs.
@@ -51,16 +51,18 @@ pub struct Opened {
 /// opens (creating if needed) and locks the session. Nothing is sent yet.
 pub fn open(req: RunRequest) -> Result<Opened> {
     let config = req.config;
-    let prepared = prepare(&config)?;
-    if let Some(expected) = &req.expect_fingerprint {
-        if &prepared.fingerprint != expected {
-            let found = session::find(&config.run.runs_dir, short(expected), Some(&req.run_key))?;
-            let stored: Value = serde_json::from_str(&found.manifest.fingerprint_canonical)
+    let prepared = match &req.resuming {
+        Some(stored) => prepare_resumed(&config, stored)?,
+        None => prepare(&config)?,
+    };
+    if let Some(stored) = &req.resuming {
+        if prepared.fingerprint != stored.fingerprint {
+            let old: Value = serde_json::from_str(&stored.fingerprint_canonical)
                 .context("manifest field `fingerprint_canonical` is not JSON")?;
             bail!(
                 "refusing to resume session {}: its inputs changed since it was created:\n  {}",
-                short(expected),
-                diff(&stored, &prepared.payload).join("\n  ")
+                short(&stored.fingerprint),
+                diff(&old, &prepared.payload).join("\n  ")
             );
         }
     }
@@ -72,22 +74,24 @@ pub fn open(req: RunRequest) -> Result<Opened> {
         }
         notes.push(format!("notice: {short} (this session was created before w2c refused that; it continues with the unbalanced selection it was created with)"));
     }
-    let session = session::open_or_create(
-        &config.run.runs_dir,
-        NewSession {
-            run_key: &req.run_key,
-            payload: &prepared.payload,
-            config: serde_json::to_value(&config).context("cannot serialise the config")?,
-            example_ids: prepared.selected.iter().map(|e| e.uuid.clone()).collect(),
-            label_counts: prepared
-                .selected
-                .iter()
-                .fold(BTreeMap::new(), |mut acc, e| {
+    let session = if req.resuming.is_some() {
+        session::open_existing(&config.run.runs_dir, &req.run_key, &prepared.payload)?
+    } else {
+        let selected = prepared.examples.get()?;
+        session::open_or_create(
+            &config.run.runs_dir,
+            NewSession {
+                run_key: &req.run_key,
+                payload: &prepared.payload,
+                config: serde_json::to_value(&config).context("cannot serialise the config")?,
+                example_ids: selected.iter().map(|e| e.uuid.clone()).collect(),
+                label_counts: selected.iter().fold(BTreeMap::new(), |mut acc, e| {
                     *acc.entry(e.gold.to_string()).or_insert(0) += 1;
                     acc
                 }),
-        },
-    )?;
+            },
+        )?
+    };
     Ok(Opened {
         config,
         prepared,
@@ -99,7 +103,7 @@ pub fn open(req: RunRequest) -> Result<Opened> {
 /// Everything a method's namespaces run with.
 struct Run<'a, O> {
     session: &'a Session,
-    examples: &'a [Example],
+    examples: &'a Examples,
     cancel: &'a Cancel,
     observer: &'a O,
     /// The session's seed for bootstraps (from its fingerprint, so a resumed
@@ -121,7 +125,7 @@ impl Opened {
         };
         let run = Run {
             session: &self.session,
-            examples: &self.prepared.selected,
+            examples: &self.prepared.examples,
             cancel,
             observer,
             seed: u64::from_str_radix(
@@ -283,10 +287,10 @@ impl Judging<'_> {
         // Claimed first, so the judge's namespace is found done without
         // reading the target answers again.
         let judge_ns = session::claim_namespace(&run.session.dir, &judge.settings())?;
-        let total = judge.items(run.examples).len();
         if judge_ns.is_done() {
-            return namespace::done_summary(&judge_ns, total);
+            return namespace::done_summary(&judge_ns);
         }
+        let total = judge.items(run.examples.get()?).len();
         let targets = TargetAnswers {
             method,
             client: self.clients.target.clone(),
@@ -407,7 +411,7 @@ enabled = ["mcq", "llm_judge"]
         let request = || RunRequest {
             config: config(runs.path()),
             run_key: "k".into(),
-            expect_fingerprint: None,
+            resuming: None,
         };
         let recorder = Recorder::default();
         let report = open(request())

@@ -5,6 +5,7 @@
 //! what differs (see [`crate::methods::Method`]).
 
 use super::Run;
+use crate::dataset::Example;
 use crate::engine::{Job, Outcome};
 use crate::llm::Client;
 use crate::methods::{Concluding, Conclusion, Method, Scores};
@@ -39,17 +40,19 @@ pub(super) async fn run_namespace<M: Method, O: RunObserver>(
 ) -> Result<Ran<M::Record>> {
     let settings = method.settings();
     let ns = session::claim_namespace(&run.session.dir, &settings)?;
-    let items = method.items(run.examples);
-    let total = items.len();
     if ns.is_done() && !method.records_needed_when_done() {
         return Ok(Ran {
-            summary: done_summary(&ns, total)?,
+            summary: done_summary(&ns)?,
             results: HashMap::new(),
             complete: true,
             cancelled: false,
         });
     }
+    let examples = run.examples.get()?;
+    let items = method.items(examples);
+    let total = items.len();
     if !ns.is_done() {
+        run.session.mark_updated()?;
         for note in method.before_items(&ns).await? {
             report.notes.push(format!("{}: {note}", ns.name));
         }
@@ -65,7 +68,7 @@ pub(super) async fn run_namespace<M: Method, O: RunObserver>(
         progress: &progress,
     };
     let outcome = crate::engine::run_items(job, |item| {
-        let example = &run.examples[item.index];
+        let example = &examples[item.index];
         method.work(&ns.name, item, example)
     })
     .await?;
@@ -84,7 +87,7 @@ pub(super) async fn run_namespace<M: Method, O: RunObserver>(
     if !complete {
         report.mark_unfinished(outcome.cancelled);
     } else {
-        let (metrics, notes) = finish(run, method, &ns, &settings, &ordered, &summary)?;
+        let (metrics, notes) = finish(run, method, &ns, &settings, examples, &ordered, &summary)?;
         if let Some(m) = metrics {
             summary.metrics = Some(m.metrics);
             summary.stability = m.stability;
@@ -113,6 +116,7 @@ fn finish<M: Method, O>(
     method: &M,
     ns: &NamespaceDir,
     settings: &MethodSettings,
+    examples: &[Example],
     records: &[&M::Record],
     summary: &MethodSummary,
 ) -> Result<(Option<MetricsFile>, Vec<String>)> {
@@ -121,7 +125,7 @@ fn finish<M: Method, O>(
     }
     let ctx = Concluding {
         namespace: &ns.name,
-        examples: run.examples,
+        examples,
         seed: run.seed,
     };
     let conclusion = method.conclude(&ctx, records)?;
@@ -142,16 +146,17 @@ fn finish<M: Method, O>(
     Ok((metrics_file, notes))
 }
 
-/// The summary of a namespace already marked done: from its metrics when it
-/// has them, else (a judge's target stream) from its `_DONE.json`.
-pub(super) fn done_summary(ns: &NamespaceDir, total: usize) -> Result<MethodSummary> {
+/// The summary of a namespace already marked done: its item count from
+/// `_DONE.json` (written only once every item had a result), the rest from
+/// its metrics when it has them (a judge's target stream has none).
+pub(super) fn done_summary(ns: &NamespaceDir) -> Result<MethodSummary> {
     let context = || format!("namespace {} is marked done", ns.name);
+    let done: DoneMarker = read_json(&ns.done_marker()).with_context(context)?;
     if !ns.metrics().exists() {
-        let done: DoneMarker = read_json(&ns.done_marker()).with_context(context)?;
         return Ok(MethodSummary {
             namespace: ns.name.clone(),
             done: done.n_items,
-            total,
+            total: done.n_items,
             failed: 0,
             metrics: None,
             usage: UsageTotals::default(),
@@ -162,7 +167,7 @@ pub(super) fn done_summary(ns: &NamespaceDir, total: usize) -> Result<MethodSumm
     Ok(MethodSummary {
         namespace: ns.name.clone(),
         done: stored.n_examples,
-        total,
+        total: done.n_items,
         failed: 0,
         metrics: Some(stored.metrics),
         usage: stored.usage,

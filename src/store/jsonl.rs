@@ -12,11 +12,11 @@
 //!   file stays well formed. A malformed line *before* the last one is not a
 //!   crash artifact and is a hard error naming `file:line`.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -37,43 +37,85 @@ pub struct LoadReport {
 /// Loads every record of a JSONL file (missing file = no records). A torn last
 /// line is ignored and reported; any other malformed line is an error.
 pub fn load_jsonl<T: DeserializeOwned>(path: &Path) -> Result<(Vec<T>, LoadReport)> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok((Vec::new(), LoadReport::default()))
-        }
+    let mut records = Vec::new();
+    let report = read_jsonl(path, |r: T| records.push(r))?;
+    Ok((records, report))
+}
+
+/// Reads a JSONL file record by record, handing each to `each`, with the
+/// rules of [`load_jsonl`] (missing file = no records; a torn last line is
+/// reported, not handed over; any other malformed line is an error, after
+/// which `each` has seen the records before it). Holds one line at a time.
+pub fn read_jsonl<T, F>(path: &Path, mut each: F) -> Result<LoadReport>
+where
+    T: DeserializeOwned,
+    F: FnMut(T),
+{
+    read_jsonl_lines(path, |line| {
+        each(serde_json::from_slice::<T>(line)?);
+        Ok(())
+    })
+}
+
+/// [`read_jsonl`] for readers that parse each line themselves (e.g. into a
+/// type borrowing from it): `parse` gets every non-blank complete line
+/// without its newline and says whether it was a well-formed record.
+pub fn read_jsonl_lines<F>(path: &Path, mut parse: F) -> Result<LoadReport>
+where
+    F: FnMut(&[u8]) -> Result<(), serde_json::Error>,
+{
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LoadReport::default()),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
-    let complete_len = complete_prefix_len(&bytes);
-    let mut report = LoadReport {
-        lines: 0,
-        torn_tail_bytes: bytes.len() - complete_len,
-    };
-    let mut records = Vec::new();
-    let body = &bytes[..complete_len];
-    let line_count = body.split(|&b| b == b'\n').count().saturating_sub(1);
-    for (i, line) in body.split(|&b| b == b'\n').enumerate().take(line_count) {
-        if line.iter().all(u8::is_ascii_whitespace) {
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let mut report = LoadReport::default();
+    let mut line = Vec::new();
+    let mut lineno = 0;
+    // A complete line that did not parse: a crash artifact only if it
+    // turns out to be the last line of the file.
+    let mut unparsed: Option<(usize, usize, serde_json::Error)> = None;
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        if let Some((at, _, e)) = unparsed.take() {
+            return Err(malformed(path, at, e));
+        }
+        if line.last() != Some(&b'\n') {
+            report.torn_tail_bytes = line.len();
+            break;
+        }
+        lineno += 1;
+        let body = &line[..line.len() - 1];
+        if body.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match serde_json::from_slice::<T>(line) {
-            Ok(r) => {
-                records.push(r);
-                report.lines += 1;
-            }
-            // A complete but unparseable final line can still be a crash
-            // artifact (e.g. zero-filled blocks after power loss).
-            Err(_) if i + 1 == line_count && report.torn_tail_bytes == 0 => {
-                report.torn_tail_bytes = line.len() + 1;
-            }
-            Err(e) => bail!(
-                "{}:{}: malformed checkpoint line ({e}); this is not a crash artifact, inspect or remove the line",
-                path.display(),
-                i + 1
-            ),
+        match parse(body) {
+            Ok(()) => report.lines += 1,
+            Err(e) => unparsed = Some((lineno, line.len(), e)),
         }
     }
-    Ok((records, report))
+    match unparsed {
+        // A complete but unparseable final line can still be a crash
+        // artifact (e.g. zero-filled blocks after power loss).
+        Some((_, len, _)) if report.torn_tail_bytes == 0 => report.torn_tail_bytes = len,
+        Some((at, _, e)) => return Err(malformed(path, at, e)),
+        None => {}
+    }
+    Ok(report)
+}
+
+fn malformed(path: &Path, lineno: usize, e: serde_json::Error) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{}:{lineno}: malformed checkpoint line ({e}); this is not a crash artifact, inspect or remove the line",
+        path.display()
+    )
 }
 
 /// Length of the longest prefix that ends with a newline.
@@ -245,5 +287,36 @@ mod tests {
         let (recs, rep) = load_jsonl::<Value>(&dir.path().join("none.jsonl")).unwrap();
         assert!(recs.is_empty());
         assert_eq!(rep, LoadReport::default());
+    }
+
+    #[test]
+    fn a_bad_line_is_torn_only_when_nothing_follows_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.jsonl");
+        for (text, torn) in [
+            ("{\"a\":1}\n{oops\n", Some(6)),
+            ("{\"a\":1}\n{oops\n\n", None),
+            ("{\"a\":1}\n{oops\n{\"a\"", None),
+            ("{\"a\":1}\n\n{\"a\"", Some(4)),
+        ] {
+            std::fs::write(&p, text).unwrap();
+            let mut seen = 0;
+            let read = read_jsonl(&p, |_: Value| seen += 1);
+            match torn {
+                Some(bytes) => {
+                    let report = read.unwrap();
+                    assert_eq!(
+                        (report.lines, report.torn_tail_bytes),
+                        (1, bytes),
+                        "{text:?}"
+                    );
+                    assert_eq!(seen, 1);
+                }
+                None => {
+                    let err = read.unwrap_err().to_string();
+                    assert!(err.contains("c.jsonl:2: malformed"), "{text:?}: {err}");
+                }
+            }
+        }
     }
 }

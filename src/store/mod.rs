@@ -22,7 +22,7 @@ pub mod records;
 pub mod session;
 
 pub use files::{file_digest, read_json, write_bytes_atomic, write_json_atomic};
-pub use jsonl::{load_jsonl, JsonlWriter, LoadReport};
+pub use jsonl::{load_jsonl, read_jsonl, read_jsonl_lines, JsonlWriter, LoadReport};
 pub use layout::{names, NamespaceDir};
 pub use records::{
     DoneMarker, ErrorLine, FileDigest, MethodSettings, MetricsFile, PredictionRow, RunLogLine,

@@ -23,6 +23,7 @@ use serde_json::Value;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Version of the manifest layout.
 pub const MANIFEST_SCHEMA: u32 = 1;
@@ -40,7 +41,9 @@ pub struct Manifest {
     pub w2c_version: String,
     /// Creation time, UTC RFC 3339.
     pub created_at: String,
-    /// Last time a process opened the session, UTC RFC 3339.
+    /// Last time a process started work on the session (created it, or
+    /// began a namespace that was not done), UTC RFC 3339. A process that
+    /// finds nothing to do leaves the session untouched.
     pub updated_at: String,
     /// The canonical JSON string that was hashed.
     pub fingerprint_canonical: String,
@@ -69,7 +72,23 @@ pub struct Session {
     pub manifest: Manifest,
     /// Whether this process created it.
     pub created: bool,
+    /// Whether this process has recorded that it works on the session.
+    updated: AtomicBool,
     _lock: SessionLock,
+}
+
+impl Session {
+    /// Records in `manifest.json` that this process works on the session
+    /// (`updated_at`), once per process. The caller holds the session lock.
+    pub fn mark_updated(&self) -> Result<()> {
+        if self.created || self.updated.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let now = now_utc();
+        update_manifest(&self.dir, |obj| {
+            obj.insert("updated_at".into(), Value::String(now));
+        })
+    }
 }
 
 /// Current UTC time as RFC 3339 with seconds.
@@ -167,7 +186,8 @@ pub struct NewSession<'a> {
 }
 
 /// Opens (creating if needed) and locks the session for `spec`. An existing
-/// manifest whose payload differs is refused with a diff.
+/// manifest whose payload differs is refused with a diff; an existing
+/// session is not written to.
 pub fn open_or_create(runs_dir: &Path, spec: NewSession<'_>) -> Result<Session> {
     let canonical = canonical_json(spec.payload);
     let fp = crate::fingerprint::sha256_hex(canonical.as_bytes());
@@ -175,16 +195,7 @@ pub fn open_or_create(runs_dir: &Path, spec: NewSession<'_>) -> Result<Session> 
     let lock = lock(&dir)?;
     let manifest_path = layout::manifest(&dir);
     if manifest_path.exists() {
-        let mut manifest: Manifest = read_json(&manifest_path)?;
-        check_payload(&manifest, spec.payload, &manifest_path)?;
-        manifest.updated_at = now_utc();
-        write_json_atomic(&manifest_path, &manifest)?;
-        return Ok(Session {
-            dir,
-            manifest,
-            created: false,
-            _lock: lock,
-        });
+        return open_locked(dir, lock, spec.payload);
     }
     let now = now_utc();
     let manifest = Manifest {
@@ -209,6 +220,38 @@ pub fn open_or_create(runs_dir: &Path, spec: NewSession<'_>) -> Result<Session> 
         dir,
         manifest,
         created: true,
+        updated: AtomicBool::new(true),
+        _lock: lock,
+    })
+}
+
+/// Opens and locks the existing session for `payload` under `run_key`,
+/// without writing to it; refuses when it has no manifest or its payload
+/// differs.
+pub fn open_existing(runs_dir: &Path, run_key: &str, payload: &Value) -> Result<Session> {
+    let fp = crate::fingerprint::fingerprint(payload);
+    let dir = session_dir(runs_dir, run_key, &fp);
+    if !layout::manifest(&dir).exists() {
+        bail!(
+            "{}: no session there any more (its manifest.json is gone)",
+            dir.display()
+        );
+    }
+    let lock = lock(&dir)?;
+    open_locked(dir, lock, payload)
+}
+
+/// Reads the manifest of a session this process has just locked and checks
+/// its payload.
+fn open_locked(dir: PathBuf, lock: SessionLock, payload: &Value) -> Result<Session> {
+    let manifest_path = layout::manifest(&dir);
+    let manifest: Manifest = read_json(&manifest_path)?;
+    check_payload(&manifest, payload, &manifest_path)?;
+    Ok(Session {
+        dir,
+        manifest,
+        created: false,
+        updated: AtomicBool::new(false),
         _lock: lock,
     })
 }
@@ -335,12 +378,7 @@ fn namespace(session_dir: &Path, settings: &MethodSettings) -> Result<String> {
 /// `mcq_logprob` resolved) to `manifest.json`, under `namespaces`. The caller
 /// holds the session lock.
 fn record_namespace(session_dir: &Path, name: &str, settings: &MethodSettings) -> Result<()> {
-    let path = layout::manifest(session_dir);
-    if !path.exists() {
-        return Ok(());
-    }
-    let mut manifest: Value = read_json(&path)?;
-    if let Some(obj) = manifest.as_object_mut() {
+    update_manifest(session_dir, |obj| {
         let entry = obj
             .entry("namespaces")
             .or_insert_with(|| Value::Object(Default::default()));
@@ -350,6 +388,23 @@ fn record_namespace(session_dir: &Path, name: &str, settings: &MethodSettings) -
                 serde_json::json!({"settings_hash": settings.settings_hash, "settings": settings.settings}),
             );
         }
+    })
+}
+
+/// Rewrites `manifest.json` (if there is one) with `change` applied to its
+/// top-level object, keeping every other field as it is on disk. The caller
+/// holds the session lock.
+fn update_manifest(
+    session_dir: &Path,
+    change: impl FnOnce(&mut serde_json::Map<String, Value>),
+) -> Result<()> {
+    let path = layout::manifest(session_dir);
+    if !path.exists() {
+        return Ok(());
+    }
+    let mut manifest: Value = read_json(&path)?;
+    if let Some(obj) = manifest.as_object_mut() {
+        change(obj);
     }
     write_json_atomic(&path, &manifest)
 }

@@ -77,6 +77,11 @@ impl MlflowIds {
         read_json(&path)
     }
 
+    /// Whether the session has the file.
+    pub fn exists(session_dir: &Path) -> bool {
+        session_dir.join(IDS_FILE).exists()
+    }
+
     /// Writes the file atomically.
     pub fn save(&mut self, session_dir: &Path) -> Result<()> {
         self.schema_version = schema();

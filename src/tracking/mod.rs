@@ -266,9 +266,11 @@ pub struct Tracker {
 impl Tracker {
     /// A tracker for a session run without a tracking server: records the
     /// session as offline (keeping ids of earlier tracked runs, marked as
-    /// not in sync).
+    /// not in sync). The record is not rewritten when it would not change (a finished
+    /// session resumed offline again is left untouched).
     pub fn offline(session_dir: &Path, why: &str) -> Result<Tracker> {
-        let mut ids = MlflowIds::load(session_dir)?;
+        let stored = MlflowIds::load(session_dir)?;
+        let mut ids = stored.clone();
         let note = format!("not tracked: {why}; `w2c sync` sends the session to MLflow later");
         if ids.mode == Mode::Online {
             ids.synced = false;
@@ -280,7 +282,9 @@ impl Tracker {
             ids.synced = false;
             ids.pending = vec![note];
         }
-        ids.save(session_dir)?;
+        if ids != stored || !MlflowIds::exists(session_dir) {
+            ids.save(session_dir)?;
+        }
         Ok(Tracker::with(session_dir, None))
     }
 

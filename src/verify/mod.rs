@@ -14,15 +14,18 @@ pub mod python_suite;
 pub mod tracking;
 
 use crate::fingerprint::sha256_hex;
+use crate::json_scan::Scan;
 use crate::labels::{Label, Prediction};
 use crate::metrics::{self, Metrics, Scored};
 use crate::store::names as files;
 use crate::store::session::{self, FoundSession};
-use crate::store::{file_digest, load_jsonl, read_json, DoneMarker, MetricsFile, NamespaceDir};
+use crate::store::{
+    file_digest, read_json, read_jsonl, read_jsonl_lines, DoneMarker, FileDigest, LoadReport,
+    MetricsFile, NamespaceDir,
+};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,12 +140,74 @@ struct KeyLine {
     key: String,
 }
 
+/// Distinct keys of a checkpoint file, streamed (the file is never held).
+fn keys_of(path: &Path) -> anyhow::Result<(HashSet<String>, LoadReport)> {
+    let mut keys = HashSet::new();
+    let report = read_jsonl(path, |l: KeyLine| {
+        keys.insert(l.key);
+    })?;
+    Ok((keys, report))
+}
+
+/// A file named in `_DONE.json` and what hashing it found.
+type Digested<'a> = (
+    &'a String,
+    &'a FileDigest,
+    PathBuf,
+    anyhow::Result<(String, u64)>,
+);
+
 fn verify_namespace(c: &mut Collector, found: &FoundSession, ns: &str) {
     let dir = NamespaceDir::new(&found.dir, ns);
     let (ns_dir, artifacts) = (&dir.checkpoints, &dir.artifacts);
-    let results = load_jsonl::<KeyLine>(&ns_dir.join(files::RESULTS));
-    let keys: HashSet<String> = match &results {
-        Ok((lines, report)) => {
+    let done_path = ns_dir.join(files::DONE);
+    let done: Option<anyhow::Result<DoneMarker>> =
+        done_path.exists().then(|| read_json(&done_path));
+    // The files `_DONE.json` names are hashed on a second thread while this
+    // one reads the checkpoints and recomputes the metrics.
+    let listed: Vec<(&String, &FileDigest, PathBuf)> = match &done {
+        Some(Ok(d)) => [
+            (ns_dir, &d.checkpoint_files),
+            (artifacts, &d.artifact_files),
+        ]
+        .into_iter()
+        .flat_map(|(dir, files)| files.iter().map(move |(f, w)| (f, w, dir.join(f))))
+        .collect(),
+        _ => Vec::new(),
+    };
+    let with_metrics =
+        matches!(&done, Some(Ok(d)) if d.artifact_files.contains_key("metrics.json"));
+    let (digests, (results, unresolved, metrics)) = std::thread::scope(|scope| {
+        let hashing = scope.spawn(|| {
+            listed
+                .into_iter()
+                .map(|(file, want, path)| {
+                    let got = file_digest(&path);
+                    (file, want, path, got)
+                })
+                .collect::<Vec<Digested>>()
+        });
+        let results = keys_of(&ns_dir.join(files::RESULTS));
+        let keys = match &results {
+            Ok((keys, _)) => Some(keys),
+            Err(_) => None,
+        };
+        let unresolved: HashSet<String> = keys_of(&ns_dir.join(files::ERRORS))
+            .map(|(errors, _)| {
+                errors
+                    .into_iter()
+                    .filter(|k| keys.is_none_or(|keys| !keys.contains(k)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let metrics = with_metrics.then(|| recompute_metrics(artifacts));
+        let digests = hashing
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (digests, (results, unresolved, metrics))
+    });
+    let keys: HashSet<String> = match results {
+        Ok((keys, report)) => {
             if report.torn_tail_bytes > 0 {
                 c.push(
                     "checkpoint lines",
@@ -160,29 +225,17 @@ fn verify_namespace(c: &mut Collector, found: &FoundSession, ns: &str) {
                     format!("{} lines parse", report.lines),
                 );
             }
-            lines.iter().map(|l| l.key.clone()).collect()
+            keys
         }
         Err(e) => {
             c.push("checkpoint lines", Status::Mismatch, format!("{e:#}"));
             HashSet::new()
         }
     };
-    let unresolved: Vec<String> = load_jsonl::<KeyLine>(&ns_dir.join(files::ERRORS))
-        .map(|(lines, _)| {
-            lines
-                .into_iter()
-                .map(|l| l.key)
-                .filter(|k| !keys.contains(k))
-                .collect::<HashSet<_>>()
-                .into_iter()
-                .collect()
-        })
-        .unwrap_or_default();
-    let done_path = ns_dir.join(files::DONE);
-    let done: Option<DoneMarker> = match read_json(&done_path) {
-        Ok(d) => Some(d),
-        Err(_) if !done_path.exists() => None,
-        Err(e) => {
+    let done = match &done {
+        None => None,
+        Some(Ok(d)) => Some(d),
+        Some(Err(e)) => {
             c.push("_DONE.json", Status::Mismatch, format!("{e:#}"));
             return;
         }
@@ -239,84 +292,168 @@ fn verify_namespace(c: &mut Collector, found: &FoundSession, ns: &str) {
             ),
         );
     }
-    for (dir, listed) in [
-        (&ns_dir, &done.checkpoint_files),
-        (&artifacts, &done.artifact_files),
-    ] {
-        for (file, want) in listed {
-            let path = dir.join(file);
-            match file_digest(&path) {
-                Err(_) => c.push(
-                    &format!("file {file}"),
-                    Status::Missing,
-                    path.display().to_string(),
+    for (file, want, path, got) in digests {
+        match got {
+            Err(_) => c.push(
+                &format!("file {file}"),
+                Status::Missing,
+                path.display().to_string(),
+            ),
+            Ok((sha, bytes)) if sha == want.sha256 && bytes == want.bytes => c.push(
+                &format!("file {file}"),
+                Status::Ok,
+                "size and sha256 match _DONE.json",
+            ),
+            Ok((sha, bytes)) => c.push(
+                &format!("file {file}"),
+                Status::Mismatch,
+                format!(
+                    "_DONE.json: {} bytes sha256 {}…; on disk: {bytes} bytes sha256 {}…",
+                    want.bytes,
+                    crate::fingerprint::prefix(&want.sha256, 12),
+                    crate::fingerprint::prefix(&sha, 12)
                 ),
-                Ok((sha, bytes)) if sha == want.sha256 && bytes == want.bytes => c.push(
-                    &format!("file {file}"),
-                    Status::Ok,
-                    "size and sha256 match _DONE.json",
-                ),
-                Ok((sha, bytes)) => c.push(
-                    &format!("file {file}"),
-                    Status::Mismatch,
-                    format!(
-                        "_DONE.json: {} bytes sha256 {}…; on disk: {bytes} bytes sha256 {}…",
-                        want.bytes,
-                        crate::fingerprint::prefix(&want.sha256, 12),
-                        crate::fingerprint::prefix(&sha, 12)
-                    ),
-                ),
-            }
+            ),
         }
     }
-    if done.artifact_files.contains_key("metrics.json") {
-        verify_metrics(c, artifacts);
+    if let Some((status, detail)) = metrics {
+        c.push("metrics recompute", status, detail);
     }
 }
 
-/// Recomputes `metrics.json` from `predictions.jsonl`.
-fn verify_metrics(c: &mut Collector, artifacts: &Path) {
-    let stored: MetricsFile = match read_json(&artifacts.join("metrics.json")) {
-        Ok(m) => m,
-        Err(e) => return c.push("metrics recompute", Status::Missing, format!("{e:#}")),
-    };
-    let rows = match load_jsonl::<Value>(&artifacts.join("predictions.jsonl")) {
-        Ok((rows, _)) => rows,
-        Err(e) => return c.push("metrics recompute", Status::Missing, format!("{e:#}")),
-    };
-    let mut scored = Vec::new();
-    let mut unscored = 0;
-    for (i, row) in rows.iter().enumerate() {
-        // `mcq_logprob` examples that could not be scored are listed but
-        // are not predictions.
-        if !row["unscored"].is_null() {
-            unscored += 1;
-            continue;
+/// The fields of a `predictions.jsonl` line ([`crate::store::PredictionRow`])
+/// that the metrics recompute from, read leniently: a field that is absent
+/// or of another type is kept as such (and reported by the caller), the
+/// method's details are checked and skipped.
+#[derive(Default)]
+struct PredictionFields<'a> {
+    gold: Option<Scan<'a>>,
+    prediction: Option<Scan<'a>>,
+    n_tools: Option<Scan<'a>>,
+    unscored: Option<Scan<'a>>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for PredictionFields<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = PredictionFields<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a predictions.jsonl line")
+            }
+            // A line that is not an object has none of the fields; a
+            // repeated key keeps its last value (as a `Value` would).
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<PredictionFields<'a>, A::Error> {
+                let mut row = PredictionFields::default();
+                while let Some(key) = map.next_key::<Scan<'de>>()? {
+                    let slot = match key.as_str() {
+                        Some("gold") => &mut row.gold,
+                        Some("prediction") => &mut row.prediction,
+                        Some("n_tools") => &mut row.n_tools,
+                        Some("unscored") => &mut row.unscored,
+                        _ => {
+                            map.next_value::<Scan<'de>>()?;
+                            continue;
+                        }
+                    };
+                    *slot = Some(map.next_value::<Scan<'a>>()?);
+                }
+                Ok(row)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<PredictionFields<'a>, A::Error> {
+                while seq.next_element::<Scan<'de>>()?.is_some() {}
+                Ok(PredictionFields::default())
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<PredictionFields<'a>, E> {
+                Ok(PredictionFields::default())
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<PredictionFields<'a>, E> {
+                Ok(PredictionFields::default())
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<PredictionFields<'a>, E> {
+                Ok(PredictionFields::default())
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<PredictionFields<'a>, E> {
+                Ok(PredictionFields::default())
+            }
+            fn visit_str<E>(self, _: &str) -> Result<PredictionFields<'a>, E> {
+                Ok(PredictionFields::default())
+            }
+            fn visit_unit<E>(self) -> Result<PredictionFields<'a>, E> {
+                Ok(PredictionFields::default())
+            }
         }
-        let gold = row["gold"].as_str().and_then(|s| s.parse::<Label>().ok());
-        let pred = row["prediction"]
-            .as_str()
-            .and_then(|s| s.parse::<Prediction>().ok());
-        let n_tools = row["n_tools"].as_u64();
-        match (gold, pred, n_tools) {
-            (Some(gold), Some(pred), Some(n)) => scored.push(Scored {
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// What a `predictions.jsonl` line scores as: `None` for an example left
+/// unscored, `Err(())` when gold, prediction or n_tools is missing or invalid.
+fn scored(row: &PredictionFields<'_>) -> Option<Result<Scored, ()>> {
+    // `mcq_logprob` examples that could not be scored are listed but are
+    // not predictions.
+    if !matches!(row.unscored, None | Some(Scan::Null)) {
+        return None;
+    }
+    let gold = row.gold.as_ref().and_then(Scan::as_str);
+    let pred = row.prediction.as_ref().and_then(Scan::as_str);
+    let n_tools = row.n_tools.as_ref().and_then(Scan::as_u64);
+    Some(
+        match (
+            gold.and_then(|s| s.parse::<Label>().ok()),
+            pred.and_then(|s| s.parse::<Prediction>().ok()),
+            n_tools,
+        ) {
+            (Some(gold), Some(pred), Some(n)) => Ok(Scored {
                 gold,
                 pred,
                 has_tools: n > 0,
             }),
-            _ => {
-                return c.push(
-                    "metrics recompute",
-                    Status::Mismatch,
-                    format!(
-                        "predictions.jsonl:{}: missing or invalid gold/prediction/n_tools",
-                        i + 1
-                    ),
-                )
-            }
+            _ => Err(()),
+        },
+    )
+}
+
+/// Recomputes `metrics.json` from `predictions.jsonl`, streamed: the
+/// status and detail of the `metrics recompute` check.
+fn recompute_metrics(artifacts: &Path) -> (Status, String) {
+    let stored: MetricsFile = match read_json(&artifacts.join("metrics.json")) {
+        Ok(m) => m,
+        Err(e) => return (Status::Missing, format!("{e:#}")),
+    };
+    let mut scored_rows = Vec::new();
+    let mut unscored = 0;
+    let mut bad_row: Option<usize> = None;
+    let mut record = 0;
+    let report = read_jsonl_lines(&artifacts.join("predictions.jsonl"), |line| {
+        let row: PredictionFields = serde_json::from_slice(line)?;
+        record += 1;
+        if bad_row.is_some() {
+            return Ok(());
         }
+        match scored(&row) {
+            None => unscored += 1,
+            Some(Ok(s)) => scored_rows.push(s),
+            Some(Err(())) => bad_row = Some(record),
+        }
+        Ok(())
+    });
+    if let Err(e) = report {
+        return (Status::Missing, format!("{e:#}"));
     }
-    let recomputed = metrics::compute(&scored);
+    if let Some(i) = bad_row {
+        return (
+            Status::Mismatch,
+            format!("predictions.jsonl:{i}: missing or invalid gold/prediction/n_tools"),
+        );
+    }
+    let recomputed = metrics::compute(&scored_rows);
     let mut diffs = metric_diffs(&stored.metrics, &recomputed);
     let stored_unscored = stored.counts.get("unscored").copied().unwrap_or(0);
     if stored_unscored != unscored {
@@ -325,13 +462,12 @@ fn verify_metrics(c: &mut Collector, artifacts: &Path) {
         ));
     }
     if diffs.is_empty() {
-        c.push(
-            "metrics recompute",
+        (
             Status::Ok,
-            format!("{} predictions give the stored metrics", scored.len()),
-        );
+            format!("{} predictions give the stored metrics", scored_rows.len()),
+        )
     } else {
-        c.push("metrics recompute", Status::Mismatch, diffs.join("; "));
+        (Status::Mismatch, diffs.join("; "))
     }
 }
 
@@ -371,4 +507,60 @@ pub fn any_mismatch(checks: &[Check]) -> bool {
     checks
         .iter()
         .any(|c| matches!(c.status, Status::Mismatch | Status::Missing))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    /// How the metrics recompute read a line before it was streamed: a
+    /// `Value`, indexed.
+    fn by_value(line: &str) -> Result<Option<Result<Scored, ()>>, ()> {
+        let row: Value = serde_json::from_str(line).map_err(|_| ())?;
+        if !row["unscored"].is_null() {
+            return Ok(None);
+        }
+        let gold = row["gold"].as_str().and_then(|s| s.parse::<Label>().ok());
+        let pred = row["prediction"]
+            .as_str()
+            .and_then(|s| s.parse::<Prediction>().ok());
+        Ok(Some(match (gold, pred, row["n_tools"].as_u64()) {
+            (Some(gold), Some(pred), Some(n)) => Ok(Scored {
+                gold,
+                pred,
+                has_tools: n > 0,
+            }),
+            _ => Err(()),
+        }))
+    }
+
+    fn streamed(line: &str) -> Result<Option<Result<Scored, ()>>, ()> {
+        let row: PredictionFields = serde_json::from_str(line).map_err(|_| ())?;
+        Ok(scored(&row))
+    }
+
+    #[test]
+    fn prediction_lines_read_as_a_value_would_read_them() {
+        for line in [
+            r#"{"uuid":"u","gold":"tool_call","n_tools":2,"prediction":"invalid","raw":"x\"y"}"#,
+            r#"{"gold":"cannot_answer","n_tools":0,"prediction":"cannot_answer"}"#,
+            r#"{"gold":"cannot_answer","n_tools":0,"prediction":null,"unscored":{"why":"ctx"}}"#,
+            r#"{"gold":"cannot_answer","n_tools":0,"prediction":"direct","unscored":null}"#,
+            r#"{"gold":"cannot_answer","n_tools":-1,"prediction":"direct"}"#,
+            r#"{"gold":"cannot_answer","n_tools":1.0,"prediction":"direct"}"#,
+            r#"{"gold":"nope","n_tools":1,"prediction":"direct"}"#,
+            r#"{"gold":5,"n_tools":1,"prediction":"direct"}"#,
+            r#"{"gold":"direct","gold":"tool_call","n_tools":1,"prediction":"direct"}"#,
+            r#"{"gold":"direct","n_tools":1,"prediction":"direct","unscored":false}"#,
+            r#"{"gold":"direct","n_tools":1,"prediction":"direct","x":"\ud800"}"#,
+            r#"{"gold":"direct","n_tools":1,"prediction":"direct","x":1e999}"#,
+            r#"["gold","direct"]"#,
+            r#""gold""#,
+            "7",
+            "null",
+        ] {
+            assert_eq!(streamed(line), by_value(line), "{line}");
+        }
+    }
 }
