@@ -2,7 +2,8 @@
 with llama-cpp-python (`logits_all=True`), continuation tokens split the way
 lm-evaluation-harness does (whole = tok(context + continuation), ctx_len =
 len(tok(context)), continuation = whole[ctx_len:]), each token scored by the
-log-softmax of the logits at the position before it.
+log-softmax of the logits at the position before it. Consecutive requests
+that share a token prefix (the four choices of an example) evaluate it once.
 
 Usage: python llama_reference.py MODEL.gguf [N_CTX] < requests.jsonl
 Each input line: {"id": ..., "prompt": "...", "context_chars": N}.
@@ -21,6 +22,7 @@ def main():
     n_ctx = int(sys.argv[2]) if len(sys.argv) > 2 else 8192
     llm = Llama(model_path=model, logits_all=True, n_ctx=n_ctx, n_threads=2,
                 n_threads_batch=2, verbose=False)
+    previous = []
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -29,8 +31,17 @@ def main():
         context = prompt[: req["context_chars"]]
         whole = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
         ctx_len = len(llm.tokenize(context.encode("utf-8"), add_bos=True, special=True))
-        llm.reset()
-        llm.eval(whole)
+        # Keep the evaluated prefix shared with the previous prompt (the
+        # four choices of an example share their context); eval() drops the
+        # KV cache from n_tokens on and fills the logits of the new positions.
+        common = 0
+        for a, b in zip(previous, whole):
+            if a != b:
+                break
+            common += 1
+        llm.n_tokens = min(common, len(whole) - 1)
+        llm.eval(whole[llm.n_tokens:])
+        previous = whole
         logits = np.asarray(llm.scores[: len(whole)], dtype=np.float64)
         total = 0.0
         for i in range(ctx_len, len(whole)):
