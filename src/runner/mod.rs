@@ -216,7 +216,7 @@ async fn run_methods<O: RunObserver>(
                         &config.methods.mcq_logprob,
                         &config.models.target,
                         config.run.seed,
-                    ),
+                    )?,
                     client: clients.target.clone(),
                     price: target_price,
                 };

@@ -50,7 +50,7 @@ pub(super) async fn run_namespace<M: Method, O: RunObserver>(
         });
     }
     if !ns.is_done() {
-        for note in method.before_items(&ns).await? {
+        for note in method.before_items(&ns, run.examples).await? {
             report.notes.push(format!("{}: {note}", ns.name));
         }
     }
