@@ -173,6 +173,12 @@ fn metrics_file(
         audit: audit(),
         stability: scores.stability.clone(),
         variants: scores.variants.clone(),
+        paper: scores.variants.as_ref().and_then(|v| {
+            Some(crate::metrics::PaperMetrics::new(
+                v.get("acc")?,
+                v.get("acc_norm")?,
+            ))
+        }),
     }
 }
 
