@@ -1064,6 +1064,38 @@ enabled = ["mcq"]
     }
 
     #[test]
+    fn scoring_templates_default_to_the_official_task_and_are_checked() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.methods.mcq_logprob.template.as_deref(), Some("when2call"));
+        assert_eq!(c.methods.mcq.prompt_id(), "builtin:mcq_v1");
+        for ok in ["when2call-xlam", "w2c-hermes", "hermes"] {
+            let text = format!("{MINIMAL}[methods.mcq_logprob]\ntemplate = \"{ok}\"\n");
+            assert!(parse(&text).is_ok(), "{ok}");
+        }
+        let err = parse(&format!(
+            "{MINIMAL}[methods.mcq_logprob]\ntemplate = \"llama\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("methods.mcq_logprob.template") && err.contains("when2call-llama3_2"),
+            "{err}"
+        );
+        let c = parse(&format!(
+            "{MINIMAL}[methods.mcq]\ncontext = \"when2call-hermes\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.methods.mcq.prompt_id(), "builtin:mcq_context_v1");
+        let err = parse(&format!("{MINIMAL}[methods.mcq]\ncontext = \"x\"\n")).unwrap_err();
+        assert!(err.to_string().contains("methods.mcq.context"), "{err}");
+        // A stored config of a session from before the official prompts: null.
+        let mut v = serde_json::to_value(parse(MINIMAL).unwrap()).unwrap();
+        v["methods"]["mcq_logprob"]["template"] = serde_json::Value::Null;
+        let back: Config = serde_json::from_value(v).unwrap();
+        assert_eq!(back.methods.mcq_logprob.template, None);
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let err = parse(&MINIMAL.replace("[methods]", "[methods]\nbogus = 1")).unwrap_err();
         assert!(err.to_string().contains("bogus"), "{err}");

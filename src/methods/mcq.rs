@@ -690,6 +690,66 @@ mod tests {
     }
 
     #[test]
+    fn a_context_template_shows_its_context_and_choices() {
+        let cfg = McqConfig {
+            context: Some("when2call-llama3_2".into()),
+            ..McqConfig::default()
+        };
+        let m = Mcq::new(&cfg, "m", 7).unwrap();
+        let mut ex = example();
+        ex.answers[1] = r#"{"name": "w", "arguments": {"city": "Oslo"}}"#.into();
+        ex.tools = vec![r#"{"name": "w", "description": "weather"}"#.into()];
+        let req = m.request(&ex, &Label::ALL, None).unwrap();
+        let user = &req.messages.last().unwrap().content;
+        let official = crate::official_task::OfficialVariant::Llama3_2
+            .render_example(&ex)
+            .unwrap();
+        assert!(
+            user.contains(&format!("<<<PROMPT\n{}\nPROMPT>>>", official.context)),
+            "{user}"
+        );
+        assert!(user.contains("B) [w(city=\"Oslo\")]"), "{user}");
+        assert_eq!(m.template.id, "builtin:mcq_context_v1");
+        let s = m.settings();
+        assert_eq!(s.settings["context"], "when2call-llama3_2");
+        assert_eq!(
+            s.settings["context_sha256"],
+            crate::official_task::OfficialVariant::Llama3_2.template_sha256()
+        );
+        // Without a context the settings are what they always were.
+        assert!(mcq(OptionOrder::Fixed)
+            .settings()
+            .settings
+            .get("context")
+            .is_none());
+        // A row the template cannot render is an error, not a guess.
+        ex.answers[1] = "not json".into();
+        assert!(m.request(&ex, &Label::ALL, None).is_err());
+        // The prompt and the context go together.
+        let err = Mcq::new(
+            &McqConfig {
+                context: Some("when2call".into()),
+                prompt: Some("builtin:mcq_v1".into()),
+                ..McqConfig::default()
+            },
+            "m",
+            7,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("{{context}}"), "{err}");
+        let err = Mcq::new(
+            &McqConfig {
+                prompt: Some("builtin:mcq_context_v1".into()),
+                ..McqConfig::default()
+            },
+            "m",
+            7,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("methods.mcq.context"), "{err}");
+    }
+
+    #[test]
     fn shuffled_order_is_a_deterministic_permutation() {
         let m = mcq(OptionOrder::Shuffled);
         let a = m.option_order("u1");
