@@ -308,12 +308,16 @@ pub struct MethodsConfig {
 }
 
 /// `[methods.mcq_logprob]`: log-probability scoring of the four answers.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct McqLogprobConfig {
-    /// Chat family for the scored prompt; absent = chosen from the model name.
-    #[serde(default)]
-    pub template: Option<crate::chat_templates::Family>,
+    /// The scored prompt: an official task name (`when2call`, the default,
+    /// `when2call-hermes`, ...) or one of w2c's families (`w2c-default`, ...;
+    /// a bare family name is accepted as before). `null`, which only a
+    /// stored config can hold (sessions created before the official
+    /// prompts), means w2c's family chosen from the model name, as then.
+    #[serde(default = "default_scoring_template")]
+    pub template: Option<String>,
     /// Target delimiter between prompt and answer (official When2Call: empty).
     #[serde(default)]
     pub delimiter: String,
@@ -324,6 +328,21 @@ pub struct McqLogprobConfig {
     /// The server's context window in tokens (required with `truncation = "left"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_context_tokens: Option<u32>,
+}
+
+impl Default for McqLogprobConfig {
+    fn default() -> Self {
+        McqLogprobConfig {
+            template: default_scoring_template(),
+            delimiter: String::new(),
+            truncation: Truncation::None,
+            max_context_tokens: None,
+        }
+    }
+}
+
+fn default_scoring_template() -> Option<String> {
+    Some(crate::chat_templates::DEFAULT_TEMPLATE.to_string())
 }
 
 /// Context truncation for `mcq_logprob`.
@@ -485,9 +504,28 @@ pub struct McqConfig {
     /// Completion budget.
     #[serde(default = "default_mcq_max_tokens")]
     pub max_tokens: u32,
-    /// Prompt template: `builtin:mcq_v1` or a path to a template file.
-    #[serde(default = "default_mcq_prompt")]
-    pub prompt: String,
+    /// Prompt template: `builtin:<name>` or `file:<path>`; absent =
+    /// `builtin:mcq_v1`, or `builtin:mcq_context_v1` with `context`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// Show the model this scoring template's context (`{{context}}`) and
+    /// its four choice strings as the options: an official task name
+    /// (`when2call`, ...) or a w2c family (`w2c-default`, ...), as in
+    /// `[methods.mcq_logprob] template`. Absent = w2c's own presentation of
+    /// the tools and the question.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+}
+
+impl McqConfig {
+    /// The prompt template id in effect.
+    pub fn prompt_id(&self) -> &str {
+        match (&self.prompt, &self.context) {
+            (Some(p), _) => p,
+            (None, None) => "builtin:mcq_v1",
+            (None, Some(_)) => "builtin:mcq_context_v1",
+        }
+    }
 }
 
 impl Default for McqConfig {
@@ -498,7 +536,8 @@ impl Default for McqConfig {
             show_behavior_names: false,
             temperature: 0.0,
             max_tokens: default_mcq_max_tokens(),
-            prompt: default_mcq_prompt(),
+            prompt: None,
+            context: None,
         }
     }
 }
@@ -513,10 +552,6 @@ fn default_order() -> OptionOrder {
 
 fn default_mcq_max_tokens() -> u32 {
     32
-}
-
-fn default_mcq_prompt() -> String {
-    "builtin:mcq_v1".to_string()
 }
 
 /// A config file that has been read, parsed, validated and path-resolved.
@@ -568,10 +603,13 @@ impl Config {
         self.dataset.path = abs(&self.dataset.path);
         let j = &mut self.methods.llm_judge;
         for prompt in [
-            &mut self.methods.mcq.prompt,
-            &mut j.target_prompt,
-            &mut j.judge_prompt,
-        ] {
+            self.methods.mcq.prompt.as_mut(),
+            Some(&mut j.target_prompt),
+            Some(&mut j.judge_prompt),
+        ]
+        .into_iter()
+        .flatten()
+        {
             if let Some(file) = prompt.strip_prefix("file:") {
                 *prompt = format!("file:{}", abs(Path::new(file)).display());
             }
@@ -632,11 +670,19 @@ impl Config {
             ),
             _ => {}
         }
+        if let Some(t) = &ml.template {
+            crate::chat_templates::ScoringTemplate::parse(t)
+                .map_err(|e| anyhow::anyhow!("key `methods.mcq_logprob.template`: {e}"))?;
+        }
+        if let Some(t) = &mcq.context {
+            crate::chat_templates::ScoringTemplate::parse(t)
+                .map_err(|e| anyhow::anyhow!("key `methods.mcq.context`: {e}"))?;
+        }
         let j = &self.methods.llm_judge;
         for (key, prompt) in [
-            ("methods.mcq.prompt", &mcq.prompt),
-            ("methods.llm_judge.target_prompt", &j.target_prompt),
-            ("methods.llm_judge.judge_prompt", &j.judge_prompt),
+            ("methods.mcq.prompt", mcq.prompt_id()),
+            ("methods.llm_judge.target_prompt", j.target_prompt.as_str()),
+            ("methods.llm_judge.judge_prompt", j.judge_prompt.as_str()),
         ] {
             if !(prompt.starts_with("builtin:") || prompt.starts_with("file:")) {
                 bail!("key `{key}`: expected `builtin:<name>` or `file:<path>`, got {prompt:?}");
@@ -1015,6 +1061,38 @@ enabled = ["mcq"]
         assert_eq!(c.run.seed, 42);
         assert_eq!(c.methods.mcq.option_labels, vec!["A", "B", "C", "D"]);
         assert_eq!(c.target_provider().unwrap().0, "mock");
+    }
+
+    #[test]
+    fn scoring_templates_default_to_the_official_task_and_are_checked() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.methods.mcq_logprob.template.as_deref(), Some("when2call"));
+        assert_eq!(c.methods.mcq.prompt_id(), "builtin:mcq_v1");
+        for ok in ["when2call-xlam", "w2c-hermes", "hermes"] {
+            let text = format!("{MINIMAL}[methods.mcq_logprob]\ntemplate = \"{ok}\"\n");
+            assert!(parse(&text).is_ok(), "{ok}");
+        }
+        let err = parse(&format!(
+            "{MINIMAL}[methods.mcq_logprob]\ntemplate = \"llama\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("methods.mcq_logprob.template") && err.contains("when2call-llama3_2"),
+            "{err}"
+        );
+        let c = parse(&format!(
+            "{MINIMAL}[methods.mcq]\ncontext = \"when2call-hermes\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.methods.mcq.prompt_id(), "builtin:mcq_context_v1");
+        let err = parse(&format!("{MINIMAL}[methods.mcq]\ncontext = \"x\"\n")).unwrap_err();
+        assert!(err.to_string().contains("methods.mcq.context"), "{err}");
+        // A stored config of a session from before the official prompts: null.
+        let mut v = serde_json::to_value(parse(MINIMAL).unwrap()).unwrap();
+        v["methods"]["mcq_logprob"]["template"] = serde_json::Value::Null;
+        let back: Config = serde_json::from_value(v).unwrap();
+        assert_eq!(back.methods.mcq_logprob.template, None);
     }
 
     #[test]

@@ -3,6 +3,14 @@
 //! Invalid predictions are never coerced into a class: they are wrong for
 //! every gold label, a false negative for their gold class and a false
 //! positive for none.
+//!
+//! Two macro-F1s are w2c's (over the labels present in gold, and over all
+//! four); one is the official When2Call task's (`macro_f1_official`, over
+//! the labels in gold or predicted, as sklearn's `f1_score(average="macro")`
+//! averages). ToolHall, AnswerHall and ParamHall are w2c's rates; the
+//! official `additional_metrics.py` hallucination rate
+//! (`tool_hallucination_rate_official`) counts the same events as ToolHall
+//! but is 0, not null, when no example qualifies.
 
 use crate::labels::{Label, Prediction};
 use serde::{Deserialize, Serialize};
@@ -81,9 +89,33 @@ pub struct Metrics {
     pub answer_hallucination: RateCount,
     /// Counts behind ParamHall.
     pub parameter_hallucination: RateCount,
+    /// The official task's `macro_f1`: mean F1 over the labels that occur
+    /// in gold or among the predictions (sklearn's macro average, lm-eval's
+    /// convention); an `invalid` prediction is a miss, not a label. `None`
+    /// without examples, and in a metrics.json written before w2c had it.
+    #[serde(default)]
+    pub macro_f1_official: Option<f64>,
+    /// The official `additional_metrics.py` hallucination rate: gold
+    /// `cannot_answer` with no tools, predicted `tool_call` — ToolHall's
+    /// events — but 0.0 when no example qualifies. `None` only in a
+    /// metrics.json written before w2c had it.
+    #[serde(default)]
+    pub tool_hallucination_rate_official: Option<f64>,
 }
 
 impl Metrics {
+    /// The official When2Call metrics this set has, in a stable order
+    /// (`None` when a metrics.json predates them).
+    pub fn official(&self) -> Vec<(&'static str, Option<f64>)> {
+        vec![
+            ("macro_f1_official", self.macro_f1_official),
+            (
+                "tool_hallucination_rate_official",
+                self.tool_hallucination_rate_official,
+            ),
+        ]
+    }
+
     /// The scalar metrics in a stable order, for tables and tracking.
     pub fn headline(&self) -> Vec<(&'static str, Option<f64>)> {
         vec![
@@ -97,6 +129,40 @@ impl Metrics {
                 self.parameter_hallucination_rate,
             ),
         ]
+    }
+}
+
+/// The When2Call paper's MCQ metric set, as the official lm-eval task
+/// (`acc`, `acc_norm`, `macro_f1`) and `additional_metrics.py` (the
+/// hallucination rate) report it: for a method that scores both `acc` and
+/// `acc_norm` predictions (`mcq_logprob`). `macro_f1` and the rate are over
+/// the `acc` predictions (the argmax of the summed log-probabilities), as
+/// the official per-sample `macro_f1` pair holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaperMetrics {
+    /// Examples scored.
+    pub n: usize,
+    /// Accuracy of the `acc` predictions.
+    pub acc: f64,
+    /// Accuracy of the `acc_norm` predictions (log-probability per
+    /// character of the choice).
+    pub acc_norm: f64,
+    /// [`Metrics::macro_f1_official`] of the `acc` predictions.
+    pub macro_f1: Option<f64>,
+    /// [`Metrics::tool_hallucination_rate_official`] of the `acc` predictions.
+    pub tool_hallucination_rate: Option<f64>,
+}
+
+impl PaperMetrics {
+    /// The set from the `acc` and `acc_norm` variants' metrics.
+    pub fn new(acc: &Metrics, acc_norm: &Metrics) -> PaperMetrics {
+        PaperMetrics {
+            n: acc.n_total,
+            acc: acc.accuracy,
+            acc_norm: acc_norm.accuracy,
+            macro_f1: acc.macro_f1_official,
+            tool_hallucination_rate: acc.tool_hallucination_rate_official,
+        }
     }
 }
 
@@ -151,6 +217,7 @@ pub fn compute(items: &[Scored]) -> Metrics {
     let mut confusion = BTreeMap::new();
     let mut f1_all = 0.0;
     let mut f1_present = Vec::new();
+    let mut f1_official = Vec::new();
     for label in Label::ALL {
         let c = label.index();
         let tp = cm[c][c];
@@ -166,6 +233,9 @@ pub fn compute(items: &[Scored]) -> Metrics {
         f1_all += f1;
         if support > 0 {
             f1_present.push(f1);
+        }
+        if support > 0 || predicted > 0 {
+            f1_official.push(f1);
         }
         per_class.insert(
             label.as_str().to_string(),
@@ -204,6 +274,9 @@ pub fn compute(items: &[Scored]) -> Metrics {
         tool_hallucination: tool_hall,
         answer_hallucination: answer_hall,
         parameter_hallucination: param_hall,
+        macro_f1_official: (!f1_official.is_empty())
+            .then(|| f1_official.iter().sum::<f64>() / f1_official.len() as f64),
+        tool_hallucination_rate_official: Some(tool_hall.rate().unwrap_or(0.0)),
     }
 }
 
@@ -295,6 +368,43 @@ mod tests {
         );
         approx(m.answer_hallucination_rate.unwrap(), 1.0 / 12.0);
         approx(m.parameter_hallucination_rate.unwrap(), 1.0 / 3.0);
+        // Every label occurs in gold: the official macro-F1 is over all four.
+        approx(m.macro_f1_official.unwrap(), macro_all);
+        approx(m.tool_hallucination_rate_official.unwrap(), 0.5);
+    }
+
+    #[test]
+    fn official_macro_f1_averages_over_labels_in_gold_or_predicted() {
+        // sklearn.metrics.f1_score(gold, pred, average="macro") in Python
+        // (scikit-learn 1.9.1) on the same labels gives 0.41666666666666663:
+        // gold  = [T, T, R, C, C, C], pred = [T, D, R, T, C, R]
+        // labels in either: D, T, R, C. F1: D 0, T 1/2, R 2/3, C 1/2.
+        let m = compute(&[
+            s(ToolCall, Some(ToolCall), true),
+            s(ToolCall, Some(Direct), true),
+            s(RequestForInfo, Some(RequestForInfo), true),
+            s(CannotAnswer, Some(ToolCall), false),
+            s(CannotAnswer, Some(CannotAnswer), true),
+            s(CannotAnswer, Some(RequestForInfo), true),
+        ]);
+        approx(m.macro_f1_official.unwrap(), 0.41666666666666663);
+        // Without any `direct` prediction it is the mean over gold labels...
+        let m = compute(&[
+            s(ToolCall, Some(ToolCall), true),
+            s(RequestForInfo, Some(CannotAnswer), true),
+            s(CannotAnswer, Some(CannotAnswer), true),
+        ]);
+        approx(m.macro_f1_official.unwrap(), m.macro_f1_present.unwrap());
+        assert!(m.macro_f1_official != Some(m.macro_f1_all));
+        // ...and an invalid prediction is a miss, not a fifth label.
+        let m = compute(&[
+            s(ToolCall, None, true),
+            s(CannotAnswer, Some(CannotAnswer), true),
+        ]);
+        approx(m.macro_f1_official.unwrap(), 0.5);
+        // No qualifying example: additional_metrics.py says 0.0, ToolHall null.
+        assert_eq!(m.tool_hallucination_rate, None);
+        assert_eq!(m.tool_hallucination_rate_official, Some(0.0));
     }
 
     #[test]
@@ -344,5 +454,20 @@ mod tests {
         assert_eq!(m.answer_hallucination_rate, None);
         assert_eq!(m.parameter_hallucination_rate, None);
         assert_eq!(m.headline().len(), 6);
+        assert_eq!(m.macro_f1_official, None);
+        assert_eq!(m.tool_hallucination_rate_official, Some(0.0));
+        // A metrics.json written before the official metrics still reads.
+        let mut old = serde_json::to_value(&m).unwrap();
+        let obj = old.as_object_mut().unwrap();
+        obj.remove("macro_f1_official");
+        obj.remove("tool_hallucination_rate_official");
+        let back: Metrics = serde_json::from_value(old).unwrap();
+        assert_eq!(
+            back.official(),
+            vec![
+                ("macro_f1_official", None),
+                ("tool_hallucination_rate_official", None)
+            ]
+        );
     }
 }

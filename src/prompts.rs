@@ -13,6 +13,10 @@ use std::collections::BTreeMap;
 /// Built-in templates by name.
 const BUILTIN: &[(&str, &str)] = &[
     ("mcq_v1", include_str!("../prompts/mcq_v1.txt")),
+    (
+        "mcq_context_v1",
+        include_str!("../prompts/mcq_context_v1.txt"),
+    ),
     ("target_v1", include_str!("../prompts/target_v1.txt")),
     ("judge_v1", include_str!("../prompts/judge_v1.txt")),
 ];

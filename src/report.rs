@@ -66,9 +66,11 @@ pub fn run_summary(report: &RunReport) -> String {
             "method",
             "done",
             "accuracy",
+            "macro-F1(official)",
             "macro-F1(gold)",
             "macro-F1(all4)",
             "invalid",
+            "ToolHall(official)",
             "ToolHall",
             "AnswerHall",
             "ParamHall",
@@ -137,9 +139,11 @@ fn method_row(m: &MethodSummary) -> Vec<String> {
             m.namespace.clone(),
             format!("{}/{}", m.done, m.total),
             pct(Some(x.accuracy)),
+            num(x.macro_f1_official),
             num(x.macro_f1_present),
             num(Some(x.macro_f1_all)),
             x.n_invalid.to_string(),
+            pct(x.tool_hallucination_rate_official),
             pct(x.tool_hallucination_rate),
             pct(x.answer_hallucination_rate),
             pct(x.parameter_hallucination_rate),
@@ -152,7 +156,7 @@ fn method_row(m: &MethodSummary) -> Vec<String> {
             } else {
                 "incomplete".into()
             });
-            row.extend(std::iter::repeat_n(String::new(), 6));
+            row.extend(std::iter::repeat_n(String::new(), 8));
             row.push(tokens);
             row
         }
@@ -335,16 +339,19 @@ pub fn collect(found: &FoundSession) -> Vec<ReportEntry> {
         .collect()
 }
 
-const REPORT_HEADER: [&str; 15] = [
+const REPORT_HEADER: [&str; 18] = [
     "session",
     "model",
     "method",
     "n",
     "accuracy",
+    "acc_norm",
+    "macro-F1(official)",
     "macro-F1(gold)",
     "macro-F1(all4)",
     "invalid",
     "unscored",
+    "ToolHall(official)",
     "ToolHall",
     "AnswerHall",
     "ParamHall",
@@ -365,6 +372,13 @@ fn report_rows(entries: &[ReportEntry]) -> Vec<Vec<String>> {
                 e.namespace.clone(),
                 m.n_total.to_string(),
                 pct(Some(m.accuracy)),
+                // Only `mcq_logprob` has acc_norm (the paper's set).
+                e.metrics
+                    .paper
+                    .as_ref()
+                    .map(|p| pct(Some(p.acc_norm)))
+                    .unwrap_or_else(|| "-".into()),
+                num(m.macro_f1_official),
                 num(m.macro_f1_present),
                 num(Some(m.macro_f1_all)),
                 m.n_invalid.to_string(),
@@ -375,6 +389,7 @@ fn report_rows(entries: &[ReportEntry]) -> Vec<Vec<String>> {
                     .get("unscored")
                     .map(|n| n.to_string())
                     .unwrap_or_else(|| "-".into()),
+                pct(m.tool_hallucination_rate_official),
                 pct(m.tool_hallucination_rate),
                 pct(m.answer_hallucination_rate),
                 pct(m.parameter_hallucination_rate),

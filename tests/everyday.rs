@@ -109,17 +109,30 @@ fn report_compares_sessions_in_every_format_with_charts() {
         md.contains("mock-model") && md.contains("other-model"),
         "{md}"
     );
-    assert_eq!(md.lines().nth(1).unwrap().matches("---").count(), 15);
+    assert_eq!(md.lines().nth(1).unwrap().matches("---").count(), 18);
     assert!(md.lines().next().unwrap().ends_with("| wall s |"));
     assert!(md
         .lines()
         .next()
         .unwrap()
         .contains("| invalid | unscored |"));
+    let cells = |line: &str| -> Vec<String> {
+        line.trim_matches('|')
+            .split(" | ")
+            .map(|c| c.trim().to_string())
+            .collect()
+    };
+    let header = cells(md.lines().next().unwrap());
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
     for row in md.lines().skip(2) {
-        assert_eq!(row.matches(" | ").count(), 14, "{row}");
-        // `mcq` never leaves examples unscored: the column says so.
-        assert!(row.contains(" | - | "), "{row}");
+        assert_eq!(row.matches(" | ").count(), 17, "{row}");
+        // `mcq` never leaves examples unscored and has no acc_norm (the
+        // paper's set is mcq_logprob's): the columns say so.
+        let row = cells(row);
+        assert_eq!(row[col("unscored")], "-", "{row:?}");
+        assert_eq!(row[col("acc_norm")], "-", "{row:?}");
+        assert!(row[col("macro-F1(official)")].starts_with("0."), "{row:?}");
+        assert!(row[col("ToolHall(official)")].ends_with('%'), "{row:?}");
     }
     let json: serde_json::Value = serde_json::from_str(&report("json")).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 2);

@@ -219,3 +219,94 @@ fn left_truncation_fits_over_long_examples_and_records_the_cut() {
         .iter()
         .all(|c| c["usage"]["prompt_tokens"].as_u64().unwrap() <= limit));
 }
+
+/// A session `mcq_logprob` scored before the official prompts: its stored
+/// config says `template: null` (the family then came from the model name)
+/// and its namespace's settings name the family. Here one is made by
+/// writing what that w2c wrote: the same namespace settings (w2c's families
+/// kept them) and `null` in the stored config, and it is left unfinished.
+#[test]
+fn sessions_scored_before_the_official_prompts_resume_in_their_namespace() {
+    let ws = Workspace::new();
+    let opts = |template: &str| Opts {
+        methods: "\"mcq_logprob\"".into(),
+        model: "Qwen2.5-7B-Instruct".into(),
+        n_per_label: Some(2),
+        mcq_extra: format!("\n[methods.mcq_logprob]\n{template}"),
+        ..Opts::default()
+    };
+    let cfg = ws.config("eval.toml", &opts("template = \"qwen2_5\""));
+    let out = run_ok(&ws, &cfg);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("w2c's own family `w2c-qwen2_5`") && stderr.contains("when2call-qwen2_5"),
+        "{stderr}"
+    );
+    let s = only_session(&ws.runs(), "k");
+    let ns = s.join("checkpoints/mcq_logprob");
+    let settings = read_json(&ns.join("method_settings.json"));
+    // The settings (and so the namespace) of w2c's families are unchanged.
+    assert_eq!(
+        settings["settings"],
+        serde_json::json!({"method": "mcq_logprob", "family": "qwen2_5", "delimiter": "", "truncation": "none", "max_context_tokens": null, "scoring_version": 2})
+    );
+    let mut manifest = read_json(&s.join("manifest.json"));
+    manifest["config"]["methods"]["mcq_logprob"]["template"] = serde_json::Value::Null;
+    std::fs::write(s.join("manifest.json"), manifest.to_string()).unwrap();
+    // Unfinished: two results lost, no _DONE.json.
+    let results = std::fs::read_to_string(ns.join("results.jsonl")).unwrap();
+    let kept: Vec<&str> = results.lines().take(results.lines().count() - 2).collect();
+    std::fs::write(ns.join("results.jsonl"), kept.join("\n") + "\n").unwrap();
+    std::fs::remove_file(ns.join("_DONE.json")).unwrap();
+
+    let fp = s.file_name().unwrap().to_string_lossy().to_string();
+    let out = w2c(ws.path())
+        .args(["resume", &fp, "--runs-dir"])
+        .arg(ws.runs())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("created before the official prompts") && stderr.contains("`w2c-qwen2_5`"),
+        "{stderr}"
+    );
+    let names = |s: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(s.join("checkpoints"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&s), ["mcq_logprob"]);
+    assert!(ns.join("_DONE.json").exists());
+    assert_eq!(read_jsonl(&ns.join("results.jsonl")).len(), 6);
+
+    // The same config without a template now means the official prompt: a
+    // new namespace beside the old one, which stays as it was.
+    let cfg = ws.config("eval.toml", &opts(""));
+    run_ok(&ws, &cfg);
+    let all = names(&s);
+    assert_eq!(all.len(), 2, "{all:?}");
+    let official = s.join("checkpoints").join(&all[1]);
+    assert!(all[1].starts_with("mcq_logprob~"), "{all:?}");
+    let settings = read_json(&official.join("method_settings.json"));
+    assert_eq!(settings["settings"]["template"], "when2call");
+    let probe = read_json(&official.join("probe.json"));
+    assert_eq!(probe["template"], "when2call");
+    let m = read_json(&s.join(format!("artifacts_local/{}/metrics.json", all[1])));
+    assert_eq!(m["paper"]["acc"], m["variants"]["acc"]["accuracy"]);
+    assert_eq!(
+        m["paper"]["acc_norm"],
+        m["variants"]["acc_norm"]["accuracy"]
+    );
+    assert_eq!(m["paper"]["macro_f1"], m["metrics"]["macro_f1_official"]);
+    let v = w2c(ws.path())
+        .args(["verify", &fp, "--local-only", "--runs-dir"])
+        .arg(ws.runs())
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+}

@@ -2,7 +2,9 @@
 //! render-official` against NVIDIA's own `utils.py` (run by
 //! `tests/support/official_prompts.py` from the shared reference directory),
 //! on the real 300-row test file and on hostile-but-valid synthetic rows,
-//! for every variant, every row, the prompt and all four choices.
+//! for every variant, every row, the prompt and all four choices; and the
+//! `/completions` prompts `mcq_logprob` actually sends with each official
+//! template, with where each continuation starts, on the whole file.
 
 mod common;
 
@@ -249,6 +251,105 @@ fn official_prompts_match_utils_py_on_the_shared_file() {
     let c = compare(&shared_dataset());
     assert_eq!(c.rendered, 300 * 6);
     assert!(c.python_errors.is_empty() && c.refused.is_empty());
+}
+
+/// `mcq_logprob` with an official template: the four `/completions` prompts
+/// w2c sends for each row, and where each continuation starts, as logged in
+/// the namespace's `llm_calls.jsonl` and `debug_per_choice.jsonl`, keyed by
+/// (uuid, label).
+fn sent_requests(
+    variant: OfficialVariant,
+    dataset: &Path,
+) -> BTreeMap<(String, String), (String, u64)> {
+    let ws = Workspace::new();
+    let cfg = ws.config(
+        "eval.toml",
+        &Opts {
+            dataset: dataset.to_path_buf(),
+            n_per_label: None,
+            methods: "\"mcq_logprob\"".into(),
+            mcq_extra: format!("\n[methods.mcq_logprob]\ntemplate = \"{variant}\""),
+            ..Opts::default()
+        },
+    );
+    run_ok(&ws, &cfg);
+    let s = only_session(&ws.runs(), "k");
+    let art = s.join("artifacts_local/mcq_logprob");
+    let settings = read_json(&s.join("checkpoints/mcq_logprob/method_settings.json"));
+    assert_eq!(settings["settings"]["template"], variant.as_str());
+    assert_eq!(
+        settings["settings"]["template_sha256"],
+        variant.template_sha256()
+    );
+    let mut prompts: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for c in read_jsonl(&art.join("llm_calls.jsonl")) {
+        assert_eq!(c["role"], "score");
+        assert_eq!(c["request"]["echo"], true);
+        prompts
+            .entry(c["uuid"].as_str().unwrap().to_string())
+            .or_default()
+            .push(c["request"]["prompt"].as_str().unwrap().to_string());
+    }
+    let mut out = BTreeMap::new();
+    for d in read_jsonl(&art.join("debug_per_choice.jsonl")) {
+        let uuid = d["uuid"].as_str().unwrap().to_string();
+        let label = d["choice"]["label"].as_str().unwrap().to_string();
+        let i = Label::ALL.iter().position(|l| l.as_str() == label).unwrap();
+        let prompt = prompts[&uuid][i].clone();
+        let ctx = d["choice"]["context_chars"].as_u64().unwrap();
+        out.insert((uuid, label), (prompt, ctx));
+    }
+    out
+}
+
+#[test]
+fn mcq_logprob_requests_match_utils_py_on_the_shared_file() {
+    // What lm-eval sends for a choice: its context (utils.py's prompt) and
+    // continuation ("" + the choice), the context's trailing whitespace
+    // moved into the continuation; the request is their concatenation.
+    let dataset = shared_dataset();
+    // One w2c run per variant, side by side (each is a process).
+    let (theirs, runs) = std::thread::scope(|scope| {
+        let runs: Vec<_> = OfficialVariant::ALL
+            .iter()
+            .map(|&v| {
+                let dataset = &dataset;
+                scope.spawn(move || sent_requests(v, dataset))
+            })
+            .collect();
+        let theirs = official(&dataset);
+        let runs: Vec<_> = runs.into_iter().map(|h| h.join().unwrap()).collect();
+        (theirs, runs)
+    });
+    for (variant, ours) in OfficialVariant::ALL.into_iter().zip(runs) {
+        assert_eq!(ours.len(), 300 * 4, "{variant}");
+        let mut compared = 0;
+        for t in theirs
+            .records
+            .iter()
+            .filter(|r| r["variant"] == variant.as_str())
+        {
+            let uuid = t["uuid"].as_str().unwrap();
+            let prompt = t["prompt"].as_str().unwrap();
+            for (i, label) in Label::ALL.iter().enumerate() {
+                let choice = t["choices"][i].as_str().unwrap();
+                let (sent, ctx) = &ours[&(uuid.to_string(), label.as_str().to_string())];
+                let what = format!("row {} (uuid {uuid}) {variant} {label}", t["row"]);
+                assert_same_bytes(
+                    &format!("{what}: request prompt"),
+                    sent,
+                    &format!("{prompt}{choice}"),
+                );
+                assert_eq!(
+                    json!(ctx),
+                    t["context_chars"],
+                    "{what}: where the continuation starts"
+                );
+                compared += 1;
+            }
+        }
+        assert_eq!(compared, 300 * 4, "{variant}");
+    }
 }
 
 fn row(uuid: &str, gold: Label, question: &str, tools: &[&str], tool_call: &str) -> Value {

@@ -29,6 +29,13 @@ fn recompute(rows: &[(String, String, u64)]) -> HashMap<&'static str, Option<f64
     };
     let all: Vec<(f64, bool)> = LABELS.iter().map(|l| f1(l)).collect();
     let present: Vec<f64> = all.iter().filter(|x| x.1).map(|x| x.0).collect();
+    // The official task's macro-F1: sklearn's macro average, over the labels
+    // in gold or predicted (`invalid` is not a label).
+    let official: Vec<f64> = LABELS
+        .iter()
+        .filter(|l| rows.iter().any(|(g, p, _)| g == *l || p == *l))
+        .map(|l| f1(l).0)
+        .collect();
     let rate = |num: usize, den: usize| (den > 0).then(|| num as f64 / den as f64);
     let ca0: Vec<_> = rows
         .iter()
@@ -51,6 +58,15 @@ fn recompute(rows: &[(String, String, u64)]) -> HashMap<&'static str, Option<f64
         (
             "tool_hallucination_rate",
             rate(ca0.iter().filter(|r| r.1 == "tool_call").count(), ca0.len()),
+        ),
+        (
+            "macro_f1_official",
+            Some(official.iter().sum::<f64>() / official.len() as f64),
+        ),
+        // additional_metrics.py: 0.0 when no example qualifies.
+        (
+            "tool_hallucination_rate_official",
+            Some(rate(ca0.iter().filter(|r| r.1 == "tool_call").count(), ca0.len()).unwrap_or(0.0)),
         ),
         (
             "answer_hallucination_rate",

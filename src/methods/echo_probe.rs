@@ -10,7 +10,8 @@
 //! cannot score prompts.
 
 use super::logprob::{self, AlignError, TokenKind};
-use crate::chat_templates::{self, Family};
+use crate::chat_templates::{self, ScoringTemplate};
+use crate::labels::Label;
 use crate::llm::CompletionReply;
 use serde::{Deserialize, Serialize};
 
@@ -46,19 +47,16 @@ impl Verdict {
     }
 
     /// One line for the user: what was found and what works.
-    pub fn message(&self, family: Family) -> String {
-        let fam = serde_json::to_value(family)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+    pub fn message(&self, template: ScoringTemplate) -> String {
+        let name = template.name();
         match self {
             Verdict::NoEcho => "no echo: the endpoint does not return the prompt's tokens (`echo: true` on /completions is ignored or unsupported); mcq_logprob needs a completions endpoint that echoes the prompt with logprobs (e.g. llama-cpp-python, vLLM)".into(),
             Verdict::EchoWithoutLogprobs => "echo without logprobs: the prompt comes back but without per-token `logprobs`; mcq_logprob needs `logprobs` with `echo` on /completions (enable them on the server if it has a switch, e.g. llama-cpp-python's `--logits_all true`)".into(),
-            Verdict::Unalignable { detail } => format!("unalignable echo: {detail}; try `template = \"default\"` (no special tokens) under [methods.mcq_logprob]"),
+            Verdict::Unalignable { detail } => format!("unalignable echo: {detail}; try `template = \"when2call\"` (no special tokens) under [methods.mcq_logprob]"),
             Verdict::Scorable { specials_not_text, partial_bytes, end_of_generation } => {
                 let mut parts = vec!["scorable: the endpoint echoes the prompt with logprobs".to_string()];
                 if *specials_not_text {
-                    parts.push(format!("special tokens not echoed as text: the `{fam}` template's markers are tokenized as specials and echoed as \"\" (w2c aligns around them; `template = \"default\"` has none)"));
+                    parts.push(format!("special tokens not echoed as text: the `{name}` template's markers are tokenized as specials and echoed as \"\" (w2c aligns around them; `template = \"when2call\"` has none)"));
                 }
                 if *partial_bytes {
                     parts.push("partial-byte tokens: multi-byte characters come back as byte pieces rendered \"\" (w2c counts them with the character they complete)".into());
@@ -72,13 +70,17 @@ impl Verdict {
     }
 }
 
-/// The probe's prompt for a family: a tiny tool list and question with
-/// multi-byte text, and an answer.
-pub fn prompt(family: Family) -> String {
-    let tools = vec![r#"{"name": "météo", "parameters": {}}"#.to_string()];
-    let context =
-        chat_templates::render_context(family, &tools, "Quel temps fait-il à Zürich? 天气如何？");
-    let (ctx, cont) = logprob::split_prompt(&context, "", "好的，café。");
+/// The probe's prompt for a template: [`chat_templates::specimen`] (a tool,
+/// a question and answers with multi-byte text) rendered in the template,
+/// with its `cannot_answer` choice ("好的，café。") as the continuation.
+pub fn prompt(template: ScoringTemplate) -> String {
+    let choice = Label::CannotAnswer.index();
+    let (context, answer) = match template.render(&chat_templates::specimen()) {
+        Ok(p) => (p.context, p.choices[choice].clone()),
+        // Every template renders the specimen (a unit test checks it).
+        Err(e) => (e.to_string(), String::new()),
+    };
+    let (ctx, cont) = logprob::split_prompt(&context, "", &answer);
     format!("{ctx}{cont}")
 }
 
@@ -112,8 +114,10 @@ pub fn verdict(prompt: &str, reply: &CompletionReply) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chat_templates::Family;
     use crate::llm::llama_echo::{self, Piece};
     use crate::llm::{mock, Usage};
+    use crate::official_task::OfficialVariant;
 
     fn reply_of(prompt: &str, generated: &[&str]) -> CompletionReply {
         let gen: Vec<Piece> = generated
@@ -135,7 +139,7 @@ mod tests {
 
     #[test]
     fn verdicts() {
-        let hermes = prompt(Family::Hermes);
+        let hermes = prompt(ScoringTemplate::W2c(Family::Hermes));
         assert_eq!(
             verdict(&hermes, &reply_of(&hermes, &[])),
             Verdict::Scorable {
@@ -144,7 +148,7 @@ mod tests {
                 end_of_generation: true
             }
         );
-        let plain = prompt(Family::Default);
+        let plain = prompt(ScoringTemplate::Official(OfficialVariant::When2call));
         let simple = mock::completion(&plain, true, true, 1, 7);
         assert_eq!(
             verdict(&plain, &simple),
@@ -168,9 +172,18 @@ mod tests {
             matches!(v, Verdict::Unalignable { ref detail } if detail.contains("token 3")),
             "{v:?}"
         );
-        assert!(v.message(Family::Hermes).contains("template = \"default\""));
+        assert!(v
+            .message(ScoringTemplate::W2c(Family::Hermes))
+            .contains("template = \"when2call\""));
         assert!(Verdict::EchoWithoutLogprobs
-            .message(Family::Default)
+            .message(ScoringTemplate::W2c(Family::Default))
             .contains("logits_all"));
+        // Every template renders the probe's specimen, with its multi-byte
+        // answer as the continuation.
+        for t in ScoringTemplate::all() {
+            let p = prompt(t);
+            assert!(p.ends_with("好的，café。"), "{}: {p}", t.name());
+            assert!(p.contains("Zürich"), "{}", t.name());
+        }
     }
 }

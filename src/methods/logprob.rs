@@ -188,9 +188,10 @@ pub struct ContinuationScore {
 
 /// Splits lm-eval style: trailing whitespace of the context moves to the start
 /// of the continuation; the target delimiter goes between them.
-/// Returns (context, continuation).
+/// Returns (context, continuation). Whitespace is Python's (`str.rstrip()`,
+/// which also strips U+001C..U+001F), as in lm-eval's `_encode_pair`.
 pub fn split_prompt(context: &str, delimiter: &str, choice: &str) -> (String, String) {
-    let trimmed = context.trim_end();
+    let trimmed = crate::official_task::python::py_rstrip(context);
     let moved = &context[trimmed.len()..];
     (trimmed.to_string(), format!("{moved}{delimiter}{choice}"))
 }
@@ -743,6 +744,11 @@ mod tests {
         assert_eq!(cont, "\n\nyes");
         let (ctx, cont) = split_prompt("Q", " ", "no");
         assert_eq!((ctx.as_str(), cont.as_str()), ("Q", " no"));
+        // Python's whitespace, not Rust's: U+001F is stripped, U+200B is not.
+        let (ctx, cont) = split_prompt("Q?\u{1f} \u{85}", "", "A");
+        assert_eq!((ctx.as_str(), cont.as_str()), ("Q?", "\u{1f} \u{85}A"));
+        let (ctx, cont) = split_prompt("Q\u{200b}", "", "A");
+        assert_eq!((ctx.as_str(), cont.as_str()), ("Q\u{200b}", "A"));
     }
 
     #[test]

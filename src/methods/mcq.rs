@@ -8,6 +8,7 @@
 
 use super::{Concluding, Conclusion, Method, Scores, Sweep};
 use crate::audit::{AuditEvent, Severity};
+use crate::chat_templates::ScoringTemplate;
 use crate::config::Price;
 use crate::config::{McqConfig, OptionOrder};
 use crate::dataset::Example;
@@ -17,9 +18,10 @@ use crate::fingerprint::sha256_hex;
 use crate::labels::{Label, Prediction};
 use crate::llm::{CallItem, CallRecord, Client};
 use crate::llm::{ChatRequest, Message, Usage};
+use crate::official_task::RenderError;
 use crate::prompts::{self, Template};
-use crate::store::{MethodSettings, PredictionRow, UsageTotals};
-use anyhow::Result;
+use crate::store::{MethodSettings, NamespaceDir, PredictionRow, UsageTotals};
+use anyhow::{bail, Result};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -32,8 +34,9 @@ pub const NAME: &str = "mcq";
 /// Version of the reply parser; part of the settings hash.
 pub const PARSER_VERSION: u32 = 1;
 
-/// Placeholders the mcq template may use.
-pub const PLACEHOLDERS: &[&str] = &["tools", "question", "options", "label_list"];
+/// Placeholders the mcq template may use (`context` only with a
+/// `context` template configured).
+pub const PLACEHOLDERS: &[&str] = &["tools", "question", "options", "label_list", "context"];
 
 /// Everything the mcq method needs, resolved once per run.
 #[derive(Debug, Clone)]
@@ -50,6 +53,9 @@ pub struct Mcq {
     pub seed: u64,
     /// The sweep this is a repetition of (`stability_mcq`), if any.
     pub sweep: Option<Sweep>,
+    /// The scoring template whose context and choices the model is shown
+    /// (`[methods.mcq] context`), if any.
+    pub context: Option<ScoringTemplate>,
 }
 
 /// A model's reply to one `mcq` request, as the record keeps it.
@@ -133,8 +139,31 @@ crate::engine::record_with_fields!(McqRecord);
 impl Mcq {
     /// Resolves the method from config: loads the prompt template.
     pub fn new(config: &McqConfig, model: &str, seed: u64) -> Result<Mcq> {
-        let template = prompts::load(&config.prompt, PLACEHOLDERS)?;
+        let template = prompts::load(config.prompt_id(), PLACEHOLDERS)?;
+        let context = match &config.context {
+            Some(name) => Some(
+                ScoringTemplate::parse(name)
+                    .map_err(|e| anyhow::anyhow!("key `methods.mcq.context`: {e}"))?
+                    .template,
+            ),
+            None => None,
+        };
+        let uses_context = [&template.system, &template.user]
+            .iter()
+            .any(|t| t.contains("{{context}}"));
+        match (context.is_some(), uses_context) {
+            (true, false) => bail!(
+                "key `methods.mcq.prompt`: prompt {} does not use {{{{context}}}}, which `methods.mcq.context` fills (leave `prompt` out for builtin:mcq_context_v1)",
+                template.id
+            ),
+            (false, true) => bail!(
+                "key `methods.mcq.prompt`: prompt {} uses {{{{context}}}}, which needs `methods.mcq.context` (a template name such as \"when2call\")",
+                template.id
+            ),
+            _ => {}
+        }
         Ok(Mcq {
+            context,
             config: config.clone(),
             template,
             parser: ChoiceParser::new(&config.option_labels)?,
@@ -172,7 +201,7 @@ impl Mcq {
 
     fn plain_settings(&self) -> MethodSettings {
         let c = &self.config;
-        let settings = json!({
+        let mut settings = json!({
             "method": NAME,
             "option_labels": c.option_labels,
             "order": c.order,
@@ -183,6 +212,12 @@ impl Mcq {
             "prompt_sha256": self.template.sha256,
             "parser_version": PARSER_VERSION,
         });
+        // Only with a context template, so the settings (and namespaces) of
+        // sessions written before it stay as they were.
+        if let (Some(t), Some(obj)) = (self.context, settings.as_object_mut()) {
+            obj.insert("context".into(), json!(t.name()));
+            obj.insert("context_sha256".into(), json!(t.sha256()));
+        }
         MethodSettings::new(NAME, settings)
     }
 
@@ -206,28 +241,34 @@ impl Mcq {
     }
 
     /// Builds the chat request for an example (and repetition, in a sweep:
-    /// the sweep's temperature and the repetition's seed).
+    /// the sweep's temperature and the repetition's seed). With a context
+    /// template, `{{context}}` is its rendering of the example and the
+    /// options are its four choice strings (e.g. the tool call in the
+    /// template's syntax); it fails only on a row that template cannot render.
     pub fn request(
         &self,
         example: &Example,
         order: &[Label; 4],
         repeat: Option<u32>,
-    ) -> ChatRequest {
+    ) -> Result<ChatRequest, RenderError> {
         let labels = &self.config.option_labels;
+        let (context, answers) = match self.context {
+            Some(t) => {
+                let p = t.render(example)?;
+                (p.context, p.choices)
+            }
+            None => (String::new(), example.answers.clone()),
+        };
         let mut options = String::new();
         for (i, label) in order.iter().enumerate() {
             if i > 0 {
                 options.push('\n');
             }
+            let answer = &answers[label.index()];
             if self.config.show_behavior_names {
-                options.push_str(&format!(
-                    "{}) [{}] {}",
-                    labels[i],
-                    label,
-                    example.answer(*label)
-                ));
+                options.push_str(&format!("{}) [{}] {}", labels[i], label, answer));
             } else {
-                options.push_str(&format!("{}) {}", labels[i], example.answer(*label)));
+                options.push_str(&format!("{}) {}", labels[i], answer));
             }
         }
         let tools = if example.tools.is_empty() {
@@ -244,6 +285,7 @@ impl Mcq {
             ("question", example.question.as_str()),
             ("options", options.as_str()),
             ("label_list", label_list.as_str()),
+            ("context", context.as_str()),
         ];
         let mut messages = Vec::new();
         if !self.template.system.is_empty() {
@@ -260,14 +302,14 @@ impl Mcq {
             ),
             None => (self.config.temperature, self.seed),
         };
-        ChatRequest {
+        Ok(ChatRequest {
             model: self.model.clone(),
             messages,
             temperature,
             max_tokens: self.config.max_tokens,
             seed,
             tools: None,
-        }
+        })
     }
 
     /// Turns a reply into a record (prediction, parse status, audit events).
@@ -454,9 +496,28 @@ impl Method for McqRun {
         &self.client
     }
 
+    async fn before_items(&self, ns: &NamespaceDir, examples: &[Example]) -> Result<Vec<String>> {
+        if let Some(t) = self.mcq.context {
+            super::check_renders(&ns.name, t, examples)?;
+        }
+        Ok(Vec::new())
+    }
+
     async fn work(&self, ns: &str, item: WorkItem, example: &Example) -> ItemOutput<McqRecord> {
         let order = self.mcq.option_order(&example.uuid);
-        let req = self.mcq.request(example, &order, item.repeat);
+        let req = match self.mcq.request(example, &order, item.repeat) {
+            Ok(r) => r,
+            // Not expected: every row is checked before the items run.
+            Err(e) => {
+                return ItemOutput {
+                    calls: Vec::new(),
+                    result: Err(ItemError {
+                        message: e.to_string(),
+                        fatal: true,
+                    }),
+                }
+            }
+        };
         let outcome = self.client.chat(&req).await;
         let call_item = CallItem {
             method: ns,
@@ -608,11 +669,71 @@ mod tests {
         let m = mcq(OptionOrder::Fixed);
         let order = m.option_order("u1");
         assert_eq!(order, Label::ALL);
-        let req = m.request(&example(), &order, None);
+        let req = m.request(&example(), &order, None).unwrap();
         let user = &req.messages.last().unwrap().content;
         assert!(user.contains("A) d\nB) t\nC) r\nD) c"), "{user}");
         assert!(user.contains("A, B, C or D"));
         assert!(!user.contains("tool_call"));
+    }
+
+    #[test]
+    fn a_context_template_shows_its_context_and_choices() {
+        let cfg = McqConfig {
+            context: Some("when2call-llama3_2".into()),
+            ..McqConfig::default()
+        };
+        let m = Mcq::new(&cfg, "m", 7).unwrap();
+        let mut ex = example();
+        ex.answers[1] = r#"{"name": "w", "arguments": {"city": "Oslo"}}"#.into();
+        ex.tools = vec![r#"{"name": "w", "description": "weather"}"#.into()];
+        let req = m.request(&ex, &Label::ALL, None).unwrap();
+        let user = &req.messages.last().unwrap().content;
+        let official = crate::official_task::OfficialVariant::Llama3_2
+            .render_example(&ex)
+            .unwrap();
+        assert!(
+            user.contains(&format!("<<<PROMPT\n{}\nPROMPT>>>", official.context)),
+            "{user}"
+        );
+        assert!(user.contains("B) [w(city=\"Oslo\")]"), "{user}");
+        assert_eq!(m.template.id, "builtin:mcq_context_v1");
+        let s = m.settings();
+        assert_eq!(s.settings["context"], "when2call-llama3_2");
+        assert_eq!(
+            s.settings["context_sha256"],
+            crate::official_task::OfficialVariant::Llama3_2.template_sha256()
+        );
+        // Without a context the settings are what they always were.
+        assert!(mcq(OptionOrder::Fixed)
+            .settings()
+            .settings
+            .get("context")
+            .is_none());
+        // A row the template cannot render is an error, not a guess.
+        ex.answers[1] = "not json".into();
+        assert!(m.request(&ex, &Label::ALL, None).is_err());
+        // The prompt and the context go together.
+        let err = Mcq::new(
+            &McqConfig {
+                context: Some("when2call".into()),
+                prompt: Some("builtin:mcq_v1".into()),
+                ..McqConfig::default()
+            },
+            "m",
+            7,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("{{context}}"), "{err}");
+        let err = Mcq::new(
+            &McqConfig {
+                prompt: Some("builtin:mcq_context_v1".into()),
+                ..McqConfig::default()
+            },
+            "m",
+            7,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("methods.mcq.context"), "{err}");
     }
 
     #[test]

@@ -18,7 +18,7 @@
 use super::logprob::{self, AlignError, ContinuationScore, ScoreError};
 use super::{echo_probe, Concluding, Conclusion, Method, Scores};
 use crate::audit::{AuditEvent, Severity};
-use crate::chat_templates::{self, Family};
+use crate::chat_templates::{Family, ScoringTemplate};
 use crate::config::Price;
 use crate::config::{McqLogprobConfig, Truncation};
 use crate::dataset::Example;
@@ -27,6 +27,7 @@ use crate::engine::{ItemError, ItemOutput};
 use crate::labels::{Label, Prediction};
 use crate::llm::{CallError, CallItem, CallRecord, Client};
 use crate::llm::{CompletionReply, CompletionRequest, Usage};
+use crate::official_task::RenderError;
 use crate::store::{write_json_atomic, MethodSettings, NamespaceDir, PredictionRow, UsageTotals};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
@@ -44,8 +45,11 @@ pub const VARIANTS: [&str; 4] = ["acc", "acc_norm", "acc_bytes", "acc_tokens"];
 pub struct McqLogprob {
     /// Config.
     pub config: McqLogprobConfig,
-    /// Chat family used to build prompts.
-    pub family: Family,
+    /// The scored prompt.
+    pub template: ScoringTemplate,
+    /// Said once before scoring: the config named the template the way
+    /// configs did before the official prompts (or, stored, not at all).
+    pub template_note: Option<String>,
     /// Target model.
     pub model: String,
     /// Run seed.
@@ -177,26 +181,65 @@ pub fn cut_points(context: &str) -> Vec<usize> {
 crate::engine::record_with_fields!(McqLogprobRecord);
 
 impl McqLogprob {
-    /// Resolves the family (explicit or by model name).
-    pub fn new(config: &McqLogprobConfig, model: &str, seed: u64) -> McqLogprob {
-        McqLogprob {
-            family: config.template.unwrap_or_else(|| Family::for_model(model)),
+    /// Resolves the template: the config's name, or (a stored config of a
+    /// session created before the official prompts, whose `template` is
+    /// null) w2c's family for the model name, as then.
+    pub fn new(config: &McqLogprobConfig, model: &str, seed: u64) -> Result<McqLogprob> {
+        let (template, template_note) = match &config.template {
+            Some(name) => {
+                let parsed = ScoringTemplate::parse(name)
+                    .map_err(|e| anyhow::anyhow!("key `methods.mcq_logprob.template`: {e}"))?;
+                let note = match (parsed.legacy_name, parsed.template) {
+                    (true, ScoringTemplate::W2c(f)) => Some(format!(
+                        "template {name:?} is w2c's own family `{}` (its name before the official prompts); the official task's prompt for it is `{}`",
+                        parsed.template.name(),
+                        f.official()
+                    )),
+                    _ => None,
+                };
+                (parsed.template, note)
+            }
+            None => {
+                let f = Family::for_model(model);
+                let t = ScoringTemplate::W2c(f);
+                (t, Some(format!(
+                    "this session was created before the official prompts and its stored config names no template: it keeps scoring `{}` (w2c's family for the model name), as then; name a template (e.g. `when2call`) in the config and `w2c run` it to score the official prompt in a new namespace",
+                    t.name()
+                )))
+            }
+        };
+        Ok(McqLogprob {
+            template,
+            template_note,
             config: config.clone(),
             model: model.to_string(),
             seed,
-        }
+        })
     }
 
-    /// Namespace settings.
+    /// Namespace settings. An official template is recorded by name and
+    /// sha256; w2c's families keep the settings they always had (`family`),
+    /// so sessions scored with them before resume in the same namespace.
     pub fn settings(&self) -> MethodSettings {
-        let value = json!({
-            "method": NAME,
-            "family": self.family,
-            "delimiter": self.config.delimiter,
-            "truncation": self.config.truncation,
-            "max_context_tokens": self.config.max_context_tokens,
-            "scoring_version": 2,
-        });
+        let value = match self.template {
+            ScoringTemplate::W2c(family) => json!({
+                "method": NAME,
+                "family": family,
+                "delimiter": self.config.delimiter,
+                "truncation": self.config.truncation,
+                "max_context_tokens": self.config.max_context_tokens,
+                "scoring_version": 2,
+            }),
+            ScoringTemplate::Official(_) => json!({
+                "method": NAME,
+                "template": self.template.name(),
+                "template_sha256": self.template.sha256(),
+                "delimiter": self.config.delimiter,
+                "truncation": self.config.truncation,
+                "max_context_tokens": self.config.max_context_tokens,
+                "scoring_version": 2,
+            }),
+        };
         MethodSettings::new(NAME, value)
     }
 
@@ -205,34 +248,31 @@ impl McqLogprob {
         super::one_item_per_example(examples)
     }
 
-    /// The example's context, its trailing whitespace moved out as lm-eval
-    /// does (see [`logprob::split_prompt`]).
-    pub fn context(&self, example: &Example) -> String {
-        chat_templates::render_context(self.family, &example.tools, &example.question)
+    /// The example's context as the template renders it (trailing
+    /// whitespace included; [`Self::prompts`] moves it as lm-eval does).
+    pub fn context(&self, example: &Example) -> Result<String, RenderError> {
+        self.template.render(example).map(|p| p.context)
     }
 
     /// The four scoring requests, with the first `cut` bytes of the context
-    /// (a [`cut_points`] position, or 0) dropped.
-    pub fn prompts(&self, example: &Example, cut: usize) -> Vec<ChoicePrompt> {
-        let context = self.context(example);
-        let context = context.get(cut..).unwrap_or(&context);
-        Label::ALL
+    /// (a [`cut_points`] position, or 0) dropped: per choice, lm-eval's
+    /// `_encode_pair` split of (context, delimiter + choice).
+    pub fn prompts(&self, example: &Example, cut: usize) -> Result<Vec<ChoicePrompt>, RenderError> {
+        let rendered = self.template.render(example)?;
+        let context = rendered.context.get(cut..).unwrap_or(&rendered.context);
+        Ok(Label::ALL
             .iter()
-            .map(|&label| {
-                let answer = chat_templates::render_answer(
-                    self.family,
-                    label == Label::ToolCall,
-                    example.answer(label),
-                );
-                let (ctx, cont) = logprob::split_prompt(context, &self.config.delimiter, &answer);
+            .zip(rendered.choices.iter())
+            .map(|(&label, answer)| {
+                let (ctx, cont) = logprob::split_prompt(context, &self.config.delimiter, answer);
                 ChoicePrompt {
                     label,
-                    answer,
+                    answer: answer.clone(),
                     request: self.request(format!("{ctx}{cont}")),
                     context_chars: ctx.chars().count(),
                 }
             })
-            .collect()
+            .collect())
     }
 
     /// A scoring request for one prompt string.
@@ -480,8 +520,11 @@ impl Method for McqLogprobRun {
         &self.client
     }
 
-    async fn before_items(&self, ns: &NamespaceDir) -> Result<Vec<String>> {
-        probe(ns, &self.method, &self.client).await
+    async fn before_items(&self, ns: &NamespaceDir, examples: &[Example]) -> Result<Vec<String>> {
+        super::check_renders(&ns.name, self.method.template, examples)?;
+        let mut notes: Vec<String> = self.method.template_note.iter().cloned().collect();
+        notes.extend(probe(ns, &self.method, &self.client).await?);
+        Ok(notes)
     }
 
     async fn work(
@@ -601,14 +644,14 @@ async fn probe(ns: &NamespaceDir, method: &McqLogprob, client: &Client) -> Resul
     let dir = ns;
     let ns = dir.name.as_str();
     let endpoint = client.endpoint("completions");
-    let prompt = echo_probe::prompt(method.family);
+    let prompt = echo_probe::prompt(method.template);
     let reply = client
         .complete(&method.request(prompt.clone()))
         .await
         .result
         .map_err(|e| anyhow::anyhow!("{ns}: the capability probe request failed: {e}"))?;
     let verdict = echo_probe::verdict(&prompt, &reply);
-    let message = verdict.message(method.family);
+    let message = verdict.message(method.template);
     let tokenize = match method.truncation_limit() {
         Some(_) if verdict.scorable() => Some(
             client
@@ -628,7 +671,8 @@ async fn probe(ns: &NamespaceDir, method: &McqLogprob, client: &Client) -> Resul
         &json!({
             "at": crate::store::session::now_utc(),
             "endpoint": endpoint,
-            "family": method.family,
+            "template": method.template.name(),
+            "template_sha256": method.template.sha256(),
             "result": verdict,
             "message": message,
             "tokenize_endpoint": tokenize,
@@ -638,6 +682,15 @@ async fn probe(ns: &NamespaceDir, method: &McqLogprob, client: &Client) -> Resul
         bail!("{endpoint}: the endpoint cannot score prompts for mcq_logprob: {message}");
     }
     Ok(vec![format!("probe: {message}")])
+}
+
+/// A row the template cannot render, as a call that cannot succeed (the
+/// method checks every row before scoring, so this is not expected).
+fn render_failed(e: RenderError) -> CallError {
+    CallError::Fatal {
+        message: e.to_string(),
+        status: None,
+    }
 }
 
 /// Where to cut an example's context.
@@ -659,7 +712,7 @@ async fn plan_cut(
     ex: &Example,
     limit: usize,
 ) -> Result<Plan, CallError> {
-    let prompts = method.prompts(ex, 0);
+    let prompts = method.prompts(ex, 0).map_err(render_failed)?;
     let mut longest = (0, 0);
     for (i, p) in prompts.iter().enumerate() {
         let (n, _) = client
@@ -672,13 +725,14 @@ async fn plan_cut(
     if longest.0 <= limit {
         return Ok(Plan::Fits);
     }
-    let context = method.context(ex);
+    let context = method.context(ex).map_err(render_failed)?;
     let points = cut_points(&context);
     let (mut lo, mut hi) = (0, points.len());
     let mut best = None;
     while lo < hi {
         let mid = (lo + hi) / 2;
-        let prompt = &method.prompts(ex, points[mid])[longest.1].request.prompt;
+        let prompts = method.prompts(ex, points[mid]).map_err(render_failed)?;
+        let prompt = &prompts[longest.1].request.prompt;
         let (n, _) = client.count_tokens(&method.model, prompt).await?;
         if n <= limit {
             best = Some((points[mid], n));
@@ -737,9 +791,18 @@ async fn score_example(
             }
         },
     };
+    let prompts = match method.prompts(ex, cut) {
+        Ok(p) => p,
+        Err(e) => {
+            return ItemOutput {
+                calls,
+                result: Err(ItemError::from_call(&render_failed(e))),
+            }
+        }
+    };
     let mut replies = Vec::new();
     let mut usage = Usage::default();
-    for p in method.prompts(ex, cut) {
+    for p in prompts {
         let outcome = client.complete(&p.request).await;
         let call_item = CallItem {
             method: ns,
@@ -790,6 +853,7 @@ async fn score_example(
 mod tests {
     use super::*;
     use crate::llm::llama_echo::{self, Piece};
+    use crate::official_task::OfficialVariant;
 
     fn example() -> Example {
         Example {
@@ -807,13 +871,18 @@ mod tests {
         }
     }
 
-    fn method(template: Family) -> McqLogprob {
+    fn method(template: ScoringTemplate) -> McqLogprob {
         let config = McqLogprobConfig {
-            template: Some(template),
+            template: Some(template.name()),
             ..McqLogprobConfig::default()
         };
-        McqLogprob::new(&config, "m", 1)
+        McqLogprob::new(&config, "m", 1).unwrap()
     }
+
+    const W2C_DEFAULT: ScoringTemplate = ScoringTemplate::W2c(Family::Default);
+    const W2C_HERMES: ScoringTemplate = ScoringTemplate::W2c(Family::Hermes);
+    const OFFICIAL: ScoringTemplate = ScoringTemplate::Official(OfficialVariant::When2call);
+    const OFFICIAL_HERMES: ScoringTemplate = ScoringTemplate::Official(OfficialVariant::Hermes);
 
     /// A llama-cpp-python style reply: token i scores -(i + 1) / 100;
     /// nothing generated after a prompt ending in "." or "。".
@@ -843,11 +912,12 @@ mod tests {
     // token when the model's next token was end-of-generation.
     #[test]
     fn end_of_generation_replies_are_trimmed_by_their_usage() {
-        for family in [Family::Default, Family::Hermes] {
+        for family in [W2C_DEFAULT, W2C_HERMES, OFFICIAL, OFFICIAL_HERMES] {
             let m = method(family);
             let ex = example();
             let replies: Vec<_> = m
                 .prompts(&ex, 0)
+                .unwrap()
                 .into_iter()
                 .map(|p| {
                     let r = reply(&p.request.prompt);
@@ -874,10 +944,11 @@ mod tests {
 
     #[test]
     fn an_unalignable_reply_makes_the_example_unscored_and_no_echo_is_an_error() {
-        let m = method(Family::Default);
+        let m = method(W2C_DEFAULT);
         let ex = example();
         let mut replies: Vec<_> = m
             .prompts(&ex, 0)
+            .unwrap()
             .into_iter()
             .map(|p| {
                 let r = reply(&p.request.prompt);
@@ -901,15 +972,16 @@ mod tests {
     #[test]
     fn cuts_fall_at_word_starts_and_keep_the_continuation() {
         assert_eq!(cut_points("ab cd\n\nef"), vec![3, 7]);
-        let m = method(Family::Default);
+        let m = method(W2C_DEFAULT);
         let ex = example();
-        let full = m.prompts(&ex, 0);
-        let cut = cut_points(&m.context(&ex))[3];
-        let cut_prompts = m.prompts(&ex, cut);
+        let full = m.prompts(&ex, 0).unwrap();
+        let context = m.context(&ex).unwrap();
+        let cut = cut_points(&context)[3];
+        let cut_prompts = m.prompts(&ex, cut).unwrap();
         for (a, b) in full.iter().zip(&cut_prompts) {
             assert_eq!(
                 a.context_chars - b.context_chars,
-                m.context(&ex)[..cut].chars().count()
+                context[..cut].chars().count()
             );
             assert!(a.request.prompt.ends_with(&b.request.prompt));
         }

@@ -55,9 +55,14 @@ pub trait Method {
         false
     }
 
-    /// Runs once before the items (e.g. a capability probe); returns notes
-    /// for the user. An error stops the method before any item runs.
-    fn before_items(&self, _ns: &NamespaceDir) -> impl Future<Output = Result<Vec<String>>> {
+    /// Runs once before the items (e.g. a capability probe, or a check that
+    /// every example can be rendered); returns notes for the user. An error
+    /// stops the method before any item runs.
+    fn before_items(
+        &self,
+        _ns: &NamespaceDir,
+        _examples: &[Example],
+    ) -> impl Future<Output = Result<Vec<String>>> {
         async { Ok(Vec::new()) }
     }
 
@@ -136,6 +141,39 @@ pub struct Scores {
     pub predictions: Vec<PredictionRow>,
     /// Per-example consistency, for a sweep's `consistency.svg`.
     pub consistencies: Option<Vec<f64>>,
+}
+
+/// Checks that `template` renders every example; the error names the
+/// rows (uuid) and the field of each, up to five, and how many in all.
+pub fn check_renders(
+    what: &str,
+    template: crate::chat_templates::ScoringTemplate,
+    examples: &[Example],
+) -> Result<()> {
+    let failures: Vec<String> = examples
+        .iter()
+        .filter_map(|e| {
+            template
+                .render(e)
+                .err()
+                .map(|err| format!("row uuid {}: {err}", e.uuid))
+        })
+        .collect();
+    if failures.is_empty() {
+        return Ok(());
+    }
+    let shown = failures
+        .iter()
+        .take(5)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n  ");
+    anyhow::bail!(
+        "{what}: template `{}` cannot render {} of the {} selected examples (the method needs every one; choose another template or leave those rows out):\n  {shown}",
+        template.name(),
+        failures.len(),
+        examples.len(),
+    )
 }
 
 /// One work item per example, in selection order.

@@ -574,6 +574,12 @@ pub fn py_strip(s: &str) -> &str {
     s.trim_matches(py_isspace)
 }
 
+/// Python's `s.rstrip()` (no argument): what lm-eval's `_encode_pair`
+/// keeps of a context before moving the rest into the continuation.
+pub fn py_rstrip(s: &str) -> &str {
+    s.trim_end_matches(py_isspace)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -642,6 +648,8 @@ mod tests {
         // "\x1c\xa0 x \u3000\x1f".strip() == "x"; "\u200b" is not whitespace
         assert_eq!(py_strip("\u{1c}\u{a0} x \u{3000}\u{1f}"), "x");
         assert_eq!(py_strip("\u{200b}x\u{200b}"), "\u{200b}x\u{200b}");
+        assert_eq!(py_rstrip(" x \u{1c}\n\u{85}\u{1f}"), " x");
+        assert_eq!(py_rstrip("x\u{200b}"), "x\u{200b}");
     }
 
     #[test]

@@ -212,7 +212,7 @@ fn plan(config: &Config, clients: &Clients) -> Result<Vec<Planned>> {
                 }));
             }
             MethodKind::McqLogprob => planned.push(Planned::McqLogprob(McqLogprobRun {
-                method: McqLogprob::new(&config.methods.mcq_logprob, target, seed),
+                method: McqLogprob::new(&config.methods.mcq_logprob, target, seed)?,
                 client: clients.target.clone(),
                 price: target_price,
             })),

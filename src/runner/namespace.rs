@@ -53,7 +53,7 @@ pub(super) async fn run_namespace<M: Method, O: RunObserver>(
     let total = items.len();
     if !ns.is_done() {
         run.session.mark_updated()?;
-        for note in method.before_items(&ns).await? {
+        for note in method.before_items(&ns, examples).await? {
             report.notes.push(format!("{}: {note}", ns.name));
         }
     }
@@ -196,6 +196,12 @@ fn metrics_file(
         audit: audit(),
         stability: scores.stability.clone(),
         variants: scores.variants.clone(),
+        paper: scores.variants.as_ref().and_then(|v| {
+            Some(crate::metrics::PaperMetrics::new(
+                v.get("acc")?,
+                v.get("acc_norm")?,
+            ))
+        }),
     }
 }
 

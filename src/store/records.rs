@@ -176,6 +176,10 @@ pub struct MetricsFile {
     /// Per-variant metrics, for `mcq_logprob` (`metrics` is the `acc` variant).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variants: Option<BTreeMap<String, Metrics>>,
+    /// The When2Call paper's MCQ metric set, for `mcq_logprob` (from its
+    /// `acc` and `acc_norm` variants).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paper: Option<crate::metrics::PaperMetrics>,
 }
 
 /// A file recorded in `_DONE.json`.

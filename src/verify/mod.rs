@@ -483,6 +483,13 @@ fn metric_diffs(stored: &Metrics, recomputed: &Metrics) -> Vec<String> {
             out.push(format!("{name}: stored {a:?}, recomputed {b:?}"));
         }
     }
+    // The official metrics, where the file has them (files written before
+    // w2c computed them do not).
+    for ((name, a), (_, b)) in stored.official().into_iter().zip(recomputed.official()) {
+        if a.is_some() && !close(a, b) {
+            out.push(format!("{name}: stored {a:?}, recomputed {b:?}"));
+        }
+    }
     if stored.n_total != recomputed.n_total {
         out.push(format!(
             "n_total: stored {}, recomputed {}",

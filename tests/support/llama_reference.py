@@ -7,7 +7,8 @@ that share a token prefix (the four choices of an example) evaluate it once.
 
 Usage: python llama_reference.py MODEL.gguf [N_CTX] < requests.jsonl
 Each input line: {"id": ..., "prompt": "...", "context_chars": N}.
-Each output line: {"id": ..., "logprob": sum, "n_tokens": n, "prompt_tokens": m}
+Each output line: {"id": ..., "logprob": sum, "n_tokens": n, "prompt_tokens": m,
+"last_logprob": the prompt's last token's log-probability}
 (prompt_tokens counts BOS, as the server's usage does).
 """
 import json
@@ -43,14 +44,17 @@ def main():
         llm.eval(whole[llm.n_tokens:])
         previous = whole
         logits = np.asarray(llm.scores[: len(whole)], dtype=np.float64)
-        total = 0.0
-        for i in range(ctx_len, len(whole)):
+        def token_logprob(i):
             row = logits[i - 1]
             peak = row.max()
             log_z = peak + np.log(np.exp(row - peak).sum())
-            total += float(row[whole[i]] - log_z)
+            return float(row[whole[i]] - log_z)
+
+        total = 0.0
+        for i in range(ctx_len, len(whole)):
+            total += token_logprob(i)
         out = {"id": req["id"], "logprob": total, "n_tokens": len(whole) - ctx_len,
-               "prompt_tokens": len(whole)}
+               "prompt_tokens": len(whole), "last_logprob": token_logprob(len(whole) - 1)}
         sys.stdout.write(json.dumps(out) + "\n")
         sys.stdout.flush()
 

@@ -11,7 +11,11 @@ the others.
 
 Prints one JSON line per (row, variant), rows in file order (blank lines
 skipped), variants in the order of the task files below:
-  {"row", "uuid", "variant", "answer_keys", "prompt", "choices", "target_index"}
+  {"row", "uuid", "variant", "answer_keys", "prompt", "choices", "target_index",
+   "context_chars"}
+where context_chars is the length (in code points) of the context lm-eval's
+`_encode_pair` keeps: the prompt without its trailing whitespace
+(`prompt.rstrip()`), which moves to the front of each continuation.
 or, when utils.py raises for that row, {"row", "uuid", "variant", "answer_keys", "error"}.
 A rendering that holds a lone surrogate (which no UTF-8 text can) has
 "unencodable": true and its surrogates written as backslash escapes.
@@ -103,6 +107,7 @@ def main():
                 rec["prompt"] = item["prompt"]
                 rec["choices"] = item["choices"]
                 rec["target_index"] = item["target_index"]
+                rec["context_chars"] = len(item["prompt"].rstrip())
                 if any(_has_surrogate(t) for t in [rec["prompt"], *rec["choices"]]):
                     rec["unencodable"] = True
                     rec["prompt"] = _printable(rec["prompt"])

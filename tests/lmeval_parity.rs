@@ -1,0 +1,433 @@
+//! `mcq_logprob` with the official templates against lm-evaluation-harness
+//! itself, on the same real server: llama-cpp-python serving the shared tiny
+//! GGUF (tests/common/llama.rs), lm-eval 0.4.13's `local-completions` (batch
+//! size 1, string prompts, the shared Hugging Face tokenizer) running the
+//! official `when2call` and `when2call-hermes` tasks — NVIDIA's task YAMLs
+//! and `utils.py`, copied at test time into a temp dir (never into the
+//! repository) and pointed at the same rows w2c scores.
+//!
+//! Per choice: the prompt w2c sends is lm-eval's context + continuation and
+//! its continuation starts where lm-eval's `_encode_pair` puts it; the
+//! scores agree within 1e-3. lm-eval is wrong where the server generated
+//! nothing (the model's next token was end-of-generation, so
+//! `completion_tokens` is 0): its `token_logprobs[ctxlen:-1]` then drops the
+//! prompt's last token. There the test checks that this is exactly what
+//! happened and checks w2c against the in-process reference instead
+//! (tests/support/llama_reference.py). Predictions (acc, acc_norm) and the
+//! paper's metric set (acc, acc_norm, macro-F1, the official
+//! tool-hallucination rate, computed by the official `additional_metrics.py`)
+//! are equal, with lm-eval's wrong scores replaced by the reference's.
+//!
+//! The lm-eval venv comes from `.ci/lmeval_venv.sh`; without it the test
+//! fails with one line saying so.
+
+mod common;
+
+use common::llama::{reference, LlamaServer, RefRequest};
+use common::*;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The server's context window (every chosen row fits).
+const N_CTX: u32 = 2048;
+
+/// Short real rows: `cannot_answer` without tools and non-ASCII text
+/// ("Käärijä"), `request_for_info` and `tool_call` with one tool each.
+const ROWS: [&str; 3] = ["6065e474", "c3ce199a", "c8d83563"];
+
+/// A synthetic row whose `direct` answer "yes" is followed, in both
+/// templates, by the model's end-of-generation token: the server appends
+/// nothing and reports `completion_tokens: 0` for that choice.
+const EOG_ROW: &str = r#"{"uuid": "eog-0002", "source": "w2c-test", "question": "What is the license?", "correct_answer": "cannot_answer", "answers": {"direct": "yes", "tool_call": "{\"name\": \"license\", \"arguments\": {}}", "request_for_info": "Which license?", "cannot_answer": "I cannot tell."}, "target_tool": null, "tools": []}"#;
+
+/// The official tasks compared.
+const TASKS: [&str; 2] = ["when2call", "when2call-hermes"];
+
+const LABELS: [&str; 4] = ["direct", "tool_call", "request_for_info", "cannot_answer"];
+
+/// The lm-eval venv's python (`W2C_LMEVAL_PYTHON`, else the CI cache path);
+/// one line saying how to get it when it is missing.
+fn lmeval_python() -> PathBuf {
+    let p = match std::env::var_os("W2C_LMEVAL_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+            .join(".cache/w2c-ci/lmeval-venv/bin/python"),
+    };
+    let ok = Command::new(&p)
+        .args([
+            "-c",
+            "import lm_eval.models.openai_completions, transformers, sklearn, pandas",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "lm-evaluation-harness is missing at {}: run `.ci/lmeval_venv.sh` (installs lm-eval 0.4.13 and transformers into ~/.cache/w2c-ci) or set W2C_LMEVAL_PYTHON",
+        p.display()
+    );
+    p
+}
+
+fn reference_dir() -> PathBuf {
+    let d = shared_dir().join("reference/when2call_lm_eval");
+    assert!(
+        d.join("utils.py").is_file(),
+        "the official When2Call task files are missing at {} (set W2C_SHARED_DIR)",
+        d.display()
+    );
+    d
+}
+
+fn support(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/support")
+        .join(name)
+}
+
+/// The rows (real ones by uuid prefix, then `extra`), as one JSONL file.
+fn rows_file(ws: &Workspace, prefixes: &[&str], extra: &[&str]) -> PathBuf {
+    let text = std::fs::read_to_string(shared_dataset()).expect("dataset");
+    let mut lines: Vec<&str> = Vec::new();
+    for p in prefixes {
+        let line = text
+            .lines()
+            .find(|l| {
+                let v: Value = serde_json::from_str(l).expect("row");
+                v["uuid"].as_str().unwrap_or_default().starts_with(p)
+            })
+            .unwrap_or_else(|| panic!("no row {p} in the shared file"));
+        lines.push(line);
+    }
+    lines.extend(extra);
+    ws.write("rows.jsonl", &(lines.join("\n") + "\n"))
+}
+
+/// A task directory for lm-eval: the official YAMLs of `tasks`, reading
+/// `rows` instead of `when2call_test_mcq.jsonl` (the shared file has the
+/// same fields), and a copy of `utils.py` beside them.
+fn task_dir(ws: &Workspace, rows: &Path, tasks: &[&str]) -> PathBuf {
+    let dir = ws.path().join("tasks");
+    std::fs::create_dir_all(&dir).expect("task dir");
+    let reference = reference_dir();
+    std::fs::copy(reference.join("utils.py"), dir.join("utils.py")).expect("utils.py");
+    for task in tasks {
+        let yaml = std::fs::read_to_string(reference.join(format!("{task}.yaml"))).expect("yaml");
+        let official = "lm_eval/tasks/when2call/when2call_test_mcq.jsonl";
+        assert!(
+            yaml.contains(official),
+            "{task}.yaml no longer reads {official}"
+        );
+        std::fs::write(
+            dir.join(format!("{task}.yaml")),
+            yaml.replace(official, &rows.display().to_string()),
+        )
+        .expect("write yaml");
+    }
+    dir
+}
+
+/// Runs lm-eval on the server; returns each task's samples file.
+fn run_lmeval(
+    ws: &Workspace,
+    url: &str,
+    tasks_dir: &Path,
+    tasks: &[&str],
+) -> HashMap<String, PathBuf> {
+    let out_dir = ws.path().join("lmeval-out");
+    let model_args = format!(
+        "model=tiny-llama-local,base_url={url}/v1/completions,tokenizer_backend=huggingface,tokenizer={},tokenized_requests=False,num_concurrent=1,max_retries=3,max_length={N_CTX}",
+        shared_dir().join("models/tiny-llama-local-tokenizer").display()
+    );
+    let out = Command::new(lmeval_python())
+        .args([
+            "-m",
+            "lm_eval",
+            "--model",
+            "local-completions",
+            "--model_args",
+        ])
+        .arg(&model_args)
+        .args([
+            "--batch_size",
+            "1",
+            "--tasks",
+            &tasks.join(","),
+            "--include_path",
+        ])
+        .arg(tasks_dir)
+        .args(["--log_samples", "--output_path"])
+        .arg(&out_dir)
+        .env("HF_HOME", ws.path().join("hf"))
+        .env("HF_DATASETS_OFFLINE", "1")
+        .env("HF_HUB_OFFLINE", "1")
+        .env("TOKENIZERS_PARALLELISM", "false")
+        .output()
+        .expect("run lm-eval");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "lm-eval failed:\n{log}");
+    let mut samples = HashMap::new();
+    for entry in walk(&out_dir) {
+        let name = entry.file_name().unwrap().to_string_lossy().into_owned();
+        for task in tasks {
+            if name.starts_with(&format!("samples_{task}_")) {
+                samples.insert(task.to_string(), entry.clone());
+            }
+        }
+    }
+    assert_eq!(
+        samples.len(),
+        tasks.len(),
+        "samples files under {}",
+        out_dir.display()
+    );
+    samples
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// w2c's `mcq_logprob` with an official template on the rows; returns the
+/// session directory.
+fn run_w2c(url: &str, rows: &Path, task: &str) -> (Workspace, PathBuf) {
+    let ws = Workspace::new();
+    let cfg = ws.write(
+        "eval.toml",
+        &format!(
+            r#"[run]
+runs_dir = "runs"
+seed = 7
+[dataset]
+path = "{rows}"
+[models]
+target = "tiny-llama-local"
+target_provider = "llama"
+[providers.llama]
+kind = "openai"
+base_url = "{url}/v1"
+max_concurrency = 1
+timeout_secs = 300
+max_attempts = 2
+[methods]
+enabled = ["mcq_logprob"]
+[methods.mcq_logprob]
+template = "{task}"
+"#,
+            rows = rows.display()
+        ),
+    );
+    run_ok(&ws, &cfg);
+    let s = only_session(&ws.runs(), "k");
+    (ws, s)
+}
+
+/// One choice as w2c scored it.
+struct Ours {
+    prompt: String,
+    context_chars: usize,
+    logprob: f64,
+    completion_tokens: u64,
+}
+
+fn ours(session: &Path) -> BTreeMap<(String, usize), Ours> {
+    let art = session.join("artifacts_local/mcq_logprob");
+    let mut calls: HashMap<String, Vec<Value>> = HashMap::new();
+    for c in read_jsonl(&art.join("llm_calls.jsonl")) {
+        assert_eq!(c["status"], "ok", "{c}");
+        calls
+            .entry(c["uuid"].as_str().unwrap().to_string())
+            .or_default()
+            .push(c);
+    }
+    let mut out = BTreeMap::new();
+    for d in read_jsonl(&art.join("debug_per_choice.jsonl")) {
+        let uuid = d["uuid"].as_str().unwrap().to_string();
+        let c = &d["choice"];
+        let i = LABELS.iter().position(|l| c["label"] == *l).unwrap();
+        let call = &calls[&uuid][i];
+        out.insert(
+            (uuid, i),
+            Ours {
+                prompt: call["request"]["prompt"].as_str().unwrap().to_string(),
+                context_chars: c["context_chars"].as_u64().unwrap() as usize,
+                logprob: c["logprob"].as_f64().unwrap(),
+                completion_tokens: call["usage"]["completion_tokens"].as_u64().unwrap(),
+            },
+        );
+    }
+    out
+}
+
+/// The paper's metric set from lm-eval's samples, the official way, with
+/// some choices' scores replaced.
+fn official_metrics(samples: &Path, corrections: &Value, ws: &Workspace) -> Value {
+    let path = ws.write("corrections.json", &corrections.to_string());
+    let out = Command::new(lmeval_python())
+        .arg(support("lmeval_official_metrics.py"))
+        .arg(reference_dir())
+        .arg(samples)
+        .arg(path)
+        .output()
+        .expect("lmeval_official_metrics.py");
+    assert!(
+        out.status.success(),
+        "lmeval_official_metrics.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("metrics JSON")
+}
+
+#[test]
+fn mcq_logprob_agrees_with_lm_eval_on_the_official_tasks() {
+    let t0 = std::time::Instant::now();
+    // Fail with the one line before starting anything.
+    lmeval_python();
+    let server = LlamaServer::start(N_CTX);
+    let ws = Workspace::new();
+    let rows = rows_file(&ws, &ROWS, &[EOG_ROW]);
+    let tasks = task_dir(&ws, &rows, &TASKS);
+    let samples = run_lmeval(&ws, &server.url, &tasks, &TASKS);
+    eprintln!("lm-eval: {:.1} s", t0.elapsed().as_secs_f64());
+
+    let mut lmeval_wrong = 0;
+    for task in TASKS {
+        let (_w2c_ws, session) = run_w2c(&server.url, &rows, task);
+        eprintln!("w2c {task}: {:.1} s", t0.elapsed().as_secs_f64());
+        let ours = ours(&session);
+        assert_eq!(ours.len(), 4 * (ROWS.len() + 1), "{task}");
+        let theirs = read_jsonl(&samples[task]);
+        assert_eq!(theirs.len(), ROWS.len() + 1, "{task}");
+
+        // Where the server generated nothing, lm-eval's slice drops the
+        // prompt's last token: those choices are checked against the
+        // in-process reference.
+        let eog: Vec<(String, usize)> = ours
+            .iter()
+            .filter(|(_, o)| o.completion_tokens == 0)
+            .map(|(k, _)| k.clone())
+            .collect();
+        assert!(
+            eog.contains(&("eog-0002".to_string(), 0)),
+            "{task}: the model no longer ends generation after the synthetic row's `direct` answer (the end-of-generation case is not covered)"
+        );
+        let refs = reference(
+            &eog.iter()
+                .map(|k| RefRequest {
+                    id: format!("{}/{}", k.0, k.1),
+                    prompt: ours[k].prompt.clone(),
+                    context_chars: ours[k].context_chars,
+                })
+                .collect::<Vec<_>>(),
+        );
+        let mut corrections = serde_json::Map::new();
+        for (k, r) in eog.iter().zip(&refs) {
+            corrections.insert(format!("{}/{}", k.0, k.1), r["logprob"].clone());
+        }
+
+        for s in &theirs {
+            let uuid = s["doc"]["uuid"].as_str().unwrap();
+            for i in 0..4 {
+                let what = format!("{task} {uuid} {}", LABELS[i]);
+                let o = &ours[&(uuid.to_string(), i)];
+                let arg = &s["arguments"][format!("gen_args_{i}")];
+                let (ctx, cont) = (
+                    arg["arg_0"].as_str().unwrap(),
+                    arg["arg_1"].as_str().unwrap(),
+                );
+                // The same text, split where lm-eval's _encode_pair splits it
+                // (Python's rstrip of the context).
+                assert_eq!(o.prompt, format!("{ctx}{cont}"), "{what}: prompt");
+                let kept = ctx.trim_end_matches(|c: char| {
+                    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+                });
+                assert_eq!(
+                    o.context_chars,
+                    kept.chars().count(),
+                    "{what}: continuation start"
+                );
+                let lmeval: f64 = s["filtered_resps"][i][0].as_str().unwrap().parse().unwrap();
+                if let Some(pos) = eog.iter().position(|k| k.0 == uuid && k.1 == i) {
+                    let r = &refs[pos];
+                    let truth = r["logprob"].as_f64().unwrap();
+                    let last = r["last_logprob"].as_f64().unwrap();
+                    assert!(
+                        (lmeval - (truth - last)).abs() <= 1e-3,
+                        "{what}: lm-eval {lmeval} is not the reference {truth} without the last token ({last})"
+                    );
+                    assert!(
+                        (o.logprob - truth).abs() <= 1e-3,
+                        "{what}: w2c {} vs in-process {truth}",
+                        o.logprob
+                    );
+                    lmeval_wrong += 1;
+                } else {
+                    assert!(
+                        (o.logprob - lmeval).abs() <= 1e-3,
+                        "{what}: w2c {} vs lm-eval {lmeval}",
+                        o.logprob
+                    );
+                }
+            }
+        }
+
+        // Predictions and the paper's set, from lm-eval's samples with its
+        // wrong scores replaced by the reference's.
+        let official = official_metrics(&samples[task], &Value::Object(corrections), &ws);
+        let preds = read_jsonl(&session.join("artifacts_local/mcq_logprob/predictions.jsonl"));
+        for p in &preds {
+            let uuid = p["uuid"].as_str().unwrap();
+            let doc = &official["per_doc"][uuid];
+            assert_eq!(
+                p["prediction"],
+                LABELS[doc["pred"].as_u64().unwrap() as usize],
+                "{task} {uuid} acc"
+            );
+            assert_eq!(
+                p["prediction_acc_norm"],
+                LABELS[doc["pred_norm"].as_u64().unwrap() as usize],
+                "{task} {uuid} acc_norm"
+            );
+            if !eog.iter().any(|k| k.0 == uuid) {
+                // lm-eval's own per-sample results, where it is right.
+                assert_eq!(
+                    doc["lmeval_acc"].as_f64(),
+                    Some(f64::from(p["prediction"] == p["gold"])),
+                    "{task} {uuid}"
+                );
+                assert_eq!(
+                    doc["lmeval_acc_norm"].as_f64(),
+                    Some(f64::from(p["prediction_acc_norm"] == p["gold"])),
+                    "{task} {uuid}"
+                );
+            }
+        }
+        let m = read_json(&session.join("artifacts_local/mcq_logprob/metrics.json"));
+        let paper = &m["paper"];
+        assert_eq!(paper["n"], official["n"], "{task}");
+        for key in ["acc", "acc_norm", "macro_f1", "tool_hallucination_rate"] {
+            let (a, b) = (
+                paper[key].as_f64().unwrap(),
+                official[key].as_f64().unwrap(),
+            );
+            assert!((a - b).abs() < 1e-12, "{task} {key}: w2c {a}, official {b}");
+        }
+        let settings = read_json(&session.join("checkpoints/mcq_logprob/method_settings.json"));
+        assert_eq!(settings["settings"]["template"], task);
+    }
+    assert!(lmeval_wrong >= TASKS.len());
+    eprintln!("total: {:.1} s", t0.elapsed().as_secs_f64());
+    drop(server);
+}
