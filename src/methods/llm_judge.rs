@@ -14,10 +14,9 @@
 //! that spent its budget) is audited and is an `invalid` prediction without a
 //! judge call.
 
-use super::{Concluding, Conclusion, Method, Scores};
+use super::{Bound, Concluding, Conclusion, Method, Plan, Scores};
 use crate::audit::AuditSummary;
 use crate::audit::{AuditEvent, Severity};
-use crate::config::Price;
 use crate::config::{LlmJudgeConfig, ToolsMode};
 use crate::dataset::Example;
 use crate::engine::WorkItem;
@@ -31,7 +30,6 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 /// Method name (the judge namespace).
 pub const NAME: &str = "llm_judge";
@@ -236,14 +234,6 @@ impl LlmJudge {
         )
     }
 
-    /// Work items: one per example, or K per example in a sweep.
-    pub fn items(&self, examples: &[Example]) -> Vec<WorkItem> {
-        if let Some(sweep) = &self.sweep {
-            return sweep.items(examples);
-        }
-        super::one_item_per_example(examples)
-    }
-
     /// The target request for an example (and repetition, in a sweep).
     pub fn target_request(&self, example: &Example, repeat: Option<u32>) -> ChatRequest {
         let native = self.config.tools_mode == ToolsMode::Native;
@@ -326,6 +316,22 @@ impl LlmJudge {
             "That reply could not be read ({error}). Reply with JSON only: {{\"classification\": \"direct\" | \"tool_call\" | \"request_for_info\" | \"cannot_answer\"}}."
         )));
         req
+    }
+}
+
+impl Plan for LlmJudge {
+    /// The target stream's settings ([`JudgeAnswers`] names its own
+    /// namespace with [`LlmJudge::judge_settings`]).
+    fn settings(&self) -> MethodSettings {
+        self.target_settings()
+    }
+
+    /// Work items: one per example, or K per example in a sweep.
+    fn items(&self, examples: &[Example]) -> Vec<WorkItem> {
+        if let Some(sweep) = &self.sweep {
+            return sweep.items(examples);
+        }
+        super::one_item_per_example(examples)
     }
 }
 
@@ -477,28 +483,14 @@ pub fn preview(s: &str) -> String {
 /// The target stream of `llm_judge` (or of one of its sweeps) as the runner
 /// runs it: the target model answers every item freely, with the tools.
 /// Its answers are never regenerated once stored; the judge reads them.
-pub struct TargetAnswers {
-    /// The method.
-    pub method: LlmJudge,
-    /// The target model's client.
-    pub client: Arc<Client>,
-    /// The target model's price, when `[prices]` lists it.
-    pub price: Option<Price>,
-}
+pub type TargetAnswers = Bound<LlmJudge>;
 
-impl Method for TargetAnswers {
+impl Method for Bound<LlmJudge> {
     type Record = TargetRecord;
+    type Plan = LlmJudge;
 
-    fn settings(&self) -> MethodSettings {
-        self.method.target_settings()
-    }
-
-    fn items(&self, examples: &[Example]) -> Vec<WorkItem> {
-        self.method.items(examples)
-    }
-
-    fn client(&self) -> &Client {
-        &self.client
+    fn bound(&self) -> &Bound<LlmJudge> {
+        self
     }
 
     fn records_needed_when_done(&self) -> bool {
@@ -506,15 +498,15 @@ impl Method for TargetAnswers {
     }
 
     async fn work(&self, ns: &str, item: WorkItem, example: &Example) -> ItemOutput<TargetRecord> {
-        let req = self.method.target_request(example, item.repeat);
-        let outcome = self.client.chat(&req).await;
+        let req = self.plan.target_request(example, item.repeat);
+        let outcome = self.caller.client.chat(&req).await;
         let call_item = CallItem {
             method: ns,
             uuid: &example.uuid,
             repeat: item.repeat,
             role: "target",
         };
-        let call = CallRecord::chat(&self.client, call_item, &req, &outcome);
+        let call = CallRecord::chat(&self.caller.client, call_item, &req, &outcome);
         let result = match outcome.result {
             Ok(reply) => {
                 let mut audit = Vec::new();
@@ -554,10 +546,6 @@ impl Method for TargetAnswers {
         }
     }
 
-    fn usage(&self, records: &[&TargetRecord]) -> UsageTotals {
-        UsageTotals::sum(records.iter().map(|r| r.usage), self.price.as_ref())
-    }
-
     /// No metrics of its own: the answers (`target_responses.jsonl`, long
     /// texts as previews) and their token usage (`usage.json`).
     fn conclude(&self, ctx: &Concluding<'_>, records: &[&TargetRecord]) -> Result<Conclusion> {
@@ -589,12 +577,8 @@ impl Method for TargetAnswers {
 /// The judge stream of `llm_judge` (or of one of its sweeps) as the runner
 /// runs it: the judge model classifies every stored target answer.
 pub struct JudgeAnswers {
-    /// The method.
-    pub method: LlmJudge,
-    /// The judge model's client.
-    pub client: Arc<Client>,
-    /// The judge model's price, when `[prices]` lists it.
-    pub price: Option<Price>,
+    /// The method bound to the judge model.
+    pub judge: Bound<LlmJudge>,
     /// The target stream's namespace, its answers by key and its usage.
     pub target: JudgedTarget,
 }
@@ -612,26 +596,34 @@ pub struct JudgedTarget {
 
 impl Method for JudgeAnswers {
     type Record = JudgeRecord;
+    type Plan = LlmJudge;
 
-    fn settings(&self) -> MethodSettings {
-        self.method.judge_settings()
+    fn bound(&self) -> &Bound<LlmJudge> {
+        &self.judge
     }
 
-    fn items(&self, examples: &[Example]) -> Vec<WorkItem> {
-        self.method.items(examples)
+    /// The judge stream's own namespace (the plan's is the target's).
+    fn settings(&self) -> MethodSettings {
+        self.judge.plan.judge_settings()
     }
 
     fn runnable(&self, item: &WorkItem) -> bool {
         self.target.answers.contains_key(&item.key)
     }
 
-    fn client(&self) -> &Client {
-        &self.client
-    }
-
     async fn work(&self, ns: &str, item: WorkItem, example: &Example) -> ItemOutput<JudgeRecord> {
         match self.target.answers.get(&item.key) {
-            Some(target) => judge_one(&self.method, &self.client, ns, &item, example, target).await,
+            Some(target) => {
+                judge_one(
+                    &self.judge.plan,
+                    &self.judge.caller.client,
+                    ns,
+                    &item,
+                    example,
+                    target,
+                )
+                .await
+            }
             None => ItemOutput {
                 calls: Vec::new(),
                 result: Err(ItemError {
@@ -646,7 +638,7 @@ impl Method for JudgeAnswers {
     fn usage(&self, records: &[&JudgeRecord]) -> UsageTotals {
         self.target.usage.plus(UsageTotals::sum(
             records.iter().map(|r| r.usage),
-            self.price.as_ref(),
+            self.judge.caller.price.as_ref(),
         ))
     }
 
@@ -662,7 +654,7 @@ impl Method for JudgeAnswers {
 
     fn conclude(&self, ctx: &Concluding<'_>, records: &[&JudgeRecord]) -> Result<Conclusion> {
         let counts = super::status_counts(records.iter().map(|r| r.status))?;
-        let mut scores = match &self.method.sweep {
+        let mut scores = match &self.judge.plan.sweep {
             Some(sweep) => {
                 let by_key: HashMap<&str, Prediction> = records
                     .iter()

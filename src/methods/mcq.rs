@@ -6,27 +6,25 @@
 //! option; a reply that names no option, or several, is an `invalid`
 //! prediction (counted wrong, never coerced into a class) and is audited.
 
-use super::{Concluding, Conclusion, Method, Scores, Sweep};
+use super::{Bound, Concluding, Conclusion, Method, Plan, Scores, Sweep};
 use crate::audit::{AuditEvent, Severity};
 use crate::chat_templates::ScoringTemplate;
-use crate::config::Price;
 use crate::config::{McqConfig, OptionOrder};
 use crate::dataset::Example;
 use crate::engine::WorkItem;
 use crate::engine::{ItemError, ItemOutput};
 use crate::fingerprint::sha256_hex;
 use crate::labels::{Label, Prediction};
-use crate::llm::{CallItem, CallRecord, Client};
+use crate::llm::{CallItem, CallRecord};
 use crate::llm::{ChatRequest, Message, Usage};
 use crate::official_task::RenderError;
 use crate::prompts::{self, Template};
-use crate::store::{MethodSettings, NamespaceDir, PredictionRow, UsageTotals};
+use crate::store::{MethodSettings, NamespaceDir, PredictionRow};
 use anyhow::{bail, Result};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashMap;
-use std::sync::Arc;
 
 /// Method name.
 pub const NAME: &str = "mcq";
@@ -181,24 +179,6 @@ impl Mcq {
         }
     }
 
-    /// The settings that define this method's namespace (a sweep's include
-    /// the plain method's settings hash).
-    pub fn settings(&self) -> MethodSettings {
-        let plain = self.plain_settings();
-        let Some(sweep) = &self.sweep else {
-            return plain;
-        };
-        let name = super::sweep_name(NAME, sweep.k, sweep.temperature);
-        let value = json!({
-            "method": name,
-            "mcq_settings_hash": plain.settings_hash,
-            "k": sweep.k,
-            "temperature": sweep.temperature,
-            "seed_mode": sweep.seed_mode,
-        });
-        MethodSettings::new(&name, value)
-    }
-
     fn plain_settings(&self) -> MethodSettings {
         let c = &self.config;
         let mut settings = json!({
@@ -219,14 +199,6 @@ impl Mcq {
             obj.insert("context_sha256".into(), json!(t.sha256()));
         }
         MethodSettings::new(NAME, settings)
-    }
-
-    /// Work items: one per example, or K per example in a sweep.
-    pub fn items(&self, examples: &[Example]) -> Vec<WorkItem> {
-        match &self.sweep {
-            Some(sweep) => sweep.items(examples),
-            None => super::one_item_per_example(examples),
-        }
     }
 
     /// The order in which the behaviours are shown for an example.
@@ -373,6 +345,34 @@ impl Mcq {
     }
 }
 
+impl Plan for Mcq {
+    /// The settings that define this method's namespace (a sweep's include
+    /// the plain method's settings hash).
+    fn settings(&self) -> MethodSettings {
+        let plain = self.plain_settings();
+        let Some(sweep) = &self.sweep else {
+            return plain;
+        };
+        let name = super::sweep_name(NAME, sweep.k, sweep.temperature);
+        let value = json!({
+            "method": name,
+            "mcq_settings_hash": plain.settings_hash,
+            "k": sweep.k,
+            "temperature": sweep.temperature,
+            "seed_mode": sweep.seed_mode,
+        });
+        MethodSettings::new(&name, value)
+    }
+
+    /// Work items: one per example, or K per example in a sweep.
+    fn items(&self, examples: &[Example]) -> Vec<WorkItem> {
+        match &self.sweep {
+            Some(sweep) => sweep.items(examples),
+            None => super::one_item_per_example(examples),
+        }
+    }
+}
+
 /// Whether `text[start..end]` is part of a decimal number such as `0.5`.
 fn part_of_number(text: &str, start: usize, end: usize) -> bool {
     let mut after = text[end..].chars();
@@ -470,42 +470,28 @@ impl ChoiceParser {
     }
 }
 
-/// `mcq` (or one of its sweeps) as the runner runs it: the method, the
-/// target's client and its price.
-pub struct McqRun {
-    /// The method.
-    pub mcq: Mcq,
-    /// The target model's client.
-    pub client: Arc<Client>,
-    /// The target model's price, when `[prices]` lists it.
-    pub price: Option<Price>,
-}
+/// `mcq` (or one of its sweeps) as the runner runs it: the method bound to
+/// the target model.
+pub type McqRun = Bound<Mcq>;
 
-impl Method for McqRun {
+impl Method for Bound<Mcq> {
     type Record = McqRecord;
+    type Plan = Mcq;
 
-    fn settings(&self) -> MethodSettings {
-        self.mcq.settings()
-    }
-
-    fn items(&self, examples: &[Example]) -> Vec<WorkItem> {
-        self.mcq.items(examples)
-    }
-
-    fn client(&self) -> &Client {
-        &self.client
+    fn bound(&self) -> &Bound<Mcq> {
+        self
     }
 
     async fn before_items(&self, ns: &NamespaceDir, examples: &[Example]) -> Result<Vec<String>> {
-        if let Some(t) = self.mcq.context {
+        if let Some(t) = self.plan.context {
             super::check_renders(&ns.name, t, examples)?;
         }
         Ok(Vec::new())
     }
 
     async fn work(&self, ns: &str, item: WorkItem, example: &Example) -> ItemOutput<McqRecord> {
-        let order = self.mcq.option_order(&example.uuid);
-        let req = match self.mcq.request(example, &order, item.repeat) {
+        let order = self.plan.option_order(&example.uuid);
+        let req = match self.plan.request(example, &order, item.repeat) {
             Ok(r) => r,
             // Not expected: every row is checked before the items run.
             Err(e) => {
@@ -518,16 +504,16 @@ impl Method for McqRun {
                 }
             }
         };
-        let outcome = self.client.chat(&req).await;
+        let outcome = self.caller.client.chat(&req).await;
         let call_item = CallItem {
             method: ns,
             uuid: &example.uuid,
             repeat: item.repeat,
             role: "target",
         };
-        let call = CallRecord::chat(&self.client, call_item, &req, &outcome);
+        let call = CallRecord::chat(&self.caller.client, call_item, &req, &outcome);
         let result = match outcome.result {
-            Ok(reply) => Ok(self.mcq.record(
+            Ok(reply) => Ok(self.plan.record(
                 example,
                 item.repeat,
                 order,
@@ -546,12 +532,8 @@ impl Method for McqRun {
         }
     }
 
-    fn usage(&self, records: &[&McqRecord]) -> UsageTotals {
-        UsageTotals::sum(records.iter().map(|r| r.usage), self.price.as_ref())
-    }
-
     fn conclude(&self, ctx: &Concluding<'_>, records: &[&McqRecord]) -> Result<Conclusion> {
-        let scores = match &self.mcq.sweep {
+        let scores = match &self.plan.sweep {
             Some(sweep) => {
                 let by_key: HashMap<&str, Prediction> = records
                     .iter()

@@ -16,10 +16,9 @@
 //! until the longest choice fits ([`cut_points`]); the record says so.
 
 use super::logprob::{self, AlignError, ContinuationScore, ScoreError};
-use super::{echo_probe, Concluding, Conclusion, Method, Scores};
+use super::{echo_probe, Bound, Concluding, Conclusion, Method, Plan, Scores};
 use crate::audit::{AuditEvent, Severity};
 use crate::chat_templates::{Family, ScoringTemplate};
-use crate::config::Price;
 use crate::config::{McqLogprobConfig, Truncation};
 use crate::dataset::Example;
 use crate::engine::WorkItem;
@@ -28,12 +27,11 @@ use crate::labels::{Label, Prediction};
 use crate::llm::{CallError, CallItem, CallRecord, Client};
 use crate::llm::{CompletionReply, CompletionRequest, Usage};
 use crate::official_task::RenderError;
-use crate::store::{write_json_atomic, MethodSettings, NamespaceDir, PredictionRow, UsageTotals};
+use crate::store::{write_json_atomic, MethodSettings, NamespaceDir, PredictionRow};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// Method name.
 pub const NAME: &str = "mcq_logprob";
@@ -215,37 +213,6 @@ impl McqLogprob {
             model: model.to_string(),
             seed,
         })
-    }
-
-    /// Namespace settings. An official template is recorded by name and
-    /// sha256; w2c's families keep the settings they always had (`family`),
-    /// so sessions scored with them before resume in the same namespace.
-    pub fn settings(&self) -> MethodSettings {
-        let value = match self.template {
-            ScoringTemplate::W2c(family) => json!({
-                "method": NAME,
-                "family": family,
-                "delimiter": self.config.delimiter,
-                "truncation": self.config.truncation,
-                "max_context_tokens": self.config.max_context_tokens,
-                "scoring_version": 2,
-            }),
-            ScoringTemplate::Official(_) => json!({
-                "method": NAME,
-                "template": self.template.name(),
-                "template_sha256": self.template.sha256(),
-                "delimiter": self.config.delimiter,
-                "truncation": self.config.truncation,
-                "max_context_tokens": self.config.max_context_tokens,
-                "scoring_version": 2,
-            }),
-        };
-        MethodSettings::new(NAME, value)
-    }
-
-    /// Work items: one per example.
-    pub fn items(&self, examples: &[Example]) -> Vec<WorkItem> {
-        super::one_item_per_example(examples)
     }
 
     /// The example's context as the template renders it (trailing
@@ -478,6 +445,39 @@ impl McqLogprob {
     }
 }
 
+impl Plan for McqLogprob {
+    /// Namespace settings. An official template is recorded by name and
+    /// sha256; w2c's families keep the settings they always had (`family`),
+    /// so sessions scored with them before resume in the same namespace.
+    fn settings(&self) -> MethodSettings {
+        let value = match self.template {
+            ScoringTemplate::W2c(family) => json!({
+                "method": NAME,
+                "family": family,
+                "delimiter": self.config.delimiter,
+                "truncation": self.config.truncation,
+                "max_context_tokens": self.config.max_context_tokens,
+                "scoring_version": 2,
+            }),
+            ScoringTemplate::Official(_) => json!({
+                "method": NAME,
+                "template": self.template.name(),
+                "template_sha256": self.template.sha256(),
+                "delimiter": self.config.delimiter,
+                "truncation": self.config.truncation,
+                "max_context_tokens": self.config.max_context_tokens,
+                "scoring_version": 2,
+            }),
+        };
+        MethodSettings::new(NAME, value)
+    }
+
+    /// Work items: one per example.
+    fn items(&self, examples: &[Example]) -> Vec<WorkItem> {
+        super::one_item_per_example(examples)
+    }
+}
+
 fn truncation_event(key: &str, uuid: &str, t: &TruncationRecord) -> AuditEvent {
     AuditEvent::new(
         key,
@@ -493,37 +493,23 @@ fn truncation_event(key: &str, uuid: &str, t: &TruncationRecord) -> AuditEvent {
 /// File in the namespace's checkpoint directory holding the probe's verdict.
 pub const PROBE_FILE: &str = "probe.json";
 
-/// `mcq_logprob` as the runner runs it: the method, the target's client and
-/// its price. Before the items it probes the endpoint; each item is the four
-/// scoring calls (after a truncation plan when enabled).
-pub struct McqLogprobRun {
-    /// The method.
-    pub method: McqLogprob,
-    /// The target model's client.
-    pub client: Arc<Client>,
-    /// The target model's price, when `[prices]` lists it.
-    pub price: Option<Price>,
-}
+/// `mcq_logprob` as the runner runs it, bound to the target model. Before
+/// the items it probes the endpoint; each item is the four scoring calls
+/// (after a truncation plan when enabled).
+pub type McqLogprobRun = Bound<McqLogprob>;
 
-impl Method for McqLogprobRun {
+impl Method for Bound<McqLogprob> {
     type Record = McqLogprobRecord;
+    type Plan = McqLogprob;
 
-    fn settings(&self) -> MethodSettings {
-        self.method.settings()
-    }
-
-    fn items(&self, examples: &[Example]) -> Vec<WorkItem> {
-        self.method.items(examples)
-    }
-
-    fn client(&self) -> &Client {
-        &self.client
+    fn bound(&self) -> &Bound<McqLogprob> {
+        self
     }
 
     async fn before_items(&self, ns: &NamespaceDir, examples: &[Example]) -> Result<Vec<String>> {
-        super::check_renders(&ns.name, self.method.template, examples)?;
-        let mut notes: Vec<String> = self.method.template_note.iter().cloned().collect();
-        notes.extend(probe(ns, &self.method, &self.client).await?);
+        super::check_renders(&ns.name, self.plan.template, examples)?;
+        let mut notes: Vec<String> = self.plan.template_note.iter().cloned().collect();
+        notes.extend(probe(ns, &self.plan, &self.caller.client).await?);
         Ok(notes)
     }
 
@@ -533,11 +519,7 @@ impl Method for McqLogprobRun {
         _item: WorkItem,
         example: &Example,
     ) -> ItemOutput<McqLogprobRecord> {
-        score_example(&self.client, &self.method, example, ns).await
-    }
-
-    fn usage(&self, records: &[&McqLogprobRecord]) -> UsageTotals {
-        UsageTotals::sum(records.iter().map(|r| r.usage), self.price.as_ref())
+        score_example(&self.caller.client, &self.plan, example, ns).await
     }
 
     /// Metrics per variant over the scored examples; unscored ones are
@@ -694,7 +676,7 @@ fn render_failed(e: RenderError) -> CallError {
 }
 
 /// Where to cut an example's context.
-enum Plan {
+enum ContextCut {
     /// Every choice fits as it is.
     Fits,
     /// Cut this many bytes off the context's start.
@@ -711,7 +693,7 @@ async fn plan_cut(
     method: &McqLogprob,
     ex: &Example,
     limit: usize,
-) -> Result<Plan, CallError> {
+) -> Result<ContextCut, CallError> {
     let prompts = method.prompts(ex, 0).map_err(render_failed)?;
     let mut longest = (0, 0);
     for (i, p) in prompts.iter().enumerate() {
@@ -723,7 +705,7 @@ async fn plan_cut(
         }
     }
     if longest.0 <= limit {
-        return Ok(Plan::Fits);
+        return Ok(ContextCut::Fits);
     }
     let context = method.context(ex).map_err(render_failed)?;
     let points = cut_points(&context);
@@ -742,7 +724,7 @@ async fn plan_cut(
         }
     }
     Ok(match best {
-        Some((cut, after)) => Plan::Cut(
+        Some((cut, after)) => ContextCut::Cut(
             cut,
             TruncationRecord {
                 dropped_chars: context[..cut].chars().count(),
@@ -750,7 +732,7 @@ async fn plan_cut(
                 prompt_tokens_after: after,
             },
         ),
-        None => Plan::Impossible(format!(
+        None => ContextCut::Impossible(format!(
             "the longest choice's prompt is {} tokens and stays over the limit of {limit} (the server's window minus the generated token) even with only the context's last word left",
             longest.0
         )),
@@ -770,9 +752,9 @@ async fn score_example(
     let (cut, truncation) = match method.truncation_limit() {
         None => (0, None),
         Some(limit) => match plan_cut(client, method, ex, limit).await {
-            Ok(Plan::Fits) => (0, None),
-            Ok(Plan::Cut(cut, record)) => (cut, Some(record)),
-            Ok(Plan::Impossible(detail)) => {
+            Ok(ContextCut::Fits) => (0, None),
+            Ok(ContextCut::Cut(cut, record)) => (cut, Some(record)),
+            Ok(ContextCut::Impossible(detail)) => {
                 let unscored = Unscored {
                     reason: UnscoredReason::ContextOverflow,
                     choice: None,

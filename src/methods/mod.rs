@@ -17,6 +17,7 @@ pub mod mcq_logprob;
 pub mod sweep;
 
 use crate::audit::AuditSummary;
+use crate::config::Price;
 use crate::dataset::Example;
 use crate::engine::{ItemOutput, Record, WorkItem};
 use crate::llm::Client;
@@ -26,28 +27,76 @@ use crate::store::{MethodSettings, NamespaceDir, PredictionRow, UsageTotals};
 use anyhow::Result;
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 
 pub use sweep::{sweep_name, Sweep};
 
-/// What a method plugs into the runner's one skeleton.
-pub trait Method {
-    /// The checkpoint record of one work item.
-    type Record: Record;
-
+/// What a method plans apart from the model it calls: the settings that
+/// name its namespace (hashed) and its work items.
+pub trait Plan {
     /// The settings that name the method's namespace (hashed).
     fn settings(&self) -> MethodSettings;
 
     /// Every work item of the namespace, in order.
     fn items(&self, examples: &[Example]) -> Vec<WorkItem>;
+}
+
+/// The model a method's items call: its client and its price (when
+/// `[prices]` lists it), which totals the namespace's usage.
+#[derive(Clone)]
+pub struct Caller {
+    /// The model's client.
+    pub client: Arc<Client>,
+    /// The model's price.
+    pub price: Option<Price>,
+}
+
+/// A method's plan bound to the model it calls: what the runner runs.
+#[derive(Clone)]
+pub struct Bound<P> {
+    /// The plan.
+    pub plan: P,
+    /// The model its items call.
+    pub caller: Caller,
+}
+
+/// What a method plugs into the runner's one skeleton: its plan, the model
+/// it calls, and the work of one item.
+pub trait Method {
+    /// The checkpoint record of one work item.
+    type Record: Record;
+    /// The method's plan (settings and items).
+    type Plan: Plan;
+
+    /// The plan and the model its items call.
+    fn bound(&self) -> &Bound<Self::Plan>;
+
+    /// The method's plan.
+    fn plan(&self) -> &Self::Plan {
+        &self.bound().plan
+    }
+
+    /// The model the items call; its client's concurrency drives the engine.
+    fn caller(&self) -> &Caller {
+        &self.bound().caller
+    }
+
+    /// The settings that name the method's namespace (the plan's unless a
+    /// method runs a second stream of the same plan).
+    fn settings(&self) -> MethodSettings {
+        self.plan().settings()
+    }
+
+    /// Every work item of the namespace, in order.
+    fn items(&self, examples: &[Example]) -> Vec<WorkItem> {
+        self.plan().items(examples)
+    }
 
     /// Whether an item can run now (the judge skips items whose target
     /// answer is missing); skipped items leave the namespace unfinished.
     fn runnable(&self, _item: &WorkItem) -> bool {
         true
     }
-
-    /// The client whose concurrency drives the engine.
-    fn client(&self) -> &Client;
 
     /// Whether the runner needs the records even when the namespace is
     /// already done (a judge's target answers feed its judge).
@@ -74,8 +123,14 @@ pub trait Method {
         example: &Example,
     ) -> impl Future<Output = ItemOutput<Self::Record>>;
 
-    /// Token totals (priced) of the namespace's records.
-    fn usage(&self, records: &[&Self::Record]) -> UsageTotals;
+    /// Token totals of the namespace's records, priced with the caller's
+    /// price.
+    fn usage(&self, records: &[&Self::Record]) -> UsageTotals {
+        UsageTotals::sum(
+            records.iter().map(|r| r.usage()),
+            self.caller().price.as_ref(),
+        )
+    }
 
     /// Audit event counts of the namespace's records.
     fn audit(&self, records: &[&Self::Record]) -> AuditSummary {

@@ -16,6 +16,7 @@ use crate::llm::Client;
 use crate::methods::llm_judge::{JudgeAnswers, JudgedTarget, LlmJudge, TargetAnswers};
 use crate::methods::mcq::{Mcq, McqRun};
 use crate::methods::mcq_logprob::{McqLogprob, McqLogprobRun};
+use crate::methods::{Bound, Caller};
 use crate::methods::{Method, Sweep};
 use crate::outcome::{MethodSummary, RunObserver, RunReport, RunStatus};
 use crate::store::session::{self, Manifest, NewSession, Session};
@@ -144,28 +145,36 @@ impl Opened {
     }
 }
 
-/// The clients of a run: the target's, and the judge's (the target's when
-/// they share a provider).
-struct Clients {
-    target: Arc<Client>,
-    judge: Option<Arc<Client>>,
+/// The models a run calls: the target, and the judge (whose client is the
+/// target's when they share a provider), each with its price.
+struct Callers {
+    target: Caller,
+    judge: Option<Caller>,
 }
 
-impl Clients {
-    fn new(config: &Config) -> Result<Clients> {
+impl Callers {
+    fn new(config: &Config) -> Result<Callers> {
+        let price = |model: &str| config.prices.get(model).copied();
         let (provider_name, provider_cfg) = config.target_provider()?;
-        let target = Arc::new(Client::new(provider_name, provider_cfg, config.run.seed)?);
+        let target = Caller {
+            client: Arc::new(Client::new(provider_name, provider_cfg, config.run.seed)?),
+            price: price(&config.models.target),
+        };
         let judge = if config.methods.enabled.iter().any(|m| m.uses_judge()) {
-            let (_, judge_provider, judge_cfg) = config.judge_provider()?;
-            Some(if judge_provider == provider_name {
-                target.clone()
+            let (judge_model, judge_provider, judge_cfg) = config.judge_provider()?;
+            let client = if judge_provider == provider_name {
+                target.client.clone()
             } else {
                 Arc::new(Client::new(judge_provider, judge_cfg, config.run.seed)?)
+            };
+            Some(Caller {
+                client,
+                price: price(judge_model),
             })
         } else {
             None
         };
-        Ok(Clients { target, judge })
+        Ok(Callers { target, judge })
     }
 }
 
@@ -181,8 +190,7 @@ enum Planned {
 
 /// Every namespace the config's enabled methods run, in order: sweeps give
 /// one per temperature.
-fn plan(config: &Config, clients: &Clients) -> Result<Vec<Planned>> {
-    let target_price = config.prices.get(&config.models.target).copied();
+fn plan(config: &Config, callers: &Callers) -> Result<Vec<Planned>> {
     let st = &config.methods.stability;
     let sweeps: Vec<Sweep> = st
         .temperatures
@@ -205,16 +213,14 @@ fn plan(config: &Config, clients: &Clients) -> Result<Vec<Planned>> {
                 };
                 planned.extend(variants.into_iter().map(|mcq| {
                     Planned::Mcq(McqRun {
-                        mcq,
-                        client: clients.target.clone(),
-                        price: target_price,
+                        plan: mcq,
+                        caller: callers.target.clone(),
                     })
                 }));
             }
             MethodKind::McqLogprob => planned.push(Planned::McqLogprob(McqLogprobRun {
-                method: McqLogprob::new(&config.methods.mcq_logprob, target, seed)?,
-                client: clients.target.clone(),
-                price: target_price,
+                plan: McqLogprob::new(&config.methods.mcq_logprob, target, seed)?,
+                caller: callers.target.clone(),
             })),
             MethodKind::LlmJudge | MethodKind::StabilityLlmJudge => {
                 let (judge_model, _, _) = config.judge_provider()?;
@@ -236,13 +242,9 @@ async fn run_methods<O: RunObserver>(
     run: &Run<'_, O>,
     report: &mut RunReport,
 ) -> Result<()> {
-    let clients = Clients::new(config)?;
-    let judging = Judging {
-        clients: &clients,
-        target_price: config.prices.get(&config.models.target).copied(),
-        judge_price: (config.models.judge.as_deref()).and_then(|j| config.prices.get(j).copied()),
-    };
-    for planned in plan(config, &clients)? {
+    let callers = Callers::new(config)?;
+    let judging = Judging { callers: &callers };
+    for planned in plan(config, &callers)? {
         if run.cancel.is_cancelled() {
             report.status = RunStatus::Interrupted;
             break;
@@ -259,9 +261,7 @@ async fn run_methods<O: RunObserver>(
 
 /// `llm_judge`'s two streams: the target answers, then the judge over them.
 struct Judging<'a> {
-    clients: &'a Clients,
-    target_price: Option<config::Price>,
-    judge_price: Option<config::Price>,
+    callers: &'a Callers,
 }
 
 impl Judging<'_> {
@@ -273,15 +273,16 @@ impl Judging<'_> {
         method: LlmJudge,
         report: &mut RunReport,
     ) -> Result<MethodSummary> {
-        let judge_client = self
-            .clients
+        let judge_caller = self
+            .callers
             .judge
             .clone()
             .context("llm_judge needs a judge client")?;
         let mut judge = JudgeAnswers {
-            method: method.clone(),
-            client: judge_client,
-            price: self.judge_price,
+            judge: Bound {
+                plan: method.clone(),
+                caller: judge_caller,
+            },
             target: JudgedTarget::default(),
         };
         // Claimed first, so the judge's namespace is found done without
@@ -292,9 +293,8 @@ impl Judging<'_> {
         }
         let total = judge.items(run.examples.get()?).len();
         let targets = TargetAnswers {
-            method,
-            client: self.clients.target.clone(),
-            price: self.target_price,
+            plan: method,
+            caller: self.callers.target.clone(),
         };
         let answered = run_namespace(run, &targets, report).await?;
         if answered.cancelled && !answered.complete {

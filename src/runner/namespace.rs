@@ -63,7 +63,7 @@ pub(super) async fn run_namespace<M: Method, O: RunObserver>(
     let job = Job {
         ns: &ns,
         items: items.into_iter().filter(|i| method.runnable(i)).collect(),
-        concurrency: method.client().max_concurrency,
+        concurrency: method.caller().client.max_concurrency,
         cancel: run.cancel,
         progress: &progress,
     };
@@ -72,7 +72,7 @@ pub(super) async fn run_namespace<M: Method, O: RunObserver>(
         method.work(&ns.name, item, example)
     })
     .await?;
-    note_outcome(report, &ns.name, &outcome, method.client(), total);
+    note_outcome(report, &ns.name, &outcome, &method.caller().client, total);
     let ordered: Vec<&M::Record> = keys.iter().filter_map(|k| outcome.results.get(k)).collect();
     let mut summary = MethodSummary {
         namespace: ns.name.clone(),
