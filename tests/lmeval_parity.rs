@@ -23,7 +23,7 @@
 
 mod common;
 
-use common::llama::{reference, LlamaServer, RefRequest};
+use common::llama::{reference_with_context, LlamaServer, RefRequest};
 use common::*;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -136,10 +136,11 @@ fn run_lmeval(
     url: &str,
     tasks_dir: &Path,
     tasks: &[&str],
+    n_ctx: u32,
 ) -> HashMap<String, PathBuf> {
     let out_dir = ws.path().join("lmeval-out");
     let model_args = format!(
-        "model=tiny-llama-local,base_url={url}/v1/completions,tokenizer_backend=huggingface,tokenizer={},tokenized_requests=False,num_concurrent=1,max_retries=3,max_length={N_CTX}",
+        "model=tiny-llama-local,base_url={url}/v1/completions,tokenizer_backend=huggingface,tokenizer={},tokenized_requests=False,num_concurrent=1,max_retries=3,max_length={n_ctx}",
         shared_dir().join("models/tiny-llama-local-tokenizer").display()
     );
     let out = Command::new(lmeval_python())
@@ -290,144 +291,273 @@ fn official_metrics(samples: &Path, corrections: &Value, ws: &Workspace) -> Valu
     serde_json::from_slice(&out.stdout).expect("metrics JSON")
 }
 
+/// What one task's comparison found.
+#[derive(Default)]
+struct Parity {
+    task: String,
+    rows: usize,
+    choices: usize,
+    /// Choices compared with lm-eval, and the largest difference.
+    against_lmeval: usize,
+    max_diff_lmeval: f64,
+    /// Choices where the server generated nothing: lm-eval is wrong by the
+    /// prompt's last token there, w2c is compared with the reference.
+    eog: usize,
+    max_diff_reference: f64,
+    /// Every check that failed, one line each.
+    failures: Vec<String>,
+    w2c_secs: f64,
+    /// w2c's metrics.json `paper` block.
+    paper: String,
+}
+
+impl Parity {
+    fn check(&mut self, ok: bool, what: impl FnOnce() -> String) {
+        if !ok {
+            self.failures.push(what());
+        }
+    }
+}
+
+/// Runs lm-eval and w2c on the rows with every task; compares each choice's
+/// prompt, split point and score, then predictions and the paper's metric
+/// set. Returns one summary per task (checks collected, not asserted).
+fn parity(rows: &Path, n_rows: usize, tasks: &[&str], n_ctx: u32) -> (Vec<Parity>, f64) {
+    let t0 = std::time::Instant::now();
+    let server = LlamaServer::start(n_ctx);
+    let ws = Workspace::new();
+    let task_files = task_dir(&ws, rows, tasks);
+    let samples = run_lmeval(&ws, &server.url, &task_files, tasks, n_ctx);
+    let lmeval_secs = t0.elapsed().as_secs_f64();
+    eprintln!("lm-eval: {lmeval_secs:.1} s");
+    let mut out = Vec::new();
+    for task in tasks {
+        let t1 = std::time::Instant::now();
+        let (_w2c_ws, session) = run_w2c(&server.url, rows, task);
+        let mut p = Parity {
+            task: task.to_string(),
+            rows: n_rows,
+            w2c_secs: t1.elapsed().as_secs_f64(),
+            ..Parity::default()
+        };
+        eprintln!("w2c {task}: {:.1} s", p.w2c_secs);
+        compare_task(&mut p, &ws, &session, &samples[*task], n_ctx);
+        out.push(p);
+    }
+    drop(server);
+    (out, lmeval_secs)
+}
+
+fn compare_task(p: &mut Parity, ws: &Workspace, session: &Path, samples: &Path, n_ctx: u32) {
+    let task = p.task.clone();
+    let ours = ours(session);
+    p.choices = ours.len();
+    p.check(ours.len() == 4 * p.rows, || {
+        format!("{task}: w2c scored {} choices", ours.len())
+    });
+    let theirs = read_jsonl(samples);
+    p.check(theirs.len() == p.rows, || {
+        format!("{task}: lm-eval has {} samples", theirs.len())
+    });
+
+    // Where the server generated nothing, lm-eval's slice drops the
+    // prompt's last token: those choices are checked against the
+    // in-process reference.
+    let eog: Vec<(String, usize)> = ours
+        .iter()
+        .filter(|(_, o)| o.completion_tokens == 0)
+        .map(|(k, _)| k.clone())
+        .collect();
+    let refs = reference_with_context(
+        &eog.iter()
+            .map(|k| RefRequest {
+                id: format!("{}/{}", k.0, k.1),
+                prompt: ours[k].prompt.clone(),
+                context_chars: ours[k].context_chars,
+            })
+            .collect::<Vec<_>>(),
+        n_ctx,
+    );
+    p.eog = eog.len();
+    let mut corrections = serde_json::Map::new();
+    for (k, r) in eog.iter().zip(&refs) {
+        corrections.insert(format!("{}/{}", k.0, k.1), r["logprob"].clone());
+    }
+
+    for s in &theirs {
+        let uuid = s["doc"]["uuid"].as_str().unwrap();
+        for (i, label) in LABELS.iter().enumerate() {
+            let what = format!("{task} {uuid} {label}");
+            let Some(o) = ours.get(&(uuid.to_string(), i)) else {
+                p.failures.push(format!("{what}: not scored by w2c"));
+                continue;
+            };
+            let arg = &s["arguments"][format!("gen_args_{i}")];
+            let (ctx, cont) = (
+                arg["arg_0"].as_str().unwrap(),
+                arg["arg_1"].as_str().unwrap(),
+            );
+            // The same text, split where lm-eval's _encode_pair splits it
+            // (Python's rstrip of the context).
+            p.check(o.prompt == format!("{ctx}{cont}"), || {
+                format!("{what}: prompt")
+            });
+            let kept = ctx.trim_end_matches(|c: char| {
+                c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+            });
+            p.check(o.context_chars == kept.chars().count(), || {
+                format!(
+                    "{what}: continuation starts at {} not {}",
+                    o.context_chars,
+                    kept.chars().count()
+                )
+            });
+            let lmeval: f64 = s["filtered_resps"][i][0].as_str().unwrap().parse().unwrap();
+            if let Some(pos) = eog.iter().position(|k| k.0 == uuid && k.1 == i) {
+                let r = &refs[pos];
+                let truth = r["logprob"].as_f64().unwrap();
+                let last = r["last_logprob"].as_f64().unwrap();
+                p.check((lmeval - (truth - last)).abs() <= 1e-3, || {
+                    format!("{what}: lm-eval {lmeval} is not the reference {truth} without the last token ({last})")
+                });
+                let diff = (o.logprob - truth).abs();
+                p.max_diff_reference = p.max_diff_reference.max(diff);
+                p.check(diff <= 1e-3, || {
+                    format!("{what}: w2c {} vs in-process {truth}", o.logprob)
+                });
+            } else {
+                let diff = (o.logprob - lmeval).abs();
+                p.against_lmeval += 1;
+                p.max_diff_lmeval = p.max_diff_lmeval.max(diff);
+                p.check(diff <= 1e-3, || {
+                    format!("{what}: w2c {} vs lm-eval {lmeval}", o.logprob)
+                });
+            }
+        }
+    }
+
+    // Predictions and the paper's set, from lm-eval's samples with its
+    // wrong scores replaced by the reference's.
+    let official = official_metrics(samples, &Value::Object(corrections), ws);
+    let preds = read_jsonl(&session.join("artifacts_local/mcq_logprob/predictions.jsonl"));
+    for pr in &preds {
+        let uuid = pr["uuid"].as_str().unwrap();
+        let doc = &official["per_doc"][uuid];
+        let label = |key: &str| LABELS[doc[key].as_u64().unwrap() as usize];
+        p.check(pr["prediction"] == label("pred"), || {
+            format!("{task} {uuid} acc prediction")
+        });
+        p.check(pr["prediction_acc_norm"] == label("pred_norm"), || {
+            format!("{task} {uuid} acc_norm prediction")
+        });
+        if !eog.iter().any(|k| k.0 == uuid) {
+            // lm-eval's own per-sample results, where it is right.
+            p.check(
+                doc["lmeval_acc"].as_f64() == Some(f64::from(pr["prediction"] == pr["gold"])),
+                || format!("{task} {uuid}: lm-eval's acc"),
+            );
+            p.check(
+                doc["lmeval_acc_norm"].as_f64()
+                    == Some(f64::from(pr["prediction_acc_norm"] == pr["gold"])),
+                || format!("{task} {uuid}: lm-eval's acc_norm"),
+            );
+        }
+    }
+    let m = read_json(&session.join("artifacts_local/mcq_logprob/metrics.json"));
+    let paper = &m["paper"];
+    p.check(paper["n"] == official["n"], || format!("{task}: n"));
+    for key in ["acc", "acc_norm", "macro_f1", "tool_hallucination_rate"] {
+        let (a, b) = (paper[key].as_f64(), official[key].as_f64());
+        p.check(
+            matches!((a, b), (Some(a), Some(b)) if (a - b).abs() < 1e-12),
+            || format!("{task} {key}: w2c {a:?}, official {b:?}"),
+        );
+    }
+    let settings = read_json(&session.join("checkpoints/mcq_logprob/method_settings.json"));
+    p.check(settings["settings"]["template"] == task.as_str(), || {
+        format!(
+            "{task}: method_settings.json names {}",
+            settings["settings"]["template"]
+        )
+    });
+    p.paper = paper.to_string();
+    eprintln!("{}", summary_line(p));
+}
+
+/// One markdown table row for BENCHMARKS.md.
+fn summary_line(p: &Parity) -> String {
+    format!(
+        "| {} | {} | {} | {} | {:.2e} | {} | {:.2e} | {} | {:.0} | `{}` |",
+        p.task,
+        p.rows,
+        p.choices,
+        p.against_lmeval,
+        p.max_diff_lmeval,
+        p.eog,
+        p.max_diff_reference,
+        p.failures.len(),
+        p.w2c_secs,
+        p.paper,
+    )
+}
+
+fn assert_parity(results: &[Parity]) {
+    let failures: Vec<&String> = results.iter().flat_map(|p| &p.failures).collect();
+    assert!(
+        failures.is_empty(),
+        "{} check(s) failed:\n{}",
+        failures.len(),
+        failures
+            .iter()
+            .take(40)
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
 #[test]
 fn mcq_logprob_agrees_with_lm_eval_on_the_official_tasks() {
-    let t0 = std::time::Instant::now();
     // Fail with the one line before starting anything.
     lmeval_python();
-    let server = LlamaServer::start(N_CTX);
     let ws = Workspace::new();
     let rows = rows_file(&ws, &ROWS, &[EOG_ROW]);
-    let tasks = task_dir(&ws, &rows, &TASKS);
-    let samples = run_lmeval(&ws, &server.url, &tasks, &TASKS);
-    eprintln!("lm-eval: {:.1} s", t0.elapsed().as_secs_f64());
-
-    let mut lmeval_wrong = 0;
-    for task in TASKS {
-        let (_w2c_ws, session) = run_w2c(&server.url, &rows, task);
-        eprintln!("w2c {task}: {:.1} s", t0.elapsed().as_secs_f64());
-        let ours = ours(&session);
-        assert_eq!(ours.len(), 4 * (ROWS.len() + 1), "{task}");
-        let theirs = read_jsonl(&samples[task]);
-        assert_eq!(theirs.len(), ROWS.len() + 1, "{task}");
-
-        // Where the server generated nothing, lm-eval's slice drops the
-        // prompt's last token: those choices are checked against the
-        // in-process reference.
-        let eog: Vec<(String, usize)> = ours
-            .iter()
-            .filter(|(_, o)| o.completion_tokens == 0)
-            .map(|(k, _)| k.clone())
-            .collect();
+    let (results, _) = parity(&rows, ROWS.len() + 1, &TASKS, N_CTX);
+    for p in &results {
         assert!(
-            eog.contains(&("eog-0002".to_string(), 0)),
-            "{task}: the model no longer ends generation after the synthetic row's `direct` answer (the end-of-generation case is not covered)"
+            p.eog >= 1,
+            "{}: the model no longer ends generation after the synthetic row's `direct` answer (the end-of-generation case is not covered)",
+            p.task
         );
-        let refs = reference(
-            &eog.iter()
-                .map(|k| RefRequest {
-                    id: format!("{}/{}", k.0, k.1),
-                    prompt: ours[k].prompt.clone(),
-                    context_chars: ours[k].context_chars,
-                })
-                .collect::<Vec<_>>(),
-        );
-        let mut corrections = serde_json::Map::new();
-        for (k, r) in eog.iter().zip(&refs) {
-            corrections.insert(format!("{}/{}", k.0, k.1), r["logprob"].clone());
-        }
-
-        for s in &theirs {
-            let uuid = s["doc"]["uuid"].as_str().unwrap();
-            for i in 0..4 {
-                let what = format!("{task} {uuid} {}", LABELS[i]);
-                let o = &ours[&(uuid.to_string(), i)];
-                let arg = &s["arguments"][format!("gen_args_{i}")];
-                let (ctx, cont) = (
-                    arg["arg_0"].as_str().unwrap(),
-                    arg["arg_1"].as_str().unwrap(),
-                );
-                // The same text, split where lm-eval's _encode_pair splits it
-                // (Python's rstrip of the context).
-                assert_eq!(o.prompt, format!("{ctx}{cont}"), "{what}: prompt");
-                let kept = ctx.trim_end_matches(|c: char| {
-                    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
-                });
-                assert_eq!(
-                    o.context_chars,
-                    kept.chars().count(),
-                    "{what}: continuation start"
-                );
-                let lmeval: f64 = s["filtered_resps"][i][0].as_str().unwrap().parse().unwrap();
-                if let Some(pos) = eog.iter().position(|k| k.0 == uuid && k.1 == i) {
-                    let r = &refs[pos];
-                    let truth = r["logprob"].as_f64().unwrap();
-                    let last = r["last_logprob"].as_f64().unwrap();
-                    assert!(
-                        (lmeval - (truth - last)).abs() <= 1e-3,
-                        "{what}: lm-eval {lmeval} is not the reference {truth} without the last token ({last})"
-                    );
-                    assert!(
-                        (o.logprob - truth).abs() <= 1e-3,
-                        "{what}: w2c {} vs in-process {truth}",
-                        o.logprob
-                    );
-                    lmeval_wrong += 1;
-                } else {
-                    assert!(
-                        (o.logprob - lmeval).abs() <= 1e-3,
-                        "{what}: w2c {} vs lm-eval {lmeval}",
-                        o.logprob
-                    );
-                }
-            }
-        }
-
-        // Predictions and the paper's set, from lm-eval's samples with its
-        // wrong scores replaced by the reference's.
-        let official = official_metrics(&samples[task], &Value::Object(corrections), &ws);
-        let preds = read_jsonl(&session.join("artifacts_local/mcq_logprob/predictions.jsonl"));
-        for p in &preds {
-            let uuid = p["uuid"].as_str().unwrap();
-            let doc = &official["per_doc"][uuid];
-            assert_eq!(
-                p["prediction"],
-                LABELS[doc["pred"].as_u64().unwrap() as usize],
-                "{task} {uuid} acc"
-            );
-            assert_eq!(
-                p["prediction_acc_norm"],
-                LABELS[doc["pred_norm"].as_u64().unwrap() as usize],
-                "{task} {uuid} acc_norm"
-            );
-            if !eog.iter().any(|k| k.0 == uuid) {
-                // lm-eval's own per-sample results, where it is right.
-                assert_eq!(
-                    doc["lmeval_acc"].as_f64(),
-                    Some(f64::from(p["prediction"] == p["gold"])),
-                    "{task} {uuid}"
-                );
-                assert_eq!(
-                    doc["lmeval_acc_norm"].as_f64(),
-                    Some(f64::from(p["prediction_acc_norm"] == p["gold"])),
-                    "{task} {uuid}"
-                );
-            }
-        }
-        let m = read_json(&session.join("artifacts_local/mcq_logprob/metrics.json"));
-        let paper = &m["paper"];
-        assert_eq!(paper["n"], official["n"], "{task}");
-        for key in ["acc", "acc_norm", "macro_f1", "tool_hallucination_rate"] {
-            let (a, b) = (
-                paper[key].as_f64().unwrap(),
-                official[key].as_f64().unwrap(),
-            );
-            assert!((a - b).abs() < 1e-12, "{task} {key}: w2c {a}, official {b}");
-        }
-        let settings = read_json(&session.join("checkpoints/mcq_logprob/method_settings.json"));
-        assert_eq!(settings["settings"]["template"], task);
     }
-    assert!(lmeval_wrong >= TASKS.len());
-    eprintln!("total: {:.1} s", t0.elapsed().as_secs_f64());
-    drop(server);
+    assert_parity(&results);
+}
+
+/// The whole shared file (bench/lmeval_parity.sh runs it and records the
+/// result in BENCHMARKS.md): `W2C_LMEVAL_TASKS` (comma-separated, default
+/// `when2call`), `W2C_LMEVAL_N_CTX` (default 8192, which every row fits).
+#[test]
+#[ignore = "takes tens of minutes: run by bench/lmeval_parity.sh"]
+fn whole_file_parity_with_lm_eval() {
+    lmeval_python();
+    let tasks_env = std::env::var("W2C_LMEVAL_TASKS").unwrap_or_else(|_| "when2call".into());
+    let tasks: Vec<&str> = tasks_env.split(',').map(str::trim).collect();
+    let n_ctx: u32 = std::env::var("W2C_LMEVAL_N_CTX")
+        .ok()
+        .map(|v| v.parse().expect("W2C_LMEVAL_N_CTX is a number"))
+        .unwrap_or(8192);
+    let rows = shared_dataset();
+    let n_rows = std::fs::read_to_string(&rows)
+        .expect("dataset")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count();
+    let (results, lmeval_secs) = parity(&rows, n_rows, &tasks, n_ctx);
+    println!("n_ctx {n_ctx}; lm-eval (all tasks, one process): {lmeval_secs:.0} s\n");
+    println!("| task | rows | choices | compared with lm-eval | max abs diff | end-of-generation choices (vs reference) | max abs diff | failed checks | w2c s | w2c metrics.json `paper` |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for p in &results {
+        println!("{}", summary_line(p));
+    }
+    assert_parity(&results);
 }

@@ -148,13 +148,19 @@ pub struct RefRequest {
     pub context_chars: usize,
 }
 
-/// Runs `tests/support/llama_reference.py` over the requests; returns one
-/// JSON object per request (`id`, `logprob`, `n_tokens`, `prompt_tokens`).
+/// Runs `tests/support/llama_reference.py` over the requests with a
+/// 2,048-token context; returns one JSON object per request (`id`,
+/// `logprob`, `n_tokens`, `prompt_tokens`, `last_logprob`).
 pub fn reference(requests: &[RefRequest]) -> Vec<Value> {
+    reference_with_context(requests, 2048)
+}
+
+/// [`reference`] with a context window of `n_ctx` tokens.
+pub fn reference_with_context(requests: &[RefRequest], n_ctx: u32) -> Vec<Value> {
     let mut child = Command::new(llama_python())
         .arg(support("llama_reference.py"))
         .arg(tiny_model())
-        .arg("2048")
+        .arg(n_ctx.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
