@@ -1,0 +1,289 @@
+//! Command-line interface: argument parsing, dispatch, printing and exit codes.
+//! Library modules return errors; only this module talks to the user.
+
+mod commands;
+
+use crate::official_task::OfficialVariant;
+use crate::report;
+use crate::store::session;
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Exit code: everything finished.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: an error (bad config, dataset, I/O...).
+pub const EXIT_ERROR: i32 = 1;
+/// Exit code: some items failed after their retries; resume retries them.
+pub const EXIT_INCOMPLETE: i32 = 3;
+/// Exit code: the session is held by another process.
+pub const EXIT_BUSY: i32 = 4;
+/// Exit code: `verify` found a mismatch or a missing file.
+pub const EXIT_MISMATCH: i32 = 5;
+/// Exit code: `verify` could not check something (tracking server
+/// unreachable, credentials refused) and found no mismatch.
+pub const EXIT_CANNOT_CHECK: i32 = 6;
+/// Exit code: interrupted by Ctrl-C (progress saved).
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// Resumable, auditable LLM evaluation sessions for When2Call.
+#[derive(Debug, Parser)]
+#[command(name = "w2c", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run (or continue) the evaluation a config describes.
+    #[command(after_help = "Example:\n  w2c run --config configs/demo.toml --run-key demo")]
+    Run(RunArgs),
+    /// Continue a session from its fingerprint alone (the manifest holds the config).
+    #[command(after_help = "Example:\n  w2c resume 3f2a9c1d")]
+    Resume(ResumeArgs),
+    /// Send a stopped session (offline, or partly tracked) to MLflow.
+    #[command(
+        after_help = "Example:\n  MLFLOW_TRACKING_URI=http://127.0.0.1:5000 w2c sync 3f2a9c1d\n\nReconnects to the session's runs (by stored id, else by tags) or creates them, logs\nparams and final metrics, uploads artifacts missing or changed remotely, and sets each\nrun's status from the local record. Safe to repeat."
+    )]
+    Sync(SyncArgs),
+    /// Cross-check sessions' checkpoints, markers, artifacts and metrics.
+    #[command(
+        after_help = "Examples:\n  w2c verify 3f2a9c1d\n  w2c verify 3f2a9c1d --deep        # also download every MLflow artifact and compare sha256\n  w2c verify --all --json > report.json\n\nTracked sessions are checked against the server in mlflow_ids.json (or MLFLOW_TRACKING_URI).\nExit codes: 0 everything matches; 5 a mismatch or a missing file; 6 something could not be\nchecked (tracking server unreachable or credentials refused) and nothing mismatched; 1 error."
+    )]
+    Verify(VerifyArgs),
+    /// Report the metrics of one or more sessions side by side.
+    #[command(
+        after_help = "Examples:\n  w2c report 3f2a9c1d\n  w2c report 3f2a9c1d 9b1e7a20 --format html --out compare.html"
+    )]
+    Report(ReportArgs),
+    /// List sessions grouped by run key.
+    #[command(after_help = "Example:\n  w2c ls --run-key demo")]
+    Ls(LsArgs),
+    /// Print a session's resolved config and where everything is.
+    #[command(after_help = "Example:\n  w2c show 3f2a9c1d")]
+    Show(ShowArgs),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Example:\n  w2c completions bash > ~/.local/share/bash-completion/completions/w2c"
+    )]
+    Completions(CompletionsArgs),
+    /// List sessions with their progress.
+    #[command(after_help = "Example:\n  w2c status --runs-dir runs")]
+    Status(StatusArgs),
+    /// Work with config files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Serve an OpenAI-compatible test endpoint with latency and fault injection.
+    #[command(
+        after_help = "Example:\n  w2c mock-server --port 8089 --latency-ms 200 --rate-429 0.1 --rate-5xx 0.05\n  # then point a provider at base_url = \"http://127.0.0.1:8089/v1\""
+    )]
+    MockServer(crate::mock_server::MockServerOptions),
+    /// Developer tools.
+    #[command(subcommand, hide = true)]
+    Debug(DebugCommand),
+}
+
+/// The arguments of `w2c run`.
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The TOML config file.
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Name of the run folder (else W2C_RUN_KEY, else `run.run_key`, else generated).
+    #[arg(long)]
+    run_key: Option<String>,
+    /// Do not track in MLflow even if MLFLOW_TRACKING_URI is set (the
+    /// session is recorded as offline; `w2c sync` sends it later).
+    #[arg(long)]
+    no_tracking: bool,
+}
+
+/// The arguments of `w2c resume`.
+#[derive(Debug, Args)]
+struct ResumeArgs {
+    /// Fingerprint of the session (a unique prefix of at least 4 hex characters).
+    fingerprint: String,
+    /// Directory holding the run folders.
+    #[arg(long, env = "W2C_RUNS_DIR", default_value = "runs")]
+    runs_dir: PathBuf,
+    /// Restrict the search to one run key.
+    #[arg(long)]
+    run_key: Option<String>,
+    /// Do not track in MLflow even if MLFLOW_TRACKING_URI is set.
+    #[arg(long)]
+    no_tracking: bool,
+}
+
+/// The arguments of `w2c sync`.
+#[derive(Debug, Args)]
+struct SyncArgs {
+    /// Fingerprint (prefix) of the session.
+    fingerprint: String,
+    /// Directory holding the run folders.
+    #[arg(long, env = "W2C_RUNS_DIR", default_value = "runs")]
+    runs_dir: PathBuf,
+    /// Restrict the search to one run key.
+    #[arg(long)]
+    run_key: Option<String>,
+    /// Experiment name (else MLFLOW_EXPERIMENT_NAME, else the config's, else `when2call`).
+    #[arg(long)]
+    experiment: Option<String>,
+}
+
+/// The arguments of `w2c verify`.
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// Fingerprint (prefix) of the session to check, or its directory
+    /// (also a session directory written by the Python suite).
+    fingerprint: Option<String>,
+    /// Check every session under the runs directory.
+    #[arg(long, conflicts_with = "fingerprint")]
+    all: bool,
+    /// Only sessions of this run key.
+    #[arg(long)]
+    run_key: Option<String>,
+    /// Emit a machine-readable JSON report.
+    #[arg(long)]
+    json: bool,
+    /// Download every MLflow artifact and compare its sha256 (not just its size).
+    #[arg(long)]
+    deep: bool,
+    /// Only check the local record (skip MLflow).
+    #[arg(long, conflicts_with = "deep")]
+    local_only: bool,
+    /// Directory holding the run folders.
+    #[arg(long, env = "W2C_RUNS_DIR", default_value = "runs")]
+    runs_dir: PathBuf,
+}
+
+/// The arguments of `w2c report`.
+#[derive(Debug, Args)]
+struct ReportArgs {
+    /// Fingerprints (prefixes) of the sessions; none = every session.
+    fingerprints: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: report::Format,
+    /// Write to this file instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Directory holding the run folders.
+    #[arg(long, env = "W2C_RUNS_DIR", default_value = "runs")]
+    runs_dir: PathBuf,
+}
+
+/// The arguments of `w2c ls`.
+#[derive(Debug, Args)]
+struct LsArgs {
+    /// Only this run key.
+    #[arg(long)]
+    run_key: Option<String>,
+    /// Directory holding the run folders.
+    #[arg(long, env = "W2C_RUNS_DIR", default_value = "runs")]
+    runs_dir: PathBuf,
+}
+
+/// The arguments of `w2c show`.
+#[derive(Debug, Args)]
+struct ShowArgs {
+    /// Fingerprint (prefix) of the session.
+    fingerprint: String,
+    /// Directory holding the run folders.
+    #[arg(long, env = "W2C_RUNS_DIR", default_value = "runs")]
+    runs_dir: PathBuf,
+    /// Restrict the search to one run key.
+    #[arg(long)]
+    run_key: Option<String>,
+}
+
+/// The arguments of `w2c completions`.
+#[derive(Debug, Args)]
+struct CompletionsArgs {
+    /// The shell.
+    shell: clap_complete::Shell,
+}
+
+/// The arguments of `w2c status`.
+#[derive(Debug, Args)]
+struct StatusArgs {
+    /// Directory holding the run folders.
+    #[arg(long, env = "W2C_RUNS_DIR", default_value = "runs")]
+    runs_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum DebugCommand {
+    /// Print the official lm-eval When2Call prompt (context) and choices of
+    /// every dataset row, one JSON line per row and variant.
+    RenderOfficial {
+        /// Only this task variant (repeatable); every variant when left out.
+        #[arg(long)]
+        variant: Vec<OfficialVariant>,
+        /// The When2Call JSONL file.
+        #[arg(long)]
+        dataset: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a config and print its session fingerprint, without running anything.
+    #[command(after_help = "Example:\n  w2c config check configs/demo.toml")]
+    Check {
+        /// The TOML config file.
+        file: PathBuf,
+    },
+}
+
+/// Parses arguments, runs the command and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            if err.downcast_ref::<session::SessionBusy>().is_some() {
+                EXIT_BUSY
+            } else {
+                EXIT_ERROR
+            }
+        }
+    }
+}
+
+/// Lets a printing command end quietly when its output pipe closes
+/// (`w2c ls | head`), as Unix tools do, instead of failing on a write.
+fn exit_quietly_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread
+    // is started; no handler is installed.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    if !matches!(
+        cli.command,
+        Command::Run(_) | Command::Resume(_) | Command::MockServer(_)
+    ) {
+        exit_quietly_on_closed_pipe();
+    }
+    match cli.command {
+        Command::Run(args) => commands::run(args),
+        Command::Resume(args) => commands::resume(args),
+        Command::Sync(args) => commands::sync(args),
+        Command::Status(args) => commands::status(args),
+        Command::Verify(args) => commands::verify(args),
+        Command::Report(args) => commands::report(args),
+        Command::Ls(args) => commands::ls(args),
+        Command::Show(args) => commands::show(args),
+        Command::Completions(args) => commands::completions(args),
+        Command::MockServer(opts) => commands::mock_server(opts),
+        Command::Debug(DebugCommand::RenderOfficial { variant, dataset }) => {
+            commands::render_official(&dataset, &variant)
+        }
+        Command::Config(ConfigCommand::Check { file }) => commands::config_check(&file),
+    }
+}
