@@ -517,7 +517,228 @@ pub struct McqConfig {
     pub context: Option<String>,
 }
 
+impl McqLogprobConfig {
+    /// Checks `[methods.mcq_logprob]`.
+    fn validate(&self) -> Result<()> {
+        match (self.truncation, self.max_context_tokens) {
+            (Truncation::Left, None) => bail!(
+                "key `methods.mcq_logprob.max_context_tokens`: required with `truncation = \"left\"` (the server's context window in tokens)"
+            ),
+            (_, Some(n)) if n < 16 => bail!(
+                "key `methods.mcq_logprob.max_context_tokens`: expected at least 16, got {n}"
+            ),
+            _ => {}
+        }
+        if let Some(t) = &self.template {
+            crate::chat_templates::ScoringTemplate::parse(t)
+                .map_err(|e| anyhow::anyhow!("key `methods.mcq_logprob.template`: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+impl LlmJudgeConfig {
+    /// Checks `[methods.llm_judge]` (and the form of `mcq`'s prompt id, named
+    /// with the judge's prompts).
+    fn validate(&self, mcq_prompt: &str) -> Result<()> {
+        for (key, prompt) in [
+            ("methods.mcq.prompt", mcq_prompt),
+            (
+                "methods.llm_judge.target_prompt",
+                self.target_prompt.as_str(),
+            ),
+            ("methods.llm_judge.judge_prompt", self.judge_prompt.as_str()),
+        ] {
+            if !(prompt.starts_with("builtin:") || prompt.starts_with("file:")) {
+                bail!("key `{key}`: expected `builtin:<name>` or `file:<path>`, got {prompt:?}");
+            }
+        }
+        for (key, t) in [
+            (
+                "methods.llm_judge.target_temperature",
+                self.target_temperature,
+            ),
+            (
+                "methods.llm_judge.judge_temperature",
+                self.judge_temperature,
+            ),
+        ] {
+            if !(0.0..=2.0).contains(&t) {
+                bail!("key `{key}`: expected a value in [0, 2], got {t}");
+            }
+        }
+        if self.target_max_tokens == 0 || self.judge_max_tokens == 0 {
+            bail!("key `methods.llm_judge.*_max_tokens`: expected a positive number");
+        }
+        Ok(())
+    }
+}
+
+impl StabilityConfig {
+    /// Checks `[methods.stability]`.
+    fn validate(&self) -> Result<()> {
+        if !(1..=100).contains(&self.k) {
+            bail!(
+                "key `methods.stability.k`: expected 1 to 100 repetitions, got {}",
+                self.k
+            );
+        }
+        if self.temperatures.is_empty() {
+            bail!("key `methods.stability.temperatures`: expected at least one temperature");
+        }
+        for (i, t) in self.temperatures.iter().enumerate() {
+            if !(0.0..=2.0).contains(t) {
+                bail!("key `methods.stability.temperatures[{i}]`: expected a value in [0, 2], got {t}");
+            }
+            if self.temperatures[..i].contains(t) {
+                bail!("key `methods.stability.temperatures[{i}]`: {t} is listed twice");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ProviderConfig {
+    /// Checks `[providers.<name>]`.
+    fn validate(&self, name: &str) -> Result<()> {
+        let key = |k: &str| format!("providers.{name}.{k}");
+        let in_range = |k: &str, ok: bool, range: String| -> Result<()> {
+            if ok {
+                Ok(())
+            } else {
+                bail!("key `{}`: expected a value in {range}", key(k))
+            }
+        };
+        in_range(
+            "max_concurrency",
+            MAX_CONCURRENCY_RANGE.contains(&self.max_concurrency),
+            format!(
+                "[{}, {}]",
+                MAX_CONCURRENCY_RANGE.start(),
+                MAX_CONCURRENCY_RANGE.end()
+            ),
+        )?;
+        in_range(
+            "max_attempts",
+            MAX_ATTEMPTS_RANGE.contains(&self.max_attempts),
+            format!(
+                "[{}, {}]",
+                MAX_ATTEMPTS_RANGE.start(),
+                MAX_ATTEMPTS_RANGE.end()
+            ),
+        )?;
+        crate::secs::in_range(
+            &format!("key `{}`", key("timeout_secs")),
+            self.timeout_secs,
+            TIMEOUT_SECS_RANGE,
+        )
+        .map_err(anyhow::Error::msg)?;
+        in_range(
+            "max_response_bytes",
+            MAX_RESPONSE_BYTES_RANGE.contains(&self.max_response_bytes),
+            format!(
+                "[{}, {}] bytes",
+                MAX_RESPONSE_BYTES_RANGE.start(),
+                MAX_RESPONSE_BYTES_RANGE.end()
+            ),
+        )?;
+        for (k, v) in [
+            ("requests_per_minute", self.requests_per_minute),
+            ("tokens_per_minute", self.tokens_per_minute),
+        ] {
+            if v == Some(0) {
+                bail!(
+                    "key `{}`: expected at least 1 (leave it out for no limit)",
+                    key(k)
+                );
+            }
+        }
+        if !(0.0..=1.0).contains(&self.fail_rate) {
+            bail!("key `{}`: expected a share in [0, 1]", key("fail_rate"));
+        }
+        for (k, v) in self.headers.iter().chain(self.headers_env.iter()) {
+            if k.eq_ignore_ascii_case("authorization") {
+                bail!(
+                    "key `{}`: set the key with `api_key_env`, not a header",
+                    key(&format!("headers.{k}"))
+                );
+            }
+            if v.is_empty() {
+                bail!(
+                    "key `{}`: expected a non-empty value",
+                    key(&format!("headers.{k}"))
+                );
+            }
+        }
+        match self.kind {
+            ProviderKind::Openai => {
+                match self.base_url.as_deref() {
+                    None | Some("") => bail!(
+                        "key `{}`: required for an `openai` provider",
+                        key("base_url")
+                    ),
+                    Some(url) => check_base_url(url)
+                        .map_err(|e| anyhow::anyhow!("key `{}`: {e}", key("base_url")))?,
+                }
+                if self.latency_ms != 0 || self.fail_rate != 0.0 {
+                    bail!(
+                        "key `{}`/`{}`: only a `mock` provider simulates latency and faults (use `w2c mock-server` for an HTTP endpoint)",
+                        key("latency_ms"),
+                        key("fail_rate")
+                    );
+                }
+            }
+            ProviderKind::Mock => {
+                if self.base_url.is_some()
+                    || self.api_key_env.is_some()
+                    || !self.headers_env.is_empty()
+                {
+                    bail!(
+                        "provider `{name}` is `kind = \"mock\"`: it has no `base_url` or `api_key_env`"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 impl McqConfig {
+    /// Checks `[methods.mcq]`.
+    fn validate(&self) -> Result<()> {
+        if self.option_labels.len() != 4 {
+            bail!(
+                "key `methods.mcq.option_labels`: expected exactly 4 labels, got {}",
+                self.option_labels.len()
+            );
+        }
+        for (i, l) in self.option_labels.iter().enumerate() {
+            if l.is_empty() || !l.chars().all(|c| c.is_ascii_alphanumeric()) {
+                bail!("key `methods.mcq.option_labels[{i}]`: expected a non-empty ASCII letter/digit label, got {l:?}");
+            }
+            if self.option_labels[..i]
+                .iter()
+                .any(|o| o.eq_ignore_ascii_case(l))
+            {
+                bail!("key `methods.mcq.option_labels[{i}]`: label {l:?} is repeated");
+            }
+        }
+        if !(0.0..=2.0).contains(&self.temperature) {
+            bail!(
+                "key `methods.mcq.temperature`: expected a value in [0, 2], got {}",
+                self.temperature
+            );
+        }
+        if self.max_tokens == 0 {
+            bail!("key `methods.mcq.max_tokens`: expected a positive number");
+        }
+        if let Some(t) = &self.context {
+            crate::chat_templates::ScoringTemplate::parse(t)
+                .map_err(|e| anyhow::anyhow!("key `methods.mcq.context`: {e}"))?;
+        }
+        Ok(())
+    }
+
     /// The prompt template id in effect.
     pub fn prompt_id(&self) -> &str {
         match (&self.prompt, &self.context) {
@@ -616,7 +837,7 @@ impl Config {
         }
     }
 
-    /// Checks the rules TOML types cannot express.
+    /// Checks the rules TOML types cannot express; each error names its key.
     pub fn validate(&self) -> Result<()> {
         if self.methods.enabled.is_empty() {
             let known: Vec<&str> = MethodKind::ALL.iter().map(|m| m.as_str()).collect();
@@ -633,90 +854,12 @@ impl Config {
         if self.models.target.trim().is_empty() {
             bail!("key `models.target`: expected a model name, got an empty string");
         }
-        let mcq = &self.methods.mcq;
-        if mcq.option_labels.len() != 4 {
-            bail!(
-                "key `methods.mcq.option_labels`: expected exactly 4 labels, got {}",
-                mcq.option_labels.len()
-            );
-        }
-        for (i, l) in mcq.option_labels.iter().enumerate() {
-            if l.is_empty() || !l.chars().all(|c| c.is_ascii_alphanumeric()) {
-                bail!("key `methods.mcq.option_labels[{i}]`: expected a non-empty ASCII letter/digit label, got {l:?}");
-            }
-            if mcq.option_labels[..i]
-                .iter()
-                .any(|o| o.eq_ignore_ascii_case(l))
-            {
-                bail!("key `methods.mcq.option_labels[{i}]`: label {l:?} is repeated");
-            }
-        }
-        if !(0.0..=2.0).contains(&mcq.temperature) {
-            bail!(
-                "key `methods.mcq.temperature`: expected a value in [0, 2], got {}",
-                mcq.temperature
-            );
-        }
-        if mcq.max_tokens == 0 {
-            bail!("key `methods.mcq.max_tokens`: expected a positive number");
-        }
-        let ml = &self.methods.mcq_logprob;
-        match (ml.truncation, ml.max_context_tokens) {
-            (Truncation::Left, None) => bail!(
-                "key `methods.mcq_logprob.max_context_tokens`: required with `truncation = \"left\"` (the server's context window in tokens)"
-            ),
-            (_, Some(n)) if n < 16 => bail!(
-                "key `methods.mcq_logprob.max_context_tokens`: expected at least 16, got {n}"
-            ),
-            _ => {}
-        }
-        if let Some(t) = &ml.template {
-            crate::chat_templates::ScoringTemplate::parse(t)
-                .map_err(|e| anyhow::anyhow!("key `methods.mcq_logprob.template`: {e}"))?;
-        }
-        if let Some(t) = &mcq.context {
-            crate::chat_templates::ScoringTemplate::parse(t)
-                .map_err(|e| anyhow::anyhow!("key `methods.mcq.context`: {e}"))?;
-        }
-        let j = &self.methods.llm_judge;
-        for (key, prompt) in [
-            ("methods.mcq.prompt", mcq.prompt_id()),
-            ("methods.llm_judge.target_prompt", j.target_prompt.as_str()),
-            ("methods.llm_judge.judge_prompt", j.judge_prompt.as_str()),
-        ] {
-            if !(prompt.starts_with("builtin:") || prompt.starts_with("file:")) {
-                bail!("key `{key}`: expected `builtin:<name>` or `file:<path>`, got {prompt:?}");
-            }
-        }
-        for (key, t) in [
-            ("methods.llm_judge.target_temperature", j.target_temperature),
-            ("methods.llm_judge.judge_temperature", j.judge_temperature),
-        ] {
-            if !(0.0..=2.0).contains(&t) {
-                bail!("key `{key}`: expected a value in [0, 2], got {t}");
-            }
-        }
-        if j.target_max_tokens == 0 || j.judge_max_tokens == 0 {
-            bail!("key `methods.llm_judge.*_max_tokens`: expected a positive number");
-        }
-        let st = &self.methods.stability;
-        if !(1..=100).contains(&st.k) {
-            bail!(
-                "key `methods.stability.k`: expected 1 to 100 repetitions, got {}",
-                st.k
-            );
-        }
-        if st.temperatures.is_empty() {
-            bail!("key `methods.stability.temperatures`: expected at least one temperature");
-        }
-        for (i, t) in st.temperatures.iter().enumerate() {
-            if !(0.0..=2.0).contains(t) {
-                bail!("key `methods.stability.temperatures[{i}]`: expected a value in [0, 2], got {t}");
-            }
-            if st.temperatures[..i].contains(t) {
-                bail!("key `methods.stability.temperatures[{i}]`: {t} is listed twice");
-            }
-        }
+        self.methods.mcq.validate()?;
+        self.methods.mcq_logprob.validate()?;
+        self.methods
+            .llm_judge
+            .validate(self.methods.mcq.prompt_id())?;
+        self.methods.stability.validate()?;
         if self.methods.enabled.iter().any(|m| m.uses_judge()) {
             if self.models.judge.as_deref().unwrap_or("").trim().is_empty() {
                 bail!("key `models.judge`: required when `llm_judge` is enabled");
@@ -724,102 +867,7 @@ impl Config {
             self.judge_provider()?;
         }
         for (name, p) in &self.providers {
-            let key = |k: &str| format!("providers.{name}.{k}");
-            let in_range = |k: &str, ok: bool, range: String| -> Result<()> {
-                if ok {
-                    Ok(())
-                } else {
-                    bail!("key `{}`: expected a value in {range}", key(k))
-                }
-            };
-            in_range(
-                "max_concurrency",
-                MAX_CONCURRENCY_RANGE.contains(&p.max_concurrency),
-                format!(
-                    "[{}, {}]",
-                    MAX_CONCURRENCY_RANGE.start(),
-                    MAX_CONCURRENCY_RANGE.end()
-                ),
-            )?;
-            in_range(
-                "max_attempts",
-                MAX_ATTEMPTS_RANGE.contains(&p.max_attempts),
-                format!(
-                    "[{}, {}]",
-                    MAX_ATTEMPTS_RANGE.start(),
-                    MAX_ATTEMPTS_RANGE.end()
-                ),
-            )?;
-            crate::secs::in_range(
-                &format!("key `{}`", key("timeout_secs")),
-                p.timeout_secs,
-                TIMEOUT_SECS_RANGE,
-            )
-            .map_err(anyhow::Error::msg)?;
-            in_range(
-                "max_response_bytes",
-                MAX_RESPONSE_BYTES_RANGE.contains(&p.max_response_bytes),
-                format!(
-                    "[{}, {}] bytes",
-                    MAX_RESPONSE_BYTES_RANGE.start(),
-                    MAX_RESPONSE_BYTES_RANGE.end()
-                ),
-            )?;
-            for (k, v) in [
-                ("requests_per_minute", p.requests_per_minute),
-                ("tokens_per_minute", p.tokens_per_minute),
-            ] {
-                if v == Some(0) {
-                    bail!(
-                        "key `{}`: expected at least 1 (leave it out for no limit)",
-                        key(k)
-                    );
-                }
-            }
-            if !(0.0..=1.0).contains(&p.fail_rate) {
-                bail!("key `{}`: expected a share in [0, 1]", key("fail_rate"));
-            }
-            for (k, v) in p.headers.iter().chain(p.headers_env.iter()) {
-                if k.eq_ignore_ascii_case("authorization") {
-                    bail!(
-                        "key `{}`: set the key with `api_key_env`, not a header",
-                        key(&format!("headers.{k}"))
-                    );
-                }
-                if v.is_empty() {
-                    bail!(
-                        "key `{}`: expected a non-empty value",
-                        key(&format!("headers.{k}"))
-                    );
-                }
-            }
-            match p.kind {
-                ProviderKind::Openai => {
-                    match p.base_url.as_deref() {
-                        None | Some("") => bail!(
-                            "key `{}`: required for an `openai` provider",
-                            key("base_url")
-                        ),
-                        Some(url) => check_base_url(url)
-                            .map_err(|e| anyhow::anyhow!("key `{}`: {e}", key("base_url")))?,
-                    }
-                    if p.latency_ms != 0 || p.fail_rate != 0.0 {
-                        bail!(
-                            "key `{}`/`{}`: only a `mock` provider simulates latency and faults (use `w2c mock-server` for an HTTP endpoint)",
-                            key("latency_ms"),
-                            key("fail_rate")
-                        );
-                    }
-                }
-                ProviderKind::Mock => {
-                    if p.base_url.is_some() || p.api_key_env.is_some() || !p.headers_env.is_empty()
-                    {
-                        bail!(
-                            "provider `{name}` is `kind = \"mock\"`: it has no `base_url` or `api_key_env`"
-                        );
-                    }
-                }
-            }
+            p.validate(name)?;
         }
         for (model, price) in &self.prices {
             if !(price.prompt_per_mtok >= 0.0 && price.completion_per_mtok >= 0.0) {
