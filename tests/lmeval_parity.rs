@@ -28,7 +28,7 @@ use common::*;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// The server's context window (every chosen row fits).
 const N_CTX: u32 = 2048;
@@ -50,42 +50,13 @@ const LABELS: [&str; 4] = ["direct", "tool_call", "request_for_info", "cannot_an
 /// The lm-eval venv's python (`W2C_LMEVAL_PYTHON`, else the CI cache path);
 /// one line saying how to get it when it is missing.
 fn lmeval_python() -> PathBuf {
-    let p = match std::env::var_os("W2C_LMEVAL_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-            .join(".cache/w2c-ci/lmeval-venv/bin/python"),
-    };
-    let ok = Command::new(&p)
-        .args([
-            "-c",
-            "import lm_eval.models.openai_completions, transformers, sklearn, pandas",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "lm-evaluation-harness is missing at {}: run `.ci/lmeval_venv.sh` (installs lm-eval 0.4.13 and transformers into ~/.cache/w2c-ci) or set W2C_LMEVAL_PYTHON",
-        p.display()
-    );
-    p
-}
-
-fn reference_dir() -> PathBuf {
-    let d = shared_dir().join("reference/when2call_lm_eval");
-    assert!(
-        d.join("utils.py").is_file(),
-        "the official When2Call task files are missing at {} (set W2C_SHARED_DIR)",
-        d.display()
-    );
-    d
-}
-
-fn support(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/support")
-        .join(name)
+    venv_python(
+        "W2C_LMEVAL_PYTHON",
+        "lmeval-venv",
+        "lm_eval.models.openai_completions, transformers, sklearn, pandas",
+        "lm-evaluation-harness",
+        ".ci/lmeval_venv.sh",
+    )
 }
 
 /// The rows (real ones by uuid prefix, then `extra`), as one JSONL file.
@@ -112,7 +83,7 @@ fn rows_file(ws: &Workspace, prefixes: &[&str], extra: &[&str]) -> PathBuf {
 fn task_dir(ws: &Workspace, rows: &Path, tasks: &[&str]) -> PathBuf {
     let dir = ws.path().join("tasks");
     std::fs::create_dir_all(&dir).expect("task dir");
-    let reference = reference_dir();
+    let reference = official_task_dir();
     std::fs::copy(reference.join("utils.py"), dir.join("utils.py")).expect("utils.py");
     for task in tasks {
         let yaml = std::fs::read_to_string(reference.join(format!("{task}.yaml"))).expect("yaml");
@@ -278,7 +249,7 @@ fn official_metrics(samples: &Path, corrections: &Value, ws: &Workspace) -> Valu
     let path = ws.write("corrections.json", &corrections.to_string());
     let out = Command::new(lmeval_python())
         .arg(support("lmeval_official_metrics.py"))
-        .arg(reference_dir())
+        .arg(official_task_dir())
         .arg(samples)
         .arg(path)
         .output()

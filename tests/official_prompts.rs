@@ -11,20 +11,10 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use w2c::labels::Label;
 use w2c::official_task::python::{py_isprintable, py_isspace, MAX_DEPTH, PYTHON_UNICODE_VERSION};
 use w2c::official_task::OfficialVariant;
-
-fn reference_dir() -> PathBuf {
-    let d = shared_dir().join("reference/when2call_lm_eval");
-    assert!(
-        d.join("utils.py").is_file(),
-        "the official When2Call task files are missing at {} (set W2C_SHARED_DIR)",
-        d.display()
-    );
-    d
-}
 
 /// What NVIDIA's utils.py renders: records keyed by (uuid, variant) in file
 /// order, and the Unicode tables of the Python that ran it.
@@ -36,7 +26,7 @@ struct Official {
 fn official(dataset: &Path) -> Official {
     let out = std::process::Command::new("python3")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/official_prompts.py"))
-        .arg(reference_dir())
+        .arg(official_task_dir())
         .arg(dataset)
         .output()
         .unwrap_or_else(|e| {

@@ -88,13 +88,11 @@ pub(super) fn run(
 /// `w2c resume`.
 pub(super) fn resume(
     ResumeArgs {
-        fingerprint,
-        runs_dir,
-        run_key,
+        session,
         no_tracking,
     }: ResumeArgs,
 ) -> Result<i32> {
-    let found = session::find(&runs_dir, &fingerprint, run_key.as_deref())?;
+    let found = session.find()?;
     let mut config = runner::config_from_manifest(&found)?;
     // The session lives where it was found, even if the folder moved.
     if let Some(rk_dir) = found.dir.parent().and_then(|p| p.parent()) {
@@ -116,13 +114,11 @@ pub(super) fn resume(
 /// `w2c sync`.
 pub(super) fn sync(
     SyncArgs {
-        fingerprint,
-        runs_dir,
-        run_key,
+        session,
         experiment,
     }: SyncArgs,
 ) -> Result<i32> {
-    let found = session::find(&runs_dir, &fingerprint, run_key.as_deref())?;
+    let found = session.find()?;
     let config = runner::config_from_manifest(&found)?;
     let ids = tracking::ids::MlflowIds::load(&found.dir)?;
     let Some(mut target) =
@@ -323,14 +319,8 @@ pub(super) fn ls(LsArgs { run_key, runs_dir }: LsArgs) -> Result<i32> {
 }
 
 /// `w2c show`.
-pub(super) fn show(
-    ShowArgs {
-        fingerprint,
-        runs_dir,
-        run_key,
-    }: ShowArgs,
-) -> Result<i32> {
-    let found = session::find(&runs_dir, &fingerprint, run_key.as_deref())?;
+pub(super) fn show(ShowArgs { session }: ShowArgs) -> Result<i32> {
+    let found = session.find()?;
     let m = &found.manifest;
     println!("session      {}", found.dir.display());
     println!("run key      {}", m.run_key);

@@ -99,9 +99,10 @@ struct RunArgs {
     no_tracking: bool,
 }
 
-/// The arguments of `w2c resume`.
+/// How a command names one session: a fingerprint prefix under a runs
+/// directory, optionally within one run key.
 #[derive(Debug, Args)]
-struct ResumeArgs {
+struct SessionArgs {
     /// Fingerprint of the session (a unique prefix of at least 4 hex characters).
     fingerprint: String,
     /// Directory holding the run folders.
@@ -110,6 +111,20 @@ struct ResumeArgs {
     /// Restrict the search to one run key.
     #[arg(long)]
     run_key: Option<String>,
+}
+
+impl SessionArgs {
+    /// The session these arguments name.
+    fn find(&self) -> Result<session::FoundSession> {
+        session::find(&self.runs_dir, &self.fingerprint, self.run_key.as_deref())
+    }
+}
+
+/// The arguments of `w2c resume`.
+#[derive(Debug, Args)]
+struct ResumeArgs {
+    #[command(flatten)]
+    session: SessionArgs,
     /// Do not track in MLflow even if MLFLOW_TRACKING_URI is set.
     #[arg(long)]
     no_tracking: bool,
@@ -118,14 +133,8 @@ struct ResumeArgs {
 /// The arguments of `w2c sync`.
 #[derive(Debug, Args)]
 struct SyncArgs {
-    /// Fingerprint (prefix) of the session.
-    fingerprint: String,
-    /// Directory holding the run folders.
-    #[arg(long, env = "W2C_RUNS_DIR", default_value = "runs")]
-    runs_dir: PathBuf,
-    /// Restrict the search to one run key.
-    #[arg(long)]
-    run_key: Option<String>,
+    #[command(flatten)]
+    session: SessionArgs,
     /// Experiment name (else MLFLOW_EXPERIMENT_NAME, else the config's, else `when2call`).
     #[arg(long)]
     experiment: Option<String>,
@@ -187,14 +196,8 @@ struct LsArgs {
 /// The arguments of `w2c show`.
 #[derive(Debug, Args)]
 struct ShowArgs {
-    /// Fingerprint (prefix) of the session.
-    fingerprint: String,
-    /// Directory holding the run folders.
-    #[arg(long, env = "W2C_RUNS_DIR", default_value = "runs")]
-    runs_dir: PathBuf,
-    /// Restrict the search to one run key.
-    #[arg(long)]
-    run_key: Option<String>,
+    #[command(flatten)]
+    session: SessionArgs,
 }
 
 /// The arguments of `w2c completions`.

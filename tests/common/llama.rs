@@ -4,30 +4,20 @@
 
 use serde_json::Value;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The venv python with `llama_cpp` (`W2C_LLAMA_PYTHON`, else the CI cache
 /// path). Panics with one line saying how to get it when it is missing.
 pub fn llama_python() -> PathBuf {
-    let p = match std::env::var_os("W2C_LLAMA_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-            .join(".cache/w2c-ci/llama-venv/bin/python"),
-    };
-    let ok = Command::new(&p)
-        .args(["-c", "import llama_cpp.server"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "llama-cpp-python is missing at {}: run `.ci/llama_venv.sh` (builds it once into ~/.cache/w2c-ci) or set W2C_LLAMA_PYTHON",
-        p.display()
-    );
-    p
+    super::venv_python(
+        "W2C_LLAMA_PYTHON",
+        "llama-venv",
+        "llama_cpp.server",
+        "llama-cpp-python",
+        ".ci/llama_venv.sh",
+    )
 }
 
 /// The shared test model.
@@ -41,11 +31,7 @@ pub fn tiny_model() -> PathBuf {
     p
 }
 
-fn support(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/support")
-        .join(name)
-}
+use super::support;
 
 /// A running `python -m llama_cpp.server` (through the process-group guard,
 /// so it never outlives the test process, even on panic).

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -22,11 +22,7 @@ pub struct MlflowServer {
     extra_args: Vec<String>,
 }
 
-fn support(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/support")
-        .join(name)
-}
+use super::support;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

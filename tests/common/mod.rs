@@ -29,6 +29,49 @@ pub fn shared_dataset() -> PathBuf {
     p
 }
 
+/// The official When2Call lm-eval task files, beside the repository.
+pub fn official_task_dir() -> PathBuf {
+    let d = shared_dir().join("reference/when2call_lm_eval");
+    assert!(
+        d.join("utils.py").is_file(),
+        "the official When2Call task files are missing at {} (set W2C_SHARED_DIR)",
+        d.display()
+    );
+    d
+}
+
+/// A helper script under tests/support.
+pub fn support(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/support")
+        .join(name)
+}
+
+/// A cached venv's python: `env_var` when set, else `~/.cache/w2c-ci/<venv>/bin/python`.
+/// Panics with one line (`what` is missing, run `script`) when it cannot
+/// import `imports`.
+pub fn venv_python(env_var: &str, venv: &str, imports: &str, what: &str, script: &str) -> PathBuf {
+    let p = match std::env::var_os(env_var) {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+            .join(".cache/w2c-ci")
+            .join(venv)
+            .join("bin/python"),
+    };
+    let ok = std::process::Command::new(&p)
+        .args(["-c", &format!("import {imports}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "{what} is missing at {}: run `{script}` (builds it once into ~/.cache/w2c-ci) or set {env_var}",
+        p.display()
+    );
+    p
+}
+
 /// The sample dataset shipped with the repository.
 pub fn sample_dataset() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample_when2call.jsonl")
