@@ -159,25 +159,57 @@ type Digested<'a> = (
 
 fn verify_namespace(c: &mut Collector, found: &FoundSession, ns: &str) {
     let dir = NamespaceDir::new(&found.dir, ns);
-    let (ns_dir, artifacts) = (&dir.checkpoints, &dir.artifacts);
-    let done_path = ns_dir.join(files::DONE);
+    let done_path = dir.checkpoints.join(files::DONE);
     let done: Option<anyhow::Result<DoneMarker>> =
         done_path.exists().then(|| read_json(&done_path));
-    // The files `_DONE.json` names are hashed on a second thread while this
-    // one reads the checkpoints and recomputes the metrics.
-    let listed: Vec<(&String, &FileDigest, PathBuf)> = match &done {
-        Some(Ok(d)) => [
+    let read = read_namespace(&dir, done.as_ref().and_then(|d| d.as_ref().ok()));
+    let keys = check_checkpoint_lines(c, read.results);
+    match &done {
+        None => check_unfinished(c, found, ns, &keys, &read.unresolved),
+        Some(Err(e)) => c.push("_DONE.json", Status::Mismatch, format!("{e:#}")),
+        Some(Ok(done)) => {
+            c.push(
+                "_DONE.json",
+                Status::Ok,
+                format!("done at {}", done.done_at),
+            );
+            check_done(c, done, &keys, &read.unresolved);
+            check_digests(c, read.digests);
+            if let Some((status, detail)) = read.metrics {
+                c.push("metrics recompute", status, detail);
+            }
+        }
+    }
+}
+
+/// What [`verify_namespace`] reads of a namespace.
+struct NamespaceRead<'a> {
+    /// The keys of results.jsonl and how its lines read.
+    results: anyhow::Result<(HashSet<String>, LoadReport)>,
+    /// Keys with errors and no result.
+    unresolved: HashSet<String>,
+    /// The recomputed metrics' verdict, when the namespace has metrics.
+    metrics: Option<(Status, String)>,
+    /// The files `_DONE.json` names, hashed.
+    digests: Vec<Digested<'a>>,
+}
+
+/// Reads the checkpoints and recomputes the metrics while a second thread
+/// hashes the files `done` names.
+fn read_namespace<'a>(dir: &NamespaceDir, done: Option<&'a DoneMarker>) -> NamespaceRead<'a> {
+    let (ns_dir, artifacts) = (&dir.checkpoints, &dir.artifacts);
+    let listed: Vec<(&String, &FileDigest, PathBuf)> = match done {
+        Some(d) => [
             (ns_dir, &d.checkpoint_files),
             (artifacts, &d.artifact_files),
         ]
         .into_iter()
         .flat_map(|(dir, files)| files.iter().map(move |(f, w)| (f, w, dir.join(f))))
         .collect(),
-        _ => Vec::new(),
+        None => Vec::new(),
     };
-    let with_metrics =
-        matches!(&done, Some(Ok(d)) if d.artifact_files.contains_key("metrics.json"));
-    let (digests, (results, unresolved, metrics)) = std::thread::scope(|scope| {
+    let with_metrics = done.is_some_and(|d| d.artifact_files.contains_key("metrics.json"));
+    std::thread::scope(|scope| {
         let hashing = scope.spawn(|| {
             listed
                 .into_iter()
@@ -188,10 +220,7 @@ fn verify_namespace(c: &mut Collector, found: &FoundSession, ns: &str) {
                 .collect::<Vec<Digested>>()
         });
         let results = keys_of(&ns_dir.join(files::RESULTS));
-        let keys = match &results {
-            Ok((keys, _)) => Some(keys),
-            Err(_) => None,
-        };
+        let keys = results.as_ref().ok().map(|(keys, _)| keys);
         let unresolved: HashSet<String> = keys_of(&ns_dir.join(files::ERRORS))
             .map(|(errors, _)| {
                 errors
@@ -204,9 +233,21 @@ fn verify_namespace(c: &mut Collector, found: &FoundSession, ns: &str) {
         let digests = hashing
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (digests, (results, unresolved, metrics))
-    });
-    let keys: HashSet<String> = match results {
+        NamespaceRead {
+            results,
+            unresolved,
+            metrics,
+            digests,
+        }
+    })
+}
+
+/// Reports how results.jsonl read; returns its keys.
+fn check_checkpoint_lines(
+    c: &mut Collector,
+    results: anyhow::Result<(HashSet<String>, LoadReport)>,
+) -> HashSet<String> {
+    match results {
         Ok((keys, report)) => {
             if report.torn_tail_bytes > 0 {
                 c.push(
@@ -231,44 +272,49 @@ fn verify_namespace(c: &mut Collector, found: &FoundSession, ns: &str) {
             c.push("checkpoint lines", Status::Mismatch, format!("{e:#}"));
             HashSet::new()
         }
-    };
-    let done = match &done {
-        None => None,
-        Some(Ok(d)) => Some(d),
-        Some(Err(e)) => {
-            c.push("_DONE.json", Status::Mismatch, format!("{e:#}"));
-            return;
-        }
-    };
-    let Some(done) = done else {
-        // Expected items: sweeps have K per example; the marker is the
-        // authority, so without it compare against the manifest only when
-        // the namespace is a plain per-example one.
-        let expected = found.manifest.n_examples;
-        if !ns.starts_with("stability_") && keys.len() >= expected && unresolved.is_empty() {
-            c.push(
-                "_DONE.json",
-                Status::Missing,
-                format!("all {expected} items have results but the namespace is not marked done"),
-            );
-        } else {
-            c.push(
-                "_DONE.json",
-                Status::NotChecked,
-                format!(
-                    "not finished: {} results, {} unresolved errors",
-                    keys.len(),
-                    unresolved.len()
-                ),
-            );
-        }
-        return;
-    };
-    c.push(
-        "_DONE.json",
-        Status::Ok,
-        format!("done at {}", done.done_at),
-    );
+    }
+}
+
+/// A namespace without `_DONE.json`: missing when every item has a result,
+/// else not finished.
+fn check_unfinished(
+    c: &mut Collector,
+    found: &FoundSession,
+    ns: &str,
+    keys: &HashSet<String>,
+    unresolved: &HashSet<String>,
+) {
+    // Expected items: sweeps have K per example; the marker is the
+    // authority, so without it compare against the manifest only when
+    // the namespace is a plain per-example one.
+    let expected = found.manifest.n_examples;
+    if !ns.starts_with("stability_") && keys.len() >= expected && unresolved.is_empty() {
+        c.push(
+            "_DONE.json",
+            Status::Missing,
+            format!("all {expected} items have results but the namespace is not marked done"),
+        );
+    } else {
+        c.push(
+            "_DONE.json",
+            Status::NotChecked,
+            format!(
+                "not finished: {} results, {} unresolved errors",
+                keys.len(),
+                unresolved.len()
+            ),
+        );
+    }
+}
+
+/// A namespace marked done: no unresolved errors, as many results as the
+/// marker says.
+fn check_done(
+    c: &mut Collector,
+    done: &DoneMarker,
+    keys: &HashSet<String>,
+    unresolved: &HashSet<String>,
+) {
     if unresolved.is_empty() {
         c.push("unresolved errors", Status::Ok, "none");
     } else {
@@ -292,6 +338,10 @@ fn verify_namespace(c: &mut Collector, found: &FoundSession, ns: &str) {
             ),
         );
     }
+}
+
+/// Each file `_DONE.json` names: present, with its size and sha256.
+fn check_digests(c: &mut Collector, digests: Vec<Digested<'_>>) {
     for (file, want, path, got) in digests {
         match got {
             Err(_) => c.push(
@@ -315,9 +365,6 @@ fn verify_namespace(c: &mut Collector, found: &FoundSession, ns: &str) {
                 ),
             ),
         }
-    }
-    if let Some((status, detail)) = metrics {
-        c.push("metrics recompute", status, detail);
     }
 }
 
