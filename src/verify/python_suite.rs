@@ -152,6 +152,14 @@ fn verify_exp(out: &mut Collector, dir: &Path, exp: &str, fp: &str) {
             return;
         }
     };
+    check_done_marker(out, &done, exp, fp, by_uuid.len());
+    check_recomputed_metrics(out, &done, exp, &by_uuid);
+    check_metrics_file(out, dir, exp, &done);
+}
+
+/// The suite's `_DONE.json` names this session and experiment and counts
+/// the checkpoint's uuids.
+fn check_done_marker(out: &mut Collector, done: &Value, exp: &str, fp: &str, n_uuids: usize) {
     let mut diffs = Vec::new();
     if done["session_fingerprint"].as_str() != Some(fp) {
         diffs.push(format!(
@@ -163,11 +171,11 @@ fn verify_exp(out: &mut Collector, dir: &Path, exp: &str, fp: &str) {
         diffs.push(format!("exp_name {} is not {exp}", done["exp_name"]));
     }
     if let Some(n) = done["n_total"].as_u64() {
-        if n as usize != by_uuid.len() {
+        if n as usize != n_uuids {
             diffs.push(format!(
                 "n_total {n}, but {} has {} uuids",
                 checkpoint_file(exp),
-                by_uuid.len()
+                n_uuids
             ));
         }
     }
@@ -180,9 +188,17 @@ fn verify_exp(out: &mut Collector, dir: &Path, exp: &str, fp: &str) {
     } else {
         out.push("_DONE.json", Status::Mismatch, diffs.join("; "));
     }
+}
 
+/// The checkpoint's rows give `_DONE.json`'s metrics under the suite's rule.
+fn check_recomputed_metrics(
+    out: &mut Collector,
+    done: &Value,
+    exp: &str,
+    by_uuid: &BTreeMap<String, Value>,
+) {
     let recomputed: Vec<(&str, &str, f64)> = match exp {
-        "mcq" => python_metrics(&by_uuid, "predicted_label")
+        "mcq" => python_metrics(by_uuid, "predicted_label")
             .map(|m| {
                 vec![
                     ("accuracy", "accuracy", m.0),
@@ -198,7 +214,7 @@ fn verify_exp(out: &mut Collector, dir: &Path, exp: &str, fp: &str) {
             ("char_accuracy", "predicted_label_norm_chars"),
         ]
         .into_iter()
-        .filter_map(|(k, field)| python_metrics(&by_uuid, field).map(|m| (k, "", m.0)))
+        .filter_map(|(k, field)| python_metrics(by_uuid, field).map(|m| (k, "", m.0)))
         .collect(),
         _ => Vec::new(),
     };
@@ -231,8 +247,10 @@ fn verify_exp(out: &mut Collector, dir: &Path, exp: &str, fp: &str) {
             out.push("metrics recompute", Status::Mismatch, diffs.join("; "));
         }
     }
+}
 
-    // outputs/<exp>/metrics_<exp>.json agrees with _DONE.json.
+/// `outputs/<exp>/metrics_<exp>.json` agrees with `_DONE.json`.
+fn check_metrics_file(out: &mut Collector, dir: &Path, exp: &str, done: &Value) {
     let metrics_path = dir
         .join("artifacts_local")
         .join(exp)
