@@ -342,18 +342,13 @@ impl McqLogprob {
                     return Ok(self.unscored(example, unscored, usage, truncation));
                 }
                 Err(e @ (ScoreError::NullLogprob { .. } | ScoreError::EmptyContinuation)) => {
-                    audit.push(AuditEvent {
-                        event_id: format!("{key}/logprob_anomaly/{label}"),
-                        ..AuditEvent::new(
-                            &key,
-                            &example.uuid,
-                            NAME,
-                            "scoring",
-                            "logprob_anomaly",
-                            Severity::Warning,
-                            json!({"choice": label, "error": e.to_string()}),
-                        )
-                    });
+                    audit.push(scoring_event(
+                        &key,
+                        &example.uuid,
+                        ("logprob_anomaly", &label.to_string()),
+                        Severity::Warning,
+                        json!({"choice": label, "error": e.to_string()}),
+                    ));
                     ContinuationScore {
                         logprob: f64::NEG_INFINITY,
                         n_tokens: 0,
@@ -362,18 +357,13 @@ impl McqLogprob {
                 }
             };
             if s.straddles_boundary {
-                audit.push(AuditEvent {
-                    event_id: format!("{key}/boundary_straddle/{label}"),
-                    ..AuditEvent::new(
-                        &key,
-                        &example.uuid,
-                        NAME,
-                        "scoring",
-                        "boundary_straddle",
-                        Severity::Info,
-                        json!({"choice": label}),
-                    )
-                });
+                audit.push(scoring_event(
+                    &key,
+                    &example.uuid,
+                    ("boundary_straddle", &label.to_string()),
+                    Severity::Info,
+                    json!({"choice": label}),
+                ));
             }
             choices.push(ChoiceScore {
                 label,
@@ -385,50 +375,7 @@ impl McqLogprob {
                 context_chars: p.context_chars,
             });
         }
-        let variant_scores: [Vec<f64>; 4] = [
-            choices.iter().map(|c| c.logprob).collect(),
-            choices
-                .iter()
-                .map(|c| c.logprob / c.n_chars as f64)
-                .collect(),
-            choices
-                .iter()
-                .map(|c| c.logprob / c.n_bytes as f64)
-                .collect(),
-            choices
-                .iter()
-                .map(|c| c.logprob / c.n_tokens.max(1) as f64)
-                .collect(),
-        ];
-        let mut predictions = Vec::new();
-        let mut ties = Vec::new();
-        for (v, scores) in variant_scores.iter().enumerate() {
-            let all_neg_inf = scores.iter().all(|s| *s == f64::NEG_INFINITY);
-            match logprob::argmax(scores) {
-                Some((i, tie)) if !all_neg_inf => {
-                    predictions.push(Prediction::Label(choices[i].label));
-                    ties.push(tie);
-                    if tie {
-                        audit.push(AuditEvent {
-                            event_id: format!("{key}/tie/{}", VARIANTS[v]),
-                            ..AuditEvent::new(
-                                &key,
-                                &example.uuid,
-                                NAME,
-                                "scoring",
-                                "tie",
-                                Severity::Info,
-                                json!({"variant": VARIANTS[v], "chosen": choices[i].label}),
-                            )
-                        });
-                    }
-                }
-                _ => {
-                    predictions.push(Prediction::Invalid);
-                    ties.push(false);
-                }
-            }
-        }
+        let (predictions, ties) = predict(&choices, &key, &example.uuid, &mut audit);
         Ok(McqLogprobRecord {
             key,
             uuid: example.uuid.clone(),
@@ -442,6 +389,71 @@ impl McqLogprob {
             unscored: None,
             truncation,
         })
+    }
+}
+
+/// Each variant's prediction (argmax of its scores; `invalid` when every
+/// choice scored −∞) and whether it was a tie; ties are audited.
+fn predict(
+    choices: &[ChoiceScore],
+    key: &str,
+    uuid: &str,
+    audit: &mut Vec<AuditEvent>,
+) -> (Vec<Prediction>, Vec<bool>) {
+    let variant_scores: [Vec<f64>; 4] = [
+        choices.iter().map(|c| c.logprob).collect(),
+        choices
+            .iter()
+            .map(|c| c.logprob / c.n_chars as f64)
+            .collect(),
+        choices
+            .iter()
+            .map(|c| c.logprob / c.n_bytes as f64)
+            .collect(),
+        choices
+            .iter()
+            .map(|c| c.logprob / c.n_tokens.max(1) as f64)
+            .collect(),
+    ];
+    let mut predictions = Vec::new();
+    let mut ties = Vec::new();
+    for (v, scores) in variant_scores.iter().enumerate() {
+        let all_neg_inf = scores.iter().all(|s| *s == f64::NEG_INFINITY);
+        match logprob::argmax(scores) {
+            Some((i, tie)) if !all_neg_inf => {
+                predictions.push(Prediction::Label(choices[i].label));
+                ties.push(tie);
+                if tie {
+                    audit.push(scoring_event(
+                        key,
+                        uuid,
+                        ("tie", VARIANTS[v]),
+                        Severity::Info,
+                        json!({"variant": VARIANTS[v], "chosen": choices[i].label}),
+                    ));
+                }
+            }
+            _ => {
+                predictions.push(Prediction::Invalid);
+                ties.push(false);
+            }
+        }
+    }
+    (predictions, ties)
+}
+
+/// An audit event of the scoring stage, `event` with an id suffix
+/// (`<key>/<event>/<suffix>`, one per choice or variant).
+fn scoring_event(
+    key: &str,
+    uuid: &str,
+    (event, suffix): (&str, &str),
+    severity: Severity,
+    detail: serde_json::Value,
+) -> AuditEvent {
+    AuditEvent {
+        event_id: format!("{key}/{event}/{suffix}"),
+        ..AuditEvent::new(key, uuid, NAME, "scoring", event, severity, detail)
     }
 }
 
