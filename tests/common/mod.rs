@@ -47,16 +47,22 @@ pub fn support(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// A cached venv's python: `env_var` when set, else `~/.cache/w2c-ci/<venv>/bin/python`.
-/// Panics with one line (`what` is missing, run `script`) when it cannot
-/// import `imports`.
+/// The directory of the venvs `.ci/*_venv.sh` build: `W2C_CI_CACHE`, else
+/// `~/.cache/w2c-ci` (the scripts' own rule).
+pub fn ci_cache_dir() -> PathBuf {
+    match std::env::var_os("W2C_CI_CACHE") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/w2c-ci"),
+    }
+}
+
+/// A cached venv's python: `env_var` when set, else
+/// `<ci cache>/<venv>/bin/python` ([`ci_cache_dir`]). Panics with one line
+/// (`what` is missing, run `script`) when it cannot import `imports`.
 pub fn venv_python(env_var: &str, venv: &str, imports: &str, what: &str, script: &str) -> PathBuf {
     let p = match std::env::var_os(env_var) {
         Some(p) => PathBuf::from(p),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-            .join(".cache/w2c-ci")
-            .join(venv)
-            .join("bin/python"),
+        None => ci_cache_dir().join(venv).join("bin/python"),
     };
     let ok = std::process::Command::new(&p)
         .args(["-c", &format!("import {imports}")])
@@ -66,7 +72,7 @@ pub fn venv_python(env_var: &str, venv: &str, imports: &str, what: &str, script:
         .is_ok_and(|s| s.success());
     assert!(
         ok,
-        "{what} is missing at {}: run `{script}` (builds it once into ~/.cache/w2c-ci) or set {env_var}",
+        "{what} is missing at {}: run `{script}` (or `.ci/test`, which builds it once into ~/.cache/w2c-ci) or set {env_var}",
         p.display()
     );
     p
