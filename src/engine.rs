@@ -13,12 +13,10 @@ use crate::outcome::Progress;
 use crate::store::{load_jsonl, ErrorLine, JsonlWriter, NamespaceDir, RunLogLine};
 use anyhow::Result;
 use futures::StreamExt;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -289,21 +287,6 @@ impl Checkpoint {
     }
 }
 
-/// The terminal progress bar of a namespace.
-fn progress_bar(label: &str, total: usize, done: usize) -> ProgressBar {
-    let bar = ProgressBar::new(total as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{prefix:>12} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    bar.set_prefix(label.to_string());
-    bar.set_position(done as u64);
-    bar
-}
-
 /// The items' results so far and what went wrong.
 struct Pass<R> {
     results: HashMap<String, R>,
@@ -334,17 +317,16 @@ where
         .filter(|i| !results.contains_key(&i.key))
         .cloned()
         .collect();
-    let bar = progress_bar(label, resumed + pending.len(), resumed);
-    job.progress.reset(resumed + pending.len(), resumed);
+    job.progress.reset(label, resumed + pending.len(), resumed);
     let pass = Pass {
         results,
         failed: Vec::new(),
         abandoned: 0,
         fatal: None,
     };
-    let pass = drive(&job, &mut checkpoint, &bar, pending, pass, work).await?;
+    let pass = drive(&job, &mut checkpoint, pending, pass, work).await?;
     checkpoint.sync()?;
-    bar.finish_and_clear();
+    job.progress.end_namespace(label);
     let (mut run_log, _) = JsonlWriter::open(&job.ns.run_log())?;
     run_log.append(&RunLogLine {
         started_at,
@@ -377,7 +359,6 @@ where
 async fn drive<R, F, Fut>(
     job: &Job<'_>,
     checkpoint: &mut Checkpoint,
-    bar: &ProgressBar,
     pending: Vec<WorkItem>,
     mut pass: Pass<R>,
     work: F,
@@ -415,21 +396,18 @@ where
             Ok(record) => {
                 let record = checkpoint.store(&key, &output.calls, record)?;
                 pass.results.insert(key, record);
-                job.progress.done.fetch_add(1, Ordering::Relaxed);
-                job.progress.finished_here.fetch_add(1, Ordering::Relaxed);
+                job.progress.item_finished();
             }
             Err(error) => {
                 checkpoint.store_error(&key, &output.calls, &error)?;
-                bar.set_message(format!("{} failed", pass.failed.len() + 1));
                 if error.fatal && pass.fatal.is_none() {
                     pass.fatal = Some(error.message.clone());
                     fatal_seen.cancel();
                 }
                 pass.failed.push((key, error.message));
-                job.progress.failed.fetch_add(1, Ordering::Relaxed);
+                job.progress.item_failed();
             }
         }
-        bar.inc(1);
     }
     Ok(pass)
 }

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod charts;
 pub mod chat_templates;
 pub mod cli;
+pub mod command_hint;
 pub mod config;
 pub mod dataset;
 pub mod engine;

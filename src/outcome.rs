@@ -7,11 +7,12 @@
 use crate::metrics::Metrics;
 use crate::store::UsageTotals;
 use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +34,8 @@ pub struct MethodSummary {
     pub done: usize,
     /// Items in the namespace.
     pub total: usize,
+    /// Items per example (a stability sweep's K; else 1).
+    pub repeats: usize,
     /// Items that failed in this run.
     pub failed: usize,
     /// Metrics, when the method completed.
@@ -75,19 +78,69 @@ impl RunReport {
     }
 }
 
-/// Live counters of the namespace being run, read by the tracker's progress
-/// metrics. The engine resets them when it starts a namespace.
+/// Live counters of the session being run and of its current namespace,
+/// updated by the runner and the engine, read by whoever shows progress
+/// (the CLI's bars or log lines, the tracker's progress metrics). Changes of
+/// namespace are also queued as [`ProgressEvent`]s, so a reader that polls
+/// sees every namespace begin and end, however short.
 #[derive(Debug)]
 pub struct Progress {
-    /// Items in the namespace.
+    /// Items in the current namespace.
     pub total: AtomicUsize,
-    /// Items with a result (earlier runs included).
+    /// Items of the current namespace with a result (earlier runs included).
     pub done: AtomicUsize,
-    /// Items that failed in this run.
+    /// Items of the current namespace that failed in this run.
     pub failed: AtomicUsize,
-    /// Items finished by this process (for the request rate).
+    /// Items of the current namespace finished by this process (for the rate).
     pub finished_here: AtomicUsize,
-    started: std::sync::Mutex<std::time::Instant>,
+    /// Items in every planned namespace of the session.
+    pub session_total: AtomicUsize,
+    /// Items of the session with a result (earlier runs included).
+    pub session_done: AtomicUsize,
+    /// Items of the session finished by this process.
+    pub session_finished_here: AtomicUsize,
+    started: Mutex<Instant>,
+    session_started: Mutex<Instant>,
+    events: Mutex<VecDeque<ProgressEvent>>,
+}
+
+/// A change a progress reader must not miss.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProgressEvent {
+    /// The session's plan is known: its namespaces, every item and those
+    /// already done.
+    SessionStarted {
+        /// The planned namespaces, in order.
+        namespaces: Vec<String>,
+        /// Items in all of them.
+        total: usize,
+        /// Items with a result already.
+        done: usize,
+    },
+    /// The engine started a namespace with `done` of `total` items stored.
+    NamespaceStarted {
+        /// The namespace.
+        name: String,
+        /// Its items.
+        total: usize,
+        /// Items with a result already.
+        done: usize,
+    },
+    /// The engine's pass over a namespace ended.
+    NamespaceEnded {
+        /// The namespace.
+        name: String,
+        /// Items with a result.
+        done: usize,
+        /// Its items.
+        total: usize,
+        /// Items that failed in this pass.
+        failed: usize,
+        /// Items finished by this pass.
+        finished_here: usize,
+        /// Duration of the pass.
+        elapsed: Duration,
+    },
 }
 
 impl Default for Progress {
@@ -97,26 +150,104 @@ impl Default for Progress {
             done: AtomicUsize::new(0),
             failed: AtomicUsize::new(0),
             finished_here: AtomicUsize::new(0),
-            started: std::sync::Mutex::new(std::time::Instant::now()),
+            session_total: AtomicUsize::new(0),
+            session_done: AtomicUsize::new(0),
+            session_finished_here: AtomicUsize::new(0),
+            started: Mutex::new(Instant::now()),
+            session_started: Mutex::new(Instant::now()),
+            events: Mutex::new(VecDeque::new()),
         }
     }
 }
 
 impl Progress {
-    /// Starts counting a namespace of `total` items of which `done` exist.
-    pub fn reset(&self, total: usize, done: usize) {
+    /// Starts counting a session whose planned namespaces hold `total`
+    /// items, `done` of them with a result already.
+    pub fn begin_session(&self, namespaces: Vec<String>, total: usize, done: usize) {
+        self.session_total.store(total, Ordering::Relaxed);
+        self.session_done.store(done, Ordering::Relaxed);
+        self.session_finished_here.store(0, Ordering::Relaxed);
+        if let Ok(mut s) = self.session_started.lock() {
+            *s = Instant::now();
+        }
+        self.push(ProgressEvent::SessionStarted {
+            namespaces,
+            total,
+            done,
+        });
+    }
+
+    /// Starts counting namespace `name` of `total` items of which `done`
+    /// exist.
+    pub fn reset(&self, name: &str, total: usize, done: usize) {
         self.total.store(total, Ordering::Relaxed);
         self.done.store(done, Ordering::Relaxed);
         self.failed.store(0, Ordering::Relaxed);
         self.finished_here.store(0, Ordering::Relaxed);
         if let Ok(mut s) = self.started.lock() {
-            *s = std::time::Instant::now();
+            *s = Instant::now();
         }
+        self.push(ProgressEvent::NamespaceStarted {
+            name: name.to_string(),
+            total,
+            done,
+        });
     }
 
-    /// Time since [`Progress::reset`].
+    /// An item of the current namespace got its result.
+    pub fn item_finished(&self) {
+        self.done.fetch_add(1, Ordering::Relaxed);
+        self.finished_here.fetch_add(1, Ordering::Relaxed);
+        self.session_done.fetch_add(1, Ordering::Relaxed);
+        self.session_finished_here.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An item of the current namespace failed after its retries.
+    pub fn item_failed(&self) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The engine's pass over namespace `name` ended.
+    pub fn end_namespace(&self, name: &str) {
+        self.push(ProgressEvent::NamespaceEnded {
+            name: name.to_string(),
+            done: self.done.load(Ordering::Relaxed),
+            total: self.total.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            finished_here: self.finished_here.load(Ordering::Relaxed),
+            elapsed: self.elapsed(),
+        });
+    }
+
+    /// Time since the current namespace started ([`Progress::reset`]).
     pub fn elapsed(&self) -> Duration {
         self.started.lock().map(|s| s.elapsed()).unwrap_or_default()
+    }
+
+    /// Time since [`Progress::begin_session`].
+    pub fn session_elapsed(&self) -> Duration {
+        self.session_started
+            .lock()
+            .map(|s| s.elapsed())
+            .unwrap_or_default()
+    }
+
+    /// The events queued since the last call, oldest first.
+    pub fn drain_events(&self) -> Vec<ProgressEvent> {
+        self.events
+            .lock()
+            .map(|mut q| q.drain(..).collect())
+            .unwrap_or_default()
+    }
+
+    fn push(&self, event: ProgressEvent) {
+        if let Ok(mut q) = self.events.lock() {
+            // A reader that never drains (no display) keeps a bounded queue.
+            if q.len() >= 1024 {
+                q.pop_front();
+            }
+            q.push_back(event);
+        }
     }
 }
 

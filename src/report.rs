@@ -1,9 +1,8 @@
 //! Terminal output: the end-of-run summary table and the session status table.
 
 use crate::export::confusion_csv;
-use crate::labels::Label;
 use crate::outcome::{MethodSummary, RunReport, RunStatus};
-use crate::store::session::FoundSession;
+use crate::store::session::{FoundSession, UnreadableSession};
 use crate::store::NamespaceDir;
 use std::fmt::Write;
 
@@ -43,6 +42,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// A rate as a percentage with one decimal (`n/a` when undefined).
 fn pct(v: Option<f64>) -> String {
     match v {
         Some(x) => format!("{:.1}%", x * 100.0),
@@ -50,189 +50,417 @@ fn pct(v: Option<f64>) -> String {
     }
 }
 
-fn num(v: Option<f64>) -> String {
+/// An F1 (or other score in [0, 1]) to three decimals.
+fn f1(v: Option<f64>) -> String {
     match v {
-        Some(x) => format!("{x:.4}"),
+        Some(x) => format!("{x:.3}"),
         None => "n/a".into(),
     }
 }
 
-/// The end-of-run summary: one row per method and a confusion matrix each.
+/// A cost in USD, `-` when no price is set.
+fn cost(v: Option<f64>) -> String {
+    match v {
+        Some(c) if c < 0.01 && c > 0.0 => format!("${c:.4}"),
+        Some(c) => format!("${c:.2}"),
+        None => "-".into(),
+    }
+}
+
+/// Items done of total, with the examples beside them when an item is not
+/// an example (`268/270 (90×3)`).
+fn items_text(done: usize, total: usize, repeats: usize) -> String {
+    if repeats > 1 {
+        format!("{done}/{total} ({}×{repeats})", total / repeats)
+    } else {
+        format!("{done}/{total}")
+    }
+}
+
+/// The end-of-run summary: the headline metrics of each method (the
+/// paper's macro-F1 and ToolHall; `w2c report --wide` has every variant),
+/// the stability metrics of sweeps, and what a `-` or `(n×k)` means.
 pub fn run_summary(report: &RunReport) -> String {
     let mut out = String::new();
     let rows: Vec<Vec<String>> = report.methods.iter().map(method_row).collect();
     out.push_str(&table(
         &[
             "method",
-            "done",
+            "items",
             "accuracy",
-            "macro-F1(official)",
-            "macro-F1(gold)",
-            "macro-F1(all4)",
-            "invalid",
-            "ToolHall(official)",
+            "macro-F1",
             "ToolHall",
-            "AnswerHall",
-            "ParamHall",
+            "invalid",
             "tokens in/out",
+            "cost",
         ],
         &rows,
     ));
-    for m in &report.methods {
-        if let Some(st) = &m.stability {
-            let _ = writeln!(
-                out,
-                "\n{}: Stability@{k} {:.3}  MeanConsistency@{k} {:.3}  StableCorrect {:.3}  StableWrong {:.3}  ModeCorrect {:.3}\n  accuracy per repeat {:.3} ± {:.3}, macro-F1 per repeat {:.3} ± {:.3}, mean accuracy across runs {:.3} (95% CI {:.3}–{:.3}), entropy {:.3}, flip rate {:.3}",
-                m.namespace,
-                st.stability_at_k,
-                st.mean_consistency_at_k,
-                st.stable_correct,
-                st.stable_wrong,
-                st.mode_correct,
-                st.accuracy_per_repeat.mean,
-                st.accuracy_per_repeat.std,
-                st.macro_f1_per_repeat.mean,
-                st.macro_f1_per_repeat.std,
-                st.mean_accuracy_across_runs,
-                st.accuracy_ci95.0,
-                st.accuracy_ci95.1,
-                st.mean_entropy,
-                st.mean_flip_rate,
-                k = st.k,
-            );
-            continue;
-        }
-        if let Some(metrics) = &m.metrics {
-            let _ = writeln!(out, "\nconfusion matrix, {} (rows = gold):", m.namespace);
-            let mut header = vec!["gold \\ pred"];
-            header.extend(Label::ALL.iter().map(|l| l.as_str()));
-            header.push("invalid");
-            let rows: Vec<Vec<String>> = Label::ALL
-                .iter()
-                .map(|gold| {
-                    let mut row = vec![gold.to_string()];
-                    let cells = metrics.confusion.get(gold.as_str());
-                    for col in Label::ALL.iter().map(|l| l.as_str()).chain(["invalid"]) {
-                        row.push(
-                            cells
-                                .and_then(|c| c.get(col))
-                                .map(|n| n.to_string())
-                                .unwrap_or_else(|| "0".into()),
-                        );
-                    }
-                    row
-                })
-                .collect();
-            out.push_str(&table(&header, &rows));
-        }
+    let sweeps: Vec<Vec<String>> = report
+        .methods
+        .iter()
+        .filter_map(|m| Some((m, m.stability.as_ref()?)))
+        .map(|(m, st)| {
+            vec![
+                m.namespace.clone(),
+                f1(Some(st.stability_at_k)),
+                f1(Some(st.mean_consistency_at_k)),
+                pct(Some(st.stable_correct)),
+                pct(Some(st.mean_flip_rate)),
+                format!(
+                    "{} ({}–{})",
+                    pct(Some(st.mean_accuracy_across_runs)),
+                    pct(Some(st.accuracy_ci95.0)),
+                    pct(Some(st.accuracy_ci95.1))
+                ),
+            ]
+        })
+        .collect();
+    if !sweeps.is_empty() {
+        out.push('\n');
+        out.push_str(&table(
+            &[
+                "sweep",
+                "Stability@k",
+                "MeanConsistency@k",
+                "StableCorrect",
+                "flip rate",
+                "accuracy across runs (95% CI)",
+            ],
+            &sweeps,
+        ));
+    }
+    let mut notes = vec![
+        "macro-F1 and ToolHall as the paper defines them; `w2c report --wide` shows every variant"
+            .to_string(),
+    ];
+    if let Some(m) = report.methods.iter().find(|m| m.repeats > 1) {
+        notes.push(format!(
+            "items ({}×{}) = {} examples × {} repeats",
+            m.total / m.repeats,
+            m.repeats,
+            m.total / m.repeats,
+            m.repeats
+        ));
+    }
+    if report.methods.iter().any(|m| {
+        m.usage.cost_usd.is_none() && m.usage.prompt_tokens + m.usage.completion_tokens > 0
+    }) {
+        notes.push(
+            "cost -: no price set for the model (add [prices.\"<model>\"] to the config)".into(),
+        );
+    }
+    for n in notes {
+        let _ = writeln!(out, "  {n}");
     }
     out
 }
 
 fn method_row(m: &MethodSummary) -> Vec<String> {
-    let mut tokens = format!("{}/{}", m.usage.prompt_tokens, m.usage.completion_tokens);
-    if let Some(cost) = m.usage.cost_usd {
-        tokens.push_str(&format!(" (${cost:.4})"));
-    }
+    let tokens = format!("{}/{}", m.usage.prompt_tokens, m.usage.completion_tokens);
+    let items = items_text(m.done, m.total, m.repeats);
     match &m.metrics {
         Some(x) => vec![
             m.namespace.clone(),
-            format!("{}/{}", m.done, m.total),
+            items,
             pct(Some(x.accuracy)),
-            num(x.macro_f1_official),
-            num(x.macro_f1_present),
-            num(Some(x.macro_f1_all)),
-            x.n_invalid.to_string(),
+            f1(x.macro_f1_official),
             pct(x.tool_hallucination_rate_official),
-            pct(x.tool_hallucination_rate),
-            pct(x.answer_hallucination_rate),
-            pct(x.parameter_hallucination_rate),
+            x.n_invalid.to_string(),
             tokens,
+            cost(m.usage.cost_usd),
         ],
-        None => {
-            let mut row = vec![m.namespace.clone(), format!("{}/{}", m.done, m.total)];
-            row.push(if m.failed > 0 {
+        None => vec![
+            m.namespace.clone(),
+            items,
+            if m.failed > 0 {
                 format!("incomplete ({} failed)", m.failed)
             } else {
                 "incomplete".into()
-            });
-            row.extend(std::iter::repeat_n(String::new(), 8));
-            row.push(tokens);
-            row
+            },
+            String::new(),
+            String::new(),
+            String::new(),
+            tokens,
+            cost(m.usage.cost_usd),
+        ],
+    }
+}
+
+/// A count with thousands separators (`1,234,567`).
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Renders what a run will send (`w2c config check`): a row per namespace,
+/// then the requests and cost per model.
+pub fn estimate_table(estimates: &[crate::runner::estimate::StreamEstimate]) -> String {
+    let rows: Vec<Vec<String>> = estimates
+        .iter()
+        .map(|e| {
+            let mut requests = thousands(e.requests as u64);
+            if !e.extra_requests.is_empty() {
+                requests.push_str(&format!(" ({})", e.extra_requests));
+            }
+            vec![
+                e.namespace.clone(),
+                e.model.clone(),
+                thousands(e.items as u64),
+                requests,
+                thousands(e.prompt_tokens),
+                thousands(e.max_completion_tokens),
+                cost(e.cost_usd),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &[
+            "namespace",
+            "model",
+            "items",
+            "requests",
+            "prompt tokens",
+            "completion ≤",
+            "cost ≤",
+        ],
+        &rows,
+    );
+    let mut models: Vec<&str> = estimates.iter().map(|e| e.model.as_str()).collect();
+    models.dedup();
+    models.sort_unstable();
+    models.dedup();
+    for model in models {
+        let of: Vec<_> = estimates.iter().filter(|e| e.model == model).collect();
+        let requests: usize = of.iter().map(|e| e.requests).sum();
+        let costs: Option<f64> = of.iter().map(|e| e.cost_usd).sum();
+        let _ = writeln!(
+            out,
+            "{model}: {} requests, ~{} prompt tokens, ≤ {} completion tokens, {}",
+            thousands(requests as u64),
+            thousands(of.iter().map(|e| e.prompt_tokens).sum()),
+            thousands(of.iter().map(|e| e.max_completion_tokens).sum()),
+            match costs {
+                Some(c) => format!("cost ≤ {}", cost(Some(c))),
+                None => format!("no cost estimate (no [prices.\"{model}\"] in the config)"),
+            }
+        );
+    }
+    out
+}
+
+/// One-line status of a finished run; the command it suggests works from
+/// `here` (see [`crate::command_hint`]).
+pub fn run_status_line(report: &RunReport, here: &crate::command_hint::Here) -> String {
+    let resume = || {
+        let runs = crate::command_hint::runs_dir_of(&report.session_dir)
+            .unwrap_or(std::path::Path::new("runs"));
+        crate::command_hint::session_command(
+            "resume",
+            crate::fingerprint::short(&report.fingerprint),
+            runs,
+            here,
+        )
+    };
+    match report.status {
+        RunStatus::Complete => format!("complete: session {}", report.session_dir.display()),
+        RunStatus::Incomplete => format!(
+            "incomplete: some items failed after their retries; run `{}` to retry them",
+            resume()
+        ),
+        RunStatus::Interrupted => {
+            format!(
+                "interrupted: progress is saved; continue with `{}`",
+                resume()
+            )
         }
     }
 }
 
-/// One-line status of a finished run.
-pub fn run_status_line(report: &RunReport) -> String {
-    match report.status {
-        RunStatus::Complete => format!("complete: session {}", report.session_dir.display()),
-        RunStatus::Incomplete => format!(
-            "incomplete: some items failed after their retries; run `w2c resume {}` to retry them",
-            crate::fingerprint::short(&report.fingerprint)
-        ),
-        RunStatus::Interrupted => format!(
-            "interrupted: progress is saved; continue with `w2c resume {}`",
-            crate::fingerprint::short(&report.fingerprint)
-        ),
-    }
-}
-
-/// A row of `w2c status`.
+/// A session as `w2c status` and `w2c ls` show it.
 pub struct StatusRow {
     /// The session.
     pub session: FoundSession,
-    /// Per namespace: (name, done, total, finished).
-    pub methods: Vec<(String, usize, usize, bool)>,
+    /// Every namespace: the plan's, then any other it claimed.
+    pub namespaces: Vec<crate::store::NamespaceCount>,
     /// PID of the process holding the session, if any.
     pub running_pid: Option<String>,
 }
 
-/// Renders `w2c status`.
-pub fn status_table(rows: &[StatusRow]) -> String {
+impl StatusRow {
+    /// `running (PID n)`, `done` (every planned namespace finished) or
+    /// `stopped`.
+    fn state(&self) -> String {
+        use crate::store::NamespaceState;
+        let planned: Vec<_> = match self.namespaces.iter().any(|c| c.planned) {
+            true => self.namespaces.iter().filter(|c| c.planned).collect(),
+            false => self.namespaces.iter().collect(),
+        };
+        match &self.running_pid {
+            Some(pid) => format!("running (PID {pid})"),
+            None if !planned.is_empty()
+                && planned.iter().all(|c| c.state == NamespaceState::Done) =>
+            {
+                "done".into()
+            }
+            None => "stopped".into(),
+        }
+    }
+
+    /// One line per namespace, indented: name, items, where it stands.
+    fn namespace_lines(&self, out: &mut String) {
+        use crate::store::NamespaceState;
+        let width = self
+            .namespaces
+            .iter()
+            .map(|c| c.namespace.chars().count())
+            .max()
+            .unwrap_or(0);
+        let items_width = self
+            .namespaces
+            .iter()
+            .map(|c| c.progress_text().chars().count())
+            .max()
+            .unwrap_or(0);
+        for c in &self.namespaces {
+            let state = match c.state {
+                NamespaceState::Done => "done",
+                NamespaceState::Partial => "not finished",
+                NamespaceState::NotStarted => "not started",
+            };
+            let note = if c.planned || self.namespaces.iter().all(|x| !x.planned) {
+                ""
+            } else {
+                "  (not in the latest run's plan)"
+            };
+            let _ = writeln!(
+                out,
+                "  {:<width$}  {:>items_width$}  {state}{note}",
+                c.namespace,
+                c.progress_text()
+            );
+        }
+        if self.namespaces.is_empty() {
+            let _ = writeln!(out, "  (no method started)");
+        }
+    }
+}
+
+/// The target model a session evaluates (from its fingerprint payload).
+pub fn session_model(manifest: &crate::store::Manifest) -> &str {
+    manifest.fingerprint_payload["target"]["model"]
+        .as_str()
+        .unwrap_or("?")
+}
+
+/// Renders `w2c status`: a line per session (run key/fingerprint, state,
+/// model, MLflow, last update), its namespaces below it, then the session
+/// directories that cannot be read.
+pub fn status_table(rows: &[StatusRow], unreadable: &[UnreadableSession]) -> String {
     let body: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
             let m = &r.session.manifest;
-            let methods = if r.methods.is_empty() {
-                "-".to_string()
-            } else {
-                r.methods
-                    .iter()
-                    .map(|(ns, d, t, fin)| {
-                        format!("{ns} {d}/{t}{}", if *fin { " done" } else { "" })
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            let state = match &r.running_pid {
-                Some(pid) => format!("running (PID {pid})"),
-                None if !r.methods.is_empty() && r.methods.iter().all(|x| x.3) => "done".into(),
-                None => "stopped".into(),
-            };
             vec![
-                m.run_key.clone(),
-                crate::fingerprint::short(&m.fingerprint).to_string(),
-                state,
-                methods,
+                format!(
+                    "{}/{}",
+                    m.run_key,
+                    crate::fingerprint::short(&m.fingerprint)
+                ),
+                r.state(),
+                session_model(m).to_string(),
                 tracking_state(&r.session.dir),
-                m.created_at.clone(),
                 m.updated_at.clone(),
             ]
         })
         .collect();
-    table(
-        &[
-            "run key",
-            "fingerprint",
-            "state",
-            "methods (done/total)",
-            "mlflow",
-            "created",
-            "updated",
-        ],
-        &body,
-    )
+    let header = ["session", "state", "model", "mlflow", "updated"];
+    let mut out = String::new();
+    if rows.is_empty() {
+        unreadable_lines(unreadable, &mut out);
+        return out;
+    }
+    let rendered = table(&header, &body);
+    let mut lines = rendered.lines();
+    for line in lines.by_ref().take(2) {
+        let _ = writeln!(out, "{line}");
+    }
+    for (r, line) in rows.iter().zip(lines) {
+        let _ = writeln!(out, "{line}");
+        r.namespace_lines(&mut out);
+    }
+    unreadable_lines(unreadable, &mut out);
+    out
+}
+
+/// Renders `w2c ls`: sessions grouped by run key, each with its model,
+/// examples and namespaces.
+pub fn ls_listing(rows: &[StatusRow], unreadable: &[UnreadableSession]) -> String {
+    let mut out = String::new();
+    let mut current: Option<&str> = None;
+    for r in rows {
+        let m = &r.session.manifest;
+        if current != Some(m.run_key.as_str()) {
+            current = Some(&m.run_key);
+            let _ = writeln!(out, "{}", m.run_key);
+        }
+        let _ = writeln!(
+            out,
+            "  {}  {}  {}  {} examples  created {}",
+            crate::fingerprint::short(&m.fingerprint),
+            r.state(),
+            session_model(m),
+            m.n_examples,
+            m.created_at
+        );
+        let mut lines = String::new();
+        r.namespace_lines(&mut lines);
+        for line in lines.lines() {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    unreadable_lines(unreadable, &mut out);
+    out
+}
+
+fn unreadable_lines(unreadable: &[UnreadableSession], out: &mut String) {
+    for u in unreadable {
+        let _ = writeln!(
+            out,
+            "{}/{}  UNREADABLE: {} (`w2c verify` reports it)",
+            u.run_key,
+            u.dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            u.error
+        );
+    }
+}
+
+/// The MLflow UI address of run `run_id` (a session's parent, or one of
+/// its children) as `mlflow_ids.json` records it; `None` for an offline
+/// session or one without that run yet.
+pub fn mlflow_run_url(
+    ids: &crate::tracking::ids::MlflowIds,
+    run_id: Option<&str>,
+) -> Option<String> {
+    if ids.mode != crate::tracking::ids::Mode::Online {
+        return None;
+    }
+    let uri = ids.tracking_uri.as_deref()?.trim_end_matches('/');
+    Some(format!(
+        "{uri}/#/experiments/{}/runs/{}",
+        ids.experiment_id.as_deref()?,
+        run_id?
+    ))
 }
 
 /// One word on a session's MLflow mirror: `offline`, `synced`, or
@@ -248,46 +476,83 @@ pub fn tracking_state(session_dir: &std::path::Path) -> String {
     }
 }
 
-/// Renders `w2c verify` checks.
-pub fn verify_table(checks: &[crate::verify::Check]) -> String {
-    let rows: Vec<Vec<String>> = checks
+/// Renders `w2c verify` checks: a summary line (sessions, and checks per
+/// status), then the checks that are not OK (every check when `verbose`),
+/// then the verdict.
+pub fn verify_table(checks: &[crate::verify::Check], verbose: bool) -> String {
+    use crate::verify::Status;
+    let status_name = |s: Status| {
+        serde_json::to_value(s)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    let mut sessions: Vec<&str> = checks.iter().map(|c| c.session.as_str()).collect();
+    sessions.sort_unstable();
+    sessions.dedup();
+    let order = [
+        Status::Ok,
+        Status::Mismatch,
+        Status::Missing,
+        Status::CannotCheck,
+        Status::NotChecked,
+    ];
+    let counts: Vec<String> = order
         .iter()
-        .map(|c| {
-            vec![
-                c.session.clone(),
-                c.namespace.clone(),
-                c.check.clone(),
-                serde_json::to_value(c.status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
-                c.detail.clone(),
-            ]
+        .filter_map(|&st| {
+            let n = checks.iter().filter(|c| c.status == st).count();
+            (n > 0).then(|| format!("{n} {}", status_name(st)))
         })
         .collect();
-    let mut out = table(
-        &["session", "namespace", "check", "status", "detail"],
-        &rows,
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    let mut out = format!(
+        "verify: {}, {}: {}\n",
+        plural(sessions.len(), "session"),
+        plural(checks.len(), "check"),
+        counts.join(", ")
     );
+    let shown: Vec<&crate::verify::Check> = checks
+        .iter()
+        .filter(|c| verbose || c.status != Status::Ok)
+        .collect();
+    if !shown.is_empty() {
+        let rows: Vec<Vec<String>> = shown
+            .iter()
+            .map(|c| {
+                vec![
+                    c.session.clone(),
+                    c.namespace.clone(),
+                    c.check.clone(),
+                    status_name(c.status),
+                    c.detail.clone(),
+                ]
+            })
+            .collect();
+        out.push('\n');
+        out.push_str(&table(
+            &["session", "namespace", "check", "status", "detail"],
+            &rows,
+        ));
+        out.push('\n');
+    }
     let bad = checks
         .iter()
-        .filter(|c| {
-            matches!(
-                c.status,
-                crate::verify::Status::Mismatch | crate::verify::Status::Missing
-            )
-        })
+        .filter(|c| matches!(c.status, Status::Mismatch | Status::Missing))
         .count();
     let cannot = checks
         .iter()
-        .filter(|c| c.status == crate::verify::Status::CannotCheck)
+        .filter(|c| c.status == Status::CannotCheck)
         .count();
     out.push_str(&match (bad, cannot) {
-        (0, 0) => "all checks passed\n".to_string(),
-        (0, n) => format!("no mismatch, but {n} checks could not be made\n"),
-        (b, 0) => format!("{b} checks failed\n"),
-        (b, n) => format!("{b} checks failed, {n} could not be made\n"),
+        (0, 0) => "all checks passed".to_string(),
+        (0, n) => format!("no mismatch, but {n} checks could not be made"),
+        (b, 0) => format!("{} failed", plural(b, "check")),
+        (b, n) => format!("{} failed, {n} could not be made", plural(b, "check")),
     });
+    if !verbose && checks.iter().any(|c| c.status == Status::Ok) {
+        out.push_str(" (--verbose lists the OK checks too)");
+    }
+    out.push('\n');
     out
 }
 
@@ -356,8 +621,23 @@ const REPORT_HEADER: [&str; 18] = [
     "AnswerHall",
     "ParamHall",
     "tokens in/out",
-    "cost USD",
+    "cost",
     "wall s",
+];
+
+/// The columns of [`REPORT_HEADER`] a terminal report shows without
+/// `--wide`: who, what, and the headline metrics.
+const HEADLINE_COLUMNS: [&str; 10] = [
+    "session",
+    "model",
+    "method",
+    "n",
+    "accuracy",
+    "macro-F1(official)",
+    "ToolHall(official)",
+    "invalid",
+    "unscored",
+    "cost",
 ];
 
 fn report_rows(entries: &[ReportEntry]) -> Vec<Vec<String>> {
@@ -378,9 +658,9 @@ fn report_rows(entries: &[ReportEntry]) -> Vec<Vec<String>> {
                     .as_ref()
                     .map(|p| pct(Some(p.acc_norm)))
                     .unwrap_or_else(|| "-".into()),
-                num(m.macro_f1_official),
-                num(m.macro_f1_present),
-                num(Some(m.macro_f1_all)),
+                f1(m.macro_f1_official),
+                f1(m.macro_f1_present),
+                f1(Some(m.macro_f1_all)),
                 m.n_invalid.to_string(),
                 // Only `mcq_logprob` can leave examples unscored; `n` and
                 // every rate are over the scored ones.
@@ -394,13 +674,23 @@ fn report_rows(entries: &[ReportEntry]) -> Vec<Vec<String>> {
                 pct(m.answer_hallucination_rate),
                 pct(m.parameter_hallucination_rate),
                 format!("{}/{}", u.prompt_tokens, u.completion_tokens),
-                u.cost_usd
-                    .map(|c| format!("{c:.4}"))
-                    .unwrap_or_else(|| "-".into()),
+                cost(u.cost_usd),
                 format!("{:.1}", e.wall_secs),
             ]
         })
         .collect()
+}
+
+/// A CSV (no quoted commas) as an aligned text table.
+fn table_of_csv(csv: &str) -> String {
+    let mut lines = csv
+        .lines()
+        .map(|l| l.split(',').map(String::from).collect::<Vec<_>>());
+    let Some(header) = lines.next() else {
+        return String::new();
+    };
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
+    table(&header, &lines.collect::<Vec<_>>())
 }
 
 /// Output formats of `w2c report`.
@@ -416,16 +706,32 @@ pub enum Format {
     Html,
 }
 
-/// Renders the report of several sessions side by side.
-pub fn render(entries: &[ReportEntry], format: Format) -> anyhow::Result<String> {
+/// Renders the report of several sessions side by side. A text report
+/// shows the headline columns unless `wide` (Markdown, JSON and HTML always
+/// have everything).
+pub fn render(entries: &[ReportEntry], format: Format, wide: bool) -> anyhow::Result<String> {
     let rows = report_rows(entries);
     Ok(match format {
         Format::Json => serde_json::to_string_pretty(entries)? + "\n",
+        Format::Text if !wide => {
+            let keep: Vec<usize> = HEADLINE_COLUMNS
+                .iter()
+                .filter_map(|c| REPORT_HEADER.iter().position(|h| h == c))
+                .collect();
+            let header: Vec<&str> = keep.iter().map(|&i| REPORT_HEADER[i]).collect();
+            let rows: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| keep.iter().map(|&i| r[i].clone()).collect())
+                .collect();
+            let mut out = table(&header, &rows);
+            out.push_str("  rates in %, F1 to 3 decimals; cost - = no price set; --wide: every metric and the confusion matrices\n");
+            out
+        }
         Format::Text => {
             let mut out = table(&REPORT_HEADER, &rows);
             for e in entries {
                 let _ = writeln!(out, "\n{} {} (rows = gold):", e.session, e.namespace);
-                out.push_str(&confusion_csv(&e.metrics.metrics).replace(',', "\t"));
+                out.push_str(&table_of_csv(&confusion_csv(&e.metrics.metrics)));
             }
             out
         }

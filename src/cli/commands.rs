@@ -16,7 +16,7 @@ use crate::report;
 use crate::runner::{self, RunRequest};
 use crate::store::{layout, session, NamespaceDir};
 use crate::tracking;
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use std::path::PathBuf;
 
 /// `w2c mock-server`: serves until killed.
@@ -28,29 +28,54 @@ pub(super) fn mock_server(opts: crate::mock_server::MockServerOptions) -> Result
     Ok(EXIT_OK)
 }
 
-/// `w2c config check`.
+/// `w2c config check`: validates the config, then says what a run would
+/// do: the session it would open, its plan, the requests per model and an
+/// estimate of tokens and cost.
 pub(super) fn config_check(file: &std::path::Path) -> Result<i32> {
     let loaded = config::load(file)?;
     let prepared = runner::prepare(&loaded.config)?;
     if let Some(short) = prepared.short_labels {
         anyhow::bail!("{short}");
     }
+    let config = &loaded.config;
     println!("{}: ok", file.display());
-    println!("fingerprint: {}", prepared.fingerprint);
+    println!("fingerprint  {}", prepared.fingerprint);
     println!(
-        "examples: {} selected of {} in {}",
+        "examples     {} selected of {} in {}",
         prepared.n_selected,
         prepared.dataset.n_examples,
         prepared.dataset.path.display()
     );
-    let methods: Vec<&str> = loaded
-        .config
-        .methods
-        .enabled
-        .iter()
-        .map(|m| m.as_str())
-        .collect();
-    println!("methods: {}", methods.join(", "));
+    println!("target       {}", config.models.target);
+    if config.methods.enabled.iter().any(|m| m.uses_judge()) {
+        println!("judge        {}", config.judge_provider()?.0);
+    }
+    let runs_dir = &config.run.runs_dir;
+    let existing = session::scan(runs_dir, |_| false)
+        .0
+        .into_iter()
+        .find(|s| s.manifest.fingerprint == prepared.fingerprint);
+    match &existing {
+        Some(s) => {
+            let counts = crate::store::census(&s.dir, &s.manifest);
+            let done = counts
+                .iter()
+                .filter(|c| c.state == crate::store::NamespaceState::Done)
+                .count();
+            println!(
+                "session      exists at {} ({done} of {} namespaces done); `w2c run` continues it",
+                s.dir.display(),
+                counts.len()
+            );
+        }
+        None => println!(
+            "session      new, under {} (the run key decides the folder)",
+            runs_dir.display()
+        ),
+    }
+    let estimates = runner::estimate::estimate(config, prepared.examples.get()?)?;
+    println!("\nplan (prompt tokens estimated as characters / 4; completions at most max_tokens):");
+    print!("{}", report::estimate_table(&estimates));
     Ok(EXIT_OK)
 }
 
@@ -59,10 +84,17 @@ pub(super) fn run(
     RunArgs {
         config,
         run_key,
+        runs_dir,
         no_tracking,
     }: RunArgs,
 ) -> Result<i32> {
-    let loaded = config::load(&config)?;
+    let mut loaded = config::load(&config)?;
+    if let Some(dir) = runs_dir {
+        // Like every other command's --runs-dir / W2C_RUNS_DIR: relative to
+        // where the user stands, not to the config file.
+        loaded.config.run.runs_dir =
+            std::path::absolute(&dir).with_context(|| format!("--runs-dir {}", dir.display()))?;
+    }
     let config::RunKey { key, source, given } =
         runner::run_key_for(&loaded.config, run_key.as_deref())?;
     if source == config::RunKeySource::Generated {
@@ -152,31 +184,20 @@ pub(super) fn sync(
 
 /// `w2c status`.
 pub(super) fn status(StatusArgs { runs_dir }: StatusArgs) -> Result<i32> {
-    let rows: Vec<report::StatusRow> = session::list(&runs_dir)
+    let (sessions, unreadable) =
+        session::scan(&runs_dir, crate::verify::python_suite::is_python_session);
+    let rows: Vec<report::StatusRow> = sessions
         .into_iter()
-        .map(|s| {
-            let total = s.manifest.n_examples;
-            let methods = session::namespaces(&s.dir)
-                .into_iter()
-                .map(|(ns, _)| {
-                    let dir = NamespaceDir::new(&s.dir, &ns);
-                    let done = count_results(&dir);
-                    let finished = dir.is_done();
-                    (ns, done.min(total), total, finished)
-                })
-                .collect();
-            let running_pid = session::holder(&s.dir);
-            report::StatusRow {
-                session: s,
-                methods,
-                running_pid,
-            }
+        .map(|s| report::StatusRow {
+            namespaces: crate::store::census(&s.dir, &s.manifest),
+            running_pid: session::holder(&s.dir),
+            session: s,
         })
         .collect();
-    if rows.is_empty() {
+    if rows.is_empty() && unreadable.is_empty() {
         println!("no sessions under {}", runs_dir.display());
     } else {
-        print!("{}", report::status_table(&rows));
+        print!("{}", report::status_table(&rows, &unreadable));
     }
     Ok(EXIT_OK)
 }
@@ -188,6 +209,7 @@ pub(super) fn verify(
         all,
         run_key,
         json,
+        verbose,
         deep,
         local_only,
         runs_dir,
@@ -195,39 +217,56 @@ pub(super) fn verify(
 ) -> Result<i32> {
     // Sessions written by the Python suite are checked by their own rules.
     let mut python_dirs: Vec<PathBuf> = Vec::new();
-    let sessions = match (&fingerprint, all) {
-        (Some(fp), _) if layout::manifest(std::path::Path::new(fp)).is_file() => {
+    let mut unreadable: Vec<session::UnreadableSession> = Vec::new();
+    let mut sessions: Vec<session::FoundSession> = Vec::new();
+    match (&fingerprint, all) {
+        (Some(fp), _) if std::path::Path::new(fp).is_dir() && looks_like_path(fp) => {
             let dir = PathBuf::from(fp);
             if crate::verify::python_suite::is_python_session(&dir) {
                 python_dirs.push(dir);
-                Vec::new()
+            } else if layout::manifest(&dir).exists()
+                || dir.join(layout::names::CHECKPOINTS).is_dir()
+            {
+                match crate::store::read_json(&layout::manifest(&dir)) {
+                    Ok(manifest) => sessions.push(session::FoundSession { manifest, dir }),
+                    Err(e) => unreadable.push(session::UnreadableSession {
+                        run_key: String::new(),
+                        error: format!("{e:#}"),
+                        dir,
+                    }),
+                }
             } else {
-                vec![session::FoundSession {
-                    manifest: crate::store::read_json(&layout::manifest(&dir))?,
-                    dir,
-                }]
+                anyhow::bail!("{}", not_a_session(fp))
             }
         }
         (Some(fp), _) if looks_like_path(fp) => anyhow::bail!("{}", not_a_session(fp)),
-        (Some(fp), _) => vec![session::find(&runs_dir, fp, run_key.as_deref())?],
-        (None, true) => {
+        (Some(fp), _) => match session::find(&runs_dir, fp, run_key.as_deref()) {
+            Ok(found) => sessions.push(found),
+            Err(e) => match e.downcast::<session::UnreadableSessionError>() {
+                Ok(bad) => unreadable.push(bad.0),
+                Err(e) => return Err(e),
+            },
+        },
+        (None, _) => {
             python_dirs = python_session_dirs(&runs_dir, run_key.as_deref());
-            session::list(&runs_dir)
+            let (found, bad) =
+                session::scan(&runs_dir, crate::verify::python_suite::is_python_session);
+            let in_key = |k: &str| run_key.as_deref().is_none_or(|want| want == k);
+            sessions = found
                 .into_iter()
-                .filter(|s| run_key.as_deref().is_none_or(|k| s.manifest.run_key == k))
-                .collect()
-        }
-        (None, false) => {
-            anyhow::bail!("name a session (fingerprint prefix or directory), or pass --all")
+                .filter(|s| in_key(&s.manifest.run_key))
+                .collect();
+            unreadable = bad.into_iter().filter(|u| in_key(&u.run_key)).collect();
         }
     };
-    if sessions.is_empty() && python_dirs.is_empty() {
+    if sessions.is_empty() && python_dirs.is_empty() && unreadable.is_empty() {
         anyhow::bail!("no sessions under {}", runs_dir.display());
     }
     let mut checks: Vec<crate::verify::Check> = python_dirs
         .iter()
         .flat_map(|d| crate::verify::python_suite::verify_python_session(d))
         .collect();
+    checks.extend(unreadable.iter().map(crate::verify::unreadable_session));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -240,7 +279,7 @@ pub(super) fn verify(
     if json {
         println!("{}", serde_json::to_string_pretty(&checks)?);
     } else {
-        print!("{}", report::verify_table(&checks));
+        print!("{}", report::verify_table(&checks, verbose));
     }
     Ok(if crate::verify::all_ok(&checks) {
         EXIT_OK
@@ -256,6 +295,7 @@ pub(super) fn report(
     ReportArgs {
         fingerprints,
         format,
+        wide,
         out,
         runs_dir,
     }: ReportArgs,
@@ -272,7 +312,7 @@ pub(super) fn report(
     if entries.is_empty() {
         anyhow::bail!("no finished methods to report under {}", runs_dir.display());
     }
-    let text = report::render(&entries, format)?;
+    let text = report::render(&entries, format, wide)?;
     match out {
         Some(path) => {
             crate::store::write_bytes_atomic(&path, text.as_bytes())?;
@@ -285,36 +325,29 @@ pub(super) fn report(
 
 /// `w2c ls`.
 pub(super) fn ls(LsArgs { run_key, runs_dir }: LsArgs) -> Result<i32> {
-    let sessions: Vec<_> = session::list(&runs_dir)
+    let (sessions, unreadable) =
+        session::scan(&runs_dir, crate::verify::python_suite::is_python_session);
+    let sessions: Vec<_> = sessions
         .into_iter()
         .filter(|s| run_key.as_deref().is_none_or(|k| s.manifest.run_key == k))
         .collect();
-    if sessions.is_empty() {
+    let unreadable: Vec<_> = unreadable
+        .into_iter()
+        .filter(|u| run_key.as_deref().is_none_or(|k| u.run_key == k))
+        .collect();
+    if sessions.is_empty() && unreadable.is_empty() {
         println!("no sessions under {}", runs_dir.display());
         return Ok(EXIT_OK);
     }
-    let mut current = String::new();
-    for s in sessions {
-        if s.manifest.run_key != current {
-            current = s.manifest.run_key.clone();
-            println!("{current}");
-        }
-        let namespaces: Vec<String> = session::namespaces(&s.dir)
-            .into_iter()
-            .map(|(ns, _)| {
-                let done = NamespaceDir::new(&s.dir, &ns).is_done();
-                format!("{ns}{}", if done { "" } else { "*" })
-            })
-            .collect();
-        println!(
-            "  {}  {}  {} examples  {}",
-            short(&s.manifest.fingerprint),
-            s.manifest.created_at,
-            s.manifest.n_examples,
-            namespaces.join(" ")
-        );
-    }
-    println!("(* = not finished)");
+    let rows: Vec<report::StatusRow> = sessions
+        .into_iter()
+        .map(|s| report::StatusRow {
+            namespaces: crate::store::census(&s.dir, &s.manifest),
+            running_pid: None,
+            session: s,
+        })
+        .collect();
+    print!("{}", report::ls_listing(&rows, &unreadable));
     Ok(EXIT_OK)
 }
 
@@ -336,8 +369,9 @@ pub(super) fn show(ShowArgs { session }: ShowArgs) -> Result<i32> {
         "resolved config:\n{}",
         serde_json::to_string_pretty(&m.config)?
     );
-    match crate::tracking::ids::MlflowIds::load(&found.dir) {
-        Ok(ids) if ids.mode == crate::tracking::ids::Mode::Online => {
+    let ids = crate::tracking::ids::MlflowIds::load(&found.dir).ok();
+    match &ids {
+        Some(ids) if ids.mode == crate::tracking::ids::Mode::Online => {
             println!(
                 "mlflow       {} experiment {} ({}), parent run {}; {}",
                 ids.tracking_uri.as_deref().unwrap_or("?"),
@@ -346,6 +380,9 @@ pub(super) fn show(ShowArgs { session }: ShowArgs) -> Result<i32> {
                 ids.parent_run_id.as_deref().unwrap_or("none"),
                 report::tracking_state(&found.dir)
             );
+            if let Some(url) = report::mlflow_run_url(ids, ids.parent_run_id.as_deref()) {
+                println!("             {url}");
+            }
             for p in &ids.pending {
                 println!("  pending: {p}");
             }
@@ -353,24 +390,36 @@ pub(super) fn show(ShowArgs { session }: ShowArgs) -> Result<i32> {
         _ => println!("mlflow       offline (`w2c sync` sends the session to MLflow)"),
     }
     println!("namespaces:");
-    for (ns, settings) in session::namespaces(&found.dir) {
-        let dir = NamespaceDir::new(&found.dir, &ns);
-        let child = crate::tracking::ids::MlflowIds::load(&found.dir)
-            .ok()
-            .and_then(|ids| ids.child_run_ids.get(&ns).cloned());
+    let settings: std::collections::BTreeMap<String, crate::store::MethodSettings> =
+        session::namespaces(&found.dir).into_iter().collect();
+    for count in crate::store::census(&found.dir, m) {
+        let ns = &count.namespace;
+        let dir = NamespaceDir::new(&found.dir, ns);
+        let state = match count.state {
+            crate::store::NamespaceState::Done => "done",
+            crate::store::NamespaceState::Partial => "not finished",
+            crate::store::NamespaceState::NotStarted => "not started",
+        };
         println!(
-            "  {ns}  ({}, settings {})\n    checkpoints {}\n    artifacts   {}",
-            if dir.is_done() {
-                "done"
-            } else {
-                "not finished"
-            },
-            crate::fingerprint::prefix(&settings.settings_hash, 12),
+            "  {ns}  {} items, {state}, settings {}\n    checkpoints {}\n    artifacts   {}",
+            count.progress_text(),
+            settings
+                .get(ns)
+                .map_or("?", |s| crate::fingerprint::prefix(&s.settings_hash, 12)),
             dir.checkpoints.display(),
             dir.artifacts.display()
         );
+        let child = ids
+            .as_ref()
+            .and_then(|ids| ids.child_run_ids.get(ns).cloned());
         if let Some(id) = child {
-            println!("    mlflow run  {id}");
+            match ids
+                .as_ref()
+                .and_then(|i| report::mlflow_run_url(i, Some(&id)))
+            {
+                Some(url) => println!("    mlflow run  {url}"),
+                None => println!("    mlflow run  {id}"),
+            }
         }
     }
     Ok(EXIT_OK)
@@ -490,30 +539,14 @@ fn tracking_for(
     Ok((target, reason.to_string()))
 }
 
-/// Items with a result in a namespace: for a finished one, the count its
-/// `_DONE.json` recorded (`w2c verify` checks it against the file); else
-/// the distinct keys of its `results.jsonl`, streamed.
-fn count_results(dir: &NamespaceDir) -> usize {
-    #[derive(serde::Deserialize)]
-    struct KeyOnly {
-        key: String,
-    }
-    if let Ok(done) = crate::store::read_json::<crate::store::DoneMarker>(&dir.done_marker()) {
-        return done.n_items;
-    }
-    let mut keys = std::collections::HashSet::new();
-    match crate::store::read_jsonl(&dir.results(), |k: KeyOnly| {
-        keys.insert(k.key);
-    }) {
-        Ok(_) => keys.len(),
-        Err(_) => 0,
-    }
-}
-
 /// Runs a request: opens the session, connects its tracker (or records it
 /// offline), runs every method with Ctrl-C handling, prints the summary and
 /// returns the exit code.
 fn execute(req: RunRequest, tracking: (Option<tracking::Target>, String)) -> Result<i32> {
+    use std::io::IsTerminal as _;
+    let progress_style = super::progress::style_from_env(std::io::stderr().is_terminal(), |k| {
+        std::env::var_os(k).map(|v| v.to_string_lossy().into_owned())
+    })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -544,12 +577,27 @@ fn execute(req: RunRequest, tracking: (Option<tracking::Target>, String)) -> Res
         let tracker =
             tracking::Tracker::for_session(target.as_ref(), &offline_reason, &s.dir, &s.manifest)
                 .await?;
-        let report = opened.execute(&tracker, &cancel).await?;
+        let view = super::progress::ProgressView::start(
+            crate::outcome::RunObserver::progress(&tracker),
+            progress_style,
+        );
+        let report = opened.execute(&tracker, &cancel).await;
+        view.finish().await;
+        let report = report?;
         for note in &report.notes {
             eprintln!("note: {note}");
         }
         print!("{}", report::run_summary(&report));
-        println!("{}", report::run_status_line(&report));
+        if let Some(url) = crate::tracking::ids::MlflowIds::load(&report.session_dir)
+            .ok()
+            .and_then(|ids| report::mlflow_run_url(&ids, ids.parent_run_id.as_deref()))
+        {
+            println!("mlflow: {url}");
+        }
+        println!(
+            "{}",
+            report::run_status_line(&report, &crate::command_hint::Here::current())
+        );
         Ok(match report.status {
             RunStatus::Complete => EXIT_OK,
             RunStatus::Incomplete => EXIT_INCOMPLETE,

@@ -2,6 +2,7 @@
 //! Library modules return errors; only this module talks to the user.
 
 mod commands;
+mod progress;
 
 use crate::official_task::OfficialVariant;
 use crate::report;
@@ -93,6 +94,10 @@ struct RunArgs {
     /// Name of the run folder (else W2C_RUN_KEY, else `run.run_key`, else generated).
     #[arg(long)]
     run_key: Option<String>,
+    /// Directory holding the run folders (else W2C_RUNS_DIR, else the
+    /// config's `run.runs_dir`, else `runs` beside the config).
+    #[arg(long, env = "W2C_RUNS_DIR")]
+    runs_dir: Option<PathBuf>,
     /// Do not track in MLflow even if MLFLOW_TRACKING_URI is set (the
     /// session is recorded as offline; `w2c sync` sends it later).
     #[arg(long)]
@@ -145,6 +150,7 @@ struct SyncArgs {
 struct VerifyArgs {
     /// Fingerprint (prefix) of the session to check, or its directory
     /// (also a session directory written by the Python suite).
+    #[arg(required_unless_present = "all")]
     fingerprint: Option<String>,
     /// Check every session under the runs directory.
     #[arg(long, conflicts_with = "fingerprint")]
@@ -152,9 +158,13 @@ struct VerifyArgs {
     /// Only sessions of this run key.
     #[arg(long)]
     run_key: Option<String>,
-    /// Emit a machine-readable JSON report.
+    /// Emit a machine-readable JSON report (every check).
     #[arg(long)]
     json: bool,
+    /// List every check, OK ones included (default: a summary, then only
+    /// what is not OK).
+    #[arg(long, short)]
+    verbose: bool,
     /// Download every MLflow artifact and compare its sha256 (not just its size).
     #[arg(long)]
     deep: bool,
@@ -174,6 +184,10 @@ struct ReportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: report::Format,
+    /// Text: every metric column and the confusion matrices (the default
+    /// shows accuracy, the paper's macro-F1 and ToolHall, invalid, cost).
+    #[arg(long)]
+    wide: bool,
     /// Write to this file instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,

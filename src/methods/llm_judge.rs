@@ -333,6 +333,10 @@ impl Plan for LlmJudge {
         }
         super::one_item_per_example(examples)
     }
+
+    fn repeats(&self) -> usize {
+        self.sweep.map_or(1, |s| s.k as usize)
+    }
 }
 
 /// Converts When2Call tool definitions (JSON text, `parameters.type` "dict")

@@ -371,6 +371,10 @@ impl Plan for Mcq {
             None => super::one_item_per_example(examples),
         }
     }
+
+    fn repeats(&self) -> usize {
+        self.sweep.map_or(1, |s| s.k as usize)
+    }
 }
 
 /// Whether `text[start..end]` is part of a decimal number such as `0.5`.

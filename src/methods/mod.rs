@@ -39,6 +39,12 @@ pub trait Plan {
 
     /// Every work item of the namespace, in order.
     fn items(&self, examples: &[Example]) -> Vec<WorkItem>;
+
+    /// Work items per example (a stability sweep's K); `items` gives
+    /// exactly this many per example.
+    fn repeats(&self) -> usize {
+        1
+    }
 }
 
 /// The model a method's items call: its client and its price (when

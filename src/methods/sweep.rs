@@ -109,3 +109,21 @@ impl Sweep {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_store_reads_k_back_from_every_sweep_name() {
+        for (method, k, t) in [("mcq", 3, 0.7), ("llm_judge", 10, 1.0), ("mcq", 1, 0.0)] {
+            let name = super::sweep_name(method, k, t);
+            assert_eq!(
+                crate::store::census::repeats_from_name(&name),
+                Some(k as usize)
+            );
+            assert_eq!(
+                crate::store::census::repeats_from_name(&format!("{name}.target")),
+                Some(k as usize)
+            );
+        }
+    }
+}

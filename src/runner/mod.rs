@@ -4,6 +4,7 @@
 //! watches the run (MLflow tracking, tests) is a [`RunObserver`] handed in by
 //! the caller; the runner does not know what it does.
 
+pub mod estimate;
 pub mod inputs;
 mod namespace;
 
@@ -17,7 +18,7 @@ use crate::methods::llm_judge::{JudgeAnswers, JudgedTarget, LlmJudge, TargetAnsw
 use crate::methods::mcq::{Mcq, McqRun};
 use crate::methods::mcq_logprob::{McqLogprob, McqLogprobRun};
 use crate::methods::{Bound, Caller};
-use crate::methods::{Method, Sweep};
+use crate::methods::{Method, Plan as _, Sweep};
 use crate::outcome::{MethodSummary, RunObserver, RunReport, RunStatus};
 use crate::store::session::{self, Manifest, NewSession, Session};
 use anyhow::{bail, Context, Result};
@@ -178,19 +179,20 @@ impl Callers {
     }
 }
 
-/// One namespace (or, for `llm_judge`, one target/judge pair) to run.
-enum Planned {
+/// One namespace (or, for `llm_judge`, one target/judge pair) to run: its
+/// plan, bound to the models it calls only when it runs.
+pub enum Planned {
     /// `mcq` or one of its sweeps.
-    Mcq(McqRun),
+    Mcq(Mcq),
     /// `mcq_logprob`.
-    McqLogprob(McqLogprobRun),
+    McqLogprob(McqLogprob),
     /// `llm_judge` or one of its sweeps.
     Judge(LlmJudge),
 }
 
 /// Every namespace the config's enabled methods run, in order: sweeps give
 /// one per temperature.
-fn plan(config: &Config, callers: &Callers) -> Result<Vec<Planned>> {
+pub fn plan(config: &Config) -> Result<Vec<Planned>> {
     let st = &config.methods.stability;
     let sweeps: Vec<Sweep> = st
         .temperatures
@@ -207,21 +209,16 @@ fn plan(config: &Config, callers: &Callers) -> Result<Vec<Planned>> {
         match kind {
             MethodKind::Mcq | MethodKind::StabilityMcq => {
                 let mcq = Mcq::new(&config.methods.mcq, target, seed)?;
-                let variants = match kind {
-                    MethodKind::Mcq => vec![mcq],
-                    _ => sweeps.iter().map(|&s| mcq.with_sweep(s)).collect(),
-                };
-                planned.extend(variants.into_iter().map(|mcq| {
-                    Planned::Mcq(McqRun {
-                        plan: mcq,
-                        caller: callers.target.clone(),
-                    })
-                }));
+                match kind {
+                    MethodKind::Mcq => planned.push(Planned::Mcq(mcq)),
+                    _ => planned.extend(sweeps.iter().map(|&s| Planned::Mcq(mcq.with_sweep(s)))),
+                }
             }
-            MethodKind::McqLogprob => planned.push(Planned::McqLogprob(McqLogprobRun {
-                plan: McqLogprob::new(&config.methods.mcq_logprob, target, seed)?,
-                caller: callers.target.clone(),
-            })),
+            MethodKind::McqLogprob => planned.push(Planned::McqLogprob(McqLogprob::new(
+                &config.methods.mcq_logprob,
+                target,
+                seed,
+            )?)),
             MethodKind::LlmJudge | MethodKind::StabilityLlmJudge => {
                 let (judge_model, _, _) = config.judge_provider()?;
                 let base = LlmJudge::new(&config.methods.llm_judge, target, judge_model, seed)?;
@@ -235,6 +232,55 @@ fn plan(config: &Config, callers: &Callers) -> Result<Vec<Planned>> {
     Ok(planned)
 }
 
+impl Planned {
+    /// The settings of every namespace this runs (a judge: its target
+    /// stream, then its judge stream) and its items per example.
+    pub fn streams(&self) -> Vec<(crate::store::MethodSettings, usize)> {
+        match self {
+            Planned::Mcq(m) => vec![(m.settings(), m.repeats())],
+            Planned::McqLogprob(m) => vec![(m.settings(), m.repeats())],
+            Planned::Judge(j) => vec![
+                (j.target_settings(), j.repeats()),
+                (j.judge_settings(), j.repeats()),
+            ],
+        }
+    }
+}
+
+/// Claims every namespace of the plan up front and records the plan in the
+/// manifest, so that `status`, `ls` and `verify` know what the session
+/// will hold before each namespace starts; tells the progress readers the
+/// session's items.
+fn record_plan<O: RunObserver>(run: &Run<'_, O>, planned: &[Planned]) -> Result<()> {
+    let n_examples = run.session.manifest.n_examples;
+    let mut recorded = Vec::new();
+    for p in planned {
+        for (settings, repeats) in p.streams() {
+            let ns = session::claim_namespace(&run.session.dir, &settings)?;
+            recorded.push(session::PlannedNamespace {
+                namespace: ns.name,
+                items: n_examples * repeats,
+                repeats,
+            });
+        }
+    }
+    session::record_plan(&run.session.dir, &recorded)?;
+    let manifest = crate::store::Manifest {
+        plan: recorded,
+        ..run.session.manifest.clone()
+    };
+    let counts: Vec<_> = crate::store::census(&run.session.dir, &manifest)
+        .into_iter()
+        .filter(|c| c.planned)
+        .collect();
+    run.observer.progress().begin_session(
+        counts.iter().map(|c| c.namespace.clone()).collect(),
+        counts.iter().map(|c| c.total).sum(),
+        counts.iter().map(|c| c.done).sum(),
+    );
+    Ok(())
+}
+
 /// Runs every planned namespace in order; stops starting new ones once a
 /// stop is requested.
 async fn run_methods<O: RunObserver>(
@@ -244,14 +290,29 @@ async fn run_methods<O: RunObserver>(
 ) -> Result<()> {
     let callers = Callers::new(config)?;
     let judging = Judging { callers: &callers };
-    for planned in plan(config, &callers)? {
+    let planned = plan(config)?;
+    record_plan(run, &planned)?;
+    for planned in planned {
         if run.cancel.is_cancelled() {
             report.status = RunStatus::Interrupted;
             break;
         }
+        let target = || callers.target.clone();
         let summary = match planned {
-            Planned::Mcq(method) => run_namespace(run, &method, report).await?.summary,
-            Planned::McqLogprob(method) => run_namespace(run, &method, report).await?.summary,
+            Planned::Mcq(plan) => {
+                let method = McqRun {
+                    plan,
+                    caller: target(),
+                };
+                run_namespace(run, &method, report).await?.summary
+            }
+            Planned::McqLogprob(plan) => {
+                let method = McqLogprobRun {
+                    plan,
+                    caller: target(),
+                };
+                run_namespace(run, &method, report).await?.summary
+            }
             Planned::Judge(method) => judging.run(run, method, report).await?,
         };
         report.methods.push(summary);
@@ -289,7 +350,7 @@ impl Judging<'_> {
         // reading the target answers again.
         let judge_ns = session::claim_namespace(&run.session.dir, &judge.settings())?;
         if judge_ns.is_done() {
-            return namespace::done_summary(&judge_ns);
+            return namespace::done_summary(&judge_ns, method.repeats());
         }
         let total = judge.items(run.examples.get()?).len();
         let targets = TargetAnswers {
@@ -302,6 +363,7 @@ impl Judging<'_> {
                 namespace: judge_ns.name,
                 done: 0,
                 total,
+                repeats: answered.summary.repeats,
                 failed: answered.summary.failed,
                 metrics: None,
                 usage: Default::default(),

@@ -8,7 +8,7 @@ use super::Run;
 use crate::dataset::Example;
 use crate::engine::{Job, Outcome};
 use crate::llm::Client;
-use crate::methods::{Concluding, Conclusion, Method, Scores};
+use crate::methods::{Concluding, Conclusion, Method, Plan as _, Scores};
 use crate::outcome::{MethodSummary, RunObserver, RunReport};
 use crate::store::session::{self, Session};
 use crate::store::{
@@ -42,7 +42,7 @@ pub(super) async fn run_namespace<M: Method, O: RunObserver>(
     let ns = session::claim_namespace(&run.session.dir, &settings)?;
     if ns.is_done() && !method.records_needed_when_done() {
         return Ok(Ran {
-            summary: done_summary(&ns)?,
+            summary: done_summary(&ns, method.plan().repeats())?,
             results: HashMap::new(),
             complete: true,
             cancelled: false,
@@ -78,6 +78,7 @@ pub(super) async fn run_namespace<M: Method, O: RunObserver>(
         namespace: ns.name.clone(),
         done: ordered.len(),
         total,
+        repeats: method.plan().repeats(),
         failed: outcome.failed.len(),
         metrics: None,
         usage: method.usage(&ordered),
@@ -149,7 +150,7 @@ fn finish<M: Method, O>(
 /// The summary of a namespace already marked done: its item count from
 /// `_DONE.json` (written only once every item had a result), the rest from
 /// its metrics when it has them (a judge's target stream has none).
-pub(super) fn done_summary(ns: &NamespaceDir) -> Result<MethodSummary> {
+pub(super) fn done_summary(ns: &NamespaceDir, repeats: usize) -> Result<MethodSummary> {
     let context = || format!("namespace {} is marked done", ns.name);
     let done: DoneMarker = read_json(&ns.done_marker()).with_context(context)?;
     if !ns.metrics().exists() {
@@ -157,6 +158,7 @@ pub(super) fn done_summary(ns: &NamespaceDir) -> Result<MethodSummary> {
             namespace: ns.name.clone(),
             done: done.n_items,
             total: done.n_items,
+            repeats,
             failed: 0,
             metrics: None,
             usage: UsageTotals::default(),
@@ -166,8 +168,10 @@ pub(super) fn done_summary(ns: &NamespaceDir) -> Result<MethodSummary> {
     let stored: MetricsFile = read_json(&ns.metrics()).with_context(context)?;
     Ok(MethodSummary {
         namespace: ns.name.clone(),
-        done: stored.n_examples,
+        // Items, as everywhere (a sweep's metrics count examples).
+        done: done.n_items,
         total: done.n_items,
+        repeats,
         failed: 0,
         metrics: Some(stored.metrics),
         usage: stored.usage,

@@ -1,8 +1,9 @@
 //! The session store: everything w2c keeps on disk, at the bottom of the
 //! dependency graph. It owns the layout of a session directory
 //! ([`layout`]), the manifest, lock and namespaces ([`session`]), the
-//! crash-safe file primitives ([`jsonl`], [`files`]) and the typed records
-//! every other layer reads and writes ([`records`]). Nothing here knows
+//! crash-safe file primitives ([`jsonl`], [`files`]), the typed records
+//! every other layer reads and writes ([`records`]) and how far a session
+//! has come ([`census`]). Nothing here knows
 //! about methods, LLMs or MLflow.
 //!
 //! ```text
@@ -15,12 +16,14 @@
 //!   mlflow_ids.json         written by the tracking observer
 //! ```
 
+pub mod census;
 pub mod files;
 pub mod jsonl;
 pub mod layout;
 pub mod records;
 pub mod session;
 
+pub use census::{census, NamespaceCount, NamespaceState};
 pub use files::{file_digest, read_json, write_bytes_atomic, write_json_atomic};
 pub use jsonl::{load_jsonl, read_jsonl, read_jsonl_lines, JsonlWriter, LoadReport};
 pub use layout::{names, NamespaceDir};
@@ -28,4 +31,4 @@ pub use records::{
     DoneMarker, ErrorLine, FileDigest, MethodSettings, MetricsFile, PredictionRow, RunLogLine,
     Usage, UsageTotals,
 };
-pub use session::{FoundSession, Manifest, Session};
+pub use session::{FoundSession, Manifest, PlannedNamespace, Session};

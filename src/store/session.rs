@@ -61,6 +61,23 @@ pub struct Manifest {
     /// Gold label counts of the selected examples.
     #[serde(default)]
     pub label_counts: std::collections::BTreeMap<String, usize>,
+    /// The namespaces the latest run or resume planned, in the order it runs
+    /// them, with their item counts (absent in sessions written before w2c
+    /// recorded its plan).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plan: Vec<PlannedNamespace>,
+}
+
+/// One namespace of a session's plan: what `status` lists before the
+/// namespace has a file, and the total its progress counts against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedNamespace {
+    /// The namespace's name.
+    pub namespace: String,
+    /// Work items: examples × repeats.
+    pub items: usize,
+    /// Items per example (a stability sweep's K; else 1).
+    pub repeats: usize,
 }
 
 /// An open session directory, locked by this process.
@@ -212,6 +229,7 @@ pub fn open_or_create(runs_dir: &Path, spec: NewSession<'_>) -> Result<Session> 
         example_ids: spec.example_ids,
         namespaces: Default::default(),
         label_counts: spec.label_counts,
+        plan: Vec::new(),
     };
     std::fs::create_dir_all(layout::checkpoints(&dir))?;
     std::fs::create_dir_all(layout::artifacts(&dir))?;
@@ -285,12 +303,30 @@ pub struct FoundSession {
     pub manifest: Manifest,
 }
 
-/// All sessions under `runs_dir`, sorted by run key then creation time.
-/// Directories without a readable manifest are skipped.
-pub fn list(runs_dir: &Path) -> Vec<FoundSession> {
-    let mut out = Vec::new();
+/// A directory under `<runs>/<run key>/sessions/` that is not a readable
+/// w2c session: its manifest is missing or cannot be read. Never skipped
+/// silently: `status` lists it and `verify` reports it.
+#[derive(Debug, Clone)]
+pub struct UnreadableSession {
+    /// The directory.
+    pub dir: PathBuf,
+    /// The run key folder it is in.
+    pub run_key: String,
+    /// Why it cannot be read (the manifest's path and the cause).
+    pub error: String,
+}
+
+/// What is under a runs directory: the readable sessions (sorted by run key
+/// then creation time) and the session directories that cannot be read.
+/// `skip` leaves out directories that belong to another tool (the Python
+/// suite's sessions).
+pub fn scan(
+    runs_dir: &Path,
+    skip: impl Fn(&Path) -> bool,
+) -> (Vec<FoundSession>, Vec<UnreadableSession>) {
+    let (mut out, mut bad) = (Vec::new(), Vec::new());
     let Ok(run_keys) = std::fs::read_dir(runs_dir) else {
-        return out;
+        return (out, bad);
     };
     for rk in run_keys.flatten() {
         let Ok(sessions) = std::fs::read_dir(rk.path().join("sessions")) else {
@@ -298,8 +334,21 @@ pub fn list(runs_dir: &Path) -> Vec<FoundSession> {
         };
         for s in sessions.flatten() {
             let dir = s.path();
-            if let Ok(manifest) = read_json::<Manifest>(&layout::manifest(&dir)) {
-                out.push(FoundSession { dir, manifest });
+            if !dir.is_dir() || skip(&dir) {
+                continue;
+            }
+            let path = layout::manifest(&dir);
+            match read_json::<Manifest>(&path) {
+                Ok(manifest) => out.push(FoundSession { dir, manifest }),
+                Err(e) => bad.push(UnreadableSession {
+                    run_key: rk.file_name().to_string_lossy().into_owned(),
+                    error: if path.exists() {
+                        format!("{e:#}")
+                    } else {
+                        format!("{}: no such file", path.display())
+                    },
+                    dir,
+                }),
             }
         }
     }
@@ -307,8 +356,22 @@ pub fn list(runs_dir: &Path) -> Vec<FoundSession> {
         (&a.manifest.run_key, &a.manifest.created_at)
             .cmp(&(&b.manifest.run_key, &b.manifest.created_at))
     });
-    out
+    bad.sort_by(|a, b| a.dir.cmp(&b.dir));
+    (out, bad)
 }
+
+/// All readable sessions under `runs_dir`, sorted by run key then creation
+/// time ([`scan`] also returns the unreadable ones).
+pub fn list(runs_dir: &Path) -> Vec<FoundSession> {
+    scan(runs_dir, |_| false).0
+}
+
+/// The error of [`find`] when the only directory matching a fingerprint is
+/// a session whose manifest cannot be read (`verify` reports it as a
+/// finding).
+#[derive(Debug, thiserror::Error)]
+#[error("session {} cannot be read: {}", .0.dir.display(), .0.error)]
+pub struct UnreadableSessionError(pub UnreadableSession);
 
 /// Finds the one session whose fingerprint starts with `prefix` (optionally
 /// under one run key).
@@ -317,16 +380,27 @@ pub fn find(runs_dir: &Path, prefix: &str, run_key: Option<&str>) -> Result<Foun
         bail!("`{prefix}` is not a fingerprint: expected at least 4 hex characters");
     }
     let prefix = prefix.to_ascii_lowercase();
-    let matches: Vec<FoundSession> = list(runs_dir)
+    let (sessions, unreadable) = scan(runs_dir, |_| false);
+    let matches: Vec<FoundSession> = sessions
         .into_iter()
         .filter(|s| s.manifest.fingerprint.starts_with(&prefix))
         .filter(|s| run_key.is_none_or(|k| s.manifest.run_key == k))
         .collect();
     match matches.len() {
-        0 => bail!(
-            "no session with fingerprint {prefix} under {} (see `w2c status`)",
-            runs_dir.display()
-        ),
+        0 => {
+            if let Some(bad) = unreadable.iter().find(|u| {
+                u.dir
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+                    && run_key.is_none_or(|k| u.run_key == k)
+            }) {
+                return Err(UnreadableSessionError(bad.clone()).into());
+            }
+            bail!(
+                "no session with fingerprint {prefix} under {} (see `w2c status`)",
+                runs_dir.display()
+            )
+        }
         1 => Ok(matches.into_iter().next().expect("one match")),
         _ => bail!(
             "fingerprint {prefix} is ambiguous: {}; pass more characters or --run-key",
@@ -407,6 +481,20 @@ fn update_manifest(
         change(obj);
     }
     write_json_atomic(&path, &manifest)
+}
+
+/// Records `plan` as the session's plan in `manifest.json`, unless it is the
+/// plan already recorded (a resume with nothing new to do writes nothing).
+/// The caller holds the session lock.
+pub fn record_plan(session_dir: &Path, plan: &[PlannedNamespace]) -> Result<()> {
+    let stored: Manifest = read_json(&layout::manifest(session_dir))?;
+    if stored.plan == plan {
+        return Ok(());
+    }
+    let value = serde_json::to_value(plan).context("cannot serialise the plan")?;
+    update_manifest(session_dir, |obj| {
+        obj.insert("plan".into(), value);
+    })
 }
 
 /// Every namespace of a session: (name, settings).

@@ -98,6 +98,28 @@ impl Collector {
     }
 }
 
+/// The finding for a session directory whose manifest cannot be read: it
+/// is never skipped, since a garbled or deleted manifest hides every result.
+pub fn unreadable_session(u: &session::UnreadableSession) -> Check {
+    let name = u
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut c = Collector::new(if u.run_key.is_empty() {
+        name
+    } else {
+        format!("{}/{name}", u.run_key)
+    });
+    let status = if crate::store::layout::manifest(&u.dir).exists() {
+        Status::Mismatch
+    } else {
+        Status::Missing
+    };
+    c.push("manifest", status, u.error.clone());
+    c.checks.remove(0)
+}
+
 /// Verifies one session's local record.
 pub fn verify_local(found: &FoundSession) -> Vec<Check> {
     let mut c = Collector::for_session(found);
@@ -120,6 +142,16 @@ pub fn verify_local(found: &FoundSession) -> Vec<Check> {
     }
     let ids = crate::tracking::ids::MlflowIds::load(&found.dir);
     match &ids {
+        // Every run records whether its session is tracked (offline too):
+        // a session without the file lost it.
+        _ if !crate::tracking::ids::MlflowIds::exists(&found.dir) => c.push(
+            "tracking record",
+            Status::Missing,
+            format!(
+                "{} is missing: every w2c run writes it (offline or online)",
+                found.dir.join(crate::tracking::ids::IDS_FILE).display()
+            ),
+        ),
         Ok(ids) if ids.mode == crate::tracking::ids::Mode::Online => {}
         Ok(_) => c.push(
             "tracking",
@@ -128,11 +160,75 @@ pub fn verify_local(found: &FoundSession) -> Vec<Check> {
         ),
         Err(e) => c.push("tracking", Status::Mismatch, format!("{e:#}")),
     }
-    for (ns, _settings) in session::namespaces(&found.dir) {
-        c.namespace = ns.clone();
-        verify_namespace(&mut c, found, &ns);
+    if found.manifest.example_ids.len() != found.manifest.n_examples {
+        c.push(
+            "manifest examples",
+            Status::Mismatch,
+            format!(
+                "n_examples is {} but example_ids lists {}",
+                found.manifest.n_examples,
+                found.manifest.example_ids.len()
+            ),
+        );
+    }
+    for expected in expected_namespaces(found) {
+        c.namespace = expected.namespace.clone();
+        let dir = NamespaceDir::new(&found.dir, &expected.namespace);
+        if !dir.settings().is_file() {
+            c.push(
+                "namespace",
+                Status::Missing,
+                format!(
+                    "{} is missing, but the manifest records the namespace ({})",
+                    dir.settings().display(),
+                    expected.why
+                ),
+            );
+            continue;
+        }
+        verify_namespace(&mut c, found, &expected);
     }
     c.checks
+}
+
+/// A namespace the session must hold, and how many items it has.
+struct Expected {
+    namespace: String,
+    /// Items (examples × repeats).
+    items: usize,
+    /// Where the expectation comes from, for the report.
+    why: &'static str,
+}
+
+/// Every namespace the session must hold: its recorded plan, every
+/// namespace its manifest says was claimed, and any other namespace on disk.
+fn expected_namespaces(found: &FoundSession) -> Vec<Expected> {
+    let m = &found.manifest;
+    let per_name =
+        |name: &str| m.n_examples * crate::store::census::repeats_from_name(name).unwrap_or(1);
+    let mut out: Vec<Expected> = m
+        .plan
+        .iter()
+        .map(|p| Expected {
+            namespace: p.namespace.clone(),
+            items: p.items,
+            why: "planned",
+        })
+        .collect();
+    let claimed = m.namespaces.keys().map(|n| (n.clone(), "claimed"));
+    let on_disk = session::namespaces(&found.dir)
+        .into_iter()
+        .map(|(n, _)| (n, "on disk"));
+    for (name, why) in claimed.chain(on_disk) {
+        if !out.iter().any(|e| e.namespace == name) {
+            out.push(Expected {
+                items: per_name(&name),
+                namespace: name,
+                why,
+            });
+        }
+    }
+    out
 }
 
 #[derive(Deserialize)]
@@ -157,7 +253,8 @@ type Digested<'a> = (
     anyhow::Result<(String, u64)>,
 );
 
-fn verify_namespace(c: &mut Collector, found: &FoundSession, ns: &str) {
+fn verify_namespace(c: &mut Collector, found: &FoundSession, expected: &Expected) {
+    let ns = expected.namespace.as_str();
     let dir = NamespaceDir::new(&found.dir, ns);
     let done_path = dir.checkpoints.join(files::DONE);
     let done: Option<anyhow::Result<DoneMarker>> =
@@ -165,7 +262,7 @@ fn verify_namespace(c: &mut Collector, found: &FoundSession, ns: &str) {
     let read = read_namespace(&dir, done.as_ref().and_then(|d| d.as_ref().ok()));
     let keys = check_checkpoint_lines(c, read.results);
     match &done {
-        None => check_unfinished(c, found, ns, &keys, &read.unresolved),
+        None => check_unfinished(c, &dir, expected.items, &keys, &read.unresolved),
         Some(Err(e)) => c.push("_DONE.json", Status::Mismatch, format!("{e:#}")),
         Some(Ok(done)) => {
             c.push(
@@ -173,7 +270,7 @@ fn verify_namespace(c: &mut Collector, found: &FoundSession, ns: &str) {
                 Status::Ok,
                 format!("done at {}", done.done_at),
             );
-            check_done(c, done, &keys, &read.unresolved);
+            check_done(c, done, expected.items, &keys, &read.unresolved);
             check_digests(c, read.digests);
             if let Some((status, detail)) = read.metrics {
                 c.push("metrics recompute", status, detail);
@@ -275,31 +372,38 @@ fn check_checkpoint_lines(
     }
 }
 
-/// A namespace without `_DONE.json`: missing when every item has a result,
-/// else not finished.
+/// A namespace without `_DONE.json`: missing when every item has a result
+/// or when its artifacts were written (both come only just before the
+/// marker), else not finished.
 fn check_unfinished(
     c: &mut Collector,
-    found: &FoundSession,
-    ns: &str,
+    dir: &NamespaceDir,
+    expected: usize,
     keys: &HashSet<String>,
     unresolved: &HashSet<String>,
 ) {
-    // Expected items: sweeps have K per example; the marker is the
-    // authority, so without it compare against the manifest only when
-    // the namespace is a plain per-example one.
-    let expected = found.manifest.n_examples;
-    if !ns.starts_with("stability_") && keys.len() >= expected && unresolved.is_empty() {
+    if keys.len() >= expected && expected > 0 && unresolved.is_empty() {
         c.push(
             "_DONE.json",
             Status::Missing,
             format!("all {expected} items have results but the namespace is not marked done"),
+        );
+    } else if dir.metrics().exists() {
+        c.push(
+            "_DONE.json",
+            Status::Missing,
+            format!(
+                "{} exists (written just before _DONE.json) but the namespace is not marked done; it has {} of {expected} results",
+                dir.metrics().display(),
+                keys.len()
+            ),
         );
     } else {
         c.push(
             "_DONE.json",
             Status::NotChecked,
             format!(
-                "not finished: {} results, {} unresolved errors",
+                "not finished: {} of {expected} items have results, {} unresolved errors",
                 keys.len(),
                 unresolved.len()
             ),
@@ -312,9 +416,20 @@ fn check_unfinished(
 fn check_done(
     c: &mut Collector,
     done: &DoneMarker,
+    expected: usize,
     keys: &HashSet<String>,
     unresolved: &HashSet<String>,
 ) {
+    if done.n_items != expected {
+        c.push(
+            "item count",
+            Status::Mismatch,
+            format!(
+                "_DONE.json says {} items, the session has {expected} (examples × repeats)",
+                done.n_items
+            ),
+        );
+    }
     if unresolved.is_empty() {
         c.push("unresolved errors", Status::Ok, "none");
     } else {
@@ -518,6 +633,11 @@ fn recompute_metrics(artifacts: &Path) -> (Status, String) {
     }
 }
 
+/// A metric value as a reader writes it: the number, or `none`.
+fn value_text(v: Option<f64>) -> String {
+    v.map_or_else(|| "none".into(), |x| x.to_string())
+}
+
 fn metric_diffs(stored: &Metrics, recomputed: &Metrics) -> Vec<String> {
     let mut out = Vec::new();
     let close = |a: Option<f64>, b: Option<f64>| match (a, b) {
@@ -527,14 +647,22 @@ fn metric_diffs(stored: &Metrics, recomputed: &Metrics) -> Vec<String> {
     };
     for ((name, a), (_, b)) in stored.headline().into_iter().zip(recomputed.headline()) {
         if !close(a, b) {
-            out.push(format!("{name}: stored {a:?}, recomputed {b:?}"));
+            out.push(format!(
+                "{name}: stored {}, recomputed {}",
+                value_text(a),
+                value_text(b)
+            ));
         }
     }
     // The official metrics, where the file has them (files written before
     // w2c computed them do not).
     for ((name, a), (_, b)) in stored.official().into_iter().zip(recomputed.official()) {
         if a.is_some() && !close(a, b) {
-            out.push(format!("{name}: stored {a:?}, recomputed {b:?}"));
+            out.push(format!(
+                "{name}: stored {}, recomputed {}",
+                value_text(a),
+                value_text(b)
+            ));
         }
     }
     if stored.n_total != recomputed.n_total {

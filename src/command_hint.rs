@@ -1,0 +1,142 @@
+//! The `w2c` commands that messages suggest (`w2c resume <fp>`, `w2c sync
+//! <fp>`), written so that they work from where the user stands: a session
+//! whose runs directory is not the one a command would search by default
+//! (`W2C_RUNS_DIR`, else `./runs`) gets an explicit `--runs-dir`.
+
+use std::path::{Path, PathBuf};
+
+/// Where the process stands and what its environment says, for
+/// [`session_command`].
+#[derive(Debug, Clone)]
+pub struct Here {
+    /// The current directory.
+    pub cwd: PathBuf,
+    /// `W2C_RUNS_DIR`, when set.
+    pub runs_dir_env: Option<PathBuf>,
+}
+
+impl Here {
+    /// The current process's directory and environment.
+    pub fn current() -> Here {
+        Here {
+            cwd: std::env::current_dir().unwrap_or_default(),
+            runs_dir_env: std::env::var_os("W2C_RUNS_DIR").map(PathBuf::from),
+        }
+    }
+
+    /// The runs directory a command searches without `--runs-dir`.
+    fn default_runs_dir(&self) -> PathBuf {
+        let d = self
+            .runs_dir_env
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("runs"));
+        self.cwd.join(d)
+    }
+}
+
+/// The runs directory holding a session directory
+/// (`<runs>/<run key>/sessions/<fp16>`).
+pub fn runs_dir_of(session_dir: &Path) -> Option<&Path> {
+    session_dir.parent()?.parent()?.parent()
+}
+
+/// `w2c <verb> <fingerprint>`, with `--runs-dir` when `runs_dir` is not
+/// where the command would look from `here`.
+pub fn session_command(verb: &str, fingerprint: &str, runs_dir: &Path, here: &Here) -> String {
+    let base = format!("w2c {verb} {fingerprint}");
+    let absolute = here.cwd.join(runs_dir);
+    if same_dir(&absolute, &here.default_runs_dir()) {
+        return base;
+    }
+    let shown = match absolute.strip_prefix(&here.cwd) {
+        Ok(rel) if !rel.as_os_str().is_empty() => rel.to_path_buf(),
+        _ => std::fs::canonicalize(&absolute).unwrap_or(absolute),
+    };
+    format!("{base} --runs-dir {}", shell_word(&shown.to_string_lossy()))
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// `s` quoted for a POSIX shell when it holds anything but plain path
+/// characters.
+fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%,=".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn here(cwd: &Path, env: Option<&str>) -> Here {
+        Here {
+            cwd: cwd.to_path_buf(),
+            runs_dir_env: env.map(PathBuf::from),
+        }
+    }
+
+    #[test]
+    fn the_default_runs_dir_needs_no_flag() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("runs")).unwrap();
+        let h = here(tmp.path(), None);
+        assert_eq!(
+            session_command("resume", "abcd", &tmp.path().join("runs"), &h),
+            "w2c resume abcd"
+        );
+        assert_eq!(
+            session_command("resume", "abcd", Path::new("runs"), &h),
+            "w2c resume abcd"
+        );
+    }
+
+    #[test]
+    fn another_runs_dir_is_named_relative_when_below_and_absolute_otherwise() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cwd = tmp.path().join("work");
+        std::fs::create_dir_all(cwd.join("exp/runs")).unwrap();
+        std::fs::create_dir_all(tmp.path().join("elsewhere dir/runs")).unwrap();
+        let h = here(&cwd, None);
+        assert_eq!(
+            session_command("resume", "abcd", &cwd.join("exp/runs"), &h),
+            "w2c resume abcd --runs-dir exp/runs"
+        );
+        let other = tmp.path().join("elsewhere dir/runs");
+        let canonical = std::fs::canonicalize(&other).unwrap();
+        assert_eq!(
+            session_command("sync", "abcd", &other, &h),
+            format!("w2c sync abcd --runs-dir '{}'", canonical.to_string_lossy())
+        );
+    }
+
+    #[test]
+    fn w2c_runs_dir_is_the_default_when_set() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("shared/runs")).unwrap();
+        let env = tmp.path().join("shared/runs");
+        let h = here(Path::new("/"), Some(env.to_str().unwrap()));
+        assert_eq!(
+            session_command("resume", "abcd", &env, &h),
+            "w2c resume abcd"
+        );
+    }
+
+    #[test]
+    fn a_session_dir_sits_three_levels_below_its_runs_dir() {
+        assert_eq!(
+            runs_dir_of(Path::new("/x/runs/demo/sessions/0123456789abcdef")),
+            Some(Path::new("/x/runs"))
+        );
+    }
+}
