@@ -117,12 +117,22 @@ pub fn run_summary(report: &RunReport) -> String {
         })
         .collect();
     if !sweeps.is_empty() {
+        // The sweeps of one config share K: name it in the headers.
+        let ks: Vec<usize> = report
+            .methods
+            .iter()
+            .filter_map(|m| Some(m.stability.as_ref()?.k))
+            .collect();
+        let k = match ks.first() {
+            Some(&k) if ks.iter().all(|&x| x == k) => k.to_string(),
+            _ => "k".into(),
+        };
         out.push('\n');
         out.push_str(&table(
             &[
                 "sweep",
-                "Stability@k",
-                "MeanConsistency@k",
+                &format!("Stability@{k}"),
+                &format!("MeanConsistency@{k}"),
                 "StableCorrect",
                 "flip rate",
                 "accuracy across runs (95% CI)",

@@ -188,3 +188,181 @@ fn edited_manifest_and_missing_artifact_are_detected() {
         "MISMATCH".into()
     )));
 }
+
+/// `w2c verify` over a session after `damage`: exit code and failing checks.
+fn after(damage: impl FnOnce(&Path), args: &[&str]) -> (i32, Vec<(String, String, String)>) {
+    let (ws, s, fp) = fresh();
+    damage(&s);
+    let mut cmd = w2c(ws.path());
+    cmd.arg("verify");
+    if args.is_empty() {
+        cmd.arg(&fp[..8]);
+    } else {
+        cmd.args(args);
+    }
+    let out = cmd
+        .args(["--json", "--local-only", "--runs-dir"])
+        .arg(ws.runs())
+        .output()
+        .unwrap();
+    let checks: Vec<Value> = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().unwrap(), failing(&checks))
+}
+
+#[test]
+fn deleted_results_are_reported_missing_never_passed() {
+    let planned = ["mcq", "llm_judge.target", "llm_judge"];
+    // Every result deleted: each namespace the manifest records is missing.
+    let (code, bad) = after(
+        |s| {
+            std::fs::remove_dir_all(s.join("checkpoints")).unwrap();
+            std::fs::remove_dir_all(s.join("artifacts_local")).unwrap();
+        },
+        &[],
+    );
+    assert_eq!(code, 5, "{bad:?}");
+    for ns in planned {
+        assert!(
+            bad.contains(&(ns.into(), "namespace".into(), "MISSING".into())),
+            "{ns}: {bad:?}"
+        );
+    }
+    // One namespace directory removed.
+    let (code, bad) = after(
+        |s| std::fs::remove_dir_all(s.join("checkpoints/llm_judge")).unwrap(),
+        &[],
+    );
+    assert_eq!(code, 5);
+    assert_eq!(
+        bad,
+        [("llm_judge".into(), "namespace".into(), "MISSING".into())]
+    );
+    // `_DONE.json` removed, results kept.
+    let (code, bad) = after(
+        |s| std::fs::remove_file(s.join("checkpoints/mcq/_DONE.json")).unwrap(),
+        &[],
+    );
+    assert_eq!(code, 5);
+    assert_eq!(bad, [("mcq".into(), "_DONE.json".into(), "MISSING".into())]);
+    // `_DONE.json` and half the results removed: the metrics written just
+    // before the marker give it away.
+    let (code, bad) = after(
+        |s| {
+            std::fs::remove_file(s.join("checkpoints/mcq/_DONE.json")).unwrap();
+            let p = s.join("checkpoints/mcq/results.jsonl");
+            let text = std::fs::read_to_string(&p).unwrap();
+            let half: String = text.lines().take(5).map(|l| format!("{l}\n")).collect();
+            std::fs::write(&p, half).unwrap();
+        },
+        &[],
+    );
+    assert_eq!(code, 5);
+    assert_eq!(bad, [("mcq".into(), "_DONE.json".into(), "MISSING".into())]);
+    // results.jsonl truncated below what `_DONE.json` counts.
+    let (code, bad) = after(
+        |s| {
+            let p = s.join("checkpoints/mcq/results.jsonl");
+            let text = std::fs::read_to_string(&p).unwrap();
+            let fewer: String = text.lines().skip(3).map(|l| format!("{l}\n")).collect();
+            std::fs::write(&p, fewer).unwrap();
+        },
+        &[],
+    );
+    assert_eq!(code, 5);
+    assert!(
+        bad.contains(&("mcq".into(), "result count".into(), "MISMATCH".into())),
+        "{bad:?}"
+    );
+    // The tracking record removed.
+    let (code, bad) = after(
+        |s| std::fs::remove_file(s.join("mlflow_ids.json")).unwrap(),
+        &[],
+    );
+    assert_eq!(code, 5);
+    assert_eq!(
+        bad,
+        [("-".into(), "tracking record".into(), "MISSING".into())]
+    );
+}
+
+#[test]
+fn an_unreadable_manifest_is_a_finding_for_every_command() {
+    let garbage = |s: &Path| std::fs::write(s.join("manifest.json"), "{not json").unwrap();
+    let (code, bad) = after(garbage, &[]);
+    assert_eq!(code, 5, "{bad:?}");
+    assert_eq!(bad, [("-".into(), "manifest".into(), "MISMATCH".into())]);
+    let (code, bad) = after(garbage, &["--all"]);
+    assert_eq!(code, 5);
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    let (code, bad) = after(
+        |s| std::fs::remove_file(s.join("manifest.json")).unwrap(),
+        &["--all"],
+    );
+    assert_eq!(code, 5);
+    assert_eq!(bad, [("-".into(), "manifest".into(), "MISSING".into())]);
+
+    // `status` and `ls` show it instead of hiding it.
+    let (ws, s, _) = fresh();
+    garbage(&s);
+    for cmd in ["status", "ls"] {
+        let out = w2c(ws.path())
+            .args([cmd, "--runs-dir"])
+            .arg(ws.runs())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("UNREADABLE"), "{cmd}: {text}");
+    }
+}
+
+#[test]
+fn verify_without_a_session_is_a_usage_error() {
+    let ws = Workspace::new();
+    let out = w2c(ws.path()).arg("verify").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn the_table_leads_with_a_summary_and_shows_only_what_is_not_ok() {
+    let (ws, s, fp) = fresh();
+    let p = s.join("artifacts_local/mcq/predictions.jsonl");
+    let text = std::fs::read_to_string(&p).unwrap();
+    let first = text.lines().next().unwrap();
+    let row: Value = serde_json::from_str(first).unwrap();
+    let other = if row["prediction"] == "tool_call" {
+        "cannot_answer"
+    } else {
+        "tool_call"
+    };
+    edit(
+        &p,
+        &format!("\"prediction\":{}", row["prediction"]),
+        &format!("\"prediction\":\"{other}\""),
+    );
+    let run = |verbose: bool| {
+        let mut cmd = w2c(ws.path());
+        cmd.args(["verify", &fp[..8], "--local-only", "--runs-dir"])
+            .arg(ws.runs());
+        if verbose {
+            cmd.arg("--verbose");
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(5));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let short = run(false);
+    let summary = short.lines().next().unwrap();
+    assert!(
+        summary.starts_with("verify: 1 session, ") && summary.contains(" MISMATCH"),
+        "{short}"
+    );
+    // A status cell reads `  OK  ` between the table's column gaps.
+    let ok_rows = |t: &str| t.lines().filter(|l| l.contains("  OK  ")).count();
+    assert_eq!(ok_rows(&short), 0, "{short}");
+    assert!(short.contains("  MISMATCH  "), "{short}");
+    // The differences read as values, not as Rust debug output.
+    assert!(!short.contains("Some("), "{short}");
+    let long = run(true);
+    assert!(ok_rows(&long) > 10, "{long}");
+}

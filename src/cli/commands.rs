@@ -39,16 +39,16 @@ pub(super) fn config_check(file: &std::path::Path) -> Result<i32> {
     }
     let config = &loaded.config;
     println!("{}: ok", file.display());
-    println!("fingerprint  {}", prepared.fingerprint);
+    println!("fingerprint: {}", prepared.fingerprint);
     println!(
-        "examples     {} selected of {} in {}",
+        "examples: {} selected of {} in {}",
         prepared.n_selected,
         prepared.dataset.n_examples,
         prepared.dataset.path.display()
     );
-    println!("target       {}", config.models.target);
+    println!("target: {}", config.models.target);
     if config.methods.enabled.iter().any(|m| m.uses_judge()) {
-        println!("judge        {}", config.judge_provider()?.0);
+        println!("judge: {}", config.judge_provider()?.0);
     }
     let runs_dir = &config.run.runs_dir;
     let existing = session::scan(runs_dir, |_| false)
@@ -63,13 +63,13 @@ pub(super) fn config_check(file: &std::path::Path) -> Result<i32> {
                 .filter(|c| c.state == crate::store::NamespaceState::Done)
                 .count();
             println!(
-                "session      exists at {} ({done} of {} namespaces done); `w2c run` continues it",
+                "session: exists at {} ({done} of {} namespaces done); `w2c run` continues it",
                 s.dir.display(),
                 counts.len()
             );
         }
         None => println!(
-            "session      new, under {} (the run key decides the folder)",
+            "session: new, under {} (the run key decides the folder)",
             runs_dir.display()
         ),
     }
@@ -357,7 +357,7 @@ pub(super) fn show(ShowArgs { session }: ShowArgs) -> Result<i32> {
     let m = &found.manifest;
     println!("session      {}", found.dir.display());
     println!("run key      {}", m.run_key);
-    println!("fingerprint  {}", m.fingerprint);
+    println!("fingerprint: {}", m.fingerprint);
     println!("created      {}  (w2c {})", m.created_at, m.w2c_version);
     println!("updated      {}", m.updated_at);
     println!("examples     {}", m.n_examples);
