@@ -132,10 +132,10 @@ pub fn run_summary(report: &RunReport) -> String {
             &[
                 "sweep",
                 &format!("Stability@{k}"),
-                &format!("MeanConsistency@{k}"),
+                &format!("MeanCons@{k}"),
                 "StableCorrect",
                 "flip rate",
-                "accuracy across runs (95% CI)",
+                "accuracy (95% CI)",
             ],
             &sweeps,
         ));
@@ -195,6 +195,27 @@ fn method_row(m: &MethodSummary) -> Vec<String> {
             cost(m.usage.cost_usd),
         ],
     }
+}
+
+/// `text` cut into lines of at most `width` characters, at spaces where
+/// it can be.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let extra = usize::from(!line.is_empty()) + word.chars().count();
+        if !line.is_empty() && line.chars().count() + extra > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
 }
 
 /// A count with thousands separators (`1,234,567`).
@@ -526,23 +547,39 @@ pub fn verify_table(checks: &[crate::verify::Check], verbose: bool) -> String {
         .filter(|c| verbose || c.status != Status::Ok)
         .collect();
     if !shown.is_empty() {
-        let rows: Vec<Vec<String>> = shown
+        // Grouped by session; each check on a line (namespace, check,
+        // status), its detail below it, one difference per line, wrapped.
+        let ns_width = shown
             .iter()
-            .map(|c| {
-                vec![
-                    c.session.clone(),
-                    c.namespace.clone(),
-                    c.check.clone(),
-                    status_name(c.status),
-                    c.detail.clone(),
-                ]
-            })
-            .collect();
-        out.push('\n');
-        out.push_str(&table(
-            &["session", "namespace", "check", "status", "detail"],
-            &rows,
-        ));
+            .map(|c| c.namespace.chars().count())
+            .max()
+            .unwrap_or(0);
+        let check_width = shown
+            .iter()
+            .map(|c| c.check.chars().count())
+            .max()
+            .unwrap_or(0);
+        let mut session: Option<&str> = None;
+        for c in &shown {
+            if session != Some(c.session.as_str()) {
+                session = Some(&c.session);
+                let _ = writeln!(out, "\n{}", c.session);
+            }
+            let _ = writeln!(
+                out,
+                "  {:<ns_width$}  {:<check_width$}  {}",
+                c.namespace,
+                c.check,
+                status_name(c.status)
+            );
+            if verbose || c.status != Status::Ok {
+                for part in c.detail.split("; ") {
+                    for line in wrap(part, 100) {
+                        let _ = writeln!(out, "      {line}");
+                    }
+                }
+            }
+        }
         out.push('\n');
     }
     let bad = checks

@@ -280,6 +280,9 @@ async fn lines(progress: Arc<Progress>, every: Duration, stop: CancellationToken
 }
 
 /// Bars redrawn in place: the current namespace and the whole session.
+/// One namespace bar is reused from namespace to namespace (removing bars
+/// from a multi-bar while printing above it leaves stale lines in some
+/// terminals); a finished namespace leaves one line above the bars.
 async fn bars(progress: Arc<Progress>, stop: CancellationToken) {
     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
     let style = |width: usize| {
@@ -289,9 +292,8 @@ async fn bars(progress: Arc<Progress>, stop: CancellationToken) {
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ")
     };
-    let mut width = 7;
-    let mut ns_bar: Option<ProgressBar> = None;
-    let mut session_bar: Option<ProgressBar> = None;
+    let mut bars: Option<(ProgressBar, ProgressBar)> = None;
+    let mut active = false;
     loop {
         let stopping = tokio::select! {
             _ = stop.cancelled() => true,
@@ -302,35 +304,30 @@ async fn bars(progress: Arc<Progress>, stop: CancellationToken) {
                 ProgressEvent::SessionStarted {
                     namespaces, total, ..
                 } => {
-                    width = namespaces
+                    let width = namespaces
                         .iter()
                         .map(|n| n.chars().count())
                         .max()
                         .unwrap_or(0)
-                        .max(width);
-                    let bar = multi.add(ProgressBar::new(*total as u64));
-                    bar.set_style(style(width));
-                    bar.set_prefix("session");
-                    session_bar = Some(bar);
+                        .max("session".len());
+                    let ns = multi.add(ProgressBar::new(0));
+                    ns.set_style(style(width));
+                    let session = multi.add(ProgressBar::new(*total as u64));
+                    session.set_style(style(width));
+                    session.set_prefix("session");
+                    bars = Some((ns, session));
                 }
                 ProgressEvent::NamespaceStarted { name, total, done } => {
-                    let bar = ProgressBar::new(*total as u64);
-                    bar.set_style(style(width));
-                    bar.set_prefix(name.clone());
-                    bar.set_position(*done as u64);
-                    let bar = match &session_bar {
-                        Some(s) => multi.insert_before(s, bar),
-                        None => multi.add(bar),
-                    };
-                    if let Some(old) = ns_bar.replace(bar) {
-                        multi.remove(&old);
+                    if let Some((ns, _)) = &bars {
+                        ns.set_prefix(name.clone());
+                        ns.set_length(*total as u64);
+                        ns.set_position(*done as u64);
+                        ns.reset_eta();
                     }
+                    active = true;
                 }
                 ProgressEvent::NamespaceEnded { .. } => {
-                    if let Some(bar) = ns_bar.take() {
-                        bar.finish_and_clear();
-                        multi.remove(&bar);
-                    }
+                    active = false;
                     if let Some(line) = ended_line(&event) {
                         let _ = multi.println(line);
                     }
@@ -338,21 +335,21 @@ async fn bars(progress: Arc<Progress>, stop: CancellationToken) {
             }
         }
         let snap = Snapshot::of(&progress);
-        if let Some(bar) = &ns_bar {
-            bar.set_position(snap.done as u64);
-            let mut msg = format!(
-                "{}  eta {}",
-                rate_text(snap.rate),
-                eta_text(snap.total.saturating_sub(snap.done), snap.rate)
-            );
-            if snap.failed > 0 {
-                msg.push_str(&format!("  {} failed", snap.failed));
+        if let Some((ns, session)) = &bars {
+            if active {
+                ns.set_position(snap.done as u64);
+                let mut msg = format!(
+                    "{}  eta {}",
+                    rate_text(snap.rate),
+                    eta_text(snap.total.saturating_sub(snap.done), snap.rate)
+                );
+                if snap.failed > 0 {
+                    msg.push_str(&format!("  {} failed", snap.failed));
+                }
+                ns.set_message(msg);
             }
-            bar.set_message(msg);
-        }
-        if let Some(bar) = &session_bar {
-            bar.set_position(snap.session_done as u64);
-            bar.set_message(format!(
+            session.set_position(snap.session_done as u64);
+            session.set_message(format!(
                 "elapsed {}  eta {}",
                 duration_text(snap.session_elapsed),
                 eta_text(
@@ -365,8 +362,9 @@ async fn bars(progress: Arc<Progress>, stop: CancellationToken) {
             break;
         }
     }
-    for bar in ns_bar.iter().chain(session_bar.iter()) {
-        bar.finish_and_clear();
+    if let Some((ns, session)) = bars {
+        ns.finish_and_clear();
+        session.finish_and_clear();
     }
     let _ = multi.clear();
 }

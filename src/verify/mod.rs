@@ -633,9 +633,14 @@ fn recompute_metrics(artifacts: &Path) -> (Status, String) {
     }
 }
 
-/// A metric value as a reader writes it: the number, or `none`.
-fn value_text(v: Option<f64>) -> String {
-    v.map_or_else(|| "none".into(), |x| x.to_string())
+/// A metric value as a reader writes it: six decimals, all of them when
+/// six would hide the difference from `other`; `none` when absent.
+fn value_text(v: Option<f64>, other: Option<f64>) -> String {
+    match (v, other) {
+        (None, _) => "none".into(),
+        (Some(x), Some(y)) if format!("{x:.6}") == format!("{y:.6}") => x.to_string(),
+        (Some(x), _) => format!("{x:.6}"),
+    }
 }
 
 fn metric_diffs(stored: &Metrics, recomputed: &Metrics) -> Vec<String> {
@@ -649,8 +654,8 @@ fn metric_diffs(stored: &Metrics, recomputed: &Metrics) -> Vec<String> {
         if !close(a, b) {
             out.push(format!(
                 "{name}: stored {}, recomputed {}",
-                value_text(a),
-                value_text(b)
+                value_text(a, b),
+                value_text(b, a)
             ));
         }
     }
@@ -660,8 +665,8 @@ fn metric_diffs(stored: &Metrics, recomputed: &Metrics) -> Vec<String> {
         if a.is_some() && !close(a, b) {
             out.push(format!(
                 "{name}: stored {}, recomputed {}",
-                value_text(a),
-                value_text(b)
+                value_text(a, b),
+                value_text(b, a)
             ));
         }
     }
