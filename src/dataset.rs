@@ -8,7 +8,6 @@
 use crate::json_scan::Scan;
 use crate::labels::Label;
 use anyhow::{bail, Context, Result};
-use rand_mt::Mt;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -456,45 +455,9 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-/// CPython's `random.Random(seed)` restricted to what `shuffle` needs.
-struct PyRandom(Mt);
-
-impl PyRandom {
-    fn new(seed: u64) -> Self {
-        // init_by_array over |seed| split into 32-bit little-endian words.
-        let mut key = Vec::new();
-        let mut s = seed;
-        while s > 0 {
-            key.push((s & 0xffff_ffff) as u32);
-            s >>= 32;
-        }
-        if key.is_empty() {
-            key.push(0);
-        }
-        PyRandom(Mt::new_with_key(key))
-    }
-
-    fn randbelow(&mut self, n: u32) -> u32 {
-        let k = 32 - n.leading_zeros();
-        loop {
-            let r = self.0.next_u32() >> (32 - k);
-            if r < n {
-                return r;
-            }
-        }
-    }
-
-    fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = self.randbelow((i + 1) as u32) as usize;
-            items.swap(i, j);
-        }
-    }
-}
-
 /// Shuffles `items` with CPython's algorithm seeded by `seed`.
 pub fn shuffle_with_seed<T>(items: &mut [T], seed: u64) {
-    PyRandom::new(seed).shuffle(items);
+    crate::pyrandom::PyRandom::new(seed).shuffle(items);
 }
 
 /// Stratified subsample: up to `n_per_label` examples per gold label (in
@@ -502,7 +465,7 @@ pub fn shuffle_with_seed<T>(items: &mut [T], seed: u64) {
 /// shuffled once more. Identical to the reference suite for the same seed.
 /// Returns indices into `examples`.
 pub fn stratified_subsample(examples: &[Example], n_per_label: usize, seed: u64) -> Vec<usize> {
-    let mut rng = PyRandom::new(seed);
+    let mut rng = crate::pyrandom::PyRandom::new(seed);
     let mut selected = Vec::new();
     for label in Label::ALL {
         let mut group: Vec<usize> = (0..examples.len())
@@ -594,19 +557,6 @@ mod tests {
             parse_lines(&wrong_type).unwrap_err(),
             "1: field `uuid`: expected a string, got a number"
         );
-    }
-
-    #[test]
-    fn python_mt19937_shuffle_parity() {
-        // CPython 3.11: random.Random(42).getrandbits(32) == 2746317213,
-        // random.Random(0).getrandbits(32) == 3626764237, and
-        // r = random.Random(11); x = list(range(10)); r.shuffle(x) gives
-        // [2, 6, 0, 1, 5, 4, 3, 9, 8, 7].
-        assert_eq!(PyRandom::new(42).0.next_u32(), 2746317213);
-        assert_eq!(PyRandom::new(0).0.next_u32(), 3626764237);
-        let mut x: Vec<u32> = (0..10).collect();
-        PyRandom::new(11).shuffle(&mut x);
-        assert_eq!(x, vec![2, 6, 0, 1, 5, 4, 3, 9, 8, 7]);
     }
 
     #[test]

@@ -3,9 +3,9 @@
 //! [`super::main`].
 
 use super::{
-    Cli, CompletionsArgs, LsArgs, ReportArgs, ResumeArgs, RunArgs, ShowArgs, StatusArgs, SyncArgs,
-    VerifyArgs, EXIT_CANNOT_CHECK, EXIT_ERROR, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_MISMATCH,
-    EXIT_OK,
+    Cli, CompareArgs, CompletionsArgs, LsArgs, ReportArgs, ResumeArgs, RunArgs, ShowArgs,
+    StatusArgs, SyncArgs, VerifyArgs, EXIT_CANNOT_CHECK, EXIT_ERROR, EXIT_INCOMPLETE,
+    EXIT_INTERRUPTED, EXIT_MISMATCH, EXIT_OK,
 };
 use crate::config;
 use crate::engine::Cancel;
@@ -313,6 +313,64 @@ pub(super) fn report(
         anyhow::bail!("no finished methods to report under {}", runs_dir.display());
     }
     let text = report::render(&entries, format, wide)?;
+    match out {
+        Some(path) => {
+            crate::store::write_bytes_atomic(&path, text.as_bytes())?;
+            eprintln!("wrote {}", path.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(EXIT_OK)
+}
+
+/// `w2c compare`.
+pub(super) fn compare(
+    CompareArgs {
+        fingerprints,
+        methods,
+        intersection,
+        format,
+        out,
+        disagreements,
+        resamples,
+        seed,
+        runs_dir,
+    }: CompareArgs,
+) -> Result<i32> {
+    let sessions = fingerprints
+        .iter()
+        .map(|fp| session::find(&runs_dir, fp, None))
+        .collect::<Result<Vec<_>>>()?;
+    let comparison = crate::comparison::build(&crate::comparison::Request {
+        sessions: &sessions,
+        methods: &methods,
+        alignment: if intersection {
+            crate::comparison::Alignment::Intersection
+        } else {
+            crate::comparison::Alignment::Same
+        },
+        resamples: resamples as usize,
+        seed,
+    })?;
+    if let Some(path) = &disagreements {
+        let mut bytes = Vec::new();
+        for d in &comparison.disagreements {
+            serde_json::to_writer(&mut bytes, d)?;
+            bytes.push(b'\n');
+        }
+        crate::store::write_bytes_atomic(path, &bytes)?;
+        eprintln!(
+            "wrote {} ({} examples where the models disagree)",
+            path.display(),
+            comparison.disagreements.len()
+        );
+    }
+    let text = match format {
+        report::Format::Json => serde_json::to_string_pretty(&comparison)? + "\n",
+        report::Format::Html => crate::comparison::render_html(&comparison),
+        report::Format::Md => crate::comparison::render_text(&comparison, true, 20),
+        report::Format::Text => crate::comparison::render_text(&comparison, false, 10),
+    };
     match out {
         Some(path) => {
             crate::store::write_bytes_atomic(&path, text.as_bytes())?;

@@ -58,6 +58,12 @@ enum Command {
         after_help = "Examples:\n  w2c report 3f2a9c1d\n  w2c report 3f2a9c1d 9b1e7a20 --format html --out compare.html"
     )]
     Report(ReportArgs),
+    /// Compare models evaluated on the same examples: metrics with
+    /// intervals, paired differences, McNemar's test, where they disagree.
+    #[command(
+        after_help = "Examples:\n  w2c compare 3f2a9c1d 9b1e7a20\n  w2c compare 3f2a 9b1e 77c0 --method mcq --format md --out compare.md --disagreements diff.jsonl\n\nEach session's target model names it. Sessions must have evaluated the same examples\n(--intersection compares the ones they share). Intervals: 95% percentile bootstrap\n(seeded, reproducible); differences: paired bootstrap; McNemar's exact test on per-example\ncorrectness with Holm's adjustment over all pairs of a method."
+    )]
+    Compare(CompareArgs),
     /// List sessions grouped by run key.
     #[command(after_help = "Example:\n  w2c ls --run-key demo")]
     Ls(LsArgs),
@@ -196,6 +202,38 @@ struct ReportArgs {
     runs_dir: PathBuf,
 }
 
+/// The arguments of `w2c compare`.
+#[derive(Debug, Args)]
+struct CompareArgs {
+    /// Fingerprints (prefixes) of the sessions, two or more.
+    #[arg(num_args = 2.., required = true)]
+    fingerprints: Vec<String>,
+    /// Only this method namespace (repeatable; default: every finished one they share).
+    #[arg(long = "method")]
+    methods: Vec<String>,
+    /// Compare the examples every session has when they differ (else refuse).
+    #[arg(long)]
+    intersection: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: report::Format,
+    /// Write to this file instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Write every example where the models disagree to this JSONL file.
+    #[arg(long)]
+    disagreements: Option<PathBuf>,
+    /// Bootstrap resamples (100-100000).
+    #[arg(long, default_value_t = crate::compare::RESAMPLES as u32, value_parser = clap::value_parser!(u32).range(100..=100_000))]
+    resamples: u32,
+    /// Seed of the bootstrap draws.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Directory holding the run folders.
+    #[arg(long, env = "W2C_RUNS_DIR", default_value = "runs")]
+    runs_dir: PathBuf,
+}
+
 /// The arguments of `w2c ls`.
 #[derive(Debug, Args)]
 struct LsArgs {
@@ -294,6 +332,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Status(args) => commands::status(args),
         Command::Verify(args) => commands::verify(args),
         Command::Report(args) => commands::report(args),
+        Command::Compare(args) => commands::compare(args),
         Command::Ls(args) => commands::ls(args),
         Command::Show(args) => commands::show(args),
         Command::Completions(args) => commands::completions(args),

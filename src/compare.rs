@@ -1,0 +1,382 @@
+//! Paired comparison of models evaluated on the same examples (pure logic;
+//! `w2c compare` reads the sessions and prints).
+//!
+//! Per method, every model's metrics with a percentile bootstrap 95%
+//! interval, and for every pair of models: the difference of each metric
+//! with a *paired* bootstrap interval (the same resampled examples for both
+//! models), the 2×2 table of per-example correctness and McNemar's exact
+//! test on it. With more than two models the McNemar p-values of all pairs
+//! of a method are adjusted with Holm's step-down rule (family-wise error
+//! 0.05), and the ranking by accuracy says which neighbours differ
+//! significantly.
+//!
+//! The bootstrap draws example indices with CPython's `random.Random(seed)`
+//! `randrange(n)` ([`crate::pyrandom`]), resample after resample, so a
+//! Python script can repeat the exact draws; a percentile is the sorted
+//! value at index `round(q × (B − 1))`.
+
+use crate::labels::{Label, Prediction};
+use crate::metrics::{self, Metrics, Scored};
+use crate::pyrandom::PyRandom;
+use serde::Serialize;
+
+/// Reads one metric from a [`Metrics`].
+pub type MetricOf = fn(&Metrics) -> Option<f64>;
+
+/// The metrics compared, by name.
+pub const METRICS: [(&str, MetricOf); 5] = [
+    ("accuracy", |m| Some(m.accuracy)),
+    ("macro_f1_official", |m| m.macro_f1_official),
+    ("tool_hallucination_rate_official", |m| {
+        m.tool_hallucination_rate_official
+    }),
+    ("answer_hallucination_rate", |m| m.answer_hallucination_rate),
+    ("parameter_hallucination_rate", |m| {
+        m.parameter_hallucination_rate
+    }),
+];
+
+/// Significance level of the tests (after Holm's adjustment).
+pub const ALPHA: f64 = 0.05;
+
+/// Default bootstrap resamples.
+pub const RESAMPLES: usize = 2000;
+
+/// A value with its 95% interval (`None` where the metric is undefined,
+/// e.g. a hallucination rate with no qualifying example).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Interval {
+    /// The value on all examples.
+    pub value: Option<f64>,
+    /// 2.5th percentile of the bootstrap distribution.
+    pub lo: Option<f64>,
+    /// 97.5th percentile.
+    pub hi: Option<f64>,
+}
+
+impl Interval {
+    /// Whether the interval lies wholly on one side of zero (for a
+    /// difference: the bootstrap says the models differ).
+    pub fn excludes_zero(&self) -> bool {
+        matches!((self.lo, self.hi), (Some(lo), Some(hi)) if lo > 0.0 || hi < 0.0)
+    }
+}
+
+/// One model's results on a method.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelResult {
+    /// The model (or session) label.
+    pub model: String,
+    /// Each metric of [`METRICS`] with its interval, in that order.
+    pub metrics: Vec<(String, Interval)>,
+    /// Rank by accuracy (1 = best; ties share a rank).
+    pub rank: usize,
+}
+
+/// Two models compared on the same examples.
+#[derive(Debug, Clone, Serialize)]
+pub struct PairResult {
+    /// First model.
+    pub a: String,
+    /// Second model.
+    pub b: String,
+    /// Each metric's difference `a − b` with its paired bootstrap interval.
+    pub differences: Vec<(String, Interval)>,
+    /// Examples both got right.
+    pub both_correct: usize,
+    /// Examples only `a` got right.
+    pub only_a: usize,
+    /// Examples only `b` got right.
+    pub only_b: usize,
+    /// Examples both got wrong.
+    pub neither: usize,
+    /// McNemar's exact two-sided p-value on `only_a` vs `only_b`.
+    pub mcnemar_p: f64,
+    /// The p-value after Holm's adjustment over the method's pairs.
+    pub adjusted_p: f64,
+    /// Whether `adjusted_p < ALPHA`.
+    pub significant: bool,
+}
+
+/// Every model and pair of one method.
+#[derive(Debug, Clone, Serialize)]
+pub struct MethodComparison {
+    /// The method's namespace.
+    pub method: String,
+    /// Examples compared (scored by every model).
+    pub n_examples: usize,
+    /// Bootstrap resamples.
+    pub resamples: usize,
+    /// Seed of the draws.
+    pub seed: u64,
+    /// Per model, in the order given.
+    pub models: Vec<ModelResult>,
+    /// Per pair (i < j in the order given).
+    pub pairs: Vec<PairResult>,
+}
+
+/// Whether a prediction is right.
+fn correct(s: &Scored) -> bool {
+    s.pred == Prediction::Label(s.gold)
+}
+
+/// Compares `models` (labels) whose `rows[m][i]` is model m's scored
+/// prediction of example i (the same example for every model).
+pub fn compare(
+    method: &str,
+    models: &[String],
+    rows: &[Vec<Scored>],
+    seed: u64,
+    resamples: usize,
+) -> MethodComparison {
+    let n = rows.first().map_or(0, Vec::len);
+    debug_assert!(rows.iter().all(|r| r.len() == n));
+    let full: Vec<Metrics> = rows.iter().map(|r| metrics::compute(r)).collect();
+    // samples[m][metric] and diffs[pair][metric]: the bootstrap values.
+    let n_metrics = METRICS.len();
+    let mut samples = vec![vec![Vec::with_capacity(resamples); n_metrics]; rows.len()];
+    let pairs: Vec<(usize, usize)> = (0..rows.len())
+        .flat_map(|i| (i + 1..rows.len()).map(move |j| (i, j)))
+        .collect();
+    let mut diffs = vec![vec![Vec::with_capacity(resamples); n_metrics]; pairs.len()];
+    if n > 0 && n < u32::MAX as usize {
+        let mut rng = PyRandom::new(seed);
+        let mut picked: Vec<Vec<Scored>> = vec![Vec::with_capacity(n); rows.len()];
+        for _ in 0..resamples {
+            for p in picked.iter_mut() {
+                p.clear();
+            }
+            for _ in 0..n {
+                let i = rng.randbelow(n as u32) as usize;
+                for (m, r) in rows.iter().enumerate() {
+                    picked[m].push(r[i]);
+                }
+            }
+            let computed: Vec<Metrics> = picked.iter().map(|p| metrics::compute(p)).collect();
+            for (m, c) in computed.iter().enumerate() {
+                for (k, (_, get)) in METRICS.iter().enumerate() {
+                    if let Some(v) = get(c) {
+                        samples[m][k].push(v);
+                    }
+                }
+            }
+            for (p, &(a, b)) in pairs.iter().enumerate() {
+                for (k, (_, get)) in METRICS.iter().enumerate() {
+                    if let (Some(x), Some(y)) = (get(&computed[a]), get(&computed[b])) {
+                        diffs[p][k].push(x - y);
+                    }
+                }
+            }
+        }
+    }
+    let accuracy: Vec<f64> = full.iter().map(|m| m.accuracy).collect();
+    let mut model_results: Vec<ModelResult> = models
+        .iter()
+        .enumerate()
+        .map(|(m, label)| ModelResult {
+            model: label.clone(),
+            metrics: METRICS
+                .iter()
+                .enumerate()
+                .map(|(k, (name, get))| {
+                    let (lo, hi) = percentiles(&mut samples[m][k]);
+                    (
+                        name.to_string(),
+                        Interval {
+                            value: get(&full[m]),
+                            lo,
+                            hi,
+                        },
+                    )
+                })
+                .collect(),
+            rank: 1 + accuracy.iter().filter(|&&x| x > accuracy[m]).count(),
+        })
+        .collect();
+    model_results.truncate(models.len());
+    let raw: Vec<PairResult> = pairs
+        .iter()
+        .enumerate()
+        .map(|(p, &(a, b))| {
+            let mut t = [0usize; 4];
+            for (x, y) in rows[a].iter().zip(&rows[b]) {
+                t[usize::from(correct(x)) * 2 + usize::from(correct(y))] += 1;
+            }
+            let (neither, only_b, only_a, both_correct) = (t[0], t[1], t[2], t[3]);
+            PairResult {
+                a: models[a].clone(),
+                b: models[b].clone(),
+                differences: METRICS
+                    .iter()
+                    .enumerate()
+                    .map(|(k, (name, get))| {
+                        let (lo, hi) = percentiles(&mut diffs[p][k]);
+                        let value = match (get(&full[a]), get(&full[b])) {
+                            (Some(x), Some(y)) => Some(x - y),
+                            _ => None,
+                        };
+                        (name.to_string(), Interval { value, lo, hi })
+                    })
+                    .collect(),
+                both_correct,
+                only_a,
+                only_b,
+                neither,
+                mcnemar_p: mcnemar_exact(only_a, only_b),
+                adjusted_p: 1.0,
+                significant: false,
+            }
+        })
+        .collect();
+    let adjusted = holm(&raw.iter().map(|p| p.mcnemar_p).collect::<Vec<_>>());
+    let pairs = raw
+        .into_iter()
+        .zip(adjusted)
+        .map(|(p, adjusted_p)| PairResult {
+            adjusted_p,
+            significant: adjusted_p < ALPHA,
+            ..p
+        })
+        .collect();
+    MethodComparison {
+        method: method.to_string(),
+        n_examples: n,
+        resamples,
+        seed,
+        models: model_results,
+        pairs,
+    }
+}
+
+/// The 2.5th and 97.5th percentiles of `values` (sorted in place): the
+/// value at index `round(q × (len − 1))`.
+fn percentiles(values: &mut [f64]) -> (Option<f64>, Option<f64>) {
+    if values.is_empty() {
+        return (None, None);
+    }
+    values.sort_by(f64::total_cmp);
+    let at =
+        |q: f64| values[((q * (values.len() - 1) as f64).round() as usize).min(values.len() - 1)];
+    (Some(at(0.025)), Some(at(0.975)))
+}
+
+/// McNemar's exact test: the two-sided binomial p-value of `b` successes
+/// against `c` in `b + c` trials at 1/2 (1 when there is no discordant
+/// pair), as `scipy.stats.binomtest(b, b + c).pvalue` gives it.
+pub fn mcnemar_exact(b: usize, c: usize) -> f64 {
+    let n = b + c;
+    if n == 0 {
+        return 1.0;
+    }
+    let k = b.min(c);
+    // P(X <= k) for X ~ Binomial(n, 1/2), summed in log space.
+    let mut ln_choose = 0.0f64; // ln C(n, 0)
+    let mut terms = Vec::with_capacity(k + 1);
+    for i in 0..=k {
+        if i > 0 {
+            ln_choose += ((n - i + 1) as f64).ln() - (i as f64).ln();
+        }
+        terms.push(ln_choose);
+    }
+    let max = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let ln_sum = max + terms.iter().map(|t| (t - max).exp()).sum::<f64>().ln();
+    let tail = (ln_sum - n as f64 * std::f64::consts::LN_2).exp();
+    if 2 * k == n {
+        1.0
+    } else {
+        (2.0 * tail).min(1.0)
+    }
+}
+
+/// Holm's step-down adjustment of p-values (in their input order): the
+/// i-th smallest becomes `max over j ≤ i of min(1, (m − j) × p_(j))`.
+pub fn holm(ps: &[f64]) -> Vec<f64> {
+    let m = ps.len();
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&a, &b| ps[a].total_cmp(&ps[b]));
+    let mut out = vec![1.0; m];
+    let mut running = 0.0f64;
+    for (rank, &i) in order.iter().enumerate() {
+        running = running.max(((m - rank) as f64 * ps[i]).min(1.0));
+        out[i] = running;
+    }
+    out
+}
+
+/// A scored prediction from its parts (the gold label, the prediction and
+/// whether tools were offered), for callers reading stored predictions.
+pub fn scored(gold: Label, pred: Prediction, n_tools: usize) -> Scored {
+    Scored {
+        gold,
+        pred,
+        has_tools: n_tools > 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mcnemar_matches_the_binomial_test_by_hand() {
+        // b = 13, c = 17: twice P(X <= 13 | n = 30, p = 1/2);
+        // scipy.stats.binomtest(13, 30).pvalue = 0.5846647117286922.
+        assert!((mcnemar_exact(13, 17) - 0.584_664_711_728_692_2).abs() < 1e-12);
+        // b = 0, c = 5: 2 / 32.
+        assert!((mcnemar_exact(0, 5) - 0.0625).abs() < 1e-15);
+        assert_eq!(mcnemar_exact(4, 4), 1.0);
+        assert_eq!(mcnemar_exact(0, 0), 1.0);
+        // Large n stays finite and tiny.
+        let p = mcnemar_exact(100, 900);
+        assert!(p > 0.0 && p < 1e-100, "{p}");
+    }
+
+    #[test]
+    fn holm_adjusts_step_down_and_keeps_order() {
+        // p = (0.01, 0.04, 0.03): sorted 0.01×3 = 0.03, 0.03×2 = 0.06,
+        // 0.04×1 = 0.04 → running max 0.06.
+        let adj = holm(&[0.01, 0.04, 0.03]);
+        let want = [0.03, 0.06, 0.06];
+        for (a, w) in adj.iter().zip(want) {
+            assert!((a - w).abs() < 1e-12, "{adj:?}");
+        }
+        // 0.8 × 2 caps at 1; the larger p keeps the running maximum.
+        assert_eq!(holm(&[0.9, 0.8]), vec![1.0, 1.0]);
+        assert_eq!(holm(&[0.2]), vec![0.2]);
+    }
+
+    fn rows(golds: &[Label], preds: &[Option<Label>]) -> Vec<Scored> {
+        golds
+            .iter()
+            .zip(preds)
+            .map(|(&g, p)| scored(g, p.map_or(Prediction::Invalid, Prediction::Label), 1))
+            .collect()
+    }
+
+    #[test]
+    fn identical_models_differ_by_zero_and_are_not_significant() {
+        use Label::*;
+        let golds = [ToolCall, CannotAnswer, RequestForInfo, ToolCall];
+        let preds = [Some(ToolCall), Some(ToolCall), None, Some(ToolCall)];
+        let r = rows(&golds, &preds);
+        let c = compare("mcq", &["a".into(), "b".into()], &[r.clone(), r], 3, 200);
+        let acc = &c.pairs[0].differences[0].1;
+        assert_eq!(
+            (acc.value, acc.lo, acc.hi),
+            (Some(0.0), Some(0.0), Some(0.0))
+        );
+        assert_eq!(c.pairs[0].mcnemar_p, 1.0);
+        assert!(!c.pairs[0].significant);
+        assert_eq!(c.models[0].rank, 1);
+        assert_eq!(c.models[1].rank, 1);
+        // Same seed, same intervals.
+        let again = compare(
+            "mcq",
+            &["a".into(), "b".into()],
+            &[rows(&golds, &preds), rows(&golds, &preds)],
+            3,
+            200,
+        );
+        assert_eq!(again.models[0].metrics[0].1, c.models[0].metrics[0].1);
+    }
+}
