@@ -109,6 +109,25 @@ pub struct Config {
     /// take precedence).
     #[serde(default)]
     pub tracking: TrackingConfig,
+    /// A campaign's models (`[[targets]]`): one session each, instead of
+    /// `models.target`. Empty in a session's own (stored) config.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<TargetConfig>,
+}
+
+/// `[[targets]]`: one model of a campaign, evaluated in its own session
+/// with the rest of the config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// Model name as the provider knows it.
+    pub model: String,
+    /// Provider name; when absent chosen by `model_prefixes`.
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// This model's `methods.mcq_logprob.template` (e.g. its chat family).
+    #[serde(default)]
+    pub template: Option<String>,
 }
 
 /// `[tracking]`: where the session is mirrored in MLflow.
@@ -145,6 +164,10 @@ pub struct RunConfig {
     /// Seed sent with every request (`seed`) and used by the mock provider.
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// The campaign a session belongs to (`[[targets]]` configs; default:
+    /// the config file's name). Recorded, never part of the fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<String>,
 }
 
 impl Default for RunConfig {
@@ -153,6 +176,7 @@ impl Default for RunConfig {
             run_key: None,
             runs_dir: default_runs_dir(),
             seed: default_seed(),
+            campaign: None,
         }
     }
 }
@@ -187,7 +211,9 @@ fn default_subsample_seed() -> u64 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelsConfig {
-    /// Model name as the provider knows it.
+    /// Model name as the provider knows it (a campaign names its models in
+    /// `[[targets]]` instead).
+    #[serde(default)]
     pub target: String,
     /// Provider name; when absent the provider is chosen by `model_prefixes`.
     #[serde(default)]
@@ -789,7 +815,7 @@ pub struct LoadedConfig {
 pub fn load(path: &Path) -> Result<LoadedConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
-    let mut config = parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut config = parse(&text).map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
     let base = path
         .canonicalize()
         .with_context(|| format!("cannot resolve config path {}", path.display()))?
@@ -797,6 +823,9 @@ pub fn load(path: &Path) -> Result<LoadedConfig> {
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
     config.resolve_paths(&base);
+    if !config.targets.is_empty() && config.run.campaign.is_none() {
+        config.run.campaign = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+    }
     Ok(LoadedConfig {
         path: path.to_path_buf(),
         config,
@@ -811,6 +840,53 @@ pub fn parse(text: &str) -> Result<Config> {
 }
 
 impl Config {
+    /// The session configs this config describes: itself, or one per
+    /// `[[targets]]` entry (its model, provider and template in place of
+    /// `models.target`, the campaign's name recorded).
+    pub fn sessions(&self) -> Vec<Config> {
+        if self.targets.is_empty() {
+            return vec![self.clone()];
+        }
+        self.targets
+            .iter()
+            .map(|t| {
+                let mut c = self.clone();
+                c.targets = Vec::new();
+                c.models.target = t.model.clone();
+                c.models.target_provider = t.provider.clone();
+                if let Some(template) = &t.template {
+                    c.methods.mcq_logprob.template = Some(template.clone());
+                }
+                c
+            })
+            .collect()
+    }
+
+    /// A campaign: `models.target` left out, distinct models, and every
+    /// target's session config valid (errors name the target).
+    fn validate_campaign(&self) -> Result<()> {
+        if !self.models.target.is_empty() || self.models.target_provider.is_some() {
+            bail!("key `models.target`: a config with `[[targets]]` names its models there; leave `models.target` and `models.target_provider` out");
+        }
+        for (i, t) in self.targets.iter().enumerate() {
+            if t.model.trim().is_empty() {
+                bail!("key `targets[{i}].model`: expected a model name, got an empty string");
+            }
+            if let Some(j) = self.targets[..i].iter().position(|o| o.model == t.model) {
+                bail!(
+                    "key `targets[{i}].model`: `{}` is also `targets[{j}]` (one session per model)",
+                    t.model
+                );
+            }
+        }
+        for (i, session) in self.sessions().iter().enumerate() {
+            session
+                .validate()
+                .with_context(|| format!("target `{}` (`targets[{i}]`)", self.targets[i].model))?;
+        }
+        Ok(())
+    }
+
     /// Makes every relative path absolute against `base`.
     pub fn resolve_paths(&mut self, base: &Path) {
         let abs = |p: &Path| {
@@ -839,6 +915,9 @@ impl Config {
 
     /// Checks the rules TOML types cannot express; each error names its key.
     pub fn validate(&self) -> Result<()> {
+        if !self.targets.is_empty() {
+            return self.validate_campaign();
+        }
         if self.methods.enabled.is_empty() {
             let known: Vec<&str> = MethodKind::ALL.iter().map(|m| m.as_str()).collect();
             bail!("key `methods.enabled`: expected at least one method (known: {known:?})");

@@ -176,6 +176,13 @@ pub struct Stats {
     /// Replies shaped by a hostile mode.
     #[serde(default)]
     pub hostile: u64,
+    /// Requests being answered now.
+    #[serde(default)]
+    pub in_flight: u64,
+    /// Most requests answered at once since start (or the last reset):
+    /// what a client's concurrency limit let through.
+    #[serde(default)]
+    pub max_in_flight: u64,
 }
 
 #[derive(Default)]
@@ -191,6 +198,25 @@ struct Counters {
     fault_malformed: AtomicU64,
     unauthorized: AtomicU64,
     hostile: AtomicU64,
+    in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
+}
+
+/// Counts a request as in flight until dropped.
+struct InFlight<'a>(&'a Counters);
+
+impl<'a> InFlight<'a> {
+    fn new(c: &'a Counters) -> InFlight<'a> {
+        let now = c.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        c.max_in_flight.fetch_max(now, Ordering::Relaxed);
+        InFlight(c)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Counters {
@@ -208,6 +234,8 @@ impl Counters {
             fault_malformed: g(&self.fault_malformed),
             unauthorized: g(&self.unauthorized),
             hostile: g(&self.hostile),
+            in_flight: g(&self.in_flight),
+            max_in_flight: g(&self.max_in_flight),
         }
     }
 
@@ -224,6 +252,7 @@ impl Counters {
             &self.fault_malformed,
             &self.unauthorized,
             &self.hostile,
+            &self.max_in_flight,
         ] {
             a.store(0, Ordering::Relaxed);
         }
@@ -576,6 +605,7 @@ struct ChatMessage {
 }
 
 async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: String) -> Response {
+    let _in_flight = InFlight::new(&st.counters);
     st.counters.chat.fetch_add(1, Ordering::Relaxed);
     let fault = match preamble(&st, &headers).await {
         Ok(f) => f,
@@ -650,6 +680,7 @@ async fn completions(
     headers: HeaderMap,
     body: String,
 ) -> Response {
+    let _in_flight = InFlight::new(&st.counters);
     st.counters.completions.fetch_add(1, Ordering::Relaxed);
     let fault = match preamble(&st, &headers).await {
         Ok(f) => f,

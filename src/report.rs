@@ -384,6 +384,11 @@ impl StatusRow {
     }
 }
 
+/// The campaign a session belongs to, if it was run from `[[targets]]`.
+pub fn session_campaign(manifest: &crate::store::Manifest) -> Option<&str> {
+    manifest.config["run"]["campaign"].as_str()
+}
+
 /// The target model a session evaluates (from its fingerprint payload).
 pub fn session_model(manifest: &crate::store::Manifest) -> &str {
     manifest.fingerprint_payload["target"]["model"]
@@ -423,7 +428,13 @@ pub fn status_table(rows: &[StatusRow], unreadable: &[UnreadableSession]) -> Str
     for line in lines.by_ref().take(2) {
         let _ = writeln!(out, "{line}");
     }
+    let mut campaign: Option<&str> = None;
     for (r, line) in rows.iter().zip(lines) {
+        let this = session_campaign(&r.session.manifest);
+        if this.is_some() && this != campaign {
+            let _ = writeln!(out, "campaign {}:", this.unwrap_or_default());
+        }
+        campaign = this;
         let _ = writeln!(out, "{line}");
         r.namespace_lines(&mut out);
     }

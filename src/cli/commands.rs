@@ -95,6 +95,11 @@ pub(super) fn run(
         loaded.config.run.runs_dir =
             std::path::absolute(&dir).with_context(|| format!("--runs-dir {}", dir.display()))?;
     }
+    if loaded.config.run.run_key.is_none() && !loaded.config.targets.is_empty() {
+        // A campaign is run again to continue it: its run key must not be
+        // generated anew each time.
+        loaded.config.run.run_key = loaded.config.run.campaign.clone();
+    }
     let config::RunKey { key, source, given } =
         runner::run_key_for(&loaded.config, run_key.as_deref())?;
     if source == config::RunKeySource::Generated {
@@ -107,14 +112,17 @@ pub(super) fn run(
         );
     }
     let tracking = tracking_for(&loaded.config, no_tracking)?;
-    execute(
-        RunRequest {
-            config: loaded.config,
-            run_key: key,
+    let requests = loaded
+        .config
+        .sessions()
+        .into_iter()
+        .map(|config| RunRequest {
+            config,
+            run_key: key.clone(),
             resuming: None,
-        },
-        tracking,
-    )
+        })
+        .collect();
+    execute(requests, tracking)
 }
 
 /// `w2c resume`.
@@ -134,11 +142,11 @@ pub(super) fn resume(
     }
     let tracking = tracking_for(&config, no_tracking)?;
     execute(
-        RunRequest {
+        vec![RunRequest {
             config,
             run_key: found.manifest.run_key.clone(),
             resuming: Some(found.manifest),
-        },
+        }],
         tracking,
     )
 }
@@ -186,7 +194,7 @@ pub(super) fn sync(
 pub(super) fn status(StatusArgs { runs_dir }: StatusArgs) -> Result<i32> {
     let (sessions, unreadable) =
         session::scan(&runs_dir, crate::verify::python_suite::is_python_session);
-    let rows: Vec<report::StatusRow> = sessions
+    let mut rows: Vec<report::StatusRow> = sessions
         .into_iter()
         .map(|s| report::StatusRow {
             namespaces: crate::store::census(&s.dir, &s.manifest),
@@ -194,6 +202,11 @@ pub(super) fn status(StatusArgs { runs_dir }: StatusArgs) -> Result<i32> {
             session: s,
         })
         .collect();
+    // A campaign's sessions together (stable: run key, then creation time).
+    rows.sort_by(|a, b| {
+        report::session_campaign(&a.session.manifest)
+            .cmp(&report::session_campaign(&b.session.manifest))
+    });
     if rows.is_empty() && unreadable.is_empty() {
         println!("no sessions under {}", runs_dir.display());
     } else {
@@ -597,10 +610,12 @@ fn tracking_for(
     Ok((target, reason.to_string()))
 }
 
-/// Runs a request: opens the session, connects its tracker (or records it
-/// offline), runs every method with Ctrl-C handling, prints the summary and
-/// returns the exit code.
-fn execute(req: RunRequest, tracking: (Option<tracking::Target>, String)) -> Result<i32> {
+/// Runs the requests (one session, or a campaign's sessions at once,
+/// sharing their providers' clients): opens each session, connects its
+/// tracker (or records it offline), runs every method with Ctrl-C
+/// handling, prints the summaries and returns the exit code (the worst of
+/// the sessions').
+fn execute(reqs: Vec<RunRequest>, tracking: (Option<tracking::Target>, String)) -> Result<i32> {
     use std::io::IsTerminal as _;
     let progress_style = super::progress::style_from_env(std::io::stderr().is_terminal(), |k| {
         std::env::var_os(k).map(|v| v.to_string_lossy().into_owned())
@@ -622,44 +637,101 @@ fn execute(req: RunRequest, tracking: (Option<tracking::Target>, String)) -> Res
                 }
             }
         });
-        let opened = runner::open(req)?;
-        let s = &opened.session;
-        eprintln!(
-            "{} session {} (run key {}) at {}",
-            if s.created { "new" } else { "resuming" },
-            short(&s.manifest.fingerprint),
-            s.manifest.run_key,
-            s.dir.display()
-        );
+        let campaign = reqs.len() > 1;
+        let mut opened = Vec::new();
+        for req in reqs {
+            let o = runner::open(req)?;
+            let s = &o.session;
+            eprintln!(
+                "{} session {} (run key {}{}) at {}",
+                if s.created { "new" } else { "resuming" },
+                short(&s.manifest.fingerprint),
+                s.manifest.run_key,
+                if campaign {
+                    format!(", model {}", o.config.models.target)
+                } else {
+                    String::new()
+                },
+                s.dir.display()
+            );
+            opened.push(o);
+        }
         let (target, offline_reason) = tracking;
-        let tracker =
-            tracking::Tracker::for_session(target.as_ref(), &offline_reason, &s.dir, &s.manifest)
-                .await?;
+        let mut trackers = Vec::new();
+        for o in &opened {
+            let s = &o.session;
+            trackers.push(
+                tracking::Tracker::for_session(target.as_ref(), &offline_reason, &s.dir, &s.manifest)
+                    .await?,
+            );
+        }
+        let labels: Vec<String> = opened.iter().map(|o| o.config.models.target.clone()).collect();
         let view = super::progress::ProgressView::start(
-            crate::outcome::RunObserver::progress(&tracker),
+            labels
+                .iter()
+                .cloned()
+                .zip(trackers.iter().map(crate::outcome::RunObserver::progress))
+                .collect(),
             progress_style,
         );
-        let report = opened.execute(&tracker, &cancel).await;
+        let pool = runner::ClientPool::default();
+        let reports = futures::future::join_all(
+            opened
+                .into_iter()
+                .zip(&trackers)
+                .map(|(o, t)| o.execute_with(t, &cancel, &pool)),
+        )
+        .await;
         view.finish().await;
-        let report = report?;
-        for note in &report.notes {
-            eprintln!("note: {note}");
+        let here = crate::command_hint::Here::current();
+        let mut code = EXIT_OK;
+        let mut first_error = None;
+        let mut fingerprints = Vec::new();
+        let mut session_dirs = Vec::new();
+        for (label, report) in labels.iter().zip(reports) {
+            let report = match report {
+                Ok(r) => r,
+                Err(e) if campaign => {
+                    eprintln!("error: {label}: {e:#}");
+                    first_error.get_or_insert(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if campaign {
+                println!("\n== {label}");
+            }
+            fingerprints.push(report.fingerprint.clone());
+            session_dirs.push(report.session_dir.clone());
+            for note in &report.notes {
+                eprintln!("note: {note}");
+            }
+            print!("{}", report::run_summary(&report));
+            if let Some(url) = crate::tracking::ids::MlflowIds::load(&report.session_dir)
+                .ok()
+                .and_then(|ids| report::mlflow_run_url(&ids, ids.parent_run_id.as_deref()))
+            {
+                println!("mlflow: {url}");
+            }
+            println!("{}", report::run_status_line(&report, &here));
+            code = code.max(match report.status {
+                RunStatus::Complete => EXIT_OK,
+                RunStatus::Incomplete => EXIT_INCOMPLETE,
+                RunStatus::Interrupted => EXIT_INTERRUPTED,
+            });
         }
-        print!("{}", report::run_summary(&report));
-        if let Some(url) = crate::tracking::ids::MlflowIds::load(&report.session_dir)
-            .ok()
-            .and_then(|ids| report::mlflow_run_url(&ids, ids.parent_run_id.as_deref()))
-        {
-            println!("mlflow: {url}");
+        if campaign && fingerprints.len() > 1 {
+            let runs = crate::command_hint::runs_dir_of(&session_dirs[0])
+                .unwrap_or(std::path::Path::new("runs"));
+            let fps: Vec<&str> = fingerprints.iter().map(|f| crate::fingerprint::prefix(f, 8)).collect();
+            println!(
+                "\ncompare the models: `{}`",
+                crate::command_hint::session_command("compare", &fps.join(" "), runs, &here)
+            );
         }
-        println!(
-            "{}",
-            report::run_status_line(&report, &crate::command_hint::Here::current())
-        );
-        Ok(match report.status {
-            RunStatus::Complete => EXIT_OK,
-            RunStatus::Incomplete => EXIT_INCOMPLETE,
-            RunStatus::Interrupted => EXIT_INTERRUPTED,
-        })
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(code),
+        }
     })
 }

@@ -207,13 +207,19 @@ pub struct ProgressView {
 }
 
 impl ProgressView {
-    /// Starts showing `progress` in `style` on stderr.
-    pub fn start(progress: Arc<Progress>, style: Style) -> ProgressView {
+    /// Starts showing the progress of one or more sessions run at once
+    /// (a campaign's targets, each labelled with its model) in `style` on
+    /// stderr.
+    pub fn start(sessions: Vec<(String, Arc<Progress>)>, style: Style) -> ProgressView {
         let stop = CancellationToken::new();
         let task = match style {
             Style::Off => None,
-            Style::Bars => Some(tokio::spawn(bars(progress, stop.clone()))),
-            Style::Lines { every } => Some(tokio::spawn(lines(progress, every, stop.clone()))),
+            Style::Bars if sessions.len() == 1 => {
+                let progress = sessions.into_iter().next().map(|(_, p)| p);
+                progress.map(|p| tokio::spawn(bars(p, stop.clone())))
+            }
+            Style::Bars => Some(tokio::spawn(session_bars(sessions, stop.clone()))),
+            Style::Lines { every } => Some(tokio::spawn(lines(sessions, every, stop.clone()))),
         };
         ProgressView { stop, task }
     }
@@ -228,55 +234,137 @@ impl ProgressView {
 }
 
 /// Plain lines: one when a namespace starts and ends, and one every
-/// `every` while it runs.
-async fn lines(progress: Arc<Progress>, every: Duration, stop: CancellationToken) {
+/// `every` while it runs; each prefixed with its session's label when
+/// several sessions run.
+async fn lines(sessions: Vec<(String, Arc<Progress>)>, every: Duration, stop: CancellationToken) {
     let tick = every.min(Duration::from_millis(200));
-    let mut current: Option<String> = None;
-    let mut last_line = tokio::time::Instant::now();
+    let prefix: Vec<String> = sessions
+        .iter()
+        .map(|(label, _)| {
+            if sessions.len() > 1 {
+                format!("[{label}] ")
+            } else {
+                String::new()
+            }
+        })
+        .collect();
+    let mut current: Vec<Option<String>> = vec![None; sessions.len()];
+    let mut last_line = vec![tokio::time::Instant::now(); sessions.len()];
     loop {
         let stopping = tokio::select! {
             _ = stop.cancelled() => true,
             _ = tokio::time::sleep(tick) => false,
         };
-        for event in progress.drain_events() {
-            match &event {
-                ProgressEvent::SessionStarted {
-                    namespaces,
-                    total,
-                    done,
-                } => eprintln!(
-                    "session: {} namespaces, {done}/{total} items done ({})",
-                    namespaces.len(),
-                    namespaces.join(", ")
-                ),
-                ProgressEvent::NamespaceStarted { name, total, done } => {
-                    eprintln!("{name}: started, {done}/{total} items done");
-                    current = Some(name.clone());
-                    last_line = tokio::time::Instant::now();
-                }
-                ProgressEvent::NamespaceEnded { .. } => {
-                    if let Some(line) = ended_line(&event) {
-                        eprintln!("{line}");
+        for (i, (_, progress)) in sessions.iter().enumerate() {
+            let pre = &prefix[i];
+            for event in progress.drain_events() {
+                match &event {
+                    ProgressEvent::SessionStarted {
+                        namespaces,
+                        total,
+                        done,
+                    } => eprintln!(
+                        "{pre}session: {} namespaces, {done}/{total} items done ({})",
+                        namespaces.len(),
+                        namespaces.join(", ")
+                    ),
+                    ProgressEvent::NamespaceStarted { name, total, done } => {
+                        eprintln!("{pre}{name}: started, {done}/{total} items done");
+                        current[i] = Some(name.clone());
+                        last_line[i] = tokio::time::Instant::now();
                     }
-                    current = None;
+                    ProgressEvent::NamespaceEnded { .. } => {
+                        if let Some(line) = ended_line(&event) {
+                            eprintln!("{pre}{line}");
+                        }
+                        current[i] = None;
+                    }
+                }
+            }
+            if stopping {
+                continue;
+            }
+            if let Some(name) = &current[i] {
+                if last_line[i].elapsed() >= every {
+                    let snap = Snapshot::of(progress);
+                    eprintln!(
+                        "{pre}{name}: {} | {}",
+                        snap.namespace_part(),
+                        snap.session_part()
+                    );
+                    last_line[i] = tokio::time::Instant::now();
                 }
             }
         }
         if stopping {
             break;
         }
-        if let Some(name) = &current {
-            if last_line.elapsed() >= every {
-                let snap = Snapshot::of(&progress);
-                eprintln!(
-                    "{name}: {} | {}",
-                    snap.namespace_part(),
-                    snap.session_part()
-                );
-                last_line = tokio::time::Instant::now();
+    }
+}
+
+/// Bars for several sessions run at once: one per session, saying which
+/// namespace it is in.
+async fn session_bars(sessions: Vec<(String, Arc<Progress>)>, stop: CancellationToken) {
+    let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+    let width = sessions
+        .iter()
+        .map(|(l, _)| l.chars().count())
+        .max()
+        .unwrap_or(0);
+    let style = ProgressStyle::with_template(&format!(
+        "{{prefix:<{width}}} [{{bar:30}}] {{pos:>7}}/{{len:<7}} {{msg}}"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    let bars: Vec<ProgressBar> = sessions
+        .iter()
+        .map(|(label, _)| {
+            let bar = multi.add(ProgressBar::new(0));
+            bar.set_style(style.clone());
+            bar.set_prefix(label.clone());
+            bar
+        })
+        .collect();
+    let mut current: Vec<String> = vec![String::new(); sessions.len()];
+    loop {
+        let stopping = tokio::select! {
+            _ = stop.cancelled() => true,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => false,
+        };
+        for (i, (label, progress)) in sessions.iter().enumerate() {
+            for event in progress.drain_events() {
+                match &event {
+                    ProgressEvent::SessionStarted { total, .. } => {
+                        bars[i].set_length(*total as u64)
+                    }
+                    ProgressEvent::NamespaceStarted { name, .. } => current[i] = name.clone(),
+                    ProgressEvent::NamespaceEnded { .. } => {
+                        if let Some(line) = ended_line(&event) {
+                            let _ = multi.println(format!("[{label}] {line}"));
+                        }
+                    }
+                }
             }
+            let snap = Snapshot::of(progress);
+            bars[i].set_position(snap.session_done as u64);
+            bars[i].set_message(format!(
+                "{}  {}  eta {}",
+                current[i],
+                rate_text(snap.session_rate),
+                eta_text(
+                    snap.session_total.saturating_sub(snap.session_done),
+                    snap.session_rate
+                )
+            ));
+        }
+        if stopping {
+            break;
         }
     }
+    for bar in &bars {
+        bar.finish_and_clear();
+    }
+    let _ = multi.clear();
 }
 
 /// Bars redrawn in place: the current namespace and the whole session.

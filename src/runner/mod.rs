@@ -113,9 +113,45 @@ struct Run<'a, O> {
     seed: u64,
 }
 
+/// The HTTP clients of a run, one per provider, shared by every session a
+/// process runs (a campaign's targets on one endpoint share its
+/// concurrency, its adaptive limit and its rate budgets).
+#[derive(Default)]
+pub struct ClientPool {
+    clients: std::sync::Mutex<BTreeMap<String, Arc<Client>>>,
+}
+
+impl ClientPool {
+    /// The client of provider `name` (built on first use).
+    fn get(&self, name: &str, cfg: &config::ProviderConfig, seed: u64) -> Result<Arc<Client>> {
+        let mut clients = self
+            .clients
+            .lock()
+            .map_err(|_| anyhow::anyhow!("client pool poisoned"))?;
+        if let Some(c) = clients.get(name) {
+            return Ok(c.clone());
+        }
+        let client = Arc::new(Client::new(name, cfg, seed)?);
+        clients.insert(name.to_string(), client.clone());
+        Ok(client)
+    }
+}
+
 impl Opened {
     /// Runs (or resumes) every enabled method, telling `observer` as it goes.
     pub async fn execute<O: RunObserver>(self, observer: &O, cancel: &Cancel) -> Result<RunReport> {
+        self.execute_with(observer, cancel, &ClientPool::default())
+            .await
+    }
+
+    /// [`Opened::execute`] with the clients of `pool`, shared with other
+    /// sessions run at the same time.
+    pub async fn execute_with<O: RunObserver>(
+        self,
+        observer: &O,
+        cancel: &Cancel,
+        pool: &ClientPool,
+    ) -> Result<RunReport> {
         let mut report = RunReport {
             session_dir: self.session.dir.clone(),
             run_key: self.session.manifest.run_key.clone(),
@@ -136,7 +172,7 @@ impl Opened {
             )
             .unwrap_or(0),
         };
-        if let Err(err) = run_methods(&self.config, &run, &mut report).await {
+        if let Err(err) = run_methods(&self.config, &run, &mut report, pool).await {
             observer.run_failed(&err).await;
             return Err(err);
         }
@@ -154,22 +190,17 @@ struct Callers {
 }
 
 impl Callers {
-    fn new(config: &Config) -> Result<Callers> {
+    fn new(config: &Config, pool: &ClientPool) -> Result<Callers> {
         let price = |model: &str| config.prices.get(model).copied();
         let (provider_name, provider_cfg) = config.target_provider()?;
         let target = Caller {
-            client: Arc::new(Client::new(provider_name, provider_cfg, config.run.seed)?),
+            client: pool.get(provider_name, provider_cfg, config.run.seed)?,
             price: price(&config.models.target),
         };
         let judge = if config.methods.enabled.iter().any(|m| m.uses_judge()) {
             let (judge_model, judge_provider, judge_cfg) = config.judge_provider()?;
-            let client = if judge_provider == provider_name {
-                target.client.clone()
-            } else {
-                Arc::new(Client::new(judge_provider, judge_cfg, config.run.seed)?)
-            };
             Some(Caller {
-                client,
+                client: pool.get(judge_provider, judge_cfg, config.run.seed)?,
                 price: price(judge_model),
             })
         } else {
@@ -287,8 +318,9 @@ async fn run_methods<O: RunObserver>(
     config: &Config,
     run: &Run<'_, O>,
     report: &mut RunReport,
+    pool: &ClientPool,
 ) -> Result<()> {
-    let callers = Callers::new(config)?;
+    let callers = Callers::new(config, pool)?;
     let judging = Judging { callers: &callers };
     let planned = plan(config)?;
     record_plan(run, &planned)?;

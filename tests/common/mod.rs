@@ -302,6 +302,12 @@ impl MockServer {
         assert_eq!(status, 200, "GET /stats: {body}");
         serde_json::from_str(&body).expect("stats json")
     }
+
+    /// Zeroes the `/stats` counters.
+    pub fn reset(&self) {
+        let (status, body) = http(&format!("{}/stats/reset", self.url), "POST");
+        assert!((200..300).contains(&status), "POST /stats/reset: {body}");
+    }
 }
 
 impl Drop for MockServer {

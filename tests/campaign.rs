@@ -1,0 +1,215 @@
+//! Campaigns: one config, several targets, one session each, sharing the
+//! endpoint's concurrency; killed and run again, they finish with the
+//! numbers of separate runs; a target added later leaves the finished
+//! sessions as they were.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const CONCURRENCY: u64 = 4;
+
+fn campaign_config(ws: &Workspace, url: &str, models: &[&str]) -> PathBuf {
+    let targets: String = models
+        .iter()
+        .map(|m| format!("[[targets]]\nmodel = \"{m}\"\nprovider = \"local\"\n\n"))
+        .collect();
+    ws.write(
+        "acme.toml",
+        &format!(
+            r#"[run]
+seed = 42
+
+[dataset]
+path = "{dataset}"
+n_per_label = 10
+
+[models]
+judge = "acme-judge"
+judge_provider = "local"
+
+{targets}[providers.local]
+kind = "openai"
+base_url = "{url}/v1"
+max_concurrency = {CONCURRENCY}
+
+[methods]
+enabled = ["mcq", "llm_judge"]
+"#,
+            dataset = shared_dataset().display(),
+        ),
+    )
+}
+
+fn single_config(ws: &Workspace, url: &str, model: &str) -> PathBuf {
+    ws.write(
+        &format!("{model}.toml"),
+        &format!(
+            r#"[run]
+seed = 42
+
+[dataset]
+path = "{dataset}"
+n_per_label = 10
+
+[models]
+target = "{model}"
+target_provider = "local"
+judge = "acme-judge"
+judge_provider = "local"
+
+[providers.local]
+kind = "openai"
+base_url = "{url}/v1"
+max_concurrency = {CONCURRENCY}
+
+[methods]
+enabled = ["mcq", "llm_judge"]
+"#,
+            dataset = shared_dataset().display(),
+        ),
+    )
+}
+
+/// The session of `model` under `runs/<key>`.
+fn session_of(runs: &Path, key: &str, model: &str) -> PathBuf {
+    std::fs::read_dir(runs.join(key).join("sessions"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|s| {
+            read_json(&s.join("manifest.json"))["fingerprint_payload"]["target"]["model"] == model
+        })
+        .unwrap_or_else(|| panic!("no session of {model}"))
+}
+
+fn metrics(session: &Path, ns: &str) -> serde_json::Value {
+    read_json(
+        &session
+            .join("artifacts_local")
+            .join(ns)
+            .join("metrics.json"),
+    )["metrics"]
+        .clone()
+}
+
+#[test]
+fn a_campaign_shares_the_endpoint_survives_a_kill_and_matches_separate_runs() {
+    let server = MockServer::start(&["--latency-ms", "20"], &[]);
+    let models = ["acme-small", "acme-large", "acme-xl"];
+    let ws = Workspace::new();
+    let cfg = campaign_config(&ws, &server.url, &models);
+    let run = |ws: &Workspace, cfg: &Path| {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("w2c"))
+            .current_dir(ws.path())
+            .args(["run", "--config"])
+            .arg(cfg)
+            .env_remove("MLFLOW_TRACKING_URI")
+            .env_remove("W2C_RUN_KEY")
+            .env_remove("W2C_RUNS_DIR")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    };
+    // Killed once results flow; the campaign's run key is its name.
+    let mut child = run(&ws, &cfg);
+    let results = || {
+        std::fs::read_dir(ws.runs().join("acme/sessions"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|s| std::fs::read(s.path().join("checkpoints/mcq/results.jsonl")).ok())
+            .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+            .sum::<usize>()
+    };
+    let running = wait_while_running(&mut child, "results", Duration::from_secs(60), || {
+        results() >= 20
+    });
+    assert!(running, "the campaign ended before the kill");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Run again: every session continues and finishes.
+    let out = run(&ws, &cfg).wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for m in models {
+        assert!(stdout.contains(&format!("== {m}")), "{stdout}");
+    }
+    // The three sessions shared one limit of CONCURRENCY requests.
+    let max = server.stats()["max_in_flight"].as_u64().unwrap();
+    assert!(max <= CONCURRENCY, "{max} requests in flight at once");
+
+    // The same numbers as three separate runs.
+    let separate = Workspace::new();
+    for m in models {
+        let single = single_config(&separate, &server.url, m);
+        w2c(separate.path())
+            .args(["run", "--run-key", "one", "--config"])
+            .arg(&single)
+            .assert()
+            .success();
+        let (a, b) = (
+            session_of(&ws.runs(), "acme", m),
+            session_of(&separate.runs(), "one", m),
+        );
+        assert_eq!(
+            a.file_name(),
+            b.file_name(),
+            "{m}: a campaign target is the same session as its own config"
+        );
+        for ns in ["mcq", "llm_judge"] {
+            assert_eq!(metrics(&a, ns), metrics(&b, ns), "{m} {ns}");
+        }
+    }
+
+    // status groups the campaign and names the models.
+    let status = w2c(ws.path()).arg("status").output().unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(status.contains("campaign acme:"), "{status}");
+    for m in models {
+        assert!(status.contains(m), "{status}");
+    }
+
+    // A target added later: the finished sessions stay as they are and
+    // only the new model is asked.
+    let before: Vec<Vec<u8>> = models
+        .iter()
+        .map(|m| {
+            std::fs::read(session_of(&ws.runs(), "acme", m).join("checkpoints/mcq/results.jsonl"))
+                .unwrap()
+        })
+        .collect();
+    let cfg = campaign_config(
+        &ws,
+        &server.url,
+        &["acme-small", "acme-large", "acme-xl", "acme-new"],
+    );
+    server.reset();
+    let out = run(&ws, &cfg).wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (m, b) in models.iter().zip(&before) {
+        let after =
+            std::fs::read(session_of(&ws.runs(), "acme", m).join("checkpoints/mcq/results.jsonl"))
+                .unwrap();
+        assert_eq!(&after, b, "{m} was touched");
+    }
+    // Every request the server saw is in the new session's call logs.
+    let new = session_of(&ws.runs(), "acme", "acme-new");
+    let calls: usize = ["mcq", "llm_judge.target", "llm_judge"]
+        .iter()
+        .map(|ns| read_jsonl(&new.join("artifacts_local").join(ns).join("llm_calls.jsonl")).len())
+        .sum();
+    assert!(calls > 0);
+    assert_eq!(server.stats()["requests"].as_u64().unwrap(), calls as u64);
+}
