@@ -12,16 +12,37 @@ fn escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// Confusion matrix heatmap: rows = gold, columns = predictions and `invalid`.
+/// A label on at most two lines (split at its first `_`), as SVG `tspan`s
+/// centred on `x`: keeps column labels inside their cells.
+fn two_lines(label: &str, x: f64, y: f64) -> String {
+    let (a, b) = label.split_once('_').unwrap_or((label, ""));
+    if b.is_empty() {
+        format!(
+            r#"<text x="{x}" y="{}" text-anchor="middle">{}</text>"#,
+            y + 12.0,
+            escape(a)
+        )
+    } else {
+        format!(
+            r#"<text x="{x}" y="{y}" text-anchor="middle"><tspan x="{x}">{}</tspan><tspan x="{x}" dy="12">{}</tspan></text>"#,
+            escape(a),
+            escape(b)
+        )
+    }
+}
+
+/// Confusion matrix heatmap: rows = gold, columns = predictions and
+/// `invalid`, with both axes titled; column labels on two lines so that
+/// none overlaps its neighbour.
 pub fn confusion_svg(title: &str, m: &Metrics) -> String {
     let cols: Vec<&str> = Label::ALL
         .iter()
         .map(|l| l.as_str())
         .chain(["invalid"])
         .collect();
-    let (cell, left, top) = (70.0, 130.0, 60.0);
+    let (cell, left, top) = (64.0, 140.0, 78.0);
     let width = left + cell * cols.len() as f64 + 10.0;
-    let height = top + cell * 4.0 + 20.0;
+    let height = top + cell * 4.0 + 12.0;
     let max = m
         .confusion
         .values()
@@ -34,14 +55,22 @@ pub fn confusion_svg(title: &str, m: &Metrics) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11"><text x="4" y="16" font-size="13">{}</text>"#,
         escape(title)
     );
+    let _ = write!(
+        svg,
+        r#"<text x="{}" y="36" text-anchor="middle" font-weight="bold">predicted</text>"#,
+        left + cell * cols.len() as f64 / 2.0
+    );
+    let _ = write!(
+        svg,
+        r#"<text transform="translate(14 {}) rotate(-90)" text-anchor="middle" font-weight="bold">gold</text>"#,
+        top + cell * 2.0
+    );
     for (j, c) in cols.iter().enumerate() {
-        let _ = write!(
-            svg,
-            r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+        svg.push_str(&two_lines(
+            c,
             left + cell * j as f64 + cell / 2.0,
-            top - 8.0,
-            c
-        );
+            top - 26.0,
+        ));
     }
     for (i, gold) in Label::ALL.iter().enumerate() {
         let y = top + cell * i as f64;
@@ -66,6 +95,82 @@ pub fn confusion_svg(title: &str, m: &Metrics) -> String {
                 x + cell / 2.0,
                 y + cell / 2.0 + 4.0
             );
+        }
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// Colours of the series of a grouped chart (one per model).
+const SERIES: [&str; 8] = [
+    "#4a7bd0", "#e07b39", "#3a9e5c", "#c94f7c", "#7a5cc9", "#b59a2f", "#3aa3b5", "#8c8c8c",
+];
+
+/// Grouped horizontal bars in [0, 1]: per group (a behaviour) one bar per
+/// series (a model), with a legend above. Values missing for a series are
+/// drawn as `n/a`.
+pub fn grouped_bars_svg(
+    title: &str,
+    groups: &[String],
+    series: &[(String, Vec<Option<f64>>)],
+) -> String {
+    let (left, bar_w, bar_h, gap) = (150.0, 300.0, 14.0, 10.0);
+    let legend_rows = series.len().div_ceil(3) as f64;
+    let top = 26.0 + 16.0 * legend_rows + 6.0;
+    let group_h = bar_h * series.len() as f64 + gap;
+    let height = top + group_h * groups.len() as f64 + 6.0;
+    let width = left + bar_w + 60.0;
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11"><text x="4" y="16" font-size="13">{}</text>"#,
+        escape(title)
+    );
+    for (k, (name, _)) in series.iter().enumerate() {
+        let (col, row) = ((k % 3) as f64, (k / 3) as f64);
+        let x = 4.0 + col * (width / 3.0);
+        let y = 26.0 + 16.0 * row;
+        // Legend names are cut to fit their third of the width.
+        let shown: String = name.chars().take(24).collect();
+        let _ = write!(
+            svg,
+            r#"<rect x="{x}" y="{y}" width="10" height="10" fill="{}"/><text x="{}" y="{}">{}</text>"#,
+            SERIES[k % SERIES.len()],
+            x + 14.0,
+            y + 9.0,
+            escape(&shown)
+        );
+    }
+    for (g, group) in groups.iter().enumerate() {
+        let y0 = top + group_h * g as f64;
+        let _ = write!(
+            svg,
+            r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
+            left - 6.0,
+            y0 + bar_h * series.len() as f64 / 2.0 + 4.0,
+            escape(group)
+        );
+        for (k, (_, values)) in series.iter().enumerate() {
+            let y = y0 + bar_h * k as f64;
+            match values.get(g).copied().flatten() {
+                Some(v) => {
+                    let w = bar_w * v.clamp(0.0, 1.0);
+                    let _ = write!(
+                        svg,
+                        r#"<rect x="{left}" y="{y}" width="{w}" height="{}" fill="{}"/><text x="{}" y="{}" font-size="10">{v:.3}</text>"#,
+                        bar_h - 2.0,
+                        SERIES[k % SERIES.len()],
+                        left + w + 4.0,
+                        y + bar_h - 4.0
+                    );
+                }
+                None => {
+                    let _ = write!(
+                        svg,
+                        r#"<text x="{}" y="{}" font-size="10">n/a</text>"#,
+                        left + 4.0,
+                        y + bar_h - 4.0
+                    );
+                }
+            }
         }
     }
     svg.push_str("</svg>");

@@ -92,7 +92,7 @@ pub struct Comparison {
 
 /// The label of each session: its target model, with the fingerprint when
 /// two sessions evaluate the same model.
-fn labels(sessions: &[FoundSession]) -> Vec<String> {
+pub fn labels(sessions: &[FoundSession]) -> Vec<String> {
     let models: Vec<&str> = sessions
         .iter()
         .map(|s| crate::report::session_model(&s.manifest))
@@ -333,16 +333,17 @@ fn aligned_uuids(
     Ok(shared)
 }
 
-/// Datasets read once each, for the questions and tools of disagreements.
+/// Datasets read once each, for the questions and tools of examples.
 #[derive(Default)]
-struct DatasetCache {
+pub struct DatasetCache {
     loaded: std::cell::RefCell<
         HashMap<std::path::PathBuf, Option<HashMap<String, crate::dataset::Example>>>,
     >,
 }
 
 impl DatasetCache {
-    fn example(
+    /// The example `uuid` of the dataset at `path`, when it can be read.
+    pub fn example(
         &self,
         path: Option<&std::path::Path>,
         uuid: &str,
@@ -582,13 +583,9 @@ pub fn render_text(c: &Comparison, markdown: bool, disagreements_shown: usize) -
     out
 }
 
-/// One self-contained HTML page with the tables.
-pub fn render_html(c: &Comparison) -> String {
-    let esc = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-    };
+/// The comparison's tables and verdicts as HTML (a section of a page).
+pub fn html_sections(c: &Comparison) -> String {
+    let esc = html_escape;
     let table = |header: &[&str], rows: &[Vec<String>]| {
         let mut s = String::from("<table><thead><tr>");
         for h in header {
@@ -605,19 +602,12 @@ pub fn render_html(c: &Comparison) -> String {
         s.push_str("</tbody></table>");
         s
     };
-    let mut out = String::from("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>w2c compare</title><style>body{font-family:system-ui,sans-serif;margin:1.5em;max-width:1400px}table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}th{background:#eee}td:nth-child(-n+2){text-align:left}.wrap{overflow-x:auto}</style></head><body><h1>w2c compare</h1><p>");
-    out.push_str(&esc(&c
-        .sessions
-        .iter()
-        .map(|(m, s)| format!("{m} = {s}"))
-        .collect::<Vec<_>>()
-        .join("; ")));
-    out.push_str("</p>");
+    let mut out = String::new();
     for m in &c.methods {
         let t = tables(m);
         let _ = write!(
             out,
-            "<h2>{} <small>{} examples, {} resamples, seed {}</small></h2><div class=\"wrap\">",
+            "<h3>{} <small>{} examples, {} resamples, seed {}</small></h3><div class=\"wrap\">",
             esc(&m.method),
             m.n_examples,
             m.resamples,
@@ -629,8 +619,31 @@ pub fn render_html(c: &Comparison) -> String {
     }
     let _ = write!(out, "<p><small>{}</small></p>", esc(LEGEND));
     for n in &c.notes {
-        let _ = write!(out, "<p>note: {}</p>", esc(n));
+        let _ = write!(out, "<p class=\"note\">note: {}</p>", esc(n));
     }
+    out
+}
+
+/// `s` with `&`, `<`, `>` and `"` escaped for HTML text and attributes.
+pub fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// One self-contained HTML page with the tables.
+pub fn render_html(c: &Comparison) -> String {
+    let mut out = String::from("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>w2c compare</title><style>body{font-family:system-ui,sans-serif;margin:1.5em;max-width:1400px}table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}th{background:#eee}td:nth-child(-n+2){text-align:left}.wrap{overflow-x:auto}</style></head><body><h1>w2c compare</h1><p>");
+    out.push_str(&html_escape(
+        &c.sessions
+            .iter()
+            .map(|(m, s)| format!("{m} = {s}"))
+            .collect::<Vec<_>>()
+            .join("; "),
+    ));
+    out.push_str("</p>");
+    out.push_str(&html_sections(c));
     out.push_str("</body></html>\n");
     out
 }

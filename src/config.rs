@@ -95,7 +95,9 @@ pub struct Config {
     pub run: RunConfig,
     /// The When2Call dataset and the subsample to evaluate.
     pub dataset: DatasetConfig,
-    /// The model under evaluation (and, later, the judge).
+    /// The model under evaluation and the judge (a campaign names its
+    /// models in `[[targets]]` and may leave this out).
+    #[serde(default)]
     pub models: ModelsConfig,
     /// Named model endpoints.
     #[serde(default)]
@@ -208,7 +210,7 @@ fn default_subsample_seed() -> u64 {
 }
 
 /// `[models]`: the target model and how it is routed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelsConfig {
     /// Model name as the provider knows it (a campaign names its models in
@@ -931,7 +933,7 @@ impl Config {
             bail!("key `dataset.n_per_label`: expected a positive number (leave it out to use the whole file)");
         }
         if self.models.target.trim().is_empty() {
-            bail!("key `models.target`: expected a model name, got an empty string");
+            bail!("key `models.target`: expected a model name (or a campaign's models in `[[targets]]`)");
         }
         self.methods.mcq.validate()?;
         self.methods.mcq_logprob.validate()?;

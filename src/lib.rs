@@ -14,6 +14,7 @@ pub mod engine;
 pub mod export;
 pub mod fingerprint;
 pub mod floats;
+pub mod html_report;
 pub mod http_body;
 pub mod json_scan;
 pub mod labels;

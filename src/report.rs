@@ -804,43 +804,7 @@ pub fn render(entries: &[ReportEntry], format: Format, wide: bool) -> anyhow::Re
             }
             out
         }
-        Format::Html => {
-            let esc = |s: &str| {
-                s.replace('&', "&amp;")
-                    .replace('<', "&lt;")
-                    .replace('>', "&gt;")
-            };
-            let mut out = String::from("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>w2c report</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#eee}td:nth-child(-n+3){text-align:left}.charts{display:flex;flex-wrap:wrap;gap:1em}</style></head><body><h1>w2c report</h1><table><tr>");
-            for h in REPORT_HEADER {
-                let _ = write!(out, "<th>{}</th>", esc(h));
-            }
-            out.push_str("</tr>");
-            for r in &rows {
-                out.push_str("<tr>");
-                for c in r {
-                    let _ = write!(out, "<td>{}</td>", esc(c));
-                }
-                out.push_str("</tr>");
-            }
-            out.push_str("</table>");
-            for e in entries {
-                let title = format!("{} {}", e.session, e.namespace);
-                let _ = write!(out, "<h2>{}</h2><div class=\"charts\">", esc(&title));
-                out.push_str(&crate::charts::confusion_svg(
-                    "confusion matrix",
-                    &e.metrics.metrics,
-                ));
-                out.push_str(&crate::charts::per_class_f1_svg(
-                    "F1 per class",
-                    &e.metrics.metrics,
-                ));
-                if let Ok(svg) = std::fs::read_to_string(e.artifacts.join("consistency.svg")) {
-                    out.push_str(&svg);
-                }
-                out.push_str("</div>");
-            }
-            out.push_str("</body></html>\n");
-            out
-        }
+        // The page reads predictions too: it is rendered from the sessions.
+        Format::Html => anyhow::bail!("the HTML report is rendered from sessions (html_report)"),
     })
 }

@@ -325,7 +325,10 @@ pub(super) fn report(
     if entries.is_empty() {
         anyhow::bail!("no finished methods to report under {}", runs_dir.display());
     }
-    let text = report::render(&entries, format, wide)?;
+    let text = match format {
+        report::Format::Html => crate::html_report::render(&sessions)?,
+        _ => report::render(&entries, format, wide)?,
+    };
     match out {
         Some(path) => {
             crate::store::write_bytes_atomic(&path, text.as_bytes())?;

@@ -496,3 +496,35 @@ pub fn wait_while_running(
     });
     running
 }
+
+/// Debian's headless Chromium, with the flags this machine needs (no
+/// background networking: the network is closed) and a fresh profile.
+/// Panics with one line saying what to install when it is missing.
+pub fn chromium(profile: &Path, width: u32, height: u32) -> std::process::Command {
+    let bin = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|b| {
+            std::process::Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .unwrap_or_else(|| {
+            panic!("chromium is missing: `apt-get install chromium` (or run .ci/test, which installs it)")
+        });
+    let mut c = std::process::Command::new(bin);
+    c.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .arg(format!("--window-size={width},{height}"));
+    c
+}
