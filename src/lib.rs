@@ -13,6 +13,7 @@ pub mod fingerprint;
 pub mod floats;
 pub mod http_body;
 pub mod json_scan;
+pub mod judge_protocol;
 pub mod labels;
 pub mod llm;
 pub mod long_text;
