@@ -261,7 +261,7 @@ fn mcq_and_llm_judge_run_end_to_end_on_the_chat_endpoint() {
         &ws,
         &data,
         "\"mcq\", \"llm_judge\"",
-        "[methods.mcq]\nmax_tokens = 8\n[methods.llm_judge]\ntarget_max_tokens = 24\njudge_max_tokens = 24",
+        "[methods.mcq]\nmax_tokens = 8\n[methods.llm_judge]\nprotocol = \"w2c\"\ntarget_max_tokens = 24\njudge_max_tokens = 24",
     );
     run_ok(&ws, &cfg);
     let s = only_session(&ws.runs(), "k");

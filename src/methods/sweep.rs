@@ -99,6 +99,7 @@ impl Sweep {
             counts: Default::default(),
             stability: Some(stability),
             variants: None,
+            official_judge: None,
             predictions,
             consistencies: Some(
                 per_item
