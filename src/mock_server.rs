@@ -262,8 +262,9 @@ struct AppState {
 
 impl AppState {
     /// Appends a request to the `--record` file (nothing without one); a
-    /// write that fails is answered 500, never lost silently.
-    fn record(&self, endpoint: &str, body: &str) -> Result<(), Response> {
+    /// write that fails is answered 500 (the handler's [`recording_failed`]),
+    /// never lost silently.
+    fn record(&self, endpoint: &str, body: &str) -> Result<(), String> {
         use std::io::Write;
         let Some(file) = &self.record else {
             return Ok(());
@@ -273,16 +274,8 @@ impl AppState {
         let mut line = json!({"endpoint": endpoint, "body": body}).to_string();
         line.push('\n');
         let mut file = file.lock().unwrap_or_else(|p| p.into_inner());
-        file.write_all(line.as_bytes()).map_err(|e| {
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Json(error_body(
-                    &format!("mock-server: cannot record the request: {e}"),
-                    "server_error",
-                )),
-            )
-                .into_response()
-        })
+        file.write_all(line.as_bytes())
+            .map_err(|e| format!("mock-server: cannot record the request: {e}"))
     }
 
     /// How the judge's replies are phrased (`--judge-not-json`).
@@ -614,6 +607,15 @@ fn hostile_headers(st: &AppState, headers: &HeaderMap, mut resp: Response) -> Re
     resp
 }
 
+/// The 500 of a request `--record` could not write down.
+fn recording_failed(message: &str) -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(error_body(message, "server_error")),
+    )
+        .into_response()
+}
+
 fn bad_request(message: String) -> Response {
     (
         StatusCode::BAD_REQUEST,
@@ -645,8 +647,8 @@ struct ChatMessage {
 
 async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: String) -> Response {
     st.counters.chat.fetch_add(1, Ordering::Relaxed);
-    if let Err(resp) = st.record("chat/completions", &body) {
-        return resp;
+    if let Err(e) = st.record("chat/completions", &body) {
+        return recording_failed(&e);
     }
     let fault = match preamble(&st, &headers).await {
         Ok(f) => f,
@@ -726,8 +728,8 @@ async fn completions(
     body: String,
 ) -> Response {
     st.counters.completions.fetch_add(1, Ordering::Relaxed);
-    if let Err(resp) = st.record("completions", &body) {
-        return resp;
+    if let Err(e) = st.record("completions", &body) {
+        return recording_failed(&e);
     }
     let fault = match preamble(&st, &headers).await {
         Ok(f) => f,
@@ -825,8 +827,8 @@ struct TokenizeBody {
 
 /// `POST /extras/tokenize` (llama-cpp-python's): `{"tokens": [...]}`, BOS first.
 async fn tokenize(State(st): State<Arc<AppState>>, body: String) -> Response {
-    if let Err(resp) = st.record("extras/tokenize", &body) {
-        return resp;
+    if let Err(e) = st.record("extras/tokenize", &body) {
+        return recording_failed(&e);
     }
     let parsed: TokenizeBody = match serde_json::from_str(&body) {
         Ok(b) => b,
