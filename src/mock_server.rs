@@ -77,7 +77,8 @@ pub struct MockServerOptions {
     #[arg(long, value_enum, default_value_t = EchoStyle::Simple)]
     pub echo_style: EchoStyle,
     /// Context window in tokens: a prompt of this many tokens or more (BOS
-    /// counted) gets HTTP 400 `context_length_exceeded`, as llama-cpp-python does.
+    /// counted; a chat request's prompt is its messages' text) gets HTTP 400
+    /// `context_length_exceeded`, as llama-cpp-python does.
     #[arg(long)]
     pub context_window: Option<usize>,
     /// Require `Authorization: Bearer <key>`, read from this environment variable.
@@ -677,6 +678,10 @@ async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: String)
         tools: parsed.tools,
         extra: Default::default(),
     };
+    let prompt: String = req.messages.iter().map(|m| m.content.as_str()).collect();
+    if let Some(resp) = context_overflow(&st.opts, &prompt, parsed.max_tokens) {
+        return resp;
+    }
     let text = mock::reply_styled(req.seed.unwrap_or(st.opts.seed), &req, st.judge_style());
     let (content, tool_calls) = mock::split_native_tool_call(&req, text.clone());
     let prompt_tokens: usize = req

@@ -271,3 +271,245 @@ fn requests_and_aggregate_equal_nvidias_scripts_on_all_300_rows() {
     );
     assert!(settings["settings"]["temperature"].is_null());
 }
+
+#[test]
+fn replies_nvidias_scripts_cannot_read_are_invalid_and_left_out_of_the_aggregate() {
+    // The `mock` provider's judge answers in varied styles (fenced, prose,
+    // other casings): NVIDIA's scripts repair what is not JSON, raise when
+    // the repair is not JSON either, and count JSON labels they do not know.
+    let ws = Workspace::new();
+    let cfg = ws.config(
+        "eval.toml",
+        &Opts {
+            methods: "\"llm_judge\"".into(),
+            n_per_label: Some(50),
+            ..Opts::default()
+        },
+    );
+    let out = run_ok(&ws, &cfg);
+    let s = only_session(&ws.runs(), "k");
+    let decisions = read_jsonl(&s.join("checkpoints/llm_judge/results.jsonl"));
+    assert_eq!(decisions.len(), 150);
+    let raises: Vec<&Value> = decisions
+        .iter()
+        .filter(|d| d["official"]["outcome"] == "raises")
+        .collect();
+    let second_failures: Vec<&&Value> = raises
+        .iter()
+        .filter(|d| !d["judge_raw_repair"].is_null())
+        .collect();
+    assert!(
+        !second_failures.is_empty(),
+        "no repair reply that is not JSON at this size"
+    );
+    for d in &second_failures {
+        // Never coerced into a class: invalid, and the script named.
+        assert_eq!(d["status"], "invalid", "{d}");
+        assert_eq!(d["prediction"], "invalid", "{d}");
+        assert_eq!(d["official"]["script"], "run_openai_judge.py", "{d}");
+    }
+    // JSON with a label NVIDIA's prompt does not name: no repair (the
+    // script only repairs what json.loads rejects), invalid for w2c,
+    // counted under its own name by the aggregate.
+    let unknown: Vec<&Value> = decisions
+        .iter()
+        .filter(|d| {
+            d["status"] == "invalid"
+                && d["judge_raw_repair"].is_null()
+                && d["official"]["outcome"] == "classified"
+        })
+        .collect();
+    assert!(!unknown.is_empty(), "no unknown JSON label at this size");
+    let audit = read_jsonl(&s.join("checkpoints/llm_judge/audit_fallbacks.jsonl"));
+    let invalid_events: Vec<&Value> = audit
+        .iter()
+        .filter(|e| e["event_type"] == "judge_invalid")
+        .collect();
+    assert_eq!(
+        invalid_events.len(),
+        decisions
+            .iter()
+            .filter(|d| d["status"] == "invalid")
+            .count()
+    );
+    assert!(invalid_events
+        .iter()
+        .all(|e| e["details"]["official"].is_object()));
+    let m = read_json(&s.join("artifacts_local/llm_judge/metrics.json"));
+    let agg = &m["official_judge"];
+    assert_eq!(
+        agg["left_out"]["script_raises"].as_u64(),
+        Some(raises.len() as u64)
+    );
+    assert_eq!(
+        agg["n_aggregated"].as_u64().unwrap() as usize + raises.len(),
+        150
+    );
+    let counted: u64 = agg["categories"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|c| c["response_distribution"].as_object().unwrap().values())
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(counted as usize, 150 - raises.len());
+    assert_eq!(
+        m["metrics"]["n_invalid"].as_u64().unwrap() as usize,
+        decisions
+            .iter()
+            .filter(|d| d["prediction"] == "invalid")
+            .count()
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the official aggregate leaves out"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_python_suite_protocol_sends_the_suites_requests() {
+    let ws = Workspace::new();
+    let record = ws.path().join("requests.jsonl");
+    let server = MockServer::start(&["--record", record.to_str().unwrap()], &[]);
+    let data = ws.write(
+        "rows.jsonl",
+        &std::fs::read_to_string(shared_dataset())
+            .unwrap()
+            .lines()
+            .step_by(30)
+            .map(|l| format!("{l}\n"))
+            .collect::<String>(),
+    );
+    let cfg = config(&ws, &server.url, &data, "protocol = \"python-suite\"");
+    run_ok(&ws, &cfg);
+    drop(server);
+    let bodies: Vec<Value> = read_jsonl(&record)
+        .into_iter()
+        .map(|r| r["body"].clone())
+        .collect();
+    let (targets, judges): (Vec<&Value>, Vec<&Value>) =
+        bodies.iter().partition(|b| b["model"] == "target-model");
+    assert_eq!(targets.len(), 10);
+    for t in &targets {
+        // NVIDIA's instructions as the system message, the tools in
+        // <tool> blocks and the question as the user message; the
+        // sampling the suite sent.
+        let m = t["messages"].as_array().unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0]["role"], "system");
+        assert!(m[0]["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("You are a helpful AI assistant. \nYou have access"));
+        let user = m[1]["content"].as_str().unwrap();
+        assert!(
+            user.starts_with("<tool>") || user.starts_with("\n\n"),
+            "{user}"
+        );
+        assert!(t.get("tools").is_none());
+        assert_eq!(t["temperature"], 0.0);
+        assert_eq!(t["max_tokens"], 512);
+        assert_eq!(t["seed"], 42);
+        assert_eq!(t["top_p"], 1.0);
+        assert_eq!(t["presence_penalty"], 0.0);
+        assert_eq!(t["frequency_penalty"], 0.0);
+    }
+    assert!(judges.len() >= 10);
+    for j in &judges {
+        let m = j["messages"].as_array().unwrap();
+        let prompt = m[0]["content"].as_str().unwrap();
+        assert!(
+            prompt.contains(
+                "into these four categories: [direct, tool_call, request_for_info, cannot_answer]"
+            ),
+            "{prompt}"
+        );
+        // The tools as json.dumps writes them (", " and ": ").
+        let tools = prompt
+            .split("<AVAILABLE_TOOLS>\n")
+            .nth(1)
+            .and_then(|r| r.split("\n</AVAILABLE_TOOLS>").next())
+            .unwrap();
+        assert!(
+            tools == "[]" || tools.starts_with("[{\"name\": "),
+            "{tools}"
+        );
+        assert_eq!(j["max_tokens"], 256);
+        if m.len() == 3 {
+            assert_eq!(m[1]["role"], "assistant");
+            assert_eq!(
+                m[2]["content"],
+                "Please re-write your response to be shorter and make sure it's a valid json in the prescribed format."
+            );
+        }
+    }
+}
+
+#[test]
+fn prompts_over_the_servers_context_are_unscored_results_not_errors() {
+    // NVIDIA's protocol sends no max_tokens and embeds the tools and the
+    // whole answer in the judge prompt: on a server with a small context
+    // some judge prompts do not fit. The scripts would stop there (openai
+    // raises BadRequestError); w2c records the example as unscored and
+    // goes on.
+    let server = MockServer::start(&["--context-window", "900"], &[]);
+    let ws = Workspace::new();
+    let data = ws.write(
+        "rows.jsonl",
+        &std::fs::read_to_string(shared_dataset())
+            .unwrap()
+            .lines()
+            .step_by(10)
+            .map(|l| format!("{l}\n"))
+            .collect::<String>(),
+    );
+    let cfg = config(&ws, &server.url, &data, "");
+    let out = run_ok(&ws, &cfg);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("are unscored"), "{stderr}");
+    let s = only_session(&ws.runs(), "k");
+    let decisions = read_jsonl(&s.join("checkpoints/llm_judge/results.jsonl"));
+    assert_eq!(decisions.len(), 30);
+    let unscored = decisions
+        .iter()
+        .filter(|d| d["status"] == "context_overflow")
+        .count();
+    assert!(
+        unscored > 0 && unscored < 30,
+        "{unscored} of 30 over the window"
+    );
+    let m = read_json(&s.join("artifacts_local/llm_judge/metrics.json"));
+    assert_eq!(m["counts"]["unscored"].as_u64(), Some(unscored as u64));
+    assert_eq!(m["metrics"]["n_total"].as_u64(), Some(30 - unscored as u64));
+    assert!(
+        m["official_judge"]["left_out"]["script_raises"]
+            .as_u64()
+            .unwrap()
+            >= unscored as u64
+    );
+    let audit = read_jsonl(&s.join("checkpoints/llm_judge/audit_fallbacks.jsonl"));
+    assert_eq!(
+        audit
+            .iter()
+            .filter(
+                |e| e["event_type"] == "unscored" && e["details"]["reason"] == "context_overflow"
+            )
+            .count(),
+        unscored
+    );
+    let rows = read_jsonl(&s.join("artifacts_local/llm_judge/predictions.jsonl"));
+    assert_eq!(
+        rows.iter().filter(|r| r["prediction"].is_null()).count(),
+        unscored
+    );
+    // The record is kept: a resume asks nothing again, and it verifies.
+    let before = server.stats()["chat"].as_u64().unwrap();
+    run_ok(&ws, &cfg);
+    assert_eq!(server.stats()["chat"].as_u64().unwrap(), before);
+    let v = w2c(ws.path())
+        .args(["verify", "--all", "--local-only"])
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+}

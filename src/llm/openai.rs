@@ -98,7 +98,10 @@ impl OpenAiProvider {
 
     /// One attempt of a chat completion.
     pub async fn chat(&self, req: &ChatRequest) -> Result<Reply, CallError> {
-        let (status, text) = self.post("chat/completions", &req.body()).await?;
+        let (status, text) = self
+            .post("chat/completions", &req.body())
+            .await
+            .map_err(CallError::classify_context_overflow)?;
         parse_chat_body(&text).map_err(|m| CallError::Transient {
             message: format!("POST {}/chat/completions: {m}", self.base_url),
             status: Some(status),

@@ -30,7 +30,7 @@ use crate::engine::WorkItem;
 use crate::engine::{ItemError, ItemOutput};
 use crate::judge_protocol::{self as protocol, CannotFollow, OfficialJudgement, Protocol};
 use crate::labels::{Label, Prediction};
-use crate::llm::{CallItem, CallRecord, Client};
+use crate::llm::{CallError, CallItem, CallRecord, Client};
 use crate::llm::{ChatRequest, Message, Usage};
 use crate::prompts::{self, Template};
 use crate::store::{MethodSettings, NamespaceDir, PredictionRow, UsageTotals};
@@ -101,6 +101,10 @@ pub struct TargetRecord {
     /// Native tool calls, when the reply had them.
     #[serde(default)]
     pub tool_calls: Option<Value>,
+    /// The server refused the prompt as longer than its context window
+    /// (its message): no answer, and the example is unscored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_overflow: Option<String>,
     /// Whether the reply carried reasoning text.
     #[serde(default)]
     pub has_reasoning: bool,
@@ -159,6 +163,10 @@ pub enum JudgeStatus {
     /// The protocol's scripts cannot read the target reply (NVIDIA's
     /// inference script raises on it): `invalid`, no judge call.
     TargetUnreadable,
+    /// The server refused the target's or the judge's prompt as longer than
+    /// its context window: unscored (no prediction, left out of the
+    /// metrics; a resume does not ask again).
+    ContextOverflow,
 }
 
 /// A stored judge decision.
@@ -196,6 +204,14 @@ pub struct JudgeRecord {
 }
 
 crate::engine::record_with_fields!(JudgeRecord);
+
+impl JudgeRecord {
+    /// The prediction, or `None` for an unscored example (a prompt over
+    /// the server's context window).
+    pub fn scored_prediction(&self) -> Option<Prediction> {
+        (self.status != JudgeStatus::ContextOverflow).then_some(self.prediction)
+    }
+}
 
 impl LlmJudge {
     /// Resolves the method: the protocol and, under `w2c`, both templates.
@@ -661,6 +677,20 @@ pub fn event(key: &str, uuid: &str, kind: &str, severity: Severity, details: Val
     AuditEvent::new(key, uuid, NAME, "judging", kind, severity, details)
 }
 
+/// The `unscored` event of a prompt the server refused as longer than its
+/// context window (`stage`: `target`, `judge` or `judge_repair`).
+fn unscored_event(key: &str, uuid: &str, ns: &str, stage: &str, message: &str) -> AuditEvent {
+    AuditEvent::new(
+        key,
+        uuid,
+        ns,
+        stage,
+        "unscored",
+        Severity::Error,
+        json!({"reason": "context_overflow", "stage": stage, "detail": message}),
+    )
+}
+
 /// Short preview of a reply for audit details.
 pub fn preview(s: &str) -> String {
     s.chars().take(200).collect()
@@ -737,12 +767,33 @@ impl Method for Bound<LlmJudge> {
                     text: reply.text,
                     content_null: reply.content_null,
                     tool_calls: reply.tool_calls,
+                    context_overflow: None,
                     has_reasoning: reply.reasoning.is_some(),
                     finish_reason: reply.finish_reason,
                     usage: reply.usage,
                     audit,
                 })
             }
+            // A result, not an error: the same prompt would fail again.
+            Err(CallError::ContextOverflow { message, .. }) => Ok(TargetRecord {
+                audit: vec![unscored_event(
+                    &item.key,
+                    &example.uuid,
+                    ns,
+                    "target",
+                    &message,
+                )],
+                key: item.key,
+                uuid: example.uuid.clone(),
+                repeat: item.repeat,
+                text: String::new(),
+                content_null: true,
+                tool_calls: None,
+                context_overflow: Some(message),
+                has_reasoning: false,
+                finish_reason: None,
+                usage: Usage::default(),
+            }),
             Err(e) => Err(ItemError::from_call(&e)),
         };
         ItemOutput {
@@ -871,7 +922,7 @@ impl Method for JudgeAnswers {
             Some(sweep) => {
                 let by_key: HashMap<&str, Prediction> = records
                     .iter()
-                    .map(|r| (r.key.as_str(), r.prediction))
+                    .filter_map(|r| Some((r.key.as_str(), r.scored_prediction()?)))
                     .collect();
                 sweep.conclude(ctx.examples, ctx.seed, |key| by_key.get(key).copied())
             }
@@ -900,12 +951,22 @@ impl Method for JudgeAnswers {
                             .join(", ")
                     ));
                 }
+                let unscored = records
+                    .iter()
+                    .filter(|r| r.scored_prediction().is_none())
+                    .count();
+                if unscored > 0 {
+                    notes.push(format!(
+                        "{unscored} of {} examples are unscored (a prompt over the server's context window) and left out of the metrics; see audit_fallbacks.jsonl",
+                        records.len()
+                    ));
+                }
                 Scores {
                     n_examples: ctx.examples.len(),
                     metrics: super::score(
                         &records
                             .iter()
-                            .map(|r| (r.gold, r.prediction, r.n_tools))
+                            .filter_map(|r| Some((r.gold, r.scored_prediction()?, r.n_tools)))
                             .collect::<Vec<_>>(),
                     ),
                     counts: BTreeMap::new(),
@@ -924,7 +985,10 @@ impl Method for JudgeAnswers {
                             if let Some(o) = &r.official {
                                 details["official"] = json!(o);
                             }
-                            PredictionRow::new(&r.uuid, r.gold, r.n_tools, Some(r.prediction))
+                            if r.scored_prediction().is_none() {
+                                details["unscored"] = json!({"reason": "context_overflow"});
+                            }
+                            PredictionRow::new(&r.uuid, r.gold, r.n_tools, r.scored_prediction())
                                 .with(details)
                                 .shortened(&["target_response"], &target_in)
                                 .shortened(&["judge_raw", "judge_raw_repair"], &judge_in)
@@ -935,6 +999,16 @@ impl Method for JudgeAnswers {
             }
         };
         scores.counts = counts;
+        // Rows without a prediction (an example, or every repeat of one in
+        // a sweep, over the server's context window).
+        let unscored = scores
+            .predictions
+            .iter()
+            .filter(|p| p.prediction.is_none())
+            .count();
+        if unscored > 0 {
+            scores.counts.insert("unscored".into(), unscored);
+        }
         Ok(Conclusion {
             scores: Some(scores),
             notes,
@@ -943,17 +1017,30 @@ impl Method for JudgeAnswers {
     }
 }
 
-/// Sends one judge-stage request, logging the call; a failed call fails
-/// the item.
+/// Why a judge-stage call gave no reply.
+enum Unanswered {
+    /// The server refused the prompt as longer than its context window:
+    /// the example is unscored (`stage`, the server's message).
+    ContextOverflow(String, String),
+    /// Any other failure: the item fails (retried on resume).
+    Failed(ItemError),
+}
+
+/// Sends one judge-stage request, logging the call.
 async fn ask(
     client: &Client,
     call_item: CallItem<'_>,
     req: &ChatRequest,
     calls: &mut Vec<CallRecord>,
-) -> Result<crate::llm::Reply, ItemError> {
+) -> Result<crate::llm::Reply, Unanswered> {
     let outcome = client.chat(req).await;
     calls.push(CallRecord::chat(client, call_item, req, &outcome));
-    outcome.result.map_err(|e| ItemError::from_call(&e))
+    outcome.result.map_err(|e| match e {
+        CallError::ContextOverflow { message, .. } => {
+            Unanswered::ContextOverflow(call_item.role.to_string(), message)
+        }
+        e => Unanswered::Failed(ItemError::from_call(&e)),
+    })
 }
 
 /// Reads a judge reply under the protocol: its fixed rules, or (`w2c`)
@@ -1002,6 +1089,12 @@ async fn judge_one(
         calls: Vec::new(),
         result: Ok(record),
     };
+    if let Some(message) = &target.context_overflow {
+        // The target was never answered (its event is the target's).
+        record.status = JudgeStatus::ContextOverflow;
+        record.official = Some(overflow_judgement(protocol::INFERENCE_SCRIPT, message));
+        return unjudged(record);
+    }
     let response = match target.response_for(method.protocol) {
         Ok(Some(response)) => response,
         Ok(None) => {
@@ -1091,10 +1184,32 @@ async fn judge_one(
         Ok(())
     }
     .await;
-    ItemOutput {
-        calls,
-        result: result.map(|()| record),
+    let result = match result {
+        Ok(()) => Ok(record),
+        Err(Unanswered::ContextOverflow(stage, message)) => {
+            record.status = JudgeStatus::ContextOverflow;
+            record.prediction = Prediction::Invalid;
+            record.official = Some(overflow_judgement(protocol::JUDGE_SCRIPT, &message));
+            record
+                .audit
+                .push(unscored_event(&key, &ex.uuid, ns, &stage, &message));
+            Ok(record)
+        }
+        Err(Unanswered::Failed(e)) => Err(e),
+    };
+    ItemOutput { calls, result }
+}
+
+/// What NVIDIA's scripts do with a prompt the server refuses: the OpenAI
+/// client raises `BadRequestError`.
+fn overflow_judgement(script: &'static str, message: &str) -> OfficialJudgement {
+    CannotFollow::ScriptRaises {
+        script,
+        reason: format!(
+            "the server refuses the prompt as longer than its context window (openai raises BadRequestError): {message}"
+        ),
     }
+    .into()
 }
 
 impl JudgeRecord {
@@ -1210,6 +1325,7 @@ mod tests {
             text: "  ".into(),
             content_null: false,
             tool_calls: None,
+            context_overflow: None,
             has_reasoning: true,
             finish_reason: Some("length".into()),
             usage: Usage::default(),
