@@ -403,6 +403,34 @@ fn report_rows(entries: &[ReportEntry]) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// One line per namespace with NVIDIA's LLM-as-judge aggregate (protocol
+/// `when2call`): the paper's columns, then each gold category's score.
+fn official_judge_lines(entries: &[ReportEntry]) -> Vec<String> {
+    entries
+        .iter()
+        .filter_map(|e| {
+            let a = e.metrics.official_judge.as_ref()?;
+            let categories: Vec<String> = a
+                .categories
+                .iter()
+                .map(|(gold, c)| format!("{gold} {} of {}", pct(c.score), c.n))
+                .collect();
+            let left_out: usize = a.left_out.values().sum();
+            Some(format!(
+                "{} {}: NVIDIA's judge aggregate: F1 {}, Acc {}, Tool Hall {} over {} rows ({} left out); score by gold: {}",
+                e.session,
+                e.namespace,
+                a.paper.f1.map_or("n/a".into(), |f| format!("{:.1}", f * 100.0)),
+                pct(a.paper.acc),
+                pct(a.paper.tool_hall),
+                a.n_aggregated,
+                left_out,
+                categories.join(", ")
+            ))
+        })
+        .collect()
+}
+
 /// Output formats of `w2c report`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -427,6 +455,9 @@ pub fn render(entries: &[ReportEntry], format: Format) -> anyhow::Result<String>
                 let _ = writeln!(out, "\n{} {} (rows = gold):", e.session, e.namespace);
                 out.push_str(&confusion_csv(&e.metrics.metrics).replace(',', "\t"));
             }
+            for line in official_judge_lines(entries) {
+                let _ = writeln!(out, "\n{line}");
+            }
             out
         }
         Format::Md => {
@@ -437,6 +468,9 @@ pub fn render(entries: &[ReportEntry], format: Format) -> anyhow::Result<String>
             );
             for r in &rows {
                 let _ = writeln!(out, "| {} |", r.join(" | "));
+            }
+            for line in official_judge_lines(entries) {
+                let _ = writeln!(out, "\n{line}");
             }
             out
         }
@@ -459,6 +493,9 @@ pub fn render(entries: &[ReportEntry], format: Format) -> anyhow::Result<String>
                 out.push_str("</tr>");
             }
             out.push_str("</table>");
+            for line in official_judge_lines(entries) {
+                let _ = write!(out, "<p>{}</p>", esc(&line));
+            }
             for e in entries {
                 let title = format!("{} {}", e.session, e.namespace);
                 let _ = write!(out, "<h2>{}</h2><div class=\"charts\">", esc(&title));

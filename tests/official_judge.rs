@@ -260,6 +260,16 @@ fn requests_and_aggregate_equal_nvidias_scripts_on_all_300_rows() {
         .unwrap_or(0.0)
         / 100.0;
     assert_eq!(paper["tool_hall"].as_f64(), Some(hall));
+    // The report shows the aggregate beside w2c's own columns.
+    let out = w2c(ws.path()).arg("report").output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    let want = format!(
+        "NVIDIA's judge aggregate: F1 {:.1}, Acc {:.1}%, Tool Hall {:.1}% over 300 rows",
+        paper["f1"].as_f64().unwrap() * 100.0,
+        paper["acc"].as_f64().unwrap() * 100.0,
+        hall * 100.0
+    );
+    assert!(report.contains(&want), "{want}\n{report}");
     // Settings name the protocol and the sha256 of its definition.
     let settings = read_json(&s.join("checkpoints/llm_judge/method_settings.json"));
     assert_eq!(settings["settings"]["protocol"], "when2call");
