@@ -1092,7 +1092,7 @@ async fn judge_one(
     if let Some(message) = &target.context_overflow {
         // The target was never answered (its event is the target's).
         record.status = JudgeStatus::ContextOverflow;
-        record.official = Some(overflow_judgement(protocol::INFERENCE_SCRIPT, message));
+        record.official = overflow_judgement(method.protocol, protocol::INFERENCE_SCRIPT, message);
         return unjudged(record);
     }
     let response = match target.response_for(method.protocol) {
@@ -1189,7 +1189,7 @@ async fn judge_one(
         Err(Unanswered::ContextOverflow(stage, message)) => {
             record.status = JudgeStatus::ContextOverflow;
             record.prediction = Prediction::Invalid;
-            record.official = Some(overflow_judgement(protocol::JUDGE_SCRIPT, &message));
+            record.official = overflow_judgement(method.protocol, protocol::JUDGE_SCRIPT, &message);
             record
                 .audit
                 .push(unscored_event(&key, &ex.uuid, ns, &stage, &message));
@@ -1200,16 +1200,23 @@ async fn judge_one(
     ItemOutput { calls, result }
 }
 
-/// What NVIDIA's scripts do with a prompt the server refuses: the OpenAI
-/// client raises `BadRequestError`.
-fn overflow_judgement(script: &'static str, message: &str) -> OfficialJudgement {
-    CannotFollow::ScriptRaises {
-        script,
-        reason: format!(
-            "the server refuses the prompt as longer than its context window (openai raises BadRequestError): {message}"
-        ),
-    }
-    .into()
+/// What NVIDIA's scripts do with a prompt the server refuses (protocol
+/// `when2call`; `None` under the others): the OpenAI client raises
+/// `BadRequestError`.
+fn overflow_judgement(
+    p: Protocol,
+    script: &'static str,
+    message: &str,
+) -> Option<OfficialJudgement> {
+    (p == Protocol::When2call).then(|| {
+        CannotFollow::ScriptRaises {
+            script,
+            reason: format!(
+                "the server refuses the prompt as longer than its context window (openai raises BadRequestError): {message}"
+            ),
+        }
+        .into()
+    })
 }
 
 impl JudgeRecord {
