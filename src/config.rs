@@ -442,65 +442,127 @@ pub enum ToolsMode {
     Native,
 }
 
-/// `[methods.llm_judge]`: target answers, a judge classifies.
+/// `[methods.llm_judge]`: target answers, a judge classifies, under a
+/// protocol ([`crate::judge_protocol::Protocol`]). The prompt, tools and
+/// sampling keys are the `w2c` protocol's; `python-suite` takes the
+/// sampling keys (its defaults are the suite's), `when2call` none of them
+/// (NVIDIA's scripts send no sampling parameters).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LlmJudgeConfig {
-    /// Target prompt template (`builtin:target_v1` or `file:<path>`).
-    #[serde(default = "default_target_prompt")]
-    pub target_prompt: String,
-    /// Judge prompt template (`builtin:judge_v1` or `file:<path>`).
-    #[serde(default = "default_judge_prompt")]
-    pub judge_prompt: String,
-    /// How tools reach the target.
-    #[serde(default = "default_tools_mode")]
-    pub tools_mode: ToolsMode,
-    /// Target sampling temperature.
-    #[serde(default)]
-    pub target_temperature: f64,
-    /// Target completion budget (reasoning models need more).
-    #[serde(default = "default_target_max_tokens")]
-    pub target_max_tokens: u32,
-    /// Judge sampling temperature.
-    #[serde(default)]
-    pub judge_temperature: f64,
-    /// Judge completion budget.
-    #[serde(default = "default_judge_max_tokens")]
-    pub judge_max_tokens: u32,
+    /// The protocol: `when2call` (the default), `python-suite` or `w2c`.
+    /// `null`, which only a stored config can hold (sessions created before
+    /// protocols), means `w2c`, as then.
+    #[serde(default = "default_judge_protocol")]
+    pub protocol: Option<JudgeProtocol>,
+    /// Target prompt template (`builtin:target_v1` or `file:<path>`; `w2c` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_prompt: Option<String>,
+    /// Judge prompt template (`builtin:judge_v1` or `file:<path>`; `w2c` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge_prompt: Option<String>,
+    /// How tools reach the target (`w2c` only; default `text`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools_mode: Option<ToolsMode>,
+    /// Target sampling temperature (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_temperature: Option<f64>,
+    /// Target completion budget (default 512; reasoning models need more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_max_tokens: Option<u32>,
+    /// Judge sampling temperature (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge_temperature: Option<f64>,
+    /// Judge completion budget (default 256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge_max_tokens: Option<u32>,
 }
+
+pub use crate::judge_protocol::Protocol as JudgeProtocol;
 
 impl Default for LlmJudgeConfig {
     fn default() -> Self {
         LlmJudgeConfig {
-            target_prompt: default_target_prompt(),
-            judge_prompt: default_judge_prompt(),
-            tools_mode: default_tools_mode(),
-            target_temperature: 0.0,
-            target_max_tokens: default_target_max_tokens(),
-            judge_temperature: 0.0,
-            judge_max_tokens: default_judge_max_tokens(),
+            protocol: default_judge_protocol(),
+            target_prompt: None,
+            judge_prompt: None,
+            tools_mode: None,
+            target_temperature: None,
+            target_max_tokens: None,
+            judge_temperature: None,
+            judge_max_tokens: None,
         }
     }
 }
 
-fn default_target_prompt() -> String {
-    "builtin:target_v1".into()
+fn default_judge_protocol() -> Option<JudgeProtocol> {
+    Some(JudgeProtocol::DEFAULT)
 }
 
-fn default_judge_prompt() -> String {
-    "builtin:judge_v1".into()
+impl LlmJudgeConfig {
+    /// The protocol in effect (`w2c` for a stored config from before protocols).
+    pub fn protocol(&self) -> JudgeProtocol {
+        self.protocol.unwrap_or(JudgeProtocol::BEFORE_PROTOCOLS)
+    }
+
+    /// The target prompt template id (`w2c`).
+    pub fn target_prompt_id(&self) -> &str {
+        self.target_prompt.as_deref().unwrap_or("builtin:target_v1")
+    }
+
+    /// The judge prompt template id (`w2c`).
+    pub fn judge_prompt_id(&self) -> &str {
+        self.judge_prompt.as_deref().unwrap_or("builtin:judge_v1")
+    }
+
+    /// How tools reach the target (`w2c`).
+    pub fn tools_mode(&self) -> ToolsMode {
+        self.tools_mode.unwrap_or(ToolsMode::Text)
+    }
+
+    /// The target temperature sent (`None`: not sent, under `when2call`).
+    pub fn target_temperature(&self) -> Option<f64> {
+        self.sends_sampling()
+            .then(|| self.target_temperature.unwrap_or(0.0))
+    }
+
+    /// The target completion budget sent (`None`: not sent).
+    pub fn target_max_tokens(&self) -> Option<u32> {
+        self.sends_sampling()
+            .then(|| self.target_max_tokens.unwrap_or(512))
+    }
+
+    /// The judge temperature sent (`None`: not sent).
+    pub fn judge_temperature(&self) -> Option<f64> {
+        self.sends_sampling()
+            .then(|| self.judge_temperature.unwrap_or(0.0))
+    }
+
+    /// The judge completion budget sent (`None`: not sent).
+    pub fn judge_max_tokens(&self) -> Option<u32> {
+        self.sends_sampling()
+            .then(|| self.judge_max_tokens.unwrap_or(256))
+    }
+
+    /// Whether the protocol sends sampling parameters (all but `when2call`).
+    pub fn sends_sampling(&self) -> bool {
+        self.protocol() != JudgeProtocol::When2call
+    }
 }
 
-fn default_tools_mode() -> ToolsMode {
-    ToolsMode::Text
-}
-
-fn default_target_max_tokens() -> u32 {
-    512
-}
-
-fn default_judge_max_tokens() -> u32 {
-    256
+/// A config as a session stored it, made readable by today's w2c: a stored
+/// `[methods.llm_judge]` without `protocol` predates protocols and gets
+/// `null` (w2c's prompts, as then), not today's default.
+pub fn upgrade_stored_config(config: &mut serde_json::Value) {
+    let Some(methods) = config.get_mut("methods").and_then(|m| m.as_object_mut()) else {
+        return;
+    };
+    let judge = methods
+        .entry("llm_judge")
+        .or_insert_with(|| serde_json::Value::Object(Default::default()));
+    if let Some(judge) = judge.as_object_mut() {
+        judge.entry("protocol").or_insert(serde_json::Value::Null);
+    }
 }
 
 /// How the candidate answers are ordered in the multiple-choice prompt.
@@ -569,13 +631,39 @@ impl LlmJudgeConfig {
     /// Checks `[methods.llm_judge]` (and the form of `mcq`'s prompt id, named
     /// with the judge's prompts).
     fn validate(&self, mcq_prompt: &str) -> Result<()> {
+        let protocol = self.protocol();
+        let w2c_only = [
+            ("target_prompt", self.target_prompt.is_some()),
+            ("judge_prompt", self.judge_prompt.is_some()),
+            ("tools_mode", self.tools_mode.is_some()),
+        ];
+        let sampling = [
+            ("target_temperature", self.target_temperature.is_some()),
+            ("target_max_tokens", self.target_max_tokens.is_some()),
+            ("judge_temperature", self.judge_temperature.is_some()),
+            ("judge_max_tokens", self.judge_max_tokens.is_some()),
+        ];
+        match protocol {
+            JudgeProtocol::W2c => {}
+            JudgeProtocol::PythonSuite | JudgeProtocol::When2call => {
+                if let Some((key, _)) = w2c_only.iter().find(|(_, set)| *set) {
+                    bail!(
+                        "key `methods.llm_judge.{key}`: protocol `{protocol}` has its own fixed prompts; w2c's prompt templates and tools modes are protocol `w2c`'s (set `protocol = \"w2c\"` to use them)"
+                    );
+                }
+                if protocol == JudgeProtocol::When2call {
+                    if let Some((key, _)) = sampling.iter().find(|(_, set)| *set) {
+                        bail!(
+                            "key `methods.llm_judge.{key}`: protocol `when2call` sends what NVIDIA's scripts send, no temperature or max_tokens (the server's defaults apply); use protocol `python-suite` or `w2c` to choose sampling"
+                        );
+                    }
+                }
+            }
+        }
         for (key, prompt) in [
             ("methods.mcq.prompt", mcq_prompt),
-            (
-                "methods.llm_judge.target_prompt",
-                self.target_prompt.as_str(),
-            ),
-            ("methods.llm_judge.judge_prompt", self.judge_prompt.as_str()),
+            ("methods.llm_judge.target_prompt", self.target_prompt_id()),
+            ("methods.llm_judge.judge_prompt", self.judge_prompt_id()),
         ] {
             if !(prompt.starts_with("builtin:") || prompt.starts_with("file:")) {
                 bail!("key `{key}`: expected `builtin:<name>` or `file:<path>`, got {prompt:?}");
@@ -591,12 +679,22 @@ impl LlmJudgeConfig {
                 self.judge_temperature,
             ),
         ] {
-            if !(0.0..=2.0).contains(&t) {
-                bail!("key `{key}`: expected a value in [0, 2], got {t}");
+            if let Some(t) = t {
+                if !(0.0..=2.0).contains(&t) {
+                    bail!("key `{key}`: expected a value in [0, 2], got {t}");
+                }
             }
         }
-        if self.target_max_tokens == 0 || self.judge_max_tokens == 0 {
-            bail!("key `methods.llm_judge.*_max_tokens`: expected a positive number");
+        for (key, n) in [
+            (
+                "methods.llm_judge.target_max_tokens",
+                self.target_max_tokens,
+            ),
+            ("methods.llm_judge.judge_max_tokens", self.judge_max_tokens),
+        ] {
+            if n == Some(0) {
+                bail!("key `{key}`: expected a positive number");
+            }
         }
         Ok(())
     }
@@ -903,8 +1001,8 @@ impl Config {
         let j = &mut self.methods.llm_judge;
         for prompt in [
             self.methods.mcq.prompt.as_mut(),
-            Some(&mut j.target_prompt),
-            Some(&mut j.judge_prompt),
+            j.target_prompt.as_mut(),
+            j.judge_prompt.as_mut(),
         ]
         .into_iter()
         .flatten()
@@ -1222,6 +1320,78 @@ enabled = ["mcq"]
         v["methods"]["mcq_logprob"]["template"] = serde_json::Value::Null;
         let back: Config = serde_json::from_value(v).unwrap();
         assert_eq!(back.methods.mcq_logprob.template, None);
+    }
+
+    #[test]
+    fn judge_protocols_default_to_nvidias_and_check_their_keys() {
+        let c = parse(MINIMAL).unwrap();
+        let j = &c.methods.llm_judge;
+        assert_eq!(j.protocol(), JudgeProtocol::When2call);
+        // NVIDIA's scripts send no sampling parameters.
+        assert_eq!(
+            (
+                j.target_temperature(),
+                j.target_max_tokens(),
+                j.judge_max_tokens()
+            ),
+            (None, None, None)
+        );
+        let with = |extra: &str| parse(&format!("{MINIMAL}[methods.llm_judge]\n{extra}\n"));
+        for (extra, key) in [
+            ("judge_prompt = \"builtin:judge_v1\"", "judge_prompt"),
+            ("tools_mode = \"native\"", "tools_mode"),
+            ("target_max_tokens = 24", "target_max_tokens"),
+            ("judge_temperature = 0.5", "judge_temperature"),
+        ] {
+            let err = with(extra).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("methods.llm_judge.{key}")) && err.contains("when2call"),
+                "{extra}: {err}"
+            );
+        }
+        // The suite's protocol takes sampling, with the suite's defaults,
+        // but not w2c's prompts.
+        let c = with("protocol = \"python-suite\"\ntarget_temperature = 0.3").unwrap();
+        let j = &c.methods.llm_judge;
+        assert_eq!(j.target_temperature(), Some(0.3));
+        assert_eq!(
+            (j.target_max_tokens(), j.judge_max_tokens()),
+            (Some(512), Some(256))
+        );
+        assert!(
+            with("protocol = \"python-suite\"\ntarget_prompt = \"builtin:target_v1\"").is_err()
+        );
+        // w2c's protocol takes everything, with its defaults.
+        let c = with("protocol = \"w2c\"\ntools_mode = \"native\"").unwrap();
+        let j = &c.methods.llm_judge;
+        assert_eq!(j.tools_mode(), ToolsMode::Native);
+        assert_eq!(j.target_prompt_id(), "builtin:target_v1");
+        assert_eq!(j.target_temperature(), Some(0.0));
+        let err = with("protocol = \"official\"").unwrap_err().to_string();
+        assert!(err.contains("protocol"), "{err}");
+        assert!(with("protocol = \"w2c\"\njudge_max_tokens = 0").is_err());
+    }
+
+    #[test]
+    fn a_stored_config_without_a_protocol_keeps_w2cs_prompts() {
+        // A config stored before protocols: its llm_judge section has none.
+        let mut v = serde_json::to_value(parse(MINIMAL).unwrap()).unwrap();
+        let judge = v["methods"]["llm_judge"].as_object_mut().unwrap();
+        judge.remove("protocol");
+        judge.insert("target_prompt".into(), "builtin:target_v1".into());
+        judge.insert("target_max_tokens".into(), 512.into());
+        upgrade_stored_config(&mut v);
+        let back: Config = serde_json::from_value(v).unwrap();
+        back.validate().unwrap();
+        assert_eq!(back.methods.llm_judge.protocol, None);
+        assert_eq!(back.methods.llm_judge.protocol(), JudgeProtocol::W2c);
+        // A stored config that names its protocol keeps it; one written
+        // today round-trips (null included).
+        let mut v = serde_json::to_value(parse(MINIMAL).unwrap()).unwrap();
+        assert_eq!(v["methods"]["llm_judge"]["protocol"], "when2call");
+        upgrade_stored_config(&mut v);
+        let back: Config = serde_json::from_value(v).unwrap();
+        assert_eq!(back.methods.llm_judge.protocol(), JudgeProtocol::When2call);
     }
 
     #[test]

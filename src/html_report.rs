@@ -130,7 +130,12 @@ fn summary_section(labels: &[String], entries: &[Vec<ReportEntry>], methods: &[S
             );
         }
     }
-    out.push_str("</tbody></table></div></section>");
+    out.push_str("</tbody></table></div>");
+    let all: Vec<ReportEntry> = entries.iter().flatten().cloned().collect();
+    for line in crate::report::official_judge_lines(&all) {
+        let _ = write!(out, "<p class=\"legend\">{}</p>", esc(&line));
+    }
+    out.push_str("</section>");
     out
 }
 

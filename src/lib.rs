@@ -17,6 +17,7 @@ pub mod floats;
 pub mod html_report;
 pub mod http_body;
 pub mod json_scan;
+pub mod judge_protocol;
 pub mod labels;
 pub mod llm;
 pub mod long_text;

@@ -10,6 +10,10 @@
 //! client's defences tested end to end: huge or endless bodies, the API key
 //! echoed back, absurd headers, and JSON of the wrong types. `GET /stats`
 //! counts requests and faults; `POST /stats/reset` zeroes the counters.
+//! `--record FILE` writes down every request body, so that what two clients
+//! sent (w2c and NVIDIA's scripts) can be compared; `--judge-not-json`
+//! makes the judge's replies readable by NVIDIA's scripts but for a share of
+//! first judge calls, which provokes their repair turn.
 
 use crate::fingerprint::sha256_hex;
 use crate::llm::{llama_echo, mock, ChatRequest, Message};
@@ -73,7 +77,8 @@ pub struct MockServerOptions {
     #[arg(long, value_enum, default_value_t = EchoStyle::Simple)]
     pub echo_style: EchoStyle,
     /// Context window in tokens: a prompt of this many tokens or more (BOS
-    /// counted) gets HTTP 400 `context_length_exceeded`, as llama-cpp-python does.
+    /// counted; a chat request's prompt is its messages' text) gets HTTP 400
+    /// `context_length_exceeded`, as llama-cpp-python does.
     #[arg(long)]
     pub context_window: Option<usize>,
     /// Require `Authorization: Bearer <key>`, read from this environment variable.
@@ -100,6 +105,18 @@ pub struct MockServerOptions {
     /// Seed of the replies and of the fault draws.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Append every request body to this file, one JSON line per request
+    /// (`{"endpoint", "body"}`; the body as JSON, or as a string when it is
+    /// not JSON), written before the reply: what clients sent, to compare.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<std::path::PathBuf>,
+    /// Judge replies NVIDIA's judge scripts can read (JSON objects with a
+    /// `classification`, about one in twenty in capitals), except this share
+    /// of first judge calls, answered in prose that is not JSON (which
+    /// provokes the scripts' repair turn; a repair call always gets JSON).
+    /// Without it the judge replies vary in style like the `mock` provider's.
+    #[arg(long, value_name = "SHARE")]
+    pub judge_not_json: Option<f64>,
 }
 
 impl MockServerOptions {
@@ -114,6 +131,11 @@ impl MockServerOptions {
         for (name, v) in shares {
             if !(0.0..=1.0).contains(&v) {
                 bail!("{name}: expected a share in [0, 1], got {v}");
+            }
+        }
+        if let Some(v) = self.judge_not_json {
+            if !(0.0..=1.0).contains(&v) {
+                bail!("--judge-not-json: expected a share in [0, 1], got {v}");
             }
         }
         if shares.iter().map(|(_, v)| v).sum::<f64>() > 1.0 {
@@ -264,6 +286,35 @@ struct AppState {
     api_key: Option<String>,
     rng: Mutex<StdRng>,
     counters: Counters,
+    /// `--record`'s file, appended to under the lock, one line per request.
+    record: Option<Mutex<std::fs::File>>,
+}
+
+impl AppState {
+    /// Appends a request to the `--record` file (nothing without one); a
+    /// write that fails is answered 500 (the handler's [`recording_failed`]),
+    /// never lost silently.
+    fn record(&self, endpoint: &str, body: &str) -> Result<(), String> {
+        use std::io::Write;
+        let Some(file) = &self.record else {
+            return Ok(());
+        };
+        let body: Value =
+            serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_string()));
+        let mut line = json!({"endpoint": endpoint, "body": body}).to_string();
+        line.push('\n');
+        let mut file = file.lock().unwrap_or_else(|p| p.into_inner());
+        file.write_all(line.as_bytes())
+            .map_err(|e| format!("mock-server: cannot record the request: {e}"))
+    }
+
+    /// How the judge's replies are phrased (`--judge-not-json`).
+    fn judge_style(&self) -> mock::JudgeStyle {
+        match self.opts.judge_not_json {
+            Some(not_json) => mock::JudgeStyle::Readable { not_json },
+            None => mock::JudgeStyle::Varied,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -298,11 +349,22 @@ pub async fn run(opts: MockServerOptions) -> Result<()> {
     println!("listening on http://{addr}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
+    let record = match &opts.record {
+        Some(path) => Some(Mutex::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("--record: cannot open {}", path.display()))?,
+        )),
+        None => None,
+    };
     let state = Arc::new(AppState {
         rng: Mutex::new(StdRng::seed_from_u64(opts.seed)),
         opts,
         api_key,
         counters: Counters::default(),
+        record,
     });
     axum::serve(listener, router(state))
         .await
@@ -575,6 +637,15 @@ fn hostile_headers(st: &AppState, headers: &HeaderMap, mut resp: Response) -> Re
     resp
 }
 
+/// The 500 of a request `--record` could not write down.
+fn recording_failed(message: &str) -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(error_body(message, "server_error")),
+    )
+        .into_response()
+}
+
 fn bad_request(message: String) -> Response {
     (
         StatusCode::BAD_REQUEST,
@@ -607,6 +678,9 @@ struct ChatMessage {
 async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: String) -> Response {
     let _in_flight = InFlight::new(&st.counters);
     st.counters.chat.fetch_add(1, Ordering::Relaxed);
+    if let Err(e) = st.record("chat/completions", &body) {
+        return recording_failed(&e);
+    }
     let fault = match preamble(&st, &headers).await {
         Ok(f) => f,
         Err(resp) => return resp,
@@ -625,12 +699,20 @@ async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: String)
                 content: m.content.unwrap_or_default(),
             })
             .collect(),
-        temperature: parsed.temperature.unwrap_or(1.0),
-        max_tokens: parsed.max_tokens.unwrap_or(256),
-        seed: parsed.seed.unwrap_or(st.opts.seed),
+        // Absent parameters take fixed values, so that a request's reply
+        // depends only on what it sends (the same as before they could be
+        // absent).
+        temperature: Some(parsed.temperature.unwrap_or(1.0)),
+        max_tokens: Some(parsed.max_tokens.unwrap_or(256)),
+        seed: Some(parsed.seed.unwrap_or(st.opts.seed)),
         tools: parsed.tools,
+        extra: Default::default(),
     };
-    let text = mock::reply(req.seed, &req);
+    let prompt: String = req.messages.iter().map(|m| m.content.as_str()).collect();
+    if let Some(resp) = context_overflow(&st.opts, &prompt, parsed.max_tokens) {
+        return resp;
+    }
+    let text = mock::reply_styled(req.seed.unwrap_or(st.opts.seed), &req, st.judge_style());
     let (content, tool_calls) = mock::split_native_tool_call(&req, text.clone());
     let prompt_tokens: usize = req
         .messages
@@ -682,6 +764,9 @@ async fn completions(
 ) -> Response {
     let _in_flight = InFlight::new(&st.counters);
     st.counters.completions.fetch_add(1, Ordering::Relaxed);
+    if let Err(e) = st.record("completions", &body) {
+        return recording_failed(&e);
+    }
     let fault = match preamble(&st, &headers).await {
         Ok(f) => f,
         Err(resp) => return resp,
@@ -778,6 +863,9 @@ struct TokenizeBody {
 
 /// `POST /extras/tokenize` (llama-cpp-python's): `{"tokens": [...]}`, BOS first.
 async fn tokenize(State(st): State<Arc<AppState>>, body: String) -> Response {
+    if let Err(e) = st.record("extras/tokenize", &body) {
+        return recording_failed(&e);
+    }
     let parsed: TokenizeBody = match serde_json::from_str(&body) {
         Ok(b) => b,
         Err(e) => return bad_request(format!("invalid tokenize request: {e}")),

@@ -247,7 +247,8 @@ pub fn estimate_table(estimates: &[crate::runner::estimate::StreamEstimate]) -> 
                 thousands(e.items as u64),
                 requests,
                 thousands(e.prompt_tokens),
-                thousands(e.max_completion_tokens),
+                e.max_completion_tokens
+                    .map_or_else(|| "unbounded".into(), thousands),
                 cost(e.cost_usd),
             ]
         })
@@ -272,14 +273,19 @@ pub fn estimate_table(estimates: &[crate::runner::estimate::StreamEstimate]) -> 
         let of: Vec<_> = estimates.iter().filter(|e| e.model == model).collect();
         let requests: usize = of.iter().map(|e| e.requests).sum();
         let costs: Option<f64> = of.iter().map(|e| e.cost_usd).sum();
+        let completion: Option<u64> = of.iter().map(|e| e.max_completion_tokens).sum();
         let _ = writeln!(
             out,
-            "{model}: {} requests, ~{} prompt tokens, ≤ {} completion tokens, {}",
+            "{model}: {} requests, ~{} prompt tokens, {}, {}",
             thousands(requests as u64),
             thousands(of.iter().map(|e| e.prompt_tokens).sum()),
-            thousands(of.iter().map(|e| e.max_completion_tokens).sum()),
+            completion.map_or_else(
+                || "completions unbounded (a request sends no max_tokens: the server's default applies)".into(),
+                |c| format!("≤ {} completion tokens", thousands(c))
+            ),
             match costs {
                 Some(c) => format!("cost ≤ {}", cost(Some(c))),
+                None if completion.is_none() => "no cost bound".to_string(),
                 None => format!("no cost estimate (no [prices.\"{model}\"] in the config)"),
             }
         );
@@ -751,6 +757,34 @@ fn table_of_csv(csv: &str) -> String {
     table(&header, &lines.collect::<Vec<_>>())
 }
 
+/// One line per namespace with NVIDIA's LLM-as-judge aggregate (protocol
+/// `when2call`): the paper's columns, then each gold category's score.
+pub(crate) fn official_judge_lines(entries: &[ReportEntry]) -> Vec<String> {
+    entries
+        .iter()
+        .filter_map(|e| {
+            let a = e.metrics.official_judge.as_ref()?;
+            let categories: Vec<String> = a
+                .categories
+                .iter()
+                .map(|(gold, c)| format!("{gold} {} of {}", pct(c.score), c.n))
+                .collect();
+            let left_out: usize = a.left_out.values().sum();
+            Some(format!(
+                "{} {}: NVIDIA's judge aggregate: F1 {}, Acc {}, Tool Hall {} over {} rows ({} left out); score by gold: {}",
+                e.session,
+                e.namespace,
+                a.paper.f1.map_or("n/a".into(), |f| format!("{:.1}", f * 100.0)),
+                pct(a.paper.acc),
+                pct(a.paper.tool_hall),
+                a.n_aggregated,
+                left_out,
+                categories.join(", ")
+            ))
+        })
+        .collect()
+}
+
 /// Output formats of `w2c report`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -783,6 +817,9 @@ pub fn render(entries: &[ReportEntry], format: Format, wide: bool) -> anyhow::Re
                 .collect();
             let mut out = table(&header, &rows);
             out.push_str("  rates in %, F1 to 3 decimals; cost - = no price set; --wide: every metric and the confusion matrices\n");
+            for line in official_judge_lines(entries) {
+                let _ = writeln!(out, "\n{line}");
+            }
             out
         }
         Format::Text => {
@@ -790,6 +827,9 @@ pub fn render(entries: &[ReportEntry], format: Format, wide: bool) -> anyhow::Re
             for e in entries {
                 let _ = writeln!(out, "\n{} {} (rows = gold):", e.session, e.namespace);
                 out.push_str(&table_of_csv(&confusion_csv(&e.metrics.metrics)));
+            }
+            for line in official_judge_lines(entries) {
+                let _ = writeln!(out, "\n{line}");
             }
             out
         }
@@ -801,6 +841,9 @@ pub fn render(entries: &[ReportEntry], format: Format, wide: bool) -> anyhow::Re
             );
             for r in &rows {
                 let _ = writeln!(out, "| {} |", r.join(" | "));
+            }
+            for line in official_judge_lines(entries) {
+                let _ = writeln!(out, "\n{line}");
             }
             out
         }

@@ -119,6 +119,12 @@ fn an_interrupted_session_from_before_the_redesign_verifies_resumes_and_verifies
         stderr.contains("3 of 8 items were already done"),
         "{stderr}"
     );
+    // Its stored config names no judge protocol: it keeps w2c's prompts,
+    // and says so where it judges.
+    assert!(
+        stderr.contains("created before judge protocols"),
+        "{stderr}"
+    );
 
     // Finished namespaces are untouched, byte for byte.
     let mut after = digests(&session, &finished);

@@ -1,16 +1,20 @@
-//! llm_judge end to end: two checkpoint streams, a kill between target and
-//! judge never regenerates an answer, a new judge re-judges stored answers,
-//! empty and tool-call-only target replies are handled and audited.
+//! llm_judge end to end under w2c's own protocol: two checkpoint streams, a
+//! kill between target and judge never regenerates an answer, a new judge
+//! re-judges stored answers, empty and tool-call-only target replies are
+//! handled and audited.
 
 mod common;
 
 use common::*;
 use std::time::Duration;
 
+/// w2c's own protocol: its empty-reply rule and tools modes are tested here
+/// (NVIDIA's protocol in tests/official_judge.rs).
 fn judge_opts() -> Opts {
     Opts {
         methods: "\"llm_judge\"".into(),
         n_per_label: Some(50),
+        judge_extra: "protocol = \"w2c\"".into(),
         ..Opts::default()
     }
 }
@@ -153,7 +157,7 @@ fn native_tool_calls_without_content_are_judged_as_tool_calls() {
     let server = MockServer::start(&[], &[]);
     let ws = Workspace::new();
     let opts = Opts {
-        judge_extra: "tools_mode = \"native\"".into(),
+        judge_extra: "protocol = \"w2c\"\ntools_mode = \"native\"".into(),
         ..judge_opts()
     };
     let cfg = ws.http_config("eval.toml", &opts, &server.url, "");

@@ -6,8 +6,10 @@
 //! must agree with an independent in-process computation from the same GGUF
 //! (tests/support/llama_reference.py) within 1e-3 per choice, with equal
 //! predictions and metrics. `mcq` and `llm_judge` run end to end on the same
-//! server. The venv comes from `.ci/llama_venv.sh`; without it the tests fail
-//! with one line saying so.
+//! server, and `llm_judge` with NVIDIA's protocol (native `tools`, no
+//! sampling parameters) on a second one started with the
+//! `chatml-function-calling` chat format. The venv comes from
+//! `.ci/llama_venv.sh`; without it the tests fail with one line saying so.
 
 mod common;
 
@@ -61,6 +63,11 @@ fn subset(ws: &Workspace, prefixes: &[&str], extra: &[&str]) -> PathBuf {
 }
 
 fn config(ws: &Workspace, data: &Path, methods: &str, extra: &str) -> PathBuf {
+    config_at(ws, server(), data, methods, extra)
+}
+
+/// [`config`] for the server at `url`.
+fn config_at(ws: &Workspace, url: &str, data: &Path, methods: &str, extra: &str) -> PathBuf {
     let text = format!(
         r#"[run]
 runs_dir = "runs"
@@ -87,7 +94,6 @@ enabled = [{methods}]
 {extra}
 "#,
         data = data.display(),
-        url = server(),
     );
     ws.write("eval.toml", &text)
 }
@@ -261,7 +267,7 @@ fn mcq_and_llm_judge_run_end_to_end_on_the_chat_endpoint() {
         &ws,
         &data,
         "\"mcq\", \"llm_judge\"",
-        "[methods.mcq]\nmax_tokens = 8\n[methods.llm_judge]\ntarget_max_tokens = 24\njudge_max_tokens = 24",
+        "[methods.mcq]\nmax_tokens = 8\n[methods.llm_judge]\nprotocol = \"w2c\"\ntarget_max_tokens = 24\njudge_max_tokens = 24",
     );
     run_ok(&ws, &cfg);
     let s = only_session(&ws.runs(), "k");
@@ -286,4 +292,111 @@ fn mcq_and_llm_judge_run_end_to_end_on_the_chat_endpoint() {
         .output()
         .unwrap();
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+}
+
+#[test]
+fn llm_judge_with_nvidias_protocol_runs_end_to_end() {
+    // The chat format that accepts `tools`. NVIDIA's requests send no
+    // `tool_choice` and no system message, and llama-cpp-python 0.3.36's
+    // chatml-function-calling then renders the prompt without the tools
+    // (same prompt_tokens with or without them): the rewritten tools are
+    // accepted and not shown to the model. No max_tokens either: replies
+    // run to the model's end of generation or to the context window, and a
+    // prompt over the window makes the example unscored, not an error. The
+    // window is kept small (1,536 tokens) to bound the generation time;
+    // without per-token logits (only `mcq_logprob` needs them) generation
+    // is three to four times faster.
+    let t0 = std::time::Instant::now();
+    let server = LlamaServer::start_with(
+        1536,
+        &[
+            "--chat_format",
+            "chatml-function-calling",
+            "--logits_all",
+            "false",
+        ],
+    );
+    let ws = Workspace::new();
+    // Two rows with one short tool each, whose answers this model ends
+    // early: both judge prompts (about 1,000 tokens) fit the window.
+    let data = subset(&ws, &["c3ce199a", "1e333361"], &[]);
+    let cfg = config_at(&ws, &server.url, &data, "\"llm_judge\"", "");
+    // One request at a time: the server derives each request's sampling
+    // seed from the previous one, so the order fixes the replies.
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("max_concurrency = 2", "max_concurrency = 1");
+    std::fs::write(&cfg, text).unwrap();
+    run_ok(&ws, &cfg);
+    let s = only_session(&ws.runs(), "k");
+    for ns in ["llm_judge.target", "llm_judge"] {
+        assert!(
+            s.join("checkpoints").join(ns).join("_DONE.json").exists(),
+            "{ns} not done"
+        );
+    }
+    // NVIDIA's target request: the question alone, the rewritten tools,
+    // nothing else.
+    let targets = read_jsonl(&s.join("artifacts_local/llm_judge.target/llm_calls.jsonl"));
+    assert_eq!(targets.len(), 2);
+    for c in &targets {
+        assert_eq!(c["status"], "ok", "{c}");
+        let req = &c["request"];
+        let keys: Vec<&str> = req
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, ["model", "messages", "tools"], "{req}");
+        assert_eq!(req["messages"].as_array().unwrap().len(), 1);
+        for tool in req["tools"].as_array().unwrap() {
+            let params = &tool["function"]["parameters"];
+            assert_eq!(params["type"], "object");
+            for p in params["properties"].as_object().unwrap().values() {
+                assert_eq!(p["type"], "string");
+            }
+        }
+    }
+    // Each answer was judged with NVIDIA's prompt; whatever the replies
+    // were, every row has its outcome and the official aggregate counts or
+    // lists it.
+    let judge_calls = read_jsonl(&s.join("artifacts_local/llm_judge/llm_calls.jsonl"));
+    let first: Vec<&Value> = judge_calls
+        .iter()
+        .filter(|c| c["role"] == "judge")
+        .collect();
+    assert_eq!(first.len(), 2);
+    for c in &first {
+        assert_eq!(c["status"], "ok", "{c}");
+        assert!(c["request"]["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("You are an expert at classifying responses from AI models."));
+    }
+    let decisions = read_jsonl(&s.join("checkpoints/llm_judge/results.jsonl"));
+    let statuses: Vec<&str> = decisions
+        .iter()
+        .map(|d| d["status"].as_str().unwrap())
+        .collect();
+    let m = read_json(&s.join("artifacts_local/llm_judge/metrics.json"));
+    let official = &m["official_judge"];
+    let left_out: u64 = official["left_out"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(official["n_aggregated"].as_u64().unwrap() + left_out, 2);
+    let v = w2c(ws.path())
+        .args(["verify", "--all", "--local-only"])
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+    eprintln!(
+        "statuses {statuses:?}, {} judge calls, official aggregate of {} rows, {:.1} s",
+        judge_calls.len(),
+        official["n_aggregated"],
+        t0.elapsed().as_secs_f64()
+    );
 }

@@ -72,6 +72,7 @@ impl MockProvider {
     pub async fn chat(&self, req: &ChatRequest) -> Result<Reply, CallError> {
         self.delay_and_maybe_fail().await?;
         let (content, tool_calls) = split_native_tool_call(req, reply(self.seed, req));
+        let content_null = content.is_none();
         let text = content.unwrap_or_default();
         let prompt_chars: usize = req.messages.iter().map(|m| m.content.len()).sum();
         let usage = Usage {
@@ -80,6 +81,7 @@ impl MockProvider {
         };
         Ok(Reply {
             text,
+            content_null,
             usage,
             system_fingerprint: None,
             http_status: 200,
@@ -132,19 +134,46 @@ fn tool_name() -> &'static Regex {
     RE.get_or_init(|| Regex::new(r#""name"\s*:\s*"([^"]+)""#).expect("static regex"))
 }
 
+/// How the mock's judge replies are phrased.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum JudgeStyle {
+    /// Varied: strict JSON, fenced, in prose, other casings, and about one
+    /// reply in twenty-five a hedge without JSON (what the `mock` provider
+    /// does, to exercise w2c's lenient parser and its repair path).
+    Varied,
+    /// What NVIDIA's judge scripts can read: a JSON object with a
+    /// `classification` in the prompt's own label names (about one in twenty
+    /// in capitals, which the official aggregate counts as a label of its
+    /// own), except a share `not_json` of first judge calls (no assistant
+    /// turn yet), answered in prose, which provokes the repair turn; a
+    /// repair call always gets JSON.
+    Readable {
+        /// Share of first judge calls answered in prose.
+        not_json: f64,
+    },
+}
+
 /// The deterministic reply for a request. Three modes, chosen from the
 /// request's text:
 /// - **options** (`A) ...` lines in the last user message): pick one option;
-/// - **judge** (the prompt asks for a `"classification"`): classify the reply
-///   quoted between `<<<` and `>>>` with simple rules (tool-call JSON →
-///   `tool_call`, a question → `request_for_info`, an apology or refusal →
-///   `cannot_answer`, else `direct`) and answer in varied JSON styles;
+/// - **judge** (the prompt asks for a `"classification"`): classify the
+///   reply quoted between `<<<` and `>>>` (w2c's judge prompt) or in
+///   `<AI_MODEL_RESPONSE>` (NVIDIA's and the Python suite's) with simple
+///   rules (tool-call JSON → `tool_call`, a question → `request_for_info`,
+///   an apology or refusal → `cannot_answer`, else `direct`, or
+///   `direct_answer` when the prompt names that label) and answer in
+///   varied JSON styles;
 /// - **target** (anything else): behave like an assistant, choosing by hash
 ///   to call the first offered tool, ask a question, decline, or answer.
 ///
 /// About one reply in twenty to twenty-five is deliberately unusable (a hedge,
 /// prose without JSON, or an empty reply) to exercise the audit paths.
 pub fn reply(seed: u64, req: &ChatRequest) -> String {
+    reply_styled(seed, req, JudgeStyle::Varied)
+}
+
+/// [`reply`] with the judge replies phrased in `style`.
+pub fn reply_styled(seed: u64, req: &ChatRequest, style: JudgeStyle) -> String {
     let body = serde_json::to_string(req).unwrap_or_default();
     let digest = sha256_hex(format!("{seed}\u{0}{body}").as_bytes());
     let h = u64::from_str_radix(&digest[..16], 16).unwrap_or(0);
@@ -155,6 +184,31 @@ pub fn reply(seed: u64, req: &ChatRequest) -> String {
         .find(|m| m.role == "user")
         .map(|m| m.content.as_str())
         .unwrap_or("");
+    let all_text: String = req.messages.iter().map(|m| m.content.as_str()).collect();
+    let asks_classification = all_text.contains("\"classification\"");
+    // NVIDIA's judge prompt numbers its categories `(1)`..`(4)`, which
+    // would read as options: a prompt quoting `<AI_MODEL_RESPONSE>` is a
+    // judge's whatever it lists.
+    let judge_first = asks_classification && all_text.contains("<AI_MODEL_RESPONSE>");
+    if judge_first || (asks_classification && !has_options(last_user)) {
+        let label = judged_label(req, last_user);
+        return match style {
+            JudgeStyle::Varied => judge_reply(h, label),
+            JudgeStyle::Readable { not_json } => {
+                let first_call = !req.messages.iter().any(|m| m.role == "assistant");
+                if first_call && ((h >> 20) % 10_000) as f64 / 10_000.0 < not_json {
+                    format!(
+                        "I would classify this reply as {}.",
+                        label.replace('_', " ")
+                    )
+                } else if first_call && (h >> 40).is_multiple_of(20) {
+                    format!("{{\"classification\": \"{}\"}}", label.to_uppercase())
+                } else {
+                    format!("{{\"classification\": \"{label}\"}}")
+                }
+            }
+        };
+    }
     let mut options: Vec<&str> = option_line()
         .captures_iter(last_user)
         .filter_map(|c| c.get(1).map(|m| m.as_str()))
@@ -172,35 +226,53 @@ pub fn reply(seed: u64, req: &ChatRequest) -> String {
             _ => format!("The most appropriate response is option {choice}."),
         };
     }
-    let all_text: String = req.messages.iter().map(|m| m.content.as_str()).collect();
-    if all_text.contains("\"classification\"") {
-        return judge_reply(h, last_user);
-    }
     target_reply(h, &all_text, req.tools.as_ref())
 }
 
-fn judge_reply(h: u64, user: &str) -> String {
+/// Whether a message lists options as `A) ...` lines.
+fn has_options(text: &str) -> bool {
+    option_line().is_match(text)
+}
+
+/// The label the mock judge gives the reply its prompt quotes.
+fn judged_label(req: &ChatRequest, last_user: &str) -> &'static str {
+    const OPEN: &str = "<AI_MODEL_RESPONSE>\n";
+    const CLOSE: &str = "\n</AI_MODEL_RESPONSE>";
+    let tagged = req.messages.iter().find_map(|m| {
+        let a = m.content.find(OPEN)? + OPEN.len();
+        let b = m.content.rfind(CLOSE)?;
+        (b >= a).then(|| &m.content[a..b])
+    });
+    let quoted = match (tagged, last_user.find("<<<"), last_user.rfind(">>>")) {
+        (Some(t), _, _) => t.trim(),
+        (None, Some(a), Some(b)) if b > a => last_user[a + 3..b].trim(),
+        _ => last_user.trim(),
+    };
+    let lower = quoted.to_lowercase();
+    if (quoted.starts_with('{') || quoted.starts_with('[')) && quoted.contains("\"name\"") {
+        "tool_call"
+    } else if quoted.ends_with('?') {
+        "request_for_info"
+    } else if ["sorry", "can't", "cannot", "unable"]
+        .iter()
+        .any(|w| lower.contains(w))
+    {
+        "cannot_answer"
+    } else if req
+        .messages
+        .iter()
+        .any(|m| m.content.contains("`direct_answer`"))
+    {
+        "direct_answer"
+    } else {
+        "direct"
+    }
+}
+
+fn judge_reply(h: u64, label: &str) -> String {
     if h.is_multiple_of(25) {
         return "The assistant seems to do something reasonable here.".to_string();
     }
-    let quoted = match (user.find("<<<"), user.rfind(">>>")) {
-        (Some(a), Some(b)) if b > a => user[a + 3..b].trim(),
-        _ => user.trim(),
-    };
-    let lower = quoted.to_lowercase();
-    let label =
-        if (quoted.starts_with('{') || quoted.starts_with('[')) && quoted.contains("\"name\"") {
-            "tool_call"
-        } else if quoted.ends_with('?') {
-            "request_for_info"
-        } else if ["sorry", "can't", "cannot", "unable"]
-            .iter()
-            .any(|w| lower.contains(w))
-        {
-            "cannot_answer"
-        } else {
-            "direct"
-        };
     match (h >> 6) % 4 {
         0 => format!("{{\"classification\": \"{label}\"}}"),
         1 => format!(
@@ -346,10 +418,10 @@ mod tests {
         ChatRequest {
             model: "m".into(),
             messages: vec![Message::user(user)],
-            temperature: 0.0,
-            max_tokens: 8,
-            seed: 1,
-            tools: None,
+            temperature: Some(0.0),
+            max_tokens: Some(8),
+            seed: Some(1),
+            ..ChatRequest::default()
         }
     }
 

@@ -47,46 +47,69 @@ impl Message {
     }
 }
 
-/// A chat completion request, provider-neutral.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A chat completion request, provider-neutral. A sampling parameter that
+/// is `None` is not sent at all (the server's default applies), as NVIDIA's
+/// official judge scripts send none.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChatRequest {
     /// Model name.
     pub model: String,
     /// Conversation.
     pub messages: Vec<Message>,
     /// Sampling temperature.
-    pub temperature: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
     /// Completion budget.
-    pub max_tokens: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
     /// Seed sent to the provider.
-    pub seed: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
     /// Native OpenAI `tools` (function definitions), when used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools: Option<Value>,
+    /// Further body parameters (e.g. `top_p`), sent as they are.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub extra: serde_json::Map<String, Value>,
 }
 
+/// The completion budget assumed for rate budgets when a request sets no
+/// `max_tokens` (the server's default applies).
+pub const ASSUMED_MAX_TOKENS: u32 = 1024;
+
 impl ChatRequest {
-    /// The JSON body sent to `/chat/completions`.
+    /// The JSON body sent to `/chat/completions`: the parameters that are
+    /// set, nothing else.
     pub fn body(&self) -> Value {
         let mut body = serde_json::json!({
             "model": self.model,
             "messages": self.messages,
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
-            "seed": self.seed,
         });
+        if let Some(t) = self.temperature {
+            body["temperature"] = t.into();
+        }
+        if let Some(n) = self.max_tokens {
+            body["max_tokens"] = n.into();
+        }
+        if let Some(s) = self.seed {
+            body["seed"] = s.into();
+        }
         if let Some(tools) = &self.tools {
             body["tools"] = tools.clone();
+        }
+        for (k, v) in &self.extra {
+            body[k.as_str()] = v.clone();
         }
         body
     }
 
-    /// Rough token cost for budgets: prompt characters / 4 plus the completion budget.
+    /// Rough token cost for budgets: prompt characters / 4 plus the
+    /// completion budget ([`ASSUMED_MAX_TOKENS`] when none is set).
     pub fn estimated_tokens(&self) -> u32 {
         let chars: usize = self.messages.iter().map(|m| m.content.len()).sum();
         u32::try_from(chars / 4)
             .unwrap_or(u32::MAX)
-            .saturating_add(self.max_tokens)
+            .saturating_add(self.max_tokens.unwrap_or(ASSUMED_MAX_TOKENS))
     }
 }
 
@@ -219,6 +242,8 @@ impl LoggedReply for CompletionReply {
 pub struct Reply {
     /// Assistant text (empty when the reply had no content).
     pub text: String,
+    /// Whether `message.content` was null or missing (not even `""`).
+    pub content_null: bool,
     /// Token usage, when reported.
     pub usage: Usage,
     /// `system_fingerprint`, when reported.

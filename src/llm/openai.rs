@@ -98,7 +98,10 @@ impl OpenAiProvider {
 
     /// One attempt of a chat completion.
     pub async fn chat(&self, req: &ChatRequest) -> Result<Reply, CallError> {
-        let (status, text) = self.post("chat/completions", &req.body()).await?;
+        let (status, text) = self
+            .post("chat/completions", &req.body())
+            .await
+            .map_err(CallError::classify_context_overflow)?;
         parse_chat_body(&text).map_err(|m| CallError::Transient {
             message: format!("POST {}/chat/completions: {m}", self.base_url),
             status: Some(status),
@@ -317,11 +320,9 @@ pub fn parse_chat_body(body: &str) -> Result<Reply, String> {
         .and_then(|c| c.first())
         .ok_or_else(|| format!("reply has no `choices[0]`: {}", preview(body)))?;
     let message = choice.get("message");
-    let text = message
-        .and_then(|m| m.get("content"))
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let content = message.and_then(|m| m.get("content"));
+    let content_null = content.is_none_or(Value::is_null);
+    let text = content.and_then(Value::as_str).unwrap_or("").to_string();
     let tool_calls = message
         .and_then(|m| m.get("tool_calls"))
         .filter(|t| t.as_array().is_some_and(|a| !a.is_empty()))
@@ -333,6 +334,7 @@ pub fn parse_chat_body(body: &str) -> Result<Reply, String> {
     let (usage, usage_anomaly) = parse_usage(&v);
     Ok(Reply {
         text,
+        content_null,
         usage,
         usage_anomaly,
         system_fingerprint: v

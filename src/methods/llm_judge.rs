@@ -1,18 +1,25 @@
 //! `llm_judge`: the target model answers with the tools offered; a judge model
-//! classifies the answer into the four behaviours and returns strict JSON.
+//! classifies the answer into the four behaviours, under a protocol
+//! ([`crate::judge_protocol`]): NVIDIA's official scripts (`when2call`, the
+//! default), the Python suite's (`python-suite`), or w2c's own prompts
+//! (`w2c`).
 //!
 //! Two checkpoint streams: target answers (namespace `llm_judge.target`, keyed
 //! by the target settings) and judge decisions (namespace `llm_judge`, keyed by
 //! the judge settings *and* the target settings hash). A resume never asks the
-//! target again for an answer it has; a new judge model or judge prompt gets a
-//! new judge namespace that re-judges the stored answers.
+//! target again for an answer it has; a new judge model, prompt or protocol
+//! gets a new judge namespace that re-judges the stored answers.
 //!
-//! Judge replies are parsed robustly (code fences, surrounding prose, key and
-//! value casing, a few label aliases); on failure one repair request is sent;
-//! still failing, the prediction is `invalid` (counted wrong, audited). An
-//! empty target reply (no content and no tool calls — e.g. a reasoning model
-//! that spent its budget) is audited and is an `invalid` prediction without a
-//! judge call.
+//! A judge reply is read by the protocol's rule; when the rule rejects it,
+//! the protocol's one repair turn is sent; still no label, the prediction is
+//! `invalid` (counted wrong, audited) — never coerced into a class, whatever
+//! the protocol's own scripts did (NVIDIA's raise, the Python suite said
+//! `cannot_answer`). Under `w2c` an empty target reply (no content and no
+//! tool calls — e.g. a reasoning model that spent its budget) is audited and
+//! is an `invalid` prediction without a judge call; the other protocols
+//! judge what their scripts would (an empty string included), and a reply
+//! NVIDIA's inference script could not read is `invalid` without a judge
+//! call, audited.
 
 use super::{Bound, Concluding, Conclusion, Method, Plan, Scores};
 use crate::audit::AuditSummary;
@@ -21,11 +28,12 @@ use crate::config::{LlmJudgeConfig, ToolsMode};
 use crate::dataset::Example;
 use crate::engine::WorkItem;
 use crate::engine::{ItemError, ItemOutput};
+use crate::judge_protocol::{self as protocol, CannotFollow, OfficialJudgement, Protocol};
 use crate::labels::{Label, Prediction};
-use crate::llm::{CallItem, CallRecord, Client};
+use crate::llm::{CallError, CallItem, CallRecord, Client};
 use crate::llm::{ChatRequest, Message, Usage};
 use crate::prompts::{self, Template};
-use crate::store::{MethodSettings, PredictionRow, UsageTotals};
+use crate::store::{MethodSettings, NamespaceDir, PredictionRow, UsageTotals};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -35,18 +43,30 @@ use std::collections::{BTreeMap, HashMap};
 pub const NAME: &str = "llm_judge";
 /// Name of the target-answer namespace.
 pub const TARGET_NAME: &str = "llm_judge.target";
-/// Version of the judge reply parser; part of the judge settings hash.
+/// Version of the `w2c` protocol's judge reply parser; part of its judge
+/// settings hash.
 pub const PARSER_VERSION: u32 = 1;
+
+/// w2c's own prompt templates (protocol `w2c`).
+#[derive(Debug, Clone)]
+pub struct W2cPrompts {
+    /// Target prompt template.
+    pub target: Template,
+    /// Judge prompt template.
+    pub judge: Template,
+}
 
 /// Everything the method needs, resolved once per run.
 #[derive(Debug, Clone)]
 pub struct LlmJudge {
     /// The method config.
     pub config: LlmJudgeConfig,
-    /// Target prompt template.
-    pub target_template: Template,
-    /// Judge prompt template.
-    pub judge_template: Template,
+    /// The protocol in effect.
+    pub protocol: Protocol,
+    /// w2c's templates, under protocol `w2c`.
+    pub w2c: Option<W2cPrompts>,
+    /// Said once before judging: the stored config predates protocols.
+    pub protocol_note: Option<String>,
     /// Target model.
     pub target_model: String,
     /// Judge model.
@@ -56,6 +76,10 @@ pub struct LlmJudge {
     /// Set for `stability_llm_judge`: K target samples per example at the
     /// sweep temperature, each judged.
     pub sweep: Option<super::Sweep>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// A stored target answer.
@@ -70,9 +94,17 @@ pub struct TargetRecord {
     pub repeat: Option<u32>,
     /// Assistant text (may be empty).
     pub text: String,
+    /// Whether the reply's content was null (not even `""`); NVIDIA's
+    /// inference script cannot read such a reply without tool calls.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub content_null: bool,
     /// Native tool calls, when the reply had them.
     #[serde(default)]
     pub tool_calls: Option<Value>,
+    /// The server refused the prompt as longer than its context window
+    /// (its message): no answer, and the example is unscored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_overflow: Option<String>,
     /// Whether the reply carried reasoning text.
     #[serde(default)]
     pub has_reasoning: bool,
@@ -89,13 +121,30 @@ pub struct TargetRecord {
 crate::engine::record_with_fields!(TargetRecord);
 
 impl TargetRecord {
-    /// What the judge sees: the text, or the native tool calls as JSON when
-    /// the text is empty; `None` when the reply was empty.
+    /// What the `w2c` protocol's judge sees: the text, or the native tool
+    /// calls as JSON when the text is empty; `None` when the reply was empty.
     pub fn judged_response(&self) -> Option<String> {
         if !self.text.trim().is_empty() {
             return Some(self.text.clone());
         }
         self.tool_calls.as_ref().map(|t| t.to_string())
+    }
+
+    /// What `protocol`'s judge sees (`Ok(None)`: nothing to judge, under
+    /// `w2c`), or why the protocol's scripts cannot read the reply.
+    pub fn response_for(&self, protocol: Protocol) -> Result<Option<String>, CannotFollow> {
+        match protocol {
+            Protocol::W2c => Ok(self.judged_response()),
+            Protocol::When2call => protocol::official_model_response(
+                &self.text,
+                self.content_null,
+                self.tool_calls.as_ref(),
+            )
+            .map(Some),
+            Protocol::PythonSuite => Ok(Some(
+                crate::official_task::python::py_strip(&self.text).to_string(),
+            )),
+        }
     }
 }
 
@@ -103,14 +152,21 @@ impl TargetRecord {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JudgeStatus {
-    /// The first reply parsed.
+    /// The first reply gave a label.
     Parsed,
-    /// The repair reply parsed.
+    /// The repair reply gave a label.
     Repaired,
-    /// Neither reply parsed: `invalid`.
+    /// No reply gave a label: `invalid`.
     Invalid,
-    /// The target reply was empty: `invalid`, no judge call.
+    /// The target reply was empty (protocol `w2c`): `invalid`, no judge call.
     EmptyTarget,
+    /// The protocol's scripts cannot read the target reply (NVIDIA's
+    /// inference script raises on it): `invalid`, no judge call.
+    TargetUnreadable,
+    /// The server refused the target's or the judge's prompt as longer than
+    /// its context window: unscored (no prediction, left out of the
+    /// metrics; a resume does not ask again).
+    ContextOverflow,
 }
 
 /// A stored judge decision.
@@ -137,6 +193,9 @@ pub struct JudgeRecord {
     pub judge_raw: Option<String>,
     /// Repair reply, when a repair was needed.
     pub judge_raw_repair: Option<String>,
+    /// What NVIDIA's aggregate counts for the row (protocol `when2call`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub official: Option<OfficialJudgement>,
     /// Judge token usage (both calls).
     pub usage: Usage,
     /// Audit events.
@@ -146,21 +205,38 @@ pub struct JudgeRecord {
 
 crate::engine::record_with_fields!(JudgeRecord);
 
+impl JudgeRecord {
+    /// The prediction, or `None` for an unscored example (a prompt over
+    /// the server's context window).
+    pub fn scored_prediction(&self) -> Option<Prediction> {
+        (self.status != JudgeStatus::ContextOverflow).then_some(self.prediction)
+    }
+}
+
 impl LlmJudge {
-    /// Resolves the method: loads both templates.
+    /// Resolves the method: the protocol and, under `w2c`, both templates.
     pub fn new(
         config: &LlmJudgeConfig,
         target_model: &str,
         judge_model: &str,
         seed: u64,
     ) -> Result<LlmJudge> {
+        let protocol = config.protocol();
+        let w2c = match protocol {
+            Protocol::W2c => Some(W2cPrompts {
+                target: prompts::load(config.target_prompt_id(), &["tools", "question"])?,
+                judge: prompts::load(config.judge_prompt_id(), &["tools", "question", "response"])?,
+            }),
+            Protocol::When2call | Protocol::PythonSuite => None,
+        };
+        let protocol_note = config.protocol.is_none().then(|| {
+            "this session was created before judge protocols and its stored config names none: it keeps judging with w2c's own prompts (protocol `w2c`), as then; set `protocol = \"when2call\"` (NVIDIA's scripts, the paper's table) in the config and `w2c run` it to judge in new namespaces".to_string()
+        });
         Ok(LlmJudge {
             config: config.clone(),
-            target_template: prompts::load(&config.target_prompt, &["tools", "question"])?,
-            judge_template: prompts::load(
-                &config.judge_prompt,
-                &["tools", "question", "response"],
-            )?,
+            protocol,
+            w2c,
+            protocol_note,
             target_model: target_model.to_string(),
             judge_model: judge_model.to_string(),
             seed,
@@ -192,51 +268,144 @@ impl LlmJudge {
         }
     }
 
+    /// The target's sampling temperature: the sweep's, else the protocol's
+    /// (`None`: not sent).
+    fn target_temperature(&self) -> Option<f64> {
+        match &self.sweep {
+            Some(s) => Some(s.temperature),
+            None => self.config.target_temperature(),
+        }
+    }
+
+    /// Whether requests carry a seed: a sweep's targets always (its repeats
+    /// are seeded), otherwise every protocol but `when2call`.
+    fn sends_seed(&self, target: bool) -> bool {
+        (target && self.sweep.is_some()) || self.config.sends_sampling()
+    }
+
+    /// Parameters the `python-suite` protocol sends besides temperature,
+    /// max_tokens and seed (what the suite sent to its main provider).
+    fn extra_params(&self) -> serde_json::Map<String, Value> {
+        match self.protocol {
+            Protocol::PythonSuite => [
+                ("top_p", json!(1.0)),
+                ("presence_penalty", json!(0.0)),
+                ("frequency_penalty", json!(0.0)),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+            Protocol::When2call | Protocol::W2c => serde_json::Map::new(),
+        }
+    }
+
     /// Settings of the target stream.
     pub fn target_settings(&self) -> MethodSettings {
         let c = &self.config;
         let name = self.target_name();
-        let (temperature, k, seed_mode) = match &self.sweep {
-            Some(s) => (s.temperature, Some(s.k), Some(s.seed_mode)),
-            None => (c.target_temperature, None, None),
+        let (k, seed_mode) = match &self.sweep {
+            Some(s) => (Some(s.k), Some(s.seed_mode)),
+            None => (None, None),
         };
-        MethodSettings::new(
-            &name,
-            json!({
+        let settings = match &self.w2c {
+            // Exactly the settings of w2c before protocols: their hash names
+            // the namespaces of every session created then.
+            Some(w2c) => json!({
                 "method": name,
-                "prompt_id": self.target_template.id,
-                "prompt_sha256": self.target_template.sha256,
-                "tools_mode": c.tools_mode,
-                "temperature": temperature,
-                "max_tokens": c.target_max_tokens,
+                "prompt_id": w2c.target.id,
+                "prompt_sha256": w2c.target.sha256,
+                "tools_mode": c.tools_mode(),
+                "temperature": self.target_temperature().unwrap_or(0.0),
+                "max_tokens": c.target_max_tokens().unwrap_or(512),
                 "k": k,
                 "seed_mode": seed_mode,
             }),
-        )
+            None => json!({
+                "method": name,
+                "protocol": self.protocol,
+                "protocol_sha256": self.protocol.definition_sha256(),
+                "temperature": self.target_temperature(),
+                "max_tokens": c.target_max_tokens(),
+                "sends_seed": self.sends_seed(true),
+                "k": k,
+                "seed_mode": seed_mode,
+            }),
+        };
+        MethodSettings::new(&name, settings)
     }
 
     /// Settings of the judge stream; they include the target settings hash.
     pub fn judge_settings(&self) -> MethodSettings {
         let c = &self.config;
         let name = self.judge_name();
-        MethodSettings::new(
-            &name,
-            json!({
+        let target_settings_hash = self.target_settings().settings_hash;
+        let settings = match &self.w2c {
+            Some(w2c) => json!({
                 "method": name,
-                "target_settings_hash": self.target_settings().settings_hash,
+                "target_settings_hash": target_settings_hash,
                 "judge_model": self.judge_model,
-                "prompt_id": self.judge_template.id,
-                "prompt_sha256": self.judge_template.sha256,
-                "temperature": c.judge_temperature,
-                "max_tokens": c.judge_max_tokens,
+                "prompt_id": w2c.judge.id,
+                "prompt_sha256": w2c.judge.sha256,
+                "temperature": c.judge_temperature().unwrap_or(0.0),
+                "max_tokens": c.judge_max_tokens().unwrap_or(256),
                 "parser_version": PARSER_VERSION,
             }),
-        )
+            None => json!({
+                "method": name,
+                "target_settings_hash": target_settings_hash,
+                "judge_model": self.judge_model,
+                "protocol": self.protocol,
+                "protocol_sha256": self.protocol.definition_sha256(),
+                "temperature": c.judge_temperature(),
+                "max_tokens": c.judge_max_tokens(),
+                "sends_seed": self.sends_seed(false),
+            }),
+        };
+        MethodSettings::new(&name, settings)
     }
 
-    /// The target request for an example (and repetition, in a sweep).
-    pub fn target_request(&self, example: &Example, repeat: Option<u32>) -> ChatRequest {
-        let native = self.config.tools_mode == ToolsMode::Native;
+    /// The target request for an example (and repetition, in a sweep), or
+    /// why NVIDIA's inference script cannot make it.
+    pub fn target_request(
+        &self,
+        example: &Example,
+        repeat: Option<u32>,
+    ) -> Result<ChatRequest, CannotFollow> {
+        let (messages, tools) = match (&self.w2c, self.protocol) {
+            (Some(w2c), _) => self.w2c_target(w2c, example),
+            (None, Protocol::When2call) => (
+                vec![Message::user(example.question.clone())],
+                protocol::official_tools(&example.tools)?,
+            ),
+            (None, _) => (
+                vec![
+                    Message::system(protocol::texts::SUITE_SYSTEM),
+                    Message::user(protocol::suite_target_user(
+                        &example.tools,
+                        &example.question,
+                    )),
+                ],
+                None,
+            ),
+        };
+        let seed = match (&self.sweep, repeat) {
+            (Some(s), Some(r)) => Some(s.seed(self.seed, r)),
+            _ => self.sends_seed(true).then_some(self.seed),
+        };
+        Ok(ChatRequest {
+            model: self.target_model.clone(),
+            messages,
+            temperature: self.target_temperature(),
+            max_tokens: self.config.target_max_tokens(),
+            seed,
+            tools,
+            extra: self.extra_params(),
+        })
+    }
+
+    /// The `w2c` protocol's target messages and native tools.
+    fn w2c_target(&self, w2c: &W2cPrompts, example: &Example) -> (Vec<Message>, Option<Value>) {
+        let native = self.config.tools_mode() == ToolsMode::Native;
         let tools_text = if native || example.tools.is_empty() {
             "(none)".to_string()
         } else {
@@ -247,75 +416,108 @@ impl LlmJudge {
             ("question", example.question.as_str()),
         ];
         let mut messages = Vec::new();
-        if !self.target_template.system.is_empty() {
+        if !w2c.target.system.is_empty() {
             messages.push(Message::system(prompts::render(
-                &self.target_template.system,
+                &w2c.target.system,
                 &values,
             )));
         }
-        messages.push(Message::user(prompts::render(
-            &self.target_template.user,
-            &values,
-        )));
-        ChatRequest {
-            model: self.target_model.clone(),
-            messages,
-            temperature: self
-                .sweep
-                .map_or(self.config.target_temperature, |s| s.temperature),
-            max_tokens: self.config.target_max_tokens,
-            seed: match (&self.sweep, repeat) {
-                (Some(s), Some(r)) => s.seed(self.seed, r),
-                _ => self.seed,
-            },
-            tools: (native && !example.tools.is_empty()).then(|| native_tools(&example.tools)),
-        }
+        messages.push(Message::user(prompts::render(&w2c.target.user, &values)));
+        let tools = (native && !example.tools.is_empty()).then(|| native_tools(&example.tools));
+        (messages, tools)
     }
 
-    /// The judge request for a target response.
-    pub fn judge_request(&self, example: &Example, response: &str) -> ChatRequest {
-        let tools = if example.tools.is_empty() {
-            "(none)".to_string()
-        } else {
-            example.tools.join("\n")
-        };
-        let values = [
-            ("tools", tools.as_str()),
-            ("question", example.question.as_str()),
-            ("response", response),
-        ];
-        let mut messages = Vec::new();
-        if !self.judge_template.system.is_empty() {
-            messages.push(Message::system(prompts::render(
-                &self.judge_template.system,
-                &values,
-            )));
-        }
-        messages.push(Message::user(prompts::render(
-            &self.judge_template.user,
-            &values,
-        )));
-        ChatRequest {
+    /// The judge request for a target response, or why the protocol's
+    /// judge script cannot make it.
+    pub fn judge_request(
+        &self,
+        example: &Example,
+        response: &str,
+    ) -> Result<ChatRequest, CannotFollow> {
+        let messages =
+            match (&self.w2c, self.protocol) {
+                (Some(w2c), _) => {
+                    let tools = if example.tools.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        example.tools.join("\n")
+                    };
+                    let values = [
+                        ("tools", tools.as_str()),
+                        ("question", example.question.as_str()),
+                        ("response", response),
+                    ];
+                    let mut messages = Vec::new();
+                    if !w2c.judge.system.is_empty() {
+                        messages.push(Message::system(prompts::render(&w2c.judge.system, &values)));
+                    }
+                    messages.push(Message::user(prompts::render(&w2c.judge.user, &values)));
+                    messages
+                }
+                (None, Protocol::When2call) => vec![Message::user(
+                    protocol::official_judge_prompt(&example.tools, &example.question, response)?,
+                )],
+                (None, _) => vec![Message::user(protocol::suite_judge_prompt(
+                    &example.tools,
+                    &example.question,
+                    response,
+                )?)],
+            };
+        Ok(ChatRequest {
             model: self.judge_model.clone(),
             messages,
-            temperature: self.config.judge_temperature,
-            max_tokens: self.config.judge_max_tokens,
-            seed: self.seed,
+            temperature: self.config.judge_temperature(),
+            max_tokens: self.config.judge_max_tokens(),
+            seed: self.sends_seed(false).then_some(self.seed),
             tools: None,
-        }
+            extra: self.extra_params(),
+        })
     }
 
-    /// The one repair request after an unparseable judge reply.
+    /// The one repair request after a judge reply the protocol rejects:
+    /// the conversation so far, the reply as the assistant's turn, and the
+    /// protocol's request to rewrite it.
     pub fn repair_request(&self, first: &ChatRequest, raw: &str, error: &str) -> ChatRequest {
         let mut req = first.clone();
         req.messages.push(Message {
             role: "assistant".into(),
-            content: raw.to_string(),
+            content: protocol::repair_assistant_turn(self.protocol, raw),
         });
-        req.messages.push(Message::user(format!(
-            "That reply could not be read ({error}). Reply with JSON only: {{\"classification\": \"direct\" | \"tool_call\" | \"request_for_info\" | \"cannot_answer\"}}."
-        )));
+        req.messages.push(Message::user(match self.protocol {
+            Protocol::When2call | Protocol::PythonSuite => protocol::texts::REPAIR_REQUEST.to_string(),
+            Protocol::W2c => format!(
+                "That reply could not be read ({error}). Reply with JSON only: {{\"classification\": \"direct\" | \"tool_call\" | \"request_for_info\" | \"cannot_answer\"}}."
+            ),
+        }));
         req
+    }
+
+    /// Checks, before any call, that the protocol's scripts can make every
+    /// example's requests (NVIDIA's rewrite their tools and parse them);
+    /// the error names up to five rows and how many in all.
+    pub fn check_requests(&self, what: &str, examples: &[Example]) -> Result<()> {
+        if self.w2c.is_some() {
+            return Ok(());
+        }
+        let failures: Vec<String> = examples
+            .iter()
+            .filter_map(|e| {
+                self.target_request(e, None)
+                    .and_then(|_| self.judge_request(e, ""))
+                    .err()
+                    .map(|err| format!("row uuid {}: {err}", e.uuid))
+            })
+            .collect();
+        if failures.is_empty() {
+            return Ok(());
+        }
+        anyhow::bail!(
+            "{what}: protocol `{}` cannot make the requests of {} of the {} selected examples (choose another protocol or leave those rows out):\n  {}",
+            self.protocol,
+            failures.len(),
+            examples.len(),
+            failures.iter().take(5).cloned().collect::<Vec<_>>().join("\n  ")
+        )
     }
 }
 
@@ -479,6 +681,20 @@ pub fn event(key: &str, uuid: &str, kind: &str, severity: Severity, details: Val
     AuditEvent::new(key, uuid, NAME, "judging", kind, severity, details)
 }
 
+/// The `unscored` event of a prompt the server refused as longer than its
+/// context window (`stage`: `target`, `judge` or `judge_repair`).
+fn unscored_event(key: &str, uuid: &str, ns: &str, stage: &str, message: &str) -> AuditEvent {
+    AuditEvent::new(
+        key,
+        uuid,
+        ns,
+        stage,
+        "unscored",
+        Severity::Error,
+        json!({"reason": "context_overflow", "stage": stage, "detail": message}),
+    )
+}
+
 /// Short preview of a reply for audit details.
 pub fn preview(s: &str) -> String {
     s.chars().take(200).collect()
@@ -501,8 +717,26 @@ impl Method for Bound<LlmJudge> {
         true
     }
 
+    /// Every example's requests can be made under the protocol.
+    async fn before_items(&self, ns: &NamespaceDir, examples: &[Example]) -> Result<Vec<String>> {
+        self.plan.check_requests(&ns.name, examples)?;
+        Ok(Vec::new())
+    }
+
     async fn work(&self, ns: &str, item: WorkItem, example: &Example) -> ItemOutput<TargetRecord> {
-        let req = self.plan.target_request(example, item.repeat);
+        let req = match self.plan.target_request(example, item.repeat) {
+            Ok(req) => req,
+            // Checked for every example before any item runs.
+            Err(e) => {
+                return ItemOutput {
+                    calls: Vec::new(),
+                    result: Err(ItemError {
+                        message: format!("{}: {e}", item.key),
+                        fatal: true,
+                    }),
+                }
+            }
+        };
         let outcome = self.caller.client.chat(&req).await;
         let call_item = CallItem {
             method: ns,
@@ -535,13 +769,35 @@ impl Method for Bound<LlmJudge> {
                     uuid: example.uuid.clone(),
                     repeat: item.repeat,
                     text: reply.text,
+                    content_null: reply.content_null,
                     tool_calls: reply.tool_calls,
+                    context_overflow: None,
                     has_reasoning: reply.reasoning.is_some(),
                     finish_reason: reply.finish_reason,
                     usage: reply.usage,
                     audit,
                 })
             }
+            // A result, not an error: the same prompt would fail again.
+            Err(CallError::ContextOverflow { message, .. }) => Ok(TargetRecord {
+                audit: vec![unscored_event(
+                    &item.key,
+                    &example.uuid,
+                    ns,
+                    "target",
+                    &message,
+                )],
+                key: item.key,
+                uuid: example.uuid.clone(),
+                repeat: item.repeat,
+                text: String::new(),
+                content_null: true,
+                tool_calls: None,
+                context_overflow: Some(message),
+                has_reasoning: false,
+                finish_reason: None,
+                usage: Usage::default(),
+            }),
             Err(e) => Err(ItemError::from_call(&e)),
         };
         ItemOutput {
@@ -615,6 +871,13 @@ impl Method for JudgeAnswers {
         self.target.answers.contains_key(&item.key)
     }
 
+    /// Every example's judge request can be made under the protocol; the
+    /// note of a stored config from before protocols.
+    async fn before_items(&self, ns: &NamespaceDir, examples: &[Example]) -> Result<Vec<String>> {
+        self.judge.plan.check_requests(&ns.name, examples)?;
+        Ok(self.judge.plan.protocol_note.iter().cloned().collect())
+    }
+
     async fn work(&self, ns: &str, item: WorkItem, example: &Example) -> ItemOutput<JudgeRecord> {
         match self.target.answers.get(&item.key) {
             Some(target) => {
@@ -658,11 +921,12 @@ impl Method for JudgeAnswers {
 
     fn conclude(&self, ctx: &Concluding<'_>, records: &[&JudgeRecord]) -> Result<Conclusion> {
         let counts = super::status_counts(records.iter().map(|r| r.status))?;
+        let mut notes = Vec::new();
         let mut scores = match &self.judge.plan.sweep {
             Some(sweep) => {
                 let by_key: HashMap<&str, Prediction> = records
                     .iter()
-                    .map(|r| (r.key.as_str(), r.prediction))
+                    .filter_map(|r| Some((r.key.as_str(), r.scored_prediction()?)))
                     .collect();
                 sweep.conclude(ctx.examples, ctx.seed, |key| by_key.get(key).copied())
             }
@@ -674,27 +938,62 @@ impl Method for JudgeAnswers {
                     self.target.namespace,
                     crate::store::names::RESULTS
                 );
+                let official_judge = (self.judge.plan.protocol == Protocol::When2call).then(|| {
+                    protocol::aggregate::aggregate(
+                        records
+                            .iter()
+                            .filter_map(|r| r.official.as_ref().map(|o| (r.gold, o))),
+                    )
+                });
+                if let Some(a) = official_judge.as_ref().filter(|a| !a.left_out.is_empty()) {
+                    notes.push(format!(
+                        "the official aggregate leaves out {} (rows NVIDIA's aggregate cannot count: see `official_judge.left_out` in metrics.json and the rows' `official` in predictions.jsonl)",
+                        a.left_out
+                            .iter()
+                            .map(|(why, n)| format!("{n} {why}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                let unscored = records
+                    .iter()
+                    .filter(|r| r.scored_prediction().is_none())
+                    .count();
+                if unscored > 0 {
+                    notes.push(format!(
+                        "{unscored} of {} examples are unscored (a prompt over the server's context window) and left out of the metrics; see audit_fallbacks.jsonl",
+                        records.len()
+                    ));
+                }
                 Scores {
                     n_examples: ctx.examples.len(),
                     metrics: super::score(
                         &records
                             .iter()
-                            .map(|r| (r.gold, r.prediction, r.n_tools))
+                            .filter_map(|r| Some((r.gold, r.scored_prediction()?, r.n_tools)))
                             .collect::<Vec<_>>(),
                     ),
                     counts: BTreeMap::new(),
                     stability: None,
                     variants: None,
+                    official_judge,
                     predictions: records
                         .iter()
                         .map(|r| {
-                            PredictionRow::new(&r.uuid, r.gold, r.n_tools, Some(r.prediction))
-                                .with(json!({
-                                    "status": r.status,
-                                    "target_response": self.target.answers.get(&r.key).map(|t| t.text.clone()),
-                                    "judge_raw": r.judge_raw,
-                                    "judge_raw_repair": r.judge_raw_repair,
-                                }))
+                            let mut details = json!({
+                                "status": r.status,
+                                "target_response": self.target.answers.get(&r.key).map(|t| t.text.clone()),
+                                "judge_raw": r.judge_raw,
+                                "judge_raw_repair": r.judge_raw_repair,
+                            });
+                            if let Some(o) = &r.official {
+                                details["official"] = json!(o);
+                            }
+                            if r.scored_prediction().is_none() {
+                                details["unscored"] = json!({"reason": "context_overflow"});
+                            }
+                            PredictionRow::new(&r.uuid, r.gold, r.n_tools, r.scored_prediction())
+                                .with(details)
                                 .shortened(&["target_response"], &target_in)
                                 .shortened(&["judge_raw", "judge_raw_repair"], &judge_in)
                         })
@@ -704,28 +1003,67 @@ impl Method for JudgeAnswers {
             }
         };
         scores.counts = counts;
+        // Rows without a prediction (an example, or every repeat of one in
+        // a sweep, over the server's context window).
+        let unscored = scores
+            .predictions
+            .iter()
+            .filter(|p| p.prediction.is_none())
+            .count();
+        if unscored > 0 {
+            scores.counts.insert("unscored".into(), unscored);
+        }
         Ok(Conclusion {
             scores: Some(scores),
+            notes,
             ..Conclusion::default()
         })
     }
 }
 
-/// Sends one judge-stage request, logging the call; a failed call fails
-/// the item.
+/// Why a judge-stage call gave no reply.
+enum Unanswered {
+    /// The server refused the prompt as longer than its context window:
+    /// the example is unscored (`stage`, the server's message).
+    ContextOverflow(String, String),
+    /// Any other failure: the item fails (retried on resume).
+    Failed(ItemError),
+}
+
+/// Sends one judge-stage request, logging the call.
 async fn ask(
     client: &Client,
     call_item: CallItem<'_>,
     req: &ChatRequest,
     calls: &mut Vec<CallRecord>,
-) -> Result<crate::llm::Reply, ItemError> {
+) -> Result<crate::llm::Reply, Unanswered> {
     let outcome = client.chat(req).await;
     calls.push(CallRecord::chat(client, call_item, req, &outcome));
-    outcome.result.map_err(|e| ItemError::from_call(&e))
+    outcome.result.map_err(|e| match e {
+        CallError::ContextOverflow { message, .. } => {
+            Unanswered::ContextOverflow(call_item.role.to_string(), message)
+        }
+        e => Unanswered::Failed(ItemError::from_call(&e)),
+    })
 }
 
-/// Judges one stored target answer: one judge call, one repair call when
-/// the first reply does not parse.
+/// Reads a judge reply under the protocol: its fixed rules, or (`w2c`)
+/// w2c's lenient parser.
+fn read_reply(p: Protocol, reply: &crate::llm::Reply, repair_reply: bool) -> protocol::Reading {
+    protocol::read_judge_reply(p, &reply.text, reply.content_null, repair_reply).unwrap_or_else(
+        || {
+            let label = parse_judge(&reply.text);
+            protocol::Reading {
+                repair: label.is_err() && !repair_reply,
+                label,
+                official: None,
+            }
+        },
+    )
+}
+
+/// Judges one stored target answer: one judge call, and one repair call
+/// when the protocol rejects the first reply.
 async fn judge_one(
     method: &LlmJudge,
     client: &Client,
@@ -746,22 +1084,45 @@ async fn judge_one(
         status: JudgeStatus::EmptyTarget,
         judge_raw: None,
         judge_raw_repair: None,
+        official: None,
         usage: Usage::default(),
         audit: Vec::new(),
     };
     let mut calls = Vec::new();
-    let Some(response) = target.judged_response() else {
-        record.audit.push(event(
-            &key,
-            &ex.uuid,
-            "empty_target_invalid",
-            Severity::Error,
-            json!({"finish_reason": target.finish_reason, "has_reasoning": target.has_reasoning}),
-        ));
-        return ItemOutput {
-            calls,
-            result: Ok(record),
-        };
+    let unjudged = |record| ItemOutput {
+        calls: Vec::new(),
+        result: Ok(record),
+    };
+    if let Some(message) = &target.context_overflow {
+        // The target was never answered (its event is the target's).
+        record.status = JudgeStatus::ContextOverflow;
+        record.official = overflow_judgement(method.protocol, protocol::INFERENCE_SCRIPT, message);
+        return unjudged(record);
+    }
+    let response = match target.response_for(method.protocol) {
+        Ok(Some(response)) => response,
+        Ok(None) => {
+            record.audit.push(event(
+                &key,
+                &ex.uuid,
+                "empty_target_invalid",
+                Severity::Error,
+                json!({"finish_reason": target.finish_reason, "has_reasoning": target.has_reasoning}),
+            ));
+            return unjudged(record);
+        }
+        Err(cannot) => {
+            record.status = JudgeStatus::TargetUnreadable;
+            record.audit.push(event(
+                &key,
+                &ex.uuid,
+                "target_unreadable",
+                Severity::Error,
+                json!({"protocol": method.protocol, "reason": cannot.to_string()}),
+            ));
+            record.official = Some(cannot.into());
+            return unjudged(record);
+        }
     };
     let call_item = CallItem {
         method: ns,
@@ -769,19 +1130,43 @@ async fn judge_one(
         repeat: item.repeat,
         role: "judge",
     };
-    let req = method.judge_request(ex, &response);
+    let req = match method.judge_request(ex, &response) {
+        Ok(req) => req,
+        // Checked for every example before any item runs.
+        Err(e) => {
+            return ItemOutput {
+                calls,
+                result: Err(ItemError {
+                    message: format!("{key}: {e}"),
+                    fatal: true,
+                }),
+            }
+        }
+    };
     let result = async {
         let first = ask(client, call_item, &req, &mut calls).await?;
         record.usage = first.usage;
         record.judge_raw = Some(first.text.clone());
-        let error = match parse_judge(&first.text) {
+        let reading = read_reply(method.protocol, &first, false);
+        let error = match reading.label {
             Ok(label) => {
                 record.prediction = Prediction::Label(label);
                 record.status = JudgeStatus::Parsed;
+                record.official = reading.official;
                 return Ok(());
             }
             Err(e) => e,
         };
+        if !reading.repair {
+            // A reply the protocol reads but that gives no label (NVIDIA's
+            // scripts send no repair for valid JSON).
+            record.status = JudgeStatus::Invalid;
+            record.official = reading.official;
+            record
+                .audit
+                .push(record.invalid_event(&error, None, &first.text));
+            return Ok(());
+        }
         record.audit.push(event(
             &key,
             &ex.uuid,
@@ -797,21 +1182,52 @@ async fn judge_one(
         let second = ask(client, repair_item, &repair, &mut calls).await?;
         record.usage = record.usage.saturating_add(second.usage);
         record.judge_raw_repair = Some(second.text.clone());
-        record.take_repair(&error, &second.text);
+        let reading = read_reply(method.protocol, &second, true);
+        record.official = reading.official;
+        record.take_repair(&error, reading.label, &second.text);
         Ok(())
     }
     .await;
-    ItemOutput {
-        calls,
-        result: result.map(|()| record),
-    }
+    let result = match result {
+        Ok(()) => Ok(record),
+        Err(Unanswered::ContextOverflow(stage, message)) => {
+            record.status = JudgeStatus::ContextOverflow;
+            record.prediction = Prediction::Invalid;
+            record.official = overflow_judgement(method.protocol, protocol::JUDGE_SCRIPT, &message);
+            record
+                .audit
+                .push(unscored_event(&key, &ex.uuid, ns, &stage, &message));
+            Ok(record)
+        }
+        Err(Unanswered::Failed(e)) => Err(e),
+    };
+    ItemOutput { calls, result }
+}
+
+/// What NVIDIA's scripts do with a prompt the server refuses (protocol
+/// `when2call`; `None` under the others): the OpenAI client raises
+/// `BadRequestError`.
+fn overflow_judgement(
+    p: Protocol,
+    script: &'static str,
+    message: &str,
+) -> Option<OfficialJudgement> {
+    (p == Protocol::When2call).then(|| {
+        CannotFollow::ScriptRaises {
+            script,
+            reason: format!(
+                "the server refuses the prompt as longer than its context window (openai raises BadRequestError): {message}"
+            ),
+        }
+        .into()
+    })
 }
 
 impl JudgeRecord {
     /// Takes the repair reply's label, or marks the record invalid; either
     /// way audited.
-    fn take_repair(&mut self, first_error: &str, raw: &str) {
-        match parse_judge(raw) {
+    fn take_repair(&mut self, first_error: &str, label: Result<Label, String>, raw: &str) {
+        match label {
             Ok(label) => {
                 self.prediction = Prediction::Label(label);
                 self.status = JudgeStatus::Repaired;
@@ -825,15 +1241,37 @@ impl JudgeRecord {
             }
             Err(e2) => {
                 self.status = JudgeStatus::Invalid;
-                self.audit.push(event(
-                    &self.key,
-                    &self.uuid,
-                    "judge_invalid",
-                    Severity::Error,
-                    json!({"error_first": first_error, "error_second": e2, "raw_second_preview": preview(raw)}),
-                ));
+                let ev = self.invalid_event(first_error, Some(&e2), raw);
+                self.audit.push(ev);
             }
         }
+    }
+
+    /// The `judge_invalid` event: why the replies gave no label, the last
+    /// reply's preview, and (protocol `when2call`) what NVIDIA's scripts do
+    /// with the row.
+    fn invalid_event(
+        &self,
+        first_error: &str,
+        second_error: Option<&str>,
+        raw: &str,
+    ) -> AuditEvent {
+        let mut details = match second_error {
+            Some(e2) => {
+                json!({"error_first": first_error, "error_second": e2, "raw_second_preview": preview(raw)})
+            }
+            None => json!({"error_first": first_error, "raw_first_preview": preview(raw)}),
+        };
+        if let Some(o) = &self.official {
+            details["official"] = json!(o);
+        }
+        event(
+            &self.key,
+            &self.uuid,
+            "judge_invalid",
+            Severity::Error,
+            details,
+        )
     }
 }
 
@@ -896,7 +1334,9 @@ mod tests {
             uuid: "u".into(),
             repeat: None,
             text: "  ".into(),
+            content_null: false,
             tool_calls: None,
+            context_overflow: None,
             has_reasoning: true,
             finish_reason: Some("length".into()),
             usage: Usage::default(),

@@ -277,10 +277,10 @@ impl Mcq {
         Ok(ChatRequest {
             model: self.model.clone(),
             messages,
-            temperature,
-            max_tokens: self.config.max_tokens,
-            seed,
-            tools: None,
+            temperature: Some(temperature),
+            max_tokens: Some(self.config.max_tokens),
+            seed: Some(seed),
+            ..ChatRequest::default()
         })
     }
 
@@ -558,6 +558,7 @@ impl Method for Bound<Mcq> {
                     counts: super::status_counts(records.iter().map(|r| r.parse_status))?,
                     stability: None,
                     variants: None,
+                    official_judge: None,
                     predictions: records
                         .iter()
                         .map(|r| {

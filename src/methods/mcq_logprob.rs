@@ -612,6 +612,7 @@ impl Method for Bound<McqLogprob> {
                 counts,
                 stability: None,
                 variants: Some(variants),
+                official_judge: None,
                 predictions,
                 consistencies: None,
             }),

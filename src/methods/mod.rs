@@ -198,6 +198,9 @@ pub struct Scores {
     pub stability: Option<StabilityMetrics>,
     /// Per-variant metrics (`mcq_logprob`).
     pub variants: Option<BTreeMap<String, Metrics>>,
+    /// NVIDIA's aggregate and the paper's LLM-as-judge columns
+    /// (`llm_judge` under protocol `when2call`).
+    pub official_judge: Option<crate::judge_protocol::aggregate::OfficialAggregate>,
     /// One row per example for `predictions.jsonl`.
     pub predictions: Vec<PredictionRow>,
     /// Per-example consistency, for a sweep's `consistency.svg`.

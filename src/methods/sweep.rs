@@ -72,25 +72,29 @@ impl Sweep {
         let stability = crate::stability::compute(&runs, self.k as usize, seed);
         let per_item: Vec<Option<crate::stability::ItemStability>> =
             runs.iter().map(crate::stability::item).collect();
+        // An example none of whose repeats has a prediction is unscored,
+        // not wrong.
         let metrics = super::score(
             &examples
                 .iter()
                 .zip(&per_item)
-                .map(|(e, s)| {
-                    let mode = s.as_ref().map(|s| s.mode).unwrap_or(Prediction::Invalid);
-                    (e.gold, mode, e.tools.len())
-                })
+                .filter_map(|(e, s)| Some((e.gold, s.as_ref()?.mode, e.tools.len())))
                 .collect::<Vec<_>>(),
         );
         let predictions = examples
             .iter()
             .zip(runs.iter().zip(&per_item))
             .map(|(e, (r, s))| {
-                PredictionRow::for_example(e, s.as_ref().map(|s| s.mode)).with(json!({
+                let row = PredictionRow::for_example(e, s.as_ref().map(|s| s.mode)).with(json!({
                     "runs": r.preds,
                     "consistency": s.as_ref().map(|s| s.consistency),
                     "stable": s.as_ref().map(|s| s.stable),
-                }))
+                }));
+                // No repeat has a prediction (each was unscored).
+                match s {
+                    Some(_) => row,
+                    None => row.with(json!({"unscored": {"reason": "no scored repeat"}})),
+                }
             })
             .collect();
         Scores {
@@ -99,6 +103,7 @@ impl Sweep {
             counts: Default::default(),
             stability: Some(stability),
             variants: None,
+            official_judge: None,
             predictions,
             consistencies: Some(
                 per_item

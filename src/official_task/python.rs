@@ -1,7 +1,7 @@
 //! The bits of CPython that the official When2Call prompts depend on,
 //! reproduced exactly: `json.loads` (into [`PyValue`]), `json.dumps` with its
-//! defaults, `str()`/`repr()` of the values `json.loads` returns, and
-//! `str.strip()`.
+//! defaults and with `ensure_ascii=False`, `str()`/`repr()` of the values
+//! `json.loads` returns, and `str.strip()`.
 //!
 //! `json.loads` is emulated here rather than done with serde_json because the
 //! output must match Python's for inputs serde_json reads differently: integers
@@ -385,25 +385,34 @@ impl Parser {
 /// separators `", "` and `": "`, floats as `repr`, `NaN`/`Infinity` allowed.
 pub fn json_dumps(value: &PyValue) -> String {
     let mut out = String::new();
-    dumps_into(value, &mut out);
+    dumps_into(value, &mut out, true);
     out
 }
 
-fn dumps_into(value: &PyValue, out: &mut String) {
+/// Python's `json.dumps(value, ensure_ascii=False)`: as [`json_dumps`], but
+/// non-ASCII characters (and DEL) are written as they are; only `"`, `\\`
+/// and the control characters below U+0020 are escaped.
+pub fn json_dumps_unicode(value: &PyValue) -> String {
+    let mut out = String::new();
+    dumps_into(value, &mut out, false);
+    out
+}
+
+fn dumps_into(value: &PyValue, out: &mut String, ascii: bool) {
     match value {
         PyValue::None => out.push_str("null"),
         PyValue::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         PyValue::Int(digits) => out.push_str(digits),
         // `python_float_repr` spells non-finite values as json.dumps does.
         PyValue::Float(f) => out.push_str(&python_float_repr(*f)),
-        PyValue::Str(s) => dumps_str(s, out),
+        PyValue::Str(s) => dumps_str(s, out, ascii),
         PyValue::List(items) => {
             out.push('[');
             for (i, v) in items.iter().enumerate() {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                dumps_into(v, out);
+                dumps_into(v, out, ascii);
             }
             out.push(']');
         }
@@ -413,19 +422,20 @@ fn dumps_into(value: &PyValue, out: &mut String) {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                dumps_str(k, out);
+                dumps_str(k, out, ascii);
                 out.push_str(": ");
-                dumps_into(v, out);
+                dumps_into(v, out, ascii);
             }
             out.push('}');
         }
     }
 }
 
-/// A string as `json.dumps` writes it with `ensure_ascii=True`: everything
-/// outside printable ASCII as `\uXXXX` (lowercase hex, surrogate pairs above
-/// the BMP), with the short escapes for `\" \\ \n \r \t \b \f`.
-fn dumps_str(s: &str, out: &mut String) {
+/// A string as `json.dumps` writes it: the short escapes for
+/// `\" \\ \n \r \t \b \f`, other control characters as `\u00XX`; with
+/// `ascii` (`ensure_ascii=True`) everything outside printable ASCII as
+/// `\uXXXX` too (lowercase hex, surrogate pairs above the BMP).
+fn dumps_str(s: &str, out: &mut String, ascii: bool) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -437,6 +447,7 @@ fn dumps_str(s: &str, out: &mut String) {
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
             ' '..='~' => out.push(c),
+            c if !ascii && c >= ' ' => out.push(c),
             _ => {
                 let mut units = [0u16; 2];
                 for u in c.encode_utf16(&mut units) {
@@ -620,6 +631,24 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(json_dumps(&loads(input)), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn dumps_unicode_matches_python_ensure_ascii_false() {
+        // json.dumps(json.loads(s), ensure_ascii=False)
+        let cases = [
+            (
+                r#"["\u00e9\u6771\ud83d\ude00\u007f\u0001\u001f\n\"\\\/\b\f\t\r", 1.0]"#,
+                "[\"é東😀\u{7f}\\u0001\\u001f\\n\\\"\\\\/\\b\\f\\t\\r\", 1.0]",
+            ),
+            (
+                r#"{"k": [true, null, 1e16]}"#,
+                r#"{"k": [true, null, 1e+16]}"#,
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(json_dumps_unicode(&loads(input)), want, "{input}");
         }
     }
 

@@ -28,9 +28,11 @@ pub struct StreamEstimate {
     pub extra_requests: String,
     /// Estimated prompt tokens over every request.
     pub prompt_tokens: u64,
-    /// Most completion tokens the requests allow.
-    pub max_completion_tokens: u64,
-    /// Cost bound in USD (estimated prompt + most completion), when priced.
+    /// Most completion tokens the requests allow (`None` when a request
+    /// sends no `max_tokens`: the server's default bounds the reply).
+    pub max_completion_tokens: Option<u64>,
+    /// Cost bound in USD (estimated prompt + most completion), when priced
+    /// and bounded.
     pub cost_usd: Option<f64>,
 }
 
@@ -52,7 +54,7 @@ fn chat_prompt_tokens(req: &ChatRequest) -> u64 {
 struct Tally {
     requests: usize,
     prompt_tokens: u64,
-    completion_tokens: u64,
+    completion_tokens: Option<u64>,
 }
 
 impl Tally {
@@ -60,18 +62,19 @@ impl Tally {
         Tally {
             requests: 0,
             prompt_tokens: 0,
-            completion_tokens: 0,
+            completion_tokens: Some(0),
         }
     }
 
-    fn add(&mut self, prompt_tokens: u64, max_tokens: u64, times: usize) {
+    fn add(&mut self, prompt_tokens: u64, max_tokens: Option<u64>, times: usize) {
         self.requests += times;
         self.prompt_tokens = self
             .prompt_tokens
             .saturating_add(prompt_tokens.saturating_mul(times as u64));
         self.completion_tokens = self
             .completion_tokens
-            .saturating_add(max_tokens.saturating_mul(times as u64));
+            .zip(max_tokens)
+            .map(|(sum, m)| sum.saturating_add(m.saturating_mul(times as u64)));
     }
 
     fn into_estimate(
@@ -90,9 +93,9 @@ impl Tally {
             extra_requests,
             prompt_tokens: self.prompt_tokens,
             max_completion_tokens: self.completion_tokens,
-            cost_usd: price.map(|p| {
+            cost_usd: price.zip(self.completion_tokens).map(|(p, completion)| {
                 (self.prompt_tokens as f64 * p.prompt_per_mtok
-                    + self.completion_tokens as f64 * p.completion_per_mtok)
+                    + completion as f64 * p.completion_per_mtok)
                     / 1e6
             }),
         }
@@ -112,7 +115,7 @@ pub fn estimate(config: &Config, examples: &[Example]) -> Result<Vec<StreamEstim
                 for ex in examples {
                     let order = m.option_order(&ex.uuid);
                     let req = m.request(ex, &order, None)?;
-                    t.add(chat_prompt_tokens(&req), u64::from(req.max_tokens), k);
+                    t.add(chat_prompt_tokens(&req), req.max_tokens.map(u64::from), k);
                 }
                 let name = m.settings().method;
                 out.push(t.into_estimate(
@@ -128,7 +131,11 @@ pub fn estimate(config: &Config, examples: &[Example]) -> Result<Vec<StreamEstim
                 for ex in examples {
                     for choice in m.prompts(ex, 0)? {
                         let chars = choice.request.prompt.chars().count();
-                        t.add((chars / 4) as u64, u64::from(choice.request.max_tokens), 1);
+                        t.add(
+                            (chars / 4) as u64,
+                            Some(u64::from(choice.request.max_tokens)),
+                            1,
+                        );
                     }
                 }
                 let name = m.settings().method;
@@ -144,14 +151,21 @@ pub fn estimate(config: &Config, examples: &[Example]) -> Result<Vec<StreamEstim
                 let k = j.repeats();
                 let (mut answers, mut judged) = (Tally::new(), Tally::new());
                 for ex in examples {
-                    let req = j.target_request(ex, None);
-                    let answer_tokens = u64::from(req.max_tokens);
+                    // A row the protocol cannot send (its script would
+                    // raise) costs nothing.
+                    let Ok(req) = j.target_request(ex, None) else {
+                        continue;
+                    };
+                    let answer_tokens = req.max_tokens.map(u64::from);
                     answers.add(chat_prompt_tokens(&req), answer_tokens, k);
-                    // The judge reads the answer: at most its max_tokens.
-                    let judge = j.judge_request(ex, "");
+                    let Ok(judge) = j.judge_request(ex, "") else {
+                        continue;
+                    };
+                    // The judge reads the answer: at most its max_tokens
+                    // (unbounded answers are counted at 0 in the prompt).
                     judged.add(
-                        chat_prompt_tokens(&judge).saturating_add(answer_tokens),
-                        u64::from(judge.max_tokens),
+                        chat_prompt_tokens(&judge).saturating_add(answer_tokens.unwrap_or(0)),
+                        judge.max_tokens.map(u64::from),
                         k,
                     );
                 }

@@ -416,13 +416,14 @@ impl Judging<'_> {
 /// Loads the resolved config stored in a session's manifest, for resuming.
 pub fn config_from_manifest(found: &session::FoundSession) -> Result<Config> {
     let manifest = crate::store::layout::manifest(&found.dir);
-    let config: Config =
-        serde_json::from_value(found.manifest.config.clone()).with_context(|| {
-            format!(
-                "{}: field `config` does not hold a valid w2c config",
-                manifest.display()
-            )
-        })?;
+    let mut stored = found.manifest.config.clone();
+    config::upgrade_stored_config(&mut stored);
+    let config: Config = serde_json::from_value(stored).with_context(|| {
+        format!(
+            "{}: field `config` does not hold a valid w2c config",
+            manifest.display()
+        )
+    })?;
     config
         .validate()
         .with_context(|| format!("{}: stored config", manifest.display()))?;

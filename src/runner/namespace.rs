@@ -206,6 +206,7 @@ fn metrics_file(
                 v.get("acc_norm")?,
             ))
         }),
+        official_judge: scores.official_judge.clone(),
     }
 }
 

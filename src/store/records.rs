@@ -180,6 +180,11 @@ pub struct MetricsFile {
     /// `acc` and `acc_norm` variants).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paper: Option<crate::metrics::PaperMetrics>,
+    /// NVIDIA's LLM-as-judge aggregate (per gold category: score and
+    /// distribution of judged labels) and the paper's LLM-as-judge columns,
+    /// for `llm_judge` under protocol `when2call`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub official_judge: Option<crate::judge_protocol::aggregate::OfficialAggregate>,
 }
 
 /// A file recorded in `_DONE.json`.

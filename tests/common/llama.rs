@@ -46,6 +46,12 @@ impl LlamaServer {
     /// Starts the server on a free port with context window `n_ctx` and
     /// waits until `GET /v1/models` answers.
     pub fn start(n_ctx: u32) -> LlamaServer {
+        Self::start_with(n_ctx, &[])
+    }
+
+    /// [`LlamaServer::start`] with further server arguments (e.g.
+    /// `--chat_format chatml-function-calling`).
+    pub fn start_with(n_ctx: u32, extra: &[&str]) -> LlamaServer {
         let python = llama_python();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -62,6 +68,7 @@ impl LlamaServer {
             .args(["--n_threads", "2", "--n_threads_batch", "2"])
             .args(["--logits_all", "true", "--use_mlock", "false"])
             .args(["--verbose", "false"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(
