@@ -7,15 +7,6 @@ use common::*;
 use std::process::Command as StdCommand;
 use std::time::{Duration, Instant};
 
-fn sigint(pid: u32) {
-    let ok = StdCommand::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status()
-        .expect("kill")
-        .success();
-    assert!(ok);
-}
-
 fn wait_with_deadline(child: &mut std::process::Child, limit: Duration) -> i32 {
     let start = Instant::now();
     loop {

@@ -13,15 +13,6 @@ use std::time::Duration;
 
 const SWEEP: &str = "stability_mcq_k=3_T=0.7";
 
-fn sigint(pid: u32) {
-    let ok = StdCommand::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status()
-        .expect("kill")
-        .success();
-    assert!(ok);
-}
-
 /// A config running a k=3 sweep first, then `mcq` and `llm_judge`.
 fn sweep_config(ws: &Workspace, latency_ms: u64) -> PathBuf {
     let opts = Opts {
@@ -95,14 +86,7 @@ fn counts_agree_everywhere_and_unstarted_methods_are_listed() {
         line_of(&summary, SWEEP).contains(&format!("{items} ({n}×3)")),
         "{summary}"
     );
-    let status = String::from_utf8(
-        w2c(ws.path())
-            .arg("status")
-            .output()
-            .expect("status")
-            .stdout,
-    )
-    .unwrap();
+    let status = stdout_of(ws.path(), &["status"]);
     assert!(status.contains("stopped"), "{status}");
     let sweep_line = line_of(&status, SWEEP);
     assert!(
@@ -118,7 +102,7 @@ fn counts_agree_everywhere_and_unstarted_methods_are_listed() {
             "{ns}: {status}"
         );
     }
-    let ls = String::from_utf8(w2c(ws.path()).arg("ls").output().expect("ls").stdout).unwrap();
+    let ls = stdout_of(ws.path(), &["ls"]);
     assert!(
         line_of(&ls, SWEEP).contains(&format!("{items} ({n} examples × 3)")),
         "{ls}"
@@ -160,14 +144,7 @@ fn counts_agree_everywhere_and_unstarted_methods_are_listed() {
         line_of(&again, SWEEP).contains(&format!("{all} ({n}×3)")),
         "{again}"
     );
-    let status = String::from_utf8(
-        w2c(ws.path())
-            .arg("status")
-            .output()
-            .expect("status")
-            .stdout,
-    )
-    .unwrap();
+    let status = stdout_of(ws.path(), &["status"]);
     assert!(
         line_of(&status, SWEEP).contains(&format!("{all} ({n} examples × 3)")),
         "{status}"

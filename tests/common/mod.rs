@@ -528,3 +528,24 @@ pub fn chromium(profile: &Path, width: u32, height: u32) -> std::process::Comman
     .arg(format!("--window-size={width},{height}"));
     c
 }
+
+/// Sends SIGINT (Ctrl-C) to a process.
+pub fn sigint(pid: u32) {
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill -INT {pid}");
+}
+
+/// The standard output of `w2c <args>` run in `dir` (which must succeed).
+pub fn stdout_of(dir: &Path, args: &[&str]) -> String {
+    let out = w2c(dir).args(args).output().expect("run w2c");
+    assert!(
+        out.status.success(),
+        "w2c {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
