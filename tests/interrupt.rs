@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use std::process::Command as StdCommand;
 use std::time::{Duration, Instant};
 
 fn wait_with_deadline(child: &mut std::process::Child, limit: Duration) -> i32 {
