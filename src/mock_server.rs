@@ -89,6 +89,18 @@ pub struct MockServerOptions {
     /// in every reply (text, `system_fingerprint`, error messages, a header).
     #[arg(long)]
     pub echo_key: bool,
+    /// How `--echo-key` spells the echo (comma-separated, or `all`): as it
+    /// is, JSON `\uXXXX`-escaped in the raw body, percent-encoded, as HTML
+    /// character references, base64 (also of `w2c:<value>`, as in Basic
+    /// auth), URL-safe base64, or hex.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "plain",
+        requires = "echo_key"
+    )]
+    pub echo_key_as: Vec<EchoEncoding>,
     /// Hostile: every reply carries `Retry-After: 1e300`, `retry-after-ms:
     /// 1e30` and an 8 KiB header.
     #[arg(long)]
@@ -149,6 +161,44 @@ pub enum EchoStyle {
     /// llama-cpp-python's echo (see [`crate::llm::llama_echo`]).
     LlamaCpp,
 }
+
+/// How `--echo-key` spells what it echoes (see `--echo-key-as`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EchoEncoding {
+    /// As received.
+    Plain,
+    /// Every character as a JSON `\uXXXX` escape, written raw into the JSON
+    /// body (a JSON parser decodes it back to the plain text).
+    UnicodeEscape,
+    /// Every byte as `%HH`.
+    Percent,
+    /// Every character as `&#N;`.
+    Html,
+    /// Standard base64 of the text, and of `w2c:<value>` per header.
+    Base64,
+    /// URL-safe base64 without padding.
+    Base64Url,
+    /// Lower-case hexadecimal.
+    Hex,
+    /// Every encoding above.
+    All,
+}
+
+impl EchoEncoding {
+    const EACH: [EchoEncoding; 7] = [
+        EchoEncoding::Plain,
+        EchoEncoding::UnicodeEscape,
+        EchoEncoding::Percent,
+        EchoEncoding::Html,
+        EchoEncoding::Base64,
+        EchoEncoding::Base64Url,
+        EchoEncoding::Hex,
+    ];
+}
+
+/// Stands for the `\uXXXX`-escaped echo in a JSON value until the body is
+/// serialised (serde would escape the backslashes).
+const ESCAPED_ECHO_MARK: &str = "@@w2c-escaped-echo@@";
 
 /// Request and fault counters, served at `/stats`.
 #[derive(Debug, Default, Serialize, Deserialize, Clone, PartialEq, Eq)]
@@ -317,16 +367,18 @@ async fn preamble(st: &AppState, headers: &HeaderMap) -> Result<Fault, Response>
         if !ok {
             st.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
             let message = if st.opts.echo_key {
-                format!("Incorrect API key provided: {}", echoed(headers))
+                format!("Incorrect API key provided: {}", echoed(&st.opts, headers))
             } else {
                 "Incorrect API key provided.".to_string()
             };
+            let body = json_text(headers, &error_body(&message, "invalid_request_error"));
             return Err(hostile_headers(
                 st,
                 headers,
                 (
                     StatusCode::UNAUTHORIZED,
-                    Json(error_body(&message, "invalid_request_error")),
+                    [("content-type", "application/json")],
+                    body,
                 )
                     .into_response(),
             ));
@@ -424,7 +476,7 @@ fn finish(st: &AppState, headers: &HeaderMap, fault: Fault, mut body: Value) -> 
             return resp;
         }
     }
-    let text = body.to_string();
+    let text = json_text(headers, &body);
     let text = match fault {
         Fault::Truncated => crate::fingerprint::prefix(&text, text.len() / 2).to_string(),
         Fault::Malformed => "<html>upstream gateway error</html>".to_string(),
@@ -440,15 +492,82 @@ fn finish(st: &AppState, headers: &HeaderMap, fault: Fault, mut body: Value) -> 
     )
 }
 
-/// What `--echo-key` sends back: the request's `Authorization` and `x-*`
-/// header values.
-fn echoed(headers: &HeaderMap) -> String {
+/// The request's `Authorization` and `x-*` headers, as name and value.
+fn echoed_headers(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
         .filter(|(k, _)| k.as_str() == "authorization" || k.as_str().starts_with("x-"))
-        .filter_map(|(k, v)| v.to_str().ok().map(|v| format!("{k}: {v}")))
+        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.to_string(), v.to_string())))
+        .collect()
+}
+
+/// What `--echo-key` sends back: the request's `Authorization` and `x-*`
+/// header values, in every spelling `--echo-key-as` asks for. The
+/// `\uXXXX` spelling is [`ESCAPED_ECHO_MARK`] here; [`json_text`] and
+/// [`header_text`] put it in.
+fn echoed(opts: &MockServerOptions, headers: &HeaderMap) -> String {
+    use base64::Engine as _;
+    let pairs = echoed_headers(headers);
+    let plain = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let encodings: Vec<EchoEncoding> = if opts.echo_key_as.contains(&EchoEncoding::All) {
+        EchoEncoding::EACH.to_vec()
+    } else {
+        opts.echo_key_as.clone()
+    };
+    let b64 = base64::engine::general_purpose::STANDARD;
+    encodings
+        .iter()
+        .map(|e| match e {
+            EchoEncoding::Plain | EchoEncoding::All => plain.clone(),
+            EchoEncoding::UnicodeEscape => ESCAPED_ECHO_MARK.to_string(),
+            EchoEncoding::Percent => plain.bytes().map(|b| format!("%{b:02X}")).collect(),
+            EchoEncoding::Html => plain.chars().map(|c| format!("&#{};", c as u32)).collect(),
+            EchoEncoding::Base64 => {
+                let mut parts = vec![b64.encode(&plain)];
+                for (_, v) in &pairs {
+                    let value = v.strip_prefix("Bearer ").unwrap_or(v);
+                    parts.push(format!("Basic {}", b64.encode(format!("w2c:{value}"))));
+                }
+                parts.join(" ")
+            }
+            EchoEncoding::Base64Url => {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&plain)
+            }
+            EchoEncoding::Hex => hex::encode(&plain),
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// The `\uXXXX` spelling of the echoed headers.
+fn escaped_echo(headers: &HeaderMap) -> String {
+    echoed_headers(headers)
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
         .collect::<Vec<_>>()
         .join("; ")
+        .encode_utf16()
+        .map(|u| format!("\\u{u:04x}"))
+        .collect()
+}
+
+/// A JSON value as body text, with the escaped echo written in raw.
+fn json_text(headers: &HeaderMap, body: &Value) -> String {
+    let text = body.to_string();
+    if text.contains(ESCAPED_ECHO_MARK) {
+        text.replace(ESCAPED_ECHO_MARK, &escaped_echo(headers))
+    } else {
+        text
+    }
+}
+
+/// An echo as a header value.
+fn header_text(headers: &HeaderMap, echo: &str) -> String {
+    echo.replace(ESCAPED_ECHO_MARK, &escaped_echo(headers))
 }
 
 /// Applies the hostile modes to a successful reply body; returns a whole
@@ -475,7 +594,7 @@ fn hostile_body(st: &AppState, headers: &HeaderMap, body: &mut Value) -> Option<
         }
     };
     if o.echo_key {
-        let echo = echoed(headers);
+        let echo = echoed(o, headers);
         if let Some(text) = text_of(body) {
             set_text(body, format!("{text}\n(request headers: {echo})"));
         }
@@ -539,7 +658,8 @@ fn hostile_headers(st: &AppState, headers: &HeaderMap, mut resp: Response) -> Re
         }
     }
     if st.opts.echo_key {
-        if let Ok(v) = HeaderValue::from_str(&echoed(headers)) {
+        let echo = header_text(headers, &echoed(&st.opts, headers));
+        if let Ok(v) = HeaderValue::from_str(&echo) {
             h.insert("x-echo", v);
         }
     }
