@@ -285,6 +285,8 @@ pub const MAX_RESPONSE_BYTES_RANGE: std::ops::RangeInclusive<u64> = 1024..=(1 <<
 pub const MAX_CONCURRENCY_RANGE: std::ops::RangeInclusive<usize> = 1..=4096;
 /// Accepted range of `max_attempts`.
 pub const MAX_ATTEMPTS_RANGE: std::ops::RangeInclusive<u32> = 1..=100;
+/// Accepted range of a mock provider's `latency_ms` (up to one day).
+pub const LATENCY_MS_RANGE: std::ops::RangeInclusive<u64> = 0..=86_400_000;
 
 /// `[methods]`: which methods run and their settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -656,6 +658,15 @@ impl ProviderConfig {
         if !(0.0..=1.0).contains(&self.fail_rate) {
             bail!("key `{}`: expected a share in [0, 1]", key("fail_rate"));
         }
+        in_range(
+            "latency_ms",
+            LATENCY_MS_RANGE.contains(&self.latency_ms),
+            format!(
+                "[{}, {}] milliseconds (one day)",
+                LATENCY_MS_RANGE.start(),
+                LATENCY_MS_RANGE.end()
+            ),
+        )?;
         for (k, v) in self.headers.iter().chain(self.headers_env.iter()) {
             if k.eq_ignore_ascii_case("authorization") {
                 bail!(
@@ -1220,6 +1231,21 @@ enabled = ["mcq"]
             assert!(err.contains("providers.mock.base_url"), "{url}: {err}");
             assert!(!err.contains(":p@"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_mock_latency_beyond_a_day_is_refused_with_its_range() {
+        let text = MINIMAL.replace(
+            "kind = \"mock\"",
+            "kind = \"mock\"\nlatency_ms = 9223372036854775807",
+        );
+        let err = format!("{:#}", parse(&text).unwrap_err());
+        assert!(
+            err.contains("providers.mock.latency_ms") && err.contains("86400000"),
+            "{err}"
+        );
+        let ok = MINIMAL.replace("kind = \"mock\"", "kind = \"mock\"\nlatency_ms = 86400000");
+        assert!(parse(&ok).is_ok());
     }
 
     #[test]

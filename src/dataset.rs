@@ -14,7 +14,6 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
@@ -98,8 +97,7 @@ impl Dataset {
 /// The file is read once, in chunks: each chunk is hashed and its lines
 /// parsed as they arrive, so the whole file is never held in memory.
 pub fn load(path: &Path) -> Result<Dataset> {
-    let file =
-        File::open(path).with_context(|| format!("cannot read dataset {}", path.display()))?;
+    let file = crate::store::open_regular(path).context("cannot read the dataset")?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut hasher = Sha256::new();
     let mut parser = LineParser::default();

@@ -131,9 +131,8 @@ impl MockServerOptions {
         if shares.iter().map(|(_, v)| v).sum::<f64>() > 1.0 {
             bail!("the fault shares add up to more than 1");
         }
-        if !(self.retry_after_secs >= 0.0 && self.retry_after_secs.is_finite()) {
-            bail!("--retry-after-secs: expected a non-negative number");
-        }
+        crate::secs::in_range("--retry-after-secs", self.retry_after_secs, 0.0..=86_400.0)
+            .map_err(anyhow::Error::msg)?;
         crate::secs::in_range("--hang-secs", self.hang_secs, 0.0..=86_400.0)
             .map_err(anyhow::Error::msg)?;
         const DAY_MS: u64 = 86_400_000;
@@ -961,6 +960,7 @@ mod tests {
             ["x", "--hang-secs", "1e300"],
             ["x", "--jitter-ms", "18446744073709551615"],
             ["x", "--latency-ms", "18446744073709551615"],
+            ["x", "--retry-after-secs", "1e300"],
         ] {
             let err = P::parse_from(args).o.validate().unwrap_err().to_string();
             assert!(err.contains(args[1]), "{err}");

@@ -21,7 +21,9 @@ pub mod layout;
 pub mod records;
 pub mod session;
 
-pub use files::{file_digest, read_json, write_bytes_atomic, write_json_atomic};
+pub use files::{
+    file_digest, open_regular, read_json, read_regular, write_bytes_atomic, write_json_atomic,
+};
 pub use jsonl::{load_jsonl, read_jsonl, read_jsonl_lines, JsonlWriter, LoadReport};
 pub use layout::{names, NamespaceDir};
 pub use records::{
