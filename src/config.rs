@@ -569,8 +569,13 @@ impl LlmJudgeConfig {
                 bail!("key `{key}`: expected a value in [0, 2], got {t}");
             }
         }
-        if self.target_max_tokens == 0 || self.judge_max_tokens == 0 {
-            bail!("key `methods.llm_judge.*_max_tokens`: expected a positive number");
+        for (key, n) in [
+            ("methods.llm_judge.target_max_tokens", self.target_max_tokens),
+            ("methods.llm_judge.judge_max_tokens", self.judge_max_tokens),
+        ] {
+            if n == 0 {
+                bail!("key `{key}`: expected a positive number of tokens, got 0");
+            }
         }
         Ok(())
     }
@@ -800,7 +805,9 @@ pub struct LoadedConfig {
 pub fn load(path: &Path) -> Result<LoadedConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
-    let mut config = parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    // `{e:#}`: the whole chain (e.g. "key `models.target`: provider `x` is
+    // not defined ..."), not only its outermost context.
+    let mut config = parse(&text).map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
     let base = path
         .canonicalize()
         .with_context(|| format!("cannot resolve config path {}", path.display()))?
@@ -1170,6 +1177,49 @@ enabled = ["mcq"]
     fn unknown_method_rejected() {
         let err = parse(&MINIMAL.replace("[\"mcq\"]", "[\"nope\"]")).unwrap_err();
         assert!(err.to_string().contains("methods.enabled[0]"), "{err}");
+    }
+
+    #[test]
+    fn routing_errors_name_the_key_and_the_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let unknown = write(
+            "unknown.toml",
+            &MINIMAL.replace("target_provider = \"mock\"", "target_provider = \"nope\""),
+        );
+        let err = format!("{:#}", load(&unknown).unwrap_err());
+        assert!(
+            err.contains("key `models.target`") && err.contains("provider `nope` is not defined"),
+            "{err}"
+        );
+        let two = MINIMAL
+            .replace("target_provider = \"mock\"\n", "")
+            .replace("kind = \"mock\"", "kind = \"mock\"\nmodel_prefixes = [\"m\"]")
+            + "[providers.other]\nkind = \"mock\"\nmodel_prefixes = [\"m\"]\n";
+        let err = format!("{:#}", load(&write("two.toml", &two)).unwrap_err());
+        assert!(
+            err.contains("key `models.target`") && err.contains("several providers"),
+            "{err}"
+        );
+        let none = MINIMAL.replace("target_provider = \"mock\"\n", "");
+        let err = format!("{:#}", load(&write("none.toml", &none)).unwrap_err());
+        assert!(err.contains("no provider routes model `m`"), "{err}");
+        // The top-level message alone (as `{err}` prints it) says it too.
+        let err = load(&unknown).unwrap_err().to_string();
+        assert!(err.contains("is not defined"), "{err}");
+    }
+
+    #[test]
+    fn each_judge_budget_is_named() {
+        for key in ["target_max_tokens", "judge_max_tokens"] {
+            let text = format!("{MINIMAL}[methods.llm_judge]\n{key} = 0\n");
+            let err = format!("{:#}", parse(&text).unwrap_err());
+            assert!(err.contains(&format!("methods.llm_judge.{key}")), "{err}");
+        }
     }
 
     #[test]

@@ -109,6 +109,11 @@ pub struct MockServerOptions {
     /// values (u64::MAX, negative, fractional, strings), cycling per request.
     #[arg(long)]
     pub wrong_types: bool,
+    /// Hostile: answer every request (on any path, `/stats` included) with
+    /// a reply whose HTTP framing is broken: `Content-Length: -1`, 1 MiB of
+    /// headers, 1000 headers, or a status line that is not HTTP.
+    #[arg(long, value_enum)]
+    pub bad_http: Option<BadHttp>,
     /// Seed of the replies and of the fault draws.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -193,6 +198,85 @@ impl EchoEncoding {
         EchoEncoding::Base64Url,
         EchoEncoding::Hex,
     ];
+}
+
+/// A reply with broken HTTP framing (see `--bad-http`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BadHttp {
+    /// `Content-Length: -1`.
+    NegativeContentLength,
+    /// One header of 1 MiB.
+    HugeHeaders,
+    /// 1000 headers.
+    ManyHeaders,
+    /// A first line that is not an HTTP status line.
+    NotHttp,
+}
+
+impl BadHttp {
+    /// The whole reply, bytes as sent.
+    fn reply(self) -> Vec<u8> {
+        let body = json!({
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "A"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+        })
+        .to_string();
+        let ok = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n";
+        let head = match self {
+            BadHttp::NegativeContentLength => format!("{ok}content-length: -1\r\n"),
+            BadHttp::HugeHeaders => format!(
+                "{ok}x-huge: {}\r\ncontent-length: {}\r\n",
+                "a".repeat(1 << 20),
+                body.len()
+            ),
+            BadHttp::ManyHeaders => {
+                let many: String = (0..1000).map(|i| format!("x-h{i}: v\r\n")).collect();
+                format!("{ok}{many}content-length: {}\r\n", body.len())
+            }
+            BadHttp::NotHttp => "W2C-MOCK 200 NOT HTTP\r\n".to_string(),
+        };
+        format!("{head}\r\n{body}").into_bytes()
+    }
+}
+
+/// `--bad-http`: reads each request (head and `content-length` body) and
+/// answers with the broken reply, then closes the connection.
+async fn serve_bad_http(listener: tokio::net::TcpListener, kind: BadHttp) -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let (mut conn, _) = listener.accept().await.context("accept")?;
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 8192];
+            let head_end = loop {
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break i + 4;
+                }
+                match conn.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+                if buf.len() > 1 << 20 {
+                    return;
+                }
+            };
+            let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+            let body_len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0)
+                .min(64 << 20);
+            while buf.len() < head_end + body_len {
+                match conn.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let _ = conn.write_all(&kind.reply()).await;
+            let _ = conn.shutdown().await;
+        });
+    }
 }
 
 /// Stands for the `\uXXXX`-escaped echo in a JSON value until the body is
@@ -318,6 +402,9 @@ pub async fn run(opts: MockServerOptions) -> Result<()> {
     println!("listening on http://{addr}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
+    if let Some(kind) = opts.bad_http {
+        return serve_bad_http(listener, kind).await;
+    }
     let state = Arc::new(AppState {
         rng: Mutex::new(StdRng::seed_from_u64(opts.seed)),
         opts,

@@ -383,3 +383,28 @@ fn wrong_json_types_are_audited_and_token_totals_saturate() {
         before
     );
 }
+
+#[test]
+fn broken_http_framing_fails_the_attempt_with_the_cause_named() {
+    for (kind, cause) in [
+        ("negative-content-length", "the server's reply is not valid HTTP"),
+        ("huge-headers", "the server's reply headers are too large"),
+        ("many-headers", "the server's reply headers are too large"),
+        ("not-http", "the server's reply is not valid HTTP"),
+    ] {
+        let server = MockServer::start(&["--bad-http", kind], &[]);
+        let ws = Workspace::new();
+        let cfg = ws.http_config("eval.toml", &small(), &server.url, "");
+        let out = run(&ws, &cfg, &[]);
+        // Retried like any transport failure, then incomplete.
+        assert_eq!(out.status.code(), Some(3), "{kind}: {}", stderr(&out));
+        assert!(stderr(&out).contains(cause), "{kind}: {}", stderr(&out));
+        let s = only_session(&ws.runs(), "k");
+        let errors = read_jsonl(&s.join("checkpoints/mcq/errors.jsonl"));
+        assert_eq!(errors.len(), 3, "{kind}");
+        for e in &errors {
+            let msg = e["error"].as_str().unwrap();
+            assert!(msg.contains(cause), "{kind}: {msg}");
+        }
+    }
+}

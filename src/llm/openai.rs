@@ -237,10 +237,53 @@ fn without_url(e: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    let detail = std::error::Error::source(e)
-        .map(|s| s.to_string())
-        .unwrap_or_else(|| "no detail".into());
-    redact::scrub(&format!("{kind} ({detail})"))
+    let chain = error_chain(e);
+    redact::scrub(&match http_fault(e) {
+        Some(cause) => format!("{kind}: {cause} ({chain})"),
+        None => format!("{kind} ({chain})"),
+    })
+}
+
+/// What a server did wrong at the HTTP level, when a transport error says
+/// so: a reply that is not valid HTTP (e.g. `Content-Length: -1`), headers
+/// larger than the client reads, or a connection closed mid-reply.
+fn http_fault(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        if let Some(h) = c.downcast_ref::<hyper::Error>() {
+            if h.is_parse_too_large() {
+                return Some("the server's reply headers are too large (more than the client reads)");
+            }
+            if h.is_parse() || h.is_parse_status() {
+                return Some("the server's reply is not valid HTTP");
+            }
+            if h.is_incomplete_message() {
+                return Some("the connection closed before the reply was complete");
+            }
+        }
+        cause = c.source();
+    }
+    None
+}
+
+/// Every cause under a transport error, outermost first (each said once):
+/// "client error (SendRequest): invalid HTTP header parsed" names what the
+/// server did, where the first cause alone would not.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cause = c.source();
+    }
+    if parts.is_empty() {
+        "no detail".into()
+    } else {
+        parts.join(": ")
+    }
 }
 
 fn preview(s: &str) -> String {
