@@ -570,7 +570,10 @@ impl LlmJudgeConfig {
             }
         }
         for (key, n) in [
-            ("methods.llm_judge.target_max_tokens", self.target_max_tokens),
+            (
+                "methods.llm_judge.target_max_tokens",
+                self.target_max_tokens,
+            ),
             ("methods.llm_judge.judge_max_tokens", self.judge_max_tokens),
         ] {
             if n == 0 {
@@ -1196,10 +1199,10 @@ enabled = ["mcq"]
             err.contains("key `models.target`") && err.contains("provider `nope` is not defined"),
             "{err}"
         );
-        let two = MINIMAL
-            .replace("target_provider = \"mock\"\n", "")
-            .replace("kind = \"mock\"", "kind = \"mock\"\nmodel_prefixes = [\"m\"]")
-            + "[providers.other]\nkind = \"mock\"\nmodel_prefixes = [\"m\"]\n";
+        let two = MINIMAL.replace("target_provider = \"mock\"\n", "").replace(
+            "kind = \"mock\"",
+            "kind = \"mock\"\nmodel_prefixes = [\"m\"]",
+        ) + "[providers.other]\nkind = \"mock\"\nmodel_prefixes = [\"m\"]\n";
         let err = format!("{:#}", load(&write("two.toml", &two)).unwrap_err());
         assert!(
             err.contains("key `models.target`") && err.contains("several providers"),

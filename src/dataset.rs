@@ -613,12 +613,23 @@ mod tests {
 
     #[test]
     fn a_byte_order_mark_starts_the_file_or_is_named() {
-        let text = format!("\u{feff}{}\n{}\n", row("a", "tool_call"), row("b", "direct"));
+        let text = format!(
+            "\u{feff}{}\n{}\n",
+            row("a", "tool_call"),
+            row("b", "direct")
+        );
         let ex = parse_lines(&text).unwrap();
         assert_eq!(ex[0].uuid, "a");
-        let inner = format!("{}\n\u{feff}{}\n", row("a", "tool_call"), row("b", "direct"));
+        let inner = format!(
+            "{}\n\u{feff}{}\n",
+            row("a", "tool_call"),
+            row("b", "direct")
+        );
         let err = parse_lines(&inner).unwrap_err();
-        assert!(err.starts_with("2: ") && err.contains("byte order mark"), "{err}");
+        assert!(
+            err.starts_with("2: ") && err.contains("byte order mark"),
+            "{err}"
+        );
     }
 
     #[test]

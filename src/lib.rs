@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod dataset;
 pub mod engine;
+pub mod env_vars;
 pub mod export;
 pub mod fingerprint;
 pub mod floats;

@@ -385,14 +385,7 @@ enum Fault {
 pub async fn run(opts: MockServerOptions) -> Result<()> {
     opts.validate()?;
     let api_key = match &opts.api_key_env {
-        Some(var) => Some(
-            std::env::var(var)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .with_context(|| {
-                    format!("--api-key-env: environment variable `{var}` is not set")
-                })?,
-        ),
+        Some(var) => Some(crate::env_vars::secret(var, "--api-key-env", "Bearer ")?),
         None => None,
     };
     let listener = tokio::net::TcpListener::bind((opts.host.as_str(), opts.port))

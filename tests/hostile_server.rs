@@ -387,7 +387,10 @@ fn wrong_json_types_are_audited_and_token_totals_saturate() {
 #[test]
 fn broken_http_framing_fails_the_attempt_with_the_cause_named() {
     for (kind, cause) in [
-        ("negative-content-length", "the server's reply is not valid HTTP"),
+        (
+            "negative-content-length",
+            "the server's reply is not valid HTTP",
+        ),
         ("huge-headers", "the server's reply headers are too large"),
         ("many-headers", "the server's reply headers are too large"),
         ("not-http", "the server's reply is not valid HTTP"),

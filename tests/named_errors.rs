@@ -101,3 +101,144 @@ fn a_dataset_that_is_a_fifo_or_a_directory_is_refused_at_once() {
     );
     fails_with(&ws, &run_args(&cfg), &[], 1, &["is a directory"]);
 }
+
+/// Bytes that are not UTF-8, as an environment value.
+#[cfg(unix)]
+fn not_utf8() -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::OsStr::from_bytes(b"sk-\xff\xfe-key").to_os_string()
+}
+
+fn os(s: &str) -> &std::ffi::OsStr {
+    std::ffi::OsStr::new(s)
+}
+
+#[cfg(unix)]
+#[test]
+fn environment_variables_that_cannot_be_used_are_errors_naming_them_before_any_request() {
+    let server = MockServer::start(&[], &[]);
+    let ws = Workspace::new();
+    let cfg = ws.http_config(
+        "eval.toml",
+        &small(),
+        &server.url,
+        "api_key_env = \"MY_KEY\"\nheaders_env = { \"x-org\" = \"MY_ORG\" }",
+    );
+    let bad = not_utf8();
+    let ok_key = os("sk-ok-0123456789");
+    for (envs, needles) in [
+        (
+            vec![("MY_KEY", os("sk-canary-123\n")), ("MY_ORG", os("org-1"))],
+            vec![
+                "`MY_KEY`",
+                "providers.mock.api_key_env",
+                "a newline at character 14",
+            ],
+        ),
+        (
+            vec![("MY_KEY", bad.as_os_str()), ("MY_ORG", os("org-1"))],
+            vec!["`MY_KEY`", "not valid UTF-8", "providers.mock.api_key_env"],
+        ),
+        (
+            vec![("MY_KEY", ok_key), ("MY_ORG", os("org\r\n1"))],
+            vec![
+                "`MY_ORG`",
+                "providers.mock.headers_env.x-org",
+                "a carriage return",
+            ],
+        ),
+        (
+            vec![
+                ("MY_KEY", ok_key),
+                ("MY_ORG", os("org-1")),
+                ("MLFLOW_TRACKING_URI", bad.as_os_str()),
+            ],
+            vec!["`MLFLOW_TRACKING_URI`", "not valid UTF-8"],
+        ),
+        (
+            vec![
+                ("MY_KEY", ok_key),
+                ("MY_ORG", os("org-1")),
+                ("W2C_RUN_KEY", bad.as_os_str()),
+            ],
+            vec!["`W2C_RUN_KEY`", "not valid UTF-8"],
+        ),
+        (
+            vec![
+                ("MY_KEY", ok_key),
+                ("MY_ORG", os("org-1")),
+                ("MLFLOW_TRACKING_URI", os("http://127.0.0.1:9")),
+                ("MLFLOW_TRACKING_TOKEN", os("tok-0123456789\n")),
+            ],
+            vec!["`MLFLOW_TRACKING_TOKEN`", "a newline"],
+        ),
+    ] {
+        let stderr = fails_with(&ws, &run_args(&cfg), &envs, 1, &needles);
+        assert!(
+            !stderr.contains("canary") && !stderr.contains("0123456789"),
+            "{stderr}"
+        );
+    }
+    assert_eq!(server.stats()["requests"], 0, "a request was sent");
+    // Every command that reads MLflow settings checks them.
+    fails_with(
+        &ws,
+        &["sync", "0000"],
+        &[("MLFLOW_TRACKING_URI", bad.as_os_str())],
+        1,
+        &["`MLFLOW_TRACKING_URI`"],
+    );
+}
+
+#[test]
+fn an_unknown_or_ambiguous_provider_is_named_with_the_cause() {
+    let ws = Workspace::new();
+    let cfg = ws.config("eval.toml", &small());
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let unknown = ws.write(
+        "unknown.toml",
+        &text.replace("target_provider = \"mock\"", "target_provider = \"nope\""),
+    );
+    fails_with(
+        &ws,
+        &run_args(&unknown),
+        &[],
+        1,
+        &[
+            "key `models.target`",
+            "provider `nope` is not defined",
+            "[\"mock\"]",
+        ],
+    );
+    let ambiguous = ws.write(
+        "two.toml",
+        &(text.replace("target_provider = \"mock\"\n", "").replace(
+            "kind = \"mock\"",
+            "kind = \"mock\"\nmodel_prefixes = [\"mock-\"]",
+        ) + "\n[providers.other]\nkind = \"mock\"\nmodel_prefixes = [\"mock-m\"]\n"),
+    );
+    fails_with(
+        &ws,
+        &["config", "check", ambiguous.to_str().unwrap()],
+        &[],
+        1,
+        &["key `models.target`", "several providers", "\"other\""],
+    );
+}
+
+#[test]
+fn a_byte_order_mark_at_the_start_of_the_dataset_is_accepted() {
+    let ws = Workspace::new();
+    let mut bytes = "\u{feff}".as_bytes().to_vec();
+    bytes.extend(std::fs::read(sample_dataset()).unwrap());
+    let data = ws.path().join("bom.jsonl");
+    std::fs::write(&data, bytes).unwrap();
+    let cfg = ws.config(
+        "eval.toml",
+        &Opts {
+            dataset: data,
+            ..small()
+        },
+    );
+    run_ok(&ws, &cfg);
+}

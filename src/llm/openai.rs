@@ -12,7 +12,7 @@ use super::{
 };
 use crate::config::ProviderConfig;
 use crate::redact;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -48,15 +48,12 @@ impl OpenAiProvider {
             .map_err(|e| anyhow::anyhow!("key `providers.{name}.base_url`: {e}"))?;
         let base_url = raw_url.trim().trim_end_matches('/').to_string();
         let api_key = match &cfg.api_key_env {
-            Some(var) => match std::env::var(var) {
-                Ok(v) if !v.is_empty() => {
-                    redact::register(&v);
-                    Some(v)
-                }
-                _ => bail!(
-                    "provider `{name}`: environment variable `{var}` (from `api_key_env`) is not set"
-                ),
-            },
+            Some(var) => {
+                let from = format!("`providers.{name}.api_key_env`");
+                let v = crate::env_vars::secret(var, &from, "Bearer ")?;
+                redact::register(&v);
+                Some(v)
+            }
             None => None,
         };
         let mut headers = reqwest::header::HeaderMap::new();
@@ -64,9 +61,8 @@ impl OpenAiProvider {
             insert_header(&mut headers, name, k, v.clone())?;
         }
         for (k, var) in &cfg.headers_env {
-            let v = std::env::var(var).ok().filter(|v| !v.is_empty()).with_context(|| {
-                format!("provider `{name}`: environment variable `{var}` (from `headers_env.{k}`) is not set")
-            })?;
+            let from = format!("`providers.{name}.headers_env.{k}`");
+            let v = crate::env_vars::secret(var, &from, "")?;
             redact::register(&v);
             insert_header(&mut headers, name, k, v)?;
         }
@@ -252,7 +248,9 @@ fn http_fault(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
     while let Some(c) = cause {
         if let Some(h) = c.downcast_ref::<hyper::Error>() {
             if h.is_parse_too_large() {
-                return Some("the server's reply headers are too large (more than the client reads)");
+                return Some(
+                    "the server's reply headers are too large (more than the client reads)",
+                );
             }
             if h.is_parse() || h.is_parse_status() {
                 return Some("the server's reply is not valid HTTP");
