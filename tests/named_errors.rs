@@ -242,3 +242,56 @@ fn a_byte_order_mark_at_the_start_of_the_dataset_is_accepted() {
     );
     run_ok(&ws, &cfg);
 }
+
+#[test]
+fn every_loser_of_a_start_race_names_the_winners_pid() {
+    let ws = Workspace::new();
+    let cfg = ws.config(
+        "eval.toml",
+        &Opts {
+            latency_ms: 300,
+            ..small()
+        },
+    );
+    let children: Vec<std::process::Child> = (0..20)
+        .map(|_| {
+            std::process::Command::new(assert_cmd::cargo::cargo_bin("w2c"))
+                .current_dir(ws.path())
+                .args(["run", "--run-key", "k", "--no-tracking", "--config"])
+                .arg(&cfg)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn w2c run")
+        })
+        .collect();
+    let mut winners = Vec::new();
+    let mut named = Vec::new();
+    for child in children {
+        let pid = child.id();
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        match out.status.code() {
+            Some(0) => winners.push(pid.to_string()),
+            Some(4) => named.push(
+                stderr
+                    .split("(PID ")
+                    .nth(1)
+                    .and_then(|r| r.split(')').next())
+                    .unwrap_or("none")
+                    .to_string(),
+            ),
+            other => panic!("exit {other:?}: {stderr}"),
+        }
+    }
+    assert!(
+        !winners.is_empty() && !named.is_empty(),
+        "{winners:?} {named:?}"
+    );
+    for pid in &named {
+        assert!(
+            winners.contains(pid),
+            "a loser named PID {pid}; winners {winners:?}"
+        );
+    }
+}
