@@ -63,6 +63,9 @@ pub struct MockServerOptions {
     /// Share of 200 replies whose body is not JSON.
     #[arg(long, default_value_t = 0.0)]
     pub rate_malformed: f64,
+    /// Share of 200 replies with an empty body.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_empty: f64,
     /// Ignore `echo` on /completions, like endpoints that cannot score prompts.
     #[arg(long)]
     pub no_echo: bool,
@@ -106,9 +109,14 @@ pub struct MockServerOptions {
     #[arg(long)]
     pub absurd_headers: bool,
     /// Hostile: `usage` and metadata of the wrong JSON types or absurd
-    /// values (u64::MAX, negative, fractional, strings), cycling per request.
+    /// values (u64::MAX, negative, fractional, strings), cycling per request;
+    /// /completions replies also get a `text` or `logprobs` of the wrong type.
     #[arg(long)]
     pub wrong_types: bool,
+    /// Hostile: /completions echoes the prompt with logprobs but reports
+    /// `completion_tokens` 1000000, or shifts every `text_offset` by 5.
+    #[arg(long, value_enum)]
+    pub absurd_echo: Option<AbsurdEcho>,
     /// Hostile: answer every request (on any path, `/stats` included) with
     /// a reply whose HTTP framing is broken: `Content-Length: -1`, 1 MiB of
     /// headers, 1000 headers, or a status line that is not HTTP.
@@ -127,6 +135,7 @@ impl MockServerOptions {
             ("--rate-hang", self.rate_hang),
             ("--rate-truncated", self.rate_truncated),
             ("--rate-malformed", self.rate_malformed),
+            ("--rate-empty", self.rate_empty),
         ];
         for (name, v) in shares {
             if !(0.0..=1.0).contains(&v) {
@@ -198,6 +207,15 @@ impl EchoEncoding {
         EchoEncoding::Base64Url,
         EchoEncoding::Hex,
     ];
+}
+
+/// An echo whose numbers are wrong (see `--absurd-echo`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AbsurdEcho {
+    /// `usage.completion_tokens` = 1000000.
+    CompletionTokens,
+    /// Every `text_offset` 5 characters too far.
+    ShiftedOffsets,
 }
 
 /// A reply with broken HTTP framing (see `--bad-http`).
@@ -304,6 +322,9 @@ pub struct Stats {
     pub fault_truncated: u64,
     /// Malformed bodies.
     pub fault_malformed: u64,
+    /// Empty bodies.
+    #[serde(default)]
+    pub fault_empty: u64,
     /// 401 replies.
     pub unauthorized: u64,
     /// Replies shaped by a hostile mode.
@@ -322,6 +343,7 @@ struct Counters {
     fault_hang: AtomicU64,
     fault_truncated: AtomicU64,
     fault_malformed: AtomicU64,
+    fault_empty: AtomicU64,
     unauthorized: AtomicU64,
     hostile: AtomicU64,
 }
@@ -339,6 +361,7 @@ impl Counters {
             fault_hang: g(&self.fault_hang),
             fault_truncated: g(&self.fault_truncated),
             fault_malformed: g(&self.fault_malformed),
+            fault_empty: g(&self.fault_empty),
             unauthorized: g(&self.unauthorized),
             hostile: g(&self.hostile),
         }
@@ -355,6 +378,7 @@ impl Counters {
             &self.fault_hang,
             &self.fault_truncated,
             &self.fault_malformed,
+            &self.fault_empty,
             &self.unauthorized,
             &self.hostile,
         ] {
@@ -378,6 +402,7 @@ enum Fault {
     Hang,
     Truncated,
     Malformed,
+    Empty,
 }
 
 /// Binds the listener and serves until the process ends. Prints
@@ -484,6 +509,7 @@ async fn preamble(st: &AppState, headers: &HeaderMap) -> Result<Fault, Response>
         (o.rate_hang, Fault::Hang),
         (o.rate_truncated, Fault::Truncated),
         (o.rate_malformed, Fault::Malformed),
+        (o.rate_empty, Fault::Empty),
     ];
     for (share, fault) in faults {
         edge += share;
@@ -545,6 +571,10 @@ async fn apply_fault(st: &AppState, fault: Fault) -> Result<Fault, Response> {
             c.fault_malformed.fetch_add(1, Ordering::Relaxed);
             Ok(Fault::Malformed)
         }
+        Fault::Empty => {
+            c.fault_empty.fetch_add(1, Ordering::Relaxed);
+            Ok(Fault::Empty)
+        }
         Fault::None => Ok(Fault::None),
     }
 }
@@ -559,6 +589,7 @@ fn finish(st: &AppState, headers: &HeaderMap, fault: Fault, mut body: Value) -> 
     let text = match fault {
         Fault::Truncated => crate::fingerprint::prefix(&text, text.len() / 2).to_string(),
         Fault::Malformed => "<html>upstream gateway error</html>".to_string(),
+        Fault::Empty => String::new(),
         _ => {
             st.counters.ok.fetch_add(1, Ordering::Relaxed);
             text
@@ -653,7 +684,12 @@ fn header_text(headers: &HeaderMap, echo: &str) -> String {
 /// response when the mode replaces the body (`--endless-body`).
 fn hostile_body(st: &AppState, headers: &HeaderMap, body: &mut Value) -> Option<Response> {
     let o = &st.opts;
-    if !(o.echo_key || o.wrong_types || o.huge_body_bytes.is_some() || o.endless_body) {
+    if !(o.echo_key
+        || o.wrong_types
+        || o.huge_body_bytes.is_some()
+        || o.endless_body
+        || o.absurd_echo.is_some())
+    {
         return None;
     }
     st.counters.hostile.fetch_add(1, Ordering::Relaxed);
@@ -692,7 +728,29 @@ fn hostile_body(st: &AppState, headers: &HeaderMap, body: &mut Value) -> Option<
         body["choices"][0]["finish_reason"] = json!(["stop"]);
         if body.pointer("/choices/0/message").is_some() {
             body["choices"][0]["message"]["reasoning_content"] = json!({"nested": true});
+        } else if body.pointer("/choices/0/text").is_some() {
+            match n % 3 {
+                0 => body["choices"][0]["text"] = json!(12345),
+                1 => body["choices"][0]["logprobs"] = json!("yes"),
+                _ => body["choices"][0]["logprobs"]["tokens"] = json!([1, 2, 3]),
+            }
         }
+    }
+    match o.absurd_echo {
+        Some(AbsurdEcho::CompletionTokens) => {
+            body["usage"]["completion_tokens"] = json!(1_000_000);
+        }
+        Some(AbsurdEcho::ShiftedOffsets) => {
+            if let Some(offsets) = body
+                .pointer_mut("/choices/0/logprobs/text_offset")
+                .and_then(Value::as_array_mut)
+            {
+                for o in offsets.iter_mut() {
+                    *o = json!(o.as_u64().unwrap_or(0) + 5);
+                }
+            }
+        }
+        None => {}
     }
     if let Some(bytes) = o.huge_body_bytes {
         if let Some(text) = text_of(body) {

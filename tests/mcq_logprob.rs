@@ -310,3 +310,99 @@ fn sessions_scored_before_the_official_prompts_resume_in_their_namespace() {
         .unwrap();
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
 }
+
+fn garbage_opts() -> Opts {
+    Opts {
+        n_per_label: Some(1),
+        max_attempts: 2,
+        methods: "\"mcq_logprob\", \"mcq\"".into(),
+        ..Opts::default()
+    }
+}
+
+fn run_with(ws: &Workspace, cfg: &std::path::Path) -> (Option<i32>, String) {
+    let out = w2c(ws.path())
+        .args(["run", "--run-key", "k", "--config"])
+        .arg(cfg)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+// Issue 19, point 8: a probe reply that is garbage after its retries made
+// the run fail (exit 1); it is a failed request like an item's: the method
+// is left unfinished, the others run, the run is incomplete (exit 3), and a
+// resume against a working server finishes it.
+#[test]
+fn a_garbage_probe_reply_after_retries_leaves_the_method_incomplete() {
+    let good = MockServer::start(&[], &[]);
+    for (args, causes) in [
+        (vec!["--rate-malformed", "1"], vec!["malformed JSON body"]),
+        (vec!["--rate-empty", "1"], vec!["malformed JSON body"]),
+        (vec!["--rate-truncated", "1"], vec!["malformed JSON body"]),
+        (
+            vec!["--huge-body-bytes", "5242880"],
+            vec!["max_response_bytes"],
+        ),
+        (
+            vec!["--wrong-types"],
+            vec![
+                "`choices[0].text` is a number",
+                "`choices[0].logprobs` is a string",
+                "`logprobs.tokens`: invalid type",
+            ],
+        ),
+    ] {
+        let server = MockServer::start(&args, &[]);
+        let ws = Workspace::new();
+        let cfg = ws.http_config("eval.toml", &garbage_opts(), &server.url, "");
+        let (code, stderr) = run_with(&ws, &cfg);
+        assert_eq!(code, Some(3), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("mcq_logprob: not started: the capability probe request failed")
+                && causes.iter().any(|c| stderr.contains(c))
+                && stderr.contains("gave up after 2 attempts"),
+            "{args:?}: {stderr}"
+        );
+        // The probe was sent twice (its retry) and nothing was scored.
+        let s = only_session(&ws.runs(), "k");
+        assert!(!s.join("checkpoints/mcq_logprob/_DONE.json").exists());
+        let cfg = ws.http_config("eval.toml", &garbage_opts(), &good.url, "");
+        let (code, stderr) = run_with(&ws, &cfg);
+        assert_eq!(code, Some(0), "{args:?} then resumed: {stderr}");
+        assert!(s.join("checkpoints/mcq_logprob/_DONE.json").exists());
+    }
+}
+
+// Issue 19, point 7: replies that echo the prompt but report absurd
+// `completion_tokens` or shifted offsets were called "no echo".
+#[test]
+fn an_echo_with_absurd_numbers_is_named_for_what_it_is() {
+    let server = MockServer::start(&["--absurd-echo", "completion-tokens"], &[]);
+    let ws = Workspace::new();
+    let cfg = ws.http_config("eval.toml", &garbage_opts(), &server.url, "");
+    let (code, stderr) = run_with(&ws, &cfg);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stderr.contains("`usage.completion_tokens` = 1000000 is more than the")
+            && !stderr.contains("no echo"),
+        "{stderr}"
+    );
+    let server = MockServer::start(&["--absurd-echo", "shifted-offsets"], &[]);
+    let ws = Workspace::new();
+    let cfg = ws.http_config("eval.toml", &garbage_opts(), &server.url, "");
+    let (code, stderr) = run_with(&ws, &cfg);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "inconsistent echo: the prompt is echoed but `text_offset` starts at 5, not 0"
+        ) && !stderr.contains("no echo"),
+        "{stderr}"
+    );
+    let s = only_session(&ws.runs(), "k");
+    let probe = read_json(&s.join("checkpoints/mcq_logprob/probe.json"));
+    assert_eq!(probe["result"]["verdict"], "inconsistent", "{probe}");
+}

@@ -404,13 +404,24 @@ pub fn parse_completion_body(body: &str) -> Result<CompletionReply, String> {
         .and_then(Value::as_array)
         .and_then(|c| c.first())
         .ok_or_else(|| format!("reply has no `choices[0]`: {}", preview(body)))?;
-    let text = choice
-        .get("text")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let text = match choice.get("text") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(t)) => t.clone(),
+        Some(other) => {
+            return Err(format!(
+                "`choices[0].text` is {}, not a string",
+                json_type(other)
+            ))
+        }
+    };
     let logprobs = match choice.get("logprobs") {
         None | Some(Value::Null) => None,
+        Some(other) if !other.is_object() => {
+            return Err(format!(
+                "`choices[0].logprobs` is {}, not an object",
+                json_type(other)
+            ))
+        }
         Some(lp) => Some(TokenLogprobs {
             tokens: serde_json::from_value(lp.get("tokens").cloned().unwrap_or_default())
                 .map_err(|e| format!("`logprobs.tokens`: {e}"))?,
@@ -438,6 +449,9 @@ pub fn parse_completion_body(body: &str) -> Result<CompletionReply, String> {
             ));
         }
     }
+    if let Some(lp) = &logprobs {
+        check_completion_tokens(&v, lp.tokens.len())?;
+    }
     let (usage, usage_anomaly) = parse_usage(&v);
     Ok(CompletionReply {
         text,
@@ -446,6 +460,48 @@ pub fn parse_completion_body(body: &str) -> Result<CompletionReply, String> {
         http_status: 200,
         usage_anomaly,
     })
+}
+
+/// A reply with logprobs must say how many of its tokens were generated
+/// (`usage.completion_tokens`, the tokens trimmed from the end of an echo):
+/// when it says so, the count must be an integer no larger than the tokens
+/// returned. An absent count means none.
+fn check_completion_tokens(v: &Value, n_tokens: usize) -> Result<(), String> {
+    let count = match v.get("usage") {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::Object(u)) => match u.get("completion_tokens") {
+            None | Some(Value::Null) => return Ok(()),
+            Some(c) => c,
+        },
+        Some(other) => {
+            return Err(format!(
+                "`usage` is {}, not an object, so the reply does not say which of its {n_tokens} tokens were generated",
+                json_type(other)
+            ))
+        }
+    };
+    match count.as_u64() {
+        Some(c) if c <= n_tokens as u64 => Ok(()),
+        Some(c) => Err(format!(
+            "`usage.completion_tokens` = {c} is more than the {n_tokens} tokens in `logprobs.tokens`, so the generated tokens cannot be told from the prompt's"
+        )),
+        None => Err(format!(
+            "`usage.completion_tokens` is {}, not a count of the {n_tokens} tokens in `logprobs.tokens`",
+            preview(&count.to_string())
+        )),
+    }
+}
+
+/// The JSON type of a value, for messages.
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 /// More tokens than any single call can use; a larger count is kept (sums
@@ -645,6 +701,53 @@ mod tests {
         let (u, a) = parse_usage(&serde_json::json!({"usage": {"prompt_tokens": 4.0}}));
         assert_eq!(u.prompt_tokens, 4);
         assert!(a.is_some());
+    }
+
+    #[test]
+    fn completion_replies_of_the_wrong_shape_are_malformed_and_say_why() {
+        let lp =
+            r#""logprobs":{"tokens":["a","b"],"token_logprobs":[null,-1],"text_offset":[0,1]}"#;
+        for (body, needle) in [
+            (
+                format!(
+                    r#"{{"choices":[{{"text":"ab",{lp}}}],"usage":{{"completion_tokens":1000000}}}}"#
+                ),
+                "`usage.completion_tokens` = 1000000 is more than the 2 tokens",
+            ),
+            (
+                format!(
+                    r#"{{"choices":[{{"text":"ab",{lp}}}],"usage":{{"completion_tokens":18446744073709551615}}}}"#
+                ),
+                "18446744073709551615 is more than the 2 tokens",
+            ),
+            (
+                format!(
+                    r#"{{"choices":[{{"text":"ab",{lp}}}],"usage":{{"completion_tokens":1e30}}}}"#
+                ),
+                "is 1e+30, not a count",
+            ),
+            (
+                format!(r#"{{"choices":[{{"text":"ab",{lp}}}],"usage":"lots"}}"#),
+                "`usage` is a string, not an object",
+            ),
+            (
+                format!(r#"{{"choices":[{{"text":12345,{lp}}}]}}"#),
+                "`choices[0].text` is a number",
+            ),
+            (
+                r#"{"choices":[{"text":"ab","logprobs":"yes"}]}"#.to_string(),
+                "`choices[0].logprobs` is a string",
+            ),
+        ] {
+            let err = parse_completion_body(&body).unwrap_err();
+            assert!(err.contains(needle), "{body}: {err}");
+        }
+        // Without logprobs the usage is only audited.
+        let r = parse_completion_body(r#"{"choices":[{"text":"ab"}],"usage":"lots"}"#).unwrap();
+        assert!(r.usage_anomaly.is_some());
+        let ok =
+            format!(r#"{{"choices":[{{"text":"ab",{lp}}}],"usage":{{"completion_tokens":2}}}}"#);
+        assert!(parse_completion_body(&ok).is_ok());
     }
 
     #[test]

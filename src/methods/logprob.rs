@@ -62,6 +62,24 @@ pub enum AlignError {
         /// `text_offset[0]`, if any.
         first_offset: Option<usize>,
     },
+    /// `usage.completion_tokens` is more than the reply's tokens: its counts
+    /// contradict each other.
+    #[error("`usage.completion_tokens` = {completion_tokens} is more than the {tokens} tokens the reply returned, so the generated tokens cannot be told from the prompt's")]
+    CompletionTokensBeyondReply {
+        /// Tokens in the reply.
+        tokens: usize,
+        /// `usage.completion_tokens`.
+        completion_tokens: usize,
+    },
+    /// The echo is there but its offsets do not count from the prompt's
+    /// start.
+    #[error("the prompt is echoed but `text_offset` starts at {first_offset}, not 0: the offsets are shifted against the prompt's {prompt} characters")]
+    ShiftedOffsets {
+        /// `text_offset[0]`.
+        first_offset: usize,
+        /// Prompt length in characters.
+        prompt: usize,
+    },
     /// A token does not start where the previous one ended.
     #[error("token {index} ({token:?}) starts at offset {offset}, which is prompt character {position}, but the tokens before it end at character {expected}")]
     OffsetGap {
@@ -244,11 +262,23 @@ pub fn align(
         completion_tokens,
         first_offset: lp.text_offset.first().copied(),
     };
-    let n_prompt = nt.checked_sub(completion_tokens).ok_or(no_echo.clone())?;
-    if n_prompt == 0 || lp.text_offset[0] != 0 {
+    let n_prompt =
+        nt.checked_sub(completion_tokens)
+            .ok_or(AlignError::CompletionTokensBeyondReply {
+                tokens: nt,
+                completion_tokens,
+            })?;
+    let chars: Vec<char> = prompt.chars().collect();
+    // Without echo the offsets start where the prompt ends.
+    if n_prompt == 0 || lp.text_offset[0] >= chars.len() {
         return Err(no_echo);
     }
-    let chars: Vec<char> = prompt.chars().collect();
+    if lp.text_offset[0] != 0 {
+        return Err(AlignError::ShiftedOffsets {
+            first_offset: lp.text_offset[0],
+            prompt: chars.len(),
+        });
+    }
     // With echo, the first generated token starts where the prompt's
     // rendering ends.
     let rendered_end = (completion_tokens > 0).then(|| lp.text_offset[n_prompt]);
@@ -723,9 +753,29 @@ mod tests {
         };
         let e = align("abc", Some(&l), 0).unwrap_err();
         assert!(matches!(e, AlignError::Mismatch { index: 0, .. }), "{e}");
-        // More generated tokens than tokens.
+        // More generated tokens than tokens: the reply contradicts itself
+        // (the HTTP client refuses such a reply before it gets here).
         let l = lp(&["a"], &[None]);
-        assert!(align("a", Some(&l), 2).unwrap_err().is_endpoint_level());
+        assert_eq!(
+            align("a", Some(&l), 2),
+            Err(AlignError::CompletionTokensBeyondReply {
+                tokens: 1,
+                completion_tokens: 2
+            })
+        );
+        // An echo whose offsets start past 0 but inside the prompt is
+        // shifted; offsets at the prompt's end are no echo.
+        let mut l = lp(&["ab", "c"], &[None, Some(-1.0)]);
+        l.text_offset = vec![2, 4];
+        assert_eq!(
+            align("abc", Some(&l), 0),
+            Err(AlignError::ShiftedOffsets {
+                first_offset: 2,
+                prompt: 3
+            })
+        );
+        l.text_offset = vec![3, 5];
+        assert!(align("abc", Some(&l), 0).unwrap_err().is_endpoint_level());
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! until the longest choice fits ([`cut_points`]); the record says so.
 
 use super::logprob::{self, AlignError, ContinuationScore, ScoreError};
-use super::{echo_probe, Bound, Concluding, Conclusion, Method, Plan, Scores};
+use super::{echo_probe, Bound, Concluding, Conclusion, Method, NotStarted, Plan, Scores};
 use crate::audit::{AuditEvent, Severity};
 use crate::chat_templates::{Family, ScoringTemplate};
 use crate::config::{McqLogprobConfig, Truncation};
@@ -639,11 +639,18 @@ async fn probe(ns: &NamespaceDir, method: &McqLogprob, client: &Client) -> Resul
     let ns = dir.name.as_str();
     let endpoint = client.endpoint("completions");
     let prompt = echo_probe::prompt(method.template);
-    let reply = client
+    let reply = match client
         .complete(&method.request(prompt.clone()))
         .await
         .result
-        .map_err(|e| anyhow::anyhow!("{ns}: the capability probe request failed: {e}"))?;
+    {
+        Ok(reply) => reply,
+        // Like an item's request: retried, then the namespace is incomplete.
+        Err(e @ CallError::Transient { .. }) => {
+            return Err(NotStarted(format!("the capability probe request failed: {e}")).into())
+        }
+        Err(e) => bail!("{ns}: the capability probe request failed: {e}"),
+    };
     let verdict = echo_probe::verdict(&prompt, &reply);
     let message = verdict.message(method.template);
     let tokenize = match method.truncation_limit() {

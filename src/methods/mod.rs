@@ -106,7 +106,9 @@ pub trait Method {
 
     /// Runs once before the items (e.g. a capability probe, or a check that
     /// every example can be rendered); returns notes for the user. An error
-    /// stops the method before any item runs.
+    /// stops the method before any item runs: a [`NotStarted`] leaves the
+    /// namespace unfinished and the run goes on (incomplete, exit 3); any
+    /// other error stops the run.
     fn before_items(
         &self,
         _ns: &NamespaceDir,
@@ -141,6 +143,14 @@ pub trait Method {
     /// item order.
     fn conclude(&self, ctx: &Concluding<'_>, records: &[&Self::Record]) -> Result<Conclusion>;
 }
+
+/// A namespace that could not start because a request it needs before its
+/// items failed after its retries (a timeout, a 5xx, a reply too large or
+/// malformed), as an item's request can: the namespace stays unfinished, the
+/// run goes on and ends incomplete (exit 3), and a resume tries again.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NotStarted(pub String);
 
 /// What a method's conclusion may need besides its records.
 #[derive(Debug, Clone, Copy)]
