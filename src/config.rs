@@ -285,6 +285,9 @@ pub const MAX_RESPONSE_BYTES_RANGE: std::ops::RangeInclusive<u64> = 1024..=(1 <<
 pub const MAX_CONCURRENCY_RANGE: std::ops::RangeInclusive<usize> = 1..=4096;
 /// Accepted range of `max_attempts`.
 pub const MAX_ATTEMPTS_RANGE: std::ops::RangeInclusive<u32> = 1..=100;
+/// Accepted range of a price, USD per million tokens: ten times the
+/// dearest model's list price leaves room; `inf` or `1e300` is a typo.
+pub const PRICE_RANGE: std::ops::RangeInclusive<f64> = 0.0..=10_000.0;
 /// Accepted range of a mock provider's `latency_ms` (up to one day).
 pub const LATENCY_MS_RANGE: std::ops::RangeInclusive<u64> = 0..=86_400_000;
 
@@ -891,8 +894,17 @@ impl Config {
             p.validate(name)?;
         }
         for (model, price) in &self.prices {
-            if !(price.prompt_per_mtok >= 0.0 && price.completion_per_mtok >= 0.0) {
-                bail!("key `prices.\"{model}\"`: prices must be non-negative numbers");
+            for (key, v) in [
+                ("prompt_per_mtok", price.prompt_per_mtok),
+                ("completion_per_mtok", price.completion_per_mtok),
+            ] {
+                if !PRICE_RANGE.contains(&v) {
+                    bail!(
+                        "key `prices.\"{model}\".{key}`: expected USD per million tokens in [{}, {}], got {v}",
+                        PRICE_RANGE.start(),
+                        PRICE_RANGE.end()
+                    );
+                }
             }
         }
         self.target_provider()?;
@@ -1214,6 +1226,31 @@ enabled = ["mcq"]
         // The top-level message alone (as `{err}` prints it) says it too.
         let err = load(&unknown).unwrap_err().to_string();
         assert!(err.contains("is not defined"), "{err}");
+    }
+
+    #[test]
+    fn prices_outside_their_range_are_named() {
+        for (key, value) in [
+            ("prompt_per_mtok", "inf"),
+            ("completion_per_mtok", "1e300"),
+            ("prompt_per_mtok", "-1.0"),
+            ("completion_per_mtok", "nan"),
+        ] {
+            let other = if key == "prompt_per_mtok" {
+                "completion_per_mtok"
+            } else {
+                "prompt_per_mtok"
+            };
+            let text = format!("{MINIMAL}[prices.\"m\"]\n{key} = {value}\n{other} = 1.0\n");
+            let err = format!("{:#}", parse(&text).unwrap_err());
+            assert!(
+                err.contains(&format!("prices.\"m\".{key}")) && err.contains("[0, 10000]"),
+                "{err}"
+            );
+        }
+        let ok =
+            format!("{MINIMAL}[prices.\"m\"]\nprompt_per_mtok = 10000\ncompletion_per_mtok = 0\n");
+        assert!(parse(&ok).is_ok());
     }
 
     #[test]

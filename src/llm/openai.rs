@@ -504,14 +504,14 @@ fn json_type(v: &Value) -> &'static str {
     }
 }
 
-/// More tokens than any single call can use; a larger count is kept (sums
-/// saturate) but audited as implausible.
+/// More tokens than any single call can use; a larger count (2^64 − 1 as
+/// much as 1e30) is not counted, and is audited as implausible.
 pub const MAX_PLAUSIBLE_TOKENS: u64 = 1_000_000_000;
 
 /// Reads `usage.prompt_tokens` and `usage.completion_tokens`. Absent counts
 /// are 0. A count that is negative, fractional, not a number or above
 /// [`MAX_PLAUSIBLE_TOKENS`] is reported as a [`UsageAnomaly`] (the count used
-/// is 0, the integral value, or the huge value as given).
+/// is the integral value of a whole float such as `4.0`, else 0).
 pub fn parse_usage(v: &Value) -> (Usage, Option<UsageAnomaly>) {
     let mut problems = Vec::new();
     let usage = match v.get("usage") {
@@ -523,15 +523,19 @@ pub fn parse_usage(v: &Value) -> (Usage, Option<UsageAnomaly>) {
                     Some(Value::Number(n)) => {
                         if let Some(u) = n.as_u64() {
                             if u > MAX_PLAUSIBLE_TOKENS {
-                                problems.push(format!("`{field}` = {u} is implausibly large"));
+                                problems.push(format!(
+                                    "`{field}` = {u} is implausibly large (counted as 0)"
+                                ));
+                                0
+                            } else {
+                                u
                             }
-                            u
                         } else if let Some(i) = n.as_i64() {
                             problems.push(format!("`{field}` = {i} is negative (counted as 0)"));
                             0
                         } else {
                             let f = n.as_f64().unwrap_or(f64::NAN);
-                            if f >= 0.0 && f.fract() == 0.0 && f <= 9_007_199_254_740_992.0 {
+                            if f >= 0.0 && f.fract() == 0.0 && f <= MAX_PLAUSIBLE_TOKENS as f64 {
                                 problems.push(format!("`{field}` = {n} is not an integer"));
                                 f as u64
                             } else {
@@ -684,11 +688,25 @@ mod tests {
         let (u, a) = parse_usage(
             &serde_json::json!({"usage": {"prompt_tokens": u64::MAX, "completion_tokens": -3}}),
         );
-        assert_eq!(u.prompt_tokens, u64::MAX);
+        assert_eq!(u.prompt_tokens, 0);
         assert_eq!(u.completion_tokens, 0);
         let a = a.unwrap();
         assert_eq!(a.problems.len(), 2, "{:?}", a.problems);
-        assert_eq!(u.saturating_add(u).prompt_tokens, u64::MAX);
+        // 2^64 - 1 and 1e30 are the same nonsense: audited, not counted.
+        for huge in [
+            serde_json::json!(u64::MAX),
+            serde_json::json!(1e30),
+            serde_json::json!(2e9),
+        ] {
+            let (u, a) = parse_usage(&serde_json::json!({"usage": {"prompt_tokens": huge}}));
+            assert_eq!(u.prompt_tokens, 0, "{huge}");
+            assert!(a.is_some(), "{huge}");
+        }
+        let big = Usage {
+            prompt_tokens: u64::MAX,
+            completion_tokens: 1,
+        };
+        assert_eq!(big.saturating_add(big).prompt_tokens, u64::MAX);
         for bad in [
             serde_json::json!({"usage": {"prompt_tokens": 1.5}}),
             serde_json::json!({"usage": {"prompt_tokens": "12"}}),
