@@ -10,7 +10,7 @@
 use crate::audit::AuditEvent;
 use crate::llm::CallRecord;
 use crate::outcome::Progress;
-use crate::store::{load_jsonl, ErrorLine, JsonlWriter, NamespaceDir, RunLogLine};
+use crate::store::{load_jsonl, names, ErrorLine, JsonlWriter, NamespaceDir, RunLogLine, StepLog};
 use anyhow::Result;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -19,6 +19,7 @@ use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -122,6 +123,28 @@ impl ItemError {
             fatal: !matches!(e, crate::llm::CallError::Transient { .. }),
             message: e.to_string(),
         }
+    }
+}
+
+/// The finished steps of one item, for an item that makes several calls:
+/// what an earlier process saved for it before it was stopped, and where to
+/// save more ([`crate::store::steps`]). A step saved here is not sent again
+/// after a `kill -9`; it is dropped once the item has a record.
+pub struct ItemSteps {
+    key: String,
+    done: Vec<serde_json::Value>,
+    log: Arc<StepLog>,
+}
+
+impl ItemSteps {
+    /// Steps saved for this item by an earlier process, in order.
+    pub fn done(&self) -> &[serde_json::Value] {
+        &self.done
+    }
+
+    /// Saves a finished step (one line, written at once).
+    pub fn save<T: Serialize>(&self, step: &T) -> Result<()> {
+        self.log.save(&self.key, serde_json::to_value(step)?)
     }
 }
 
@@ -318,7 +341,7 @@ struct Pass<R> {
 pub async fn run_items<R, F, Fut>(job: Job<'_>, work: F) -> Result<Outcome<R>>
 where
     R: Record,
-    F: Fn(WorkItem) -> Fut,
+    F: Fn(WorkItem, ItemSteps) -> Fut,
     Fut: Future<Output = ItemOutput<R>>,
 {
     let label = job.ns.name.as_str();
@@ -334,6 +357,12 @@ where
         .filter(|i| !results.contains_key(&i.key))
         .cloned()
         .collect();
+    let pending_keys: HashSet<&str> = pending.iter().map(|i| i.key.as_str()).collect();
+    let (step_log, saved_steps) = StepLog::open(&job.ns.checkpoint(names::STEPS), &pending_keys)?;
+    let steps = Steps {
+        log: Arc::new(step_log),
+        saved: saved_steps,
+    };
     let bar = progress_bar(label, resumed + pending.len(), resumed);
     job.progress.reset(resumed + pending.len(), resumed);
     let pass = Pass {
@@ -342,8 +371,13 @@ where
         abandoned: 0,
         fatal: None,
     };
-    let pass = drive(&job, &mut checkpoint, &bar, pending, pass, work).await?;
+    let (pass, steps) = drive(&job, &mut checkpoint, &bar, pending, pass, steps, work).await?;
     checkpoint.sync()?;
+    if job.items.iter().all(|i| pass.results.contains_key(&i.key)) {
+        steps.log.remove()?;
+    } else {
+        steps.log.sync()?;
+    }
     bar.finish_and_clear();
     let (mut run_log, _) = JsonlWriter::open(&job.ns.run_log())?;
     run_log.append(&RunLogLine {
@@ -370,23 +404,33 @@ where
     })
 }
 
+/// The steps file of a pass and the steps an earlier process saved, by item
+/// key (handed to each item as it starts).
+struct Steps {
+    log: Arc<StepLog>,
+    saved: HashMap<String, Vec<serde_json::Value>>,
+}
+
 /// The concurrent pass: up to `concurrency` items in flight, each stored as
 /// it finishes; no new item starts after a stop request or a non-retryable
 /// error, and items still in flight a grace period after a stop request are
-/// abandoned (redone on resume).
+/// abandoned (redone on resume, with the steps they saved).
 async fn drive<R, F, Fut>(
     job: &Job<'_>,
     checkpoint: &mut Checkpoint,
     bar: &ProgressBar,
     pending: Vec<WorkItem>,
     mut pass: Pass<R>,
+    mut steps: Steps,
     work: F,
-) -> Result<Pass<R>>
+) -> Result<(Pass<R>, Steps)>
 where
     R: Record,
-    F: Fn(WorkItem) -> Fut,
+    F: Fn(WorkItem, ItemSteps) -> Fut,
     Fut: Future<Output = ItemOutput<R>>,
 {
+    let log = steps.log.clone();
+    let saved = &mut steps.saved;
     let fatal_seen = CancellationToken::new();
     let stop = job.cancel.clone();
     let stop_fatal = fatal_seen.clone();
@@ -396,7 +440,12 @@ where
         })
         .map(|item| {
             let key = item.key.clone();
-            let fut = work(item);
+            let item_steps = ItemSteps {
+                key: key.clone(),
+                done: saved.remove(&key).unwrap_or_default(),
+                log: log.clone(),
+            };
+            let fut = work(item, item_steps);
             let cancel = job.cancel.clone();
             async move {
                 tokio::select! {
@@ -420,6 +469,8 @@ where
             }
             Err(error) => {
                 checkpoint.store_error(&key, &output.calls, &error)?;
+                // Its finished steps were logged with the failure.
+                steps.log.clear(&key)?;
                 bar.set_message(format!("{} failed", pass.failed.len() + 1));
                 if error.fatal && pass.fatal.is_none() {
                     pass.fatal = Some(error.message.clone());
@@ -431,5 +482,6 @@ where
         }
         bar.inc(1);
     }
-    Ok(pass)
+    drop(stream);
+    Ok((pass, steps))
 }

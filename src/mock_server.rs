@@ -114,7 +114,8 @@ pub struct MockServerOptions {
     #[arg(long)]
     pub wrong_types: bool,
     /// Hostile: /completions echoes the prompt with logprobs but reports
-    /// `completion_tokens` 1000000, or shifts every `text_offset` by 5.
+    /// `completion_tokens` 1000000, shifts every `text_offset` by 5, or
+    /// gives every token the log-probability +1e308.
     #[arg(long, value_enum)]
     pub absurd_echo: Option<AbsurdEcho>,
     /// Hostile: answer every request (on any path, `/stats` included) with
@@ -216,6 +217,8 @@ pub enum AbsurdEcho {
     CompletionTokens,
     /// Every `text_offset` 5 characters too far.
     ShiftedOffsets,
+    /// Every log-probability +1e308 (a probability far above 1).
+    PositiveLogprobs,
 }
 
 /// A reply with broken HTTP framing (see `--bad-http`).
@@ -747,6 +750,16 @@ fn hostile_body(st: &AppState, headers: &HeaderMap, body: &mut Value) -> Option<
             {
                 for o in offsets.iter_mut() {
                     *o = json!(o.as_u64().unwrap_or(0) + 5);
+                }
+            }
+        }
+        Some(AbsurdEcho::PositiveLogprobs) => {
+            if let Some(lps) = body
+                .pointer_mut("/choices/0/logprobs/token_logprobs")
+                .and_then(Value::as_array_mut)
+            {
+                for lp in lps.iter_mut().filter(|v| !v.is_null()) {
+                    *lp = json!(1e308);
                 }
             }
         }

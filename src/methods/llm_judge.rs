@@ -497,7 +497,13 @@ impl Method for Bound<LlmJudge> {
         true
     }
 
-    async fn work(&self, ns: &str, item: WorkItem, example: &Example) -> ItemOutput<TargetRecord> {
+    async fn work(
+        &self,
+        ns: &str,
+        item: WorkItem,
+        example: &Example,
+        _steps: crate::engine::ItemSteps,
+    ) -> ItemOutput<TargetRecord> {
         let req = self.plan.target_request(example, item.repeat);
         let outcome = self.caller.client.chat(&req).await;
         let call_item = CallItem {
@@ -611,7 +617,13 @@ impl Method for JudgeAnswers {
         self.target.answers.contains_key(&item.key)
     }
 
-    async fn work(&self, ns: &str, item: WorkItem, example: &Example) -> ItemOutput<JudgeRecord> {
+    async fn work(
+        &self,
+        ns: &str,
+        item: WorkItem,
+        example: &Example,
+        _steps: crate::engine::ItemSteps,
+    ) -> ItemOutput<JudgeRecord> {
         match self.target.answers.get(&item.key) {
             Some(target) => {
                 judge_one(

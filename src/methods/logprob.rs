@@ -151,7 +151,7 @@ impl AlignError {
 }
 
 /// Why a continuation cannot be scored.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ScoreError {
     /// The echo cannot be placed on the prompt.
     #[error(transparent)]
@@ -165,6 +165,15 @@ pub enum ScoreError {
     /// No token falls inside the continuation.
     #[error("no token falls inside the continuation")]
     EmptyContinuation,
+    /// A continuation token's log-probability is positive (a probability
+    /// above 1): the reply cannot be right.
+    #[error("continuation token {index} has logprob {}, which is impossible (a log-probability is at most 0)", readable(*value))]
+    ImpossibleLogprob {
+        /// Token index.
+        index: usize,
+        /// The value reported.
+        value: f64,
+    },
 }
 
 /// How an echoed token sits on the prompt.
@@ -416,6 +425,21 @@ fn last_token_width(chars: &[char], pos: usize, token: &str) -> usize {
     n
 }
 
+/// A float for a message: large values in exponent form (`1e308`, not
+/// 309 digits).
+fn readable(v: f64) -> String {
+    if v.abs() >= 1e6 {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Largest log-probability taken as a log-probability: 0 (probability 1)
+/// plus room for a server's float rounding. Anything above is impossible and
+/// makes the reply unscorable ([`ScoreError::ImpossibleLogprob`]).
+pub const MAX_LOGPROB: f64 = 1e-3;
+
 /// Scores the continuation that starts at character `context_chars` of
 /// `prompt`, from the echoed logprobs of `prompt` followed by exactly
 /// `completion_tokens` generated tokens.
@@ -442,6 +466,9 @@ pub fn score(
             straddles = true;
         }
         match lp.token_logprobs[i] {
+            Some(v) if v > MAX_LOGPROB || v.is_nan() => {
+                return Err(ScoreError::ImpossibleLogprob { index: i, value: v })
+            }
             Some(v) => sum += v,
             None => return Err(ScoreError::NullLogprob { index: i }),
         }
@@ -669,6 +696,25 @@ mod tests {
         );
         let l = lp(&["A", " b", "."], &[None, Some(-2.0), Some(-1.0)]);
         assert_eq!(score("A b", 1, Some(&l), 1).unwrap().logprob, -2.0);
+    }
+
+    #[test]
+    fn a_positive_logprob_is_impossible_beyond_rounding() {
+        let l = lp(&["A", " b", "."], &[None, Some(1e308), Some(-1.0)]);
+        let e = score("A b", 1, Some(&l), 1).unwrap_err();
+        assert_eq!(
+            e,
+            ScoreError::ImpossibleLogprob {
+                index: 1,
+                value: 1e308
+            }
+        );
+        assert!(e.to_string().contains("logprob 1e308,"), "{e}");
+        let l = lp(&["A", " b", "."], &[None, Some(0.5), Some(-1.0)]);
+        assert!(score("A b", 1, Some(&l), 1).is_err());
+        // Probability 1, with a server's float rounding.
+        let l = lp(&["A", " b", "."], &[None, Some(1e-5), Some(-1.0)]);
+        assert_eq!(score("A b", 1, Some(&l), 1).unwrap().logprob, 1e-5);
     }
 
     #[test]

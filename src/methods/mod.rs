@@ -19,7 +19,7 @@ pub mod sweep;
 use crate::audit::AuditSummary;
 use crate::config::Price;
 use crate::dataset::Example;
-use crate::engine::{ItemOutput, Record, WorkItem};
+use crate::engine::{ItemOutput, ItemSteps, Record, WorkItem};
 use crate::llm::Client;
 use crate::metrics::Metrics;
 use crate::stability::StabilityMetrics;
@@ -118,11 +118,15 @@ pub trait Method {
     }
 
     /// The work of one item: its calls and its record (or why it failed).
+    /// An item that makes several calls saves each finished one in `steps`
+    /// and takes those an earlier process saved from it, so a `kill -9`
+    /// repeats only the call in flight.
     fn work(
         &self,
         ns: &str,
         item: WorkItem,
         example: &Example,
+        steps: ItemSteps,
     ) -> impl Future<Output = ItemOutput<Self::Record>>;
 
     /// Token totals of the namespace's records, priced with the caller's

@@ -75,9 +75,9 @@ pub(super) async fn run_namespace<M: Method, O: RunObserver>(
         cancel: run.cancel,
         progress: &progress,
     };
-    let outcome = crate::engine::run_items(job, |item| {
+    let outcome = crate::engine::run_items(job, |item, steps| {
         let example = &examples[item.index];
-        method.work(&ns.name, item, example)
+        method.work(&ns.name, item, example, steps)
     })
     .await?;
     note_outcome(report, &ns.name, &outcome, &method.caller().client, total);

@@ -10,7 +10,8 @@
 //!   manifest.json           fingerprint, canonical payload, resolved config
 //!   .lock                   OS lock held by the one process writing the session
 //!   checkpoints/<ns>/       method_settings.json, results.jsonl, errors.jsonl,
-//!                           audit_fallbacks.jsonl, run_log.jsonl, _DONE.json
+//!                           audit_fallbacks.jsonl, run_log.jsonl, _DONE.json,
+//!                           steps.jsonl (finished calls of items in flight)
 //!   artifacts_local/<ns>/   metrics.json, predictions.jsonl, llm_calls.jsonl, ...
 //!   mlflow_ids.json         written by the tracking observer
 //! ```
@@ -20,6 +21,7 @@ pub mod jsonl;
 pub mod layout;
 pub mod records;
 pub mod session;
+pub mod steps;
 
 pub use files::{
     file_digest, open_regular, read_json, read_regular, write_bytes_atomic, write_json_atomic,
@@ -31,3 +33,4 @@ pub use records::{
     Usage, UsageTotals,
 };
 pub use session::{FoundSession, Manifest, Session};
+pub use steps::StepLog;
