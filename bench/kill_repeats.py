@@ -6,7 +6,7 @@ Runs `mcq_logprob` (four /completions calls per example) against
 points, and after each kill counts the requests the server received from that
 process that left nothing on disk: requests received, minus four per new
 result line, minus the capability probe, minus the choices the process stored
-for examples still unfinished (`steps.jsonl`, when the binary writes one).
+for examples still unfinished (`.steps.jsonl`, when the binary writes one).
 Those are the requests the next process sends again. Finally the session is
 resumed to the end and its predictions compared with an uninterrupted run.
 
@@ -48,7 +48,7 @@ def lines(path):
 
 
 def pending_steps(path, done_keys):
-    """Choices stored in steps.jsonl per example without a result yet."""
+    """Choices stored in .steps.jsonl per example without a result yet."""
     per_key = {}
     try:
         raw = path.read_bytes().split(b"\n")[:-1]
@@ -59,9 +59,7 @@ def pending_steps(path, done_keys):
             v = json.loads(line)
         except ValueError:
             continue
-        if v.get("cleared"):
-            per_key.pop(v["key"], None)
-        elif v.get("step", {}).get("kind") == "choice":
+        if v.get("step", {}).get("kind") == "choice":
             per_key[v["key"]] = per_key.get(v["key"], 0) + 1
     return {k: n for k, n in per_key.items() if k not in done_keys}
 
@@ -129,7 +127,7 @@ def main():
                 if ns is not None and (ns / "_DONE.json").exists():
                     break
                 done_before = result_keys(ns / "results.jsonl") if ns else set()
-                steps_before = pending_steps(ns / "steps.jsonl", done_before) if ns else {}
+                steps_before = pending_steps(ns / ".steps.jsonl", done_before) if ns else {}
                 before = stats(url)["completions"]
                 child = subprocess.Popen([W2C, "run", "--run-key", "k", "--no-tracking", "--config", cfg],
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -151,7 +149,7 @@ def main():
                 sent = stats(url)["completions"] - before
                 done_after = result_keys(ns / "results.jsonl")
                 finished = done_after - done_before
-                steps_after = pending_steps(ns / "steps.jsonl", done_after)
+                steps_after = pending_steps(ns / ".steps.jsonl", done_after)
                 # Choices stored before this process and used by it.
                 reused = sum(n for k, n in steps_before.items() if k in finished)
                 # Choices this process stored for examples still unfinished.

@@ -130,10 +130,17 @@ impl ItemError {
 /// what an earlier process saved for it before it was stopped, and where to
 /// save more ([`crate::store::steps`]). A step saved here is not sent again
 /// after a `kill -9`; it is dropped once the item has a record.
+///
+/// An item that saves steps logs each of its calls as it is made
+/// ([`ItemSteps::log_call`]) and returns no calls in its [`ItemOutput`]
+/// (it adds their audit events itself, [`add_call_audit`]): a call restored
+/// from a step was logged by the process that made it, so every call is
+/// logged once, whenever the process stops.
 pub struct ItemSteps {
     key: String,
     done: Vec<serde_json::Value>,
     log: Arc<StepLog>,
+    calls: Arc<std::sync::Mutex<JsonlWriter>>,
 }
 
 impl ItemSteps {
@@ -145,6 +152,14 @@ impl ItemSteps {
     /// Saves a finished step (one line, written at once).
     pub fn save<T: Serialize>(&self, step: &T) -> Result<()> {
         self.log.save(&self.key, serde_json::to_value(step)?)
+    }
+
+    /// Appends a call to the namespace's call log now.
+    pub fn log_call(&self, call: &CallRecord) -> Result<()> {
+        self.calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .append(call)
     }
 }
 
@@ -220,7 +235,7 @@ pub struct Job<'a> {
 /// A namespace's checkpoint files, open for appending, and the ids of the
 /// audit events already stored (each event is written once).
 struct Checkpoint {
-    calls: JsonlWriter,
+    calls: Arc<std::sync::Mutex<JsonlWriter>>,
     results: JsonlWriter,
     audit: JsonlWriter,
     errors: JsonlWriter,
@@ -238,7 +253,7 @@ impl Checkpoint {
         let (errors, torn_errors) = JsonlWriter::open(&ns.errors())?;
         let (stored, _) = load_jsonl::<AuditEvent>(&ns.audit())?;
         Ok(Checkpoint {
-            calls,
+            calls: Arc::new(std::sync::Mutex::new(calls)),
             results,
             audit,
             errors,
@@ -281,9 +296,7 @@ impl Checkpoint {
     /// Stores a finished item: its calls, its record (with call-level audit
     /// events added) and the record's new audit events.
     fn store<R: Record>(&mut self, key: &str, calls: &[CallRecord], mut record: R) -> Result<R> {
-        for call in calls {
-            self.calls.append(call)?;
-        }
+        self.log_calls(calls)?;
         add_call_audit(key, calls, record.audit_events_mut());
         self.results.append(&record)?;
         self.append_audit(record.audit_events())?;
@@ -292,9 +305,7 @@ impl Checkpoint {
 
     /// Stores a failed item: its calls and an `errors.jsonl` line.
     fn store_error(&mut self, key: &str, calls: &[CallRecord], error: &ItemError) -> Result<()> {
-        for call in calls {
-            self.calls.append(call)?;
-        }
+        self.log_calls(calls)?;
         self.errors.append(&ErrorLine {
             key: key.to_string(),
             error: error.message.clone(),
@@ -303,12 +314,20 @@ impl Checkpoint {
         })
     }
 
+    fn log_calls(&self, calls: &[CallRecord]) -> Result<()> {
+        let mut log = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        for call in calls {
+            log.append(call)?;
+        }
+        Ok(())
+    }
+
     /// Makes everything written durable.
     fn sync(&mut self) -> Result<()> {
         self.results.sync()?;
         self.audit.sync()?;
         self.errors.sync()?;
-        self.calls.sync()
+        self.calls.lock().unwrap_or_else(|p| p.into_inner()).sync()
     }
 }
 
@@ -430,6 +449,7 @@ where
     Fut: Future<Output = ItemOutput<R>>,
 {
     let log = steps.log.clone();
+    let call_log = checkpoint.calls.clone();
     let saved = &mut steps.saved;
     let fatal_seen = CancellationToken::new();
     let stop = job.cancel.clone();
@@ -444,6 +464,7 @@ where
                 key: key.clone(),
                 done: saved.remove(&key).unwrap_or_default(),
                 log: log.clone(),
+                calls: call_log.clone(),
             };
             let fut = work(item, item_steps);
             let cancel = job.cancel.clone();
@@ -468,9 +489,8 @@ where
                 job.progress.finished_here.fetch_add(1, Ordering::Relaxed);
             }
             Err(error) => {
+                // Its saved steps stay: a resume reuses them.
                 checkpoint.store_error(&key, &output.calls, &error)?;
-                // Its finished steps were logged with the failure.
-                steps.log.clear(&key)?;
                 bar.set_message(format!("{} failed", pass.failed.len() + 1));
                 if error.fatal && pass.fatal.is_none() {
                     pass.fatal = Some(error.message.clone());

@@ -860,7 +860,7 @@ async fn plan_cut(
     })
 }
 
-/// A finished step of an example, saved in `steps.jsonl` until the example
+/// A finished step of an example, saved in `.steps.jsonl` until the example
 /// has a record: where its context is cut, or one candidate's call.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -885,28 +885,30 @@ enum Step {
     },
 }
 
-/// An item's output that failed with `error` after `calls`.
-fn failed(calls: Vec<CallRecord>, error: ItemError) -> ItemOutput<McqLogprobRecord> {
+/// An item's output that failed with `error` (its calls are logged as they
+/// are made).
+fn failed(error: ItemError) -> ItemOutput<McqLogprobRecord> {
     ItemOutput {
-        calls,
+        calls: Vec::new(),
         result: Err(error),
     }
 }
 
-/// Why an example's step could not be saved (an I/O error on the checkpoint
-/// directory: the method stops).
-fn step_not_saved(e: anyhow::Error) -> ItemError {
+/// Why a finished call could not be logged or saved (an I/O error on the
+/// session directory: the method stops).
+fn not_saved(e: anyhow::Error) -> ItemError {
     ItemError {
-        message: format!("cannot save a finished call to steps.jsonl: {e:#}"),
+        message: format!("cannot save a finished call: {e:#}"),
         fatal: true,
     }
 }
 
 /// The four scoring calls of one example (after a truncation plan, when
-/// enabled), each saved as a step as it finishes; calls an earlier process
-/// saved for the same requests are not sent again. A context overflow or an
-/// unalignable echo makes the example unscored; an endpoint that cannot
-/// score at all stops the method.
+/// enabled). Each call is logged as it is made and, once its reply is read,
+/// saved as a step; calls an earlier process saved for the very same
+/// requests are not sent (nor logged) again. A context overflow, an
+/// unalignable echo or an impossible logprob makes the example unscored; an
+/// endpoint that cannot score at all stops the method.
 async fn score_example(
     client: &Client,
     method: &McqLogprob,
@@ -914,7 +916,6 @@ async fn score_example(
     ns: &str,
     steps: &ItemSteps,
 ) -> ItemOutput<McqLogprobRecord> {
-    let mut calls = Vec::new();
     let saved: Vec<Step> = steps
         .done()
         .iter()
@@ -938,26 +939,28 @@ async fn score_example(
                         detail,
                     };
                     return ItemOutput {
-                        calls,
+                        calls: Vec::new(),
                         result: Ok(method.unscored(ex, unscored, Usage::default(), None)),
                     };
                 }
-                Err(e) => return failed(calls, ItemError::from_call(&e)),
+                Err(e) => return failed(ItemError::from_call(&e)),
             };
             let step = Step::Cut {
                 cut: planned.0,
                 truncation: planned.1.clone(),
             };
             if let Err(e) = steps.save(&step) {
-                return failed(calls, step_not_saved(e));
+                return failed(not_saved(e));
             }
             planned
         }
     };
     let prompts = match method.prompts(ex, cut) {
         Ok(p) => p,
-        Err(e) => return failed(calls, ItemError::from_call(&render_failed(e))),
+        Err(e) => return failed(ItemError::from_call(&render_failed(e))),
     };
+    // Every call of the example, restored or made, for its audit events.
+    let mut calls: Vec<CallRecord> = Vec::new();
     let mut outcomes = Vec::new();
     for p in prompts {
         let body = p.request.body();
@@ -989,21 +992,20 @@ async fn score_example(
                     role: "score",
                 };
                 let call = CallRecord::completion(client, call_item, &p.request, &reply);
+                if let Err(e) = steps.log_call(&call) {
+                    return failed(not_saved(e));
+                }
                 let (outcome, usage) = match reply.result {
                     Ok(reply) => match method.choice_outcome(&p, &reply) {
                         Ok(outcome) => (outcome, reply.usage),
                         Err(e) => {
-                            calls.push(call);
-                            return failed(
-                                calls,
-                                ItemError {
-                                    message: format!(
-                                        "{}: the endpoint cannot score prompts for mcq_logprob: {e}",
-                                        client.endpoint("completions")
-                                    ),
-                                    fatal: true,
-                                },
-                            );
+                            return failed(ItemError {
+                                message: format!(
+                                    "{}: the endpoint cannot score prompts for mcq_logprob: {e}",
+                                    client.endpoint("completions")
+                                ),
+                                fatal: true,
+                            })
                         }
                     },
                     Err(CallError::ContextOverflow { message, .. }) => (
@@ -1013,10 +1015,7 @@ async fn score_example(
                         },
                         Usage::default(),
                     ),
-                    Err(e) => {
-                        calls.push(call);
-                        return failed(calls, ItemError::from_call(&e));
-                    }
+                    Err(e) => return failed(ItemError::from_call(&e)),
                 };
                 let mut stored = call.clone();
                 stored.request = serde_json::Value::Null;
@@ -1027,7 +1026,7 @@ async fn score_example(
                 };
                 calls.push(call);
                 if let Err(e) = steps.save(&step) {
-                    return failed(calls, step_not_saved(e));
+                    return failed(not_saved(e));
                 }
                 (outcome, usage)
             }
@@ -1045,9 +1044,12 @@ async fn score_example(
             break;
         }
     }
+    let mut record = method.assemble(ex, &outcomes, truncation);
+    crate::engine::add_call_audit(&record.key.clone(), &calls, &mut record.audit);
+    // Logged already, call by call.
     ItemOutput {
-        calls,
-        result: Ok(method.assemble(ex, &outcomes, truncation)),
+        calls: Vec::new(),
+        result: Ok(record),
     }
 }
 

@@ -11,7 +11,7 @@
 //!   .lock                   OS lock held by the one process writing the session
 //!   checkpoints/<ns>/       method_settings.json, results.jsonl, errors.jsonl,
 //!                           audit_fallbacks.jsonl, run_log.jsonl, _DONE.json,
-//!                           steps.jsonl (finished calls of items in flight)
+//!                           .steps.jsonl (finished calls of items in flight)
 //!   artifacts_local/<ns>/   metrics.json, predictions.jsonl, llm_calls.jsonl, ...
 //!   mlflow_ids.json         written by the tracking observer
 //! ```

@@ -1,16 +1,15 @@
-//! `checkpoints/<ns>/steps.jsonl`: the finished steps of work items that do
+//! `checkpoints/<ns>/.steps.jsonl`: the finished steps of work items that do
 //! not have a record yet.
 //!
 //! An item that makes several calls (`mcq_logprob` scores four choices, one
 //! call each) saves each finished call here as it completes, so a `kill -9`
-//! loses only the call in flight, not the item's finished ones. A line is
-//! `{"key": <item key>, "step": <what the method saved>}`, or `{"key": ...,
-//! "cleared": true}` when an item failed (its steps were logged with the
-//! failure and are not reused). The file only matters while items are in
-//! flight: on open, the steps of items that have a record (or were cleared)
-//! are dropped and the rest rewritten; once every item has a record the file
-//! is removed. Lines are written like every checkpoint line (one `write`
-//! each; a torn last line is ignored).
+//! loses only the call in flight, not the item's finished ones (nor those of
+//! an item that failed after its retries: a resume reuses them too). A line
+//! is `{"key": <item key>, "step": <what the method saved>}`. The file only
+//! matters while items have no record: on open, the steps of items that have
+//! one are dropped and the rest rewritten; once every item has a record the
+//! file is removed. Lines are written like every checkpoint line (one
+//! `write` each; a torn last line is ignored).
 
 use super::files::write_bytes_atomic;
 use super::jsonl::{load_jsonl, JsonlWriter};
@@ -21,14 +20,11 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-/// One line of `steps.jsonl`.
+/// One line of `.steps.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct StepLine {
     key: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    step: Option<Value>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    cleared: bool,
+    step: Value,
 }
 
 /// The steps file of one namespace, open for appending.
@@ -48,12 +44,10 @@ impl StepLog {
         let (lines, report) = load_jsonl::<StepLine>(path)?;
         let mut kept: HashMap<String, Vec<Value>> = HashMap::new();
         for line in &lines {
-            if line.cleared {
-                kept.remove(&line.key);
-            } else if let Some(step) = &line.step {
-                if pending.contains(line.key.as_str()) {
-                    kept.entry(line.key.clone()).or_default().push(step.clone());
-                }
+            if pending.contains(line.key.as_str()) {
+                kept.entry(line.key.clone())
+                    .or_default()
+                    .push(line.step.clone());
             }
         }
         let n_kept: usize = kept.values().map(Vec::len).sum();
@@ -69,8 +63,7 @@ impl StepLog {
                         &mut bytes,
                         &StepLine {
                             key: key.clone(),
-                            step: Some(step.clone()),
-                            cleared: false,
+                            step: step.clone(),
                         },
                     )?;
                     bytes.push(b'\n');
@@ -91,20 +84,7 @@ impl StepLog {
     pub fn save(&self, key: &str, step: Value) -> Result<()> {
         self.append(&StepLine {
             key: key.to_string(),
-            step: Some(step),
-            cleared: false,
-        })
-    }
-
-    /// Forgets the steps of item `key` (it failed; its calls were logged).
-    pub fn clear(&self, key: &str) -> Result<()> {
-        if !self.path.exists() {
-            return Ok(());
-        }
-        self.append(&StepLine {
-            key: key.to_string(),
-            step: None,
-            cleared: true,
+            step,
         })
     }
 
@@ -155,7 +135,7 @@ mod tests {
     #[test]
     fn steps_of_pending_items_survive_and_the_rest_goes() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("steps.jsonl");
+        let p = dir.path().join(".steps.jsonl");
         let none = HashSet::new();
         let (log, kept) = StepLog::open(&p, &none).unwrap();
         assert!(kept.is_empty() && !p.exists());
@@ -163,13 +143,12 @@ mod tests {
         log.save("b", json!({"choice": 0})).unwrap();
         log.save("a", json!({"choice": 1})).unwrap();
         log.save("c", json!({"choice": 0})).unwrap();
-        log.clear("c").unwrap();
         drop(log);
         // A torn line left by a crash.
         let mut bytes = std::fs::read(&p).unwrap();
         bytes.extend_from_slice(b"{\"key\":\"b\",\"st");
         std::fs::write(&p, bytes).unwrap();
-        let pending: HashSet<&str> = ["a", "c"].into_iter().collect();
+        let pending: HashSet<&str> = ["a", "d"].into_iter().collect();
         let (log, kept) = StepLog::open(&p, &pending).unwrap();
         assert_eq!(kept.len(), 1);
         assert_eq!(kept["a"], vec![json!({"choice": 0}), json!({"choice": 1})]);
