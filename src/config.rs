@@ -313,6 +313,11 @@ pub const MAX_RESPONSE_BYTES_RANGE: std::ops::RangeInclusive<u64> = 1024..=(1 <<
 pub const MAX_CONCURRENCY_RANGE: std::ops::RangeInclusive<usize> = 1..=4096;
 /// Accepted range of `max_attempts`.
 pub const MAX_ATTEMPTS_RANGE: std::ops::RangeInclusive<u32> = 1..=100;
+/// Accepted range of a price, USD per million tokens: ten times the
+/// dearest model's list price leaves room; `inf` or `1e300` is a typo.
+pub const PRICE_RANGE: std::ops::RangeInclusive<f64> = 0.0..=10_000.0;
+/// Accepted range of a mock provider's `latency_ms` (up to one day).
+pub const LATENCY_MS_RANGE: std::ops::RangeInclusive<u64> = 0..=86_400_000;
 
 /// `[methods]`: which methods run and their settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -693,7 +698,7 @@ impl LlmJudgeConfig {
             ("methods.llm_judge.judge_max_tokens", self.judge_max_tokens),
         ] {
             if n == Some(0) {
-                bail!("key `{key}`: expected a positive number");
+                bail!("key `{key}`: expected a positive number of tokens, got 0");
             }
         }
         Ok(())
@@ -782,6 +787,15 @@ impl ProviderConfig {
         if !(0.0..=1.0).contains(&self.fail_rate) {
             bail!("key `{}`: expected a share in [0, 1]", key("fail_rate"));
         }
+        in_range(
+            "latency_ms",
+            LATENCY_MS_RANGE.contains(&self.latency_ms),
+            format!(
+                "[{}, {}] milliseconds (one day)",
+                LATENCY_MS_RANGE.start(),
+                LATENCY_MS_RANGE.end()
+            ),
+        )?;
         for (k, v) in self.headers.iter().chain(self.headers_env.iter()) {
             if k.eq_ignore_ascii_case("authorization") {
                 bail!(
@@ -915,6 +929,8 @@ pub struct LoadedConfig {
 pub fn load(path: &Path) -> Result<LoadedConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
+    // `{e:#}`: the whole chain (e.g. "key `models.target`: provider `x` is
+    // not defined ..."), not only its outermost context.
     let mut config = parse(&text).map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
     let base = path
         .canonicalize()
@@ -1049,8 +1065,17 @@ impl Config {
             p.validate(name)?;
         }
         for (model, price) in &self.prices {
-            if !(price.prompt_per_mtok >= 0.0 && price.completion_per_mtok >= 0.0) {
-                bail!("key `prices.\"{model}\"`: prices must be non-negative numbers");
+            for (key, v) in [
+                ("prompt_per_mtok", price.prompt_per_mtok),
+                ("completion_per_mtok", price.completion_per_mtok),
+            ] {
+                if !PRICE_RANGE.contains(&v) {
+                    bail!(
+                        "key `prices.\"{model}\".{key}`: expected USD per million tokens in [{}, {}], got {v}",
+                        PRICE_RANGE.start(),
+                        PRICE_RANGE.end()
+                    );
+                }
             }
         }
         self.target_provider()?;
@@ -1413,6 +1438,74 @@ enabled = ["mcq"]
     }
 
     #[test]
+    fn routing_errors_name_the_key_and_the_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let unknown = write(
+            "unknown.toml",
+            &MINIMAL.replace("target_provider = \"mock\"", "target_provider = \"nope\""),
+        );
+        let err = format!("{:#}", load(&unknown).unwrap_err());
+        assert!(
+            err.contains("key `models.target`") && err.contains("provider `nope` is not defined"),
+            "{err}"
+        );
+        let two = MINIMAL.replace("target_provider = \"mock\"\n", "").replace(
+            "kind = \"mock\"",
+            "kind = \"mock\"\nmodel_prefixes = [\"m\"]",
+        ) + "[providers.other]\nkind = \"mock\"\nmodel_prefixes = [\"m\"]\n";
+        let err = format!("{:#}", load(&write("two.toml", &two)).unwrap_err());
+        assert!(
+            err.contains("key `models.target`") && err.contains("several providers"),
+            "{err}"
+        );
+        let none = MINIMAL.replace("target_provider = \"mock\"\n", "");
+        let err = format!("{:#}", load(&write("none.toml", &none)).unwrap_err());
+        assert!(err.contains("no provider routes model `m`"), "{err}");
+        // The top-level message alone (as `{err}` prints it) says it too.
+        let err = load(&unknown).unwrap_err().to_string();
+        assert!(err.contains("is not defined"), "{err}");
+    }
+
+    #[test]
+    fn prices_outside_their_range_are_named() {
+        for (key, value) in [
+            ("prompt_per_mtok", "inf"),
+            ("completion_per_mtok", "1e300"),
+            ("prompt_per_mtok", "-1.0"),
+            ("completion_per_mtok", "nan"),
+        ] {
+            let other = if key == "prompt_per_mtok" {
+                "completion_per_mtok"
+            } else {
+                "prompt_per_mtok"
+            };
+            let text = format!("{MINIMAL}[prices.\"m\"]\n{key} = {value}\n{other} = 1.0\n");
+            let err = format!("{:#}", parse(&text).unwrap_err());
+            assert!(
+                err.contains(&format!("prices.\"m\".{key}")) && err.contains("[0, 10000]"),
+                "{err}"
+            );
+        }
+        let ok =
+            format!("{MINIMAL}[prices.\"m\"]\nprompt_per_mtok = 10000\ncompletion_per_mtok = 0\n");
+        assert!(parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn each_judge_budget_is_named() {
+        for key in ["target_max_tokens", "judge_max_tokens"] {
+            let text = format!("{MINIMAL}[methods.llm_judge]\n{key} = 0\n");
+            let err = format!("{:#}", parse(&text).unwrap_err());
+            assert!(err.contains(&format!("methods.llm_judge.{key}")), "{err}");
+        }
+    }
+
+    #[test]
     fn mock_is_never_chosen_by_default() {
         let text = MINIMAL.replace("target_provider = \"mock\"\n", "");
         let err = parse(&text).unwrap_err();
@@ -1471,6 +1564,21 @@ enabled = ["mcq"]
             assert!(err.contains("providers.mock.base_url"), "{url}: {err}");
             assert!(!err.contains(":p@"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_mock_latency_beyond_a_day_is_refused_with_its_range() {
+        let text = MINIMAL.replace(
+            "kind = \"mock\"",
+            "kind = \"mock\"\nlatency_ms = 9223372036854775807",
+        );
+        let err = format!("{:#}", parse(&text).unwrap_err());
+        assert!(
+            err.contains("providers.mock.latency_ms") && err.contains("86400000"),
+            "{err}"
+        );
+        let ok = MINIMAL.replace("kind = \"mock\"", "kind = \"mock\"\nlatency_ms = 86400000");
+        assert!(parse(&ok).is_ok());
     }
 
     #[test]

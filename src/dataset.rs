@@ -13,7 +13,6 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
@@ -97,8 +96,7 @@ impl Dataset {
 /// The file is read once, in chunks: each chunk is hashed and its lines
 /// parsed as they arrive, so the whole file is never held in memory.
 pub fn load(path: &Path) -> Result<Dataset> {
-    let file =
-        File::open(path).with_context(|| format!("cannot read dataset {}", path.display()))?;
+    let file = crate::store::open_regular(path).context("cannot read the dataset")?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut hasher = Sha256::new();
     let mut parser = LineParser::default();
@@ -143,6 +141,9 @@ pub fn parse_lines(text: &str) -> Result<Vec<Example>, String> {
     parse_bytes(text.as_bytes())
 }
 
+/// The byte order mark a UTF-8 file may start with.
+const BOM: char = '\u{feff}';
+
 /// Parses a dataset one physical line at a time (as `str::lines` splits
 /// them: at `\n`, dropping a `\r` before it). After the first bad row it
 /// only checks that the rest is UTF-8, so that the error reported does not
@@ -183,6 +184,20 @@ impl LineParser {
             Some(t) => t.strip_suffix('\r').unwrap_or(t),
             None => text,
         };
+        // A UTF-8 byte order mark, as some editors write at the start of
+        // a file, is not part of the first row (the file's hash keeps it).
+        let text = if self.lineno == 1 {
+            text.strip_prefix(BOM).unwrap_or(text)
+        } else {
+            text
+        };
+        if text.starts_with(BOM) {
+            self.error = Some(format!(
+                "{}: the line starts with a byte order mark (U+FEFF), which only the start of the file may hold (was the file made by joining files?)",
+                self.lineno
+            ));
+            return;
+        }
         if text.trim().is_empty() {
             return;
         }
@@ -556,6 +571,27 @@ mod tests {
         assert_eq!(
             parse_lines(&wrong_type).unwrap_err(),
             "1: field `uuid`: expected a string, got a number"
+        );
+    }
+
+    #[test]
+    fn a_byte_order_mark_starts_the_file_or_is_named() {
+        let text = format!(
+            "\u{feff}{}\n{}\n",
+            row("a", "tool_call"),
+            row("b", "direct")
+        );
+        let ex = parse_lines(&text).unwrap();
+        assert_eq!(ex[0].uuid, "a");
+        let inner = format!(
+            "{}\n\u{feff}{}\n",
+            row("a", "tool_call"),
+            row("b", "direct")
+        );
+        let err = parse_lines(&inner).unwrap_err();
+        assert!(
+            err.starts_with("2: ") && err.contains("byte order mark"),
+            "{err}"
         );
     }
 

@@ -10,13 +10,14 @@
 use crate::audit::AuditEvent;
 use crate::llm::CallRecord;
 use crate::outcome::Progress;
-use crate::store::{load_jsonl, ErrorLine, JsonlWriter, NamespaceDir, RunLogLine};
+use crate::store::{load_jsonl, names, ErrorLine, JsonlWriter, NamespaceDir, RunLogLine, StepLog};
 use anyhow::Result;
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -123,6 +124,43 @@ impl ItemError {
     }
 }
 
+/// The finished steps of one item, for an item that makes several calls:
+/// what an earlier process saved for it before it was stopped, and where to
+/// save more ([`crate::store::steps`]). A step saved here is not sent again
+/// after a `kill -9`; it is dropped once the item has a record.
+///
+/// An item that saves steps logs each of its calls as it is made
+/// ([`ItemSteps::log_call`]) and returns no calls in its [`ItemOutput`]
+/// (it adds their audit events itself, [`add_call_audit`]): a call restored
+/// from a step was logged by the process that made it, so every call is
+/// logged once, whenever the process stops.
+pub struct ItemSteps {
+    key: String,
+    done: Vec<serde_json::Value>,
+    log: Arc<StepLog>,
+    calls: Arc<std::sync::Mutex<JsonlWriter>>,
+}
+
+impl ItemSteps {
+    /// Steps saved for this item by an earlier process, in order.
+    pub fn done(&self) -> &[serde_json::Value] {
+        &self.done
+    }
+
+    /// Saves a finished step (one line, written at once).
+    pub fn save<T: Serialize>(&self, step: &T) -> Result<()> {
+        self.log.save(&self.key, serde_json::to_value(step)?)
+    }
+
+    /// Appends a call to the namespace's call log now.
+    pub fn log_call(&self, call: &CallRecord) -> Result<()> {
+        self.calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .append(call)
+    }
+}
+
 /// What the work function returns for one item.
 pub struct ItemOutput<R> {
     /// Calls made for the item (logged whether or not it succeeded).
@@ -195,7 +233,7 @@ pub struct Job<'a> {
 /// A namespace's checkpoint files, open for appending, and the ids of the
 /// audit events already stored (each event is written once).
 struct Checkpoint {
-    calls: JsonlWriter,
+    calls: Arc<std::sync::Mutex<JsonlWriter>>,
     results: JsonlWriter,
     audit: JsonlWriter,
     errors: JsonlWriter,
@@ -213,7 +251,7 @@ impl Checkpoint {
         let (errors, torn_errors) = JsonlWriter::open(&ns.errors())?;
         let (stored, _) = load_jsonl::<AuditEvent>(&ns.audit())?;
         Ok(Checkpoint {
-            calls,
+            calls: Arc::new(std::sync::Mutex::new(calls)),
             results,
             audit,
             errors,
@@ -256,9 +294,7 @@ impl Checkpoint {
     /// Stores a finished item: its calls, its record (with call-level audit
     /// events added) and the record's new audit events.
     fn store<R: Record>(&mut self, key: &str, calls: &[CallRecord], mut record: R) -> Result<R> {
-        for call in calls {
-            self.calls.append(call)?;
-        }
+        self.log_calls(calls)?;
         add_call_audit(key, calls, record.audit_events_mut());
         self.results.append(&record)?;
         self.append_audit(record.audit_events())?;
@@ -267,9 +303,7 @@ impl Checkpoint {
 
     /// Stores a failed item: its calls and an `errors.jsonl` line.
     fn store_error(&mut self, key: &str, calls: &[CallRecord], error: &ItemError) -> Result<()> {
-        for call in calls {
-            self.calls.append(call)?;
-        }
+        self.log_calls(calls)?;
         self.errors.append(&ErrorLine {
             key: key.to_string(),
             error: error.message.clone(),
@@ -278,12 +312,20 @@ impl Checkpoint {
         })
     }
 
+    fn log_calls(&self, calls: &[CallRecord]) -> Result<()> {
+        let mut log = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        for call in calls {
+            log.append(call)?;
+        }
+        Ok(())
+    }
+
     /// Makes everything written durable.
     fn sync(&mut self) -> Result<()> {
         self.results.sync()?;
         self.audit.sync()?;
         self.errors.sync()?;
-        self.calls.sync()
+        self.calls.lock().unwrap_or_else(|p| p.into_inner()).sync()
     }
 }
 
@@ -301,7 +343,7 @@ struct Pass<R> {
 pub async fn run_items<R, F, Fut>(job: Job<'_>, work: F) -> Result<Outcome<R>>
 where
     R: Record,
-    F: Fn(WorkItem) -> Fut,
+    F: Fn(WorkItem, ItemSteps) -> Fut,
     Fut: Future<Output = ItemOutput<R>>,
 {
     let label = job.ns.name.as_str();
@@ -317,6 +359,12 @@ where
         .filter(|i| !results.contains_key(&i.key))
         .cloned()
         .collect();
+    let pending_keys: HashSet<&str> = pending.iter().map(|i| i.key.as_str()).collect();
+    let (step_log, saved_steps) = StepLog::open(&job.ns.checkpoint(names::STEPS), &pending_keys)?;
+    let steps = Steps {
+        log: Arc::new(step_log),
+        saved: saved_steps,
+    };
     job.progress.reset(label, resumed + pending.len(), resumed);
     let pass = Pass {
         results,
@@ -324,8 +372,13 @@ where
         abandoned: 0,
         fatal: None,
     };
-    let pass = drive(&job, &mut checkpoint, pending, pass, work).await?;
+    let (pass, steps) = drive(&job, &mut checkpoint, pending, pass, steps, work).await?;
     checkpoint.sync()?;
+    if job.items.iter().all(|i| pass.results.contains_key(&i.key)) {
+        steps.log.remove()?;
+    } else {
+        steps.log.sync()?;
+    }
     job.progress.end_namespace(label);
     let (mut run_log, _) = JsonlWriter::open(&job.ns.run_log())?;
     run_log.append(&RunLogLine {
@@ -352,22 +405,33 @@ where
     })
 }
 
+/// The steps file of a pass and the steps an earlier process saved, by item
+/// key (handed to each item as it starts).
+struct Steps {
+    log: Arc<StepLog>,
+    saved: HashMap<String, Vec<serde_json::Value>>,
+}
+
 /// The concurrent pass: up to `concurrency` items in flight, each stored as
 /// it finishes; no new item starts after a stop request or a non-retryable
 /// error, and items still in flight a grace period after a stop request are
-/// abandoned (redone on resume).
+/// abandoned (redone on resume, with the steps they saved).
 async fn drive<R, F, Fut>(
     job: &Job<'_>,
     checkpoint: &mut Checkpoint,
     pending: Vec<WorkItem>,
     mut pass: Pass<R>,
+    mut steps: Steps,
     work: F,
-) -> Result<Pass<R>>
+) -> Result<(Pass<R>, Steps)>
 where
     R: Record,
-    F: Fn(WorkItem) -> Fut,
+    F: Fn(WorkItem, ItemSteps) -> Fut,
     Fut: Future<Output = ItemOutput<R>>,
 {
+    let log = steps.log.clone();
+    let call_log = checkpoint.calls.clone();
+    let saved = &mut steps.saved;
     let fatal_seen = CancellationToken::new();
     let stop = job.cancel.clone();
     let stop_fatal = fatal_seen.clone();
@@ -377,7 +441,13 @@ where
         })
         .map(|item| {
             let key = item.key.clone();
-            let fut = work(item);
+            let item_steps = ItemSteps {
+                key: key.clone(),
+                done: saved.remove(&key).unwrap_or_default(),
+                log: log.clone(),
+                calls: call_log.clone(),
+            };
+            let fut = work(item, item_steps);
             let cancel = job.cancel.clone();
             async move {
                 tokio::select! {
@@ -399,6 +469,7 @@ where
                 job.progress.item_finished();
             }
             Err(error) => {
+                // Its saved steps stay: a resume reuses them.
                 checkpoint.store_error(&key, &output.calls, &error)?;
                 if error.fatal && pass.fatal.is_none() {
                     pass.fatal = Some(error.message.clone());
@@ -409,5 +480,6 @@ where
             }
         }
     }
-    Ok(pass)
+    drop(stream);
+    Ok((pass, steps))
 }

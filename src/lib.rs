@@ -11,6 +11,7 @@ pub mod comparison;
 pub mod config;
 pub mod dataset;
 pub mod engine;
+pub mod env_vars;
 pub mod export;
 pub mod fingerprint;
 pub mod floats;

@@ -67,6 +67,9 @@ pub struct MockServerOptions {
     /// Share of 200 replies whose body is not JSON.
     #[arg(long, default_value_t = 0.0)]
     pub rate_malformed: f64,
+    /// Share of 200 replies with an empty body.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_empty: f64,
     /// Ignore `echo` on /completions, like endpoints that cannot score prompts.
     #[arg(long)]
     pub no_echo: bool,
@@ -94,14 +97,37 @@ pub struct MockServerOptions {
     /// in every reply (text, `system_fingerprint`, error messages, a header).
     #[arg(long)]
     pub echo_key: bool,
+    /// How `--echo-key` spells the echo (comma-separated, or `all`): as it
+    /// is, JSON `\uXXXX`-escaped in the raw body, percent-encoded, as HTML
+    /// character references, base64 (also of `w2c:<value>`, as in Basic
+    /// auth), URL-safe base64, or hex.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "plain",
+        requires = "echo_key"
+    )]
+    pub echo_key_as: Vec<EchoEncoding>,
     /// Hostile: every reply carries `Retry-After: 1e300`, `retry-after-ms:
     /// 1e30` and an 8 KiB header.
     #[arg(long)]
     pub absurd_headers: bool,
     /// Hostile: `usage` and metadata of the wrong JSON types or absurd
-    /// values (u64::MAX, negative, fractional, strings), cycling per request.
+    /// values (u64::MAX, negative, fractional, strings), cycling per request;
+    /// /completions replies also get a `text` or `logprobs` of the wrong type.
     #[arg(long)]
     pub wrong_types: bool,
+    /// Hostile: /completions echoes the prompt with logprobs but reports
+    /// `completion_tokens` 1000000, shifts every `text_offset` by 5, or
+    /// gives every token the log-probability +1e308.
+    #[arg(long, value_enum)]
+    pub absurd_echo: Option<AbsurdEcho>,
+    /// Hostile: answer every request (on any path, `/stats` included) with
+    /// a reply whose HTTP framing is broken: `Content-Length: -1`, 1 MiB of
+    /// headers, 1000 headers, or a status line that is not HTTP.
+    #[arg(long, value_enum)]
+    pub bad_http: Option<BadHttp>,
     /// Seed of the replies and of the fault draws.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -127,6 +153,7 @@ impl MockServerOptions {
             ("--rate-hang", self.rate_hang),
             ("--rate-truncated", self.rate_truncated),
             ("--rate-malformed", self.rate_malformed),
+            ("--rate-empty", self.rate_empty),
         ];
         for (name, v) in shares {
             if !(0.0..=1.0).contains(&v) {
@@ -141,9 +168,8 @@ impl MockServerOptions {
         if shares.iter().map(|(_, v)| v).sum::<f64>() > 1.0 {
             bail!("the fault shares add up to more than 1");
         }
-        if !(self.retry_after_secs >= 0.0 && self.retry_after_secs.is_finite()) {
-            bail!("--retry-after-secs: expected a non-negative number");
-        }
+        crate::secs::in_range("--retry-after-secs", self.retry_after_secs, 0.0..=86_400.0)
+            .map_err(anyhow::Error::msg)?;
         crate::secs::in_range("--hang-secs", self.hang_secs, 0.0..=86_400.0)
             .map_err(anyhow::Error::msg)?;
         const DAY_MS: u64 = 86_400_000;
@@ -172,6 +198,134 @@ pub enum EchoStyle {
     LlamaCpp,
 }
 
+/// How `--echo-key` spells what it echoes (see `--echo-key-as`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EchoEncoding {
+    /// As received.
+    Plain,
+    /// Every character as a JSON `\uXXXX` escape, written raw into the JSON
+    /// body (a JSON parser decodes it back to the plain text).
+    UnicodeEscape,
+    /// Every byte as `%HH`.
+    Percent,
+    /// Every character as `&#N;`.
+    Html,
+    /// Standard base64 of the text, and of `w2c:<value>` per header.
+    Base64,
+    /// URL-safe base64 without padding.
+    Base64Url,
+    /// Lower-case hexadecimal.
+    Hex,
+    /// Every encoding above.
+    All,
+}
+
+impl EchoEncoding {
+    const EACH: [EchoEncoding; 7] = [
+        EchoEncoding::Plain,
+        EchoEncoding::UnicodeEscape,
+        EchoEncoding::Percent,
+        EchoEncoding::Html,
+        EchoEncoding::Base64,
+        EchoEncoding::Base64Url,
+        EchoEncoding::Hex,
+    ];
+}
+
+/// An echo whose numbers are wrong (see `--absurd-echo`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AbsurdEcho {
+    /// `usage.completion_tokens` = 1000000.
+    CompletionTokens,
+    /// Every `text_offset` 5 characters too far.
+    ShiftedOffsets,
+    /// Every log-probability +1e308 (a probability far above 1).
+    PositiveLogprobs,
+}
+
+/// A reply with broken HTTP framing (see `--bad-http`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BadHttp {
+    /// `Content-Length: -1`.
+    NegativeContentLength,
+    /// One header of 1 MiB.
+    HugeHeaders,
+    /// 1000 headers.
+    ManyHeaders,
+    /// A first line that is not an HTTP status line.
+    NotHttp,
+}
+
+impl BadHttp {
+    /// The whole reply, bytes as sent.
+    fn reply(self) -> Vec<u8> {
+        let body = json!({
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "A"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+        })
+        .to_string();
+        let ok = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n";
+        let head = match self {
+            BadHttp::NegativeContentLength => format!("{ok}content-length: -1\r\n"),
+            BadHttp::HugeHeaders => format!(
+                "{ok}x-huge: {}\r\ncontent-length: {}\r\n",
+                "a".repeat(1 << 20),
+                body.len()
+            ),
+            BadHttp::ManyHeaders => {
+                let many: String = (0..1000).map(|i| format!("x-h{i}: v\r\n")).collect();
+                format!("{ok}{many}content-length: {}\r\n", body.len())
+            }
+            BadHttp::NotHttp => "W2C-MOCK 200 NOT HTTP\r\n".to_string(),
+        };
+        format!("{head}\r\n{body}").into_bytes()
+    }
+}
+
+/// `--bad-http`: reads each request (head and `content-length` body) and
+/// answers with the broken reply, then closes the connection.
+async fn serve_bad_http(listener: tokio::net::TcpListener, kind: BadHttp) -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let (mut conn, _) = listener.accept().await.context("accept")?;
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 8192];
+            let head_end = loop {
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break i + 4;
+                }
+                match conn.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+                if buf.len() > 1 << 20 {
+                    return;
+                }
+            };
+            let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+            let body_len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0)
+                .min(64 << 20);
+            while buf.len() < head_end + body_len {
+                match conn.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let _ = conn.write_all(&kind.reply()).await;
+            let _ = conn.shutdown().await;
+        });
+    }
+}
+
+/// Stands for the `\uXXXX`-escaped echo in a JSON value until the body is
+/// serialised (serde would escape the backslashes).
+const ESCAPED_ECHO_MARK: &str = "@@w2c-escaped-echo@@";
+
 /// Request and fault counters, served at `/stats`.
 #[derive(Debug, Default, Serialize, Deserialize, Clone, PartialEq, Eq)]
 pub struct Stats {
@@ -193,6 +347,9 @@ pub struct Stats {
     pub fault_truncated: u64,
     /// Malformed bodies.
     pub fault_malformed: u64,
+    /// Empty bodies.
+    #[serde(default)]
+    pub fault_empty: u64,
     /// 401 replies.
     pub unauthorized: u64,
     /// Replies shaped by a hostile mode.
@@ -218,6 +375,7 @@ struct Counters {
     fault_hang: AtomicU64,
     fault_truncated: AtomicU64,
     fault_malformed: AtomicU64,
+    fault_empty: AtomicU64,
     unauthorized: AtomicU64,
     hostile: AtomicU64,
     in_flight: AtomicU64,
@@ -254,6 +412,7 @@ impl Counters {
             fault_hang: g(&self.fault_hang),
             fault_truncated: g(&self.fault_truncated),
             fault_malformed: g(&self.fault_malformed),
+            fault_empty: g(&self.fault_empty),
             unauthorized: g(&self.unauthorized),
             hostile: g(&self.hostile),
             in_flight: g(&self.in_flight),
@@ -272,6 +431,7 @@ impl Counters {
             &self.fault_hang,
             &self.fault_truncated,
             &self.fault_malformed,
+            &self.fault_empty,
             &self.unauthorized,
             &self.hostile,
             &self.max_in_flight,
@@ -325,6 +485,7 @@ enum Fault {
     Hang,
     Truncated,
     Malformed,
+    Empty,
 }
 
 /// Binds the listener and serves until the process ends. Prints
@@ -332,14 +493,7 @@ enum Fault {
 pub async fn run(opts: MockServerOptions) -> Result<()> {
     opts.validate()?;
     let api_key = match &opts.api_key_env {
-        Some(var) => Some(
-            std::env::var(var)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .with_context(|| {
-                    format!("--api-key-env: environment variable `{var}` is not set")
-                })?,
-        ),
+        Some(var) => Some(crate::env_vars::secret(var, "--api-key-env", "Bearer ")?),
         None => None,
     };
     let listener = tokio::net::TcpListener::bind((opts.host.as_str(), opts.port))
@@ -349,6 +503,9 @@ pub async fn run(opts: MockServerOptions) -> Result<()> {
     println!("listening on http://{addr}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
+    if let Some(kind) = opts.bad_http {
+        return serve_bad_http(listener, kind).await;
+    }
     let record = match &opts.record {
         Some(path) => Some(Mutex::new(
             std::fs::OpenOptions::new()
@@ -408,16 +565,18 @@ async fn preamble(st: &AppState, headers: &HeaderMap) -> Result<Fault, Response>
         if !ok {
             st.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
             let message = if st.opts.echo_key {
-                format!("Incorrect API key provided: {}", echoed(headers))
+                format!("Incorrect API key provided: {}", echoed(&st.opts, headers))
             } else {
                 "Incorrect API key provided.".to_string()
             };
+            let body = json_text(headers, &error_body(&message, "invalid_request_error"));
             return Err(hostile_headers(
                 st,
                 headers,
                 (
                     StatusCode::UNAUTHORIZED,
-                    Json(error_body(&message, "invalid_request_error")),
+                    [("content-type", "application/json")],
+                    body,
                 )
                     .into_response(),
             ));
@@ -444,6 +603,7 @@ async fn preamble(st: &AppState, headers: &HeaderMap) -> Result<Fault, Response>
         (o.rate_hang, Fault::Hang),
         (o.rate_truncated, Fault::Truncated),
         (o.rate_malformed, Fault::Malformed),
+        (o.rate_empty, Fault::Empty),
     ];
     for (share, fault) in faults {
         edge += share;
@@ -505,6 +665,10 @@ async fn apply_fault(st: &AppState, fault: Fault) -> Result<Fault, Response> {
             c.fault_malformed.fetch_add(1, Ordering::Relaxed);
             Ok(Fault::Malformed)
         }
+        Fault::Empty => {
+            c.fault_empty.fetch_add(1, Ordering::Relaxed);
+            Ok(Fault::Empty)
+        }
         Fault::None => Ok(Fault::None),
     }
 }
@@ -515,10 +679,11 @@ fn finish(st: &AppState, headers: &HeaderMap, fault: Fault, mut body: Value) -> 
             return resp;
         }
     }
-    let text = body.to_string();
+    let text = json_text(headers, &body);
     let text = match fault {
         Fault::Truncated => crate::fingerprint::prefix(&text, text.len() / 2).to_string(),
         Fault::Malformed => "<html>upstream gateway error</html>".to_string(),
+        Fault::Empty => String::new(),
         _ => {
             st.counters.ok.fetch_add(1, Ordering::Relaxed);
             text
@@ -531,22 +696,94 @@ fn finish(st: &AppState, headers: &HeaderMap, fault: Fault, mut body: Value) -> 
     )
 }
 
-/// What `--echo-key` sends back: the request's `Authorization` and `x-*`
-/// header values.
-fn echoed(headers: &HeaderMap) -> String {
+/// The request's `Authorization` and `x-*` headers, as name and value.
+fn echoed_headers(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
         .filter(|(k, _)| k.as_str() == "authorization" || k.as_str().starts_with("x-"))
-        .filter_map(|(k, v)| v.to_str().ok().map(|v| format!("{k}: {v}")))
+        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.to_string(), v.to_string())))
+        .collect()
+}
+
+/// What `--echo-key` sends back: the request's `Authorization` and `x-*`
+/// header values, in every spelling `--echo-key-as` asks for. The
+/// `\uXXXX` spelling is [`ESCAPED_ECHO_MARK`] here; [`json_text`] and
+/// [`header_text`] put it in.
+fn echoed(opts: &MockServerOptions, headers: &HeaderMap) -> String {
+    use base64::Engine as _;
+    let pairs = echoed_headers(headers);
+    let plain = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let encodings: Vec<EchoEncoding> = if opts.echo_key_as.contains(&EchoEncoding::All) {
+        EchoEncoding::EACH.to_vec()
+    } else {
+        opts.echo_key_as.clone()
+    };
+    let b64 = base64::engine::general_purpose::STANDARD;
+    encodings
+        .iter()
+        .map(|e| match e {
+            EchoEncoding::Plain | EchoEncoding::All => plain.clone(),
+            EchoEncoding::UnicodeEscape => ESCAPED_ECHO_MARK.to_string(),
+            EchoEncoding::Percent => plain.bytes().map(|b| format!("%{b:02X}")).collect(),
+            EchoEncoding::Html => plain.chars().map(|c| format!("&#{};", c as u32)).collect(),
+            EchoEncoding::Base64 => {
+                let mut parts = vec![b64.encode(&plain)];
+                for (_, v) in &pairs {
+                    let value = v.strip_prefix("Bearer ").unwrap_or(v);
+                    parts.push(format!("Basic {}", b64.encode(format!("w2c:{value}"))));
+                }
+                parts.join(" ")
+            }
+            EchoEncoding::Base64Url => {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&plain)
+            }
+            EchoEncoding::Hex => hex::encode(&plain),
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// The `\uXXXX` spelling of the echoed headers.
+fn escaped_echo(headers: &HeaderMap) -> String {
+    echoed_headers(headers)
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
         .collect::<Vec<_>>()
         .join("; ")
+        .encode_utf16()
+        .map(|u| format!("\\u{u:04x}"))
+        .collect()
+}
+
+/// A JSON value as body text, with the escaped echo written in raw.
+fn json_text(headers: &HeaderMap, body: &Value) -> String {
+    let text = body.to_string();
+    if text.contains(ESCAPED_ECHO_MARK) {
+        text.replace(ESCAPED_ECHO_MARK, &escaped_echo(headers))
+    } else {
+        text
+    }
+}
+
+/// An echo as a header value.
+fn header_text(headers: &HeaderMap, echo: &str) -> String {
+    echo.replace(ESCAPED_ECHO_MARK, &escaped_echo(headers))
 }
 
 /// Applies the hostile modes to a successful reply body; returns a whole
 /// response when the mode replaces the body (`--endless-body`).
 fn hostile_body(st: &AppState, headers: &HeaderMap, body: &mut Value) -> Option<Response> {
     let o = &st.opts;
-    if !(o.echo_key || o.wrong_types || o.huge_body_bytes.is_some() || o.endless_body) {
+    if !(o.echo_key
+        || o.wrong_types
+        || o.huge_body_bytes.is_some()
+        || o.endless_body
+        || o.absurd_echo.is_some())
+    {
         return None;
     }
     st.counters.hostile.fetch_add(1, Ordering::Relaxed);
@@ -566,7 +803,7 @@ fn hostile_body(st: &AppState, headers: &HeaderMap, body: &mut Value) -> Option<
         }
     };
     if o.echo_key {
-        let echo = echoed(headers);
+        let echo = echoed(o, headers);
         if let Some(text) = text_of(body) {
             set_text(body, format!("{text}\n(request headers: {echo})"));
         }
@@ -585,7 +822,39 @@ fn hostile_body(st: &AppState, headers: &HeaderMap, body: &mut Value) -> Option<
         body["choices"][0]["finish_reason"] = json!(["stop"]);
         if body.pointer("/choices/0/message").is_some() {
             body["choices"][0]["message"]["reasoning_content"] = json!({"nested": true});
+        } else if body.pointer("/choices/0/text").is_some() {
+            match n % 3 {
+                0 => body["choices"][0]["text"] = json!(12345),
+                1 => body["choices"][0]["logprobs"] = json!("yes"),
+                _ => body["choices"][0]["logprobs"]["tokens"] = json!([1, 2, 3]),
+            }
         }
+    }
+    match o.absurd_echo {
+        Some(AbsurdEcho::CompletionTokens) => {
+            body["usage"]["completion_tokens"] = json!(1_000_000);
+        }
+        Some(AbsurdEcho::ShiftedOffsets) => {
+            if let Some(offsets) = body
+                .pointer_mut("/choices/0/logprobs/text_offset")
+                .and_then(Value::as_array_mut)
+            {
+                for o in offsets.iter_mut() {
+                    *o = json!(o.as_u64().unwrap_or(0) + 5);
+                }
+            }
+        }
+        Some(AbsurdEcho::PositiveLogprobs) => {
+            if let Some(lps) = body
+                .pointer_mut("/choices/0/logprobs/token_logprobs")
+                .and_then(Value::as_array_mut)
+            {
+                for lp in lps.iter_mut().filter(|v| !v.is_null()) {
+                    *lp = json!(1e308);
+                }
+            }
+        }
+        None => {}
     }
     if let Some(bytes) = o.huge_body_bytes {
         if let Some(text) = text_of(body) {
@@ -630,7 +899,8 @@ fn hostile_headers(st: &AppState, headers: &HeaderMap, mut resp: Response) -> Re
         }
     }
     if st.opts.echo_key {
-        if let Ok(v) = HeaderValue::from_str(&echoed(headers)) {
+        let echo = header_text(headers, &echoed(&st.opts, headers));
+        if let Ok(v) = HeaderValue::from_str(&echo) {
             h.insert("x-echo", v);
         }
     }
@@ -960,6 +1230,7 @@ mod tests {
             ["x", "--hang-secs", "1e300"],
             ["x", "--jitter-ms", "18446744073709551615"],
             ["x", "--latency-ms", "18446744073709551615"],
+            ["x", "--retry-after-secs", "1e300"],
         ] {
             let err = P::parse_from(args).o.validate().unwrap_err().to_string();
             assert!(err.contains(args[1]), "{err}");

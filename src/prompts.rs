@@ -52,7 +52,10 @@ pub fn load(id: &str, allowed: &[&str]) -> Result<Template> {
                 )
             })?
     } else if let Some(path) = id.strip_prefix("file:") {
-        std::fs::read_to_string(path).with_context(|| format!("cannot read prompt file {path}"))?
+        let bytes = crate::store::read_regular(std::path::Path::new(path))
+            .with_context(|| format!("cannot read prompt file {path}"))?;
+        String::from_utf8(bytes)
+            .map_err(|e| anyhow::anyhow!("prompt file {path}: not valid UTF-8 ({e})"))?
     } else {
         bail!("prompt `{id}`: expected `builtin:<name>` or `file:<path>`");
     };

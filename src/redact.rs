@@ -3,15 +3,36 @@
 //! Every secret w2c reads from the environment (provider API keys, header
 //! values from `headers_env`, the MLflow password or token) is registered
 //! here when it is read. Everything a server sends back — reply bodies,
-//! error bodies, transport error texts — passes through [`scrub`] before it
-//! reaches a record, a log line, an error message or MLflow, so a server that
-//! echoes the key (`Incorrect API key provided: Bearer sk-…`) never gets it
-//! stored: each occurrence becomes [`MASK`].
+//! error bodies, transport error texts — passes through [`scrub`] or
+//! [`scrub_body`] before it reaches a record, a log line, an error message or
+//! MLflow, so a server that echoes the key (`Incorrect API key provided:
+//! Bearer sk-…`) never gets it stored: each occurrence becomes [`MASK`].
+//!
+//! A server may echo a key in another spelling, and JSON decoding would turn
+//! some of them back into the key after the check. So a JSON body is decoded
+//! first and every string in it (object keys included) is scrubbed, and each
+//! text is searched for the secret written
+//! - as it is, in any letter case;
+//! - with any of its characters escaped as JSON/JavaScript `\uXXXX` (surrogate
+//!   pairs included) or `\xHH`, percent-encoded (`%HH`, of its UTF-8 bytes),
+//!   or as an HTML numeric character reference (`&#115;`, `&#x73;`), mixed
+//!   freely character by character (and `\/` for `/`);
+//! - in base64, standard or URL-safe alphabet, padded or not, at any offset
+//!   inside a longer encoded text (so `Basic base64(user:key)` and
+//!   base64 of `Bearer key` are caught): the characters that depend only on
+//!   the secret's bytes are masked, the one or two at each edge that also
+//!   encode neighbouring bytes are left;
+//! - in hexadecimal (either case).
+//!
+//! Other transformations (a key split across strings, reversed, encrypted,
+//! compressed, or encoded twice in different ways such as base64 of a
+//! percent-encoded key) are not recognised.
 //!
 //! Values shorter than [`MIN_SECRET_LEN`] characters are not treated as
 //! secrets: masking every `1` or `on` in a model's reply would corrupt the
 //! evaluation, and such values protect nothing.
 
+use base64::Engine as _;
 use serde_json::Value;
 use std::sync::RwLock;
 
@@ -21,72 +42,141 @@ pub const MASK: &str = "***";
 /// Shortest value treated as a secret.
 pub const MIN_SECRET_LEN: usize = 6;
 
-static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+/// One spelling of a secret to look for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Form {
+    bytes: Vec<u8>,
+    ignore_case: bool,
+}
+
+/// The spellings of every registered secret, longest first.
+static FORMS: RwLock<Vec<Form>> = RwLock::new(Vec::new());
 
 /// Registers a secret value for [`scrub`] (idempotent; short values are ignored).
 pub fn register(secret: &str) {
     if secret.chars().count() < MIN_SECRET_LEN {
         return;
     }
-    let mut s = SECRETS.write().unwrap_or_else(|p| p.into_inner());
-    if !s.iter().any(|k| k == secret) {
-        s.push(secret.to_string());
-        // Longest first, so a secret containing another is masked whole.
-        s.sort_by_key(|k| std::cmp::Reverse(k.len()));
+    let mut forms = FORMS.write().unwrap_or_else(|p| p.into_inner());
+    for f in forms_of(secret) {
+        if !forms.contains(&f) {
+            forms.push(f);
+        }
     }
+    // Longest first, so a secret containing another is masked whole.
+    forms.sort_by_key(|f| std::cmp::Reverse(f.bytes.len()));
+}
+
+/// The spellings of `secret` searched for (see the module comment): the
+/// value itself (any case), its hexadecimal (any case), and the base64
+/// characters that depend only on its bytes at each of the three offsets, in
+/// both alphabets.
+fn forms_of(secret: &str) -> Vec<Form> {
+    let bytes = secret.as_bytes();
+    let mut forms = vec![
+        Form {
+            bytes: bytes.to_vec(),
+            ignore_case: true,
+        },
+        Form {
+            bytes: hex::encode(bytes).into_bytes(),
+            ignore_case: true,
+        },
+    ];
+    for offset in 0..3usize {
+        let mut input = vec![0u8; offset];
+        input.extend_from_slice(bytes);
+        let encoded = base64::engine::general_purpose::STANDARD_NO_PAD.encode(&input);
+        // Character c encodes input bits [6c, 6c + 6); the secret's bits are
+        // [8 * offset, 8 * (offset + len)).
+        let first = (8 * offset).div_ceil(6);
+        let end = (8 * (offset + bytes.len())) / 6;
+        let Some(core) = encoded.get(first..end) else {
+            continue;
+        };
+        if core.len() < MIN_SECRET_LEN {
+            continue;
+        }
+        let url_safe = core.replace('+', "-").replace('/', "_");
+        for text in [core.to_string(), url_safe] {
+            let f = Form {
+                bytes: text.into_bytes(),
+                ignore_case: false,
+            };
+            if !forms.contains(&f) {
+                forms.push(f);
+            }
+        }
+    }
+    forms
 }
 
 /// `text` with every registered secret replaced by [`MASK`].
 pub fn scrub(text: &str) -> String {
-    let s = SECRETS.read().unwrap_or_else(|p| p.into_inner());
-    redact_with(text, &s)
+    let forms = FORMS.read().unwrap_or_else(|p| p.into_inner());
+    mask(text, &forms)
 }
 
-/// [`scrub`] for a reply body: a JSON body is scrubbed value by value (so a
-/// secret made of digits cannot corrupt a number and break the JSON), any
-/// other body as text. A body without a secret is returned as is.
+/// [`scrub`] for a reply body: a JSON body is decoded and scrubbed value by
+/// value, object keys included (so an escaped secret is caught after
+/// decoding, and a secret made of digits cannot corrupt a number and break
+/// the JSON); any other body is scrubbed as text. A body without a secret is
+/// returned as is.
 pub fn scrub_body(body: &str) -> String {
-    if !holds_secret(body) {
+    if FORMS.read().unwrap_or_else(|p| p.into_inner()).is_empty() {
         return body.to_string();
     }
     match serde_json::from_str::<Value>(body) {
         Ok(mut v) => {
             // Numbers are left alone: digits that happen to contain a
             // secret are not an echo of it.
-            scrub_value(&mut v);
-            v.to_string()
+            if scrub_value(&mut v) {
+                v.to_string()
+            } else {
+                body.to_string()
+            }
         }
         Err(_) => scrub(body),
     }
 }
 
-/// Whether `text` holds a registered secret.
+/// Whether `text` holds a registered secret, in any of the spellings
+/// [`scrub`] masks.
 pub fn holds_secret(text: &str) -> bool {
-    let s = SECRETS.read().unwrap_or_else(|p| p.into_inner());
-    s.iter().any(|k| text.contains(k.as_str()))
+    let forms = FORMS.read().unwrap_or_else(|p| p.into_inner());
+    !spans(text, &forms).is_empty()
 }
 
-/// `text` with every one of `secrets` replaced by [`MASK`] (the pure core of
-/// [`scrub`]; secrets shorter than [`MIN_SECRET_LEN`] are left alone).
+/// `text` with every one of `secrets`, in every spelling [`scrub`] knows,
+/// replaced by [`MASK`] (the pure core of [`scrub`]; secrets shorter than
+/// [`MIN_SECRET_LEN`] are left alone).
 pub fn redact_with(text: &str, secrets: &[String]) -> String {
-    let mut out: Option<String> = None;
-    for k in secrets {
-        if k.chars().count() < MIN_SECRET_LEN {
-            continue;
-        }
-        let cur = out.as_deref().unwrap_or(text);
-        if cur.contains(k.as_str()) {
-            out = Some(cur.replace(k.as_str(), MASK));
-        }
-    }
-    out.unwrap_or_else(|| text.to_string())
+    let mut forms: Vec<Form> = secrets
+        .iter()
+        .filter(|s| s.chars().count() >= MIN_SECRET_LEN)
+        .flat_map(|s| forms_of(s))
+        .collect();
+    forms.sort_by_key(|f| std::cmp::Reverse(f.bytes.len()));
+    mask(text, &forms)
 }
 
-/// Scrubs every string (keys included) inside a JSON value.
-pub fn scrub_value(v: &mut Value) {
+/// Scrubs every string (keys included) inside a JSON value; returns whether
+/// anything was masked.
+pub fn scrub_value(v: &mut Value) -> bool {
     match v {
-        Value::String(s) if holds_secret(s) => *s = scrub(s),
-        Value::Array(items) => items.iter_mut().for_each(scrub_value),
+        Value::String(s) => {
+            let masked = scrub(s);
+            let changed = masked != *s;
+            *s = masked;
+            changed
+        }
+        Value::Array(items) => {
+            let mut changed = false;
+            for item in items {
+                changed |= scrub_value(item);
+            }
+            changed
+        }
         Value::Object(map) => {
             if map.keys().any(|k| holds_secret(k)) {
                 let old = std::mem::take(map);
@@ -94,12 +184,198 @@ pub fn scrub_value(v: &mut Value) {
                     scrub_value(&mut val);
                     map.insert(scrub(&k), val);
                 }
+                true
             } else {
-                map.values_mut().for_each(scrub_value);
+                let mut changed = false;
+                for val in map.values_mut() {
+                    changed |= scrub_value(val);
+                }
+                changed
+            }
+        }
+        _ => false,
+    }
+}
+
+/// `text` with the byte ranges [`spans`] finds replaced by [`MASK`].
+fn mask(text: &str, forms: &[Form]) -> String {
+    let found = spans(text, forms);
+    if found.is_empty() {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (start, end) in found {
+        out.push_str(&text[at..start]);
+        out.push_str(MASK);
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+/// The byte ranges of `text` that spell one of `forms` (left to right, not
+/// overlapping; at each position the longest form wins). Each range starts
+/// and ends on a character boundary.
+fn spans(text: &str, forms: &[Form]) -> Vec<(usize, usize)> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    if forms.is_empty() {
+        return out;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        let escape = matches!(b[i], b'\\' | b'%' | b'&');
+        let found = forms
+            .iter()
+            .filter(|f| escape || same_byte(b[i], f.bytes[0], f.ignore_case))
+            .find_map(|f| match_at(b, i, f));
+        match found {
+            Some(end) => {
+                out.push((i, end));
+                i = end;
+            }
+            None => i += utf8_len(b[i]),
+        }
+    }
+    out
+}
+
+/// Where a spelling of `form` that starts at `i` ends, if one does.
+fn match_at(b: &[u8], mut i: usize, form: &Form) -> Option<usize> {
+    let mut k = 0;
+    while k < form.bytes.len() {
+        if i >= b.len() {
+            return None;
+        }
+        let (unit, next) = unit_at(b, i);
+        for &u in unit.as_slice() {
+            if !form
+                .bytes
+                .get(k)
+                .is_some_and(|&want| same_byte(u, want, form.ignore_case))
+            {
+                return None;
+            }
+            k += 1;
+        }
+        i = next;
+    }
+    Some(i)
+}
+
+fn same_byte(a: u8, b: u8, ignore_case: bool) -> bool {
+    if ignore_case {
+        a.eq_ignore_ascii_case(&b)
+    } else {
+        a == b
+    }
+}
+
+/// Length of the UTF-8 sequence a leading byte starts (1 for a stray byte).
+fn utf8_len(lead: u8) -> usize {
+    match lead {
+        0xF0..=0xF7 => 4,
+        0xE0..=0xEF => 3,
+        0xC0..=0xDF => 2,
+        _ => 1,
+    }
+}
+
+/// The bytes one written unit stands for: up to four.
+struct Unit {
+    bytes: [u8; 4],
+    len: usize,
+}
+
+impl Unit {
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    fn byte(b: u8) -> Unit {
+        Unit {
+            bytes: [b, 0, 0, 0],
+            len: 1,
+        }
+    }
+
+    fn char(c: char) -> Unit {
+        let mut bytes = [0u8; 4];
+        let len = c.encode_utf8(&mut bytes).len();
+        Unit { bytes, len }
+    }
+}
+
+/// The unit written at `b[i]` — an escape (`\uXXXX`, a surrogate pair,
+/// `\xHH`, `\/`, `%HH`, `&#N;`, `&#xH;`) or one character as it is — and
+/// where the next unit starts.
+fn unit_at(b: &[u8], i: usize) -> (Unit, usize) {
+    let hex_at = |at: usize, n: usize| -> Option<u32> {
+        let digits = b.get(at..at + n)?;
+        if !digits.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        u32::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+    };
+    match b[i] {
+        b'\\' => match b.get(i + 1) {
+            Some(b'u') => {
+                if let Some(hi) = hex_at(i + 2, 4) {
+                    if (0xD800..0xDC00).contains(&hi) && b.get(i + 6..i + 8) == Some(b"\\u") {
+                        if let Some(lo) =
+                            hex_at(i + 8, 4).filter(|lo| (0xDC00..0xE000).contains(lo))
+                        {
+                            let c = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+                            if let Some(c) = char::from_u32(c) {
+                                return (Unit::char(c), i + 12);
+                            }
+                        }
+                    }
+                    if let Some(c) = char::from_u32(hi) {
+                        return (Unit::char(c), i + 6);
+                    }
+                }
+            }
+            Some(b'x') => {
+                if let Some(v) = hex_at(i + 2, 2) {
+                    return (Unit::byte(v as u8), i + 4);
+                }
+            }
+            Some(b'/') => return (Unit::byte(b'/'), i + 2),
+            _ => {}
+        },
+        b'%' => {
+            if let Some(v) = hex_at(i + 1, 2) {
+                return (Unit::byte(v as u8), i + 3);
+            }
+        }
+        b'&' if b.get(i + 1) == Some(&b'#') => {
+            let (digits_at, radix) = match b.get(i + 2) {
+                Some(b'x' | b'X') => (i + 3, 16),
+                _ => (i + 2, 10),
+            };
+            let len = b[digits_at.min(b.len())..]
+                .iter()
+                .take(8)
+                .take_while(|c| c.is_ascii_hexdigit())
+                .count();
+            if len > 0 && b.get(digits_at + len) == Some(&b';') {
+                let digits = std::str::from_utf8(&b[digits_at..digits_at + len]).unwrap_or("");
+                if let Some(c) = u32::from_str_radix(digits, radix)
+                    .ok()
+                    .and_then(char::from_u32)
+                {
+                    return (Unit::char(c), digits_at + len + 1);
+                }
             }
         }
         _ => {}
     }
+    let len = utf8_len(b[i]).min(b.len() - i);
+    let mut bytes = [0u8; 4];
+    bytes[..len].copy_from_slice(&b[i..i + len]);
+    (Unit { bytes, len }, i + len)
 }
 
 /// A URL with any `user:password@` removed, for messages.
@@ -137,6 +413,112 @@ mod tests {
         assert_eq!(redact_with("1 2 3", &["1".to_string()]), "1 2 3");
     }
 
+    /// Every spelling a hostile server could use, alone and inside text.
+    fn spellings(secret: &str) -> Vec<String> {
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        let escaped_u: String = secret
+            .chars()
+            .map(|c| format!("\\u{:04x}", c as u32))
+            .collect();
+        let escaped_x: String = secret.bytes().map(|c| format!("\\x{c:02X}")).collect();
+        let percent: String = secret.bytes().map(|c| format!("%{c:02x}")).collect();
+        let html: String = secret.chars().map(|c| format!("&#{};", c as u32)).collect();
+        let html_hex: String = secret
+            .chars()
+            .map(|c| format!("&#x{:x};", c as u32))
+            .collect();
+        let mixed: String = secret
+            .chars()
+            .enumerate()
+            .map(|(i, c)| match i % 4 {
+                0 => format!("\\u{:04X}", c as u32),
+                1 => format!("%{:02X}", c as u32),
+                2 => c.to_string(),
+                _ => format!("&#{};", c as u32),
+            })
+            .collect();
+        let mut out = vec![
+            secret.to_string(),
+            secret.to_ascii_uppercase(),
+            escaped_u,
+            escaped_x,
+            percent,
+            html,
+            html_hex,
+            mixed,
+            hex::encode(secret),
+            hex::encode_upper(secret),
+        ];
+        for prefix in ["", "u:", "user:", "Bearer "] {
+            out.push(STANDARD.encode(format!("{prefix}{secret}")));
+            out.push(URL_SAFE_NO_PAD.encode(format!("{prefix}{secret}trailing")));
+        }
+        out
+    }
+
+    #[test]
+    fn encoded_echoes_are_masked() {
+        let secret = "sk-canary-7d1e0b5a/93c4+Zz";
+        let secrets = vec![secret.to_string()];
+        for spelled in spellings(secret) {
+            let text = format!("key: {spelled} (echo)");
+            let out = redact_with(&text, &secrets);
+            assert!(out.contains(MASK), "{spelled} -> {out}");
+            assert!(
+                !out.contains("canary") && !out.contains("7d1e0b5a"),
+                "{spelled} -> {out}"
+            );
+            assert!(
+                out.starts_with("key: ") && out.ends_with(" (echo)"),
+                "{out}"
+            );
+        }
+        // The same spellings inside a JSON body, keys included.
+        register(secret);
+        for spelled in spellings(secret) {
+            let body = format!(r#"{{"error":{{"message":"bad key {spelled}"}},"{spelled}":1}}"#);
+            let out = scrub_body(&body);
+            let v: Value = serde_json::from_str(&out).expect("still JSON");
+            let all = v.to_string();
+            assert!(!all.contains("canary"), "{body} -> {all}");
+            let decoded = v["error"]["message"].as_str().unwrap_or_default();
+            assert!(decoded.starts_with("bad key "), "{decoded}");
+            assert!(!decoded.contains("canary"), "{decoded}");
+        }
+    }
+
+    #[test]
+    fn json_unicode_escapes_are_decoded_before_the_check() {
+        register("sk-escaped-4242xyz");
+        let escaped: String = "Bearer sk-escaped-4242xyz"
+            .chars()
+            .map(|c| format!("\\u{:04x}", c as u32))
+            .collect();
+        let body = format!(r#"{{"choices":[{{"message":{{"content":"B ({escaped})"}}}}]}}"#);
+        let out = scrub_body(&body);
+        let v: Value = serde_json::from_str(&out).expect("JSON");
+        let content = v["choices"][0]["message"]["content"].as_str().unwrap();
+        assert_eq!(content, "B (Bearer ***)");
+    }
+
+    #[test]
+    fn ordinary_text_is_untouched() {
+        let secrets = vec!["sk-canary-0123456789".to_string()];
+        for text in [
+            r"C:\users\x41 %41 &#65; \u0041 & % \ ",
+            "日本語のテキスト sk-canary-012345678 (one short)",
+            "c2stY2FuYXJ5", // base64 of a prefix only
+            "",
+            "\\",
+            "%",
+            "&#",
+            "&#x110000;",
+            r"\ud800",
+        ] {
+            assert_eq!(redact_with(text, &secrets), text);
+        }
+    }
+
     #[test]
     fn registered_secrets_leave_json_values() {
         register("hunter2-canary-xyz");
@@ -144,11 +526,13 @@ mod tests {
             "error": {"message": "bad key hunter2-canary-xyz"},
             "hunter2-canary-xyz": [1, "x hunter2-canary-xyz y"],
         });
-        scrub_value(&mut v);
+        assert!(scrub_value(&mut v));
         let text = v.to_string();
         assert!(!text.contains("hunter2-canary-xyz"), "{text}");
         assert!(text.contains("bad key ***"), "{text}");
         assert!(scrub("hunter2-canary-xyz!").starts_with(MASK));
+        let body = r#"{"a": 1.0, "b": "plain"}"#;
+        assert_eq!(scrub_body(body), body, "unchanged bodies keep their bytes");
     }
 
     #[test]

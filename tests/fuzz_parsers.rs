@@ -278,3 +278,123 @@ proptest! {
         }
     }
 }
+
+/// An environment value: unset, arbitrary text (newlines and control
+/// characters included), or one of the values settings get wrong.
+fn env_value() -> impl Strategy<Value = Option<String>> {
+    prop_oneof![
+        3 => Just(None),
+        2 => "(?s).{0,24}".prop_map(Some),
+        1 => prop::sample::select(vec![
+            "http://127.0.0.1:9",
+            "https://user:pw@h.example/x",
+            "file:///tmp/mlruns",
+            "sqlite:///db",
+            "true", "false", "0", "1", "yes", "off",
+            "inf", "nan", "1e300", "-1", "4294967295", "18446744073709551616",
+            "tok-0123456789\n", "a\r\nb", " ", "",
+        ])
+        .prop_map(|s| Some(s.to_string())),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn tracking_settings_from_any_environment_resolve_or_fail_cleanly(
+        values in prop::collection::vec(env_value(), w2c::env_vars::READ_AS_TEXT.len()),
+        uri in prop::option::of("(?s).{0,24}"),
+    ) {
+        let env: std::collections::HashMap<&str, String> = w2c::env_vars::READ_AS_TEXT
+            .iter()
+            .zip(values)
+            .filter_map(|(k, v)| v.map(|v| (*k, v)))
+            .collect();
+        let lookup = |k: &str| env.get(k).cloned();
+        let config = w2c::config::TrackingConfig { uri, experiment: None };
+        if let Ok(Some(target)) = w2c::tracking::resolve(&config, false, &lookup) {
+            // What resolves is an http(s) server without credentials in the
+            // URL, with a token that fits a header, and builds a client.
+            prop_assert!(matches!(target.uri.scheme(), "http" | "https"));
+            prop_assert!(target.uri.username().is_empty() && target.uri.password().is_none());
+            if let w2c::tracking::rest::Auth::Bearer(token) = &target.auth {
+                let header = format!("Bearer {}", token);
+                prop_assert!(reqwest::header::HeaderValue::from_str(&header).is_ok());
+            }
+            if target.ca_cert.is_none() {
+                prop_assert!(target.client().is_ok());
+            }
+        }
+        let _ = w2c::tracking::offline_reason(false, &lookup);
+    }
+
+    #[test]
+    fn secrets_fit_a_header_or_are_refused_without_being_shown(
+        value in prop_oneof!["(?s).{0,24}", "[ -~]{6,24}", "[ -~]{6,12}[\n\r\t\u{0}\u{7f}][ -~]{0,6}"],
+    ) {
+        match w2c::env_vars::check_header_value("MY_KEY", "`providers.p.api_key_env`", "Bearer ", &value) {
+            Ok(()) => {
+                let header = format!("Bearer {}", value);
+                prop_assert!(reqwest::header::HeaderValue::from_str(&header).is_ok());
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                prop_assert!(msg.contains("`MY_KEY`"), "{}", msg);
+                if value.trim().len() >= 6 {
+                    prop_assert!(!msg.contains(value.trim()), "{}", msg);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn command_lines_parse_or_fail_cleanly(args in command_line()) {
+        use clap::Parser as _;
+        let argv = std::iter::once("w2c".to_string()).chain(args);
+        // A usage error, help or version is an error value, never a panic.
+        let _ = w2c::cli::Cli::try_parse_from(argv);
+    }
+}
+
+/// Arguments for `w2c`: a subcommand (or not), then flags and values of
+/// every command in any order, and arbitrary words.
+fn command_line() -> impl Strategy<Value = Vec<String>> {
+    let sub = prop::sample::select(vec![
+        "run",
+        "resume",
+        "sync",
+        "status",
+        "verify",
+        "report",
+        "ls",
+        "show",
+        "completions",
+        "config",
+        "mock-server",
+        "debug",
+        "help",
+        "",
+        "--help",
+        "-V",
+    ]);
+    let token = prop_oneof![
+        3 => prop::sample::select(vec![
+            "--config", "-c", "c.toml", "--run-key", "--runs-dir", "runs", "--no-tracking",
+            "--all", "--json", "--deep", "--local-only", "--format", "html", "md", "text",
+            "json", "xml", "--out", "r.html", "--experiment", "check", "bash", "zsh",
+            "render-official", "--variant", "--dataset", "--port", "65536", "--latency-ms",
+            "18446744073709551616", "--rate-429", "-0.5", "--echo-key", "--echo-key-as",
+            "all", "--bad-http", "not-http", "--absurd-echo", "0000", "3f2a9c1d", "--",
+            "-", "--help", "=",
+        ])
+        .prop_map(str::to_string),
+        1 => "(?s).{0,12}",
+    ];
+    (sub, prop::collection::vec(token, 0..8)).prop_map(|(sub, rest)| {
+        std::iter::once(sub.to_string())
+            .filter(|s| !s.is_empty())
+            .chain(rest)
+            .collect()
+    })
+}

@@ -197,8 +197,147 @@ fn a_server_echoing_the_key_gets_nothing_stored() {
     );
 }
 
+/// Every spelling of `secret` a leak could take in a stored file: as it is
+/// (any case), percent-encoded, hex, and the base64 characters that depend
+/// only on its bytes at each offset (standard and URL-safe alphabets).
+fn spellings(secret: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let mut out = vec![
+        secret.to_ascii_lowercase(),
+        secret.bytes().map(|b| format!("%{b:02x}")).collect(),
+        hex::encode(secret),
+    ];
+    for offset in 0..3 {
+        let mut input = vec![0u8; offset];
+        input.extend_from_slice(secret.as_bytes());
+        let encoded = base64::engine::general_purpose::STANDARD_NO_PAD.encode(&input);
+        let core = &encoded[(8 * offset).div_ceil(6)..(8 * (offset + secret.len())) / 6];
+        out.push(core.to_ascii_lowercase());
+        out.push(
+            core.replace('+', "-")
+                .replace('/', "_")
+                .to_ascii_lowercase(),
+        );
+    }
+    out
+}
+
+/// Every string of a JSON document, decoded (so `\u`-escapes are read).
+fn decoded_strings(v: &Value, out: &mut String) {
+    match v {
+        Value::String(s) => {
+            out.push_str(s);
+            out.push('\n');
+        }
+        Value::Array(items) => items.iter().for_each(|i| decoded_strings(i, out)),
+        Value::Object(map) => {
+            for (k, val) in map {
+                out.push_str(k);
+                out.push('\n');
+                decoded_strings(val, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Files under `dir` that hold `secret` in any spelling, raw or after
+/// decoding their JSON (whole files and JSONL lines).
+fn leaks(dir: &std::path::Path, secret: &str) -> Vec<String> {
+    let forms = spellings(secret);
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .filter(|e| {
+            let bytes = std::fs::read(e.path()).unwrap_or_default();
+            let text = String::from_utf8_lossy(&bytes);
+            let mut hay = text.to_ascii_lowercase();
+            let docs = std::iter::once(text.as_ref()).chain(text.lines());
+            for doc in docs {
+                if let Ok(v) = serde_json::from_str::<Value>(doc) {
+                    let mut decoded = String::new();
+                    decoded_strings(&v, &mut decoded);
+                    hay.push_str(&decoded.to_ascii_lowercase());
+                }
+            }
+            forms.iter().any(|f| hay.contains(f.as_str()))
+        })
+        .map(|e| e.path().display().to_string())
+        .collect()
+}
+
 #[test]
-fn wrong_json_types_are_audited_and_token_totals_saturate() {
+fn a_server_echoing_the_key_in_any_encoding_gets_nothing_stored_or_tracked() {
+    const KEY: &str = "sk-canary-41f7c2e9d8b0";
+    const ORG: &str = "org-canary-9e3d1c";
+    let server = MockServer::start(
+        &[
+            "--echo-key",
+            "--echo-key-as",
+            "all",
+            "--api-key-env",
+            "SERVER_KEY",
+        ],
+        &[("SERVER_KEY", KEY)],
+    );
+    let mlflow = common::mlflow::MlflowServer::start();
+    let extra = "api_key_env = \"MY_KEY\"\nheaders_env = { \"x-org\" = \"MY_ORG\" }";
+    let opts = Opts {
+        methods: "\"mcq\", \"llm_judge\", \"mcq_logprob\"".into(),
+        ..small()
+    };
+    let ws = Workspace::new();
+    let cfg = ws.http_config("eval.toml", &opts, &server.url, extra);
+    let out = run(
+        &ws,
+        &cfg,
+        &[
+            ("MY_KEY", KEY),
+            ("MY_ORG", ORG),
+            ("MLFLOW_TRACKING_URI", &mlflow.url),
+            ("MLFLOW_EXPERIMENT_NAME", "echo-encoded"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(server.stats()["hostile"].as_u64() >= Some(10));
+    let s = only_session(&ws.runs(), "k");
+    for file in [
+        "checkpoints/mcq/results.jsonl",
+        "artifacts_local/mcq/predictions.jsonl",
+        "artifacts_local/mcq/llm_calls.jsonl",
+        "artifacts_local/llm_judge.target/target_responses.jsonl",
+        "checkpoints/mcq_logprob/results.jsonl",
+    ] {
+        assert!(s.join(file).is_file(), "{file} was not written");
+    }
+    let ids = read_json(&s.join("mlflow_ids.json"));
+    assert_eq!(ids["mode"], "online", "{ids}");
+    for secret in [KEY, ORG] {
+        assert_eq!(leaks(ws.path(), secret), Vec::<String>::new(), "{secret}");
+        assert_eq!(
+            leaks(&mlflow.dir, secret),
+            Vec::<String>::new(),
+            "{secret} in MLflow"
+        );
+        for stream in [&out.stdout, &out.stderr] {
+            let text = String::from_utf8_lossy(stream).to_ascii_lowercase();
+            for f in spellings(secret) {
+                assert!(!text.contains(&f), "{f} printed");
+            }
+        }
+    }
+    // What was echoed is visibly masked, not dropped.
+    let calls = read_jsonl(&s.join("artifacts_local/mcq/llm_calls.jsonl"));
+    let text = calls[0]["text"].as_str().unwrap();
+    assert!(text.contains("Bearer ***"), "{text}");
+}
+
+// Issue 19, point 9: 2^64 - 1 tokens used to be counted (the total
+// saturated at 18446744073709551615) while 1e30 counted as 0; both are the
+// same nonsense now: audited, not counted.
+#[test]
+fn wrong_json_types_are_audited_and_absurd_counts_not_counted() {
     let server = MockServer::start(&["--wrong-types"], &[]);
     let ws = Workspace::new();
     let opts = Opts {
@@ -210,10 +349,11 @@ fn wrong_json_types_are_audited_and_token_totals_saturate() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let s = only_session(&ws.runs(), "k");
     let m = read_json(&s.join("artifacts_local/mcq/metrics.json"));
-    // One reply reported u64::MAX tokens: the total saturates instead of wrapping.
-    assert_eq!(
-        m["usage"]["prompt_tokens"].as_u64(),
-        Some(u64::MAX),
+    // Every reply's prompt count was absurd (u64::MAX, negative, 12.5, a
+    // string, not an object): none is counted.
+    assert_eq!(m["usage"]["prompt_tokens"], 0, "{}", m["usage"]);
+    assert!(
+        m["usage"]["completion_tokens"].as_u64() < Some(100),
         "{}",
         m["usage"]
     );
@@ -246,4 +386,32 @@ fn wrong_json_types_are_audited_and_token_totals_saturate() {
         read_jsonl(&s.join("checkpoints/mcq/audit_fallbacks.jsonl")).len(),
         before
     );
+}
+
+#[test]
+fn broken_http_framing_fails_the_attempt_with_the_cause_named() {
+    for (kind, cause) in [
+        (
+            "negative-content-length",
+            "the server's reply is not valid HTTP",
+        ),
+        ("huge-headers", "the server's reply headers are too large"),
+        ("many-headers", "the server's reply headers are too large"),
+        ("not-http", "the server's reply is not valid HTTP"),
+    ] {
+        let server = MockServer::start(&["--bad-http", kind], &[]);
+        let ws = Workspace::new();
+        let cfg = ws.http_config("eval.toml", &small(), &server.url, "");
+        let out = run(&ws, &cfg, &[]);
+        // Retried like any transport failure, then incomplete.
+        assert_eq!(out.status.code(), Some(3), "{kind}: {}", stderr(&out));
+        assert!(stderr(&out).contains(cause), "{kind}: {}", stderr(&out));
+        let s = only_session(&ws.runs(), "k");
+        let errors = read_jsonl(&s.join("checkpoints/mcq/errors.jsonl"));
+        assert_eq!(errors.len(), 3, "{kind}");
+        for e in &errors {
+            let msg = e["error"].as_str().unwrap();
+            assert!(msg.contains(cause), "{kind}: {msg}");
+        }
+    }
 }

@@ -621,7 +621,7 @@ fn tracking_for(
 fn execute(reqs: Vec<RunRequest>, tracking: (Option<tracking::Target>, String)) -> Result<i32> {
     use std::io::IsTerminal as _;
     let progress_style = super::progress::style_from_env(std::io::stderr().is_terminal(), |k| {
-        std::env::var_os(k).map(|v| v.to_string_lossy().into_owned())
+        crate::env_vars::var(k)
     })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -325,6 +325,13 @@ fn dispatch(cli: Cli) -> Result<i32> {
     ) {
         exit_quietly_on_closed_pipe();
     }
+    if matches!(
+        cli.command,
+        Command::Run(_) | Command::Resume(_) | Command::Sync(_) | Command::Verify(_)
+    ) {
+        // These read the run key and MLflow settings from the environment.
+        crate::env_vars::check_unicode(crate::env_vars::READ_AS_TEXT)?;
+    }
     match cli.command {
         Command::Run(args) => commands::run(args),
         Command::Resume(args) => commands::resume(args),

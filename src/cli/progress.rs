@@ -34,14 +34,14 @@ pub const DEFAULT_LINE_INTERVAL: Duration = Duration::from_secs(10);
 /// 0.1–86400, default 10). An unusable value is an error naming the variable.
 pub fn style_from_env(
     stderr_is_terminal: bool,
-    var: impl Fn(&str) -> Option<String>,
+    var: impl Fn(&str) -> Result<Option<String>>,
 ) -> Result<Style> {
-    let every = match var("W2C_PROGRESS_INTERVAL_SECS") {
+    let every = match var("W2C_PROGRESS_INTERVAL_SECS")? {
         None => DEFAULT_LINE_INTERVAL,
         Some(v) => crate::secs::parse_in_range("W2C_PROGRESS_INTERVAL_SECS", &v, 0.1..=86_400.0)
             .map_err(anyhow::Error::msg)?,
     };
-    Ok(match var("W2C_PROGRESS").as_deref().map(str::trim) {
+    Ok(match var("W2C_PROGRESS")?.as_deref().map(str::trim) {
         None | Some("") if stderr_is_terminal => Style::Bars,
         None | Some("") => Style::Lines { every },
         Some("bars") => Style::Bars,
@@ -488,7 +488,7 @@ mod tests {
 
     #[test]
     fn style_follows_the_terminal_unless_the_environment_says_otherwise() {
-        let none = |_: &str| None;
+        let none = |_: &str| Ok(None);
         assert_eq!(style_from_env(true, none).unwrap(), Style::Bars);
         assert_eq!(
             style_from_env(false, none).unwrap(),
@@ -496,10 +496,12 @@ mod tests {
                 every: DEFAULT_LINE_INTERVAL
             }
         );
-        let env = |k: &str| match k {
-            "W2C_PROGRESS" => Some("lines".to_string()),
-            "W2C_PROGRESS_INTERVAL_SECS" => Some("0.5".to_string()),
-            _ => None,
+        let env = |k: &str| {
+            Ok(match k {
+                "W2C_PROGRESS" => Some("lines".to_string()),
+                "W2C_PROGRESS_INTERVAL_SECS" => Some("0.5".to_string()),
+                _ => None,
+            })
         };
         assert_eq!(
             style_from_env(true, env).unwrap(),
@@ -507,10 +509,10 @@ mod tests {
                 every: Duration::from_millis(500)
             }
         );
-        let bad = |k: &str| (k == "W2C_PROGRESS").then(|| "loud".to_string());
+        let bad = |k: &str| Ok((k == "W2C_PROGRESS").then(|| "loud".to_string()));
         let err = style_from_env(true, bad).unwrap_err().to_string();
         assert!(err.contains("W2C_PROGRESS"), "{err}");
-        let bad = |k: &str| (k == "W2C_PROGRESS_INTERVAL_SECS").then(|| "0".to_string());
+        let bad = |k: &str| Ok((k == "W2C_PROGRESS_INTERVAL_SECS").then(|| "0".to_string()));
         let err = format!("{:#}", style_from_env(false, bad).unwrap_err());
         assert!(err.contains("W2C_PROGRESS_INTERVAL_SECS"), "{err}");
     }

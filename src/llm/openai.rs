@@ -12,7 +12,7 @@ use super::{
 };
 use crate::config::ProviderConfig;
 use crate::redact;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -48,15 +48,12 @@ impl OpenAiProvider {
             .map_err(|e| anyhow::anyhow!("key `providers.{name}.base_url`: {e}"))?;
         let base_url = raw_url.trim().trim_end_matches('/').to_string();
         let api_key = match &cfg.api_key_env {
-            Some(var) => match std::env::var(var) {
-                Ok(v) if !v.is_empty() => {
-                    redact::register(&v);
-                    Some(v)
-                }
-                _ => bail!(
-                    "provider `{name}`: environment variable `{var}` (from `api_key_env`) is not set"
-                ),
-            },
+            Some(var) => {
+                let from = format!("`providers.{name}.api_key_env`");
+                let v = crate::env_vars::secret(var, &from, "Bearer ")?;
+                redact::register(&v);
+                Some(v)
+            }
             None => None,
         };
         let mut headers = reqwest::header::HeaderMap::new();
@@ -64,9 +61,8 @@ impl OpenAiProvider {
             insert_header(&mut headers, name, k, v.clone())?;
         }
         for (k, var) in &cfg.headers_env {
-            let v = std::env::var(var).ok().filter(|v| !v.is_empty()).with_context(|| {
-                format!("provider `{name}`: environment variable `{var}` (from `headers_env.{k}`) is not set")
-            })?;
+            let from = format!("`providers.{name}.headers_env.{k}`");
+            let v = crate::env_vars::secret(var, &from, "")?;
             redact::register(&v);
             insert_header(&mut headers, name, k, v)?;
         }
@@ -240,10 +236,55 @@ fn without_url(e: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    let detail = std::error::Error::source(e)
-        .map(|s| s.to_string())
-        .unwrap_or_else(|| "no detail".into());
-    redact::scrub(&format!("{kind} ({detail})"))
+    let chain = error_chain(e);
+    redact::scrub(&match http_fault(e) {
+        Some(cause) => format!("{kind}: {cause} ({chain})"),
+        None => format!("{kind} ({chain})"),
+    })
+}
+
+/// What a server did wrong at the HTTP level, when a transport error says
+/// so: a reply that is not valid HTTP (e.g. `Content-Length: -1`), headers
+/// larger than the client reads, or a connection closed mid-reply.
+fn http_fault(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        if let Some(h) = c.downcast_ref::<hyper::Error>() {
+            if h.is_parse_too_large() {
+                return Some(
+                    "the server's reply headers are too large (more than the client reads)",
+                );
+            }
+            if h.is_parse() || h.is_parse_status() {
+                return Some("the server's reply is not valid HTTP");
+            }
+            if h.is_incomplete_message() {
+                return Some("the connection closed before the reply was complete");
+            }
+        }
+        cause = c.source();
+    }
+    None
+}
+
+/// Every cause under a transport error, outermost first (each said once):
+/// "client error (SendRequest): invalid HTTP header parsed" names what the
+/// server did, where the first cause alone would not.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cause = c.source();
+    }
+    if parts.is_empty() {
+        "no detail".into()
+    } else {
+        parts.join(": ")
+    }
 }
 
 fn preview(s: &str) -> String {
@@ -365,13 +406,24 @@ pub fn parse_completion_body(body: &str) -> Result<CompletionReply, String> {
         .and_then(Value::as_array)
         .and_then(|c| c.first())
         .ok_or_else(|| format!("reply has no `choices[0]`: {}", preview(body)))?;
-    let text = choice
-        .get("text")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let text = match choice.get("text") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(t)) => t.clone(),
+        Some(other) => {
+            return Err(format!(
+                "`choices[0].text` is {}, not a string",
+                json_type(other)
+            ))
+        }
+    };
     let logprobs = match choice.get("logprobs") {
         None | Some(Value::Null) => None,
+        Some(other) if !other.is_object() => {
+            return Err(format!(
+                "`choices[0].logprobs` is {}, not an object",
+                json_type(other)
+            ))
+        }
         Some(lp) => Some(TokenLogprobs {
             tokens: serde_json::from_value(lp.get("tokens").cloned().unwrap_or_default())
                 .map_err(|e| format!("`logprobs.tokens`: {e}"))?,
@@ -399,6 +451,9 @@ pub fn parse_completion_body(body: &str) -> Result<CompletionReply, String> {
             ));
         }
     }
+    if let Some(lp) = &logprobs {
+        check_completion_tokens(&v, lp.tokens.len())?;
+    }
     let (usage, usage_anomaly) = parse_usage(&v);
     Ok(CompletionReply {
         text,
@@ -409,14 +464,56 @@ pub fn parse_completion_body(body: &str) -> Result<CompletionReply, String> {
     })
 }
 
-/// More tokens than any single call can use; a larger count is kept (sums
-/// saturate) but audited as implausible.
+/// A reply with logprobs must say how many of its tokens were generated
+/// (`usage.completion_tokens`, the tokens trimmed from the end of an echo):
+/// when it says so, the count must be an integer no larger than the tokens
+/// returned. An absent count means none.
+fn check_completion_tokens(v: &Value, n_tokens: usize) -> Result<(), String> {
+    let count = match v.get("usage") {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::Object(u)) => match u.get("completion_tokens") {
+            None | Some(Value::Null) => return Ok(()),
+            Some(c) => c,
+        },
+        Some(other) => {
+            return Err(format!(
+                "`usage` is {}, not an object, so the reply does not say which of its {n_tokens} tokens were generated",
+                json_type(other)
+            ))
+        }
+    };
+    match count.as_u64() {
+        Some(c) if c <= n_tokens as u64 => Ok(()),
+        Some(c) => Err(format!(
+            "`usage.completion_tokens` = {c} is more than the {n_tokens} tokens in `logprobs.tokens`, so the generated tokens cannot be told from the prompt's"
+        )),
+        None => Err(format!(
+            "`usage.completion_tokens` is {}, not a count of the {n_tokens} tokens in `logprobs.tokens`",
+            preview(&count.to_string())
+        )),
+    }
+}
+
+/// The JSON type of a value, for messages.
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// More tokens than any single call can use; a larger count (2^64 − 1 as
+/// much as 1e30) is not counted, and is audited as implausible.
 pub const MAX_PLAUSIBLE_TOKENS: u64 = 1_000_000_000;
 
 /// Reads `usage.prompt_tokens` and `usage.completion_tokens`. Absent counts
 /// are 0. A count that is negative, fractional, not a number or above
 /// [`MAX_PLAUSIBLE_TOKENS`] is reported as a [`UsageAnomaly`] (the count used
-/// is 0, the integral value, or the huge value as given).
+/// is the integral value of a whole float such as `4.0`, else 0).
 pub fn parse_usage(v: &Value) -> (Usage, Option<UsageAnomaly>) {
     let mut problems = Vec::new();
     let usage = match v.get("usage") {
@@ -428,15 +525,19 @@ pub fn parse_usage(v: &Value) -> (Usage, Option<UsageAnomaly>) {
                     Some(Value::Number(n)) => {
                         if let Some(u) = n.as_u64() {
                             if u > MAX_PLAUSIBLE_TOKENS {
-                                problems.push(format!("`{field}` = {u} is implausibly large"));
+                                problems.push(format!(
+                                    "`{field}` = {u} is implausibly large (counted as 0)"
+                                ));
+                                0
+                            } else {
+                                u
                             }
-                            u
                         } else if let Some(i) = n.as_i64() {
                             problems.push(format!("`{field}` = {i} is negative (counted as 0)"));
                             0
                         } else {
                             let f = n.as_f64().unwrap_or(f64::NAN);
-                            if f >= 0.0 && f.fract() == 0.0 && f <= 9_007_199_254_740_992.0 {
+                            if f >= 0.0 && f.fract() == 0.0 && f <= MAX_PLAUSIBLE_TOKENS as f64 {
                                 problems.push(format!("`{field}` = {n} is not an integer"));
                                 f as u64
                             } else {
@@ -589,11 +690,25 @@ mod tests {
         let (u, a) = parse_usage(
             &serde_json::json!({"usage": {"prompt_tokens": u64::MAX, "completion_tokens": -3}}),
         );
-        assert_eq!(u.prompt_tokens, u64::MAX);
+        assert_eq!(u.prompt_tokens, 0);
         assert_eq!(u.completion_tokens, 0);
         let a = a.unwrap();
         assert_eq!(a.problems.len(), 2, "{:?}", a.problems);
-        assert_eq!(u.saturating_add(u).prompt_tokens, u64::MAX);
+        // 2^64 - 1 and 1e30 are the same nonsense: audited, not counted.
+        for huge in [
+            serde_json::json!(u64::MAX),
+            serde_json::json!(1e30),
+            serde_json::json!(2e9),
+        ] {
+            let (u, a) = parse_usage(&serde_json::json!({"usage": {"prompt_tokens": huge}}));
+            assert_eq!(u.prompt_tokens, 0, "{huge}");
+            assert!(a.is_some(), "{huge}");
+        }
+        let big = Usage {
+            prompt_tokens: u64::MAX,
+            completion_tokens: 1,
+        };
+        assert_eq!(big.saturating_add(big).prompt_tokens, u64::MAX);
         for bad in [
             serde_json::json!({"usage": {"prompt_tokens": 1.5}}),
             serde_json::json!({"usage": {"prompt_tokens": "12"}}),
@@ -606,6 +721,53 @@ mod tests {
         let (u, a) = parse_usage(&serde_json::json!({"usage": {"prompt_tokens": 4.0}}));
         assert_eq!(u.prompt_tokens, 4);
         assert!(a.is_some());
+    }
+
+    #[test]
+    fn completion_replies_of_the_wrong_shape_are_malformed_and_say_why() {
+        let lp =
+            r#""logprobs":{"tokens":["a","b"],"token_logprobs":[null,-1],"text_offset":[0,1]}"#;
+        for (body, needle) in [
+            (
+                format!(
+                    r#"{{"choices":[{{"text":"ab",{lp}}}],"usage":{{"completion_tokens":1000000}}}}"#
+                ),
+                "`usage.completion_tokens` = 1000000 is more than the 2 tokens",
+            ),
+            (
+                format!(
+                    r#"{{"choices":[{{"text":"ab",{lp}}}],"usage":{{"completion_tokens":18446744073709551615}}}}"#
+                ),
+                "18446744073709551615 is more than the 2 tokens",
+            ),
+            (
+                format!(
+                    r#"{{"choices":[{{"text":"ab",{lp}}}],"usage":{{"completion_tokens":1e30}}}}"#
+                ),
+                "is 1e+30, not a count",
+            ),
+            (
+                format!(r#"{{"choices":[{{"text":"ab",{lp}}}],"usage":"lots"}}"#),
+                "`usage` is a string, not an object",
+            ),
+            (
+                format!(r#"{{"choices":[{{"text":12345,{lp}}}]}}"#),
+                "`choices[0].text` is a number",
+            ),
+            (
+                r#"{"choices":[{"text":"ab","logprobs":"yes"}]}"#.to_string(),
+                "`choices[0].logprobs` is a string",
+            ),
+        ] {
+            let err = parse_completion_body(&body).unwrap_err();
+            assert!(err.contains(needle), "{body}: {err}");
+        }
+        // Without logprobs the usage is only audited.
+        let r = parse_completion_body(r#"{"choices":[{"text":"ab"}],"usage":"lots"}"#).unwrap();
+        assert!(r.usage_anomaly.is_some());
+        let ok =
+            format!(r#"{{"choices":[{{"text":"ab",{lp}}}],"usage":{{"completion_tokens":2}}}}"#);
+        assert!(parse_completion_body(&ok).is_ok());
     }
 
     #[test]

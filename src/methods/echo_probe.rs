@@ -23,6 +23,13 @@ pub enum Verdict {
     NoEcho,
     /// The prompt is echoed but without per-token logprobs.
     EchoWithoutLogprobs,
+    /// The prompt is echoed with logprobs, but the reply's numbers
+    /// contradict each other (offsets that do not count from the prompt's
+    /// start, more generated tokens than tokens).
+    Inconsistent {
+        /// What is wrong.
+        detail: String,
+    },
     /// The echo has logprobs but w2c cannot place them on the prompt.
     Unalignable {
         /// Which token at which offset.
@@ -52,6 +59,7 @@ impl Verdict {
         match self {
             Verdict::NoEcho => "no echo: the endpoint does not return the prompt's tokens (`echo: true` on /completions is ignored or unsupported); mcq_logprob needs a completions endpoint that echoes the prompt with logprobs (e.g. llama-cpp-python, vLLM)".into(),
             Verdict::EchoWithoutLogprobs => "echo without logprobs: the prompt comes back but without per-token `logprobs`; mcq_logprob needs `logprobs` with `echo` on /completions (enable them on the server if it has a switch, e.g. llama-cpp-python's `--logits_all true`)".into(),
+            Verdict::Inconsistent { detail } => format!("inconsistent echo: {detail}; the endpoint's /completions reply does not follow the OpenAI format (`text_offset` counts characters from the prompt's start; `usage.completion_tokens` counts the generated tokens at the end), so mcq_logprob cannot read it"),
             Verdict::Unalignable { detail } => format!("unalignable echo: {detail}; try `template = \"when2call\"` (no special tokens) under [methods.mcq_logprob]"),
             Verdict::Scorable { specials_not_text, partial_bytes, end_of_generation } => {
                 let mut parts = vec!["scorable: the endpoint echoes the prompt with logprobs".to_string()];
@@ -103,8 +111,18 @@ pub fn verdict(prompt: &str, reply: &CompletionReply) -> Verdict {
                 .any(|s| matches!(s.kind, TokenKind::Partial | TokenKind::MidChar)),
             end_of_generation: completion == 0,
         },
+        // The text echoes the prompt but the logprobs cover only what was
+        // generated.
+        Err(AlignError::NoEcho { .. }) if echoed => Verdict::EchoWithoutLogprobs,
         Err(AlignError::NoEcho { .. }) => Verdict::NoEcho,
         Err(AlignError::NoLogprobs) => Verdict::EchoWithoutLogprobs,
+        Err(
+            e @ (AlignError::ShiftedOffsets { .. }
+            | AlignError::CompletionTokensBeyondReply { .. }
+            | AlignError::RaggedArrays { .. }),
+        ) => Verdict::Inconsistent {
+            detail: e.to_string(),
+        },
         Err(e) => Verdict::Unalignable {
             detail: e.to_string(),
         },
@@ -178,6 +196,31 @@ mod tests {
         assert!(Verdict::EchoWithoutLogprobs
             .message(ScoringTemplate::W2c(Family::Default))
             .contains("logits_all"));
+        // An echo whose offsets are shifted, or whose usage claims more
+        // generated tokens than it returned, is named as what it is.
+        let mut shifted = simple.clone();
+        if let Some(lp) = shifted.logprobs.as_mut() {
+            lp.text_offset.iter_mut().for_each(|o| *o += 3);
+        }
+        let v = verdict(&plain, &shifted);
+        assert!(
+            matches!(v, Verdict::Inconsistent { ref detail } if detail.contains("`text_offset` starts at 3, not 0")),
+            "{v:?}"
+        );
+        let mut counted = simple.clone();
+        counted.usage.completion_tokens = 1_000_000;
+        let v = verdict(&plain, &counted);
+        assert!(
+            matches!(v, Verdict::Inconsistent { ref detail } if detail.contains("1000000")),
+            "{v:?}"
+        );
+        assert!(v
+            .message(ScoringTemplate::W2c(Family::Default))
+            .starts_with("inconsistent echo"));
+        // Text echoed, logprobs of the generated token only.
+        let mut gen_only = no_echo.clone();
+        gen_only.text = format!("{plain} the");
+        assert_eq!(verdict(&plain, &gen_only), Verdict::EchoWithoutLogprobs);
         // Every template renders the probe's specimen, with its multi-byte
         // answer as the continuation.
         for t in ScoringTemplate::all() {

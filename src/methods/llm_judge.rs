@@ -723,7 +723,13 @@ impl Method for Bound<LlmJudge> {
         Ok(Vec::new())
     }
 
-    async fn work(&self, ns: &str, item: WorkItem, example: &Example) -> ItemOutput<TargetRecord> {
+    async fn work(
+        &self,
+        ns: &str,
+        item: WorkItem,
+        example: &Example,
+        _steps: crate::engine::ItemSteps,
+    ) -> ItemOutput<TargetRecord> {
         let req = match self.plan.target_request(example, item.repeat) {
             Ok(req) => req,
             // Checked for every example before any item runs.
@@ -878,7 +884,13 @@ impl Method for JudgeAnswers {
         Ok(self.judge.plan.protocol_note.iter().cloned().collect())
     }
 
-    async fn work(&self, ns: &str, item: WorkItem, example: &Example) -> ItemOutput<JudgeRecord> {
+    async fn work(
+        &self,
+        ns: &str,
+        item: WorkItem,
+        example: &Example,
+        _steps: crate::engine::ItemSteps,
+    ) -> ItemOutput<JudgeRecord> {
         match self.target.answers.get(&item.key) {
             Some(target) => {
                 judge_one(

@@ -62,6 +62,24 @@ pub enum AlignError {
         /// `text_offset[0]`, if any.
         first_offset: Option<usize>,
     },
+    /// `usage.completion_tokens` is more than the reply's tokens: its counts
+    /// contradict each other.
+    #[error("`usage.completion_tokens` = {completion_tokens} is more than the {tokens} tokens the reply returned, so the generated tokens cannot be told from the prompt's")]
+    CompletionTokensBeyondReply {
+        /// Tokens in the reply.
+        tokens: usize,
+        /// `usage.completion_tokens`.
+        completion_tokens: usize,
+    },
+    /// The echo is there but its offsets do not count from the prompt's
+    /// start.
+    #[error("the prompt is echoed but `text_offset` starts at {first_offset}, not 0: the offsets are shifted against the prompt's {prompt} characters")]
+    ShiftedOffsets {
+        /// `text_offset[0]`.
+        first_offset: usize,
+        /// Prompt length in characters.
+        prompt: usize,
+    },
     /// A token does not start where the previous one ended.
     #[error("token {index} ({token:?}) starts at offset {offset}, which is prompt character {position}, but the tokens before it end at character {expected}")]
     OffsetGap {
@@ -133,7 +151,7 @@ impl AlignError {
 }
 
 /// Why a continuation cannot be scored.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ScoreError {
     /// The echo cannot be placed on the prompt.
     #[error(transparent)]
@@ -147,6 +165,15 @@ pub enum ScoreError {
     /// No token falls inside the continuation.
     #[error("no token falls inside the continuation")]
     EmptyContinuation,
+    /// A continuation token's log-probability is positive (a probability
+    /// above 1): the reply cannot be right.
+    #[error("continuation token {index} has logprob {}, which is impossible (a log-probability is at most 0)", readable(*value))]
+    ImpossibleLogprob {
+        /// Token index.
+        index: usize,
+        /// The value reported.
+        value: f64,
+    },
 }
 
 /// How an echoed token sits on the prompt.
@@ -244,11 +271,23 @@ pub fn align(
         completion_tokens,
         first_offset: lp.text_offset.first().copied(),
     };
-    let n_prompt = nt.checked_sub(completion_tokens).ok_or(no_echo.clone())?;
-    if n_prompt == 0 || lp.text_offset[0] != 0 {
+    let n_prompt =
+        nt.checked_sub(completion_tokens)
+            .ok_or(AlignError::CompletionTokensBeyondReply {
+                tokens: nt,
+                completion_tokens,
+            })?;
+    let chars: Vec<char> = prompt.chars().collect();
+    // Without echo the offsets start where the prompt ends.
+    if n_prompt == 0 || lp.text_offset[0] >= chars.len() {
         return Err(no_echo);
     }
-    let chars: Vec<char> = prompt.chars().collect();
+    if lp.text_offset[0] != 0 {
+        return Err(AlignError::ShiftedOffsets {
+            first_offset: lp.text_offset[0],
+            prompt: chars.len(),
+        });
+    }
     // With echo, the first generated token starts where the prompt's
     // rendering ends.
     let rendered_end = (completion_tokens > 0).then(|| lp.text_offset[n_prompt]);
@@ -386,6 +425,21 @@ fn last_token_width(chars: &[char], pos: usize, token: &str) -> usize {
     n
 }
 
+/// A float for a message: large values in exponent form (`1e308`, not
+/// 309 digits).
+fn readable(v: f64) -> String {
+    if v.abs() >= 1e6 {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Largest log-probability taken as a log-probability: 0 (probability 1)
+/// plus room for a server's float rounding. Anything above is impossible and
+/// makes the reply unscorable ([`ScoreError::ImpossibleLogprob`]).
+pub const MAX_LOGPROB: f64 = 1e-3;
+
 /// Scores the continuation that starts at character `context_chars` of
 /// `prompt`, from the echoed logprobs of `prompt` followed by exactly
 /// `completion_tokens` generated tokens.
@@ -412,6 +466,9 @@ pub fn score(
             straddles = true;
         }
         match lp.token_logprobs[i] {
+            Some(v) if v > MAX_LOGPROB || v.is_nan() => {
+                return Err(ScoreError::ImpossibleLogprob { index: i, value: v })
+            }
             Some(v) => sum += v,
             None => return Err(ScoreError::NullLogprob { index: i }),
         }
@@ -642,6 +699,25 @@ mod tests {
     }
 
     #[test]
+    fn a_positive_logprob_is_impossible_beyond_rounding() {
+        let l = lp(&["A", " b", "."], &[None, Some(1e308), Some(-1.0)]);
+        let e = score("A b", 1, Some(&l), 1).unwrap_err();
+        assert_eq!(
+            e,
+            ScoreError::ImpossibleLogprob {
+                index: 1,
+                value: 1e308
+            }
+        );
+        assert!(e.to_string().contains("logprob 1e308,"), "{e}");
+        let l = lp(&["A", " b", "."], &[None, Some(0.5), Some(-1.0)]);
+        assert!(score("A b", 1, Some(&l), 1).is_err());
+        // Probability 1, with a server's float rounding.
+        let l = lp(&["A", " b", "."], &[None, Some(1e-5), Some(-1.0)]);
+        assert_eq!(score("A b", 1, Some(&l), 1).unwrap().logprob, 1e-5);
+    }
+
+    #[test]
     fn boundary_straddle_is_flagged() {
         // Joint tokenisation merged "is" + "n't" across the boundary.
         let l = lp(&["It", " isn't", "."], &[None, Some(-2.0), Some(-1.0)]);
@@ -723,9 +799,29 @@ mod tests {
         };
         let e = align("abc", Some(&l), 0).unwrap_err();
         assert!(matches!(e, AlignError::Mismatch { index: 0, .. }), "{e}");
-        // More generated tokens than tokens.
+        // More generated tokens than tokens: the reply contradicts itself
+        // (the HTTP client refuses such a reply before it gets here).
         let l = lp(&["a"], &[None]);
-        assert!(align("a", Some(&l), 2).unwrap_err().is_endpoint_level());
+        assert_eq!(
+            align("a", Some(&l), 2),
+            Err(AlignError::CompletionTokensBeyondReply {
+                tokens: 1,
+                completion_tokens: 2
+            })
+        );
+        // An echo whose offsets start past 0 but inside the prompt is
+        // shifted; offsets at the prompt's end are no echo.
+        let mut l = lp(&["ab", "c"], &[None, Some(-1.0)]);
+        l.text_offset = vec![2, 4];
+        assert_eq!(
+            align("abc", Some(&l), 0),
+            Err(AlignError::ShiftedOffsets {
+                first_offset: 2,
+                prompt: 3
+            })
+        );
+        l.text_offset = vec![3, 5];
+        assert!(align("abc", Some(&l), 0).unwrap_err().is_endpoint_level());
     }
 
     #[test]

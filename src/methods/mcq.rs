@@ -493,7 +493,13 @@ impl Method for Bound<Mcq> {
         Ok(Vec::new())
     }
 
-    async fn work(&self, ns: &str, item: WorkItem, example: &Example) -> ItemOutput<McqRecord> {
+    async fn work(
+        &self,
+        ns: &str,
+        item: WorkItem,
+        example: &Example,
+        _steps: crate::engine::ItemSteps,
+    ) -> ItemOutput<McqRecord> {
         let order = self.plan.option_order(&example.uuid);
         let req = match self.plan.request(example, &order, item.repeat) {
             Ok(r) => r,

@@ -16,13 +16,13 @@
 //! until the longest choice fits ([`cut_points`]); the record says so.
 
 use super::logprob::{self, AlignError, ContinuationScore, ScoreError};
-use super::{echo_probe, Bound, Concluding, Conclusion, Method, Plan, Scores};
+use super::{echo_probe, Bound, Concluding, Conclusion, Method, NotStarted, Plan, Scores};
 use crate::audit::{AuditEvent, Severity};
 use crate::chat_templates::{Family, ScoringTemplate};
 use crate::config::{McqLogprobConfig, Truncation};
 use crate::dataset::Example;
 use crate::engine::WorkItem;
-use crate::engine::{ItemError, ItemOutput};
+use crate::engine::{ItemError, ItemOutput, ItemSteps};
 use crate::labels::{Label, Prediction};
 use crate::llm::{CallError, CallItem, CallRecord, Client};
 use crate::llm::{CompletionReply, CompletionRequest, Usage};
@@ -114,6 +114,9 @@ pub enum UnscoredReason {
     ContextOverflow,
     /// A reply's echoed tokens cannot be placed on its prompt.
     Unalignable,
+    /// A reply gave a continuation token a positive log-probability (a
+    /// probability above 1).
+    ImpossibleLogprob,
 }
 
 impl UnscoredReason {
@@ -122,6 +125,7 @@ impl UnscoredReason {
         match self {
             UnscoredReason::ContextOverflow => "context_overflow",
             UnscoredReason::Unalignable => "unalignable",
+            UnscoredReason::ImpossibleLogprob => "impossible_logprob",
         }
     }
 }
@@ -301,53 +305,101 @@ impl McqLogprob {
         }
     }
 
-    /// Scores one example from its four replies. A reply that cannot be
-    /// aligned makes the example unscored; one that shows the endpoint cannot
-    /// score prompts at all (no echo, no logprobs) is returned as an error.
+    /// What one candidate's reply gives. A reply that shows the endpoint
+    /// cannot score prompts at all (no echo, no logprobs) is an error.
+    pub fn choice_outcome(
+        &self,
+        p: &ChoicePrompt,
+        reply: &CompletionReply,
+    ) -> Result<ChoiceOutcome, AlignError> {
+        // Exactly the generated tokens are trimmed: none when the model's
+        // next token was end-of-generation.
+        let scored = logprob::score(
+            &p.request.prompt,
+            p.context_chars,
+            reply.logprobs.as_ref(),
+            usize::try_from(reply.usage.completion_tokens).unwrap_or(usize::MAX),
+        );
+        Ok(match scored {
+            Ok(score) => ChoiceOutcome::Scored { score },
+            Err(ScoreError::Align(e)) if e.is_endpoint_level() => return Err(e),
+            Err(ScoreError::Align(e)) => ChoiceOutcome::Unscored {
+                reason: UnscoredReason::Unalignable,
+                detail: e.to_string(),
+            },
+            Err(e @ ScoreError::ImpossibleLogprob { .. }) => ChoiceOutcome::Unscored {
+                reason: UnscoredReason::ImpossibleLogprob,
+                detail: e.to_string(),
+            },
+            Err(e @ (ScoreError::NullLogprob { .. } | ScoreError::EmptyContinuation)) => {
+                ChoiceOutcome::Anomaly {
+                    error: e.to_string(),
+                }
+            }
+        })
+    }
+
+    /// Scores one example from its four replies (see [`Self::choice_outcome`]
+    /// and [`Self::assemble`]).
     pub fn record(
         &self,
         example: &Example,
         replies: &[(ChoicePrompt, CompletionReply)],
         truncation: Option<TruncationRecord>,
     ) -> Result<McqLogprobRecord, AlignError> {
+        let mut outcomes = Vec::new();
+        for (p, reply) in replies {
+            outcomes.push(Choice {
+                label: p.label,
+                answer: p.answer.clone(),
+                context_chars: p.context_chars,
+                usage: reply.usage,
+                outcome: self.choice_outcome(p, reply)?,
+            });
+        }
+        Ok(self.assemble(example, &outcomes, truncation))
+    }
+
+    /// The record of an example from its candidates' outcomes, in dataset
+    /// order: unscored at the first candidate that makes it so (the usage
+    /// of every candidate counted), else scored.
+    pub fn assemble(
+        &self,
+        example: &Example,
+        outcomes: &[Choice],
+        truncation: Option<TruncationRecord>,
+    ) -> McqLogprobRecord {
         let key = WorkItem::key_for(&example.uuid, None);
+        let usage = outcomes
+            .iter()
+            .fold(Usage::default(), |u, c| u.saturating_add(c.usage));
+        let unscored = outcomes.iter().find_map(|c| match &c.outcome {
+            ChoiceOutcome::Unscored { reason, detail } => Some(Unscored {
+                reason: *reason,
+                choice: Some(c.label),
+                detail: detail.clone(),
+            }),
+            _ => None,
+        });
+        if let Some(unscored) = unscored {
+            return self.unscored(example, unscored, usage, truncation);
+        }
         let mut audit: Vec<AuditEvent> = truncation
             .iter()
             .map(|t| truncation_event(&key, &example.uuid, t))
             .collect();
         let mut choices = Vec::new();
-        let mut usage = Usage::default();
-        for (_, reply) in replies {
-            usage = usage.saturating_add(reply.usage);
-        }
-        for (p, reply) in replies {
-            let (label, answer) = (p.label, &p.answer);
-            // Exactly the generated tokens are trimmed: none when the
-            // model's next token was end-of-generation.
-            let scored = logprob::score(
-                &p.request.prompt,
-                p.context_chars,
-                reply.logprobs.as_ref(),
-                reply.usage.completion_tokens as usize,
-            );
-            let s = match scored {
-                Ok(s) => s,
-                Err(ScoreError::Align(e)) if e.is_endpoint_level() => return Err(e),
-                Err(ScoreError::Align(e)) => {
-                    let unscored = Unscored {
-                        reason: UnscoredReason::Unalignable,
-                        choice: Some(label),
-                        detail: e.to_string(),
-                    };
-                    return Ok(self.unscored(example, unscored, usage, truncation));
-                }
-                Err(e @ (ScoreError::NullLogprob { .. } | ScoreError::EmptyContinuation)) => {
+        for c in outcomes {
+            let label = c.label;
+            let s = match &c.outcome {
+                ChoiceOutcome::Scored { score } => score.clone(),
+                ChoiceOutcome::Anomaly { error } => {
                     audit.push(scoring_event(
                         &key,
                         &example.uuid,
                         ("logprob_anomaly", &label.to_string()),
                         Severity::Warning,
-                        json!({"choice": label, "error": e.to_string()}),
+                        json!({"choice": label, "error": error}),
                     ));
                     ContinuationScore {
                         logprob: f64::NEG_INFINITY,
@@ -355,6 +407,8 @@ impl McqLogprob {
                         straddles_boundary: false,
                     }
                 }
+                // Handled above.
+                ChoiceOutcome::Unscored { .. } => continue,
             };
             if s.straddles_boundary {
                 audit.push(scoring_event(
@@ -369,14 +423,14 @@ impl McqLogprob {
                 label,
                 logprob: s.logprob,
                 n_tokens: s.n_tokens,
-                n_chars: answer.chars().count().max(1),
-                n_bytes: answer.len().max(1),
+                n_chars: c.answer.chars().count().max(1),
+                n_bytes: c.answer.len().max(1),
                 straddles_boundary: s.straddles_boundary,
-                context_chars: p.context_chars,
+                context_chars: c.context_chars,
             });
         }
         let (predictions, ties) = predict(&choices, &key, &example.uuid, &mut audit);
-        Ok(McqLogprobRecord {
+        McqLogprobRecord {
             key,
             uuid: example.uuid.clone(),
             gold: example.gold,
@@ -388,8 +442,47 @@ impl McqLogprob {
             audit,
             unscored: None,
             truncation,
-        })
+        }
     }
+}
+
+/// What one candidate's reply gave.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum ChoiceOutcome {
+    /// Its continuation's score.
+    Scored {
+        /// The score.
+        score: ContinuationScore,
+    },
+    /// It could not be scored but the example still is: the candidate
+    /// counts as −∞ and a `logprob_anomaly` event says why.
+    Anomaly {
+        /// What was wrong.
+        error: String,
+    },
+    /// It makes the example unscored.
+    Unscored {
+        /// Why.
+        reason: UnscoredReason,
+        /// What happened.
+        detail: String,
+    },
+}
+
+/// One candidate of an example, answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Choice {
+    /// The candidate's behaviour.
+    pub label: Label,
+    /// Its answer text.
+    pub answer: String,
+    /// Characters of its prompt before the continuation.
+    pub context_chars: usize,
+    /// Tokens its call used.
+    pub usage: Usage,
+    /// What its reply gave.
+    pub outcome: ChoiceOutcome,
 }
 
 /// Each variant's prediction (argmax of its scores; `invalid` when every
@@ -530,8 +623,9 @@ impl Method for Bound<McqLogprob> {
         ns: &str,
         _item: WorkItem,
         example: &Example,
+        steps: ItemSteps,
     ) -> ItemOutput<McqLogprobRecord> {
-        score_example(&self.caller.client, &self.plan, example, ns).await
+        score_example(&self.caller.client, &self.plan, example, ns, &steps).await
     }
 
     /// Metrics per variant over the scored examples; unscored ones are
@@ -560,7 +654,11 @@ impl Method for Bound<McqLogprob> {
             );
         }
         counts.insert("unscored".into(), records.len() - scored.len());
-        for reason in [UnscoredReason::ContextOverflow, UnscoredReason::Unalignable] {
+        for reason in [
+            UnscoredReason::ContextOverflow,
+            UnscoredReason::Unalignable,
+            UnscoredReason::ImpossibleLogprob,
+        ] {
             let n = records
                 .iter()
                 .filter(|r| r.unscored.as_ref().is_some_and(|u| u.reason == reason))
@@ -573,8 +671,12 @@ impl Method for Bound<McqLogprob> {
         );
         let mut notes = Vec::new();
         if counts["unscored"] > 0 {
+            let impossible = match counts["unscored_impossible_logprob"] {
+                0 => String::new(),
+                n => format!(", {n} impossible logprob"),
+            };
             notes.push(format!(
-            "{} of {} examples are unscored ({} context overflow, {} unalignable echo) and left out of the metrics; see audit_fallbacks.jsonl",
+            "{} of {} examples are unscored ({} context overflow, {} unalignable echo{impossible}) and left out of the metrics; see audit_fallbacks.jsonl",
             counts["unscored"], records.len(), counts["unscored_context_overflow"], counts["unscored_unalignable"]
         ));
         }
@@ -640,11 +742,18 @@ async fn probe(ns: &NamespaceDir, method: &McqLogprob, client: &Client) -> Resul
     let ns = dir.name.as_str();
     let endpoint = client.endpoint("completions");
     let prompt = echo_probe::prompt(method.template);
-    let reply = client
+    let reply = match client
         .complete(&method.request(prompt.clone()))
         .await
         .result
-        .map_err(|e| anyhow::anyhow!("{ns}: the capability probe request failed: {e}"))?;
+    {
+        Ok(reply) => reply,
+        // Like an item's request: retried, then the namespace is incomplete.
+        Err(e @ CallError::Transient { .. }) => {
+            return Err(NotStarted(format!("the capability probe request failed: {e}")).into())
+        }
+        Err(e) => bail!("{ns}: the capability probe request failed: {e}"),
+    };
     let verdict = echo_probe::verdict(&prompt, &reply);
     let message = verdict.message(method.template);
     let tokenize = match method.truncation_limit() {
@@ -752,96 +861,197 @@ async fn plan_cut(
     })
 }
 
+/// A finished step of an example, saved in `.steps.jsonl` until the example
+/// has a record: where its context is cut, or one candidate's call.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+enum Step {
+    /// The truncation plan (its tokenize calls are not sent again).
+    Cut {
+        /// Bytes cut off the context's start.
+        cut: usize,
+        /// What the cut did.
+        truncation: Option<TruncationRecord>,
+    },
+    /// One candidate's call and what its reply gave. The call is logged
+    /// without its request body (rebuilt from the example, and checked
+    /// against `request_sha256` before the step is used).
+    Choice {
+        /// The candidate.
+        label: Label,
+        /// What the reply gave.
+        outcome: ChoiceOutcome,
+        /// The call, for `llm_calls.jsonl`.
+        call: Box<CallRecord>,
+    },
+}
+
+/// An item's output that failed with `error` (its calls are logged as they
+/// are made).
+fn failed(error: ItemError) -> ItemOutput<McqLogprobRecord> {
+    ItemOutput {
+        calls: Vec::new(),
+        result: Err(error),
+    }
+}
+
+/// Why a finished call could not be logged or saved (an I/O error on the
+/// session directory: the method stops).
+fn not_saved(e: anyhow::Error) -> ItemError {
+    ItemError {
+        message: format!("cannot save a finished call: {e:#}"),
+        fatal: true,
+    }
+}
+
 /// The four scoring calls of one example (after a truncation plan, when
-/// enabled). A context overflow or an unalignable echo makes the example
-/// unscored; an endpoint that cannot score at all stops the method.
+/// enabled). Each call is logged as it is made and, once its reply is read,
+/// saved as a step; calls an earlier process saved for the very same
+/// requests are not sent (nor logged) again. A context overflow, an
+/// unalignable echo or an impossible logprob makes the example unscored; an
+/// endpoint that cannot score at all stops the method.
 async fn score_example(
     client: &Client,
     method: &McqLogprob,
     ex: &Example,
     ns: &str,
+    steps: &ItemSteps,
 ) -> ItemOutput<McqLogprobRecord> {
-    let mut calls = Vec::new();
-    let (cut, truncation) = match method.truncation_limit() {
-        None => (0, None),
-        Some(limit) => match plan_cut(client, method, ex, limit).await {
-            Ok(ContextCut::Fits) => (0, None),
-            Ok(ContextCut::Cut(cut, record)) => (cut, Some(record)),
-            Ok(ContextCut::Impossible(detail)) => {
-                let unscored = Unscored {
-                    reason: UnscoredReason::ContextOverflow,
-                    choice: None,
-                    detail,
-                };
-                return ItemOutput {
-                    calls,
-                    result: Ok(method.unscored(ex, unscored, Usage::default(), None)),
-                };
-            }
-            Err(e) => {
-                return ItemOutput {
-                    calls,
-                    result: Err(ItemError::from_call(&e)),
+    let saved: Vec<Step> = steps
+        .done()
+        .iter()
+        .filter_map(|v| serde_json::from_value(v.clone()).ok())
+        .collect();
+    let saved_cut = saved.iter().find_map(|s| match s {
+        Step::Cut { cut, truncation } => Some((*cut, truncation.clone())),
+        Step::Choice { .. } => None,
+    });
+    let (cut, truncation) = match (saved_cut, method.truncation_limit()) {
+        (_, None) => (0, None),
+        (Some(saved), Some(_)) => saved,
+        (None, Some(limit)) => {
+            let planned = match plan_cut(client, method, ex, limit).await {
+                Ok(ContextCut::Fits) => (0, None),
+                Ok(ContextCut::Cut(cut, record)) => (cut, Some(record)),
+                Ok(ContextCut::Impossible(detail)) => {
+                    let unscored = Unscored {
+                        reason: UnscoredReason::ContextOverflow,
+                        choice: None,
+                        detail,
+                    };
+                    return ItemOutput {
+                        calls: Vec::new(),
+                        result: Ok(method.unscored(ex, unscored, Usage::default(), None)),
+                    };
                 }
+                Err(e) => return failed(ItemError::from_call(&e)),
+            };
+            let step = Step::Cut {
+                cut: planned.0,
+                truncation: planned.1.clone(),
+            };
+            if let Err(e) = steps.save(&step) {
+                return failed(not_saved(e));
             }
-        },
+            planned
+        }
     };
     let prompts = match method.prompts(ex, cut) {
         Ok(p) => p,
-        Err(e) => {
-            return ItemOutput {
-                calls,
-                result: Err(ItemError::from_call(&render_failed(e))),
-            }
-        }
+        Err(e) => return failed(ItemError::from_call(&render_failed(e))),
     };
-    let mut replies = Vec::new();
-    let mut usage = Usage::default();
+    // Every call of the example, restored or made, for its audit events.
+    let mut calls: Vec<CallRecord> = Vec::new();
+    let mut outcomes = Vec::new();
     for p in prompts {
-        let outcome = client.complete(&p.request).await;
-        let call_item = CallItem {
-            method: ns,
-            uuid: &ex.uuid,
-            repeat: None,
-            role: "score",
-        };
-        calls.push(CallRecord::completion(
-            client, call_item, &p.request, &outcome,
-        ));
-        match outcome.result {
-            Ok(reply) => {
-                usage = usage.saturating_add(reply.usage);
-                replies.push((p, reply));
+        let body = p.request.body();
+        let sha =
+            crate::fingerprint::sha256_hex(crate::fingerprint::canonical_json(&body).as_bytes());
+        let restored = saved.iter().find_map(|s| match s {
+            Step::Choice {
+                label,
+                outcome,
+                call,
+            } if *label == p.label && call.request_sha256 == sha => {
+                Some((outcome.clone(), call.clone()))
             }
-            Err(CallError::ContextOverflow { message, .. }) => {
-                let unscored = Unscored {
-                    reason: UnscoredReason::ContextOverflow,
-                    choice: Some(p.label),
-                    detail: message,
-                };
-                return ItemOutput {
-                    calls,
-                    result: Ok(method.unscored(ex, unscored, usage, truncation)),
-                };
+            _ => None,
+        });
+        let (outcome, usage) = match restored {
+            Some((outcome, mut call)) => {
+                call.request = body;
+                let usage = call.usage;
+                calls.push(*call);
+                (outcome, usage)
             }
-            Err(e) => {
-                return ItemOutput {
-                    calls,
-                    result: Err(ItemError::from_call(&e)),
+            None => {
+                let reply = client.complete(&p.request).await;
+                let call_item = CallItem {
+                    method: ns,
+                    uuid: &ex.uuid,
+                    repeat: None,
+                    role: "score",
+                };
+                let call = CallRecord::completion(client, call_item, &p.request, &reply);
+                if let Err(e) = steps.log_call(&call) {
+                    return failed(not_saved(e));
                 }
+                let (outcome, usage) = match reply.result {
+                    Ok(reply) => match method.choice_outcome(&p, &reply) {
+                        Ok(outcome) => (outcome, reply.usage),
+                        Err(e) => {
+                            return failed(ItemError {
+                                message: format!(
+                                    "{}: the endpoint cannot score prompts for mcq_logprob: {e}",
+                                    client.endpoint("completions")
+                                ),
+                                fatal: true,
+                            })
+                        }
+                    },
+                    Err(CallError::ContextOverflow { message, .. }) => (
+                        ChoiceOutcome::Unscored {
+                            reason: UnscoredReason::ContextOverflow,
+                            detail: message,
+                        },
+                        Usage::default(),
+                    ),
+                    Err(e) => return failed(ItemError::from_call(&e)),
+                };
+                let mut stored = call.clone();
+                stored.request = serde_json::Value::Null;
+                let step = Step::Choice {
+                    label: p.label,
+                    outcome: outcome.clone(),
+                    call: Box::new(stored),
+                };
+                calls.push(call);
+                if let Err(e) = steps.save(&step) {
+                    return failed(not_saved(e));
+                }
+                (outcome, usage)
             }
+        };
+        let stop = matches!(outcome, ChoiceOutcome::Unscored { .. });
+        outcomes.push(Choice {
+            label: p.label,
+            answer: p.answer.clone(),
+            context_chars: p.context_chars,
+            usage,
+            outcome,
+        });
+        // The example is unscored: the other candidates are not asked.
+        if stop {
+            break;
         }
     }
-    let result = method
-        .record(ex, &replies, truncation)
-        .map_err(|e| ItemError {
-            message: format!(
-                "{}: the endpoint cannot score prompts for mcq_logprob: {e}",
-                client.endpoint("completions")
-            ),
-            fatal: true,
-        });
-    ItemOutput { calls, result }
+    let mut record = method.assemble(ex, &outcomes, truncation);
+    crate::engine::add_call_audit(&record.key.clone(), &calls, &mut record.audit);
+    // Logged already, call by call.
+    ItemOutput {
+        calls: Vec::new(),
+        result: Ok(record),
+    }
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ pub mod sweep;
 use crate::audit::AuditSummary;
 use crate::config::Price;
 use crate::dataset::Example;
-use crate::engine::{ItemOutput, Record, WorkItem};
+use crate::engine::{ItemOutput, ItemSteps, Record, WorkItem};
 use crate::llm::Client;
 use crate::metrics::Metrics;
 use crate::stability::StabilityMetrics;
@@ -112,7 +112,9 @@ pub trait Method {
 
     /// Runs once before the items (e.g. a capability probe, or a check that
     /// every example can be rendered); returns notes for the user. An error
-    /// stops the method before any item runs.
+    /// stops the method before any item runs: a [`NotStarted`] leaves the
+    /// namespace unfinished and the run goes on (incomplete, exit 3); any
+    /// other error stops the run.
     fn before_items(
         &self,
         _ns: &NamespaceDir,
@@ -122,11 +124,15 @@ pub trait Method {
     }
 
     /// The work of one item: its calls and its record (or why it failed).
+    /// An item that makes several calls saves each finished one in `steps`
+    /// and takes those an earlier process saved from it, so a `kill -9`
+    /// repeats only the call in flight.
     fn work(
         &self,
         ns: &str,
         item: WorkItem,
         example: &Example,
+        steps: ItemSteps,
     ) -> impl Future<Output = ItemOutput<Self::Record>>;
 
     /// Token totals of the namespace's records, priced with the caller's
@@ -147,6 +153,14 @@ pub trait Method {
     /// item order.
     fn conclude(&self, ctx: &Concluding<'_>, records: &[&Self::Record]) -> Result<Conclusion>;
 }
+
+/// A namespace that could not start because a request it needs before its
+/// items failed after its retries (a timeout, a 5xx, a reply too large or
+/// malformed), as an item's request can: the namespace stays unfinished, the
+/// run goes on and ends incomplete (exit 3), and a resume tries again.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NotStarted(pub String);
 
 /// What a method's conclusion may need besides its records.
 #[derive(Debug, Clone, Copy)]

@@ -432,7 +432,7 @@ pub fn config_from_manifest(found: &session::FoundSession) -> Result<Config> {
 
 /// Resolves the RUN_KEY for a config and CLI flag.
 pub fn run_key_for(config: &Config, cli: Option<&str>) -> Result<config::RunKey> {
-    let env = std::env::var("W2C_RUN_KEY").ok();
+    let env = crate::env_vars::var("W2C_RUN_KEY")?;
     config::resolve_run_key(cli, env.as_deref(), config.run.run_key.as_deref())
 }
 

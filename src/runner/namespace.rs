@@ -7,8 +7,9 @@
 use super::Run;
 use crate::dataset::Example;
 use crate::engine::{Job, Outcome};
+use crate::engine::{Record, WorkItem};
 use crate::llm::Client;
-use crate::methods::{Concluding, Conclusion, Method, Plan as _, Scores};
+use crate::methods::{Concluding, Conclusion, Method, NotStarted, Plan as _, Scores};
 use crate::outcome::{MethodSummary, RunObserver, RunReport};
 use crate::store::session::{self, Session};
 use crate::store::{
@@ -53,7 +54,14 @@ pub(super) async fn run_namespace<M: Method, O: RunObserver>(
     let total = items.len();
     if !ns.is_done() {
         run.session.mark_updated()?;
-        for note in method.before_items(&ns, examples).await? {
+        let notes = match method.before_items(&ns, examples).await {
+            Ok(notes) => notes,
+            Err(e) if e.downcast_ref::<NotStarted>().is_some() => {
+                return not_started(&ns, method, &items, report, &e);
+            }
+            Err(e) => return Err(e),
+        };
+        for note in notes {
             report.notes.push(format!("{}: {note}", ns.name));
         }
     }
@@ -67,9 +75,9 @@ pub(super) async fn run_namespace<M: Method, O: RunObserver>(
         cancel: run.cancel,
         progress: &progress,
     };
-    let outcome = crate::engine::run_items(job, |item| {
+    let outcome = crate::engine::run_items(job, |item, steps| {
         let example = &examples[item.index];
-        method.work(&ns.name, item, example)
+        method.work(&ns.name, item, example, steps)
     })
     .await?;
     note_outcome(report, &ns.name, &outcome, &method.caller().client, total);
@@ -105,6 +113,46 @@ pub(super) async fn run_namespace<M: Method, O: RunObserver>(
         results: outcome.results,
         complete,
         cancelled: outcome.cancelled,
+    })
+}
+
+/// A namespace whose `before_items` could not finish ([`NotStarted`]): it
+/// stays unfinished with the records it has, the run is incomplete, and the
+/// reason is a note.
+fn not_started<M: Method>(
+    ns: &NamespaceDir,
+    method: &M,
+    items: &[WorkItem],
+    report: &mut RunReport,
+    why: &anyhow::Error,
+) -> Result<Ran<M::Record>> {
+    let (stored, _) = crate::store::load_jsonl::<M::Record>(&ns.results())?;
+    let keys: std::collections::HashSet<&str> = items.iter().map(|i| i.key.as_str()).collect();
+    let results: HashMap<String, M::Record> = stored
+        .into_iter()
+        .filter(|r| keys.contains(r.key()))
+        .map(|r| (r.key().to_string(), r))
+        .collect();
+    let records: Vec<&M::Record> = results.values().collect();
+    report.notes.push(format!(
+        "{}: not started: {why:#}; a resume tries again",
+        ns.name
+    ));
+    report.mark_unfinished(false);
+    Ok(Ran {
+        summary: MethodSummary {
+            namespace: ns.name.clone(),
+            done: results.len(),
+            total: items.len(),
+            repeats: method.plan().repeats(),
+            failed: 0,
+            metrics: None,
+            usage: method.usage(&records),
+            stability: None,
+        },
+        results,
+        complete: false,
+        cancelled: false,
     })
 }
 

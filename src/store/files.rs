@@ -43,12 +43,85 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     serde_json::from_slice(&bytes).with_context(|| format!("{}: invalid JSON", path.display()))
 }
 
-/// sha256 and size of a file, read in 1 MiB blocks.
+/// Opens a regular file for reading; anything else (a FIFO, whose open or
+/// read would wait for a writer forever, a directory, a socket, a device)
+/// is an error naming the path and what it is. The file is opened without
+/// blocking, then checked, so a FIFO is refused at once.
+pub fn open_regular(path: &Path) -> Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options
+        .open(path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let kind = file
+        .metadata()
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .file_type();
+    if !kind.is_file() {
+        anyhow::bail!(
+            "{} is {}, not a regular file",
+            path.display(),
+            file_kind(&kind)
+        );
+    }
+    #[cfg(unix)]
+    {
+        // Reads of a regular file never block; restore the usual flags anyway.
+        use std::os::fd::AsRawFd;
+        // SAFETY: fcntl on a descriptor this function owns; no memory is shared.
+        unsafe {
+            let fd = file.as_raw_fd();
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
+            }
+        }
+    }
+    Ok(file)
+}
+
+/// What a file that is not a regular file is, for messages.
+fn file_kind(kind: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+        if kind.is_char_device() || kind.is_block_device() {
+            return "a device";
+        }
+    }
+    if kind.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// The whole content of a regular file ([`open_regular`]).
+pub fn read_regular(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    open_regular(path)?
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(bytes)
+}
+
+/// sha256 and size of a regular file ([`open_regular`]), read in 1 MiB blocks.
 pub fn file_digest(path: &Path) -> Result<(String, u64)> {
     use sha2::Digest;
     use std::io::Read;
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut file = open_regular(path)?;
     let mut hasher = sha2::Sha256::new();
     let mut buf = vec![0u8; DIGEST_BLOCK];
     let mut bytes = 0u64;
@@ -73,6 +146,24 @@ const DIGEST_BLOCK: usize = 1 << 20;
 mod tests {
     use super::*;
     use serde_json::{json, Value};
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_or_directory_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("data.jsonl");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let err = format!("{:#}", open_regular(&fifo).unwrap_err());
+        assert!(err.contains("FIFO") && err.contains("data.jsonl"), "{err}");
+        assert!(file_digest(&fifo).is_err());
+        let err = format!("{:#}", read_regular(dir.path()).unwrap_err());
+        assert!(err.contains("a directory"), "{err}");
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        assert_eq!(read_regular(&file).unwrap(), b"x");
+    }
 
     #[test]
     fn atomic_write_replaces_whole_file() {

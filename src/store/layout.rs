@@ -25,6 +25,10 @@ pub mod names {
     pub const SETTINGS: &str = "method_settings.json";
     /// One line per process that worked on the namespace (wall time, counts).
     pub const RUN_LOG: &str = "run_log.jsonl";
+    /// Finished steps of items without a record yet (see
+    /// [`crate::store::steps`]); a dot file, like `.lock`: a working file,
+    /// never an artifact (not uploaded to MLflow).
+    pub const STEPS: &str = ".steps.jsonl";
     /// Call log (artifacts).
     pub const CALLS: &str = "llm_calls.jsonl";
     /// Metrics (artifacts).

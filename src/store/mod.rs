@@ -11,7 +11,8 @@
 //!   manifest.json           fingerprint, canonical payload, resolved config
 //!   .lock                   OS lock held by the one process writing the session
 //!   checkpoints/<ns>/       method_settings.json, results.jsonl, errors.jsonl,
-//!                           audit_fallbacks.jsonl, run_log.jsonl, _DONE.json
+//!                           audit_fallbacks.jsonl, run_log.jsonl, _DONE.json,
+//!                           .steps.jsonl (finished calls of items in flight)
 //!   artifacts_local/<ns>/   metrics.json, predictions.jsonl, llm_calls.jsonl, ...
 //!   mlflow_ids.json         written by the tracking observer
 //! ```
@@ -22,9 +23,12 @@ pub mod jsonl;
 pub mod layout;
 pub mod records;
 pub mod session;
+pub mod steps;
 
 pub use census::{census, NamespaceCount, NamespaceState};
-pub use files::{file_digest, read_json, write_bytes_atomic, write_json_atomic};
+pub use files::{
+    file_digest, open_regular, read_json, read_regular, write_bytes_atomic, write_json_atomic,
+};
 pub use jsonl::{load_jsonl, read_jsonl, read_jsonl_lines, JsonlWriter, LoadReport};
 pub use layout::{names, NamespaceDir};
 pub use records::{
@@ -32,3 +36,4 @@ pub use records::{
     Usage, UsageTotals,
 };
 pub use session::{FoundSession, Manifest, PlannedNamespace, Session};
+pub use steps::StepLog;

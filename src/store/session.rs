@@ -139,8 +139,15 @@ pub struct SessionBusy {
 }
 
 /// Takes the session lock, writing our PID into the lock file.
+///
+/// The PID must be readable whenever the lock is held, so taking the lock
+/// and writing the PID happen under a short gate (an exclusive OS lock on
+/// the session directory itself), and a process that finds the session held
+/// reads the PID under the same gate: it never sees the empty file, or the
+/// PID a killed holder left, that the winner is about to overwrite.
 pub fn lock(dir: &Path) -> Result<SessionLock> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let _gate = Gate::exclusive(dir)?;
     let path = dir.join(names::LOCK);
     let mut file = OpenOptions::new()
         .read(true)
@@ -169,23 +176,58 @@ pub fn lock(dir: &Path) -> Result<SessionLock> {
             return Err(e).with_context(|| format!("cannot lock {}", path.display()))
         }
     }
-    file.set_len(0)?;
-    file.rewind()?;
-    write!(file, "{}", std::process::id())?;
-    file.sync_data()?;
+    let write_pid = |file: &mut File| -> std::io::Result<()> {
+        file.set_len(0)?;
+        file.rewind()?;
+        write!(file, "{}", std::process::id())?;
+        file.sync_data()
+    };
+    write_pid(&mut file).with_context(|| format!("cannot write our PID to {}", path.display()))?;
     Ok(SessionLock { _file: file })
+}
+
+/// The short lock on a session directory under which the session lock is
+/// taken and its PID written ([`lock`]) or read ([`holder`]); released when
+/// dropped, or when the process dies.
+struct Gate {
+    _file: File,
+}
+
+impl Gate {
+    fn open(dir: &Path) -> Result<File> {
+        File::open(dir).with_context(|| format!("cannot open {}", dir.display()))
+    }
+
+    /// Waits for the gate (held only while a lock is taken or read).
+    fn exclusive(dir: &Path) -> Result<Gate> {
+        let f = Self::open(dir)?;
+        f.lock()
+            .with_context(|| format!("cannot lock {}", dir.display()))?;
+        Ok(Gate { _file: f })
+    }
+
+    /// The gate shared with other readers.
+    fn shared(dir: &Path) -> Result<Gate> {
+        let f = Self::open(dir)?;
+        f.lock_shared()
+            .with_context(|| format!("cannot lock {}", dir.display()))?;
+        Ok(Gate { _file: f })
+    }
 }
 
 /// Whether a live process holds the session's lock, and its PID if so.
 pub fn holder(dir: &Path) -> Option<String> {
     let path = dir.join(names::LOCK);
     let file = OpenOptions::new().read(true).write(true).open(&path).ok()?;
-    match file.try_lock() {
+    let gate = Gate::shared(dir).ok();
+    let pid = match file.try_lock() {
         Ok(()) => None,
         Err(_) => std::fs::read_to_string(&path)
             .ok()
             .map(|s| s.trim().to_string()),
-    }
+    };
+    drop(gate);
+    pid
 }
 
 /// What a new session needs besides its directory.
@@ -534,6 +576,53 @@ mod tests {
         let busy = err.downcast_ref::<SessionBusy>().unwrap();
         assert_eq!(busy.pid, std::process::id().to_string());
         assert_eq!(holder(dir.path()), Some(std::process::id().to_string()));
+    }
+
+    /// Many takers at once on fresh sessions: every loser reads the
+    /// winner's PID (without the gate some read the file the winner had
+    /// not written yet).
+    #[test]
+    fn a_lock_loser_always_reads_the_holders_pid() {
+        let me = std::process::id().to_string();
+        let mut unknown = 0;
+        let mut losers = 0;
+        for _ in 0..500 {
+            let dir = tempfile::tempdir().unwrap();
+            // A stale PID left by a holder killed earlier.
+            std::fs::write(dir.path().join(names::LOCK), "999999999").unwrap();
+            let start = std::sync::Barrier::new(8);
+            let done = std::sync::Barrier::new(8);
+            let pids: Vec<Option<String>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..8)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            start.wait();
+                            let got = lock(dir.path());
+                            let pid = match &got {
+                                Ok(_) => None,
+                                Err(e) => {
+                                    Some(e.downcast_ref::<SessionBusy>().unwrap().pid.clone())
+                                }
+                            };
+                            done.wait();
+                            pid
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            for pid in pids.into_iter().flatten() {
+                losers += 1;
+                if pid != me {
+                    unknown += 1;
+                }
+            }
+        }
+        assert!(losers >= 500 * 7, "{losers}");
+        assert_eq!(
+            unknown, 0,
+            "{unknown} of {losers} losers read no PID or a stale one"
+        );
     }
 
     #[test]

@@ -113,7 +113,15 @@ pub fn resolve(config: &TrackingConfig, no_tracking: bool, env: Env<'_>) -> Resu
         (Some(_), None, _) | (None, Some(_), _) => {
             bail!("MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD must be set together")
         }
-        (None, None, Some(token)) => auth = Auth::Bearer(token),
+        (None, None, Some(token)) => {
+            crate::env_vars::check_header_value(
+                "MLFLOW_TRACKING_TOKEN",
+                "the MLflow credentials",
+                "Bearer ",
+                &token,
+            )?;
+            auth = Auth::Bearer(token)
+        }
         (None, None, None) => {}
     }
     let truthy = |v: Option<String>| {
