@@ -620,55 +620,34 @@ fn tracking_for(
 /// the sessions').
 fn execute(reqs: Vec<RunRequest>, tracking: (Option<tracking::Target>, String)) -> Result<i32> {
     use std::io::IsTerminal as _;
-    let progress_style = super::progress::style_from_env(std::io::stderr().is_terminal(), |k| {
-        crate::env_vars::var(k)
-    })?;
+    let progress_style =
+        super::progress::style_from_env(std::io::stderr().is_terminal(), crate::env_vars::var)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
         let cancel = Cancel::default();
-        let on_signal = cancel.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("\ninterrupt: finishing requests in flight and saving progress (Ctrl-C again to exit now)");
-                on_signal.cancel();
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    // Every checkpoint line is written with one write call, so
-                    // the session is consistent on disk even now.
-                    std::process::exit(EXIT_INTERRUPTED);
-                }
-            }
-        });
+        stop_on_ctrl_c(cancel.clone());
         let campaign = reqs.len() > 1;
-        let mut opened = Vec::new();
-        for req in reqs {
-            let o = runner::open(req)?;
-            let s = &o.session;
-            eprintln!(
-                "{} session {} (run key {}{}) at {}",
-                if s.created { "new" } else { "resuming" },
-                short(&s.manifest.fingerprint),
-                s.manifest.run_key,
-                if campaign {
-                    format!(", model {}", o.config.models.target)
-                } else {
-                    String::new()
-                },
-                s.dir.display()
-            );
-            opened.push(o);
-        }
+        let opened = open_sessions(reqs, campaign)?;
         let (target, offline_reason) = tracking;
         let mut trackers = Vec::new();
         for o in &opened {
             let s = &o.session;
             trackers.push(
-                tracking::Tracker::for_session(target.as_ref(), &offline_reason, &s.dir, &s.manifest)
-                    .await?,
+                tracking::Tracker::for_session(
+                    target.as_ref(),
+                    &offline_reason,
+                    &s.dir,
+                    &s.manifest,
+                )
+                .await?,
             );
         }
-        let labels: Vec<String> = opened.iter().map(|o| o.config.models.target.clone()).collect();
+        let labels: Vec<String> = opened
+            .iter()
+            .map(|o| o.config.models.target.clone())
+            .collect();
         let view = super::progress::ProgressView::start(
             labels
                 .iter()
@@ -686,55 +665,107 @@ fn execute(reqs: Vec<RunRequest>, tracking: (Option<tracking::Target>, String)) 
         )
         .await;
         view.finish().await;
-        let here = crate::command_hint::Here::current();
-        let mut code = EXIT_OK;
-        let mut first_error = None;
-        let mut fingerprints = Vec::new();
-        let mut session_dirs = Vec::new();
-        for (label, report) in labels.iter().zip(reports) {
-            let report = match report {
-                Ok(r) => r,
-                Err(e) if campaign => {
-                    eprintln!("error: {label}: {e:#}");
-                    first_error.get_or_insert(e);
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            if campaign {
-                println!("\n== {label}");
-            }
-            fingerprints.push(report.fingerprint.clone());
-            session_dirs.push(report.session_dir.clone());
-            for note in &report.notes {
-                eprintln!("note: {note}");
-            }
-            print!("{}", report::run_summary(&report));
-            if let Some(url) = crate::tracking::ids::MlflowIds::load(&report.session_dir)
-                .ok()
-                .and_then(|ids| report::mlflow_run_url(&ids, ids.parent_run_id.as_deref()))
-            {
-                println!("mlflow: {url}");
-            }
-            println!("{}", report::run_status_line(&report, &here));
-            code = code.max(match report.status {
-                RunStatus::Complete => EXIT_OK,
-                RunStatus::Incomplete => EXIT_INCOMPLETE,
-                RunStatus::Interrupted => EXIT_INTERRUPTED,
-            });
-        }
-        if campaign && fingerprints.len() > 1 {
-            let runs = crate::command_hint::runs_dir_of(&session_dirs[0])
-                .unwrap_or(std::path::Path::new("runs"));
-            let fps: Vec<&str> = fingerprints.iter().map(|f| crate::fingerprint::prefix(f, 8)).collect();
-            println!(
-                "\ncompare the models: `{}`",
-                crate::command_hint::session_command("compare", &fps.join(" "), runs, &here)
-            );
-        }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(code),
-        }
+        print_reports(&labels, reports, campaign)
     })
+}
+
+/// The first Ctrl-C asks the run to stop (requests in flight finish,
+/// progress is saved); a second one exits at once.
+fn stop_on_ctrl_c(cancel: Cancel) {
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\ninterrupt: finishing requests in flight and saving progress (Ctrl-C again to exit now)");
+            cancel.cancel();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                // Every checkpoint line is written with one write call, so
+                // the session is consistent on disk even now.
+                std::process::exit(EXIT_INTERRUPTED);
+            }
+        }
+    });
+}
+
+/// Opens (creating where needed) and locks every requested session, saying
+/// which.
+fn open_sessions(reqs: Vec<RunRequest>, campaign: bool) -> Result<Vec<runner::Opened>> {
+    let mut opened = Vec::new();
+    for req in reqs {
+        let o = runner::open(req)?;
+        let s = &o.session;
+        eprintln!(
+            "{} session {} (run key {}{}) at {}",
+            if s.created { "new" } else { "resuming" },
+            short(&s.manifest.fingerprint),
+            s.manifest.run_key,
+            if campaign {
+                format!(", model {}", o.config.models.target)
+            } else {
+                String::new()
+            },
+            s.dir.display()
+        );
+        opened.push(o);
+    }
+    Ok(opened)
+}
+
+/// Prints each session's notes, summary, MLflow address and status line
+/// (under its model's name in a campaign, then the `w2c compare` command);
+/// returns the worst exit code, or the first error.
+fn print_reports(
+    labels: &[String],
+    reports: Vec<Result<crate::outcome::RunReport>>,
+    campaign: bool,
+) -> Result<i32> {
+    let here = crate::command_hint::Here::current();
+    let mut code = EXIT_OK;
+    let mut first_error = None;
+    let mut finished: Vec<(String, std::path::PathBuf)> = Vec::new();
+    for (label, report) in labels.iter().zip(reports) {
+        let report = match report {
+            Ok(r) => r,
+            Err(e) if campaign => {
+                eprintln!("error: {label}: {e:#}");
+                first_error.get_or_insert(e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if campaign {
+            println!("\n== {label}");
+        }
+        for note in &report.notes {
+            eprintln!("note: {note}");
+        }
+        print!("{}", report::run_summary(&report));
+        if let Some(url) = crate::tracking::ids::MlflowIds::load(&report.session_dir)
+            .ok()
+            .and_then(|ids| report::mlflow_run_url(&ids, ids.parent_run_id.as_deref()))
+        {
+            println!("mlflow: {url}");
+        }
+        println!("{}", report::run_status_line(&report, &here));
+        code = code.max(match report.status {
+            RunStatus::Complete => EXIT_OK,
+            RunStatus::Incomplete => EXIT_INCOMPLETE,
+            RunStatus::Interrupted => EXIT_INTERRUPTED,
+        });
+        finished.push((report.fingerprint, report.session_dir));
+    }
+    if campaign && finished.len() > 1 {
+        let runs = crate::command_hint::runs_dir_of(&finished[0].1)
+            .unwrap_or(std::path::Path::new("runs"));
+        let fps: Vec<&str> = finished
+            .iter()
+            .map(|(f, _)| crate::fingerprint::prefix(f, 8))
+            .collect();
+        println!(
+            "\ncompare the models: `{}`",
+            crate::command_hint::session_command("compare", &fps.join(" "), runs, &here)
+        );
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(code),
+    }
 }
