@@ -149,7 +149,11 @@ fn a_tracked_run_is_mirrored_and_the_python_client_agrees() {
     assert_eq!(parent["tags"]["w2c.run_key"], "k");
     assert_eq!(parent["tags"]["w2c.kind"], "session");
     assert_eq!(parent["tags"]["w2c.target_model"], "mock-model");
-    assert_eq!(parent["params"]["config.models.target"], "mock-model");
+    // The config is recorded as tags (operational settings may change for a
+    // session); params are what identifies it and never change.
+    assert_eq!(parent["tags"]["config.models.target"], "mock-model");
+    assert!(parent["params"]["config.models.target"].is_null());
+    assert_eq!(parent["params"]["inputs.target.model"], "mock-model");
     assert_eq!(parent["params"]["session.fingerprint"], fp.as_str());
     assert_eq!(
         parent["params"]["inputs.dataset.sha256"],
@@ -211,7 +215,17 @@ fn a_tracked_run_is_mirrored_and_the_python_client_agrees() {
         assert_eq!(run["metrics"]["progress.done"].as_f64(), Some(15.0), "{ns}");
     }
 
-    // Running the finished config again reconnects: no new run appears.
+    // Running the finished config again reconnects: no new run appears,
+    // and nothing finished is reopened or has its times moved.
+    let times: BTreeMap<String, (Value, Value)> = runs_of(&q)
+        .iter()
+        .map(|r| {
+            (
+                r["run_id"].as_str().expect("id").to_string(),
+                (r["start_time"].clone(), r["end_time"].clone()),
+            )
+        })
+        .collect();
     tracked_run(&ws, &cfg, uri, &exp).assert().success();
     tracked(ws.path(), uri, &exp)
         .args(["resume", &fp[..8], "--runs-dir"])
@@ -221,6 +235,74 @@ fn a_tracked_run_is_mirrored_and_the_python_client_agrees() {
     let q2 = query(uri, &exp, false, &[]);
     assert_eq!(runs_of(&q2).len(), 4);
     assert!(runs_of(&q2).iter().all(|r| r["status"] == "FINISHED"));
+    for r in runs_of(&q2) {
+        let id = r["run_id"].as_str().expect("id");
+        assert_eq!(
+            times[id],
+            (r["start_time"].clone(), r["end_time"].clone()),
+            "{}: times moved by a resume",
+            r["run_name"]
+        );
+    }
+}
+
+#[test]
+fn a_resume_with_new_work_leaves_finished_children_as_they_were() {
+    let uri = MlflowServer::shared();
+    let exp = experiment("history");
+    let ws = Workspace::new();
+    let opts = Opts {
+        n_per_label: Some(2),
+        ..Opts::default()
+    };
+    let cfg = ws.config("eval.toml", &opts);
+    tracked_run(&ws, &cfg, uri, &exp).assert().success();
+    let before = children_by_ns(&query(uri, &exp, false, &[]))["mcq"][0].clone();
+    assert_eq!(before["status"], "FINISHED");
+    // The same session with another method enabled: only the new work
+    // reopens anything.
+    let cfg2 = ws.config(
+        "eval2.toml",
+        &Opts {
+            methods: TWO_METHODS.into(),
+            ..opts
+        },
+    );
+    tracked_run(&ws, &cfg2, uri, &exp).assert().success();
+    let q = query(uri, &exp, false, &[]);
+    let children = children_by_ns(&q);
+    let after = &children["mcq"][0];
+    assert_eq!(after["run_id"], before["run_id"]);
+    assert_eq!(after["status"], "FINISHED");
+    assert_eq!(
+        after["end_time"], before["end_time"],
+        "mcq's end time moved"
+    );
+    assert_eq!(after["start_time"], before["start_time"]);
+    // The end time is the namespace's `_DONE.json` time.
+    let s = only_session(&ws.runs(), "k");
+    let done = read_json(&s.join("checkpoints/mcq/_DONE.json"));
+    let done_ms = chrono_ms(done["done_at"].as_str().expect("done_at"));
+    assert_eq!(after["end_time"].as_i64(), Some(done_ms));
+    assert_eq!(children["llm_judge"][0]["status"], "FINISHED");
+}
+
+/// Epoch milliseconds of a `YYYY-MM-DDTHH:MM:SSZ` time.
+fn chrono_ms(t: &str) -> i64 {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            &format!(
+                "import datetime;print(int(datetime.datetime.fromisoformat({:?}.replace('Z','+00:00')).timestamp()*1000))",
+                t
+            ),
+        ])
+        .output()
+        .expect("python3");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("ms")
 }
 
 #[test]
@@ -289,7 +371,7 @@ fn kill_9_at_random_points_then_resume_leaves_one_run_each() {
 }
 
 #[test]
-fn deleted_runs_are_replaced_and_a_changed_config_is_refused() {
+fn deleted_runs_are_replaced_and_operational_settings_may_change() {
     let uri = MlflowServer::shared();
     let exp = experiment("deleted");
     let ws = Workspace::new();
@@ -317,8 +399,9 @@ fn deleted_runs_are_replaced_and_a_changed_config_is_refused() {
     assert_eq!(children["mcq"][0]["status"], "FINISHED");
     assert_artifacts_match(&s, "mcq", &children["mcq"][0]);
 
-    // The local session is lost and re-run with another concurrency: the
-    // parent found by its tags has a different param value.
+    // The local session is lost and re-run with another concurrency: an
+    // operational setting, not part of what identifies the session, so the
+    // runs found by their tags are reused.
     std::fs::remove_dir_all(ws.runs()).expect("rm runs");
     let cfg2 = ws.config(
         "eval2.toml",
@@ -327,18 +410,60 @@ fn deleted_runs_are_replaced_and_a_changed_config_is_refused() {
             ..opts
         },
     );
-    let out = tracked_run(&ws, &cfg2, uri, &exp).output().expect("run");
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("config.providers.mock.max_concurrency")
-            && stderr.contains("`4`")
-            && stderr.contains("`3`"),
-        "{stderr}"
-    );
-    // Refused before any request: nothing was evaluated.
+    tracked_run(&ws, &cfg2, uri, &exp).assert().success();
     let s = only_session(&ws.runs(), "k");
-    assert!(!s.join("checkpoints/mcq/results.jsonl").exists());
+    let fp = session_fingerprint(&s);
+    let q = query(uri, &exp, false, &[]);
+    assert_eq!(parents(&q, &fp).len(), 1, "{:#?}", runs_of(&q));
+    assert_eq!(children_by_ns(&q)["mcq"].len(), 1);
+}
+
+#[test]
+fn the_same_config_run_from_two_directories_is_one_tracked_session() {
+    let uri = MlflowServer::shared();
+    let exp = experiment("two-dirs");
+    let opts = Opts {
+        n_per_label: Some(2),
+        ..Opts::default()
+    };
+    let a = Workspace::new();
+    let cfg_a = a.config("eval.toml", &opts);
+    tracked_run(&a, &cfg_a, uri, &exp).assert().success();
+    // The same config elsewhere (its runs_dir resolves to another path), with
+    // other operational settings: same fingerprint and run key, same runs.
+    let b = Workspace::new();
+    let cfg_b = b.config(
+        "eval.toml",
+        &Opts {
+            concurrency: 2,
+            max_attempts: 2,
+            ..opts
+        },
+    );
+    let out = tracked_run(&b, &cfg_b, uri, &exp).output().expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sa = only_session(&a.runs(), "k");
+    let sb = only_session(&b.runs(), "k");
+    let fp = session_fingerprint(&sb);
+    assert_eq!(fp, session_fingerprint(&sa));
+    let q = query(uri, &exp, false, &[]);
+    let ps = parents(&q, &fp);
+    assert_eq!(ps.len(), 1, "{:#?}", runs_of(&q));
+    let ids_a = read_json(&sa.join("mlflow_ids.json"));
+    let ids_b = read_json(&sb.join("mlflow_ids.json"));
+    assert_eq!(ids_a["parent_run_id"], ids_b["parent_run_id"]);
+    assert_eq!(ids_b["synced"], true, "{ids_b}");
+    // What was merely recorded follows the latest run.
+    assert_eq!(
+        ps[0]["tags"]["w2c.session_dir"].as_str(),
+        Some(sb.display().to_string().as_str())
+    );
+    assert_eq!(children_by_ns(&q)["mcq"].len(), 1);
 }
 
 #[test]
@@ -619,7 +744,7 @@ fn ctrl_c_marks_runs_killed_and_resume_finishes_them() {
 }
 
 #[test]
-fn a_param_over_the_size_limit_becomes_an_artifact() {
+fn a_config_value_over_the_tag_limit_becomes_an_artifact() {
     let uri = MlflowServer::shared();
     let exp = experiment("longparam");
     let ws = Workspace::new();
@@ -630,7 +755,7 @@ fn a_param_over_the_size_limit_becomes_an_artifact() {
             ..Opts::default()
         },
     );
-    let long = "x".repeat(7000);
+    let long = "x".repeat(9000);
     let text = std::fs::read_to_string(&cfg).expect("cfg");
     let text = text.replace(
         "[methods]",
@@ -643,15 +768,15 @@ fn a_param_over_the_size_limit_becomes_an_artifact() {
     let q = query(uri, &exp, true, &[]);
     let parent = &parents(&q, &fp)[0];
     let key = "config.providers.mock.headers.X-Long";
-    let value = parent["params"][key].as_str().expect("param");
-    assert!(value.starts_with("(too long for a param"), "{value}");
-    let art = &parent["artifacts"][format!("params/{key}.txt")];
-    assert_eq!(art["size"], 7000);
+    let value = parent["tags"][key].as_str().expect("tag");
+    assert!(value.starts_with("(too long for a tag"), "{value}");
+    let art = &parent["artifacts"][format!("config/{key}.txt")];
+    assert_eq!(art["size"], 9000);
     assert_eq!(
         art["sha256"].as_str(),
         Some(hex::encode(sha2::Sha256::digest(long.as_bytes())).as_str())
     );
-    // Running again re-logs the same pointer value: no conflict.
+    // Running again sets the same pointer value: nothing changes.
     tracked_run(&ws, &cfg, uri, &exp).assert().success();
 }
 

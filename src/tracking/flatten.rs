@@ -14,6 +14,8 @@ pub const MAX_TAGS: usize = 100;
 pub const MAX_ITEMS: usize = 1000;
 /// Longest param value the server stores untruncated (characters).
 pub const MAX_PARAM_CHARS: usize = 6000;
+/// Longest tag value the server stores untruncated (characters).
+pub const MAX_TAG_CHARS: usize = 8000;
 /// Longest key.
 pub const MAX_KEY_CHARS: usize = 250;
 

@@ -119,11 +119,13 @@ impl Mirror {
     /// Reuses the stored run if it still exists, is active and belongs to
     /// this session; otherwise the oldest run matching `filter`; otherwise a
     /// new one (whose id is saved at once).
+    #[allow(clippy::too_many_arguments)]
     async fn find_or_create(
         &mut self,
         stored: Option<String>,
         filter: String,
         name: &str,
+        start_time: i64,
         tags: Vec<KeyValue>,
         check: impl Fn(&Run) -> bool,
     ) -> Result<Run> {
@@ -148,7 +150,7 @@ impl Mirror {
             }
             match self
                 .client
-                .create_run(&self.experiment_id, name, &tags)
+                .create_run(&self.experiment_id, name, start_time, &tags)
                 .await
             {
                 Ok(run) => return Ok(run),
@@ -208,20 +210,21 @@ impl Mirror {
         )
     }
 
-    /// Finds or creates the parent run, sets its tags and logs its params
-    /// (once: an identical value is skipped, a different one is a
-    /// [`ParamConflict`]).
+    /// Finds or creates the parent run, sets its tags (the resolved config
+    /// among them) and logs its params (once: an identical value is
+    /// skipped, a different one is a [`ParamConflict`]).
     pub async fn ensure_parent(&mut self) -> Result<Run> {
         if let Some(run) = &self.parent {
             return Ok(run.clone());
         }
         let fp = self.fingerprint().to_string();
-        let tags = self.parent_tags();
+        let mut tags = self.parent_tags();
         let run = self
             .find_or_create(
                 self.ids.parent_run_id.clone(),
                 format!("tags.`{TAG_KIND}` = 'session'"),
                 &self.parent_name(),
+                epoch_ms(&self.manifest.created_at).unwrap_or_else(super::rest::now_ms),
                 tags.clone(),
                 |r| r.tag(TAG_FINGERPRINT) == Some(fp.as_str()) && r.tag(TAG_PARENT).is_none(),
             )
@@ -230,23 +233,28 @@ impl Mirror {
             self.ids.parent_run_id = Some(run.info.run_id.clone());
             self.ids.save(&self.session_dir)?;
         }
-        let params = self.parent_params();
-        self.log_params_and_tags(&run, params, tags).await?;
+        let (config_tags, long) = self.config_tags();
+        tags.extend(config_tags);
+        self.log_params_and_tags(&run, self.parent_params(), tags)
+            .await?;
+        if !long.is_empty() {
+            self.upload_long_values(&run, long).await?;
+        }
         self.parent = Some(run.clone());
         Ok(run)
     }
 
-    /// The parent's params: the resolved config (`config.*`), the
-    /// fingerprint payload (`inputs.*`), label counts and session identity.
+    /// The parent's params: what identifies the session's results and so
+    /// can never change for it — the fingerprint payload (`inputs.*`: the
+    /// dataset's sha256 and selection, the target model, the seed), the
+    /// label counts of the selection, the fingerprint, run key and size.
+    /// Everything else in the config is operational (paths, concurrency,
+    /// URLs, timeouts, the methods enabled) and is recorded as tags
+    /// ([`Mirror::config_tags`]), so running the same session from another
+    /// directory or with other settings never conflicts.
     pub fn parent_params(&self) -> Vec<(String, String)> {
         let m = &self.manifest;
         let mut out = Vec::new();
-        let mut config = m.config.clone();
-        if let Some(obj) = config.as_object_mut() {
-            // Where the session is tracked is not part of the evaluation.
-            obj.remove("tracking");
-        }
-        flatten::flatten_params("config", &config, &mut out);
         flatten::flatten_params("inputs", &m.fingerprint_payload, &mut out);
         for (label, n) in &m.label_counts {
             out.push((
@@ -258,6 +266,50 @@ impl Mirror {
         out.push(("session.run_key".into(), m.run_key.clone()));
         out.push(("session.n_examples".into(), m.n_examples.to_string()));
         out
+    }
+
+    /// The resolved config as `config.*` tags (upserted: the latest run's
+    /// settings win), without `[tracking]`. Values over the server's tag
+    /// limit are returned separately as `config/<key>.txt` artifacts, the
+    /// tag pointing at them.
+    pub fn config_tags(&self) -> (Vec<KeyValue>, Vec<(String, String)>) {
+        let mut config = self.manifest.config.clone();
+        if let Some(obj) = config.as_object_mut() {
+            // Where the session is tracked is not part of the evaluation.
+            obj.remove("tracking");
+        }
+        let mut flat = Vec::new();
+        flatten::flatten_params("config", &config, &mut flat);
+        let mut tags = Vec::new();
+        let mut long = Vec::new();
+        for (key, value) in flat {
+            if value.chars().count() > flatten::MAX_TAG_CHARS {
+                let rel = format!("config/{key}.txt");
+                let pointer = format!(
+                    "(too long for a tag: see artifact {rel}, sha256 {})",
+                    crate::fingerprint::sha256_hex(value.as_bytes())
+                );
+                long.push((rel, value));
+                tags.push(KeyValue::new(key, pointer));
+            } else {
+                tags.push(KeyValue::new(key, value));
+            }
+        }
+        (tags, long)
+    }
+
+    /// Writes long values under `artifacts_local/_params/` and uploads them
+    /// to `run` at their relative paths.
+    async fn upload_long_values(&mut self, run: &Run, long: Vec<(String, String)>) -> Result<()> {
+        let dir = NamespaceDir::new(&self.session_dir, "_params").artifacts;
+        let mut files = Vec::new();
+        for (rel, value) in long {
+            let local = dir.join(rel.replace('/', "__"));
+            crate::store::write_bytes_atomic(&local, value.as_bytes())?;
+            files.push((rel, local));
+        }
+        self.upload(run, digested(files)?, false).await?;
+        Ok(())
     }
 
     async fn log_params_and_tags(
@@ -310,14 +362,7 @@ impl Mirror {
                 .await?;
         }
         if !long.is_empty() {
-            let dir = NamespaceDir::new(&self.session_dir, "_params").artifacts;
-            let mut files = Vec::new();
-            for (rel, value) in long {
-                let local = dir.join(rel.trim_start_matches("params/"));
-                crate::store::write_bytes_atomic(&local, value.as_bytes())?;
-                files.push((rel, local));
-            }
-            self.upload(run, digested(files)?, false).await?;
+            self.upload_long_values(run, long).await?;
         }
         Ok(())
     }
@@ -352,15 +397,25 @@ impl Mirror {
         }
         let ns_owned = ns.to_string();
         let fp = m.fingerprint.clone();
+        let hash = settings.settings_hash.clone();
+        // A namespace is its settings: the same name may hold other settings
+        // in another directory of the same session.
+        let filter = format!(
+            "tags.`{TAG_NAMESPACE}` = '{}' and tags.`w2c.settings_hash` = '{hash}'",
+            ns.replace('\'', "")
+        );
+        let start = first_start(&self.session_dir, ns).unwrap_or_else(super::rest::now_ms);
         let run = self
             .find_or_create(
                 self.ids.child_run_ids.get(ns).cloned(),
-                format!("tags.`{TAG_NAMESPACE}` = '{ns}'"),
+                filter,
                 ns,
+                start,
                 tags.clone(),
                 move |r| {
                     r.tag(TAG_NAMESPACE) == Some(ns_owned.as_str())
                         && r.tag(TAG_FINGERPRINT) == Some(fp.as_str())
+                        && r.tag("w2c.settings_hash") == Some(hash.as_str())
                 },
             )
             .await?;
@@ -534,17 +589,70 @@ impl Mirror {
         }
     }
 
-    /// Sets a child run's status.
-    pub async fn set_child_status(&mut self, ns: &str, status: &str) -> Result<()> {
-        let run = self.ensure_child(ns).await?;
-        self.client.set_status(&run.info.run_id, status).await?;
+    /// Marks the parent RUNNING (end time cleared) unless it already is:
+    /// called when this process starts work the session had left.
+    pub async fn reopen_parent(&mut self) -> Result<()> {
+        let run = self.ensure_parent().await?;
+        if run.info.status != status::RUNNING {
+            self.client
+                .set_status(&run.info.run_id, status::RUNNING, 0)
+                .await?;
+            if let Some(p) = self.parent.as_mut() {
+                p.info.status = status::RUNNING.to_string();
+                p.info.end_time = None;
+            }
+        }
         Ok(())
     }
 
-    /// Sets the parent's status.
-    pub async fn set_parent_status(&mut self, status: &str) -> Result<()> {
+    /// Marks a namespace's child RUNNING unless it already is: called only
+    /// for a namespace with work left.
+    pub async fn reopen_child(&mut self, ns: &str) -> Result<()> {
+        let run = self.ensure_child(ns).await?;
+        if run.info.status != status::RUNNING {
+            self.client
+                .set_status(&run.info.run_id, status::RUNNING, 0)
+                .await?;
+            if let Some(c) = self.children.get_mut(ns) {
+                c.info.status = status::RUNNING.to_string();
+                c.info.end_time = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives a child the status its local record says, with the end time
+    /// the record gives (`_DONE.json`, or its last process's end): a child
+    /// that already has them is left alone, so a resume never rewrites a
+    /// finished namespace's history.
+    pub async fn settle_child(&mut self, ns: &str, st: &str) -> Result<()> {
+        let run = self.ensure_child(ns).await?;
+        let end = namespace_end(&self.session_dir, ns, st).unwrap_or_else(super::rest::now_ms);
+        if run.info.status == st && run.info.end_time == Some(end) {
+            return Ok(());
+        }
+        self.client.set_status(&run.info.run_id, st, end).await?;
+        if let Some(c) = self.children.get_mut(ns) {
+            c.info.status = st.to_string();
+            c.info.end_time = Some(end);
+        }
+        Ok(())
+    }
+
+    /// Gives the parent `st` with the end time of the session's record (the
+    /// last `_DONE.json` for FINISHED, the last process's end otherwise);
+    /// left alone when it already has them.
+    pub async fn settle_parent(&mut self, st: &str) -> Result<()> {
         let run = self.ensure_parent().await?;
-        self.client.set_status(&run.info.run_id, status).await?;
+        let end = session_end(&self.session_dir, st).unwrap_or_else(super::rest::now_ms);
+        if run.info.status == st && run.info.end_time == Some(end) {
+            return Ok(());
+        }
+        self.client.set_status(&run.info.run_id, st, end).await?;
+        if let Some(p) = self.parent.as_mut() {
+            p.info.status = st.to_string();
+            p.info.end_time = Some(end);
+        }
         Ok(())
     }
 
@@ -557,9 +665,59 @@ impl Mirror {
         }
         // The status mirrors the local record even when an upload failed.
         let uploaded = self.upload_namespace(ns, repair).await;
-        self.set_child_status(ns, status).await?;
+        self.settle_child(ns, status).await?;
         uploaded
     }
+}
+
+/// Epoch milliseconds of an RFC 3339 time.
+fn epoch_ms(rfc3339: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+fn run_log(session_dir: &Path, ns: &str) -> Vec<crate::store::RunLogLine> {
+    crate::store::load_jsonl::<crate::store::RunLogLine>(
+        &NamespaceDir::new(session_dir, ns).run_log(),
+    )
+    .map(|(lines, _)| lines)
+    .unwrap_or_default()
+}
+
+/// When work on a namespace first started (its first `run_log.jsonl` line).
+fn first_start(session_dir: &Path, ns: &str) -> Option<i64> {
+    run_log(session_dir, ns)
+        .first()
+        .and_then(|l| epoch_ms(&l.started_at))
+}
+
+/// When a stopped namespace ended: `_DONE.json`'s time when finished, else
+/// the end of its last process.
+fn namespace_end(session_dir: &Path, ns: &str, st: &str) -> Option<i64> {
+    if st == status::FINISHED {
+        let done: DoneMarker =
+            crate::store::read_json(&NamespaceDir::new(session_dir, ns).done_marker()).ok()?;
+        return epoch_ms(&done.done_at);
+    }
+    run_log(session_dir, ns)
+        .last()
+        .and_then(|l| epoch_ms(&l.ended_at))
+}
+
+/// When the session's work ended: the latest end of its namespaces.
+fn session_end(session_dir: &Path, st: &str) -> Option<i64> {
+    crate::store::session::namespaces(session_dir)
+        .into_iter()
+        .filter_map(|(ns, _)| {
+            let ns_status = if st == status::FINISHED {
+                status::FINISHED
+            } else {
+                stopped_status(session_dir, &ns)
+            };
+            namespace_end(session_dir, &ns, ns_status)
+        })
+        .max()
 }
 
 /// Each file with the sha256 and size it is uploaded (and listed) with.

@@ -394,7 +394,11 @@ async fn check_artifacts(
         local.iter().map(|(r, _)| r.as_str()).collect();
     let extra: Vec<&String> = remote
         .keys()
-        .filter(|k| !local_names.contains(k.as_str()) && !k.starts_with("params/"))
+        .filter(|k| {
+            !local_names.contains(k.as_str())
+                && !k.starts_with("params/")
+                && !k.starts_with("config/")
+        })
         .collect();
     if missing.is_empty() {
         out.push(
