@@ -61,6 +61,8 @@ pub struct Mirror {
     experiment_id: String,
     parent: Option<Run>,
     children: HashMap<String, Run>,
+    /// The target's logged model, once looked up (`None` inside: none).
+    model: Option<Option<String>>,
 }
 
 /// Whether an error is worth retrying later (server down, timeout, 5xx).
@@ -102,6 +104,7 @@ impl Mirror {
             experiment_id,
             parent: None,
             children: HashMap::new(),
+            model: None,
         })
     }
 
@@ -176,13 +179,16 @@ impl Mirror {
             KeyValue::new("w2c.session_dir", self.session_dir.display().to_string()),
             KeyValue::new("mlflow.source.name", "w2c"),
             KeyValue::new("mlflow.source.type", "LOCAL"),
+            KeyValue::new("mlflow.runName", self.parent_name()),
             KeyValue::new(
                 "mlflow.note.content",
                 format!(
-                    "When2Call evaluation session `{}` (run key `{}`), {} examples. The local record is `{}`; one child run per method namespace.",
+                    "When2Call evaluation session `{}` (run key `{}`) of **{}**: {} examples of `{}`. One child run per method namespace; the headline metrics of each are here too, prefixed with the namespace (`mcq.accuracy`, `llm_judge.macro_f1_all`...). Each child holds one trace per example (the Traces tab). The local record is `{}`.",
                     crate::fingerprint::short(&m.fingerprint),
                     m.run_key,
+                    self.target_model(),
                     m.n_examples,
+                    self.dataset_name(),
                     self.session_dir.display()
                 ),
             ),
@@ -201,13 +207,124 @@ impl Mirror {
         tags
     }
 
-    /// Name of the parent run.
+    /// Name of the parent run: the target model, the run key and the
+    /// fingerprint's first 8 digits.
     pub fn parent_name(&self) -> String {
-        format!(
-            "{}-{}",
-            self.manifest.run_key,
-            crate::fingerprint::prefix(&self.manifest.fingerprint, 8)
+        super::names::parent_name(
+            &self.target_model(),
+            &self.manifest.run_key,
+            &self.manifest.fingerprint,
         )
+    }
+
+    /// The target model.
+    pub fn target_model(&self) -> String {
+        self.manifest
+            .config
+            .pointer("/models/target")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The dataset's name as MLflow shows it: the file's stem.
+    pub fn dataset_name(&self) -> String {
+        self.manifest
+            .config
+            .pointer("/dataset/path")
+            .and_then(Value::as_str)
+            .and_then(|p| Path::new(p).file_stem())
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "dataset".into())
+    }
+
+    /// The dataset as an MLflow dataset input: name, digest (the file's
+    /// sha256, cut to the 32 digits MLflow stores), source, and a profile
+    /// with the row count, the full sha256 and the selection.
+    fn dataset_input(&self) -> Value {
+        let p = &self.manifest.fingerprint_payload["dataset"];
+        let sha = p["sha256"].as_str().unwrap_or_default();
+        let path = self
+            .manifest
+            .config
+            .pointer("/dataset/path")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        serde_json::json!({
+            "tags": [{"key": "mlflow.data.context", "value": "evaluation"}],
+            "dataset": {
+                "name": self.dataset_name(),
+                "digest": crate::fingerprint::prefix(sha, 32),
+                "source_type": "local",
+                "source": serde_json::json!({"uri": path}).to_string(),
+                "profile": serde_json::json!({
+                    "num_rows": p["n_examples_in_file"],
+                    "sha256": sha,
+                    "n_selected": p["n_selected"],
+                    "n_per_label": p["n_per_label"],
+                    "subsample_seed": p["subsample_seed"],
+                    "selected_ids_sha256": p["selected_ids_sha256"],
+                }).to_string(),
+            },
+        })
+    }
+
+    /// The target's logged model in the experiment (MLflow 3's model
+    /// record: the experiment's Models view), found by name or created.
+    /// `None` when the server has no logged models or the name cannot be
+    /// searched for.
+    pub async fn ensure_model(&mut self) -> Result<Option<String>> {
+        if let Some(m) = &self.model {
+            return Ok(m.clone());
+        }
+        let name = self.target_model();
+        if name.is_empty() || name.contains('\'') {
+            self.model = Some(None);
+            return Ok(None);
+        }
+        let found = self
+            .client
+            .search_logged_models(&self.experiment_id, &format!("name = '{name}'"))
+            .await?;
+        let id = match found.into_iter().next() {
+            Some(id) => id,
+            None => {
+                let kind = self
+                    .manifest
+                    .fingerprint_payload
+                    .pointer("/target/provider_kind")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                self.client
+                    .create_logged_model(
+                        &self.experiment_id,
+                        &name,
+                        &[
+                            KeyValue::new("w2c.model", &name),
+                            KeyValue::new("w2c.provider_kind", &kind),
+                        ],
+                    )
+                    .await?
+            }
+        };
+        self.model = Some(Some(id.clone()));
+        Ok(Some(id))
+    }
+
+    /// Logs the dataset and the target's logged model as inputs of a run
+    /// (inputs, not outputs: MLflow lists runs with model outputs as
+    /// training runs, not evaluation runs).
+    async fn log_run_inputs(&mut self, run_id: &str) -> Result<()> {
+        let model = self.ensure_model().await?;
+        let models: Vec<Value> = model
+            .iter()
+            .map(|id| serde_json::json!({"model_id": id}))
+            .collect();
+        self.client
+            .log_inputs(run_id, &[self.dataset_input()], &models)
+            .await?;
+        Ok(())
     }
 
     /// Finds or creates the parent run, sets its tags (the resolved config
@@ -240,6 +357,7 @@ impl Mirror {
         if !long.is_empty() {
             self.upload_long_values(&run, long).await?;
         }
+        self.log_run_inputs(&run.info.run_id).await?;
         self.parent = Some(run.clone());
         Ok(run)
     }
@@ -395,6 +513,33 @@ impl Mirror {
         if let Ok(user) = std::env::var("USER") {
             tags.push(KeyValue::new("mlflow.user", user));
         }
+        let target = self.target_model();
+        let judge = settings
+            .settings
+            .get("judge_model")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let name = super::names::child_name(ns, &target, judge.as_deref());
+        tags.push(KeyValue::new("w2c.target_model", &target));
+        if let Some(j) = &judge {
+            tags.push(KeyValue::new("w2c.judge_model", j));
+        }
+        tags.push(KeyValue::new("mlflow.runName", &name));
+        tags.push(KeyValue::new(
+            "mlflow.note.content",
+            format!(
+                "`{ns}` of session `{}` (run key `{}`): {} — target **{target}**{}. One trace per example in the Traces tab{}.",
+                crate::fingerprint::short(&self.manifest.fingerprint),
+                self.manifest.run_key,
+                super::names::describe(&settings.method),
+                judge.as_deref().map(|j| format!(", judge **{j}**")).unwrap_or_default(),
+                if settings.method.ends_with(".target") {
+                    " of the judge's run (this stream has none of its own)"
+                } else {
+                    ""
+                },
+            ),
+        ));
         let ns_owned = ns.to_string();
         let fp = m.fingerprint.clone();
         let hash = settings.settings_hash.clone();
@@ -409,7 +554,7 @@ impl Mirror {
             .find_or_create(
                 self.ids.child_run_ids.get(ns).cloned(),
                 filter,
-                ns,
+                &name,
                 start,
                 tags.clone(),
                 move |r| {
@@ -434,6 +579,7 @@ impl Mirror {
         // Tags are upserted, which also re-links a child whose parent was
         // replaced.
         self.log_params_and_tags(&run, params, tags).await?;
+        self.log_run_inputs(&run.info.run_id).await?;
         self.children.insert(ns.to_string(), run.clone());
         Ok(run)
     }
@@ -454,19 +600,57 @@ impl Mirror {
         let timestamp = chrono::DateTime::parse_from_rfc3339(&done.done_at)
             .map(|t| t.timestamp_millis())
             .unwrap_or(0);
-        let points: Vec<MetricPoint> = flatten::final_metrics(&file)
+        let values = flatten::with_zero_counts(&done.method, flatten::final_metrics(&file));
+        let model_id = self.ensure_model().await?;
+        let dataset_name = self.dataset_name();
+        let digest = crate::fingerprint::prefix(
+            self.manifest.fingerprint_payload["dataset"]["sha256"]
+                .as_str()
+                .unwrap_or_default(),
+            32,
+        )
+        .to_string();
+        let point = |key: String, value: f64| MetricPoint {
+            key,
+            value,
+            timestamp,
+            step: 0,
+            model_id: model_id.clone(),
+            dataset_name: Some(dataset_name.clone()),
+            dataset_digest: Some(digest.clone()),
+        };
+        let headline: Vec<MetricPoint> = flatten::headline(&values)
             .into_iter()
-            .map(|(key, value)| MetricPoint {
-                key,
-                value,
-                timestamp,
-                step: 0,
+            .map(|(name, v)| point(flatten::sanitize_key(&format!("{ns}.{name}")), v))
+            .collect();
+        // Points the run already holds are not sent again (MLflow stores a
+        // model's metrics once: a repeated point is refused).
+        let held = |key: &str, value: f64| {
+            run.data.metrics.iter().any(|m| {
+                m.key == key
+                    && m.timestamp == timestamp
+                    && (m.value == value || (m.value.is_nan() && value.is_nan()))
             })
+        };
+        let points: Vec<MetricPoint> = values
+            .into_iter()
+            .filter(|(k, v)| !held(k, *v))
+            .map(|(k, v)| point(k, v))
             .collect();
         let n = points.len();
-        for b in batches(points, Vec::new(), Vec::new()) {
+        for b in batches(points.clone(), Vec::new(), Vec::new()) {
             self.client
                 .log_batch(&run.info.run_id, &b.metrics, &b.params, &b.tags)
+                .await?;
+        }
+        if let Some(c) = self.children.get_mut(ns) {
+            c.data.metrics.extend(points);
+        }
+        // The headline metrics on the parent, where sessions are compared.
+        let parent = self.ensure_parent().await?;
+        for b in batches(headline, Vec::new(), Vec::new()) {
+            self.client
+                .log_batch(&parent.info.run_id, &b.metrics, &b.params, &b.tags)
                 .await?;
         }
         Ok(n)

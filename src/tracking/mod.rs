@@ -7,7 +7,10 @@
 pub mod flatten;
 pub mod ids;
 pub mod mirror;
+pub mod names;
 pub mod rest;
+pub mod trace_sender;
+pub mod traces;
 pub mod tracker;
 
 pub use tracker::Tracker;
@@ -41,6 +44,8 @@ pub struct Target {
     pub retry: RetryPolicy,
     /// Extra CA bundle (`MLFLOW_TRACKING_SERVER_CERT_PATH`).
     pub ca_cert: Option<PathBuf>,
+    /// Send one trace per example (`[tracking] traces`, default on).
+    pub traces: bool,
 }
 
 impl Target {
@@ -159,6 +164,7 @@ pub fn resolve(config: &TrackingConfig, no_tracking: bool, env: Env<'_>) -> Resu
         insecure_tls,
         retry,
         ca_cert,
+        traces: config.traces.unwrap_or(true),
     }))
 }
 
@@ -224,6 +230,7 @@ pub fn resolve_for_session(
             .experiment_name
             .clone()
             .or_else(|| config.experiment.clone()),
+        traces: config.traces,
     };
     resolve(&stored, false, env)
 }
@@ -237,6 +244,8 @@ pub struct SyncReport {
     pub namespaces: Vec<(String, String, String, usize)>,
     /// Experiment id.
     pub experiment_id: String,
+    /// Traces sent (those MLflow already held are not counted).
+    pub traces: usize,
 }
 
 /// `w2c sync`: pushes a stopped session (offline, or partly tracked) to
@@ -256,13 +265,20 @@ pub async fn sync_session(
             parent_run_id: parent.info.run_id.clone(),
             experiment_id: parent.info.experiment_id.clone(),
             namespaces: Vec::new(),
+            traces: 0,
         };
         let mut all_done = true;
         let mut any_killed = false;
+        let mut traces = target
+            .traces
+            .then(|| trace_sender::TraceSender::new(session_dir, manifest));
         for (ns, st) in mirror::stopped_namespaces(session_dir) {
             all_done &= st == status::FINISHED;
             any_killed |= st == status::KILLED;
             let sent = m.push_namespace(&ns, st, true).await?;
+            if let Some(t) = traces.as_mut() {
+                report.traces += t.send_new(&mut m, &ns, true).await?;
+            }
             let id = m.ids.child_run_ids.get(&ns).cloned().unwrap_or_default();
             report.namespaces.push((ns, id, st.to_string(), sent));
         }
@@ -323,6 +339,7 @@ mod tests {
         let cfg = TrackingConfig {
             uri: Some("http://cfg:5000".into()),
             experiment: Some("cfg-exp".into()),
+            traces: None,
         };
         let t = resolve(
             &cfg,
@@ -367,6 +384,7 @@ mod tests {
         let cfg = TrackingConfig {
             uri: Some("http://bob:pw123@host:5000".into()),
             experiment: None,
+            traces: None,
         };
         let err = resolve(&cfg, false, &env_of(&[])).unwrap_err();
         assert!(!format!("{err:#}").contains("pw123"));

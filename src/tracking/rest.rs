@@ -176,7 +176,7 @@ impl KeyValue {
 }
 
 /// One metric point.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MetricPoint {
     /// Key.
     pub key: String,
@@ -191,6 +191,15 @@ pub struct MetricPoint {
     /// Step.
     #[serde(default)]
     pub step: i64,
+    /// The logged model the value measures (MLflow 3's model metrics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_id: Option<String>,
+    /// The dataset it was measured on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_name: Option<String>,
+    /// That dataset's digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_digest: Option<String>,
 }
 
 fn serialize_metric_value<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
@@ -797,6 +806,89 @@ impl MlflowClient {
         .map(|_| ())
     }
 
+    /// Logs dataset inputs (`{"dataset": …, "tags": […]}`) and logged
+    /// model inputs (`{"model_id": …}`) of a run.
+    pub async fn log_inputs(
+        &self,
+        run_id: &str,
+        datasets: &[Value],
+        models: &[Value],
+    ) -> Result<(), MlflowError> {
+        let mut body = json!({"run_id": run_id, "datasets": datasets});
+        if !models.is_empty() {
+            body["models"] = json!(models);
+        }
+        self.post("runs/log-inputs", &body).await.map(|_| ())
+    }
+
+    /// Ids of the logged models of an experiment matching `filter`
+    /// (e.g. `name = 'gpt-4o'`), oldest first.
+    pub async fn search_logged_models(
+        &self,
+        experiment_id: &str,
+        filter: &str,
+    ) -> Result<Vec<String>, MlflowError> {
+        let endpoint = "logged-models/search";
+        let v = self
+            .post(
+                endpoint,
+                &json!({"experiment_ids": [experiment_id], "filter": filter,
+                        "order_by": [{"field_name": "creation_time", "ascending": true}]}),
+            )
+            .await?;
+        let models = match v.get("models") {
+            None | Some(Value::Null) => return Ok(Vec::new()),
+            Some(Value::Array(a)) => a,
+            Some(other) => {
+                return Err(shape_error(
+                    endpoint,
+                    &format!("`models` is not a list: {}", snippet(&other.to_string())),
+                ))
+            }
+        };
+        Ok(models
+            .iter()
+            .filter_map(|m| m.pointer("/info/model_id").and_then(Value::as_str))
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// Creates a logged model (type `llm`) and marks it ready; returns its id.
+    /// Not retried (callers search by name first).
+    pub async fn create_logged_model(
+        &self,
+        experiment_id: &str,
+        name: &str,
+        tags: &[KeyValue],
+    ) -> Result<String, MlflowError> {
+        let endpoint = "logged-models";
+        let v = self
+            .post_with_retries(
+                endpoint,
+                &json!({"experiment_id": experiment_id, "name": name,
+                        "model_type": "llm", "tags": tags}),
+                0,
+            )
+            .await?;
+        let id = v
+            .pointer("/model/info/model_id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| shape_error(endpoint, "no `model.info.model_id` in the reply"))?
+            .to_string();
+        let url = self.url(&["api", "2.0", "mlflow", "logged-models", &id])?;
+        let resp = self
+            .send("logged-models finalize", self.retry.max_retries, || {
+                Ok(self
+                    .http
+                    .request(Method::PATCH, url.clone())
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(json!({"model_id": id, "status": "LOGGED_MODEL_READY"}).to_string()))
+            })
+            .await?;
+        json_body("logged-models finalize", resp).await?;
+        Ok(id)
+    }
+
     /// Every file under a run's artifact root (recursive), with sizes.
     pub async fn list_artifacts(&self, run_id: &str) -> Result<Vec<FileInfo>, MlflowError> {
         let mut files = Vec::new();
@@ -1093,7 +1185,7 @@ mod tests {
             key: "k".into(),
             value: f64::NAN,
             timestamp: 5,
-            step: 0,
+            ..Default::default()
         })
         .unwrap();
         assert!(out.contains(r#""value":"NaN""#), "{out}");

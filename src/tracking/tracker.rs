@@ -9,6 +9,7 @@
 use super::ids::{MlflowIds, Mode};
 use super::mirror::{self, Mirror};
 use super::rest::{self, status, FailureKind, Heartbeat, KeyValue, MetricPoint, MlflowClient};
+use super::trace_sender::TraceSender;
 use super::Target;
 use crate::outcome::{Progress, RunObserver, RunReport, RunStatus};
 use crate::store::session::Manifest;
@@ -225,6 +226,9 @@ impl Tracker {
         let notes: Arc<Mutex<Vec<String>>> = Arc::default();
         let (events, rx) = mpsc::unbounded_channel();
         let (setup_tx, setup_rx) = oneshot::channel();
+        let traces = target
+            .traces
+            .then(|| TraceSender::new(session_dir, manifest));
         let worker = Worker {
             client,
             experiment: target.experiment.clone(),
@@ -238,6 +242,7 @@ impl Tracker {
             open: Vec::new(),
             pushed: BTreeSet::new(),
             parent_reopened: false,
+            traces,
         };
         let handle = tokio::spawn(worker.run(rx, setup_tx));
         let wait = wait();
@@ -493,6 +498,7 @@ struct Worker {
     open: Vec<String>,
     pushed: BTreeSet<String>,
     parent_reopened: bool,
+    traces: Option<TraceSender>,
 }
 
 impl Worker {
@@ -708,7 +714,33 @@ impl Worker {
 
     /// Sends the traces of examples finished since the last call (of every
     /// namespace when `all`, else of the open ones).
-    async fn send_traces(&mut self, _all: bool) {}
+    async fn send_traces(&mut self, all: bool) {
+        let Some(mut traces) = self.traces.take() else {
+            return;
+        };
+        let namespaces: Vec<String> = if all {
+            crate::store::session::namespaces(&self.session_dir)
+                .into_iter()
+                .map(|(ns, _)| ns)
+                .collect()
+        } else {
+            self.open.clone()
+        };
+        if !namespaces.is_empty() && !self.paused("traces") {
+            let r = async {
+                let m = self.setup().await?;
+                for ns in &namespaces {
+                    traces.send_new(m, ns, false).await?;
+                }
+                Ok::<_, anyhow::Error>(())
+            }
+            .await;
+            if let Err(e) = r {
+                record_failure(&self.health, "traces", &e);
+            }
+        }
+        self.traces = Some(traces);
+    }
 }
 
 async fn log_progress(
@@ -728,6 +760,7 @@ async fn log_progress(
         value,
         timestamp: ts,
         step: done as i64,
+        ..Default::default()
     };
     client
         .log_batch(
