@@ -143,10 +143,13 @@ impl MlflowError {
     /// permission refused, an unusable URI): a run stops on it before any
     /// evaluation work. Every other failure only pauses tracking.
     pub fn refuses_setup(&self) -> bool {
-        matches!(
-            self.kind,
-            FailureKind::Status(401 | 403) | FailureKind::Setup
-        )
+        match self.kind {
+            FailureKind::Status(401 | 403) => true,
+            // Artifacts are not worth stopping a run for (a server started
+            // with --no-serve-artifacts): they stay pending.
+            FailureKind::Setup => !self.endpoint.starts_with("mlflow-artifacts"),
+            _ => false,
+        }
     }
 
     /// Whether the server said the resource does not exist.
@@ -511,12 +514,24 @@ impl MlflowClient {
         Ok(())
     }
 
-    /// Creates an assessment on a trace. Not retried: a lost reply could
-    /// leave it created, so callers check what the trace holds first.
-    pub async fn create_assessment(&self, trace_id: &str, body: &Value) -> Result<(), MlflowError> {
-        let endpoint = format!("traces/{trace_id}/assessments");
-        let url = self.api3_url(&endpoint)?;
-        self.post_url(&endpoint, url, body, 0).await.map(|_| ())
+    /// Sends a trace's info (`StartTraceV3`: metadata, tags, assessments
+    /// with their ids) for a trace whose spans were exported; the server
+    /// merges it into the trace, so sending it again changes nothing.
+    pub async fn start_trace(&self, trace_id: &str, body: String) -> Result<(), MlflowError> {
+        let endpoint = format!("traces ({trace_id})");
+        let url = self.api3_url("traces")?;
+        let resp = self
+            .send(&endpoint, self.retry.max_retries, || {
+                Ok(self
+                    .http
+                    .request(Method::POST, url.clone())
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone()))
+            })
+            .await?;
+        let _ = crate::http_body::read_limited(resp, MAX_ERROR_BYTES).await;
+        self.heartbeat.beat();
+        Ok(())
     }
 
     /// A trace's info (`trace.trace_info`: state, metadata, tags,

@@ -1,18 +1,16 @@
 //! Sending a session's traces ([`super::traces`]) to MLflow from its store:
 //! new `results.jsonl` and `llm_calls.jsonl` lines are read incrementally
 //! (only complete lines, from where the last read stopped), each finished
-//! item becomes a trace linked to its namespace's child run, sent in OTLP
-//! batches, then its assessments are created.
+//! item becomes a trace linked to its namespace's child run: its spans in
+//! OTLP batches, then its info with its assessments (one request a trace).
 //!
-//! `mlflow_traces.jsonl` in the session directory records what MLflow
-//! holds, per server and experiment: before a batch's assessments are
-//! created a line says they are being sent, after they are a line says the
-//! traces are complete. Spans are idempotent (same ids); assessments are
-//! not, so a batch left half-assessed by a crash is completed by reading
-//! each trace's assessments back and creating only the missing ones.
+//! Everything sent is idempotent: spans, the trace's info and its
+//! assessments carry deterministic ids, so a batch a crash interrupted is
+//! simply sent again. `mlflow_traces.jsonl` in the session directory
+//! records which traces MLflow holds (per server and experiment), so that
+//! nothing is sent twice in the normal course.
 
 use super::mirror::Mirror;
-use super::rest::MlflowClient;
 use super::traces::{self, ItemRecords, Trace, TraceOwner};
 use crate::dataset::Example;
 use crate::store::{JsonlWriter, NamespaceDir};
@@ -20,7 +18,7 @@ use anyhow::{Context, Result};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
@@ -28,8 +26,8 @@ use std::path::{Path, PathBuf};
 pub const TRACES_FILE: &str = "mlflow_traces.jsonl";
 /// Traces per OTLP request (MLflow links at most 100 per request to a run).
 pub const TRACES_PER_REQUEST: usize = 50;
-/// Assessments created at once.
-const ASSESSMENT_CONCURRENCY: usize = 8;
+/// Trace infos (with their assessments) sent at once.
+const INFO_CONCURRENCY: usize = 8;
 
 /// One line of `mlflow_traces.jsonl`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,7 +38,7 @@ pub struct TraceLogLine {
     pub experiment_id: String,
     /// The child run the traces are linked to.
     pub run_id: String,
-    /// `assessing` (spans sent, assessments being created) or `sent`.
+    /// `sent`: spans, info and assessments are in MLflow.
     pub stage: String,
     /// MLflow trace ids (`tr-…`).
     pub traces: Vec<String>,
@@ -51,8 +49,6 @@ pub struct TraceLogLine {
 pub struct SentTraces {
     /// Complete traces: trace id → the run they are linked to.
     pub sent: HashMap<String, String>,
-    /// Traces whose assessments may be partly created.
-    pub assessing: HashSet<String>,
 }
 
 /// Reads `mlflow_traces.jsonl` for one server and experiment (a torn last
@@ -67,12 +63,9 @@ pub fn load_sent(session_dir: &Path, server: &str, experiment_id: &str) -> SentT
         if line.server != server || line.experiment_id != experiment_id {
             continue;
         }
-        for t in line.traces {
-            if line.stage == "sent" {
-                out.assessing.remove(&t);
+        if line.stage == "sent" {
+            for t in line.traces {
                 out.sent.insert(t, line.run_id.clone());
-            } else {
-                out.assessing.insert(t);
             }
         }
     }
@@ -377,65 +370,50 @@ impl TraceSender {
         } else {
             None
         };
-        let log = self.sent(&server, &experiment_id);
-        let (linked, assessing) = (log.sent.clone(), log.assessing.clone());
-        let mut plans: HashMap<String, Assess> = HashMap::new();
+        let linked = self.sent(&server, &experiment_id).sent.clone();
         let mut todo_keys = Vec::new();
         for key in &keys {
             let id = format!("tr-{}", traces::trace_id(&owner, &prepared.1, key));
             let done_here = linked.get(&id) == Some(&run_id);
-            let plan = match &remote {
-                Some(r) => match r.get(&id) {
-                    Some(_) if done_here => continue,
-                    Some(info) => Assess::Missing(assessment_identities(info)),
-                    // Linked elsewhere (a replaced child run): it may hold
-                    // its assessments already.
-                    None if linked.get(&id).is_some_and(|r| *r != run_id) => Assess::Check,
-                    None => Assess::All,
-                },
-                None => match linked.get(&id) {
-                    _ if done_here => continue,
-                    // Complete, but linked to a replaced child run.
-                    Some(_) => Assess::Nothing,
-                    None if assessing.contains(&id) => Assess::Check,
-                    None => Assess::All,
-                },
-            };
-            plans.insert(id, plan);
-            todo_keys.push(key.clone());
+            let held = remote.as_ref().is_none_or(|r| r.contains_key(&id));
+            if !(done_here && held) {
+                todo_keys.push(key.clone());
+            }
         }
         let built = self.build(&owner, ns, &prepared, &todo_keys);
         let mut n = 0;
         for chunk in built.chunks(TRACES_PER_REQUEST) {
-            let to_export: Vec<&Trace> = chunk
+            // Each trace's info with its run and assessments first (a new
+            // trace is one insert; deterministic ids make a repeat an
+            // update), then the spans in one OTLP request, which link the
+            // traces to the run and give them their token usage.
+            let infos: Vec<(String, String)> = chunk
                 .iter()
-                .filter(|t| !matches!(plans.get(&t.mlflow_id()), Some(Assess::Missing(_))))
-                .collect();
-            if !to_export.is_empty() {
-                let body = crate::redact::scrub(&traces::export_request(&to_export).to_string());
-                mirror
-                    .client
-                    .export_traces(&experiment_id, &run_id, body)
-                    .await?;
-                self.requests += 1;
-            }
-            let assess: Vec<(&Trace, &Assess)> = chunk
-                .iter()
-                .filter_map(|t| {
-                    let plan = plans.get(&t.mlflow_id())?;
-                    (!matches!(plan, Assess::Nothing)).then_some((t, plan))
+                .map(|t| {
+                    let body = t.info_request(&experiment_id, &run_id).to_string();
+                    (t.mlflow_id(), crate::redact::scrub(&body))
                 })
                 .collect();
-            if !assess.is_empty() {
-                self.append(&TraceLogLine {
-                    server: server.clone(),
-                    experiment_id: experiment_id.clone(),
-                    run_id: run_id.clone(),
-                    stage: "assessing".into(),
-                    traces: assess.iter().map(|(t, _)| t.mlflow_id()).collect(),
-                })?;
-                self.requests += create_assessments(&mirror.client, ns, &assess).await?;
+            self.requests += infos.len();
+            let client = mirror.client.clone();
+            let results: Vec<Result<(), super::rest::MlflowError>> =
+                futures::stream::iter(infos.into_iter().map(|(id, body)| {
+                    let client = client.clone();
+                    async move { client.start_trace(&id, body).await }
+                }))
+                .buffer_unordered(INFO_CONCURRENCY)
+                .collect()
+                .await;
+            for r in results {
+                r?;
             }
+            let refs: Vec<&Trace> = chunk.iter().collect();
+            let body = crate::redact::scrub(&traces::export_request(&refs).to_string());
+            mirror
+                .client
+                .export_traces(&experiment_id, &run_id, body)
+                .await?;
+            self.requests += 1;
             let ids: Vec<String> = chunk.iter().map(Trace::mlflow_id).collect();
             self.append(&TraceLogLine {
                 server: server.clone(),
@@ -446,26 +424,17 @@ impl TraceSender {
             })?;
             let sent = self.sent(&server, &experiment_id);
             for id in ids {
-                sent.assessing.remove(&id);
                 sent.sent.insert(id, run_id.clone());
             }
             n += chunk.len();
         }
         // A sent item of a namespace that is not a target stream is not
         // needed any more.
-        if let Some(s) = self.streams.get_mut(ns) {
-            for t in &built {
-                s.calls.remove(&t.key);
-                s.results.shift_remove(&t.key);
-            }
-            if !repair {
+        if !repair {
+            if let Some(s) = self.streams.get_mut(ns) {
                 for k in &keys {
-                    if !plans
-                        .contains_key(&format!("tr-{}", traces::trace_id(&owner, &prepared.1, k)))
-                    {
-                        s.calls.remove(k);
-                        s.results.shift_remove(k);
-                    }
+                    s.calls.remove(k);
+                    s.results.shift_remove(k);
                 }
             }
         }
@@ -479,81 +448,9 @@ impl TraceSender {
     }
 }
 
-/// Which of a trace's assessments to create.
-#[derive(Debug, Clone)]
-enum Assess {
-    /// None (the trace is complete; only its spans are sent again).
-    Nothing,
-    /// All of them.
-    All,
-    /// Those missing from what MLflow holds, which must be read first (a
-    /// crash may have left them half-created).
-    Check,
-    /// Those missing from this set of (name, value).
-    Missing(HashSet<(String, String)>),
-}
-
 /// The MLflow search filter of a run's traces.
 pub fn run_filter(run_id: &str) -> String {
     format!("metadata.`mlflow.sourceRun` = '{run_id}'")
-}
-
-/// Creates the assessments of `traces` as each one's plan says. Returns
-/// the requests made.
-async fn create_assessments(
-    client: &MlflowClient,
-    ns: &str,
-    traces: &[(&Trace, &Assess)],
-) -> Result<usize> {
-    let mut bodies: Vec<(String, Value)> = Vec::new();
-    let mut requests = 0;
-    for (t, plan) in traces {
-        let id = t.mlflow_id();
-        let existing: HashSet<(String, String)> = match plan {
-            Assess::Nothing => continue,
-            Assess::All => HashSet::new(),
-            Assess::Check => {
-                requests += 1;
-                existing_assessments(client, &id).await?
-            }
-            Assess::Missing(have) => have.clone(),
-        };
-        let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
-        for a in &t.assessments {
-            let identity = a.identity();
-            let nth = seen.entry(identity.clone()).or_default();
-            *nth += 1;
-            if *nth == 1 && existing.contains(&identity) {
-                continue;
-            }
-            bodies.push((id.clone(), a.request(&id, ns)));
-        }
-    }
-    requests += bodies.len();
-    let results: Vec<Result<(), super::rest::MlflowError>> =
-        futures::stream::iter(bodies.into_iter().map(|(id, body)| {
-            let client = client.clone();
-            async move { client.create_assessment(&id, &body).await }
-        }))
-        .buffer_unordered(ASSESSMENT_CONCURRENCY)
-        .collect()
-        .await;
-    for r in results {
-        r?;
-    }
-    Ok(requests)
-}
-
-/// The (name, value) of every valid assessment a trace holds.
-pub async fn existing_assessments(
-    client: &MlflowClient,
-    trace_id: &str,
-) -> Result<HashSet<(String, String)>> {
-    match client.get_trace_info(trace_id).await {
-        Ok(info) => Ok(assessment_identities(&info)),
-        Err(e) if e.is_not_found() => Ok(HashSet::new()),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// The (name, value) of every valid assessment in a trace info.

@@ -85,17 +85,18 @@ pub struct AssessmentSpec {
 }
 
 impl AssessmentSpec {
-    /// The body of `POST /api/3.0/mlflow/traces/{trace_id}/assessments`.
-    pub fn request(&self, trace_id: &str, namespace: &str) -> Value {
-        let now = chrono::Utc::now()
-            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-            .to_string();
+    /// The assessment as MLflow's entity, with a deterministic id (the
+    /// trace, its position): sending it again updates the same assessment.
+    pub fn entity(&self, trace_id: &str, namespace: &str, index: usize, time: &str) -> Value {
+        let id =
+            crate::fingerprint::sha256_hex(format!("{trace_id}/assessment/{index}").as_bytes());
         let mut a = json!({
+            "assessment_id": format!("a-{}", &id[..32]),
             "assessment_name": self.name,
             "trace_id": trace_id,
             "source": {"source_type": self.source_type, "source_id": self.source_id},
-            "create_time": now,
-            "last_update_time": now,
+            "create_time": time,
+            "last_update_time": time,
             "metadata": {"w2c.namespace": namespace},
         });
         if self.expectation {
@@ -106,7 +107,7 @@ impl AssessmentSpec {
                 a["rationale"] = json!(r);
             }
         }
-        json!({ "assessment": a })
+        a
     }
 
     /// What identifies it among a trace's assessments (name and value).
@@ -128,9 +129,53 @@ pub struct Trace {
     pub assessments: Vec<AssessmentSpec>,
     /// Tokens of its LLM spans (input, output).
     pub tokens: (u64, u64),
+    /// Namespace.
+    pub namespace: String,
+    /// Start and end, epoch nanoseconds.
+    pub window: (i128, i128),
+    /// Trace tags.
+    pub tags: Vec<(String, String)>,
 }
 
 impl Trace {
+    /// The body of `POST /api/3.0/mlflow/traces` (MLflow's StartTraceV3):
+    /// the trace's info with its run (`mlflow.sourceRun`), tags and every
+    /// assessment, ids included. Sent after the spans; idempotent.
+    pub fn info_request(&self, experiment_id: &str, run_id: &str) -> Value {
+        let id = self.mlflow_id();
+        let start =
+            chrono::DateTime::from_timestamp_nanos(i64::try_from(self.window.0).unwrap_or(0));
+        let time = start.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+        let duration_ms = ((self.window.1 - self.window.0) / 1_000_000).max(0);
+        let mut tags: Map<String, Value> = self
+            .tags
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect();
+        tags.insert("mlflow.traceName".into(), json!(self.namespace));
+        let assessments: Vec<Value> = self
+            .assessments
+            .iter()
+            .enumerate()
+            .map(|(i, a)| a.entity(&id, &self.namespace, i, &time))
+            .collect();
+        json!({"trace": {"trace_info": {
+            "trace_id": id,
+            "trace_location": {"type": "MLFLOW_EXPERIMENT",
+                               "mlflow_experiment": {"experiment_id": experiment_id}},
+            "request_time": time,
+            "execution_duration": format!("{}.{:03}s", duration_ms / 1000, duration_ms % 1000),
+            "state": "OK",
+            "trace_metadata": {
+                "mlflow.sourceRun": run_id,
+                "mlflow.trace_schema.version": "3",
+                "mlflow.source.name": "w2c",
+            },
+            "tags": tags,
+            "assessments": assessments,
+        }}})
+    }
+
     /// MLflow's id of the trace.
     pub fn mlflow_id(&self) -> String {
         format!("tr-{}", self.trace_id)
@@ -445,6 +490,9 @@ pub fn build(owner: &TraceOwner, records: &ItemRecords<'_>) -> Trace {
         spans,
         assessments: assessments(records, gold, predicted, correct, &audit),
         tokens,
+        namespace: records.namespace.to_string(),
+        window: (start, end),
+        tags,
     }
 }
 
@@ -621,8 +669,17 @@ mod tests {
         let names: Vec<&str> = t.assessments.iter().map(|a| a.name.as_str()).collect();
         assert_eq!(names, ["expected_behavior", "behavior", "correct"]);
         assert_eq!(t.assessments[2].value, json!(true));
-        let req = t.assessments[0].request(&t.mlflow_id(), "mcq");
-        assert_eq!(req["assessment"]["expectation"]["value"], "tool_call");
+        let req = t.info_request("7", "run1");
+        let info = &req["trace"]["trace_info"];
+        assert_eq!(info["trace_metadata"]["mlflow.sourceRun"], "run1");
+        assert_eq!(info["assessments"][0]["expectation"]["value"], "tool_call");
+        assert_eq!(info["execution_duration"], "2.250s");
+        // Deterministic assessment ids: sending again updates, never adds.
+        assert_eq!(
+            info["assessments"][1]["assessment_id"],
+            build(&owner(), &items).info_request("7", "run1")["trace"]["trace_info"]["assessments"]
+                [1]["assessment_id"]
+        );
         let export = export_request(&[&t]);
         assert_eq!(
             export["resourceSpans"][0]["scopeSpans"][0]["spans"]
