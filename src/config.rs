@@ -141,6 +141,10 @@ pub struct TrackingConfig {
     pub uri: Option<String>,
     /// Experiment name (default `when2call`).
     pub experiment: Option<String>,
+    /// One MLflow trace per example with its calls and assessments
+    /// (default on; `false` for aggregates and files only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traces: Option<bool>,
 }
 
 /// `[prices."<model>"]`: USD per million tokens.

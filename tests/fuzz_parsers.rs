@@ -312,7 +312,11 @@ proptest! {
             .filter_map(|(k, v)| v.map(|v| (*k, v)))
             .collect();
         let lookup = |k: &str| env.get(k).cloned();
-        let config = w2c::config::TrackingConfig { uri, experiment: None };
+        let config = w2c::config::TrackingConfig {
+            uri,
+            experiment: None,
+            ..Default::default()
+        };
         if let Ok(Some(target)) = w2c::tracking::resolve(&config, false, &lookup) {
             // What resolves is an http(s) server without credentials in the
             // URL, with a token that fits a header, and builds a client.

@@ -149,7 +149,11 @@ fn a_tracked_run_is_mirrored_and_the_python_client_agrees() {
     assert_eq!(parent["tags"]["w2c.run_key"], "k");
     assert_eq!(parent["tags"]["w2c.kind"], "session");
     assert_eq!(parent["tags"]["w2c.target_model"], "mock-model");
-    assert_eq!(parent["params"]["config.models.target"], "mock-model");
+    // The config is recorded as tags (operational settings may change for a
+    // session); params are what identifies it and never change.
+    assert_eq!(parent["tags"]["config.models.target"], "mock-model");
+    assert!(parent["params"]["config.models.target"].is_null());
+    assert_eq!(parent["params"]["inputs.target.model"], "mock-model");
     assert_eq!(parent["params"]["session.fingerprint"], fp.as_str());
     assert_eq!(
         parent["params"]["inputs.dataset.sha256"],
@@ -177,7 +181,14 @@ fn a_tracked_run_is_mirrored_and_the_python_client_agrees() {
     for (ns, runs) in &children {
         assert_eq!(runs.len(), 1, "{ns}");
         let run = &runs[0];
-        assert_eq!(run["run_name"], ns.as_str());
+        assert_eq!(run["tags"]["w2c.namespace"], ns.as_str());
+        assert!(
+            run["run_name"]
+                .as_str()
+                .is_some_and(|n| n.contains(" · mock-model")),
+            "{ns}: {}",
+            run["run_name"]
+        );
         assert_eq!(run["parent"], parent["run_id"], "{ns}");
         assert_eq!(run["status"], "FINISHED", "{ns}");
         assert_eq!(run["run_id"], ids["child_run_ids"][ns], "{ns}");
@@ -211,7 +222,17 @@ fn a_tracked_run_is_mirrored_and_the_python_client_agrees() {
         assert_eq!(run["metrics"]["progress.done"].as_f64(), Some(15.0), "{ns}");
     }
 
-    // Running the finished config again reconnects: no new run appears.
+    // Running the finished config again reconnects: no new run appears,
+    // and nothing finished is reopened or has its times moved.
+    let times: BTreeMap<String, (Value, Value)> = runs_of(&q)
+        .iter()
+        .map(|r| {
+            (
+                r["run_id"].as_str().expect("id").to_string(),
+                (r["start_time"].clone(), r["end_time"].clone()),
+            )
+        })
+        .collect();
     tracked_run(&ws, &cfg, uri, &exp).assert().success();
     tracked(ws.path(), uri, &exp)
         .args(["resume", &fp[..8], "--runs-dir"])
@@ -221,6 +242,74 @@ fn a_tracked_run_is_mirrored_and_the_python_client_agrees() {
     let q2 = query(uri, &exp, false, &[]);
     assert_eq!(runs_of(&q2).len(), 4);
     assert!(runs_of(&q2).iter().all(|r| r["status"] == "FINISHED"));
+    for r in runs_of(&q2) {
+        let id = r["run_id"].as_str().expect("id");
+        assert_eq!(
+            times[id],
+            (r["start_time"].clone(), r["end_time"].clone()),
+            "{}: times moved by a resume",
+            r["run_name"]
+        );
+    }
+}
+
+#[test]
+fn a_resume_with_new_work_leaves_finished_children_as_they_were() {
+    let uri = MlflowServer::shared();
+    let exp = experiment("history");
+    let ws = Workspace::new();
+    let opts = Opts {
+        n_per_label: Some(2),
+        ..Opts::default()
+    };
+    let cfg = ws.config("eval.toml", &opts);
+    tracked_run(&ws, &cfg, uri, &exp).assert().success();
+    let before = children_by_ns(&query(uri, &exp, false, &[]))["mcq"][0].clone();
+    assert_eq!(before["status"], "FINISHED");
+    // The same session with another method enabled: only the new work
+    // reopens anything.
+    let cfg2 = ws.config(
+        "eval2.toml",
+        &Opts {
+            methods: TWO_METHODS.into(),
+            ..opts
+        },
+    );
+    tracked_run(&ws, &cfg2, uri, &exp).assert().success();
+    let q = query(uri, &exp, false, &[]);
+    let children = children_by_ns(&q);
+    let after = &children["mcq"][0];
+    assert_eq!(after["run_id"], before["run_id"]);
+    assert_eq!(after["status"], "FINISHED");
+    assert_eq!(
+        after["end_time"], before["end_time"],
+        "mcq's end time moved"
+    );
+    assert_eq!(after["start_time"], before["start_time"]);
+    // The end time is the namespace's `_DONE.json` time.
+    let s = only_session(&ws.runs(), "k");
+    let done = read_json(&s.join("checkpoints/mcq/_DONE.json"));
+    let done_ms = chrono_ms(done["done_at"].as_str().expect("done_at"));
+    assert_eq!(after["end_time"].as_i64(), Some(done_ms));
+    assert_eq!(children["llm_judge"][0]["status"], "FINISHED");
+}
+
+/// Epoch milliseconds of a `YYYY-MM-DDTHH:MM:SSZ` time.
+fn chrono_ms(t: &str) -> i64 {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            &format!(
+                "import datetime;print(int(datetime.datetime.fromisoformat({:?}.replace('Z','+00:00')).timestamp()*1000))",
+                t
+            ),
+        ])
+        .output()
+        .expect("python3");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("ms")
 }
 
 #[test]
@@ -286,10 +375,13 @@ fn kill_9_at_random_points_then_resume_leaves_one_run_each() {
         children["mcq"][0]["metrics"]["accuracy"].as_f64(),
         local["metrics"]["accuracy"].as_f64()
     );
+    // No trace missing, none twice, no assessment twice.
+    let checked = common::mlflow::assert_traces_complete(&s, &common::mlflow::traces(uri, &exp));
+    assert_eq!(checked, 2 * 18);
 }
 
 #[test]
-fn deleted_runs_are_replaced_and_a_changed_config_is_refused() {
+fn deleted_runs_are_replaced_and_operational_settings_may_change() {
     let uri = MlflowServer::shared();
     let exp = experiment("deleted");
     let ws = Workspace::new();
@@ -317,8 +409,9 @@ fn deleted_runs_are_replaced_and_a_changed_config_is_refused() {
     assert_eq!(children["mcq"][0]["status"], "FINISHED");
     assert_artifacts_match(&s, "mcq", &children["mcq"][0]);
 
-    // The local session is lost and re-run with another concurrency: the
-    // parent found by its tags has a different param value.
+    // The local session is lost and re-run with another concurrency: an
+    // operational setting, not part of what identifies the session, so the
+    // runs found by their tags are reused.
     std::fs::remove_dir_all(ws.runs()).expect("rm runs");
     let cfg2 = ws.config(
         "eval2.toml",
@@ -327,18 +420,60 @@ fn deleted_runs_are_replaced_and_a_changed_config_is_refused() {
             ..opts
         },
     );
-    let out = tracked_run(&ws, &cfg2, uri, &exp).output().expect("run");
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("config.providers.mock.max_concurrency")
-            && stderr.contains("`4`")
-            && stderr.contains("`3`"),
-        "{stderr}"
-    );
-    // Refused before any request: nothing was evaluated.
+    tracked_run(&ws, &cfg2, uri, &exp).assert().success();
     let s = only_session(&ws.runs(), "k");
-    assert!(!s.join("checkpoints/mcq/results.jsonl").exists());
+    let fp = session_fingerprint(&s);
+    let q = query(uri, &exp, false, &[]);
+    assert_eq!(parents(&q, &fp).len(), 1, "{:#?}", runs_of(&q));
+    assert_eq!(children_by_ns(&q)["mcq"].len(), 1);
+}
+
+#[test]
+fn the_same_config_run_from_two_directories_is_one_tracked_session() {
+    let uri = MlflowServer::shared();
+    let exp = experiment("two-dirs");
+    let opts = Opts {
+        n_per_label: Some(2),
+        ..Opts::default()
+    };
+    let a = Workspace::new();
+    let cfg_a = a.config("eval.toml", &opts);
+    tracked_run(&a, &cfg_a, uri, &exp).assert().success();
+    // The same config elsewhere (its runs_dir resolves to another path), with
+    // other operational settings: same fingerprint and run key, same runs.
+    let b = Workspace::new();
+    let cfg_b = b.config(
+        "eval.toml",
+        &Opts {
+            concurrency: 2,
+            max_attempts: 2,
+            ..opts
+        },
+    );
+    let out = tracked_run(&b, &cfg_b, uri, &exp).output().expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sa = only_session(&a.runs(), "k");
+    let sb = only_session(&b.runs(), "k");
+    let fp = session_fingerprint(&sb);
+    assert_eq!(fp, session_fingerprint(&sa));
+    let q = query(uri, &exp, false, &[]);
+    let ps = parents(&q, &fp);
+    assert_eq!(ps.len(), 1, "{:#?}", runs_of(&q));
+    let ids_a = read_json(&sa.join("mlflow_ids.json"));
+    let ids_b = read_json(&sb.join("mlflow_ids.json"));
+    assert_eq!(ids_a["parent_run_id"], ids_b["parent_run_id"]);
+    assert_eq!(ids_b["synced"], true, "{ids_b}");
+    // What was merely recorded follows the latest run.
+    assert_eq!(
+        ps[0]["tags"]["w2c.session_dir"].as_str(),
+        Some(sb.display().to_string().as_str())
+    );
+    assert_eq!(children_by_ns(&q)["mcq"].len(), 1);
 }
 
 #[test]
@@ -383,13 +518,22 @@ fn an_offline_session_is_synced_later_without_duplicates() {
     assert_eq!(children["mcq"].len(), 1);
     assert_eq!(children["mcq"][0]["status"], "FINISHED");
     assert_artifacts_match(&s, "mcq", &children["mcq"][0]);
+    assert_eq!(
+        common::mlflow::assert_traces_complete(&s, &common::mlflow::traces(uri, &exp)),
+        9
+    );
 
-    // Syncing again and running again with tracking reuse the same runs.
+    // Syncing again and running again with tracking reuse the same runs
+    // and traces, and add no assessment twice.
     tracked(ws.path(), uri, &exp)
         .args(["sync", &fp[..8], "--runs-dir"])
         .arg(ws.runs())
         .assert()
         .success();
+    assert_eq!(
+        common::mlflow::assert_traces_complete(&s, &common::mlflow::traces(uri, &exp)),
+        9
+    );
     tracked_run(&ws, &cfg, uri, &exp).assert().success();
     assert_eq!(runs_of(&query(uri, &exp, false, &[])).len(), 2);
 
@@ -493,6 +637,8 @@ fn the_server_going_down_mid_run_loses_nothing_and_sync_completes_it() {
         children["llm_judge"][0]["metrics"]["accuracy"].as_f64(),
         local["metrics"]["accuracy"].as_f64()
     );
+    let checked = common::mlflow::assert_traces_complete(&s, &common::mlflow::traces(&uri, &exp));
+    assert_eq!(checked, 2 * 15);
 }
 
 #[test]
@@ -619,7 +765,7 @@ fn ctrl_c_marks_runs_killed_and_resume_finishes_them() {
 }
 
 #[test]
-fn a_param_over_the_size_limit_becomes_an_artifact() {
+fn a_config_value_over_the_tag_limit_becomes_an_artifact() {
     let uri = MlflowServer::shared();
     let exp = experiment("longparam");
     let ws = Workspace::new();
@@ -630,7 +776,7 @@ fn a_param_over_the_size_limit_becomes_an_artifact() {
             ..Opts::default()
         },
     );
-    let long = "x".repeat(7000);
+    let long = "x".repeat(9000);
     let text = std::fs::read_to_string(&cfg).expect("cfg");
     let text = text.replace(
         "[methods]",
@@ -643,15 +789,15 @@ fn a_param_over_the_size_limit_becomes_an_artifact() {
     let q = query(uri, &exp, true, &[]);
     let parent = &parents(&q, &fp)[0];
     let key = "config.providers.mock.headers.X-Long";
-    let value = parent["params"][key].as_str().expect("param");
-    assert!(value.starts_with("(too long for a param"), "{value}");
-    let art = &parent["artifacts"][format!("params/{key}.txt")];
-    assert_eq!(art["size"], 7000);
+    let value = parent["tags"][key].as_str().expect("tag");
+    assert!(value.starts_with("(too long for a tag"), "{value}");
+    let art = &parent["artifacts"][format!("config/{key}.txt")];
+    assert_eq!(art["size"], 9000);
     assert_eq!(
         art["sha256"].as_str(),
         Some(hex::encode(sha2::Sha256::digest(long.as_bytes())).as_str())
     );
-    // Running again re-logs the same pointer value: no conflict.
+    // Running again sets the same pointer value: nothing changes.
     tracked_run(&ws, &cfg, uri, &exp).assert().success();
 }
 
@@ -853,4 +999,179 @@ fn a_key_echoed_by_the_model_server_never_reaches_mlflow() {
     let error = parent["tags"]["w2c.error"].as_str().expect("w2c.error tag");
     assert!(error.contains("Bearer ***"), "{error}");
     assert!(!q.to_string().contains(KEY), "the key reached MLflow");
+}
+
+/// A session of four methods (a judge and a sweep among them), read back
+/// with the Python client: one trace per example and repeat in the right
+/// child run with the call log's tokens and the records' assessments; the
+/// models on every run, in its tags and name; the dataset and the logged
+/// model as inputs; the headline metrics on the parent equal to the
+/// children's; every known count logged, 0 included; and `w2c verify`
+/// checking the traces and finding one deleted.
+#[test]
+fn traces_models_data_and_headline_metrics_are_what_mlflow_shows() {
+    let uri = MlflowServer::shared();
+    let exp = experiment("traces");
+    let ws = Workspace::new();
+    let cfg = ws.config(
+        "eval.toml",
+        &Opts {
+            n_per_label: Some(2),
+            methods: "\"mcq\", \"llm_judge\", \"mcq_logprob\", \"stability_mcq\"".into(),
+            ..Opts::default()
+        },
+    );
+    let mut text = std::fs::read_to_string(&cfg).expect("cfg");
+    text.push_str("\n[methods.stability]\nk = 2\ntemperatures = [0.7]\n");
+    std::fs::write(&cfg, text).expect("write");
+    tracked_run(&ws, &cfg, uri, &exp).assert().success();
+    let s = only_session(&ws.runs(), "k");
+    let fp = session_fingerprint(&s);
+    let ids = read_json(&s.join("mlflow_ids.json"));
+    assert_eq!(ids["synced"], true, "{ids}");
+    let dump = common::mlflow::traces(uri, &exp);
+    let checked = common::mlflow::assert_traces_complete(&s, &dump);
+    // 6 examples (the test file has no `direct` rows): mcq, llm_judge,
+    // mcq_logprob, and 2 repeats of the sweep.
+    assert_eq!(checked, 6 * 5);
+
+    let q = query(uri, &exp, false, &[]);
+    let parent = &parents(&q, &fp)[0];
+    let manifest = read_json(&s.join("manifest.json"));
+    let sha = manifest["fingerprint_payload"]["dataset"]["sha256"]
+        .as_str()
+        .expect("sha");
+    for run in runs_of(&q) {
+        let name = run["run_name"].as_str().expect("name");
+        assert_eq!(run["tags"]["w2c.target_model"], "mock-model", "{name}");
+        assert!(name.contains("mock-model"), "{name}");
+        if run["tags"]["w2c.method"] == "llm_judge" {
+            assert_eq!(run["tags"]["w2c.judge_model"], "mock-judge");
+            assert!(name.contains("mock-judge"), "{name}");
+        }
+        assert!(
+            run["tags"]["mlflow.note.content"]
+                .as_str()
+                .is_some_and(|d| d.len() > 40),
+            "{name}: no description"
+        );
+        let inputs = &dump["runs"][run["run_id"].as_str().expect("id")];
+        assert_eq!(inputs["datasets"][0]["digest"], &sha[..32], "{name}");
+        assert!(inputs["datasets"][0]["profile"]
+            .as_str()
+            .is_some_and(|p| p.contains(sha)));
+        assert_eq!(inputs["models"].as_array().map(Vec::len), Some(1), "{name}");
+    }
+    assert_eq!(dump["models"].as_array().map(Vec::len), Some(1));
+    assert_eq!(dump["models"][0]["name"], "mock-model");
+
+    // Headline metrics on the parent, equal to the children's.
+    let children = children_by_ns(&q);
+    for (ns, child_key, parent_key) in [
+        ("mcq", "accuracy", "mcq.accuracy"),
+        ("llm_judge", "macro_f1_all", "llm_judge.macro_f1_all"),
+        ("mcq_logprob", "paper.acc_norm", "mcq_logprob.acc_norm"),
+        (
+            "stability_mcq_k=2_T=0.7",
+            "stability.stability_at_k",
+            "stability_mcq_k_2_T_0.7.stability_at_k",
+        ),
+    ] {
+        let child = &children[ns][0]["metrics"][child_key];
+        assert!(child.is_number(), "{ns}: {child_key}");
+        assert_eq!(&parent["metrics"][parent_key], child, "{parent_key}");
+    }
+    // Every known count is logged, zeros included.
+    let mcq = &children["mcq"][0]["metrics"];
+    for key in [
+        "counts.exact",
+        "counts.ambiguous",
+        "counts.empty",
+        "audit.by_severity.info",
+        "audit.by_severity.warning",
+        "audit.by_type.implausible_usage",
+    ] {
+        assert!(mcq[key].is_number(), "mcq: {key} missing");
+    }
+    assert_eq!(mcq["audit.by_type.implausible_usage"].as_f64(), Some(0.0));
+    assert!(children["llm_judge"][0]["metrics"]["counts.invalid"].is_number());
+
+    // verify checks the traces, and a deleted one is a finding.
+    let verify = |ws: &Workspace| {
+        tracked(ws.path(), uri, &exp)
+            .args(["verify", &fp[..8], "--runs-dir"])
+            .arg(ws.runs())
+            .output()
+            .expect("verify")
+    };
+    let out = verify(&ws);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let mcq_run = ids["child_run_ids"]["mcq"].as_str().expect("mcq");
+    let victim = dump["runs"][mcq_run]["traces"][0]["trace_id"]
+        .as_str()
+        .expect("trace")
+        .to_string();
+    let experiment_id = ids["experiment_id"].as_str().expect("exp id");
+    python(
+        uri,
+        &format!("c.delete_traces({experiment_id:?}, trace_ids=[{victim:?}])"),
+    );
+    let out = tracked(ws.path(), uri, &exp)
+        .args(["verify", &fp[..8], "--deep", "--runs-dir"])
+        .arg(ws.runs())
+        .output()
+        .expect("verify");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(5), "{stdout}");
+    assert!(
+        stdout.contains("traces") && stdout.contains(&victim),
+        "{stdout}"
+    );
+    // `w2c sync` sends it again.
+    tracked(ws.path(), uri, &exp)
+        .args(["sync", &fp[..8], "--runs-dir"])
+        .arg(ws.runs())
+        .assert()
+        .success();
+    let out = verify(&ws);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn traces_can_be_switched_off() {
+    let uri = MlflowServer::shared();
+    let exp = experiment("no-traces");
+    let ws = Workspace::new();
+    let cfg = ws.config(
+        "eval.toml",
+        &Opts {
+            n_per_label: Some(1),
+            ..Opts::default()
+        },
+    );
+    let text = std::fs::read_to_string(&cfg).expect("cfg") + "\n[tracking]\ntraces = false\n";
+    std::fs::write(&cfg, text).expect("write");
+    tracked_run(&ws, &cfg, uri, &exp).assert().success();
+    let dump = common::mlflow::traces(uri, &exp);
+    let runs = dump["runs"].as_object().expect("runs");
+    assert_eq!(runs.len(), 2);
+    assert!(runs
+        .values()
+        .all(|r| r["traces"].as_array().is_some_and(Vec::is_empty)));
+    let s = only_session(&ws.runs(), "k");
+    assert!(!s.join("mlflow_traces.jsonl").exists());
+    let fp = session_fingerprint(&s);
+    let out = tracked(ws.path(), uri, &exp)
+        .args(["verify", &fp[..8], "--runs-dir"])
+        .arg(ws.runs())
+        .output()
+        .expect("verify");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
 }

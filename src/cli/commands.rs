@@ -187,6 +187,7 @@ pub(super) fn sync(
     for (ns, id, status, sent) in &synced.namespaces {
         println!("  {ns:<32} {id}  {status:<8} {sent} file(s) uploaded");
     }
+    println!("  traces sent {}", synced.traces);
     Ok(EXIT_OK)
 }
 

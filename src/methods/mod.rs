@@ -15,6 +15,7 @@ pub mod logprob;
 pub mod mcq;
 pub mod mcq_logprob;
 pub mod sweep;
+pub mod vocabulary;
 
 use crate::audit::AuditSummary;
 use crate::config::Price;

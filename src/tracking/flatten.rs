@@ -14,6 +14,8 @@ pub const MAX_TAGS: usize = 100;
 pub const MAX_ITEMS: usize = 1000;
 /// Longest param value the server stores untruncated (characters).
 pub const MAX_PARAM_CHARS: usize = 6000;
+/// Longest tag value the server stores untruncated (characters).
+pub const MAX_TAG_CHARS: usize = 8000;
 /// Longest key.
 pub const MAX_KEY_CHARS: usize = 250;
 
@@ -106,6 +108,68 @@ pub fn final_metrics(metrics_file: &Value) -> Vec<(String, f64)> {
         }
     }
     out
+}
+
+/// The final metrics with every count the method knows and did not report
+/// added as 0 (`counts.*`, `audit.by_type.*`, `audit.by_severity.*`): a
+/// count of zero is a value, not a missing metric.
+pub fn with_zero_counts(method: &str, mut metrics: Vec<(String, f64)>) -> Vec<(String, f64)> {
+    let mut keys: Vec<String> = crate::methods::vocabulary::counts(method)
+        .into_iter()
+        .map(|c| format!("counts.{c}"))
+        .collect();
+    keys.extend(
+        crate::methods::vocabulary::audit_types(method)
+            .into_iter()
+            .map(|t| format!("audit.by_type.{t}")),
+    );
+    keys.extend(
+        crate::methods::vocabulary::SEVERITIES
+            .iter()
+            .map(|s| format!("audit.by_severity.{s}")),
+    );
+    keys.push("audit.n_events".into());
+    for key in keys {
+        let key = sanitize_key(&key);
+        if !metrics.iter().any(|(k, _)| *k == key) {
+            metrics.push((key, 0.0));
+        }
+    }
+    metrics
+}
+
+/// The headline metrics of a namespace, as the parent run shows them:
+/// (name on the parent, without the namespace prefix; key on the child).
+pub fn headline(child_metrics: &[(String, f64)]) -> Vec<(String, f64)> {
+    const KEYS: [(&str, &str); 13] = [
+        ("accuracy", "accuracy"),
+        ("macro_f1_all", "macro_f1_all"),
+        ("macro_f1_present", "macro_f1_present"),
+        ("tool_hallucination_rate", "tool_hallucination_rate"),
+        ("answer_hallucination_rate", "answer_hallucination_rate"),
+        (
+            "parameter_hallucination_rate",
+            "parameter_hallucination_rate",
+        ),
+        ("n_invalid", "n_invalid"),
+        ("usage.cost_usd", "cost_usd"),
+        ("paper.acc", "acc"),
+        ("paper.acc_norm", "acc_norm"),
+        ("stability.stability_at_k", "stability_at_k"),
+        ("stability.mean_consistency_at_k", "mean_consistency_at_k"),
+        (
+            "stability.mean_accuracy_across_runs",
+            "mean_accuracy_across_runs",
+        ),
+    ];
+    KEYS.iter()
+        .filter_map(|(child, name)| {
+            child_metrics
+                .iter()
+                .find(|(k, _)| k == child)
+                .map(|(_, v)| (name.to_string(), *v))
+        })
+        .collect()
 }
 
 /// One `runs/log-batch` payload.
@@ -219,7 +283,7 @@ mod tests {
             key: format!("m{i}"),
             value: i as f64,
             timestamp: 1,
-            step: 0,
+            ..Default::default()
         }
     }
 

@@ -61,6 +61,8 @@ pub struct Mirror {
     experiment_id: String,
     parent: Option<Run>,
     children: HashMap<String, Run>,
+    /// The target's logged model, once looked up (`None` inside: none).
+    model: Option<Option<String>>,
 }
 
 /// Whether an error is worth retrying later (server down, timeout, 5xx).
@@ -102,6 +104,7 @@ impl Mirror {
             experiment_id,
             parent: None,
             children: HashMap::new(),
+            model: None,
         })
     }
 
@@ -119,11 +122,13 @@ impl Mirror {
     /// Reuses the stored run if it still exists, is active and belongs to
     /// this session; otherwise the oldest run matching `filter`; otherwise a
     /// new one (whose id is saved at once).
+    #[allow(clippy::too_many_arguments)]
     async fn find_or_create(
         &mut self,
         stored: Option<String>,
         filter: String,
         name: &str,
+        start_time: i64,
         tags: Vec<KeyValue>,
         check: impl Fn(&Run) -> bool,
     ) -> Result<Run> {
@@ -148,7 +153,7 @@ impl Mirror {
             }
             match self
                 .client
-                .create_run(&self.experiment_id, name, &tags)
+                .create_run(&self.experiment_id, name, start_time, &tags)
                 .await
             {
                 Ok(run) => return Ok(run),
@@ -174,13 +179,16 @@ impl Mirror {
             KeyValue::new("w2c.session_dir", self.session_dir.display().to_string()),
             KeyValue::new("mlflow.source.name", "w2c"),
             KeyValue::new("mlflow.source.type", "LOCAL"),
+            KeyValue::new("mlflow.runName", self.parent_name()),
             KeyValue::new(
                 "mlflow.note.content",
                 format!(
-                    "When2Call evaluation session `{}` (run key `{}`), {} examples. The local record is `{}`; one child run per method namespace.",
+                    "When2Call evaluation session `{}` (run key `{}`) of **{}**: {} examples of `{}`. One child run per method namespace; the headline metrics of each are here too, prefixed with the namespace (`mcq.accuracy`, `llm_judge.macro_f1_all`...). Each child holds one trace per example (the Traces tab). The local record is `{}`.",
                     crate::fingerprint::short(&m.fingerprint),
                     m.run_key,
+                    self.target_model(),
                     m.n_examples,
+                    self.dataset_name(),
                     self.session_dir.display()
                 ),
             ),
@@ -199,29 +207,141 @@ impl Mirror {
         tags
     }
 
-    /// Name of the parent run.
+    /// Name of the parent run: the target model, the run key and the
+    /// fingerprint's first 8 digits.
     pub fn parent_name(&self) -> String {
-        format!(
-            "{}-{}",
-            self.manifest.run_key,
-            crate::fingerprint::prefix(&self.manifest.fingerprint, 8)
+        super::names::parent_name(
+            &self.target_model(),
+            &self.manifest.run_key,
+            &self.manifest.fingerprint,
         )
     }
 
-    /// Finds or creates the parent run, sets its tags and logs its params
-    /// (once: an identical value is skipped, a different one is a
-    /// [`ParamConflict`]).
+    /// The target model.
+    pub fn target_model(&self) -> String {
+        self.manifest
+            .config
+            .pointer("/models/target")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The dataset's name as MLflow shows it: the file's stem.
+    pub fn dataset_name(&self) -> String {
+        self.manifest
+            .config
+            .pointer("/dataset/path")
+            .and_then(Value::as_str)
+            .and_then(|p| Path::new(p).file_stem())
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "dataset".into())
+    }
+
+    /// The dataset as an MLflow dataset input: name, digest (the file's
+    /// sha256, cut to the 32 digits MLflow stores), source, and a profile
+    /// with the row count, the full sha256 and the selection.
+    fn dataset_input(&self) -> Value {
+        let p = &self.manifest.fingerprint_payload["dataset"];
+        let sha = p["sha256"].as_str().unwrap_or_default();
+        let path = self
+            .manifest
+            .config
+            .pointer("/dataset/path")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        serde_json::json!({
+            "tags": [{"key": "mlflow.data.context", "value": "evaluation"}],
+            "dataset": {
+                "name": self.dataset_name(),
+                "digest": crate::fingerprint::prefix(sha, 32),
+                "source_type": "local",
+                "source": serde_json::json!({"uri": path}).to_string(),
+                "profile": serde_json::json!({
+                    "num_rows": p["n_examples_in_file"],
+                    "sha256": sha,
+                    "n_selected": p["n_selected"],
+                    "n_per_label": p["n_per_label"],
+                    "subsample_seed": p["subsample_seed"],
+                    "selected_ids_sha256": p["selected_ids_sha256"],
+                }).to_string(),
+            },
+        })
+    }
+
+    /// The target's logged model in the experiment (MLflow 3's model
+    /// record: the experiment's Models view), found by name or created.
+    /// `None` when the server has no logged models or the name cannot be
+    /// searched for.
+    pub async fn ensure_model(&mut self) -> Result<Option<String>> {
+        if let Some(m) = &self.model {
+            return Ok(m.clone());
+        }
+        let name = self.target_model();
+        if name.is_empty() || name.contains('\'') {
+            self.model = Some(None);
+            return Ok(None);
+        }
+        let found = self
+            .client
+            .search_logged_models(&self.experiment_id, &format!("name = '{name}'"))
+            .await?;
+        let id = match found.into_iter().next() {
+            Some(id) => id,
+            None => {
+                let kind = self
+                    .manifest
+                    .fingerprint_payload
+                    .pointer("/target/provider_kind")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                self.client
+                    .create_logged_model(
+                        &self.experiment_id,
+                        &name,
+                        &[
+                            KeyValue::new("w2c.model", &name),
+                            KeyValue::new("w2c.provider_kind", &kind),
+                        ],
+                    )
+                    .await?
+            }
+        };
+        self.model = Some(Some(id.clone()));
+        Ok(Some(id))
+    }
+
+    /// Logs the dataset and the target's logged model as inputs of a run
+    /// (inputs, not outputs: MLflow lists runs with model outputs as
+    /// training runs, not evaluation runs).
+    async fn log_run_inputs(&mut self, run_id: &str) -> Result<()> {
+        let model = self.ensure_model().await?;
+        let models: Vec<Value> = model
+            .iter()
+            .map(|id| serde_json::json!({"model_id": id}))
+            .collect();
+        self.client
+            .log_inputs(run_id, &[self.dataset_input()], &models)
+            .await?;
+        Ok(())
+    }
+
+    /// Finds or creates the parent run, sets its tags (the resolved config
+    /// among them) and logs its params (once: an identical value is
+    /// skipped, a different one is a [`ParamConflict`]).
     pub async fn ensure_parent(&mut self) -> Result<Run> {
         if let Some(run) = &self.parent {
             return Ok(run.clone());
         }
         let fp = self.fingerprint().to_string();
-        let tags = self.parent_tags();
+        let mut tags = self.parent_tags();
         let run = self
             .find_or_create(
                 self.ids.parent_run_id.clone(),
                 format!("tags.`{TAG_KIND}` = 'session'"),
                 &self.parent_name(),
+                epoch_ms(&self.manifest.created_at).unwrap_or_else(super::rest::now_ms),
                 tags.clone(),
                 |r| r.tag(TAG_FINGERPRINT) == Some(fp.as_str()) && r.tag(TAG_PARENT).is_none(),
             )
@@ -230,23 +350,29 @@ impl Mirror {
             self.ids.parent_run_id = Some(run.info.run_id.clone());
             self.ids.save(&self.session_dir)?;
         }
-        let params = self.parent_params();
-        self.log_params_and_tags(&run, params, tags).await?;
+        let (config_tags, long) = self.config_tags();
+        tags.extend(config_tags);
+        self.log_params_and_tags(&run, self.parent_params(), tags)
+            .await?;
+        if !long.is_empty() {
+            self.upload_long_values(&run, long).await?;
+        }
+        self.log_run_inputs(&run.info.run_id).await?;
         self.parent = Some(run.clone());
         Ok(run)
     }
 
-    /// The parent's params: the resolved config (`config.*`), the
-    /// fingerprint payload (`inputs.*`), label counts and session identity.
+    /// The parent's params: what identifies the session's results and so
+    /// can never change for it — the fingerprint payload (`inputs.*`: the
+    /// dataset's sha256 and selection, the target model, the seed), the
+    /// label counts of the selection, the fingerprint, run key and size.
+    /// Everything else in the config is operational (paths, concurrency,
+    /// URLs, timeouts, the methods enabled) and is recorded as tags
+    /// ([`Mirror::config_tags`]), so running the same session from another
+    /// directory or with other settings never conflicts.
     pub fn parent_params(&self) -> Vec<(String, String)> {
         let m = &self.manifest;
         let mut out = Vec::new();
-        let mut config = m.config.clone();
-        if let Some(obj) = config.as_object_mut() {
-            // Where the session is tracked is not part of the evaluation.
-            obj.remove("tracking");
-        }
-        flatten::flatten_params("config", &config, &mut out);
         flatten::flatten_params("inputs", &m.fingerprint_payload, &mut out);
         for (label, n) in &m.label_counts {
             out.push((
@@ -258,6 +384,50 @@ impl Mirror {
         out.push(("session.run_key".into(), m.run_key.clone()));
         out.push(("session.n_examples".into(), m.n_examples.to_string()));
         out
+    }
+
+    /// The resolved config as `config.*` tags (upserted: the latest run's
+    /// settings win), without `[tracking]`. Values over the server's tag
+    /// limit are returned separately as `config/<key>.txt` artifacts, the
+    /// tag pointing at them.
+    pub fn config_tags(&self) -> (Vec<KeyValue>, Vec<(String, String)>) {
+        let mut config = self.manifest.config.clone();
+        if let Some(obj) = config.as_object_mut() {
+            // Where the session is tracked is not part of the evaluation.
+            obj.remove("tracking");
+        }
+        let mut flat = Vec::new();
+        flatten::flatten_params("config", &config, &mut flat);
+        let mut tags = Vec::new();
+        let mut long = Vec::new();
+        for (key, value) in flat {
+            if value.chars().count() > flatten::MAX_TAG_CHARS {
+                let rel = format!("config/{key}.txt");
+                let pointer = format!(
+                    "(too long for a tag: see artifact {rel}, sha256 {})",
+                    crate::fingerprint::sha256_hex(value.as_bytes())
+                );
+                long.push((rel, value));
+                tags.push(KeyValue::new(key, pointer));
+            } else {
+                tags.push(KeyValue::new(key, value));
+            }
+        }
+        (tags, long)
+    }
+
+    /// Writes long values under `artifacts_local/_params/` and uploads them
+    /// to `run` at their relative paths.
+    async fn upload_long_values(&mut self, run: &Run, long: Vec<(String, String)>) -> Result<()> {
+        let dir = NamespaceDir::new(&self.session_dir, "_params").artifacts;
+        let mut files = Vec::new();
+        for (rel, value) in long {
+            let local = dir.join(rel.replace('/', "__"));
+            crate::store::write_bytes_atomic(&local, value.as_bytes())?;
+            files.push((rel, local));
+        }
+        self.upload(run, digested(files)?, false).await?;
+        Ok(())
     }
 
     async fn log_params_and_tags(
@@ -310,14 +480,7 @@ impl Mirror {
                 .await?;
         }
         if !long.is_empty() {
-            let dir = NamespaceDir::new(&self.session_dir, "_params").artifacts;
-            let mut files = Vec::new();
-            for (rel, value) in long {
-                let local = dir.join(rel.trim_start_matches("params/"));
-                crate::store::write_bytes_atomic(&local, value.as_bytes())?;
-                files.push((rel, local));
-            }
-            self.upload(run, digested(files)?, false).await?;
+            self.upload_long_values(run, long).await?;
         }
         Ok(())
     }
@@ -350,17 +513,54 @@ impl Mirror {
         if let Ok(user) = std::env::var("USER") {
             tags.push(KeyValue::new("mlflow.user", user));
         }
+        let target = self.target_model();
+        let judge = settings
+            .settings
+            .get("judge_model")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let name = super::names::child_name(ns, &target, judge.as_deref());
+        tags.push(KeyValue::new("w2c.target_model", &target));
+        if let Some(j) = &judge {
+            tags.push(KeyValue::new("w2c.judge_model", j));
+        }
+        tags.push(KeyValue::new("mlflow.runName", &name));
+        tags.push(KeyValue::new(
+            "mlflow.note.content",
+            format!(
+                "`{ns}` of session `{}` (run key `{}`): {} — target **{target}**{}. One trace per example in the Traces tab{}.",
+                crate::fingerprint::short(&self.manifest.fingerprint),
+                self.manifest.run_key,
+                super::names::describe(&settings.method),
+                judge.as_deref().map(|j| format!(", judge **{j}**")).unwrap_or_default(),
+                if settings.method.ends_with(".target") {
+                    " of the judge's run (this stream has none of its own)"
+                } else {
+                    ""
+                },
+            ),
+        ));
         let ns_owned = ns.to_string();
         let fp = m.fingerprint.clone();
+        let hash = settings.settings_hash.clone();
+        // A namespace is its settings: the same name may hold other settings
+        // in another directory of the same session.
+        let filter = format!(
+            "tags.`{TAG_NAMESPACE}` = '{}' and tags.`w2c.settings_hash` = '{hash}'",
+            ns.replace('\'', "")
+        );
+        let start = first_start(&self.session_dir, ns).unwrap_or_else(super::rest::now_ms);
         let run = self
             .find_or_create(
                 self.ids.child_run_ids.get(ns).cloned(),
-                format!("tags.`{TAG_NAMESPACE}` = '{ns}'"),
-                ns,
+                filter,
+                &name,
+                start,
                 tags.clone(),
                 move |r| {
                     r.tag(TAG_NAMESPACE) == Some(ns_owned.as_str())
                         && r.tag(TAG_FINGERPRINT) == Some(fp.as_str())
+                        && r.tag("w2c.settings_hash") == Some(hash.as_str())
                 },
             )
             .await?;
@@ -379,6 +579,7 @@ impl Mirror {
         // Tags are upserted, which also re-links a child whose parent was
         // replaced.
         self.log_params_and_tags(&run, params, tags).await?;
+        self.log_run_inputs(&run.info.run_id).await?;
         self.children.insert(ns.to_string(), run.clone());
         Ok(run)
     }
@@ -399,19 +600,57 @@ impl Mirror {
         let timestamp = chrono::DateTime::parse_from_rfc3339(&done.done_at)
             .map(|t| t.timestamp_millis())
             .unwrap_or(0);
-        let points: Vec<MetricPoint> = flatten::final_metrics(&file)
+        let values = flatten::with_zero_counts(&done.method, flatten::final_metrics(&file));
+        let model_id = self.ensure_model().await?;
+        let dataset_name = self.dataset_name();
+        let digest = crate::fingerprint::prefix(
+            self.manifest.fingerprint_payload["dataset"]["sha256"]
+                .as_str()
+                .unwrap_or_default(),
+            32,
+        )
+        .to_string();
+        let point = |key: String, value: f64| MetricPoint {
+            key,
+            value,
+            timestamp,
+            step: 0,
+            model_id: model_id.clone(),
+            dataset_name: Some(dataset_name.clone()),
+            dataset_digest: Some(digest.clone()),
+        };
+        let headline: Vec<MetricPoint> = flatten::headline(&values)
             .into_iter()
-            .map(|(key, value)| MetricPoint {
-                key,
-                value,
-                timestamp,
-                step: 0,
+            .map(|(name, v)| point(flatten::sanitize_key(&format!("{ns}.{name}")), v))
+            .collect();
+        // Points the run already holds are not sent again (MLflow stores a
+        // model's metrics once: a repeated point is refused).
+        let held = |key: &str, value: f64| {
+            run.data.metrics.iter().any(|m| {
+                m.key == key
+                    && m.timestamp == timestamp
+                    && (m.value == value || (m.value.is_nan() && value.is_nan()))
             })
+        };
+        let points: Vec<MetricPoint> = values
+            .into_iter()
+            .filter(|(k, v)| !held(k, *v))
+            .map(|(k, v)| point(k, v))
             .collect();
         let n = points.len();
-        for b in batches(points, Vec::new(), Vec::new()) {
+        for b in batches(points.clone(), Vec::new(), Vec::new()) {
             self.client
                 .log_batch(&run.info.run_id, &b.metrics, &b.params, &b.tags)
+                .await?;
+        }
+        if let Some(c) = self.children.get_mut(ns) {
+            c.data.metrics.extend(points);
+        }
+        // The headline metrics on the parent, where sessions are compared.
+        let parent = self.ensure_parent().await?;
+        for b in batches(headline, Vec::new(), Vec::new()) {
+            self.client
+                .log_batch(&parent.info.run_id, &b.metrics, &b.params, &b.tags)
                 .await?;
         }
         Ok(n)
@@ -534,17 +773,70 @@ impl Mirror {
         }
     }
 
-    /// Sets a child run's status.
-    pub async fn set_child_status(&mut self, ns: &str, status: &str) -> Result<()> {
-        let run = self.ensure_child(ns).await?;
-        self.client.set_status(&run.info.run_id, status).await?;
+    /// Marks the parent RUNNING (end time cleared) unless it already is:
+    /// called when this process starts work the session had left.
+    pub async fn reopen_parent(&mut self) -> Result<()> {
+        let run = self.ensure_parent().await?;
+        if run.info.status != status::RUNNING {
+            self.client
+                .set_status(&run.info.run_id, status::RUNNING, 0)
+                .await?;
+            if let Some(p) = self.parent.as_mut() {
+                p.info.status = status::RUNNING.to_string();
+                p.info.end_time = None;
+            }
+        }
         Ok(())
     }
 
-    /// Sets the parent's status.
-    pub async fn set_parent_status(&mut self, status: &str) -> Result<()> {
+    /// Marks a namespace's child RUNNING unless it already is: called only
+    /// for a namespace with work left.
+    pub async fn reopen_child(&mut self, ns: &str) -> Result<()> {
+        let run = self.ensure_child(ns).await?;
+        if run.info.status != status::RUNNING {
+            self.client
+                .set_status(&run.info.run_id, status::RUNNING, 0)
+                .await?;
+            if let Some(c) = self.children.get_mut(ns) {
+                c.info.status = status::RUNNING.to_string();
+                c.info.end_time = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives a child the status its local record says, with the end time
+    /// the record gives (`_DONE.json`, or its last process's end): a child
+    /// that already has them is left alone, so a resume never rewrites a
+    /// finished namespace's history.
+    pub async fn settle_child(&mut self, ns: &str, st: &str) -> Result<()> {
+        let run = self.ensure_child(ns).await?;
+        let end = namespace_end(&self.session_dir, ns, st).unwrap_or_else(super::rest::now_ms);
+        if run.info.status == st && run.info.end_time == Some(end) {
+            return Ok(());
+        }
+        self.client.set_status(&run.info.run_id, st, end).await?;
+        if let Some(c) = self.children.get_mut(ns) {
+            c.info.status = st.to_string();
+            c.info.end_time = Some(end);
+        }
+        Ok(())
+    }
+
+    /// Gives the parent `st` with the end time of the session's record (the
+    /// last `_DONE.json` for FINISHED, the last process's end otherwise);
+    /// left alone when it already has them.
+    pub async fn settle_parent(&mut self, st: &str) -> Result<()> {
         let run = self.ensure_parent().await?;
-        self.client.set_status(&run.info.run_id, status).await?;
+        let end = session_end(&self.session_dir, st).unwrap_or_else(super::rest::now_ms);
+        if run.info.status == st && run.info.end_time == Some(end) {
+            return Ok(());
+        }
+        self.client.set_status(&run.info.run_id, st, end).await?;
+        if let Some(p) = self.parent.as_mut() {
+            p.info.status = st.to_string();
+            p.info.end_time = Some(end);
+        }
         Ok(())
     }
 
@@ -557,9 +849,59 @@ impl Mirror {
         }
         // The status mirrors the local record even when an upload failed.
         let uploaded = self.upload_namespace(ns, repair).await;
-        self.set_child_status(ns, status).await?;
+        self.settle_child(ns, status).await?;
         uploaded
     }
+}
+
+/// Epoch milliseconds of an RFC 3339 time.
+fn epoch_ms(rfc3339: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+fn run_log(session_dir: &Path, ns: &str) -> Vec<crate::store::RunLogLine> {
+    crate::store::load_jsonl::<crate::store::RunLogLine>(
+        &NamespaceDir::new(session_dir, ns).run_log(),
+    )
+    .map(|(lines, _)| lines)
+    .unwrap_or_default()
+}
+
+/// When work on a namespace first started (its first `run_log.jsonl` line).
+fn first_start(session_dir: &Path, ns: &str) -> Option<i64> {
+    run_log(session_dir, ns)
+        .first()
+        .and_then(|l| epoch_ms(&l.started_at))
+}
+
+/// When a stopped namespace ended: `_DONE.json`'s time when finished, else
+/// the end of its last process.
+fn namespace_end(session_dir: &Path, ns: &str, st: &str) -> Option<i64> {
+    if st == status::FINISHED {
+        let done: DoneMarker =
+            crate::store::read_json(&NamespaceDir::new(session_dir, ns).done_marker()).ok()?;
+        return epoch_ms(&done.done_at);
+    }
+    run_log(session_dir, ns)
+        .last()
+        .and_then(|l| epoch_ms(&l.ended_at))
+}
+
+/// When the session's work ended: the latest end of its namespaces.
+fn session_end(session_dir: &Path, st: &str) -> Option<i64> {
+    crate::store::session::namespaces(session_dir)
+        .into_iter()
+        .filter_map(|(ns, _)| {
+            let ns_status = if st == status::FINISHED {
+                status::FINISHED
+            } else {
+                stopped_status(session_dir, &ns)
+            };
+            namespace_end(session_dir, &ns, ns_status)
+        })
+        .max()
 }
 
 /// Each file with the sha256 and size it is uploaded (and listed) with.

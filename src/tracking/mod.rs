@@ -7,22 +7,23 @@
 pub mod flatten;
 pub mod ids;
 pub mod mirror;
+pub mod names;
 pub mod rest;
+pub mod trace_sender;
+pub mod traces;
+pub mod tracker;
+
+pub use tracker::Tracker;
 
 use crate::config::TrackingConfig;
-use crate::outcome::Progress;
-use crate::outcome::{RunObserver, RunReport, RunStatus};
 use crate::redact::url_without_credentials;
 use crate::store::session::Manifest;
 use anyhow::{bail, Context, Result};
-use ids::{MlflowIds, Mode};
-use mirror::{is_transient, Mirror};
-use rest::{status, Auth, KeyValue, MetricPoint, MlflowClient, RetryPolicy};
-use std::collections::BTreeSet;
+use ids::MlflowIds;
+use mirror::Mirror;
+use rest::{status, Auth, MlflowClient, RetryPolicy};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Experiment used when neither `MLFLOW_EXPERIMENT_NAME` nor `[tracking]
 /// experiment` names one.
@@ -43,6 +44,8 @@ pub struct Target {
     pub retry: RetryPolicy,
     /// Extra CA bundle (`MLFLOW_TRACKING_SERVER_CERT_PATH`).
     pub ca_cert: Option<PathBuf>,
+    /// Send one trace per example (`[tracking] traces`, default on).
+    pub traces: bool,
 }
 
 impl Target {
@@ -140,8 +143,19 @@ pub fn resolve(config: &TrackingConfig, no_tracking: bool, env: Env<'_>) -> Resu
                 .map_err(anyhow::Error::msg)?;
     }
     // Checked here so that a bad value stops the run at the start.
-    env_secs(env, PAUSE_VAR, PAUSE_DEFAULT, PAUSE_RANGE)?;
-    env_secs(env, PROGRESS_VAR, PROGRESS_DEFAULT, PROGRESS_RANGE)?;
+    env_secs(
+        env,
+        tracker::PAUSE_VAR,
+        Duration::ZERO,
+        tracker::PAUSE_RANGE,
+    )?;
+    env_secs(
+        env,
+        tracker::PROGRESS_VAR,
+        Duration::ZERO,
+        tracker::PROGRESS_RANGE,
+    )?;
+    env_secs(env, tracker::WAIT_VAR, Duration::ZERO, tracker::WAIT_RANGE)?;
     let experiment = env("MLFLOW_EXPERIMENT_NAME")
         .filter(|v| !v.trim().is_empty())
         .or_else(|| config.experiment.clone())
@@ -158,6 +172,7 @@ pub fn resolve(config: &TrackingConfig, no_tracking: bool, env: Env<'_>) -> Resu
         insecure_tls,
         retry,
         ca_cert,
+        traces: config.traces.unwrap_or(true),
     }))
 }
 
@@ -175,20 +190,10 @@ pub fn process_env(key: &str) -> Option<String> {
 
 /// Accepted range of `MLFLOW_HTTP_REQUEST_TIMEOUT`, seconds.
 pub const REQUEST_TIMEOUT_RANGE: std::ops::RangeInclusive<f64> = 0.1..=3600.0;
-/// How long tracking pauses after a transient failure (environment override).
-pub const PAUSE_VAR: &str = "W2C_TRACKING_PAUSE_SECS";
-const PAUSE_DEFAULT: Duration = Duration::from_secs(60);
-/// Accepted range of [`PAUSE_VAR`], seconds.
-pub const PAUSE_RANGE: std::ops::RangeInclusive<f64> = 0.0..=86_400.0;
-/// Interval between progress metric points (environment override).
-pub const PROGRESS_VAR: &str = "W2C_TRACKING_PROGRESS_SECS";
-const PROGRESS_DEFAULT: Duration = Duration::from_secs(15);
-/// Accepted range of [`PROGRESS_VAR`], seconds.
-pub const PROGRESS_RANGE: std::ops::RangeInclusive<f64> = 0.05..=86_400.0;
 
 /// A seconds-valued environment setting: the default when unset, an error
 /// naming the variable and the range when out of range.
-fn env_secs(
+pub(crate) fn env_secs(
     env: Env<'_>,
     var: &str,
     default: Duration,
@@ -200,18 +205,6 @@ fn env_secs(
         }
         _ => Ok(default),
     }
-}
-
-/// How long tracking stays paused after a call failed on a transient error.
-/// (Validated by [`resolve`]; an invalid value here falls back to the default.)
-fn pause() -> Duration {
-    env_secs(&process_env, PAUSE_VAR, PAUSE_DEFAULT, PAUSE_RANGE).unwrap_or(PAUSE_DEFAULT)
-}
-
-/// Interval between progress metric points.
-fn progress_interval() -> Duration {
-    env_secs(&process_env, PROGRESS_VAR, PROGRESS_DEFAULT, PROGRESS_RANGE)
-        .unwrap_or(PROGRESS_DEFAULT)
 }
 
 /// Why a session is offline, for `mlflow_ids.json` and the summary.
@@ -245,477 +238,9 @@ pub fn resolve_for_session(
             .experiment_name
             .clone()
             .or_else(|| config.experiment.clone()),
+        traces: config.traces,
     };
     resolve(&stored, false, env)
-}
-
-struct Health {
-    paused_until: Option<Instant>,
-    pending: BTreeSet<String>,
-}
-
-struct Online {
-    mirror: tokio::sync::Mutex<Mirror>,
-    health: Arc<Mutex<Health>>,
-}
-
-/// Drives MLflow for one run of one session. Every method is infallible
-/// for the evaluation: failures are recorded as pending, not raised.
-pub struct Tracker {
-    session_dir: PathBuf,
-    online: Option<Online>,
-    progress: Arc<Progress>,
-    progress_task: Mutex<Option<(String, tokio::task::JoinHandle<()>)>>,
-    open: Mutex<Vec<String>>,
-    pushed: Mutex<BTreeSet<String>>,
-    notes: Mutex<Vec<String>>,
-}
-
-impl Tracker {
-    /// A tracker for a session run without a tracking server: records the
-    /// session as offline (keeping ids of earlier tracked runs, marked as
-    /// not in sync). The record is not rewritten when it would not change (a finished
-    /// session resumed offline again is left untouched).
-    pub fn offline(session_dir: &Path, why: &str) -> Result<Tracker> {
-        let stored = MlflowIds::load(session_dir)?;
-        let mut ids = stored.clone();
-        let note = format!("not tracked: {why}; `w2c sync` sends the session to MLflow later");
-        if ids.mode == Mode::Online {
-            ids.synced = false;
-            if !ids.pending.contains(&note) {
-                ids.pending.push(note);
-            }
-        } else {
-            ids.mode = Mode::Offline;
-            ids.synced = false;
-            ids.pending = vec![note];
-        }
-        if ids != stored || !MlflowIds::exists(session_dir) {
-            ids.save(session_dir)?;
-        }
-        Ok(Tracker::with(session_dir, None))
-    }
-
-    fn with(session_dir: &Path, online: Option<Online>) -> Tracker {
-        Tracker {
-            session_dir: session_dir.to_path_buf(),
-            online,
-            progress: Arc::default(),
-            progress_task: Mutex::new(None),
-            open: Mutex::new(Vec::new()),
-            pushed: Mutex::new(BTreeSet::new()),
-            notes: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// The tracker of a session just opened: connected to `target`, or
-    /// recording the session as offline (`why` says why).
-    pub async fn for_session(
-        target: Option<&Target>,
-        why: &str,
-        session_dir: &Path,
-        manifest: &Manifest,
-    ) -> Result<Tracker> {
-        match target {
-            Some(target) => Tracker::connect(target, session_dir, manifest).await,
-            None => Tracker::offline(session_dir, why),
-        }
-    }
-
-    /// Connects to the server, finds or creates the parent run, logs its
-    /// params and marks it RUNNING. A server that is down or slow only
-    /// pauses tracking; an answer that says the setup is wrong
-    /// (credentials, permissions, a param that changed) is an error, raised
-    /// before any evaluation work starts.
-    pub async fn connect(
-        target: &Target,
-        session_dir: &Path,
-        manifest: &Manifest,
-    ) -> Result<Tracker> {
-        let connected = Mirror::connect(
-            target.client()?,
-            &target.experiment,
-            session_dir,
-            manifest.clone(),
-        )
-        .await;
-        let mut mirror = match connected {
-            Ok(m) => m,
-            Err(e) if is_transient(&e) => {
-                let t = Tracker::offline(
-                    session_dir,
-                    &format!("tracking server {} unreachable at start", target.uri),
-                )?;
-                t.note(format!("tracking: {e:#}; continuing without MLflow"));
-                return Ok(t);
-            }
-            Err(e) => return Err(e.context(format!("tracking server {}", target.uri))),
-        };
-        let setup: Result<()> = async {
-            mirror.ensure_parent().await?;
-            mirror.set_parent_status(status::RUNNING).await
-        }
-        .await;
-        let setup = match setup {
-            Err(e) if !is_transient(&e) => {
-                return Err(e.context(format!("tracking server {}", target.uri)))
-            }
-            other => other,
-        };
-        // Artifacts are not worth stopping a run for (e.g. a server started
-        // with --no-serve-artifacts): they stay pending.
-        let uploaded = match &setup {
-            Ok(()) => mirror.upload_session_files(false).await.map(|_| ()),
-            Err(_) => Ok(()),
-        };
-        let tracker = Tracker::with(
-            session_dir,
-            Some(Online {
-                mirror: tokio::sync::Mutex::new(mirror),
-                health: Arc::new(Mutex::new(Health {
-                    paused_until: None,
-                    pending: BTreeSet::new(),
-                })),
-            }),
-        );
-        if let Err(e) = setup {
-            tracker.failed("session", &e);
-        }
-        if let Err(e) = uploaded {
-            tracker.failed("session artifacts", &e);
-        }
-        Ok(tracker)
-    }
-
-    fn note(&self, s: String) {
-        if let Ok(mut n) = self.notes.lock() {
-            n.push(s);
-        }
-    }
-
-    fn failed(&self, what: &str, err: &anyhow::Error) {
-        let Some(online) = &self.online else { return };
-        let mut h = match online.health.lock() {
-            Ok(h) => h,
-            Err(p) => p.into_inner(),
-        };
-        if is_transient(err) {
-            h.paused_until = Some(Instant::now() + pause());
-        }
-        h.pending.insert(format!("{what}: {err:#}"));
-    }
-
-    fn paused(&self, what: &str) -> bool {
-        let Some(online) = &self.online else {
-            return true;
-        };
-        let mut h = match online.health.lock() {
-            Ok(h) => h,
-            Err(p) => p.into_inner(),
-        };
-        match h.paused_until {
-            Some(t) if Instant::now() < t => {
-                h.pending.insert(format!(
-                    "{what}: skipped while the tracking server was unreachable"
-                ));
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// A namespace starts running: its child run is found or created and
-    /// marked RUNNING, and progress metrics start flowing to it.
-    async fn begin_namespace(&self, ns: &str) {
-        if let Ok(mut open) = self.open.lock() {
-            if !open.iter().any(|n| n == ns) {
-                open.push(ns.to_string());
-            }
-        }
-        self.stop_progress().await;
-        let Some(online) = &self.online else { return };
-        if self.paused(ns) {
-            return;
-        }
-        let mut m = online.mirror.lock().await;
-        let r: Result<rest::Run> = async {
-            let run = m.ensure_child(ns).await?;
-            m.client
-                .set_status(&run.info.run_id, status::RUNNING)
-                .await?;
-            Ok(run)
-        }
-        .await;
-        let client = m.client.clone();
-        drop(m);
-        match r {
-            Ok(run) => {
-                let task = tokio::spawn(progress_loop(
-                    client,
-                    run.info.run_id,
-                    self.progress.clone(),
-                    online.health.clone(),
-                ));
-                if let Ok(mut slot) = self.progress_task.lock() {
-                    *slot = Some((ns.to_string(), task));
-                }
-            }
-            Err(e) => self.failed(ns, &e),
-        }
-    }
-
-    async fn stop_progress(&self) {
-        let task = self.progress_task.lock().ok().and_then(|mut t| t.take());
-        if let Some((ns, task)) = task {
-            task.abort();
-            let _ = task.await;
-            // One last point with the final counts.
-            if let Some(online) = &self.online {
-                if !self.paused(&ns) {
-                    let m = online.mirror.lock().await;
-                    if let Some(id) = m.ids.child_run_ids.get(&ns).cloned() {
-                        let client = m.client.clone();
-                        drop(m);
-                        if let Err(e) = log_progress(&client, &id, &self.progress).await {
-                            self.failed(&ns, &e.into());
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Namespaces begun and not yet stopped have stopped: final metrics and
-    /// artifacts are sent and each child gets the status its local state
-    /// says (FINISHED with `_DONE`, KILLED after an interrupt, FAILED
-    /// otherwise). `only` limits this to one namespace.
-    async fn end_namespaces(&self, only: Option<&str>, cancelled: bool) {
-        self.stop_progress().await;
-        let ended: Vec<String> = self
-            .open
-            .lock()
-            .map(|mut open| {
-                let (ended, kept) = std::mem::take(&mut *open)
-                    .into_iter()
-                    .partition(|ns| only.is_none_or(|o| o == ns));
-                *open = kept;
-                ended
-            })
-            .unwrap_or_default();
-        for ns in ended {
-            let st = if mirror::namespace_done(&self.session_dir, &ns) {
-                status::FINISHED
-            } else if cancelled {
-                status::KILLED
-            } else {
-                status::FAILED
-            };
-            self.push_namespace(&ns, st).await;
-        }
-    }
-
-    async fn push_namespace(&self, ns: &str, st: &str) {
-        let Some(online) = &self.online else { return };
-        if self.paused(ns) {
-            return;
-        }
-        let mut m = online.mirror.lock().await;
-        let r = m.push_namespace(ns, st, false).await;
-        drop(m);
-        match r {
-            Ok(_) => {
-                if let Ok(mut p) = self.pushed.lock() {
-                    p.insert(ns.to_string());
-                }
-            }
-            Err(e) => self.failed(ns, &e),
-        }
-    }
-
-    /// The run failed with `err`: open children and the parent are marked
-    /// FAILED (best effort) and the ids record is saved.
-    async fn abort(&self, err: &anyhow::Error) {
-        self.stop_progress().await;
-        let open: Vec<String> = self
-            .open
-            .lock()
-            .map(|mut o| std::mem::take(&mut *o))
-            .unwrap_or_default();
-        for ns in open {
-            self.push_namespace(&ns, status::FAILED).await;
-        }
-        if let Some(online) = &self.online {
-            if !self.paused("session") {
-                let mut m = online.mirror.lock().await;
-                let r = async {
-                    m.ensure_parent().await?;
-                    m.client
-                        .log_batch(
-                            &m.ids.parent_run_id.clone().unwrap_or_default(),
-                            &[],
-                            &[],
-                            &[KeyValue::new("w2c.error", format!("{err:#}"))],
-                        )
-                        .await?;
-                    m.set_parent_status(status::FAILED).await
-                }
-                .await;
-                drop(m);
-                if let Err(e) = r {
-                    self.failed("session", &e);
-                }
-            }
-        }
-        let _ = self.save_ids().await;
-    }
-
-    /// The run ended: namespaces it reported but did not run (finished
-    /// earlier) are brought up to date, the parent gets its status, and
-    /// `mlflow_ids.json` records what is pending. Returns notes for the user.
-    async fn finish(&self, report: &RunReport) -> Vec<String> {
-        self.end_namespaces(None, report.status == RunStatus::Interrupted)
-            .await;
-        if let Some(online) = &self.online {
-            // Every namespace of the session, not only those this run's
-            // methods reported (a judge's target stream, namespaces of
-            // other settings), goes through the same path as `w2c sync`.
-            for (ns, st) in mirror::stopped_namespaces(&self.session_dir) {
-                let done_here = self.pushed.lock().is_ok_and(|p| p.contains(&ns));
-                if !done_here {
-                    self.push_namespace(&ns, st).await;
-                }
-            }
-            if !self.paused("session") {
-                let parent_status = match report.status {
-                    RunStatus::Complete => status::FINISHED,
-                    RunStatus::Interrupted => status::KILLED,
-                    RunStatus::Incomplete => status::FAILED,
-                };
-                let mut m = online.mirror.lock().await;
-                let r = async {
-                    m.upload_session_files(false).await?;
-                    m.set_parent_status(parent_status).await
-                }
-                .await;
-                drop(m);
-                if let Err(e) = r {
-                    self.failed("session", &e);
-                }
-            }
-        }
-        if let Err(e) = self.save_ids().await {
-            self.note(format!("cannot save mlflow_ids.json: {e:#}"));
-        }
-        self.notes.lock().map(|n| n.clone()).unwrap_or_default()
-    }
-
-    async fn save_ids(&self) -> Result<()> {
-        let Some(online) = &self.online else {
-            return Ok(());
-        };
-        let pending: Vec<String> = online
-            .health
-            .lock()
-            .map(|h| h.pending.iter().cloned().collect())
-            .unwrap_or_default();
-        let mut m = online.mirror.lock().await;
-        m.ids.synced = pending.is_empty();
-        if !pending.is_empty() {
-            self.note(format!(
-                "tracking: {} item(s) could not be sent to MLflow (first: {}); they are listed in mlflow_ids.json — run `w2c sync {}` once the server is reachable",
-                pending.len(),
-                pending[0],
-                crate::fingerprint::short(&m.manifest.fingerprint)
-            ));
-        }
-        m.ids.pending = pending;
-        let dir = m.session_dir.clone();
-        m.ids.save(&dir)
-    }
-}
-
-/// The tracker is the run's observer: MLflow when online, the offline
-/// record otherwise.
-impl RunObserver for Tracker {
-    fn progress(&self) -> Arc<Progress> {
-        self.progress.clone()
-    }
-
-    async fn namespace_started(&self, ns: &str) {
-        self.begin_namespace(ns).await
-    }
-
-    async fn namespace_stopped(&self, ns: &str, cancelled: bool) {
-        self.end_namespaces(Some(ns), cancelled).await
-    }
-
-    async fn run_failed(&self, err: &anyhow::Error) {
-        self.abort(err).await
-    }
-
-    async fn run_finished(&self, report: &RunReport) -> Vec<String> {
-        self.finish(report).await
-    }
-}
-
-async fn log_progress(
-    client: &MlflowClient,
-    run_id: &str,
-    p: &Progress,
-) -> std::result::Result<(), rest::MlflowError> {
-    let done = p.done.load(Ordering::Relaxed);
-    let total = p.total.load(Ordering::Relaxed);
-    let failed = p.failed.load(Ordering::Relaxed);
-    let here = p.finished_here.load(Ordering::Relaxed);
-    let secs = p.elapsed().as_secs_f64();
-    let rate = if secs > 0.0 { here as f64 / secs } else { 0.0 };
-    let ts = rest::now_ms();
-    let point = |key: &str, value: f64| MetricPoint {
-        key: key.to_string(),
-        value,
-        timestamp: ts,
-        step: done as i64,
-    };
-    client
-        .log_batch(
-            run_id,
-            &[
-                point("progress.done", done as f64),
-                point("progress.total", total as f64),
-                point("progress.errors", failed as f64),
-                point("progress.req_per_sec", rate),
-            ],
-            &[],
-            &[],
-        )
-        .await
-}
-
-async fn progress_loop(
-    client: MlflowClient,
-    run_id: String,
-    progress: Arc<Progress>,
-    health: Arc<Mutex<Health>>,
-) {
-    let every = progress_interval();
-    loop {
-        tokio::time::sleep(every).await;
-        let paused = health
-            .lock()
-            .map(|h| h.paused_until.is_some_and(|t| Instant::now() < t))
-            .unwrap_or(false);
-        if paused {
-            continue;
-        }
-        if let Err(e) = log_progress(&client, &run_id, &progress).await {
-            if let Ok(mut h) = health.lock() {
-                if e.is_transient() {
-                    h.paused_until = Some(Instant::now() + pause());
-                }
-                h.pending.insert(format!("progress metrics: {e}"));
-            }
-        }
-    }
 }
 
 /// What `w2c sync` did.
@@ -727,6 +252,8 @@ pub struct SyncReport {
     pub namespaces: Vec<(String, String, String, usize)>,
     /// Experiment id.
     pub experiment_id: String,
+    /// Traces sent (those MLflow already held are not counted).
+    pub traces: usize,
 }
 
 /// `w2c sync`: pushes a stopped session (offline, or partly tracked) to
@@ -746,13 +273,20 @@ pub async fn sync_session(
             parent_run_id: parent.info.run_id.clone(),
             experiment_id: parent.info.experiment_id.clone(),
             namespaces: Vec::new(),
+            traces: 0,
         };
         let mut all_done = true;
         let mut any_killed = false;
+        let mut traces = target
+            .traces
+            .then(|| trace_sender::TraceSender::new(session_dir, manifest));
         for (ns, st) in mirror::stopped_namespaces(session_dir) {
             all_done &= st == status::FINISHED;
             any_killed |= st == status::KILLED;
             let sent = m.push_namespace(&ns, st, true).await?;
+            if let Some(t) = traces.as_mut() {
+                report.traces += t.send_new(&mut m, &ns, true).await?;
+            }
             let id = m.ids.child_run_ids.get(&ns).cloned().unwrap_or_default();
             report.namespaces.push((ns, id, st.to_string(), sent));
         }
@@ -763,7 +297,7 @@ pub async fn sync_session(
         } else {
             status::FAILED
         };
-        m.set_parent_status(parent_status).await?;
+        m.settle_parent(parent_status).await?;
         Ok(report)
     }
     .await;
@@ -813,6 +347,7 @@ mod tests {
         let cfg = TrackingConfig {
             uri: Some("http://cfg:5000".into()),
             experiment: Some("cfg-exp".into()),
+            traces: None,
         };
         let t = resolve(
             &cfg,
@@ -857,6 +392,7 @@ mod tests {
         let cfg = TrackingConfig {
             uri: Some("http://bob:pw123@host:5000".into()),
             experiment: None,
+            traces: None,
         };
         let err = resolve(&cfg, false, &env_of(&[])).unwrap_err();
         assert!(!format!("{err:#}").contains("pw123"));

@@ -18,12 +18,18 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-/// Largest JSON reply read from the tracking server.
-pub const MAX_REPLY_BYTES: u64 = 128 << 20;
+/// Largest JSON reply read from the tracking server (a bigger or endless
+/// reply is a failed call, which pauses tracking).
+pub const MAX_REPLY_BYTES: u64 = 32 << 20;
 /// Largest part of an error reply read (only a snippet is shown).
 pub const MAX_ERROR_BYTES: u64 = 64 << 10;
 /// Longest `Retry-After` honoured.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// Longest sleep between two attempts, whatever the retry count asks for.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// No retry starts after this long since a call's first attempt, whatever
+/// `MLFLOW_HTTP_REQUEST_MAX_RETRIES` says.
+pub const MAX_RETRY_SPAN: Duration = Duration::from_secs(120);
 
 /// How the client authenticates.
 #[derive(Clone, Default)]
@@ -133,6 +139,19 @@ impl MlflowError {
         }
     }
 
+    /// Whether the failure says the setup cannot work (credentials or
+    /// permission refused, an unusable URI): a run stops on it before any
+    /// evaluation work. Every other failure only pauses tracking.
+    pub fn refuses_setup(&self) -> bool {
+        match self.kind {
+            FailureKind::Status(401 | 403) => true,
+            // Artifacts are not worth stopping a run for (a server started
+            // with --no-serve-artifacts): they stay pending.
+            FailureKind::Setup => !self.endpoint.starts_with("mlflow-artifacts"),
+            _ => false,
+        }
+    }
+
     /// Whether the server said the resource does not exist.
     pub fn is_not_found(&self) -> bool {
         self.status() == Some(404) || self.error_code.as_deref() == Some("RESOURCE_DOES_NOT_EXIST")
@@ -160,7 +179,7 @@ impl KeyValue {
 }
 
 /// One metric point.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MetricPoint {
     /// Key.
     pub key: String,
@@ -175,6 +194,15 @@ pub struct MetricPoint {
     /// Step.
     #[serde(default)]
     pub step: i64,
+    /// The logged model the value measures (MLflow 3's model metrics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_id: Option<String>,
+    /// The dataset it was measured on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_name: Option<String>,
+    /// That dataset's digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_digest: Option<String>,
 }
 
 fn serialize_metric_value<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
@@ -314,6 +342,41 @@ pub struct MlflowClient {
     http: reqwest::Client,
     auth: Auth,
     retry: RetryPolicy,
+    heartbeat: Heartbeat,
+}
+
+/// When the server was last heard from (a reply, a chunk of a body) or an
+/// upload last moved: what tells a slow server from a silent one.
+#[derive(Debug, Clone)]
+pub struct Heartbeat {
+    origin: std::time::Instant,
+    last_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Heartbeat {
+            origin: std::time::Instant::now(),
+            last_ms: Default::default(),
+        }
+    }
+}
+
+impl Heartbeat {
+    /// Records a sign of life now.
+    pub fn beat(&self) {
+        let ms = self.origin.elapsed().as_millis() as u64;
+        self.last_ms
+            .fetch_max(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Time since the last sign of life.
+    pub fn silence(&self) -> Duration {
+        let last = self.last_ms.load(std::sync::atomic::Ordering::Relaxed);
+        self.origin
+            .elapsed()
+            .saturating_sub(Duration::from_millis(last))
+    }
 }
 
 /// Current time in epoch milliseconds.
@@ -358,7 +421,13 @@ impl MlflowClient {
             http,
             auth,
             retry,
+            heartbeat: Heartbeat::default(),
         })
+    }
+
+    /// The client's sign-of-life clock (shared by its clones).
+    pub fn heartbeat(&self) -> &Heartbeat {
+        &self.heartbeat
     }
 
     /// The server's base URL (never with credentials).
@@ -390,6 +459,137 @@ impl MlflowClient {
         Ok(url)
     }
 
+    fn api3_url(&self, endpoint: &str) -> Result<Url, MlflowError> {
+        let mut segments = vec!["api", "3.0", "mlflow"];
+        segments.extend(endpoint.split('/'));
+        self.url(&segments)
+    }
+
+    async fn post_url(
+        &self,
+        endpoint: &str,
+        url: Url,
+        body: &Value,
+        max_retries: u32,
+    ) -> Result<Value, MlflowError> {
+        let resp = self
+            .send(endpoint, max_retries, || {
+                Ok(self
+                    .http
+                    .request(Method::POST, url.clone())
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.to_string()))
+            })
+            .await?;
+        let body = json_body(endpoint, resp).await;
+        self.heartbeat.beat();
+        body
+    }
+
+    /// Sends spans as an OTLP/JSON export request to `/v1/traces`, into an
+    /// experiment, linking the traces whose root span it holds to `run_id`.
+    /// Idempotent (the same ids update the same spans).
+    pub async fn export_traces(
+        &self,
+        experiment_id: &str,
+        run_id: &str,
+        body: String,
+    ) -> Result<(), MlflowError> {
+        let endpoint = "v1/traces";
+        let url = self.url(&["v1", "traces"])?;
+        let resp = self
+            .send(endpoint, self.retry.max_retries, || {
+                Ok(self
+                    .http
+                    .request(Method::POST, url.clone())
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .header("x-mlflow-experiment-id", experiment_id)
+                    .header("x-mlflow-run-id", run_id)
+                    .body(body.clone()))
+            })
+            .await?;
+        // The reply is an (empty) protobuf message: read and drop it.
+        let _ = crate::http_body::read_limited(resp, MAX_ERROR_BYTES).await;
+        self.heartbeat.beat();
+        Ok(())
+    }
+
+    /// Sends a trace's info (`StartTraceV3`: metadata, tags, assessments
+    /// with their ids) for a trace whose spans were exported; the server
+    /// merges it into the trace, so sending it again changes nothing.
+    pub async fn start_trace(&self, trace_id: &str, body: String) -> Result<(), MlflowError> {
+        let endpoint = format!("traces ({trace_id})");
+        let url = self.api3_url("traces")?;
+        let resp = self
+            .send(&endpoint, self.retry.max_retries, || {
+                Ok(self
+                    .http
+                    .request(Method::POST, url.clone())
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone()))
+            })
+            .await?;
+        let _ = crate::http_body::read_limited(resp, MAX_ERROR_BYTES).await;
+        self.heartbeat.beat();
+        Ok(())
+    }
+
+    /// A trace's info (`trace.trace_info`: state, metadata, tags,
+    /// assessments), or an error (not found included).
+    pub async fn get_trace_info(&self, trace_id: &str) -> Result<Value, MlflowError> {
+        let endpoint = format!("traces/{trace_id}");
+        let url = self.api3_url(&endpoint)?;
+        let resp = self
+            .send(&endpoint, self.retry.max_retries, || {
+                Ok(self.http.request(Method::GET, url.clone()))
+            })
+            .await?;
+        let v = json_body(&endpoint, resp).await;
+        self.heartbeat.beat();
+        Ok(v?["trace"]["trace_info"].clone())
+    }
+
+    /// Every trace info of an experiment matching `filter` (the MLflow
+    /// search syntax, e.g. a run's traces).
+    pub async fn search_traces(
+        &self,
+        experiment_id: &str,
+        filter: &str,
+    ) -> Result<Vec<Value>, MlflowError> {
+        let endpoint = "traces/search";
+        let url = self.api3_url(endpoint)?;
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut body = json!({
+                "locations": [{"type": "MLFLOW_EXPERIMENT",
+                               "mlflow_experiment": {"experiment_id": experiment_id}}],
+                "filter": filter,
+                "max_results": 500,
+            });
+            if let Some(t) = &token {
+                body["page_token"] = json!(t);
+            }
+            let v = self
+                .post_url(endpoint, url.clone(), &body, self.retry.max_retries)
+                .await?;
+            match v.get("traces") {
+                None | Some(Value::Null) => {}
+                Some(Value::Array(a)) => out.extend(a.iter().cloned()),
+                Some(other) => {
+                    return Err(shape_error(
+                        endpoint,
+                        &format!("`traces` is not a list: {}", snippet(&other.to_string())),
+                    ))
+                }
+            }
+            match v.get("next_page_token").and_then(Value::as_str) {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
     fn api_url(&self, endpoint: &str) -> Result<Url, MlflowError> {
         let mut segments = vec!["api", "2.0", "mlflow"];
         segments.extend(endpoint.split('/'));
@@ -404,11 +604,15 @@ impl MlflowClient {
         max_retries: u32,
         make: impl Fn() -> Result<reqwest::RequestBuilder, MlflowError>,
     ) -> Result<reqwest::Response, MlflowError> {
-        let mut attempt = 0;
+        let first = std::time::Instant::now();
+        let mut attempt: u32 = 0;
         loop {
             let req = make()?;
             let req = self.authed(req);
             let result = req.send().await;
+            if result.is_ok() {
+                self.heartbeat.beat();
+            }
             let (err, retry_after) = match result {
                 Ok(resp) if resp.status().is_success() => return Ok(resp),
                 Ok(resp) => {
@@ -425,9 +629,17 @@ impl MlflowClient {
             if !err.is_transient() || attempt >= max_retries {
                 return Err(err);
             }
-            let backoff = self.retry.first_backoff * 2u32.saturating_pow(attempt);
+            let backoff = self
+                .retry
+                .first_backoff
+                .saturating_mul(2u32.saturating_pow(attempt.min(16)))
+                .min(MAX_BACKOFF);
             let jitter = Duration::from_millis(rand::random::<u64>() % 100);
-            tokio::time::sleep(retry_after.unwrap_or(backoff) + jitter).await;
+            let sleep = retry_after.unwrap_or(backoff) + jitter;
+            if first.elapsed() + sleep > MAX_RETRY_SPAN {
+                return Err(err);
+            }
+            tokio::time::sleep(sleep).await;
             attempt += 1;
         }
     }
@@ -453,7 +665,9 @@ impl MlflowClient {
                     .body(body.to_string()))
             })
             .await?;
-        json_body(endpoint, resp).await
+        let body = json_body(endpoint, resp).await;
+        self.heartbeat.beat();
+        body
     }
 
     async fn get(&self, endpoint: &str, query: &[(&str, &str)]) -> Result<Value, MlflowError> {
@@ -463,7 +677,9 @@ impl MlflowClient {
                 Ok(self.http.request(Method::GET, url.clone()).query(query))
             })
             .await?;
-        json_body(endpoint, resp).await
+        let body = json_body(endpoint, resp).await;
+        self.heartbeat.beat();
+        body
     }
 
     /// The experiment with this name, if any (deleted ones included).
@@ -518,13 +734,14 @@ impl MlflowClient {
         &self,
         experiment_id: &str,
         run_name: &str,
+        start_time: i64,
         tags: &[KeyValue],
     ) -> Result<Run, MlflowError> {
         let user = std::env::var("USER").unwrap_or_default();
         let body = json!({
             "experiment_id": experiment_id,
             "run_name": run_name,
-            "start_time": now_ms(),
+            "start_time": start_time,
             "user_id": user,
             "tags": tags,
         });
@@ -572,14 +789,13 @@ impl MlflowClient {
         }
     }
 
-    /// Sets a run's status; `RUNNING` clears the end time, the others set it
-    /// to now.
-    pub async fn set_status(&self, run_id: &str, status: &str) -> Result<(), MlflowError> {
-        let end_time = if status == status::RUNNING {
-            0
-        } else {
-            now_ms()
-        };
+    /// Sets a run's status and end time (`0` clears it, as `RUNNING` needs).
+    pub async fn set_status(
+        &self,
+        run_id: &str,
+        status: &str,
+        end_time: i64,
+    ) -> Result<(), MlflowError> {
         self.post(
             "runs/update",
             &json!({"run_id": run_id, "status": status, "end_time": end_time}),
@@ -603,6 +819,89 @@ impl MlflowClient {
         )
         .await
         .map(|_| ())
+    }
+
+    /// Logs dataset inputs (`{"dataset": …, "tags": […]}`) and logged
+    /// model inputs (`{"model_id": …}`) of a run.
+    pub async fn log_inputs(
+        &self,
+        run_id: &str,
+        datasets: &[Value],
+        models: &[Value],
+    ) -> Result<(), MlflowError> {
+        let mut body = json!({"run_id": run_id, "datasets": datasets});
+        if !models.is_empty() {
+            body["models"] = json!(models);
+        }
+        self.post("runs/log-inputs", &body).await.map(|_| ())
+    }
+
+    /// Ids of the logged models of an experiment matching `filter`
+    /// (e.g. `name = 'gpt-4o'`), oldest first.
+    pub async fn search_logged_models(
+        &self,
+        experiment_id: &str,
+        filter: &str,
+    ) -> Result<Vec<String>, MlflowError> {
+        let endpoint = "logged-models/search";
+        let v = self
+            .post(
+                endpoint,
+                &json!({"experiment_ids": [experiment_id], "filter": filter,
+                        "order_by": [{"field_name": "creation_time", "ascending": true}]}),
+            )
+            .await?;
+        let models = match v.get("models") {
+            None | Some(Value::Null) => return Ok(Vec::new()),
+            Some(Value::Array(a)) => a,
+            Some(other) => {
+                return Err(shape_error(
+                    endpoint,
+                    &format!("`models` is not a list: {}", snippet(&other.to_string())),
+                ))
+            }
+        };
+        Ok(models
+            .iter()
+            .filter_map(|m| m.pointer("/info/model_id").and_then(Value::as_str))
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// Creates a logged model (type `llm`) and marks it ready; returns its id.
+    /// Not retried (callers search by name first).
+    pub async fn create_logged_model(
+        &self,
+        experiment_id: &str,
+        name: &str,
+        tags: &[KeyValue],
+    ) -> Result<String, MlflowError> {
+        let endpoint = "logged-models";
+        let v = self
+            .post_with_retries(
+                endpoint,
+                &json!({"experiment_id": experiment_id, "name": name,
+                        "model_type": "llm", "tags": tags}),
+                0,
+            )
+            .await?;
+        let id = v
+            .pointer("/model/info/model_id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| shape_error(endpoint, "no `model.info.model_id` in the reply"))?
+            .to_string();
+        let url = self.url(&["api", "2.0", "mlflow", "logged-models", &id])?;
+        let resp = self
+            .send("logged-models finalize", self.retry.max_retries, || {
+                Ok(self
+                    .http
+                    .request(Method::PATCH, url.clone())
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(json!({"model_id": id, "status": "LOGGED_MODEL_READY"}).to_string()))
+            })
+            .await?;
+        json_body("logged-models finalize", resp).await?;
+        Ok(id)
     }
 
     /// Every file under a run's artifact root (recursive), with sizes.
@@ -673,7 +972,10 @@ impl MlflowClient {
                     .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
                     .header(reqwest::header::CONTENT_LENGTH, len)
                     .timeout(self.retry.timeout + Duration::from_secs(len / 1_000_000))
-                    .body(reqwest::Body::from(tokio::fs::File::from_std(handle))))
+                    .body(beating_body(
+                        tokio::fs::File::from_std(handle),
+                        self.heartbeat.clone(),
+                    )))
             })
             .await;
         resp.map(|_| ())
@@ -706,6 +1008,29 @@ impl MlflowClient {
         }
         Ok((hex::encode(hasher.finalize()), size))
     }
+}
+
+/// A file streamed as a request body, beating the heartbeat as each chunk
+/// leaves (a large upload in progress is not a silent server).
+fn beating_body(file: tokio::fs::File, heartbeat: Heartbeat) -> reqwest::Body {
+    use tokio::io::AsyncReadExt;
+    let chunks = futures::stream::unfold(Some(file), move |file| {
+        let heartbeat = heartbeat.clone();
+        async move {
+            let mut file = file?;
+            let mut buf = vec![0u8; 64 << 10];
+            match file.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    heartbeat.beat();
+                    Some((Ok::<_, std::io::Error>(buf), Some(file)))
+                }
+                Err(e) => Some((Err(e), None)),
+            }
+        }
+    });
+    reqwest::Body::wrap_stream(chunks)
 }
 
 /// One `runs/search` reply: its runs and the next page token. Absent
@@ -875,7 +1200,7 @@ mod tests {
             key: "k".into(),
             value: f64::NAN,
             timestamp: 5,
-            step: 0,
+            ..Default::default()
         })
         .unwrap();
         assert!(out.contains(r#""value":"NaN""#), "{out}");

@@ -11,7 +11,7 @@ use crate::store::{layout, names, NamespaceDir};
 use crate::tracking::ids::{MlflowIds, Mode};
 use crate::tracking::mirror::{self, local_files, TAG_FINGERPRINT, TAG_NAMESPACE, TAG_PARENT};
 use crate::tracking::rest::{status, MlflowClient, MlflowError, Run};
-use crate::tracking::{flatten, Target};
+use crate::tracking::{flatten, trace_sender, Target};
 use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -63,6 +63,10 @@ fn client_for(ids: &MlflowIds) -> Result<(Target, MlflowClient), String> {
 /// What every run of a session is checked against.
 struct Expected<'a> {
     session_dir: &'a std::path::Path,
+    manifest: &'a crate::store::Manifest,
+    experiment_id: String,
+    /// Whether the session sends traces (`[tracking] traces`).
+    traces: bool,
     fingerprint: &'a str,
     parent_id: &'a str,
     /// A live process holds the session (runs may be RUNNING).
@@ -133,6 +137,17 @@ pub async fn verify_tracking(found: &FoundSession, deep: bool) -> Vec<Check> {
     };
     let expected = Expected {
         session_dir: &found.dir,
+        manifest: &found.manifest,
+        experiment_id: ids
+            .experiment_id
+            .clone()
+            .unwrap_or_else(|| parent.info.experiment_id.clone()),
+        traces: found
+            .manifest
+            .config
+            .pointer("/tracking/traces")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(true),
         fingerprint: &found.manifest.fingerprint,
         parent_id: &parent_id,
         running: crate::store::session::holder(&found.dir).is_some(),
@@ -223,6 +238,186 @@ async fn verify_child(
     };
     if let Err(e) = check_artifacts(out, client, &run, files, expected.deep, true).await {
         call_failed(out, "artifacts", &e);
+    }
+    check_traces(out, client, expected, ns, id).await;
+}
+
+/// What `want` has that `got` lacks, and what `got` has beyond `want`
+/// (as `name=value`, duplicates counted).
+fn multiset_diff(
+    want: &[(String, String)],
+    got: &[(String, String)],
+) -> (Vec<String>, Vec<String>) {
+    let mut counts: BTreeMap<&(String, String), i64> = BTreeMap::new();
+    for w in want {
+        *counts.entry(w).or_default() += 1;
+    }
+    for g in got {
+        *counts.entry(g).or_default() -= 1;
+    }
+    let mut lacking = Vec::new();
+    let mut unexpected = Vec::new();
+    for ((n, v), c) in counts {
+        for _ in 0..c.max(0) {
+            lacking.push(format!("{n}={v}"));
+        }
+        for _ in 0..(-c).max(0) {
+            unexpected.push(format!("{n}={v}"));
+        }
+    }
+    (lacking, unexpected)
+}
+
+/// How many traces' assessments are compared without `--deep` (the first,
+/// the middle and the last).
+const TRACE_SAMPLE: usize = 3;
+
+/// The traces of a child run: exactly one per finished item, with the id
+/// w2c derives from the session, and (for a sample, or every one with
+/// `--deep`) the assessments its records give.
+async fn check_traces(
+    out: &mut Collector,
+    client: &MlflowClient,
+    expected: &Expected<'_>,
+    ns: &str,
+    run_id: &str,
+) {
+    if !trace_sender::has_traces(expected.session_dir, ns) {
+        return;
+    }
+    if !expected.traces {
+        return out.push(
+            "traces",
+            Status::NotChecked,
+            "[tracking] traces = false: the session sends no traces",
+        );
+    }
+    if expected.running {
+        return out.push(
+            "traces",
+            Status::NotChecked,
+            "a live process holds the session: its traces are still being sent",
+        );
+    }
+    let want = match trace_sender::TraceSender::new(expected.session_dir, expected.manifest)
+        .expected(ns, &expected.experiment_id)
+    {
+        Ok(t) => t,
+        Err(e) => return out.push("traces", Status::Mismatch, format!("{e:#}")),
+    };
+    let remote = match client
+        .search_traces(&expected.experiment_id, &trace_sender::run_filter(run_id))
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return call_failed(out, "traces", &e),
+    };
+    let remote_ids: std::collections::BTreeSet<String> = remote
+        .iter()
+        .filter_map(|i| i.get("trace_id").and_then(serde_json::Value::as_str))
+        .map(str::to_string)
+        .collect();
+    let want_ids: std::collections::BTreeSet<String> = want.iter().map(|t| t.mlflow_id()).collect();
+    let missing: Vec<&String> = want_ids.difference(&remote_ids).collect();
+    let extra: Vec<&String> = remote_ids.difference(&want_ids).collect();
+    let list = |ids: &[&String]| {
+        let shown: Vec<&str> = ids.iter().take(5).map(|s| s.as_str()).collect();
+        let more = ids.len().saturating_sub(5);
+        if more > 0 {
+            format!("{} and {more} more", shown.join(", "))
+        } else {
+            shown.join(", ")
+        }
+    };
+    if missing.is_empty() {
+        out.push(
+            "traces",
+            Status::Ok,
+            format!("{} traces, one per finished item", want.len()),
+        );
+    } else {
+        out.push(
+            "traces",
+            Status::Missing,
+            format!(
+                "{} of {} finished items have no trace in run {run_id}: {} (run `w2c sync`)",
+                missing.len(),
+                want.len(),
+                list(&missing)
+            ),
+        );
+    }
+    if !extra.is_empty() {
+        out.push(
+            "extra traces",
+            Status::Mismatch,
+            format!(
+                "{} traces in run {run_id} match no finished item: {}",
+                extra.len(),
+                list(&extra)
+            ),
+        );
+    }
+    // Assessments of a sample (or of every trace with --deep).
+    let present: Vec<&crate::tracking::traces::Trace> = want
+        .iter()
+        .filter(|t| remote_ids.contains(&t.mlflow_id()))
+        .collect();
+    let sample: Vec<&crate::tracking::traces::Trace> =
+        if expected.deep || present.len() <= TRACE_SAMPLE {
+            present
+        } else {
+            let n = present.len();
+            vec![present[0], present[n / 2], present[n - 1]]
+        };
+    let checked = sample.len();
+    type Identities = Vec<(String, String)>;
+    let results: Vec<(String, Result<Identities, MlflowError>)> =
+        futures::stream::iter(sample.into_iter().map(|t| async move {
+            let id = t.mlflow_id();
+            let info = client.get_trace_info(&id).await;
+            (id, info.map(|i| trace_sender::assessment_list(&i)))
+        }))
+        .buffer_unordered(DOWNLOAD_CONCURRENCY)
+        .collect()
+        .await;
+    let by_id: BTreeMap<String, &crate::tracking::traces::Trace> =
+        want.iter().map(|t| (t.mlflow_id(), t)).collect();
+    let mut diffs = Vec::new();
+    for (id, got) in results {
+        let got = match got {
+            Ok(g) => g,
+            Err(e) => return call_failed(out, "trace assessments", &e),
+        };
+        let mut wanted: Identities = by_id
+            .get(&id)
+            .map(|t| t.assessments.iter().map(|a| a.identity()).collect())
+            .unwrap_or_default();
+        wanted.sort();
+        let (lacking, unexpected) = multiset_diff(&wanted, &got);
+        if !lacking.is_empty() || !unexpected.is_empty() {
+            diffs.push(format!(
+                "{id}: missing [{}], unexpected [{}]",
+                lacking.join(", "),
+                unexpected.join(", ")
+            ));
+        }
+    }
+    if diffs.is_empty() {
+        out.push(
+            "trace assessments",
+            Status::Ok,
+            format!(
+                "{checked} trace(s) checked{}: assessments match the records",
+                if expected.deep {
+                    ""
+                } else {
+                    " (a sample; --deep checks every one)"
+                }
+            ),
+        );
+    } else {
+        out.push("trace assessments", Status::Mismatch, diffs.join("; "));
     }
 }
 
@@ -394,7 +589,11 @@ async fn check_artifacts(
         local.iter().map(|(r, _)| r.as_str()).collect();
     let extra: Vec<&String> = remote
         .keys()
-        .filter(|k| !local_names.contains(k.as_str()) && !k.starts_with("params/"))
+        .filter(|k| {
+            !local_names.contains(k.as_str())
+                && !k.starts_with("params/")
+                && !k.starts_with("config/")
+        })
         .collect();
     if missing.is_empty() {
         out.push(

@@ -235,3 +235,166 @@ fn rand_u32() -> u32 {
     h.write_u32(1);
     h.finish() as u32
 }
+
+/// What the MLflow Python client sees of an experiment's traces, run inputs
+/// and logged models (see `tests/support/mlflow_traces.py`).
+pub fn traces(uri: &str, experiment: &str) -> Value {
+    let out = Command::new("python3")
+        .arg(support("mlflow_traces.py"))
+        .arg(uri)
+        .arg(experiment)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "mlflow_traces.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("traces json")
+}
+
+/// Checks that every namespace of a session with traces of its own has, in
+/// its child run, exactly one trace per finished item with the id w2c
+/// derives, token usage equal to the call log's, and assessments that
+/// match the item's record (each once); returns the traces checked.
+pub fn assert_traces_complete(session: &std::path::Path, dump: &Value) -> usize {
+    use sha2::Digest;
+    let manifest = super::read_json(&session.join("manifest.json"));
+    let fp = manifest["fingerprint"].as_str().expect("fp");
+    let run_key = manifest["run_key"].as_str().expect("run key");
+    let ids = super::read_json(&session.join("mlflow_ids.json"));
+    let experiment_id = ids["experiment_id"].as_str().expect("experiment id");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(session.join("checkpoints")).expect("checkpoints") {
+        let ns = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        let dir = session.join("checkpoints").join(&ns);
+        let settings = super::read_json(&dir.join("method_settings.json"));
+        let method = settings["method"].as_str().expect("method");
+        let run_id = ids["child_run_ids"][&ns].as_str().expect("child run id");
+        let traces = dump["runs"][run_id]["traces"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if method.ends_with(".target") {
+            assert!(traces.is_empty(), "{ns}: a target stream has no traces");
+            continue;
+        }
+        let records: std::collections::BTreeMap<String, Value> =
+            super::read_jsonl(&dir.join("results.jsonl"))
+                .into_iter()
+                .map(|r| (r["key"].as_str().expect("key").to_string(), r))
+                .collect();
+        assert_eq!(traces.len(), records.len(), "{ns}: one trace per item");
+        let by_id: std::collections::BTreeMap<String, &Value> = traces
+            .iter()
+            .map(|t| (t["trace_id"].as_str().expect("id").to_string(), t))
+            .collect();
+        assert_eq!(by_id.len(), traces.len(), "{ns}: duplicate trace ids");
+        // Tokens per item from the call logs (a judge's target calls included).
+        let mut tokens: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+        let mut logs = vec![session
+            .join("artifacts_local")
+            .join(&ns)
+            .join("llm_calls.jsonl")];
+        if let Some(target_hash) = settings["settings"]["target_settings_hash"].as_str() {
+            for e in std::fs::read_dir(session.join("checkpoints")).expect("checkpoints") {
+                let other = e.expect("entry").path();
+                let s = super::read_json(&other.join("method_settings.json"));
+                if s["settings_hash"] == target_hash {
+                    let name = other.file_name().expect("name").to_owned();
+                    logs.push(
+                        session
+                            .join("artifacts_local")
+                            .join(name)
+                            .join("llm_calls.jsonl"),
+                    );
+                }
+            }
+        }
+        for log in logs {
+            for call in super::read_jsonl(&log) {
+                let key = match call["repeat"].as_u64() {
+                    Some(r) => format!("{}#{r}", call["uuid"].as_str().expect("uuid")),
+                    None => call["uuid"].as_str().expect("uuid").to_string(),
+                };
+                let t = tokens.entry(key).or_default();
+                t.0 += call["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
+                t.1 += call["usage"]["completion_tokens"].as_u64().unwrap_or(0);
+            }
+        }
+        for (key, record) in &records {
+            let hash = hex::encode(sha2::Sha256::digest(
+                format!(
+                    "w2c-trace\0{experiment_id}\0{run_key}\0{fp}\0{}\0{key}",
+                    settings["settings_hash"].as_str().expect("hash")
+                )
+                .as_bytes(),
+            ));
+            let id = format!("tr-{}", &hash[..32]);
+            let trace = by_id
+                .get(&id)
+                .unwrap_or_else(|| panic!("{ns}/{key}: no trace {id}"));
+            assert_eq!(trace["tags"]["w2c.key"], key.as_str(), "{ns}");
+            let (input, output) = tokens.get(key).copied().unwrap_or_default();
+            let spans = trace["spans"].as_array().expect("spans");
+            let span_in: u64 = spans
+                .iter()
+                .filter_map(|s| s["token_usage"]["input_tokens"].as_u64())
+                .sum();
+            let span_out: u64 = spans
+                .iter()
+                .filter_map(|s| s["token_usage"]["output_tokens"].as_u64())
+                .sum();
+            assert_eq!(
+                (span_in, span_out),
+                (input, output),
+                "{ns}/{key}: span tokens"
+            );
+            if input + output > 0 {
+                assert_eq!(
+                    trace["token_usage"]["input_tokens"].as_u64(),
+                    Some(input),
+                    "{ns}/{key}: trace tokens"
+                );
+            }
+            let assessments = trace["assessments"].as_array().expect("assessments");
+            let value_of = |name: &str| -> Vec<Value> {
+                assessments
+                    .iter()
+                    .filter(|a| a["name"] == name)
+                    .map(|a| a["value"].clone())
+                    .collect()
+            };
+            assert_eq!(
+                value_of("expected_behavior"),
+                vec![record["gold"].clone()],
+                "{ns}/{key}"
+            );
+            let prediction = if method == "mcq_logprob" {
+                record["predictions"][0].clone()
+            } else {
+                record["prediction"].clone()
+            };
+            if record["unscored"].is_null() {
+                assert_eq!(value_of("behavior"), vec![prediction.clone()], "{ns}/{key}");
+                assert_eq!(
+                    value_of("correct"),
+                    vec![Value::Bool(prediction == record["gold"])],
+                    "{ns}/{key}"
+                );
+            }
+            let audit = record["audit"].as_array().map(Vec::len).unwrap_or(0);
+            let audit_assessments = assessments
+                .iter()
+                .filter(|a| a["name"].as_str().is_some_and(|n| n.starts_with("audit.")))
+                .count();
+            assert_eq!(audit_assessments, audit, "{ns}/{key}: audit feedback");
+            checked += 1;
+        }
+    }
+    checked
+}

@@ -24,6 +24,8 @@ if exp is not None:
             "run_id": run.info.run_id,
             "run_name": run.info.run_name,
             "status": run.info.status,
+            "start_time": run.info.start_time,
+            "end_time": run.info.end_time,
             "lifecycle_stage": run.info.lifecycle_stage,
             "params": run.data.params,
             "metrics": run.data.metrics,

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The cost of MLflow traces (see BENCHMARKS.md): the same tracked `mcq` run
+# with `[tracking] traces = false` and `= true`, against a local `mlflow
+# server`, at 200 ms endpoint latency and concurrency 64, at two sizes. OTLP
+# requests and trace-info requests (one per trace, carrying its
+# assessments) are counted from the server's access log.
+#   bench/traces.sh                  # N_SMALL=300 N_LARGE=3000
+# Needs: cargo, python3 with mlflow (pip install -r requirements-test.txt), curl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N_SMALL=${N_SMALL:-300}
+N_LARGE=${N_LARGE:-3000}
+PORT=${PORT:-5078}
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; sleep 1; rm -rf "$work"' EXIT
+
+cargo build --release --quiet
+bin=$PWD/target/release/w2c
+
+python3 tests/support/mlflow_guard.py mlflow server \
+  --backend-store-uri "sqlite:///$work/mlflow.db" --artifacts-destination "$work/artifacts" \
+  --host 127.0.0.1 --port "$PORT" > "$work/server.log" 2>&1 &
+for _ in $(seq 240); do
+  curl -sf "http://127.0.0.1:$PORT/health" > /dev/null && break
+  sleep 0.5
+done
+export MLFLOW_TRACKING_URI=http://127.0.0.1:$PORT
+
+config() { # args: dataset traces -> prints config path
+  local cfg="$work/eval-$RANDOM.toml"
+  cat > "$cfg" <<TOML
+[run]
+runs_dir = "$work/runs"
+[dataset]
+path = "$1"
+[models]
+target = "bench-model"
+target_provider = "bench"
+[providers.bench]
+kind = "mock"
+latency_ms = 200
+max_concurrency = 64
+[methods]
+enabled = ["mcq"]
+[tracking]
+traces = $2
+TOML
+  echo "$cfg"
+}
+
+count() { grep -c "$1" "$work/server.log" || true; }
+
+# A fresh server spends its first minute warming up (workers, job runner):
+# one unmeasured tracked run with traces first.
+python3 bench/gen_dataset.py 100 "$work/warm.jsonl"
+MLFLOW_EXPERIMENT_NAME=warm-up "$bin" run --config "$(config "$work/warm.jsonl" true)" --run-key warm > /dev/null 2>&1
+
+echo "| examples | no traces s | traces s | extra s | extra % | OTLP requests | trace-info requests | other REST | per 1,000 examples: OTLP + trace-info |"
+echo "|---|---|---|---|---|---|---|---|---|"
+for n in "$N_SMALL" "$N_LARGE"; do
+  python3 bench/gen_dataset.py "$n" "$work/data-$n.jsonl"
+  off=$(config "$work/data-$n.jsonl" false)
+  on=$(config "$work/data-$n.jsonl" true)
+  t0=$(date +%s.%N)
+  MLFLOW_EXPERIMENT_NAME="bench-off-$n" "$bin" run --config "$off" --run-key "off-$n" > /dev/null 2>&1
+  t1=$(date +%s.%N)
+  otlp0=$(count '"POST /v1/traces'); ass0=$(count '"POST /api/3.0/mlflow/traces HTTP'); rest0=$(count '"\(GET\|POST\|PUT\|PATCH\) /api/2.0')
+  MLFLOW_EXPERIMENT_NAME="bench-on-$n" "$bin" run --config "$on" --run-key "on-$n" > /dev/null 2>&1
+  t2=$(date +%s.%N)
+  otlp=$(( $(count '"POST /v1/traces') - otlp0 ))
+  ass=$(( $(count '"POST /api/3.0/mlflow/traces HTTP') - ass0 ))
+  rest=$(( $(count '"\(GET\|POST\|PUT\|PATCH\) /api/2.0') - rest0 ))
+  awk -v n="$n" -v a="$t0" -v b="$t1" -v c="$t2" -v o="$otlp" -v s="$ass" -v r="$rest" \
+    'BEGIN { off=b-a; on=c-b; printf "| %d | %.2f | %.2f | %.2f | %.1f%% | %d | %d | %d | %.0f + %.0f |\n", n, off, on, on-off, 100*(on-off)/off, o, s, r, 1000*o/n, 1000*s/n }'
+done
