@@ -41,6 +41,7 @@ fn spawn_tracked(ws: &Workspace, cfg: &Path, uri: &str, exp: &str) -> std::proce
         .env("MLFLOW_TRACKING_URI", uri)
         .env("MLFLOW_EXPERIMENT_NAME", exp)
         .env("W2C_TRACKING_PROGRESS_SECS", "0.2")
+        .env("W2C_TRACKING_TRACE_WAIT_SECS", "600")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -1174,4 +1175,63 @@ fn traces_can_be_switched_off() {
         .expect("verify");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
+}
+
+#[test]
+fn traces_not_sent_by_the_end_of_a_run_are_pending_until_sync() {
+    let uri = MlflowServer::shared();
+    let exp = experiment("trace-deadline");
+    let ws = Workspace::new();
+    let cfg = ws.config("eval.toml", &Opts::default());
+    // No wait at all for traces: the run ends as soon as its records are in.
+    let out = tracked_run(&ws, &cfg, uri, &exp)
+        .env("W2C_TRACKING_TRACE_WAIT_SECS", "0")
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let s = only_session(&ws.runs(), "k");
+    let ids = read_json(&s.join("mlflow_ids.json"));
+    // The end of a tracked run prints where its parent run is.
+    let parent = ids["parent_run_id"].as_str().expect("parent");
+    let url = format!(
+        "{}/#/experiments/{}/runs/{parent}",
+        uri.trim_end_matches('/'),
+        ids["experiment_id"].as_str().expect("experiment")
+    );
+    assert!(stdout.contains(&format!("mlflow: {url}")), "{stdout}");
+    let show = tracked(ws.path(), uri, &exp)
+        .args(["show", &session_fingerprint(&s)[..8], "--runs-dir"])
+        .arg(ws.runs())
+        .output()
+        .expect("show");
+    assert!(String::from_utf8_lossy(&show.stdout).contains(&url));
+    // Traces still to send are listed as pending, never silently dropped.
+    let pending: Vec<String> = ids["pending"]
+        .as_array()
+        .expect("pending")
+        .iter()
+        .map(|p| p.as_str().unwrap_or_default().to_string())
+        .collect();
+    if ids["synced"] == false {
+        assert!(
+            pending.iter().any(|p| p.starts_with("traces: ")),
+            "{pending:?}"
+        );
+    }
+    // `w2c sync` sends the rest: every trace is there, once.
+    let fp = session_fingerprint(&s);
+    tracked(ws.path(), uri, &exp)
+        .args(["sync", &fp[..8], "--runs-dir"])
+        .arg(ws.runs())
+        .assert()
+        .success();
+    let dump = common::mlflow::traces(uri, &exp);
+    assert!(common::mlflow::assert_traces_complete(&s, &dump) > 0);
+    let ids = read_json(&s.join("mlflow_ids.json"));
+    assert_eq!(ids["synced"], true, "{ids}");
 }

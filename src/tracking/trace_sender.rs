@@ -26,6 +26,15 @@ use std::path::{Path, PathBuf};
 pub const TRACES_FILE: &str = "mlflow_traces.jsonl";
 /// Traces per OTLP request (MLflow links at most 100 per request to a run).
 pub const TRACES_PER_REQUEST: usize = 50;
+
+/// What [`TraceSender::send_new`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    /// Traces sent.
+    pub sent: usize,
+    /// Traces still to send (the deadline came first).
+    pub left: usize,
+}
 /// Trace infos (with their assessments) sent at once.
 const INFO_CONCURRENCY: usize = 8;
 
@@ -340,13 +349,23 @@ impl TraceSender {
     /// calls are in its judge's traces). With `repair`, what the child run
     /// holds is listed first: a trace missing there is sent again whole,
     /// one missing assessments gets them.
-    pub async fn send_new(&mut self, mirror: &mut Mirror, ns: &str, repair: bool) -> Result<usize> {
+    ///
+    /// Past `deadline` (the end of a run that may wait no longer), no new
+    /// request is started: what is left stays to be sent by the next call
+    /// or by `w2c sync`, and [`Sent::left`] counts it.
+    pub async fn send_new(
+        &mut self,
+        mirror: &mut Mirror,
+        ns: &str,
+        repair: bool,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Sent> {
         let Some(prepared) = self.prepare(ns)? else {
-            return Ok(0);
+            return Ok(Sent::default());
         };
         let keys: Vec<String> = self.streams[ns].results.keys().cloned().collect();
         if keys.is_empty() {
-            return Ok(0);
+            return Ok(Sent::default());
         }
         let server = mirror.client.base().to_string();
         let experiment_id = mirror.ids.experiment_id.clone().unwrap_or_default();
@@ -372,17 +391,26 @@ impl TraceSender {
         };
         let linked = self.sent(&server, &experiment_id).sent.clone();
         let mut todo_keys = Vec::new();
+        let mut key_of: HashMap<String, String> = HashMap::new();
+        let mut already = Vec::new();
         for key in &keys {
             let id = format!("tr-{}", traces::trace_id(&owner, &prepared.1, key));
             let done_here = linked.get(&id) == Some(&run_id);
             let held = remote.as_ref().is_none_or(|r| r.contains_key(&id));
             if !(done_here && held) {
                 todo_keys.push(key.clone());
+                key_of.insert(id, key.clone());
+            } else {
+                already.push(key.clone());
             }
         }
         let built = self.build(&owner, ns, &prepared, &todo_keys);
         let mut n = 0;
+        let mut sent_keys: Vec<String> = already;
         for chunk in built.chunks(TRACES_PER_REQUEST) {
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                break;
+            }
             // Each trace's info with its run and assessments first (a new
             // trace is one insert; deterministic ids make a repeat an
             // update), then the spans in one OTLP request, which link the
@@ -422,23 +450,25 @@ impl TraceSender {
                 stage: "sent".into(),
                 traces: ids.clone(),
             })?;
+            sent_keys.extend(ids.iter().filter_map(|id| key_of.get(id).cloned()));
             let sent = self.sent(&server, &experiment_id);
             for id in ids {
                 sent.sent.insert(id, run_id.clone());
             }
             n += chunk.len();
         }
+        let left = built.len() - n;
         // A sent item of a namespace that is not a target stream is not
         // needed any more.
         if !repair {
             if let Some(s) = self.streams.get_mut(ns) {
-                for k in &keys {
+                for k in &sent_keys {
                     s.calls.remove(k);
                     s.results.shift_remove(k);
                 }
             }
         }
-        Ok(n)
+        Ok(Sent { sent: n, left })
     }
 
     fn append(&self, line: &TraceLogLine) -> Result<()> {

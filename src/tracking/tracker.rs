@@ -41,6 +41,28 @@ const PROGRESS_DEFAULT: Duration = Duration::from_secs(15);
 pub const PROGRESS_RANGE: std::ops::RangeInclusive<f64> = 0.05..=86_400.0;
 /// How often the worker sends the traces of newly finished examples.
 const TRACE_INTERVAL: Duration = Duration::from_secs(2);
+/// How long the end of a run may wait for traces still to send
+/// (environment override); the rest is left to `w2c sync`.
+pub const TRACE_WAIT_VAR: &str = "W2C_TRACKING_TRACE_WAIT_SECS";
+/// Default of [`TRACE_WAIT_VAR`].
+pub const TRACE_WAIT_DEFAULT: Duration = Duration::from_secs(30);
+/// Accepted range of [`TRACE_WAIT_VAR`], seconds.
+pub const TRACE_WAIT_RANGE: std::ops::RangeInclusive<f64> = 0.0..=3600.0;
+
+/// How long the end of a run waits for traces ([`TRACE_WAIT_VAR`]).
+pub fn trace_wait() -> Duration {
+    super::env_secs(
+        &super::process_env,
+        TRACE_WAIT_VAR,
+        TRACE_WAIT_DEFAULT,
+        TRACE_WAIT_RANGE,
+    )
+    .unwrap_or(TRACE_WAIT_DEFAULT)
+}
+
+/// Whether the run has ended: from then on traces wait for the end's
+/// records, then get [`trace_wait`] at most.
+type Ending = Arc<std::sync::atomic::AtomicBool>;
 
 /// The longest silence tracking may hold a run up for ([`WAIT_VAR`]).
 pub fn wait() -> Duration {
@@ -164,6 +186,7 @@ struct Online {
     health: Shared,
     heartbeat: Heartbeat,
     wait: Duration,
+    ending: Ending,
 }
 
 /// Drives MLflow for one run of one session. Every method is infallible
@@ -229,6 +252,7 @@ impl Tracker {
         let traces = target
             .traces
             .then(|| TraceSender::new(session_dir, manifest));
+        let ending: Ending = Arc::default();
         let worker = Worker {
             client,
             experiment: target.experiment.clone(),
@@ -243,6 +267,8 @@ impl Tracker {
             pushed: BTreeSet::new(),
             parent_reopened: false,
             traces,
+            ending: ending.clone(),
+            trace_deadline: None,
         };
         let handle = tokio::spawn(worker.run(rx, setup_tx));
         let wait = wait();
@@ -258,6 +284,7 @@ impl Tracker {
                 health,
                 heartbeat,
                 wait,
+                ending,
             }),
             progress,
             current,
@@ -310,6 +337,9 @@ impl Tracker {
         let Some(online) = &self.online else {
             return self.notes.lock().map(|n| n.clone()).unwrap_or_default();
         };
+        online
+            .ending
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.send(last);
         // Closing the channel ends the worker once it has handled everything.
         if let Ok(mut tx) = online.events.lock() {
@@ -499,6 +529,9 @@ struct Worker {
     pushed: BTreeSet<String>,
     parent_reopened: bool,
     traces: Option<TraceSender>,
+    ending: Ending,
+    /// Set when the end's records are in: traces stop being started then.
+    trace_deadline: Option<Instant>,
 }
 
 impl Worker {
@@ -522,7 +555,10 @@ impl Worker {
                     Some(event) => self.handle(event).await,
                     None => break,
                 },
-                _ = tick.tick() => self.send_traces(false).await,
+                // Once the run has ended its records go first.
+                _ = tick.tick(), if !self.ending.load(std::sync::atomic::Ordering::SeqCst) => {
+                    self.send_traces(false).await
+                }
             }
             self.client.heartbeat().beat();
         }
@@ -563,7 +599,6 @@ impl Worker {
             } => {
                 self.stop_progress(Some(last)).await;
                 self.open.retain(|n| n != &ns);
-                self.send_traces(true).await;
                 let st = if mirror::namespace_done(&self.session_dir, &ns) {
                     status::FINISHED
                 } else if cancelled {
@@ -571,7 +606,12 @@ impl Worker {
                 } else {
                     status::FAILED
                 };
+                // The run's record first; the traces follow it (once the
+                // run has ended, after all its records).
                 self.push(&ns, st).await;
+                if !self.ending.load(std::sync::atomic::Ordering::SeqCst) {
+                    self.send_traces(true).await;
+                }
             }
             Event::Failed(err) => {
                 self.stop_progress(None).await;
@@ -600,7 +640,6 @@ impl Worker {
                     self.push(&ns, mirror::stopped_status(&self.session_dir, &ns))
                         .await;
                 }
-                self.send_traces(true).await;
                 // Every namespace of the session, not only those this run
                 // reported (a judge's target stream, namespaces of other
                 // settings), goes through the same path as `w2c sync`.
@@ -609,18 +648,21 @@ impl Worker {
                         self.push(&ns, st).await;
                     }
                 }
-                if self.paused("session") {
-                    return;
+                if !self.paused("session") {
+                    let r = async {
+                        let m = self.setup().await?;
+                        m.upload_session_files(false).await?;
+                        m.settle_parent(parent_status).await
+                    }
+                    .await;
+                    if let Err(e) = r {
+                        record_failure(&self.health, "session", &e);
+                    }
                 }
-                let r = async {
-                    let m = self.setup().await?;
-                    m.upload_session_files(false).await?;
-                    m.settle_parent(parent_status).await
-                }
-                .await;
-                if let Err(e) = r {
-                    record_failure(&self.health, "session", &e);
-                }
+                // The records are complete; traces last, for at most
+                // `trace_wait` from now.
+                self.trace_deadline = Some(Instant::now() + trace_wait());
+                self.send_traces(true).await;
             }
         }
     }
@@ -726,17 +768,28 @@ impl Worker {
         } else {
             self.open.clone()
         };
+        let deadline = self.trace_deadline;
         if !namespaces.is_empty() && !self.paused("traces") {
             let r = async {
                 let m = self.setup().await?;
+                let mut left = 0;
                 for ns in &namespaces {
-                    traces.send_new(m, ns, false).await?;
+                    left += traces.send_new(m, ns, false, deadline).await?.left;
                 }
-                Ok::<_, anyhow::Error>(())
+                Ok::<_, anyhow::Error>(left)
             }
             .await;
-            if let Err(e) = r {
-                record_failure(&self.health, "traces", &e);
+            match r {
+                Ok(0) => {}
+                Ok(left) => {
+                    let mut health = lock(&self.health);
+                    health.pending.retain(|p| !p.starts_with("traces: "));
+                    health.pending.insert(format!(
+                        "traces: {left} not sent when the run ended ({TRACE_WAIT_VAR} = {:.0} s); `w2c sync` sends them",
+                        trace_wait().as_secs_f64()
+                    ));
+                }
+                Err(e) => record_failure(&self.health, "traces", &e),
             }
         }
         self.traces = Some(traces);
