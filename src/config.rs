@@ -145,6 +145,11 @@ pub struct RunConfig {
     /// Seed sent with every request (`seed`) and used by the mock provider.
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// Number of shards a run with `--shard` (index from the job engine)
+    /// splits the session into, when neither `--shards` nor the session's
+    /// plan says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<usize>,
 }
 
 impl Default for RunConfig {
@@ -153,6 +158,7 @@ impl Default for RunConfig {
             run_key: None,
             runs_dir: default_runs_dir(),
             seed: default_seed(),
+            shards: None,
         }
     }
 }
@@ -850,6 +856,14 @@ impl Config {
         }
         if self.dataset.n_per_label == Some(0) {
             bail!("key `dataset.n_per_label`: expected a positive number (leave it out to use the whole file)");
+        }
+        if let Some(n) = self.run.shards {
+            if !(1..=crate::shard::MAX_SHARDS).contains(&n) {
+                bail!(
+                    "key `run.shards`: expected a value in [1, {}]",
+                    crate::shard::MAX_SHARDS
+                );
+            }
         }
         if self.models.target.trim().is_empty() {
             bail!("key `models.target`: expected a model name, got an empty string");

@@ -266,6 +266,14 @@ pub trait RunObserver {
     /// interrupted (`cancelled`) or left with failed items.
     fn namespace_stopped(&self, ns: &str, cancelled: bool) -> impl Future<Output = ()>;
 
+    /// A namespace was finalized (its `_DONE.json` is written) by this
+    /// process. Shards call it holding the finalize lock, so one observer at
+    /// a time mirrors the session; an unsharded run sees the same in
+    /// [`RunObserver::namespace_stopped`] and may ignore this.
+    fn namespace_finalized(&self, _ns: &str) -> impl Future<Output = ()> {
+        async {}
+    }
+
     /// The run failed with `err`; namespaces still open stopped with it.
     fn run_failed(&self, err: &anyhow::Error) -> impl Future<Output = ()>;
 

@@ -3,9 +3,9 @@
 //! [`super::main`].
 
 use super::{
-    Cli, CompletionsArgs, LsArgs, ReportArgs, ResumeArgs, RunArgs, ShowArgs, StatusArgs, SyncArgs,
-    VerifyArgs, EXIT_CANNOT_CHECK, EXIT_ERROR, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_MISMATCH,
-    EXIT_OK,
+    Cli, CompletionsArgs, FinalizeArgs, LsArgs, PlanArgs, ReportArgs, ResumeArgs, RunArgs,
+    ShardArgs, ShowArgs, StatusArgs, SyncArgs, VerifyArgs, EXIT_CANNOT_CHECK, EXIT_ERROR,
+    EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_MISMATCH, EXIT_OK,
 };
 use crate::config;
 use crate::engine::Cancel;
@@ -13,7 +13,7 @@ use crate::fingerprint::short;
 use crate::official_task::OfficialVariant;
 use crate::outcome::RunStatus;
 use crate::report;
-use crate::runner::{self, RunRequest};
+use crate::runner::{self, RunRequest, Slice, SliceRequest};
 use crate::store::{layout, session, NamespaceDir};
 use crate::tracking;
 use anyhow::{Context as _, Result};
@@ -79,24 +79,21 @@ pub(super) fn config_check(file: &std::path::Path) -> Result<i32> {
     Ok(EXIT_OK)
 }
 
-/// `w2c run`.
-pub(super) fn run(
-    RunArgs {
-        config,
-        run_key,
-        runs_dir,
-        no_tracking,
-    }: RunArgs,
-) -> Result<i32> {
-    let mut loaded = config::load(&config)?;
+/// The config of `run` and `plan`: loaded, with `--runs-dir` applied, and
+/// its run key resolved (said on stderr when generated or sanitized).
+fn config_and_key(
+    config: &std::path::Path,
+    run_key: Option<&str>,
+    runs_dir: Option<PathBuf>,
+) -> Result<(config::Config, String)> {
+    let mut loaded = config::load(config)?;
     if let Some(dir) = runs_dir {
         // Like every other command's --runs-dir / W2C_RUNS_DIR: relative to
         // where the user stands, not to the config file.
         loaded.config.run.runs_dir =
             std::path::absolute(&dir).with_context(|| format!("--runs-dir {}", dir.display()))?;
     }
-    let config::RunKey { key, source, given } =
-        runner::run_key_for(&loaded.config, run_key.as_deref())?;
+    let config::RunKey { key, source, given } = runner::run_key_for(&loaded.config, run_key)?;
     if source == config::RunKeySource::Generated {
         eprintln!("run key: {key} (generated; pass --run-key or set W2C_RUN_KEY to choose one)");
     }
@@ -106,24 +103,149 @@ pub(super) fn run(
             source.describe()
         );
     }
-    let tracking = tracking_for(&loaded.config, no_tracking)?;
+    Ok((loaded.config, key))
+}
+
+/// What `--shard`/`--shards` ask for.
+fn slice_request(shard: ShardArgs) -> SliceRequest {
+    if shard.shard.is_none() && shard.shards.is_none() {
+        SliceRequest::All
+    } else {
+        SliceRequest::Shard {
+            flag: shard.shard,
+            shards: shard.shards,
+        }
+    }
+}
+
+/// `w2c run`.
+pub(super) fn run(
+    RunArgs {
+        config,
+        run_key,
+        runs_dir,
+        no_tracking,
+        shard,
+    }: RunArgs,
+) -> Result<i32> {
+    let (config, key) = config_and_key(&config, run_key.as_deref(), runs_dir)?;
+    let tracking = tracking_for(&config, no_tracking)?;
     execute(
         RunRequest {
-            config: loaded.config,
+            config,
             run_key: key,
             resuming: None,
+            slice: slice_request(shard),
         },
         tracking,
     )
 }
 
-/// `w2c resume`.
-pub(super) fn resume(
-    ResumeArgs {
+/// `w2c plan`: the session created (or found) alone, its plan and shard
+/// count recorded, its MLflow runs opened; the fingerprint on stdout.
+pub(super) fn plan(
+    PlanArgs {
+        config,
+        run_key,
+        runs_dir,
+        no_tracking,
+        shards,
+    }: PlanArgs,
+) -> Result<i32> {
+    let (config, key) = config_and_key(&config, run_key.as_deref(), runs_dir)?;
+    if let Some(n) = shards {
+        crate::shard::Shard::new(0, n).map_err(|e| anyhow::anyhow!("--shards: {e}"))?;
+    }
+    let (target, offline_reason) = tracking_for(&config, no_tracking)?;
+    let shards = shards.or(config.run.shards);
+    let opened = runner::open(RunRequest {
+        config,
+        run_key: key,
+        resuming: None,
+        slice: SliceRequest::All,
+    })?;
+    let planned = runner::plan(&opened.config)?;
+    let recorded = runner::claim_plan(&opened.session, &planned)?;
+    let dir = opened.session.dir.clone();
+    if let Some(n) = shards {
+        if opened.session.manifest.shards != Some(n) {
+            session::record_shards(&dir, n)?;
+        }
+    }
+    let manifest: session::Manifest = crate::store::read_json(&layout::manifest(&dir))?;
+    let namespaces: Vec<String> = recorded.iter().map(|p| p.namespace.clone()).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let notes = match &target {
+        Some(t) => {
+            runtime.block_on(tracking::shards::open_runs(t, &dir, &manifest, &namespaces))?
+        }
+        None => {
+            tracking::Tracker::offline(&dir, &offline_reason)?;
+            Vec::new()
+        }
+    };
+    for note in notes {
+        eprintln!("note: {note}");
+    }
+    let items: usize = recorded.iter().map(|p| p.items).sum();
+    eprintln!(
+        "{} session {} (run key {}) at {}: {} namespaces, {items} items{}",
+        if opened.session.created {
+            "planned new"
+        } else {
+            "planned"
+        },
+        short(&manifest.fingerprint),
+        manifest.run_key,
+        dir.display(),
+        recorded.len(),
+        match manifest.shards {
+            Some(n) => format!(", {n} shards"),
+            None => String::new(),
+        }
+    );
+    if let Some(url) = crate::tracking::ids::MlflowIds::load(&dir)
+        .ok()
+        .and_then(|ids| report::mlflow_run_url(&ids, ids.parent_run_id.as_deref()))
+    {
+        eprintln!("mlflow: {url}");
+    }
+    let fp = short(&manifest.fingerprint);
+    match manifest.shards {
+        Some(n) => eprintln!(
+            "next: run each shard with `w2c resume {fp} --shard I/{n}` (or `--shard` in a Slurm array / Kubernetes Indexed Job); the last one finalizes, or `w2c finalize {fp}`"
+        ),
+        None => eprintln!("next: `w2c resume {fp}`, or shards with `w2c resume {fp} --shard I/N`"),
+    }
+    println!("{}", manifest.fingerprint);
+    Ok(EXIT_OK)
+}
+
+/// `w2c finalize`.
+pub(super) fn finalize(
+    FinalizeArgs {
         session,
         no_tracking,
-    }: ResumeArgs,
+    }: FinalizeArgs,
 ) -> Result<i32> {
+    let (config, found) = resumed_config(&session)?;
+    let tracking = tracking_for(&config, no_tracking)?;
+    execute(
+        RunRequest {
+            config,
+            run_key: found.manifest.run_key.clone(),
+            resuming: Some(found.manifest),
+            slice: SliceRequest::Finalize,
+        },
+        tracking,
+    )
+}
+
+/// The stored config of the session `session` names, with its runs dir
+/// where the session was found.
+fn resumed_config(session: &super::SessionArgs) -> Result<(config::Config, session::FoundSession)> {
     let found = session.find()?;
     let mut config = runner::config_from_manifest(&found)?;
     // The session lives where it was found, even if the folder moved.
@@ -132,12 +254,25 @@ pub(super) fn resume(
             config.run.runs_dir = runs.to_path_buf();
         }
     }
+    Ok((config, found))
+}
+
+/// `w2c resume`.
+pub(super) fn resume(
+    ResumeArgs {
+        session,
+        no_tracking,
+        shard,
+    }: ResumeArgs,
+) -> Result<i32> {
+    let (config, found) = resumed_config(&session)?;
     let tracking = tracking_for(&config, no_tracking)?;
     execute(
         RunRequest {
             config,
             run_key: found.manifest.run_key.clone(),
             resuming: Some(found.manifest),
+            slice: slice_request(shard),
         },
         tracking,
     )
@@ -566,23 +701,56 @@ fn execute(req: RunRequest, tracking: (Option<tracking::Target>, String)) -> Res
         });
         let opened = runner::open(req)?;
         let s = &opened.session;
+        let part = match &opened.slice {
+            Slice::All => String::new(),
+            Slice::Shard(r) => format!(
+                ", shard {} (from {})",
+                r.shard,
+                r.source.describe()
+            ),
+            Slice::Finalize => ", finalizing".into(),
+        };
         eprintln!(
-            "{} session {} (run key {}) at {}",
+            "{} session {} (run key {}) at {}{part}",
             if s.created { "new" } else { "resuming" },
             short(&s.manifest.fingerprint),
             s.manifest.run_key,
             s.dir.display()
         );
         let (target, offline_reason) = tracking;
-        let tracker =
-            tracking::Tracker::for_session(target.as_ref(), &offline_reason, &s.dir, &s.manifest)
-                .await?;
-        let view = super::progress::ProgressView::start(
-            crate::outcome::RunObserver::progress(&tracker),
-            progress_style,
-        );
-        let report = opened.execute(&tracker, &cancel).await;
-        view.finish().await;
+        let report = if opened.slice == Slice::All {
+            let tracker = tracking::Tracker::for_session(
+                target.as_ref(),
+                &offline_reason,
+                &s.dir,
+                &s.manifest,
+            )
+            .await?;
+            let view = super::progress::ProgressView::start(
+                crate::outcome::RunObserver::progress(&tracker),
+                progress_style,
+            );
+            let report = opened.execute(&tracker, &cancel).await;
+            view.finish().await;
+            report
+        } else {
+            // Shards (and `w2c finalize`) share the session: MLflow hears
+            // only of the namespaces this process finalizes.
+            let tracker = tracking::shards::ShardTracker::start(
+                target.as_ref(),
+                &offline_reason,
+                &s.dir,
+                &s.manifest,
+            )
+            .await?;
+            let view = super::progress::ProgressView::start(
+                crate::outcome::RunObserver::progress(&tracker),
+                progress_style,
+            );
+            let report = opened.execute(&tracker, &cancel).await;
+            view.finish().await;
+            report
+        };
         let report = report?;
         for note in &report.notes {
             eprintln!("note: {note}");

@@ -3,7 +3,8 @@
 //! ([`layout`]), the manifest, lock and namespaces ([`session`]), the
 //! crash-safe file primitives ([`jsonl`], [`files`]), the typed records
 //! every other layer reads and writes ([`records`]) and how far a session
-//! has come ([`census`]). Nothing here knows
+//! has come ([`census`]), and the files of sessions run in shards
+//! ([`shards`]). Nothing here knows
 //! about methods, LLMs or MLflow.
 //!
 //! ```text
@@ -22,11 +23,12 @@ pub mod jsonl;
 pub mod layout;
 pub mod records;
 pub mod session;
+pub mod shards;
 
 pub use census::{census, NamespaceCount, NamespaceState};
 pub use files::{file_digest, read_json, write_bytes_atomic, write_json_atomic};
 pub use jsonl::{load_jsonl, read_jsonl, read_jsonl_lines, JsonlWriter, LoadReport};
-pub use layout::{names, NamespaceDir};
+pub use layout::{names, NamespaceDir, WriterFiles};
 pub use records::{
     DoneMarker, ErrorLine, FileDigest, MethodSettings, MetricsFile, PredictionRow, RunLogLine,
     Usage, UsageTotals,

@@ -8,6 +8,7 @@ pub mod flatten;
 pub mod ids;
 pub mod mirror;
 pub mod rest;
+pub mod shards;
 
 use crate::config::TrackingConfig;
 use crate::outcome::Progress;
