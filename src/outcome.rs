@@ -63,6 +63,10 @@ pub struct RunReport {
     pub status: RunStatus,
     /// Notes for the user (torn lines cut, resumed items...).
     pub notes: Vec<String>,
+    /// The shard this process ran, if it was one.
+    pub shard: Option<crate::shard::Shard>,
+    /// Whether this process only finalized (`w2c finalize`).
+    pub finalizing: bool,
 }
 
 impl RunReport {

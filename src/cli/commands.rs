@@ -326,6 +326,7 @@ pub(super) fn status(StatusArgs { runs_dir }: StatusArgs) -> Result<i32> {
         .map(|s| report::StatusRow {
             namespaces: crate::store::census(&s.dir, &s.manifest),
             running_pid: session::holder(&s.dir),
+            running_shards: session::shard_holders(&s.dir),
             session: s,
         })
         .collect();
@@ -479,6 +480,7 @@ pub(super) fn ls(LsArgs { run_key, runs_dir }: LsArgs) -> Result<i32> {
         .map(|s| report::StatusRow {
             namespaces: crate::store::census(&s.dir, &s.manifest),
             running_pid: None,
+            running_shards: Vec::new(),
             session: s,
         })
         .collect();

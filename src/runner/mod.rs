@@ -231,6 +231,8 @@ impl Opened {
             methods: Vec::new(),
             status: RunStatus::Complete,
             notes: self.notes.clone(),
+            shard: self.slice.shard(),
+            finalizing: self.slice == Slice::Finalize,
         };
         let run = Run {
             session: &self.session,

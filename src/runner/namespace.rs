@@ -545,7 +545,7 @@ fn note_outcome<R>(
             outcome.abandoned
         ));
     }
-    let stats = client.limiter.stats();
+    let stats = client.limiter_stats();
     if stats.decreases > 0 {
         report.notes.push(format!(
             "{ns}: rate limited: concurrency was cut {} times (lowest {}), now {}",
