@@ -266,9 +266,19 @@ struct Callers {
 impl Callers {
     fn new(config: &Config) -> Result<Callers> {
         let price = |model: &str| config.prices.get(model).copied();
+        // `W2C_BASE_URLS_<PROVIDER>` points this process at its own
+        // endpoints (e.g. the model server a job array task started).
+        let env = |k: &str| std::env::var(k).ok();
+        let client = |name: &str, cfg: &config::ProviderConfig| -> Result<Client> {
+            Client::new(
+                name,
+                &cfg.with_endpoints_from_env(name, &env)?,
+                config.run.seed,
+            )
+        };
         let (provider_name, provider_cfg) = config.target_provider()?;
         let target = Caller {
-            client: Arc::new(Client::new(provider_name, provider_cfg, config.run.seed)?),
+            client: Arc::new(client(provider_name, provider_cfg)?),
             price: price(&config.models.target),
         };
         let judge = if config.methods.enabled.iter().any(|m| m.uses_judge()) {
@@ -276,7 +286,7 @@ impl Callers {
             let client = if judge_provider == provider_name {
                 target.client.clone()
             } else {
-                Arc::new(Client::new(judge_provider, judge_cfg, config.run.seed)?)
+                Arc::new(client(judge_provider, judge_cfg)?)
             };
             Some(Caller {
                 client,
