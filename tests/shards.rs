@@ -322,14 +322,8 @@ fn an_indexed_job_creates_the_session_from_four_pods_at_once() {
     }
     let plain = unsharded(&ws, &cfg);
     assert_identical(&sharded, &plain);
-    verify_deep_clean(
-        &ws,
-        &read_json(&sharded.join("manifest.json"))["fingerprint"]
-            .as_str()
-            .expect("fp")
-            .to_string(),
-        &[],
-    );
+    let manifest = read_json(&sharded.join("manifest.json"));
+    verify_deep_clean(&ws, manifest["fingerprint"].as_str().expect("fp"), &[]);
     // A pod whose count disagrees with the plan is refused.
     let out = w2c(ws.path())
         .args([
