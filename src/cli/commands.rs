@@ -737,7 +737,25 @@ fn execute(req: RunRequest, tracking: (Option<tracking::Target>, String)) -> Res
             report
         } else {
             // Shards (and `w2c finalize`) share the session: MLflow hears
-            // only of the namespaces this process finalizes.
+            // only of the namespaces this process finalizes — on the server
+            // the session records when the environment names none (a job's
+            // environment may lack it; `--no-tracking` still means none).
+            let target = match target {
+                Some(t) => Some(t),
+                None if offline_reason == tracking::offline_reason(false, &|_| None) => {
+                    let ids = tracking::ids::MlflowIds::load(&s.dir)?;
+                    if ids.mode == tracking::ids::Mode::Online {
+                        tracking::resolve_for_session(
+                            &opened.config.tracking,
+                            &ids,
+                            &tracking::process_env,
+                        )?
+                    } else {
+                        None
+                    }
+                }
+                None => None,
+            };
             let tracker = tracking::shards::ShardTracker::start(
                 target.as_ref(),
                 &offline_reason,
