@@ -22,7 +22,9 @@ python3 bench/gen_dataset.py "$N" "$work/d.jsonl"
 
 urls=()
 for i in 0 1 2 3; do
+  : > "$work/s$i.out"
   "$bin" mock-server --port 0 --latency-ms "$LAT" --max-concurrency "$C" > "$work/s$i.out" &
+  u=""
   for _ in $(seq 100); do
     u=$(sed -n 's/^listening on //p' "$work/s$i.out")
     [ -n "$u" ] && break
