@@ -154,7 +154,7 @@ pub fn run_summary(report: &RunReport) -> String {
         ));
     }
     if report.methods.iter().any(|m| {
-        m.usage.cost_usd.is_none() && m.usage.prompt_tokens + m.usage.completion_tokens > 0
+        m.usage.cost_usd.is_none() && (m.usage.prompt_tokens > 0 || m.usage.completion_tokens > 0)
     }) {
         notes.push(
             "cost -: no price set for the model (add [prices.\"<model>\"] to the config)".into(),

@@ -259,24 +259,23 @@ fn verify_namespace(c: &mut Collector, found: &FoundSession, expected: &Expected
     let done_path = dir.checkpoints.join(files::DONE);
     let done: Option<anyhow::Result<DoneMarker>> =
         done_path.exists().then(|| read_json(&done_path));
-    let read = read_namespace(&dir, done.as_ref().and_then(|d| d.as_ref().ok()));
-    let mut keys = check_checkpoint_lines(c, read.results);
+    let NamespaceRead {
+        results,
+        mut unresolved,
+        metrics,
+        digests,
+    } = read_namespace(&dir, done.as_ref().and_then(|d| d.as_ref().ok()));
+    let mut keys = check_checkpoint_lines(c, results);
     if !dir.shard_dirs().is_empty() {
+        // Before finalizing, the shards' results are the namespace's too.
         let in_shards = check_shards(c, found, &dir, done.is_some(), &keys);
         if done.is_none() {
             keys.extend(in_shards);
         }
     }
-    let mut unresolved = read.unresolved;
     unresolved.retain(|k| !keys.contains(k));
-    let read = NamespaceRead {
-        results: Ok((HashSet::new(), LoadReport::default())),
-        unresolved,
-        metrics: read.metrics,
-        digests: read.digests,
-    };
     match &done {
-        None => check_unfinished(c, &dir, expected.items, &keys, &read.unresolved),
+        None => check_unfinished(c, &dir, expected.items, &keys, &unresolved),
         Some(Err(e)) => c.push("_DONE.json", Status::Mismatch, format!("{e:#}")),
         Some(Ok(done)) => {
             c.push(
@@ -284,9 +283,9 @@ fn verify_namespace(c: &mut Collector, found: &FoundSession, expected: &Expected
                 Status::Ok,
                 format!("done at {}", done.done_at),
             );
-            check_done(c, done, expected.items, &keys, &read.unresolved);
-            check_digests(c, read.digests);
-            if let Some((status, detail)) = read.metrics {
+            check_done(c, done, expected.items, &keys, &unresolved);
+            check_digests(c, digests);
+            if let Some((status, detail)) = metrics {
                 c.push("metrics recompute", status, detail);
             }
         }
