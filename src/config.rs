@@ -174,6 +174,11 @@ pub struct RunConfig {
     /// the config file's name). Recorded, never part of the fingerprint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub campaign: Option<String>,
+    /// Number of shards a run with `--shard` (index from the job engine)
+    /// splits the session into, when neither `--shards` nor the session's
+    /// plan says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<usize>,
 }
 
 impl Default for RunConfig {
@@ -183,6 +188,7 @@ impl Default for RunConfig {
             runs_dir: default_runs_dir(),
             seed: default_seed(),
             campaign: None,
+            shards: None,
         }
     }
 }
@@ -251,6 +257,12 @@ pub struct ProviderConfig {
     /// Base URL, e.g. `https://api.openai.com/v1` (openai only).
     #[serde(default)]
     pub base_url: Option<String>,
+    /// Several endpoints serving the same model (replicas without a load
+    /// balancer), instead of `base_url`: each a URL or `{ url, max_concurrency }`.
+    /// Requests go to the least-loaded healthy one; `max_concurrency` is then
+    /// per endpoint.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub base_urls: Vec<EndpointConfig>,
     /// Name of the environment variable holding the API key.
     #[serde(default)]
     pub api_key_env: Option<String>,
@@ -292,6 +304,59 @@ pub struct ProviderConfig {
 
 fn default_concurrency() -> usize {
     8
+}
+
+/// One endpoint of `base_urls`: a URL, or a URL with its own concurrency.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EndpointConfig {
+    /// `"http://10.0.0.5:8000/v1"`.
+    Url(String),
+    /// `{ url = "...", max_concurrency = 16 }`.
+    WithLimit {
+        /// The endpoint's base URL.
+        url: String,
+        /// Most requests in flight to it (else the provider's `max_concurrency`).
+        #[serde(default)]
+        max_concurrency: Option<usize>,
+    },
+}
+
+impl EndpointConfig {
+    /// The endpoint's base URL.
+    pub fn url(&self) -> &str {
+        match self {
+            EndpointConfig::Url(u) | EndpointConfig::WithLimit { url: u, .. } => u,
+        }
+    }
+
+    /// Its own concurrency, if set.
+    pub fn max_concurrency(&self) -> Option<usize> {
+        match self {
+            EndpointConfig::Url(_) => None,
+            EndpointConfig::WithLimit {
+                max_concurrency, ..
+            } => *max_concurrency,
+        }
+    }
+}
+
+/// The environment variable that replaces provider `name`'s endpoints for
+/// one process (`W2C_BASE_URLS_<NAME>`, the name upper-cased with other
+/// characters as `_`): comma-separated URLs, e.g. each node's own server in
+/// a job array.
+pub fn endpoints_env_var(name: &str) -> String {
+    let upper: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("W2C_BASE_URLS_{upper}")
 }
 
 fn default_timeout() -> f64 {
@@ -734,6 +799,53 @@ impl StabilityConfig {
 }
 
 impl ProviderConfig {
+    /// Every endpoint with its concurrency: `base_urls`, else `base_url`.
+    pub fn endpoints(&self) -> Vec<(String, usize)> {
+        if self.base_urls.is_empty() {
+            self.base_url
+                .iter()
+                .map(|u| (u.clone(), self.max_concurrency))
+                .collect()
+        } else {
+            self.base_urls
+                .iter()
+                .map(|e| {
+                    (
+                        e.url().to_string(),
+                        e.max_concurrency().unwrap_or(self.max_concurrency),
+                    )
+                })
+                .collect()
+        }
+    }
+
+    /// The config with its endpoints replaced by those of
+    /// [`endpoints_env_var`], when that variable is set (for this process
+    /// only: it is not stored, nor part of the fingerprint).
+    pub fn with_endpoints_from_env(
+        &self,
+        name: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<ProviderConfig> {
+        let var = endpoints_env_var(name);
+        let Some(value) = env(&var).filter(|v| !v.trim().is_empty()) else {
+            return Ok(self.clone());
+        };
+        if self.kind != ProviderKind::Openai {
+            bail!("{var}: provider `{name}` is not an `openai` provider");
+        }
+        let mut urls = Vec::new();
+        for (i, raw) in value.split(',').map(str::trim).enumerate() {
+            check_base_url(raw).map_err(|e| anyhow::anyhow!("{var}: URL {}: {e}", i + 1))?;
+            urls.push(EndpointConfig::Url(raw.to_string()));
+        }
+        Ok(ProviderConfig {
+            base_url: None,
+            base_urls: urls,
+            ..self.clone()
+        })
+    }
+
     /// Checks `[providers.<name>]`.
     fn validate(&self, name: &str) -> Result<()> {
         let key = |k: &str| format!("providers.{name}.{k}");
@@ -816,13 +928,40 @@ impl ProviderConfig {
         }
         match self.kind {
             ProviderKind::Openai => {
-                match self.base_url.as_deref() {
-                    None | Some("") => bail!(
-                        "key `{}`: required for an `openai` provider",
+                match (self.base_url.as_deref(), self.base_urls.is_empty()) {
+                    (Some(_), false) => bail!(
+                        "key `{}`: give either `base_url` or `base_urls`, not both",
+                        key("base_urls")
+                    ),
+                    (None | Some(""), true) => bail!(
+                        "key `{}`: required for an `openai` provider (or `base_urls` for several endpoints)",
                         key("base_url")
                     ),
-                    Some(url) => check_base_url(url)
+                    (Some(url), true) => check_base_url(url)
                         .map_err(|e| anyhow::anyhow!("key `{}`: {e}", key("base_url")))?,
+                    (None, false) => {}
+                }
+                for (i, e) in self.base_urls.iter().enumerate() {
+                    check_base_url(e.url())
+                        .map_err(|err| anyhow::anyhow!("key `{}[{i}]`: {err}", key("base_urls")))?;
+                    if let Some(n) = e.max_concurrency() {
+                        in_range(
+                            &format!("base_urls[{i}].max_concurrency"),
+                            MAX_CONCURRENCY_RANGE.contains(&n),
+                            format!(
+                                "[{}, {}]",
+                                MAX_CONCURRENCY_RANGE.start(),
+                                MAX_CONCURRENCY_RANGE.end()
+                            ),
+                        )?;
+                    }
+                    if self.base_urls[..i].iter().any(|o| o.url() == e.url()) {
+                        bail!(
+                            "key `{}[{i}]`: `{}` is listed twice",
+                            key("base_urls"),
+                            crate::redact::url_without_credentials(e.url())
+                        );
+                    }
                 }
                 if self.latency_ms != 0 || self.fail_rate != 0.0 {
                     bail!(
@@ -834,6 +973,7 @@ impl ProviderConfig {
             }
             ProviderKind::Mock => {
                 if self.base_url.is_some()
+                    || !self.base_urls.is_empty()
                     || self.api_key_env.is_some()
                     || !self.headers_env.is_empty()
                 {
@@ -1049,6 +1189,14 @@ impl Config {
         }
         if self.dataset.n_per_label == Some(0) {
             bail!("key `dataset.n_per_label`: expected a positive number (leave it out to use the whole file)");
+        }
+        if let Some(n) = self.run.shards {
+            if !(1..=crate::shard::MAX_SHARDS).contains(&n) {
+                bail!(
+                    "key `run.shards`: expected a value in [1, {}]",
+                    crate::shard::MAX_SHARDS
+                );
+            }
         }
         if self.models.target.trim().is_empty() {
             bail!("key `models.target`: expected a model name (or a campaign's models in `[[targets]]`)");

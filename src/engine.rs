@@ -10,7 +10,9 @@
 use crate::audit::AuditEvent;
 use crate::llm::CallRecord;
 use crate::outcome::Progress;
-use crate::store::{load_jsonl, names, ErrorLine, JsonlWriter, NamespaceDir, RunLogLine, StepLog};
+use crate::store::{
+    load_jsonl, ErrorLine, JsonlWriter, NamespaceDir, RunLogLine, StepLog, WriterFiles,
+};
 use anyhow::Result;
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
@@ -220,6 +222,9 @@ pub fn add_call_audit(key: &str, calls: &[CallRecord], audit: &mut Vec<AuditEven
 pub struct Job<'a> {
     /// Where the namespace's files are.
     pub ns: &'a NamespaceDir,
+    /// The files this process appends to (the namespace's own, or its
+    /// shard's); results in any of the namespace's files count as done.
+    pub files: &'a WriterFiles,
     /// The items to run (those already in `results.jsonl` are skipped).
     pub items: Vec<WorkItem>,
     /// Most items in flight at once.
@@ -244,12 +249,12 @@ struct Checkpoint {
 
 impl Checkpoint {
     /// Opens the files (cutting torn tails) and reads the stored audit ids.
-    fn open(ns: &NamespaceDir) -> Result<Checkpoint> {
-        let (calls, _) = JsonlWriter::open(&ns.calls())?;
-        let (results, torn_results) = JsonlWriter::open(&ns.results())?;
-        let (audit, torn_audit) = JsonlWriter::open(&ns.audit())?;
-        let (errors, torn_errors) = JsonlWriter::open(&ns.errors())?;
-        let (stored, _) = load_jsonl::<AuditEvent>(&ns.audit())?;
+    fn open(files: &WriterFiles) -> Result<Checkpoint> {
+        let (calls, _) = JsonlWriter::open(&files.calls)?;
+        let (results, torn_results) = JsonlWriter::open(&files.results)?;
+        let (audit, torn_audit) = JsonlWriter::open(&files.audit)?;
+        let (errors, torn_errors) = JsonlWriter::open(&files.errors)?;
+        let (stored, _) = load_jsonl::<AuditEvent>(&files.audit)?;
         Ok(Checkpoint {
             calls: Arc::new(std::sync::Mutex::new(calls)),
             results,
@@ -260,24 +265,32 @@ impl Checkpoint {
         })
     }
 
-    /// The stored results of the `wanted` keys; audit events of stored
-    /// results that a crash kept from being appended are appended now.
+    /// The stored results of the `wanted` keys, from every results file of
+    /// the namespace (its own, then each shard's; the first record of a key
+    /// wins); audit events of this writer's own results that a crash kept
+    /// from being appended are appended now.
     fn load<R: Record>(
         &mut self,
         ns: &NamespaceDir,
+        own: &WriterFiles,
         wanted: &HashSet<&str>,
     ) -> Result<HashMap<String, R>> {
-        let (loaded, _) = load_jsonl::<R>(&ns.results())?;
         let mut results: HashMap<String, R> = HashMap::new();
-        for r in loaded {
-            if wanted.contains(r.key()) {
-                results.insert(r.key().to_string(), r);
-            }
+        let mut own_keys: Vec<String> = Vec::new();
+        for path in ns.results_files() {
+            let mine = path == own.results;
+            crate::store::read_jsonl(&path, |r: R| {
+                if wanted.contains(r.key()) && !results.contains_key(r.key()) {
+                    if mine {
+                        own_keys.push(r.key().to_string());
+                    }
+                    results.insert(r.key().to_string(), r);
+                }
+            })?;
         }
-        let mut keys: Vec<&String> = results.keys().collect();
-        keys.sort();
-        for k in keys {
-            self.append_audit(results[k].audit_events())?;
+        own_keys.sort();
+        for k in own_keys {
+            self.append_audit(results[&k].audit_events())?;
         }
         Ok(results)
     }
@@ -347,9 +360,9 @@ where
     Fut: Future<Output = ItemOutput<R>>,
 {
     let label = job.ns.name.as_str();
-    let mut checkpoint = Checkpoint::open(job.ns)?;
+    let mut checkpoint = Checkpoint::open(job.files)?;
     let wanted: HashSet<&str> = job.items.iter().map(|i| i.key.as_str()).collect();
-    let results: HashMap<String, R> = checkpoint.load(job.ns, &wanted)?;
+    let results: HashMap<String, R> = checkpoint.load(job.ns, job.files, &wanted)?;
     let resumed = results.len();
     let started = std::time::Instant::now();
     let started_at = crate::store::session::now_utc();
@@ -360,7 +373,7 @@ where
         .cloned()
         .collect();
     let pending_keys: HashSet<&str> = pending.iter().map(|i| i.key.as_str()).collect();
-    let (step_log, saved_steps) = StepLog::open(&job.ns.checkpoint(names::STEPS), &pending_keys)?;
+    let (step_log, saved_steps) = StepLog::open(&job.files.steps, &pending_keys)?;
     let steps = Steps {
         log: Arc::new(step_log),
         saved: saved_steps,
@@ -380,8 +393,9 @@ where
         steps.log.sync()?;
     }
     job.progress.end_namespace(label);
-    let (mut run_log, _) = JsonlWriter::open(&job.ns.run_log())?;
+    let (mut run_log, _) = JsonlWriter::open(&job.files.run_log)?;
     run_log.append(&RunLogLine {
+        shard: job.files.shard.map(|s| s.to_string()),
         started_at,
         ended_at: crate::store::session::now_utc(),
         wall_secs: started.elapsed().as_secs_f64(),

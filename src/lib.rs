@@ -33,6 +33,7 @@ pub mod redact;
 pub mod report;
 pub mod runner;
 pub mod secs;
+pub mod shard;
 pub mod stability;
 pub mod store;
 pub mod tracking;

@@ -143,6 +143,11 @@ pub struct MockServerOptions {
     /// Without it the judge replies vary in style like the `mock` provider's.
     #[arg(long, value_name = "SHARE")]
     pub judge_not_json: Option<f64>,
+    /// Requests served at once, like a model server's parallel slots:
+    /// more wait in a queue (with `--latency-ms`, a fixed capacity of
+    /// N / latency requests per second). 0 = no limit.
+    #[arg(long, default_value_t = 0)]
+    pub max_concurrency: usize,
 }
 
 impl MockServerOptions {
@@ -442,6 +447,7 @@ impl Counters {
 }
 
 struct AppState {
+    slots: Option<Arc<tokio::sync::Semaphore>>,
     opts: MockServerOptions,
     api_key: Option<String>,
     rng: Mutex<StdRng>,
@@ -517,6 +523,8 @@ pub async fn run(opts: MockServerOptions) -> Result<()> {
         None => None,
     };
     let state = Arc::new(AppState {
+        slots: (opts.max_concurrency > 0)
+            .then(|| Arc::new(tokio::sync::Semaphore::new(opts.max_concurrency))),
         rng: Mutex::new(StdRng::seed_from_u64(opts.seed)),
         opts,
         api_key,
@@ -535,9 +543,21 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1/completions", post(completions))
         .route("/completions", post(completions))
         .route("/extras/tokenize", post(tokenize))
+        .route("/v1/models", get(models))
+        .route("/health", get(health))
         .route("/stats", get(stats))
         .route("/stats/reset", post(reset))
         .with_state(state)
+}
+
+/// `GET /v1/models`: the OpenAI model list (any model name is served).
+async fn models() -> Json<Value> {
+    Json(json!({"object": "list", "data": [{"id": "mock", "object": "model", "owned_by": "w2c"}]}))
+}
+
+/// `GET /health`: ready (what job scripts wait for before a shard starts).
+async fn health() -> StatusCode {
+    StatusCode::OK
 }
 
 async fn stats(State(st): State<Arc<AppState>>) -> Json<Stats> {
@@ -553,9 +573,14 @@ fn error_body(message: &str, kind: &str) -> Value {
     json!({"error": {"message": message, "type": kind, "code": null}})
 }
 
-/// Common preamble: count, check auth, sleep, draw a fault.
+/// Common preamble: count, check auth, wait for a slot (`--max-concurrency`),
+/// sleep, draw a fault.
 async fn preamble(st: &AppState, headers: &HeaderMap) -> Result<Fault, Response> {
     st.counters.requests.fetch_add(1, Ordering::Relaxed);
+    let _slot = match &st.slots {
+        Some(slots) => slots.clone().acquire_owned().await.ok(),
+        None => None,
+    };
     if let Some(key) = &st.api_key {
         let expected = format!("Bearer {key}");
         let ok = headers

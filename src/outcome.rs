@@ -63,6 +63,10 @@ pub struct RunReport {
     pub status: RunStatus,
     /// Notes for the user (torn lines cut, resumed items...).
     pub notes: Vec<String>,
+    /// The shard this process ran, if it was one.
+    pub shard: Option<crate::shard::Shard>,
+    /// Whether this process only finalized (`w2c finalize`).
+    pub finalizing: bool,
 }
 
 impl RunReport {
@@ -265,6 +269,14 @@ pub trait RunObserver {
     /// A namespace stopped: finished (its `_DONE.json` is written),
     /// interrupted (`cancelled`) or left with failed items.
     fn namespace_stopped(&self, ns: &str, cancelled: bool) -> impl Future<Output = ()>;
+
+    /// A namespace was finalized (its `_DONE.json` is written) by this
+    /// process. Shards call it holding the finalize lock, so one observer at
+    /// a time mirrors the session; an unsharded run sees the same in
+    /// [`RunObserver::namespace_stopped`] and may ignore this.
+    fn namespace_finalized(&self, _ns: &str) -> impl Future<Output = ()> {
+        async {}
+    }
 
     /// The run failed with `err`; namespaces still open stopped with it.
     fn run_failed(&self, err: &anyhow::Error) -> impl Future<Output = ()>;

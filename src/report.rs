@@ -296,18 +296,34 @@ pub fn estimate_table(estimates: &[crate::runner::estimate::StreamEstimate]) -> 
 /// One-line status of a finished run; the command it suggests works from
 /// `here` (see [`crate::command_hint`]).
 pub fn run_status_line(report: &RunReport, here: &crate::command_hint::Here) -> String {
-    let resume = || {
+    let command = |verb: &str| {
         let runs = crate::command_hint::runs_dir_of(&report.session_dir)
             .unwrap_or(std::path::Path::new("runs"));
         crate::command_hint::session_command(
-            "resume",
+            verb,
             crate::fingerprint::short(&report.fingerprint),
             runs,
             here,
         )
     };
+    let resume = || match report.shard {
+        Some(shard) => format!("{} --shard {shard}", command("resume")),
+        None => command("resume"),
+    };
+    if report.finalizing && report.status != RunStatus::Complete {
+        return format!(
+            "not finalized: some items have no result yet (the notes say which shards lack them); rerun those shards, then `{}`",
+            command("finalize")
+        );
+    }
     match report.status {
-        RunStatus::Complete => format!("complete: session {}", report.session_dir.display()),
+        RunStatus::Complete => match report.shard {
+            Some(shard) => format!(
+                "complete: shard {shard} of session {}",
+                report.session_dir.display()
+            ),
+            None => format!("complete: session {}", report.session_dir.display()),
+        },
         RunStatus::Incomplete => format!(
             "incomplete: some items failed after their retries; run `{}` to retry them",
             resume()
@@ -329,6 +345,8 @@ pub struct StatusRow {
     pub namespaces: Vec<crate::store::NamespaceCount>,
     /// PID of the process holding the session, if any.
     pub running_pid: Option<String>,
+    /// The shards running on the session now, with their PIDs.
+    pub running_shards: Vec<(crate::shard::Shard, String)>,
 }
 
 impl StatusRow {
@@ -340,6 +358,14 @@ impl StatusRow {
             true => self.namespaces.iter().filter(|c| c.planned).collect(),
             false => self.namespaces.iter().collect(),
         };
+        if !self.running_shards.is_empty() {
+            let shards: Vec<String> = self
+                .running_shards
+                .iter()
+                .map(|(s, pid)| format!("{s} PID {pid}"))
+                .collect();
+            return format!("running (shard {})", shards.join(", "));
+        }
         match &self.running_pid {
             Some(pid) => format!("running (PID {pid})"),
             None if !planned.is_empty()
@@ -383,6 +409,25 @@ impl StatusRow {
                 c.namespace,
                 c.progress_text()
             );
+            for s in &c.shards {
+                let state = if s.marked_done || (s.total > 0 && s.done == s.total) {
+                    "slice done"
+                } else if self.running_shards.iter().any(|(r, _)| *r == s.shard) {
+                    "running"
+                } else if s.done == 0 {
+                    "not started"
+                } else {
+                    "not finished"
+                };
+                let _ = writeln!(
+                    out,
+                    "    shard {:<w$}  {:>iw$}  {state}",
+                    s.shard.to_string(),
+                    format!("{}/{}", s.done, s.total),
+                    w = width.saturating_sub(8),
+                    iw = items_width,
+                );
+            }
         }
         if self.namespaces.is_empty() {
             let _ = writeln!(out, "  (no method started)");

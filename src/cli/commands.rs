@@ -3,9 +3,9 @@
 //! [`super::main`].
 
 use super::{
-    Cli, CompareArgs, CompletionsArgs, LsArgs, ReportArgs, ResumeArgs, RunArgs, ShowArgs,
-    StatusArgs, SyncArgs, VerifyArgs, EXIT_CANNOT_CHECK, EXIT_ERROR, EXIT_INCOMPLETE,
-    EXIT_INTERRUPTED, EXIT_MISMATCH, EXIT_OK,
+    Cli, CompareArgs, CompletionsArgs, FinalizeArgs, LsArgs, PlanArgs, ReportArgs, ResumeArgs,
+    RunArgs, ShardArgs, ShowArgs, StatusArgs, SyncArgs, VerifyArgs, EXIT_CANNOT_CHECK, EXIT_ERROR,
+    EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_MISMATCH, EXIT_OK,
 };
 use crate::config;
 use crate::engine::Cancel;
@@ -13,7 +13,7 @@ use crate::fingerprint::short;
 use crate::official_task::OfficialVariant;
 use crate::outcome::RunStatus;
 use crate::report;
-use crate::runner::{self, RunRequest};
+use crate::runner::{self, RunRequest, Slice, SliceRequest};
 use crate::store::{layout, session, NamespaceDir};
 use crate::tracking;
 use anyhow::{Context as _, Result};
@@ -79,16 +79,14 @@ pub(super) fn config_check(file: &std::path::Path) -> Result<i32> {
     Ok(EXIT_OK)
 }
 
-/// `w2c run`.
-pub(super) fn run(
-    RunArgs {
-        config,
-        run_key,
-        runs_dir,
-        no_tracking,
-    }: RunArgs,
-) -> Result<i32> {
-    let mut loaded = config::load(&config)?;
+/// The config of `run` and `plan`: loaded, with `--runs-dir` applied, and
+/// its run key resolved (said on stderr when generated or sanitized).
+fn config_and_key(
+    config: &std::path::Path,
+    run_key: Option<&str>,
+    runs_dir: Option<PathBuf>,
+) -> Result<(config::Config, String)> {
+    let mut loaded = config::load(config)?;
     if let Some(dir) = runs_dir {
         // Like every other command's --runs-dir / W2C_RUNS_DIR: relative to
         // where the user stands, not to the config file.
@@ -100,8 +98,7 @@ pub(super) fn run(
         // generated anew each time.
         loaded.config.run.run_key = loaded.config.run.campaign.clone();
     }
-    let config::RunKey { key, source, given } =
-        runner::run_key_for(&loaded.config, run_key.as_deref())?;
+    let config::RunKey { key, source, given } = runner::run_key_for(&loaded.config, run_key)?;
     if source == config::RunKeySource::Generated {
         eprintln!("run key: {key} (generated; pass --run-key or set W2C_RUN_KEY to choose one)");
     }
@@ -111,27 +108,158 @@ pub(super) fn run(
             source.describe()
         );
     }
-    let tracking = tracking_for(&loaded.config, no_tracking)?;
-    let requests = loaded
-        .config
+    Ok((loaded.config, key))
+}
+
+/// What `--shard`/`--shards` ask for.
+fn slice_request(shard: ShardArgs) -> SliceRequest {
+    if shard.shard.is_none() && shard.shards.is_none() {
+        SliceRequest::All
+    } else {
+        SliceRequest::Shard {
+            flag: shard.shard,
+            shards: shard.shards,
+        }
+    }
+}
+
+/// `w2c run`: one session, or one per target of a campaign (each run as
+/// its whole, or as the shard asked for).
+pub(super) fn run(
+    RunArgs {
+        config,
+        run_key,
+        runs_dir,
+        no_tracking,
+        shard,
+    }: RunArgs,
+) -> Result<i32> {
+    let (config, key) = config_and_key(&config, run_key.as_deref(), runs_dir)?;
+    let tracking = tracking_for(&config, no_tracking)?;
+    let slice = slice_request(shard);
+    let requests = config
         .sessions()
         .into_iter()
         .map(|config| RunRequest {
             config,
             run_key: key.clone(),
             resuming: None,
+            slice: slice.clone(),
         })
         .collect();
     execute(requests, tracking)
 }
 
-/// `w2c resume`.
-pub(super) fn resume(
-    ResumeArgs {
+/// `w2c plan`: the session created (or found) alone, its plan and shard
+/// count recorded, its MLflow runs opened; the fingerprint on stdout.
+pub(super) fn plan(
+    PlanArgs {
+        config,
+        run_key,
+        runs_dir,
+        no_tracking,
+        shards,
+    }: PlanArgs,
+) -> Result<i32> {
+    let (config, key) = config_and_key(&config, run_key.as_deref(), runs_dir)?;
+    if !config.targets.is_empty() {
+        anyhow::bail!(
+            "`w2c plan` prepares one session; a campaign ([[targets]]) has one per model: plan each with a config naming that model in `models.target`"
+        );
+    }
+    if let Some(n) = shards {
+        crate::shard::Shard::new(0, n).map_err(|e| anyhow::anyhow!("--shards: {e}"))?;
+    }
+    let (target, offline_reason) = tracking_for(&config, no_tracking)?;
+    let shards = shards.or(config.run.shards);
+    let opened = runner::open(RunRequest {
+        config,
+        run_key: key,
+        resuming: None,
+        slice: SliceRequest::All,
+    })?;
+    let planned = runner::plan(&opened.config)?;
+    let recorded = runner::claim_plan(&opened.session, &planned)?;
+    let dir = opened.session.dir.clone();
+    if let Some(n) = shards {
+        if opened.session.manifest.shards != Some(n) {
+            session::record_shards(&dir, n)?;
+        }
+    }
+    let manifest: session::Manifest = crate::store::read_json(&layout::manifest(&dir))?;
+    let namespaces: Vec<String> = recorded.iter().map(|p| p.namespace.clone()).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let notes = match &target {
+        Some(t) => {
+            runtime.block_on(tracking::shards::open_runs(t, &dir, &manifest, &namespaces))?
+        }
+        None => {
+            tracking::Tracker::offline(&dir, &offline_reason)?;
+            Vec::new()
+        }
+    };
+    for note in notes {
+        eprintln!("note: {note}");
+    }
+    let items: usize = recorded.iter().map(|p| p.items).sum();
+    eprintln!(
+        "{} session {} (run key {}) at {}: {} namespaces, {items} items{}",
+        if opened.session.created {
+            "planned new"
+        } else {
+            "planned"
+        },
+        short(&manifest.fingerprint),
+        manifest.run_key,
+        dir.display(),
+        recorded.len(),
+        match manifest.shards {
+            Some(n) => format!(", {n} shards"),
+            None => String::new(),
+        }
+    );
+    if let Some(url) = crate::tracking::ids::MlflowIds::load(&dir)
+        .ok()
+        .and_then(|ids| report::mlflow_run_url(&ids, ids.parent_run_id.as_deref()))
+    {
+        eprintln!("mlflow: {url}");
+    }
+    let fp = short(&manifest.fingerprint);
+    match manifest.shards {
+        Some(n) => eprintln!(
+            "next: run each shard with `w2c resume {fp} --shard I/{n}` (or `--shard` in a Slurm array / Kubernetes Indexed Job); the last one finalizes, or `w2c finalize {fp}`"
+        ),
+        None => eprintln!("next: `w2c resume {fp}`, or shards with `w2c resume {fp} --shard I/N`"),
+    }
+    println!("{}", manifest.fingerprint);
+    Ok(EXIT_OK)
+}
+
+/// `w2c finalize`.
+pub(super) fn finalize(
+    FinalizeArgs {
         session,
         no_tracking,
-    }: ResumeArgs,
+    }: FinalizeArgs,
 ) -> Result<i32> {
+    let (config, found) = resumed_config(&session)?;
+    let tracking = tracking_for(&config, no_tracking)?;
+    execute(
+        vec![RunRequest {
+            config,
+            run_key: found.manifest.run_key.clone(),
+            resuming: Some(found.manifest),
+            slice: SliceRequest::Finalize,
+        }],
+        tracking,
+    )
+}
+
+/// The stored config of the session `session` names, with its runs dir
+/// where the session was found.
+fn resumed_config(session: &super::SessionArgs) -> Result<(config::Config, session::FoundSession)> {
     let found = session.find()?;
     let mut config = runner::config_from_manifest(&found)?;
     // The session lives where it was found, even if the folder moved.
@@ -140,12 +268,25 @@ pub(super) fn resume(
             config.run.runs_dir = runs.to_path_buf();
         }
     }
+    Ok((config, found))
+}
+
+/// `w2c resume`.
+pub(super) fn resume(
+    ResumeArgs {
+        session,
+        no_tracking,
+        shard,
+    }: ResumeArgs,
+) -> Result<i32> {
+    let (config, found) = resumed_config(&session)?;
     let tracking = tracking_for(&config, no_tracking)?;
     execute(
         vec![RunRequest {
             config,
             run_key: found.manifest.run_key.clone(),
             resuming: Some(found.manifest),
+            slice: slice_request(shard),
         }],
         tracking,
     )
@@ -200,6 +341,7 @@ pub(super) fn status(StatusArgs { runs_dir }: StatusArgs) -> Result<i32> {
         .map(|s| report::StatusRow {
             namespaces: crate::store::census(&s.dir, &s.manifest),
             running_pid: session::holder(&s.dir),
+            running_shards: session::shard_holders(&s.dir),
             session: s,
         })
         .collect();
@@ -419,6 +561,7 @@ pub(super) fn ls(LsArgs { run_key, runs_dir }: LsArgs) -> Result<i32> {
         .map(|s| report::StatusRow {
             namespaces: crate::store::census(&s.dir, &s.manifest),
             running_pid: None,
+            running_shards: Vec::new(),
             session: s,
         })
         .collect();
@@ -615,10 +758,11 @@ fn tracking_for(
 }
 
 /// Runs the requests (one session, or a campaign's sessions at once,
-/// sharing their providers' clients): opens each session, connects its
-/// tracker (or records it offline), runs every method with Ctrl-C
-/// handling, prints the summaries and returns the exit code (the worst of
-/// the sessions').
+/// sharing their providers' clients; each whole, or the shard asked for):
+/// opens each session, connects its observer (the MLflow tracker, a
+/// shard's tracker, or the session recorded offline), runs every method
+/// with Ctrl-C handling, prints the summaries and returns the exit code
+/// (the worst of the sessions').
 fn execute(reqs: Vec<RunRequest>, tracking: (Option<tracking::Target>, String)) -> Result<i32> {
     use std::io::IsTerminal as _;
     let progress_style =
@@ -631,19 +775,9 @@ fn execute(reqs: Vec<RunRequest>, tracking: (Option<tracking::Target>, String)) 
         stop_on_ctrl_c(cancel.clone());
         let campaign = reqs.len() > 1;
         let opened = open_sessions(reqs, campaign)?;
-        let (target, offline_reason) = tracking;
-        let mut trackers = Vec::new();
+        let mut observers = Vec::new();
         for o in &opened {
-            let s = &o.session;
-            trackers.push(
-                tracking::Tracker::for_session(
-                    target.as_ref(),
-                    &offline_reason,
-                    &s.dir,
-                    &s.manifest,
-                )
-                .await?,
-            );
+            observers.push(Observer::connect(o, &tracking).await?);
         }
         let labels: Vec<String> = opened
             .iter()
@@ -653,7 +787,7 @@ fn execute(reqs: Vec<RunRequest>, tracking: (Option<tracking::Target>, String)) 
             labels
                 .iter()
                 .cloned()
-                .zip(trackers.iter().map(crate::outcome::RunObserver::progress))
+                .zip(observers.iter().map(crate::outcome::RunObserver::progress))
                 .collect(),
             progress_style,
         );
@@ -661,13 +795,107 @@ fn execute(reqs: Vec<RunRequest>, tracking: (Option<tracking::Target>, String)) 
         let reports = futures::future::join_all(
             opened
                 .into_iter()
-                .zip(&trackers)
+                .zip(&observers)
                 .map(|(o, t)| o.execute_with(t, &cancel, &pool)),
         )
         .await;
         view.finish().await;
         print_reports(&labels, reports, campaign)
     })
+}
+
+/// Who watches one session's run: its MLflow tracker (online, or recording
+/// the session as offline), or, for a shard or `w2c finalize`, a shard's
+/// tracker, which pushes only the namespaces its process finalizes.
+enum Observer {
+    Whole(Box<tracking::Tracker>),
+    Shard(Box<tracking::shards::ShardTracker>),
+}
+
+impl Observer {
+    async fn connect(
+        opened: &runner::Opened,
+        (target, offline_reason): &(Option<tracking::Target>, String),
+    ) -> Result<Observer> {
+        let s = &opened.session;
+        if opened.slice == Slice::All {
+            return Ok(Observer::Whole(Box::new(
+                tracking::Tracker::for_session(
+                    target.as_ref(),
+                    offline_reason,
+                    &s.dir,
+                    &s.manifest,
+                )
+                .await?,
+            )));
+        }
+        // Shards (and `w2c finalize`) share the session: MLflow hears only
+        // of the namespaces this process finalizes — on the server the
+        // session records when the environment names none (a job's
+        // environment may lack it; `--no-tracking` still means none).
+        let target = match target {
+            Some(t) => Some(t.clone()),
+            None if *offline_reason == tracking::offline_reason(false, &|_| None) => {
+                let ids = tracking::ids::MlflowIds::load(&s.dir)?;
+                if ids.mode == tracking::ids::Mode::Online {
+                    tracking::resolve_for_session(
+                        &opened.config.tracking,
+                        &ids,
+                        &tracking::process_env,
+                    )?
+                } else {
+                    None
+                }
+            }
+            None => None,
+        };
+        Ok(Observer::Shard(Box::new(
+            tracking::shards::ShardTracker::start(
+                target.as_ref(),
+                offline_reason,
+                &s.dir,
+                &s.manifest,
+            )
+            .await?,
+        )))
+    }
+}
+
+impl crate::outcome::RunObserver for Observer {
+    fn progress(&self) -> std::sync::Arc<crate::outcome::Progress> {
+        match self {
+            Observer::Whole(t) => t.progress(),
+            Observer::Shard(t) => t.progress(),
+        }
+    }
+
+    async fn namespace_started(&self, ns: &str) {
+        match self {
+            Observer::Whole(t) => t.namespace_started(ns).await,
+            Observer::Shard(t) => t.namespace_started(ns).await,
+        }
+    }
+
+    async fn namespace_stopped(&self, ns: &str, cancelled: bool) {
+        match self {
+            Observer::Whole(t) => t.namespace_stopped(ns, cancelled).await,
+            Observer::Shard(t) => t.namespace_stopped(ns, cancelled).await,
+        }
+    }
+
+    async fn run_failed(&self, err: &anyhow::Error) {
+        match self {
+            Observer::Whole(t) => t.run_failed(err).await,
+            Observer::Shard(t) => t.run_failed(err).await,
+        }
+    }
+
+    async fn run_finished(&self, report: &crate::outcome::RunReport) -> Vec<String> {
+        match self {
+            Observer::Whole(t) => t.run_finished(report).await,
+            Observer::Shard(t) => t.run_finished(report).await,
+        }
+    }
 }
 
 /// The first Ctrl-C asks the run to stop (requests in flight finish,
@@ -687,14 +915,19 @@ fn stop_on_ctrl_c(cancel: Cancel) {
 }
 
 /// Opens (creating where needed) and locks every requested session, saying
-/// which.
+/// which (and which part of it this process runs).
 fn open_sessions(reqs: Vec<RunRequest>, campaign: bool) -> Result<Vec<runner::Opened>> {
     let mut opened = Vec::new();
     for req in reqs {
         let o = runner::open(req)?;
         let s = &o.session;
+        let part = match &o.slice {
+            Slice::All => String::new(),
+            Slice::Shard(r) => format!(", shard {} (from {})", r.shard, r.source.describe()),
+            Slice::Finalize => ", finalizing".into(),
+        };
         eprintln!(
-            "{} session {} (run key {}{}) at {}",
+            "{} session {} (run key {}{}) at {}{part}",
             if s.created { "new" } else { "resuming" },
             short(&s.manifest.fingerprint),
             s.manifest.run_key,

@@ -41,8 +41,20 @@ enum Command {
     #[command(after_help = "Example:\n  w2c run --config configs/demo.toml --run-key demo")]
     Run(RunArgs),
     /// Continue a session from its fingerprint alone (the manifest holds the config).
-    #[command(after_help = "Example:\n  w2c resume 3f2a9c1d")]
+    #[command(
+        after_help = "Example:\n  w2c resume 3f2a9c1d\n  w2c resume 3f2a9c1d --shard 2/4   # one shard of a session split in 4"
+    )]
     Resume(ResumeArgs),
+    /// Create a session and record its plan without running anything; print its fingerprint.
+    #[command(
+        after_help = "Example:\n  FP=$(w2c plan --config eval.toml --shards 4)\n  sbatch --array=0-3 deploy/slurm/shard.sbatch $FP\n\nOpens the MLflow parent run and one child per namespace when tracking is configured.\nShards then run with `w2c resume $FP --shard` (see docs/cluster.md)."
+    )]
+    Plan(PlanArgs),
+    /// Finalize the namespaces of a sharded session whose items are all done.
+    #[command(
+        after_help = "Example:\n  w2c finalize 3f2a9c1d\n\nThe last shard to finish a namespace finalizes it by itself; this does the same for\nevery namespace that is complete (metrics, artifacts, _DONE.json, MLflow FINISHED) and\nsays which shards still lack items (exit 3). Safe to repeat and to run beside shards."
+    )]
+    Finalize(FinalizeArgs),
     /// Send a stopped session (offline, or partly tracked) to MLflow.
     #[command(
         after_help = "Example:\n  MLFLOW_TRACKING_URI=http://127.0.0.1:5000 w2c sync 3f2a9c1d\n\nReconnects to the session's runs (by stored id, else by tags) or creates them, logs\nparams and final metrics, uploads artifacts missing or changed remotely, and sets each\nrun's status from the local record. Safe to repeat."
@@ -108,6 +120,55 @@ struct RunArgs {
     /// session is recorded as offline; `w2c sync` sends it later).
     #[arg(long)]
     no_tracking: bool,
+    #[command(flatten)]
+    shard: ShardArgs,
+}
+
+/// Which shard of a session a process runs.
+#[derive(Debug, Args)]
+struct ShardArgs {
+    /// Run one shard of the session: `I/N` (0-based), or with no value
+    /// (or `auto`) the job engine's index: a Slurm array task
+    /// (SLURM_ARRAY_TASK_ID − SLURM_ARRAY_TASK_MIN of SLURM_ARRAY_TASK_COUNT)
+    /// or a Kubernetes Indexed Job pod (JOB_COMPLETION_INDEX).
+    #[arg(long, value_name = "I/N", num_args = 0..=1, default_missing_value = "auto")]
+    shard: Option<crate::shard::ShardFlag>,
+    /// The number of shards, when the job engine gives only the index (a
+    /// Kubernetes Indexed Job's `completions`); implies --shard.
+    #[arg(long, value_name = "N")]
+    shards: Option<usize>,
+}
+
+/// The arguments of `w2c plan`.
+#[derive(Debug, Args)]
+struct PlanArgs {
+    /// The TOML config file.
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Name of the run folder (else W2C_RUN_KEY, else `run.run_key`, else generated).
+    #[arg(long)]
+    run_key: Option<String>,
+    /// Directory holding the run folders (else W2C_RUNS_DIR, else the
+    /// config's `run.runs_dir`).
+    #[arg(long, env = "W2C_RUNS_DIR")]
+    runs_dir: Option<PathBuf>,
+    /// Do not open MLflow runs even if MLFLOW_TRACKING_URI is set.
+    #[arg(long)]
+    no_tracking: bool,
+    /// Split the session into N shards (else `run.shards`, else the first
+    /// shard to run decides); changing it is allowed while no shard runs.
+    #[arg(long, value_name = "N")]
+    shards: Option<usize>,
+}
+
+/// The arguments of `w2c finalize`.
+#[derive(Debug, Args)]
+struct FinalizeArgs {
+    #[command(flatten)]
+    session: SessionArgs,
+    /// Do not push to MLflow even if MLFLOW_TRACKING_URI is set.
+    #[arg(long)]
+    no_tracking: bool,
 }
 
 /// How a command names one session: a fingerprint prefix under a runs
@@ -139,6 +200,8 @@ struct ResumeArgs {
     /// Do not track in MLflow even if MLFLOW_TRACKING_URI is set.
     #[arg(long)]
     no_tracking: bool,
+    #[command(flatten)]
+    shard: ShardArgs,
 }
 
 /// The arguments of `w2c sync`.
@@ -321,7 +384,7 @@ fn exit_quietly_on_closed_pipe() {
 fn dispatch(cli: Cli) -> Result<i32> {
     if !matches!(
         cli.command,
-        Command::Run(_) | Command::Resume(_) | Command::MockServer(_)
+        Command::Run(_) | Command::Resume(_) | Command::Finalize(_) | Command::MockServer(_)
     ) {
         exit_quietly_on_closed_pipe();
     }
@@ -335,6 +398,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Run(args) => commands::run(args),
         Command::Resume(args) => commands::resume(args),
+        Command::Plan(args) => commands::plan(args),
+        Command::Finalize(args) => commands::finalize(args),
         Command::Sync(args) => commands::sync(args),
         Command::Status(args) => commands::status(args),
         Command::Verify(args) => commands::verify(args),

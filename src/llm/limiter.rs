@@ -123,6 +123,25 @@ impl AdaptiveLimiter {
         }
     }
 
+    /// A slot under the current limit now, if one is free (budgets are not
+    /// consulted: a limiter used this way has none).
+    pub fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
+        let mut s = self.lock();
+        if (s.in_flight as f64) < s.limit.floor().max(1.0) {
+            s.in_flight += 1;
+            Some(Permit {
+                limiter: self.clone(),
+            })
+        } else {
+            None
+        }
+    }
+
+    /// The configured ceiling of the limit.
+    pub fn ceiling(&self) -> usize {
+        self.ceiling
+    }
+
     /// A request succeeded: additive increase.
     pub fn on_success(&self) {
         let mut s = self.lock();

@@ -6,6 +6,7 @@
 //! returns a [`CallOutcome`] with the per-attempt history, from which the
 //! method writes its call log ([`CallRecord`]).
 
+pub mod endpoints;
 pub mod limiter;
 pub mod llama_echo;
 pub mod mock;
@@ -340,6 +341,9 @@ pub struct Attempt {
     /// Sleep before the next attempt, milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff_ms: Option<u64>,
+    /// The endpoint it went to, when the provider has several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
 /// A whole call: its final result and every attempt.
@@ -351,6 +355,8 @@ pub struct CallOutcome<T = Reply> {
     pub attempts: Vec<Attempt>,
     /// Wall time including backoff, milliseconds.
     pub latency_ms: u64,
+    /// Base URL of the endpoint of the last attempt (the one that answered).
+    pub endpoint: Option<String>,
 }
 
 /// A configured provider.
@@ -358,21 +364,25 @@ pub struct CallOutcome<T = Reply> {
 pub enum Provider {
     /// Deterministic dry-run model.
     Mock(mock::MockProvider),
-    /// OpenAI-compatible HTTP endpoint.
-    OpenAi(openai::OpenAiProvider),
+    /// OpenAI-compatible HTTP endpoints (one per entry of the pool).
+    OpenAi(Vec<openai::OpenAiProvider>),
 }
 
-/// A provider plus the policies wrapped around it (retries, concurrency).
+/// A provider plus the policies wrapped around it (retries, routing over
+/// its endpoints, concurrency).
 #[derive(Debug, Clone)]
 pub struct Client {
     /// Provider name from the config.
     pub provider_name: String,
     provider: Provider,
     max_attempts: u32,
-    /// Most requests in flight at once (the limiter's ceiling).
+    /// Most requests in flight at once (every endpoint's ceiling added up).
     pub max_concurrency: usize,
-    /// Adaptive concurrency and budgets.
+    /// The provider's request and token budgets (its ceiling is
+    /// `max_concurrency`; the adaptive limits are the endpoints').
     pub limiter: Arc<AdaptiveLimiter>,
+    /// The endpoints, each with its adaptive concurrency and health.
+    pub pool: Arc<endpoints::Pool>,
 }
 
 /// Base of the exponential backoff.
@@ -385,38 +395,85 @@ const DECREASE_COOLDOWN: Duration = Duration::from_secs(2);
 impl Client {
     /// Builds the client for a named provider config.
     pub fn new(name: &str, cfg: &ProviderConfig, seed: u64) -> Result<Client> {
-        let provider = match cfg.kind {
-            ProviderKind::Mock => Provider::Mock(mock::MockProvider::new(cfg, seed)),
-            ProviderKind::Openai => Provider::OpenAi(openai::OpenAiProvider::new(name, cfg)?),
+        let (provider, endpoints) = match cfg.kind {
+            ProviderKind::Mock => (
+                Provider::Mock(mock::MockProvider::new(cfg, seed)),
+                vec![("mock://".to_string(), cfg.max_concurrency)],
+            ),
+            ProviderKind::Openai => {
+                let endpoints = cfg.endpoints();
+                let mut providers = Vec::new();
+                for (url, concurrency) in &endpoints {
+                    let one = ProviderConfig {
+                        base_url: Some(url.clone()),
+                        base_urls: Vec::new(),
+                        max_concurrency: *concurrency,
+                        ..cfg.clone()
+                    };
+                    providers.push(openai::OpenAiProvider::new(name, &one)?);
+                }
+                if providers.is_empty() {
+                    anyhow::bail!("provider `{name}`: `base_url` is required");
+                }
+                let endpoints = providers
+                    .iter()
+                    .zip(&endpoints)
+                    .map(|(p, (_, c))| (p.base_url().to_string(), *c))
+                    .collect();
+                (Provider::OpenAi(providers), endpoints)
+            }
         };
+        let pool = endpoints::Pool::new(&endpoints, DECREASE_COOLDOWN);
+        let max_concurrency = pool.capacity();
         Ok(Client {
             provider_name: name.to_string(),
             provider,
             max_attempts: cfg.max_attempts,
-            max_concurrency: cfg.max_concurrency,
+            max_concurrency,
             limiter: AdaptiveLimiter::new(
-                cfg.max_concurrency,
+                max_concurrency,
                 DECREASE_COOLDOWN,
                 cfg.requests_per_minute,
                 cfg.tokens_per_minute,
             ),
+            pool,
         })
     }
 
-    /// The URL of an endpoint path such as `chat/completions` (`mock://` for the mock).
+    /// The URL of an endpoint path such as `chat/completions` on the first
+    /// endpoint (`mock://` for the mock).
     pub fn endpoint(&self, path: &str) -> String {
         match &self.provider {
             Provider::Mock(_) => format!("mock://{path}"),
-            Provider::OpenAi(o) => format!("{}/{path}", o.base_url()),
+            Provider::OpenAi(o) => format!("{}/{path}", o[0].base_url()),
         }
+    }
+
+    /// The adaptive limits of the endpoints, added up (the one endpoint's
+    /// when there is one).
+    pub fn limiter_stats(&self) -> limiter::LimiterStats {
+        self.pool.stats().iter().fold(
+            limiter::LimiterStats {
+                limit: 0,
+                in_flight: 0,
+                decreases: 0,
+                min_limit: 0,
+            },
+            |acc, e| limiter::LimiterStats {
+                limit: acc.limit + e.limiter.limit,
+                in_flight: acc.in_flight + e.limiter.in_flight,
+                decreases: acc.decreases + e.limiter.decreases,
+                min_limit: acc.min_limit + e.limiter.min_limit,
+            },
+        )
     }
 
     /// Sends a chat request with the retry policy of [`Client::with_retries`].
     pub async fn chat(&self, req: &ChatRequest) -> CallOutcome<Reply> {
-        self.with_retries(req.estimated_tokens(), || async {
+        self.with_retries(req.estimated_tokens(), |i| async move {
             match &self.provider {
                 Provider::Mock(m) => m.chat(req).await,
-                Provider::OpenAi(o) => o.chat(req).await,
+                Provider::OpenAi(o) => o[i].chat(req).await,
             }
         })
         .await
@@ -427,10 +484,10 @@ impl Client {
         let tokens = u32::try_from(req.prompt.len() / 4)
             .unwrap_or(u32::MAX)
             .saturating_add(req.max_tokens);
-        self.with_retries(tokens, || async {
+        self.with_retries(tokens, |i| async move {
             match &self.provider {
                 Provider::Mock(m) => m.complete(req).await,
-                Provider::OpenAi(o) => o.complete(req).await,
+                Provider::OpenAi(o) => o[i].complete(req).await,
             }
         })
         .await
@@ -450,7 +507,12 @@ impl Client {
             attempts += 1;
             let result = match &self.provider {
                 Provider::Mock(_) => Ok((mock::count_tokens(text), "mock://tokenize".into())),
-                Provider::OpenAi(o) => o.count_tokens(model, text).await,
+                Provider::OpenAi(o) => {
+                    let slot = self.pool.acquire().await;
+                    let r = o[slot.index].count_tokens(model, text).await;
+                    slot.finish(verdict(r.as_ref().err()));
+                    r
+                }
             };
             match result {
                 Err(CallError::Transient { retry_after, .. })
@@ -470,37 +532,41 @@ impl Client {
     async fn with_retries<T, F, Fut>(&self, tokens: u32, attempt: F) -> CallOutcome<T>
     where
         T: LoggedReply,
-        F: Fn() -> Fut,
+        F: Fn(usize) -> Fut,
         Fut: std::future::Future<Output = Result<T, CallError>>,
     {
         let start = Instant::now();
         let mut attempts = Vec::new();
+        let several = self.pool.endpoints().len() > 1;
         loop {
-            let permit = self.limiter.acquire(tokens).await;
+            let budget = self.limiter.acquire(tokens).await;
+            let slot = self.pool.acquire().await;
+            let index = slot.index;
+            let url = slot.endpoint().url.clone();
             let t0 = Instant::now();
-            let result = attempt().await;
-            drop(permit);
+            let result = attempt(index).await;
+            slot.finish(verdict(result.as_ref().err()));
+            drop(budget);
             let latency_ms = t0.elapsed().as_millis() as u64;
+            let endpoint = several.then(|| url.clone());
             let err = match result {
                 Ok(reply) => {
-                    self.limiter.on_success();
                     attempts.push(Attempt {
                         status: Some(reply.http_status()),
                         error: None,
                         latency_ms,
                         backoff_ms: None,
+                        endpoint,
                     });
                     return CallOutcome {
                         result: Ok(reply),
                         attempts,
                         latency_ms: start.elapsed().as_millis() as u64,
+                        endpoint: Some(url),
                     };
                 }
                 Err(err) => err,
             };
-            if err.status() == Some(429) {
-                self.limiter.on_rate_limited();
-            }
             let retry_after = match &err {
                 CallError::Transient { retry_after, .. } => Some(*retry_after),
                 CallError::Fatal { .. } | CallError::ContextOverflow { .. } => None,
@@ -517,6 +583,7 @@ impl Client {
                 error: Some(err.to_string()),
                 latency_ms,
                 backoff_ms: delay.map(|d| d.as_millis() as u64),
+                endpoint,
             });
             if let Some(d) = delay {
                 tokio::time::sleep(d).await;
@@ -539,8 +606,24 @@ impl Client {
                 result: Err(err),
                 attempts,
                 latency_ms: start.elapsed().as_millis() as u64,
+                endpoint: Some(url),
             };
         }
+    }
+}
+
+/// How an attempt's error bears on its endpoint's health: no connection, a
+/// timeout or a 5xx is the endpoint failing; a 429 is it being busy;
+/// anything else (a reply, a 4xx, a malformed body) is it answering.
+fn verdict(err: Option<&CallError>) -> endpoints::Verdict {
+    match err {
+        None => endpoints::Verdict::Answered,
+        Some(e) => match e.status() {
+            Some(429) => endpoints::Verdict::RateLimited,
+            Some(s) if s >= 500 => endpoints::Verdict::Failed,
+            None if matches!(e, CallError::Transient { .. }) => endpoints::Verdict::Failed,
+            _ => endpoints::Verdict::Answered,
+        },
     }
 }
 
@@ -680,7 +763,10 @@ impl CallRecord {
             role: item.role.to_string(),
             provider: client.provider_name.clone(),
             model: body["model"].as_str().unwrap_or_default().to_string(),
-            endpoint: client.endpoint(path),
+            endpoint: match &outcome.endpoint {
+                Some(base) if !base.starts_with("mock://") => format!("{base}/{path}"),
+                _ => client.endpoint(path),
+            },
             request_sha256: crate::fingerprint::sha256_hex(
                 crate::fingerprint::canonical_json(&body).as_bytes(),
             ),

@@ -36,6 +36,65 @@ pub struct RunRequest {
     /// When resuming by fingerprint: the session's manifest, whose
     /// fingerprint the inputs must still give.
     pub resuming: Option<Manifest>,
+    /// Which items of each namespace this process runs.
+    pub slice: SliceRequest,
+}
+
+/// Which items of each namespace a process is asked to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SliceRequest {
+    /// Every item.
+    All,
+    /// One shard's: `--shard` and `--shards` as given (the rest comes from
+    /// the job engine's environment, the config's `run.shards` and the
+    /// session's plan; see [`crate::shard::resolve`]).
+    Shard {
+        /// `--shard`.
+        flag: Option<crate::shard::ShardFlag>,
+        /// `--shards`.
+        shards: Option<usize>,
+    },
+    /// None: finalize what is complete.
+    Finalize,
+}
+
+/// Which items of each namespace a process runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Slice {
+    /// Every item (an unsharded run): the process holds the session alone.
+    All,
+    /// One shard's slice, beside the other shards.
+    Shard(crate::shard::Resolved),
+    /// None: finalize every namespace whose items are all done
+    /// (`w2c finalize`), beside shards that may still run.
+    Finalize,
+}
+
+impl Slice {
+    /// Whether this process runs the items of the example at `position`.
+    pub fn owns(&self, position: usize) -> bool {
+        match self {
+            Slice::All => true,
+            Slice::Shard(r) => r.shard.owns(position),
+            Slice::Finalize => false,
+        }
+    }
+
+    /// The shard this process runs, if it is one.
+    pub fn shard(&self) -> Option<crate::shard::Shard> {
+        match self {
+            Slice::Shard(r) => Some(r.shard),
+            _ => None,
+        }
+    }
+
+    fn access(&self) -> session::Access {
+        match self {
+            Slice::All => session::Access::Alone,
+            Slice::Shard(r) => session::Access::Shard(r.shard),
+            Slice::Finalize => session::Access::Shared,
+        }
+    }
 }
 
 /// A session opened (and locked) for a run, with its inputs.
@@ -46,6 +105,8 @@ pub struct Opened {
     pub prepared: Prepared,
     /// The session, locked by this process.
     pub session: Session,
+    /// Which items of each namespace this process runs.
+    pub slice: Slice,
     notes: Vec<String>,
 }
 
@@ -76,11 +137,42 @@ pub fn open(req: RunRequest) -> Result<Opened> {
         }
         notes.push(format!("notice: {short} (this session was created before w2c refused that; it continues with the unbalanced selection it was created with)"));
     }
-    let session = if req.resuming.is_some() {
-        session::open_existing(&config.run.runs_dir, &req.run_key, &prepared.payload)?
+    let slice = match req.slice {
+        SliceRequest::All => Slice::All,
+        SliceRequest::Finalize => {
+            if req.resuming.is_none() {
+                bail!("finalizing needs an existing session");
+            }
+            Slice::Finalize
+        }
+        SliceRequest::Shard { flag, shards } => {
+            let dir =
+                session::session_dir(&config.run.runs_dir, &req.run_key, &prepared.fingerprint);
+            let planned = req.resuming.as_ref().and_then(|m| m.shards).or_else(|| {
+                crate::store::read_json::<Manifest>(&crate::store::layout::manifest(&dir))
+                    .ok()
+                    .and_then(|m| m.shards)
+            });
+            let env = |k: &str| std::env::var(k).ok();
+            match crate::shard::resolve(flag, shards, config.run.shards.or(planned), &env)
+                .map_err(anyhow::Error::msg)?
+            {
+                Some(resolved) => Slice::Shard(resolved),
+                None => Slice::All,
+            }
+        }
+    };
+    let access = slice.access();
+    let mut session = if req.resuming.is_some() {
+        session::open_existing_as(
+            &config.run.runs_dir,
+            &req.run_key,
+            &prepared.payload,
+            access,
+        )?
     } else {
         let selected = prepared.examples.get()?;
-        session::open_or_create(
+        session::open_or_create_as(
             &config.run.runs_dir,
             NewSession {
                 run_key: &req.run_key,
@@ -92,12 +184,25 @@ pub fn open(req: RunRequest) -> Result<Opened> {
                     acc
                 }),
             },
+            access,
         )?
     };
+    if let Slice::Shard(resolved) = &slice {
+        // The shard count is the plan's: the first shard records it.
+        let _planning = session.plan_lock()?;
+        let stored: Manifest =
+            crate::store::read_json(&crate::store::layout::manifest(&session.dir))?;
+        crate::shard::check_against_plan(resolved, stored.shards).map_err(anyhow::Error::msg)?;
+        if stored.shards.is_none() {
+            session::record_shards(&session.dir, resolved.shard.count)?;
+        }
+        session.manifest.shards = Some(resolved.shard.count);
+    }
     Ok(Opened {
         config,
         prepared,
         session,
+        slice,
         notes,
     })
 }
@@ -105,6 +210,8 @@ pub fn open(req: RunRequest) -> Result<Opened> {
 /// Everything a method's namespaces run with.
 struct Run<'a, O> {
     session: &'a Session,
+    /// Which items this process runs.
+    slice: &'a Slice,
     examples: &'a Examples,
     cancel: &'a Cancel,
     observer: &'a O,
@@ -131,7 +238,11 @@ impl ClientPool {
         if let Some(c) = clients.get(name) {
             return Ok(c.clone());
         }
-        let client = Arc::new(Client::new(name, cfg, seed)?);
+        // `W2C_BASE_URLS_<PROVIDER>` points this process at its own
+        // endpoints (e.g. the model server a job array task started).
+        let env = |k: &str| std::env::var(k).ok();
+        let cfg = cfg.with_endpoints_from_env(name, &env)?;
+        let client = Arc::new(Client::new(name, &cfg, seed)?);
         clients.insert(name.to_string(), client.clone());
         Ok(client)
     }
@@ -160,9 +271,12 @@ impl Opened {
             methods: Vec::new(),
             status: RunStatus::Complete,
             notes: self.notes.clone(),
+            shard: self.slice.shard(),
+            finalizing: self.slice == Slice::Finalize,
         };
         let run = Run {
             session: &self.session,
+            slice: &self.slice,
             examples: &self.prepared.examples,
             cancel,
             observer,
@@ -278,16 +392,20 @@ impl Planned {
     }
 }
 
-/// Claims every namespace of the plan up front and records the plan in the
+/// Claims every namespace of `planned` up front and records the plan in the
 /// manifest, so that `status`, `ls` and `verify` know what the session
-/// will hold before each namespace starts; tells the progress readers the
-/// session's items.
-fn record_plan<O: RunObserver>(run: &Run<'_, O>, planned: &[Planned]) -> Result<()> {
-    let n_examples = run.session.manifest.n_examples;
+/// will hold before each namespace starts (under the plan lock when shards
+/// share the session). Returns the recorded plan.
+pub fn claim_plan(
+    session: &Session,
+    planned: &[Planned],
+) -> Result<Vec<session::PlannedNamespace>> {
+    let _planning = session.plan_lock()?;
+    let n_examples = session.manifest.n_examples;
     let mut recorded = Vec::new();
     for p in planned {
         for (settings, repeats) in p.streams() {
-            let ns = session::claim_namespace(&run.session.dir, &settings)?;
+            let ns = session::claim_namespace(&session.dir, &settings)?;
             recorded.push(session::PlannedNamespace {
                 namespace: ns.name,
                 items: n_examples * repeats,
@@ -295,7 +413,14 @@ fn record_plan<O: RunObserver>(run: &Run<'_, O>, planned: &[Planned]) -> Result<
             });
         }
     }
-    session::record_plan(&run.session.dir, &recorded)?;
+    session::record_plan(&session.dir, &recorded)?;
+    Ok(recorded)
+}
+
+/// Records the plan ([`claim_plan`]) and tells the progress readers the
+/// items this process runs: the session's, or its shard's slice of them.
+fn record_plan<O: RunObserver>(run: &Run<'_, O>, planned: &[Planned]) -> Result<()> {
+    let recorded = claim_plan(run.session, planned)?;
     let manifest = crate::store::Manifest {
         plan: recorded,
         ..run.session.manifest.clone()
@@ -304,10 +429,25 @@ fn record_plan<O: RunObserver>(run: &Run<'_, O>, planned: &[Planned]) -> Result<
         .into_iter()
         .filter(|c| c.planned)
         .collect();
+    let (total, done) = match run.slice.shard() {
+        None => (
+            counts.iter().map(|c| c.total).sum(),
+            counts.iter().map(|c| c.done).sum(),
+        ),
+        Some(shard) => counts.iter().fold((0, 0), |(t, d), c| {
+            let mine = shard.examples_of(manifest.n_examples) * c.repeats;
+            let done = match c.shards.iter().find(|s| s.shard == shard) {
+                Some(s) => s.done,
+                None if c.state == crate::store::NamespaceState::Done => mine,
+                None => 0,
+            };
+            (t + mine, d + done)
+        }),
+    };
     run.observer.progress().begin_session(
         counts.iter().map(|c| c.namespace.clone()).collect(),
-        counts.iter().map(|c| c.total).sum(),
-        counts.iter().map(|c| c.done).sum(),
+        total,
+        done,
     );
     Ok(())
 }
@@ -336,14 +476,18 @@ async fn run_methods<O: RunObserver>(
                     plan,
                     caller: target(),
                 };
-                run_namespace(run, &method, report).await?.summary
+                run_namespace(run, &method, report, |_| Ok(None))
+                    .await?
+                    .summary
             }
             Planned::McqLogprob(plan) => {
                 let method = McqLogprobRun {
                     plan,
                     caller: target(),
                 };
-                run_namespace(run, &method, report).await?.summary
+                run_namespace(run, &method, report, |_| Ok(None))
+                    .await?
+                    .summary
             }
             Planned::Judge(method) => judging.run(run, method, report).await?,
         };
@@ -384,12 +528,16 @@ impl Judging<'_> {
         if judge_ns.is_done() {
             return namespace::done_summary(&judge_ns, method.repeats());
         }
-        let total = judge.items(run.examples.get()?).len();
+        let total = judge
+            .items(run.examples.get()?)
+            .iter()
+            .filter(|i| run.slice.owns(i.index))
+            .count();
         let targets = TargetAnswers {
             plan: method,
             caller: self.callers.target.clone(),
         };
-        let answered = run_namespace(run, &targets, report).await?;
+        let answered = run_namespace(run, &targets, report, |_| Ok(None)).await?;
         if answered.cancelled && !answered.complete {
             return Ok(MethodSummary {
                 namespace: judge_ns.name,
@@ -402,12 +550,37 @@ impl Judging<'_> {
                 stability: None,
             });
         }
+        let target_ns = answered.summary.namespace.clone();
         judge.target = JudgedTarget {
             namespace: answered.summary.namespace,
             usage: answered.summary.usage,
             answers: answered.results,
         };
-        let mut judged = run_namespace(run, &judge, report).await?;
+        // A process that did not answer every item concludes the judge
+        // over every stored answer (a shard knows its slice's only).
+        let whole = |_: &crate::store::NamespaceDir| -> Result<Option<JudgeAnswers>> {
+            if *run.slice == Slice::All {
+                return Ok(None);
+            }
+            let target_dir = crate::store::NamespaceDir::new(&run.session.dir, &target_ns);
+            let keys: Vec<String> = targets
+                .items(run.examples.get()?)
+                .into_iter()
+                .map(|i| i.key)
+                .collect();
+            let answers = namespace::load_records(&target_dir, &keys)?;
+            let records: Vec<_> = keys.iter().filter_map(|k| answers.get(k)).collect();
+            let usage = targets.usage(&records);
+            Ok(Some(JudgeAnswers {
+                judge: judge.judge.clone(),
+                target: JudgedTarget {
+                    namespace: target_ns.clone(),
+                    usage,
+                    answers,
+                },
+            }))
+        };
+        let mut judged = run_namespace(run, &judge, report, whole).await?;
         judged.summary.failed += answered.summary.failed;
         Ok(judged.summary)
     }
@@ -507,6 +680,7 @@ enabled = ["mcq", "llm_judge"]
             config: config(runs.path()),
             run_key: "k".into(),
             resuming: None,
+            slice: SliceRequest::All,
         };
         let recorder = Recorder::default();
         let report = open(request())

@@ -1,13 +1,14 @@
 //! The one skeleton every method namespace runs through: claim the
 //! namespace → skip it when done → the method's `before_items` → the
-//! engine over its items → records in item order → usage → the method's
-//! conclusion → artifacts → `_DONE.json`, written last. Methods supply only
-//! what differs (see [`crate::methods::Method`]).
+//! engine over this process's items (all, or a shard's slice) → when every
+//! item of the namespace has a result, finalize it: the shards' files
+//! merged, records in item order → usage → the method's conclusion →
+//! artifacts → `_DONE.json`, written last. Methods supply only what differs
+//! (see [`crate::methods::Method`]).
 
-use super::Run;
+use super::{Run, Slice};
 use crate::dataset::Example;
-use crate::engine::{Job, Outcome};
-use crate::engine::{Record, WorkItem};
+use crate::engine::{Job, Outcome, WorkItem};
 use crate::llm::Client;
 use crate::methods::{Concluding, Conclusion, Method, NotStarted, Plan as _, Scores};
 use crate::outcome::{MethodSummary, RunObserver, RunReport};
@@ -17,108 +18,209 @@ use crate::store::{
     MetricsFile, NamespaceDir, UsageTotals,
 };
 use anyhow::{Context, Result};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// What running a namespace left.
 pub(super) struct Ran<R> {
-    /// Its summary for the report.
+    /// This process's part for the report: its items (all of them unless it
+    /// is a shard), with the metrics once the namespace is finalized.
     pub summary: MethodSummary,
-    /// Every record, by key (empty when the namespace was done and the
-    /// method did not ask for its records).
+    /// The records of this process's items, by key (empty when the
+    /// namespace was done and the method did not ask for its records).
     pub results: HashMap<String, R>,
-    /// Whether every item has a record.
+    /// Whether every item of this process's part has a record.
     pub complete: bool,
     /// Whether a stop was requested while it ran.
     pub cancelled: bool,
 }
 
-/// Runs one namespace of `method` to its end (or to an interrupt or a
-/// failed item) and tells the observer it started and stopped.
+/// Runs this process's part of one namespace of `method` (every item, a
+/// shard's slice, or none for `w2c finalize`) to its end, an interrupt or
+/// a failed item, telling the observer it started and stopped; then, when
+/// every item of the whole namespace has a result, finalizes it (once, under
+/// the finalize lock when shards share the session). `whole` gives the
+/// method to conclude the whole namespace with when it is not `method`
+/// itself (a shard's judge stream knows only its slice's target answers).
 pub(super) async fn run_namespace<M: Method, O: RunObserver>(
     run: &Run<'_, O>,
     method: &M,
     report: &mut RunReport,
+    whole: impl FnOnce(&NamespaceDir) -> Result<Option<M>>,
 ) -> Result<Ran<M::Record>> {
     let settings = method.settings();
     let ns = session::claim_namespace(&run.session.dir, &settings)?;
-    if ns.is_done() && !method.records_needed_when_done() {
+    let repeats = method.plan().repeats();
+    if ns.is_done() {
+        let results = if method.records_needed_when_done() {
+            let items = method.items(run.examples.get()?);
+            let mine: Vec<String> = items
+                .into_iter()
+                .filter(|i| run.slice.owns(i.index) || matches!(run.slice, Slice::Finalize))
+                .map(|i| i.key)
+                .collect();
+            load_records(&ns, &mine)?
+        } else {
+            HashMap::new()
+        };
         return Ok(Ran {
-            summary: done_summary(&ns, method.plan().repeats())?,
-            results: HashMap::new(),
+            summary: done_summary(&ns, repeats)?,
+            results,
             complete: true,
             cancelled: false,
         });
     }
     let examples = run.examples.get()?;
     let items = method.items(examples);
-    let total = items.len();
-    if !ns.is_done() {
+    let keys: Vec<String> = items.iter().map(|i| i.key.clone()).collect();
+    let mine: Vec<WorkItem> = items
+        .into_iter()
+        .filter(|i| run.slice.owns(i.index))
+        .collect();
+    let my_keys: Vec<String> = mine.iter().map(|i| i.key.clone()).collect();
+    let files = ns.writer(run.slice.shard());
+    let runs_items = !matches!(run.slice, Slice::Finalize);
+    let outcome = if runs_items {
         run.session.mark_updated()?;
-        let notes = match method.before_items(&ns, examples).await {
+        // A method's own files (e.g. the probe's verdict) go where this
+        // process writes: a shard's endpoint may differ from the others'.
+        let writing = NamespaceDir {
+            checkpoints: files.dir.clone(),
+            ..ns.clone()
+        };
+        let notes = match method.before_items(&writing, examples).await {
             Ok(notes) => notes,
             Err(e) if e.downcast_ref::<NotStarted>().is_some() => {
-                return not_started(&ns, method, &items, report, &e);
+                return not_started(&ns, method, &mine, report, &e);
             }
             Err(e) => return Err(e),
         };
         for note in notes {
             report.notes.push(format!("{}: {note}", ns.name));
         }
-    }
-    run.observer.namespace_started(&ns.name).await;
-    let keys: Vec<String> = items.iter().map(|i| i.key.clone()).collect();
-    let progress = run.observer.progress();
-    let job = Job {
-        ns: &ns,
-        items: items.into_iter().filter(|i| method.runnable(i)).collect(),
-        concurrency: method.caller().client.max_concurrency,
-        cancel: run.cancel,
-        progress: &progress,
+        run.observer.namespace_started(&ns.name).await;
+        let progress = run.observer.progress();
+        let job = Job {
+            ns: &ns,
+            files: &files,
+            items: mine.into_iter().filter(|i| method.runnable(i)).collect(),
+            concurrency: method.caller().client.max_concurrency,
+            cancel: run.cancel,
+            progress: &progress,
+        };
+        let outcome = crate::engine::run_items(job, |item, steps| {
+            let example = &examples[item.index];
+            method.work(&ns.name, item, example, steps)
+        })
+        .await?;
+        note_outcome(
+            report,
+            &ns.name,
+            &outcome,
+            &method.caller().client,
+            my_keys.len(),
+        );
+        Some(outcome)
+    } else {
+        None
     };
-    let outcome = crate::engine::run_items(job, |item, steps| {
-        let example = &examples[item.index];
-        method.work(&ns.name, item, example, steps)
-    })
-    .await?;
-    note_outcome(report, &ns.name, &outcome, &method.caller().client, total);
-    let ordered: Vec<&M::Record> = keys.iter().filter_map(|k| outcome.results.get(k)).collect();
+    let (results, failed, cancelled) = match outcome {
+        Some(o) => (o.results, o.failed.len(), o.cancelled),
+        None => (HashMap::new(), 0, false),
+    };
+    let ordered: Vec<&M::Record> = my_keys.iter().filter_map(|k| results.get(k)).collect();
     let mut summary = MethodSummary {
         namespace: ns.name.clone(),
         done: ordered.len(),
-        total,
-        repeats: method.plan().repeats(),
-        failed: outcome.failed.len(),
+        total: my_keys.len(),
+        repeats,
+        failed,
         metrics: None,
         usage: method.usage(&ordered),
         stability: None,
     };
-    let complete = ordered.len() == total;
+    let complete = ordered.len() == my_keys.len();
+    let finalizable = match &run.slice {
+        Slice::All => complete,
+        Slice::Shard(r) if complete => {
+            crate::store::shards::mark_slice_done(&ns, r.shard, my_keys.len())?;
+            let waiting = crate::store::shards::slices_not_done(&ns, r.shard.count);
+            if !waiting.is_empty() {
+                report.notes.push(format!(
+                    "{}: shard {}'s slice is done; waiting for shard{} {} (the last shard to finish finalizes the namespace, or `w2c finalize`)",
+                    ns.name,
+                    r.shard,
+                    if waiting.len() == 1 { "" } else { "s" },
+                    waiting.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+                ));
+            }
+            waiting.is_empty()
+        }
+        Slice::Shard(_) => false,
+        Slice::Finalize => {
+            let have = crate::store::census::result_keys(&ns);
+            summary.done = keys.iter().filter(|k| have.contains(*k)).count();
+            summary.total = keys.len();
+            summary.done == keys.len()
+        }
+    };
     if !complete {
-        report.mark_unfinished(outcome.cancelled);
-    } else {
-        let (metrics, notes) = finish(run, method, &ns, &settings, examples, &ordered, &summary)?;
-        if let Some(m) = metrics {
-            summary.metrics = Some(m.metrics);
-            summary.stability = m.stability;
-        }
-        for note in notes {
-            report.notes.push(format!("{}: {note}", ns.name));
-        }
+        report.mark_unfinished(cancelled);
     }
-    run.observer
-        .namespace_stopped(&ns.name, run.cancel.is_cancelled())
-        .await;
+    if finalizable {
+        let whole = whole(&ns)?;
+        let finalizer = whole.as_ref().unwrap_or(method);
+        let known = matches!(run.slice, Slice::All).then_some(&results);
+        let finished = finalize(run, finalizer, &ns, &settings, examples, &keys, known).await?;
+        match finished {
+            Finalized::Here { metrics, notes } => {
+                if let Some(m) = metrics {
+                    summary.metrics = Some(m.metrics);
+                    summary.stability = m.stability;
+                    if matches!(run.slice, Slice::All | Slice::Finalize) {
+                        summary.usage = m.usage;
+                    }
+                }
+                for note in notes {
+                    report.notes.push(format!("{}: {note}", ns.name));
+                }
+                if !matches!(run.slice, Slice::All) {
+                    report
+                        .notes
+                        .push(format!("{}: every item is done: finalized here", ns.name));
+                }
+            }
+            Finalized::Elsewhere(done) => {
+                summary.metrics = done.metrics;
+                summary.stability = done.stability;
+            }
+            Finalized::NotComplete(missing) => {
+                report.mark_unfinished(false);
+                report.notes.push(format!(
+                    "{}: not finalized: {missing} items have no result",
+                    ns.name
+                ));
+            }
+        }
+    } else if matches!(run.slice, Slice::Finalize) {
+        report.mark_unfinished(false);
+        report.notes.push(unfinished_note(run, &ns, &keys));
+    }
+    if runs_items {
+        run.observer
+            .namespace_stopped(&ns.name, run.cancel.is_cancelled())
+            .await;
+    }
     Ok(Ran {
         summary,
-        results: outcome.results,
+        results,
         complete,
-        cancelled: outcome.cancelled,
+        cancelled,
     })
 }
 
 /// A namespace whose `before_items` could not finish ([`NotStarted`]): it
-/// stays unfinished with the records it has, the run is incomplete, and the
-/// reason is a note.
+/// stays unfinished with the records this process's items have, the run is
+/// incomplete, and the reason is a note.
 fn not_started<M: Method>(
     ns: &NamespaceDir,
     method: &M,
@@ -126,13 +228,8 @@ fn not_started<M: Method>(
     report: &mut RunReport,
     why: &anyhow::Error,
 ) -> Result<Ran<M::Record>> {
-    let (stored, _) = crate::store::load_jsonl::<M::Record>(&ns.results())?;
-    let keys: std::collections::HashSet<&str> = items.iter().map(|i| i.key.as_str()).collect();
-    let results: HashMap<String, M::Record> = stored
-        .into_iter()
-        .filter(|r| keys.contains(r.key()))
-        .map(|r| (r.key().to_string(), r))
-        .collect();
+    let keys: Vec<String> = items.iter().map(|i| i.key.clone()).collect();
+    let results: HashMap<String, M::Record> = load_records(ns, &keys)?;
     let records: Vec<&M::Record> = results.values().collect();
     report.notes.push(format!(
         "{}: not started: {why:#}; a resume tries again",
@@ -156,31 +253,133 @@ fn not_started<M: Method>(
     })
 }
 
-/// The end of a namespace whose items all have records: the method's
-/// conclusion and its files with `_DONE.json` written last, or (a done
-/// namespace whose records were needed) the metrics it already has.
-/// Returns the metrics file, if any, and the conclusion's notes.
-fn finish<M: Method, O>(
+/// What `w2c finalize` says of a namespace that cannot be finalized yet:
+/// how many items each shard still lacks.
+fn unfinished_note<O>(run: &Run<'_, O>, ns: &NamespaceDir, keys: &[String]) -> String {
+    let have = crate::store::census::result_keys(ns);
+    let missing = keys.iter().filter(|k| !have.contains(*k)).count();
+    let Some(count) = run.session.manifest.shards.filter(|&n| n > 1) else {
+        return format!(
+            "{}: not finalized: {missing} of {} items have no result (`w2c resume` runs them)",
+            ns.name,
+            keys.len()
+        );
+    };
+    let position: HashMap<&str, usize> = run
+        .session
+        .manifest
+        .example_ids
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (u.as_str(), i))
+        .collect();
+    let mut per_shard = vec![0usize; count];
+    for k in keys.iter().filter(|k| !have.contains(*k)) {
+        let uuid = k.split_once('#').map_or(k.as_str(), |(u, _)| u);
+        if let Some(p) = position.get(uuid) {
+            per_shard[p % count] += 1;
+        }
+    }
+    let lacking: Vec<String> = per_shard
+        .iter()
+        .enumerate()
+        .filter(|(_, &n)| n > 0)
+        .map(|(i, n)| format!("shard {i}/{count} lacks {n}"))
+        .collect();
+    format!(
+        "{}: not finalized: {missing} of {} items have no result ({}); rerun those shards (`scontrol requeue`, the Job's pod retry, or `w2c resume <fp> --shard I/{count}`)",
+        ns.name,
+        keys.len(),
+        lacking.join(", ")
+    )
+}
+
+/// The records of `keys` found in any of the namespace's results files (the
+/// first record of a key wins), read without writing anything.
+pub(super) fn load_records<R: crate::engine::Record>(
+    ns: &NamespaceDir,
+    keys: &[String],
+) -> Result<HashMap<String, R>> {
+    let wanted: HashSet<&str> = keys.iter().map(String::as_str).collect();
+    let mut out: HashMap<String, R> = HashMap::new();
+    for path in ns.results_files() {
+        crate::store::read_jsonl(&path, |r: R| {
+            if wanted.contains(r.key()) && !out.contains_key(r.key()) {
+                out.insert(r.key().to_string(), r);
+            }
+        })?;
+    }
+    Ok(out)
+}
+
+/// How finalizing a namespace ended.
+enum Finalized {
+    /// This process concluded it and wrote `_DONE.json` last.
+    Here {
+        /// Its metrics file, if it has metrics.
+        metrics: Option<Box<MetricsFile>>,
+        /// The conclusion's notes.
+        notes: Vec<String>,
+    },
+    /// Another process finalized it first.
+    Elsewhere(Box<MethodSummary>),
+    /// Some items have no result after all (this many).
+    NotComplete(usize),
+}
+
+/// Finalizes a namespace whose every item has a result: (holding the
+/// finalize lock when shards share the session, and only if no other
+/// process did it first) the shards' files merged into the namespace's
+/// own, the method's conclusion over every record in item order, its files,
+/// and `_DONE.json` last; then the observer is told. `known` holds every
+/// record when the caller has them.
+async fn finalize<M: Method, O: RunObserver>(
     run: &Run<'_, O>,
     method: &M,
     ns: &NamespaceDir,
     settings: &MethodSettings,
     examples: &[Example],
-    records: &[&M::Record],
-    summary: &MethodSummary,
-) -> Result<(Option<MetricsFile>, Vec<String>)> {
+    keys: &[String],
+    known: Option<&HashMap<String, M::Record>>,
+) -> Result<Finalized> {
+    let _finalizing = if run.session.is_shared() {
+        Some(session::finalize_lock(&run.session.dir)?)
+    } else {
+        None
+    };
     if ns.is_done() {
-        return Ok((read_json::<MetricsFile>(&ns.metrics()).ok(), Vec::new()));
+        return Ok(Finalized::Elsewhere(Box::new(done_summary(
+            ns,
+            method.plan().repeats(),
+        )?)));
     }
+    let loaded;
+    let all = match known {
+        Some(all) => all,
+        None => {
+            loaded = load_records::<M::Record>(ns, keys)?;
+            &loaded
+        }
+    };
+    let records: Vec<&M::Record> = keys.iter().filter_map(|k| all.get(k)).collect();
+    if records.len() != keys.len() {
+        return Ok(Finalized::NotComplete(keys.len() - records.len()));
+    }
+    let merged = !ns.shard_dirs().is_empty();
+    if merged {
+        crate::store::shards::merge(ns)
+            .with_context(|| format!("{}: merging the shards' files", ns.name))?;
+    }
+    let usage = method.usage(&records);
     let ctx = Concluding {
         namespace: &ns.name,
         examples,
         seed: run.seed,
     };
-    let conclusion = method.conclude(&ctx, records)?;
-    let metrics_file = conclusion.scores.as_ref().map(|scores| {
-        metrics_file(run.session, settings, ns, scores, &summary.usage, || {
-            method.audit(records)
+    let conclusion = method.conclude(&ctx, &records)?;
+    let metrics = conclusion.scores.as_ref().map(|scores| {
+        metrics_file(run.session, settings, ns, scores, &usage, || {
+            method.audit(&records)
         })
     });
     let notes = conclusion.notes.clone();
@@ -188,11 +387,15 @@ fn finish<M: Method, O>(
         run.session,
         ns,
         settings,
-        summary.total,
+        keys.len(),
         conclusion,
-        metrics_file.as_ref(),
+        metrics.as_ref(),
     )?;
-    Ok((metrics_file, notes))
+    run.observer.namespace_finalized(&ns.name).await;
+    Ok(Finalized::Here {
+        metrics: metrics.map(Box::new),
+        notes,
+    })
 }
 
 /// The summary of a namespace already marked done: its item count from
@@ -299,6 +502,10 @@ fn write_outputs(
     for (name, bytes) in &conclusion.extra {
         put(name, bytes)?;
     }
+    if !ns.calls().exists() {
+        // A namespace whose every item was loaded from elsewhere made no call.
+        write_bytes_atomic(&ns.calls(), b"")?;
+    }
     written.push(names::CALLS);
     write_done(session, ns, settings, n_items, &written)
 }
@@ -323,6 +530,18 @@ fn write_done(
         let p = ns.checkpoint(name);
         if p.exists() {
             checkpoint_files.insert(name.to_string(), digest(&p)?);
+        }
+    }
+    // The shards' own files, as `shards/shard-I-of-N/<file>`.
+    for (shard, dir) in ns.shard_dirs() {
+        for name in crate::store::shards::DIGESTED_SHARD_FILES {
+            let p = dir.join(name);
+            if p.exists() {
+                checkpoint_files.insert(
+                    format!("{}/{}/{name}", names::SHARDS, shard.dir_name()),
+                    digest(&p)?,
+                );
+            }
         }
     }
     let mut artifact_files = BTreeMap::new();
@@ -369,7 +588,7 @@ fn note_outcome<R>(
             outcome.abandoned
         ));
     }
-    let stats = client.limiter.stats();
+    let stats = client.limiter_stats();
     if stats.decreases > 0 {
         report.notes.push(format!(
             "{ns}: rate limited: concurrency was cut {} times (lowest {}), now {}",

@@ -8,7 +8,8 @@ use super::files::read_json;
 use super::layout::NamespaceDir;
 use super::records::DoneMarker;
 use super::session::{self, Manifest};
-use std::collections::HashSet;
+use crate::shard::Shard;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 /// Where a namespace stands.
@@ -39,6 +40,28 @@ pub struct NamespaceCount {
     /// Whether the latest run planned it (else it was claimed by an earlier
     /// run, e.g. under other settings).
     pub planned: bool,
+    /// For a session run in shards, a namespace not done yet: each shard's
+    /// slice (of the planned shard count).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardCount>,
+}
+
+/// How far one shard's slice of a namespace has come.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ShardCount {
+    /// The shard.
+    #[serde(serialize_with = "as_text")]
+    pub shard: Shard,
+    /// Items of its slice with a result.
+    pub done: usize,
+    /// Items in its slice.
+    pub total: usize,
+    /// Whether the shard marked its slice done.
+    pub marked_done: bool,
+}
+
+fn as_text<S: serde::Serializer>(shard: &Shard, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(shard)
 }
 
 impl NamespaceCount {
@@ -61,10 +84,11 @@ impl NamespaceCount {
 /// Every namespace of the session in `dir`: the plan's, in order, then the
 /// other claimed ones by name.
 pub fn census(dir: &Path, manifest: &Manifest) -> Vec<NamespaceCount> {
+    let positions = Positions::of(manifest);
     let mut out: Vec<NamespaceCount> = manifest
         .plan
         .iter()
-        .map(|p| count(dir, &p.namespace, p.items, p.repeats, true))
+        .map(|p| count(dir, &p.namespace, p.items, p.repeats, true, &positions))
         .collect();
     let mut claimed: Vec<String> = manifest.namespaces.keys().cloned().collect();
     claimed.extend(session::namespaces(dir).into_iter().map(|(name, _)| name));
@@ -81,17 +105,58 @@ pub fn census(dir: &Path, manifest: &Manifest) -> Vec<NamespaceCount> {
             manifest.n_examples * repeats,
             repeats,
             false,
+            &positions,
         ));
     }
     out
 }
 
-fn count(dir: &Path, name: &str, planned: usize, repeats: usize, in_plan: bool) -> NamespaceCount {
+/// Where each selected example is in the selection, and the session's
+/// shard count: what per-shard counts need.
+struct Positions {
+    of_uuid: HashMap<String, usize>,
+    n_examples: usize,
+    shards: Option<usize>,
+}
+
+impl Positions {
+    fn of(manifest: &Manifest) -> Positions {
+        let shards = manifest.shards.filter(|&n| n > 1);
+        Positions {
+            of_uuid: if shards.is_some() {
+                manifest
+                    .example_ids
+                    .iter()
+                    .enumerate()
+                    .map(|(i, u)| (u.clone(), i))
+                    .collect()
+            } else {
+                HashMap::new()
+            },
+            n_examples: manifest.n_examples,
+            shards,
+        }
+    }
+}
+
+fn count(
+    dir: &Path,
+    name: &str,
+    planned: usize,
+    repeats: usize,
+    in_plan: bool,
+    positions: &Positions,
+) -> NamespaceCount {
     let ns = NamespaceDir::new(dir, name);
+    let mut shards = Vec::new();
     let (done, total, state) = match read_json::<DoneMarker>(&ns.done_marker()) {
         Ok(marker) => (marker.n_items, marker.n_items, NamespaceState::Done),
         Err(_) => {
-            let done = distinct_result_keys(&ns).min(planned);
+            let keys = result_keys(&ns);
+            if let Some(n) = positions.shards {
+                shards = shard_counts(&ns, &keys, n, repeats, positions);
+            }
+            let done = keys.len().min(planned);
             let state = if done == 0 {
                 NamespaceState::NotStarted
             } else {
@@ -107,23 +172,58 @@ fn count(dir: &Path, name: &str, planned: usize, repeats: usize, in_plan: bool) 
         repeats,
         state,
         planned: in_plan,
+        shards,
     }
 }
 
-/// Distinct item keys in a namespace's `results.jsonl`, streamed (0 when
-/// there is no file).
-pub fn distinct_result_keys(ns: &NamespaceDir) -> usize {
+/// Each shard's slice of `keys` (a key is `uuid` or `uuid#repeat`).
+fn shard_counts(
+    ns: &NamespaceDir,
+    keys: &HashSet<String>,
+    count: usize,
+    repeats: usize,
+    positions: &Positions,
+) -> Vec<ShardCount> {
+    let mut done = vec![0usize; count];
+    for key in keys {
+        let uuid = key.split_once('#').map_or(key.as_str(), |(u, _)| u);
+        if let Some(&p) = positions.of_uuid.get(uuid) {
+            done[p % count] += 1;
+        }
+    }
+    (0..count)
+        .filter_map(|index| Shard::new(index, count).ok())
+        .map(|shard| {
+            let total = shard.examples_of(positions.n_examples) * repeats;
+            ShardCount {
+                shard,
+                done: done[shard.index].min(total),
+                total,
+                marked_done: super::shards::slice_done(ns, shard).is_some(),
+            }
+        })
+        .collect()
+}
+
+/// Distinct item keys with a result in any of the namespace's results files
+/// (its own and every shard's), streamed; unreadable files count nothing.
+pub fn result_keys(ns: &NamespaceDir) -> HashSet<String> {
     #[derive(serde::Deserialize)]
     struct KeyOnly {
         key: String,
     }
     let mut keys = HashSet::new();
-    match super::jsonl::read_jsonl(&ns.results(), |k: KeyOnly| {
-        keys.insert(k.key);
-    }) {
-        Ok(_) => keys.len(),
-        Err(_) => 0,
+    for path in ns.results_files() {
+        let _ = super::jsonl::read_jsonl(&path, |k: KeyOnly| {
+            keys.insert(k.key);
+        });
     }
+    keys
+}
+
+/// Distinct item keys with a result in the namespace (0 when none).
+pub fn distinct_result_keys(ns: &NamespaceDir) -> usize {
+    result_keys(ns).len()
 }
 
 /// The K of a stability sweep's namespace name
@@ -160,6 +260,7 @@ mod tests {
             repeats: 3,
             state: NamespaceState::Partial,
             planned: true,
+            shards: Vec::new(),
         };
         assert_eq!(c.progress_text(), "268/270 (90 examples × 3)");
         let plain = NamespaceCount { repeats: 1, ..c };

@@ -1,6 +1,7 @@
 //! Where each file of a session lives: the one place that joins
 //! `checkpoints/` and `artifacts_local/` paths.
 
+use crate::shard::Shard;
 use std::path::{Path, PathBuf};
 
 /// File and directory names inside a session directory.
@@ -37,6 +38,15 @@ pub mod names {
     pub const PREDICTIONS: &str = "predictions.jsonl";
     /// Audit event counts (artifacts).
     pub const AUDIT_SUMMARY: &str = "audit_summary.json";
+    /// Directory of a namespace's shard files, and of the shards' locks.
+    pub const SHARDS: &str = "shards";
+    /// A shard's marker: every item of its slice of the namespace has a
+    /// result (written by the shard, read by whoever finalizes).
+    pub const SLICE_DONE: &str = "_SLICE_DONE.json";
+    /// Held (OS lock) by whoever finalizes a namespace of a sharded session.
+    pub const FINALIZE_LOCK: &str = ".finalize.lock";
+    /// Held (OS lock) while a shard creates or plans the session.
+    pub const PLAN_LOCK: &str = ".plan.lock";
 }
 
 /// The two directories of one namespace and the files in them.
@@ -119,6 +129,111 @@ impl NamespaceDir {
     pub fn predictions(&self) -> PathBuf {
         self.artifact(names::PREDICTIONS)
     }
+
+    /// `checkpoints/<ns>/shards/shard-I-of-N/`: every file one shard writes.
+    pub fn shard_dir(&self, shard: Shard) -> PathBuf {
+        self.checkpoints.join(names::SHARDS).join(shard.dir_name())
+    }
+
+    /// The shard directories the namespace has (any shard count), sorted.
+    pub fn shard_dirs(&self) -> Vec<(Shard, PathBuf)> {
+        let mut out: Vec<(Shard, PathBuf)> =
+            std::fs::read_dir(self.checkpoints.join(names::SHARDS))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .filter_map(|e| {
+                    let shard = Shard::from_dir_name(&e.file_name().to_string_lossy())?;
+                    Some((shard, e.path()))
+                })
+                .collect();
+        out.sort_by_key(|(s, _)| (s.count, s.index));
+        out
+    }
+
+    /// The files one process appends to: the namespace's own for an
+    /// unsharded process, the shard's directory for a shard.
+    pub fn writer(&self, shard: Option<Shard>) -> WriterFiles {
+        match shard {
+            None => WriterFiles {
+                shard: None,
+                dir: self.checkpoints.clone(),
+                results: self.results(),
+                errors: self.errors(),
+                audit: self.audit(),
+                run_log: self.run_log(),
+                calls: self.calls(),
+                steps: self.checkpoint(names::STEPS),
+            },
+            Some(s) => {
+                let dir = self.shard_dir(s);
+                WriterFiles {
+                    shard: Some(s),
+                    results: dir.join(names::RESULTS),
+                    errors: dir.join(names::ERRORS),
+                    audit: dir.join(names::AUDIT),
+                    run_log: dir.join(names::RUN_LOG),
+                    calls: dir.join(names::CALLS),
+                    steps: dir.join(names::STEPS),
+                    dir,
+                }
+            }
+        }
+    }
+
+    /// Every `results.jsonl` holding the namespace's records: its own, then
+    /// each shard's ([`NamespaceDir::shard_dirs`] order).
+    pub fn results_files(&self) -> Vec<PathBuf> {
+        std::iter::once(self.results())
+            .chain(
+                self.shard_dirs()
+                    .into_iter()
+                    .map(|(_, d)| d.join(names::RESULTS)),
+            )
+            .collect()
+    }
+
+    /// Every `errors.jsonl` of the namespace (its own, then each shard's).
+    pub fn errors_files(&self) -> Vec<PathBuf> {
+        std::iter::once(self.errors())
+            .chain(
+                self.shard_dirs()
+                    .into_iter()
+                    .map(|(_, d)| d.join(names::ERRORS)),
+            )
+            .collect()
+    }
+}
+
+/// The files one process writes for a namespace (see [`NamespaceDir::writer`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriterFiles {
+    /// The shard writing, if the process is one.
+    pub shard: Option<Shard>,
+    /// The directory of the files below.
+    pub dir: PathBuf,
+    /// One line per finished item.
+    pub results: PathBuf,
+    /// Items that failed after their retries.
+    pub errors: PathBuf,
+    /// Audit events.
+    pub audit: PathBuf,
+    /// One line per process pass.
+    pub run_log: PathBuf,
+    /// The call log.
+    pub calls: PathBuf,
+    /// The finished calls of items in flight (`.steps.jsonl`, removed
+    /// once every item of this writer has a record).
+    pub steps: PathBuf,
+}
+
+/// `shards/shard-I-of-N.lock` of a session: held by the process running
+/// that shard.
+pub fn shard_lock(session_dir: &Path, shard: Shard) -> PathBuf {
+    session_dir
+        .join(names::SHARDS)
+        .join(format!("{}.lock", shard.dir_name()))
 }
 
 /// `manifest.json` of a session directory.

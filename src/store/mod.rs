@@ -3,7 +3,8 @@
 //! ([`layout`]), the manifest, lock and namespaces ([`session`]), the
 //! crash-safe file primitives ([`jsonl`], [`files`]), the typed records
 //! every other layer reads and writes ([`records`]) and how far a session
-//! has come ([`census`]). Nothing here knows
+//! has come ([`census`]), and the files of sessions run in shards
+//! ([`shards`]). Nothing here knows
 //! about methods, LLMs or MLflow.
 //!
 //! ```text
@@ -23,6 +24,7 @@ pub mod jsonl;
 pub mod layout;
 pub mod records;
 pub mod session;
+pub mod shards;
 pub mod steps;
 
 pub use census::{census, NamespaceCount, NamespaceState};
@@ -30,7 +32,7 @@ pub use files::{
     file_digest, open_regular, read_json, read_regular, write_bytes_atomic, write_json_atomic,
 };
 pub use jsonl::{load_jsonl, read_jsonl, read_jsonl_lines, JsonlWriter, LoadReport};
-pub use layout::{names, NamespaceDir};
+pub use layout::{names, NamespaceDir, WriterFiles};
 pub use records::{
     DoneMarker, ErrorLine, FileDigest, MethodSettings, MetricsFile, PredictionRow, RunLogLine,
     Usage, UsageTotals,

@@ -124,6 +124,9 @@ pub struct RunLogLine {
     pub abandoned: usize,
     /// Whether it was interrupted.
     pub cancelled: bool,
+    /// The shard the process ran (`I/N`), if it was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
 }
 
 /// Total wall time recorded in a namespace's `run_log.jsonl`, seconds.

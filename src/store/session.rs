@@ -17,6 +17,7 @@ use super::files::{read_json, write_json_atomic};
 use super::layout::{self, names, NamespaceDir};
 use super::records::MethodSettings;
 use crate::fingerprint::{canonical_json, diff, short};
+use crate::shard::Shard;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -66,6 +67,10 @@ pub struct Manifest {
     /// recorded its plan).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub plan: Vec<PlannedNamespace>,
+    /// The number of shards the session is split into (`w2c plan --shards`,
+    /// or the first shard to run); absent for a session never run in shards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<usize>,
 }
 
 /// One namespace of a session's plan: what `status` lists before the
@@ -91,21 +96,48 @@ pub struct Session {
     pub created: bool,
     /// Whether this process has recorded that it works on the session.
     updated: AtomicBool,
+    /// The shard this process runs, if it is one (it then shares the
+    /// session with the other shards).
+    pub shard: Option<Shard>,
     _lock: SessionLock,
 }
 
 impl Session {
     /// Records in `manifest.json` that this process works on the session
-    /// (`updated_at`), once per process. The caller holds the session lock.
+    /// (`updated_at`), once per process. A shard does it under the plan
+    /// lock, since other shards may do the same.
     pub fn mark_updated(&self) -> Result<()> {
         if self.created || self.updated.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
+        let _planning = self.plan_lock()?;
         let now = now_utc();
         update_manifest(&self.dir, |obj| {
             obj.insert("updated_at".into(), Value::String(now));
         })
     }
+
+    /// Whether other processes (shards) may work on the session beside
+    /// this one: shared files are then written only under a lock.
+    pub fn is_shared(&self) -> bool {
+        self.shard.is_some()
+    }
+
+    /// The lock under which the manifest is changed while shards share the
+    /// session (creating it, recording the plan); `None` for a process
+    /// that holds the session alone.
+    pub fn plan_lock(&self) -> Result<Option<Held>> {
+        if !self.is_shared() {
+            return Ok(None);
+        }
+        wait_for_lock(&self.dir.join(names::PLAN_LOCK)).map(Some)
+    }
+}
+
+/// The lock whoever finalizes a namespace of the session holds (shards
+/// and `w2c finalize` may try at the same time): waits for it.
+pub fn finalize_lock(session_dir: &Path) -> Result<Held> {
+    wait_for_lock(&session_dir.join(names::FINALIZE_LOCK))
 }
 
 /// Current UTC time as RFC 3339 with seconds.
@@ -125,69 +157,58 @@ pub fn session_dir(runs_dir: &Path, run_key: &str, fingerprint: &str) -> PathBuf
 /// the process dies, whatever the cause).
 #[derive(Debug)]
 pub struct SessionLock {
-    _file: File,
+    _files: Vec<File>,
 }
 
 /// Error returned when another live process holds the session.
 #[derive(Debug, thiserror::Error)]
-#[error("session {dir} is in use by another w2c process (PID {pid}); wait for it to finish or stop it first")]
+#[error("session {dir} is in use by {holder} (PID {pid}); wait for it to finish or stop it first")]
 pub struct SessionBusy {
     /// Session directory.
     pub dir: String,
-    /// PID written by the holder, or `unknown`.
+    /// Who holds it: `another w2c process`, `shard 1/4`, `3 shards`...
+    pub holder: String,
+    /// PID written by the holder (several, comma-separated, for shards),
+    /// or `unknown`.
     pub pid: String,
 }
 
 /// Takes the session lock, writing our PID into the lock file.
 ///
-/// The PID must be readable whenever the lock is held, so taking the lock
-/// and writing the PID happen under a short gate (an exclusive OS lock on
-/// the session directory itself), and a process that finds the session held
+/// The PID must be readable whenever the lock is held, so taking a lock and
+/// writing the PID happen under a short gate (an exclusive OS lock on the
+/// session directory itself), and a process that finds the session held
 /// reads the PID under the same gate: it never sees the empty file, or the
 /// PID a killed holder left, that the winner is about to overwrite.
 pub fn lock(dir: &Path) -> Result<SessionLock> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let _gate = Gate::exclusive(dir)?;
     let path = dir.join(names::LOCK);
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .with_context(|| format!("cannot open lock file {}", path.display()))?;
+    let mut file = lock_file(&path)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
             let mut pid = String::new();
             let _ = file.read_to_string(&mut pid);
-            let pid = pid.trim();
-            return Err(SessionBusy {
-                dir: dir.display().to_string(),
-                pid: if pid.is_empty() {
-                    "unknown".into()
-                } else {
-                    pid.into()
-                },
-            }
-            .into());
+            return Err(busy(dir, pid.trim()).into());
         }
         Err(TryLockError::Error(e)) => {
             return Err(e).with_context(|| format!("cannot lock {}", path.display()))
         }
     }
-    let write_pid = |file: &mut File| -> std::io::Result<()> {
-        file.set_len(0)?;
-        file.rewind()?;
-        write!(file, "{}", std::process::id())?;
-        file.sync_data()
-    };
     write_pid(&mut file).with_context(|| format!("cannot write our PID to {}", path.display()))?;
-    Ok(SessionLock { _file: file })
+    Ok(SessionLock { _files: vec![file] })
 }
 
-/// The short lock on a session directory under which the session lock is
-/// taken and its PID written ([`lock`]) or read ([`holder`]); released when
+fn write_pid(file: &mut File) -> std::io::Result<()> {
+    file.set_len(0)?;
+    file.rewind()?;
+    write!(file, "{}", std::process::id())?;
+    file.sync_data()
+}
+
+/// The short lock on a session directory under which a session or shard
+/// lock is taken and its PID written, or read ([`holder`]); released when
 /// dropped, or when the process dies.
 struct Gate {
     _file: File,
@@ -215,16 +236,179 @@ impl Gate {
     }
 }
 
-/// Whether a live process holds the session's lock, and its PID if so.
+/// Why the session in `dir` cannot be taken: the shards running it, or the
+/// one process whose PID `.lock` holds.
+fn busy(dir: &Path, lock_pid: &str) -> SessionBusy {
+    let shards = shard_holders(dir);
+    let (holder, pid) = if shards.is_empty() {
+        ("another w2c process".to_string(), lock_pid.to_string())
+    } else {
+        (
+            format!(
+                "{} running shard{} ({})",
+                shards.len(),
+                if shards.len() == 1 { "" } else { "s" },
+                shards
+                    .iter()
+                    .map(|(s, _)| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            shards
+                .iter()
+                .map(|(_, p)| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
+    };
+    SessionBusy {
+        dir: dir.display().to_string(),
+        holder,
+        pid: if pid.is_empty() {
+            "unknown".into()
+        } else {
+            pid
+        },
+    }
+}
+
+/// Opens (creating it) a lock file.
+fn lock_file(path: &Path) -> Result<File> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("cannot open lock file {}", path.display()))
+}
+
+/// Takes the session lock shared, or says who holds it exclusively.
+fn lock_session_shared(dir: &Path) -> Result<File> {
+    let path = dir.join(names::LOCK);
+    let session = lock_file(&path)?;
+    match session.try_lock_shared() {
+        Ok(()) => Ok(session),
+        Err(TryLockError::WouldBlock) => {
+            let pid = std::fs::read_to_string(&path).unwrap_or_default();
+            Err(busy(dir, pid.trim()).into())
+        }
+        Err(TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
+/// Takes the session for one shard: the session lock shared (shards run
+/// side by side; no unsharded writer can start, and none may be running)
+/// and the shard's own lock (`shards/shard-I-of-N.lock`, holding our PID),
+/// so no two processes run the same shard. Under the gate, like [`lock`].
+pub fn lock_shard(dir: &Path, shard: Shard) -> Result<SessionLock> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let _gate = Gate::exclusive(dir)?;
+    let session = lock_session_shared(dir)?;
+    let path = layout::shard_lock(dir, shard);
+    let mut own = lock_file(&path)?;
+    match own.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let pid = std::fs::read_to_string(&path).unwrap_or_default();
+            return Err(SessionBusy {
+                dir: dir.display().to_string(),
+                holder: format!("another process running shard {shard}"),
+                pid: Some(pid.trim().to_string())
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or_else(|| "unknown".into()),
+            }
+            .into());
+        }
+        Err(TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+    write_pid(&mut own).with_context(|| format!("cannot write our PID to {}", path.display()))?;
+    Ok(SessionLock {
+        _files: vec![session, own],
+    })
+}
+
+/// Takes the session lock shared without a shard (`w2c finalize`: it may
+/// run beside shards, never beside an unsharded writer).
+pub fn lock_shared(dir: &Path) -> Result<SessionLock> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let _gate = Gate::exclusive(dir)?;
+    Ok(SessionLock {
+        _files: vec![lock_session_shared(dir)?],
+    })
+}
+
+/// A short-lived exclusive lock (planning, finalizing); released on drop.
+#[derive(Debug)]
+pub struct Held {
+    _file: File,
+}
+
+/// Waits for the exclusive lock on `path` (created if needed).
+pub fn wait_for_lock(path: &Path) -> Result<Held> {
+    let file = lock_file(path)?;
+    file.lock()
+        .with_context(|| format!("cannot lock {}", path.display()))?;
+    Ok(Held { _file: file })
+}
+
+/// The shards running on the session in `dir` now, with their PIDs.
+pub fn shard_holders(dir: &Path) -> Vec<(Shard, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir.join(names::SHARDS))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(shard) = name.strip_suffix(".lock").and_then(Shard::from_dir_name) else {
+            continue;
+        };
+        let Ok(file) = OpenOptions::new().read(true).write(true).open(e.path()) else {
+            continue;
+        };
+        if file.try_lock().is_err() {
+            let pid = std::fs::read_to_string(e.path()).unwrap_or_default();
+            out.push((shard, pid.trim().to_string()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Whether a live process holds the session's lock, and its PID if so
+/// (the PIDs of the running shards, comma-separated, when shards hold it).
+/// Read under the gate, so the PID is never one being replaced.
 pub fn holder(dir: &Path) -> Option<String> {
     let path = dir.join(names::LOCK);
     let file = OpenOptions::new().read(true).write(true).open(&path).ok()?;
     let gate = Gate::shared(dir).ok();
     let pid = match file.try_lock() {
         Ok(()) => None,
-        Err(_) => std::fs::read_to_string(&path)
-            .ok()
-            .map(|s| s.trim().to_string()),
+        Err(_) => {
+            let shards = shard_holders(dir);
+            if shards.is_empty() {
+                std::fs::read_to_string(&path)
+                    .ok()
+                    .map(|s| s.trim().to_string())
+            } else {
+                Some(
+                    shards
+                        .iter()
+                        .map(|(_, p)| p.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                )
+            }
+        }
     };
     drop(gate);
     pid
@@ -244,17 +428,56 @@ pub struct NewSession<'a> {
     pub label_counts: std::collections::BTreeMap<String, usize>,
 }
 
+/// How a process holds a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Alone (`run`, `resume`, `plan`, `sync`): the exclusive lock.
+    Alone,
+    /// As one shard: beside the other shards, under its own lock.
+    Shard(Shard),
+    /// Beside running shards without being one (`w2c finalize`).
+    Shared,
+}
+
+impl Access {
+    fn lock(self, dir: &Path) -> Result<SessionLock> {
+        match self {
+            Access::Alone => lock(dir),
+            Access::Shard(shard) => lock_shard(dir, shard),
+            Access::Shared => lock_shared(dir),
+        }
+    }
+
+    fn shard(self) -> Option<Shard> {
+        match self {
+            Access::Shard(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
 /// Opens (creating if needed) and locks the session for `spec`. An existing
 /// manifest whose payload differs is refused with a diff; an existing
 /// session is not written to.
 pub fn open_or_create(runs_dir: &Path, spec: NewSession<'_>) -> Result<Session> {
+    open_or_create_as(runs_dir, spec, Access::Alone)
+}
+
+/// [`open_or_create`] holding the session as `access` says; processes that
+/// share the session create it under the plan lock, so one creates it and
+/// the others find it.
+pub fn open_or_create_as(runs_dir: &Path, spec: NewSession<'_>, access: Access) -> Result<Session> {
     let canonical = canonical_json(spec.payload);
     let fp = crate::fingerprint::sha256_hex(canonical.as_bytes());
     let dir = session_dir(runs_dir, spec.run_key, &fp);
-    let lock = lock(&dir)?;
+    let lock = access.lock(&dir)?;
+    let _planning = match access {
+        Access::Alone => None,
+        _ => Some(wait_for_lock(&dir.join(names::PLAN_LOCK))?),
+    };
     let manifest_path = layout::manifest(&dir);
     if manifest_path.exists() {
-        return open_locked(dir, lock, spec.payload);
+        return open_locked(dir, lock, spec.payload, access);
     }
     let now = now_utc();
     let manifest = Manifest {
@@ -272,6 +495,7 @@ pub fn open_or_create(runs_dir: &Path, spec: NewSession<'_>) -> Result<Session> 
         namespaces: Default::default(),
         label_counts: spec.label_counts,
         plan: Vec::new(),
+        shards: None,
     };
     std::fs::create_dir_all(layout::checkpoints(&dir))?;
     std::fs::create_dir_all(layout::artifacts(&dir))?;
@@ -281,6 +505,7 @@ pub fn open_or_create(runs_dir: &Path, spec: NewSession<'_>) -> Result<Session> 
         manifest,
         created: true,
         updated: AtomicBool::new(true),
+        shard: access.shard(),
         _lock: lock,
     })
 }
@@ -289,6 +514,16 @@ pub fn open_or_create(runs_dir: &Path, spec: NewSession<'_>) -> Result<Session> 
 /// without writing to it; refuses when it has no manifest or its payload
 /// differs.
 pub fn open_existing(runs_dir: &Path, run_key: &str, payload: &Value) -> Result<Session> {
+    open_existing_as(runs_dir, run_key, payload, Access::Alone)
+}
+
+/// [`open_existing`] holding the session as `access` says.
+pub fn open_existing_as(
+    runs_dir: &Path,
+    run_key: &str,
+    payload: &Value,
+    access: Access,
+) -> Result<Session> {
     let fp = crate::fingerprint::fingerprint(payload);
     let dir = session_dir(runs_dir, run_key, &fp);
     if !layout::manifest(&dir).exists() {
@@ -297,13 +532,18 @@ pub fn open_existing(runs_dir: &Path, run_key: &str, payload: &Value) -> Result<
             dir.display()
         );
     }
-    let lock = lock(&dir)?;
-    open_locked(dir, lock, payload)
+    let lock = access.lock(&dir)?;
+    open_locked(dir, lock, payload, access)
 }
 
 /// Reads the manifest of a session this process has just locked and checks
 /// its payload.
-fn open_locked(dir: PathBuf, lock: SessionLock, payload: &Value) -> Result<Session> {
+fn open_locked(
+    dir: PathBuf,
+    lock: SessionLock,
+    payload: &Value,
+    access: Access,
+) -> Result<Session> {
     let manifest_path = layout::manifest(&dir);
     let manifest: Manifest = read_json(&manifest_path)?;
     check_payload(&manifest, payload, &manifest_path)?;
@@ -312,7 +552,16 @@ fn open_locked(dir: PathBuf, lock: SessionLock, payload: &Value) -> Result<Sessi
         manifest,
         created: false,
         updated: AtomicBool::new(false),
+        shard: access.shard(),
         _lock: lock,
+    })
+}
+
+/// Records the number of shards the session is split into in
+/// `manifest.json`. The caller holds the session alone or the plan lock.
+pub fn record_shards(session_dir: &Path, shards: usize) -> Result<()> {
+    update_manifest(session_dir, |obj| {
+        obj.insert("shards".into(), Value::from(shards));
     })
 }
 

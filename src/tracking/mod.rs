@@ -9,6 +9,7 @@ pub mod ids;
 pub mod mirror;
 pub mod names;
 pub mod rest;
+pub mod shards;
 pub mod trace_sender;
 pub mod traces;
 pub mod tracker;

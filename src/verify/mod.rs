@@ -259,10 +259,23 @@ fn verify_namespace(c: &mut Collector, found: &FoundSession, expected: &Expected
     let done_path = dir.checkpoints.join(files::DONE);
     let done: Option<anyhow::Result<DoneMarker>> =
         done_path.exists().then(|| read_json(&done_path));
-    let read = read_namespace(&dir, done.as_ref().and_then(|d| d.as_ref().ok()));
-    let keys = check_checkpoint_lines(c, read.results);
+    let NamespaceRead {
+        results,
+        mut unresolved,
+        metrics,
+        digests,
+    } = read_namespace(&dir, done.as_ref().and_then(|d| d.as_ref().ok()));
+    let mut keys = check_checkpoint_lines(c, results);
+    if !dir.shard_dirs().is_empty() {
+        // Before finalizing, the shards' results are the namespace's too.
+        let in_shards = check_shards(c, found, &dir, done.is_some(), &keys);
+        if done.is_none() {
+            keys.extend(in_shards);
+        }
+    }
+    unresolved.retain(|k| !keys.contains(k));
     match &done {
-        None => check_unfinished(c, &dir, expected.items, &keys, &read.unresolved),
+        None => check_unfinished(c, &dir, expected.items, &keys, &unresolved),
         Some(Err(e)) => c.push("_DONE.json", Status::Mismatch, format!("{e:#}")),
         Some(Ok(done)) => {
             c.push(
@@ -270,9 +283,9 @@ fn verify_namespace(c: &mut Collector, found: &FoundSession, expected: &Expected
                 Status::Ok,
                 format!("done at {}", done.done_at),
             );
-            check_done(c, done, expected.items, &keys, &read.unresolved);
-            check_digests(c, read.digests);
-            if let Some((status, detail)) = read.metrics {
+            check_done(c, done, expected.items, &keys, &unresolved);
+            check_digests(c, digests);
+            if let Some((status, detail)) = metrics {
                 c.push("metrics recompute", status, detail);
             }
         }
@@ -318,14 +331,15 @@ fn read_namespace<'a>(dir: &NamespaceDir, done: Option<&'a DoneMarker>) -> Names
         });
         let results = keys_of(&ns_dir.join(files::RESULTS));
         let keys = results.as_ref().ok().map(|(keys, _)| keys);
-        let unresolved: HashSet<String> = keys_of(&ns_dir.join(files::ERRORS))
-            .map(|(errors, _)| {
-                errors
-                    .into_iter()
-                    .filter(|k| keys.is_none_or(|keys| !keys.contains(k)))
-                    .collect()
-            })
-            .unwrap_or_default();
+        // Errors of the shards too: an item that only failed is unresolved
+        // wherever it failed.
+        let unresolved: HashSet<String> = dir
+            .errors_files()
+            .iter()
+            .filter_map(|p| keys_of(p).ok())
+            .flat_map(|(errors, _)| errors)
+            .filter(|k| keys.is_none_or(|keys| !keys.contains(k)))
+            .collect();
         let metrics = with_metrics.then(|| recompute_metrics(artifacts));
         let digests = hashing
             .join()
@@ -337,6 +351,84 @@ fn read_namespace<'a>(dir: &NamespaceDir, done: Option<&'a DoneMarker>) -> Names
             digests,
         }
     })
+}
+
+/// A namespace run in shards: each shard's results parse, lie in its own
+/// slice of the selection (example position modulo the shard count), and —
+/// once the namespace is done — are all in the merged `results.jsonl`.
+/// Returns the keys found in the shards' files.
+fn check_shards(
+    c: &mut Collector,
+    found: &FoundSession,
+    dir: &NamespaceDir,
+    done: bool,
+    merged: &HashSet<String>,
+) -> HashSet<String> {
+    let position: std::collections::HashMap<&str, usize> = found
+        .manifest
+        .example_ids
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (u.as_str(), i))
+        .collect();
+    let mut all = HashSet::new();
+    let mut problems = Vec::new();
+    let shards = dir.shard_dirs();
+    for (shard, path) in &shards {
+        let file = path.join(files::RESULTS);
+        let (keys, report) = match keys_of(&file) {
+            Ok(k) => k,
+            Err(e) => {
+                problems.push(format!("{e:#}"));
+                continue;
+            }
+        };
+        if report.torn_tail_bytes > 0 && done {
+            problems.push(format!(
+                "{}: torn last line ({} bytes)",
+                file.display(),
+                report.torn_tail_bytes
+            ));
+        }
+        let outside: Vec<&String> = keys
+            .iter()
+            .filter(|k| {
+                let uuid = k.split_once('#').map_or(k.as_str(), |(u, _)| u);
+                position.get(uuid).is_none_or(|&p| !shard.owns(p))
+            })
+            .collect();
+        if let Some(first) = outside.first() {
+            problems.push(format!(
+                "shard {shard} holds {} result(s) outside its slice (first: {first})",
+                outside.len()
+            ));
+        }
+        if done {
+            let unmerged = keys.iter().filter(|k| !merged.contains(*k)).count();
+            if unmerged > 0 {
+                problems.push(format!(
+                    "{unmerged} result(s) of shard {shard} are not in the merged {}",
+                    files::RESULTS
+                ));
+            }
+        }
+        all.extend(keys);
+    }
+    if problems.is_empty() {
+        c.push(
+            "shards",
+            Status::Ok,
+            format!(
+                "{} shard director{}: every result in its own slice{}",
+                shards.len(),
+                if shards.len() == 1 { "y" } else { "ies" },
+                if done { ", all merged" } else { "" }
+            ),
+        );
+    } else {
+        c.push("shards", Status::Mismatch, problems.join("; "));
+    }
+    all
 }
 
 /// Reports how results.jsonl read; returns its keys.

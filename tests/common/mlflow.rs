@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 /// process group when the test process ends).
 pub struct MlflowServer {
     child: Option<Child>,
+    /// Where runs and artifacts are kept: SQLite and a directory, or
+    /// PostgreSQL and an S3-compatible store.
+    pub backend: Backend,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
     pub port: u16,
@@ -43,6 +46,7 @@ impl MlflowServer {
         let tmp = tempfile::tempdir().expect("tempdir");
         let mut s = MlflowServer {
             child: None,
+            backend: Backend::Sqlite,
             url: String::new(),
             port: free_port(),
             dir: tmp.path().to_path_buf(),
@@ -58,33 +62,81 @@ impl MlflowServer {
         s
     }
 
+    /// A fresh server whose runs live in PostgreSQL and whose artifacts
+    /// live in an S3-compatible store (moto's server), proxied by MLflow
+    /// (`--artifacts-destination s3://...`): the setup teams run.
+    pub fn start_postgres_s3() -> MlflowServer {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let postgres = Postgres::start(tmp.path());
+        let s3 = S3::start(tmp.path());
+        let mut s = MlflowServer {
+            child: None,
+            backend: Backend::PostgresS3 { postgres, s3 },
+            url: String::new(),
+            port: free_port(),
+            dir: tmp.path().to_path_buf(),
+            _tmp: Some(tmp),
+            extra_env: Vec::new(),
+            extra_args: Vec::new(),
+        };
+        s.url = format!("http://127.0.0.1:{}", s.port);
+        s.restart();
+        s
+    }
+
     /// One server per test binary (tests isolate themselves by experiment
-    /// name). `W2C_TEST_MLFLOW_URI` points at an already running one instead.
+    /// name): SQLite, or PostgreSQL + S3 with
+    /// `W2C_TEST_MLFLOW_BACKEND=postgres-s3` (how CI runs the tracking tests
+    /// a second time). `W2C_TEST_MLFLOW_URI` points at an already running
+    /// one instead.
     pub fn shared() -> &'static str {
         static SHARED: OnceLock<(String, Option<MlflowServer>)> = OnceLock::new();
         &SHARED
             .get_or_init(|| match std::env::var("W2C_TEST_MLFLOW_URI") {
                 Ok(uri) if !uri.is_empty() => (uri, None),
                 _ => {
-                    let s = MlflowServer::start();
+                    let s = match std::env::var("W2C_TEST_MLFLOW_BACKEND").as_deref() {
+                        Ok("postgres-s3") => MlflowServer::start_postgres_s3(),
+                        Ok("") | Ok("sqlite") | Err(_) => MlflowServer::start(),
+                        Ok(other) => panic!(
+                            "W2C_TEST_MLFLOW_BACKEND={other}: expected `sqlite` or `postgres-s3`"
+                        ),
+                    };
                     (s.url.clone(), Some(s))
                 }
             })
             .0
     }
 
+    /// The backend store URI the server runs on.
+    pub fn backend_uri(&self) -> String {
+        match &self.backend {
+            Backend::Sqlite => format!("sqlite:///{}", self.dir.join("mlflow.db").display()),
+            Backend::PostgresS3 { postgres, .. } => postgres.uri(),
+        }
+    }
+
     /// (Re)starts the server process on the same port and database.
     pub fn restart(&mut self) {
         require_mlflow();
         let mut cmd = Command::new("python3");
+        let (store, artifacts) = match &self.backend {
+            Backend::Sqlite => (
+                format!("sqlite:///{}", self.dir.join("mlflow.db").display()),
+                self.dir.join("artifacts").display().to_string(),
+            ),
+            Backend::PostgresS3 { postgres, s3 } => {
+                for (k, v) in s3.client_env() {
+                    cmd.env(k, v);
+                }
+                (postgres.uri(), format!("s3://{}", S3::BUCKET))
+            }
+        };
         cmd.arg(support("mlflow_guard.py"))
             .args(["mlflow", "server", "--backend-store-uri"])
-            .arg(format!(
-                "sqlite:///{}",
-                self.dir.join("mlflow.db").display()
-            ))
+            .arg(store)
             .arg("--artifacts-destination")
-            .arg(self.dir.join("artifacts"))
+            .arg(artifacts)
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--workers", "2"])
             .args(&self.extra_args)
@@ -157,6 +209,227 @@ impl Drop for MlflowServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Where an MLflow server keeps its runs and artifacts.
+pub enum Backend {
+    /// `mlflow.db` and `artifacts/` in the server's directory.
+    Sqlite,
+    /// A PostgreSQL database and an S3 bucket.
+    PostgresS3 {
+        /// The database server.
+        postgres: Postgres,
+        /// The S3-compatible server.
+        s3: S3,
+    },
+}
+
+/// A PostgreSQL server of its own (initdb in a temp directory, `postgres`
+/// in the foreground under the guard), trusting local connections. Run as
+/// the `postgres` user when the tests run as root (initdb refuses root).
+pub struct Postgres {
+    _child: Child,
+    port: u16,
+}
+
+impl Postgres {
+    fn start(tmp: &std::path::Path) -> Postgres {
+        let bindir = require_postgres_s3();
+        let dir = tmp.join("pg");
+        std::fs::create_dir_all(&dir).expect("pg dir");
+        let root = is_root();
+        // initdb and postgres refuse to run as root.
+        let as_user = |program: &std::path::Path| -> Vec<std::ffi::OsString> {
+            let mut argv: Vec<std::ffi::OsString> = Vec::new();
+            if root {
+                argv.extend(["runuser", "-u", "postgres", "--"].map(Into::into));
+            }
+            argv.push(program.into());
+            argv
+        };
+        if root {
+            // The temp directory is root's: let the postgres user in.
+            let _ = Command::new("chmod").arg("755").arg(tmp).status();
+            let ok = Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(&dir)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(
+                ok,
+                "running as root, PostgreSQL needs a `postgres` user: install the server (`apt-get install postgresql`), which creates it"
+            );
+        }
+        let initdb = as_user(&bindir.join("initdb"));
+        let out = Command::new(&initdb[0])
+            .args(&initdb[1..])
+            .arg("-D")
+            .arg(dir.join("data"))
+            .args(["-U", "mlflow", "--auth=trust", "--no-sync", "-E", "UTF8"])
+            .output()
+            .expect("initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let child = Command::new("python3")
+            .arg(support("mlflow_guard.py"))
+            .args(as_user(&bindir.join("postgres")))
+            .arg("-D")
+            .arg(dir.join("data"))
+            .args(["-p", &port.to_string(), "-k"])
+            .arg(&dir)
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(dir.join("postgres.log"))
+                    .map(Stdio::from)
+                    .unwrap_or_else(|_| Stdio::null()),
+            )
+            .spawn()
+            .expect("start postgres");
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "PostgreSQL did not start: {}",
+                std::fs::read_to_string(dir.join("postgres.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Postgres {
+            _child: child,
+            port,
+        }
+    }
+
+    /// The MLflow backend store URI (psycopg2 named: MLflow would take psycopg 3
+    /// for a bare `postgresql://`).
+    pub fn uri(&self) -> String {
+        format!(
+            "postgresql+psycopg2://mlflow@127.0.0.1:{}/postgres",
+            self.port
+        )
+    }
+}
+
+/// An S3-compatible server (moto's) with the bucket MLflow writes to.
+pub struct S3 {
+    _child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+}
+
+impl S3 {
+    /// The bucket of the artifacts.
+    pub const BUCKET: &'static str = "w2c-artifacts";
+
+    fn start(tmp: &std::path::Path) -> S3 {
+        let port = free_port();
+        let child = Command::new("python3")
+            .arg(support("mlflow_guard.py"))
+            .args(["python3", "-m", "moto.server", "-H", "127.0.0.1", "-p"])
+            .arg(port.to_string())
+            .current_dir(tmp)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(tmp.join("s3.log"))
+                    .map(Stdio::from)
+                    .unwrap_or_else(|_| Stdio::null()),
+            )
+            .spawn()
+            .expect("start moto");
+        let s3 = S3 {
+            _child: child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let start = Instant::now();
+        while super::try_http(&format!("{}/", s3.endpoint), "GET").is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "moto's S3 server did not start: {}",
+                std::fs::read_to_string(tmp.join("s3.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        s3.python(&format!("s3.create_bucket(Bucket={:?})", S3::BUCKET));
+        s3
+    }
+
+    /// The environment of an S3 client of this server (moto takes any keys).
+    pub fn client_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("MLFLOW_S3_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", "w2c-test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "w2c-test".into()),
+            ("AWS_DEFAULT_REGION", "us-east-1".into()),
+        ]
+    }
+
+    /// Runs Python with `s3`, a boto3 client of this server; returns stdout.
+    pub fn python(&self, code: &str) -> String {
+        let mut cmd = Command::new("python3");
+        cmd.arg("-c").arg(format!(
+            "import boto3, os\ns3 = boto3.client('s3', endpoint_url=os.environ['MLFLOW_S3_ENDPOINT_URL'])\n{code}"
+        ));
+        for (k, v) in self.client_env() {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("python3");
+        assert!(
+            out.status.success(),
+            "boto3: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// The directory of the PostgreSQL server binaries (`initdb`, `postgres`)
+/// once the Python clients of PostgreSQL and S3 are there too, or a
+/// one-line failure saying what to install.
+fn require_postgres_s3() -> std::path::PathBuf {
+    require_mlflow();
+    let ok = Command::new("python3")
+        .args(["-c", "import psycopg2, boto3, moto.server"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "psycopg2, boto3 or moto is missing: run `pip install -r requirements-test.txt`"
+    );
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .iter()
+        .map(|d| d.join("initdb"))
+        .find(|p| p.is_file())
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .and_then(|p| p.parent().map(|d| d.to_path_buf()));
+    let found = on_path.or_else(|| {
+        std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .find(|d| d.join("initdb").is_file())
+    });
+    match found {
+        Some(d) if d.join("postgres").is_file() => d,
+        _ => panic!(
+            "the PostgreSQL server binaries (initdb, postgres) are missing: install PostgreSQL (`apt-get install postgresql`)"
+        ),
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 /// Fails with one line saying what to install when `mlflow` is missing.

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Plans a w2c session split into N shards and submits it to Slurm: a job
+# array of N tasks (deploy/slurm/w2c-shard.sbatch) and a finalize job that
+# runs after it (afterany, so it reports shards that failed).
+#
+#   deploy/slurm/submit.sh eval.toml 4 [extra sbatch arguments...]
+#
+# Prints `fingerprint=... array_job=... finalize_job=...` on stdout. The
+# environment (W2C_RUNS_DIR, MLFLOW_TRACKING_URI, W2C_SERVER_CMD, ...) is
+# exported to the jobs, as sbatch does by default.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+config=${1:?usage: submit.sh CONFIG SHARDS [sbatch args...]}
+shards=${2:?usage: submit.sh CONFIG SHARDS [sbatch args...]}
+shift 2
+W2C=${W2C_BIN:-w2c}
+fp=$("$W2C" plan --config "$config" --shards "$shards")
+array=$(sbatch --parsable --array=0-$((shards - 1)) "$@" "$here/w2c-shard.sbatch" "$fp")
+array=${array%%;*}
+final=$(sbatch --parsable --dependency=afterany:"$array" "$@" "$here/w2c-finalize.sbatch" "$fp")
+final=${final%%;*}
+echo "fingerprint=$fp array_job=$array finalize_job=$final"

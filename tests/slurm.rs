@@ -1,0 +1,360 @@
+//! The Slurm recipe in `deploy/slurm/` run on a real single-node Slurm
+//! cluster (slurmctld + slurmd + munge, started by `.ci/slurm/start_slurm.sh`,
+//! as root): `submit.sh` plans a session, submits `sbatch --array=0-3`
+//! (each task starts its own `w2c mock-server` as the node's model server
+//! and runs its shard) and the dependent finalize job; the result is that of
+//! an unsharded run. Then a task is killed with -9 and `scontrol requeue`d:
+//! it resumes its slice only and, being the last, finalizes the session.
+
+mod common;
+
+use common::{read_json, read_jsonl, w2c, Opts, Workspace};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The local cluster; stopped on drop if this test started it.
+struct Cluster {
+    started_here: bool,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        assert!(
+            root,
+            "the Slurm test starts slurmctld, slurmd and munged and needs root: run it as root (CI does), or skip it with `cargo test -- --skip slurm`"
+        );
+        let up = Command::new("scontrol")
+            .arg("ping")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("UP"));
+        let out = Command::new(repo().join(".ci/slurm/start_slurm.sh"))
+            .env("SLURM_LOCAL_CPUS", "6")
+            .output()
+            .expect("run .ci/slurm/start_slurm.sh");
+        assert!(
+            out.status.success(),
+            "cannot start the local Slurm cluster: install Debian's slurm-wlm (`apt-get install slurm-wlm`; .ci/slurm/start_slurm.sh does it as root): {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .rev()
+                .take(5)
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+        Cluster { started_here: !up }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.started_here {
+            let _ = Command::new(repo().join(".ci/slurm/stop_slurm.sh")).output();
+        }
+    }
+}
+
+fn slurm(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd).args(args).output().expect(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits until no task of `jobs` is pending, running or completing.
+fn wait_jobs(jobs: &[&str], limit: Duration) {
+    let start = Instant::now();
+    loop {
+        let out = Command::new("squeue")
+            .args(["-h", "-j", &jobs.join(",")])
+            .output()
+            .expect("squeue");
+        if String::from_utf8_lossy(&out.stdout).trim().is_empty() {
+            return;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "Slurm jobs {jobs:?} still queued after {limit:?}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Polls `cond` every 300 ms (Slurm's own granularity is about 1 s).
+fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// `JobState=...` of one job (or array task) as scontrol shows it.
+fn job_state(job: &str) -> String {
+    let text = slurm("scontrol", &["show", "job", job]);
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix("JobState="))
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// Four free ports in a row, from a random start.
+fn free_ports() -> u16 {
+    let seed = std::process::id() as u16;
+    for base in (20000 + seed % 20000..60000).step_by(7) {
+        if (0..4).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no four free ports in a row");
+}
+
+fn config(ws: &Workspace) -> PathBuf {
+    let o = Opts {
+        n_per_label: Some(5),
+        methods: "\"mcq\", \"llm_judge\"".into(),
+        // One request at a time: the slow task is killed mid-namespace.
+        concurrency: 1,
+        ..Opts::default()
+    };
+    // The config's endpoint is never used: every task points the provider
+    // at the server it started (W2C_BASE_URLS_MOCK).
+    ws.http_config("eval.toml", &o, "http://127.0.0.1:9", "")
+}
+
+/// The environment every job gets (sbatch exports the submitter's).
+fn job_env(cmd: &mut Command, ws: &Workspace, server: &str, port: u16) {
+    let bin = assert_cmd::cargo::cargo_bin("w2c");
+    cmd.current_dir(ws.path())
+        .env("W2C_BIN", &bin)
+        .env("W2C_RUN_KEY", "k")
+        .env("W2C_RUNS_DIR", ws.runs())
+        .env("W2C_PROVIDER", "mock")
+        .env("W2C_SERVER_PORT", port.to_string())
+        .env(
+            "W2C_SERVER_CMD",
+            format!("{} mock-server {server}", bin.display()),
+        )
+        .env("W2C_SERVER_READY_PATH", "/health");
+    for var in common::MLFLOW_VARS {
+        cmd.env_remove(var);
+    }
+}
+
+fn unsharded(ws: &Workspace, session: &Path) -> PathBuf {
+    let server = common::MockServer::start(&[], &[]);
+    let cfg = config(ws);
+    let out = w2c(ws.path())
+        .args(["run", "--run-key", "u", "--config"])
+        .arg(&cfg)
+        .env("W2C_BASE_URLS_MOCK", format!("{}/v1", server.url))
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plain = common::only_session(&ws.runs(), "u");
+    for ns in ["mcq", "llm_judge"] {
+        let m = |s: &Path| read_json(&s.join("artifacts_local").join(ns).join("metrics.json"));
+        assert_eq!(m(session), m(&plain), "{ns}: metrics");
+        let p = |s: &Path| {
+            std::fs::read(s.join("artifacts_local").join(ns).join("predictions.jsonl"))
+                .expect("predictions")
+        };
+        assert_eq!(p(session), p(&plain), "{ns}: predictions");
+    }
+    plain
+}
+
+fn verify_clean(ws: &Workspace, fp: &str) {
+    let out = w2c(ws.path())
+        .args(["verify", &fp[..16], "--run-key", "k", "--deep"])
+        .output()
+        .expect("verify");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+fn log_of(ws: &Workspace, name: &str) -> String {
+    std::fs::read_to_string(ws.path().join(name)).unwrap_or_default()
+}
+
+#[test]
+fn slurm_array_runs_the_shards_and_a_requeued_task_resumes_its_slice() {
+    let _cluster = Cluster::start();
+
+    // 1. deploy/slurm/submit.sh: plan, --array=0-3, finalize after it.
+    let ws = Workspace::new();
+    let cfg = config(&ws);
+    let port = free_ports();
+    let mut cmd = Command::new(repo().join("deploy/slurm/submit.sh"));
+    cmd.arg(&cfg).arg("4");
+    job_env(&mut cmd, &ws, "--port $PORT --latency-ms 5", port);
+    let out = cmd.output().expect("submit.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let field = |k: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("{k} in {line:?}"))
+            .to_string()
+    };
+    let (fp, array, finalize) = (
+        field("fingerprint"),
+        field("array_job"),
+        field("finalize_job"),
+    );
+    wait_jobs(&[&array, &finalize], Duration::from_secs(180));
+    for task in 0..4 {
+        let log = log_of(&ws, &format!("w2c-shard-{array}_{task}.log"));
+        assert_eq!(
+            job_state(&format!("{array}_{task}")),
+            "COMPLETED",
+            "task {task}: {log}"
+        );
+        assert!(
+            log.contains(&format!("shard {task}/4 (from Slurm array task {task}")),
+            "{log}"
+        );
+        assert!(
+            log.contains("mcq: finished"),
+            "progress lines in the job log: {log}"
+        );
+    }
+    assert_eq!(job_state(&finalize), "COMPLETED");
+    let session = common::only_session(&ws.runs(), "k");
+    for ns in ["mcq", "llm_judge.target", "llm_judge"] {
+        assert!(
+            session
+                .join("checkpoints")
+                .join(ns)
+                .join("_DONE.json")
+                .is_file(),
+            "{ns}"
+        );
+        let by: usize = (0..4)
+            .filter(|t| {
+                log_of(&ws, &format!("w2c-shard-{array}_{t}.log"))
+                    .contains(&format!("note: {ns}: every item is done: finalized here"))
+            })
+            .count();
+        assert_eq!(by, 1, "{ns} finalized once, by the last task");
+    }
+    let fin = log_of(&ws, &format!("w2c-finalize-{finalize}.log"));
+    assert!(fin.contains("complete"), "{fin}");
+    unsharded(&ws, &session);
+    verify_clean(&ws, &fp);
+
+    // 2. Task 2 (slow) killed with -9, then `scontrol requeue`.
+    let ws = Workspace::new();
+    let cfg = config(&ws);
+    let port = free_ports();
+    let mut plan = w2c(ws.path());
+    plan.args(["plan", "--run-key", "k", "--shards", "4", "--config"])
+        .arg(&cfg);
+    let out = plan.output().expect("plan");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fp = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let mut sbatch = Command::new("sbatch");
+    sbatch
+        .args(["--parsable", "--array=0-3"])
+        .arg(repo().join("deploy/slurm/w2c-shard.sbatch"))
+        .arg(&fp);
+    job_env(
+        &mut sbatch,
+        &ws,
+        "--port $PORT --latency-ms $(( SLURM_ARRAY_TASK_ID == 2 ? 300 : 5 ))",
+        port,
+    );
+    let out = sbatch.output().expect("sbatch");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let array = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let session = ws.runs().join("k/sessions").join(&fp[..16]);
+    let slice = session.join("checkpoints/mcq/shards/shard-2-of-4/results.jsonl");
+    let lock = session.join("shards/shard-2-of-4.lock");
+    wait_for("task 2's first results", Duration::from_secs(120), || {
+        std::fs::read(&slice).is_ok_and(|b| b.iter().filter(|&&c| c == b'\n').count() >= 2)
+    });
+    let pid = std::fs::read_to_string(&lock)
+        .expect("shard lock")
+        .trim()
+        .to_string();
+    assert!(!pid.is_empty(), "the shard's lock holds its PID");
+    let killed = Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    wait_for(
+        "the other tasks and the failed one",
+        Duration::from_secs(120),
+        || {
+            (0..4).all(|t| {
+                let st = job_state(&format!("{array}_{t}"));
+                st == "COMPLETED" || st == "FAILED"
+            })
+        },
+    );
+    assert_eq!(job_state(&format!("{array}_2")), "FAILED");
+    assert!(!session.join("checkpoints/mcq/_DONE.json").exists());
+    let done_before = read_jsonl(&slice).len();
+    slurm("scontrol", &["requeue", &format!("{array}_2")]);
+    wait_for("the requeued task", Duration::from_secs(180), || {
+        job_state(&format!("{array}_2")) == "COMPLETED"
+    });
+    let log = log_of(&ws, &format!("w2c-shard-{array}_2.log"));
+    assert!(
+        log.contains(&format!("mcq: {done_before} of 4 items were already done")),
+        "the requeued task resumed its slice: {log}"
+    );
+    assert!(
+        log.contains("note: mcq: every item is done: finalized here"),
+        "{log}"
+    );
+    let runs: Vec<Value> =
+        read_jsonl(&session.join("checkpoints/mcq/shards/shard-2-of-4/run_log.jsonl"));
+    assert_eq!(
+        runs.last().map(|r| r["resumed"].clone()),
+        Some(Value::from(done_before))
+    );
+    unsharded(&ws, &session);
+    verify_clean(&ws, &fp);
+}
