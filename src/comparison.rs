@@ -647,3 +647,58 @@ pub fn render_html(c: &Comparison) -> String {
     out.push_str("</body></html>\n");
     out
 }
+
+/// The name under which a comparison is filed in MLflow: the compared
+/// sessions' fingerprints (8 digits each), sorted, joined by `-`.
+pub fn tag(sessions: &[FoundSession]) -> String {
+    let mut fps: Vec<&str> = sessions
+        .iter()
+        .map(|s| crate::fingerprint::prefix(&s.manifest.fingerprint, 8))
+        .collect();
+    fps.sort_unstable();
+    fps.join("-")
+}
+
+/// The comparison as metrics of model `label`'s session: per method its
+/// rank, and against each other model the differences (this − other) of
+/// accuracy, the paper's macro-F1 and ToolHall with their paired intervals,
+/// McNemar's p before and after Holm's adjustment, and whether the
+/// difference is significant (1) or not (0). Undefined values are left out.
+pub fn metrics_for(c: &Comparison, label: &str) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    for m in &c.methods {
+        let prefix = format!("compare.{}", m.method);
+        if let Some(r) = m.models.iter().find(|r| r.model == label) {
+            out.push((format!("{prefix}.rank"), r.rank as f64));
+        }
+        for p in &m.pairs {
+            let (other, sign) = if p.a == label {
+                (&p.b, 1.0)
+            } else if p.b == label {
+                (&p.a, -1.0)
+            } else {
+                continue;
+            };
+            let pre = format!("{prefix}.vs.{other}");
+            for (name, i) in p.differences.iter().take(3) {
+                let (lo, hi) = if sign > 0.0 {
+                    (i.lo, i.hi)
+                } else {
+                    (i.hi, i.lo)
+                };
+                for (suffix, v) in [("", i.value), ("_lo", lo), ("_hi", hi)] {
+                    if let Some(v) = v {
+                        out.push((format!("{pre}.delta_{name}{suffix}"), sign * v));
+                    }
+                }
+            }
+            out.push((format!("{pre}.mcnemar_p"), p.mcnemar_p));
+            out.push((format!("{pre}.holm_p"), p.adjusted_p));
+            out.push((
+                format!("{pre}.significant"),
+                f64::from(u8::from(p.significant)),
+            ));
+        }
+    }
+    out
+}

@@ -413,6 +413,24 @@ fn a_shard_killed_with_9_and_rerun_redoes_only_its_slice() {
     };
     let kept: Vec<Vec<u8>> = [0, 1, 3].iter().map(|&i| digest(i)).collect();
     let done_before = lines();
+    // The calls shard 2 logs, per namespace (a judge's repair turn is a
+    // second call of an item).
+    let shard_calls = || -> std::collections::BTreeMap<PathBuf, Vec<Value>> {
+        std::fs::read_dir(dir.join("checkpoints"))
+            .expect("checkpoints")
+            .flatten()
+            .map(|ns| {
+                let p = ns.path().join("shards/shard-2-of-4/llm_calls.jsonl");
+                let calls = std::fs::read_to_string(&p)
+                    .unwrap_or_default()
+                    .lines()
+                    .map(|l| serde_json::from_str::<Value>(l).expect("call line"))
+                    .collect::<Vec<_>>();
+                (p, calls)
+            })
+            .collect()
+    };
+    let calls_before = shard_calls();
     let before = slow.stats()["chat"].as_u64().expect("chat");
     common::http(&format!("{}/stats/reset", slow.url), "POST");
     let rerun = w2c(ws.path())
@@ -437,12 +455,29 @@ fn a_shard_killed_with_9_and_rerun_redoes_only_its_slice() {
         "{err}"
     );
     // Requests: the slice's remaining mcq items plus the rest of the
-    // shard's namespaces, nothing of other shards' slices.
+    // shard's namespaces (and a judge's repair turns), nothing of other
+    // shards' slices: every request the server saw is in shard 2's logs.
     let slice_items = mine * 5; // mcq, target, judge, sweep (k=2)
     let sent = slow.stats()["chat"].as_u64().expect("chat") as usize;
+    let new_calls: Vec<Value> = shard_calls()
+        .into_iter()
+        .flat_map(|(p, calls)| {
+            let skip = calls_before.get(&p).map_or(0, Vec::len);
+            calls.into_iter().skip(skip)
+        })
+        .collect();
+    let attempts: usize = new_calls
+        .iter()
+        .map(|c| c["n_attempts"].as_u64().unwrap_or(1) as usize)
+        .sum();
+    assert_eq!(sent, attempts, "every request is a call of shard 2");
+    let first_calls = new_calls
+        .iter()
+        .filter(|c| c["role"] != "judge_repair")
+        .count();
     assert!(
-        sent <= slice_items - done_before && sent >= slice_items - done_before - 4,
-        "rerun sent {sent}, slice {slice_items}, {done_before} done ({before} before the kill)"
+        first_calls <= slice_items - done_before && first_calls >= slice_items - done_before - 4,
+        "rerun made {first_calls} first calls ({sent} requests), slice {slice_items}, {done_before} done ({before} before the kill)"
     );
     for (k, &i) in [0, 1, 3].iter().enumerate() {
         assert_eq!(digest(i), kept[k], "shard {i} untouched");
@@ -505,7 +540,18 @@ fn sharded_sessions_get_one_parent_and_one_child_per_namespace_finished() {
     let parents: Vec<&Value> = runs.iter().filter(|r| r["parent"].is_null()).collect();
     assert_eq!(parents.len(), 1, "{runs:#?}");
     let parent_id = parents[0]["run_id"].as_str().expect("id");
-    assert_eq!(parents[0]["status"], "FINISHED");
+    let sdir = ws.runs().join("k/sessions").join(&fp[..16]);
+    let logs_text: String = logs
+        .iter()
+        .map(|l| std::fs::read_to_string(ws.path().join(l)).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n---\n");
+    assert_eq!(
+        parents[0]["status"],
+        "FINISHED",
+        "{}\n{logs_text}",
+        std::fs::read_to_string(sdir.join("mlflow_ids.json")).unwrap_or_default()
+    );
     for ns in NAMESPACES {
         let children: Vec<&Value> = runs
             .iter()

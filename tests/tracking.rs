@@ -1235,3 +1235,88 @@ fn traces_not_sent_by_the_end_of_a_run_are_pending_until_sync() {
     let ids = read_json(&s.join("mlflow_ids.json"));
     assert_eq!(ids["synced"], true, "{ids}");
 }
+
+#[test]
+fn a_comparison_is_filed_on_each_tracked_parent() {
+    let uri = MlflowServer::shared();
+    let exp = experiment("compare");
+    let ws = Workspace::new();
+    let mut sessions = Vec::new();
+    for model in ["acme-small", "acme-large"] {
+        let cfg = ws.config(
+            &format!("{model}.toml"),
+            &Opts {
+                model: model.into(),
+                ..Opts::default()
+            },
+        );
+        tracked_run(&ws, &cfg, uri, &exp).assert().success();
+        let s = std::fs::read_dir(ws.runs().join("k/sessions"))
+            .expect("sessions")
+            .flatten()
+            .map(|e| e.path())
+            .find(|s| {
+                read_json(&s.join("manifest.json"))["fingerprint_payload"]["target"]["model"]
+                    == model
+            })
+            .expect("session");
+        sessions.push(s);
+    }
+    let fps: Vec<String> = sessions.iter().map(|s| session_fingerprint(s)).collect();
+    let out = tracked(ws.path(), uri, &exp)
+        .args(["compare", &fps[0][..8], &fps[1][..8], "--format", "json"])
+        .args(["--resamples", "200", "--mlflow", "--runs-dir"])
+        .arg(ws.runs())
+        .output()
+        .expect("compare");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let q = query(uri, &exp, true, &[]);
+    let mut tags: Vec<&str> = fps.iter().map(|f| &f[..8]).collect();
+    tags.sort_unstable();
+    let tag = tags.join("-");
+    for (s, fp) in sessions.iter().zip(&fps) {
+        let parent = &parents(&q, fp)[0];
+        assert_eq!(parent["tags"]["w2c.compare"], tag.as_str());
+        for name in ["compare.json", "compare.md", "compare.html"] {
+            assert!(
+                parent["artifacts"]
+                    .as_object()
+                    .expect("artifacts")
+                    .contains_key(&format!("compare/{tag}/{name}")),
+                "{name}: {}",
+                parent["artifacts"]
+            );
+        }
+        // The metrics are the comparison's, seen from this model.
+        let model = read_json(&s.join("manifest.json"))["fingerprint_payload"]["target"]["model"]
+            .as_str()
+            .expect("model")
+            .to_string();
+        let pair = &json["methods"][0]["pairs"][0];
+        let sign = if pair["a"] == model.as_str() {
+            1.0
+        } else {
+            -1.0
+        };
+        let other = if sign > 0.0 { &pair["b"] } else { &pair["a"] };
+        let key = format!(
+            "compare.mcq.vs.{}.delta_accuracy",
+            other.as_str().expect("model")
+        );
+        let want = sign * pair["differences"][0][1]["value"].as_f64().expect("delta");
+        let got = parent["metrics"][&key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key}: {}", parent["metrics"]));
+        assert!((got - want).abs() < 1e-12, "{key}: {got} vs {want}");
+        assert_eq!(
+            parent["metrics"]
+                ["compare.mcq.vs.".to_string() + other.as_str().unwrap() + ".mcnemar_p"],
+            pair["mcnemar_p"]
+        );
+    }
+}

@@ -491,6 +491,7 @@ pub(super) fn compare(
         format,
         out,
         disagreements,
+        mlflow,
         resamples,
         seed,
         runs_dir,
@@ -537,7 +538,71 @@ pub(super) fn compare(
         }
         None => print!("{text}"),
     }
+    if mlflow {
+        publish_comparison(&sessions, &comparison)?;
+    }
     Ok(EXIT_OK)
+}
+
+/// Files a comparison on the MLflow parent run of each tracked session
+/// compared (an offline session is named and skipped).
+fn publish_comparison(
+    sessions: &[session::FoundSession],
+    comparison: &crate::comparison::Comparison,
+) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let files: Vec<(String, PathBuf)> = [
+        (
+            "compare.json",
+            serde_json::to_string_pretty(comparison)? + "\n",
+        ),
+        (
+            "compare.md",
+            crate::comparison::render_text(comparison, true, 20),
+        ),
+        ("compare.html", crate::comparison::render_html(comparison)),
+    ]
+    .into_iter()
+    .map(|(name, text)| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        Ok((name.to_string(), path))
+    })
+    .collect::<Result<_>>()?;
+    let tag = crate::comparison::tag(sessions);
+    let labels = crate::comparison::labels(sessions);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    for (s, label) in sessions.iter().zip(&labels) {
+        let config = runner::config_from_manifest(s)?;
+        let ids = tracking::ids::MlflowIds::load(&s.dir)?;
+        let target = match tracking::resolve_for_session(
+            &config.tracking,
+            &ids,
+            &tracking::process_env,
+        )? {
+            Some(t) if ids.mode == tracking::ids::Mode::Online => t,
+            _ => {
+                eprintln!("{label}: offline session, the comparison is not filed in MLflow (`w2c sync` it first)");
+                continue;
+            }
+        };
+        let metrics = crate::comparison::metrics_for(comparison, label);
+        let url = runtime.block_on(tracking::publish_comparison(
+            &target,
+            &s.dir,
+            &s.manifest,
+            &tag,
+            &files,
+            &metrics,
+        ))?;
+        eprintln!(
+            "{label}: comparison filed in MLflow ({} metrics, compare/{tag}/): {url}",
+            metrics.len()
+        );
+    }
+    Ok(())
 }
 
 /// `w2c ls`.
@@ -880,6 +945,13 @@ impl crate::outcome::RunObserver for Observer {
         match self {
             Observer::Whole(t) => t.namespace_stopped(ns, cancelled).await,
             Observer::Shard(t) => t.namespace_stopped(ns, cancelled).await,
+        }
+    }
+
+    async fn namespace_finalized(&self, ns: &str) {
+        match self {
+            Observer::Whole(t) => t.namespace_finalized(ns).await,
+            Observer::Shard(t) => t.namespace_finalized(ns).await,
         }
     }
 

@@ -286,6 +286,11 @@ struct CompareArgs {
     /// Write every example where the models disagree to this JSONL file.
     #[arg(long)]
     disagreements: Option<PathBuf>,
+    /// Also file the comparison in MLflow: on the parent run of every
+    /// tracked session compared, its tables as artifacts (`compare/<fps>/`)
+    /// and its differences and tests as metrics (`compare.<method>...`).
+    #[arg(long)]
+    mlflow: bool,
     /// Bootstrap resamples (100-100000).
     #[arg(long, default_value_t = crate::compare::RESAMPLES as u32, value_parser = clap::value_parser!(u32).range(100..=100_000))]
     resamples: u32,

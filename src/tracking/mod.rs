@@ -316,6 +316,67 @@ pub async fn sync_session(
     result
 }
 
+/// Uploads a comparison of several sessions to the parent run of one of
+/// them (`session_dir`'s): the `files` (name, local path) under
+/// `compare/<tag>/`, and `metrics` (key, value) on the parent, all tagged
+/// `w2c.compare = <tag>`. Returns the parent run's address.
+pub async fn publish_comparison(
+    target: &Target,
+    session_dir: &Path,
+    manifest: &crate::store::Manifest,
+    tag: &str,
+    files: &[(String, PathBuf)],
+    metrics: &[(String, f64)],
+) -> Result<String> {
+    let mut m = mirror::Mirror::connect(
+        target.client()?,
+        &target.experiment,
+        session_dir,
+        manifest.clone(),
+    )
+    .await?;
+    let parent = m.ensure_parent().await?;
+    for (name, path) in files {
+        m.client
+            .upload_artifact(
+                &parent.info.artifact_uri,
+                &format!("compare/{tag}/{name}"),
+                path,
+            )
+            .await?;
+    }
+    let now = rest::now_ms();
+    let points: Vec<rest::MetricPoint> = metrics
+        .iter()
+        .map(|(key, value)| rest::MetricPoint {
+            key: flatten::sanitize_key(key),
+            value: *value,
+            timestamp: now,
+            step: 0,
+            model_id: None,
+            dataset_name: None,
+            dataset_digest: None,
+        })
+        .collect();
+    let tags = vec![rest::KeyValue::new("w2c.compare", tag)];
+    for batch in flatten::batches(points, Vec::new(), tags) {
+        m.client
+            .log_batch(
+                &parent.info.run_id,
+                &batch.metrics,
+                &batch.params,
+                &batch.tags,
+            )
+            .await?;
+    }
+    Ok(format!(
+        "{}/#/experiments/{}/runs/{}",
+        target.uri.as_str().trim_end_matches('/'),
+        parent.info.experiment_id,
+        parent.info.run_id
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
