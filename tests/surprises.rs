@@ -55,6 +55,7 @@ fn numbers_too_big_for_a_duration_are_errors_naming_the_key() {
         ("MLFLOW_HTTP_REQUEST_TIMEOUT", "inf", "[0.1, 3600]"),
         ("W2C_TRACKING_PAUSE_SECS", "inf", "[0, 86400]"),
         ("W2C_TRACKING_PROGRESS_SECS", "1e300", "[0.05, 86400]"),
+        ("W2C_TRACKING_TRACE_WAIT_SECS", "7200", "[0, 3600]"),
     ] {
         fails_clearly(
             &ws,

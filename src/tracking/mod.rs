@@ -157,6 +157,12 @@ pub fn resolve(config: &TrackingConfig, no_tracking: bool, env: Env<'_>) -> Resu
         tracker::PROGRESS_RANGE,
     )?;
     env_secs(env, tracker::WAIT_VAR, Duration::ZERO, tracker::WAIT_RANGE)?;
+    env_secs(
+        env,
+        tracker::TRACE_WAIT_VAR,
+        Duration::ZERO,
+        tracker::TRACE_WAIT_RANGE,
+    )?;
     let experiment = env("MLFLOW_EXPERIMENT_NAME")
         .filter(|v| !v.trim().is_empty())
         .or_else(|| config.experiment.clone())
@@ -286,7 +292,7 @@ pub async fn sync_session(
             any_killed |= st == status::KILLED;
             let sent = m.push_namespace(&ns, st, true).await?;
             if let Some(t) = traces.as_mut() {
-                report.traces += t.send_new(&mut m, &ns, true, None).await?.sent;
+                report.traces += t.send_new(&mut m, &ns, true, &|| false).await?.sent;
             }
             let id = m.ids.child_run_ids.get(&ns).cloned().unwrap_or_default();
             report.namespaces.push((ns, id, st.to_string(), sent));

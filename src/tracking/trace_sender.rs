@@ -32,7 +32,7 @@ pub const TRACES_PER_REQUEST: usize = 50;
 pub struct Sent {
     /// Traces sent.
     pub sent: usize,
-    /// Traces still to send (the deadline came first).
+    /// Traces still to send (told to stop first).
     pub left: usize,
 }
 /// Trace infos (with their assessments) sent at once.
@@ -350,7 +350,7 @@ impl TraceSender {
     /// holds is listed first: a trace missing there is sent again whole,
     /// one missing assessments gets them.
     ///
-    /// Past `deadline` (the end of a run that may wait no longer), no new
+    /// Once `stop` says so (the run has ended, or may wait no longer) no new
     /// request is started: what is left stays to be sent by the next call
     /// or by `w2c sync`, and [`Sent::left`] counts it.
     pub async fn send_new(
@@ -358,7 +358,7 @@ impl TraceSender {
         mirror: &mut Mirror,
         ns: &str,
         repair: bool,
-        deadline: Option<std::time::Instant>,
+        stop: &(dyn Fn() -> bool + Send + Sync),
     ) -> Result<Sent> {
         let Some(prepared) = self.prepare(ns)? else {
             return Ok(Sent::default());
@@ -408,7 +408,7 @@ impl TraceSender {
         let mut n = 0;
         let mut sent_keys: Vec<String> = already;
         for chunk in built.chunks(TRACES_PER_REQUEST) {
-            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            if stop() {
                 break;
             }
             // Each trace's info with its run and assessments first (a new

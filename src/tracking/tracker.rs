@@ -41,23 +41,28 @@ const PROGRESS_DEFAULT: Duration = Duration::from_secs(15);
 pub const PROGRESS_RANGE: std::ops::RangeInclusive<f64> = 0.05..=86_400.0;
 /// How often the worker sends the traces of newly finished examples.
 const TRACE_INTERVAL: Duration = Duration::from_secs(2);
-/// How long the end of a run may wait for traces still to send
-/// (environment override); the rest is left to `w2c sync`.
+/// How long the end of a run may wait for traces still to send, when set
+/// (environment override); else [`trace_wait`] decides from the run's
+/// length. The rest is left to `w2c sync`.
 pub const TRACE_WAIT_VAR: &str = "W2C_TRACKING_TRACE_WAIT_SECS";
-/// Default of [`TRACE_WAIT_VAR`].
-pub const TRACE_WAIT_DEFAULT: Duration = Duration::from_secs(30);
 /// Accepted range of [`TRACE_WAIT_VAR`], seconds.
 pub const TRACE_WAIT_RANGE: std::ops::RangeInclusive<f64> = 0.0..=3600.0;
+/// Without [`TRACE_WAIT_VAR`], traces may add this share of a run's wall
+/// time at its end ...
+pub const TRACE_WAIT_SHARE: f64 = 0.05;
+/// ... and never more than this.
+pub const TRACE_WAIT_MAX: Duration = Duration::from_secs(60);
 
-/// How long the end of a run waits for traces ([`TRACE_WAIT_VAR`]).
-pub fn trace_wait() -> Duration {
-    super::env_secs(
-        &super::process_env,
-        TRACE_WAIT_VAR,
-        TRACE_WAIT_DEFAULT,
-        TRACE_WAIT_RANGE,
-    )
-    .unwrap_or(TRACE_WAIT_DEFAULT)
+/// How long the end of a run that has lasted `elapsed` waits for its
+/// traces: [`TRACE_WAIT_VAR`] when set, else 5% of `elapsed`, at most 60 s.
+pub fn trace_wait(elapsed: Duration) -> Duration {
+    trace_wait_in(&super::process_env, elapsed)
+}
+
+/// [`trace_wait`] with the environment given.
+fn trace_wait_in(env: super::Env<'_>, elapsed: Duration) -> Duration {
+    let share = elapsed.mul_f64(TRACE_WAIT_SHARE).min(TRACE_WAIT_MAX);
+    super::env_secs(env, TRACE_WAIT_VAR, share, TRACE_WAIT_RANGE).unwrap_or(share)
 }
 
 /// Whether the run has ended: from then on traces wait for the end's
@@ -269,6 +274,7 @@ impl Tracker {
             traces,
             ending: ending.clone(),
             trace_deadline: None,
+            started: Instant::now(),
         };
         let handle = tokio::spawn(worker.run(rx, setup_tx));
         let wait = wait();
@@ -532,6 +538,8 @@ struct Worker {
     ending: Ending,
     /// Set when the end's records are in: traces stop being started then.
     trace_deadline: Option<Instant>,
+    /// When the run started.
+    started: Instant,
 }
 
 impl Worker {
@@ -661,7 +669,7 @@ impl Worker {
                 }
                 // The records are complete; traces last, for at most
                 // `trace_wait` from now.
-                self.trace_deadline = Some(Instant::now() + trace_wait());
+                self.trace_deadline = Some(Instant::now() + trace_wait(self.started.elapsed()));
                 self.send_traces(true).await;
             }
         }
@@ -768,25 +776,34 @@ impl Worker {
         } else {
             self.open.clone()
         };
+        // Before the end: until the run ends (the batch under way is then
+        // cut short so that the end's records go first). At the end: until
+        // the deadline.
         let deadline = self.trace_deadline;
+        let ending = self.ending.clone();
+        let stop = move || match deadline {
+            Some(d) => Instant::now() >= d,
+            None => ending.load(std::sync::atomic::Ordering::SeqCst),
+        };
         if !namespaces.is_empty() && !self.paused("traces") {
             let r = async {
                 let m = self.setup().await?;
                 let mut left = 0;
                 for ns in &namespaces {
-                    left += traces.send_new(m, ns, false, deadline).await?.left;
+                    left += traces.send_new(m, ns, false, &stop).await?.left;
                 }
                 Ok::<_, anyhow::Error>(left)
             }
             .await;
             match r {
                 Ok(0) => {}
+                // Cut short before the end: the end sends the rest.
+                Ok(_) if deadline.is_none() => {}
                 Ok(left) => {
                     let mut health = lock(&self.health);
                     health.pending.retain(|p| !p.starts_with("traces: "));
                     health.pending.insert(format!(
-                        "traces: {left} not sent when the run ended ({TRACE_WAIT_VAR} = {:.0} s); `w2c sync` sends them",
-                        trace_wait().as_secs_f64()
+                        "traces: {left} not sent when the run ended (it waits at most 5% of its time for them, or {TRACE_WAIT_VAR}); `w2c sync` sends them"
                     ));
                 }
                 Err(e) => record_failure(&self.health, "traces", &e),
@@ -855,5 +872,24 @@ async fn progress_loop(
         if let Err(e) = log_progress(&client, &run_id, Snapshot::of(&progress)).await {
             record_failure(&health, "progress metrics", &e.into());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traces_wait_a_twentieth_of_the_run_at_most_a_minute_unless_told() {
+        let unset = |_: &str| None;
+        let secs = |s: u64| Duration::from_secs(s);
+        assert_eq!(trace_wait_in(&unset, secs(100)), secs(5));
+        assert_eq!(trace_wait_in(&unset, secs(0)), secs(0));
+        assert_eq!(trace_wait_in(&unset, secs(3 * 3600)), TRACE_WAIT_MAX);
+        let set = |v: &'static str| move |k: &str| (k == TRACE_WAIT_VAR).then(|| v.to_string());
+        assert_eq!(trace_wait_in(&set("600"), secs(100)), secs(600));
+        assert_eq!(trace_wait_in(&set("0"), secs(3600)), secs(0));
+        // Out of range (refused at start-up by the environment check): the rule.
+        assert_eq!(trace_wait_in(&set("99999"), secs(100)), secs(5));
     }
 }
