@@ -1320,3 +1320,58 @@ fn a_comparison_is_filed_on_each_tracked_parent() {
         );
     }
 }
+
+#[test]
+fn a_trace_request_the_server_holds_never_holds_up_the_end_of_a_run() {
+    let uri = MlflowServer::shared();
+    let proxy = common::holding_proxy::HoldingProxy::start(uri, "/v1/traces");
+    let exp = experiment("trace-held");
+    let ws = Workspace::new();
+    // About 3 s of evaluation: trace batches start while it runs, and the
+    // server never answers their spans.
+    let cfg = ws.config(
+        "eval.toml",
+        &Opts {
+            latency_ms: 100,
+            concurrency: 1,
+            ..Opts::default()
+        },
+    );
+    let start = std::time::Instant::now();
+    let out = tracked_run(&ws, &cfg, &proxy.url, &exp)
+        .env_remove("W2C_TRACKING_TRACE_WAIT_SECS")
+        .output()
+        .expect("run");
+    let elapsed = start.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(proxy.held() >= 1, "no span request was held: {stderr}");
+    // The records went first: statuses and metrics are in MLflow, only
+    // traces are pending, and the run did not wait out the tracking bound.
+    assert!(elapsed < Duration::from_secs(15), "{elapsed:?}: {stderr}");
+    let s = only_session(&ws.runs(), "k");
+    let ids = read_json(&s.join("mlflow_ids.json"));
+    let pending = ids["pending"].as_array().expect("pending").clone();
+    assert!(
+        !pending.is_empty()
+            && pending
+                .iter()
+                .all(|p| p.as_str().is_some_and(|p| p.starts_with("traces: "))),
+        "{ids}"
+    );
+    let q = query(uri, &exp, false, &[]);
+    let fp = session_fingerprint(&s);
+    assert_eq!(parents(&q, &fp)[0]["status"], "FINISHED");
+    assert_eq!(children_by_ns(&q)["mcq"][0]["status"], "FINISHED");
+    assert!(children_by_ns(&q)["mcq"][0]["metrics"]["accuracy"].is_number());
+    // Once the server answers, `w2c sync` sends every trace, once.
+    proxy.release();
+    tracked(ws.path(), &proxy.url, &exp)
+        .args(["sync", &fp[..8], "--runs-dir"])
+        .arg(ws.runs())
+        .assert()
+        .success();
+    let dump = common::mlflow::traces(uri, &exp);
+    assert!(common::mlflow::assert_traces_complete(&s, &dump) > 0);
+    assert_eq!(read_json(&s.join("mlflow_ids.json"))["synced"], true);
+}

@@ -292,7 +292,7 @@ pub async fn sync_session(
             any_killed |= st == status::KILLED;
             let sent = m.push_namespace(&ns, st, true).await?;
             if let Some(t) = traces.as_mut() {
-                report.traces += t.send_new(&mut m, &ns, true, &|| false).await?.sent;
+                report.traces += t.send_new(&mut m, &ns, true, &|_| false).await?.sent;
             }
             let id = m.ids.child_run_ids.get(&ns).cloned().unwrap_or_default();
             report.namespaces.push((ns, id, st.to_string(), sent));

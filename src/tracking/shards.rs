@@ -140,7 +140,7 @@ impl ShardTracker {
             if target.traces {
                 // The namespace's files hold every shard's records now.
                 let mut traces = super::trace_sender::TraceSender::new(dir, &self.manifest);
-                traces.send_new(&mut m, ns, false, &|| false).await?;
+                traces.send_new(&mut m, ns, false, &|_| false).await?;
             }
             m.ids.pending.retain(|p| !p.starts_with(&format!("{ns}: ")));
             let done = all_done();

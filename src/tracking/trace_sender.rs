@@ -21,6 +21,7 @@ use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// File of the sent-trace record in a session directory.
 pub const TRACES_FILE: &str = "mlflow_traces.jsonl";
@@ -161,7 +162,14 @@ pub struct TraceSender {
     sent: Option<(String, String, SentTraces)>,
     /// OTLP requests and assessments sent (for the benchmarks).
     pub requests: usize,
+    /// How long the last request of traces took: one that could not
+    /// finish before a deadline is not started.
+    request_time: Option<Duration>,
 }
+
+/// Whether a request of traces expected to take the given time may not
+/// start (see [`TraceSender::send_new`]).
+pub type Stop = dyn Fn(Duration) -> bool + Send + Sync;
 
 impl TraceSender {
     /// A sender for the session at `session_dir`.
@@ -194,6 +202,7 @@ impl TraceSender {
             streams: HashMap::new(),
             sent: None,
             requests: 0,
+            request_time: None,
         }
     }
 
@@ -350,15 +359,17 @@ impl TraceSender {
     /// holds is listed first: a trace missing there is sent again whole,
     /// one missing assessments gets them.
     ///
-    /// Once `stop` says so (the run has ended, or may wait no longer) no new
-    /// request is started: what is left stays to be sent by the next call
-    /// or by `w2c sync`, and [`Sent::left`] counts it.
+    /// `stop(d)` says whether a request expected to take `d` may not start
+    /// (the run has ended, or that would overrun its deadline): then no new
+    /// request is started, and one under way is given up when
+    /// `stop(Duration::ZERO)` says so. What is left stays to be sent by the
+    /// next call or by `w2c sync`, and [`Sent::left`] counts it.
     pub async fn send_new(
         &mut self,
         mirror: &mut Mirror,
         ns: &str,
         repair: bool,
-        stop: &(dyn Fn() -> bool + Send + Sync),
+        stop: &Stop,
     ) -> Result<Sent> {
         let Some(prepared) = self.prepare(ns)? else {
             return Ok(Sent::default());
@@ -404,13 +415,17 @@ impl TraceSender {
                 already.push(key.clone());
             }
         }
-        let built = self.build(&owner, ns, &prepared, &todo_keys);
         let mut n = 0;
+        let mut done_keys = 0;
         let mut sent_keys: Vec<String> = already;
-        for chunk in built.chunks(TRACES_PER_REQUEST) {
-            if stop() {
+        // Traces are built a request at a time: what `stop` leaves is never
+        // built.
+        for chunk_keys in todo_keys.chunks(TRACES_PER_REQUEST) {
+            if stop(self.request_time.unwrap_or_default()) {
                 break;
             }
+            let started = std::time::Instant::now();
+            let chunk = self.build(&owner, ns, &prepared, chunk_keys);
             // Each trace's info with its run and assessments first (a new
             // trace is one insert; deterministic ids make a repeat an
             // update), then the spans in one OTLP request, which link the
@@ -422,26 +437,34 @@ impl TraceSender {
                     (t.mlflow_id(), crate::redact::scrub(&body))
                 })
                 .collect();
-            self.requests += infos.len();
+            let requests = infos.len() + 1;
             let client = mirror.client.clone();
-            let results: Vec<Result<(), super::rest::MlflowError>> =
-                futures::stream::iter(infos.into_iter().map(|(id, body)| {
-                    let client = client.clone();
-                    async move { client.start_trace(&id, body).await }
-                }))
-                .buffer_unordered(INFO_CONCURRENCY)
-                .collect()
-                .await;
-            for r in results {
-                r?;
-            }
             let refs: Vec<&Trace> = chunk.iter().collect();
-            let body = crate::redact::scrub(&traces::export_request(&refs).to_string());
-            mirror
-                .client
-                .export_traces(&experiment_id, &run_id, body)
-                .await?;
-            self.requests += 1;
+            let spans = crate::redact::scrub(&traces::export_request(&refs).to_string());
+            let send = async {
+                let results: Vec<Result<(), super::rest::MlflowError>> =
+                    futures::stream::iter(infos.into_iter().map(|(id, body)| {
+                        let client = client.clone();
+                        async move { client.start_trace(&id, body).await }
+                    }))
+                    .buffer_unordered(INFO_CONCURRENCY)
+                    .collect()
+                    .await;
+                for r in results {
+                    r?;
+                }
+                client.export_traces(&experiment_id, &run_id, spans).await?;
+                Ok::<_, anyhow::Error>(())
+            };
+            // A chunk under way is given up as soon as `stop` says so: its
+            // traces are not recorded as sent, and sending them again later
+            // updates the same traces (deterministic ids).
+            tokio::select! {
+                r = send => r?,
+                () = until(stop) => break,
+            }
+            self.requests += requests;
+            self.request_time = Some(started.elapsed());
             let ids: Vec<String> = chunk.iter().map(Trace::mlflow_id).collect();
             self.append(&TraceLogLine {
                 server: server.clone(),
@@ -456,8 +479,9 @@ impl TraceSender {
                 sent.sent.insert(id, run_id.clone());
             }
             n += chunk.len();
+            done_keys += chunk_keys.len();
         }
-        let left = built.len() - n;
+        let left = todo_keys.len() - done_keys;
         // A sent item of a namespace that is not a target stream is not
         // needed any more.
         if !repair {
@@ -475,6 +499,13 @@ impl TraceSender {
         let (mut w, _) = JsonlWriter::open(&self.session_dir.join(TRACES_FILE))?;
         w.append(line)?;
         w.sync()
+    }
+}
+
+/// Resolves once `stop` says so (checked every 20 ms).
+async fn until(stop: &Stop) {
+    while !stop(Duration::ZERO) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

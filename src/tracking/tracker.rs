@@ -49,12 +49,12 @@ pub const TRACE_WAIT_VAR: &str = "W2C_TRACKING_TRACE_WAIT_SECS";
 pub const TRACE_WAIT_RANGE: std::ops::RangeInclusive<f64> = 0.0..=3600.0;
 /// Without [`TRACE_WAIT_VAR`], traces may add this share of a run's wall
 /// time at its end ...
-pub const TRACE_WAIT_SHARE: f64 = 0.05;
+pub const TRACE_WAIT_SHARE: f64 = 0.03;
 /// ... and never more than this.
 pub const TRACE_WAIT_MAX: Duration = Duration::from_secs(60);
 
 /// How long the end of a run that has lasted `elapsed` waits for its
-/// traces: [`TRACE_WAIT_VAR`] when set, else 5% of `elapsed`, at most 60 s.
+/// traces: [`TRACE_WAIT_VAR`] when set, else 3% of `elapsed`, at most 60 s.
 pub fn trace_wait(elapsed: Duration) -> Duration {
     trace_wait_in(&super::process_env, elapsed)
 }
@@ -778,11 +778,12 @@ impl Worker {
         };
         // Before the end: until the run ends (the batch under way is then
         // cut short so that the end's records go first). At the end: until
-        // the deadline.
+        // the deadline, never starting a request that, going by the last
+        // one, could not finish by then.
         let deadline = self.trace_deadline;
         let ending = self.ending.clone();
-        let stop = move || match deadline {
-            Some(d) => Instant::now() >= d,
+        let stop = move |next: Duration| match deadline {
+            Some(d) => Instant::now() + next >= d,
             None => ending.load(std::sync::atomic::Ordering::SeqCst),
         };
         if !namespaces.is_empty() && !self.paused("traces") {
@@ -803,7 +804,7 @@ impl Worker {
                     let mut health = lock(&self.health);
                     health.pending.retain(|p| !p.starts_with("traces: "));
                     health.pending.insert(format!(
-                        "traces: {left} not sent when the run ended (it waits at most 5% of its time for them, or {TRACE_WAIT_VAR}); `w2c sync` sends them"
+                        "traces: {left} not sent when the run ended (it waits at most 3% of its time for them, or {TRACE_WAIT_VAR}); `w2c sync` sends them"
                     ));
                 }
                 Err(e) => record_failure(&self.health, "traces", &e),
@@ -880,16 +881,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn traces_wait_a_twentieth_of_the_run_at_most_a_minute_unless_told() {
+    fn traces_wait_3_percent_of_the_run_at_most_a_minute_unless_told() {
         let unset = |_: &str| None;
         let secs = |s: u64| Duration::from_secs(s);
-        assert_eq!(trace_wait_in(&unset, secs(100)), secs(5));
+        assert_eq!(trace_wait_in(&unset, secs(100)), secs(3));
         assert_eq!(trace_wait_in(&unset, secs(0)), secs(0));
         assert_eq!(trace_wait_in(&unset, secs(3 * 3600)), TRACE_WAIT_MAX);
         let set = |v: &'static str| move |k: &str| (k == TRACE_WAIT_VAR).then(|| v.to_string());
         assert_eq!(trace_wait_in(&set("600"), secs(100)), secs(600));
         assert_eq!(trace_wait_in(&set("0"), secs(3600)), secs(0));
         // Out of range (refused at start-up by the environment check): the rule.
-        assert_eq!(trace_wait_in(&set("99999"), secs(100)), secs(5));
+        assert_eq!(trace_wait_in(&set("99999"), secs(100)), secs(3));
     }
 }

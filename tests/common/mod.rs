@@ -2,6 +2,7 @@
 //! location of the shared When2Call test file.
 #![allow(dead_code)]
 
+pub mod holding_proxy;
 pub mod hostile_http;
 pub mod llama;
 pub mod mlflow;
