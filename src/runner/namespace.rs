@@ -265,14 +265,7 @@ fn unfinished_note<O>(run: &Run<'_, O>, ns: &NamespaceDir, keys: &[String]) -> S
             keys.len()
         );
     };
-    let position: HashMap<&str, usize> = run
-        .session
-        .manifest
-        .example_ids
-        .iter()
-        .enumerate()
-        .map(|(i, u)| (u.as_str(), i))
-        .collect();
+    let position = run.session.manifest.example_positions();
     let mut per_shard = vec![0usize; count];
     for k in keys.iter().filter(|k| !have.contains(*k)) {
         let uuid = k.split_once('#').map_or(k.as_str(), |(u, _)| u);

@@ -73,6 +73,17 @@ pub struct Manifest {
     pub shards: Option<usize>,
 }
 
+impl Manifest {
+    /// Each example's position in the session's order, by uuid.
+    pub fn example_positions(&self) -> std::collections::HashMap<&str, usize> {
+        self.example_ids
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.as_str(), i))
+            .collect()
+    }
+}
+
 /// One namespace of a session's plan: what `status` lists before the
 /// namespace has a file, and the total its progress counts against.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -656,18 +656,7 @@ impl MlflowClient {
         max_retries: u32,
     ) -> Result<Value, MlflowError> {
         let url = self.api_url(endpoint)?;
-        let resp = self
-            .send(endpoint, max_retries, || {
-                Ok(self
-                    .http
-                    .request(Method::POST, url.clone())
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(body.to_string()))
-            })
-            .await?;
-        let body = json_body(endpoint, resp).await;
-        self.heartbeat.beat();
-        body
+        self.post_url(endpoint, url, body, max_retries).await
     }
 
     async fn get(&self, endpoint: &str, query: &[(&str, &str)]) -> Result<Value, MlflowError> {

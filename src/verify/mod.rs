@@ -364,13 +364,7 @@ fn check_shards(
     done: bool,
     merged: &HashSet<String>,
 ) -> HashSet<String> {
-    let position: std::collections::HashMap<&str, usize> = found
-        .manifest
-        .example_ids
-        .iter()
-        .enumerate()
-        .map(|(i, u)| (u.as_str(), i))
-        .collect();
+    let position = found.manifest.example_positions();
     let mut all = HashSet::new();
     let mut problems = Vec::new();
     let shards = dir.shard_dirs();
