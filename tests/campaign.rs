@@ -1,7 +1,7 @@
 //! Campaigns: one config, several targets, one session each, sharing the
 //! endpoint's concurrency; killed and run again, they finish with the
 //! numbers of separate runs; a target added later leaves the finished
-//! sessions as they were.
+//! sessions as they were; run in shards, they finish with the same numbers.
 
 mod common;
 
@@ -212,4 +212,62 @@ fn a_campaign_shares_the_endpoint_survives_a_kill_and_matches_separate_runs() {
         .sum();
     assert!(calls > 0);
     assert_eq!(server.stats()["requests"].as_u64().unwrap(), calls as u64);
+}
+
+#[test]
+fn a_campaign_runs_in_shards_and_matches_separate_runs() {
+    let server = MockServer::start(&[], &[]);
+    let models = ["acme-small", "acme-large"];
+    let ws = Workspace::new();
+    let cfg = campaign_config(&ws, &server.url, &models);
+    // Two shard processes at once, as two array tasks would run them: each
+    // runs its share of every target's session; the last to finish a
+    // namespace finalizes it.
+    let shards: Vec<_> = ["0/2", "1/2"]
+        .iter()
+        .map(|shard| {
+            std::process::Command::new(assert_cmd::cargo::cargo_bin("w2c"))
+                .current_dir(ws.path())
+                .args(["run", "--shard", shard, "--config"])
+                .arg(&cfg)
+                .env_remove("MLFLOW_TRACKING_URI")
+                .env_remove("W2C_RUN_KEY")
+                .env_remove("W2C_RUNS_DIR")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    for child in shards {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let separate = Workspace::new();
+    for m in models {
+        let a = session_of(&ws.runs(), "acme", m);
+        for ns in ["mcq", "llm_judge.target", "llm_judge"] {
+            let done = read_json(&a.join("checkpoints").join(ns).join("_DONE.json"));
+            assert!(done.is_object(), "{m} {ns}: {done}");
+        }
+        let single = single_config(&separate, &server.url, m);
+        w2c(separate.path())
+            .args(["run", "--run-key", "one", "--config"])
+            .arg(&single)
+            .assert()
+            .success();
+        let b = session_of(&separate.runs(), "one", m);
+        assert_eq!(a.file_name(), b.file_name(), "{m}");
+        for ns in ["mcq", "llm_judge"] {
+            assert_eq!(metrics(&a, ns), metrics(&b, ns), "{m} {ns}");
+        }
+    }
+    w2c(ws.path())
+        .args(["verify", "--all", "--local-only"])
+        .assert()
+        .success();
 }
