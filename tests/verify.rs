@@ -367,3 +367,54 @@ fn the_table_leads_with_a_summary_and_shows_only_what_is_not_ok() {
     let long = run(true);
     assert!(ok_rows(&long) > 10, "{long}");
 }
+
+#[test]
+fn an_edited_official_judgement_is_detected() {
+    let (ws, s, fp) = fresh();
+    let p = s.join("artifacts_local/llm_judge/predictions.jsonl");
+    let text = std::fs::read_to_string(&p).unwrap();
+    // A row's official classification changed, its prediction kept: the
+    // headline metrics still recompute, NVIDIA's aggregate does not.
+    let (i, row) = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i, serde_json::from_str::<Value>(l).unwrap()))
+        .find(|(_, r)| r["official"]["outcome"] == "classified")
+        .expect("a row with an official classification");
+    let class = row["official"]["classification"].as_str().unwrap();
+    let other = if class == "cannot_answer" {
+        "tool_call"
+    } else {
+        "cannot_answer"
+    };
+    let mut edited = row.clone();
+    edited["official"]["classification"] = other.into();
+    let lines: Vec<String> = text
+        .lines()
+        .enumerate()
+        .map(|(j, l)| {
+            if j == i {
+                edited.to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+    let (code, checks) = verify(&ws, &fp);
+    assert_eq!(code, 5);
+    let recompute = checks
+        .iter()
+        .find(|c| c["namespace"] == "llm_judge" && c["check"] == "metrics recompute")
+        .expect("the llm_judge recompute");
+    assert_eq!(recompute["status"], "MISMATCH", "{recompute}");
+    let detail = recompute["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("official_judge.categories.") && detail.contains("response_distribution"),
+        "{detail}"
+    );
+    // An untouched session's official aggregate recomputes.
+    let (ws, _s, fp) = fresh();
+    let (code, checks) = verify(&ws, &fp);
+    assert_eq!(code, 0, "{:?}", failing(&checks));
+}

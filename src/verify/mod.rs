@@ -15,6 +15,10 @@ pub mod tracking;
 
 use crate::fingerprint::sha256_hex;
 use crate::json_scan::Scan;
+use crate::judge_protocol::{
+    aggregate::{self, OfficialAggregate},
+    OfficialJudgement,
+};
 use crate::labels::{Label, Prediction};
 use crate::metrics::{self, Metrics, Scored};
 use crate::store::names as files;
@@ -579,6 +583,9 @@ struct PredictionFields<'a> {
     prediction: Option<Scan<'a>>,
     n_tools: Option<Scan<'a>>,
     unscored: Option<Scan<'a>>,
+    /// What the official aggregate counts for the row (`llm_judge` under
+    /// protocol `when2call`), parsed when present.
+    official: Option<serde_json::Value>,
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for PredictionFields<'a> {
@@ -602,6 +609,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for PredictionFields<'a> {
                         Some("prediction") => &mut row.prediction,
                         Some("n_tools") => &mut row.n_tools,
                         Some("unscored") => &mut row.unscored,
+                        Some("official") => {
+                            row.official = Some(map.next_value::<serde_json::Value>()?);
+                            continue;
+                        }
                         _ => {
                             map.next_value::<Scan<'de>>()?;
                             continue;
@@ -679,11 +690,25 @@ fn recompute_metrics(artifacts: &Path) -> (Status, String) {
     let mut unscored = 0;
     let mut bad_row: Option<usize> = None;
     let mut record = 0;
+    let mut officials: Vec<(Label, OfficialJudgement)> = Vec::new();
     let report = read_jsonl_lines(&artifacts.join("predictions.jsonl"), |line| {
-        let row: PredictionFields = serde_json::from_slice(line)?;
+        let mut row: PredictionFields = serde_json::from_slice(line)?;
         record += 1;
         if bad_row.is_some() {
             return Ok(());
+        }
+        if let Some(official) = row.official.take() {
+            let gold = row.gold.as_ref().and_then(Scan::as_str);
+            match (
+                gold.and_then(|g| g.parse::<Label>().ok()),
+                serde_json::from_value::<OfficialJudgement>(official),
+            ) {
+                (Some(gold), Ok(o)) => officials.push((gold, o)),
+                _ => {
+                    bad_row = Some(record);
+                    return Ok(());
+                }
+            }
         }
         match scored(&row) {
             None => unscored += 1,
@@ -698,11 +723,12 @@ fn recompute_metrics(artifacts: &Path) -> (Status, String) {
     if let Some(i) = bad_row {
         return (
             Status::Mismatch,
-            format!("predictions.jsonl:{i}: missing or invalid gold/prediction/n_tools"),
+            format!("predictions.jsonl:{i}: missing or invalid gold/prediction/n_tools/official"),
         );
     }
     let recomputed = metrics::compute(&scored_rows);
     let mut diffs = metric_diffs(&stored.metrics, &recomputed);
+    diffs.extend(official_diffs(stored.official_judge.as_ref(), &officials));
     let stored_unscored = stored.counts.get("unscored").copied().unwrap_or(0);
     if stored_unscored != unscored {
         diffs.push(format!(
@@ -768,6 +794,66 @@ fn metric_diffs(stored: &Metrics, recomputed: &Metrics) -> Vec<String> {
     out
 }
 
+/// How the official aggregate in `metrics.json` differs from the one the
+/// rows' official judgements give: each value that differs, by its path.
+fn official_diffs(
+    stored: Option<&OfficialAggregate>,
+    rows: &[(Label, OfficialJudgement)],
+) -> Vec<String> {
+    let Some(stored) = stored else {
+        return if rows.is_empty() {
+            Vec::new()
+        } else {
+            vec![format!(
+                "official_judge: absent from metrics.json, {} predictions carry official judgements",
+                rows.len()
+            )]
+        };
+    };
+    let recomputed = aggregate::aggregate(rows.iter().map(|(g, o)| (*g, o)));
+    let (a, b) = (
+        serde_json::to_value(stored).unwrap_or_default(),
+        serde_json::to_value(&recomputed).unwrap_or_default(),
+    );
+    let mut out = Vec::new();
+    value_diffs("official_judge", &a, &b, &mut out);
+    out
+}
+
+/// The leaves of two JSON values that differ (numbers within 1e-12 agree).
+fn value_diffs(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let (va, vb) = (
+                    x.get(k).unwrap_or(&Value::Null),
+                    y.get(k).unwrap_or(&Value::Null),
+                );
+                value_diffs(&format!("{path}.{k}"), va, vb, out);
+            }
+        }
+        (Value::Number(x), Value::Number(y))
+            if x.as_f64()
+                .zip(y.as_f64())
+                .is_some_and(|(x, y)| (x - y).abs() <= 1e-12) => {}
+        _ if a == b => {}
+        _ => {
+            let text = |v: &Value, other: &Value| match v.as_f64() {
+                Some(f) => value_text(Some(f), other.as_f64()),
+                None if v.is_null() => "none".to_string(),
+                None => v.to_string(),
+            };
+            out.push(format!(
+                "{path}: stored {}, recomputed {}",
+                text(a, b),
+                text(b, a)
+            ));
+        }
+    }
+}
+
 /// Whether every check passed (NOT_CHECKED counts as passing).
 pub fn all_ok(checks: &[Check]) -> bool {
     checks
@@ -786,6 +872,31 @@ pub fn any_mismatch(checks: &[Check]) -> bool {
 mod tests {
     use super::*;
     use serde_json::Value;
+
+    #[test]
+    fn the_official_aggregate_is_checked_value_by_value() {
+        let classified = |c: &str| OfficialJudgement::Classified {
+            classification: c.into(),
+        };
+        let rows = vec![
+            (Label::ToolCall, classified("tool_call")),
+            (Label::CannotAnswer, classified("tool_call")),
+        ];
+        let good = aggregate::aggregate(rows.iter().map(|(g, o)| (*g, o)));
+        assert!(official_diffs(Some(&good), &rows).is_empty());
+        // Sessions without official judgements (other protocols, older
+        // files) have nothing to check.
+        assert!(official_diffs(None, &[]).is_empty());
+        let missing = official_diffs(None, &rows);
+        assert_eq!(missing.len(), 1, "{missing:?}");
+        assert!(missing[0].contains("2 predictions"));
+        let mut bad = good.clone();
+        bad.paper.tool_hall = Some(0.25);
+        assert_eq!(
+            official_diffs(Some(&bad), &rows),
+            vec!["official_judge.paper.tool_hall: stored 0.250000, recomputed 1.000000"]
+        );
+    }
 
     /// How the metrics recompute read a line before it was streamed: a
     /// `Value`, indexed.
