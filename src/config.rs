@@ -1314,7 +1314,9 @@ pub fn normalize(path: &Path) -> PathBuf {
     out
 }
 
-/// Routes `model` to a provider: explicit name first, else a unique prefix match.
+/// Routes `model` to a provider: explicit name first, else a unique prefix
+/// match, else the only provider when it is an HTTP one without prefixes
+/// (the built-in mock is never chosen unnamed: a dry run is asked for).
 pub fn route<'a>(
     providers: &'a BTreeMap<String, ProviderConfig>,
     model: &str,
@@ -1339,12 +1341,17 @@ pub fn route<'a>(
                 .any(|pre| model.starts_with(pre.as_str()))
         })
         .collect();
-    match matches.as_slice() {
-        [(k, v)] => Ok((k.as_str(), v)),
-        [] => bail!(
+    let only_http = match providers.iter().collect::<Vec<_>>().as_slice() {
+        [(k, v)] if v.kind == ProviderKind::Openai && v.model_prefixes.is_empty() => Some((*k, *v)),
+        _ => None,
+    };
+    match (matches.as_slice(), only_http) {
+        ([(k, v)], _) => Ok((k.as_str(), v)),
+        ([], Some((k, v))) => Ok((k.as_str(), v)),
+        ([], None) => bail!(
             "no provider routes model `{model}`: set `models.target_provider` or a provider's `model_prefixes`"
         ),
-        many => bail!(
+        (many, _) => bail!(
             "model `{model}` matches the prefixes of several providers ({:?}); set `models.target_provider`",
             many.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>()
         ),
@@ -1655,6 +1662,31 @@ enabled = ["mcq"]
             let err = format!("{:#}", parse(&text).unwrap_err());
             assert!(err.contains(&format!("methods.llm_judge.{key}")), "{err}");
         }
+    }
+
+    #[test]
+    fn the_only_http_provider_serves_a_model_it_is_not_told_about() {
+        let one = MINIMAL
+            .replace("target_provider = \"mock\"\n", "")
+            .replace("[providers.mock]", "[providers.local]")
+            .replace(
+                "kind = \"mock\"",
+                "kind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"",
+            );
+        let c = parse(&one).unwrap();
+        assert_eq!(c.target_provider().unwrap().0, "local");
+        // Two, or one with prefixes that do not match: the user must say.
+        let two = format!(
+            "{one}[providers.other]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n"
+        );
+        let err = format!("{:#}", parse(&two).unwrap_err());
+        assert!(err.contains("no provider routes model `m`"), "{err}");
+        let prefixed = one.replace(
+            "kind = \"openai\"",
+            "kind = \"openai\"\nmodel_prefixes = [\"gpt-\"]",
+        );
+        let err = format!("{:#}", parse(&prefixed).unwrap_err());
+        assert!(err.contains("no provider routes model `m`"), "{err}");
     }
 
     #[test]
