@@ -85,6 +85,22 @@ fn session_of(runs: &Path, key: &str, model: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("no session of {model}"))
 }
 
+/// `w2c run --config <cfg> <extra>` in `ws`, untracked, output captured.
+fn spawn_run(ws: &Workspace, cfg: &Path, extra: &[&str]) -> std::process::Child {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("w2c"))
+        .current_dir(ws.path())
+        .args(["run", "--config"])
+        .arg(cfg)
+        .args(extra)
+        .env_remove("MLFLOW_TRACKING_URI")
+        .env_remove("W2C_RUN_KEY")
+        .env_remove("W2C_RUNS_DIR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn")
+}
+
 fn metrics(session: &Path, ns: &str) -> serde_json::Value {
     read_json(
         &session
@@ -101,19 +117,7 @@ fn a_campaign_shares_the_endpoint_survives_a_kill_and_matches_separate_runs() {
     let models = ["acme-small", "acme-large", "acme-xl"];
     let ws = Workspace::new();
     let cfg = campaign_config(&ws, &server.url, &models);
-    let run = |ws: &Workspace, cfg: &Path| {
-        std::process::Command::new(assert_cmd::cargo::cargo_bin("w2c"))
-            .current_dir(ws.path())
-            .args(["run", "--config"])
-            .arg(cfg)
-            .env_remove("MLFLOW_TRACKING_URI")
-            .env_remove("W2C_RUN_KEY")
-            .env_remove("W2C_RUNS_DIR")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn")
-    };
+    let run = |ws: &Workspace, cfg: &Path| spawn_run(ws, cfg, &[]);
     // Killed once results flow; the campaign's run key is its name.
     let mut child = run(&ws, &cfg);
     let results = || {
@@ -225,19 +229,7 @@ fn a_campaign_runs_in_shards_and_matches_separate_runs() {
     // namespace finalizes it.
     let shards: Vec<_> = ["0/2", "1/2"]
         .iter()
-        .map(|shard| {
-            std::process::Command::new(assert_cmd::cargo::cargo_bin("w2c"))
-                .current_dir(ws.path())
-                .args(["run", "--shard", shard, "--config"])
-                .arg(&cfg)
-                .env_remove("MLFLOW_TRACKING_URI")
-                .env_remove("W2C_RUN_KEY")
-                .env_remove("W2C_RUNS_DIR")
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("spawn")
-        })
+        .map(|shard| spawn_run(&ws, &cfg, &["--shard", shard]))
         .collect();
     for child in shards {
         let out = child.wait_with_output().unwrap();
