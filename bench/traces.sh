@@ -17,14 +17,8 @@ trap 'kill $(jobs -p) 2>/dev/null || true; sleep 1; rm -rf "$work"' EXIT
 cargo build --release --quiet
 bin=$PWD/target/release/w2c
 
-python3 tests/support/mlflow_guard.py mlflow server \
-  --backend-store-uri "sqlite:///$work/mlflow.db" --artifacts-destination "$work/artifacts" \
-  --host 127.0.0.1 --port "$PORT" > "$work/server.log" 2>&1 &
-for _ in $(seq 240); do
-  curl -sf "http://127.0.0.1:$PORT/health" > /dev/null && break
-  sleep 0.5
-done
-export MLFLOW_TRACKING_URI=http://127.0.0.1:$PORT
+. bench/mlflow_server.sh
+start_mlflow_server "$work" "$PORT"
 
 config() { # args: dataset traces -> prints config path
   local cfg="$work/eval-$RANDOM.toml"

@@ -16,14 +16,9 @@ command -v chromium > /dev/null || { echo "chromium is missing: apt-get install 
 
 cargo build --release --quiet
 bin=$PWD/target/release/w2c
-python3 tests/support/mlflow_guard.py mlflow server \
-  --backend-store-uri "sqlite:///$work/mlflow.db" --artifacts-destination "$work/artifacts" \
-  --host 127.0.0.1 --port "$PORT" > "$work/server.log" 2>&1 &
-for _ in $(seq 240); do
-  curl -sf "http://127.0.0.1:$PORT/health" > /dev/null && break
-  sleep 0.5
-done
-export MLFLOW_TRACKING_URI=http://127.0.0.1:$PORT MLFLOW_EXPERIMENT_NAME=when2call-demo
+. bench/mlflow_server.sh
+start_mlflow_server "$work" "$PORT"
+export MLFLOW_EXPERIMENT_NAME=when2call-demo
 
 for model in mock-model mock-model-b; do
   sed -e "s#\.\./data#$PWD/data#; s#\"\.\./runs\"#\"$work/runs\"#; s#target = \"mock-model\"#target = \"$model\"#" \
