@@ -16,36 +16,30 @@ fn campaign_config(ws: &Workspace, url: &str, models: &[&str]) -> PathBuf {
         .iter()
         .map(|m| format!("[[targets]]\nmodel = \"{m}\"\nprovider = \"local\"\n\n"))
         .collect();
-    ws.write(
+    config(
+        ws,
         "acme.toml",
-        &format!(
-            r#"[run]
-seed = 42
-
-[dataset]
-path = "{dataset}"
-n_per_label = 10
-
-[models]
-judge = "acme-judge"
-judge_provider = "local"
-
-{targets}[providers.local]
-kind = "openai"
-base_url = "{url}/v1"
-max_concurrency = {CONCURRENCY}
-
-[methods]
-enabled = ["mcq", "llm_judge"]
-"#,
-            dataset = shared_dataset().display(),
-        ),
+        url,
+        &format!("[models]\njudge = \"acme-judge\"\njudge_provider = \"local\"\n\n{targets}"),
     )
 }
 
 fn single_config(ws: &Workspace, url: &str, model: &str) -> PathBuf {
-    ws.write(
+    config(
+        ws,
         &format!("{model}.toml"),
+        url,
+        &format!(
+            "[models]\ntarget = \"{model}\"\ntarget_provider = \"local\"\njudge = \"acme-judge\"\njudge_provider = \"local\"\n\n"
+        ),
+    )
+}
+
+/// The config `name`: 30 shared examples, `mcq` and `llm_judge`, the
+/// models given, all on the endpoint at `url`.
+fn config(ws: &Workspace, name: &str, url: &str, models: &str) -> PathBuf {
+    ws.write(
+        name,
         &format!(
             r#"[run]
 seed = 42
@@ -54,13 +48,7 @@ seed = 42
 path = "{dataset}"
 n_per_label = 10
 
-[models]
-target = "{model}"
-target_provider = "local"
-judge = "acme-judge"
-judge_provider = "local"
-
-[providers.local]
+{models}[providers.local]
 kind = "openai"
 base_url = "{url}/v1"
 max_concurrency = {CONCURRENCY}
