@@ -170,7 +170,7 @@ pub fn compare(
         }
     }
     let accuracy: Vec<f64> = full.iter().map(|m| m.accuracy).collect();
-    let mut model_results: Vec<ModelResult> = models
+    let model_results: Vec<ModelResult> = models
         .iter()
         .enumerate()
         .map(|(m, label)| ModelResult {
@@ -193,7 +193,6 @@ pub fn compare(
             rank: 1 + accuracy.iter().filter(|&&x| x > accuracy[m]).count(),
         })
         .collect();
-    model_results.truncate(models.len());
     let raw: Vec<PairResult> = pairs
         .iter()
         .enumerate()

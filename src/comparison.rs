@@ -376,10 +376,10 @@ fn short_name(metric: &str) -> &str {
 
 /// A metric value: rates in %, F1 to 3 decimals.
 fn value(metric: &str, v: Option<f64>) -> String {
-    match v {
-        None => "n/a".into(),
-        Some(x) if metric.starts_with("macro_f1") => format!("{x:.3}"),
-        Some(x) => format!("{:.1}%", x * 100.0),
+    if metric.starts_with("macro_f1") {
+        crate::report::f1(v)
+    } else {
+        crate::report::pct(v)
     }
 }
 

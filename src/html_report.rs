@@ -14,7 +14,7 @@
 
 use crate::comparison::{self, DatasetCache};
 use crate::labels::Label;
-use crate::report::ReportEntry;
+use crate::report::{f1, pct, ReportEntry};
 use crate::store::session::FoundSession;
 use crate::store::{read_jsonl, NamespaceDir, PredictionRow};
 use anyhow::Result;
@@ -87,14 +87,6 @@ pub fn render(sessions: &[FoundSession]) -> Result<String> {
     Ok(format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>w2c report</title><style>{CSS}</style></head><body>{body}<script type=\"application/json\" id=\"data\">{data}</script><script>{JS}</script></body></html>\n"
     ))
-}
-
-fn pct(v: Option<f64>) -> String {
-    v.map_or_else(|| "n/a".into(), |x| format!("{:.1}%", x * 100.0))
-}
-
-fn f1(v: Option<f64>) -> String {
-    v.map_or_else(|| "n/a".into(), |x| format!("{x:.3}"))
 }
 
 /// The headline metrics, one table per method, a row per model.

@@ -43,7 +43,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// A rate as a percentage with one decimal (`n/a` when undefined).
-fn pct(v: Option<f64>) -> String {
+pub(crate) fn pct(v: Option<f64>) -> String {
     match v {
         Some(x) => format!("{:.1}%", x * 100.0),
         None => "n/a".into(),
@@ -51,7 +51,7 @@ fn pct(v: Option<f64>) -> String {
 }
 
 /// An F1 (or other score in [0, 1]) to three decimals.
-fn f1(v: Option<f64>) -> String {
+pub(crate) fn f1(v: Option<f64>) -> String {
     match v {
         Some(x) => format!("{x:.3}"),
         None => "n/a".into(),

@@ -302,6 +302,16 @@ async fn lines(sessions: Vec<(String, Arc<Progress>)>, every: Duration, stop: Ca
     }
 }
 
+/// The style of every bar: a label padded to `width`, the bar, done/total
+/// and a message.
+fn bar_style(width: usize) -> ProgressStyle {
+    ProgressStyle::with_template(&format!(
+        "{{prefix:<{width}}} [{{bar:30}}] {{pos:>7}}/{{len:<7}} {{msg}}"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ")
+}
+
 /// Bars for several sessions run at once: one per session, saying which
 /// namespace it is in.
 async fn session_bars(sessions: Vec<(String, Arc<Progress>)>, stop: CancellationToken) {
@@ -311,11 +321,7 @@ async fn session_bars(sessions: Vec<(String, Arc<Progress>)>, stop: Cancellation
         .map(|(l, _)| l.chars().count())
         .max()
         .unwrap_or(0);
-    let style = ProgressStyle::with_template(&format!(
-        "{{prefix:<{width}}} [{{bar:30}}] {{pos:>7}}/{{len:<7}} {{msg}}"
-    ))
-    .unwrap_or_else(|_| ProgressStyle::default_bar())
-    .progress_chars("=> ");
+    let style = bar_style(width);
     let bars: Vec<ProgressBar> = sessions
         .iter()
         .map(|(label, _)| {
@@ -373,13 +379,6 @@ async fn session_bars(sessions: Vec<(String, Arc<Progress>)>, stop: Cancellation
 /// terminals); a finished namespace leaves one line above the bars.
 async fn bars(progress: Arc<Progress>, stop: CancellationToken) {
     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
-    let style = |width: usize| {
-        ProgressStyle::with_template(&format!(
-            "{{prefix:<{width}}} [{{bar:30}}] {{pos:>7}}/{{len:<7}} {{msg}}"
-        ))
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ")
-    };
     let mut bars: Option<(ProgressBar, ProgressBar)> = None;
     let mut active = false;
     loop {
@@ -399,9 +398,9 @@ async fn bars(progress: Arc<Progress>, stop: CancellationToken) {
                         .unwrap_or(0)
                         .max("session".len());
                     let ns = multi.add(ProgressBar::new(0));
-                    ns.set_style(style(width));
+                    ns.set_style(bar_style(width));
                     let session = multi.add(ProgressBar::new(*total as u64));
-                    session.set_style(style(width));
+                    session.set_style(bar_style(width));
                     session.set_prefix("session");
                     bars = Some((ns, session));
                 }
