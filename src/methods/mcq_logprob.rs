@@ -964,21 +964,29 @@ async fn score_example(
     let mut calls: Vec<CallRecord> = Vec::new();
     let mut outcomes = Vec::new();
     for p in prompts {
-        let body = p.request.body();
-        let sha =
-            crate::fingerprint::sha256_hex(crate::fingerprint::canonical_json(&body).as_bytes());
-        let restored = saved.iter().find_map(|s| match s {
-            Step::Choice {
-                label,
-                outcome,
-                call,
-            } if *label == p.label && call.request_sha256 == sha => {
-                Some((outcome.clone(), call.clone()))
-            }
-            _ => None,
-        });
+        // A step saved by an interrupted run stands for this call when its
+        // request is this one (hashed only when there are saved steps: the
+        // call record hashes what it sends).
+        let restored = (!saved.is_empty())
+            .then(|| {
+                let body = p.request.body();
+                let sha = crate::fingerprint::sha256_hex(
+                    crate::fingerprint::canonical_json(&body).as_bytes(),
+                );
+                saved.iter().find_map(|s| match s {
+                    Step::Choice {
+                        label,
+                        outcome,
+                        call,
+                    } if *label == p.label && call.request_sha256 == sha => {
+                        Some((outcome.clone(), call.clone(), body.clone()))
+                    }
+                    _ => None,
+                })
+            })
+            .flatten();
         let (outcome, usage) = match restored {
-            Some((outcome, mut call)) => {
+            Some((outcome, mut call, body)) => {
                 call.request = body;
                 let usage = call.usage;
                 calls.push(*call);

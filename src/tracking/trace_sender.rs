@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -160,8 +160,6 @@ pub struct TraceSender {
     examples: Option<HashMap<String, Example>>,
     streams: HashMap<String, Stream>,
     sent: Option<(String, String, SentTraces)>,
-    /// OTLP requests and assessments sent (for the benchmarks).
-    pub requests: usize,
     /// How long the last request of traces took: one that could not
     /// finish before a deadline is not started.
     request_time: Option<Duration>,
@@ -201,7 +199,6 @@ impl TraceSender {
             examples: None,
             streams: HashMap::new(),
             sent: None,
-            requests: 0,
             request_time: None,
         }
     }
@@ -390,7 +387,6 @@ impl TraceSender {
                 .client
                 .search_traces(&experiment_id, &run_filter(&run_id))
                 .await?;
-            self.requests += 1;
             Some(
                 infos
                     .into_iter()
@@ -400,9 +396,8 @@ impl TraceSender {
         } else {
             None
         };
-        let linked = self.sent(&server, &experiment_id).sent.clone();
+        let linked = &self.sent(&server, &experiment_id).sent;
         let mut todo_keys = Vec::new();
-        let mut key_of: HashMap<String, String> = HashMap::new();
         let mut already = Vec::new();
         for key in &keys {
             let id = format!("tr-{}", traces::trace_id(&owner, &prepared.1, key));
@@ -410,12 +405,10 @@ impl TraceSender {
             let held = remote.as_ref().is_none_or(|r| r.contains_key(&id));
             if !(done_here && held) {
                 todo_keys.push(key.clone());
-                key_of.insert(id, key.clone());
             } else {
                 already.push(key.clone());
             }
         }
-        let mut n = 0;
         let mut done_keys = 0;
         let mut sent_keys: Vec<String> = already;
         // Traces are built a request at a time: what `stop` leaves is never
@@ -437,7 +430,6 @@ impl TraceSender {
                     (t.mlflow_id(), crate::redact::scrub(&body))
                 })
                 .collect();
-            let requests = infos.len() + 1;
             let client = mirror.client.clone();
             let refs: Vec<&Trace> = chunk.iter().collect();
             let spans = crate::redact::scrub(&traces::export_request(&refs).to_string());
@@ -463,7 +455,6 @@ impl TraceSender {
                 r = send => r?,
                 () = until(stop) => break,
             }
-            self.requests += requests;
             self.request_time = Some(started.elapsed());
             let ids: Vec<String> = chunk.iter().map(Trace::mlflow_id).collect();
             self.append(&TraceLogLine {
@@ -473,12 +464,11 @@ impl TraceSender {
                 stage: "sent".into(),
                 traces: ids.clone(),
             })?;
-            sent_keys.extend(ids.iter().filter_map(|id| key_of.get(id).cloned()));
+            sent_keys.extend_from_slice(chunk_keys);
             let sent = self.sent(&server, &experiment_id);
             for id in ids {
                 sent.sent.insert(id, run_id.clone());
             }
-            n += chunk.len();
             done_keys += chunk_keys.len();
         }
         let left = todo_keys.len() - done_keys;
@@ -492,7 +482,10 @@ impl TraceSender {
                 }
             }
         }
-        Ok(Sent { sent: n, left })
+        Ok(Sent {
+            sent: done_keys,
+            left,
+        })
     }
 
     fn append(&self, line: &TraceLogLine) -> Result<()> {
@@ -512,11 +505,6 @@ async fn until(stop: &Stop) {
 /// The MLflow search filter of a run's traces.
 pub fn run_filter(run_id: &str) -> String {
     format!("metadata.`mlflow.sourceRun` = '{run_id}'")
-}
-
-/// The (name, value) of every valid assessment in a trace info.
-pub fn assessment_identities(info: &Value) -> HashSet<(String, String)> {
-    assessment_list(info).into_iter().collect()
 }
 
 /// The (name, value) of every valid assessment in a trace info, sorted,
@@ -549,18 +537,4 @@ pub fn has_traces(session_dir: &Path, ns: &str) -> bool {
         .into_iter()
         .find(|(n, _)| n == ns)
         .is_some_and(|(_, s)| !s.method.ends_with(".target"))
-}
-
-/// Distinct item keys in a namespace's `results.jsonl`.
-pub fn result_keys(session_dir: &Path, ns: &str) -> Vec<String> {
-    let dir = NamespaceDir::new(session_dir, ns);
-    let mut pos = 0;
-    let lines = new_lines(&dir.results(), &mut pos).unwrap_or_default();
-    let mut keys = indexmap::IndexSet::new();
-    for l in lines {
-        if let Some(k) = l.get("key").and_then(Value::as_str) {
-            keys.insert(k.to_string());
-        }
-    }
-    keys.into_iter().collect()
 }

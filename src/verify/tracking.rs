@@ -389,11 +389,10 @@ async fn check_traces(
             Ok(g) => g,
             Err(e) => return call_failed(out, "trace assessments", &e),
         };
-        let mut wanted: Identities = by_id
+        let wanted: Identities = by_id
             .get(&id)
             .map(|t| t.assessments.iter().map(|a| a.identity()).collect())
             .unwrap_or_default();
-        wanted.sort();
         let (lacking, unexpected) = multiset_diff(&wanted, &got);
         if !lacking.is_empty() || !unexpected.is_empty() {
             diffs.push(format!(
