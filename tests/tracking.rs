@@ -1324,11 +1324,14 @@ fn a_comparison_is_filed_on_each_tracked_parent() {
 #[test]
 fn a_trace_request_the_server_holds_never_holds_up_the_end_of_a_run() {
     let uri = MlflowServer::shared();
-    let proxy = common::holding_proxy::HoldingProxy::start(uri, "/v1/traces");
+    // Both requests of a batch of traces (their infos, then their spans)
+    // are held: whichever the run has under way when it ends is held.
+    let proxy =
+        common::holding_proxy::HoldingProxy::start(uri, &["/api/3.0/mlflow/traces", "/v1/traces"]);
     let exp = experiment("trace-held");
     let ws = Workspace::new();
     // About 3 s of evaluation: trace batches start while it runs, and the
-    // server never answers their spans.
+    // server never answers them.
     let cfg = ws.config(
         "eval.toml",
         &Opts {
@@ -1339,13 +1342,16 @@ fn a_trace_request_the_server_holds_never_holds_up_the_end_of_a_run() {
     );
     let start = std::time::Instant::now();
     let out = tracked_run(&ws, &cfg, &proxy.url, &exp)
-        .env_remove("W2C_TRACKING_TRACE_WAIT_SECS")
+        // Long enough that the end surely starts a batch (the default, 3%
+        // of a 3 s run, may be over before a loaded machine starts one);
+        // far below the 15 s bound the old code waited out.
+        .env("W2C_TRACKING_TRACE_WAIT_SECS", "2")
         .output()
         .expect("run");
     let elapsed = start.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(proxy.held() >= 1, "no span request was held: {stderr}");
+    assert!(proxy.held() >= 1, "no trace request was held: {stderr}");
     // The records went first: statuses and metrics are in MLflow, only
     // traces are pending, and the run did not wait out the tracking bound.
     assert!(elapsed < Duration::from_secs(15), "{elapsed:?}: {stderr}");

@@ -20,22 +20,22 @@ pub struct HoldingProxy {
 #[derive(Clone)]
 struct State {
     upstream: String,
-    path: String,
+    paths: Vec<String>,
     holding: Arc<AtomicBool>,
     held: Arc<AtomicU64>,
     client: reqwest::Client,
 }
 
 impl HoldingProxy {
-    /// Starts a proxy to `upstream` that holds every request to `path`
-    /// until [`HoldingProxy::release`].
-    pub fn start(upstream: &str, path: &str) -> HoldingProxy {
+    /// Starts a proxy to `upstream` that holds every request to one of
+    /// `paths` until [`HoldingProxy::release`].
+    pub fn start(upstream: &str, paths: &[&str]) -> HoldingProxy {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let state = State {
             upstream: upstream.trim_end_matches('/').to_string(),
-            path: path.to_string(),
+            paths: paths.iter().map(|p| p.to_string()).collect(),
             holding: Arc::new(AtomicBool::new(true)),
             held: Arc::new(AtomicU64::new(0)),
             client: reqwest::Client::new(),
@@ -74,7 +74,7 @@ async fn forward(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if uri.path() == s.path && s.holding.load(Ordering::SeqCst) {
+    if s.paths.iter().any(|p| p == uri.path()) && s.holding.load(Ordering::SeqCst) {
         s.held.fetch_add(1, Ordering::SeqCst);
         std::future::pending::<()>().await;
     }
