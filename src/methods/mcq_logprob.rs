@@ -340,7 +340,9 @@ impl McqLogprob {
     }
 
     /// Scores one example from its four replies (see [`Self::choice_outcome`]
-    /// and [`Self::assemble`]).
+    /// and [`Self::assemble`]); the runner goes through those two, call by
+    /// call, and this serves the unit tests.
+    #[cfg(test)]
     pub fn record(
         &self,
         example: &Example,
