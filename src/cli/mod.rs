@@ -3,6 +3,7 @@
 
 mod commands;
 mod progress;
+mod signals;
 
 use crate::official_task::OfficialVariant;
 use crate::report;
@@ -24,7 +25,8 @@ pub const EXIT_MISMATCH: i32 = 5;
 /// Exit code: `verify` could not check something (tracking server
 /// unreachable, credentials refused) and found no mismatch.
 pub const EXIT_CANNOT_CHECK: i32 = 6;
-/// Exit code: interrupted by Ctrl-C (progress saved).
+/// Exit code: paused by Ctrl-C (SIGINT; progress saved). SIGTERM gives 143
+/// and SIGHUP 129 (128 + the signal's number, as shells report them).
 pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// Resumable, auditable LLM evaluation sessions for When2Call.

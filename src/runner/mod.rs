@@ -273,6 +273,7 @@ impl Opened {
             notes: self.notes.clone(),
             shard: self.slice.shard(),
             finalizing: self.slice == Slice::Finalize,
+            stopped_by: None,
         };
         let run = Run {
             session: &self.session,
@@ -289,6 +290,9 @@ impl Opened {
         if let Err(err) = run_methods(&self.config, &run, &mut report, pool).await {
             observer.run_failed(&err).await;
             return Err(err);
+        }
+        if report.status == RunStatus::Interrupted {
+            report.stopped_by = cancel.reason();
         }
         let notes = observer.run_finished(&report).await;
         report.notes.extend(notes);
