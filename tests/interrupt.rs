@@ -383,3 +383,108 @@ fn a_second_signal_exits_at_once_and_the_stop_timeout_bounds_a_pause() {
         run.stderr()
     );
 }
+
+/// Runs `w2c <args>` on a new pseudo-terminal (its controlling terminal, as
+/// in an SSH session), waits until `ready` holds, closes the terminal as a
+/// dropped connection does and returns w2c's exit code (-1: killed by a
+/// signal) and what it printed before.
+fn hang_up_terminal(ws: &Workspace, args: &[&str], ready: impl Fn() -> bool) -> (i32, String) {
+    let script = r#"
+import os, pty, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+seen = b""
+flag = sys.argv[0]
+while not os.path.exists(os.environ["READY_FLAG"]):
+    try:
+        seen += os.read(fd, 65536)
+    except OSError:
+        break
+os.close(fd)
+_, status = os.waitpid(pid, 0)
+sys.stdout.write("%d\n" % (os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else -1))
+sys.stdout.write(seen.decode("utf-8", "replace"))
+"#;
+    let flag = ws.path().join("ready.flag");
+    let mut child = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(assert_cmd::cargo::cargo_bin("w2c"))
+        .args(args)
+        .current_dir(ws.path())
+        .env("READY_FLAG", &flag)
+        .env_remove("W2C_RUN_KEY")
+        .env_remove("W2C_RUNS_DIR")
+        .env_remove("MLFLOW_TRACKING_URI")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (for a pseudo-terminal)");
+    wait_for("the run under way", Duration::from_secs(60), &ready);
+    std::fs::write(&flag, "").expect("flag");
+    let out = {
+        use std::io::Read as _;
+        let mut s = String::new();
+        child
+            .stdout
+            .take()
+            .expect("stdout")
+            .read_to_string(&mut s)
+            .expect("read");
+        s
+    };
+    let _ = child.wait();
+    let (code, printed) = out.split_once('\n').expect("exit code line");
+    (code.trim().parse().expect("exit code"), printed.to_string())
+}
+
+#[test]
+fn a_closed_terminal_pauses_the_run_and_nohup_keeps_it_running() {
+    let opts = Opts {
+        latency_ms: 150,
+        concurrency: 2,
+        ..Opts::default()
+    };
+    let ws = Workspace::new();
+    let cfg = ws.config("eval.toml", &opts);
+    let cfg = cfg.to_str().unwrap().to_string();
+    let (code, printed) =
+        hang_up_terminal(&ws, &["run", "--run-key", "k", "--config", &cfg], || {
+            result_lines(&ws, "mcq") >= 2
+        });
+    // Paused, not killed, and not failing on the terminal that went away.
+    assert_eq!(code, 129, "{printed}");
+    let line = last_run_log(&ws);
+    assert_eq!(line["stopped_by"], "SIGHUP", "{line}");
+    assert_eq!(line["cancelled"], true, "{line}");
+
+    // Started with SIGHUP ignored (`nohup`), a run ignores a hangup.
+    let ws = Workspace::new();
+    let cfg = ws.config("eval.toml", &opts);
+    let mut child = std::process::Command::new("nohup")
+        .arg(assert_cmd::cargo::cargo_bin("w2c"))
+        .args(["run", "--run-key", "k", "--config"])
+        .arg(&cfg)
+        .current_dir(ws.path())
+        .env_remove("W2C_RUN_KEY")
+        .env_remove("W2C_RUNS_DIR")
+        .env_remove("MLFLOW_TRACKING_URI")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nohup");
+    let running = wait_while_running(&mut child, "results", Duration::from_secs(60), || {
+        result_lines(&ws, "mcq") >= 2
+    });
+    assert!(running, "the run ended before the hangup");
+    let ok = std::process::Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok);
+    let code = wait_with_deadline(&mut child, Duration::from_secs(60));
+    assert_eq!(code, 0, "the run went on to the end");
+    let s = only_session(&ws.runs(), "k");
+    assert!(s.join("checkpoints/mcq/_DONE.json").exists());
+}

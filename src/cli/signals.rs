@@ -19,6 +19,8 @@ pub(super) fn exit_code(signal: Option<StopSignal>) -> i32 {
 /// runtime): the first one stops `cancel`.
 pub(super) fn pause_on_signals(cancel: Cancel, times: StopTimes) -> anyhow::Result<()> {
     let mut signals = listen()?;
+    // Known now: once the terminal hangs up it no longer says it is one.
+    let on_terminal = terminal_outputs();
     tokio::spawn(async move {
         let mut policy = StopPolicy::default();
         while let Some(signal) = signals.next().await {
@@ -26,7 +28,7 @@ pub(super) fn pause_on_signals(cancel: Cancel, times: StopTimes) -> anyhow::Resu
                 Action::Pause => {
                     cancel.stop_for(signal);
                     if signal == StopSignal::Hangup {
-                        detach_from_terminal();
+                        detach_from_terminal(&on_terminal);
                     }
                     say(&pausing(signal, times));
                     tokio::spawn(exit_after(times.timeout, signal));
@@ -134,22 +136,34 @@ fn ignored_at_start(signal: libc::c_int) -> bool {
     }
 }
 
+/// Standard output and error, where they are a terminal.
+fn terminal_outputs() -> Vec<i32> {
+    use std::io::IsTerminal as _;
+    let mut fds = Vec::new();
+    if std::io::stdout().is_terminal() {
+        fds.push(1);
+    }
+    if std::io::stderr().is_terminal() {
+        fds.push(2);
+    }
+    fds
+}
+
 /// After a hangup the terminal is gone and writing to it fails: standard
-/// output and error, where they were that terminal, go to /dev/null, so
-/// that saving progress and the summary cannot fail on a write.
+/// output and error, where they were that terminal (`fds`), go to
+/// /dev/null, so that saving progress and the summary cannot fail on a
+/// write.
 #[cfg(unix)]
-fn detach_from_terminal() {
+fn detach_from_terminal(fds: &[i32]) {
     use std::os::fd::AsRawFd as _;
     let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") else {
         return;
     };
-    for fd in [libc::STDOUT_FILENO, libc::STDERR_FILENO] {
-        // SAFETY: isatty and dup2 on the process's own standard descriptors
-        // and an open /dev/null; no Rust object owns fd 1 or 2.
+    for &fd in fds {
+        // SAFETY: dup2 onto the process's own standard output or error from
+        // an open /dev/null; no Rust object owns fd 1 or 2.
         unsafe {
-            if libc::isatty(fd) == 1 {
-                libc::dup2(null.as_raw_fd(), fd);
-            }
+            libc::dup2(null.as_raw_fd(), fd);
         }
     }
 }
@@ -170,7 +184,7 @@ impl Signals {
 }
 
 #[cfg(not(unix))]
-fn detach_from_terminal() {}
+fn detach_from_terminal(_fds: &[i32]) {}
 
 #[cfg(test)]
 mod tests {
