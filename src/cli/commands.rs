@@ -277,19 +277,31 @@ pub(super) fn resume(
         session,
         no_tracking,
         shard,
+        check,
     }: ResumeArgs,
 ) -> Result<i32> {
     let (config, found) = resumed_config(&session)?;
     let tracking = tracking_for(&config, no_tracking)?;
-    execute(
-        vec![RunRequest {
-            config,
-            run_key: found.manifest.run_key.clone(),
-            resuming: Some(found.manifest),
-            slice: slice_request(shard),
-        }],
-        tracking,
-    )
+    let fp = short(&found.manifest.fingerprint).to_string();
+    let req = RunRequest {
+        config,
+        run_key: found.manifest.run_key.clone(),
+        resuming: Some(found.manifest),
+        slice: slice_request(shard),
+    };
+    if check {
+        let part = match runner::check(&req)? {
+            Slice::Shard(r) => format!("shard {} (from {})", r.shard, r.source.describe()),
+            _ => "the whole session".into(),
+        };
+        eprintln!(
+            "check: session {fp} (run key {}) at {}: a resume would run {part}",
+            req.run_key,
+            found.dir.display()
+        );
+        return Ok(EXIT_OK);
+    }
+    execute(vec![req], tracking)
 }
 
 /// `w2c sync`.

@@ -204,6 +204,12 @@ struct ResumeArgs {
     no_tracking: bool,
     #[command(flatten)]
     shard: ShardArgs,
+    /// Check without running: the session's inputs are unchanged and the
+    /// shard (from the flags or the job engine) agrees with its plan; exit 0
+    /// if a resume would start (a job checks this before starting its
+    /// model server).
+    #[arg(long)]
+    check: bool,
 }
 
 /// The arguments of `w2c sync`.
