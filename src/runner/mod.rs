@@ -222,8 +222,11 @@ pub fn open(req: RunRequest) -> Result<Opened> {
 pub fn check(req: &RunRequest) -> Result<Slice> {
     let (prepared, slice, _) = checked_inputs(req)?;
     if let Slice::Shard(resolved) = &slice {
-        let dir =
-            session::session_dir(&req.config.run.runs_dir, &req.run_key, &prepared.fingerprint);
+        let dir = session::session_dir(
+            &req.config.run.runs_dir,
+            &req.run_key,
+            &prepared.fingerprint,
+        );
         let manifest = crate::store::layout::manifest(&dir);
         let planned = if manifest.exists() {
             crate::store::read_json::<Manifest>(&manifest)?.shards
