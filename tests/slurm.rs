@@ -392,9 +392,11 @@ fn slurm_array_runs_the_shards_and_a_requeued_task_resumes_its_slice() {
     }
     let log = log_of(&ws, &format!("w2c-shard-{array}_2.log"));
     // Both runs of the task are in its log (--open-mode=append).
+    assert_eq!(log.matches("resuming session").count(), 2, "{log}");
+    assert!(log.contains(&format!("== task {array}_2 on ")), "{log}");
     assert!(
-        log.contains(&format!("== task {array}_2 on")) && log.contains(", run 2, "),
-        "{log}"
+        log.contains(", run 2, "),
+        "SLURM_RESTART_COUNT in the header: {log}"
     );
     assert!(log.contains("SIGTERM: pausing"), "w2c paused: {log}");
     let runs: Vec<Value> =
