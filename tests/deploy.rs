@@ -119,3 +119,53 @@ fn deployment_files_keep_their_invariants_and_configs_check() {
         assert!(ok.success(), "{}", path.display());
     }
 }
+
+/// Every `deploy/...` path the CLI's help, README, docs/ and the deploy
+/// files themselves name exists.
+#[test]
+fn deploy_paths_named_in_help_and_docs_exist() {
+    let ws = Workspace::new();
+    let help = |args: &[&str]| {
+        let out = w2c(ws.path()).args(args).output().expect("w2c help");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let top = help(&["--help"]);
+    let commands: Vec<String> = top
+        .split("Commands:")
+        .nth(1)
+        .expect("a Commands: section")
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next().map(String::from))
+        .filter(|c| c != "help")
+        .collect();
+    assert!(commands.iter().any(|c| c == "plan"), "{commands:?}");
+    let mut texts: Vec<(String, String)> = commands
+        .iter()
+        .map(|c| (format!("w2c {c} --help"), help(&[c, "--help"])))
+        .collect();
+    let mut files = vec![repo().join("README.md")];
+    for dir in ["docs", "deploy"] {
+        for entry in walkdir::WalkDir::new(repo().join(dir)).into_iter().flatten() {
+            let p = entry.path();
+            if p.is_file() && !p.components().any(|c| c.as_os_str() == "runs") {
+                files.push(p.to_path_buf());
+            }
+        }
+    }
+    for f in files {
+        if let Ok(text) = std::fs::read_to_string(&f) {
+            texts.push((f.display().to_string(), text));
+        }
+    }
+    let path = regex::Regex::new(r"deploy/[A-Za-z0-9_.\-/]*[A-Za-z0-9_]").unwrap();
+    let mut missing = Vec::new();
+    for (source, text) in &texts {
+        for m in path.find_iter(text) {
+            if !repo().join(m.as_str()).exists() {
+                missing.push(format!("{source}: {}", m.as_str()));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "named but missing: {missing:?}");
+}

@@ -49,7 +49,7 @@ enum Command {
     Resume(ResumeArgs),
     /// Create a session and record its plan without running anything; print its fingerprint.
     #[command(
-        after_help = "Example:\n  FP=$(w2c plan --config eval.toml --shards 4)\n  sbatch --array=0-3 deploy/slurm/shard.sbatch $FP\n\nOpens the MLflow parent run and one child per namespace when tracking is configured.\nShards then run with `w2c resume $FP --shard` (see docs/cluster.md)."
+        after_help = "Example:\n  FP=$(w2c plan --config eval.toml --shards 4)\n  sbatch --array=0-3 deploy/slurm/w2c-shard.sbatch $FP\n\nOpens the MLflow parent run and one child per namespace when tracking is configured.\nShards then run with `w2c resume $FP --shard` (see docs/cluster.md)."
     )]
     Plan(PlanArgs),
     /// Finalize the namespaces of a sharded session whose items are all done.
