@@ -242,6 +242,12 @@ if not (manifest and sources and any(manifest[0] < b < sources[0] for b in build
     problems.append(
         "deploy/Dockerfile: no dependency layer (Cargo.toml and Cargo.lock copied and built before the sources)"
     )
+elif not any(b > sources[0] and "touch" in build[b][1] for b in builds):
+    # COPY keeps the files' times, older than the empty crate's build:
+    # without a touch cargo keeps the empty binary.
+    problems.append(
+        "deploy/Dockerfile: the sources are not touched before the last build (cargo keeps the dependency layer's empty crate)"
+    )
 
 
 def ignored(path, patterns):
