@@ -431,6 +431,9 @@ impl DocumentedMlflow {
         let child = Command::new("python3")
             .arg(common::support("mlflow_guard.py"))
             .args(["bash", "-c", &command])
+            // Not the job runner's worker processes: the test needs the
+            // HTTP server only, and they cost most of its start.
+            .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
             .current_dir(dir.path())
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("server.log")).expect("log"))
