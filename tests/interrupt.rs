@@ -22,6 +22,31 @@ fn wait_with_deadline(child: &mut std::process::Child, limit: Duration) -> i32 {
     }
 }
 
+/// Resumes the only session of run key `k` to its end, with `envs` set.
+fn resume_to_the_end(ws: &Workspace, envs: &[(&str, String)]) {
+    let s = only_session(&ws.runs(), "k");
+    let fp = read_json(&s.join("manifest.json"))["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut cmd = w2c(ws.path());
+    cmd.args(["resume", &fp, "--runs-dir"]).arg(ws.runs());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.assert().success();
+}
+
+/// Sends `kill -<name>` to a process.
+fn signal(pid: u32, name: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill -{name} {pid}");
+}
+
 #[test]
 fn ctrl_c_saves_progress_and_resume_matches_reference() {
     let opts = Opts {
@@ -57,15 +82,7 @@ fn ctrl_c_saves_progress_and_resume_matches_reference() {
     let done = read_jsonl(&s.join("checkpoints/mcq/results.jsonl")).len();
     assert!(done > 0 && done < 30, "{done} results after the interrupt");
     // The lock was released: resume works and matches the reference.
-    let fp = read_json(&s.join("manifest.json"))["fingerprint"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    w2c(ws.path())
-        .args(["resume", &fp, "--runs-dir"])
-        .arg(ws.runs())
-        .assert()
-        .success();
+    resume_to_the_end(&ws, &[]);
     let m = read_json(&s.join("artifacts_local/mcq/metrics.json"));
     assert_eq!(m["metrics"], ref_metrics["metrics"]);
 }
@@ -137,12 +154,7 @@ impl Logged {
     }
 
     fn signal(&self, name: &str) {
-        let ok = std::process::Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .expect("kill")
-            .success();
-        assert!(ok, "kill -{name}");
+        signal(self.child.id(), name);
     }
 }
 
@@ -222,15 +234,7 @@ fn sigterm_pauses_lets_requests_in_flight_finish_and_resume_repeats_none() {
         "every request sent has its result"
     );
 
-    let fp = read_json(&s.join("manifest.json"))["fingerprint"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    w2c(ws.path())
-        .args(["resume", &fp, "--runs-dir"])
-        .arg(ws.runs())
-        .assert()
-        .success();
+    resume_to_the_end(&ws, &[]);
     let bodies = recorded(&log);
     let distinct: std::collections::HashSet<&String> = bodies.iter().collect();
     assert_eq!(bodies.len(), 30, "one request per item, none repeated");
@@ -291,17 +295,10 @@ fn sigterm_abandons_hung_requests_at_the_set_grace_and_only_they_are_redone() {
     // requests are sent again.
     let second_log = ws.path().join("second.jsonl");
     let answering = MockServer::start(&["--record", second_log.to_str().unwrap()], &[]);
-    let s = only_session(&ws.runs(), "k");
-    let fp = read_json(&s.join("manifest.json"))["fingerprint"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    w2c(ws.path())
-        .args(["resume", &fp, "--runs-dir"])
-        .arg(ws.runs())
-        .env("W2C_BASE_URLS_MOCK", format!("{}/v1", answering.url))
-        .assert()
-        .success();
+    resume_to_the_end(
+        &ws,
+        &[("W2C_BASE_URLS_MOCK", format!("{}/v1", answering.url))],
+    );
     let before: std::collections::HashSet<String> = recorded(&first_log).into_iter().collect();
     let repeated = recorded(&second_log)
         .iter()
@@ -477,12 +474,7 @@ fn a_closed_terminal_pauses_the_run_and_nohup_keeps_it_running() {
         result_lines(&ws, "mcq") >= 2
     });
     assert!(running, "the run ended before the hangup");
-    let ok = std::process::Command::new("kill")
-        .args(["-HUP", &child.id().to_string()])
-        .status()
-        .expect("kill")
-        .success();
-    assert!(ok);
+    signal(child.id(), "HUP");
     let code = wait_with_deadline(&mut child, Duration::from_secs(60));
     assert_eq!(code, 0, "the run went on to the end");
     let s = only_session(&ws.runs(), "k");

@@ -210,6 +210,22 @@ fn repeated_requests(path: &Path) -> usize {
         .count()
 }
 
+/// Submits `sbatch` (with `--parsable`) and returns the job id.
+fn submitted(sbatch: &mut Command) -> String {
+    let out = sbatch.output().expect("sbatch");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
 fn unsharded(ws: &Workspace, session: &Path) -> PathBuf {
     let server = common::MockServer::start(&[], &[]);
     let cfg = config(ws);
@@ -366,18 +382,7 @@ fn slurm_array_runs_the_shards_and_a_requeued_task_resumes_its_slice() {
         "--port $PORT --latency-ms $(( SLURM_ARRAY_TASK_ID == 2 ? 300 : 5 ))",
         port,
     );
-    let out = sbatch.output().expect("sbatch");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let array = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .to_string();
+    let array = submitted(&mut sbatch);
     let session = ws.runs().join("k/sessions").join(&fp[..16]);
     let slice = session.join("checkpoints/mcq/shards/shard-2-of-4/results.jsonl");
     wait_for("task 2's first results", Duration::from_secs(120), || {
@@ -443,18 +448,7 @@ fn slurm_array_runs_the_shards_and_a_requeued_task_resumes_its_slice() {
                 bin.display()
             ),
         );
-        let out = sbatch.output().expect("sbatch");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let job = String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .to_string();
+        let job = submitted(&mut sbatch);
         wait_jobs(&[&job], Duration::from_secs(120));
         let task = if array_arg == "--array=2" { 2 } else { 4 };
         let log = log_of(&ws, &format!("w2c-shard-{job}_{task}.log"));
