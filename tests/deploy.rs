@@ -534,3 +534,100 @@ fn the_documented_mlflow_servers_answer_the_names_clients_use() {
     );
     assert_eq!(status_with_host(local, "evil.example.com:5000", API), 403);
 }
+
+/// Every file under `dir` with its bytes.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files: Vec<(PathBuf, Vec<u8>)> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            (
+                e.path().to_path_buf(),
+                std::fs::read(e.path()).expect("read"),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// The Slurm task's first step, `w2c resume FP --shard --check`, refuses
+/// arrays whose task ids are not shard indices (and a count other than the
+/// plan's) and accepts a right one, without writing anything.
+#[test]
+fn resume_check_refuses_arrays_that_are_not_shards_and_writes_nothing() {
+    let ws = Workspace::new();
+    let cfg = ws.config("eval.toml", &common::Opts::default());
+    let out = w2c(ws.path())
+        .args(["plan", "--run-key", "k", "--shards", "4", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("plan");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fp = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let before = snapshot(&ws.runs());
+    let task = |vars: &[(&str, &str)], extra: &[&str]| {
+        let mut cmd = w2c(ws.path());
+        cmd.args(["resume", &fp, "--runs-dir"])
+            .arg(ws.runs())
+            .args(extra)
+            .arg("--check");
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("resume --check");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let array = |id: &str, count: &str, min: &str, max: &str, step: &str| {
+        vec![
+            ("SLURM_ARRAY_JOB_ID", "7"),
+            ("SLURM_ARRAY_TASK_ID", id),
+            ("SLURM_ARRAY_TASK_COUNT", count),
+            ("SLURM_ARRAY_TASK_MIN", min),
+            ("SLURM_ARRAY_TASK_MAX", max),
+            ("SLURM_ARRAY_TASK_STEP", step),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k, v.to_string()))
+        .collect::<Vec<_>>()
+    };
+    let run = |vars: Vec<(&str, String)>, extra: &[&str]| {
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        task(&vars, extra)
+    };
+    let (code, err) = run(array("2", "4", "0", "3", "1"), &["--shard"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("a resume would run shard 2/4 (from Slurm array task 2"),
+        "{err}"
+    );
+    for (vars, extra, why) in [
+        (
+            array("2", "4", "0", "6", "2"),
+            &["--shard"][..],
+            "has a step",
+        ),
+        (
+            array("2", "1", "2", "2", "1"),
+            &["--shard"][..],
+            "SLURM_ARRAY_TASK_COUNT=1",
+        ),
+        (Vec::new(), &["--shard", "1/3"][..], "planned for 4"),
+    ] {
+        let (code, err) = run(vars, extra);
+        assert_eq!(code, Some(1), "{extra:?}: {err}");
+        assert!(err.contains(why), "{extra:?}: {err}");
+    }
+    assert!(
+        before == snapshot(&ws.runs()),
+        "a check wrote to the runs directory"
+    );
+}
