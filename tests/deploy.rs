@@ -631,3 +631,119 @@ fn resume_check_refuses_arrays_that_are_not_shards_and_writes_nothing() {
         "a check wrote to the runs directory"
     );
 }
+
+/// The Slurm task script, run outside Slurm with an array task's
+/// environment, stopped by a SIGTERM to the script alone (as `scancel
+/// --batch` or `--signal=B:TERM` deliver it): it passes the signal on, w2c
+/// pauses (a run-log line names it) and the script exits with w2c's 143
+/// once its model server is stopped.
+#[test]
+fn the_slurm_task_script_passes_a_stop_on_to_w2c_and_stops_its_server() {
+    let ws = Workspace::new();
+    let cfg = ws.config("eval.toml", &common::Opts::default());
+    let cfg = std::fs::read_to_string(&cfg).expect("config").replace(
+        "kind = \"mock\"",
+        "kind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"",
+    );
+    let cfg = ws.write("eval.toml", &cfg);
+    let out = w2c(ws.path())
+        .args(["plan", "--run-key", "k", "--shards", "2", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("plan");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fp = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let bin = assert_cmd::cargo::cargo_bin("w2c");
+    let server_pid = ws.path().join("server.pid");
+    let log = ws.path().join("task.log");
+    let mut task = Command::new("bash")
+        .arg(repo().join("deploy/slurm/w2c-shard.sbatch"))
+        .arg(&fp)
+        .current_dir(ws.path())
+        .envs([
+            ("SLURM_ARRAY_JOB_ID", "1"),
+            ("SLURM_ARRAY_TASK_ID", "0"),
+            ("SLURM_ARRAY_TASK_COUNT", "2"),
+            ("SLURM_ARRAY_TASK_MIN", "0"),
+            ("SLURM_ARRAY_TASK_MAX", "1"),
+            ("SLURM_ARRAY_TASK_STEP", "1"),
+            ("W2C_RUN_KEY", "k"),
+            ("W2C_PROVIDER", "mock"),
+            ("W2C_SERVER_READY_PATH", "/health"),
+        ])
+        .env("W2C_BIN", &bin)
+        .env("W2C_RUNS_DIR", ws.runs())
+        .env("W2C_SERVER_PORT", port.to_string())
+        .env(
+            "W2C_SERVER_CMD",
+            format!(
+                "echo $$ > {}; exec {} mock-server --port $PORT --latency-ms 400",
+                server_pid.display(),
+                bin.display()
+            ),
+        )
+        .env_remove("MLFLOW_TRACKING_URI")
+        .stdout(std::fs::File::create(&log).expect("log"))
+        .stderr(std::process::Stdio::inherit())
+        .process_group(0)
+        .spawn()
+        .expect("bash");
+    let session = ws.runs().join("k/sessions").join(&fp[..16]);
+    let slice = session.join("checkpoints/mcq/shards/shard-0-of-2/results.jsonl");
+    common::wait_for(
+        "the task's first results",
+        std::time::Duration::from_secs(60),
+        || std::fs::read(&slice).is_ok_and(|b| b.contains(&b'\n')),
+    );
+    // SIGTERM to the script's process only.
+    let ok = Command::new("kill")
+        .args(["-TERM", &task.id().to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok);
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = task.try_wait().expect("wait") {
+            break status;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(30) {
+            let group = i32::try_from(task.id()).expect("pid");
+            // SAFETY: kill(2) on the process group this test created.
+            unsafe {
+                libc::kill(-group, libc::SIGKILL);
+            }
+            let _ = task.wait();
+            panic!(
+                "the task did not end: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let printed = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(status.code(), Some(143), "{printed}");
+    let runs =
+        common::read_jsonl(&session.join("checkpoints/mcq/shards/shard-0-of-2/run_log.jsonl"));
+    assert_eq!(
+        runs.last().map(|r| r["stopped_by"].clone()),
+        Some(serde_json::Value::from("SIGTERM")),
+        "w2c paused: {printed}"
+    );
+    let pid = std::fs::read_to_string(&server_pid).expect("server pid");
+    let alive = Command::new("kill")
+        .args(["-0", pid.trim()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(!alive, "the model server outlived its task");
+}
