@@ -106,13 +106,8 @@ impl Cancel {
         }
     }
 
-    /// Asks running methods to stop issuing new work.
-    pub fn cancel(&self) {
-        self.token.cancel();
-    }
-
-    /// Asks running methods to stop because of `signal` (the first reason
-    /// given is kept).
+    /// Asks running methods to stop issuing new work because of `signal`
+    /// (the first reason given is kept).
     pub fn stop_for(&self, signal: crate::stop::StopSignal) {
         let _ = self.reason.set(signal);
         self.token.cancel();
@@ -126,11 +121,6 @@ impl Cancel {
     /// The signal that asked for the stop, if one did.
     pub fn reason(&self) -> Option<crate::stop::StopSignal> {
         self.reason.get().copied()
-    }
-
-    /// How long requests in flight may finish after a stop request.
-    pub fn grace(&self) -> Duration {
-        self.grace
     }
 
     /// Resolves once a stop was requested and the grace period has passed.
