@@ -300,18 +300,12 @@ fn the_documented_wait_for_the_shards_job_ends_when_it_fails() {
                 }
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            if !ended {
-                // Its process group (bash and its `sleep`), by number: never
-                // through kill(1), which procps 4.0.2 turns into kill(-1)
-                // when given a negative id without `--`.
-                let group = i32::try_from(child.id()).expect("pid");
-                assert!(group > 1);
-                // SAFETY: kill(2) on the process group this test created.
-                unsafe {
-                    libc::kill(-group, libc::SIGKILL);
-                }
+            if ended {
+                let _ = child.wait();
+            } else {
+                // bash and its `sleep`.
+                kill_group(&mut child);
             }
-            let _ = child.wait();
             assert_eq!(
                 ended, ends,
                 "{doc}: `{line}` with a Job whose conditions are {conditions:?}"
@@ -552,6 +546,19 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     files
 }
 
+/// Kills a child's process group (the child was started as its leader):
+/// by number, never through kill(1), which procps 4.0.2 turns into
+/// kill(-1) when given a negative id without `--`.
+fn kill_group(child: &mut std::process::Child) {
+    let group = i32::try_from(child.id()).expect("pid");
+    assert!(group > 1);
+    // SAFETY: kill(2) on a process group this test created.
+    unsafe {
+        libc::kill(-group, libc::SIGKILL);
+    }
+    let _ = child.wait();
+}
+
 /// The Slurm task's first step, `w2c resume FP --shard --check`, refuses
 /// arrays whose task ids are not shard indices (and a count other than the
 /// plan's) and accepts a right one, without writing anything.
@@ -559,17 +566,7 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 fn resume_check_refuses_arrays_that_are_not_shards_and_writes_nothing() {
     let ws = Workspace::new();
     let cfg = ws.config("eval.toml", &common::Opts::default());
-    let out = w2c(ws.path())
-        .args(["plan", "--run-key", "k", "--shards", "4", "--config"])
-        .arg(&cfg)
-        .output()
-        .expect("plan");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let fp = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let fp = common::plan(&ws, &cfg, 4, &[]);
     let before = snapshot(&ws.runs());
     let task = |vars: &[(&str, &str)], extra: &[&str]| {
         let mut cmd = w2c(ws.path());
@@ -646,17 +643,7 @@ fn the_slurm_task_script_passes_a_stop_on_to_w2c_and_stops_its_server() {
         "kind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"",
     );
     let cfg = ws.write("eval.toml", &cfg);
-    let out = w2c(ws.path())
-        .args(["plan", "--run-key", "k", "--shards", "2", "--config"])
-        .arg(&cfg)
-        .output()
-        .expect("plan");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let fp = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let fp = common::plan(&ws, &cfg, 2, &[]);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("port")
         .local_addr()
@@ -717,12 +704,7 @@ fn the_slurm_task_script_passes_a_stop_on_to_w2c_and_stops_its_server() {
             break status;
         }
         if start.elapsed() > std::time::Duration::from_secs(30) {
-            let group = i32::try_from(task.id()).expect("pid");
-            // SAFETY: kill(2) on the process group this test created.
-            unsafe {
-                libc::kill(-group, libc::SIGKILL);
-            }
-            let _ = task.wait();
+            kill_group(&mut task);
             panic!(
                 "the task did not end: {}",
                 std::fs::read_to_string(&log).unwrap_or_default()

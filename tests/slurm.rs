@@ -360,16 +360,7 @@ fn slurm_array_runs_the_shards_and_a_requeued_task_resumes_its_slice() {
     let ws = Workspace::new();
     let cfg = config(&ws);
     let port = free_ports();
-    let mut plan = w2c(ws.path());
-    plan.args(["plan", "--run-key", "k", "--shards", "4", "--config"])
-        .arg(&cfg);
-    let out = plan.output().expect("plan");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let fp = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let fp = common::plan(&ws, &cfg, 4, &[]);
     let mut sbatch = Command::new("sbatch");
     sbatch
         .args(["--parsable", "--array=0-3"])
