@@ -80,29 +80,53 @@ pub trait Record: Serialize + DeserializeOwned + Send + 'static {
     fn usage(&self) -> crate::llm::Usage;
 }
 
-/// How long requests in flight may take to finish after a stop request
-/// before they are abandoned (and redone on resume).
-pub const CANCEL_GRACE: Duration = Duration::from_secs(3);
+/// A cooperative stop signal shared by the CLI and the engine: once it is
+/// set no new item starts, and items in flight get its grace period to
+/// finish before they are abandoned (and redone on resume).
+#[derive(Debug, Clone)]
+pub struct Cancel {
+    token: CancellationToken,
+    grace: Duration,
+    reason: Arc<std::sync::OnceLock<crate::stop::StopSignal>>,
+}
 
-/// A cooperative stop signal shared by the CLI and the engine.
-#[derive(Debug, Clone, Default)]
-pub struct Cancel(CancellationToken);
+impl Default for Cancel {
+    fn default() -> Self {
+        Cancel::with_grace(crate::stop::DEFAULT_GRACE)
+    }
+}
 
 impl Cancel {
-    /// Asks running methods to stop issuing new work.
-    pub fn cancel(&self) {
-        self.0.cancel();
+    /// A stop signal whose requests in flight get `grace` to finish.
+    pub fn with_grace(grace: Duration) -> Cancel {
+        Cancel {
+            token: CancellationToken::new(),
+            grace,
+            reason: Arc::default(),
+        }
+    }
+
+    /// Asks running methods to stop issuing new work because of `signal`
+    /// (the first reason given is kept).
+    pub fn stop_for(&self, signal: crate::stop::StopSignal) {
+        let _ = self.reason.set(signal);
+        self.token.cancel();
     }
 
     /// Whether a stop was requested.
     pub fn is_cancelled(&self) -> bool {
-        self.0.is_cancelled()
+        self.token.is_cancelled()
+    }
+
+    /// The signal that asked for the stop, if one did.
+    pub fn reason(&self) -> Option<crate::stop::StopSignal> {
+        self.reason.get().copied()
     }
 
     /// Resolves once a stop was requested and the grace period has passed.
     pub async fn grace_expired(&self) {
-        self.0.cancelled().await;
-        tokio::time::sleep(CANCEL_GRACE).await;
+        self.token.cancelled().await;
+        tokio::time::sleep(self.grace).await;
     }
 }
 
@@ -404,6 +428,7 @@ where
         failed: pass.failed.len(),
         abandoned: pass.abandoned,
         cancelled: job.cancel.is_cancelled(),
+        stopped_by: job.cancel.reason().map(|s| s.name().to_string()),
     })?;
     run_log.sync()?;
     if let Some(message) = pass.fatal {

@@ -35,6 +35,7 @@ pub mod runner;
 pub mod secs;
 pub mod shard;
 pub mod stability;
+pub mod stop;
 pub mod store;
 pub mod tracking;
 pub mod verify;

@@ -67,6 +67,8 @@ pub struct RunReport {
     pub shard: Option<crate::shard::Shard>,
     /// Whether this process only finalized (`w2c finalize`).
     pub finalizing: bool,
+    /// The signal that interrupted the run, when one did.
+    pub stopped_by: Option<crate::stop::StopSignal>,
 }
 
 impl RunReport {

@@ -329,8 +329,12 @@ pub fn run_status_line(report: &RunReport, here: &crate::command_hint::Here) -> 
             resume()
         ),
         RunStatus::Interrupted => {
+            let by = match report.stopped_by {
+                Some(s) if s != crate::stop::StopSignal::Interrupt => format!(" by {}", s.name()),
+                _ => String::new(),
+            };
             format!(
-                "interrupted: progress is saved; continue with `{}`",
+                "interrupted{by}: progress is saved; continue with `{}`",
                 resume()
             )
         }

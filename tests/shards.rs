@@ -9,7 +9,7 @@
 mod common;
 
 use common::mlflow::{self, MlflowServer};
-use common::{read_json, read_jsonl, w2c, wait_for, MockServer, Opts, Workspace};
+use common::{plan, read_json, read_jsonl, w2c, wait_for, MockServer, Opts, Workspace};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -77,32 +77,6 @@ fn wait_ok(ws: &Workspace, children: Vec<(Child, String)>) {
             std::fs::read_to_string(ws.path().join(&log)).unwrap_or_default()
         );
     }
-}
-
-/// `w2c plan` in `ws`: the full fingerprint.
-fn plan(ws: &Workspace, cfg: &Path, shards: usize, env: &[(&str, &str)]) -> String {
-    let mut cmd = w2c(ws.path());
-    cmd.args([
-        "plan",
-        "--run-key",
-        "k",
-        "--shards",
-        &shards.to_string(),
-        "--config",
-    ])
-    .arg(cfg);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("plan");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let fp = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert_eq!(fp.len(), 64, "plan prints the fingerprint alone: {fp:?}");
-    fp
 }
 
 fn session(ws: &Workspace, key: &str) -> PathBuf {

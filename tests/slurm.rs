@@ -2,9 +2,14 @@
 //! cluster (slurmctld + slurmd + munge, started by `.ci/slurm/start_slurm.sh`,
 //! as root): `submit.sh` plans a session, submits `sbatch --array=0-3`
 //! (each task starts its own `w2c mock-server` as the node's model server
-//! and runs its shard) and the dependent finalize job; the result is that of
-//! an unsharded run. Then a task is killed with -9 and `scontrol requeue`d:
-//! it resumes its slice only and, being the last, finalizes the session.
+//! and runs its shard; the user's extra sbatch arguments go to the array
+//! only) and the dependent finalize job; the result is that of an unsharded
+//! run. Then a running task is `scontrol requeue`d, as a preemption does:
+//! w2c pauses on Slurm's SIGTERM and leaves a run-log line, the task runs
+//! again (its log appended to), resumes its slice repeating at most the
+//! request that was in flight and, being the last, finalizes the session.
+//! Arrays that cannot be shards (`--array=0-6:2`, `--array=2`) are refused
+//! before the model server starts.
 
 mod common;
 
@@ -138,7 +143,9 @@ fn config(ws: &Workspace) -> PathBuf {
     ws.http_config("eval.toml", &o, "http://127.0.0.1:9", "")
 }
 
-/// The environment every job gets (sbatch exports the submitter's).
+/// The environment every job gets (sbatch exports the submitter's). Each
+/// task's model server writes down the requests it gets in
+/// `requests-<task>.jsonl` (appended to by a requeued task's new server).
 fn job_env(cmd: &mut Command, ws: &Workspace, server: &str, port: u16) {
     let bin = assert_cmd::cargo::cargo_bin("w2c");
     cmd.current_dir(ws.path())
@@ -149,12 +156,74 @@ fn job_env(cmd: &mut Command, ws: &Workspace, server: &str, port: u16) {
         .env("W2C_SERVER_PORT", port.to_string())
         .env(
             "W2C_SERVER_CMD",
-            format!("{} mock-server {server}", bin.display()),
+            format!(
+                "{} mock-server {server} --record {}/requests-$SLURM_ARRAY_TASK_ID.jsonl",
+                bin.display(),
+                ws.path().display()
+            ),
         )
-        .env("W2C_SERVER_READY_PATH", "/health");
+        .env("W2C_SERVER_READY_PATH", "/health")
+        // The local cluster's KillWait is 5 s (see stop_times_fit): the
+        // pause must end before Slurm's SIGKILL, as docs/cluster.md says.
+        .env("W2C_STOP_GRACE_SECS", "1")
+        .env("W2C_STOP_TIMEOUT_SECS", "3");
     for var in common::MLFLOW_VARS {
         cmd.env_remove(var);
     }
+}
+
+/// A task of this test needs 1 CPU and little memory (the script's
+/// defaults are for a node serving a 7B model with vLLM).
+const SMALL_TASK: [&str; 2] = ["--cpus-per-task=1", "--mem=512M"];
+
+/// The cluster's KillWait leaves room for the stop timeout the jobs get.
+fn stop_times_fit() {
+    let config = slurm("scontrol", &["show", "config"]);
+    let kill_wait: u64 = config
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("KillWait"))
+        .and_then(|v| {
+            v.trim()
+                .trim_start_matches('=')
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .expect("KillWait in `scontrol show config`");
+    assert!(
+        kill_wait > 3,
+        "the cluster's KillWait ({kill_wait} s) must exceed the jobs' W2C_STOP_TIMEOUT_SECS (3 s)"
+    );
+}
+
+/// Request bodies sent more than once, over every line of a `--record` file.
+fn repeated_requests(path: &Path) -> usize {
+    let mut seen = std::collections::HashSet::new();
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| {
+            let v: Value = serde_json::from_str(l).expect("record line");
+            !seen.insert(v["body"].to_string())
+        })
+        .count()
+}
+
+/// Submits `sbatch` (with `--parsable`) and returns the job id.
+fn submitted(sbatch: &mut Command) -> String {
+    let out = sbatch.output().expect("sbatch");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .to_string()
 }
 
 fn unsharded(ws: &Workspace, session: &Path) -> PathBuf {
@@ -209,7 +278,12 @@ fn slurm_array_runs_the_shards_and_a_requeued_task_resumes_its_slice() {
     let cfg = config(&ws);
     let port = free_ports();
     let mut cmd = Command::new(repo().join("deploy/slurm/submit.sh"));
-    cmd.arg(&cfg).arg("4");
+    // The user's extra arguments (here a time limit and a marker, with the
+    // small resources this test needs) are the array's only.
+    cmd.arg(&cfg)
+        .arg("4")
+        .args(["--time=00:30:00", "--comment=w2c-array-only"])
+        .args(SMALL_TASK);
     job_env(&mut cmd, &ws, "--port $PORT --latency-ms 5", port);
     let out = cmd.output().expect("submit.sh");
     assert!(
@@ -247,6 +321,17 @@ fn slurm_array_runs_the_shards_and_a_requeued_task_resumes_its_slice() {
         );
     }
     assert_eq!(job_state(&finalize), "COMPLETED");
+    let shown = |job: &str| slurm("scontrol", &["show", "job", job]);
+    let array_task = shown(&format!("{array}_0"));
+    assert!(
+        array_task.contains("Comment=w2c-array-only") && array_task.contains("TimeLimit=00:30:00"),
+        "{array_task}"
+    );
+    let fin_job = shown(&finalize);
+    assert!(
+        !fin_job.contains("w2c-array-only") && !fin_job.contains("TimeLimit=00:30:00"),
+        "the finalize job got the array's arguments: {fin_job}"
+    );
     let session = common::only_session(&ws.runs(), "k");
     for ns in ["mcq", "llm_judge.target", "llm_judge"] {
         assert!(
@@ -270,23 +355,16 @@ fn slurm_array_runs_the_shards_and_a_requeued_task_resumes_its_slice() {
     unsharded(&ws, &session);
     verify_clean(&ws, &fp);
 
-    // 2. Task 2 (slow) killed with -9, then `scontrol requeue`.
+    // 2. Task 2 (slow) requeued while it runs, as a preemption does.
+    stop_times_fit();
     let ws = Workspace::new();
     let cfg = config(&ws);
     let port = free_ports();
-    let mut plan = w2c(ws.path());
-    plan.args(["plan", "--run-key", "k", "--shards", "4", "--config"])
-        .arg(&cfg);
-    let out = plan.output().expect("plan");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let fp = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let fp = common::plan(&ws, &cfg, 4, &[]);
     let mut sbatch = Command::new("sbatch");
     sbatch
         .args(["--parsable", "--array=0-3"])
+        .args(SMALL_TASK)
         .arg(repo().join("deploy/slurm/w2c-shard.sbatch"))
         .arg(&fp);
     job_env(
@@ -295,52 +373,37 @@ fn slurm_array_runs_the_shards_and_a_requeued_task_resumes_its_slice() {
         "--port $PORT --latency-ms $(( SLURM_ARRAY_TASK_ID == 2 ? 300 : 5 ))",
         port,
     );
-    let out = sbatch.output().expect("sbatch");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let array = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .to_string();
+    let array = submitted(&mut sbatch);
     let session = ws.runs().join("k/sessions").join(&fp[..16]);
     let slice = session.join("checkpoints/mcq/shards/shard-2-of-4/results.jsonl");
-    let lock = session.join("shards/shard-2-of-4.lock");
     wait_for("task 2's first results", Duration::from_secs(120), || {
         std::fs::read(&slice).is_ok_and(|b| b.iter().filter(|&&c| c == b'\n').count() >= 2)
     });
-    let pid = std::fs::read_to_string(&lock)
-        .expect("shard lock")
-        .trim()
-        .to_string();
-    assert!(!pid.is_empty(), "the shard's lock holds its PID");
-    let killed = Command::new("kill")
-        .args(["-9", &pid])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    wait_for(
-        "the other tasks and the failed one",
-        Duration::from_secs(120),
-        || {
-            (0..4).all(|t| {
-                let st = job_state(&format!("{array}_{t}"));
-                st == "COMPLETED" || st == "FAILED"
-            })
-        },
-    );
-    assert_eq!(job_state(&format!("{array}_2")), "FAILED");
-    assert!(!session.join("checkpoints/mcq/_DONE.json").exists());
-    let done_before = read_jsonl(&slice).len();
     slurm("scontrol", &["requeue", &format!("{array}_2")]);
     wait_for("the requeued task", Duration::from_secs(180), || {
         job_state(&format!("{array}_2")) == "COMPLETED"
     });
+    for t in [0, 1, 3] {
+        assert_eq!(job_state(&format!("{array}_{t}")), "COMPLETED");
+    }
     let log = log_of(&ws, &format!("w2c-shard-{array}_2.log"));
+    // Both runs of the task are in its log (--open-mode=append).
+    assert_eq!(log.matches("resuming session").count(), 2, "{log}");
+    assert!(log.contains(&format!("== task {array}_2 on ")), "{log}");
+    assert!(
+        log.contains(", run 2, "),
+        "SLURM_RESTART_COUNT in the header: {log}"
+    );
+    assert!(log.contains("SIGTERM: pausing"), "w2c paused: {log}");
+    let runs: Vec<Value> =
+        read_jsonl(&session.join("checkpoints/mcq/shards/shard-2-of-4/run_log.jsonl"));
+    let paused = runs
+        .iter()
+        .find(|r| r["stopped_by"] == "SIGTERM")
+        .unwrap_or_else(|| panic!("a run-log line of the pause: {runs:?}\n{log}"));
+    assert_eq!(paused["cancelled"], true);
+    let done_before = paused["resumed"].as_u64().unwrap() + paused["finished"].as_u64().unwrap();
+    assert!(done_before >= 2, "{paused}");
     assert!(
         log.contains(&format!("mcq: {done_before} of 4 items were already done")),
         "the requeued task resumed its slice: {log}"
@@ -349,12 +412,44 @@ fn slurm_array_runs_the_shards_and_a_requeued_task_resumes_its_slice() {
         log.contains("note: mcq: every item is done: finalized here"),
         "{log}"
     );
-    let runs: Vec<Value> =
-        read_jsonl(&session.join("checkpoints/mcq/shards/shard-2-of-4/run_log.jsonl"));
-    assert_eq!(
-        runs.last().map(|r| r["resumed"].clone()),
-        Some(Value::from(done_before))
-    );
+    // One request at a time (concurrency 1): at most that one is sent again.
+    let repeated = repeated_requests(&ws.path().join("requests-2.jsonl"));
+    assert!(repeated <= 1, "{repeated} requests repeated");
+
+    // 3. Arrays whose tasks are not shards are refused before the model
+    // server starts (it would load a model for nothing).
+    for (array_arg, why) in [
+        ("--array=0-6:2", "has a step"),
+        ("--array=2", "SLURM_ARRAY_TASK_COUNT=1"),
+    ] {
+        let mut sbatch = Command::new("sbatch");
+        sbatch
+            .args(["--parsable", array_arg])
+            .args(SMALL_TASK)
+            .arg(repo().join("deploy/slurm/w2c-shard.sbatch"))
+            .arg(&fp);
+        job_env(&mut sbatch, &ws, "--port $PORT", port);
+        let marker = ws.path().join("server-started");
+        let bin = assert_cmd::cargo::cargo_bin("w2c");
+        sbatch.env(
+            "W2C_SERVER_CMD",
+            format!(
+                "touch {}; exec {} mock-server --port $PORT",
+                marker.display(),
+                bin.display()
+            ),
+        );
+        let job = submitted(&mut sbatch);
+        wait_jobs(&[&job], Duration::from_secs(120));
+        let task = if array_arg == "--array=2" { 2 } else { 4 };
+        let log = log_of(&ws, &format!("w2c-shard-{job}_{task}.log"));
+        assert_eq!(job_state(&format!("{job}_{task}")), "FAILED", "{log}");
+        assert!(log.contains(why), "{array_arg}: {log}");
+        assert!(
+            !marker.exists(),
+            "{array_arg}: the model server was started: {log}"
+        );
+    }
     unsharded(&ws, &session);
     verify_clean(&ws, &fp);
 }

@@ -5,7 +5,7 @@
 use super::{
     Cli, CompareArgs, CompletionsArgs, FinalizeArgs, LsArgs, PlanArgs, ReportArgs, ResumeArgs,
     RunArgs, ShardArgs, ShowArgs, StatusArgs, SyncArgs, VerifyArgs, EXIT_CANNOT_CHECK, EXIT_ERROR,
-    EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_MISMATCH, EXIT_OK,
+    EXIT_INCOMPLETE, EXIT_MISMATCH, EXIT_OK,
 };
 use crate::config;
 use crate::engine::Cancel;
@@ -277,19 +277,31 @@ pub(super) fn resume(
         session,
         no_tracking,
         shard,
+        check,
     }: ResumeArgs,
 ) -> Result<i32> {
     let (config, found) = resumed_config(&session)?;
     let tracking = tracking_for(&config, no_tracking)?;
-    execute(
-        vec![RunRequest {
-            config,
-            run_key: found.manifest.run_key.clone(),
-            resuming: Some(found.manifest),
-            slice: slice_request(shard),
-        }],
-        tracking,
-    )
+    let fp = short(&found.manifest.fingerprint).to_string();
+    let req = RunRequest {
+        config,
+        run_key: found.manifest.run_key.clone(),
+        resuming: Some(found.manifest),
+        slice: slice_request(shard),
+    };
+    if check {
+        let part = match runner::check(&req)? {
+            Slice::Shard(r) => format!("shard {} (from {})", r.shard, r.source.describe()),
+            _ => "the whole session".into(),
+        };
+        eprintln!(
+            "check: session {fp} (run key {}) at {}: a resume would run {part}",
+            req.run_key,
+            found.dir.display()
+        );
+        return Ok(EXIT_OK);
+    }
+    execute(vec![req], tracking)
 }
 
 /// `w2c sync`.
@@ -825,19 +837,22 @@ fn tracking_for(
 /// Runs the requests (one session, or a campaign's sessions at once,
 /// sharing their providers' clients; each whole, or the shard asked for):
 /// opens each session, connects its observer (the MLflow tracker, a
-/// shard's tracker, or the session recorded offline), runs every method
-/// with Ctrl-C handling, prints the summaries and returns the exit code
-/// (the worst of the sessions').
+/// shard's tracker, or the session recorded offline), runs every method,
+/// pausing on SIGINT, SIGTERM or SIGHUP ([`crate::stop`]), prints the
+/// summaries and returns the exit code (the worst of the sessions').
 fn execute(reqs: Vec<RunRequest>, tracking: (Option<tracking::Target>, String)) -> Result<i32> {
     use std::io::IsTerminal as _;
     let progress_style =
         super::progress::style_from_env(std::io::stderr().is_terminal(), crate::env_vars::var)?;
+    crate::env_vars::check_unicode(&[crate::stop::GRACE_VAR, crate::stop::TIMEOUT_VAR])?;
+    let stop_times = crate::stop::StopTimes::from_env(&|k| crate::env_vars::var(k).ok().flatten())
+        .map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let cancel = Cancel::default();
-        stop_on_ctrl_c(cancel.clone());
+        let cancel = Cancel::with_grace(stop_times.grace);
+        super::signals::pause_on_signals(cancel.clone(), stop_times)?;
         let campaign = reqs.len() > 1;
         let opened = open_sessions(reqs, campaign)?;
         let mut observers = Vec::new();
@@ -970,22 +985,6 @@ impl crate::outcome::RunObserver for Observer {
     }
 }
 
-/// The first Ctrl-C asks the run to stop (requests in flight finish,
-/// progress is saved); a second one exits at once.
-fn stop_on_ctrl_c(cancel: Cancel) {
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\ninterrupt: finishing requests in flight and saving progress (Ctrl-C again to exit now)");
-            cancel.cancel();
-            if tokio::signal::ctrl_c().await.is_ok() {
-                // Every checkpoint line is written with one write call, so
-                // the session is consistent on disk even now.
-                std::process::exit(EXIT_INTERRUPTED);
-            }
-        }
-    });
-}
-
 /// Opens (creating where needed) and locks every requested session, saying
 /// which (and which part of it this process runs).
 fn open_sessions(reqs: Vec<RunRequest>, campaign: bool) -> Result<Vec<runner::Opened>> {
@@ -1054,7 +1053,7 @@ fn print_reports(
         code = code.max(match report.status {
             RunStatus::Complete => EXIT_OK,
             RunStatus::Incomplete => EXIT_INCOMPLETE,
-            RunStatus::Interrupted => EXIT_INTERRUPTED,
+            RunStatus::Interrupted => super::signals::exit_code(report.stopped_by),
         });
         finished.push((report.fingerprint, report.session_dir));
     }

@@ -3,6 +3,7 @@
 
 mod commands;
 mod progress;
+mod signals;
 
 use crate::official_task::OfficialVariant;
 use crate::report;
@@ -24,7 +25,8 @@ pub const EXIT_MISMATCH: i32 = 5;
 /// Exit code: `verify` could not check something (tracking server
 /// unreachable, credentials refused) and found no mismatch.
 pub const EXIT_CANNOT_CHECK: i32 = 6;
-/// Exit code: interrupted by Ctrl-C (progress saved).
+/// Exit code: paused by Ctrl-C (SIGINT; progress saved). SIGTERM gives 143
+/// and SIGHUP 129 (128 + the signal's number, as shells report them).
 pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// Resumable, auditable LLM evaluation sessions for When2Call.
@@ -47,7 +49,7 @@ enum Command {
     Resume(ResumeArgs),
     /// Create a session and record its plan without running anything; print its fingerprint.
     #[command(
-        after_help = "Example:\n  FP=$(w2c plan --config eval.toml --shards 4)\n  sbatch --array=0-3 deploy/slurm/shard.sbatch $FP\n\nOpens the MLflow parent run and one child per namespace when tracking is configured.\nShards then run with `w2c resume $FP --shard` (see docs/cluster.md)."
+        after_help = "Example:\n  FP=$(w2c plan --config eval.toml --shards 4)\n  sbatch --array=0-3 deploy/slurm/w2c-shard.sbatch $FP\n\nOpens the MLflow parent run and one child per namespace when tracking is configured.\nShards then run with `w2c resume $FP --shard` (see docs/cluster.md)."
     )]
     Plan(PlanArgs),
     /// Finalize the namespaces of a sharded session whose items are all done.
@@ -202,6 +204,12 @@ struct ResumeArgs {
     no_tracking: bool,
     #[command(flatten)]
     shard: ShardArgs,
+    /// Check without running: the session's inputs are unchanged and the
+    /// shard (from the flags or the job engine) agrees with its plan; exit 0
+    /// if a resume would start (a job checks this before starting its
+    /// model server).
+    #[arg(long)]
+    check: bool,
 }
 
 /// The arguments of `w2c sync`.

@@ -110,13 +110,13 @@ pub struct Opened {
     notes: Vec<String>,
 }
 
-/// Prepares the inputs, checks them against the session being resumed, and
-/// opens (creating if needed) and locks the session. Nothing is sent yet.
-pub fn open(req: RunRequest) -> Result<Opened> {
-    let config = req.config;
+/// The inputs of a request (checked against the session it resumes), the
+/// slice it asks for and notes for the user.
+fn checked_inputs(req: &RunRequest) -> Result<(Prepared, Slice, Vec<String>)> {
+    let config = &req.config;
     let prepared = match &req.resuming {
-        Some(stored) => prepare_resumed(&config, stored)?,
-        None => prepare(&config)?,
+        Some(stored) => prepare_resumed(config, stored)?,
+        None => prepare(config)?,
     };
     if let Some(stored) = &req.resuming {
         if prepared.fingerprint != stored.fingerprint {
@@ -162,6 +162,14 @@ pub fn open(req: RunRequest) -> Result<Opened> {
             }
         }
     };
+    Ok((prepared, slice, notes))
+}
+
+/// Prepares the inputs, checks them against the session being resumed, and
+/// opens (creating if needed) and locks the session. Nothing is sent yet.
+pub fn open(req: RunRequest) -> Result<Opened> {
+    let (prepared, slice, notes) = checked_inputs(&req)?;
+    let config = req.config;
     let access = slice.access();
     let mut session = if req.resuming.is_some() {
         session::open_existing_as(
@@ -205,6 +213,29 @@ pub fn open(req: RunRequest) -> Result<Opened> {
         slice,
         notes,
     })
+}
+
+/// Checks what [`open`] would run without opening, creating or locking
+/// anything: the inputs still give the resumed session's fingerprint, and
+/// a shard (from the flags or the job engine's environment) agrees with the
+/// session's plan. Returns the slice this process would run.
+pub fn check(req: &RunRequest) -> Result<Slice> {
+    let (prepared, slice, _) = checked_inputs(req)?;
+    if let Slice::Shard(resolved) = &slice {
+        let dir = session::session_dir(
+            &req.config.run.runs_dir,
+            &req.run_key,
+            &prepared.fingerprint,
+        );
+        let manifest = crate::store::layout::manifest(&dir);
+        let planned = if manifest.exists() {
+            crate::store::read_json::<Manifest>(&manifest)?.shards
+        } else {
+            None
+        };
+        crate::shard::check_against_plan(resolved, planned).map_err(anyhow::Error::msg)?;
+    }
+    Ok(slice)
 }
 
 /// Everything a method's namespaces run with.
@@ -273,6 +304,7 @@ impl Opened {
             notes: self.notes.clone(),
             shard: self.slice.shard(),
             finalizing: self.slice == Slice::Finalize,
+            stopped_by: None,
         };
         let run = Run {
             session: &self.session,
@@ -289,6 +321,9 @@ impl Opened {
         if let Err(err) = run_methods(&self.config, &run, &mut report, pool).await {
             observer.run_failed(&err).await;
             return Err(err);
+        }
+        if report.status == RunStatus::Interrupted {
+            report.stopped_by = cancel.reason();
         }
         let notes = observer.run_finished(&report).await;
         report.notes.extend(notes);

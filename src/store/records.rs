@@ -124,6 +124,9 @@ pub struct RunLogLine {
     pub abandoned: usize,
     /// Whether it was interrupted.
     pub cancelled: bool,
+    /// The signal that interrupted it (`SIGTERM`...), when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_by: Option<String>,
     /// The shard the process ran (`I/N`), if it was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<String>,

@@ -382,6 +382,32 @@ pub fn run_ok(ws: &Workspace, cfg: &Path) -> std::process::Output {
     out
 }
 
+/// `w2c plan --run-key k --shards N` of `cfg` in `ws`: the full fingerprint.
+pub fn plan(ws: &Workspace, cfg: &Path, shards: usize, env: &[(&str, &str)]) -> String {
+    let mut cmd = w2c(ws.path());
+    cmd.args([
+        "plan",
+        "--run-key",
+        "k",
+        "--shards",
+        &shards.to_string(),
+        "--config",
+    ])
+    .arg(cfg);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("plan");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fp = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(fp.len(), 64, "plan prints the fingerprint alone: {fp:?}");
+    fp
+}
+
 /// A plain-HTTP request with the standard library only (no curl needed):
 /// returns the status and the body. Panics with one line when the server
 /// cannot be reached.
