@@ -79,7 +79,7 @@ fn wait_ok(ws: &Workspace, children: Vec<(Child, String)>) {
     }
 }
 
-/// `w2c plan` in `ws`: the full fingerprint.
+/// `w2c plan` in `ws`: the full fingerprint (from the address it prints).
 fn plan(ws: &Workspace, cfg: &Path, shards: usize, env: &[(&str, &str)]) -> String {
     let mut cmd = w2c(ws.path());
     cmd.args([
@@ -100,9 +100,13 @@ fn plan(ws: &Workspace, cfg: &Path, shards: usize, env: &[(&str, &str)]) -> Stri
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let fp = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert_eq!(fp.len(), 64, "plan prints the fingerprint alone: {fp:?}");
-    fp
+    // It prints the session's address with the whole fingerprint.
+    let address = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let fp = address
+        .strip_prefix("k/")
+        .unwrap_or_else(|| panic!("plan prints k/FINGERPRINT: {address:?}"));
+    assert_eq!(fp.len(), 64, "plan prints k/FINGERPRINT: {address:?}");
+    fp.to_string()
 }
 
 fn session(ws: &Workspace, key: &str) -> PathBuf {
@@ -596,7 +600,7 @@ fn finalize_says_which_shards_lack_items_then_finishes_the_session() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains(&format!("w2c finalize {}", &fp[..16])),
+        stdout.contains(&format!("w2c finalize k/{}", &fp[..16])),
         "{stdout}"
     );
     // A shard of another count is refused; a single resubmitted Slurm

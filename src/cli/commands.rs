@@ -9,7 +9,6 @@ use super::{
 };
 use crate::config;
 use crate::engine::Cancel;
-use crate::fingerprint::short;
 use crate::official_task::OfficialVariant;
 use crate::outcome::RunStatus;
 use crate::report;
@@ -18,6 +17,7 @@ use crate::store::{layout, session, NamespaceDir};
 use crate::tracking;
 use anyhow::{Context as _, Result};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// `w2c mock-server`: serves until killed.
 pub(super) fn mock_server(opts: crate::mock_server::MockServerOptions) -> Result<i32> {
@@ -205,14 +205,13 @@ pub(super) fn plan(
     }
     let items: usize = recorded.iter().map(|p| p.items).sum();
     eprintln!(
-        "{} session {} (run key {}) at {}: {} namespaces, {items} items{}",
+        "{} session {} at {}: {} namespaces, {items} items{}",
         if opened.session.created {
             "planned new"
         } else {
             "planned"
         },
-        short(&manifest.fingerprint),
-        manifest.run_key,
+        opened.session.address(),
         dir.display(),
         recorded.len(),
         match manifest.shards {
@@ -226,14 +225,27 @@ pub(super) fn plan(
     {
         eprintln!("mlflow: {url}");
     }
-    let fp = short(&manifest.fingerprint);
+    let here = crate::command_hint::Here::current();
+    let command = |verb: &str| crate::command_hint::for_session(verb, &dir, &here);
     match manifest.shards {
         Some(n) => eprintln!(
-            "next: run each shard with `w2c resume {fp} --shard I/{n}` (or `--shard` in a Slurm array / Kubernetes Indexed Job); the last one finalizes, or `w2c finalize {fp}`"
+            "next: run each shard with `{} --shard I/{n}` (or `--shard` in a Slurm array / Kubernetes Indexed Job); the last one finalizes, or `{}`",
+            command("resume"),
+            command("finalize")
         ),
-        None => eprintln!("next: `w2c resume {fp}`, or shards with `w2c resume {fp} --shard I/N`"),
+        None => eprintln!(
+            "next: `{resume}`, or shards with `{resume} --shard I/N`",
+            resume = command("resume")
+        ),
     }
-    println!("{}", manifest.fingerprint);
+    // The address with the whole fingerprint, for scripts: `w2c resume
+    // "$SESSION" --shard` finds this session whatever else the runs
+    // directory holds.
+    println!(
+        "{}/{}",
+        crate::store::address::run_key_of_dir(&dir).unwrap_or(&manifest.run_key),
+        manifest.fingerprint
+    );
     Ok(EXIT_OK)
 }
 
@@ -249,7 +261,7 @@ pub(super) fn finalize(
     execute(
         vec![RunRequest {
             config,
-            run_key: found.manifest.run_key.clone(),
+            run_key: found.run_key(),
             resuming: Some(found.manifest),
             slice: SliceRequest::Finalize,
         }],
@@ -284,7 +296,7 @@ pub(super) fn resume(
     execute(
         vec![RunRequest {
             config,
-            run_key: found.manifest.run_key.clone(),
+            run_key: found.run_key(),
             resuming: Some(found.manifest),
             slice: slice_request(shard),
         }],
@@ -319,7 +331,7 @@ pub(super) fn sync(
     let synced = runtime.block_on(tracking::sync_session(&target, &found.dir, &found.manifest))?;
     println!(
         "synced session {} to {} (experiment {} id {})",
-        short(&found.manifest.fingerprint),
+        found.address(),
         target.uri,
         target.experiment,
         synced.experiment_id
@@ -333,9 +345,26 @@ pub(super) fn sync(
 }
 
 /// `w2c status`.
-pub(super) fn status(StatusArgs { runs_dir }: StatusArgs) -> Result<i32> {
-    let (sessions, unreadable) =
-        session::scan(&runs_dir, crate::verify::python_suite::is_python_session);
+pub(super) fn status(
+    StatusArgs {
+        sessions: named,
+        run_key,
+        runs_dir,
+    }: StatusArgs,
+) -> Result<i32> {
+    let (sessions, unreadable) = if named.is_empty() {
+        sessions_of(&runs_dir, run_key.listing()?.as_deref())
+    } else {
+        let scope = run_key.scope()?;
+        let (mut found, mut bad) = (Vec::new(), Vec::new());
+        for arg in &named {
+            match session::resolve(&runs_dir, arg, scope.as_ref()) {
+                Ok(s) => found.push(s),
+                Err(e) => bad.push(e.downcast::<session::UnreadableSessionError>()?.0),
+            }
+        }
+        (found, bad)
+    };
     let mut rows: Vec<report::StatusRow> = sessions
         .into_iter()
         .map(|s| report::StatusRow {
@@ -361,8 +390,8 @@ pub(super) fn status(StatusArgs { runs_dir }: StatusArgs) -> Result<i32> {
 /// `w2c verify`.
 pub(super) fn verify(
     VerifyArgs {
-        fingerprint,
-        all,
+        session: named,
+        all: _,
         run_key,
         json,
         verbose,
@@ -375,44 +404,25 @@ pub(super) fn verify(
     let mut python_dirs: Vec<PathBuf> = Vec::new();
     let mut unreadable: Vec<session::UnreadableSession> = Vec::new();
     let mut sessions: Vec<session::FoundSession> = Vec::new();
-    match (&fingerprint, all) {
-        (Some(fp), _) if std::path::Path::new(fp).is_dir() && looks_like_path(fp) => {
-            let dir = PathBuf::from(fp);
-            if crate::verify::python_suite::is_python_session(&dir) {
-                python_dirs.push(dir);
-            } else if layout::manifest(&dir).exists()
-                || dir.join(layout::names::CHECKPOINTS).is_dir()
+    match &named {
+        Some(arg) => match crate::store::address::SessionRef::parse(arg) {
+            crate::store::address::SessionRef::Dir(dir)
+                if crate::verify::python_suite::is_python_session(&dir) =>
             {
-                match crate::store::read_json(&layout::manifest(&dir)) {
-                    Ok(manifest) => sessions.push(session::FoundSession { manifest, dir }),
-                    Err(e) => unreadable.push(session::UnreadableSession {
-                        run_key: String::new(),
-                        error: format!("{e:#}"),
-                        dir,
-                    }),
-                }
-            } else {
-                anyhow::bail!("{}", not_a_session(fp))
+                python_dirs.push(dir)
             }
-        }
-        (Some(fp), _) if looks_like_path(fp) => anyhow::bail!("{}", not_a_session(fp)),
-        (Some(fp), _) => match session::find(&runs_dir, fp, run_key.as_deref()) {
-            Ok(found) => sessions.push(found),
-            Err(e) => match e.downcast::<session::UnreadableSessionError>() {
-                Ok(bad) => unreadable.push(bad.0),
-                Err(e) => return Err(e),
+            _ => match session::resolve(&runs_dir, arg, run_key.scope()?.as_ref()) {
+                Ok(found) => sessions.push(found),
+                Err(e) => match e.downcast::<session::UnreadableSessionError>() {
+                    Ok(bad) => unreadable.push(bad.0),
+                    Err(e) => return Err(e),
+                },
             },
         },
-        (None, _) => {
+        None => {
+            let run_key = run_key.listing()?;
             python_dirs = python_session_dirs(&runs_dir, run_key.as_deref());
-            let (found, bad) =
-                session::scan(&runs_dir, crate::verify::python_suite::is_python_session);
-            let in_key = |k: &str| run_key.as_deref().is_none_or(|want| want == k);
-            sessions = found
-                .into_iter()
-                .filter(|s| in_key(&s.manifest.run_key))
-                .collect();
-            unreadable = bad.into_iter().filter(|u| in_key(&u.run_key)).collect();
+            (sessions, unreadable) = sessions_of(&runs_dir, run_key.as_deref());
         }
     };
     if sessions.is_empty() && python_dirs.is_empty() && unreadable.is_empty() {
@@ -449,20 +459,18 @@ pub(super) fn verify(
 /// `w2c report`.
 pub(super) fn report(
     ReportArgs {
-        fingerprints,
+        sessions: named,
+        run_key,
         format,
         wide,
         out,
         runs_dir,
     }: ReportArgs,
 ) -> Result<i32> {
-    let sessions = if fingerprints.is_empty() {
-        session::list(&runs_dir)
+    let sessions = if named.is_empty() {
+        sessions_of(&runs_dir, run_key.listing()?.as_deref()).0
     } else {
-        fingerprints
-            .iter()
-            .map(|fp| session::find(&runs_dir, fp, None))
-            .collect::<Result<Vec<_>>>()?
+        super::resolve_sessions(&runs_dir, &named, &run_key)?
     };
     let entries: Vec<report::ReportEntry> = sessions.iter().flat_map(report::collect).collect();
     if entries.is_empty() {
@@ -485,7 +493,8 @@ pub(super) fn report(
 /// `w2c compare`.
 pub(super) fn compare(
     CompareArgs {
-        fingerprints,
+        sessions: named,
+        run_key,
         methods,
         intersection,
         format,
@@ -497,10 +506,7 @@ pub(super) fn compare(
         runs_dir,
     }: CompareArgs,
 ) -> Result<i32> {
-    let sessions = fingerprints
-        .iter()
-        .map(|fp| session::find(&runs_dir, fp, None))
-        .collect::<Result<Vec<_>>>()?;
+    let sessions = super::resolve_sessions(&runs_dir, &named, &run_key)?;
     let comparison = crate::comparison::build(&crate::comparison::Request {
         sessions: &sessions,
         methods: &methods,
@@ -584,7 +590,10 @@ fn publish_comparison(
         )? {
             Some(t) if ids.mode == tracking::ids::Mode::Online => t,
             _ => {
-                eprintln!("{label}: offline session, the comparison is not filed in MLflow (`w2c sync` it first)");
+                eprintln!(
+                    "{label}: offline session, the comparison is not filed in MLflow (`{}` it first)",
+                    crate::command_hint::for_session("sync", &s.dir, &crate::command_hint::Here::current())
+                );
                 continue;
             }
         };
@@ -607,16 +616,8 @@ fn publish_comparison(
 
 /// `w2c ls`.
 pub(super) fn ls(LsArgs { run_key, runs_dir }: LsArgs) -> Result<i32> {
-    let (sessions, unreadable) =
-        session::scan(&runs_dir, crate::verify::python_suite::is_python_session);
-    let sessions: Vec<_> = sessions
-        .into_iter()
-        .filter(|s| run_key.as_deref().is_none_or(|k| s.manifest.run_key == k))
-        .collect();
-    let unreadable: Vec<_> = unreadable
-        .into_iter()
-        .filter(|u| run_key.as_deref().is_none_or(|k| u.run_key == k))
-        .collect();
+    let only = crate::store::address::RunKeyScope::from(run_key.as_deref(), None)?;
+    let (sessions, unreadable) = sessions_of(&runs_dir, only.map(|s| s.key).as_deref());
     if sessions.is_empty() && unreadable.is_empty() {
         println!("no sessions under {}", runs_dir.display());
         return Ok(EXIT_OK);
@@ -638,7 +639,14 @@ pub(super) fn ls(LsArgs { run_key, runs_dir }: LsArgs) -> Result<i32> {
 pub(super) fn show(ShowArgs { session }: ShowArgs) -> Result<i32> {
     let found = session.find()?;
     let m = &found.manifest;
-    println!("session      {}", found.dir.display());
+    let here = crate::command_hint::Here::current();
+    let command = |verb: &str| crate::command_hint::for_session(verb, &found.dir, &here);
+    println!(
+        "session      {}  (`{}` continues it)",
+        found.address(),
+        command("resume")
+    );
+    println!("directory    {}", found.dir.display());
     println!("run key      {}", m.run_key);
     println!("fingerprint: {}", m.fingerprint);
     println!("created      {}  (w2c {})", m.created_at, m.w2c_version);
@@ -669,8 +677,14 @@ pub(super) fn show(ShowArgs { session }: ShowArgs) -> Result<i32> {
             for p in &ids.pending {
                 println!("  pending: {p}");
             }
+            if !ids.pending.is_empty() {
+                println!("  `{}` sends what is pending", command("sync"));
+            }
         }
-        _ => println!("mlflow       offline (`w2c sync` sends the session to MLflow)"),
+        _ => println!(
+            "mlflow       offline (`{}` sends the session to MLflow)",
+            command("sync")
+        ),
     }
     println!("namespaces:");
     let settings: std::collections::BTreeMap<String, crate::store::MethodSettings> =
@@ -769,26 +783,22 @@ pub(super) fn render_official(
     Ok(EXIT_OK)
 }
 
-/// Whether a `verify` argument names a path rather than a fingerprint prefix.
-fn looks_like_path(arg: &str) -> bool {
-    let hex = arg.len() >= 4 && arg.chars().all(|c| c.is_ascii_hexdigit());
-    arg.contains('/')
-        || arg.contains(std::path::MAIN_SEPARATOR)
-        || (!hex && std::path::Path::new(arg).exists())
-}
-
-/// Why a path given to `verify` is not a session it can check.
-fn not_a_session(arg: &str) -> String {
-    let p = std::path::Path::new(arg);
-    if !p.exists() {
-        format!("`{arg}`: no such directory (give a session directory or a fingerprint prefix)")
-    } else if !p.is_dir() {
-        format!("`{arg}` is a file, not a session directory")
-    } else {
-        format!(
-            "`{arg}` is not a session directory: it has no manifest.json (a session lives in <runs>/<run key>/sessions/<fingerprint16>; `w2c status` lists them)"
-        )
-    }
+/// The w2c sessions under `runs_dir` (of `run_key` alone, when given) and
+/// the session directories that cannot be read; the Python suite's
+/// sessions are left out.
+fn sessions_of(
+    runs_dir: &std::path::Path,
+    run_key: Option<&str>,
+) -> (Vec<session::FoundSession>, Vec<session::UnreadableSession>) {
+    let (found, bad) = session::scan(runs_dir, crate::verify::python_suite::is_python_session);
+    let in_key = |k: &str| run_key.is_none_or(|want| want == k);
+    (
+        found
+            .into_iter()
+            .filter(|s| in_key(&s.manifest.run_key))
+            .collect(),
+        bad.into_iter().filter(|u| in_key(&u.run_key)).collect(),
+    )
 }
 
 /// Session directories under `runs_dir` written by the Python suite.
@@ -837,9 +847,11 @@ fn execute(reqs: Vec<RunRequest>, tracking: (Option<tracking::Target>, String)) 
         .build()?;
     runtime.block_on(async move {
         let cancel = Cancel::default();
-        stop_on_ctrl_c(cancel.clone());
+        let continue_with = Arc::new(std::sync::OnceLock::new());
+        stop_on_ctrl_c(cancel.clone(), continue_with.clone());
         let campaign = reqs.len() > 1;
         let opened = open_sessions(reqs, campaign)?;
+        let _ = continue_with.set(continue_commands(&opened));
         let mut observers = Vec::new();
         for o in &opened {
             observers.push(Observer::connect(o, &tracking).await?);
@@ -972,18 +984,47 @@ impl crate::outcome::RunObserver for Observer {
 
 /// The first Ctrl-C asks the run to stop (requests in flight finish,
 /// progress is saved); a second one exits at once.
-fn stop_on_ctrl_c(cancel: Cancel) {
+/// Both say the command that continues the run (`continue_with`, once the
+/// sessions are open).
+fn stop_on_ctrl_c(cancel: Cancel, continue_with: Arc<std::sync::OnceLock<String>>) {
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\ninterrupt: finishing requests in flight and saving progress (Ctrl-C again to exit now)");
+            let then = continue_with
+                .get()
+                .map(|c| format!("; then {c} continues"))
+                .unwrap_or_default();
+            eprintln!("\ninterrupt: finishing requests in flight and saving progress (Ctrl-C again to exit now{then})");
             cancel.cancel();
             if tokio::signal::ctrl_c().await.is_ok() {
+                if let Some(c) = continue_with.get() {
+                    eprintln!("exiting now; {c} continues");
+                }
                 // Every checkpoint line is written with one write call, so
                 // the session is consistent on disk even now.
                 std::process::exit(EXIT_INTERRUPTED);
             }
         }
     });
+}
+
+/// The commands that continue what the opened sessions run, for the
+/// interrupt messages: `w2c resume <address>` (with this process's
+/// `--shard`), or `w2c finalize <address>`; in backticks, comma-separated.
+fn continue_commands(opened: &[runner::Opened]) -> String {
+    let here = crate::command_hint::Here::current();
+    opened
+        .iter()
+        .map(|o| {
+            let dir = &o.session.dir;
+            let command = match &o.slice {
+                Slice::All => crate::command_hint::resume(dir, None, &here),
+                Slice::Shard(r) => crate::command_hint::resume(dir, Some(r.shard), &here),
+                Slice::Finalize => crate::command_hint::for_session("finalize", dir, &here),
+            };
+            format!("`{command}`")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Opens (creating where needed) and locks every requested session, saying
@@ -999,12 +1040,11 @@ fn open_sessions(reqs: Vec<RunRequest>, campaign: bool) -> Result<Vec<runner::Op
             Slice::Finalize => ", finalizing".into(),
         };
         eprintln!(
-            "{} session {} (run key {}{}) at {}{part}",
+            "{} session {}{} at {}{part}",
             if s.created { "new" } else { "resuming" },
-            short(&s.manifest.fingerprint),
-            s.manifest.run_key,
+            s.address(),
             if campaign {
-                format!(", model {}", o.config.models.target)
+                format!(" (model {})", o.config.models.target)
             } else {
                 String::new()
             },
@@ -1056,18 +1096,18 @@ fn print_reports(
             RunStatus::Incomplete => EXIT_INCOMPLETE,
             RunStatus::Interrupted => EXIT_INTERRUPTED,
         });
-        finished.push((report.fingerprint, report.session_dir));
+        finished.push((
+            crate::store::address::display(&report.run_key, &report.fingerprint),
+            report.session_dir,
+        ));
     }
     if campaign && finished.len() > 1 {
         let runs = crate::command_hint::runs_dir_of(&finished[0].1)
             .unwrap_or(std::path::Path::new("runs"));
-        let fps: Vec<&str> = finished
-            .iter()
-            .map(|(f, _)| crate::fingerprint::prefix(f, 8))
-            .collect();
+        let addresses: Vec<&str> = finished.iter().map(|(a, _)| a.as_str()).collect();
         println!(
             "\ncompare the models: `{}`",
-            crate::command_hint::session_command("compare", &fps.join(" "), runs, &here)
+            crate::command_hint::session_command("compare", &addresses.join(" "), runs, &here)
         );
     }
     match first_error {

@@ -6,6 +6,7 @@ mod progress;
 
 use crate::official_task::OfficialVariant;
 use crate::report;
+use crate::store::address::RunKeyScope;
 use crate::store::session;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
@@ -171,25 +172,69 @@ struct FinalizeArgs {
     no_tracking: bool,
 }
 
-/// How a command names one session: a fingerprint prefix under a runs
-/// directory, optionally within one run key.
+/// How a command names one session: its address (`RUN_KEY/FINGERPRINT`),
+/// a bare fingerprint prefix, or its directory.
 #[derive(Debug, Args)]
 struct SessionArgs {
-    /// Fingerprint of the session (a unique prefix of at least 4 hex characters).
-    fingerprint: String,
+    /// The session: RUN_KEY/FINGERPRINT (a prefix of at least 4 hex
+    /// characters, as `w2c status` prints it), a fingerprint prefix alone
+    /// when one session has it, or the session's directory.
+    #[arg(value_name = "SESSION")]
+    session: String,
     /// Directory holding the run folders.
     #[arg(long, env = "W2C_RUNS_DIR", default_value = "runs")]
     runs_dir: PathBuf,
-    /// Restrict the search to one run key.
-    #[arg(long)]
-    run_key: Option<String>,
+    #[command(flatten)]
+    run_key: RunKeyArg,
 }
 
 impl SessionArgs {
     /// The session these arguments name.
     fn find(&self) -> Result<session::FoundSession> {
-        session::find(&self.runs_dir, &self.fingerprint, self.run_key.as_deref())
+        session::resolve(
+            &self.runs_dir,
+            &self.session,
+            self.run_key.scope()?.as_ref(),
+        )
     }
+}
+
+/// `--run-key` of the commands that take sessions.
+#[derive(Debug, Args)]
+struct RunKeyArg {
+    /// Look for a bare fingerprint prefix under this run key only (else
+    /// under W2C_RUN_KEY; an address's own RUN_KEY/ comes first); with no
+    /// session named, only this run key's sessions.
+    #[arg(long = "run-key", value_name = "RUN_KEY")]
+    key: Option<String>,
+}
+
+impl RunKeyArg {
+    /// The run key bare prefixes are looked for under: `--run-key`, else
+    /// `W2C_RUN_KEY`.
+    fn scope(&self) -> Result<Option<RunKeyScope>> {
+        let env = crate::env_vars::var("W2C_RUN_KEY")?;
+        RunKeyScope::from(self.key.as_deref(), env.as_deref())
+    }
+
+    /// The one run key a listing is limited to: `--run-key` alone (a
+    /// listing shows every run key whatever `W2C_RUN_KEY` says).
+    fn listing(&self) -> Result<Option<String>> {
+        Ok(RunKeyScope::from(self.key.as_deref(), None)?.map(|s| s.key))
+    }
+}
+
+/// The sessions `args` name, in order (under `runs_dir`, bare prefixes
+/// under the run key of `run_key`).
+fn resolve_sessions(
+    runs_dir: &std::path::Path,
+    args: &[String],
+    run_key: &RunKeyArg,
+) -> Result<Vec<session::FoundSession>> {
+    let scope = run_key.scope()?;
+    args.iter()
+        .map(|a| session::resolve(runs_dir, a, scope.as_ref()))
+        .collect()
 }
 
 /// The arguments of `w2c resume`.
@@ -217,16 +262,16 @@ struct SyncArgs {
 /// The arguments of `w2c verify`.
 #[derive(Debug, Args)]
 struct VerifyArgs {
-    /// Fingerprint (prefix) of the session to check, or its directory
-    /// (also a session directory written by the Python suite).
-    #[arg(required_unless_present = "all")]
-    fingerprint: Option<String>,
-    /// Check every session under the runs directory.
-    #[arg(long, conflicts_with = "fingerprint")]
+    /// The session to check: RUN_KEY/FINGERPRINT, a fingerprint prefix, or
+    /// its directory (also a session directory written by the Python suite).
+    #[arg(required_unless_present = "all", value_name = "SESSION")]
+    session: Option<String>,
+    /// Check every session under the runs directory (with --run-key: every
+    /// session of that run key).
+    #[arg(long, conflicts_with = "session")]
     all: bool,
-    /// Only sessions of this run key.
-    #[arg(long)]
-    run_key: Option<String>,
+    #[command(flatten)]
+    run_key: RunKeyArg,
     /// Emit a machine-readable JSON report (every check).
     #[arg(long)]
     json: bool,
@@ -248,8 +293,13 @@ struct VerifyArgs {
 /// The arguments of `w2c report`.
 #[derive(Debug, Args)]
 struct ReportArgs {
-    /// Fingerprints (prefixes) of the sessions; none = every session.
-    fingerprints: Vec<String>,
+    /// The sessions: RUN_KEY/FINGERPRINT, a fingerprint prefix or a
+    /// session directory each; none = every session (of --run-key, when
+    /// given).
+    #[arg(value_name = "SESSION")]
+    sessions: Vec<String>,
+    #[command(flatten)]
+    run_key: RunKeyArg,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: report::Format,
@@ -268,9 +318,12 @@ struct ReportArgs {
 /// The arguments of `w2c compare`.
 #[derive(Debug, Args)]
 struct CompareArgs {
-    /// Fingerprints (prefixes) of the sessions, two or more.
-    #[arg(num_args = 2.., required = true)]
-    fingerprints: Vec<String>,
+    /// The sessions, two or more: RUN_KEY/FINGERPRINT, a fingerprint
+    /// prefix or a session directory each.
+    #[arg(num_args = 2.., required = true, value_name = "SESSION")]
+    sessions: Vec<String>,
+    #[command(flatten)]
+    run_key: RunKeyArg,
     /// Only this method namespace (repeatable; default: every finished one they share).
     #[arg(long = "method")]
     methods: Vec<String>,
@@ -305,8 +358,8 @@ struct CompareArgs {
 /// The arguments of `w2c ls`.
 #[derive(Debug, Args)]
 struct LsArgs {
-    /// Only this run key.
-    #[arg(long)]
+    /// Only the sessions of this run key.
+    #[arg(long = "run-key", value_name = "RUN_KEY")]
     run_key: Option<String>,
     /// Directory holding the run folders.
     #[arg(long, env = "W2C_RUNS_DIR", default_value = "runs")]
@@ -330,6 +383,12 @@ struct CompletionsArgs {
 /// The arguments of `w2c status`.
 #[derive(Debug, Args)]
 struct StatusArgs {
+    /// Only these sessions: RUN_KEY/FINGERPRINT, a fingerprint prefix or a
+    /// session directory each (default: every session).
+    #[arg(value_name = "SESSION")]
+    sessions: Vec<String>,
+    #[command(flatten)]
+    run_key: RunKeyArg,
     /// Directory holding the run folders.
     #[arg(long, env = "W2C_RUNS_DIR", default_value = "runs")]
     runs_dir: PathBuf,
