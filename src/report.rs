@@ -265,6 +265,15 @@ pub fn estimate_table(estimates: &[crate::runner::estimate::StreamEstimate]) -> 
         ],
         &rows,
     );
+    out.push_str(&estimate_totals(estimates));
+    out
+}
+
+/// One line per model of `estimates`: its requests, prompt tokens,
+/// completion tokens at most and cost bound, summed over its namespaces
+/// (and a campaign's sessions).
+pub fn estimate_totals(estimates: &[crate::runner::estimate::StreamEstimate]) -> String {
+    let mut out = String::new();
     let mut models: Vec<&str> = estimates.iter().map(|e| e.model.as_str()).collect();
     models.dedup();
     models.sort_unstable();

@@ -29,63 +29,140 @@ pub(super) fn mock_server(opts: crate::mock_server::MockServerOptions) -> Result
 }
 
 /// `w2c config check`: validates the config, then says what a run would
-/// do: the session it would open, its plan, the requests per model and an
-/// estimate of tokens and cost.
-pub(super) fn config_check(file: &std::path::Path) -> Result<i32> {
-    let loaded = config::load(file)?;
-    let prepared = runner::prepare(&loaded.config)?;
-    if let Some(short) = prepared.short_labels {
-        anyhow::bail!("{short}");
+/// do: for its one session, or each session of a campaign (one per
+/// target), the fingerprint and address it would have (and whether it
+/// exists), its plan, the requests per model and an estimate of tokens and
+/// cost; a campaign's totals last.
+pub(super) fn config_check(
+    super::ConfigCheckArgs {
+        file,
+        run_key,
+        runs_dir,
+    }: super::ConfigCheckArgs,
+) -> Result<i32> {
+    let config = load_for_run(&file, runs_dir)?;
+    let key = runner::run_key_for(&config, run_key.as_deref())?;
+    // Every session's inputs first: an error comes before any output.
+    let sessions = config
+        .sessions()
+        .into_iter()
+        .map(|c| {
+            let prepared = runner::prepare(&c)?;
+            if let Some(short) = &prepared.short_labels {
+                anyhow::bail!("{short}");
+            }
+            let estimates = runner::estimate::estimate(&c, prepared.examples.get()?)?;
+            Ok((c, prepared, estimates))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let campaign = !config.targets.is_empty();
+    match &config.run.campaign {
+        Some(name) if campaign => println!(
+            "{}: ok: campaign {name}, {} targets, one session each",
+            file.display(),
+            sessions.len()
+        ),
+        _ => println!("{}: ok", file.display()),
     }
-    let config = &loaded.config;
-    println!("{}: ok", file.display());
-    println!("fingerprint: {}", prepared.fingerprint);
+    let (_, first, _) = &sessions[0];
     println!(
         "examples: {} selected of {} in {}",
-        prepared.n_selected,
-        prepared.dataset.n_examples,
-        prepared.dataset.path.display()
+        first.n_selected,
+        first.dataset.n_examples,
+        first.dataset.path.display()
     );
-    println!("target: {}", config.models.target);
     if config.methods.enabled.iter().any(|m| m.uses_judge()) {
         println!("judge: {}", config.judge_provider()?.0);
     }
-    let runs_dir = &config.run.runs_dir;
-    let existing = session::scan(runs_dir, |_| false)
-        .0
-        .into_iter()
-        .find(|s| s.manifest.fingerprint == prepared.fingerprint);
-    match &existing {
-        Some(s) => {
-            let counts = crate::store::census(&s.dir, &s.manifest);
-            let done = counts
-                .iter()
-                .filter(|c| c.state == crate::store::NamespaceState::Done)
-                .count();
+    println!(
+        "run key: {}",
+        match key.source {
+            config::RunKeySource::Generated => {
+                "generated when it runs (set --run-key, W2C_RUN_KEY or `run.run_key` to choose one)"
+                    .to_string()
+            }
+            config::RunKeySource::Config
+                if config.run.campaign == config.run.run_key && campaign =>
+            {
+                format!("{} (the campaign's name)", key.key)
+            }
+            source => format!("{} ({})", key.key, source.describe()),
+        }
+    );
+    let known_key = (key.source != config::RunKeySource::Generated).then_some(key.key.as_str());
+    let (existing, _) = sessions_of(&config.run.runs_dir, None);
+    for (c, prepared, estimates) in &sessions {
+        println!();
+        if campaign {
+            println!("== {}", c.models.target);
+        } else {
+            println!("target: {}", c.models.target);
+        }
+        println!("fingerprint: {}", prepared.fingerprint);
+        let same: Vec<&session::FoundSession> = existing
+            .iter()
+            .filter(|s| s.manifest.fingerprint == prepared.fingerprint)
+            .collect();
+        let (this, others): (Vec<_>, Vec<_>) = same
+            .into_iter()
+            .partition(|s| known_key.is_some_and(|k| s.run_key() == k));
+        match (known_key, this.first()) {
+            (Some(k), found) => {
+                println!(
+                    "session: {}",
+                    crate::store::address::display(k, &prepared.fingerprint)
+                );
+                match found {
+                    Some(s) => {
+                        let counts = crate::store::census(&s.dir, &s.manifest);
+                        let done = counts
+                            .iter()
+                            .filter(|c| c.state == crate::store::NamespaceState::Done)
+                            .count();
+                        println!(
+                            "  exists at {} ({done} of {} namespaces done); `w2c run` continues it",
+                            s.dir.display(),
+                            counts.len()
+                        );
+                    }
+                    None => println!(
+                        "  new: `w2c run` creates it at {}",
+                        session::session_dir(&c.run.runs_dir, k, &prepared.fingerprint).display()
+                    ),
+                }
+            }
+            (None, _) => println!(
+                "session: new, under {} (in the run key generated when it runs)",
+                c.run.runs_dir.display()
+            ),
+        }
+        if !others.is_empty() {
             println!(
-                "session: exists at {} ({done} of {} namespaces done); `w2c run` continues it",
-                s.dir.display(),
-                counts.len()
+                "  the same inputs also under another run key: {}",
+                others
+                    .iter()
+                    .map(|s| s.address())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
-        None => println!(
-            "session: new, under {} (the run key decides the folder)",
-            runs_dir.display()
-        ),
+        println!(
+            "plan (prompt tokens estimated as characters / 4; completions at most max_tokens):"
+        );
+        print!("{}", report::estimate_table(estimates));
     }
-    let estimates = runner::estimate::estimate(config, prepared.examples.get()?)?;
-    println!("\nplan (prompt tokens estimated as characters / 4; completions at most max_tokens):");
-    print!("{}", report::estimate_table(&estimates));
+    if campaign {
+        let all: Vec<_> = sessions.iter().flat_map(|(_, _, e)| e.clone()).collect();
+        println!("\ncampaign total ({} targets):", sessions.len());
+        print!("{}", report::estimate_totals(&all));
+    }
     Ok(EXIT_OK)
 }
 
-/// The config of `run` and `plan`: loaded, with `--runs-dir` applied, and
-/// its run key resolved (said on stderr when generated or sanitized).
-fn config_and_key(
-    config: &std::path::Path,
-    run_key: Option<&str>,
-    runs_dir: Option<PathBuf>,
-) -> Result<(config::Config, String)> {
+/// A config as `run`, `plan` and `config check` use it: loaded, with
+/// `--runs-dir` (or W2C_RUNS_DIR) applied, and a campaign's name as its
+/// run key unless one is set.
+fn load_for_run(config: &std::path::Path, runs_dir: Option<PathBuf>) -> Result<config::Config> {
     let mut loaded = config::load(config)?;
     if let Some(dir) = runs_dir {
         // Like every other command's --runs-dir / W2C_RUNS_DIR: relative to
@@ -98,7 +175,18 @@ fn config_and_key(
         // generated anew each time.
         loaded.config.run.run_key = loaded.config.run.campaign.clone();
     }
-    let config::RunKey { key, source, given } = runner::run_key_for(&loaded.config, run_key)?;
+    Ok(loaded.config)
+}
+
+/// The config of `run` and `plan` ([`load_for_run`]) and its run key
+/// resolved (said on stderr when generated or sanitized).
+fn config_and_key(
+    config: &std::path::Path,
+    run_key: Option<&str>,
+    runs_dir: Option<PathBuf>,
+) -> Result<(config::Config, String)> {
+    let config = load_for_run(config, runs_dir)?;
+    let config::RunKey { key, source, given } = runner::run_key_for(&config, run_key)?;
     if source == config::RunKeySource::Generated {
         eprintln!("run key: {key} (generated; pass --run-key or set W2C_RUN_KEY to choose one)");
     }
@@ -108,7 +196,7 @@ fn config_and_key(
             source.describe()
         );
     }
-    Ok((loaded.config, key))
+    Ok((config, key))
 }
 
 /// What `--shard`/`--shards` ask for.
