@@ -3,8 +3,12 @@
 //! as root): `submit.sh` plans a session, submits `sbatch --array=0-3`
 //! (each task starts its own `w2c mock-server` as the node's model server
 //! and runs its shard) and the dependent finalize job; the result is that of
-//! an unsharded run. Then a task is killed with -9 and `scontrol requeue`d:
-//! it resumes its slice only and, being the last, finalizes the session.
+//! an unsharded run. The runs directory already holds that unsharded run of
+//! the same config under another run key: the recipe names its session by
+//! the address `w2c plan` prints (`RUN_KEY/FINGERPRINT`, here with a
+//! generated run key), never by a fingerprint both share. Then a task is
+//! killed with -9 and `scontrol requeue`d: it resumes its slice only and,
+//! being the last, finalizes the session.
 
 mod common;
 
@@ -143,7 +147,6 @@ fn job_env(cmd: &mut Command, ws: &Workspace, server: &str, port: u16) {
     let bin = assert_cmd::cargo::cargo_bin("w2c");
     cmd.current_dir(ws.path())
         .env("W2C_BIN", &bin)
-        .env("W2C_RUN_KEY", "k")
         .env("W2C_RUNS_DIR", ws.runs())
         .env("W2C_PROVIDER", "mock")
         .env("W2C_SERVER_PORT", port.to_string())
@@ -157,7 +160,9 @@ fn job_env(cmd: &mut Command, ws: &Workspace, server: &str, port: u16) {
     }
 }
 
-fn unsharded(ws: &Workspace, session: &Path) -> PathBuf {
+/// The config run unsharded under run key `u` (before the recipe: the
+/// same session under another run key).
+fn unsharded(ws: &Workspace) -> PathBuf {
     let server = common::MockServer::start(&[], &[]);
     let cfg = config(ws);
     let out = w2c(ws.path())
@@ -171,22 +176,25 @@ fn unsharded(ws: &Workspace, session: &Path) -> PathBuf {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let plain = common::only_session(&ws.runs(), "u");
+    common::only_session(&ws.runs(), "u")
+}
+
+/// The sharded session's metrics and predictions are the unsharded one's.
+fn assert_same(session: &Path, plain: &Path) {
     for ns in ["mcq", "llm_judge"] {
         let m = |s: &Path| read_json(&s.join("artifacts_local").join(ns).join("metrics.json"));
-        assert_eq!(m(session), m(&plain), "{ns}: metrics");
+        assert_eq!(m(session), m(plain), "{ns}: metrics");
         let p = |s: &Path| {
             std::fs::read(s.join("artifacts_local").join(ns).join("predictions.jsonl"))
                 .expect("predictions")
         };
-        assert_eq!(p(session), p(&plain), "{ns}: predictions");
+        assert_eq!(p(session), p(plain), "{ns}: predictions");
     }
-    plain
 }
 
-fn verify_clean(ws: &Workspace, fp: &str) {
+fn verify_clean(ws: &Workspace, address: &str) {
     let out = w2c(ws.path())
-        .args(["verify", &fp[..16], "--run-key", "k", "--deep"])
+        .args(["verify", address, "--deep"])
         .output()
         .expect("verify");
     assert!(
@@ -204,9 +212,11 @@ fn log_of(ws: &Workspace, name: &str) -> String {
 fn slurm_array_runs_the_shards_and_a_requeued_task_resumes_its_slice() {
     let _cluster = Cluster::start();
 
-    // 1. deploy/slurm/submit.sh: plan, --array=0-3, finalize after it.
+    // 1. deploy/slurm/submit.sh: plan, --array=0-3, finalize after it, with
+    // the same config already run under run key `u`.
     let ws = Workspace::new();
     let cfg = config(&ws);
+    let plain = unsharded(&ws);
     let port = free_ports();
     let mut cmd = Command::new(repo().join("deploy/slurm/submit.sh"));
     cmd.arg(&cfg).arg("4");
@@ -224,11 +234,10 @@ fn slurm_array_runs_the_shards_and_a_requeued_task_resumes_its_slice() {
             .unwrap_or_else(|| panic!("{k} in {line:?}"))
             .to_string()
     };
-    let (fp, array, finalize) = (
-        field("fingerprint"),
-        field("array_job"),
-        field("finalize_job"),
-    );
+    let (address, array, finalize) = (field("session"), field("array_job"), field("finalize_job"));
+    // A generated run key, and the whole fingerprint.
+    let (key, fp) = address.split_once('/').expect("RUN_KEY/FINGERPRINT");
+    assert!(key.starts_with("run-") && fp.len() == 64, "{address}");
     wait_jobs(&[&array, &finalize], Duration::from_secs(180));
     for task in 0..4 {
         let log = log_of(&ws, &format!("w2c-shard-{array}_{task}.log"));
@@ -247,7 +256,7 @@ fn slurm_array_runs_the_shards_and_a_requeued_task_resumes_its_slice() {
         );
     }
     assert_eq!(job_state(&finalize), "COMPLETED");
-    let session = common::only_session(&ws.runs(), "k");
+    let session = common::only_session(&ws.runs(), key);
     for ns in ["mcq", "llm_judge.target", "llm_judge"] {
         assert!(
             session
@@ -266,13 +275,17 @@ fn slurm_array_runs_the_shards_and_a_requeued_task_resumes_its_slice() {
         assert_eq!(by, 1, "{ns} finalized once, by the last task");
     }
     let fin = log_of(&ws, &format!("w2c-finalize-{finalize}.log"));
-    assert!(fin.contains("complete"), "{fin}");
-    unsharded(&ws, &session);
-    verify_clean(&ws, &fp);
+    assert!(
+        fin.contains(&format!("complete: session {key}/{}", &fp[..16])),
+        "{fin}"
+    );
+    assert_same(&session, &plain);
+    verify_clean(&ws, &address);
 
     // 2. Task 2 (slow) killed with -9, then `scontrol requeue`.
     let ws = Workspace::new();
     let cfg = config(&ws);
+    let plain = unsharded(&ws);
     let port = free_ports();
     let mut plan = w2c(ws.path());
     plan.args(["plan", "--run-key", "k", "--shards", "4", "--config"])
@@ -283,12 +296,16 @@ fn slurm_array_runs_the_shards_and_a_requeued_task_resumes_its_slice() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let fp = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let address = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let fp = address
+        .strip_prefix("k/")
+        .expect("k/FINGERPRINT")
+        .to_string();
     let mut sbatch = Command::new("sbatch");
     sbatch
         .args(["--parsable", "--array=0-3"])
         .arg(repo().join("deploy/slurm/w2c-shard.sbatch"))
-        .arg(&fp);
+        .arg(&address);
     job_env(
         &mut sbatch,
         &ws,
@@ -355,6 +372,6 @@ fn slurm_array_runs_the_shards_and_a_requeued_task_resumes_its_slice() {
         runs.last().map(|r| r["resumed"].clone()),
         Some(Value::from(done_before))
     );
-    unsharded(&ws, &session);
-    verify_clean(&ws, &fp);
+    assert_same(&session, &plain);
+    verify_clean(&ws, &address);
 }

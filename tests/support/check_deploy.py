@@ -3,7 +3,8 @@ cannot: the Indexed Job's completions equal its --shards, the runs volume is
 mounted where W2C_RUNS_DIR points, credentials only come from a Secret (or,
 in the compose file, from the environment), MLflow runs on PostgreSQL with
 an S3 artifact store. Prints one problem per line; exits 1 if any, and
-writes each embedded eval.toml to the directory given as argv[2]."""
+writes each embedded eval.toml, and the finalize Job's shell command
+(finalize-job.sh), to the directory given as argv[2]."""
 import os
 import re
 import sys
@@ -60,6 +61,8 @@ check_job("deploy/kubernetes/shards-job.yaml", True)
 pod = check_job("deploy/kubernetes/finalize-job.yaml", False)
 if "w2c finalize" not in " ".join(pod["containers"][0]["args"]):
     problems.append("finalize-job.yaml: does not run `w2c finalize`")
+with open(os.path.join(out_dir, "finalize-job.sh"), "w") as f:
+    f.write(" ".join(pod["containers"][0]["args"]))
 (cm,) = docs("deploy/kubernetes/config.yaml")
 with open(os.path.join(out_dir, "k8s.toml"), "w") as f:
     f.write(cm["data"]["eval.toml"])
