@@ -4,12 +4,13 @@
 //! address, `RUN_KEY/FINGERPRINT`, by `--run-key` or `W2C_RUN_KEY` with a
 //! bare prefix, or by its directory; a bare prefix alone is refused with
 //! both addresses; and every command w2c prints names the session so that
-//! it works as printed.
+//! it works as printed. One workspace serves every check; a failed check
+//! is listed and the others still run, so one run names every finding.
 
 mod common;
 
 use common::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command as StdCommand, Output, Stdio};
 use std::time::Duration;
 
@@ -31,36 +32,70 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// Asserts `w2c <args>` succeeded; returns stdout and stderr together.
-fn ok(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
-    let out = w2c_env(dir, args, env);
-    assert!(out.status.success(), "w2c {args:?}: {}", text(&out));
-    text(&out)
+/// The checks of one scenario: each failure is written down, and the test
+/// fails at the end with all of them.
+struct Checks<'a> {
+    dir: &'a Path,
+    failed: Vec<String>,
 }
 
-/// Asserts `w2c <args>` failed with exit 1 saying every one of `says`.
-fn refused(dir: &Path, args: &[&str], env: &[(&str, &str)], says: &[&str]) {
-    let out = w2c_env(dir, args, env);
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(1), "w2c {args:?}: {all}");
-    for s in says {
-        assert!(all.contains(s), "w2c {args:?} should say {s:?}: {all}");
+impl Checks<'_> {
+    fn check(&mut self, holds: bool, what: impl FnOnce() -> String) {
+        if !holds {
+            self.failed.push(what());
+        }
+    }
+
+    /// `w2c <args>` succeeded and said every one of `says`; its output.
+    fn ok(&mut self, args: &[&str], env: &[(&str, &str)], says: &[&str]) -> String {
+        let out = w2c_env(self.dir, args, env);
+        let all = text(&out);
+        self.check(out.status.success(), || {
+            format!("w2c {args:?} {env:?} failed: {all}")
+        });
+        for s in says {
+            self.check(all.contains(s), || {
+                format!("w2c {args:?} {env:?} should say {s:?}: {all}")
+            });
+        }
+        all
+    }
+
+    /// `w2c <args>` failed with exit 1 saying every one of `says`.
+    fn refused(&mut self, args: &[&str], env: &[(&str, &str)], says: &[&str]) {
+        let out = w2c_env(self.dir, args, env);
+        let all = text(&out);
+        self.check(out.status.code() == Some(1), || {
+            format!("w2c {args:?} {env:?} should exit 1: {all}")
+        });
+        for s in says {
+            self.check(all.contains(s), || {
+                format!("w2c {args:?} {env:?} should say {s:?}: {all}")
+            });
+        }
+    }
+
+    /// `text` holds each of `wanted` and none of `unwanted`.
+    fn shows(&mut self, what: &str, text: &str, wanted: &[&str], unwanted: &[&str]) {
+        for w in wanted {
+            self.check(text.contains(w), || {
+                format!("{what} should show {w:?}: {text}")
+            });
+        }
+        for u in unwanted {
+            self.check(!text.contains(u), || {
+                format!("{what} should not show {u:?}: {text}")
+            });
+        }
     }
 }
 
 /// The command between the first pair of backticks of the line of `text`
 /// holding `marker`.
-fn suggested(text: &str, marker: &str) -> Vec<String> {
-    let line = text
-        .lines()
-        .find(|l| l.contains(marker))
-        .unwrap_or_else(|| panic!("no `{marker}` line in:\n{text}"));
-    let cmd = line.split('`').nth(1).expect("a command in backticks");
-    cmd.split_whitespace().map(String::from).collect()
-}
-
-fn args(cmd: &[String]) -> Vec<&str> {
-    cmd[1..].iter().map(String::as_str).collect()
+fn suggested(text: &str, marker: &str) -> Option<Vec<String>> {
+    let line = text.lines().find(|l| l.contains(marker))?;
+    let cmd = line.split('`').nth(1)?;
+    Some(cmd.split_whitespace().map(String::from).collect())
 }
 
 #[test]
@@ -81,11 +116,12 @@ fn two_run_keys_every_command_reaches_each_session_by_its_address() {
     let toml = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(&cfg, format!("{toml}\n[tracking]\ntraces = false\n")).unwrap();
     let cfg_arg = cfg.to_str().unwrap();
-    ok(
+    let out = w2c_env(
         dir,
         &["run", "--run-key", "pilot", "--config", cfg_arg],
         &[],
     );
+    assert!(out.status.success(), "{}", text(&out));
 
     // The second run under `main` is interrupted: the command it prints
     // continues `main`'s session, although `pilot` holds the same one.
@@ -126,26 +162,38 @@ fn two_run_keys_every_command_reaches_each_session_by_its_address() {
     let (fp8, fp16) = (&fp[..8], &fp[..16]);
     let (main_addr, pilot_addr) = (format!("main/{fp16}"), format!("pilot/{fp16}"));
     let (main_short, pilot_short) = (format!("main/{fp8}"), format!("pilot/{fp8}"));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains(&format!("then `w2c resume {main_addr}` continues")),
-        "the Ctrl-C message names the session: {stderr}"
+    let (main_dir, pilot_dir) = (main.to_str().unwrap(), pilot.to_str().unwrap());
+    let mut c = Checks {
+        dir,
+        failed: Vec::new(),
+    };
+
+    // The Ctrl-C message and the command the run prints name main's session.
+    c.shows(
+        "the Ctrl-C message",
+        &String::from_utf8_lossy(&out.stderr),
+        &[&format!("then `w2c resume {main_addr}` continues")],
+        &[],
     );
     let resume = suggested(&String::from_utf8_lossy(&out.stdout), "continue with");
-    assert_eq!(resume, ["w2c", "resume", main_addr.as_str()]);
-    let resumed = ok(dir, &args(&resume), &[]);
-    assert!(
-        resumed.contains(&format!("resuming session {main_addr}")),
-        "{resumed}"
+    c.check(
+        resume.as_deref() == Some(&["w2c".into(), "resume".into(), main_addr.clone()][..]),
+        || format!("the interrupted run should print `w2c resume {main_addr}`: {resume:?}"),
     );
-    assert!(
-        resumed.contains(&format!("complete: session {main_addr}")),
-        "{resumed}"
-    );
+    if let Some(resume) = resume {
+        let args: Vec<&str> = resume[1..].iter().map(String::as_str).collect();
+        c.ok(
+            &args,
+            &[],
+            &[
+                &format!("resuming session {main_addr}"),
+                &format!("complete: session {main_addr}"),
+            ],
+        );
+    }
 
     // A bare prefix, even all 64 characters, cannot tell them apart: every
     // command says so and lists both addresses.
-    let both = [main_addr.as_str(), pilot_addr.as_str()];
     let cannot = "more characters cannot tell them apart";
     for bare in [fp8, fp.as_str()] {
         for cmd in [
@@ -158,21 +206,17 @@ fn two_run_keys_every_command_reaches_each_session_by_its_address() {
             vec!["sync", bare],
             vec!["status", bare],
         ] {
-            let mut says = both.to_vec();
-            says.push(cannot);
-            refused(dir, &cmd, &[], &says);
+            c.refused(&cmd, &[], &[&main_addr, &pilot_addr, cannot]);
         }
     }
     // --run-key contradicting an address is refused.
-    refused(
-        dir,
+    c.refused(
         &["resume", &main_short, "--run-key", "pilot"],
         &[],
         &["names run key `main` but --run-key says `pilot`"],
     );
     // A run key where the session is not: says where it is.
-    refused(
-        dir,
+    c.refused(
         &["show", fp8],
         &[("W2C_RUN_KEY", "other")],
         &[
@@ -183,137 +227,96 @@ fn two_run_keys_every_command_reaches_each_session_by_its_address() {
     );
 
     // resume and finalize: the address; a bare prefix with --run-key or
-    // W2C_RUN_KEY; the address before W2C_RUN_KEY.
+    // W2C_RUN_KEY; the address before W2C_RUN_KEY; the directory.
+    let pilot_env = [("W2C_RUN_KEY", "pilot")];
     for (cmd, env, want) in [
-        (vec!["resume", pilot_short.as_str()], vec![], &pilot_addr),
-        (vec!["resume", fp8, "--run-key", "main"], vec![], &main_addr),
-        (
-            vec!["resume", fp8],
-            vec![("W2C_RUN_KEY", "pilot")],
-            &pilot_addr,
-        ),
-        (
-            vec!["resume", main_short.as_str()],
-            vec![("W2C_RUN_KEY", "pilot")],
-            &main_addr,
-        ),
-        (vec!["finalize", main_short.as_str()], vec![], &main_addr),
-        (
-            vec!["finalize", fp8],
-            vec![("W2C_RUN_KEY", "pilot")],
-            &pilot_addr,
-        ),
-        (
-            vec!["finalize", fp8, "--run-key", "main"],
-            vec![],
-            &main_addr,
-        ),
+        (vec!["resume", pilot_short.as_str()], &[][..], &pilot_addr),
+        (vec!["resume", fp8, "--run-key", "main"], &[], &main_addr),
+        (vec!["resume", fp8], &pilot_env, &pilot_addr),
+        (vec!["resume", main_short.as_str()], &pilot_env, &main_addr),
+        (vec!["resume", pilot_dir], &[], &pilot_addr),
+        (vec!["finalize", main_short.as_str()], &[], &main_addr),
+        (vec!["finalize", fp8], &pilot_env, &pilot_addr),
+        (vec!["finalize", fp8, "--run-key", "main"], &[], &main_addr),
     ] {
-        let said = ok(dir, &cmd, &env);
-        assert!(
-            said.contains(&format!("complete: session {want}")),
-            "w2c {cmd:?} {env:?}: {said}"
-        );
+        c.ok(&cmd, env, &[&format!("complete: session {want}")]);
     }
-    // A session directory works too.
-    let said = ok(dir, &["resume", pilot.to_str().unwrap()], &[]);
-    assert!(
-        said.contains(&format!("resuming session {pilot_addr}")),
-        "{said}"
-    );
 
-    // status: one session by its address; one run key.
-    let status = ok(dir, &["status", &pilot_short], &[]);
-    assert!(
-        status.contains(&pilot_addr) && !status.contains(&main_addr),
-        "{status}"
+    // status: one session by its address; one run key; all.
+    let status = c.ok(&["status", &pilot_short], &[], &[]);
+    c.shows("status pilot/…", &status, &[&pilot_addr], &[&main_addr]);
+    let status = c.ok(&["status", "--run-key", "main"], &[], &[]);
+    c.shows(
+        "status --run-key main",
+        &status,
+        &[&main_addr],
+        &[&pilot_addr],
     );
-    let status = ok(dir, &["status", "--run-key", "main"], &[]);
-    assert!(
-        status.contains(&main_addr) && !status.contains(&pilot_addr),
-        "{status}"
-    );
-    let status = ok(dir, &["status"], &[]);
-    assert!(
-        status.contains(&main_addr) && status.contains(&pilot_addr),
-        "{status}"
-    );
-    let ls = ok(dir, &["ls"], &[]);
-    assert!(ls.contains(&main_addr) && ls.contains(&pilot_addr), "{ls}");
+    c.ok(&["status"], &[], &[&main_addr, &pilot_addr]);
+    c.ok(&["ls"], &[], &[&main_addr, &pilot_addr]);
 
     // show: the address, and commands that work as printed.
-    let show = ok(dir, &["show", &pilot_short], &[]);
-    assert!(
-        show.contains(&format!("session      {pilot_addr}")),
-        "{show}"
+    let show = c.ok(
+        &["show", &pilot_short],
+        &[],
+        &[
+            &format!("session      {pilot_addr}"),
+            &format!("directory    runs/pilot/sessions/{fp16}"),
+        ],
     );
-    assert!(
-        show.contains(&format!("directory    runs/pilot/sessions/{fp16}")),
-        "{show}"
+    let sync = suggested(&show, "offline (");
+    c.check(
+        sync.as_deref() == Some(&["w2c".into(), "sync".into(), pilot_addr.clone()][..]),
+        || format!("show should suggest `w2c sync {pilot_addr}`: {sync:?}"),
     );
-    let sync_hint = suggested(&show, "offline (");
-    assert_eq!(sync_hint, ["w2c", "sync", pilot_addr.as_str()]);
-    let show = ok(dir, &["show", fp8], &[("W2C_RUN_KEY", "main")]);
-    assert!(
-        show.contains(&format!("session      {main_addr}")),
-        "{show}"
+    c.ok(
+        &["show", fp8],
+        &[("W2C_RUN_KEY", "main")],
+        &[&format!("session      {main_addr}")],
     );
 
-    // verify: address, prefix with a run key, directory.
+    // verify: address, prefix with a run key, directory, --all of one key.
     for (cmd, env) in [
-        (vec!["verify", main_short.as_str(), "--local-only"], vec![]),
-        (
-            vec!["verify", fp8, "--local-only"],
-            vec![("W2C_RUN_KEY", "pilot")],
-        ),
-        (
-            vec!["verify", pilot.to_str().unwrap(), "--local-only"],
-            vec![],
-        ),
+        (vec!["verify", main_short.as_str(), "--local-only"], &[][..]),
+        (vec!["verify", fp8, "--local-only"], &pilot_env),
+        (vec!["verify", pilot_dir, "--local-only"], &[]),
         (
             vec!["verify", "--all", "--run-key", "pilot", "--local-only"],
-            vec![],
+            &[],
         ),
     ] {
-        let said = ok(dir, &cmd, &env);
-        assert!(said.contains("1 session"), "w2c {cmd:?}: {said}");
+        c.ok(&cmd, env, &["verify: 1 session"]);
     }
 
     // report and compare: addresses, directories, --run-key.
-    let report = ok(dir, &["report", &main_short, pilot.to_str().unwrap()], &[]);
-    assert!(
-        report.contains(&main_addr) && report.contains(&pilot_addr),
-        "{report}"
+    c.ok(
+        &["report", &main_short, pilot_dir],
+        &[],
+        &[&main_addr, &pilot_addr],
     );
-    let report = ok(dir, &["report", "--run-key", "pilot"], &[]);
-    assert!(
-        report.contains(&pilot_addr) && !report.contains(&main_addr),
-        "{report}"
+    let report = c.ok(&["report", "--run-key", "pilot"], &[], &[]);
+    c.shows(
+        "report --run-key pilot",
+        &report,
+        &[&pilot_addr],
+        &[&main_addr],
     );
-    let report = ok(dir, &["report", fp8, "--run-key", "main"], &[]);
-    assert!(
-        report.contains(&main_addr) && !report.contains(&pilot_addr),
-        "{report}"
+    let report = c.ok(&["report", fp8, "--run-key", "main"], &[], &[]);
+    c.shows(
+        "report <prefix> --run-key main",
+        &report,
+        &[&main_addr],
+        &[&pilot_addr],
     );
-    for cmd in [
-        vec!["compare", main_short.as_str(), pilot_short.as_str()],
-        vec!["compare", main.to_str().unwrap(), pilot.to_str().unwrap()],
-    ] {
-        let said = ok(dir, &cmd, &[]);
-        assert!(said.contains("mcq"), "w2c {cmd:?}: {said}");
-    }
+    c.ok(&["compare", &main_short, &pilot_short], &[], &["mcq"]);
+    c.ok(&["compare", main_dir, pilot_dir], &[], &["mcq"]);
 
     // config check names the session the run key gives, and the other.
-    let check = ok(
-        dir,
+    c.ok(
         &["config", "check", cfg_arg],
         &[("W2C_RUN_KEY", "main")],
+        &[&format!("session: {main_addr}\n"), &pilot_addr],
     );
-    assert!(
-        check.contains(&format!("session: {main_addr}\n")),
-        "{check}"
-    );
-    assert!(check.contains(&pilot_addr), "{check}");
 
     // plan prints the address with the whole fingerprint.
     let out = w2c_env(
@@ -321,10 +324,10 @@ fn two_run_keys_every_command_reaches_each_session_by_its_address() {
         &["plan", "--run-key", "main", "--config", cfg_arg],
         &[],
     );
-    assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        format!("main/{fp}")
+    let printed = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    c.check(
+        out.status.success() && printed == format!("main/{fp}"),
+        || format!("plan should print main/{fp}: {}", text(&out)),
     );
 
     // sync: to a real MLflow server, by address; the other stays offline.
@@ -334,23 +337,29 @@ fn two_run_keys_every_command_reaches_each_session_by_its_address() {
         ("MLFLOW_TRACKING_URI", uri),
         ("MLFLOW_EXPERIMENT_NAME", &exp),
     ];
-    let synced = ok(dir, &["sync", &pilot_short], &env);
-    assert!(
-        synced.contains(&format!("synced session {pilot_addr}")),
-        "{synced}"
+    let mode = |s: &Path| read_json(&s.join("mlflow_ids.json"))["mode"].clone();
+    c.ok(
+        &["sync", &pilot_short],
+        &env,
+        &[&format!("synced session {pilot_addr}")],
     );
-    let ids = |s: &PathBuf| read_json(&s.join("mlflow_ids.json"))["mode"].clone();
-    assert_eq!(ids(&pilot), "online");
-    assert_eq!(ids(&main), "offline");
-    let synced = ok(
-        dir,
+    c.check(mode(&pilot) == "online" && mode(&main) == "offline", || {
+        format!("sync pilot/…: pilot {}, main {}", mode(&pilot), mode(&main))
+    });
+    c.ok(
         &["sync", fp8],
         &[env[0], env[1], ("W2C_RUN_KEY", "main")],
+        &[&format!("synced session {main_addr}")],
     );
+    c.check(mode(&main) == "online", || {
+        format!("sync main: {}", mode(&main))
+    });
+    c.ok(&["verify", &pilot_short], &[], &["verify: 1 session"]);
+
     assert!(
-        synced.contains(&format!("synced session {main_addr}")),
-        "{synced}"
+        c.failed.is_empty(),
+        "{} checks failed:\n\n{}",
+        c.failed.len(),
+        c.failed.join("\n\n")
     );
-    assert_eq!(ids(&main), "online");
-    ok(dir, &["verify", &pilot_short], &[]);
 }
