@@ -729,11 +729,7 @@ pub(super) fn show(ShowArgs { session }: ShowArgs) -> Result<i32> {
     let m = &found.manifest;
     let here = crate::command_hint::Here::current();
     let command = |verb: &str| crate::command_hint::for_session(verb, &found.dir, &here);
-    println!(
-        "session      {}  (`{}` continues it)",
-        found.address(),
-        command("resume")
-    );
+    println!("session      {}", found.address());
     println!("directory    {}", found.dir.display());
     println!("run key      {}", m.run_key);
     println!("fingerprint: {}", m.fingerprint);
