@@ -1,7 +1,10 @@
-//! The `w2c` commands that messages suggest (`w2c resume <fp>`, `w2c sync
-//! <fp>`), written so that they work from where the user stands: a session
-//! whose runs directory is not the one a command would search by default
-//! (`W2C_RUNS_DIR`, else `./runs`) gets an explicit `--runs-dir`.
+//! The `w2c` commands that messages suggest (`w2c resume <address>`, `w2c
+//! sync <address>`), written so that they work from where the user stands
+//! and keep working: a session is named by its address (`RUN_KEY/FP16`,
+//! [`crate::store::address::display`]), which no later session can make
+//! ambiguous, and a session whose runs directory is not the one a command
+//! would search by default (`W2C_RUNS_DIR`, else `./runs`) gets an explicit
+//! `--runs-dir`.
 
 use std::path::{Path, PathBuf};
 
@@ -40,10 +43,11 @@ pub fn runs_dir_of(session_dir: &Path) -> Option<&Path> {
     session_dir.parent()?.parent()?.parent()
 }
 
-/// `w2c <verb> <fingerprint>`, with `--runs-dir` when `runs_dir` is not
-/// where the command would look from `here`.
-pub fn session_command(verb: &str, fingerprint: &str, runs_dir: &Path, here: &Here) -> String {
-    let base = format!("w2c {verb} {fingerprint}");
+/// `w2c <verb> <sessions>` (one or more session addresses), with
+/// `--runs-dir` when `runs_dir` is not where the command would look from
+/// `here`.
+pub fn session_command(verb: &str, sessions: &str, runs_dir: &Path, here: &Here) -> String {
+    let base = format!("w2c {verb} {sessions}");
     let absolute = here.cwd.join(runs_dir);
     if same_dir(&absolute, &here.default_runs_dir()) {
         return base;
@@ -53,6 +57,29 @@ pub fn session_command(verb: &str, fingerprint: &str, runs_dir: &Path, here: &He
         _ => std::fs::canonicalize(&absolute).unwrap_or(absolute),
     };
     format!("{base} --runs-dir {}", shell_word(&shown.to_string_lossy()))
+}
+
+/// `w2c <verb> <address>` for the session in `session_dir`
+/// (`<runs>/<RUN_KEY>/sessions/<FP16>`), as it works from `here`.
+pub fn for_session(verb: &str, session_dir: &Path, here: &Here) -> String {
+    match (
+        crate::store::address::of_dir(session_dir),
+        runs_dir_of(session_dir),
+    ) {
+        (Some(address), Some(runs)) => session_command(verb, &address, runs, here),
+        // A directory outside the layout is named by its path.
+        _ => format!("w2c {verb} {}", shell_word(&session_dir.to_string_lossy())),
+    }
+}
+
+/// The command that continues the session in `session_dir`: `w2c resume
+/// <address>`, with `--shard I/N` for a shard's process.
+pub fn resume(session_dir: &Path, shard: Option<crate::shard::Shard>, here: &Here) -> String {
+    let resume = for_session("resume", session_dir, here);
+    match shard {
+        Some(shard) => format!("{resume} --shard {shard}"),
+        None => resume,
+    }
 }
 
 fn same_dir(a: &Path, b: &Path) -> bool {
@@ -129,6 +156,28 @@ mod tests {
         assert_eq!(
             session_command("resume", "abcd", &env, &h),
             "w2c resume abcd"
+        );
+    }
+
+    #[test]
+    fn a_session_is_named_by_its_address() {
+        let tmp = tempfile::tempdir().unwrap();
+        let session = tmp.path().join("runs/main/sessions/583c6056b2452be2");
+        std::fs::create_dir_all(&session).unwrap();
+        let h = here(tmp.path(), None);
+        assert_eq!(
+            for_session("resume", &session, &h),
+            "w2c resume main/583c6056b2452be2"
+        );
+        let h = here(&tmp.path().join("runs"), None);
+        assert_eq!(
+            for_session("finalize", &session, &h),
+            format!(
+                "w2c finalize main/583c6056b2452be2 --runs-dir {}",
+                std::fs::canonicalize(tmp.path().join("runs"))
+                    .unwrap()
+                    .display()
+            )
         );
     }
 

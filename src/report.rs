@@ -265,6 +265,15 @@ pub fn estimate_table(estimates: &[crate::runner::estimate::StreamEstimate]) -> 
         ],
         &rows,
     );
+    out.push_str(&estimate_totals(estimates));
+    out
+}
+
+/// One line per model of `estimates`: its requests, prompt tokens,
+/// completion tokens at most and cost bound, summed over its namespaces
+/// (and a campaign's sessions).
+pub fn estimate_totals(estimates: &[crate::runner::estimate::StreamEstimate]) -> String {
+    let mut out = String::new();
     let mut models: Vec<&str> = estimates.iter().map(|e| e.model.as_str()).collect();
     models.dedup();
     models.sort_unstable();
@@ -296,20 +305,8 @@ pub fn estimate_table(estimates: &[crate::runner::estimate::StreamEstimate]) -> 
 /// One-line status of a finished run; the command it suggests works from
 /// `here` (see [`crate::command_hint`]).
 pub fn run_status_line(report: &RunReport, here: &crate::command_hint::Here) -> String {
-    let command = |verb: &str| {
-        let runs = crate::command_hint::runs_dir_of(&report.session_dir)
-            .unwrap_or(std::path::Path::new("runs"));
-        crate::command_hint::session_command(
-            verb,
-            crate::fingerprint::short(&report.fingerprint),
-            runs,
-            here,
-        )
-    };
-    let resume = || match report.shard {
-        Some(shard) => format!("{} --shard {shard}", command("resume")),
-        None => command("resume"),
-    };
+    let command = |verb: &str| crate::command_hint::for_session(verb, &report.session_dir, here);
+    let resume = || crate::command_hint::resume(&report.session_dir, report.shard, here);
     if report.finalizing && report.status != RunStatus::Complete {
         return format!(
             "not finalized: some items have no result yet (the notes say which shards lack them); rerun those shards, then `{}`",
@@ -317,13 +314,19 @@ pub fn run_status_line(report: &RunReport, here: &crate::command_hint::Here) -> 
         );
     }
     match report.status {
-        RunStatus::Complete => match report.shard {
-            Some(shard) => format!(
-                "complete: shard {shard} of session {}",
-                report.session_dir.display()
-            ),
-            None => format!("complete: session {}", report.session_dir.display()),
-        },
+        RunStatus::Complete => {
+            let address = crate::store::address::display(&report.run_key, &report.fingerprint);
+            match report.shard {
+                Some(shard) => format!(
+                    "complete: shard {shard} of session {address} at {}",
+                    report.session_dir.display()
+                ),
+                None => format!(
+                    "complete: session {address} at {}",
+                    report.session_dir.display()
+                ),
+            }
+        }
         RunStatus::Incomplete => format!(
             "incomplete: some items failed after their retries; run `{}` to retry them",
             resume()
@@ -460,11 +463,7 @@ pub fn status_table(rows: &[StatusRow], unreadable: &[UnreadableSession]) -> Str
         .map(|r| {
             let m = &r.session.manifest;
             vec![
-                format!(
-                    "{}/{}",
-                    m.run_key,
-                    crate::fingerprint::short(&m.fingerprint)
-                ),
+                r.session.address(),
                 r.state(),
                 session_model(m).to_string(),
                 tracking_state(&r.session.dir),
@@ -511,7 +510,7 @@ pub fn ls_listing(rows: &[StatusRow], unreadable: &[UnreadableSession]) -> Strin
         let _ = writeln!(
             out,
             "  {}  {}  {}  {} examples  created {}",
-            crate::fingerprint::short(&m.fingerprint),
+            r.session.address(),
             r.state(),
             session_model(m),
             m.n_examples,
@@ -531,13 +530,14 @@ fn unreadable_lines(unreadable: &[UnreadableSession], out: &mut String) {
     for u in unreadable {
         let _ = writeln!(
             out,
-            "{}/{}  UNREADABLE: {} (`w2c verify` reports it)",
+            "{}/{}  UNREADABLE: {} (`w2c verify {}` reports it)",
             u.run_key,
             u.dir
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
-            u.error
+            u.error,
+            crate::store::address::of_dir(&u.dir).unwrap_or_else(|| u.dir.display().to_string())
         );
     }
 }
@@ -689,11 +689,7 @@ pub struct ReportEntry {
 
 /// The finished namespaces (with a `_DONE.json` and `metrics.json`) of a session.
 pub fn collect(found: &FoundSession) -> Vec<ReportEntry> {
-    let session = format!(
-        "{}/{}",
-        found.manifest.run_key,
-        crate::fingerprint::short(&found.manifest.fingerprint)
-    );
+    let session = found.address();
     let model = found.manifest.fingerprint_payload["target"]["model"]
         .as_str()
         .unwrap_or("?")

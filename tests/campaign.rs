@@ -134,6 +134,19 @@ fn a_campaign_shares_the_endpoint_survives_a_kill_and_matches_separate_runs() {
     for m in models {
         assert!(stdout.contains(&format!("== {m}")), "{stdout}");
     }
+    // The comparison it suggests names the sessions by address and runs.
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("compare the models:"))
+        .unwrap_or_else(|| panic!("no compare command in {stdout}"));
+    let compare: Vec<&str> = line.split('`').nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(compare[..2], ["w2c", "compare"]);
+    for (address, m) in compare[2..].iter().zip(models) {
+        let dir = session_of(&ws.runs(), "acme", m);
+        let fp16 = dir.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(*address, format!("acme/{fp16}"));
+    }
+    w2c(ws.path()).args(&compare[1..]).assert().success();
     // The three sessions shared one limit of CONCURRENCY requests.
     let max = server.stats()["max_in_flight"].as_u64().unwrap();
     assert!(max <= CONCURRENCY, "{max} requests in flight at once");
@@ -206,12 +219,91 @@ fn a_campaign_shares_the_endpoint_survives_a_kill_and_matches_separate_runs() {
     assert_eq!(server.stats()["requests"].as_u64().unwrap(), calls as u64);
 }
 
+/// What `w2c config check` says of each target of a campaign: (model,
+/// fingerprint, session address), in its order.
+fn checked_sessions(ws: &Workspace, cfg: &Path) -> Vec<(String, String, String)> {
+    let out = w2c(ws.path())
+        .args(["config", "check"])
+        .arg(cfg)
+        .output()
+        .expect("config check");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |block: &str, key: &str| {
+        block
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no `{key}` in {block}"))
+            .trim()
+            .to_string()
+    };
+    let blocks: Vec<&str> = text.split("\n== ").skip(1).collect();
+    for b in &blocks {
+        // Each target's plan and estimate, as for one model.
+        assert!(b.contains("plan (prompt tokens"), "{b}");
+        let model = b.lines().next().unwrap();
+        assert!(
+            b.lines()
+                .any(|l| l.starts_with("mcq ") && l.contains(model)),
+            "{b}"
+        );
+        assert!(b.contains(&format!("{model}: ")), "{b}");
+    }
+    assert!(text.contains("campaign total"), "{text}");
+    blocks
+        .iter()
+        .map(|b| {
+            (
+                b.lines().next().unwrap().to_string(),
+                field(b, "fingerprint: "),
+                field(b, "session: "),
+            )
+        })
+        .collect()
+}
+
+/// README's campaign example passes `w2c config check`, which gives each
+/// target its own session (address in the campaign's run key), plan and
+/// cost, and the campaign's totals.
+#[test]
+fn readme_campaign_example_checks_with_a_session_plan_and_cost_per_target() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let section = &readme[readme.find("## Compare models").expect("Compare models")..];
+    let start = section.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let toml = &section[start..start + section[start..].find("```").expect("end")];
+    assert!(toml.contains("[[targets]]"), "{toml}");
+    let ws = Workspace::new();
+    let cfg = ws.write(
+        "acme.toml",
+        &toml.replace(
+            "data/when2call_test_llm_judge.jsonl",
+            &shared_dataset().display().to_string(),
+        ),
+    );
+    let sessions = checked_sessions(&ws, &cfg);
+    let models: Vec<&str> = sessions.iter().map(|(m, _, _)| m.as_str()).collect();
+    assert_eq!(models, ["acme-small", "acme-large"]);
+    for (_, fp, address) in &sessions {
+        assert_eq!(fp.len(), 64);
+        assert_eq!(*address, format!("acme/{}", &fp[..16]));
+    }
+    assert_ne!(sessions[0].1, sessions[1].1);
+}
+
 #[test]
 fn a_campaign_runs_in_shards_and_matches_separate_runs() {
     let server = MockServer::start(&[], &[]);
     let models = ["acme-small", "acme-large"];
     let ws = Workspace::new();
     let cfg = campaign_config(&ws, &server.url, &models);
+    // Checked before it runs: the sessions `config check` names are the
+    // ones the run creates.
+    let checked = checked_sessions(&ws, &cfg);
     // Two shard processes at once, as two array tasks would run them: each
     // runs its share of every target's session; the last to finish a
     // namespace finalizes it.
@@ -242,6 +334,20 @@ fn a_campaign_runs_in_shards_and_matches_separate_runs() {
             .success();
         let b = session_of(&separate.runs(), "one", m);
         assert_eq!(a.file_name(), b.file_name(), "{m}");
+        let (model, fp, address) = checked
+            .iter()
+            .find(|(model, _, _)| model == m)
+            .unwrap_or_else(|| panic!("config check names no session for {m}"));
+        assert_eq!(
+            read_json(&a.join("manifest.json"))["fingerprint"],
+            *fp,
+            "{model}"
+        );
+        assert_eq!(
+            *address,
+            format!("acme/{}", a.file_name().unwrap().to_string_lossy()),
+            "{model}"
+        );
         for ns in ["mcq", "llm_judge"] {
             assert_eq!(metrics(&a, ns), metrics(&b, ns), "{m} {ns}");
         }

@@ -136,9 +136,9 @@ fn config_check(ws: &Workspace, toml: &Path) {
     );
 }
 
-#[test]
-fn deployment_files_keep_their_invariants_and_configs_check() {
-    let ws = Workspace::new();
+/// `tests/support/check_deploy.py`: checks the invariants; writes the
+/// embedded configs and the finalize Job's command into `ws`.
+fn check_deploy(ws: &Workspace) {
     let out = Command::new("python3")
         .arg(common::support("check_deploy.py"))
         .arg(repo())
@@ -152,6 +152,86 @@ fn deployment_files_keep_their_invariants_and_configs_check() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The finalize Job's command, run as the Job runs it (`/bin/sh -c`, `w2c`
+/// on PATH, W2C_RUNS_DIR the runs volume) after the Indexed Job's pods,
+/// finds the session they ran although the volume also holds the same
+/// config under another run key.
+#[test]
+fn the_finalize_job_finds_its_session_beside_the_same_config_under_another_run_key() {
+    let ws = Workspace::new();
+    check_deploy(&ws);
+    // The ConfigMap's config on the sample dataset, its provider on a
+    // mock server (as each pod's sidecar would serve it).
+    let text = std::fs::read_to_string(ws.path().join("k8s.toml"))
+        .expect("k8s.toml")
+        .replace(
+            "/data/when2call_test_llm_judge.jsonl",
+            &common::sample_dataset().display().to_string(),
+        );
+    let toml = ws.write("eval.toml", &text);
+    let server = common::MockServer::start(&[], &[]);
+    let runs = ws.path().join("volume");
+    let env = |cmd: &mut assert_cmd::Command| {
+        cmd.env("W2C_RUNS_DIR", &runs)
+            .env("W2C_BASE_URLS_LOCAL", format!("{}/v1", server.url));
+    };
+    let mut other = w2c(ws.path());
+    other
+        .args(["run", "--run-key", "another", "--config"])
+        .arg(&toml);
+    env(&mut other);
+    other.assert().success();
+    // The Indexed Job's pods: `w2c run --config ... --shards 4`, index
+    // from JOB_COMPLETION_INDEX.
+    for index in 0..4 {
+        let mut pod = w2c(ws.path());
+        pod.args(["run", "--config"])
+            .arg(&toml)
+            .args(["--shards", "4"])
+            .env("JOB_COMPLETION_INDEX", index.to_string());
+        env(&mut pod);
+        pod.assert().success();
+    }
+    let job = std::fs::read_to_string(ws.path().join("finalize-job.sh"))
+        .expect("finalize-job.sh")
+        .replace("/config/eval.toml", &toml.display().to_string());
+    let bin = assert_cmd::cargo::cargo_bin("w2c");
+    let path = format!(
+        "{}:{}",
+        bin.parent().expect("bin dir").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("/bin/sh")
+        .args(["-c", &job])
+        .current_dir(ws.path())
+        .env("PATH", path)
+        .env("W2C_RUNS_DIR", &runs)
+        .env_remove("W2C_RUN_KEY")
+        .env_remove("MLFLOW_TRACKING_URI")
+        .output()
+        .expect("sh");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "the finalize Job failed: {said}");
+    let session = common::only_session(&runs, "when2call-k8s");
+    let fp16 = session.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        said.contains(&format!("complete: session when2call-k8s/{fp16}")),
+        "{said}"
+    );
+    // Its status is that session's alone.
+    assert!(!said.contains(&format!("another/{fp16}")), "{said}");
+}
+
+#[test]
+fn deployment_files_keep_their_invariants_and_configs_check() {
+    let ws = Workspace::new();
+    check_deploy(&ws);
     config_check(&ws, &ws.path().join("k8s.toml"));
     config_check(&ws, &repo().join("deploy/compose/eval.toml"));
     for script in ["w2c-shard.sbatch", "w2c-finalize.sbatch", "submit.sh"] {

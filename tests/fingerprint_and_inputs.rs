@@ -269,7 +269,7 @@ fn bad_inputs_fail_clearly() {
 
     let out = w2c(ws.path()).args(["resume", "zz"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not a fingerprint"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`zz` is not a session"));
 
     let out = w2c(ws.path()).args(["run", "--bogus"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));

@@ -570,7 +570,7 @@ fn finalize_says_which_shards_lack_items_then_finishes_the_session() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains(&format!("w2c finalize {}", &fp[..16])),
+        stdout.contains(&format!("w2c finalize k/{}", &fp[..16])),
         "{stdout}"
     );
     // A shard of another count is refused; a single resubmitted Slurm

@@ -4,12 +4,15 @@
 //! (each task starts its own `w2c mock-server` as the node's model server
 //! and runs its shard; the user's extra sbatch arguments go to the array
 //! only) and the dependent finalize job; the result is that of an unsharded
-//! run. Then a running task is `scontrol requeue`d, as a preemption does:
-//! w2c pauses on Slurm's SIGTERM and leaves a run-log line, the task runs
-//! again (its log appended to), resumes its slice repeating at most the
-//! request that was in flight and, being the last, finalizes the session.
-//! Arrays that cannot be shards (`--array=0-6:2`, `--array=2`) are refused
-//! before the model server starts.
+//! run. The runs directory already holds that unsharded run of the same
+//! config under another run key: the recipe names its session by the
+//! address `w2c plan` prints (`RUN_KEY/FINGERPRINT`, here with a generated
+//! run key), never by a fingerprint both share. Then a running task is
+//! `scontrol requeue`d, as a preemption does: w2c pauses on Slurm's SIGTERM
+//! and leaves a run-log line, the task runs again (its log appended to),
+//! resumes its slice repeating at most the request that was in flight and,
+//! being the last, finalizes the session. Arrays that cannot be shards
+//! (`--array=0-6:2`, `--array=2`) are refused before the model server starts.
 
 mod common;
 
@@ -150,7 +153,6 @@ fn job_env(cmd: &mut Command, ws: &Workspace, server: &str, port: u16) {
     let bin = assert_cmd::cargo::cargo_bin("w2c");
     cmd.current_dir(ws.path())
         .env("W2C_BIN", &bin)
-        .env("W2C_RUN_KEY", "k")
         .env("W2C_RUNS_DIR", ws.runs())
         .env("W2C_PROVIDER", "mock")
         .env("W2C_SERVER_PORT", port.to_string())
@@ -226,7 +228,9 @@ fn submitted(sbatch: &mut Command) -> String {
         .to_string()
 }
 
-fn unsharded(ws: &Workspace, session: &Path) -> PathBuf {
+/// The config run unsharded under run key `u` (before the recipe: the
+/// same session under another run key).
+fn unsharded(ws: &Workspace) -> PathBuf {
     let server = common::MockServer::start(&[], &[]);
     let cfg = config(ws);
     let out = w2c(ws.path())
@@ -240,22 +244,25 @@ fn unsharded(ws: &Workspace, session: &Path) -> PathBuf {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let plain = common::only_session(&ws.runs(), "u");
+    common::only_session(&ws.runs(), "u")
+}
+
+/// The sharded session's metrics and predictions are the unsharded one's.
+fn assert_same(session: &Path, plain: &Path) {
     for ns in ["mcq", "llm_judge"] {
         let m = |s: &Path| read_json(&s.join("artifacts_local").join(ns).join("metrics.json"));
-        assert_eq!(m(session), m(&plain), "{ns}: metrics");
+        assert_eq!(m(session), m(plain), "{ns}: metrics");
         let p = |s: &Path| {
             std::fs::read(s.join("artifacts_local").join(ns).join("predictions.jsonl"))
                 .expect("predictions")
         };
-        assert_eq!(p(session), p(&plain), "{ns}: predictions");
+        assert_eq!(p(session), p(plain), "{ns}: predictions");
     }
-    plain
 }
 
-fn verify_clean(ws: &Workspace, fp: &str) {
+fn verify_clean(ws: &Workspace, address: &str) {
     let out = w2c(ws.path())
-        .args(["verify", &fp[..16], "--run-key", "k", "--deep"])
+        .args(["verify", address, "--deep"])
         .output()
         .expect("verify");
     assert!(
@@ -273,9 +280,11 @@ fn log_of(ws: &Workspace, name: &str) -> String {
 fn slurm_array_runs_the_shards_and_a_requeued_task_resumes_its_slice() {
     let _cluster = Cluster::start();
 
-    // 1. deploy/slurm/submit.sh: plan, --array=0-3, finalize after it.
+    // 1. deploy/slurm/submit.sh: plan, --array=0-3, finalize after it, with
+    // the same config already run under run key `u`.
     let ws = Workspace::new();
     let cfg = config(&ws);
+    let plain = unsharded(&ws);
     let port = free_ports();
     let mut cmd = Command::new(repo().join("deploy/slurm/submit.sh"));
     // The user's extra arguments (here a time limit and a marker, with the
@@ -298,11 +307,10 @@ fn slurm_array_runs_the_shards_and_a_requeued_task_resumes_its_slice() {
             .unwrap_or_else(|| panic!("{k} in {line:?}"))
             .to_string()
     };
-    let (fp, array, finalize) = (
-        field("fingerprint"),
-        field("array_job"),
-        field("finalize_job"),
-    );
+    let (address, array, finalize) = (field("session"), field("array_job"), field("finalize_job"));
+    // A generated run key, and the whole fingerprint.
+    let (key, fp) = address.split_once('/').expect("RUN_KEY/FINGERPRINT");
+    assert!(key.starts_with("run-") && fp.len() == 64, "{address}");
     wait_jobs(&[&array, &finalize], Duration::from_secs(180));
     for task in 0..4 {
         let log = log_of(&ws, &format!("w2c-shard-{array}_{task}.log"));
@@ -332,7 +340,7 @@ fn slurm_array_runs_the_shards_and_a_requeued_task_resumes_its_slice() {
         !fin_job.contains("w2c-array-only") && !fin_job.contains("TimeLimit=00:30:00"),
         "the finalize job got the array's arguments: {fin_job}"
     );
-    let session = common::only_session(&ws.runs(), "k");
+    let session = common::only_session(&ws.runs(), key);
     for ns in ["mcq", "llm_judge.target", "llm_judge"] {
         assert!(
             session
@@ -351,22 +359,27 @@ fn slurm_array_runs_the_shards_and_a_requeued_task_resumes_its_slice() {
         assert_eq!(by, 1, "{ns} finalized once, by the last task");
     }
     let fin = log_of(&ws, &format!("w2c-finalize-{finalize}.log"));
-    assert!(fin.contains("complete"), "{fin}");
-    unsharded(&ws, &session);
-    verify_clean(&ws, &fp);
+    assert!(
+        fin.contains(&format!("complete: session {key}/{}", &fp[..16])),
+        "{fin}"
+    );
+    assert_same(&session, &plain);
+    verify_clean(&ws, &address);
 
     // 2. Task 2 (slow) requeued while it runs, as a preemption does.
     stop_times_fit();
     let ws = Workspace::new();
     let cfg = config(&ws);
+    let plain = unsharded(&ws);
     let port = free_ports();
     let fp = common::plan(&ws, &cfg, 4, &[]);
+    let address = format!("k/{fp}");
     let mut sbatch = Command::new("sbatch");
     sbatch
         .args(["--parsable", "--array=0-3"])
         .args(SMALL_TASK)
         .arg(repo().join("deploy/slurm/w2c-shard.sbatch"))
-        .arg(&fp);
+        .arg(&address);
     job_env(
         &mut sbatch,
         &ws,
@@ -427,7 +440,7 @@ fn slurm_array_runs_the_shards_and_a_requeued_task_resumes_its_slice() {
             .args(["--parsable", array_arg])
             .args(SMALL_TASK)
             .arg(repo().join("deploy/slurm/w2c-shard.sbatch"))
-            .arg(&fp);
+            .arg(&address);
         job_env(&mut sbatch, &ws, "--port $PORT", port);
         let marker = ws.path().join("server-started");
         let bin = assert_cmd::cargo::cargo_bin("w2c");
@@ -450,6 +463,6 @@ fn slurm_array_runs_the_shards_and_a_requeued_task_resumes_its_slice() {
             "{array_arg}: the model server was started: {log}"
         );
     }
-    unsharded(&ws, &session);
-    verify_clean(&ws, &fp);
+    assert_same(&session, &plain);
+    verify_clean(&ws, &address);
 }

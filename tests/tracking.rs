@@ -968,6 +968,72 @@ fn sync_uses_the_server_recorded_in_the_session() {
     assert_eq!(runs_of(&q).len(), 2);
 }
 
+/// The same config under two run keys is one fingerprint twice: `sync`
+/// takes each by its address (or a prefix under W2C_RUN_KEY), sends that
+/// one alone, and MLflow holds one parent per run key.
+#[test]
+fn sync_takes_a_session_by_its_address_beside_the_same_config_under_another_run_key() {
+    let uri = MlflowServer::shared();
+    let exp = experiment("address");
+    let ws = Workspace::new();
+    let cfg = ws.config(
+        "eval.toml",
+        &Opts {
+            n_per_label: Some(2),
+            ..Opts::default()
+        },
+    );
+    for key in ["pilot", "main"] {
+        w2c(ws.path())
+            .args(["run", "--run-key", key, "--config"])
+            .arg(&cfg)
+            .assert()
+            .success();
+    }
+    let (pilot, main) = (
+        only_session(&ws.runs(), "pilot"),
+        only_session(&ws.runs(), "main"),
+    );
+    let fp = session_fingerprint(&main);
+    let mode = |s: &Path| read_json(&s.join("mlflow_ids.json"))["mode"].clone();
+    let sync = |args: &[&str], env: &[(&str, &str)]| {
+        let mut c = tracked(ws.path(), uri, &exp);
+        c.args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().expect("sync");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let said = sync(&["sync", &format!("pilot/{}", &fp[..8])], &[]);
+    assert!(
+        said.contains(&format!("synced session pilot/{}", &fp[..16])),
+        "{said}"
+    );
+    assert_eq!(
+        (mode(&pilot), mode(&main)),
+        ("online".into(), "offline".into())
+    );
+    let said = sync(&["sync", &fp[..8]], &[("W2C_RUN_KEY", "main")]);
+    assert!(
+        said.contains(&format!("synced session main/{}", &fp[..16])),
+        "{said}"
+    );
+    assert_eq!(mode(&main), "online");
+    let q = query(uri, &exp, false, &[]);
+    let mut keys: Vec<Value> = parents(&q, &fp)
+        .iter()
+        .map(|r| r["tags"]["w2c.run_key"].clone())
+        .collect();
+    keys.sort_by_key(|k| k.to_string());
+    assert_eq!(keys, ["main", "pilot"], "{:#?}", runs_of(&q));
+}
+
 #[test]
 fn a_key_echoed_by_the_model_server_never_reaches_mlflow() {
     const KEY: &str = "sk-canary-mlflow-93ab71";

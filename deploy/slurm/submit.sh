@@ -11,19 +11,23 @@
 # QOS) goes in sbatch's own variables, which both submissions read:
 # SBATCH_ACCOUNT, SBATCH_PARTITION, SBATCH_QOS.
 #
-# Prints `fingerprint=... array_job=... finalize_job=...` on stdout. The
-# environment (W2C_RUNS_DIR, MLFLOW_TRACKING_URI, W2C_SERVER_CMD, ...) is
-# exported to the jobs, as sbatch does by default. W2C_BIN is the w2c
-# binary the jobs and this script run (default: `w2c` on the PATH).
+# Prints `session=RUN_KEY/FINGERPRINT array_job=... finalize_job=...` on
+# stdout: the jobs name the session by that address (the run key is
+# W2C_RUN_KEY's, the config's `run.run_key`, or the one `w2c plan`
+# generated), so the same config under another run key in the runs
+# directory is never taken for it. The environment (W2C_RUNS_DIR,
+# MLFLOW_TRACKING_URI, W2C_SERVER_CMD, ...) is exported to the jobs, as
+# sbatch does by default. W2C_BIN is the w2c binary the jobs and this
+# script run (default: `w2c` on the PATH).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 config=${1:?usage: submit.sh CONFIG SHARDS [sbatch args...]}
 shards=${2:?usage: submit.sh CONFIG SHARDS [sbatch args...]}
 shift 2
 W2C=${W2C_BIN:-w2c}
-fp=$("$W2C" plan --config "$config" --shards "$shards")
-array=$(sbatch --parsable --array=0-$((shards - 1)) "$@" "$here/w2c-shard.sbatch" "$fp")
+session=$("$W2C" plan --config "$config" --shards "$shards")
+array=$(sbatch --parsable --array=0-$((shards - 1)) "$@" "$here/w2c-shard.sbatch" "$session")
 array=${array%%;*}
-final=$(sbatch --parsable --dependency=afterany:"$array" "$here/w2c-finalize.sbatch" "$fp")
+final=$(sbatch --parsable --dependency=afterany:"$array" "$here/w2c-finalize.sbatch" "$session")
 final=${final%%;*}
-echo "fingerprint=$fp array_job=$array finalize_job=$final"
+echo "session=$session array_job=$array finalize_job=$final"

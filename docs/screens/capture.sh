@@ -60,7 +60,7 @@ send "clear; w2c status"
 sleep 1
 capture status-interrupted.txt
 fp=$(ls runs/tour/sessions | head -n1)
-send "clear; w2c resume ${fp:0:8} 2>/dev/null"
+send "clear; w2c resume tour/${fp:0:8} 2>/dev/null"
 wait_for "^complete"
 capture run-summary.txt
 # Edit one stored prediction, as a careless script would.
@@ -72,6 +72,6 @@ rows = [json.loads(l) for l in open(p)]
 rows[0]["prediction"] = "cannot_answer" if rows[0]["prediction"] != "cannot_answer" else "tool_call"
 open(p, "w").write("".join(json.dumps(r) + "\n" for r in rows))
 PY
-send "clear; w2c verify ${fp:0:8} --local-only"
+send "clear; w2c verify tour/${fp:0:8} --local-only"
 wait_for "checks failed"
 capture verify-tampered.txt

@@ -9,7 +9,6 @@ use super::{
 };
 use crate::config;
 use crate::engine::Cancel;
-use crate::fingerprint::short;
 use crate::official_task::OfficialVariant;
 use crate::outcome::RunStatus;
 use crate::report;
@@ -18,6 +17,7 @@ use crate::store::{layout, session, NamespaceDir};
 use crate::tracking;
 use anyhow::{Context as _, Result};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// `w2c mock-server`: serves until killed.
 pub(super) fn mock_server(opts: crate::mock_server::MockServerOptions) -> Result<i32> {
@@ -29,63 +29,140 @@ pub(super) fn mock_server(opts: crate::mock_server::MockServerOptions) -> Result
 }
 
 /// `w2c config check`: validates the config, then says what a run would
-/// do: the session it would open, its plan, the requests per model and an
-/// estimate of tokens and cost.
-pub(super) fn config_check(file: &std::path::Path) -> Result<i32> {
-    let loaded = config::load(file)?;
-    let prepared = runner::prepare(&loaded.config)?;
-    if let Some(short) = prepared.short_labels {
-        anyhow::bail!("{short}");
+/// do: for its one session, or each session of a campaign (one per
+/// target), the fingerprint and address it would have (and whether it
+/// exists), its plan, the requests per model and an estimate of tokens and
+/// cost; a campaign's totals last.
+pub(super) fn config_check(
+    super::ConfigCheckArgs {
+        file,
+        run_key,
+        runs_dir,
+    }: super::ConfigCheckArgs,
+) -> Result<i32> {
+    let config = load_for_run(&file, runs_dir)?;
+    let key = runner::run_key_for(&config, run_key.as_deref())?;
+    // Every session's inputs first: an error comes before any output.
+    let sessions = config
+        .sessions()
+        .into_iter()
+        .map(|c| {
+            let prepared = runner::prepare(&c)?;
+            if let Some(short) = &prepared.short_labels {
+                anyhow::bail!("{short}");
+            }
+            let estimates = runner::estimate::estimate(&c, prepared.examples.get()?)?;
+            Ok((c, prepared, estimates))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let campaign = !config.targets.is_empty();
+    match &config.run.campaign {
+        Some(name) if campaign => println!(
+            "{}: ok: campaign {name}, {} targets, one session each",
+            file.display(),
+            sessions.len()
+        ),
+        _ => println!("{}: ok", file.display()),
     }
-    let config = &loaded.config;
-    println!("{}: ok", file.display());
-    println!("fingerprint: {}", prepared.fingerprint);
+    let (_, first, _) = &sessions[0];
     println!(
         "examples: {} selected of {} in {}",
-        prepared.n_selected,
-        prepared.dataset.n_examples,
-        prepared.dataset.path.display()
+        first.n_selected,
+        first.dataset.n_examples,
+        first.dataset.path.display()
     );
-    println!("target: {}", config.models.target);
     if config.methods.enabled.iter().any(|m| m.uses_judge()) {
         println!("judge: {}", config.judge_provider()?.0);
     }
-    let runs_dir = &config.run.runs_dir;
-    let existing = session::scan(runs_dir, |_| false)
-        .0
-        .into_iter()
-        .find(|s| s.manifest.fingerprint == prepared.fingerprint);
-    match &existing {
-        Some(s) => {
-            let counts = crate::store::census(&s.dir, &s.manifest);
-            let done = counts
-                .iter()
-                .filter(|c| c.state == crate::store::NamespaceState::Done)
-                .count();
+    println!(
+        "run key: {}",
+        match key.source {
+            config::RunKeySource::Generated => {
+                "generated when it runs (set --run-key, W2C_RUN_KEY or `run.run_key` to choose one)"
+                    .to_string()
+            }
+            config::RunKeySource::Config
+                if config.run.campaign == config.run.run_key && campaign =>
+            {
+                format!("{} (the campaign's name)", key.key)
+            }
+            source => format!("{} ({})", key.key, source.describe()),
+        }
+    );
+    let known_key = (key.source != config::RunKeySource::Generated).then_some(key.key.as_str());
+    let (existing, _) = sessions_of(&config.run.runs_dir, None);
+    for (c, prepared, estimates) in &sessions {
+        println!();
+        if campaign {
+            println!("== {}", c.models.target);
+        } else {
+            println!("target: {}", c.models.target);
+        }
+        println!("fingerprint: {}", prepared.fingerprint);
+        let same: Vec<&session::FoundSession> = existing
+            .iter()
+            .filter(|s| s.manifest.fingerprint == prepared.fingerprint)
+            .collect();
+        let (this, others): (Vec<_>, Vec<_>) = same
+            .into_iter()
+            .partition(|s| known_key.is_some_and(|k| s.run_key() == k));
+        match (known_key, this.first()) {
+            (Some(k), found) => {
+                println!(
+                    "session: {}",
+                    crate::store::address::display(k, &prepared.fingerprint)
+                );
+                match found {
+                    Some(s) => {
+                        let counts = crate::store::census(&s.dir, &s.manifest);
+                        let done = counts
+                            .iter()
+                            .filter(|c| c.state == crate::store::NamespaceState::Done)
+                            .count();
+                        println!(
+                            "  exists at {} ({done} of {} namespaces done); `w2c run` continues it",
+                            s.dir.display(),
+                            counts.len()
+                        );
+                    }
+                    None => println!(
+                        "  new: `w2c run` creates it at {}",
+                        session::session_dir(&c.run.runs_dir, k, &prepared.fingerprint).display()
+                    ),
+                }
+            }
+            (None, _) => println!(
+                "session: new, under {} (in the run key generated when it runs)",
+                c.run.runs_dir.display()
+            ),
+        }
+        if !others.is_empty() {
             println!(
-                "session: exists at {} ({done} of {} namespaces done); `w2c run` continues it",
-                s.dir.display(),
-                counts.len()
+                "  the same inputs also under another run key: {}",
+                others
+                    .iter()
+                    .map(|s| s.address())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
-        None => println!(
-            "session: new, under {} (the run key decides the folder)",
-            runs_dir.display()
-        ),
+        println!(
+            "plan (prompt tokens estimated as characters / 4; completions at most max_tokens):"
+        );
+        print!("{}", report::estimate_table(estimates));
     }
-    let estimates = runner::estimate::estimate(config, prepared.examples.get()?)?;
-    println!("\nplan (prompt tokens estimated as characters / 4; completions at most max_tokens):");
-    print!("{}", report::estimate_table(&estimates));
+    if campaign {
+        let all: Vec<_> = sessions.iter().flat_map(|(_, _, e)| e.clone()).collect();
+        println!("\ncampaign total ({} targets):", sessions.len());
+        print!("{}", report::estimate_totals(&all));
+    }
     Ok(EXIT_OK)
 }
 
-/// The config of `run` and `plan`: loaded, with `--runs-dir` applied, and
-/// its run key resolved (said on stderr when generated or sanitized).
-fn config_and_key(
-    config: &std::path::Path,
-    run_key: Option<&str>,
-    runs_dir: Option<PathBuf>,
-) -> Result<(config::Config, String)> {
+/// A config as `run`, `plan` and `config check` use it: loaded, with
+/// `--runs-dir` (or W2C_RUNS_DIR) applied, and a campaign's name as its
+/// run key unless one is set.
+fn load_for_run(config: &std::path::Path, runs_dir: Option<PathBuf>) -> Result<config::Config> {
     let mut loaded = config::load(config)?;
     if let Some(dir) = runs_dir {
         // Like every other command's --runs-dir / W2C_RUNS_DIR: relative to
@@ -98,7 +175,18 @@ fn config_and_key(
         // generated anew each time.
         loaded.config.run.run_key = loaded.config.run.campaign.clone();
     }
-    let config::RunKey { key, source, given } = runner::run_key_for(&loaded.config, run_key)?;
+    Ok(loaded.config)
+}
+
+/// The config of `run` and `plan` ([`load_for_run`]) and its run key
+/// resolved (said on stderr when generated or sanitized).
+fn config_and_key(
+    config: &std::path::Path,
+    run_key: Option<&str>,
+    runs_dir: Option<PathBuf>,
+) -> Result<(config::Config, String)> {
+    let config = load_for_run(config, runs_dir)?;
+    let config::RunKey { key, source, given } = runner::run_key_for(&config, run_key)?;
     if source == config::RunKeySource::Generated {
         eprintln!("run key: {key} (generated; pass --run-key or set W2C_RUN_KEY to choose one)");
     }
@@ -108,7 +196,7 @@ fn config_and_key(
             source.describe()
         );
     }
-    Ok((loaded.config, key))
+    Ok((config, key))
 }
 
 /// What `--shard`/`--shards` ask for.
@@ -205,14 +293,13 @@ pub(super) fn plan(
     }
     let items: usize = recorded.iter().map(|p| p.items).sum();
     eprintln!(
-        "{} session {} (run key {}) at {}: {} namespaces, {items} items{}",
+        "{} session {} at {}: {} namespaces, {items} items{}",
         if opened.session.created {
             "planned new"
         } else {
             "planned"
         },
-        short(&manifest.fingerprint),
-        manifest.run_key,
+        opened.session.address(),
         dir.display(),
         recorded.len(),
         match manifest.shards {
@@ -226,14 +313,27 @@ pub(super) fn plan(
     {
         eprintln!("mlflow: {url}");
     }
-    let fp = short(&manifest.fingerprint);
+    let here = crate::command_hint::Here::current();
+    let command = |verb: &str| crate::command_hint::for_session(verb, &dir, &here);
     match manifest.shards {
         Some(n) => eprintln!(
-            "next: run each shard with `w2c resume {fp} --shard I/{n}` (or `--shard` in a Slurm array / Kubernetes Indexed Job); the last one finalizes, or `w2c finalize {fp}`"
+            "next: run each shard with `{} --shard I/{n}` (or `--shard` in a Slurm array / Kubernetes Indexed Job); the last one finalizes, or `{}`",
+            command("resume"),
+            command("finalize")
         ),
-        None => eprintln!("next: `w2c resume {fp}`, or shards with `w2c resume {fp} --shard I/N`"),
+        None => eprintln!(
+            "next: `{resume}`, or shards with `{resume} --shard I/N`",
+            resume = command("resume")
+        ),
     }
-    println!("{}", manifest.fingerprint);
+    // The address with the whole fingerprint, for scripts: `w2c resume
+    // "$SESSION" --shard` finds this session whatever else the runs
+    // directory holds.
+    println!(
+        "{}/{}",
+        crate::store::address::run_key_of_dir(&dir).unwrap_or(&manifest.run_key),
+        manifest.fingerprint
+    );
     Ok(EXIT_OK)
 }
 
@@ -249,7 +349,7 @@ pub(super) fn finalize(
     execute(
         vec![RunRequest {
             config,
-            run_key: found.manifest.run_key.clone(),
+            run_key: found.run_key(),
             resuming: Some(found.manifest),
             slice: SliceRequest::Finalize,
         }],
@@ -282,10 +382,10 @@ pub(super) fn resume(
 ) -> Result<i32> {
     let (config, found) = resumed_config(&session)?;
     let tracking = tracking_for(&config, no_tracking)?;
-    let fp = short(&found.manifest.fingerprint).to_string();
+    let address = found.address();
     let req = RunRequest {
         config,
-        run_key: found.manifest.run_key.clone(),
+        run_key: found.run_key(),
         resuming: Some(found.manifest),
         slice: slice_request(shard),
     };
@@ -295,8 +395,7 @@ pub(super) fn resume(
             _ => "the whole session".into(),
         };
         eprintln!(
-            "check: session {fp} (run key {}) at {}: a resume would run {part}",
-            req.run_key,
+            "check: session {address} at {}: a resume would run {part}",
             found.dir.display()
         );
         return Ok(EXIT_OK);
@@ -331,7 +430,7 @@ pub(super) fn sync(
     let synced = runtime.block_on(tracking::sync_session(&target, &found.dir, &found.manifest))?;
     println!(
         "synced session {} to {} (experiment {} id {})",
-        short(&found.manifest.fingerprint),
+        found.address(),
         target.uri,
         target.experiment,
         synced.experiment_id
@@ -345,9 +444,26 @@ pub(super) fn sync(
 }
 
 /// `w2c status`.
-pub(super) fn status(StatusArgs { runs_dir }: StatusArgs) -> Result<i32> {
-    let (sessions, unreadable) =
-        session::scan(&runs_dir, crate::verify::python_suite::is_python_session);
+pub(super) fn status(
+    StatusArgs {
+        sessions: named,
+        run_key,
+        runs_dir,
+    }: StatusArgs,
+) -> Result<i32> {
+    let (sessions, unreadable) = if named.is_empty() {
+        sessions_of(&runs_dir, run_key.listing()?.as_deref())
+    } else {
+        let scope = run_key.scope()?;
+        let (mut found, mut bad) = (Vec::new(), Vec::new());
+        for arg in &named {
+            match session::resolve(&runs_dir, arg, scope.as_ref()) {
+                Ok(s) => found.push(s),
+                Err(e) => bad.push(e.downcast::<session::UnreadableSessionError>()?.0),
+            }
+        }
+        (found, bad)
+    };
     let mut rows: Vec<report::StatusRow> = sessions
         .into_iter()
         .map(|s| report::StatusRow {
@@ -373,8 +489,8 @@ pub(super) fn status(StatusArgs { runs_dir }: StatusArgs) -> Result<i32> {
 /// `w2c verify`.
 pub(super) fn verify(
     VerifyArgs {
-        fingerprint,
-        all,
+        session: named,
+        all: _,
         run_key,
         json,
         verbose,
@@ -387,44 +503,25 @@ pub(super) fn verify(
     let mut python_dirs: Vec<PathBuf> = Vec::new();
     let mut unreadable: Vec<session::UnreadableSession> = Vec::new();
     let mut sessions: Vec<session::FoundSession> = Vec::new();
-    match (&fingerprint, all) {
-        (Some(fp), _) if std::path::Path::new(fp).is_dir() && looks_like_path(fp) => {
-            let dir = PathBuf::from(fp);
-            if crate::verify::python_suite::is_python_session(&dir) {
-                python_dirs.push(dir);
-            } else if layout::manifest(&dir).exists()
-                || dir.join(layout::names::CHECKPOINTS).is_dir()
+    match &named {
+        Some(arg) => match crate::store::address::SessionRef::parse(arg) {
+            crate::store::address::SessionRef::Dir(dir)
+                if crate::verify::python_suite::is_python_session(&dir) =>
             {
-                match crate::store::read_json(&layout::manifest(&dir)) {
-                    Ok(manifest) => sessions.push(session::FoundSession { manifest, dir }),
-                    Err(e) => unreadable.push(session::UnreadableSession {
-                        run_key: String::new(),
-                        error: format!("{e:#}"),
-                        dir,
-                    }),
-                }
-            } else {
-                anyhow::bail!("{}", not_a_session(fp))
+                python_dirs.push(dir)
             }
-        }
-        (Some(fp), _) if looks_like_path(fp) => anyhow::bail!("{}", not_a_session(fp)),
-        (Some(fp), _) => match session::find(&runs_dir, fp, run_key.as_deref()) {
-            Ok(found) => sessions.push(found),
-            Err(e) => match e.downcast::<session::UnreadableSessionError>() {
-                Ok(bad) => unreadable.push(bad.0),
-                Err(e) => return Err(e),
+            _ => match session::resolve(&runs_dir, arg, run_key.scope()?.as_ref()) {
+                Ok(found) => sessions.push(found),
+                Err(e) => match e.downcast::<session::UnreadableSessionError>() {
+                    Ok(bad) => unreadable.push(bad.0),
+                    Err(e) => return Err(e),
+                },
             },
         },
-        (None, _) => {
+        None => {
+            let run_key = run_key.listing()?;
             python_dirs = python_session_dirs(&runs_dir, run_key.as_deref());
-            let (found, bad) =
-                session::scan(&runs_dir, crate::verify::python_suite::is_python_session);
-            let in_key = |k: &str| run_key.as_deref().is_none_or(|want| want == k);
-            sessions = found
-                .into_iter()
-                .filter(|s| in_key(&s.manifest.run_key))
-                .collect();
-            unreadable = bad.into_iter().filter(|u| in_key(&u.run_key)).collect();
+            (sessions, unreadable) = sessions_of(&runs_dir, run_key.as_deref());
         }
     };
     if sessions.is_empty() && python_dirs.is_empty() && unreadable.is_empty() {
@@ -461,20 +558,18 @@ pub(super) fn verify(
 /// `w2c report`.
 pub(super) fn report(
     ReportArgs {
-        fingerprints,
+        sessions: named,
+        run_key,
         format,
         wide,
         out,
         runs_dir,
     }: ReportArgs,
 ) -> Result<i32> {
-    let sessions = if fingerprints.is_empty() {
-        session::list(&runs_dir)
+    let sessions = if named.is_empty() {
+        sessions_of(&runs_dir, run_key.listing()?.as_deref()).0
     } else {
-        fingerprints
-            .iter()
-            .map(|fp| session::find(&runs_dir, fp, None))
-            .collect::<Result<Vec<_>>>()?
+        super::resolve_sessions(&runs_dir, &named, &run_key)?
     };
     let entries: Vec<report::ReportEntry> = sessions.iter().flat_map(report::collect).collect();
     if entries.is_empty() {
@@ -497,7 +592,8 @@ pub(super) fn report(
 /// `w2c compare`.
 pub(super) fn compare(
     CompareArgs {
-        fingerprints,
+        sessions: named,
+        run_key,
         methods,
         intersection,
         format,
@@ -509,10 +605,7 @@ pub(super) fn compare(
         runs_dir,
     }: CompareArgs,
 ) -> Result<i32> {
-    let sessions = fingerprints
-        .iter()
-        .map(|fp| session::find(&runs_dir, fp, None))
-        .collect::<Result<Vec<_>>>()?;
+    let sessions = super::resolve_sessions(&runs_dir, &named, &run_key)?;
     let comparison = crate::comparison::build(&crate::comparison::Request {
         sessions: &sessions,
         methods: &methods,
@@ -596,7 +689,10 @@ fn publish_comparison(
         )? {
             Some(t) if ids.mode == tracking::ids::Mode::Online => t,
             _ => {
-                eprintln!("{label}: offline session, the comparison is not filed in MLflow (`w2c sync` it first)");
+                eprintln!(
+                    "{label}: offline session, the comparison is not filed in MLflow (`{}` it first)",
+                    crate::command_hint::for_session("sync", &s.dir, &crate::command_hint::Here::current())
+                );
                 continue;
             }
         };
@@ -619,16 +715,8 @@ fn publish_comparison(
 
 /// `w2c ls`.
 pub(super) fn ls(LsArgs { run_key, runs_dir }: LsArgs) -> Result<i32> {
-    let (sessions, unreadable) =
-        session::scan(&runs_dir, crate::verify::python_suite::is_python_session);
-    let sessions: Vec<_> = sessions
-        .into_iter()
-        .filter(|s| run_key.as_deref().is_none_or(|k| s.manifest.run_key == k))
-        .collect();
-    let unreadable: Vec<_> = unreadable
-        .into_iter()
-        .filter(|u| run_key.as_deref().is_none_or(|k| u.run_key == k))
-        .collect();
+    let only = crate::store::address::RunKeyScope::from(run_key.as_deref(), None)?;
+    let (sessions, unreadable) = sessions_of(&runs_dir, only.map(|s| s.key).as_deref());
     if sessions.is_empty() && unreadable.is_empty() {
         println!("no sessions under {}", runs_dir.display());
         return Ok(EXIT_OK);
@@ -650,7 +738,10 @@ pub(super) fn ls(LsArgs { run_key, runs_dir }: LsArgs) -> Result<i32> {
 pub(super) fn show(ShowArgs { session }: ShowArgs) -> Result<i32> {
     let found = session.find()?;
     let m = &found.manifest;
-    println!("session      {}", found.dir.display());
+    let here = crate::command_hint::Here::current();
+    let command = |verb: &str| crate::command_hint::for_session(verb, &found.dir, &here);
+    println!("session      {}", found.address());
+    println!("directory    {}", found.dir.display());
     println!("run key      {}", m.run_key);
     println!("fingerprint: {}", m.fingerprint);
     println!("created      {}  (w2c {})", m.created_at, m.w2c_version);
@@ -681,8 +772,14 @@ pub(super) fn show(ShowArgs { session }: ShowArgs) -> Result<i32> {
             for p in &ids.pending {
                 println!("  pending: {p}");
             }
+            if !ids.pending.is_empty() {
+                println!("  `{}` sends what is pending", command("sync"));
+            }
         }
-        _ => println!("mlflow       offline (`w2c sync` sends the session to MLflow)"),
+        _ => println!(
+            "mlflow       offline (`{}` sends the session to MLflow)",
+            command("sync")
+        ),
     }
     println!("namespaces:");
     let settings: std::collections::BTreeMap<String, crate::store::MethodSettings> =
@@ -781,26 +878,22 @@ pub(super) fn render_official(
     Ok(EXIT_OK)
 }
 
-/// Whether a `verify` argument names a path rather than a fingerprint prefix.
-fn looks_like_path(arg: &str) -> bool {
-    let hex = arg.len() >= 4 && arg.chars().all(|c| c.is_ascii_hexdigit());
-    arg.contains('/')
-        || arg.contains(std::path::MAIN_SEPARATOR)
-        || (!hex && std::path::Path::new(arg).exists())
-}
-
-/// Why a path given to `verify` is not a session it can check.
-fn not_a_session(arg: &str) -> String {
-    let p = std::path::Path::new(arg);
-    if !p.exists() {
-        format!("`{arg}`: no such directory (give a session directory or a fingerprint prefix)")
-    } else if !p.is_dir() {
-        format!("`{arg}` is a file, not a session directory")
-    } else {
-        format!(
-            "`{arg}` is not a session directory: it has no manifest.json (a session lives in <runs>/<run key>/sessions/<fingerprint16>; `w2c status` lists them)"
-        )
-    }
+/// The w2c sessions under `runs_dir` (of `run_key` alone, when given) and
+/// the session directories that cannot be read; the Python suite's
+/// sessions are left out.
+fn sessions_of(
+    runs_dir: &std::path::Path,
+    run_key: Option<&str>,
+) -> (Vec<session::FoundSession>, Vec<session::UnreadableSession>) {
+    let (found, bad) = session::scan(runs_dir, crate::verify::python_suite::is_python_session);
+    let in_key = |k: &str| run_key.is_none_or(|want| want == k);
+    (
+        found
+            .into_iter()
+            .filter(|s| in_key(&s.manifest.run_key))
+            .collect(),
+        bad.into_iter().filter(|u| in_key(&u.run_key)).collect(),
+    )
 }
 
 /// Session directories under `runs_dir` written by the Python suite.
@@ -852,9 +945,11 @@ fn execute(reqs: Vec<RunRequest>, tracking: (Option<tracking::Target>, String)) 
         .build()?;
     runtime.block_on(async move {
         let cancel = Cancel::with_grace(stop_times.grace);
-        super::signals::pause_on_signals(cancel.clone(), stop_times)?;
+        let continue_with = Arc::new(std::sync::OnceLock::new());
+        super::signals::pause_on_signals(cancel.clone(), stop_times, continue_with.clone())?;
         let campaign = reqs.len() > 1;
         let opened = open_sessions(reqs, campaign)?;
+        let _ = continue_with.set(continue_commands(&opened));
         let mut observers = Vec::new();
         for o in &opened {
             observers.push(Observer::connect(o, &tracking).await?);
@@ -985,6 +1080,26 @@ impl crate::outcome::RunObserver for Observer {
     }
 }
 
+/// The commands that continue what the opened sessions run, for the
+/// interrupt messages: `w2c resume <address>` (with this process's
+/// `--shard`), or `w2c finalize <address>`; in backticks, comma-separated.
+fn continue_commands(opened: &[runner::Opened]) -> String {
+    let here = crate::command_hint::Here::current();
+    opened
+        .iter()
+        .map(|o| {
+            let dir = &o.session.dir;
+            let command = match &o.slice {
+                Slice::All => crate::command_hint::resume(dir, None, &here),
+                Slice::Shard(r) => crate::command_hint::resume(dir, Some(r.shard), &here),
+                Slice::Finalize => crate::command_hint::for_session("finalize", dir, &here),
+            };
+            format!("`{command}`")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Opens (creating where needed) and locks every requested session, saying
 /// which (and which part of it this process runs).
 fn open_sessions(reqs: Vec<RunRequest>, campaign: bool) -> Result<Vec<runner::Opened>> {
@@ -998,12 +1113,11 @@ fn open_sessions(reqs: Vec<RunRequest>, campaign: bool) -> Result<Vec<runner::Op
             Slice::Finalize => ", finalizing".into(),
         };
         eprintln!(
-            "{} session {} (run key {}{}) at {}{part}",
+            "{} session {}{} at {}{part}",
             if s.created { "new" } else { "resuming" },
-            short(&s.manifest.fingerprint),
-            s.manifest.run_key,
+            s.address(),
             if campaign {
-                format!(", model {}", o.config.models.target)
+                format!(" (model {})", o.config.models.target)
             } else {
                 String::new()
             },
@@ -1055,18 +1169,18 @@ fn print_reports(
             RunStatus::Incomplete => EXIT_INCOMPLETE,
             RunStatus::Interrupted => super::signals::exit_code(report.stopped_by),
         });
-        finished.push((report.fingerprint, report.session_dir));
+        finished.push((
+            crate::store::address::display(&report.run_key, &report.fingerprint),
+            report.session_dir,
+        ));
     }
     if campaign && finished.len() > 1 {
         let runs = crate::command_hint::runs_dir_of(&finished[0].1)
             .unwrap_or(std::path::Path::new("runs"));
-        let fps: Vec<&str> = finished
-            .iter()
-            .map(|(f, _)| crate::fingerprint::prefix(f, 8))
-            .collect();
+        let addresses: Vec<&str> = finished.iter().map(|(a, _)| a.as_str()).collect();
         println!(
             "\ncompare the models: `{}`",
-            crate::command_hint::session_command("compare", &fps.join(" "), runs, &here)
+            crate::command_hint::session_command("compare", &addresses.join(" "), runs, &here)
         );
     }
     match first_error {

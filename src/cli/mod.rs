@@ -7,6 +7,7 @@ mod signals;
 
 use crate::official_task::OfficialVariant;
 use crate::report;
+use crate::store::address::RunKeyScope;
 use crate::store::session;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
@@ -42,47 +43,47 @@ enum Command {
     /// Run (or continue) the evaluation a config describes.
     #[command(after_help = "Example:\n  w2c run --config configs/demo.toml --run-key demo")]
     Run(RunArgs),
-    /// Continue a session from its fingerprint alone (the manifest holds the config).
+    /// Continue a session from its address alone (the manifest holds the config).
     #[command(
-        after_help = "Example:\n  w2c resume 3f2a9c1d\n  w2c resume 3f2a9c1d --shard 2/4   # one shard of a session split in 4"
+        after_help = "Examples:\n  w2c resume demo/3f2a9c1d\n  w2c resume demo/3f2a9c1d --shard 2/4   # one shard of a session split in 4\n\nA session is named by its address, RUN_KEY/FINGERPRINT (a prefix of at least 4 hex\ncharacters; `w2c status` lists them), by a bare fingerprint prefix when one session has\nit (looked for under --run-key, else W2C_RUN_KEY, when set), or by its directory."
     )]
     Resume(ResumeArgs),
-    /// Create a session and record its plan without running anything; print its fingerprint.
+    /// Create a session and record its plan without running anything; print its address.
     #[command(
-        after_help = "Example:\n  FP=$(w2c plan --config eval.toml --shards 4)\n  sbatch --array=0-3 deploy/slurm/w2c-shard.sbatch $FP\n\nOpens the MLflow parent run and one child per namespace when tracking is configured.\nShards then run with `w2c resume $FP --shard` (see docs/cluster.md)."
+        after_help = "Example:\n  SESSION=$(w2c plan --config eval.toml --shards 4)   # RUN_KEY/FINGERPRINT\n  sbatch --array=0-3 deploy/slurm/w2c-shard.sbatch \"$SESSION\"\n\nPrints the session's address with the whole fingerprint (RUN_KEY/FINGERPRINT) on stdout.\nOpens the MLflow parent run and one child per namespace when tracking is configured.\nShards then run with `w2c resume \"$SESSION\" --shard` (see docs/cluster.md)."
     )]
     Plan(PlanArgs),
     /// Finalize the namespaces of a sharded session whose items are all done.
     #[command(
-        after_help = "Example:\n  w2c finalize 3f2a9c1d\n\nThe last shard to finish a namespace finalizes it by itself; this does the same for\nevery namespace that is complete (metrics, artifacts, _DONE.json, MLflow FINISHED) and\nsays which shards still lack items (exit 3). Safe to repeat and to run beside shards."
+        after_help = "Example:\n  w2c finalize demo/3f2a9c1d\n\nThe last shard to finish a namespace finalizes it by itself; this does the same for\nevery namespace that is complete (metrics, artifacts, _DONE.json, MLflow FINISHED) and\nsays which shards still lack items (exit 3). Safe to repeat and to run beside shards."
     )]
     Finalize(FinalizeArgs),
     /// Send a stopped session (offline, or partly tracked) to MLflow.
     #[command(
-        after_help = "Example:\n  MLFLOW_TRACKING_URI=http://127.0.0.1:5000 w2c sync 3f2a9c1d\n\nReconnects to the session's runs (by stored id, else by tags) or creates them, logs\nparams and final metrics, uploads artifacts missing or changed remotely, and sets each\nrun's status from the local record. Safe to repeat."
+        after_help = "Example:\n  MLFLOW_TRACKING_URI=http://127.0.0.1:5000 w2c sync demo/3f2a9c1d\n\nReconnects to the session's runs (by stored id, else by tags) or creates them, logs\nparams and final metrics, uploads artifacts missing or changed remotely, and sets each\nrun's status from the local record. Safe to repeat."
     )]
     Sync(SyncArgs),
     /// Cross-check sessions' checkpoints, markers, artifacts and metrics.
     #[command(
-        after_help = "Examples:\n  w2c verify 3f2a9c1d\n  w2c verify 3f2a9c1d --deep        # also download every MLflow artifact and compare sha256\n  w2c verify --all --json > report.json\n\nTracked sessions are checked against the server in mlflow_ids.json (or MLFLOW_TRACKING_URI).\nExit codes: 0 everything matches; 5 a mismatch or a missing file; 6 something could not be\nchecked (tracking server unreachable or credentials refused) and nothing mismatched; 1 error."
+        after_help = "Examples:\n  w2c verify demo/3f2a9c1d\n  w2c verify demo/3f2a9c1d --deep   # also download every MLflow artifact and compare sha256\n  w2c verify --all --json > report.json\n\nTracked sessions are checked against the server in mlflow_ids.json (or MLFLOW_TRACKING_URI).\nExit codes: 0 everything matches; 5 a mismatch or a missing file; 6 something could not be\nchecked (tracking server unreachable or credentials refused) and nothing mismatched; 1 error."
     )]
     Verify(VerifyArgs),
     /// Report the metrics of one or more sessions side by side.
     #[command(
-        after_help = "Examples:\n  w2c report 3f2a9c1d\n  w2c report 3f2a9c1d 9b1e7a20 --format html --out compare.html"
+        after_help = "Examples:\n  w2c report demo/3f2a9c1d\n  w2c report acme/3f2a9c1d acme/9b1e7a20 --format html --out compare.html\n  w2c report --run-key acme          # every session of one run key"
     )]
     Report(ReportArgs),
     /// Compare models evaluated on the same examples: metrics with
     /// intervals, paired differences, McNemar's test, where they disagree.
     #[command(
-        after_help = "Examples:\n  w2c compare 3f2a9c1d 9b1e7a20\n  w2c compare 3f2a 9b1e 77c0 --method mcq --format md --out compare.md --disagreements diff.jsonl\n\nEach session's target model names it. Sessions must have evaluated the same examples\n(--intersection compares the ones they share). Intervals: 95% percentile bootstrap\n(seeded, reproducible); differences: paired bootstrap; McNemar's exact test on per-example\ncorrectness with Holm's adjustment over all pairs of a method."
+        after_help = "Examples:\n  w2c compare acme/3f2a9c1d acme/9b1e7a20\n  w2c compare --run-key acme 3f2a 9b1e 77c0 --method mcq --format md --out compare.md --disagreements diff.jsonl\n\nEach session's target model names it. Sessions must have evaluated the same examples\n(--intersection compares the ones they share). Intervals: 95% percentile bootstrap\n(seeded, reproducible); differences: paired bootstrap; McNemar's exact test on per-example\ncorrectness with Holm's adjustment over all pairs of a method."
     )]
     Compare(CompareArgs),
     /// List sessions grouped by run key.
     #[command(after_help = "Example:\n  w2c ls --run-key demo")]
     Ls(LsArgs),
     /// Print a session's resolved config and where everything is.
-    #[command(after_help = "Example:\n  w2c show 3f2a9c1d")]
+    #[command(after_help = "Example:\n  w2c show demo/3f2a9c1d")]
     Show(ShowArgs),
     /// Print a shell completion script.
     #[command(
@@ -90,7 +91,9 @@ enum Command {
     )]
     Completions(CompletionsArgs),
     /// List sessions with their progress.
-    #[command(after_help = "Example:\n  w2c status --runs-dir runs")]
+    #[command(
+        after_help = "Examples:\n  w2c status --runs-dir runs\n  w2c status demo/3f2a9c1d       # one session\n  w2c status --run-key demo      # the sessions of one run key"
+    )]
     Status(StatusArgs),
     /// Work with config files.
     #[command(subcommand)]
@@ -173,25 +176,69 @@ struct FinalizeArgs {
     no_tracking: bool,
 }
 
-/// How a command names one session: a fingerprint prefix under a runs
-/// directory, optionally within one run key.
+/// How a command names one session: its address (`RUN_KEY/FINGERPRINT`),
+/// a bare fingerprint prefix, or its directory.
 #[derive(Debug, Args)]
 struct SessionArgs {
-    /// Fingerprint of the session (a unique prefix of at least 4 hex characters).
-    fingerprint: String,
+    /// The session: RUN_KEY/FINGERPRINT (a prefix of at least 4 hex
+    /// characters, as `w2c status` prints it), a fingerprint prefix alone
+    /// when one session has it, or the session's directory.
+    #[arg(value_name = "SESSION")]
+    session: String,
     /// Directory holding the run folders.
     #[arg(long, env = "W2C_RUNS_DIR", default_value = "runs")]
     runs_dir: PathBuf,
-    /// Restrict the search to one run key.
-    #[arg(long)]
-    run_key: Option<String>,
+    #[command(flatten)]
+    run_key: RunKeyArg,
 }
 
 impl SessionArgs {
     /// The session these arguments name.
     fn find(&self) -> Result<session::FoundSession> {
-        session::find(&self.runs_dir, &self.fingerprint, self.run_key.as_deref())
+        session::resolve(
+            &self.runs_dir,
+            &self.session,
+            self.run_key.scope()?.as_ref(),
+        )
     }
+}
+
+/// `--run-key` of the commands that take sessions.
+#[derive(Debug, Args)]
+struct RunKeyArg {
+    /// Look for a bare fingerprint prefix under this run key only (else
+    /// under W2C_RUN_KEY; an address's own RUN_KEY/ comes first); with no
+    /// session named, only this run key's sessions.
+    #[arg(long = "run-key", value_name = "RUN_KEY")]
+    key: Option<String>,
+}
+
+impl RunKeyArg {
+    /// The run key bare prefixes are looked for under: `--run-key`, else
+    /// `W2C_RUN_KEY`.
+    fn scope(&self) -> Result<Option<RunKeyScope>> {
+        let env = crate::env_vars::var("W2C_RUN_KEY")?;
+        RunKeyScope::from(self.key.as_deref(), env.as_deref())
+    }
+
+    /// The one run key a listing is limited to: `--run-key` alone (a
+    /// listing shows every run key whatever `W2C_RUN_KEY` says).
+    fn listing(&self) -> Result<Option<String>> {
+        Ok(RunKeyScope::from(self.key.as_deref(), None)?.map(|s| s.key))
+    }
+}
+
+/// The sessions `args` name, in order (under `runs_dir`, bare prefixes
+/// under the run key of `run_key`).
+fn resolve_sessions(
+    runs_dir: &std::path::Path,
+    args: &[String],
+    run_key: &RunKeyArg,
+) -> Result<Vec<session::FoundSession>> {
+    let scope = run_key.scope()?;
+    args.iter()
+        .map(|a| session::resolve(runs_dir, a, scope.as_ref()))
+        .collect()
 }
 
 /// The arguments of `w2c resume`.
@@ -225,16 +272,16 @@ struct SyncArgs {
 /// The arguments of `w2c verify`.
 #[derive(Debug, Args)]
 struct VerifyArgs {
-    /// Fingerprint (prefix) of the session to check, or its directory
-    /// (also a session directory written by the Python suite).
-    #[arg(required_unless_present = "all")]
-    fingerprint: Option<String>,
-    /// Check every session under the runs directory.
-    #[arg(long, conflicts_with = "fingerprint")]
+    /// The session to check: RUN_KEY/FINGERPRINT, a fingerprint prefix, or
+    /// its directory (also a session directory written by the Python suite).
+    #[arg(required_unless_present = "all", value_name = "SESSION")]
+    session: Option<String>,
+    /// Check every session under the runs directory (with --run-key: every
+    /// session of that run key).
+    #[arg(long, conflicts_with = "session")]
     all: bool,
-    /// Only sessions of this run key.
-    #[arg(long)]
-    run_key: Option<String>,
+    #[command(flatten)]
+    run_key: RunKeyArg,
     /// Emit a machine-readable JSON report (every check).
     #[arg(long)]
     json: bool,
@@ -256,8 +303,13 @@ struct VerifyArgs {
 /// The arguments of `w2c report`.
 #[derive(Debug, Args)]
 struct ReportArgs {
-    /// Fingerprints (prefixes) of the sessions; none = every session.
-    fingerprints: Vec<String>,
+    /// The sessions: RUN_KEY/FINGERPRINT, a fingerprint prefix or a
+    /// session directory each; none = every session (of --run-key, when
+    /// given).
+    #[arg(value_name = "SESSION")]
+    sessions: Vec<String>,
+    #[command(flatten)]
+    run_key: RunKeyArg,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: report::Format,
@@ -276,9 +328,12 @@ struct ReportArgs {
 /// The arguments of `w2c compare`.
 #[derive(Debug, Args)]
 struct CompareArgs {
-    /// Fingerprints (prefixes) of the sessions, two or more.
-    #[arg(num_args = 2.., required = true)]
-    fingerprints: Vec<String>,
+    /// The sessions, two or more: RUN_KEY/FINGERPRINT, a fingerprint
+    /// prefix or a session directory each.
+    #[arg(num_args = 2.., required = true, value_name = "SESSION")]
+    sessions: Vec<String>,
+    #[command(flatten)]
+    run_key: RunKeyArg,
     /// Only this method namespace (repeatable; default: every finished one they share).
     #[arg(long = "method")]
     methods: Vec<String>,
@@ -313,8 +368,8 @@ struct CompareArgs {
 /// The arguments of `w2c ls`.
 #[derive(Debug, Args)]
 struct LsArgs {
-    /// Only this run key.
-    #[arg(long)]
+    /// Only the sessions of this run key.
+    #[arg(long = "run-key", value_name = "RUN_KEY")]
     run_key: Option<String>,
     /// Directory holding the run folders.
     #[arg(long, env = "W2C_RUNS_DIR", default_value = "runs")]
@@ -338,6 +393,12 @@ struct CompletionsArgs {
 /// The arguments of `w2c status`.
 #[derive(Debug, Args)]
 struct StatusArgs {
+    /// Only these sessions: RUN_KEY/FINGERPRINT, a fingerprint prefix or a
+    /// session directory each (default: every session).
+    #[arg(value_name = "SESSION")]
+    sessions: Vec<String>,
+    #[command(flatten)]
+    run_key: RunKeyArg,
     /// Directory holding the run folders.
     #[arg(long, env = "W2C_RUNS_DIR", default_value = "runs")]
     runs_dir: PathBuf,
@@ -359,12 +420,27 @@ enum DebugCommand {
 
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
-    /// Validate a config and print its session fingerprint, without running anything.
-    #[command(after_help = "Example:\n  w2c config check configs/demo.toml")]
-    Check {
-        /// The TOML config file.
-        file: PathBuf,
-    },
+    /// Validate a config and say what a run would do: each session's
+    /// fingerprint and address, its plan, requests and estimated cost.
+    #[command(
+        after_help = "Example:\n  w2c config check configs/demo.toml\n\nA campaign ([[targets]]) gets one block per target: the session `w2c run` creates for it,\nits plan and cost, then the campaign's totals. The run key is resolved as `w2c run`\nresolves it (--run-key, W2C_RUN_KEY, `run.run_key`, a campaign's name)."
+    )]
+    Check(ConfigCheckArgs),
+}
+
+/// The arguments of `w2c config check`.
+#[derive(Debug, Args)]
+struct ConfigCheckArgs {
+    /// The TOML config file.
+    file: PathBuf,
+    /// The run key `w2c run` would be given (else W2C_RUN_KEY, else
+    /// `run.run_key`, else a campaign's name).
+    #[arg(long)]
+    run_key: Option<String>,
+    /// Directory holding the run folders (else W2C_RUNS_DIR, else the
+    /// config's `run.runs_dir`).
+    #[arg(long, env = "W2C_RUNS_DIR")]
+    runs_dir: Option<PathBuf>,
 }
 
 /// Parses arguments, runs the command and returns the process exit code.
@@ -425,6 +501,6 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Debug(DebugCommand::RenderOfficial { variant, dataset }) => {
             commands::render_official(&dataset, &variant)
         }
-        Command::Config(ConfigCommand::Check { file }) => commands::config_check(&file),
+        Command::Config(ConfigCommand::Check(args)) => commands::config_check(args),
     }
 }

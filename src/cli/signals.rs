@@ -15,9 +15,17 @@ pub(super) fn exit_code(signal: Option<StopSignal>) -> i32 {
     128 + signal.unwrap_or(StopSignal::Interrupt).number()
 }
 
+/// The command that continues the run, once its sessions are open (e.g.
+/// `` `w2c resume main/0123abcd…` ``): each stop message names it.
+pub(super) type ContinueWith = std::sync::Arc<std::sync::OnceLock<String>>;
+
 /// Listens for the stop signals for the rest of the process (inside a Tokio
 /// runtime): the first one stops `cancel`.
-pub(super) fn pause_on_signals(cancel: Cancel, times: StopTimes) -> anyhow::Result<()> {
+pub(super) fn pause_on_signals(
+    cancel: Cancel,
+    times: StopTimes,
+    continue_with: ContinueWith,
+) -> anyhow::Result<()> {
     let mut signals = listen()?;
     // Known now: once the terminal hangs up it no longer says it is one.
     let on_terminal = terminal_outputs();
@@ -30,12 +38,20 @@ pub(super) fn pause_on_signals(cancel: Cancel, times: StopTimes) -> anyhow::Resu
                     if signal == StopSignal::Hangup {
                         detach_from_terminal(&on_terminal);
                     }
-                    say(&pausing(signal, times));
-                    tokio::spawn(exit_after(times.timeout, signal));
+                    say(&format!(
+                        "{}{}",
+                        pausing(signal, times),
+                        then_continues(&continue_with)
+                    ));
+                    tokio::spawn(exit_after(times.timeout, signal, continue_with.clone()));
                 }
                 Action::Ignore => {}
                 Action::ExitNow => {
-                    say(&format!("{}: exiting now", signal.name()));
+                    say(&format!(
+                        "{}: exiting now{}",
+                        signal.name(),
+                        then_continues(&continue_with)
+                    ));
                     // Every checkpoint line is written with one write call,
                     // so the session is consistent on disk even now.
                     std::process::exit(exit_code(policy.first()));
@@ -62,14 +78,23 @@ fn pausing(signal: StopSignal, times: StopTimes) -> String {
     )
 }
 
+/// `; then <command> continues` once the command is known, else nothing.
+fn then_continues(continue_with: &ContinueWith) -> String {
+    continue_with
+        .get()
+        .map(|c| format!("; then {c} continues"))
+        .unwrap_or_default()
+}
+
 /// Exits with the signal's code once `timeout` has passed.
-async fn exit_after(timeout: std::time::Duration, signal: StopSignal) {
+async fn exit_after(timeout: std::time::Duration, signal: StopSignal, continue_with: ContinueWith) {
     tokio::time::sleep(timeout).await;
     say(&format!(
-        "{}: still stopping after {} s ({}): exiting now; the session's files are consistent, and `w2c sync` sends MLflow what it has not received",
+        "{}: still stopping after {} s ({}): exiting now; the session's files are consistent, and `w2c sync` sends MLflow what it has not received{}",
         signal.name(),
         timeout.as_secs_f64(),
-        crate::stop::TIMEOUT_VAR
+        crate::stop::TIMEOUT_VAR,
+        then_continues(&continue_with)
     ));
     std::process::exit(exit_code(Some(signal)));
 }

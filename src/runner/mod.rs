@@ -12,7 +12,7 @@ pub use inputs::{prepare, prepare_resumed, session_payload, Examples, Prepared, 
 
 use crate::config::{self, Config, MethodKind};
 use crate::engine::Cancel;
-use crate::fingerprint::{diff, short};
+use crate::fingerprint::diff;
 use crate::llm::Client;
 use crate::methods::llm_judge::{JudgeAnswers, JudgedTarget, LlmJudge, TargetAnswers};
 use crate::methods::mcq::{Mcq, McqRun};
@@ -124,7 +124,7 @@ fn checked_inputs(req: &RunRequest) -> Result<(Prepared, Slice, Vec<String>)> {
                 .context("manifest field `fingerprint_canonical` is not JSON")?;
             bail!(
                 "refusing to resume session {}: its inputs changed since it was created:\n  {}",
-                short(&stored.fingerprint),
+                crate::store::address::display(&req.run_key, &stored.fingerprint),
                 diff(&old, &prepared.payload).join("\n  ")
             );
         }

@@ -146,11 +146,12 @@ pub(super) async fn run_namespace<M: Method, O: RunObserver>(
             let waiting = crate::store::shards::slices_not_done(&ns, r.shard.count);
             if !waiting.is_empty() {
                 report.notes.push(format!(
-                    "{}: shard {}'s slice is done; waiting for shard{} {} (the last shard to finish finalizes the namespace, or `w2c finalize`)",
+                    "{}: shard {}'s slice is done; waiting for shard{} {} (the last shard to finish finalizes the namespace, or `w2c finalize {}`)",
                     ns.name,
                     r.shard,
                     if waiting.len() == 1 { "" } else { "s" },
-                    waiting.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+                    waiting.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", "),
+                    run.session.address()
                 ));
             }
             waiting.is_empty()
@@ -260,9 +261,10 @@ fn unfinished_note<O>(run: &Run<'_, O>, ns: &NamespaceDir, keys: &[String]) -> S
     let missing = keys.iter().filter(|k| !have.contains(*k)).count();
     let Some(count) = run.session.manifest.shards.filter(|&n| n > 1) else {
         return format!(
-            "{}: not finalized: {missing} of {} items have no result (`w2c resume` runs them)",
+            "{}: not finalized: {missing} of {} items have no result (`w2c resume {}` runs them)",
             ns.name,
-            keys.len()
+            keys.len(),
+            run.session.address()
         );
     };
     let position = run.session.manifest.example_positions();
@@ -280,10 +282,11 @@ fn unfinished_note<O>(run: &Run<'_, O>, ns: &NamespaceDir, keys: &[String]) -> S
         .map(|(i, n)| format!("shard {i}/{count} lacks {n}"))
         .collect();
     format!(
-        "{}: not finalized: {missing} of {} items have no result ({}); rerun those shards (`scontrol requeue`, the Job's pod retry, or `w2c resume <fp> --shard I/{count}`)",
+        "{}: not finalized: {missing} of {} items have no result ({}); rerun those shards (`scontrol requeue`, the Job's pod retry, or `w2c resume {} --shard I/{count}`)",
         ns.name,
         keys.len(),
-        lacking.join(", ")
+        lacking.join(", "),
+        run.session.address()
     )
 }
 

@@ -1,6 +1,7 @@
 //! The session store: everything w2c keeps on disk, at the bottom of the
 //! dependency graph. It owns the layout of a session directory
-//! ([`layout`]), the manifest, lock and namespaces ([`session`]), the
+//! ([`layout`]), how a command names a session ([`address`]:
+//! `RUN_KEY/FINGERPRINT`), the manifest, lock and namespaces ([`session`]), the
 //! crash-safe file primitives ([`jsonl`], [`files`]), the typed records
 //! every other layer reads and writes ([`records`]) and how far a session
 //! has come ([`census`]), and the files of sessions run in shards
@@ -18,6 +19,7 @@
 //!   mlflow_ids.json         written by the tracking observer
 //! ```
 
+pub mod address;
 pub mod census;
 pub mod files;
 pub mod jsonl;

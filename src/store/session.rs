@@ -13,6 +13,7 @@
 //! method claim the plain name (`mcq`); different settings get `mcq~<hash12>`,
 //! so results under different settings are never mixed.
 
+use super::address::{self, AddressError, Listed, RunKeyScope, SessionRef};
 use super::files::{read_json, write_json_atomic};
 use super::layout::{self, names, NamespaceDir};
 use super::records::MethodSettings;
@@ -114,6 +115,11 @@ pub struct Session {
 }
 
 impl Session {
+    /// The session's address, `RUN_KEY/FP16` ([`address::of_dir`]).
+    pub fn address(&self) -> String {
+        address_of(&self.dir, &self.manifest)
+    }
+
     /// Records in `manifest.json` that this process works on the session
     /// (`updated_at`), once per process. A shard does it under the plan
     /// lock, since other shards may do the same.
@@ -605,6 +611,28 @@ pub struct FoundSession {
     pub manifest: Manifest,
 }
 
+impl FoundSession {
+    /// The run key folder the session is in (the manifest's run key for a
+    /// directory outside the layout). A run key folder copied by hand
+    /// (`cp -r runs/main runs/main-old`) holds sessions whose manifests
+    /// name the original run key: the folder is what tells them apart.
+    pub fn run_key(&self) -> String {
+        address::run_key_of_dir(&self.dir)
+            .map_or_else(|| self.manifest.run_key.clone(), str::to_string)
+    }
+
+    /// The session's address, `RUN_KEY/FP16` ([`address::of_dir`]).
+    pub fn address(&self) -> String {
+        address_of(&self.dir, &self.manifest)
+    }
+}
+
+/// The address of the session in `dir`: from its path, else its manifest.
+fn address_of(dir: &Path, manifest: &Manifest) -> String {
+    address::of_dir(dir)
+        .unwrap_or_else(|| address::display(&manifest.run_key, &manifest.fingerprint))
+}
+
 /// A directory under `<runs>/<run key>/sessions/` that is not a readable
 /// w2c session: its manifest is missing or cannot be read. Never skipped
 /// silently: `status` lists it and `verify` reports it.
@@ -675,21 +703,41 @@ pub fn list(runs_dir: &Path) -> Vec<FoundSession> {
 #[error("session {} cannot be read: {}", .0.dir.display(), .0.error)]
 pub struct UnreadableSessionError(pub UnreadableSession);
 
-/// Finds the one session whose fingerprint starts with `prefix` (optionally
-/// under one run key).
-pub fn find(runs_dir: &Path, prefix: &str, run_key: Option<&str>) -> Result<FoundSession> {
-    if prefix.len() < 4 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
-        bail!("`{prefix}` is not a fingerprint: expected at least 4 hex characters");
-    }
-    let prefix = prefix.to_ascii_lowercase();
+/// The one session `arg` names ([`super::address`]): `RUN_KEY/PREFIX` or a
+/// bare prefix under `runs_dir` (a bare one under `scope`'s run key when
+/// given), or a session directory. Errors are [`AddressError`]s, or an
+/// [`UnreadableSessionError`] when the session named is there but its
+/// manifest cannot be read (`verify` reports it as a finding).
+pub fn resolve(runs_dir: &Path, arg: &str, scope: Option<&RunKeyScope>) -> Result<FoundSession> {
+    let (own, prefix) = match SessionRef::parse(arg) {
+        SessionRef::Dir(dir) => return open_dir(arg, dir, scope),
+        SessionRef::Address { run_key, prefix } => (run_key, prefix),
+    };
+    let run_key = address::effective_run_key(arg, own.as_deref(), scope)?;
     let (sessions, unreadable) = scan(runs_dir, |_| false);
-    let matches: Vec<FoundSession> = sessions
-        .into_iter()
-        .filter(|s| s.manifest.fingerprint.starts_with(&prefix))
-        .filter(|s| run_key.is_none_or(|k| s.manifest.run_key == k))
+    let run_keys: Vec<String> = sessions.iter().map(FoundSession::run_key).collect();
+    let listed: Vec<Listed<'_>> = sessions
+        .iter()
+        .zip(&run_keys)
+        .map(|(s, run_key)| Listed {
+            run_key,
+            fingerprint: &s.manifest.fingerprint,
+        })
         .collect();
-    match matches.len() {
-        0 => {
+    match address::choose(arg, &prefix, run_key, scope, runs_dir, &listed) {
+        Ok(i) => Ok(sessions[i].clone()),
+        Err(AddressError::NotFound {
+            arg,
+            prefix,
+            where_,
+            elsewhere,
+            ..
+        }) => {
+            if own.is_some() && Path::new(&arg).is_dir() {
+                // `sessions/583c…` typed from inside a run key folder: a
+                // path that reads like an address.
+                return open_dir(&arg, PathBuf::from(&arg), scope);
+            }
             if let Some(bad) = unreadable.iter().find(|u| {
                 u.dir
                     .file_name()
@@ -698,21 +746,45 @@ pub fn find(runs_dir: &Path, prefix: &str, run_key: Option<&str>) -> Result<Foun
             }) {
                 return Err(UnreadableSessionError(bad.clone()).into());
             }
-            bail!(
-                "no session with fingerprint {prefix} under {} (see `w2c status`)",
-                runs_dir.display()
-            )
+            let is_dir = run_key.is_none() && Path::new(&arg).is_dir();
+            Err(AddressError::NotFound {
+                arg,
+                prefix,
+                where_,
+                elsewhere,
+                is_dir,
+            }
+            .into())
         }
-        1 => Ok(matches.into_iter().next().expect("one match")),
-        _ => bail!(
-            "fingerprint {prefix} is ambiguous: {}; pass more characters or --run-key",
-            matches
-                .iter()
-                .map(|s| format!("{}/{}", s.manifest.run_key, short(&s.manifest.fingerprint)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        Err(e) => Err(e.into()),
     }
+}
+
+/// The session in directory `dir` (given as `arg`).
+fn open_dir(arg: &str, dir: PathBuf, scope: Option<&RunKeyScope>) -> Result<FoundSession> {
+    let path = layout::manifest(&dir);
+    if !dir.is_dir() || !(path.exists() || dir.join(names::CHECKPOINTS).is_dir()) {
+        bail!(
+            "{}",
+            address::not_a_session_dir(arg, dir.exists(), dir.is_dir())
+        );
+    }
+    let manifest: Manifest = match read_json(&path) {
+        Ok(m) => m,
+        Err(e) => {
+            return Err(UnreadableSessionError(UnreadableSession {
+                run_key: address::run_key_of_dir(&dir)
+                    .unwrap_or_default()
+                    .to_string(),
+                error: format!("{e:#}"),
+                dir,
+            })
+            .into());
+        }
+    };
+    let found = FoundSession { dir, manifest };
+    address::effective_run_key(arg, Some(&found.run_key()), scope)?;
+    Ok(found)
 }
 
 /// Finds or claims the namespace for a method with given settings: the
@@ -897,9 +969,13 @@ mod tests {
         let s = open_or_create(runs.path(), spec(&payload)).unwrap();
         assert!(!s.created);
         drop(s);
-        let found = find(runs.path(), &fp[..8], None).unwrap();
+        let found = resolve(runs.path(), &fp[..8], None).unwrap();
         assert_eq!(found.manifest.fingerprint, fp);
-        assert!(find(runs.path(), "zz", None).is_err());
+        let by_address = resolve(runs.path(), &format!("rk/{}", &fp[..6]), None).unwrap();
+        assert_eq!(by_address.dir, found.dir);
+        let by_dir = resolve(runs.path(), found.dir.to_str().unwrap(), None).unwrap();
+        assert_eq!(by_dir.manifest.fingerprint, fp);
+        assert!(resolve(runs.path(), "zz", None).is_err());
     }
 
     #[test]

@@ -381,9 +381,9 @@ impl Tracker {
             self.note(format!("cannot save mlflow_ids.json: {e:#}"));
         }
         if !pending.is_empty() {
-            let fp = short_fp(&self.session_dir);
+            let sync = sync_command(&self.session_dir);
             self.note(format!(
-                "tracking: {} item(s) could not be sent to MLflow (first: {}); they are listed in mlflow_ids.json — run `w2c sync {fp}` once the server is reachable",
+                "tracking: {} item(s) could not be sent to MLflow (first: {}); they are listed in mlflow_ids.json — run `{sync}` once the server is reachable",
                 pending.len(),
                 pending[0],
             ));
@@ -392,11 +392,9 @@ impl Tracker {
     }
 }
 
-fn short_fp(session_dir: &Path) -> String {
-    session_dir
-        .file_name()
-        .map(|n| crate::fingerprint::prefix(&n.to_string_lossy(), 8).to_string())
-        .unwrap_or_default()
+/// `w2c sync <address>`, as it works from where the user stands.
+fn sync_command(session_dir: &Path) -> String {
+    crate::command_hint::for_session("sync", session_dir, &crate::command_hint::Here::current())
 }
 
 /// How the setup went, as far as the run waits for it.

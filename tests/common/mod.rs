@@ -403,9 +403,13 @@ pub fn plan(ws: &Workspace, cfg: &Path, shards: usize, env: &[(&str, &str)]) -> 
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let fp = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert_eq!(fp.len(), 64, "plan prints the fingerprint alone: {fp:?}");
-    fp
+    // It prints the session's address with the whole fingerprint.
+    let address = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let fp = address
+        .strip_prefix("k/")
+        .unwrap_or_else(|| panic!("plan prints k/FINGERPRINT: {address:?}"));
+    assert_eq!(fp.len(), 64, "plan prints k/FINGERPRINT: {address:?}");
+    fp.to_string()
 }
 
 /// A plain-HTTP request with the standard library only (no curl needed):

@@ -11,7 +11,8 @@ stop timeout (argv[3], seconds); the documented waits end when the shards
 Job fails too; the image runs as non-root, builds its dependencies in a
 layer of their own and its context holds only what the build reads.
 Prints one problem per line; exits 1 if any, and writes each embedded
-eval.toml to the directory given as argv[2]."""
+eval.toml, and the finalize Job's shell command (finalize-job.sh), to the
+directory given as argv[2]."""
 import fnmatch
 import glob
 import os
@@ -71,6 +72,8 @@ check_job("deploy/kubernetes/shards-job.yaml", True)
 pod = check_job("deploy/kubernetes/finalize-job.yaml", False)
 if "w2c finalize" not in " ".join(pod["containers"][0]["args"]):
     problems.append("finalize-job.yaml: does not run `w2c finalize`")
+with open(os.path.join(out_dir, "finalize-job.sh"), "w") as f:
+    f.write(" ".join(pod["containers"][0]["args"]))
 (cm,) = docs("deploy/kubernetes/config.yaml")
 with open(os.path.join(out_dir, "k8s.toml"), "w") as f:
     f.write(cm["data"]["eval.toml"])
