@@ -37,6 +37,30 @@ fn demo_config_runs_end_to_end() {
     assert_eq!(m["n_examples"], 24);
     assert!(s.join("checkpoints/mcq/_DONE.json").exists());
 
+    // The mock judge answers as a real judge answers NVIDIA's prompt: every
+    // reply is read at once, none is invalid, NVIDIA's aggregate counts
+    // every row it can (the sample's `direct` rows have no category there).
+    let j = read_json(&s.join("artifacts_local/llm_judge/metrics.json"));
+    assert_eq!(j["metrics"]["n_invalid"], 0, "{}", j["counts"]);
+    assert_eq!(j["counts"]["parsed"], 24, "{}", j["counts"]);
+    let official = &j["official_judge"];
+    assert_eq!(
+        official["left_out"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["direct_gold"],
+        "{official}"
+    );
+    assert_eq!(
+        official["n_aggregated"].as_u64().unwrap()
+            + official["left_out"]["direct_gold"].as_u64().unwrap(),
+        24
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("script_raises"), "{stderr}");
+
     // The sample file is valid When2Call with every label present.
     let ds = w2c::dataset::load(&sample_dataset()).unwrap();
     assert_eq!(ds.label_counts(), [6, 6, 6, 6]);

@@ -284,15 +284,17 @@ fn requests_and_aggregate_equal_nvidias_scripts_on_all_300_rows() {
 
 #[test]
 fn replies_nvidias_scripts_cannot_read_are_invalid_and_left_out_of_the_aggregate() {
-    // The `mock` provider's judge answers in varied styles (fenced, prose,
-    // other casings): NVIDIA's scripts repair what is not JSON, raise when
-    // the repair is not JSON either, and count JSON labels they do not know.
+    // The `mock` provider's judge with `judge_replies = "varied"` answers in
+    // varied styles (fenced, prose, other casings): NVIDIA's scripts repair
+    // what is not JSON, raise when the repair is not JSON either, and count
+    // JSON labels they do not know.
     let ws = Workspace::new();
     let cfg = ws.config(
         "eval.toml",
         &Opts {
             methods: "\"llm_judge\"".into(),
             n_per_label: Some(50),
+            provider_extra: "judge_replies = \"varied\"".into(),
             ..Opts::default()
         },
     );
