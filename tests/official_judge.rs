@@ -525,3 +525,68 @@ fn prompts_over_the_servers_context_are_unscored_results_not_errors() {
         .unwrap();
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
 }
+
+/// The text a judge prompt quotes as the answer to classify: between
+/// NVIDIA's (and the Python suite's) `<AI_MODEL_RESPONSE>` tags, or w2c's
+/// `<<<`/`>>>` lines.
+fn quoted_answer(prompt: &str) -> &str {
+    for (open, close) in [
+        ("<AI_MODEL_RESPONSE>\n", "\n</AI_MODEL_RESPONSE>"),
+        ("<<<\n", "\n>>>"),
+    ] {
+        if let (Some(a), Some(b)) = (prompt.find(open), prompt.rfind(close)) {
+            return &prompt[a + open.len()..b];
+        }
+    }
+    panic!("no quoted answer in the judge prompt: {prompt}")
+}
+
+#[test]
+fn predictions_hold_the_answer_the_judge_saw_under_every_protocol() {
+    for protocol in ["when2call", "python-suite", "w2c"] {
+        let ws = Workspace::new();
+        let cfg = ws.config(
+            "eval.toml",
+            &Opts {
+                methods: "\"llm_judge\"".into(),
+                judge_extra: format!("protocol = \"{protocol}\""),
+                ..Opts::default()
+            },
+        );
+        run_ok(&ws, &cfg);
+        let s = only_session(&ws.runs(), "k");
+        let calls = read_jsonl(&s.join("artifacts_local/llm_judge/llm_calls.jsonl"));
+        let predictions = read_jsonl(&s.join("artifacts_local/llm_judge/predictions.jsonl"));
+        let mut judged = 0;
+        let mut tool_calls = 0;
+        for p in &predictions {
+            let Some(call) = calls
+                .iter()
+                .find(|c| c["uuid"] == p["uuid"] && c["role"] == "judge")
+            else {
+                continue;
+            };
+            let prompt = call["request"]["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .rev()
+                .find(|m| m["role"] == "user")
+                .unwrap()["content"]
+                .as_str()
+                .unwrap();
+            let stored = p["target_response"].as_str().unwrap();
+            assert_eq!(stored, quoted_answer(prompt), "{protocol}: {p}");
+            judged += 1;
+            tool_calls += usize::from(stored.starts_with("{\"name\"") || stored.starts_with("[{"));
+        }
+        assert!(judged >= 25, "{protocol}: {judged} judged rows");
+        if protocol != "python-suite" {
+            // The suite's target gets no native tools: its answers are text.
+            assert!(
+                tool_calls > 0,
+                "{protocol}: no tool-call answer at this size"
+            );
+        }
+    }
+}
