@@ -89,25 +89,34 @@ pub fn render(sessions: &[FoundSession]) -> Result<String> {
     ))
 }
 
-/// The headline metrics, one table per method, a row per model.
+/// The headline metrics, one table per method, a row per model: the
+/// numbers as the paper's table in `table` defines them (NVIDIA's
+/// aggregate for a judge under protocol `when2call`), then w2c's own.
 fn summary_section(labels: &[String], entries: &[Vec<ReportEntry>], methods: &[String]) -> String {
     let esc = comparison::html_escape;
-    let mut out = String::from("<section id=\"summary\"><h2>Summary</h2><p class=\"legend\">Rates in %, F1 to 3 decimals; macro-F1 and ToolHall as the paper defines them; <i>n</i> counts scored examples; cost — when no price is set.</p><div class=\"wrap\"><table><thead><tr><th>method</th><th>model</th><th>n</th><th>accuracy</th><th>macro-F1</th><th>ToolHall</th><th>AnswerHall</th><th>ParamHall</th><th>invalid</th><th>unscored</th><th>cost</th></tr></thead><tbody>");
+    let mut out = String::from("<section id=\"summary\"><h2>Summary</h2><p class=\"legend\">Rates in %, F1 to 3 decimals; accuracy, F1 and ToolHall as the paper's table in <i>table</i> defines them, over <i>n</i> rows (<i>left out</i>: rows NVIDIA's aggregate cannot count); AnswerHall and ParamHall are w2c's, over every scored example; cost — when no price is set.</p><div class=\"wrap\"><table><thead><tr><th>method</th><th>model</th><th>n</th><th>table</th><th>accuracy</th><th>F1</th><th>ToolHall</th><th>left out</th><th>AnswerHall</th><th>ParamHall</th><th>invalid</th><th>unscored</th><th>cost</th></tr></thead><tbody>");
     for ns in methods {
         for (label, es) in labels.iter().zip(entries) {
             let Some(e) = es.iter().find(|e| &e.namespace == ns) else {
                 continue;
             };
             let m = &e.metrics.metrics;
+            let h = &e.headline;
             let _ = write!(
                 out,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(ns),
                 esc(label),
-                m.n_total,
-                pct(Some(m.accuracy)),
-                f1(m.macro_f1_official),
-                pct(m.tool_hallucination_rate_official),
+                h.n,
+                h.table.short(),
+                pct(h.accuracy),
+                f1(h.f1),
+                pct(h.tool_hall),
+                if h.left_out.is_empty() {
+                    "—".to_string()
+                } else {
+                    esc(&h.left_out_text())
+                },
                 pct(m.answer_hallucination_rate),
                 pct(m.parameter_hallucination_rate),
                 m.n_invalid,
@@ -124,7 +133,7 @@ fn summary_section(labels: &[String], entries: &[Vec<ReportEntry>], methods: &[S
     }
     out.push_str("</tbody></table></div>");
     let all: Vec<ReportEntry> = entries.iter().flatten().cloned().collect();
-    for line in crate::report::official_judge_lines(&all) {
+    for line in crate::report::report_legend(&all) {
         let _ = write!(out, "<p class=\"legend\">{}</p>", esc(&line));
     }
     out.push_str("</section>");

@@ -1071,6 +1071,29 @@ fn traces_models_data_and_headline_metrics_are_what_mlflow_shows() {
     for (ns, child_key, parent_key) in [
         ("mcq", "accuracy", "mcq.accuracy"),
         ("llm_judge", "macro_f1_all", "llm_judge.macro_f1_all"),
+        // A judge under NVIDIA's protocol heads with the paper's
+        // LLM-as-judge columns; every method has the MC table's.
+        (
+            "llm_judge",
+            "official_judge.paper.f1",
+            "llm_judge.judge_table_f1",
+        ),
+        (
+            "llm_judge",
+            "official_judge.paper.acc",
+            "llm_judge.judge_table_acc",
+        ),
+        (
+            "llm_judge",
+            "official_judge.paper.tool_hall",
+            "llm_judge.judge_table_tool_hall",
+        ),
+        (
+            "llm_judge",
+            "official_judge.n_aggregated",
+            "llm_judge.judge_table_n",
+        ),
+        ("mcq", "macro_f1_official", "mcq.macro_f1_official"),
         ("mcq_logprob", "paper.acc_norm", "mcq_logprob.acc_norm"),
         (
             "stability_mcq_k=2_T=0.7",

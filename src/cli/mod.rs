@@ -253,8 +253,10 @@ struct ReportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: report::Format,
-    /// Text: every metric column and the confusion matrices (the default
-    /// shows accuracy, the paper's macro-F1 and ToolHall, invalid, cost).
+    /// Text: w2c's own metrics too, and the confusion matrices (the default
+    /// shows the headline: accuracy, F1 and ToolHall as the paper's table
+    /// in `table` defines them — NVIDIA's aggregate for a judge under
+    /// protocol `when2call` — with the rows it leaves out, invalid, cost).
     #[arg(long)]
     wide: bool,
     /// Write to this file instead of standard output.

@@ -968,16 +968,6 @@ impl Method for JudgeAnswers {
                             .filter_map(|r| r.official.as_ref().map(|o| (r.gold, o))),
                     )
                 });
-                if let Some(a) = official_judge.as_ref().filter(|a| !a.left_out.is_empty()) {
-                    notes.push(format!(
-                        "the official aggregate leaves out {} (rows NVIDIA's aggregate cannot count: see `official_judge.left_out` in metrics.json and the rows' `official` in predictions.jsonl)",
-                        a.left_out
-                            .iter()
-                            .map(|(why, n)| format!("{n} {why}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
-                }
                 let unscored = records
                     .iter()
                     .filter(|r| r.scored_prediction().is_none())
