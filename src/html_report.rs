@@ -25,8 +25,20 @@ use std::fmt::Write as _;
 /// Longest stored text shown per field in the explorer (characters).
 const FIELD_PREVIEW: usize = 600;
 
+/// How the page's comparison is drawn (as `w2c compare` draws it).
+#[derive(Debug, Clone, Copy)]
+pub struct CompareOptions {
+    /// Bootstrap resamples.
+    pub resamples: usize,
+    /// Seed of the draws.
+    pub seed: u64,
+    /// Compare sessions that differ (dataset, gold, method settings),
+    /// saying what differs, instead of leaving the comparison out.
+    pub allow_differences: bool,
+}
+
 /// Renders the page for `sessions`.
-pub fn render(sessions: &[FoundSession]) -> Result<String> {
+pub fn render(sessions: &[FoundSession], compare: CompareOptions) -> Result<String> {
     let labels = comparison::labels(sessions);
     let entries: Vec<Vec<ReportEntry>> = sessions.iter().map(crate::report::collect).collect();
     let mut methods: Vec<String> = Vec::new();
@@ -64,8 +76,9 @@ pub fn render(sessions: &[FoundSession]) -> Result<String> {
             sessions,
             methods: &[],
             alignment: comparison::Alignment::Intersection,
-            resamples: 1000,
-            seed: 0,
+            allow_differences: compare.allow_differences,
+            resamples: compare.resamples,
+            seed: compare.seed,
         }) {
             Ok(c) => body.push_str(&comparison::html_sections(&c)),
             Err(e) => {
@@ -357,6 +370,7 @@ td:nth-child(-n+2),th:nth-child(-n+2){text-align:left}
 .charts{display:flex;flex-wrap:wrap;gap:1rem;align-items:flex-start}
 .charts svg{max-width:100%;height:auto;border:1px solid #eee;background:#fff}
 .legend,.note{color:#555;font-size:.85rem}
+.differs{border:2px solid #c60;padding:0 1em;background:#fff4e5}
 #filters{display:flex;flex-wrap:wrap;gap:.6rem 1rem;align-items:end;margin:.5rem 0}
 #filters label{display:flex;flex-direction:column;font-size:.8rem;color:#444}
 #filters select{font-size:.9rem;padding:2px}

@@ -1286,6 +1286,19 @@ fn a_comparison_is_filed_on_each_tracked_parent() {
         sessions.push(s);
     }
     let fps: Vec<String> = sessions.iter().map(|s| session_fingerprint(s)).collect();
+    // Both sessions in sync first (a loaded server can leave a run's end
+    // pending), so the comparison's effect on the sync state shows.
+    for fp in &fps {
+        tracked(ws.path(), uri, &exp)
+            .args(["sync", &fp[..8], "--runs-dir"])
+            .arg(ws.runs())
+            .assert()
+            .success();
+    }
+    let ids_before: Vec<Value> = sessions
+        .iter()
+        .map(|s| read_json(&s.join("mlflow_ids.json")))
+        .collect();
     let out = tracked(ws.path(), uri, &exp)
         .args(["compare", &fps[0][..8], &fps[1][..8], "--format", "json"])
         .args(["--resamples", "200", "--mlflow", "--runs-dir"])
@@ -1342,6 +1355,35 @@ fn a_comparison_is_filed_on_each_tracked_parent() {
             pair["mcnemar_p"]
         );
     }
+    // A comparison is not part of a session: each stays as synced as it
+    // was (it was: nothing pending), and verifies.
+    for ((s, before), fp) in sessions.iter().zip(&ids_before).zip(&fps) {
+        assert_eq!(before["synced"], true, "{before}");
+        let ids = read_json(&s.join("mlflow_ids.json"));
+        assert_eq!(
+            (&ids["synced"], &ids["pending"]),
+            (&before["synced"], &before["pending"]),
+            "{ids}"
+        );
+        let verify = tracked(ws.path(), uri, &exp)
+            .args(["verify", &fp[..8], "--runs-dir"])
+            .arg(ws.runs())
+            .output()
+            .expect("verify");
+        assert_eq!(
+            verify.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&verify.stdout)
+        );
+    }
+    let status = tracked(ws.path(), uri, &exp)
+        .args(["status", "--runs-dir"])
+        .arg(ws.runs())
+        .output()
+        .expect("status");
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(!status.contains("not synced"), "{status}");
 }
 
 #[test]

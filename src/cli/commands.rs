@@ -453,6 +453,9 @@ pub(super) fn report(
         format,
         wide,
         out,
+        resamples,
+        seed,
+        allow_differences,
         runs_dir,
     }: ReportArgs,
 ) -> Result<i32> {
@@ -469,7 +472,14 @@ pub(super) fn report(
         anyhow::bail!("no finished methods to report under {}", runs_dir.display());
     }
     let text = match format {
-        report::Format::Html => crate::html_report::render(&sessions)?,
+        report::Format::Html => crate::html_report::render(
+            &sessions,
+            crate::html_report::CompareOptions {
+                resamples: resamples as usize,
+                seed,
+                allow_differences,
+            },
+        )?,
         _ => report::render(&entries, format, wide)?,
     };
     match out {
@@ -488,6 +498,7 @@ pub(super) fn compare(
         fingerprints,
         methods,
         intersection,
+        allow_differences,
         format,
         out,
         disagreements,
@@ -509,6 +520,7 @@ pub(super) fn compare(
         } else {
             crate::comparison::Alignment::Same
         },
+        allow_differences,
         resamples: resamples as usize,
         seed,
     })?;
@@ -571,6 +583,12 @@ fn publish_comparison(
     .collect::<Result<_>>()?;
     let tag = crate::comparison::tag(sessions);
     let labels = crate::comparison::labels(sessions);
+    let differences = comparison
+        .differences
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -596,6 +614,7 @@ fn publish_comparison(
             &tag,
             &files,
             &metrics,
+            &differences,
         ))?;
         eprintln!(
             "{label}: comparison filed in MLflow ({} metrics, compare/{tag}/): {url}",

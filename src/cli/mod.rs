@@ -73,7 +73,7 @@ enum Command {
     /// Compare models evaluated on the same examples: metrics with
     /// intervals, paired differences, McNemar's test, where they disagree.
     #[command(
-        after_help = "Examples:\n  w2c compare 3f2a9c1d 9b1e7a20\n  w2c compare 3f2a 9b1e 77c0 --method mcq --format md --out compare.md --disagreements diff.jsonl\n\nEach session's target model names it. Sessions must have evaluated the same examples\n(--intersection compares the ones they share). Intervals: 95% percentile bootstrap\n(seeded, reproducible); differences: paired bootstrap; McNemar's exact test on per-example\ncorrectness with Holm's adjustment over all pairs of a method."
+        after_help = "Examples:\n  w2c compare 3f2a9c1d 9b1e7a20\n  w2c compare 3f2a 9b1e 77c0 --method mcq --format md --out compare.md --disagreements diff.jsonl\n\nEach session's target model names it. Sessions must have evaluated the same examples\n(--intersection compares the ones they share), of the same dataset file with the same gold\nlabels, with the same method settings (--allow-differences compares them anyway, saying\nwhat differs). A judge under NVIDIA's protocol is compared on the paper's LLM-as-judge\ncolumns; the other methods on the multiple-choice table's definitions. Intervals: 95%\npercentile bootstrap (seeded, reproducible); differences: paired bootstrap; McNemar's\nexact test on per-example correctness with Holm's adjustment over all pairs of a method."
     )]
     Compare(CompareArgs),
     /// List sessions grouped by run key.
@@ -262,6 +262,17 @@ struct ReportArgs {
     /// Write to this file instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// HTML: bootstrap resamples of the comparison (100-100000; as `w2c compare`).
+    #[arg(long, default_value_t = crate::compare::RESAMPLES as u32, value_parser = clap::value_parser!(u32).range(100..=100_000))]
+    resamples: u32,
+    /// HTML: seed of the comparison's bootstrap draws (as `w2c compare`).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// HTML: compare sessions whose dataset file, gold labels or method
+    /// settings differ, saying what differs (else the page says why they
+    /// are not compared).
+    #[arg(long)]
+    allow_differences: bool,
     /// Directory holding the run folders.
     #[arg(long, env = "W2C_RUNS_DIR", default_value = "runs")]
     runs_dir: PathBuf,
@@ -279,6 +290,11 @@ struct CompareArgs {
     /// Compare the examples every session has when they differ (else refuse).
     #[arg(long)]
     intersection: bool,
+    /// Compare sessions whose dataset file, gold labels or method settings
+    /// (judge model, protocol, prompts, option order...) differ; every
+    /// output then says what differs (else refuse, naming it).
+    #[arg(long)]
+    allow_differences: bool,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: report::Format,
