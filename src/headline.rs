@@ -134,7 +134,7 @@ pub fn of(file: &MetricsFile, protocol: Option<&str>) -> Headline {
     let m = &file.metrics;
     let not_the_judge_table = is_judge(&file.method).then(|| {
         if file.stability.is_some() {
-            "a sweep scores each example's mode prediction: NVIDIA's aggregate is of single judgements".to_string()
+            "NVIDIA's aggregate is of single judgements, not of a sweep's modes".to_string()
         } else {
             match protocol {
                 Some(p) if p != "when2call" => format!(

@@ -209,6 +209,7 @@ fn method_row(m: &MethodSummary, left_out_column: bool) -> Vec<String> {
             row.push(x.n_invalid.to_string());
         }
         _ => {
+            row.push(String::new());
             row.push(if m.failed > 0 {
                 format!("incomplete ({} failed)", m.failed)
             } else {
@@ -216,7 +217,7 @@ fn method_row(m: &MethodSummary, left_out_column: bool) -> Vec<String> {
             });
             row.extend(std::iter::repeat_n(
                 String::new(),
-                4 + usize::from(left_out_column),
+                3 + usize::from(left_out_column),
             ));
         }
     }
