@@ -1,7 +1,7 @@
 //! The headline numbers of a finished namespace — accuracy, F1, ToolHall —
-//! and which of the When2Call paper's tables defines them (pure logic, but
-//! for reading a namespace's judge protocol: the run summary, `w2c report`
-//! and the HTML report show a namespace through it).
+//! and which of the When2Call paper's tables defines them (pure logic: the
+//! run summary, `w2c report` and the HTML report show a namespace through
+//! it).
 //!
 //! The paper has two tables with different definitions:
 //! - the **LLM-as-judge table** (F1, Acc, Tool Hall): NVIDIA's aggregate of
@@ -108,13 +108,6 @@ pub fn protocol_of(method: &str, settings: &Value) -> Option<String> {
         Some(p) => Some(p.to_string()),
         None => is_judge(method).then(|| "w2c".to_string()),
     }
-}
-
-/// The judge protocol in namespace `ns`'s `method_settings.json` (see
-/// [`protocol_of`]); `None` when it cannot be read.
-pub fn namespace_protocol(ns: &crate::store::NamespaceDir, method: &str) -> Option<String> {
-    let settings: crate::store::MethodSettings = crate::store::read_json(&ns.settings()).ok()?;
-    protocol_of(method, &settings.settings)
 }
 
 /// The headline of a finished namespace from its `metrics.json` and the

@@ -732,7 +732,7 @@ pub fn collect(found: &FoundSession) -> Vec<ReportEntry> {
             crate::store::read_json::<crate::store::MetricsFile>(&dir.metrics())
                 .ok()
                 .map(|metrics| {
-                    let protocol = crate::headline::namespace_protocol(&dir, &metrics.method);
+                    let protocol = crate::store::session::namespace_protocol(&dir, &metrics.method);
                     ReportEntry {
                         session: session.clone(),
                         model: model.clone(),

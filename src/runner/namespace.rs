@@ -420,7 +420,7 @@ pub(super) fn done_summary(ns: &NamespaceDir, repeats: usize) -> Result<MethodSu
     let stored: MetricsFile = read_json(&ns.metrics()).with_context(context)?;
     let headline = crate::headline::of(
         &stored,
-        crate::headline::namespace_protocol(ns, &stored.method).as_deref(),
+        crate::store::session::namespace_protocol(ns, &stored.method).as_deref(),
     );
     Ok(MethodSummary {
         namespace: ns.name.clone(),
