@@ -365,17 +365,17 @@ fn dataset_difference(loaded: &[Loaded]) -> Option<Difference> {
         })
 }
 
-/// The rows of method `ns` as compared under `table`, one list per model
-/// over `uuids`, and the uuids they are of: every scored example for the
-/// MC table; for the LLM-as-judge table, the rows NVIDIA's aggregate counts
-/// for every model (a note says how many were left out and why).
+/// The rows of method `ns` as compared under `table`, one list per model,
+/// of the same examples of `uuids`: every scored example for the MC table;
+/// for the LLM-as-judge table, the rows NVIDIA's aggregate counts for every
+/// model (a note says how many were left out and why).
 fn rows_for(
     ns: &str,
     table: Table,
     per: &[&HashMap<String, PredictionRow>],
     uuids: &[String],
     notes: &mut Vec<String>,
-) -> (Vec<String>, Vec<Vec<Scored>>) {
+) -> Vec<Vec<Scored>> {
     let classification = |r: &PredictionRow| -> Option<String> {
         match serde_json::from_value::<OfficialJudgement>(r.details.get("official")?.clone())
             .ok()?
@@ -426,8 +426,7 @@ fn rows_for(
             kept
         }
     };
-    let rows = per
-        .iter()
+    per.iter()
         .map(|rows| {
             kept.iter()
                 .map(|u| {
@@ -442,8 +441,7 @@ fn rows_for(
                 })
                 .collect()
         })
-        .collect();
-    (kept, rows)
+        .collect()
 }
 
 /// Compares the sessions of `req`.
@@ -515,7 +513,7 @@ pub fn build(req: &Request<'_>) -> Result<Comparison> {
         } else {
             Table::MultipleChoice
         };
-        let (_, rows) = rows_for(ns, table, &per, &uuids, &mut notes);
+        let rows = rows_for(ns, table, &per, &uuids, &mut notes);
         out.push(compare::compare(
             ns,
             table,

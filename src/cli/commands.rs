@@ -453,8 +453,7 @@ pub(super) fn report(
         format,
         wide,
         out,
-        resamples,
-        seed,
+        bootstrap,
         allow_differences,
         runs_dir,
     }: ReportArgs,
@@ -475,8 +474,8 @@ pub(super) fn report(
         report::Format::Html => crate::html_report::render(
             &sessions,
             crate::html_report::CompareOptions {
-                resamples: resamples as usize,
-                seed,
+                resamples: bootstrap.resamples as usize,
+                seed: bootstrap.seed,
                 allow_differences,
             },
         )?,
@@ -503,8 +502,7 @@ pub(super) fn compare(
         out,
         disagreements,
         mlflow,
-        resamples,
-        seed,
+        bootstrap,
         runs_dir,
     }: CompareArgs,
 ) -> Result<i32> {
@@ -521,8 +519,8 @@ pub(super) fn compare(
             crate::comparison::Alignment::Same
         },
         allow_differences,
-        resamples: resamples as usize,
-        seed,
+        resamples: bootstrap.resamples as usize,
+        seed: bootstrap.seed,
     })?;
     if let Some(path) = &disagreements {
         let mut bytes = Vec::new();

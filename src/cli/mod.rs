@@ -262,12 +262,9 @@ struct ReportArgs {
     /// Write to this file instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// HTML: bootstrap resamples of the comparison (100-100000; as `w2c compare`).
-    #[arg(long, default_value_t = crate::compare::RESAMPLES as u32, value_parser = clap::value_parser!(u32).range(100..=100_000))]
-    resamples: u32,
-    /// HTML: seed of the comparison's bootstrap draws (as `w2c compare`).
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    /// HTML: the comparison's draws, as `w2c compare` makes them.
+    #[command(flatten)]
+    bootstrap: BootstrapArgs,
     /// HTML: compare sessions whose dataset file, gold labels or method
     /// settings differ, saying what differs (else the page says why they
     /// are not compared).
@@ -276,6 +273,18 @@ struct ReportArgs {
     /// Directory holding the run folders.
     #[arg(long, env = "W2C_RUNS_DIR", default_value = "runs")]
     runs_dir: PathBuf,
+}
+
+/// The bootstrap draws of a comparison, the same in `w2c compare` and the
+/// HTML report.
+#[derive(Debug, Args)]
+struct BootstrapArgs {
+    /// Bootstrap resamples of the comparison (100-100000).
+    #[arg(long, default_value_t = crate::compare::RESAMPLES as u32, value_parser = clap::value_parser!(u32).range(100..=100_000))]
+    resamples: u32,
+    /// Seed of the comparison's bootstrap draws.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 /// The arguments of `w2c compare`.
@@ -309,12 +318,9 @@ struct CompareArgs {
     /// and its differences and tests as metrics (`compare.<method>...`).
     #[arg(long)]
     mlflow: bool,
-    /// Bootstrap resamples (100-100000).
-    #[arg(long, default_value_t = crate::compare::RESAMPLES as u32, value_parser = clap::value_parser!(u32).range(100..=100_000))]
-    resamples: u32,
-    /// Seed of the bootstrap draws.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    /// The bootstrap's draws.
+    #[command(flatten)]
+    bootstrap: BootstrapArgs,
     /// Directory holding the run folders.
     #[arg(long, env = "W2C_RUNS_DIR", default_value = "runs")]
     runs_dir: PathBuf,
