@@ -10,36 +10,77 @@
 //! 0.05), and the ranking by accuracy says which neighbours differ
 //! significantly.
 //!
+//! The metrics are those of the paper's table that defines the method's
+//! headline ([`Table`]): for a judge under NVIDIA's protocol, the
+//! LLM-as-judge table's Acc, F1 and Tool Hall over each row's
+//! classification as NVIDIA's aggregate counts it (a row is *correct* when
+//! its classification equals its gold label); otherwise the
+//! multiple-choice table's definitions and w2c's AnswerHall and ParamHall
+//! over the predictions.
+//!
 //! The bootstrap draws example indices with CPython's `random.Random(seed)`
 //! `randrange(n)` ([`crate::pyrandom`]), resample after resample, so a
-//! Python script can repeat the exact draws; a percentile is the sorted
-//! value at index `round(q × (B − 1))`.
+//! Python script can repeat the exact draws. A resample in which a rate has
+//! no qualifying row (no `cannot_answer` row for ToolHall, ...) gives that
+//! rate no value and is skipped for it, for every rate alike. A percentile
+//! of the values a metric has is the sorted value at index
+//! `round(q × (len − 1))`, rounded half to even as Python's `round()` does.
 
+pub use crate::headline::Table;
+use crate::judge_protocol::aggregate::paper_columns;
 use crate::labels::{Label, Prediction};
-use crate::metrics::{self, Metrics, Scored};
+use crate::metrics::{self, Scored};
 use crate::pyrandom::PyRandom;
 use serde::Serialize;
 
-/// Reads one metric from a [`Metrics`].
-pub type MetricOf = fn(&Metrics) -> Option<f64>;
+/// The metrics compared under `table`, by name, in order: accuracy first
+/// (it ranks the models), then F1 and ToolHall (the pair table shows the
+/// differences of these three).
+pub fn metric_names(table: Table) -> &'static [&'static str] {
+    match table {
+        Table::MultipleChoice => &[
+            "accuracy",
+            "macro_f1_official",
+            "tool_hallucination_rate_official",
+            "answer_hallucination_rate",
+            "parameter_hallucination_rate",
+        ],
+        Table::LlmJudge => &["judge_table_acc", "judge_table_f1", "judge_table_tool_hall"],
+    }
+}
 
-/// The metrics compared, by name.
-pub const METRICS: [(&str, MetricOf); 5] = [
-    ("accuracy", |m| Some(m.accuracy)),
-    ("macro_f1_official", |m| m.macro_f1_official),
-    ("tool_hallucination_rate_official", |m| {
-        m.tool_hallucination_rate_official
-    }),
-    ("answer_hallucination_rate", |m| m.answer_hallucination_rate),
-    ("parameter_hallucination_rate", |m| {
-        m.parameter_hallucination_rate
-    }),
-];
+/// Each metric of [`metric_names`] on `rows`; `None` where the metric is
+/// undefined. On a resample (`resample`), a rate with no qualifying row is
+/// undefined; on all the examples the MC table's ToolHall is 0.0 then, as
+/// `additional_metrics.py` says.
+pub fn metric_values(table: Table, rows: &[Scored], resample: bool) -> Vec<Option<f64>> {
+    match table {
+        Table::MultipleChoice => {
+            let m = metrics::compute(rows);
+            let tool_hall = if resample {
+                m.tool_hallucination.rate()
+            } else {
+                m.tool_hallucination_rate_official
+            };
+            vec![
+                Some(m.accuracy),
+                m.macro_f1_official,
+                tool_hall,
+                m.answer_hallucination_rate,
+                m.parameter_hallucination_rate,
+            ]
+        }
+        Table::LlmJudge => {
+            let p = paper_columns(rows);
+            vec![p.acc, p.f1, p.tool_hall]
+        }
+    }
+}
 
 /// Significance level of the tests (after Holm's adjustment).
 pub const ALPHA: f64 = 0.05;
 
-/// Default bootstrap resamples.
+/// Default bootstrap resamples (`w2c compare` and the HTML report).
 pub const RESAMPLES: usize = 2000;
 
 /// A value with its 95% interval (`None` where the metric is undefined,
@@ -67,7 +108,7 @@ impl Interval {
 pub struct ModelResult {
     /// The model (or session) label.
     pub model: String,
-    /// Each metric of [`METRICS`] with its interval, in that order.
+    /// Each metric of [`metric_names`] with its interval, in that order.
     pub metrics: Vec<(String, Interval)>,
     /// Rank by accuracy (1 = best; ties share a rank).
     pub rank: usize,
@@ -103,6 +144,8 @@ pub struct PairResult {
 pub struct MethodComparison {
     /// The method's namespace.
     pub method: String,
+    /// The paper's table whose definitions the metrics follow.
+    pub table: Table,
     /// Examples compared (scored by every model).
     pub n_examples: usize,
     /// Bootstrap resamples.
@@ -121,9 +164,12 @@ fn correct(s: &Scored) -> bool {
 }
 
 /// Compares `models` (labels) whose `rows[m][i]` is model m's scored
-/// prediction of example i (the same example for every model).
+/// prediction of example i (the same example for every model), with the
+/// metrics of `table` (for [`Table::LlmJudge`], `pred` is the row's
+/// classification read by [`crate::judge_protocol::aggregate::judged_as`]).
 pub fn compare(
     method: &str,
+    table: Table,
     models: &[String],
     rows: &[Vec<Scored>],
     seed: u64,
@@ -131,9 +177,13 @@ pub fn compare(
 ) -> MethodComparison {
     let n = rows.first().map_or(0, Vec::len);
     debug_assert!(rows.iter().all(|r| r.len() == n));
-    let full: Vec<Metrics> = rows.iter().map(|r| metrics::compute(r)).collect();
+    let names = metric_names(table);
+    let full: Vec<Vec<Option<f64>>> = rows
+        .iter()
+        .map(|r| metric_values(table, r, false))
+        .collect();
     // samples[m][metric] and diffs[pair][metric]: the bootstrap values.
-    let n_metrics = METRICS.len();
+    let n_metrics = names.len();
     let mut samples = vec![vec![Vec::with_capacity(resamples); n_metrics]; rows.len()];
     let pairs: Vec<(usize, usize)> = (0..rows.len())
         .flat_map(|i| (i + 1..rows.len()).map(move |j| (i, j)))
@@ -152,38 +202,41 @@ pub fn compare(
                     picked[m].push(r[i]);
                 }
             }
-            let computed: Vec<Metrics> = picked.iter().map(|p| metrics::compute(p)).collect();
+            let computed: Vec<Vec<Option<f64>>> = picked
+                .iter()
+                .map(|p| metric_values(table, p, true))
+                .collect();
             for (m, c) in computed.iter().enumerate() {
-                for (k, (_, get)) in METRICS.iter().enumerate() {
-                    if let Some(v) = get(c) {
-                        samples[m][k].push(v);
+                for (k, v) in c.iter().enumerate() {
+                    if let Some(v) = v {
+                        samples[m][k].push(*v);
                     }
                 }
             }
             for (p, &(a, b)) in pairs.iter().enumerate() {
-                for (k, (_, get)) in METRICS.iter().enumerate() {
-                    if let (Some(x), Some(y)) = (get(&computed[a]), get(&computed[b])) {
+                for k in 0..n_metrics {
+                    if let (Some(x), Some(y)) = (computed[a][k], computed[b][k]) {
                         diffs[p][k].push(x - y);
                     }
                 }
             }
         }
     }
-    let accuracy: Vec<f64> = full.iter().map(|m| m.accuracy).collect();
+    let accuracy: Vec<f64> = full.iter().map(|m| m[0].unwrap_or(0.0)).collect();
     let model_results: Vec<ModelResult> = models
         .iter()
         .enumerate()
         .map(|(m, label)| ModelResult {
             model: label.clone(),
-            metrics: METRICS
+            metrics: names
                 .iter()
                 .enumerate()
-                .map(|(k, (name, get))| {
+                .map(|(k, name)| {
                     let (lo, hi) = percentiles(&mut samples[m][k]);
                     (
                         name.to_string(),
                         Interval {
-                            value: get(&full[m]),
+                            value: full[m][k],
                             lo,
                             hi,
                         },
@@ -205,12 +258,12 @@ pub fn compare(
             PairResult {
                 a: models[a].clone(),
                 b: models[b].clone(),
-                differences: METRICS
+                differences: names
                     .iter()
                     .enumerate()
-                    .map(|(k, (name, get))| {
+                    .map(|(k, name)| {
                         let (lo, hi) = percentiles(&mut diffs[p][k]);
-                        let value = match (get(&full[a]), get(&full[b])) {
+                        let value = match (full[a][k], full[b][k]) {
                             (Some(x), Some(y)) => Some(x - y),
                             _ => None,
                         };
@@ -239,6 +292,7 @@ pub fn compare(
         .collect();
     MethodComparison {
         method: method.to_string(),
+        table,
         n_examples: n,
         resamples,
         seed,
@@ -248,15 +302,20 @@ pub fn compare(
 }
 
 /// The 2.5th and 97.5th percentiles of `values` (sorted in place): the
-/// value at index `round(q × (len − 1))`.
+/// value at index `round(q × (len − 1))`, rounded half to even (Python's
+/// `round()`).
 fn percentiles(values: &mut [f64]) -> (Option<f64>, Option<f64>) {
     if values.is_empty() {
         return (None, None);
     }
     values.sort_by(f64::total_cmp);
-    let at =
-        |q: f64| values[((q * (values.len() - 1) as f64).round() as usize).min(values.len() - 1)];
+    let at = |q: f64| values[(percentile_index(q, values.len())).min(values.len() - 1)];
     (Some(at(0.025)), Some(at(0.975)))
+}
+
+/// `round(q × (len − 1))` with ties to even, as Python computes it.
+fn percentile_index(q: f64, len: usize) -> usize {
+    (q * (len - 1) as f64).round_ties_even() as usize
 }
 
 /// McNemar's exact test: the two-sided binomial p-value of `b` successes
@@ -358,7 +417,14 @@ mod tests {
         let golds = [ToolCall, CannotAnswer, RequestForInfo, ToolCall];
         let preds = [Some(ToolCall), Some(ToolCall), None, Some(ToolCall)];
         let r = rows(&golds, &preds);
-        let c = compare("mcq", &["a".into(), "b".into()], &[r.clone(), r], 3, 200);
+        let c = compare(
+            "mcq",
+            Table::MultipleChoice,
+            &["a".into(), "b".into()],
+            &[r.clone(), r],
+            3,
+            200,
+        );
         let acc = &c.pairs[0].differences[0].1;
         assert_eq!(
             (acc.value, acc.lo, acc.hi),
@@ -371,11 +437,95 @@ mod tests {
         // Same seed, same intervals.
         let again = compare(
             "mcq",
+            Table::MultipleChoice,
             &["a".into(), "b".into()],
             &[rows(&golds, &preds), rows(&golds, &preds)],
             3,
             200,
         );
         assert_eq!(again.models[0].metrics[0].1, c.models[0].metrics[0].1);
+    }
+
+    #[test]
+    fn a_percentile_index_rounds_half_to_even_as_python_does() {
+        // B = 101: 0.025 × 100 = 2.5 → 2 (Python's round), not 3; 0.975 ×
+        // 100 = 97.5 → 98. B = 201: 5.0 and 195.0, no tie.
+        assert_eq!(percentile_index(0.025, 101), 2);
+        assert_eq!(percentile_index(0.975, 101), 98);
+        assert_eq!(percentile_index(0.025, 201), 5);
+        assert_eq!(percentile_index(0.025, 2000), 50);
+        // 0.025 × 60 = 1.5 → 2; 0.025 × 20 = 0.5 → 0.
+        assert_eq!(percentile_index(0.025, 61), 2);
+        assert_eq!(percentile_index(0.025, 21), 0);
+        let mut v: Vec<f64> = (0..101).map(f64::from).collect();
+        assert_eq!(percentiles(&mut v), (Some(2.0), Some(98.0)));
+    }
+
+    #[test]
+    fn a_resample_without_a_qualifying_row_gives_no_toolhall_value() {
+        use Label::*;
+        // One cannot_answer row without tools among 20: many resamples
+        // miss it. They are skipped for ToolHall, as for the other rates,
+        // not counted as 0.
+        let mut r: Vec<Scored> = (0..19)
+            .map(|_| scored(ToolCall, Prediction::Label(ToolCall), 1))
+            .collect();
+        r.push(scored(CannotAnswer, Prediction::Label(ToolCall), 0));
+        let full = metric_values(Table::MultipleChoice, &r[..19], false);
+        assert_eq!(full[2], Some(0.0), "additional_metrics.py's 0.0");
+        let resampled = metric_values(Table::MultipleChoice, &r[..19], true);
+        assert_eq!(resampled[2], None);
+        let c = compare("mcq", Table::MultipleChoice, &["a".into()], &[r], 1, 300);
+        let (_, hall) = &c.models[0].metrics[2];
+        // Every resample holding the row has ToolHall 1: the interval is
+        // [1, 1]; zeros from resamples without it would pull it to 0.
+        assert_eq!(
+            (hall.value, hall.lo, hall.hi),
+            (Some(1.0), Some(1.0), Some(1.0))
+        );
+    }
+
+    #[test]
+    fn the_judge_table_compares_nvidias_classifications() {
+        use crate::judge_protocol::aggregate::{aggregate, judged_as};
+        use crate::judge_protocol::OfficialJudgement;
+        use Label::*;
+        let rows = [
+            (ToolCall, "tool_call"),
+            (ToolCall, "TOOL_CALL"),
+            (CannotAnswer, "tool_call"),
+            (CannotAnswer, "cannot_answer"),
+            (RequestForInfo, "direct_answer"),
+            (RequestForInfo, "request_for_info"),
+        ];
+        let scored_rows: Vec<Scored> = rows
+            .iter()
+            .map(|(g, c)| scored(*g, judged_as(c), 1))
+            .collect();
+        let judgements: Vec<(Label, OfficialJudgement)> = rows
+            .iter()
+            .map(|(g, c)| {
+                (
+                    *g,
+                    OfficialJudgement::Classified {
+                        classification: c.to_string(),
+                    },
+                )
+            })
+            .collect();
+        let a = aggregate(judgements.iter().map(|(g, j)| (*g, j)));
+        let c = compare(
+            "llm_judge",
+            Table::LlmJudge,
+            &["a".into(), "b".into()],
+            &[scored_rows.clone(), scored_rows],
+            0,
+            100,
+        );
+        let values: Vec<Option<f64>> = c.models[0].metrics.iter().map(|(_, i)| i.value).collect();
+        assert_eq!(values, vec![a.paper.acc, a.paper.f1, a.paper.tool_hall]);
+        assert_eq!(c.models[0].metrics[0].0, "judge_table_acc");
+        // Correct = classified as the gold label: 3 of 6 for both.
+        assert_eq!(c.pairs[0].both_correct, 3);
     }
 }

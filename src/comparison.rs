@@ -3,23 +3,47 @@
 //! method, lists the examples where the models disagree (with the question
 //! and tools from the dataset), and renders it all as text, Markdown, JSON
 //! or HTML. A reader of the store; it writes nothing itself.
+//!
+//! Only what is comparable is paired: sessions over different dataset
+//! files, examples whose gold label differs between sessions, and a method
+//! run with different settings (judge model, protocol, prompts, option
+//! order...) are refused, naming what differs, unless the caller allows
+//! differences; the comparison then carries them, and every rendering says
+//! what differs.
 
-use crate::compare::{self, MethodComparison};
-use crate::labels::Prediction;
+use crate::compare::{self, MethodComparison, Table};
+use crate::judge_protocol::aggregate::judged_as;
+use crate::judge_protocol::OfficialJudgement;
+use crate::labels::{Label, Prediction};
 use crate::metrics::Scored;
 use crate::store::session::FoundSession;
-use crate::store::{read_jsonl, NamespaceDir, PredictionRow};
+use crate::store::{read_jsonl, MethodSettings, NamespaceDir, PredictionRow};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 
-/// One session as compared: its label and its finished namespaces' rows.
+/// One finished namespace of a session, as compared.
+struct LoadedNamespace {
+    /// uuid → row.
+    rows: HashMap<String, PredictionRow>,
+    /// Its method settings.
+    settings: MethodSettings,
+    /// Whether its metrics.json has NVIDIA's aggregate (a judge under
+    /// protocol `when2call`).
+    official: bool,
+}
+
+/// One session as compared: its label and its finished namespaces.
 struct Loaded {
     label: String,
-    /// namespace → uuid → row.
-    namespaces: BTreeMap<String, HashMap<String, PredictionRow>>,
+    namespaces: BTreeMap<String, LoadedNamespace>,
+    /// Every namespace's settings by settings hash (to name what differs in
+    /// the settings a hash stands for, e.g. a judge's target stream).
+    settings_by_hash: HashMap<String, MethodSettings>,
+    /// sha256 of the session's dataset file.
+    dataset_sha256: Option<String>,
     /// The session's dataset file, for questions and tools.
     dataset: Option<std::path::PathBuf>,
 }
@@ -41,10 +65,33 @@ pub struct Request<'a> {
     pub methods: &'a [String],
     /// Example alignment rule.
     pub alignment: Alignment,
+    /// Compare even what differs (dataset file, gold labels, method
+    /// settings), saying what differs, instead of refusing.
+    pub allow_differences: bool,
     /// Bootstrap resamples.
     pub resamples: usize,
     /// Seed of the bootstrap draws.
     pub seed: u64,
+}
+
+/// Something that makes two sessions' results not a paired comparison.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Difference {
+    /// `dataset`, `gold` or `settings`.
+    pub kind: &'static str,
+    /// The method it concerns (none for the dataset file).
+    pub method: Option<String>,
+    /// What differs, naming each model's value.
+    pub detail: String,
+}
+
+impl std::fmt::Display for Difference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.method {
+            Some(m) => write!(f, "{m}: {}", self.detail),
+            None => f.write_str(&self.detail),
+        }
+    }
 }
 
 /// One model's side of an example where the models disagree.
@@ -82,6 +129,9 @@ pub struct Disagreement {
 pub struct Comparison {
     /// The models, in order, with the session each comes from.
     pub sessions: Vec<(String, String)>,
+    /// What differs between the sessions, compared nonetheless (only when
+    /// differences are allowed; empty otherwise).
+    pub differences: Vec<Difference>,
     /// Per shared method.
     pub methods: Vec<MethodComparison>,
     /// Notes (methods not shared, examples left out).
@@ -115,7 +165,9 @@ pub fn labels(sessions: &[FoundSession]) -> Vec<String> {
 
 fn load(found: &FoundSession, label: String) -> Result<Loaded> {
     let mut namespaces = BTreeMap::new();
-    for (ns, _) in crate::store::session::namespaces(&found.dir) {
+    let mut settings_by_hash = HashMap::new();
+    for (ns, settings) in crate::store::session::namespaces(&found.dir) {
+        settings_by_hash.insert(settings.settings_hash.clone(), settings.clone());
         let dir = NamespaceDir::new(&found.dir, &ns);
         if !dir.is_done() || !dir.predictions().exists() {
             continue;
@@ -124,7 +176,16 @@ fn load(found: &FoundSession, label: String) -> Result<Loaded> {
         for row in read_jsonl_rows(&dir.predictions())? {
             rows.insert(row.uuid.clone(), row);
         }
-        namespaces.insert(ns, rows);
+        let official = crate::store::read_json::<crate::store::MetricsFile>(&dir.metrics())
+            .is_ok_and(|m| m.official_judge.is_some());
+        namespaces.insert(
+            ns,
+            LoadedNamespace {
+                rows,
+                settings,
+                official,
+            },
+        );
     }
     let dataset = found.manifest.config["dataset"]["path"]
         .as_str()
@@ -132,6 +193,10 @@ fn load(found: &FoundSession, label: String) -> Result<Loaded> {
     Ok(Loaded {
         label,
         namespaces,
+        settings_by_hash,
+        dataset_sha256: found.manifest.fingerprint_payload["dataset"]["sha256"]
+            .as_str()
+            .map(str::to_string),
         dataset,
     })
 }
@@ -141,6 +206,242 @@ fn read_jsonl_rows(path: &std::path::Path) -> Result<Vec<PredictionRow>> {
     read_jsonl(path, |row: PredictionRow| rows.push(row))
         .with_context(|| format!("cannot read {}", path.display()))?;
     Ok(rows)
+}
+
+/// Settings keys that name a model's own prompt format (`mcq_logprob`'s
+/// template, chosen per target as the paper scores each model in its own
+/// format): a difference in them is said, not refused.
+const PER_MODEL_KEYS: [&str; 3] = ["template", "template_sha256", "family"];
+
+/// The settings keys whose values differ between the sessions (each value
+/// as the session has it, `-` when absent), `prefix`ed; a `*_settings_hash`
+/// key is followed into the settings it stands for when every session has
+/// them.
+fn settings_diff(
+    prefix: &str,
+    labels: &[&str],
+    settings: &[&Value],
+    by_hash: &[&HashMap<String, MethodSettings>],
+    out: &mut Vec<(String, String)>,
+) {
+    let keys: BTreeSet<&String> = settings
+        .iter()
+        .filter_map(|v| v.as_object())
+        .flat_map(|o| o.keys())
+        .collect();
+    for key in keys {
+        let values: Vec<&Value> = settings.iter().map(|v| &v[key.as_str()]).collect();
+        if values.iter().all(|v| *v == values[0]) {
+            continue;
+        }
+        if key.ends_with("_settings_hash") {
+            let nested: Option<Vec<&Value>> = values
+                .iter()
+                .zip(by_hash)
+                .map(|(h, m)| Some(&m.get(h.as_str()?)?.settings))
+                .collect();
+            if let Some(nested) = nested {
+                let name = nested[0]["method"].as_str().unwrap_or(key);
+                settings_diff(&format!("{prefix}{name} "), labels, &nested, by_hash, out);
+                continue;
+            }
+        }
+        let shown: Vec<String> = labels
+            .iter()
+            .zip(&values)
+            .map(|(l, v)| match v {
+                Value::Null => format!("{l} -"),
+                Value::String(s) => format!("{l} {s}"),
+                v => format!("{l} {v}"),
+            })
+            .collect();
+        out.push((key.clone(), format!("{prefix}{key}: {}", shown.join(", "))));
+    }
+}
+
+/// What makes method `ns` not a paired comparison across `loaded`: its
+/// settings (each differing key named; differences only in a model's own
+/// template go to `notes`) and the gold label of shared examples.
+fn method_differences(ns: &str, loaded: &[Loaded], notes: &mut Vec<String>) -> Vec<Difference> {
+    let mut out = Vec::new();
+    let labels: Vec<&str> = loaded.iter().map(|l| l.label.as_str()).collect();
+    let of: Vec<&LoadedNamespace> = loaded.iter().map(|l| &l.namespaces[ns]).collect();
+    if of
+        .iter()
+        .any(|n| n.settings.settings_hash != of[0].settings.settings_hash)
+    {
+        let mut keys = Vec::new();
+        let settings: Vec<&Value> = of.iter().map(|n| &n.settings.settings).collect();
+        let by_hash: Vec<&HashMap<String, MethodSettings>> =
+            loaded.iter().map(|l| &l.settings_by_hash).collect();
+        settings_diff("", &labels, &settings, &by_hash, &mut keys);
+        let (own, other): (Vec<_>, Vec<_>) = keys
+            .into_iter()
+            .partition(|(k, _)| PER_MODEL_KEYS.contains(&k.as_str()));
+        if !own.is_empty() {
+            notes.push(format!(
+                "{ns}: each model in its own prompt format, as the paper scores them: {}",
+                own.iter()
+                    .map(|(_, d)| d.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
+        }
+        if !other.is_empty() || own.is_empty() {
+            let detail = if other.is_empty() {
+                "the method settings differ (settings_hash)".to_string()
+            } else {
+                format!(
+                    "the method settings differ: {}",
+                    other
+                        .iter()
+                        .map(|(_, d)| d.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            };
+            out.push(Difference {
+                kind: "settings",
+                method: Some(ns.to_string()),
+                detail,
+            });
+        }
+    }
+    let mut gold: Vec<(&String, Vec<Label>)> = of[0]
+        .rows
+        .iter()
+        .filter_map(|(u, r)| {
+            let golds: Option<Vec<Label>> = of.iter().map(|n| Some(n.rows.get(u)?.gold)).collect();
+            golds
+                .filter(|g| g.iter().any(|x| *x != r.gold))
+                .map(|g| (u, g))
+        })
+        .collect();
+    if !gold.is_empty() {
+        gold.sort();
+        let (u, first) = &gold[0];
+        out.push(Difference {
+            kind: "gold",
+            method: Some(ns.to_string()),
+            detail: format!(
+                "{} shared example{} a different gold label (each model is scored against its own), e.g. {u}: {}",
+                gold.len(),
+                if gold.len() == 1 { " has" } else { "s have" },
+                labels
+                    .iter()
+                    .zip(first)
+                    .map(|(l, g)| format!("{l} {g}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    out
+}
+
+/// The dataset files differ: each session's sha256.
+fn dataset_difference(loaded: &[Loaded]) -> Option<Difference> {
+    let first = &loaded[0].dataset_sha256;
+    loaded
+        .iter()
+        .any(|l| l.dataset_sha256 != *first)
+        .then(|| Difference {
+            kind: "dataset",
+            method: None,
+            detail: format!(
+                "the sessions evaluated different dataset files: {}",
+                loaded
+                    .iter()
+                    .map(|l| format!(
+                        "{} sha256 {}",
+                        l.label,
+                        l.dataset_sha256
+                            .as_deref()
+                            .map_or("unknown", |s| crate::fingerprint::prefix(s, 12))
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })
+}
+
+/// The rows of method `ns` as compared under `table`, one list per model,
+/// of the same examples of `uuids`: every scored example for the MC table;
+/// for the LLM-as-judge table, the rows NVIDIA's aggregate counts for every
+/// model (a note says how many were left out and why).
+fn rows_for(
+    ns: &str,
+    table: Table,
+    per: &[&HashMap<String, PredictionRow>],
+    uuids: &[String],
+    notes: &mut Vec<String>,
+) -> Vec<Vec<Scored>> {
+    let classification = |r: &PredictionRow| -> Option<String> {
+        match serde_json::from_value::<OfficialJudgement>(r.details.get("official")?.clone())
+            .ok()?
+        {
+            OfficialJudgement::Classified { classification } => Some(classification),
+            _ => None,
+        }
+    };
+    let kept: Vec<String> = match table {
+        Table::MultipleChoice => {
+            // Examples every model scored (mcq_logprob may leave some unscored).
+            let kept: Vec<String> = uuids
+                .iter()
+                .filter(|u| per.iter().all(|rows| rows[*u].prediction.is_some()))
+                .cloned()
+                .collect();
+            if kept.len() < uuids.len() {
+                notes.push(format!(
+                    "{ns}: {} of {} examples left out: unscored by some model",
+                    uuids.len() - kept.len(),
+                    uuids.len()
+                ));
+            }
+            kept
+        }
+        Table::LlmJudge => {
+            let direct = uuids
+                .iter()
+                .filter(|u| per.iter().any(|rows| rows[*u].gold == Label::Direct))
+                .count();
+            let kept: Vec<String> = uuids
+                .iter()
+                .filter(|u| {
+                    per.iter().all(|rows| {
+                        rows[*u].gold != Label::Direct && classification(&rows[*u]).is_some()
+                    })
+                })
+                .cloned()
+                .collect();
+            if kept.len() < uuids.len() {
+                notes.push(format!(
+                    "{ns}: the paper's LLM-as-judge columns are over the {} of {} examples NVIDIA's aggregate counts for every model ({direct} of `direct` gold, {} on which its scripts raise for some model)",
+                    kept.len(),
+                    uuids.len(),
+                    uuids.len() - kept.len() - direct
+                ));
+            }
+            kept
+        }
+    };
+    per.iter()
+        .map(|rows| {
+            kept.iter()
+                .map(|u| {
+                    let r = &rows[u];
+                    let pred = match table {
+                        Table::MultipleChoice => r.prediction.unwrap_or(Prediction::Invalid),
+                        Table::LlmJudge => {
+                            classification(r).map_or(Prediction::Invalid, |c| judged_as(&c))
+                        }
+                    };
+                    compare::scored(r.gold, pred, r.n_tools)
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Compares the sessions of `req`.
@@ -186,43 +487,36 @@ pub fn build(req: &Request<'_>) -> Result<Comparison> {
     if methods.is_empty() {
         bail!("the sessions share no finished method");
     }
+    let mut differences: Vec<Difference> = dataset_difference(&loaded).into_iter().collect();
+    for ns in &methods {
+        differences.extend(method_differences(ns, &loaded, &mut notes));
+    }
+    if !differences.is_empty() && !req.allow_differences {
+        bail!(
+            "the sessions are not comparable: {}; pass --allow-differences to compare them anyway (every output then says what differs)",
+            differences
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
     let mut out = Vec::new();
     let mut disagreements = Vec::new();
     let datasets = DatasetCache::default();
     for ns in methods {
         let per: Vec<&HashMap<String, PredictionRow>> =
-            loaded.iter().map(|l| &l.namespaces[ns]).collect();
+            loaded.iter().map(|l| &l.namespaces[ns].rows).collect();
         let uuids = aligned_uuids(ns, &loaded, &per, req.alignment, &mut notes)?;
-        // Examples every model scored (mcq_logprob may leave some unscored).
-        let scored_uuids: Vec<&String> = uuids
-            .iter()
-            .filter(|u| per.iter().all(|rows| rows[*u].prediction.is_some()))
-            .collect();
-        if scored_uuids.len() < uuids.len() {
-            notes.push(format!(
-                "{ns}: {} of {} examples left out: unscored by some model",
-                uuids.len() - scored_uuids.len(),
-                uuids.len()
-            ));
-        }
-        let rows: Vec<Vec<Scored>> = per
-            .iter()
-            .map(|rows| {
-                scored_uuids
-                    .iter()
-                    .map(|u| {
-                        let r = &rows[*u];
-                        compare::scored(
-                            r.gold,
-                            r.prediction.unwrap_or(Prediction::Invalid),
-                            r.n_tools,
-                        )
-                    })
-                    .collect()
-            })
-            .collect();
+        let table = if loaded.iter().all(|l| l.namespaces[ns].official) {
+            Table::LlmJudge
+        } else {
+            Table::MultipleChoice
+        };
+        let rows = rows_for(ns, table, &per, &uuids, &mut notes);
         out.push(compare::compare(
             ns,
+            table,
             &labels,
             &rows,
             req.seed,
@@ -274,6 +568,7 @@ pub fn build(req: &Request<'_>) -> Result<Comparison> {
                 )
             })
             .collect(),
+        differences,
         methods: out,
         notes,
         disagreements,
@@ -362,21 +657,33 @@ impl DatasetCache {
     }
 }
 
-/// Short names of the compared metrics, for table headers.
+/// Short names of the compared metrics, for table headers: the table
+/// whose definitions they follow in brackets.
 fn short_name(metric: &str) -> &str {
     match metric {
         "accuracy" => "accuracy",
-        "macro_f1_official" => "macro-F1",
-        "tool_hallucination_rate_official" => "ToolHall",
+        "macro_f1_official" => "macro-F1 (MC)",
+        "tool_hallucination_rate_official" => "ToolHall (MC)",
         "answer_hallucination_rate" => "AnswerHall",
         "parameter_hallucination_rate" => "ParamHall",
+        "judge_table_acc" => "Acc (judge)",
+        "judge_table_f1" => "F1 (judge)",
+        "judge_table_tool_hall" => "Tool Hall (judge)",
         other => other,
+    }
+}
+
+/// What a method's metrics are, for its heading.
+fn table_title(table: Table) -> &'static str {
+    match table {
+        Table::LlmJudge => "the paper's LLM-as-judge table (NVIDIA's aggregate)",
+        Table::MultipleChoice => "the multiple-choice table's definitions (MC)",
     }
 }
 
 /// A metric value: rates in %, F1 to 3 decimals.
 fn value(metric: &str, v: Option<f64>) -> String {
-    if metric.starts_with("macro_f1") {
+    if metric.contains("f1") {
         crate::report::f1(v)
     } else {
         crate::report::pct(v)
@@ -437,8 +744,9 @@ struct Tables {
 
 /// The rows of a method's model table and pair table.
 fn tables(m: &MethodComparison) -> Tables {
+    let names = compare::metric_names(m.table);
     let mut header = vec!["rank", "model"];
-    header.extend(compare::METRICS.iter().map(|(n, _)| short_name(n)));
+    header.extend(names.iter().map(|n| short_name(n)));
     let mut models: Vec<&compare::ModelResult> = m.models.iter().collect();
     models.sort_by_key(|r| r.rank);
     let rows = models
@@ -449,12 +757,20 @@ fn tables(m: &MethodComparison) -> Tables {
             row
         })
         .collect();
+    let delta = |k: usize| match names[k] {
+        "accuracy" => "Δ accuracy",
+        "macro_f1_official" => "Δ macro-F1 (MC)",
+        "tool_hallucination_rate_official" => "Δ ToolHall (MC)",
+        "judge_table_acc" => "Δ Acc (judge)",
+        "judge_table_f1" => "Δ F1 (judge)",
+        _ => "Δ Tool Hall (judge)",
+    };
     let pair_header = vec![
         "A",
         "B",
-        "Δ accuracy",
-        "Δ macro-F1",
-        "Δ ToolHall",
+        delta(0),
+        delta(1),
+        delta(2),
         "only A right",
         "only B right",
         "McNemar p",
@@ -505,21 +821,32 @@ fn verdict(m: &MethodComparison) -> String {
             format!("{better} > {worse}")
         })
         .collect();
+    let what = match m.table {
+        Table::LlmJudge => "Acc (correct = NVIDIA's classification equals the gold label)",
+        Table::MultipleChoice => "accuracy",
+    };
     if sig.is_empty() {
         format!(
-            "no difference in accuracy is significant (McNemar, Holm-adjusted p < {})",
+            "no difference in {what} is significant (McNemar, Holm-adjusted p < {})",
             compare::ALPHA
         )
     } else {
         format!(
-            "significant in accuracy (McNemar, Holm-adjusted p < {}): {}",
+            "significant in {what} (McNemar, Holm-adjusted p < {}): {}",
             compare::ALPHA,
             sig.join(", ")
         )
     }
 }
 
-const LEGEND: &str = "values with 95% percentile bootstrap intervals; Δ = A − B with a paired bootstrap interval (* = excludes 0); McNemar's exact test on per-example correctness, p-values adjusted over the method's pairs with Holm's rule";
+const LEGEND: &str = "values with 95% percentile bootstrap intervals; Δ = A − B with a paired bootstrap interval (* = excludes 0); McNemar's exact test on per-example correctness, p-values adjusted over the method's pairs with Holm's rule; (MC) = the multiple-choice table's definitions, (judge) = the paper's LLM-as-judge table (NVIDIA's aggregate)";
+
+/// The warning that opens a comparison of sessions that differ.
+fn differences_heading(c: &Comparison) -> Option<String> {
+    (!c.differences.is_empty()).then(|| {
+        "WARNING: compared although the sessions differ (--allow-differences); not a paired comparison where they do:".to_string()
+    })
+}
 
 /// Plain text or Markdown.
 pub fn render_text(c: &Comparison, markdown: bool, disagreements_shown: usize) -> String {
@@ -540,12 +867,31 @@ pub fn render_text(c: &Comparison, markdown: bool, disagreements_shown: usize) -
     };
     let mut out = String::new();
     let h = if markdown { "## " } else { "" };
+    if let Some(heading) = differences_heading(c) {
+        let _ = writeln!(
+            out,
+            "{}",
+            if markdown {
+                format!("**{heading}**\n")
+            } else {
+                heading
+            }
+        );
+        for d in &c.differences {
+            let _ = writeln!(out, "{}{d}", if markdown { "- " } else { "  - " });
+        }
+        out.push('\n');
+    }
     for m in &c.methods {
         let t = tables(m);
         let _ = writeln!(
             out,
-            "{h}{} — {} examples, {} bootstrap resamples (seed {})\n",
-            m.method, m.n_examples, m.resamples, m.seed
+            "{h}{} — {}, {} examples, {} bootstrap resamples (seed {})\n",
+            m.method,
+            table_title(m.table),
+            m.n_examples,
+            m.resamples,
+            m.seed
         );
         out.push_str(&table(&t.header, &t.rows));
         out.push('\n');
@@ -603,12 +949,24 @@ pub fn html_sections(c: &Comparison) -> String {
         s
     };
     let mut out = String::new();
+    if let Some(heading) = differences_heading(c) {
+        let _ = write!(
+            out,
+            "<div class=\"differs\"><p><b>{}</b></p><ul>",
+            esc(&heading)
+        );
+        for d in &c.differences {
+            let _ = write!(out, "<li>{}</li>", esc(&d.to_string()));
+        }
+        out.push_str("</ul></div>");
+    }
     for m in &c.methods {
         let t = tables(m);
         let _ = write!(
             out,
-            "<h3>{} <small>{} examples, {} resamples, seed {}</small></h3><div class=\"wrap\">",
+            "<h3>{} <small>{}, {} examples, {} resamples, seed {}</small></h3><div class=\"wrap\">",
             esc(&m.method),
+            esc(table_title(m.table)),
             m.n_examples,
             m.resamples,
             m.seed
@@ -634,7 +992,7 @@ pub fn html_escape(s: &str) -> String {
 
 /// One self-contained HTML page with the tables.
 pub fn render_html(c: &Comparison) -> String {
-    let mut out = String::from("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>w2c compare</title><style>body{font-family:system-ui,sans-serif;margin:1.5em;max-width:1400px}table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}th{background:#eee}td:nth-child(-n+2){text-align:left}.wrap{overflow-x:auto}</style></head><body><h1>w2c compare</h1><p>");
+    let mut out = String::from("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>w2c compare</title><style>body{font-family:system-ui,sans-serif;margin:1.5em;max-width:1400px}table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}th{background:#eee}td:nth-child(-n+2){text-align:left}.wrap{overflow-x:auto}.differs{border:2px solid #c60;padding:0 1em;background:#fff4e5}</style></head><body><h1>w2c compare</h1><p>");
     out.push_str(&html_escape(
         &c.sessions
             .iter()
@@ -661,7 +1019,10 @@ pub fn tag(sessions: &[FoundSession]) -> String {
 
 /// The comparison as metrics of model `label`'s session: per method its
 /// rank, and against each other model the differences (this − other) of
-/// accuracy, the paper's macro-F1 and ToolHall with their paired intervals,
+/// accuracy, F1 and ToolHall (as the method's table defines them: the
+/// MC table's `accuracy`, `macro_f1_official`,
+/// `tool_hallucination_rate_official`, or the judge table's
+/// `judge_table_acc`, `_f1`, `_tool_hall`) with their paired intervals,
 /// McNemar's p before and after Holm's adjustment, and whether the
 /// difference is significant (1) or not (0). Undefined values are left out.
 pub fn metrics_for(c: &Comparison, label: &str) -> Vec<(String, f64)> {

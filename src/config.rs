@@ -300,6 +300,14 @@ pub struct ProviderConfig {
     /// Mock only: share of attempts that fail with a transient error.
     #[serde(default)]
     pub fail_rate: f64,
+    /// Mock only: how the mock judge answers (`strict`, as a real judge
+    /// answers NVIDIA's prompt; `varied`, styles that exercise the repair
+    /// turn and `invalid`).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::llm::mock::JudgeReplies::is_default"
+    )]
+    pub judge_replies: crate::llm::mock::JudgeReplies,
 }
 
 fn default_concurrency() -> usize {
@@ -968,6 +976,12 @@ impl ProviderConfig {
                         "key `{}`/`{}`: only a `mock` provider simulates latency and faults (use `w2c mock-server` for an HTTP endpoint)",
                         key("latency_ms"),
                         key("fail_rate")
+                    );
+                }
+                if !self.judge_replies.is_default() {
+                    bail!(
+                        "key `{}`: only a `mock` provider has a mock judge (`w2c mock-server --judge-replies` for an HTTP endpoint)",
+                        key("judge_replies")
                     );
                 }
             }

@@ -25,8 +25,20 @@ use std::fmt::Write as _;
 /// Longest stored text shown per field in the explorer (characters).
 const FIELD_PREVIEW: usize = 600;
 
+/// How the page's comparison is drawn (as `w2c compare` draws it).
+#[derive(Debug, Clone, Copy)]
+pub struct CompareOptions {
+    /// Bootstrap resamples.
+    pub resamples: usize,
+    /// Seed of the draws.
+    pub seed: u64,
+    /// Compare sessions that differ (dataset, gold, method settings),
+    /// saying what differs, instead of leaving the comparison out.
+    pub allow_differences: bool,
+}
+
 /// Renders the page for `sessions`.
-pub fn render(sessions: &[FoundSession]) -> Result<String> {
+pub fn render(sessions: &[FoundSession], compare: CompareOptions) -> Result<String> {
     let labels = comparison::labels(sessions);
     let entries: Vec<Vec<ReportEntry>> = sessions.iter().map(crate::report::collect).collect();
     let mut methods: Vec<String> = Vec::new();
@@ -64,8 +76,9 @@ pub fn render(sessions: &[FoundSession]) -> Result<String> {
             sessions,
             methods: &[],
             alignment: comparison::Alignment::Intersection,
-            resamples: 1000,
-            seed: 0,
+            allow_differences: compare.allow_differences,
+            resamples: compare.resamples,
+            seed: compare.seed,
         }) {
             Ok(c) => body.push_str(&comparison::html_sections(&c)),
             Err(e) => {
@@ -89,25 +102,34 @@ pub fn render(sessions: &[FoundSession]) -> Result<String> {
     ))
 }
 
-/// The headline metrics, one table per method, a row per model.
+/// The headline metrics, one table per method, a row per model: the
+/// numbers as the paper's table in `table` defines them (NVIDIA's
+/// aggregate for a judge under protocol `when2call`), then w2c's own.
 fn summary_section(labels: &[String], entries: &[Vec<ReportEntry>], methods: &[String]) -> String {
     let esc = comparison::html_escape;
-    let mut out = String::from("<section id=\"summary\"><h2>Summary</h2><p class=\"legend\">Rates in %, F1 to 3 decimals; macro-F1 and ToolHall as the paper defines them; <i>n</i> counts scored examples; cost — when no price is set.</p><div class=\"wrap\"><table><thead><tr><th>method</th><th>model</th><th>n</th><th>accuracy</th><th>macro-F1</th><th>ToolHall</th><th>AnswerHall</th><th>ParamHall</th><th>invalid</th><th>unscored</th><th>cost</th></tr></thead><tbody>");
+    let mut out = String::from("<section id=\"summary\"><h2>Summary</h2><p class=\"legend\">Rates in %, F1 to 3 decimals; accuracy, F1 and ToolHall as the paper's table in <i>table</i> defines them, over <i>n</i> rows (<i>left out</i>: rows NVIDIA's aggregate cannot count); AnswerHall and ParamHall are w2c's, over every scored example; cost — when no price is set.</p><div class=\"wrap\"><table><thead><tr><th>method</th><th>model</th><th>n</th><th>table</th><th>accuracy</th><th>F1</th><th>ToolHall</th><th>left out</th><th>AnswerHall</th><th>ParamHall</th><th>invalid</th><th>unscored</th><th>cost</th></tr></thead><tbody>");
     for ns in methods {
         for (label, es) in labels.iter().zip(entries) {
             let Some(e) = es.iter().find(|e| &e.namespace == ns) else {
                 continue;
             };
             let m = &e.metrics.metrics;
+            let h = &e.headline;
             let _ = write!(
                 out,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(ns),
                 esc(label),
-                m.n_total,
-                pct(Some(m.accuracy)),
-                f1(m.macro_f1_official),
-                pct(m.tool_hallucination_rate_official),
+                h.n,
+                h.table.short(),
+                pct(h.accuracy),
+                f1(h.f1),
+                pct(h.tool_hall),
+                if h.left_out.is_empty() {
+                    "—".to_string()
+                } else {
+                    esc(&h.left_out_text())
+                },
                 pct(m.answer_hallucination_rate),
                 pct(m.parameter_hallucination_rate),
                 m.n_invalid,
@@ -124,7 +146,7 @@ fn summary_section(labels: &[String], entries: &[Vec<ReportEntry>], methods: &[S
     }
     out.push_str("</tbody></table></div>");
     let all: Vec<ReportEntry> = entries.iter().flatten().cloned().collect();
-    for line in crate::report::official_judge_lines(&all) {
+    for line in crate::report::report_legend(&all) {
         let _ = write!(out, "<p class=\"legend\">{}</p>", esc(&line));
     }
     out.push_str("</section>");
@@ -348,6 +370,7 @@ td:nth-child(-n+2),th:nth-child(-n+2){text-align:left}
 .charts{display:flex;flex-wrap:wrap;gap:1rem;align-items:flex-start}
 .charts svg{max-width:100%;height:auto;border:1px solid #eee;background:#fff}
 .legend,.note{color:#555;font-size:.85rem}
+.differs{border:2px solid #c60;padding:0 1em;background:#fff4e5}
 #filters{display:flex;flex-wrap:wrap;gap:.6rem 1rem;align-items:end;margin:.5rem 0}
 #filters label{display:flex;flex-direction:column;font-size:.8rem;color:#444}
 #filters select{font-size:.9rem;padding:2px}

@@ -15,6 +15,7 @@ pub mod env_vars;
 pub mod export;
 pub mod fingerprint;
 pub mod floats;
+pub mod headline;
 pub mod html_report;
 pub mod http_body;
 pub mod json_scan;

@@ -140,9 +140,14 @@ pub struct MockServerOptions {
     /// `classification`, about one in twenty in capitals), except this share
     /// of first judge calls, answered in prose that is not JSON (which
     /// provokes the scripts' repair turn; a repair call always gets JSON).
-    /// Without it the judge replies vary in style like the `mock` provider's.
+    /// Without it the judge answers as `--judge-replies` says.
     #[arg(long, value_name = "SHARE")]
     pub judge_not_json: Option<f64>,
+    /// How the judge answers: `strict`, as a real judge answers NVIDIA's
+    /// prompt (`{"classification": ...}`); `varied`, styles that exercise
+    /// the repair turn and `invalid` (fenced, prose, other casings).
+    #[arg(long, value_enum, default_value = "strict")]
+    pub judge_replies: mock::JudgeReplies,
     /// Requests served at once, like a model server's parallel slots:
     /// more wait in a queue (with `--latency-ms`, a fixed capacity of
     /// N / latency requests per second). 0 = no limit.
@@ -474,11 +479,12 @@ impl AppState {
             .map_err(|e| format!("mock-server: cannot record the request: {e}"))
     }
 
-    /// How the judge's replies are phrased (`--judge-not-json`).
+    /// How the judge's replies are phrased (`--judge-not-json`, else
+    /// `--judge-replies`).
     fn judge_style(&self) -> mock::JudgeStyle {
         match self.opts.judge_not_json {
             Some(not_json) => mock::JudgeStyle::Readable { not_json },
-            None => mock::JudgeStyle::Varied,
+            None => self.opts.judge_replies.style(),
         }
     }
 }

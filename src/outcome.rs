@@ -44,6 +44,10 @@ pub struct MethodSummary {
     pub usage: UsageTotals,
     /// Sweep metrics, for `stability_*` namespaces.
     pub stability: Option<crate::stability::StabilityMetrics>,
+    /// The headline numbers and the paper's table defining them, when the
+    /// method completed.
+    #[serde(default)]
+    pub headline: Option<crate::headline::Headline>,
 }
 
 /// The result of a run.

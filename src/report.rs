@@ -77,25 +77,29 @@ fn items_text(done: usize, total: usize, repeats: usize) -> String {
     }
 }
 
-/// The end-of-run summary: the headline metrics of each method (the
-/// paper's macro-F1 and ToolHall; `w2c report --wide` has every variant),
-/// the stability metrics of sweeps, and what a `-` or `(n×k)` means.
+/// The end-of-run summary: the headline numbers of each method, labelled
+/// by the paper's table that defines them (`judge`: the LLM-as-judge
+/// table, NVIDIA's aggregate; `MC`: the multiple-choice table's
+/// definitions; `w2c report --wide` has w2c's own metrics too), the rows
+/// NVIDIA's aggregate leaves out when it leaves any, the stability metrics
+/// of sweeps, and what a `-` or `(n×k)` means.
 pub fn run_summary(report: &RunReport) -> String {
     let mut out = String::new();
-    let rows: Vec<Vec<String>> = report.methods.iter().map(method_row).collect();
-    out.push_str(&table(
-        &[
-            "method",
-            "items",
-            "accuracy",
-            "macro-F1",
-            "ToolHall",
-            "invalid",
-            "tokens in/out",
-            "cost",
-        ],
-        &rows,
-    ));
+    let left_out = report
+        .methods
+        .iter()
+        .any(|m| m.headline.as_ref().is_some_and(|h| !h.left_out.is_empty()));
+    let mut header = vec!["method", "items", "table", "accuracy", "F1", "ToolHall"];
+    if left_out {
+        header.push("left out");
+    }
+    header.extend(["invalid", "tokens in/out", "cost"]);
+    let rows: Vec<Vec<String>> = report
+        .methods
+        .iter()
+        .map(|m| method_row(m, left_out))
+        .collect();
+    out.push_str(&table(&header, &rows));
     let sweeps: Vec<Vec<String>> = report
         .methods
         .iter()
@@ -141,9 +145,18 @@ pub fn run_summary(report: &RunReport) -> String {
         ));
     }
     let mut notes = vec![
-        "macro-F1 and ToolHall as the paper defines them; `w2c report --wide` shows every variant"
+        "F1 and ToolHall as the paper's table in `table` defines them; `w2c report --wide`: w2c's own metrics too"
             .to_string(),
     ];
+    notes.extend(crate::headline::legend(
+        report
+            .methods
+            .iter()
+            .filter_map(|m| Some((m.namespace.clone(), m.headline.as_ref()?))),
+    ));
+    if report.methods.iter().any(|m| m.stability.is_some()) {
+        notes.push("a sweep's row scores each example's mode prediction".into());
+    }
     if let Some(m) = report.methods.iter().find(|m| m.repeats > 1) {
         notes.push(format!(
             "items ({}×{}) = {} examples × {} repeats",
@@ -161,40 +174,55 @@ pub fn run_summary(report: &RunReport) -> String {
         );
     }
     for n in notes {
-        let _ = writeln!(out, "  {n}");
+        legend_line(&mut out, &n);
     }
     out
 }
 
-fn method_row(m: &MethodSummary) -> Vec<String> {
+/// A legend line under a terminal table: indented, wrapped to fit 110
+/// columns, continuation lines indented further.
+fn legend_line(out: &mut String, text: &str) {
+    for (i, line) in wrap(text, 104).iter().enumerate() {
+        let _ = writeln!(out, "{}{line}", if i == 0 { "  " } else { "    " });
+    }
+}
+
+fn method_row(m: &MethodSummary, left_out_column: bool) -> Vec<String> {
     let tokens = format!("{}/{}", m.usage.prompt_tokens, m.usage.completion_tokens);
     let items = items_text(m.done, m.total, m.repeats);
-    match &m.metrics {
-        Some(x) => vec![
-            m.namespace.clone(),
-            items,
-            pct(Some(x.accuracy)),
-            f1(x.macro_f1_official),
-            pct(x.tool_hallucination_rate_official),
-            x.n_invalid.to_string(),
-            tokens,
-            cost(m.usage.cost_usd),
-        ],
-        None => vec![
-            m.namespace.clone(),
-            items,
-            if m.failed > 0 {
+    let mut row = vec![m.namespace.clone(), items];
+    match (&m.metrics, &m.headline) {
+        (Some(x), Some(h)) => {
+            row.extend([
+                h.table.short().to_string(),
+                pct(h.accuracy),
+                f1(h.f1),
+                pct(h.tool_hall),
+            ]);
+            if left_out_column {
+                row.push(if h.left_out.is_empty() {
+                    String::new()
+                } else {
+                    h.left_out_total().to_string()
+                });
+            }
+            row.push(x.n_invalid.to_string());
+        }
+        _ => {
+            row.push(String::new());
+            row.push(if m.failed > 0 {
                 format!("incomplete ({} failed)", m.failed)
             } else {
                 "incomplete".into()
-            },
-            String::new(),
-            String::new(),
-            String::new(),
-            tokens,
-            cost(m.usage.cost_usd),
-        ],
+            });
+            row.extend(std::iter::repeat_n(
+                String::new(),
+                3 + usize::from(left_out_column),
+            ));
+        }
     }
+    row.extend([tokens, cost(m.usage.cost_usd)]);
+    row
 }
 
 /// `text` cut into lines of at most `width` characters, at spaces where
@@ -678,6 +706,8 @@ pub struct ReportEntry {
     pub model: String,
     /// Namespace.
     pub namespace: String,
+    /// The headline numbers and the paper's table defining them.
+    pub headline: crate::headline::Headline,
     /// The namespace's `metrics.json`.
     pub metrics: crate::store::MetricsFile,
     /// The namespace's artifacts directory.
@@ -699,34 +729,48 @@ pub fn collect(found: &FoundSession) -> Vec<ReportEntry> {
         .map(|(ns, _)| NamespaceDir::new(&found.dir, &ns))
         .filter(NamespaceDir::is_done)
         .filter_map(|dir| {
-            crate::store::read_json(&dir.metrics())
+            crate::store::read_json::<crate::store::MetricsFile>(&dir.metrics())
                 .ok()
-                .map(|metrics| ReportEntry {
-                    session: session.clone(),
-                    model: model.clone(),
-                    wall_secs: crate::store::records::wall_secs(&dir.checkpoints),
-                    namespace: dir.name,
-                    metrics,
-                    artifacts: dir.artifacts,
+                .map(|metrics| {
+                    let protocol = crate::store::session::namespace_protocol(&dir, &metrics.method);
+                    ReportEntry {
+                        session: session.clone(),
+                        model: model.clone(),
+                        headline: crate::headline::of(&metrics, protocol.as_deref()),
+                        wall_secs: crate::store::records::wall_secs(&dir.checkpoints),
+                        namespace: dir.name,
+                        metrics,
+                        artifacts: dir.artifacts,
+                    }
                 })
         })
         .collect()
 }
 
-const REPORT_HEADER: [&str; 18] = [
+/// The columns of `w2c report`: who, then the headline (as the paper's
+/// table in `table` defines it, over `n` rows, with the rows NVIDIA's
+/// aggregate leaves out), then w2c's own metrics over every scored
+/// example (`MC` marks the multiple-choice table's definitions).
+const REPORT_HEADER: [&str; 24] = [
     "session",
     "model",
     "method",
     "n",
+    "table",
     "accuracy",
-    "acc_norm",
-    "macro-F1(official)",
-    "macro-F1(gold)",
-    "macro-F1(all4)",
+    "F1",
+    "ToolHall",
+    "left out",
     "invalid",
     "unscored",
-    "ToolHall(official)",
-    "ToolHall",
+    "n(w2c)",
+    "accuracy(w2c)",
+    "acc_norm",
+    "macro-F1(MC)",
+    "macro-F1(gold)",
+    "macro-F1(all4)",
+    "ToolHall(MC)",
+    "ToolHall(w2c)",
     "AnswerHall",
     "ParamHall",
     "tokens in/out",
@@ -735,18 +779,11 @@ const REPORT_HEADER: [&str; 18] = [
 ];
 
 /// The columns of [`REPORT_HEADER`] a terminal report shows without
-/// `--wide`: who, what, and the headline metrics.
-const HEADLINE_COLUMNS: [&str; 10] = [
-    "session",
-    "model",
-    "method",
-    "n",
-    "accuracy",
-    "macro-F1(official)",
-    "ToolHall(official)",
-    "invalid",
-    "unscored",
-    "cost",
+/// `--wide`: who, what, and the headline (`left out` only when a row
+/// leaves rows out).
+const HEADLINE_COLUMNS: [&str; 12] = [
+    "session", "model", "method", "n", "table", "accuracy", "F1", "ToolHall", "left out",
+    "invalid", "unscored", "cost",
 ];
 
 fn report_rows(entries: &[ReportEntry]) -> Vec<Vec<String>> {
@@ -755,10 +792,29 @@ fn report_rows(entries: &[ReportEntry]) -> Vec<Vec<String>> {
         .map(|e| {
             let m = &e.metrics.metrics;
             let u = &e.metrics.usage;
+            let h = &e.headline;
             vec![
                 e.session.clone(),
                 e.model.clone(),
                 e.namespace.clone(),
+                h.n.to_string(),
+                h.table.short().to_string(),
+                pct(h.accuracy),
+                f1(h.f1),
+                pct(h.tool_hall),
+                if h.left_out.is_empty() {
+                    "-".into()
+                } else {
+                    h.left_out_total().to_string()
+                },
+                m.n_invalid.to_string(),
+                // Only `mcq_logprob` and judges can leave examples unscored;
+                // `n` and every rate are over the scored ones.
+                e.metrics
+                    .counts
+                    .get("unscored")
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "-".into()),
                 m.n_total.to_string(),
                 pct(Some(m.accuracy)),
                 // Only `mcq_logprob` has acc_norm (the paper's set).
@@ -770,14 +826,6 @@ fn report_rows(entries: &[ReportEntry]) -> Vec<Vec<String>> {
                 f1(m.macro_f1_official),
                 f1(m.macro_f1_present),
                 f1(Some(m.macro_f1_all)),
-                m.n_invalid.to_string(),
-                // Only `mcq_logprob` can leave examples unscored; `n` and
-                // every rate are over the scored ones.
-                e.metrics
-                    .counts
-                    .get("unscored")
-                    .map(|n| n.to_string())
-                    .unwrap_or_else(|| "-".into()),
                 pct(m.tool_hallucination_rate_official),
                 pct(m.tool_hallucination_rate),
                 pct(m.answer_hallucination_rate),
@@ -802,32 +850,30 @@ fn table_of_csv(csv: &str) -> String {
     table(&header, &lines.collect::<Vec<_>>())
 }
 
-/// One line per namespace with NVIDIA's LLM-as-judge aggregate (protocol
-/// `when2call`): the paper's columns, then each gold category's score.
-pub(crate) fn official_judge_lines(entries: &[ReportEntry]) -> Vec<String> {
-    entries
-        .iter()
-        .filter_map(|e| {
-            let a = e.metrics.official_judge.as_ref()?;
-            let categories: Vec<String> = a
-                .categories
-                .iter()
-                .map(|(gold, c)| format!("{gold} {} of {}", pct(c.score), c.n))
-                .collect();
-            let left_out: usize = a.left_out.values().sum();
-            Some(format!(
-                "{} {}: NVIDIA's judge aggregate: F1 {}, Acc {}, Tool Hall {} over {} rows ({} left out); score by gold: {}",
-                e.session,
-                e.namespace,
-                a.paper.f1.map_or("n/a".into(), |f| format!("{:.1}", f * 100.0)),
-                pct(a.paper.acc),
-                pct(a.paper.tool_hall),
-                a.n_aggregated,
-                left_out,
-                categories.join(", ")
-            ))
-        })
-        .collect()
+/// The legend under a report's table: what the `table` names mean, each
+/// namespace's caveat and rows left out, then NVIDIA's aggregate by gold
+/// category for each namespace that has it.
+pub(crate) fn report_legend(entries: &[ReportEntry]) -> Vec<String> {
+    let mut out = crate::headline::legend(
+        entries
+            .iter()
+            .map(|e| (format!("{} {}", e.session, e.namespace), &e.headline)),
+    );
+    out.extend(entries.iter().filter_map(|e| {
+        let a = e.metrics.official_judge.as_ref()?;
+        let categories: Vec<String> = a
+            .categories
+            .iter()
+            .map(|(gold, c)| format!("{gold} {} of {}", pct(c.score), c.n))
+            .collect();
+        Some(format!(
+            "{} {}: NVIDIA's aggregate, score by gold category: {}",
+            e.session,
+            e.namespace,
+            categories.join(", ")
+        ))
+    }));
+    out
 }
 
 /// Output formats of `w2c report`.
@@ -848,11 +894,18 @@ pub enum Format {
 /// have everything).
 pub fn render(entries: &[ReportEntry], format: Format, wide: bool) -> anyhow::Result<String> {
     let rows = report_rows(entries);
+    let legend = |out: &mut String| {
+        for line in report_legend(entries) {
+            legend_line(out, &line);
+        }
+    };
     Ok(match format {
         Format::Json => serde_json::to_string_pretty(entries)? + "\n",
         Format::Text if !wide => {
+            let any_left_out = entries.iter().any(|e| !e.headline.left_out.is_empty());
             let keep: Vec<usize> = HEADLINE_COLUMNS
                 .iter()
+                .filter(|c| any_left_out || **c != "left out")
                 .filter_map(|c| REPORT_HEADER.iter().position(|h| h == c))
                 .collect();
             let header: Vec<&str> = keep.iter().map(|&i| REPORT_HEADER[i]).collect();
@@ -861,20 +914,16 @@ pub fn render(entries: &[ReportEntry], format: Format, wide: bool) -> anyhow::Re
                 .map(|r| keep.iter().map(|&i| r[i].clone()).collect())
                 .collect();
             let mut out = table(&header, &rows);
-            out.push_str("  rates in %, F1 to 3 decimals; cost - = no price set; --wide: every metric and the confusion matrices\n");
-            for line in official_judge_lines(entries) {
-                let _ = writeln!(out, "\n{line}");
-            }
+            legend_line(&mut out, "rates in %, F1 to 3 decimals, as the paper's table in `table` defines them; cost - = no price set; --wide: w2c's own metrics and the confusion matrices");
+            legend(&mut out);
             out
         }
         Format::Text => {
             let mut out = table(&REPORT_HEADER, &rows);
+            legend(&mut out);
             for e in entries {
                 let _ = writeln!(out, "\n{} {} (rows = gold):", e.session, e.namespace);
                 out.push_str(&table_of_csv(&confusion_csv(&e.metrics.metrics)));
-            }
-            for line in official_judge_lines(entries) {
-                let _ = writeln!(out, "\n{line}");
             }
             out
         }
@@ -887,8 +936,9 @@ pub fn render(entries: &[ReportEntry], format: Format, wide: bool) -> anyhow::Re
             for r in &rows {
                 let _ = writeln!(out, "| {} |", r.join(" | "));
             }
-            for line in official_judge_lines(entries) {
-                let _ = writeln!(out, "\n{line}");
+            out.push('\n');
+            for line in report_legend(entries) {
+                let _ = writeln!(out, "- {line}");
             }
             out
         }

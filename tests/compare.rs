@@ -1,8 +1,12 @@
 //! `w2c compare`: every interval, difference and p-value equals an
 //! independent computation in Python (random.Random draws, scikit-learn's
-//! F1, scipy's binomial test, Holm by hand); sessions over different
-//! examples are refused unless the intersection is asked for; the
-//! disagreement list equals a recount from predictions.jsonl.
+//! F1, scipy's binomial test, Holm by hand), for the multiple-choice
+//! table's metrics and a judge's LLM-as-judge columns, at a resample count
+//! whose percentile index ties; sessions over different examples are
+//! refused unless the intersection is asked for, sessions that are not
+//! comparable (dataset file, gold labels, method settings) unless
+//! differences are allowed; the disagreement list equals a recount from
+//! predictions.jsonl.
 
 mod common;
 
@@ -13,8 +17,9 @@ use std::path::{Path, PathBuf};
 
 /// Runs one mock model over the shared file; returns its session dir.
 fn session(ws: &Workspace, model: &str, n_per_label: usize, subsample_seed: u64) -> PathBuf {
-    let cfg = ws.config(
-        &format!("{model}-{n_per_label}-{subsample_seed}.toml"),
+    session_with(
+        ws,
+        &format!("{model}-{n_per_label}-{subsample_seed}"),
         &Opts {
             model: model.into(),
             n_per_label: Some(n_per_label),
@@ -22,7 +27,16 @@ fn session(ws: &Workspace, model: &str, n_per_label: usize, subsample_seed: u64)
             methods: "\"mcq\", \"llm_judge\"".into(),
             ..Opts::default()
         },
-    );
+        |c| c,
+    )
+}
+
+/// Runs the config of `o`, edited by `edit`, as `name`; returns its
+/// session dir.
+fn session_with(ws: &Workspace, name: &str, o: &Opts, edit: impl Fn(String) -> String) -> PathBuf {
+    let cfg = ws.config(&format!("{name}.toml"), o);
+    let text = edit(std::fs::read_to_string(&cfg).unwrap());
+    std::fs::write(&cfg, text).unwrap();
     let out = run_ok(ws, &cfg);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let line = stderr
@@ -37,18 +51,20 @@ fn fp(session: &Path) -> String {
 }
 
 fn compare_json(ws: &Workspace, sessions: &[&Path], extra: &[&str]) -> Value {
+    compare_json_drawn(ws, sessions, 200, extra)
+}
+
+fn compare_json_drawn(
+    ws: &Workspace,
+    sessions: &[&Path],
+    resamples: usize,
+    extra: &[&str],
+) -> Value {
     let out = w2c(ws.path())
         .arg("compare")
         .args(sessions.iter().map(|s| fp(s)))
-        .args([
-            "--format",
-            "json",
-            "--resamples",
-            "200",
-            "--seed",
-            "7",
-            "--runs-dir",
-        ])
+        .args(["--format", "json", "--resamples", &resamples.to_string()])
+        .args(["--seed", "7", "--runs-dir"])
         .arg(ws.runs())
         .args(extra)
         .output()
@@ -61,9 +77,10 @@ fn compare_json(ws: &Workspace, sessions: &[&Path], extra: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn reference(labels: &[&str], sessions: &[&Path], ns: &str) -> Value {
+fn reference(labels: &[&str], sessions: &[&Path], ns: &str, resamples: usize) -> Value {
     let mut cmd = std::process::Command::new("python3");
-    cmd.arg(support("compare_reference.py")).args(["7", "200"]);
+    cmd.arg(support("compare_reference.py"))
+        .args(["7", &resamples.to_string()]);
     for (label, s) in labels.iter().zip(sessions) {
         cmd.arg(format!(
             "{label}={}",
@@ -87,22 +104,44 @@ fn close(a: &Value, b: f64, what: &str) {
     assert!((a - b).abs() < 1e-12, "{what}: w2c {a}, reference {b}");
 }
 
-/// Every model metric and pair difference of `method` against the reference.
+/// Both undefined (null), or numbers within 1e-12.
+fn same(a: &Value, b: &Value, what: &str) {
+    match b.as_f64() {
+        Some(b) => close(a, b, what),
+        None => assert!(a.is_null(), "{what}: w2c {a}, reference {b}"),
+    }
+}
+
+/// Every model metric and pair difference of `method` against the
+/// reference: the same metrics (but w2c's AnswerHall and ParamHall), each
+/// value and interval equal.
 fn check_method(method: &Value, reference: &Value) {
     let ns = method["method"].as_str().unwrap();
+    assert_eq!(method["n_examples"], reference["n"], "{ns}");
     for m in method["models"].as_array().unwrap() {
         let label = m["model"].as_str().unwrap();
         let want = &reference["models"][label];
+        let mut names: Vec<&str> = m["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p[0].as_str().unwrap())
+            .filter(|n| !n.starts_with("answer_") && !n.starts_with("parameter_"))
+            .collect();
+        names.sort_unstable();
+        let mut want_names: Vec<&str> = want
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        want_names.sort_unstable();
+        assert_eq!(names, want_names, "{ns}: the metrics compared");
         for pair in m["metrics"].as_array().unwrap() {
             let name = pair[0].as_str().unwrap();
             let Some(w) = want.get(name) else { continue };
-            let i = &pair[1];
             for (k, key) in ["value", "lo", "hi"].iter().enumerate() {
-                close(
-                    &i[key],
-                    w[k].as_f64().unwrap(),
-                    &format!("{ns} {label} {name} {key}"),
-                );
+                same(&pair[1][key], &w[k], &format!("{ns} {label} {name} {key}"));
             }
         }
     }
@@ -128,11 +167,7 @@ fn check_method(method: &Value, reference: &Value) {
                 continue;
             };
             for (k, key) in ["value", "lo", "hi"].iter().enumerate() {
-                close(
-                    &d[1][key],
-                    wd[k].as_f64().unwrap(),
-                    &format!("{ns} Δ {name} {key}"),
-                );
+                same(&d[1][key], &wd[k], &format!("{ns} Δ {name} {key}"));
             }
         }
     }
@@ -144,16 +179,32 @@ fn intervals_differences_and_tests_equal_an_independent_computation() {
     let a = session(&ws, "acme-small", 10, 11);
     let b = session(&ws, "acme-large", 10, 11);
     let c = session(&ws, "acme-xl", 10, 11);
-    // Two models, then three (Holm's adjustment over three pairs).
-    for sessions in [vec![a.as_path(), b.as_path()], vec![&a, &b, &c]] {
+    // 150 examples: enough distinct values that the 3rd and 4th smallest
+    // of 101 resamples differ.
+    let d = session(&ws, "acme-small", 50, 11);
+    let e = session(&ws, "acme-large", 50, 11);
+    // Two models, then three (Holm's adjustment over three pairs), 200
+    // resamples; and 101, where 0.025 × 100 = 2.5 and 0.975 × 100 = 97.5
+    // tie (Python's round takes 2 and 98, half to even).
+    for (sessions, resamples) in [
+        (vec![a.as_path(), b.as_path()], 200),
+        (vec![&a, &b, &c], 200),
+        (vec![&d, &e], 101),
+    ] {
         let labels: Vec<&str> = ["acme-small", "acme-large", "acme-xl"][..sessions.len()].to_vec();
-        let got = compare_json(&ws, &sessions, &[]);
+        let got = compare_json_drawn(&ws, &sessions, resamples, &[]);
         let methods = got["methods"].as_array().unwrap();
         assert_eq!(methods.len(), 2, "{got}");
         for method in methods {
             let ns = method["method"].as_str().unwrap();
-            assert_eq!(method["n_examples"], 30);
-            check_method(method, &reference(&labels, &sessions, ns));
+            // The judge is compared on the paper's LLM-as-judge columns.
+            let table = if ns == "llm_judge" {
+                "llm_judge"
+            } else {
+                "multiple_choice"
+            };
+            assert_eq!(method["table"], table, "{ns}");
+            check_method(method, &reference(&labels, &sessions, ns, resamples));
         }
     }
 }
@@ -232,5 +283,178 @@ fn the_disagreement_list_equals_a_recount_from_the_predictions() {
                 pa[u]["n_tools"].as_u64().unwrap()
             );
         }
+    }
+}
+
+/// `w2c compare` of `sessions` with `extra` arguments.
+fn compare_out(ws: &Workspace, sessions: &[&Path], extra: &[&str]) -> std::process::Output {
+    w2c(ws.path())
+        .arg("compare")
+        .args(sessions.iter().map(|s| fp(s)))
+        .args(["--resamples", "100", "--runs-dir"])
+        .arg(ws.runs())
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// Refused by default, naming every difference in `want`; compared with
+/// `--allow-differences`, every format saying what differs.
+fn refused_then_compared_saying_so(ws: &Workspace, sessions: &[&Path], want: &[&str]) {
+    let out = compare_out(ws, sessions, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the sessions are not comparable") && err.contains("--allow-differences"),
+        "{err}"
+    );
+    for w in want {
+        assert!(err.contains(w), "{w}\n{err}");
+    }
+    for format in ["text", "md", "html", "json"] {
+        let out = compare_out(ws, sessions, &["--allow-differences", "--format", format]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let text = if format == "html" {
+            text.replace("&quot;", "\"").replace("&amp;", "&")
+        } else {
+            text.into_owned()
+        };
+        assert!(
+            format == "json" || text.contains("compared although the sessions differ"),
+            "{format}: {text}"
+        );
+        let text = if format == "json" {
+            // Each difference: its method and what differs.
+            let json: Value = serde_json::from_str(&text).unwrap();
+            let differences = json["differences"].as_array().unwrap();
+            assert_eq!(differences.len(), want.len(), "{json}");
+            differences
+                .iter()
+                .map(|d| match d["method"].as_str() {
+                    Some(m) => format!("{m}: {}", d["detail"].as_str().unwrap()),
+                    None => d["detail"].as_str().unwrap().to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        } else {
+            text
+        };
+        for w in want {
+            assert!(text.contains(w), "{format}: {w}\n{text}");
+        }
+    }
+}
+
+#[test]
+fn other_method_settings_are_refused_unless_differences_are_allowed() {
+    // Another judge model, another option order: the target model is
+    // confounded with them.
+    let ws = Workspace::new();
+    let opts = |model: &str| Opts {
+        model: model.into(),
+        n_per_label: Some(5),
+        methods: "\"mcq\", \"llm_judge\"".into(),
+        ..Opts::default()
+    };
+    let a = session_with(&ws, "a", &opts("acme-small"), |c| c);
+    let b = session_with(&ws, "b", &opts("acme-large"), |c| {
+        c.replace("judge = \"mock-judge\"", "judge = \"other-judge\"")
+            .replace("[methods.mcq]\n", "[methods.mcq]\norder = \"shuffled\"\n")
+    });
+    refused_then_compared_saying_so(
+        &ws,
+        &[&a, &b],
+        &[
+            "llm_judge: the method settings differ: judge_model: acme-small mock-judge, acme-large other-judge",
+            "mcq: the method settings differ: order: acme-small fixed, acme-large shuffled",
+        ],
+    );
+}
+
+#[test]
+fn another_dataset_file_or_gold_label_is_refused_unless_differences_are_allowed() {
+    // The same examples, three gold labels changed: each model would be
+    // scored against its own gold — not a paired test against either.
+    let ws = Workspace::new();
+    let original = std::fs::read_to_string(sample_dataset()).unwrap();
+    let mut changed = Vec::new();
+    let relabelled: Vec<String> = original
+        .lines()
+        .enumerate()
+        .map(|(i, line)| {
+            let mut row: Value = serde_json::from_str(line).unwrap();
+            if i % 4 == 0 && row["correct_answer"] != "direct" {
+                row["correct_answer"] = "direct".into();
+                changed.push(row["uuid"].as_str().unwrap().to_string());
+            }
+            row.to_string()
+        })
+        .collect();
+    assert!(!changed.is_empty());
+    let copy = ws.write("relabelled.jsonl", &(relabelled.join("\n") + "\n"));
+    let opts = |model: &str, dataset: PathBuf| Opts {
+        model: model.into(),
+        dataset,
+        n_per_label: None,
+        ..Opts::default()
+    };
+    let a = session_with(&ws, "a", &opts("acme-small", sample_dataset()), |c| c);
+    let b = session_with(&ws, "b", &opts("acme-large", copy), |c| c);
+    refused_then_compared_saying_so(
+        &ws,
+        &[&a, &b],
+        &[
+            "the sessions evaluated different dataset files: acme-small sha256 ",
+            &format!(
+                "mcq: {} shared examples have a different gold label",
+                changed.len()
+            ),
+        ],
+    );
+}
+
+#[test]
+fn the_html_report_draws_the_comparison_as_compare_does() {
+    // One default resample count, and the same options in both.
+    let ws = Workspace::new();
+    let a = session(&ws, "acme-small", 5, 11);
+    let b = session(&ws, "acme-large", 5, 11);
+    for extra in [&[][..], &["--resamples", "300", "--seed", "5"][..]] {
+        let compare = w2c(ws.path())
+            .args([
+                "compare",
+                &fp(&a),
+                &fp(&b),
+                "--format",
+                "html",
+                "--runs-dir",
+            ])
+            .arg(ws.runs())
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(compare.status.success());
+        let page = String::from_utf8_lossy(&compare.stdout);
+        // The tables and verdicts: from the first method's heading on.
+        let start = page.find("<h3>").expect("a method");
+        let end = page.rfind("</body>").unwrap();
+        let sections = &page[start..end];
+        let report = w2c(ws.path())
+            .args(["report", &fp(&a), &fp(&b), "--format", "html", "--runs-dir"])
+            .arg(ws.runs())
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(report.status.success());
+        let html = String::from_utf8_lossy(&report.stdout);
+        assert!(
+            html.contains(sections),
+            "{extra:?}: the report's comparison differs from compare's:\n{sections}"
+        );
     }
 }

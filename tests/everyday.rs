@@ -113,7 +113,7 @@ fn report_compares_sessions_in_every_format_with_charts() {
         md.contains("mock-model") && md.contains("other-model"),
         "{md}"
     );
-    assert_eq!(md.lines().nth(1).unwrap().matches("---").count(), 18);
+    assert_eq!(md.lines().nth(1).unwrap().matches("---").count(), 24);
     assert!(md.lines().next().unwrap().ends_with("| wall s |"));
     assert!(md
         .lines()
@@ -128,15 +128,30 @@ fn report_compares_sessions_in_every_format_with_charts() {
     };
     let header = cells(md.lines().next().unwrap());
     let col = |name: &str| header.iter().position(|h| h == name).unwrap();
-    for row in md.lines().skip(2) {
-        assert_eq!(row.matches(" | ").count(), 17, "{row}");
+    let rows: Vec<&str> = md
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    assert_eq!(rows.len(), 2, "{md}");
+    // The legend under the table says what `table` MC means.
+    assert!(
+        md.contains("\n- table MC: the multiple-choice table's definitions"),
+        "{md}"
+    );
+    for row in rows {
+        assert_eq!(row.matches(" | ").count(), 23, "{row}");
         // `mcq` never leaves examples unscored and has no acc_norm (the
         // paper's set is mcq_logprob's): the columns say so.
         let row = cells(row);
         assert_eq!(row[col("unscored")], "-", "{row:?}");
         assert_eq!(row[col("acc_norm")], "-", "{row:?}");
-        assert!(row[col("macro-F1(official)")].starts_with("0."), "{row:?}");
-        assert!(row[col("ToolHall(official)")].ends_with('%'), "{row:?}");
+        assert!(row[col("macro-F1(MC)")].starts_with("0."), "{row:?}");
+        assert!(row[col("ToolHall(MC)")].ends_with('%'), "{row:?}");
+        // mcq's headline is the multiple-choice table's definitions.
+        assert_eq!(row[col("table")], "MC", "{row:?}");
+        assert_eq!(row[col("F1")], row[col("macro-F1(MC)")], "{row:?}");
+        assert_eq!(row[col("left out")], "-", "{row:?}");
     }
     let json: serde_json::Value = serde_json::from_str(&report("json")).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 2);

@@ -9,12 +9,14 @@ use common::*;
 use std::time::Duration;
 
 /// w2c's own protocol: its empty-reply rule and tools modes are tested here
-/// (NVIDIA's protocol in tests/official_judge.rs).
+/// (NVIDIA's protocol in tests/official_judge.rs). The mock judge answers in
+/// varied styles, so that the lenient parser and the repair turn are used.
 fn judge_opts() -> Opts {
     Opts {
         methods: "\"llm_judge\"".into(),
         n_per_label: Some(50),
         judge_extra: "protocol = \"w2c\"".into(),
+        provider_extra: "judge_replies = \"varied\"".into(),
         ..Opts::default()
     }
 }
@@ -51,6 +53,10 @@ fn full_run_writes_both_streams_and_audits_empty_replies() {
     let audit = read_jsonl(&s.join("checkpoints/llm_judge/audit_fallbacks.jsonl"));
     let n = |t: &str| audit.iter().filter(|e| e["event_type"] == t).count();
     assert_eq!(n("empty_target_invalid"), empty.len());
+    assert!(
+        n("judge_parse_failed_first") > 0,
+        "the varied mock judge needs some repairs at this size"
+    );
     assert_eq!(
         n("judge_parse_failed_first"),
         decisions

@@ -1137,6 +1137,29 @@ fn traces_models_data_and_headline_metrics_are_what_mlflow_shows() {
     for (ns, child_key, parent_key) in [
         ("mcq", "accuracy", "mcq.accuracy"),
         ("llm_judge", "macro_f1_all", "llm_judge.macro_f1_all"),
+        // A judge under NVIDIA's protocol heads with the paper's
+        // LLM-as-judge columns; every method has the MC table's.
+        (
+            "llm_judge",
+            "official_judge.paper.f1",
+            "llm_judge.judge_table_f1",
+        ),
+        (
+            "llm_judge",
+            "official_judge.paper.acc",
+            "llm_judge.judge_table_acc",
+        ),
+        (
+            "llm_judge",
+            "official_judge.paper.tool_hall",
+            "llm_judge.judge_table_tool_hall",
+        ),
+        (
+            "llm_judge",
+            "official_judge.n_aggregated",
+            "llm_judge.judge_table_n",
+        ),
+        ("mcq", "macro_f1_official", "mcq.macro_f1_official"),
         ("mcq_logprob", "paper.acc_norm", "mcq_logprob.acc_norm"),
         (
             "stability_mcq_k=2_T=0.7",
@@ -1329,6 +1352,19 @@ fn a_comparison_is_filed_on_each_tracked_parent() {
         sessions.push(s);
     }
     let fps: Vec<String> = sessions.iter().map(|s| session_fingerprint(s)).collect();
+    // Both sessions in sync first (a loaded server can leave a run's end
+    // pending), so the comparison's effect on the sync state shows.
+    for fp in &fps {
+        tracked(ws.path(), uri, &exp)
+            .args(["sync", &fp[..8], "--runs-dir"])
+            .arg(ws.runs())
+            .assert()
+            .success();
+    }
+    let ids_before: Vec<Value> = sessions
+        .iter()
+        .map(|s| read_json(&s.join("mlflow_ids.json")))
+        .collect();
     let out = tracked(ws.path(), uri, &exp)
         .args(["compare", &fps[0][..8], &fps[1][..8], "--format", "json"])
         .args(["--resamples", "200", "--mlflow", "--runs-dir"])
@@ -1385,6 +1421,35 @@ fn a_comparison_is_filed_on_each_tracked_parent() {
             pair["mcnemar_p"]
         );
     }
+    // A comparison is not part of a session: each stays as synced as it
+    // was (it was: nothing pending), and verifies.
+    for ((s, before), fp) in sessions.iter().zip(&ids_before).zip(&fps) {
+        assert_eq!(before["synced"], true, "{before}");
+        let ids = read_json(&s.join("mlflow_ids.json"));
+        assert_eq!(
+            (&ids["synced"], &ids["pending"]),
+            (&before["synced"], &before["pending"]),
+            "{ids}"
+        );
+        let verify = tracked(ws.path(), uri, &exp)
+            .args(["verify", &fp[..8], "--runs-dir"])
+            .arg(ws.runs())
+            .output()
+            .expect("verify");
+        assert_eq!(
+            verify.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&verify.stdout)
+        );
+    }
+    let status = tracked(ws.path(), uri, &exp)
+        .args(["status", "--runs-dir"])
+        .arg(ws.runs())
+        .output()
+        .expect("status");
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(!status.contains("not synced"), "{status}");
 }
 
 #[test]

@@ -563,6 +563,8 @@ pub(super) fn report(
         format,
         wide,
         out,
+        bootstrap,
+        allow_differences,
         runs_dir,
     }: ReportArgs,
 ) -> Result<i32> {
@@ -576,7 +578,14 @@ pub(super) fn report(
         anyhow::bail!("no finished methods to report under {}", runs_dir.display());
     }
     let text = match format {
-        report::Format::Html => crate::html_report::render(&sessions)?,
+        report::Format::Html => crate::html_report::render(
+            &sessions,
+            crate::html_report::CompareOptions {
+                resamples: bootstrap.resamples as usize,
+                seed: bootstrap.seed,
+                allow_differences,
+            },
+        )?,
         _ => report::render(&entries, format, wide)?,
     };
     match out {
@@ -596,12 +605,12 @@ pub(super) fn compare(
         run_key,
         methods,
         intersection,
+        allow_differences,
         format,
         out,
         disagreements,
         mlflow,
-        resamples,
-        seed,
+        bootstrap,
         runs_dir,
     }: CompareArgs,
 ) -> Result<i32> {
@@ -614,8 +623,9 @@ pub(super) fn compare(
         } else {
             crate::comparison::Alignment::Same
         },
-        resamples: resamples as usize,
-        seed,
+        allow_differences,
+        resamples: bootstrap.resamples as usize,
+        seed: bootstrap.seed,
     })?;
     if let Some(path) = &disagreements {
         let mut bytes = Vec::new();
@@ -676,6 +686,12 @@ fn publish_comparison(
     .collect::<Result<_>>()?;
     let tag = crate::comparison::tag(sessions);
     let labels = crate::comparison::labels(sessions);
+    let differences = comparison
+        .differences
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -704,6 +720,7 @@ fn publish_comparison(
             &tag,
             &files,
             &metrics,
+            &differences,
         ))?;
         eprintln!(
             "{label}: comparison filed in MLflow ({} metrics, compare/{tag}/): {url}",

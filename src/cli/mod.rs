@@ -76,7 +76,7 @@ enum Command {
     /// Compare models evaluated on the same examples: metrics with
     /// intervals, paired differences, McNemar's test, where they disagree.
     #[command(
-        after_help = "Examples:\n  w2c compare acme/3f2a9c1d acme/9b1e7a20\n  w2c compare --run-key acme 3f2a 9b1e 77c0 --method mcq --format md --out compare.md --disagreements diff.jsonl\n\nEach session's target model names it. Sessions must have evaluated the same examples\n(--intersection compares the ones they share). Intervals: 95% percentile bootstrap\n(seeded, reproducible); differences: paired bootstrap; McNemar's exact test on per-example\ncorrectness with Holm's adjustment over all pairs of a method."
+        after_help = "Examples:\n  w2c compare acme/3f2a9c1d acme/9b1e7a20\n  w2c compare --run-key acme 3f2a 9b1e 77c0 --method mcq --format md --out compare.md --disagreements diff.jsonl\n\nEach session's target model names it. Sessions must have evaluated the same examples\n(--intersection compares the ones they share), of the same dataset file with the same gold\nlabels, with the same method settings (--allow-differences compares them anyway, saying\nwhat differs). A judge under NVIDIA's protocol is compared on the paper's LLM-as-judge\ncolumns; the other methods on the multiple-choice table's definitions. Intervals: 95%\npercentile bootstrap (seeded, reproducible); differences: paired bootstrap; McNemar's\nexact test on per-example correctness with Holm's adjustment over all pairs of a method."
     )]
     Compare(CompareArgs),
     /// List sessions grouped by run key.
@@ -313,16 +313,38 @@ struct ReportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: report::Format,
-    /// Text: every metric column and the confusion matrices (the default
-    /// shows accuracy, the paper's macro-F1 and ToolHall, invalid, cost).
+    /// Text: w2c's own metrics too, and the confusion matrices (the default
+    /// shows the headline: accuracy, F1 and ToolHall as the paper's table
+    /// in `table` defines them — NVIDIA's aggregate for a judge under
+    /// protocol `when2call` — with the rows it leaves out, invalid, cost).
     #[arg(long)]
     wide: bool,
     /// Write to this file instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// HTML: the comparison's draws, as `w2c compare` makes them.
+    #[command(flatten)]
+    bootstrap: BootstrapArgs,
+    /// HTML: compare sessions whose dataset file, gold labels or method
+    /// settings differ, saying what differs (else the page says why they
+    /// are not compared).
+    #[arg(long)]
+    allow_differences: bool,
     /// Directory holding the run folders.
     #[arg(long, env = "W2C_RUNS_DIR", default_value = "runs")]
     runs_dir: PathBuf,
+}
+
+/// The bootstrap draws of a comparison, the same in `w2c compare` and the
+/// HTML report.
+#[derive(Debug, Args)]
+struct BootstrapArgs {
+    /// Bootstrap resamples of the comparison (100-100000).
+    #[arg(long, default_value_t = crate::compare::RESAMPLES as u32, value_parser = clap::value_parser!(u32).range(100..=100_000))]
+    resamples: u32,
+    /// Seed of the comparison's bootstrap draws.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 /// The arguments of `w2c compare`.
@@ -340,6 +362,11 @@ struct CompareArgs {
     /// Compare the examples every session has when they differ (else refuse).
     #[arg(long)]
     intersection: bool,
+    /// Compare sessions whose dataset file, gold labels or method settings
+    /// (judge model, protocol, prompts, option order...) differ; every
+    /// output then says what differs (else refuse, naming it).
+    #[arg(long)]
+    allow_differences: bool,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: report::Format,
@@ -354,12 +381,9 @@ struct CompareArgs {
     /// and its differences and tests as metrics (`compare.<method>...`).
     #[arg(long)]
     mlflow: bool,
-    /// Bootstrap resamples (100-100000).
-    #[arg(long, default_value_t = crate::compare::RESAMPLES as u32, value_parser = clap::value_parser!(u32).range(100..=100_000))]
-    resamples: u32,
-    /// Seed of the bootstrap draws.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    /// The bootstrap's draws.
+    #[command(flatten)]
+    bootstrap: BootstrapArgs,
     /// Directory holding the run folders.
     #[arg(long, env = "W2C_RUNS_DIR", default_value = "runs")]
     runs_dir: PathBuf,

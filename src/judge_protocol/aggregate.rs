@@ -14,7 +14,8 @@
 //! there and print no aggregate at all.
 
 use super::OfficialJudgement;
-use crate::labels::Label;
+use crate::labels::{Label, Prediction};
+use crate::metrics::Scored;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -89,16 +90,19 @@ pub fn aggregate<'a>(
         by_gold.entry(gold).or_default().push(class);
     }
     let mut categories = BTreeMap::new();
-    let (mut n_total, mut correct_total) = (0usize, 0usize);
+    let mut judged = Vec::new();
     for gold in CATEGORIES {
         let classes = by_gold.remove(&gold).unwrap_or_default();
         let correct = classes.iter().filter(|c| **c == gold.as_str()).count();
         let mut distribution = BTreeMap::new();
         for c in &classes {
             *distribution.entry(c.to_string()).or_default() += 1;
+            judged.push(Scored {
+                gold,
+                pred: judged_as(c),
+                has_tools: false,
+            });
         }
-        n_total += classes.len();
-        correct_total += correct;
         categories.insert(
             gold.as_str().to_string(),
             Category {
@@ -108,53 +112,73 @@ pub fn aggregate<'a>(
             },
         );
     }
-    let paper = PaperJudgeColumns {
-        f1: macro_f1(&categories),
-        acc: (n_total > 0).then(|| correct_total as f64 / n_total as f64),
-        tool_hall: categories
-            .get(Label::CannotAnswer.as_str())
-            .filter(|c| c.n > 0)
-            .map(|c| {
-                c.response_distribution
-                    .get(Label::ToolCall.as_str())
-                    .copied()
-                    .unwrap_or(0) as f64
-                    / c.n as f64
-            }),
-    };
     OfficialAggregate {
         categories,
-        paper,
-        n_aggregated: n_total,
+        paper: paper_columns(&judged),
+        n_aggregated: judged.len(),
         left_out,
     }
 }
 
-/// Mean F1 over the categories with rows (see [`PaperJudgeColumns::f1`]).
-fn macro_f1(categories: &BTreeMap<String, Category>) -> Option<f64> {
-    let present: Vec<(&String, &Category)> = categories.iter().filter(|(_, c)| c.n > 0).collect();
-    if present.is_empty() {
-        return None;
+/// A classification as the paper's columns read it: one of the three
+/// categories, `direct_answer` (a miss for every category), or anything
+/// else as `invalid` (a miss too: the aggregate counts it under its own
+/// name, which no gold label equals).
+pub fn judged_as(classification: &str) -> Prediction {
+    match classification {
+        "direct_answer" => Prediction::Label(Label::Direct),
+        c => CATEGORIES
+            .into_iter()
+            .find(|l| l.as_str() == c)
+            .map_or(Prediction::Invalid, Prediction::Label),
     }
-    let f1s = present.iter().map(|(label, c)| {
-        let tp = c.response_distribution.get(*label).copied().unwrap_or(0);
-        let predicted: usize = categories
-            .values()
-            .map(|o| o.response_distribution.get(*label).copied().unwrap_or(0))
-            .sum();
-        let precision = if predicted == 0 {
+}
+
+/// The paper's LLM-as-judge columns over rows of the aggregate: each row's
+/// gold category and its classification read by [`judged_as`] (rows of a
+/// `direct` gold are not in the aggregate and are skipped). The one
+/// definition of F1, Acc and Tool Hall: [`aggregate`] and `w2c compare`'s
+/// resamples both use it.
+pub fn paper_columns(rows: &[Scored]) -> PaperJudgeColumns {
+    // By category, in the order of the categories' names (the order the
+    // aggregate's JSON lists them, and the order the F1s are summed).
+    const BY_NAME: [Label; 3] = [Label::CannotAnswer, Label::RequestForInfo, Label::ToolCall];
+    let index = |l: Label| BY_NAME.iter().position(|c| *c == l);
+    let (mut n, mut judged, mut hits) = ([0usize; 3], [0usize; 3], [0usize; 3]);
+    let mut tool_hall = 0usize;
+    for r in rows {
+        let Some(g) = index(r.gold) else { continue };
+        n[g] += 1;
+        if let Some(p) = r.pred.label().and_then(index) {
+            judged[p] += 1;
+            hits[g] += usize::from(p == g);
+        }
+        tool_hall += usize::from(
+            r.gold == Label::CannotAnswer && r.pred == Prediction::Label(Label::ToolCall),
+        );
+    }
+    let total: usize = n.iter().sum();
+    let present: Vec<usize> = (0..3).filter(|&c| n[c] > 0).collect();
+    let f1 = |c: usize| {
+        let precision = if judged[c] == 0 {
             0.0
         } else {
-            tp as f64 / predicted as f64
+            hits[c] as f64 / judged[c] as f64
         };
-        let recall = tp as f64 / c.n as f64;
+        let recall = hits[c] as f64 / n[c] as f64;
         if precision + recall == 0.0 {
             0.0
         } else {
             2.0 * precision * recall / (precision + recall)
         }
-    });
-    Some(f1s.sum::<f64>() / present.len() as f64)
+    };
+    let ca = index(Label::CannotAnswer).unwrap_or(0);
+    PaperJudgeColumns {
+        f1: (!present.is_empty())
+            .then(|| present.iter().map(|&c| f1(c)).sum::<f64>() / present.len() as f64),
+        acc: (total > 0).then(|| hits.iter().sum::<usize>() as f64 / total as f64),
+        tool_hall: (n[ca] > 0).then(|| tool_hall as f64 / n[ca] as f64),
+    }
 }
 
 #[cfg(test)]

@@ -6,9 +6,12 @@
 //! user message lists options as lines like `A) ...`, the mock picks one of
 //! them (hash-chosen) and phrases the choice in one of several styles; about
 //! one reply in twenty is an unparseable hedge, to exercise `invalid`
-//! handling. Otherwise it returns a short fixed-form sentence. `latency_ms`
-//! delays each attempt; `fail_rate` makes attempts fail transiently at random
-//! (not deterministically), which exercises retries and the errors record.
+//! handling. A judge prompt is answered as a real judge answers NVIDIA's
+//! (`{"classification": ...}`), or in varied styles with
+//! `judge_replies = "varied"` ([`JudgeReplies`]). Otherwise it returns a
+//! short fixed-form sentence. `latency_ms` delays each attempt; `fail_rate`
+//! makes attempts fail transiently at random (not deterministically), which
+//! exercises retries and the errors record.
 
 use super::{
     CallError, ChatRequest, CompletionReply, CompletionRequest, Reply, TokenLogprobs, Usage,
@@ -16,6 +19,7 @@ use super::{
 use crate::config::ProviderConfig;
 use crate::fingerprint::sha256_hex;
 use regex::Regex;
+use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -25,6 +29,7 @@ pub struct MockProvider {
     seed: u64,
     latency: Duration,
     fail_rate: f64,
+    judge: JudgeStyle,
 }
 
 fn option_line() -> &'static Regex {
@@ -39,6 +44,7 @@ impl MockProvider {
             seed,
             latency: Duration::from_millis(cfg.latency_ms),
             fail_rate: cfg.fail_rate,
+            judge: cfg.judge_replies.style(),
         }
     }
 
@@ -71,7 +77,8 @@ impl MockProvider {
     /// Answers one chat attempt.
     pub async fn chat(&self, req: &ChatRequest) -> Result<Reply, CallError> {
         self.delay_and_maybe_fail().await?;
-        let (content, tool_calls) = split_native_tool_call(req, reply(self.seed, req));
+        let (content, tool_calls) =
+            split_native_tool_call(req, reply_styled(self.seed, req, self.judge));
         let content_null = content.is_none();
         let text = content.unwrap_or_default();
         let prompt_chars: usize = req.messages.iter().map(|m| m.content.len()).sum();
@@ -134,12 +141,44 @@ fn tool_name() -> &'static Regex {
     RE.get_or_init(|| Regex::new(r#""name"\s*:\s*"([^"]+)""#).expect("static regex"))
 }
 
+/// How the mock judge answers: the `mock` provider's `judge_replies` and
+/// `w2c mock-server --judge-replies`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum JudgeReplies {
+    /// As a real judge answers the prompt of the default protocol
+    /// (NVIDIA's): the JSON object `{"classification": "<label>"}`, the
+    /// label in the prompt's own names.
+    #[default]
+    Strict,
+    /// Varied styles (fenced, in prose, other casings, a hedge without
+    /// JSON now and then), for tests of the repair turn and of `invalid`.
+    Varied,
+}
+
+impl JudgeReplies {
+    /// The default is the default.
+    pub fn is_default(&self) -> bool {
+        *self == JudgeReplies::default()
+    }
+
+    /// The reply style it stands for.
+    pub fn style(self) -> JudgeStyle {
+        match self {
+            JudgeReplies::Strict => JudgeStyle::Strict,
+            JudgeReplies::Varied => JudgeStyle::Varied,
+        }
+    }
+}
+
 /// How the mock's judge replies are phrased.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum JudgeStyle {
+    /// Always `{"classification": "<label>"}` in the prompt's label names.
+    Strict,
     /// Varied: strict JSON, fenced, in prose, other casings, and about one
-    /// reply in twenty-five a hedge without JSON (what the `mock` provider
-    /// does, to exercise w2c's lenient parser and its repair path).
+    /// reply in twenty-five a hedge without JSON (to exercise w2c's lenient
+    /// parser, the repair turn and `invalid`).
     Varied,
     /// What NVIDIA's judge scripts can read: a JSON object with a
     /// `classification` in the prompt's own label names (about one in twenty
@@ -162,14 +201,15 @@ pub enum JudgeStyle {
 ///   rules (tool-call JSON → `tool_call`, a question → `request_for_info`,
 ///   an apology or refusal → `cannot_answer`, else `direct`, or
 ///   `direct_answer` when the prompt names that label) and answer in
-///   varied JSON styles;
+///   `{"classification": ...}` JSON;
 /// - **target** (anything else): behave like an assistant, choosing by hash
 ///   to call the first offered tool, ask a question, decline, or answer.
 ///
-/// About one reply in twenty to twenty-five is deliberately unusable (a hedge,
-/// prose without JSON, or an empty reply) to exercise the audit paths.
+/// About one multiple-choice reply in twenty and one target reply in thirty
+/// is deliberately unusable (a hedge, an empty reply) to exercise the audit
+/// paths; [`JudgeStyle::Varied`] adds unusable judge replies.
 pub fn reply(seed: u64, req: &ChatRequest) -> String {
-    reply_styled(seed, req, JudgeStyle::Varied)
+    reply_styled(seed, req, JudgeStyle::Strict)
 }
 
 /// [`reply`] with the judge replies phrased in `style`.
@@ -193,6 +233,7 @@ pub fn reply_styled(seed: u64, req: &ChatRequest, style: JudgeStyle) -> String {
     if judge_first || (asks_classification && !has_options(last_user)) {
         let label = judged_label(req, last_user);
         return match style {
+            JudgeStyle::Strict => format!("{{\"classification\": \"{label}\"}}"),
             JudgeStyle::Varied => judge_reply(h, label),
             JudgeStyle::Readable { not_json } => {
                 let first_call = !req.messages.iter().any(|m| m.role == "assistant");

@@ -130,6 +130,17 @@ impl TargetRecord {
         self.tool_calls.as_ref().map(|t| t.to_string())
     }
 
+    /// The answer as `protocol`'s judge saw it (under NVIDIA's protocol, a
+    /// tool call is the first call's `json.dumps`); the reply's text when
+    /// the protocol judges nothing (an empty reply under `w2c`, a reply
+    /// NVIDIA's script cannot read).
+    pub fn judged_answer(&self, protocol: Protocol) -> String {
+        match self.response_for(protocol) {
+            Ok(Some(response)) => response,
+            Ok(None) | Err(_) => self.text.clone(),
+        }
+    }
+
     /// What `protocol`'s judge sees (`Ok(None)`: nothing to judge, under
     /// `w2c`), or why the protocol's scripts cannot read the reply.
     pub fn response_for(&self, protocol: Protocol) -> Result<Option<String>, CannotFollow> {
@@ -957,16 +968,6 @@ impl Method for JudgeAnswers {
                             .filter_map(|r| r.official.as_ref().map(|o| (r.gold, o))),
                     )
                 });
-                if let Some(a) = official_judge.as_ref().filter(|a| !a.left_out.is_empty()) {
-                    notes.push(format!(
-                        "the official aggregate leaves out {} (rows NVIDIA's aggregate cannot count: see `official_judge.left_out` in metrics.json and the rows' `official` in predictions.jsonl)",
-                        a.left_out
-                            .iter()
-                            .map(|(why, n)| format!("{n} {why}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
-                }
                 let unscored = records
                     .iter()
                     .filter(|r| r.scored_prediction().is_none())
@@ -994,7 +995,7 @@ impl Method for JudgeAnswers {
                         .map(|r| {
                             let mut details = json!({
                                 "status": r.status,
-                                "target_response": self.target.answers.get(&r.key).map(|t| t.text.clone()),
+                                "target_response": self.target.answers.get(&r.key).map(|t| t.judged_answer(self.judge.plan.protocol)),
                                 "judge_raw": r.judge_raw,
                                 "judge_raw_repair": r.judge_raw_repair,
                             });
@@ -1357,5 +1358,39 @@ mod tests {
         assert_eq!(r.judged_response(), None);
         r.tool_calls = Some(json!([{"function": {"name": "f"}}]));
         assert!(r.judged_response().unwrap().contains("\"f\""));
+    }
+
+    #[test]
+    fn the_stored_answer_is_the_one_the_judge_saw() {
+        let mut r = TargetRecord {
+            key: "k".into(),
+            uuid: "u".into(),
+            repeat: None,
+            text: String::new(),
+            content_null: true,
+            tool_calls: Some(json!([
+                {"function": {"name": "get_weather", "arguments": "{\"city\": \"Zürich\"}"}},
+                {"function": {"name": "second", "arguments": "{}"}}
+            ])),
+            context_overflow: None,
+            has_reasoning: false,
+            finish_reason: Some("tool_calls".into()),
+            usage: Usage::default(),
+            audit: vec![],
+        };
+        // NVIDIA's inference script: json.dumps of the first call.
+        assert_eq!(
+            r.judged_answer(Protocol::When2call),
+            r#"{"name": "get_weather", "arguments": {"city": "Z\u00fcrich"}}"#
+        );
+        // w2c: the calls as JSON when there is no text.
+        assert!(r.judged_answer(Protocol::W2c).starts_with("[{"));
+        // A reply NVIDIA's script cannot read is not judged: its text.
+        r.tool_calls = Some(json!([{"function": {"name": "f", "arguments": "not json"}}]));
+        assert_eq!(r.judged_answer(Protocol::When2call), "");
+        // The Python suite judges the content, stripped.
+        r.text = "  Sure.\n".into();
+        r.content_null = false;
+        assert_eq!(r.judged_answer(Protocol::PythonSuite), "Sure.");
     }
 }

@@ -583,6 +583,7 @@ impl Judging<'_> {
                 metrics: None,
                 usage: Default::default(),
                 stability: None,
+                headline: None,
             });
         }
         let target_ns = answered.summary.namespace.clone();

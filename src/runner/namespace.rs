@@ -137,6 +137,7 @@ pub(super) async fn run_namespace<M: Method, O: RunObserver>(
         metrics: None,
         usage: method.usage(&ordered),
         stability: None,
+        headline: None,
     };
     let complete = ordered.len() == my_keys.len();
     let finalizable = match &run.slice {
@@ -175,6 +176,10 @@ pub(super) async fn run_namespace<M: Method, O: RunObserver>(
         match finished {
             Finalized::Here { metrics, notes } => {
                 if let Some(m) = metrics {
+                    summary.headline = Some(crate::headline::of(
+                        &m,
+                        crate::headline::protocol_of(&m.method, &settings.settings).as_deref(),
+                    ));
                     summary.metrics = Some(m.metrics);
                     summary.stability = m.stability;
                     if matches!(run.slice, Slice::All | Slice::Finalize) {
@@ -193,6 +198,7 @@ pub(super) async fn run_namespace<M: Method, O: RunObserver>(
             Finalized::Elsewhere(done) => {
                 summary.metrics = done.metrics;
                 summary.stability = done.stability;
+                summary.headline = done.headline;
             }
             Finalized::NotComplete(missing) => {
                 report.mark_unfinished(false);
@@ -247,6 +253,7 @@ fn not_started<M: Method>(
             metrics: None,
             usage: method.usage(&records),
             stability: None,
+            headline: None,
         },
         results,
         complete: false,
@@ -410,9 +417,14 @@ pub(super) fn done_summary(ns: &NamespaceDir, repeats: usize) -> Result<MethodSu
             metrics: None,
             usage: UsageTotals::default(),
             stability: None,
+            headline: None,
         });
     }
     let stored: MetricsFile = read_json(&ns.metrics()).with_context(context)?;
+    let headline = crate::headline::of(
+        &stored,
+        crate::store::session::namespace_protocol(ns, &stored.method).as_deref(),
+    );
     Ok(MethodSummary {
         namespace: ns.name.clone(),
         // Items, as everywhere (a sweep's metrics count examples).
@@ -423,6 +435,7 @@ pub(super) fn done_summary(ns: &NamespaceDir, repeats: usize) -> Result<MethodSu
         metrics: Some(stored.metrics),
         usage: stored.usage,
         stability: stored.stability,
+        headline: Some(headline),
     })
 }
 

@@ -885,6 +885,14 @@ pub fn namespaces(session_dir: &Path) -> Vec<(String, MethodSettings)> {
     out
 }
 
+/// The judge protocol in namespace `ns`'s `method_settings.json` (see
+/// [`crate::headline::protocol_of`]); `None` when it cannot be read or
+/// names none.
+pub fn namespace_protocol(ns: &NamespaceDir, method: &str) -> Option<String> {
+    let settings: MethodSettings = read_json(&ns.settings()).ok()?;
+    crate::headline::protocol_of(method, &settings.settings)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

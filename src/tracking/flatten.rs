@@ -140,8 +140,22 @@ pub fn with_zero_counts(method: &str, mut metrics: Vec<(String, f64)>) -> Vec<(S
 
 /// The headline metrics of a namespace, as the parent run shows them:
 /// (name on the parent, without the namespace prefix; key on the child).
+/// A judge under protocol `when2call` heads with the paper's LLM-as-judge
+/// columns, NVIDIA's aggregate (`judge_table_acc`, `_f1`, `_tool_hall`, over
+/// `judge_table_n` rows, `judge_table_left_out` left out); every method has
+/// the multiple-choice table's definitions (`macro_f1_official`,
+/// `tool_hallucination_rate_official`) and w2c's own metrics.
 pub fn headline(child_metrics: &[(String, f64)]) -> Vec<(String, f64)> {
-    const KEYS: [(&str, &str); 13] = [
+    const KEYS: [(&str, &str); 19] = [
+        ("official_judge.paper.acc", "judge_table_acc"),
+        ("official_judge.paper.f1", "judge_table_f1"),
+        ("official_judge.paper.tool_hall", "judge_table_tool_hall"),
+        ("official_judge.n_aggregated", "judge_table_n"),
+        ("macro_f1_official", "macro_f1_official"),
+        (
+            "tool_hallucination_rate_official",
+            "tool_hallucination_rate_official",
+        ),
         ("accuracy", "accuracy"),
         ("macro_f1_all", "macro_f1_all"),
         ("macro_f1_present", "macro_f1_present"),
@@ -162,14 +176,24 @@ pub fn headline(child_metrics: &[(String, f64)]) -> Vec<(String, f64)> {
             "mean_accuracy_across_runs",
         ),
     ];
-    KEYS.iter()
+    let mut out: Vec<(String, f64)> = KEYS
+        .iter()
         .filter_map(|(child, name)| {
             child_metrics
                 .iter()
                 .find(|(k, _)| k == child)
                 .map(|(_, v)| (name.to_string(), *v))
         })
-        .collect()
+        .collect();
+    if out.iter().any(|(k, _)| k == "judge_table_n") {
+        let left_out: f64 = child_metrics
+            .iter()
+            .filter(|(k, _)| k.starts_with("official_judge.left_out."))
+            .map(|(_, v)| v)
+            .sum();
+        out.push(("judge_table_left_out".into(), left_out));
+    }
+    out
 }
 
 /// One `runs/log-batch` payload.
@@ -276,6 +300,31 @@ mod tests {
             ]
         );
         assert!(m[6].1.is_nan());
+    }
+
+    #[test]
+    fn a_judges_parent_heads_with_the_papers_judge_columns() {
+        let file = json!({
+            "method": "llm_judge",
+            "metrics": {"accuracy": 0.5, "macro_f1_official": 0.4},
+            "official_judge": {
+                "paper": {"f1": 0.7, "acc": 0.6, "tool_hall": 0.2},
+                "n_aggregated": 18,
+                "left_out": {"direct_gold": 4, "script_raises": 2},
+            },
+        });
+        let h = headline(&final_metrics(&file));
+        let get = |k: &str| h.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
+        assert_eq!(get("judge_table_f1"), Some(0.7));
+        assert_eq!(get("judge_table_acc"), Some(0.6));
+        assert_eq!(get("judge_table_tool_hall"), Some(0.2));
+        assert_eq!(get("judge_table_n"), Some(18.0));
+        assert_eq!(get("judge_table_left_out"), Some(6.0));
+        assert_eq!(get("macro_f1_official"), Some(0.4));
+        assert_eq!(get("accuracy"), Some(0.5));
+        // No aggregate, no judge-table metric.
+        let mcq = headline(&final_metrics(&json!({"metrics": {"accuracy": 0.5}})));
+        assert!(mcq.iter().all(|(k, _)| !k.starts_with("judge_table")));
     }
 
     fn point(i: usize) -> MetricPoint {

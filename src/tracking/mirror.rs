@@ -183,7 +183,7 @@ impl Mirror {
             KeyValue::new(
                 "mlflow.note.content",
                 format!(
-                    "When2Call evaluation session `{}` (run key `{}`) of **{}**: {} examples of `{}`. One child run per method namespace; the headline metrics of each are here too, prefixed with the namespace (`mcq.accuracy`, `llm_judge.macro_f1_all`...). Each child holds one trace per example (the Traces tab). The local record is `{}`.",
+                    "When2Call evaluation session `{}` (run key `{}`) of **{}**: {} examples of `{}`. One child run per method namespace; the headline metrics of each are here too, prefixed with the namespace (`mcq.accuracy`, `mcq.macro_f1_official`; a judge under NVIDIA's protocol heads with the paper's LLM-as-judge columns, `llm_judge.judge_table_f1`, `_acc`, `_tool_hall`). Each child holds one trace per example (the Traces tab). The local record is `{}`.",
                     crate::fingerprint::short(&m.fingerprint),
                     m.run_key,
                     self.target_model(),

@@ -325,7 +325,15 @@ pub async fn sync_session(
 /// Uploads a comparison of several sessions to the parent run of one of
 /// them (`session_dir`'s): the `files` (name, local path) under
 /// `compare/<tag>/`, and `metrics` (key, value) on the parent, all tagged
-/// `w2c.compare = <tag>`. Returns the parent run's address.
+/// `w2c.compare = <tag>` (and `w2c.compare.differences`, what differs
+/// between the sessions compared, when `differences` is not empty).
+/// Returns the parent run's address.
+///
+/// A comparison is not part of the session: `mlflow_ids.json` keeps saying
+/// what it said of the session's sync (connecting marks it unsynced while
+/// it works), unless the comparison went to a parent run the session was
+/// not sent to (another server or experiment, or a parent created now),
+/// which is then pending for `w2c sync`.
 pub async fn publish_comparison(
     target: &Target,
     session_dir: &Path,
@@ -333,7 +341,9 @@ pub async fn publish_comparison(
     tag: &str,
     files: &[(String, PathBuf)],
     metrics: &[(String, f64)],
+    differences: &str,
 ) -> Result<String> {
+    let before = ids::MlflowIds::load(session_dir)?;
     let mut m = mirror::Mirror::connect(
         target.client()?,
         &target.experiment,
@@ -341,6 +351,38 @@ pub async fn publish_comparison(
         manifest.clone(),
     )
     .await?;
+    let result = file_comparison(&mut m, target, tag, files, metrics, differences).await;
+    let same_runs = before.mode == ids::Mode::Online
+        && before.tracking_uri == m.ids.tracking_uri
+        && before.experiment_id == m.ids.experiment_id
+        && before.parent_run_id.is_some()
+        && before.parent_run_id == m.ids.parent_run_id;
+    if same_runs {
+        m.ids.synced = before.synced;
+        m.ids.pending = before.pending;
+    } else {
+        let note = format!(
+            "the session is not sent to {} yet (a comparison was filed there): `w2c sync` sends it",
+            target.uri.as_str().trim_end_matches('/')
+        );
+        m.ids.synced = false;
+        if !m.ids.pending.contains(&note) {
+            m.ids.pending.push(note);
+        }
+    }
+    m.ids.save(session_dir)?;
+    result
+}
+
+/// [`publish_comparison`]'s uploads and metrics, on `m`'s session parent.
+async fn file_comparison(
+    m: &mut mirror::Mirror,
+    target: &Target,
+    tag: &str,
+    files: &[(String, PathBuf)],
+    metrics: &[(String, f64)],
+    differences: &str,
+) -> Result<String> {
     let parent = m.ensure_parent().await?;
     for (name, path) in files {
         m.client
@@ -364,7 +406,13 @@ pub async fn publish_comparison(
             dataset_digest: None,
         })
         .collect();
-    let tags = vec![rest::KeyValue::new("w2c.compare", tag)];
+    let mut tags = vec![rest::KeyValue::new("w2c.compare", tag)];
+    if !differences.is_empty() {
+        // A tag holds 8000 characters at most on every MLflow version
+        // w2c supports; compare.json has the whole list.
+        let short: String = differences.chars().take(7000).collect();
+        tags.push(rest::KeyValue::new("w2c.compare.differences", short));
+    }
     for batch in flatten::batches(points, Vec::new(), tags) {
         m.client
             .log_batch(

@@ -105,6 +105,8 @@ pub struct Opts {
     pub mcq_extra: String,
     pub methods: String,
     pub judge_extra: String,
+    /// Extra lines of `[providers.mock]` (e.g. `judge_replies = "varied"`).
+    pub provider_extra: String,
 }
 
 impl Default for Opts {
@@ -122,6 +124,7 @@ impl Default for Opts {
             mcq_extra: String::new(),
             methods: "\"mcq\"".into(),
             judge_extra: String::new(),
+            provider_extra: String::new(),
         }
     }
 }
@@ -175,6 +178,7 @@ latency_ms = {lat}
 fail_rate = {fail}
 max_concurrency = {conc}
 max_attempts = {att}
+{provider_extra}
 
 [methods]
 enabled = [{methods}]
@@ -196,6 +200,7 @@ enabled = [{methods}]
             extra = o.mcq_extra,
             methods = o.methods,
             judge_extra = o.judge_extra,
+            provider_extra = o.provider_extra,
         );
         self.write(name, &text)
     }
@@ -338,7 +343,11 @@ impl Workspace {
         );
         let text = text
             .lines()
-            .filter(|l| !l.starts_with("latency_ms") && !l.starts_with("fail_rate"))
+            .filter(|l| {
+                !["latency_ms", "fail_rate", "judge_replies"]
+                    .iter()
+                    .any(|k| l.starts_with(k))
+            })
             .collect::<Vec<_>>()
             .join("\n");
         self.write(name, &text)

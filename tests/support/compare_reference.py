@@ -1,13 +1,27 @@
 """An independent computation of `w2c compare` for tests/compare.rs.
 
 Reads each model's predictions.jsonl (one namespace), lines the examples up
-by uuid in sorted order (as w2c does), and computes with Python's own tools:
-accuracy, the official macro-F1 with scikit-learn's f1_score (average="macro"
-over the labels present in gold or predictions), the official ToolHall rate,
-their percentile bootstrap intervals with random.Random(seed).randrange (the
-value at index round(q * (B - 1)) of the sorted resample values), paired
-differences, McNemar's exact p-value with scipy.stats.binomtest, and Holm's
-adjustment. Prints JSON.
+by uuid in sorted order (as w2c does), and computes with Python's own tools.
+
+When every row of every model carries NVIDIA's official judgement (a judge
+under protocol `when2call`), the metrics are the paper's LLM-as-judge
+columns over the rows NVIDIA's aggregate counts for every model (gold not
+`direct`, a classification, no script raising): Acc, F1 with scikit-learn's
+f1_score (average="macro" over the gold categories present, the judged
+classification as the prediction) and Tool Hall (cannot_answer rows judged
+tool_call over all cannot_answer rows); a row is correct when its
+classification equals its gold label.
+
+Otherwise: accuracy, the official macro-F1 with scikit-learn's f1_score
+(average="macro" over the labels present in gold or predictions) and the
+official ToolHall rate (cannot_answer rows without tools; 0.0 when none
+qualifies).
+
+Then: their percentile bootstrap intervals with random.Random(seed).randrange
+(a resample where a rate has no qualifying row gives it no value and is
+skipped; the value at index round(q * (B - 1)) of the sorted values, Python's
+round: half to even), paired differences, McNemar's exact p-value with
+scipy.stats.binomtest, and Holm's adjustment. Prints JSON.
 
 usage: compare_reference.py SEED RESAMPLES LABEL=PREDICTIONS.jsonl ...
 """
@@ -33,20 +47,60 @@ def macro_f1(rows):
 
 
 def tool_hall(rows):
+    """None when no row qualifies (a resample skips it)."""
     qual = [r for r in rows if r["gold"] == "cannot_answer" and r["n_tools"] == 0]
     if not qual:
-        return 0.0
+        return None
     return sum(r["prediction"] == "tool_call" for r in qual) / len(qual)
 
 
-METRICS = {"accuracy": accuracy, "macro_f1_official": macro_f1,
-           "tool_hallucination_rate_official": tool_hall}
+MC = {"accuracy": accuracy, "macro_f1_official": macro_f1,
+      "tool_hallucination_rate_official": tool_hall}
+
+CATEGORIES = ["tool_call", "request_for_info", "cannot_answer"]
+
+
+def judge_acc(rows):
+    return sum(r["prediction"] == r["gold"] for r in rows) / len(rows) if rows else None
+
+
+def judge_f1(rows):
+    gold = [r["gold"] for r in rows]
+    present = [c for c in CATEGORIES if c in gold]
+    if not present:
+        return None
+    pred = [r["prediction"] for r in rows]
+    return f1_score(gold, pred, labels=present, average="macro", zero_division=0.0)
+
+
+def judge_tool_hall(rows):
+    ca = [r for r in rows if r["gold"] == "cannot_answer"]
+    if not ca:
+        return None
+    return sum(r["prediction"] == "tool_call" for r in ca) / len(ca)
+
+
+JUDGE = {"judge_table_acc": judge_acc, "judge_table_f1": judge_f1,
+         "judge_table_tool_hall": judge_tool_hall}
 
 
 def percentiles(values):
+    if not values:
+        return None, None
     values = sorted(values)
     at = lambda q: values[min(round(q * (len(values) - 1)), len(values) - 1)]
     return at(0.025), at(0.975)
+
+
+def difference(x, y):
+    return None if x is None or y is None else x - y
+
+
+def classified(row):
+    official = row.get("official") or {}
+    if official.get("outcome") != "classified" or row["gold"] == "direct":
+        return None
+    return official["classification"]
 
 
 def holm(ps):
@@ -70,25 +124,36 @@ def main():
             rows[r["uuid"]] = r
         models.append((label, rows))
     uuids = sorted(models[0][1])
-    table = [[rows[u] for u in uuids] for _, rows in models]
+    judge = all("official" in rows[u] for _, rows in models for u in uuids)
+    if judge:
+        metrics = JUDGE
+        uuids = [u for u in uuids if all(classified(rows[u]) is not None for _, rows in models)]
+        table = [[dict(rows[u], prediction=classified(rows[u])) for u in uuids] for _, rows in models]
+    else:
+        metrics = MC
+        table = [[rows[u] for u in uuids] for _, rows in models]
+    # On all the rows, the MC table's ToolHall is 0.0 when none qualifies.
+    full = lambda k, f, rows: 0.0 if (v := f(rows)) is None and k == "tool_hallucination_rate_official" else v
     n = len(uuids)
     rng = random.Random(seed)
-    samples = [{k: [] for k in METRICS} for _ in models]
+    samples = [{k: [] for k in metrics} for _ in models]
     pairs = [(i, j) for i in range(len(models)) for j in range(i + 1, len(models))]
-    diffs = [{k: [] for k in METRICS} for _ in pairs]
+    diffs = [{k: [] for k in metrics} for _ in pairs]
     for _ in range(resamples):
         idx = [rng.randrange(n) for _ in range(n)]
-        values = [{k: f([rows[i] for i in idx]) for k, f in METRICS.items()} for rows in table]
+        values = [{k: f([rows[i] for i in idx]) for k, f in metrics.items()} for rows in table]
         for m, v in enumerate(values):
-            for k in METRICS:
-                samples[m][k].append(v[k])
+            for k in metrics:
+                if v[k] is not None:
+                    samples[m][k].append(v[k])
         for p, (a, b) in enumerate(pairs):
-            for k in METRICS:
-                diffs[p][k].append(values[a][k] - values[b][k])
-    out = {"models": {}, "pairs": []}
+            for k in metrics:
+                if values[a][k] is not None and values[b][k] is not None:
+                    diffs[p][k].append(values[a][k] - values[b][k])
+    out = {"n": n, "models": {}, "pairs": []}
     for m, (label, _) in enumerate(models):
         out["models"][label] = {
-            k: [f(table[m]), *percentiles(samples[m][k])] for k, f in METRICS.items()
+            k: [full(k, f, table[m]), *percentiles(samples[m][k])] for k, f in metrics.items()
         }
     raw = []
     for p, (a, b) in enumerate(pairs):
@@ -102,8 +167,9 @@ def main():
             "a": models[a][0], "b": models[b][0], "only_a": only_a, "only_b": only_b,
             "mcnemar_p": pvalue,
             "differences": {
-                k: [f(table[a]) - f(table[b]), *percentiles(diffs[p][k])]
-                for k, f in METRICS.items()
+                k: [difference(full(k, f, table[a]), full(k, f, table[b])),
+                    *percentiles(diffs[p][k])]
+                for k, f in metrics.items()
             },
         })
     for pair, adjusted in zip(out["pairs"], holm(raw)):
