@@ -50,12 +50,31 @@ pub fn parse_in_range(
 ) -> Result<Duration, String> {
     let value: f64 = raw.trim().parse().map_err(|_| {
         format!(
-            "{key}: `{raw}` is not a number of seconds (expected seconds in [{}, {}])",
+            "{key}: {} is not a number of seconds (expected seconds in [{}, {}])",
+            shown(raw),
             range.start(),
             range.end()
         )
     })?;
     in_range(key, value, range)
+}
+
+/// Longest part of a value that is not a number which an error message
+/// repeats: a variable may hold a secret set by mistake (an API key in the
+/// wrong variable), and no message shows more than 8 characters of one
+/// (docs/providers.md).
+const SHOWN_CHARS: usize = 8;
+
+/// `raw` in backticks as an error message shows it: whole when short, else
+/// its first [`SHOWN_CHARS`] characters and its length.
+fn shown(raw: &str) -> String {
+    let n = raw.chars().count();
+    if n <= SHOWN_CHARS {
+        format!("`{raw}`")
+    } else {
+        let head: String = raw.chars().take(SHOWN_CHARS).collect();
+        format!("`{head}…` ({n} characters)")
+    }
 }
 
 #[cfg(test)]
@@ -102,7 +121,11 @@ mod tests {
             "{e}"
         );
         let e = parse_in_range("X", "soon", 0.0..=1.0).unwrap_err();
-        assert!(e.contains("not a number"), "{e}");
+        assert!(e.contains("`soon` is not a number"), "{e}");
+        // A long value (a key in the wrong variable) is not repeated whole.
+        let e = parse_in_range("X", "sk-canary-0123456789", 0.0..=1.0).unwrap_err();
+        assert!(!e.contains("sk-canary-0"), "{e}");
+        assert!(e.contains("`sk-canar…` (20 characters)"), "{e}");
         assert_eq!(
             parse_in_range("X", " 2.5 ", 0.0..=10.0),
             Ok(Duration::from_millis(2500))
