@@ -387,16 +387,63 @@ pub fn url_without_credentials(raw: &str) -> String {
             u.to_string()
         }
         Ok(u) => u.to_string(),
+        // Not a URL: it may be anything, a key set in the wrong variable
+        // included, so only a fragment is repeated.
         Err(_) => match raw.rsplit_once('@') {
-            Some((_, host)) => format!("…@{host}"),
-            None => raw.to_string(),
+            Some((_, host)) => format!("…@{}", fragment(host)),
+            None => fragment(raw),
         },
+    }
+}
+
+/// Longest part of a value that is not what its setting expects which an
+/// error message repeats: a setting may hold a secret set by mistake (an API
+/// key in the wrong variable), and no message shows more than this many
+/// characters of one (docs/providers.md).
+pub const SHOWN_CHARS: usize = 8;
+
+/// `raw` as an error message may repeat it: whole when it has at most
+/// [`SHOWN_CHARS`] characters, else its first [`SHOWN_CHARS`] and its length.
+fn fragment(raw: &str) -> String {
+    let n = raw.chars().count();
+    if n <= SHOWN_CHARS {
+        raw.to_string()
+    } else {
+        let head: String = raw.chars().take(SHOWN_CHARS).collect();
+        format!("{head}… ({n} characters)")
+    }
+}
+
+/// [`fragment`] in backticks, for an error message about a value that is
+/// not what its setting expects.
+pub fn shown(raw: &str) -> String {
+    let n = raw.chars().count();
+    if n <= SHOWN_CHARS {
+        format!("`{raw}`")
+    } else {
+        let head: String = raw.chars().take(SHOWN_CHARS).collect();
+        format!("`{head}…` ({n} characters)")
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_that_is_not_a_url_is_repeated_only_in_part() {
+        // A key set in MLFLOW_TRACKING_URI by mistake (found by the fuzz
+        // test of the command line and environment).
+        let text = url_without_credentials("sk-canary-0123456789");
+        assert!(!text.contains("sk-canary-0"), "{text}");
+        assert_eq!(text, "sk-canar… (20 characters)");
+        assert_eq!(url_without_credentials("runs"), "runs");
+        let text = url_without_credentials("sk-canary-0123456789@host");
+        assert!(!text.contains("sk-canary"), "{text}");
+        assert_eq!(url_without_credentials("http://u:p@h:1/x"), "http://h:1/x");
+        assert_eq!(shown("sk-canary-0123456789"), "`sk-canar…` (20 characters)");
+        assert_eq!(shown("soon"), "`soon`");
+    }
 
     #[test]
     fn every_occurrence_is_masked_longest_first() {

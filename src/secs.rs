@@ -51,30 +51,12 @@ pub fn parse_in_range(
     let value: f64 = raw.trim().parse().map_err(|_| {
         format!(
             "{key}: {} is not a number of seconds (expected seconds in [{}, {}])",
-            shown(raw),
+            crate::redact::shown(raw),
             range.start(),
             range.end()
         )
     })?;
     in_range(key, value, range)
-}
-
-/// Longest part of a value that is not a number which an error message
-/// repeats: a variable may hold a secret set by mistake (an API key in the
-/// wrong variable), and no message shows more than 8 characters of one
-/// (docs/providers.md).
-const SHOWN_CHARS: usize = 8;
-
-/// `raw` in backticks as an error message shows it: whole when short, else
-/// its first [`SHOWN_CHARS`] characters and its length.
-fn shown(raw: &str) -> String {
-    let n = raw.chars().count();
-    if n <= SHOWN_CHARS {
-        format!("`{raw}`")
-    } else {
-        let head: String = raw.chars().take(SHOWN_CHARS).collect();
-        format!("`{head}…` ({n} characters)")
-    }
 }
 
 #[cfg(test)]

@@ -203,7 +203,7 @@ pub fn resolve(
             Some(v) => v
                 .parse::<usize>()
                 .map(Some)
-                .map_err(|_| format!("{name}=`{v}` is not a whole number")),
+                .map_err(|_| format!("{name}: {} is not a whole number", crate::redact::shown(&v))),
         }
     };
     if let Some(task_id) = number(SLURM_TASK_ID)? {

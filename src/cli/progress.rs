@@ -47,7 +47,10 @@ pub fn style_from_env(
         Some("bars") => Style::Bars,
         Some("lines") => Style::Lines { every },
         Some("off") => Style::Off,
-        Some(other) => bail!("W2C_PROGRESS={other:?}: expected `bars`, `lines` or `off`"),
+        Some(other) => bail!(
+            "W2C_PROGRESS: {} is not a progress style: expected `bars`, `lines` or `off`",
+            crate::redact::shown(other)
+        ),
     })
 }
 

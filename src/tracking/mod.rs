@@ -91,9 +91,10 @@ pub fn resolve(config: &TrackingConfig, no_tracking: bool, env: Env<'_>) -> Resu
     let mut uri = reqwest::Url::parse(raw.trim())
         .with_context(|| format!("{source}: `{}` is not a URL", url_without_credentials(&raw)))?;
     if !matches!(uri.scheme(), "http" | "https") {
+        // Only the scheme is repeated: `user:sk-…` parses as a URL too.
         bail!(
-            "{source}: `{}` is not an http(s) tracking server; w2c talks to `mlflow server` over REST (MLflow 3 no longer serves ./mlruns file stores: run `mlflow server --backend-store-uri sqlite:///mlflow.db` and point {source} at it)",
-            url_without_credentials(&raw)
+            "{source}: a `{}:` URI is not an http(s) tracking server; w2c talks to `mlflow server` over REST (MLflow 3 no longer serves ./mlruns file stores: run `mlflow server --backend-store-uri sqlite:///mlflow.db` and point {source} at it)",
+            uri.scheme()
         );
     }
     let mut auth = Auth::None;
@@ -133,10 +134,12 @@ pub fn resolve(config: &TrackingConfig, no_tracking: bool, env: Env<'_>) -> Resu
     };
     let mut retry = RetryPolicy::default();
     if let Some(v) = env("MLFLOW_HTTP_REQUEST_MAX_RETRIES") {
-        retry.max_retries = v
-            .trim()
-            .parse()
-            .with_context(|| format!("MLFLOW_HTTP_REQUEST_MAX_RETRIES: `{v}` is not a count"))?;
+        retry.max_retries = v.trim().parse().with_context(|| {
+            format!(
+                "MLFLOW_HTTP_REQUEST_MAX_RETRIES: {} is not a count",
+                crate::redact::shown(&v)
+            )
+        })?;
     }
     if let Some(v) = env("MLFLOW_HTTP_REQUEST_TIMEOUT") {
         retry.timeout =
