@@ -445,7 +445,7 @@ mod tests {
         let bad = vec![(K8S_INDEX, "two".to_string())];
         assert!(resolve_env(Some(ShardFlag::Auto), None, Some(4), &bad)
             .unwrap_err()
-            .contains("JOB_COMPLETION_INDEX=`two`"));
+            .contains("JOB_COMPLETION_INDEX: `two`"));
     }
 
     #[test]
