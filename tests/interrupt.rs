@@ -480,3 +480,73 @@ fn a_closed_terminal_pauses_the_run_and_nohup_keeps_it_running() {
     let s = only_session(&ws.runs(), "k");
     assert!(s.join("checkpoints/mcq/_DONE.json").exists());
 }
+
+/// The `usage` of a finished namespace's `metrics.json`.
+fn usage_of(session: &std::path::Path, ns: &str) -> serde_json::Value {
+    read_json(
+        &session
+            .join("artifacts_local")
+            .join(ns)
+            .join("metrics.json"),
+    )["usage"]
+        .clone()
+}
+
+#[test]
+fn a_judge_resumed_after_its_target_stream_counts_every_token_and_cost_once() {
+    // Priced target and judge; the run is killed once the judge stream has
+    // begun, the target stream being done.
+    let opts = Opts {
+        latency_ms: 100,
+        methods: "\"llm_judge\"".into(),
+        ..Opts::default()
+    };
+    let prices = "\n[prices.\"mock-model\"]\nprompt_per_mtok = 10.0\ncompletion_per_mtok = 30.0\n\n[prices.\"mock-judge\"]\nprompt_per_mtok = 25.0\ncompletion_per_mtok = 50.0\n";
+    let priced = |ws: &Workspace| {
+        let cfg = ws.config("eval.toml", &opts);
+        let text = std::fs::read_to_string(&cfg).unwrap() + prices;
+        ws.write("eval.toml", &text)
+    };
+    let reference = Workspace::new();
+    run_ok(&reference, &priced(&reference));
+    let want = usage_of(&only_session(&reference.runs(), "k"), "llm_judge");
+    assert!(want["cost_usd"].as_f64().is_some(), "{want}");
+
+    let ws = Workspace::new();
+    let mut child = spawn_run(&ws, &priced(&ws));
+    let running = wait_while_running(
+        &mut child,
+        "2 judge results",
+        Duration::from_secs(60),
+        || result_lines(&ws, "llm_judge") >= 2,
+    );
+    assert!(running, "the run ended before it could be killed");
+    child.kill().expect("kill -9");
+    child.wait().expect("wait");
+    let s = only_session(&ws.runs(), "k");
+    assert!(s.join("checkpoints/llm_judge.target/_DONE.json").exists());
+    assert!(!s.join("checkpoints/llm_judge/_DONE.json").exists());
+    resume_to_the_end(&ws, &[]);
+    assert_eq!(usage_of(&s, "llm_judge"), want);
+
+    // verify recomputes the usage and cost from the records.
+    let out = w2c(ws.path())
+        .args(["verify", "--all", "--local-only", "--json", "--runs-dir"])
+        .arg(ws.runs())
+        .output()
+        .expect("verify");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let checks: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let usage: Vec<&serde_json::Value> = checks
+        .as_array()
+        .expect("a list of checks")
+        .iter()
+        .filter(|c| c["check"] == "usage recompute")
+        .collect();
+    assert_eq!(usage.len(), 2, "{checks}");
+    assert!(usage.iter().all(|c| c["status"] == "OK"), "{checks}");
+}

@@ -51,6 +51,7 @@ pub(super) async fn run_namespace<M: Method, O: RunObserver>(
     let ns = session::claim_namespace(&run.session.dir, &settings)?;
     let repeats = method.plan().repeats();
     if ns.is_done() {
+        let mut summary = done_summary(&ns, repeats)?;
         let results = if method.records_needed_when_done() {
             let items = method.items(run.examples.get()?);
             let mine: Vec<String> = items
@@ -58,12 +59,19 @@ pub(super) async fn run_namespace<M: Method, O: RunObserver>(
                 .filter(|i| run.slice.owns(i.index) || matches!(run.slice, Slice::Finalize))
                 .map(|i| i.key)
                 .collect();
-            load_records(&ns, &mine)?
+            let results = load_records(&ns, &mine)?;
+            // A namespace without metrics (a judge's target stream) keeps
+            // no usage of its own: its records give it, as they did to
+            // the process that finished it (a judge resumed after it
+            // counts the answers' tokens and cost once, not never).
+            let ordered: Vec<&M::Record> = mine.iter().filter_map(|k| results.get(k)).collect();
+            summary.usage = method.usage(&ordered);
+            results
         } else {
             HashMap::new()
         };
         return Ok(Ran {
-            summary: done_summary(&ns, repeats)?,
+            summary,
             results,
             complete: true,
             cancelled: false,

@@ -6,12 +6,14 @@
 //! and artifact files (sizes and sha256); checkpoints parse (a torn or
 //! malformed line is reported); a namespace marked done has no unresolved
 //! errors; a namespace with every result but no `_DONE.json` is reported;
-//! `metrics.json` recomputes from `predictions.jsonl`. Sessions without
+//! `metrics.json` recomputes from `predictions.jsonl`, its token usage and
+//! cost from the records ([`usage`]). Sessions without
 //! `mlflow_ids.json` are offline: tracking is reported as not checked.
 //! [`tracking`] adds the checks against the MLflow server.
 
 pub mod python_suite;
 pub mod tracking;
+mod usage;
 
 use crate::fingerprint::sha256_hex;
 use crate::json_scan::Scan;
@@ -292,6 +294,7 @@ fn verify_namespace(c: &mut Collector, found: &FoundSession, expected: &Expected
             if let Some((status, detail)) = metrics {
                 c.push("metrics recompute", status, detail);
             }
+            usage::check(c, found, &dir);
         }
     }
 }
