@@ -100,7 +100,9 @@ pub struct MockServerOptions {
     /// How `--echo-key` spells the echo (comma-separated, or `all`): as it
     /// is, JSON `\uXXXX`-escaped in the raw body, percent-encoded, as HTML
     /// character references, base64 (also of `w2c:<value>`, as in Basic
-    /// auth), URL-safe base64, or hex.
+    /// auth), URL-safe base64, hex, each value as raw `\xHH` escapes (and
+    /// `"\\xHH"` in `system_fingerprint`), or each value minus its last 3
+    /// characters.
     #[arg(
         long,
         value_enum,
@@ -226,12 +228,21 @@ pub enum EchoEncoding {
     Base64Url,
     /// Lower-case hexadecimal.
     Hex,
+    /// Every byte of each header value (after a `Bearer ` scheme) as
+    /// `\xHH`, written raw into the JSON text of a reply's content and of
+    /// error messages (not JSON until a reader rewrites the escapes), and as
+    /// the JSON string `"\\xHH…"` (text `\xHH…`) in `system_fingerprint`
+    /// and the `x-echo` header.
+    HexEscape,
+    /// Each header value minus its last 3 characters, as it is: a fragment
+    /// of the key.
+    Prefix,
     /// Every encoding above.
     All,
 }
 
 impl EchoEncoding {
-    const EACH: [EchoEncoding; 7] = [
+    const EACH: [EchoEncoding; 9] = [
         EchoEncoding::Plain,
         EchoEncoding::UnicodeEscape,
         EchoEncoding::Percent,
@@ -239,6 +250,8 @@ impl EchoEncoding {
         EchoEncoding::Base64,
         EchoEncoding::Base64Url,
         EchoEncoding::Hex,
+        EchoEncoding::HexEscape,
+        EchoEncoding::Prefix,
     ];
 }
 
@@ -335,6 +348,10 @@ async fn serve_bad_http(listener: tokio::net::TcpListener, kind: BadHttp) -> Res
 /// Stands for the `\uXXXX`-escaped echo in a JSON value until the body is
 /// serialised (serde would escape the backslashes).
 const ESCAPED_ECHO_MARK: &str = "@@w2c-escaped-echo@@";
+
+/// Stands for the raw `\xHH`-escaped echo in a JSON value until the body
+/// is serialised (see [`EchoEncoding::HexEscape`]).
+const HEX_ESCAPED_ECHO_MARK: &str = "@@w2c-hex-escaped-echo@@";
 
 /// Request and fault counters, served at `/stats`.
 #[derive(Debug, Default, Serialize, Deserialize, Clone, PartialEq, Eq)]
@@ -738,8 +755,9 @@ fn echoed_headers(headers: &HeaderMap) -> Vec<(String, String)> {
 
 /// What `--echo-key` sends back: the request's `Authorization` and `x-*`
 /// header values, in every spelling `--echo-key-as` asks for. The
-/// `\uXXXX` spelling is [`ESCAPED_ECHO_MARK`] here; [`json_text`] and
-/// [`header_text`] put it in.
+/// `\uXXXX` and raw `\xHH` spellings are [`ESCAPED_ECHO_MARK`] and
+/// [`HEX_ESCAPED_ECHO_MARK`] here; [`json_text`] and [`header_text`] put
+/// them in.
 fn echoed(opts: &MockServerOptions, headers: &HeaderMap) -> String {
     use base64::Engine as _;
     let pairs = echoed_headers(headers);
@@ -773,6 +791,15 @@ fn echoed(opts: &MockServerOptions, headers: &HeaderMap) -> String {
                 base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&plain)
             }
             EchoEncoding::Hex => hex::encode(&plain),
+            EchoEncoding::HexEscape => HEX_ESCAPED_ECHO_MARK.to_string(),
+            EchoEncoding::Prefix => pairs
+                .iter()
+                .map(|(k, v)| {
+                    let keep = v.chars().count().saturating_sub(3);
+                    format!("{k}: {}", v.chars().take(keep).collect::<String>())
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
         })
         .collect::<Vec<_>>()
         .join(" | ")
@@ -790,19 +817,39 @@ fn escaped_echo(headers: &HeaderMap) -> String {
         .collect()
 }
 
-/// A JSON value as body text, with the escaped echo written in raw.
+/// The `\xHH` spelling of the echoed headers: each value's bytes (after a
+/// `Bearer ` scheme, which stays as it is) as `\xHH`.
+fn hex_escaped_echo(headers: &HeaderMap) -> String {
+    echoed_headers(headers)
+        .iter()
+        .map(|(k, v)| {
+            let (scheme, value) = match v.strip_prefix("Bearer ") {
+                Some(rest) => ("Bearer ", rest),
+                None => ("", v.as_str()),
+            };
+            let escaped: String = value.bytes().map(|b| format!("\\x{b:02x}")).collect();
+            format!("{k}: {scheme}{escaped}")
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A JSON value as body text, with the escaped echoes written in raw.
 fn json_text(headers: &HeaderMap, body: &Value) -> String {
-    let text = body.to_string();
+    let mut text = body.to_string();
     if text.contains(ESCAPED_ECHO_MARK) {
-        text.replace(ESCAPED_ECHO_MARK, &escaped_echo(headers))
-    } else {
-        text
+        text = text.replace(ESCAPED_ECHO_MARK, &escaped_echo(headers));
     }
+    if text.contains(HEX_ESCAPED_ECHO_MARK) {
+        text = text.replace(HEX_ESCAPED_ECHO_MARK, &hex_escaped_echo(headers));
+    }
+    text
 }
 
 /// An echo as a header value.
 fn header_text(headers: &HeaderMap, echo: &str) -> String {
     echo.replace(ESCAPED_ECHO_MARK, &escaped_echo(headers))
+        .replace(HEX_ESCAPED_ECHO_MARK, &hex_escaped_echo(headers))
 }
 
 /// Applies the hostile modes to a successful reply body; returns a whole
@@ -838,7 +885,9 @@ fn hostile_body(st: &AppState, headers: &HeaderMap, body: &mut Value) -> Option<
         if let Some(text) = text_of(body) {
             set_text(body, format!("{text}\n(request headers: {echo})"));
         }
-        body["system_fingerprint"] = Value::String(echo);
+        // Here the `\xHH` text is a JSON string's: its backslashes escaped.
+        let fingerprint = echo.replace(HEX_ESCAPED_ECHO_MARK, &hex_escaped_echo(headers));
+        body["system_fingerprint"] = Value::String(fingerprint);
     }
     if o.wrong_types {
         let usage = match n % 5 {

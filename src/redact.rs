@@ -24,6 +24,20 @@
 //!   encode neighbouring bytes are left;
 //! - in hexadecimal (either case).
 //!
+//! A backslash escape may be written with its backslash escaped again
+//! (`\\x73`, `\\u0073`: how a JSON string spells the text `\x73`), and a
+//! body that is not JSON until its escapes are masked (raw `\xHH` in a JSON
+//! string) is scrubbed as text and then, once it reads as JSON, string by
+//! string.
+//!
+//! **Fragments**: no text w2c keeps holds more than [`SHOWN_CHARS`]
+//! consecutive characters of a secret. Every run of `SHOWN_CHARS + 1`
+//! characters of a secret (its prefix, its suffix, any part of it) is a
+//! spelling too, in each of the forms above, so a key echoed minus a few
+//! characters, or cut by a server, is masked as well; what may remain of it
+//! beside the mask is at most `SHOWN_CHARS` characters — what an error
+//! message about a misplaced setting repeats ([`shown`]).
+//!
 //! Other transformations (a key split across strings, reversed, encrypted,
 //! compressed, or encoded twice in different ways such as base64 of a
 //! percent-encoded key) are not recognised.
@@ -43,28 +57,111 @@ pub const MASK: &str = "***";
 pub const MIN_SECRET_LEN: usize = 6;
 
 /// One spelling of a secret to look for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Form {
     bytes: Vec<u8>,
     ignore_case: bool,
 }
 
-/// The spellings of every registered secret, longest first.
-static FORMS: RwLock<Vec<Form>> = RwLock::new(Vec::new());
+/// The spellings searched for, longest first, indexed by the byte each
+/// starts with (so a text is searched once, not once per spelling).
+struct Forms {
+    /// Every spelling, longest first.
+    all: Vec<Form>,
+    /// For each first byte, the positions in `all` of the spellings that
+    /// start with it (both letter cases for a case-blind spelling).
+    by_first: Vec<Vec<usize>>,
+}
+
+impl Forms {
+    /// No spellings.
+    const fn new() -> Forms {
+        Forms {
+            all: Vec::new(),
+            by_first: Vec::new(),
+        }
+    }
+
+    /// The spellings of `secrets` (those shorter than [`MIN_SECRET_LEN`]
+    /// left out).
+    fn of<'a>(secrets: impl IntoIterator<Item = &'a str>) -> Forms {
+        let mut forms = Forms::new();
+        for s in secrets {
+            forms.add(s);
+        }
+        forms
+    }
+
+    /// Adds the spellings of `secret` (idempotent; short values are ignored).
+    fn add(&mut self, secret: &str) {
+        if secret.chars().count() < MIN_SECRET_LEN {
+            return;
+        }
+        let mut known: std::collections::HashSet<Form> = self.all.drain(..).collect();
+        known.extend(spellings_of(secret));
+        self.all = known.into_iter().collect();
+        // Longest first, so a secret containing another is masked whole
+        // (ties in a fixed order, so a text is always masked alike).
+        self.all.sort_by(|a, b| {
+            b.bytes
+                .len()
+                .cmp(&a.bytes.len())
+                .then_with(|| a.bytes.cmp(&b.bytes))
+                .then_with(|| a.ignore_case.cmp(&b.ignore_case))
+        });
+        self.by_first = vec![Vec::new(); 256];
+        for (i, f) in self.all.iter().enumerate() {
+            let first = f.bytes[0];
+            self.by_first[usize::from(first)].push(i);
+            if f.ignore_case {
+                let other = if first.is_ascii_lowercase() {
+                    first.to_ascii_uppercase()
+                } else {
+                    first.to_ascii_lowercase()
+                };
+                if other != first {
+                    self.by_first[usize::from(other)].push(i);
+                }
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.all.is_empty()
+    }
+
+    /// The spellings that may start with byte `b`, longest first.
+    fn starting_with(&self, b: u8) -> impl Iterator<Item = &Form> {
+        self.by_first
+            .get(usize::from(b))
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.all[i])
+    }
+}
+
+/// The spellings of every registered secret.
+static FORMS: RwLock<Forms> = RwLock::new(Forms::new());
 
 /// Registers a secret value for [`scrub`] (idempotent; short values are ignored).
 pub fn register(secret: &str) {
-    if secret.chars().count() < MIN_SECRET_LEN {
-        return;
-    }
-    let mut forms = FORMS.write().unwrap_or_else(|p| p.into_inner());
-    for f in forms_of(secret) {
-        if !forms.contains(&f) {
-            forms.push(f);
+    FORMS.write().unwrap_or_else(|p| p.into_inner()).add(secret);
+}
+
+/// Every spelling of `secret` searched for: those of the whole value, and
+/// those of each run of [`SHOWN_CHARS`]` + 1` of its characters (the
+/// fragment rule of the module comment).
+fn spellings_of(secret: &str) -> Vec<Form> {
+    let chars: Vec<char> = secret.chars().collect();
+    let run = SHOWN_CHARS + 1;
+    let mut out = forms_of(secret);
+    if chars.len() > run {
+        for window in chars.windows(run) {
+            let part: String = window.iter().collect();
+            out.extend(forms_of(&part));
         }
     }
-    // Longest first, so a secret containing another is masked whole.
-    forms.sort_by_key(|f| std::cmp::Reverse(f.bytes.len()));
+    out
 }
 
 /// The spellings of `secret` searched for (see the module comment): the
@@ -136,7 +233,22 @@ pub fn scrub_body(body: &str) -> String {
                 body.to_string()
             }
         }
-        Err(_) => scrub(body),
+        Err(_) => {
+            let text = scrub(body);
+            // Masking may have made it JSON (a raw `\xHH` escape, invalid
+            // in JSON, spelling the key): its strings, decoded, are
+            // scrubbed too, as the reader that parses it will see them.
+            match serde_json::from_str::<Value>(&text) {
+                Ok(mut v) => {
+                    if scrub_value(&mut v) {
+                        v.to_string()
+                    } else {
+                        text
+                    }
+                }
+                Err(_) => text,
+            }
+        }
     }
 }
 
@@ -151,13 +263,7 @@ pub fn holds_secret(text: &str) -> bool {
 /// replaced by [`MASK`] (the pure core of [`scrub`]; secrets shorter than
 /// [`MIN_SECRET_LEN`] are left alone).
 pub fn redact_with(text: &str, secrets: &[String]) -> String {
-    let mut forms: Vec<Form> = secrets
-        .iter()
-        .filter(|s| s.chars().count() >= MIN_SECRET_LEN)
-        .flat_map(|s| forms_of(s))
-        .collect();
-    forms.sort_by_key(|f| std::cmp::Reverse(f.bytes.len()));
-    mask(text, &forms)
+    mask(text, &Forms::of(secrets.iter().map(String::as_str)))
 }
 
 /// Scrubs every string (keys included) inside a JSON value; returns whether
@@ -197,8 +303,9 @@ pub fn scrub_value(v: &mut Value) -> bool {
     }
 }
 
-/// `text` with the byte ranges [`spans`] finds replaced by [`MASK`].
-fn mask(text: &str, forms: &[Form]) -> String {
+/// `text` with the byte ranges [`spans`] finds replaced by [`MASK`]
+/// (ranges that touch, such as the runs of one long fragment, by one).
+fn mask(text: &str, forms: &Forms) -> String {
     let found = spans(text, forms);
     if found.is_empty() {
         return text.to_string();
@@ -206,8 +313,10 @@ fn mask(text: &str, forms: &[Form]) -> String {
     let mut out = String::with_capacity(text.len());
     let mut at = 0;
     for (start, end) in found {
-        out.push_str(&text[at..start]);
-        out.push_str(MASK);
+        if start > at || out.is_empty() {
+            out.push_str(&text[at..start]);
+            out.push_str(MASK);
+        }
         at = end;
     }
     out.push_str(&text[at..]);
@@ -217,7 +326,7 @@ fn mask(text: &str, forms: &[Form]) -> String {
 /// The byte ranges of `text` that spell one of `forms` (left to right, not
 /// overlapping; at each position the longest form wins). Each range starts
 /// and ends on a character boundary.
-fn spans(text: &str, forms: &[Form]) -> Vec<(usize, usize)> {
+fn spans(text: &str, forms: &Forms) -> Vec<(usize, usize)> {
     let b = text.as_bytes();
     let mut out = Vec::new();
     if forms.is_empty() {
@@ -225,13 +334,28 @@ fn spans(text: &str, forms: &[Form]) -> Vec<(usize, usize)> {
     }
     let mut i = 0;
     while i < b.len() {
-        let escape = matches!(b[i], b'\\' | b'%' | b'&');
+        // The first byte the unit here stands for (an escape's decoded
+        // byte) picks the spellings that may start here.
+        let (unit, _) = unit_at(b, i);
         let found = forms
-            .iter()
-            .filter(|f| escape || same_byte(b[i], f.bytes[0], f.ignore_case))
+            .starting_with(unit.bytes[0])
             .find_map(|f| match_at(b, i, f));
         match found {
-            Some(end) => {
+            Some(mut end) => {
+                // Runs of a secret that overlap the one found extend it
+                // (a fragment's last characters, fewer than a run).
+                let mut j = unit_at(b, i).1;
+                while j < end {
+                    let (unit, next) = unit_at(b, j);
+                    let further = forms
+                        .starting_with(unit.bytes[0])
+                        .filter_map(|f| match_at(b, j, f))
+                        .max();
+                    if let Some(e) = further.filter(|&e| e > end) {
+                        end = e;
+                    }
+                    j = next;
+                }
                 out.push((i, end));
                 i = end;
             }
@@ -319,32 +443,40 @@ fn unit_at(b: &[u8], i: usize) -> (Unit, usize) {
         u32::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
     };
     match b[i] {
-        b'\\' => match b.get(i + 1) {
-            Some(b'u') => {
-                if let Some(hi) = hex_at(i + 2, 4) {
-                    if (0xD800..0xDC00).contains(&hi) && b.get(i + 6..i + 8) == Some(b"\\u") {
-                        if let Some(lo) =
-                            hex_at(i + 8, 4).filter(|lo| (0xDC00..0xE000).contains(lo))
-                        {
-                            let c = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
-                            if let Some(c) = char::from_u32(c) {
-                                return (Unit::char(c), i + 12);
+        b'\\' => {
+            // `\\x73` is how a JSON string writes the text `\x73`: a run
+            // of backslashes introduces the escape as one does.
+            let mut i = i;
+            while b.get(i + 1) == Some(&b'\\') {
+                i += 1;
+            }
+            match b.get(i + 1) {
+                Some(b'u') => {
+                    if let Some(hi) = hex_at(i + 2, 4) {
+                        if (0xD800..0xDC00).contains(&hi) && b.get(i + 6..i + 8) == Some(b"\\u") {
+                            if let Some(lo) =
+                                hex_at(i + 8, 4).filter(|lo| (0xDC00..0xE000).contains(lo))
+                            {
+                                let c = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+                                if let Some(c) = char::from_u32(c) {
+                                    return (Unit::char(c), i + 12);
+                                }
                             }
                         }
-                    }
-                    if let Some(c) = char::from_u32(hi) {
-                        return (Unit::char(c), i + 6);
+                        if let Some(c) = char::from_u32(hi) {
+                            return (Unit::char(c), i + 6);
+                        }
                     }
                 }
-            }
-            Some(b'x') => {
-                if let Some(v) = hex_at(i + 2, 2) {
-                    return (Unit::byte(v as u8), i + 4);
+                Some(b'x') => {
+                    if let Some(v) = hex_at(i + 2, 2) {
+                        return (Unit::byte(v as u8), i + 4);
+                    }
                 }
+                Some(b'/') => return (Unit::byte(b'/'), i + 2),
+                _ => {}
             }
-            Some(b'/') => return (Unit::byte(b'/'), i + 2),
-            _ => {}
-        },
+        }
         b'%' => {
             if let Some(v) = hex_at(i + 1, 2) {
                 return (Unit::byte(v as u8), i + 3);
@@ -553,8 +685,9 @@ mod tests {
         let secrets = vec!["sk-canary-0123456789".to_string()];
         for text in [
             r"C:\users\x41 %41 &#65; \u0041 & % \ ",
-            "日本語のテキスト sk-canary-012345678 (one short)",
-            "c2stY2FuYXJ5", // base64 of a prefix only
+            // Fragments of SHOWN_CHARS characters, and their base64.
+            "日本語のテキスト sk-canar y-012345 6789 (runs of 8 and less)",
+            "c2stY2FuYXI",
             "",
             "\\",
             "%",
@@ -564,6 +697,83 @@ mod tests {
         ] {
             assert_eq!(redact_with(text, &secrets), text);
         }
+    }
+
+    #[test]
+    fn a_fragment_longer_than_the_shown_characters_is_masked() {
+        let secret = "sk-canary-41f7c2e9d8b0aa7"; // 25 characters
+        let secrets = vec![secret.to_string()];
+        let n = secret.len();
+        for part in [
+            &secret[..n - 3],  // minus its last 3 characters
+            &secret[3..],      // minus its first 3
+            &secret[5..5 + 9], // 9 from the middle
+            &secret[..n - 1],  // minus 1
+            &secret[n - 9..],  // its last 9
+            &secret[2..n - 2], // minus 2 at each end
+        ] {
+            for spelled in spellings(part) {
+                let text = format!("key: {spelled} (echo)");
+                let out = redact_with(&text, &secrets);
+                assert!(out.contains(MASK), "{part}: {spelled} -> {out}");
+                // At most SHOWN_CHARS characters of it are left in a row.
+                for w in secret.as_bytes().windows(SHOWN_CHARS + 1) {
+                    let w = std::str::from_utf8(w).unwrap();
+                    assert!(!out.contains(w), "{part}: {spelled} -> {out}");
+                }
+            }
+        }
+        // One mask for one echo, however many runs it took.
+        assert_eq!(
+            redact_with(&format!("<{}>", &secret[..n - 3]), &secrets),
+            "<***>"
+        );
+        // A run of SHOWN_CHARS characters is what a message may repeat.
+        let shown = &secret[..SHOWN_CHARS];
+        assert_eq!(redact_with(shown, &secrets), shown);
+        assert_eq!(super::shown(secret), format!("`{shown}…` (25 characters)"));
+    }
+
+    #[test]
+    fn raw_hex_escapes_and_escaped_escapes_are_masked() {
+        let secret = "sk-hexcanary-5e7f01a2b3";
+        register(secret);
+        let x = |text: &str| -> String { text.bytes().map(|b| format!("\\x{b:02x}")).collect() };
+        // `content` holds raw `\xHH` (not JSON); `system_fingerprint` the
+        // JSON string `"\\xHH..."`, whose decoded text is `\xHH...`.
+        let body = |raw: &str| {
+            format!(
+                r#"{{"choices":[{{"message":{{"content":"hi {raw}"}}}}],"system_fingerprint":"{}"}}"#,
+                raw.replace('\\', "\\\\")
+            )
+        };
+        // The key alone: JSON once masked, and every decoded string clean.
+        let sent = body(&x(secret));
+        assert!(serde_json::from_str::<Value>(&sent).is_err());
+        let v: Value = serde_json::from_str(&scrub_body(&sent)).expect("JSON once masked");
+        assert_eq!(v["choices"][0]["message"]["content"], "hi ***");
+        assert_eq!(v["system_fingerprint"], "***");
+        // A header echoed whole stays invalid JSON: masked as text, in both
+        // spellings.
+        let sent = body(&x(&format!("Bearer {secret}")));
+        let out = scrub_body(&sent);
+        let bearer = x("Bearer ");
+        assert_eq!(
+            out,
+            format!(
+                r#"{{"choices":[{{"message":{{"content":"hi {bearer}***"}}}}],"system_fingerprint":"{}***"}}"#,
+                bearer.replace('\\', "\\\\")
+            )
+        );
+        // A JSON string whose decoded text spells `\xHH` with `\u` escapes
+        // is read once the body is JSON.
+        let twice: String = x(secret)
+            .chars()
+            .map(|c| format!("\\u{:04x}", c as u32))
+            .collect();
+        let sent = format!(r#"{{"a":"{}","b":"{twice}"}}"#, x(secret));
+        let v: Value = serde_json::from_str(&scrub_body(&sent)).expect("JSON once masked");
+        assert_eq!(v, serde_json::json!({"a": "***", "b": "***"}));
     }
 
     #[test]

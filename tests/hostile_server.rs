@@ -197,15 +197,33 @@ fn a_server_echoing_the_key_gets_nothing_stored() {
     );
 }
 
+/// Characters of a secret that a stored text may hold in a row
+/// (docs/providers.md: a fragment of more is masked).
+const SHOWN_CHARS: usize = 8;
+
 /// Every spelling of `secret` a leak could take in a stored file: as it is
-/// (any case), percent-encoded, hex, and the base64 characters that depend
-/// only on its bytes at each offset (standard and URL-safe alphabets).
+/// (any case), percent-encoded, hex, `\xHH`-escaped (also with the
+/// backslashes escaped, as in raw JSON), and the base64 characters that
+/// depend only on its bytes at each offset (standard and URL-safe
+/// alphabets); and the same of every run of `SHOWN_CHARS + 1` of its
+/// characters (a fragment of it).
 fn spellings(secret: &str) -> Vec<String> {
+    let mut out = whole_spellings(secret);
+    for run in secret.as_bytes().windows(SHOWN_CHARS + 1) {
+        out.extend(whole_spellings(std::str::from_utf8(run).unwrap()));
+    }
+    out
+}
+
+/// [`spellings`] of the whole value only.
+fn whole_spellings(secret: &str) -> Vec<String> {
     use base64::Engine as _;
     let mut out = vec![
         secret.to_ascii_lowercase(),
         secret.bytes().map(|b| format!("%{b:02x}")).collect(),
         hex::encode(secret),
+        secret.bytes().map(|b| format!("\\x{b:02x}")).collect(),
+        secret.bytes().map(|b| format!("\\\\x{b:02x}")).collect(),
     ];
     for offset in 0..3 {
         let mut input = vec![0u8; offset];
@@ -331,6 +349,63 @@ fn a_server_echoing_the_key_in_any_encoding_gets_nothing_stored_or_tracked() {
     let calls = read_jsonl(&s.join("artifacts_local/mcq/llm_calls.jsonl"));
     let text = calls[0]["text"].as_str().unwrap();
     assert!(text.contains("Bearer ***"), "{text}");
+}
+
+// Issue 29, point 2: a key echoed as raw `\xHH` escapes in a reply's text
+// (not JSON until they are masked) and as the JSON string "\\xHH" in
+// `system_fingerprint` was stored whole; a key echoed minus its last 3
+// characters left 24 of 27 in the error log, the call log and stderr.
+#[test]
+fn a_server_echoing_the_key_as_hex_escapes_or_a_fragment_gets_nothing_stored() {
+    const KEY: &str = "sk-canary-3b9e6f0c1d2a7e5";
+    const ORG: &str = "org-canary-2c8e4a1f";
+    let extra = "api_key_env = \"MY_KEY\"\nheaders_env = { \"x-org\" = \"MY_ORG\" }";
+    let opts = Opts {
+        methods: "\"mcq\", \"llm_judge\"".into(),
+        ..small()
+    };
+    for mode in ["hex-escape", "prefix"] {
+        let server = MockServer::start(
+            &[
+                "--echo-key",
+                "--echo-key-as",
+                mode,
+                "--api-key-env",
+                "SERVER_KEY",
+            ],
+            &[("SERVER_KEY", KEY)],
+        );
+        // Replies echo the key; then a wrong key's 401 echoes it in the
+        // error (errors.jsonl, the call log, stderr).
+        for (key, code) in [(KEY, 0), ("sk-canary-wrong-9f8e7d6c5b4a", 1)] {
+            let ws = Workspace::new();
+            let cfg = ws.http_config("eval.toml", &opts, &server.url, extra);
+            let out = run(&ws, &cfg, &[("MY_KEY", key), ("MY_ORG", ORG)]);
+            assert_eq!(out.status.code(), Some(code), "{mode}: {}", stderr(&out));
+            let s = only_session(&ws.runs(), "k");
+            let file = if code == 0 {
+                "artifacts_local/mcq/llm_calls.jsonl"
+            } else {
+                "checkpoints/mcq/errors.jsonl"
+            };
+            let written = std::fs::read_to_string(s.join(file)).unwrap();
+            assert!(written.contains("***"), "{mode}: {file}: {written}");
+            for secret in [key, ORG] {
+                assert_eq!(
+                    leaks(ws.path(), secret),
+                    Vec::<String>::new(),
+                    "{mode}: {secret}"
+                );
+                for stream in [&out.stdout, &out.stderr] {
+                    let text = String::from_utf8_lossy(stream).to_ascii_lowercase();
+                    for f in spellings(secret) {
+                        assert!(!text.contains(&f), "{mode}: {f} printed: {text}");
+                    }
+                }
+            }
+        }
+        assert!(server.stats()["hostile"].as_u64() >= Some(3), "{mode}");
+    }
 }
 
 // Issue 19, point 9: 2^64 - 1 tokens used to be counted (the total
