@@ -295,3 +295,114 @@ fn every_loser_of_a_start_race_names_the_winners_pid() {
         );
     }
 }
+
+// Issue 29, point 7: `W2C_RUNS_DIR=''` was exit 2 "a value is required for
+// '--runs-dir'", a flag nobody typed; it is an environment problem.
+#[test]
+fn an_empty_runs_dir_variable_is_an_environment_error_naming_it() {
+    let ws = Workspace::new();
+    let cfg = ws.config("eval.toml", &small());
+    let empty = [("W2C_RUNS_DIR", os(""))];
+    for args in [
+        vec!["status"],
+        vec!["verify", "--all"],
+        vec!["resume", "abcd"],
+        run_args(&cfg),
+    ] {
+        fails_with(&ws, &args, &empty, 1, &["`W2C_RUNS_DIR`", "empty"]);
+    }
+    assert!(!ws.runs().exists(), "nothing was run");
+    // An empty `--runs-dir` typed on the command line stays a usage error.
+    fails_with(&ws, &["status", "--runs-dir", ""], &[], 2, &["--runs-dir"]);
+    // A flag given wins over the variable, as always.
+    fails_with(
+        &ws,
+        &["resume", "abcd", "--runs-dir", "runs"],
+        &empty,
+        1,
+        &["no session"],
+    );
+}
+
+// Issue 29, point 7: the smaller findings about sessions.
+#[test]
+fn a_run_key_filter_a_report_path_and_a_file_among_sessions_are_named() {
+    let ws = Workspace::new();
+    let cfg = ws.config("eval.toml", &small());
+    run_ok(&ws, &cfg);
+    let s = only_session(&ws.runs(), "k");
+    let fp = s.file_name().unwrap().to_string_lossy().into_owned();
+    let runs = ws.runs();
+    let runs = runs.to_str().unwrap();
+
+    // A fingerprint looked for under another run key: the filter is named,
+    // and where the session is.
+    fails_with(
+        &ws,
+        &["resume", &fp, "--run-key", "nokey", "--runs-dir", runs],
+        &[],
+        1,
+        &["run key `nokey` (--run-key)", &format!("k/{fp}")],
+    );
+
+    // `report --out` into a directory that does not exist creates nothing.
+    let out = ws.path().join("nonexistent/deeper/x.html");
+    let out_s = out.to_str().unwrap();
+    for format in ["html", "md"] {
+        fails_with(
+            &ws,
+            &[
+                "report",
+                &fp,
+                "--format",
+                format,
+                "--out",
+                out_s,
+                "--runs-dir",
+                runs,
+            ],
+            &[],
+            1,
+            &["does not exist", "x.html"],
+        );
+    }
+    assert!(
+        !ws.path().join("nonexistent").exists(),
+        "a directory was created"
+    );
+    let here = ws.path().join("x.html");
+    w2c(ws.path())
+        .args([
+            "report",
+            &fp,
+            "--format",
+            "md",
+            "--out",
+            "x.html",
+            "--runs-dir",
+            runs,
+        ])
+        .assert()
+        .success();
+    assert!(here.is_file());
+
+    // A regular file where a session directory belongs is listed, not hidden.
+    std::fs::write(
+        s.parent().unwrap().join("deadbeefdeadbeef"),
+        "not a session",
+    )
+    .unwrap();
+    let status = stdout_of(ws.path(), &["status", "--runs-dir", runs]);
+    assert!(
+        status.contains("k/deadbeefdeadbeef  UNREADABLE")
+            && status.contains("is a regular file, not a session directory"),
+        "{status}"
+    );
+    let verify = w2c(ws.path())
+        .args(["verify", "--all", "--local-only", "--runs-dir", runs])
+        .output()
+        .unwrap();
+    assert_eq!(verify.status.code(), Some(5));
+    let text = String::from_utf8_lossy(&verify.stdout);
+    assert!(text.contains("k/deadbeefdeadbeef"), "{text}");
+}

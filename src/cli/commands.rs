@@ -590,7 +590,7 @@ pub(super) fn report(
     };
     match out {
         Some(path) => {
-            crate::store::write_bytes_atomic(&path, text.as_bytes())?;
+            crate::store::write_user_file(&path, text.as_bytes())?;
             eprintln!("wrote {}", path.display());
         }
         None => print!("{text}"),
@@ -633,7 +633,7 @@ pub(super) fn compare(
             serde_json::to_writer(&mut bytes, d)?;
             bytes.push(b'\n');
         }
-        crate::store::write_bytes_atomic(path, &bytes)?;
+        crate::store::write_user_file(path, &bytes)?;
         eprintln!(
             "wrote {} ({} examples where the models disagree)",
             path.display(),
@@ -648,7 +648,7 @@ pub(super) fn compare(
     };
     match out {
         Some(path) => {
-            crate::store::write_bytes_atomic(&path, text.as_bytes())?;
+            crate::store::write_user_file(&path, text.as_bytes())?;
             eprintln!("wrote {}", path.display());
         }
         None => print!("{text}"),

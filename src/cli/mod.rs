@@ -469,7 +469,18 @@ struct ConfigCheckArgs {
 
 /// Parses arguments, runs the command and returns the process exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            if let Some(name) = empty_path_variable(&e) {
+                eprintln!(
+                    "error: environment variable `{name}` is set but empty: set it to a directory or unset it"
+                );
+                return EXIT_ERROR;
+            }
+            e.exit()
+        }
+    };
     match dispatch(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -481,6 +492,20 @@ pub fn main() -> i32 {
             }
         }
     }
+}
+
+/// The variable behind a parse error that is an environment problem, not
+/// a command-line one: `W2C_RUNS_DIR` set to nothing, which clap reads as
+/// an empty `--runs-dir` (exit 1 naming the variable, not exit 2 naming a
+/// flag the user did not type).
+fn empty_path_variable(e: &clap::Error) -> Option<&'static str> {
+    const NAME: &str = "W2C_RUNS_DIR";
+    let empty = std::env::var_os(NAME).is_some_and(|v| v.is_empty());
+    let typed = std::env::args_os()
+        .skip(1)
+        .any(|a| a.to_string_lossy().starts_with("--runs-dir"));
+    let about_it = e.to_string().contains("--runs-dir");
+    (empty && !typed && about_it).then_some(NAME)
 }
 
 /// Lets a printing command end quietly when its output pipe closes

@@ -111,6 +111,21 @@ pub fn verdict(prompt: &str, reply: &CompletionReply) -> Verdict {
                 .any(|s| matches!(s.kind, TokenKind::Partial | TokenKind::MidChar)),
             end_of_generation: completion == 0,
         },
+        // The text echoes the prompt and the logprobs have tokens before
+        // the generated ones, but their offsets start past the prompt's
+        // end: the echo is there, its offsets are shifted (not an echo
+        // without logprobs).
+        Err(AlignError::NoEcho {
+            tokens,
+            completion_tokens,
+            first_offset: Some(first_offset),
+        }) if echoed && tokens > completion_tokens => Verdict::Inconsistent {
+            detail: AlignError::ShiftedOffsets {
+                first_offset,
+                prompt: prompt.chars().count(),
+            }
+            .to_string(),
+        },
         // The text echoes the prompt but the logprobs cover only what was
         // generated.
         Err(AlignError::NoEcho { .. }) if echoed => Verdict::EchoWithoutLogprobs,
@@ -205,6 +220,17 @@ mod tests {
         let v = verdict(&plain, &shifted);
         assert!(
             matches!(v, Verdict::Inconsistent { ref detail } if detail.contains("`text_offset` starts at 3, not 0")),
+            "{v:?}"
+        );
+        // Shifted far past the prompt's end (issue 29: reported as an echo
+        // without logprobs, although they are there).
+        let mut far = simple.clone();
+        if let Some(lp) = far.logprobs.as_mut() {
+            lp.text_offset.iter_mut().for_each(|o| *o += 1_000_000);
+        }
+        let v = verdict(&plain, &far);
+        assert!(
+            matches!(v, Verdict::Inconsistent { ref detail } if detail.contains("`text_offset` starts at 1000000, not 0")),
             "{v:?}"
         );
         let mut counted = simple.clone();

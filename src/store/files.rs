@@ -17,12 +17,38 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     write_bytes_atomic(path, &bytes)
 }
 
-/// Writes bytes to `path` atomically (temp file + fsync + rename).
+/// Writes bytes to `path` atomically (temp file + fsync + rename), creating
+/// its directory: for the store's own files.
 pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path
         .parent()
         .with_context(|| format!("{} has no parent directory", path.display()))?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    replace_in(dir, path, bytes)
+}
+
+/// Writes a file the user named (`--out`, `--disagreements`) atomically,
+/// creating nothing but the file: its directory must exist (a mistyped
+/// path is an error naming it, not a tree of new directories).
+pub fn write_user_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if d.as_os_str().is_empty() => Path::new("."),
+        Some(d) => d,
+        None => anyhow::bail!("cannot write {}: it is not a file path", path.display()),
+    };
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "cannot write {}: directory {} does not exist (w2c creates the file, not its directories)",
+            path.display(),
+            dir.display()
+        );
+    }
+    replace_in(dir, path, bytes)
+}
+
+/// Writes `bytes` to a temp file in `dir`, fsyncs it, renames it onto
+/// `path` and fsyncs `dir`.
+fn replace_in(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("cannot create a temp file in {}", dir.display()))?;
     tmp.write_all(bytes)
@@ -85,8 +111,8 @@ pub fn open_regular(path: &Path) -> Result<File> {
     Ok(file)
 }
 
-/// What a file that is not a regular file is, for messages.
-fn file_kind(kind: &std::fs::FileType) -> &'static str {
+/// What a file is, for messages (`a FIFO (named pipe)`, `a directory`...).
+pub(crate) fn file_kind(kind: &std::fs::FileType) -> &'static str {
     #[cfg(unix)]
     {
         use std::os::unix::fs::FileTypeExt;
@@ -102,6 +128,10 @@ fn file_kind(kind: &std::fs::FileType) -> &'static str {
     }
     if kind.is_dir() {
         "a directory"
+    } else if kind.is_file() {
+        "a regular file"
+    } else if kind.is_symlink() {
+        "a symbolic link to nothing"
     } else {
         "not a regular file"
     }
@@ -144,6 +174,21 @@ const DIGEST_BLOCK: usize = 1 << 20;
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_user_file_is_written_only_in_a_directory_that_exists() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let ok = tmp.path().join("report.html");
+        write_user_file(&ok, b"x").expect("written");
+        assert_eq!(std::fs::read(&ok).expect("read"), b"x");
+        let missing = tmp.path().join("no/such/dir/report.html");
+        let err = format!("{:#}", write_user_file(&missing, b"x").unwrap_err());
+        assert!(err.contains("does not exist"), "{err}");
+        assert!(!tmp.path().join("no").exists(), "a directory was created");
+        let err = format!("{:#}", write_user_file(tmp.path(), b"x").unwrap_err());
+        assert!(err.contains("cannot"), "{err}");
+    }
+
     use super::*;
     use serde_json::{json, Value};
 

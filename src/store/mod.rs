@@ -32,6 +32,7 @@ pub mod steps;
 pub use census::{census, NamespaceCount, NamespaceState};
 pub use files::{
     file_digest, open_regular, read_json, read_regular, write_bytes_atomic, write_json_atomic,
+    write_user_file,
 };
 pub use jsonl::{load_jsonl, read_jsonl, read_jsonl_lines, JsonlWriter, LoadReport};
 pub use layout::{names, NamespaceDir, WriterFiles};

@@ -664,7 +664,19 @@ pub fn scan(
         };
         for s in sessions.flatten() {
             let dir = s.path();
-            if !dir.is_dir() || skip(&dir) {
+            if !dir.is_dir() {
+                // Where a session directory belongs: never skipped silently
+                // (a session replaced by a file is a finding).
+                let what = std::fs::symlink_metadata(&dir)
+                    .map_or("unreadable", |m| super::files::file_kind(&m.file_type()));
+                bad.push(UnreadableSession {
+                    run_key: rk.file_name().to_string_lossy().into_owned(),
+                    error: format!("{} is {what}, not a session directory", dir.display()),
+                    dir,
+                });
+                continue;
+            }
+            if skip(&dir) {
                 continue;
             }
             let path = layout::manifest(&dir);
