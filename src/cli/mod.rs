@@ -499,13 +499,13 @@ pub fn main() -> i32 {
 /// an empty `--runs-dir` (exit 1 naming the variable, not exit 2 naming a
 /// flag the user did not type).
 fn empty_path_variable(e: &clap::Error) -> Option<&'static str> {
-    const NAME: &str = "W2C_RUNS_DIR";
-    let empty = std::env::var_os(NAME).is_some_and(|v| v.is_empty());
+    // A path, read as it is (not text: see `env_vars::READ_AS_TEXT`).
+    let empty = std::env::var_os("W2C_RUNS_DIR").is_some_and(|v| v.is_empty());
     let typed = std::env::args_os()
         .skip(1)
         .any(|a| a.to_string_lossy().starts_with("--runs-dir"));
     let about_it = e.to_string().contains("--runs-dir");
-    (empty && !typed && about_it).then_some(NAME)
+    (empty && !typed && about_it).then_some("W2C_RUNS_DIR")
 }
 
 /// Lets a printing command end quietly when its output pipe closes
