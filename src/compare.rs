@@ -83,6 +83,49 @@ pub const ALPHA: f64 = 0.05;
 /// Default bootstrap resamples (`w2c compare` and the HTML report).
 pub const RESAMPLES: usize = 2000;
 
+/// Fewer compared examples than this make a method's comparison
+/// uninformative: its intervals and tests are shown without any claim of
+/// a difference (at a typical third of examples discordant, 30 examples
+/// detect only differences of about 30 points).
+pub const MIN_EXAMPLES: usize = 30;
+
+/// The standard normal quantile at 0.975 (`scipy.stats.norm.ppf(0.975)`).
+pub const Z_975: f64 = 1.959_963_984_540_054;
+
+/// The standard normal quantile at 0.8 (`scipy.stats.norm.ppf(0.8)`), for
+/// 80% power.
+pub const Z_80: f64 = 0.841_621_233_572_914_3;
+
+/// The minimum difference in accuracy that McNemar's test detects with 80%
+/// power at two-sided α = 0.05 on `n` paired examples of which `discordant`
+/// are right for exactly one model (normal approximation: `(z₀.₉₇₅ + z₀.₈)
+/// × √(p_d / n)`, p_d = discordant / n); `None` without a discordant
+/// example (the data give no variance to plan with).
+pub fn mde(n: usize, discordant: usize) -> Option<f64> {
+    (n > 0 && discordant > 0).then(|| {
+        let p_d = discordant as f64 / n as f64;
+        (Z_975 + Z_80) * (p_d / n as f64).sqrt()
+    })
+}
+
+/// Why a comparison of `n` examples says nothing about a difference, if it
+/// does not.
+pub fn uninformative(n: usize) -> Option<String> {
+    (n < MIN_EXAMPLES).then(|| {
+        format!(
+            "uninformative: {n} example{} compared (fewer than {MIN_EXAMPLES}); no difference can be claimed",
+            if n == 1 { "" } else { "s" }
+        )
+    })
+}
+
+/// The smallest number of discordant examples with which McNemar's exact
+/// test can reach p < [`ALPHA`] (all of them in one direction: p = 2 ×
+/// 0.5^d).
+pub fn min_discordant_for_significance() -> usize {
+    (1..64).find(|&d| mcnemar_exact(d, 0) < ALPHA).unwrap_or(64)
+}
+
 /// A value with its 95% interval (`None` where the metric is undefined,
 /// e.g. a hallucination rate with no qualifying example).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -135,8 +178,14 @@ pub struct PairResult {
     pub mcnemar_p: f64,
     /// The p-value after Holm's adjustment over the method's pairs.
     pub adjusted_p: f64,
-    /// Whether `adjusted_p < ALPHA`.
+    /// Whether `adjusted_p < ALPHA` (never on an uninformative method).
     pub significant: bool,
+    /// The minimum detectable difference in accuracy at 80% power
+    /// ([`mde`]).
+    pub mde: Option<f64>,
+    /// Why this pair's test cannot show a difference (too few discordant
+    /// examples for McNemar's exact test to reach p < 0.05).
+    pub uninformative: Option<String>,
 }
 
 /// Every model and pair of one method.
@@ -156,6 +205,9 @@ pub struct MethodComparison {
     pub models: Vec<ModelResult>,
     /// Per pair (i < j in the order given).
     pub pairs: Vec<PairResult>,
+    /// Why the method's comparison is uninformative (too few examples;
+    /// [`uninformative`]): no difference is marked then.
+    pub uninformative: Option<String>,
 }
 
 /// Whether a prediction is right.
@@ -277,16 +329,26 @@ pub fn compare(
                 mcnemar_p: mcnemar_exact(only_a, only_b),
                 adjusted_p: 1.0,
                 significant: false,
+                mde: mde(n, only_a + only_b),
+                uninformative: (only_a + only_b < min_discordant_for_significance()).then(|| {
+                    format!(
+                        "{} discordant example{}: McNemar's exact test cannot reach p < {ALPHA} with fewer than {}",
+                        only_a + only_b,
+                        if only_a + only_b == 1 { "" } else { "s" },
+                        min_discordant_for_significance()
+                    )
+                }),
             }
         })
         .collect();
     let adjusted = holm(&raw.iter().map(|p| p.mcnemar_p).collect::<Vec<_>>());
+    let too_few = uninformative(n);
     let pairs = raw
         .into_iter()
         .zip(adjusted)
         .map(|(p, adjusted_p)| PairResult {
             adjusted_p,
-            significant: adjusted_p < ALPHA,
+            significant: adjusted_p < ALPHA && too_few.is_none(),
             ..p
         })
         .collect();
@@ -298,6 +360,7 @@ pub fn compare(
         seed,
         models: model_results,
         pairs,
+        uninformative: too_few,
     }
 }
 
@@ -387,6 +450,19 @@ mod tests {
         // Large n stays finite and tiny.
         let p = mcnemar_exact(100, 900);
         assert!(p > 0.0 && p < 1e-100, "{p}");
+    }
+
+    #[test]
+    fn the_mde_and_the_smallest_useful_sample_are_as_documented() {
+        // n = 300 with a third discordant: the issue's ~9.3 points.
+        let m = mde(300, 100).unwrap();
+        assert!((m - 0.0935).abs() < 5e-4, "{m}");
+        assert_eq!(mde(300, 0), None);
+        // 2 × 0.5^5 = 0.0625, 2 × 0.5^6 = 0.03125.
+        assert_eq!(min_discordant_for_significance(), 6);
+        assert!(uninformative(1).is_some_and(|s| s.contains("1 example compared")));
+        assert!(uninformative(29).is_some());
+        assert_eq!(uninformative(30), None);
     }
 
     #[test]

@@ -42,6 +42,11 @@ struct Loaded {
     /// Every namespace's settings by settings hash (to name what differs in
     /// the settings a hash stands for, e.g. a judge's target stream).
     settings_by_hash: HashMap<String, MethodSettings>,
+    /// Namespaces started but not finished (no `_DONE.json`), to name
+    /// them when nothing is shared.
+    unfinished: Vec<String>,
+    /// The session's address (`RUN_KEY/FP16`).
+    address: String,
     /// sha256 of the session's dataset file.
     dataset_sha256: Option<String>,
     /// The session's dataset file, for questions and tools.
@@ -166,10 +171,17 @@ pub fn labels(sessions: &[FoundSession]) -> Vec<String> {
 fn load(found: &FoundSession, label: String) -> Result<Loaded> {
     let mut namespaces = BTreeMap::new();
     let mut settings_by_hash = HashMap::new();
+    let mut unfinished = Vec::new();
     for (ns, settings) in crate::store::session::namespaces(&found.dir) {
         settings_by_hash.insert(settings.settings_hash.clone(), settings.clone());
         let dir = NamespaceDir::new(&found.dir, &ns);
-        if !dir.is_done() || !dir.predictions().exists() {
+        if !dir.is_done() {
+            unfinished.push(ns);
+            continue;
+        }
+        if !dir.predictions().exists() {
+            // Finished without predictions of its own (a judge's target
+            // stream): nothing to compare.
             continue;
         }
         let mut rows = HashMap::new();
@@ -194,6 +206,8 @@ fn load(found: &FoundSession, label: String) -> Result<Loaded> {
         label,
         namespaces,
         settings_by_hash,
+        unfinished,
+        address: found.address(),
         dataset_sha256: found.manifest.fingerprint_payload["dataset"]["sha256"]
             .as_str()
             .map(str::to_string),
@@ -449,6 +463,7 @@ pub fn build(req: &Request<'_>) -> Result<Comparison> {
     if req.sessions.len() < 2 {
         bail!("compare needs at least two sessions");
     }
+    refuse_repeated(req.sessions)?;
     let labels = labels(req.sessions);
     let loaded: Vec<Loaded> = req
         .sessions
@@ -479,13 +494,35 @@ pub fn build(req: &Request<'_>) -> Result<Comparison> {
     if !req.methods.is_empty() {
         for want in req.methods {
             if !methods.contains(&want) {
-                bail!("method {want} is not finished in every session compared");
+                let lacking: Vec<String> = loaded
+                    .iter()
+                    .filter(|l| !l.namespaces.contains_key(want))
+                    .map(|l| {
+                        let why = if l.unfinished.contains(want) {
+                            "unfinished"
+                        } else {
+                            "not run"
+                        };
+                        format!("{} ({}): {why}", l.label, l.address)
+                    })
+                    .collect();
+                bail!(
+                    "method {want} is not finished in every session compared: {}",
+                    lacking.join("; ")
+                );
             }
         }
         methods.retain(|m| req.methods.contains(m));
     }
     if methods.is_empty() {
-        bail!("the sessions share no finished method");
+        bail!(
+            "the sessions share no finished method: {}",
+            loaded
+                .iter()
+                .map(describe_finished)
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
     }
     let mut differences: Vec<Difference> = dataset_difference(&loaded).into_iter().collect();
     for ns in &methods {
@@ -573,6 +610,42 @@ pub fn build(req: &Request<'_>) -> Result<Comparison> {
         notes,
         disagreements,
     })
+}
+
+/// Refuses a session named more than once (by the same address or the
+/// same directory): a session compared with itself is no comparison.
+fn refuse_repeated(sessions: &[FoundSession]) -> Result<()> {
+    let key = |s: &FoundSession| std::fs::canonicalize(&s.dir).unwrap_or_else(|_| s.dir.clone());
+    for (i, s) in sessions.iter().enumerate() {
+        if let Some(first) = sessions[..i].iter().position(|t| key(t) == key(s)) {
+            bail!(
+                "session {} is named twice (arguments {} and {}): a session compared with itself is no comparison; name two or more different sessions",
+                s.address(),
+                first + 1,
+                i + 1
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What a session has finished and what it has not, for the error saying
+/// that the sessions share no finished method.
+fn describe_finished(l: &Loaded) -> String {
+    let finished: Vec<&str> = l.namespaces.keys().map(String::as_str).collect();
+    let mut parts = vec![if finished.is_empty() {
+        "no finished method".to_string()
+    } else {
+        format!("finished {}", finished.join(", "))
+    }];
+    if !l.unfinished.is_empty() {
+        parts.push(format!(
+            "unfinished {} (`w2c resume {}` finishes it)",
+            l.unfinished.join(", "),
+            l.address
+        ));
+    }
+    format!("{} ({}) has {}", l.label, l.address, parts.join("; "))
 }
 
 /// The uuids of namespace `ns` shared by every session, in the first
@@ -703,8 +776,9 @@ fn with_ci(metric: &str, i: &compare::Interval) -> String {
     }
 }
 
-/// A difference with a sign, its CI, and `*` when the CI excludes 0.
-fn diff_with_ci(metric: &str, i: &compare::Interval) -> String {
+/// A difference with a sign, its CI, and `*` when the CI excludes 0; on an
+/// uninformative comparison (`claim` false) the value alone, saying so.
+fn diff_with_ci(metric: &str, i: &compare::Interval, claim: bool) -> String {
     let signed = |x: f64| {
         let v = value(metric, Some(x));
         if x >= 0.0 && !v.starts_with('-') {
@@ -714,6 +788,7 @@ fn diff_with_ci(metric: &str, i: &compare::Interval) -> String {
         }
     };
     match (i.value, i.lo, i.hi) {
+        (Some(v), _, _) if !claim => format!("{} (uninformative)", signed(v)),
         (Some(v), Some(lo), Some(hi)) => format!(
             "{} [{}, {}]{}",
             signed(v),
@@ -775,12 +850,14 @@ fn tables(m: &MethodComparison) -> Tables {
         "only B right",
         "McNemar p",
         "Holm p",
+        "MDE (80% power)",
     ];
+    let claim = m.uninformative.is_none();
     let pairs = m
         .pairs
         .iter()
         .map(|p| {
-            let d = |k: usize| diff_with_ci(&p.differences[k].0, &p.differences[k].1);
+            let d = |k: usize| diff_with_ci(&p.differences[k].0, &p.differences[k].1, claim);
             vec![
                 p.a.clone(),
                 p.b.clone(),
@@ -795,6 +872,11 @@ fn tables(m: &MethodComparison) -> Tables {
                     p_value(p.adjusted_p),
                     if p.significant { " (significant)" } else { "" }
                 ),
+                match (&p.uninformative, p.mde) {
+                    (Some(_), _) => format!("n/a ({} discordant)", p.only_a + p.only_b),
+                    (None, Some(d)) => format!("{:.1} pp", d * 100.0),
+                    (None, None) => "n/a".into(),
+                },
             ]
         })
         .collect();
@@ -808,6 +890,11 @@ fn tables(m: &MethodComparison) -> Tables {
 
 /// What the ranking says about significance, in a sentence per method.
 fn verdict(m: &MethodComparison) -> String {
+    if let Some(why) = &m.uninformative {
+        return format!(
+            "{why}: the intervals are not calibrated at this size and no test is marked significant"
+        );
+    }
     let sig: Vec<String> = m
         .pairs
         .iter()
@@ -839,7 +926,7 @@ fn verdict(m: &MethodComparison) -> String {
     }
 }
 
-const LEGEND: &str = "values with 95% percentile bootstrap intervals; Δ = A − B with a paired bootstrap interval (* = excludes 0); McNemar's exact test on per-example correctness, p-values adjusted over the method's pairs with Holm's rule; (MC) = the multiple-choice table's definitions, (judge) = the paper's LLM-as-judge table (NVIDIA's aggregate)";
+const LEGEND: &str = "values with 95% percentile bootstrap intervals; Δ = A − B with a paired bootstrap interval (* = excludes 0); McNemar's exact test on per-example correctness, p-values adjusted over the method's pairs with Holm's rule; MDE = the smallest accuracy difference McNemar's test detects with 80% power at α = 0.05 given the pair's discordant share (n/a when too few examples are discordant for the test to reach p < 0.05); a method with fewer than 30 examples is uninformative (no interval or test is marked); (MC) = the multiple-choice table's definitions, (judge) = the paper's LLM-as-judge table (NVIDIA's aggregate)";
 
 /// The warning that opens a comparison of sessions that differ.
 fn differences_heading(c: &Comparison) -> Option<String> {
@@ -1054,6 +1141,9 @@ pub fn metrics_for(c: &Comparison, label: &str) -> Vec<(String, f64)> {
                 }
             }
             out.push((format!("{pre}.mcnemar_p"), p.mcnemar_p));
+            if let Some(d) = p.mde {
+                out.push((format!("{pre}.mde_accuracy"), d));
+            }
             out.push((format!("{pre}.holm_p"), p.adjusted_p));
             out.push((
                 format!("{pre}.significant"),

@@ -458,3 +458,131 @@ fn the_html_report_draws_the_comparison_as_compare_does() {
         );
     }
 }
+
+#[test]
+fn the_same_session_twice_is_refused() {
+    let ws = Workspace::new();
+    let a = session(&ws, "acme-small", 5, 11);
+    // By fingerprint, and by fingerprint then directory.
+    for second in [fp(&a), a.display().to_string()] {
+        let out = w2c(ws.path())
+            .args(["compare", &fp(&a), &second, "--runs-dir"])
+            .arg(ws.runs())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{second}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("is named twice (arguments 1 and 2)")
+                && err.contains("compared with itself"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_tiny_comparison_is_called_uninformative_in_every_format() {
+    // Two models on one example where they disagree: the old output was
+    // "Δ +100.0% [+100.0%, +100.0%] *" beside McNemar p = 1.000.
+    let ws = Workspace::new();
+    let a = session(&ws, "acme-small", 5, 11);
+    let b = session(&ws, "acme-large", 5, 11);
+    let file = ws.path().join("diff.jsonl");
+    w2c(ws.path())
+        .args([
+            "compare",
+            &fp(&a),
+            &fp(&b),
+            "--method",
+            "mcq",
+            "--disagreements",
+        ])
+        .arg(&file)
+        .arg("--runs-dir")
+        .arg(ws.runs())
+        .assert()
+        .success();
+    let uuid = read_jsonl(&file)
+        .into_iter()
+        .find(|d| d["models"][0]["correct"] != d["models"][1]["correct"])
+        .expect("an example only one model gets right")["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let line = std::fs::read_to_string(shared_dataset())
+        .unwrap()
+        .lines()
+        .find(|l| l.contains(&uuid))
+        .unwrap()
+        .to_string();
+    let one = ws.write("one.jsonl", &(line + "\n"));
+    let opts = |model: &str| Opts {
+        model: model.into(),
+        dataset: one.clone(),
+        n_per_label: None,
+        ..Opts::default()
+    };
+    let a1 = session_with(&ws, "a1", &opts("acme-small"), |c| c);
+    let b1 = session_with(&ws, "b1", &opts("acme-large"), |c| c);
+    let json = compare_json(&ws, &[&a1, &b1], &[]);
+    let m = &json["methods"][0];
+    assert_eq!(m["n_examples"], 1);
+    assert!(
+        m["uninformative"]
+            .as_str()
+            .is_some_and(|s| s.contains("1 example compared")),
+        "{m}"
+    );
+    let p = &m["pairs"][0];
+    assert_eq!(
+        p["only_a"].as_u64().unwrap() + p["only_b"].as_u64().unwrap(),
+        1
+    );
+    assert_eq!(p["significant"], false);
+    assert!(p["uninformative"].as_str().is_some(), "{p}");
+    for format in ["text", "md", "html"] {
+        let out = compare_out(&ws, &[&a1, &b1], &["--format", format]);
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("uninformative: 1 example compared"),
+            "{format}: {text}"
+        );
+        assert!(
+            !text.contains("] *") && !text.contains("+100.0% ["),
+            "{format}: a difference is claimed: {text}"
+        );
+    }
+}
+
+#[test]
+fn no_shared_finished_method_names_each_sessions_state() {
+    let ws = Workspace::new();
+    let a = session(&ws, "acme-small", 5, 11);
+    let b = session(&ws, "acme-large", 5, 11);
+    // b's mcq is interrupted before it finished; its llm_judge is left out.
+    std::fs::remove_file(b.join("checkpoints/mcq/_DONE.json")).unwrap();
+    let out = compare_out(&ws, &[&a, &b], &["--method", "mcq"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("method mcq is not finished in every session compared: acme-large (")
+            && err.contains("): unfinished"),
+        "{err}"
+    );
+    // Nothing of b finished.
+    for ns in std::fs::read_dir(b.join("checkpoints")).unwrap() {
+        let _ = std::fs::remove_file(ns.unwrap().path().join("_DONE.json"));
+    }
+    let out = compare_out(&ws, &[&a, &b], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the sessions share no finished method: acme-small (")
+            && err.contains("has finished llm_judge, mcq; acme-large (")
+            && err.contains("acme-large (")
+            && err.contains("has no finished method; unfinished llm_judge, llm_judge.target, mcq")
+            && err.contains("`w2c resume "),
+        "{err}"
+    );
+}
