@@ -754,49 +754,92 @@ fn table_title(table: Table) -> &'static str {
     }
 }
 
-/// A metric value: rates in %, F1 to 3 decimals.
-fn value(metric: &str, v: Option<f64>) -> String {
-    if metric.contains("f1") {
-        crate::report::f1(v)
-    } else {
-        crate::report::pct(v)
+/// Whether `metric` is shown as a percentage (a rate) rather than an F1.
+fn is_rate(metric: &str) -> bool {
+    !metric.contains("f1")
+}
+
+/// A value of `metric` (a fraction) to `decimals` decimals of the
+/// fraction: rates in % (two fewer), F1s as they are.
+fn value_to(metric: &str, v: Option<f64>, decimals: usize) -> String {
+    match v {
+        None => "n/a".into(),
+        Some(x) if is_rate(metric) => {
+            format!("{:.*}%", decimals.saturating_sub(2), x * 100.0)
+        }
+        Some(x) => format!("{x:.decimals$}"),
     }
 }
 
-/// `value [lo, hi]`.
-fn with_ci(metric: &str, i: &compare::Interval) -> String {
+/// A metric value: rates in % to 0.1, F1 to 3 decimals.
+fn value(metric: &str, v: Option<f64>) -> String {
+    value_to(metric, v, 3)
+}
+
+/// A standard error: in points for a rate, as is for an F1.
+fn se_text(metric: &str, se: Option<f64>) -> String {
+    match se {
+        None => "n/a".into(),
+        Some(x) if is_rate(metric) => format!("{:.1}", x * 100.0),
+        Some(x) => format!("{x:.3}"),
+    }
+}
+
+/// A model's value of `metric`: a rate `k/n` with its Wilson interval,
+/// an F1 with its bootstrap interval (ends to the precision the bootstrap
+/// supports); each with its standard error.
+fn with_ci(metric: &str, i: &compare::Interval, rate: Option<&compare::Rate>) -> String {
+    if let Some(r) = rate {
+        return match (r.value, r.lo, r.hi) {
+            (Some(_), Some(lo), Some(hi)) => format!(
+                "{} [{}, {}] SE {} ({}/{})",
+                value(metric, r.value),
+                value(metric, Some(lo)),
+                value(metric, Some(hi)),
+                se_text(metric, r.se),
+                r.k,
+                r.n
+            ),
+            _ => format!("n/a (0/{})", r.n),
+        };
+    }
+    let d = compare::supported_decimals(i.mc_error, 3);
     match (i.lo, i.hi) {
         (Some(lo), Some(hi)) => format!(
-            "{} [{}, {}]",
+            "{} [{}, {}] SE {}",
             value(metric, i.value),
-            value(metric, Some(lo)),
-            value(metric, Some(hi))
+            value_to(metric, Some(lo), d),
+            value_to(metric, Some(hi), d),
+            se_text(metric, i.se)
         ),
         _ => value(metric, i.value),
     }
 }
 
-/// A difference with a sign, its CI, and `*` when the CI excludes 0; on an
-/// uninformative comparison (`claim` false) the value alone, saying so.
+/// A signed value of `metric` to `decimals`.
+fn signed(metric: &str, x: f64, decimals: usize) -> String {
+    let v = value_to(metric, Some(x), decimals);
+    if x >= 0.0 && !v.starts_with('-') {
+        format!("+{v}")
+    } else {
+        v
+    }
+}
+
+/// A difference with a sign and its paired bootstrap interval (ends to the
+/// precision the bootstrap supports); on an uninformative comparison
+/// (`claim` false) the value alone, saying so.
 fn diff_with_ci(metric: &str, i: &compare::Interval, claim: bool) -> String {
-    let signed = |x: f64| {
-        let v = value(metric, Some(x));
-        if x >= 0.0 && !v.starts_with('-') {
-            format!("+{v}")
-        } else {
-            v
-        }
-    };
+    let d = compare::supported_decimals(i.mc_error, 3);
     match (i.value, i.lo, i.hi) {
-        (Some(v), _, _) if !claim => format!("{} (uninformative)", signed(v)),
+        (Some(v), _, _) if !claim => format!("{} (uninformative)", signed(metric, v, 3)),
         (Some(v), Some(lo), Some(hi)) => format!(
-            "{} [{}, {}]{}",
-            signed(v),
-            signed(lo),
-            signed(hi),
-            if i.excludes_zero() { " *" } else { "" }
+            "{} [{}, {}]",
+            signed(metric, v, 3),
+            signed(metric, lo, d),
+            signed(metric, hi, d),
         ),
-        (Some(v), _, _) => signed(v),
+        (Some(v), _, _) => signed(metric, v, 3),
         _ => "n/a".into(),
     }
 }
@@ -809,15 +852,34 @@ fn p_value(p: f64) -> String {
     }
 }
 
-/// A method's two tables: the models (ranked) and the pairs.
+/// An adjusted p-value, ` *` when significant.
+fn holm_text(p: f64, significant: bool) -> String {
+    format!("{}{}", p_value(p), if significant { " *" } else { "" })
+}
+
+/// A method's three tables: the models (ranked), the pairs (a row per
+/// pair and metric) and the gold labels (a row per label and pair).
 struct Tables {
     header: Vec<&'static str>,
     rows: Vec<Vec<String>>,
     pair_header: Vec<&'static str>,
     pairs: Vec<Vec<String>>,
+    label_header: Vec<&'static str>,
+    labels: Vec<Vec<String>>,
 }
 
-/// The rows of a method's model table and pair table.
+/// Whether the secondary metric `name` of pair `p` is significant after
+/// Holm's adjustment (and the comparison is informative), with that p.
+fn secondary(m: &MethodComparison, p: &compare::PairResult, name: &str) -> Option<(f64, bool)> {
+    let adj = p
+        .adjusted_difference_p
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| *v)?;
+    Some((adj, m.uninformative.is_none() && adj < compare::ALPHA))
+}
+
+/// The rows of a method's model, pair and label tables.
 fn tables(m: &MethodComparison) -> Tables {
     let names = compare::metric_names(m.table);
     let mut header = vec!["rank", "model"];
@@ -828,105 +890,168 @@ fn tables(m: &MethodComparison) -> Tables {
         .iter()
         .map(|r| {
             let mut row = vec![r.rank.to_string(), r.model.clone()];
-            row.extend(r.metrics.iter().map(|(name, i)| with_ci(name, i)));
+            row.extend(r.metrics.iter().map(|(name, i)| {
+                let rate = r.rates.iter().find(|(n, _)| n == name).map(|(_, r)| r);
+                with_ci(name, i, rate)
+            }));
             row
         })
         .collect();
-    let delta = |k: usize| match names[k] {
-        "accuracy" => "Δ accuracy",
-        "macro_f1_official" => "Δ macro-F1 (MC)",
-        "tool_hallucination_rate_official" => "Δ ToolHall (MC)",
-        "judge_table_acc" => "Δ Acc (judge)",
-        "judge_table_f1" => "Δ F1 (judge)",
-        _ => "Δ Tool Hall (judge)",
-    };
+    let claim = m.uninformative.is_none();
     let pair_header = vec![
         "A",
         "B",
-        delta(0),
-        delta(1),
-        delta(2),
-        "only A right",
-        "only B right",
-        "McNemar p",
+        "metric",
+        "Δ A − B [95% CI]",
+        "SE",
+        "test",
+        "p",
         "Holm p",
         "MDE (80% power)",
     ];
-    let claim = m.uninformative.is_none();
-    let pairs = m
-        .pairs
-        .iter()
-        .map(|p| {
-            let d = |k: usize| diff_with_ci(&p.differences[k].0, &p.differences[k].1, claim);
-            vec![
+    let mut pairs = Vec::new();
+    for p in &m.pairs {
+        for (k, (name, i)) in p.differences.iter().enumerate() {
+            let row = if k == 0 {
+                vec![
+                    format!("McNemar ({} vs {})", p.only_a, p.only_b),
+                    p_value(p.mcnemar_p),
+                    holm_text(p.adjusted_p, p.significant),
+                    match (&p.uninformative, p.mde) {
+                        (Some(_), _) => format!("n/a ({} discordant)", p.only_a + p.only_b),
+                        (None, Some(d)) => format!("{:.1} pp", d * 100.0),
+                        (None, None) => "n/a".into(),
+                    },
+                ]
+            } else {
+                let (adj, sig) = secondary(m, p, name).unwrap_or((1.0, false));
+                vec![
+                    "paired bootstrap".into(),
+                    i.p.map_or("n/a".into(), p_value),
+                    if i.p.is_some() {
+                        holm_text(adj, sig)
+                    } else {
+                        "n/a".into()
+                    },
+                    String::new(),
+                ]
+            };
+            let mut cells = vec![
                 p.a.clone(),
                 p.b.clone(),
-                d(0),
-                d(1),
-                d(2),
-                p.only_a.to_string(),
-                p.only_b.to_string(),
+                short_name(name).to_string(),
+                diff_with_ci(name, i, claim),
+                se_text(name, i.se),
+            ];
+            cells.extend(row);
+            pairs.push(cells);
+        }
+    }
+    let label_header = vec![
+        "gold",
+        "n",
+        "A",
+        "A right",
+        "B",
+        "B right",
+        "Δ A − B [95% CI]",
+        "SE",
+        "McNemar",
+        "p",
+        "Holm p",
+    ];
+    let mut labels = Vec::new();
+    for l in &m.by_label {
+        let right = |model: &str| {
+            l.models
+                .iter()
+                .find(|x| x.model == model)
+                .map_or("n/a".into(), |x| {
+                    with_ci("accuracy", &compare::Interval::default(), Some(&x.accuracy))
+                })
+        };
+        for p in &l.pairs {
+            labels.push(vec![
+                l.gold.clone(),
+                l.n.to_string(),
+                p.a.clone(),
+                right(&p.a),
+                p.b.clone(),
+                right(&p.b),
+                diff_with_ci("accuracy", &p.difference, claim),
+                se_text("accuracy", p.difference.se),
+                format!("{} vs {}", p.only_a, p.only_b),
                 p_value(p.mcnemar_p),
-                format!(
-                    "{}{}",
-                    p_value(p.adjusted_p),
-                    if p.significant { " (significant)" } else { "" }
-                ),
-                match (&p.uninformative, p.mde) {
-                    (Some(_), _) => format!("n/a ({} discordant)", p.only_a + p.only_b),
-                    (None, Some(d)) => format!("{:.1} pp", d * 100.0),
-                    (None, None) => "n/a".into(),
-                },
-            ]
-        })
-        .collect();
+                holm_text(p.adjusted_p, p.significant),
+            ]);
+        }
+    }
     Tables {
         header,
         rows,
         pair_header,
         pairs,
+        label_header,
+        labels,
     }
 }
 
-/// What the ranking says about significance, in a sentence per method.
+/// What the tests say, in a sentence per method: every difference marked
+/// significant (accuracy, accuracy by gold label, the other metrics), each
+/// after Holm's adjustment in its family.
 fn verdict(m: &MethodComparison) -> String {
     if let Some(why) = &m.uninformative {
         return format!(
             "{why}: the intervals are not calibrated at this size and no test is marked significant"
         );
     }
-    let sig: Vec<String> = m
-        .pairs
-        .iter()
-        .filter(|p| p.significant)
-        .map(|p| {
-            let (better, worse) = if p.only_a > p.only_b {
-                (&p.a, &p.b)
-            } else {
-                (&p.b, &p.a)
-            };
-            format!("{better} > {worse}")
-        })
-        .collect();
+    let better = |only_a: usize, only_b: usize, a: &str, b: &str| {
+        if only_a > only_b {
+            format!("{a} > {b}")
+        } else {
+            format!("{b} > {a}")
+        }
+    };
+    let mut sig: Vec<String> = Vec::new();
     let what = match m.table {
-        Table::LlmJudge => "Acc (correct = NVIDIA's classification equals the gold label)",
+        Table::LlmJudge => "Acc (judge)",
         Table::MultipleChoice => "accuracy",
     };
+    for p in m.pairs.iter().filter(|p| p.significant) {
+        sig.push(format!("{what} {}", better(p.only_a, p.only_b, &p.a, &p.b)));
+    }
+    for l in &m.by_label {
+        for p in l.pairs.iter().filter(|p| p.significant) {
+            sig.push(format!(
+                "{what} on {} rows {}",
+                l.gold,
+                better(p.only_a, p.only_b, &p.a, &p.b)
+            ));
+        }
+    }
+    for p in &m.pairs {
+        for (name, i) in p.differences.iter().skip(1) {
+            if let (Some((_, true)), Some(v)) = (secondary(m, p, name), i.value) {
+                let (hi, lo) = if v > 0.0 { (&p.a, &p.b) } else { (&p.b, &p.a) };
+                sig.push(format!("{} higher for {hi} than {lo}", short_name(name)));
+            }
+        }
+    }
     if sig.is_empty() {
         format!(
-            "no difference in {what} is significant (McNemar, Holm-adjusted p < {})",
+            "no difference is significant (Holm-adjusted p < {} in each family)",
             compare::ALPHA
         )
     } else {
         format!(
-            "significant in {what} (McNemar, Holm-adjusted p < {}): {}",
+            "significant (Holm-adjusted p < {} in its family): {}",
             compare::ALPHA,
-            sig.join(", ")
+            sig.join("; ")
         )
     }
 }
 
-const LEGEND: &str = "values with 95% percentile bootstrap intervals; Δ = A − B with a paired bootstrap interval (* = excludes 0); McNemar's exact test on per-example correctness, p-values adjusted over the method's pairs with Holm's rule; MDE = the smallest accuracy difference McNemar's test detects with 80% power at α = 0.05 given the pair's discordant share (n/a when too few examples are discordant for the test to reach p < 0.05); a method with fewer than 30 examples is uninformative (no interval or test is marked); (MC) = the multiple-choice table's definitions, (judge) = the paper's LLM-as-judge table (NVIDIA's aggregate)";
+const LEGEND: &str = "rates: k/n with a Wilson 95% interval and the binomial SE; F1: a 95% percentile bootstrap interval and the bootstrap SE; Δ = A − B with a paired bootstrap interval and SE; interval ends are printed to the precision their Monte-Carlo error supports. Tests: accuracy (overall and on each gold label's rows) by McNemar's exact test on per-example correctness, the other metrics by a paired bootstrap p-value; * = significant after Holm's adjustment within its family (listed under each method). MDE = the smallest accuracy difference McNemar's test detects with 80% power at α = 0.05 given the pair's discordant share (n/a when too few examples are discordant for the test to reach p < 0.05); a method with fewer than 30 examples is uninformative (no interval or test is marked). (MC) = the multiple-choice table's definitions, (judge) = the paper's LLM-as-judge table (NVIDIA's aggregate)";
 
 /// The warning that opens a comparison of sessions that differ.
 fn differences_heading(c: &Comparison) -> Option<String> {
@@ -983,7 +1108,15 @@ pub fn render_text(c: &Comparison, markdown: bool, disagreements_shown: usize) -
         out.push_str(&table(&t.header, &t.rows));
         out.push('\n');
         out.push_str(&table(&t.pair_header, &t.pairs));
-        let _ = writeln!(out, "\n{}\n", verdict(m));
+        if !t.labels.is_empty() {
+            let _ = writeln!(out, "\nby gold label (accuracy on each label's rows):\n");
+            out.push_str(&table(&t.label_header, &t.labels));
+        }
+        let _ = writeln!(out, "\n{}", verdict(m));
+        for f in &m.holm_families {
+            let _ = writeln!(out, "Holm family: {f}");
+        }
+        out.push('\n');
     }
     let _ = writeln!(out, "{LEGEND}.");
     for n in &c.notes {
@@ -1060,7 +1193,19 @@ pub fn html_sections(c: &Comparison) -> String {
         );
         out.push_str(&table(&t.header, &t.rows));
         out.push_str(&table(&t.pair_header, &t.pairs));
-        let _ = write!(out, "</div><p>{}</p>", esc(&verdict(m)));
+        if !t.labels.is_empty() {
+            out.push_str("<p>by gold label (accuracy on each label's rows):</p>");
+            out.push_str(&table(&t.label_header, &t.labels));
+        }
+        let _ = write!(
+            out,
+            "</div><p>{}</p><ul class=\"families\">",
+            esc(&verdict(m))
+        );
+        for f in &m.holm_families {
+            let _ = write!(out, "<li>Holm family: {}</li>", esc(f));
+        }
+        out.push_str("</ul>");
     }
     let _ = write!(out, "<p><small>{}</small></p>", esc(LEGEND));
     for n in &c.notes {
@@ -1138,6 +1283,27 @@ pub fn metrics_for(c: &Comparison, label: &str) -> Vec<(String, f64)> {
                     if let Some(v) = v {
                         out.push((format!("{pre}.delta_{name}{suffix}"), sign * v));
                     }
+                }
+                if let Some(se) = i.se {
+                    out.push((format!("{pre}.delta_{name}_se"), se));
+                }
+            }
+            for (name, adj) in &p.adjusted_difference_p {
+                if let Some((_, i)) = p.differences.iter().find(|(n, _)| n == name) {
+                    if let Some(v) = i.p {
+                        out.push((format!("{pre}.delta_{name}_p"), v));
+                    }
+                }
+                out.push((format!("{pre}.delta_{name}_holm_p"), *adj));
+            }
+            for l in &m.by_label {
+                for lp in l.pairs.iter().filter(|x| x.a == p.a && x.b == p.b) {
+                    let lpre = format!("{pre}.{}", l.gold);
+                    if let Some(v) = lp.difference.value {
+                        out.push((format!("{lpre}.delta_accuracy"), sign * v));
+                    }
+                    out.push((format!("{lpre}.mcnemar_p"), lp.mcnemar_p));
+                    out.push((format!("{lpre}.holm_p"), lp.adjusted_p));
                 }
             }
             out.push((format!("{pre}.mcnemar_p"), p.mcnemar_p));

@@ -126,7 +126,6 @@ fn check_method(method: &Value, reference: &Value) {
             .unwrap()
             .iter()
             .map(|p| p[0].as_str().unwrap())
-            .filter(|n| !n.starts_with("answer_") && !n.starts_with("parameter_"))
             .collect();
         names.sort_unstable();
         let mut want_names: Vec<&str> = want
@@ -140,8 +139,58 @@ fn check_method(method: &Value, reference: &Value) {
         for pair in m["metrics"].as_array().unwrap() {
             let name = pair[0].as_str().unwrap();
             let Some(w) = want.get(name) else { continue };
-            for (k, key) in ["value", "lo", "hi"].iter().enumerate() {
+            for (k, key) in ["value", "lo", "hi", "se", "mc_error"].iter().enumerate() {
                 same(&pair[1][key], &w[k], &format!("{ns} {label} {name} {key}"));
+            }
+        }
+        // Each rate's k/n, SE and Wilson interval (statsmodels).
+        let rates = m["rates"].as_array().unwrap();
+        let want_rates = reference["rates"][label].as_object().unwrap();
+        assert_eq!(rates.len(), want_rates.len(), "{ns} {label} rates");
+        for r in rates {
+            let name = r[0].as_str().unwrap();
+            let w = &want_rates[name];
+            for (k, key) in ["k", "n", "value", "se", "lo", "hi"].iter().enumerate() {
+                same(
+                    &r[1][key],
+                    &w[k],
+                    &format!("{ns} {label} {name} rate {key}"),
+                );
+            }
+        }
+    }
+    // Per gold label: accuracy (Wilson), paired Δ, McNemar, Holm over
+    // every label and pair.
+    let by_label = method["by_label"].as_array().unwrap();
+    let want_labels = reference["by_label"].as_array().unwrap();
+    assert_eq!(by_label.len(), want_labels.len(), "{ns} labels");
+    for (l, w) in by_label.iter().zip(want_labels) {
+        assert_eq!((&l["gold"], &l["n"]), (&w["gold"], &w["n"]), "{ns}");
+        for m in l["models"].as_array().unwrap() {
+            let want = &w["models"][m["model"].as_str().unwrap()];
+            for (k, key) in ["k", "n", "value", "se", "lo", "hi"].iter().enumerate() {
+                same(
+                    &m["accuracy"][key],
+                    &want[k],
+                    &format!("{ns} {} {key}", l["gold"]),
+                );
+            }
+        }
+        for (p, wp) in l["pairs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(w["pairs"].as_array().unwrap())
+        {
+            assert_eq!((&p["only_a"], &p["only_b"]), (&wp["only_a"], &wp["only_b"]));
+            same(&p["mcnemar_p"], &wp["mcnemar_p"], "label McNemar p");
+            same(&p["adjusted_p"], &wp["adjusted_p"], "label Holm p");
+            for (k, key) in ["value", "lo", "hi", "se"].iter().enumerate() {
+                same(
+                    &p["difference"][key],
+                    &wp["difference"][k],
+                    &format!("{ns} {} Δ {key}", l["gold"]),
+                );
             }
         }
     }
@@ -166,9 +215,22 @@ fn check_method(method: &Value, reference: &Value) {
             let Some(wd) = w["differences"].get(name) else {
                 continue;
             };
-            for (k, key) in ["value", "lo", "hi"].iter().enumerate() {
+            for (k, key) in ["value", "lo", "hi", "se", "p", "mc_error"]
+                .iter()
+                .enumerate()
+            {
                 same(&d[1][key], &wd[k], &format!("{ns} Δ {name} {key}"));
             }
+        }
+        same(&p["mde"], &w["mde"], "MDE");
+        // The other metrics' bootstrap p-values, Holm over every metric
+        // and pair.
+        let adjusted = p["adjusted_difference_p"].as_array().unwrap();
+        let want_adjusted = w["adjusted_difference_p"].as_object().unwrap();
+        assert_eq!(adjusted.len(), want_adjusted.len(), "{ns}");
+        for a in adjusted {
+            let name = a[0].as_str().unwrap();
+            same(&a[1], &want_adjusted[name], &format!("{ns} {name} Holm p"));
         }
     }
 }
@@ -540,6 +602,12 @@ fn a_tiny_comparison_is_called_uninformative_in_every_format() {
     );
     assert_eq!(p["significant"], false);
     assert!(p["uninformative"].as_str().is_some(), "{p}");
+    // Every number at n = 1 still equals the independent computation.
+    let mcq = compare_json(&ws, &[&a1, &b1], &["--method", "mcq"]);
+    check_method(
+        &mcq["methods"][0],
+        &reference(&["acme-small", "acme-large"], &[&a1, &b1], "mcq", 200),
+    );
     for format in ["text", "md", "html"] {
         let out = compare_out(&ws, &[&a1, &b1], &["--format", format]);
         assert!(out.status.success());
@@ -585,4 +653,67 @@ fn no_shared_finished_method_names_each_sessions_state() {
             && err.contains("`w2c resume "),
         "{err}"
     );
+}
+
+#[test]
+fn every_format_shows_the_label_rows_families_and_a_verdict_naming_each_significant_test() {
+    let ws = Workspace::new();
+    let a = session(&ws, "acme-small", 12, 11);
+    let b = session(&ws, "acme-large", 12, 11);
+    let c = session(&ws, "acme-xl", 12, 11);
+    let json = compare_json(&ws, &[&a, &b, &c], &[]);
+    // What the JSON marks significant, each with its family.
+    let mut marked: Vec<String> = Vec::new();
+    for m in json["methods"].as_array().unwrap() {
+        assert_eq!(m["holm_families"].as_array().unwrap().len(), 3, "{m}");
+        for p in m["pairs"].as_array().unwrap() {
+            if p["significant"] == true {
+                let (x, y) = (p["a"].as_str().unwrap(), p["b"].as_str().unwrap());
+                marked.push(if p["only_a"].as_u64() > p["only_b"].as_u64() {
+                    format!("{x} > {y}")
+                } else {
+                    format!("{y} > {x}")
+                });
+            }
+            for adj in p["adjusted_difference_p"].as_array().unwrap() {
+                if adj[1].as_f64().unwrap() < 0.05 {
+                    marked.push(format!("higher for {}", p["a"].as_str().unwrap()));
+                }
+            }
+        }
+        let labels = m["by_label"].as_array().unwrap();
+        assert!(labels.len() >= 3, "{m}");
+        for l in labels {
+            for p in l["pairs"].as_array().unwrap() {
+                if p["significant"] == true {
+                    marked.push(format!("on {} rows", l["gold"].as_str().unwrap()));
+                }
+            }
+        }
+    }
+    for format in ["text", "md", "html"] {
+        let out = compare_out(&ws, &[&a, &b, &c], &["--format", format]);
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        for want in [
+            "by gold label (accuracy on each label",
+            "Holm family: accuracy by gold label: McNemar over 3 labels × 3 pairs (9 tests)",
+            "cannot_answer",
+            "MDE (80% power)",
+            "Wilson 95% interval",
+        ] {
+            assert!(text.contains(want), "{format}: {want}\n{text}");
+        }
+        // A denominator beside every rate: accuracy over 36 examples.
+        assert!(text.contains("/36)"), "{format}: {text}");
+        for m in &marked {
+            assert!(
+                text.contains(m.as_str()),
+                "{format}: verdict lacks {m}\n{text}"
+            );
+        }
+        if marked.is_empty() {
+            assert!(text.contains("no difference is significant"), "{text}");
+        }
+    }
 }
