@@ -1224,7 +1224,7 @@ pub fn html_escape(s: &str) -> String {
 
 /// One self-contained HTML page with the tables.
 pub fn render_html(c: &Comparison) -> String {
-    let mut out = String::from("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>w2c compare</title><style>body{font-family:system-ui,sans-serif;margin:1.5em;max-width:1400px}table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}th{background:#eee}td:nth-child(-n+2){text-align:left}.wrap{overflow-x:auto}.differs{border:2px solid #c60;padding:0 1em;background:#fff4e5}</style></head><body><h1>w2c compare</h1><p>");
+    let mut out = String::from("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>w2c compare</title><style>body{font-family:system-ui,sans-serif;margin:1.5em;max-width:1400px}table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:normal;vertical-align:top;min-width:3.5em}th{background:#eee}td:nth-child(-n+2){text-align:left}.wrap{overflow-x:auto}.differs{border:2px solid #c60;padding:0 1em;background:#fff4e5}</style></head><body><h1>w2c compare</h1><p>");
     out.push_str(&html_escape(
         &c.sessions
             .iter()

@@ -376,6 +376,7 @@ td:nth-child(-n+2),th:nth-child(-n+2){text-align:left}
 #filters select{font-size:.9rem;padding:2px}
 #count{font-weight:bold;margin:.4rem 0}
 #rows td,#rows th{white-space:normal;text-align:left;vertical-align:top}
+#compare td,#compare th{white-space:normal;vertical-align:top;min-width:3.5em}
 #rows tr{cursor:pointer}
 #rows tr:hover{background:#f5f8ff}
 #rows td.q{max-width:32rem}
@@ -521,6 +522,13 @@ function showDetail(uuid) {
   d.hidden = false;
   d.scrollIntoView({block: "nearest"});
 }
+// The comparison's tables wider than their box (cut off, scrolled aside).
+function clipped() {
+  const c = document.getElementById("compare");
+  return [...(c ? c.querySelectorAll(".wrap") : [])]
+    .filter(w => w.scrollWidth > w.clientWidth + 1)
+    .map(w => ({box: w.clientWidth, table: w.scrollWidth, head: (w.querySelector("th") || {}).textContent}));
+}
 function overlaps() {
   const found = [];
   document.querySelectorAll("svg").forEach((svg, s) => {
@@ -547,6 +555,7 @@ if (Q.get("selftest")) {
     errors, method: $("f-method").value, shown: rows.length, total: methodRows().length,
     uuids: rows.map(r => r[0]), overlaps: overlaps(), detail: !$("detail").hidden,
     width: document.documentElement.clientWidth, scrollWidth: document.documentElement.scrollWidth,
+    clipped: clipped(),
   });
 }
 "#;

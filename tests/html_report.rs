@@ -1,7 +1,8 @@
 //! The HTML report in a real headless browser (Debian's Chromium): it loads
 //! with no script error, its filters show exactly the examples a recount
 //! from predictions.jsonl gives, an example's detail opens, no two chart
-//! labels overlap at 900 px, and the page does not scroll sideways there.
+//! labels overlap at 900 px, the page does not scroll sideways there, and
+//! no comparison table is cut off at 900 or 1440 px.
 
 mod common;
 
@@ -98,6 +99,23 @@ fn the_report_filters_examples_and_lays_out_charts_in_a_real_browser() {
             t["scrollWidth"].as_u64() <= t["width"].as_u64(),
             "the page scrolls sideways at {width}px: {t}"
         );
+        // No comparison table is wider than its box (cut off, to scroll).
+        assert_eq!(
+            t["clipped"],
+            serde_json::json!([]),
+            "comparison tables cut off at {width}px: {t}"
+        );
+    }
+    // The comparison has its per-label rows, denominators, SE and MDE.
+    for want in [
+        "by gold label",
+        "cannot_answer",
+        "/10)",
+        " SE ",
+        "MDE (80% power)",
+        "Holm family",
+    ] {
+        assert!(html.contains(want), "{want}");
     }
 
     // Filters: the examples shown equal a recount from predictions.jsonl.
