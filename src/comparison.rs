@@ -143,6 +143,122 @@ pub struct Comparison {
     pub notes: Vec<String>,
     /// Examples where the models' predictions differ.
     pub disagreements: Vec<Disagreement>,
+    /// Within each session: how far its methods agree (Cohen's κ per pair
+    /// of methods) and its stability sweeps' repeats (Fleiss' κ).
+    pub agreement: Vec<Agreement>,
+}
+
+/// How far two raters of one session agree on the same examples.
+#[derive(Debug, Clone, Serialize)]
+pub struct Agreement {
+    /// The model (session) label.
+    pub model: String,
+    /// `cohen` (two methods) or `fleiss` (a sweep's repeats).
+    pub kind: &'static str,
+    /// The first method (the sweep for Fleiss).
+    pub a: String,
+    /// The second method (`None` for Fleiss).
+    pub b: Option<String>,
+    /// Raters per example (2 for Cohen, K for Fleiss).
+    pub raters: usize,
+    /// κ with its interval.
+    pub kappa: crate::agreement::Kappa,
+    /// The examples on which the raters do not all agree (uuids, sorted).
+    pub disagreeing: Vec<String>,
+}
+
+/// Cohen's κ for every pair of a session's methods (stability sweeps left
+/// out) over the examples both scored, and Fleiss' κ over each sweep's
+/// repeats (the examples every repeat scored).
+fn agreements(l: &Loaded, seed: u64, resamples: usize) -> Vec<Agreement> {
+    use crate::agreement::{category, CATEGORIES};
+    let mut out = Vec::new();
+    let methods: Vec<&String> = l
+        .namespaces
+        .keys()
+        .filter(|ns| !ns.starts_with("stability_"))
+        .collect();
+    for (i, a) in methods.iter().enumerate() {
+        for b in &methods[i + 1..] {
+            let (ra, rb) = (&l.namespaces[*a].rows, &l.namespaces[*b].rows);
+            let mut uuids: Vec<&String> = ra
+                .keys()
+                .filter(|u| {
+                    ra[*u].prediction.is_some()
+                        && rb.get(*u).is_some_and(|r| r.prediction.is_some())
+                })
+                .collect();
+            uuids.sort();
+            let cat = |rows: &HashMap<String, PredictionRow>, u: &String| {
+                rows[u].prediction.map_or(CATEGORIES - 1, category)
+            };
+            let ca: Vec<usize> = uuids.iter().map(|u| cat(ra, u)).collect();
+            let cb: Vec<usize> = uuids.iter().map(|u| cat(rb, u)).collect();
+            out.push(Agreement {
+                model: l.label.clone(),
+                kind: "cohen",
+                a: (*a).clone(),
+                b: Some((*b).clone()),
+                raters: 2,
+                kappa: crate::agreement::cohen_with_interval(&ca, &cb, seed, resamples),
+                disagreeing: uuids
+                    .iter()
+                    .zip(ca.iter().zip(&cb))
+                    .filter(|(_, (x, y))| x != y)
+                    .map(|(u, _)| (*u).clone())
+                    .collect(),
+            });
+        }
+    }
+    for (ns, n) in l
+        .namespaces
+        .iter()
+        .filter(|(ns, _)| ns.starts_with("stability_"))
+    {
+        let mut uuids: Vec<&String> = n.rows.keys().collect();
+        uuids.sort();
+        let mut counts = Vec::new();
+        let mut kept = Vec::new();
+        let mut raters = 0;
+        for u in uuids {
+            let Some(runs) = n.rows[u].details.get("runs").and_then(Value::as_array) else {
+                continue;
+            };
+            let preds: Option<Vec<Prediction>> = runs
+                .iter()
+                .map(|r| r.as_str()?.parse::<Prediction>().ok())
+                .collect();
+            let Some(preds) = preds else { continue };
+            if preds.len() < 2 || (raters != 0 && preds.len() != raters) {
+                continue;
+            }
+            raters = preds.len();
+            let mut c = [0usize; CATEGORIES];
+            for p in &preds {
+                c[category(*p)] += 1;
+            }
+            counts.push(c);
+            kept.push(u.clone());
+        }
+        if counts.is_empty() {
+            continue;
+        }
+        out.push(Agreement {
+            model: l.label.clone(),
+            kind: "fleiss",
+            a: ns.clone(),
+            b: None,
+            raters,
+            kappa: crate::agreement::fleiss_with_interval(&counts, seed, resamples),
+            disagreeing: kept
+                .into_iter()
+                .zip(&counts)
+                .filter(|(_, c)| !c.contains(&raters))
+                .map(|(u, _)| u)
+                .collect(),
+        });
+    }
+    out
 }
 
 /// The label of each session: its target model, with the fingerprint when
@@ -609,6 +725,10 @@ pub fn build(req: &Request<'_>) -> Result<Comparison> {
         methods: out,
         notes,
         disagreements,
+        agreement: loaded
+            .iter()
+            .flat_map(|l| agreements(l, req.seed, req.resamples))
+            .collect(),
     })
 }
 
@@ -1053,6 +1173,56 @@ fn verdict(m: &MethodComparison) -> String {
 
 const LEGEND: &str = "rates: k/n with a Wilson 95% interval and the binomial SE; F1: a 95% percentile bootstrap interval and the bootstrap SE; Δ = A − B with a paired bootstrap interval and SE; interval ends are printed to the precision their Monte-Carlo error supports. Tests: accuracy (overall and on each gold label's rows) by McNemar's exact test on per-example correctness, the other metrics by a paired bootstrap p-value; * = significant after Holm's adjustment within its family (listed under each method). MDE = the smallest accuracy difference McNemar's test detects with 80% power at α = 0.05 given the pair's discordant share (n/a when too few examples are discordant for the test to reach p < 0.05); a method with fewer than 30 examples is uninformative (no interval or test is marked). (MC) = the multiple-choice table's definitions, (judge) = the paper's LLM-as-judge table (NVIDIA's aggregate)";
 
+/// The agreement table: a row per κ (Cohen per pair of a session's
+/// methods, Fleiss per sweep).
+fn agreement_table(c: &Comparison) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    let header = vec![
+        "model",
+        "raters",
+        "κ",
+        "n",
+        "agreement",
+        "κ [95% CI]",
+        "SE",
+        "strength",
+        "disagree",
+    ];
+    let num = |v: Option<f64>| v.map_or("n/a".into(), |x| format!("{x:.3}"));
+    let rows = c
+        .agreement
+        .iter()
+        .map(|a| {
+            let k = &a.kappa;
+            vec![
+                a.model.clone(),
+                match &a.b {
+                    Some(b) => format!("{} vs {b}", a.a),
+                    None => format!("{} ({} repeats)", a.a, a.raters),
+                },
+                if a.kind == "cohen" {
+                    "Cohen".into()
+                } else {
+                    "Fleiss".into()
+                },
+                k.n.to_string(),
+                crate::report::pct(k.observed),
+                match (k.lo, k.hi) {
+                    (Some(lo), Some(hi)) => {
+                        format!("{} [{}, {}]", num(k.kappa), num(Some(lo)), num(Some(hi)))
+                    }
+                    _ => num(k.kappa),
+                },
+                num(k.se),
+                crate::agreement::strength(k.kappa).to_string(),
+                a.disagreeing.len().to_string(),
+            ]
+        })
+        .collect();
+    (header, rows)
+}
+
+const AGREEMENT_TITLE: &str = "agreement within each session: Cohen's κ between two methods on the examples both scored (a judge against the multiple-choice methods, two judges over the same answers), Fleiss' κ over a stability sweep's repeats; categories: the four labels and invalid; 95% percentile bootstrap interval; strength in Landis & Koch's words";
+
 /// The warning that opens a comparison of sessions that differ.
 fn differences_heading(c: &Comparison) -> Option<String> {
     (!c.differences.is_empty()).then(|| {
@@ -1119,6 +1289,12 @@ pub fn render_text(c: &Comparison, markdown: bool, disagreements_shown: usize) -
         out.push('\n');
     }
     let _ = writeln!(out, "{LEGEND}.");
+    if !c.agreement.is_empty() {
+        let (header, rows) = agreement_table(c);
+        let _ = writeln!(out, "\n{h}{AGREEMENT_TITLE}\n");
+        out.push_str(&table(&header, &rows));
+        out.push('\n');
+    }
     for n in &c.notes {
         let _ = writeln!(out, "note: {n}");
     }
@@ -1208,6 +1384,16 @@ pub fn html_sections(c: &Comparison) -> String {
         out.push_str("</ul>");
     }
     let _ = write!(out, "<p><small>{}</small></p>", esc(LEGEND));
+    if !c.agreement.is_empty() {
+        let (header, rows) = agreement_table(c);
+        let _ = write!(
+            out,
+            "<h3>Agreement</h3><p><small>{}</small></p><div class=\"wrap\">",
+            esc(AGREEMENT_TITLE)
+        );
+        out.push_str(&table(&header, &rows));
+        out.push_str("</div>");
+    }
     for n in &c.notes {
         let _ = write!(out, "<p class=\"note\">note: {}</p>", esc(n));
     }
@@ -1259,6 +1445,28 @@ pub fn tag(sessions: &[FoundSession]) -> String {
 /// difference is significant (1) or not (0). Undefined values are left out.
 pub fn metrics_for(c: &Comparison, label: &str) -> Vec<(String, f64)> {
     let mut out = Vec::new();
+    for a in c.agreement.iter().filter(|a| a.model == label) {
+        let name = match &a.b {
+            Some(b) => format!("agreement.{}.vs.{b}", a.a),
+            None => format!("agreement.{}", a.a),
+        };
+        let name = crate::tracking::flatten::sanitize_key(&name);
+        let k = &a.kappa;
+        for (suffix, v) in [
+            ("kappa", k.kappa),
+            ("kappa_lo", k.lo),
+            ("kappa_hi", k.hi),
+            ("observed", k.observed),
+        ] {
+            if let Some(v) = v {
+                out.push((format!("{name}.{}_{suffix}", a.kind), v));
+            }
+        }
+        out.push((
+            format!("{name}.{}_disagreeing", a.kind),
+            a.disagreeing.len() as f64,
+        ));
+    }
     for m in &c.methods {
         let prefix = format!("compare.{}", m.method);
         if let Some(r) = m.models.iter().find(|r| r.model == label) {

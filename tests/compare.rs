@@ -717,3 +717,74 @@ fn every_format_shows_the_label_rows_families_and_a_verdict_naming_each_signific
         }
     }
 }
+
+/// The agreement row of the reference script for `args`.
+fn agreement_reference(args: &[&Path]) -> Value {
+    let kind = if args.len() == 2 { "cohen" } else { "fleiss" };
+    let out = std::process::Command::new("python3")
+        .arg(support("agreement_reference.py"))
+        .args(["7", "200", kind])
+        .args(args)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "agreement_reference.py (needs scikit-learn and statsmodels: `pip install -r requirements-test.txt`): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn judge_and_repeat_agreement_equal_scikit_learn_and_statsmodels() {
+    // A judge, a second judge over the same answers, the multiple-choice
+    // method and a 3-repeat sweep in one session.
+    let ws = Workspace::new();
+    let opts = |model: &str| Opts {
+        model: model.into(),
+        methods: "\"mcq\", \"llm_judge\", \"stability_mcq\"".into(),
+        ..Opts::default()
+    };
+    let sweep = |c: String| c + "\n[methods.stability]\nk = 3\ntemperatures = [0.7]\n";
+    let a = session_with(&ws, "a", &opts("acme-small"), sweep);
+    let again = session_with(&ws, "a2", &opts("acme-small"), |c| {
+        sweep(c).replace("judge = \"mock-judge\"", "judge = \"other-judge\"")
+    });
+    assert_eq!(a, again, "the second judge joins the session");
+    let b = session_with(&ws, "b", &opts("acme-large"), sweep);
+    let json = compare_json(&ws, &[&a, &b], &[]);
+    let rows = json["agreement"].as_array().unwrap();
+    let ns = |s: &Path, n: &str| s.join("artifacts_local").join(n).join("predictions.jsonl");
+    let mut kinds = BTreeMap::new();
+    for r in rows {
+        let session = if r["model"] == "acme-small" { &a } else { &b };
+        let first = ns(session, r["a"].as_str().unwrap());
+        let want = match r["b"].as_str() {
+            Some(other) => agreement_reference(&[&first, &ns(session, other)]),
+            None => agreement_reference(&[&first]),
+        };
+        let what = format!("{} {} {}", r["model"], r["a"], r["b"]);
+        for key in ["n", "kappa", "observed", "lo", "hi", "se"] {
+            same(&r["kappa"][key], &want[key], &format!("{what} {key}"));
+        }
+        assert_eq!(r["disagreeing"], want["disagreeing"], "{what}");
+        *kinds
+            .entry(r["kind"].as_str().unwrap().to_string())
+            .or_insert(0) += 1;
+        if r["a"] == "llm_judge" && r["b"].as_str().is_some_and(|b| b.starts_with("llm_judge~")) {
+            assert_eq!(r["model"], "acme-small");
+        }
+    }
+    // acme-small: 3 method pairs (two judges, mcq) and a sweep; acme-large:
+    // 1 pair and a sweep.
+    assert_eq!(kinds.get("cohen"), Some(&4), "{rows:?}");
+    assert_eq!(kinds.get("fleiss"), Some(&2), "{rows:?}");
+    for format in ["text", "md", "html"] {
+        let out = compare_out(&ws, &[&a, &b], &["--format", format]);
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        for want in ["Cohen's κ", "llm_judge vs mcq", "Fleiss", "(3 repeats)"] {
+            assert!(text.contains(want), "{format}: {want}\n{text}");
+        }
+    }
+}
