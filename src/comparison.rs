@@ -153,6 +153,8 @@ pub struct Comparison {
 pub struct Agreement {
     /// The model (session) label.
     pub model: String,
+    /// The session's address.
+    pub session: String,
     /// `cohen` (two methods) or `fleiss` (a sweep's repeats).
     pub kind: &'static str,
     /// The first method (the sweep for Fleiss).
@@ -196,6 +198,7 @@ fn agreements(l: &Loaded, seed: u64, resamples: usize) -> Vec<Agreement> {
             let cb: Vec<usize> = uuids.iter().map(|u| cat(rb, u)).collect();
             out.push(Agreement {
                 model: l.label.clone(),
+                session: l.address.clone(),
                 kind: "cohen",
                 a: (*a).clone(),
                 b: Some((*b).clone()),
@@ -245,6 +248,7 @@ fn agreements(l: &Loaded, seed: u64, resamples: usize) -> Vec<Agreement> {
         }
         out.push(Agreement {
             model: l.label.clone(),
+            session: l.address.clone(),
             kind: "fleiss",
             a: ns.clone(),
             b: None,
@@ -1173,9 +1177,72 @@ fn verdict(m: &MethodComparison) -> String {
 
 const LEGEND: &str = "rates: k/n with a Wilson 95% interval and the binomial SE; F1: a 95% percentile bootstrap interval and the bootstrap SE; Δ = A − B with a paired bootstrap interval and SE; interval ends are printed to the precision their Monte-Carlo error supports. Tests: accuracy (overall and on each gold label's rows) by McNemar's exact test on per-example correctness, the other metrics by a paired bootstrap p-value; * = significant after Holm's adjustment within its family (listed under each method). MDE = the smallest accuracy difference McNemar's test detects with 80% power at α = 0.05 given the pair's discordant share (n/a when too few examples are discordant for the test to reach p < 0.05); a method with fewer than 30 examples is uninformative (no interval or test is marked). (MC) = the multiple-choice table's definitions, (judge) = the paper's LLM-as-judge table (NVIDIA's aggregate)";
 
+/// The agreement rows of one session (`w2c report`): Cohen's κ per pair of
+/// its methods, Fleiss' κ per sweep, drawn as `w2c compare` draws them.
+pub fn session_agreement(
+    found: &FoundSession,
+    seed: u64,
+    resamples: usize,
+) -> Result<Vec<Agreement>> {
+    let label = crate::report::session_model(&found.manifest).to_string();
+    Ok(agreements(&load(found, label)?, seed, resamples))
+}
+
+/// The agreement rows as a text or Markdown table with its title (empty
+/// without rows).
+pub fn agreement_text(rows: &[Agreement], markdown: bool) -> String {
+    if rows.is_empty() {
+        return String::new();
+    }
+    let (header, rows) = agreement_table(rows);
+    let mut out = format!(
+        "\n{}{AGREEMENT_TITLE}\n\n",
+        if markdown { "## " } else { "" }
+    );
+    if markdown {
+        let _ = writeln!(
+            out,
+            "| {} |\n|{}",
+            header.join(" | "),
+            "---|".repeat(header.len())
+        );
+        for r in &rows {
+            let _ = writeln!(out, "| {} |", r.join(" | "));
+        }
+    } else {
+        out.push_str(&crate::report::table(&header, &rows));
+    }
+    out
+}
+
+/// The agreement rows as an HTML section body (empty without rows).
+pub fn agreement_html(rows: &[Agreement]) -> String {
+    if rows.is_empty() {
+        return String::new();
+    }
+    let (header, rows) = agreement_table(rows);
+    let mut out = format!(
+        "<h3>Agreement</h3><p><small>{}</small></p><div class=\"wrap\"><table><thead><tr>",
+        html_escape(AGREEMENT_TITLE)
+    );
+    for h in header {
+        let _ = write!(out, "<th>{}</th>", html_escape(h));
+    }
+    out.push_str("</tr></thead><tbody>");
+    for r in rows {
+        out.push_str("<tr>");
+        for cell in r {
+            let _ = write!(out, "<td>{}</td>", html_escape(&cell));
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table></div>");
+    out
+}
+
 /// The agreement table: a row per κ (Cohen per pair of a session's
 /// methods, Fleiss per sweep).
-fn agreement_table(c: &Comparison) -> (Vec<&'static str>, Vec<Vec<String>>) {
+fn agreement_table(agreement: &[Agreement]) -> (Vec<&'static str>, Vec<Vec<String>>) {
     let header = vec![
         "model",
         "raters",
@@ -1188,8 +1255,7 @@ fn agreement_table(c: &Comparison) -> (Vec<&'static str>, Vec<Vec<String>>) {
         "disagree",
     ];
     let num = |v: Option<f64>| v.map_or("n/a".into(), |x| format!("{x:.3}"));
-    let rows = c
-        .agreement
+    let rows = agreement
         .iter()
         .map(|a| {
             let k = &a.kappa;
@@ -1289,12 +1355,7 @@ pub fn render_text(c: &Comparison, markdown: bool, disagreements_shown: usize) -
         out.push('\n');
     }
     let _ = writeln!(out, "{LEGEND}.");
-    if !c.agreement.is_empty() {
-        let (header, rows) = agreement_table(c);
-        let _ = writeln!(out, "\n{h}{AGREEMENT_TITLE}\n");
-        out.push_str(&table(&header, &rows));
-        out.push('\n');
-    }
+    out.push_str(&agreement_text(&c.agreement, markdown));
     for n in &c.notes {
         let _ = writeln!(out, "note: {n}");
     }
@@ -1384,16 +1445,7 @@ pub fn html_sections(c: &Comparison) -> String {
         out.push_str("</ul>");
     }
     let _ = write!(out, "<p><small>{}</small></p>", esc(LEGEND));
-    if !c.agreement.is_empty() {
-        let (header, rows) = agreement_table(c);
-        let _ = write!(
-            out,
-            "<h3>Agreement</h3><p><small>{}</small></p><div class=\"wrap\">",
-            esc(AGREEMENT_TITLE)
-        );
-        out.push_str(&table(&header, &rows));
-        out.push_str("</div>");
-    }
+    out.push_str(&agreement_html(&c.agreement));
     for n in &c.notes {
         let _ = write!(out, "<p class=\"note\">note: {}</p>", esc(n));
     }

@@ -25,6 +25,20 @@ use std::fmt::Write as _;
 /// Longest stored text shown per field in the explorer (characters).
 const FIELD_PREVIEW: usize = 600;
 
+/// Each session's agreement rows (Cohen's κ between its methods, Fleiss'
+/// κ over its sweeps) as HTML, drawn as the comparison draws them.
+fn own_agreement(sessions: &[FoundSession], compare: &CompareOptions) -> Result<String> {
+    let mut rows = Vec::new();
+    for s in sessions {
+        rows.extend(comparison::session_agreement(
+            s,
+            compare.seed,
+            compare.resamples,
+        )?);
+    }
+    Ok(comparison::agreement_html(&rows))
+}
+
 /// How the page's comparison is drawn (as `w2c compare` draws it).
 #[derive(Debug, Clone, Copy)]
 pub struct CompareOptions {
@@ -87,9 +101,15 @@ pub fn render(sessions: &[FoundSession], compare: CompareOptions) -> Result<Stri
                     "<p class=\"note\">not compared: {}</p>",
                     esc(&format!("{e:#}"))
                 );
+                body.push_str(&own_agreement(sessions, &compare)?);
             }
         }
         body.push_str("</section>");
+    } else {
+        let agreement = own_agreement(sessions, &compare)?;
+        if !agreement.is_empty() {
+            let _ = write!(body, "<section id=\"agreement\">{agreement}</section>");
+        }
     }
     body.push_str(&charts_section(&labels, &entries, &methods));
     body.push_str(&stability_section(&labels, &entries));

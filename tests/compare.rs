@@ -787,4 +787,41 @@ fn judge_and_repeat_agreement_equal_scikit_learn_and_statsmodels() {
             assert!(text.contains(want), "{format}: {want}\n{text}");
         }
     }
+    // `w2c report` of one session shows the same rows, drawn alike: in the
+    // JSON under each namespace it concerns, in every other format too.
+    let report = |format: &str| {
+        let out = w2c(ws.path())
+            .args(["report", &fp(&a), "--format", format])
+            .args(["--resamples", "200", "--seed", "7", "--runs-dir"])
+            .arg(ws.runs())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let entries: Value = serde_json::from_str(&report("json")).unwrap();
+    let own: Vec<&Value> = rows.iter().filter(|r| r["model"] == "acme-small").collect();
+    for e in entries.as_array().unwrap() {
+        let ns = e["namespace"].as_str().unwrap();
+        let want: Vec<&Value> = own
+            .iter()
+            .copied()
+            .filter(|r| r["a"] == ns || r["b"] == ns)
+            .collect();
+        let got: Vec<&Value> = e["agreement"]
+            .as_array()
+            .map(|v| v.iter().collect())
+            .unwrap_or_default();
+        assert_eq!(got, want, "{ns}");
+    }
+    for format in ["text", "md", "html"] {
+        let text = report(format);
+        for want in ["Cohen's κ", "llm_judge vs mcq", "(3 repeats)"] {
+            assert!(text.contains(want), "report {format}: {want}\n{text}");
+        }
+    }
 }

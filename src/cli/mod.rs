@@ -322,7 +322,8 @@ struct ReportArgs {
     /// Write to this file instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// HTML: the comparison's draws, as `w2c compare` makes them.
+    /// The bootstrap draws of the agreement rows and (HTML) the comparison,
+    /// as `w2c compare` makes them.
     #[command(flatten)]
     bootstrap: BootstrapArgs,
     /// HTML: compare sessions whose dataset file, gold labels or method
