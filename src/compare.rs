@@ -169,6 +169,9 @@ pub struct ModelResult {
     pub rates: Vec<(String, Rate)>,
     /// Rank by accuracy (1 = best; ties share a rank).
     pub rank: usize,
+    /// Accuracy's standard error with examples clustered by the dataset's
+    /// `source_id` ([`clustered_se`]; `None` without sources).
+    pub accuracy_clustered_se: Option<f64>,
 }
 
 /// Two models compared on the same examples.
@@ -201,6 +204,9 @@ pub struct PairResult {
     /// The minimum detectable difference in accuracy at 80% power
     /// ([`mde`]).
     pub mde: Option<f64>,
+    /// The accuracy difference's standard error with examples clustered by
+    /// `source_id` (of the per-example differences; [`clustered_se`]).
+    pub accuracy_clustered_se: Option<f64>,
     /// Why this pair's test cannot show a difference (too few discordant
     /// examples for McNemar's exact test to reach p < 0.05).
     pub uninformative: Option<String>,
@@ -230,6 +236,9 @@ pub struct MethodComparison {
     pub by_label: Vec<LabelComparison>,
     /// The families Holm's adjustment runs over, one sentence each.
     pub holm_families: Vec<String>,
+    /// How many `source_id` clusters the examples fall in (`None` when
+    /// the dataset's sources could not be read).
+    pub clusters: Option<usize>,
 }
 
 /// A rate counted over its qualifying examples: `k` of `n`, with its
@@ -368,10 +377,14 @@ pub fn compare(
     table: Table,
     models: &[String],
     rows: &[Vec<Scored>],
+    clusters: Option<&[usize]>,
     seed: u64,
     resamples: usize,
 ) -> MethodComparison {
     let n = rows.first().map_or(0, Vec::len);
+    let clusters = clusters.filter(|c| c.len() == n);
+    let indicator =
+        |r: &[Scored]| -> Vec<f64> { r.iter().map(|s| f64::from(u8::from(correct(s)))).collect() };
     debug_assert!(rows.iter().all(|r| r.len() == n));
     let names = metric_names(table);
     let full: Vec<Vec<Option<f64>>> = rows
@@ -458,6 +471,7 @@ pub fn compare(
                 .filter_map(|(name, r)| Some((name.to_string(), r?)))
                 .collect(),
             rank: 1 + accuracy.iter().filter(|&&x| x > accuracy[m]).count(),
+            accuracy_clustered_se: clusters.and_then(|c| clustered_se(&indicator(&rows[m]), c)),
         })
         .collect();
     let too_few = uninformative(n);
@@ -489,6 +503,11 @@ pub fn compare(
                 adjusted_p: 1.0,
                 significant: false,
                 mde: mde(n, only_a + only_b),
+                accuracy_clustered_se: clusters.and_then(|c| {
+                    let (x, y) = (indicator(&rows[a]), indicator(&rows[b]));
+                    let d: Vec<f64> = x.iter().zip(&y).map(|(x, y)| x - y).collect();
+                    clustered_se(&d, c)
+                }),
                 uninformative: (only_a + only_b < min_discordant_for_significance()).then(|| {
                     format!(
                         "{} discordant example{}: McNemar's exact test cannot reach p < {ALPHA} with fewer than {}",
@@ -573,7 +592,31 @@ pub fn compare(
         uninformative: too_few,
         by_label,
         holm_families,
+        clusters: clusters.map(|c| c.iter().collect::<std::collections::BTreeSet<_>>().len()),
     }
+}
+
+/// The cluster-robust standard error of the mean of `x` with examples
+/// clustered by `clusters` (e.g. the dataset's `source_id`): `√(G/(G − 1)
+/// × Σ_g (Σ_{i∈g} (x_i − x̄))²) / n` over G clusters, as statsmodels' OLS on
+/// a constant with `cov_type="cluster"` gives it; `None` with fewer than
+/// two clusters.
+pub fn clustered_se(x: &[f64], clusters: &[usize]) -> Option<f64> {
+    let n = x.len();
+    if n == 0 || clusters.len() != n {
+        return None;
+    }
+    let mean = x.iter().sum::<f64>() / n as f64;
+    let mut sums: std::collections::BTreeMap<usize, f64> = Default::default();
+    for (v, c) in x.iter().zip(clusters) {
+        *sums.entry(*c).or_default() += v - mean;
+    }
+    let g = sums.len();
+    if g < 2 {
+        return None;
+    }
+    let ss: f64 = sums.values().map(|s| s * s).sum();
+    Some((g as f64 / (g - 1) as f64 * ss).sqrt() / n as f64)
 }
 
 /// The rows per gold label: each model's accuracy on them, each pair's
@@ -855,6 +898,16 @@ mod tests {
     }
 
     #[test]
+    fn the_clustered_se_by_hand() {
+        // x = (1, 0, 1, 1), clusters (0, 0, 1, 2): x̄ = 3/4; cluster sums
+        // of deviations 1/4 − 3/4 = −1/2, 1/4, 1/4: Σ² = 3/8; G = 3:
+        // √(3/2 × 3/8) / 4 = 0.75 / 4.
+        let se = clustered_se(&[1.0, 0.0, 1.0, 1.0], &[0, 0, 1, 2]).unwrap();
+        assert!((se - 0.1875).abs() < 1e-15, "{se}");
+        assert_eq!(clustered_se(&[1.0, 0.0], &[4, 4]), None);
+    }
+
+    #[test]
     fn holm_adjusts_step_down_and_keeps_order() {
         // p = (0.01, 0.04, 0.03): sorted 0.01×3 = 0.03, 0.03×2 = 0.06,
         // 0.04×1 = 0.04 → running max 0.06.
@@ -887,6 +940,7 @@ mod tests {
             Table::MultipleChoice,
             &["a".into(), "b".into()],
             &[r.clone(), r],
+            None,
             3,
             200,
         );
@@ -905,6 +959,7 @@ mod tests {
             Table::MultipleChoice,
             &["a".into(), "b".into()],
             &[rows(&golds, &preds), rows(&golds, &preds)],
+            None,
             3,
             200,
         );
@@ -940,7 +995,15 @@ mod tests {
         assert_eq!(full[2], Some(0.0), "additional_metrics.py's 0.0");
         let resampled = metric_values(Table::MultipleChoice, &r[..19], true);
         assert_eq!(resampled[2], None);
-        let c = compare("mcq", Table::MultipleChoice, &["a".into()], &[r], 1, 300);
+        let c = compare(
+            "mcq",
+            Table::MultipleChoice,
+            &["a".into()],
+            &[r],
+            None,
+            1,
+            300,
+        );
         let (_, hall) = &c.models[0].metrics[2];
         // Every resample holding the row has ToolHall 1: the interval is
         // [1, 1]; zeros from resamples without it would pull it to 0.
@@ -984,6 +1047,7 @@ mod tests {
             Table::LlmJudge,
             &["a".into(), "b".into()],
             &[scored_rows.clone(), scored_rows],
+            None,
             0,
             100,
         );

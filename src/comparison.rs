@@ -509,7 +509,7 @@ fn rows_for(
     per: &[&HashMap<String, PredictionRow>],
     uuids: &[String],
     notes: &mut Vec<String>,
-) -> Vec<Vec<Scored>> {
+) -> (Vec<String>, Vec<Vec<Scored>>) {
     let classification = |r: &PredictionRow| -> Option<String> {
         match serde_json::from_value::<OfficialJudgement>(r.details.get("official")?.clone())
             .ok()?
@@ -560,7 +560,8 @@ fn rows_for(
             kept
         }
     };
-    per.iter()
+    let scored = per
+        .iter()
         .map(|rows| {
             kept.iter()
                 .map(|u| {
@@ -574,6 +575,38 @@ fn rows_for(
                     compare::scored(r.gold, pred, r.n_tools)
                 })
                 .collect()
+        })
+        .collect();
+    (kept, scored)
+}
+
+/// Each example's `source_id` in the dataset file at `path` (examples from
+/// one source are correlated: the clustered standard errors group by it);
+/// `None` when the file cannot be read or a line has no `source_id`.
+fn source_ids(path: Option<&std::path::Path>) -> Option<HashMap<String, String>> {
+    let text = std::fs::read_to_string(path?).ok()?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).ok()?;
+            Some((
+                v.get("uuid")?.as_str()?.to_string(),
+                v.get("source_id")?.as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// The cluster index of each of `uuids` by its source id; `None` when one
+/// has none.
+fn cluster_indices(uuids: &[String], sources: &HashMap<String, String>) -> Option<Vec<usize>> {
+    let mut ids: HashMap<&str, usize> = HashMap::new();
+    uuids
+        .iter()
+        .map(|u| {
+            let s = sources.get(u)?;
+            let next = ids.len();
+            Some(*ids.entry(s.as_str()).or_insert(next))
         })
         .collect()
 }
@@ -661,6 +694,7 @@ pub fn build(req: &Request<'_>) -> Result<Comparison> {
     let mut out = Vec::new();
     let mut disagreements = Vec::new();
     let datasets = DatasetCache::default();
+    let sources = source_ids(loaded[0].dataset.as_deref());
     for ns in methods {
         let per: Vec<&HashMap<String, PredictionRow>> =
             loaded.iter().map(|l| &l.namespaces[ns].rows).collect();
@@ -670,12 +704,14 @@ pub fn build(req: &Request<'_>) -> Result<Comparison> {
         } else {
             Table::MultipleChoice
         };
-        let rows = rows_for(ns, table, &per, &uuids, &mut notes);
+        let (kept, rows) = rows_for(ns, table, &per, &uuids, &mut notes);
+        let clusters = sources.as_ref().and_then(|s| cluster_indices(&kept, s));
         out.push(compare::compare(
             ns,
             table,
             &labels,
             &rows,
+            clusters.as_deref(),
             req.seed,
             req.resamples,
         ));
@@ -878,6 +914,12 @@ fn table_title(table: Table) -> &'static str {
     }
 }
 
+/// `" from N sources"` when the examples' sources are known.
+fn clusters_text(m: &MethodComparison) -> String {
+    m.clusters
+        .map_or(String::new(), |g| format!(" from {g} sources (source_id)"))
+}
+
 /// Whether `metric` is shown as a percentage (a rate) rather than an F1.
 fn is_rate(metric: &str) -> bool {
     !metric.contains("f1")
@@ -1014,9 +1056,13 @@ fn tables(m: &MethodComparison) -> Tables {
         .iter()
         .map(|r| {
             let mut row = vec![r.rank.to_string(), r.model.clone()];
-            row.extend(r.metrics.iter().map(|(name, i)| {
+            row.extend(r.metrics.iter().enumerate().map(|(k, (name, i))| {
                 let rate = r.rates.iter().find(|(n, _)| n == name).map(|(_, r)| r);
-                with_ci(name, i, rate)
+                let cell = with_ci(name, i, rate);
+                match r.accuracy_clustered_se {
+                    Some(se) if k == 0 => format!("{cell}, clustered SE {:.1}", se * 100.0),
+                    _ => cell,
+                }
             }));
             row
         })
@@ -1065,7 +1111,10 @@ fn tables(m: &MethodComparison) -> Tables {
                 p.b.clone(),
                 short_name(name).to_string(),
                 diff_with_ci(name, i, claim),
-                se_text(name, i.se),
+                match (k, p.accuracy_clustered_se) {
+                    (0, Some(c)) => format!("{} (clustered {:.1})", se_text(name, i.se), c * 100.0),
+                    _ => se_text(name, i.se),
+                },
             ];
             cells.extend(row);
             pairs.push(cells);
@@ -1175,7 +1224,7 @@ fn verdict(m: &MethodComparison) -> String {
     }
 }
 
-const LEGEND: &str = "rates: k/n with a Wilson 95% interval and the binomial SE; F1: a 95% percentile bootstrap interval and the bootstrap SE; Δ = A − B with a paired bootstrap interval and SE; interval ends are printed to the precision their Monte-Carlo error supports. Tests: accuracy (overall and on each gold label's rows) by McNemar's exact test on per-example correctness, the other metrics by a paired bootstrap p-value; * = significant after Holm's adjustment within its family (listed under each method). MDE = the smallest accuracy difference McNemar's test detects with 80% power at α = 0.05 given the pair's discordant share (n/a when too few examples are discordant for the test to reach p < 0.05); a method with fewer than 30 examples is uninformative (no interval or test is marked). (MC) = the multiple-choice table's definitions, (judge) = the paper's LLM-as-judge table (NVIDIA's aggregate)";
+const LEGEND: &str = "rates: k/n with a Wilson 95% interval and the binomial SE (accuracy also with the SE clustered by the dataset's source_id); F1: a 95% percentile bootstrap interval and the bootstrap SE; Δ = A − B with a paired bootstrap interval and SE; interval ends are printed to the precision their Monte-Carlo error supports. Tests: accuracy (overall and on each gold label's rows) by McNemar's exact test on per-example correctness, the other metrics by a paired bootstrap p-value; * = significant after Holm's adjustment within its family (listed under each method). MDE = the smallest accuracy difference McNemar's test detects with 80% power at α = 0.05 given the pair's discordant share (n/a when too few examples are discordant for the test to reach p < 0.05); a method with fewer than 30 examples is uninformative (no interval or test is marked). (MC) = the multiple-choice table's definitions, (judge) = the paper's LLM-as-judge table (NVIDIA's aggregate)";
 
 /// The agreement rows of one session (`w2c report`): Cohen's κ per pair of
 /// its methods, Fleiss' κ per sweep, drawn as `w2c compare` draws them.
@@ -1334,10 +1383,11 @@ pub fn render_text(c: &Comparison, markdown: bool, disagreements_shown: usize) -
         let t = tables(m);
         let _ = writeln!(
             out,
-            "{h}{} — {}, {} examples, {} bootstrap resamples (seed {})\n",
+            "{h}{} — {}, {} examples{}, {} bootstrap resamples (seed {})\n",
             m.method,
             table_title(m.table),
             m.n_examples,
+            clusters_text(m),
             m.resamples,
             m.seed
         );
@@ -1421,10 +1471,11 @@ pub fn html_sections(c: &Comparison) -> String {
         let t = tables(m);
         let _ = write!(
             out,
-            "<h3>{} <small>{}, {} examples, {} resamples, seed {}</small></h3><div class=\"wrap\">",
+            "<h3>{} <small>{}, {} examples{}, {} resamples, seed {}</small></h3><div class=\"wrap\">",
             esc(&m.method),
             esc(table_title(m.table)),
             m.n_examples,
+            esc(&clusters_text(m)),
             m.resamples,
             m.seed
         );
@@ -1569,6 +1620,9 @@ pub fn metrics_for(c: &Comparison, label: &str) -> Vec<(String, f64)> {
             out.push((format!("{pre}.mcnemar_p"), p.mcnemar_p));
             if let Some(d) = p.mde {
                 out.push((format!("{pre}.mde_accuracy"), d));
+            }
+            if let Some(se) = p.accuracy_clustered_se {
+                out.push((format!("{pre}.delta_accuracy_clustered_se"), se));
             }
             out.push((format!("{pre}.holm_p"), p.adjusted_p));
             out.push((

@@ -79,7 +79,10 @@ fn compare_json_drawn(
 
 fn reference(labels: &[&str], sessions: &[&Path], ns: &str, resamples: usize) -> Value {
     let mut cmd = std::process::Command::new("python3");
+    let manifest = read_json(&sessions[0].join("manifest.json"));
+    let dataset = manifest["config"]["dataset"]["path"].as_str().unwrap();
     cmd.arg(support("compare_reference.py"))
+        .args(["--dataset", dataset])
         .args(["7", &resamples.to_string()]);
     for (label, s) in labels.iter().zip(sessions) {
         cmd.arg(format!(
@@ -143,6 +146,12 @@ fn check_method(method: &Value, reference: &Value) {
                 same(&pair[1][key], &w[k], &format!("{ns} {label} {name} {key}"));
             }
         }
+        // Accuracy's SE clustered by source_id (statsmodels' OLS).
+        same(
+            &m["accuracy_clustered_se"],
+            &reference["clustered_se"][label],
+            &format!("{ns} {label} clustered SE"),
+        );
         // Each rate's k/n, SE and Wilson interval (statsmodels).
         let rates = m["rates"].as_array().unwrap();
         let want_rates = reference["rates"][label].as_object().unwrap();
@@ -223,6 +232,11 @@ fn check_method(method: &Value, reference: &Value) {
             }
         }
         same(&p["mde"], &w["mde"], "MDE");
+        same(
+            &p["accuracy_clustered_se"],
+            &w["clustered_se"],
+            "Δ clustered SE",
+        );
         // The other metrics' bootstrap p-values, Holm over every metric
         // and pair.
         let adjusted = p["adjusted_difference_p"].as_array().unwrap();

@@ -32,7 +32,11 @@ McNemar's test, Holm over every label and pair; the other metrics' bootstrap
 p-values Holm-adjusted over every metric and pair; the MDE at 80% power
 with scipy.stats.norm.ppf. Prints JSON.
 
-usage: compare_reference.py SEED RESAMPLES LABEL=PREDICTIONS.jsonl ...
+With --dataset FILE: accuracy's and each accuracy difference's standard
+error clustered by the file's source_id, from statsmodels' OLS on a constant
+with cov_type="cluster" (None with fewer than two clusters).
+
+usage: compare_reference.py [--dataset FILE] SEED RESAMPLES LABEL=PREDICTIONS.jsonl ...
 """
 import json
 import math
@@ -202,10 +206,28 @@ def holm(ps):
     return out
 
 
+def clustered_se(x, groups):
+    import numpy as np
+    import statsmodels.api as sm
+    if len(set(groups)) < 2:
+        return None
+    fit = sm.OLS(np.asarray(x, dtype=float), np.ones((len(x), 1))).fit(
+        cov_type="cluster", cov_kwds={"groups": np.asarray(groups)})
+    return float(fit.bse[0])
+
+
 def main():
-    seed, resamples = int(sys.argv[1]), int(sys.argv[2])
+    args = sys.argv[1:]
+    sources = None
+    if args[0] == "--dataset":
+        sources = {}
+        for line in open(args[1], encoding="utf-8"):
+            r = json.loads(line)
+            sources[r["uuid"]] = r["source_id"]
+        args = args[2:]
+    seed, resamples = int(args[0]), int(args[1])
     models = []
-    for arg in sys.argv[3:]:
+    for arg in args[2:]:
         label, path = arg.split("=", 1)
         rows = {}
         for line in open(path, encoding="utf-8"):
@@ -255,6 +277,9 @@ def main():
             for k, f in metrics.items()
         }
         out["rates"][label] = rates(judge, table[m])
+        out.setdefault("clustered_se", {})[label] = (
+            clustered_se([float(correct(r)) for r in table[m]], [sources[r["uuid"]] for r in table[m]])
+            if sources else None)
     raw = []
     for p, (a, b) in enumerate(pairs):
         only_a = sum(x["prediction"] == x["gold"] and y["prediction"] != y["gold"]
@@ -267,6 +292,9 @@ def main():
             "a": models[a][0], "b": models[b][0], "only_a": only_a, "only_b": only_b,
             "mcnemar_p": pvalue,
             "mde": mde(n, only_a + only_b),
+            "clustered_se": clustered_se(
+                [float(correct(x)) - float(correct(y)) for x, y in zip(table[a], table[b])],
+                [sources[x["uuid"]] for x in table[a]]) if sources else None,
             "differences": {
                 k: [difference(full(k, f, table[a]), full(k, f, table[b])),
                     *percentiles(diffs[p][k]), bootstrap_se(diffs[p][k]), bootstrap_p(diffs[p][k]),
