@@ -7,7 +7,9 @@
 //! predicted label, correctness, audit event and "models disagree"; a click
 //! (or `?example=<uuid>`) shows the question, the tools, and each model's
 //! prediction and stored answer side by side. Filters also come from the
-//! query string (`?method=mcq&gold=cannot_answer&disagree=1`), and
+//! query string (`?method=mcq&gold=cannot_answer&disagree=1`; `vs=mcq` keeps
+//! the examples on which a model's prediction under the method differs from
+//! its prediction under `mcq`, e.g. a judge against the multiple choice), and
 //! `?only=<section id>` shows one section, and
 //! `?selftest=1` writes what the page rendered (rows shown, errors, label
 //! boxes that overlap) into `#selftest`, for checks in a headless browser.
@@ -424,6 +426,7 @@ const EXPLORER_HTML: &str = r#"<section id="examples"><h2>Examples</h2>
 <label>correct<select id="f-correct"><option value="">any</option><option value="all">every model right</option><option value="none">every model wrong</option><option value="some">some wrong</option></select></label>
 <label>audit event<select id="f-audit"></select></label>
 <label>models<select id="f-disagree"><option value="">any</option><option value="1">disagree</option><option value="0">agree</option></select></label>
+<label>disagrees with method (same model)<select id="f-vs"></select></label>
 </div>
 <div id="count"></div>
 <div id="detail" hidden></div>
@@ -464,9 +467,23 @@ function setupFilters() {
   $("f-correct").value = Q.get("correct") || "";
   $("f-disagree").value = Q.get("disagree") || "";
   refreshAudit(Q.get("audit"));
-  for (const id of ["f-method", "f-gold", "f-pred", "f-correct", "f-audit", "f-disagree"]) {
-    $(id).addEventListener("change", () => { if (id === "f-method") refreshAudit(""); page = 0; render(); });
+  refreshVs(Q.get("vs"));
+  for (const id of ["f-method", "f-gold", "f-pred", "f-correct", "f-audit", "f-disagree", "f-vs"]) {
+    $(id).addEventListener("change", () => { if (id === "f-method") { refreshAudit(""); refreshVs(""); } page = 0; render(); });
   }
+}
+// The other methods, to list the examples on which a model's prediction
+// under this method differs from its prediction under that one (a judge
+// against the multiple-choice methods, two judges).
+function refreshVs(chosen) {
+  options($("f-vs"), D.methods.filter(x => x !== $("f-method").value), chosen);
+}
+function vsPreds() {
+  const other = $("f-vs").value;
+  if (!other) return null;
+  const by = new Map();
+  for (const r of D.rows[other] || []) by.set(r[0], r[1]);
+  return by;
 }
 function refreshAudit(chosen) {
   const kinds = new Set();
@@ -489,9 +506,15 @@ function matches(r) {
   const disagree = new Set(present).size > 1;
   if (f("f-disagree") === "1" && !disagree) return false;
   if (f("f-disagree") === "0" && disagree) return false;
+  if (VS) {
+    const other = VS.get(uuid);
+    const scored = p => p !== null && p !== "unscored";
+    if (!other || !preds.some((p, m) => scored(p) && scored(other[m]) && p !== other[m])) return false;
+  }
   return true;
 }
-function shown() { return methodRows().filter(matches); }
+let VS = null;
+function shown() { VS = vsPreds(); return methodRows().filter(matches); }
 function render() {
   const rows = shown();
   const pages = Math.max(1, Math.ceil(rows.length / PAGE));

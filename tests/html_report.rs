@@ -2,7 +2,8 @@
 //! with no script error, its filters show exactly the examples a recount
 //! from predictions.jsonl gives, an example's detail opens, no two chart
 //! labels overlap at 900 px, the page does not scroll sideways there, and
-//! no comparison table is cut off at 900 or 1440 px.
+//! no comparison table is cut off at 900 or 1440 px; the filter of examples
+//! on which a judge and the multiple-choice method disagree.
 
 mod common;
 
@@ -155,6 +156,23 @@ fn the_report_filters_examples_and_lays_out_charts_in_a_real_browser() {
         shown("method=llm_judge&pred=tool_call"),
         expect(&|x, y| x["prediction"] == "tool_call" || y["prediction"] == "tool_call")
     );
+    // The judge against mcq: the examples on which some model's judged
+    // label differs from its multiple-choice answer (both scored) — the
+    // examples compare's agreement rows count as disagreeing.
+    let (ma, mb) = (predictions(&a, "mcq"), predictions(&b, "mcq"));
+    let differs = |j: &Value, m: Option<&Value>| {
+        m.is_some_and(|m| {
+            !j["prediction"].is_null()
+                && !m["prediction"].is_null()
+                && j["prediction"] != m["prediction"]
+        })
+    };
+    let want = expect(&|x, y| {
+        let u = x["uuid"].as_str().unwrap();
+        differs(x, ma.get(u)) || differs(y, mb.get(u))
+    });
+    assert!(!want.is_empty());
+    assert_eq!(shown("method=llm_judge&vs=mcq"), want);
     // An audit event kind as a filter: the examples with that event.
     let audit: Vec<Value> = read_jsonl(&a.join("checkpoints/mcq/audit_fallbacks.jsonl"));
     if let Some(kind) = audit
