@@ -239,6 +239,9 @@ pub struct MethodComparison {
     /// How many `source_id` clusters the examples fall in (`None` when
     /// the dataset's sources could not be read).
     pub clusters: Option<usize>,
+    /// Whether the bootstrap resampled within each gold label (keeping the
+    /// label mix) rather than over all examples.
+    pub stratified: bool,
 }
 
 /// A rate counted over its qualifying examples: `k` of `n`, with its
@@ -380,6 +383,7 @@ pub fn compare(
     clusters: Option<&[usize]>,
     seed: u64,
     resamples: usize,
+    stratified: bool,
 ) -> MethodComparison {
     let n = rows.first().map_or(0, Vec::len);
     let clusters = clusters.filter(|c| c.len() == n);
@@ -405,6 +409,16 @@ pub fn compare(
         .collect();
     let mut diffs = vec![vec![Vec::with_capacity(resamples); n_metrics]; pairs.len()];
     let mut label_diffs = vec![vec![Vec::with_capacity(resamples); pairs.len()]; labels.len()];
+    // The strata: one of every example, or (stratified) the examples of
+    // each gold label, in the labels' order.
+    let strata: Vec<Vec<usize>> = if stratified {
+        labels
+            .iter()
+            .map(|l| (0..n).filter(|&i| rows[0][i].gold == *l).collect())
+            .collect()
+    } else {
+        vec![(0..n).collect()]
+    };
     if n > 0 && n < u32::MAX as usize {
         let mut rng = PyRandom::new(seed);
         let mut picked: Vec<Vec<Scored>> = vec![Vec::with_capacity(n); rows.len()];
@@ -412,10 +426,12 @@ pub fn compare(
             for p in picked.iter_mut() {
                 p.clear();
             }
-            for _ in 0..n {
-                let i = rng.randbelow(n as u32) as usize;
-                for (m, r) in rows.iter().enumerate() {
-                    picked[m].push(r[i]);
+            for stratum in &strata {
+                for _ in 0..stratum.len() {
+                    let i = stratum[rng.randbelow(stratum.len() as u32) as usize];
+                    for (m, r) in rows.iter().enumerate() {
+                        picked[m].push(r[i]);
+                    }
                 }
             }
             let computed: Vec<Vec<Option<f64>>> = picked
@@ -592,6 +608,7 @@ pub fn compare(
         uninformative: too_few,
         by_label,
         holm_families,
+        stratified,
         clusters: clusters.map(|c| c.iter().collect::<std::collections::BTreeSet<_>>().len()),
     }
 }
@@ -943,6 +960,7 @@ mod tests {
             None,
             3,
             200,
+            false,
         );
         let acc = &c.pairs[0].differences[0].1;
         assert_eq!(
@@ -962,6 +980,7 @@ mod tests {
             None,
             3,
             200,
+            false,
         );
         assert_eq!(again.models[0].metrics[0].1, c.models[0].metrics[0].1);
     }
@@ -1003,6 +1022,7 @@ mod tests {
             None,
             1,
             300,
+            false,
         );
         let (_, hall) = &c.models[0].metrics[2];
         // Every resample holding the row has ToolHall 1: the interval is
@@ -1050,6 +1070,7 @@ mod tests {
             None,
             0,
             100,
+            false,
         );
         let values: Vec<Option<f64>> = c.models[0].metrics.iter().map(|(_, i)| i.value).collect();
         assert_eq!(values, vec![a.paper.acc, a.paper.f1, a.paper.tool_hall]);

@@ -77,6 +77,8 @@ pub struct Request<'a> {
     pub resamples: usize,
     /// Seed of the bootstrap draws.
     pub seed: u64,
+    /// Resample within each gold label (else over all examples).
+    pub stratified: bool,
 }
 
 /// Something that makes two sessions' results not a paired comparison.
@@ -714,6 +716,7 @@ pub fn build(req: &Request<'_>) -> Result<Comparison> {
             clusters.as_deref(),
             req.seed,
             req.resamples,
+            req.stratified,
         ));
         for u in &uuids {
             let preds: Vec<Option<Prediction>> =
@@ -1383,12 +1386,17 @@ pub fn render_text(c: &Comparison, markdown: bool, disagreements_shown: usize) -
         let t = tables(m);
         let _ = writeln!(
             out,
-            "{h}{} — {}, {} examples{}, {} bootstrap resamples (seed {})\n",
+            "{h}{} — {}, {} examples{}, {} bootstrap resamples{} (seed {})\n",
             m.method,
             table_title(m.table),
             m.n_examples,
             clusters_text(m),
             m.resamples,
+            if m.stratified {
+                " stratified by gold label"
+            } else {
+                ""
+            },
             m.seed
         );
         out.push_str(&table(&t.header, &t.rows));
@@ -1471,12 +1479,13 @@ pub fn html_sections(c: &Comparison) -> String {
         let t = tables(m);
         let _ = write!(
             out,
-            "<h3>{} <small>{}, {} examples{}, {} resamples, seed {}</small></h3><div class=\"wrap\">",
+            "<h3>{} <small>{}, {} examples{}, {} resamples{}, seed {}</small></h3><div class=\"wrap\">",
             esc(&m.method),
             esc(table_title(m.table)),
             m.n_examples,
             esc(&clusters_text(m)),
             m.resamples,
+            if m.stratified { " stratified by gold label" } else { "" },
             m.seed
         );
         out.push_str(&table(&t.header, &t.rows));

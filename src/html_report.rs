@@ -48,6 +48,8 @@ pub struct CompareOptions {
     pub resamples: usize,
     /// Seed of the draws.
     pub seed: u64,
+    /// Resample within each gold label.
+    pub stratified: bool,
     /// Compare sessions that differ (dataset, gold, method settings),
     /// saying what differs, instead of leaving the comparison out.
     pub allow_differences: bool,
@@ -94,6 +96,7 @@ pub fn render(sessions: &[FoundSession], compare: CompareOptions) -> Result<Stri
             alignment: comparison::Alignment::Intersection,
             allow_differences: compare.allow_differences,
             resamples: compare.resamples,
+            stratified: compare.stratified,
             seed: compare.seed,
         }) {
             Ok(c) => body.push_str(&comparison::html_sections(&c)),

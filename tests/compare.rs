@@ -78,11 +78,25 @@ fn compare_json_drawn(
 }
 
 fn reference(labels: &[&str], sessions: &[&Path], ns: &str, resamples: usize) -> Value {
+    reference_drawn(labels, sessions, ns, resamples, false)
+}
+
+/// The reference computation, `stratified` by gold label or not.
+fn reference_drawn(
+    labels: &[&str],
+    sessions: &[&Path],
+    ns: &str,
+    resamples: usize,
+    stratified: bool,
+) -> Value {
     let mut cmd = std::process::Command::new("python3");
     let manifest = read_json(&sessions[0].join("manifest.json"));
     let dataset = manifest["config"]["dataset"]["path"].as_str().unwrap();
-    cmd.arg(support("compare_reference.py"))
-        .args(["--dataset", dataset])
+    cmd.arg(support("compare_reference.py"));
+    if stratified {
+        cmd.arg("--stratified");
+    }
+    cmd.args(["--dataset", dataset])
         .args(["7", &resamples.to_string()]);
     for (label, s) in labels.iter().zip(sessions) {
         cmd.arg(format!(
@@ -262,13 +276,20 @@ fn intervals_differences_and_tests_equal_an_independent_computation() {
     // Two models, then three (Holm's adjustment over three pairs), 200
     // resamples; and 101, where 0.025 × 100 = 2.5 and 0.975 × 100 = 97.5
     // tie (Python's round takes 2 and 98, half to even).
-    for (sessions, resamples) in [
-        (vec![a.as_path(), b.as_path()], 200),
-        (vec![&a, &b, &c], 200),
-        (vec![&d, &e], 101),
+    // And a bootstrap stratified by gold label.
+    for (sessions, resamples, stratified) in [
+        (vec![a.as_path(), b.as_path()], 200, false),
+        (vec![&a, &b, &c], 200, false),
+        (vec![&d, &e], 101, false),
+        (vec![&a, &b], 200, true),
     ] {
         let labels: Vec<&str> = ["acme-small", "acme-large", "acme-xl"][..sessions.len()].to_vec();
-        let got = compare_json_drawn(&ws, &sessions, resamples, &[]);
+        let extra: &[&str] = if stratified {
+            &["--stratify-by-gold"]
+        } else {
+            &[]
+        };
+        let got = compare_json_drawn(&ws, &sessions, resamples, extra);
         let methods = got["methods"].as_array().unwrap();
         assert_eq!(methods.len(), 2, "{got}");
         for method in methods {
@@ -280,7 +301,11 @@ fn intervals_differences_and_tests_equal_an_independent_computation() {
                 "multiple_choice"
             };
             assert_eq!(method["table"], table, "{ns}");
-            check_method(method, &reference(&labels, &sessions, ns, resamples));
+            assert_eq!(method["stratified"], stratified);
+            check_method(
+                method,
+                &reference_drawn(&labels, &sessions, ns, resamples, stratified),
+            );
         }
     }
 }

@@ -600,6 +600,7 @@ pub(super) fn report(
             &sessions,
             crate::html_report::CompareOptions {
                 resamples: bootstrap.resamples as usize,
+                stratified: bootstrap.stratify_by_gold,
                 seed: bootstrap.seed,
                 allow_differences,
             },
@@ -648,6 +649,7 @@ pub(super) fn compare(
         allow_differences,
         resamples: bootstrap.resamples as usize,
         seed: bootstrap.seed,
+        stratified: bootstrap.stratify_by_gold,
     })?;
     if let Some(path) = &disagreements {
         let mut bytes = Vec::new();

@@ -346,6 +346,11 @@ struct BootstrapArgs {
     /// Seed of the comparison's bootstrap draws.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Resample the comparison within each gold label (the label mix kept,
+    /// as the When2Call file is balanced by design); default: over all
+    /// examples.
+    #[arg(long)]
+    stratify_by_gold: bool,
 }
 
 /// The arguments of `w2c compare`.

@@ -36,7 +36,11 @@ With --dataset FILE: accuracy's and each accuracy difference's standard
 error clustered by the file's source_id, from statsmodels' OLS on a constant
 with cov_type="cluster" (None with fewer than two clusters).
 
-usage: compare_reference.py [--dataset FILE] SEED RESAMPLES LABEL=PREDICTIONS.jsonl ...
+With --stratified: each resample draws, gold label by gold label (in the
+order direct, tool_call, request_for_info, cannot_answer), as many of that
+label's rows as it has.
+
+usage: compare_reference.py [--stratified] [--dataset FILE] SEED RESAMPLES LABEL=PREDICTIONS.jsonl ...
 """
 import json
 import math
@@ -218,6 +222,9 @@ def clustered_se(x, groups):
 
 def main():
     args = sys.argv[1:]
+    stratified = args[0] == "--stratified"
+    if stratified:
+        args = args[1:]
     sources = None
     if args[0] == "--dataset":
         sources = {}
@@ -253,8 +260,10 @@ def main():
     golds = [l for l in ["direct", "tool_call", "request_for_info", "cannot_answer"]
              if any(r["gold"] == l for r in table[0])]
     label_diffs = {l: [[] for _ in pairs] for l in golds}
+    strata = ([[i for i in range(n) if table[0][i]["gold"] == l] for l in golds]
+              if stratified else [list(range(n))])
     for _ in range(resamples):
-        idx = [rng.randrange(n) for _ in range(n)]
+        idx = [s[rng.randrange(len(s))] for s in strata for _ in range(len(s))]
         values = [{k: f([rows[i] for i in idx]) for k, f in metrics.items()} for rows in table]
         for l in golds:
             acc = [label_accuracy([rows[i] for i in idx], l)[2] for rows in table]
