@@ -244,6 +244,17 @@ pub struct MethodComparison {
     pub stratified: bool,
 }
 
+/// How the bootstrap draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Draws {
+    /// Seed of `random.Random`.
+    pub seed: u64,
+    /// Resamples.
+    pub resamples: usize,
+    /// Resample within each gold label (else over all examples).
+    pub stratified: bool,
+}
+
 /// A rate counted over its qualifying examples: `k` of `n`, with its
 /// Wilson 95% interval and binomial standard error (calibrated at small
 /// `n`, unlike a percentile bootstrap).
@@ -381,10 +392,13 @@ pub fn compare(
     models: &[String],
     rows: &[Vec<Scored>],
     clusters: Option<&[usize]>,
-    seed: u64,
-    resamples: usize,
-    stratified: bool,
+    draws: Draws,
 ) -> MethodComparison {
+    let Draws {
+        seed,
+        resamples,
+        stratified,
+    } = draws;
     let n = rows.first().map_or(0, Vec::len);
     let clusters = clusters.filter(|c| c.len() == n);
     let indicator =
@@ -958,9 +972,11 @@ mod tests {
             &["a".into(), "b".into()],
             &[r.clone(), r],
             None,
-            3,
-            200,
-            false,
+            Draws {
+                seed: 3,
+                resamples: 200,
+                stratified: false,
+            },
         );
         let acc = &c.pairs[0].differences[0].1;
         assert_eq!(
@@ -978,9 +994,11 @@ mod tests {
             &["a".into(), "b".into()],
             &[rows(&golds, &preds), rows(&golds, &preds)],
             None,
-            3,
-            200,
-            false,
+            Draws {
+                seed: 3,
+                resamples: 200,
+                stratified: false,
+            },
         );
         assert_eq!(again.models[0].metrics[0].1, c.models[0].metrics[0].1);
     }
@@ -1020,9 +1038,11 @@ mod tests {
             &["a".into()],
             &[r],
             None,
-            1,
-            300,
-            false,
+            Draws {
+                seed: 1,
+                resamples: 300,
+                stratified: false,
+            },
         );
         let (_, hall) = &c.models[0].metrics[2];
         // Every resample holding the row has ToolHall 1: the interval is
@@ -1068,9 +1088,11 @@ mod tests {
             &["a".into(), "b".into()],
             &[scored_rows.clone(), scored_rows],
             None,
-            0,
-            100,
-            false,
+            Draws {
+                seed: 0,
+                resamples: 100,
+                stratified: false,
+            },
         );
         let values: Vec<Option<f64>> = c.models[0].metrics.iter().map(|(_, i)| i.value).collect();
         assert_eq!(values, vec![a.paper.acc, a.paper.f1, a.paper.tool_hall]);

@@ -714,9 +714,11 @@ pub fn build(req: &Request<'_>) -> Result<Comparison> {
             &labels,
             &rows,
             clusters.as_deref(),
-            req.seed,
-            req.resamples,
-            req.stratified,
+            compare::Draws {
+                seed: req.seed,
+                resamples: req.resamples,
+                stratified: req.stratified,
+            },
         ));
         for u in &uuids {
             let preds: Vec<Option<Prediction>> =
