@@ -83,9 +83,52 @@ pub const ALPHA: f64 = 0.05;
 /// Default bootstrap resamples (`w2c compare` and the HTML report).
 pub const RESAMPLES: usize = 2000;
 
+/// Fewer compared examples than this make a method's comparison
+/// uninformative: its intervals and tests are shown without any claim of
+/// a difference (at a typical third of examples discordant, 30 examples
+/// detect only differences of about 30 points).
+pub const MIN_EXAMPLES: usize = 30;
+
+/// The standard normal quantile at 0.975 (`scipy.stats.norm.ppf(0.975)`).
+pub const Z_975: f64 = 1.959_963_984_540_054;
+
+/// The standard normal quantile at 0.8 (`scipy.stats.norm.ppf(0.8)`), for
+/// 80% power.
+pub const Z_80: f64 = 0.841_621_233_572_914_3;
+
+/// The minimum difference in accuracy that McNemar's test detects with 80%
+/// power at two-sided α = 0.05 on `n` paired examples of which `discordant`
+/// are right for exactly one model (normal approximation: `(z₀.₉₇₅ + z₀.₈)
+/// × √(p_d / n)`, p_d = discordant / n); `None` without a discordant
+/// example (the data give no variance to plan with).
+pub fn mde(n: usize, discordant: usize) -> Option<f64> {
+    (n > 0 && discordant > 0).then(|| {
+        let p_d = discordant as f64 / n as f64;
+        (Z_975 + Z_80) * (p_d / n as f64).sqrt()
+    })
+}
+
+/// Why a comparison of `n` examples says nothing about a difference, if it
+/// does not.
+pub fn uninformative(n: usize) -> Option<String> {
+    (n < MIN_EXAMPLES).then(|| {
+        format!(
+            "uninformative: {n} example{} compared (fewer than {MIN_EXAMPLES}); no difference can be claimed",
+            if n == 1 { "" } else { "s" }
+        )
+    })
+}
+
+/// The smallest number of discordant examples with which McNemar's exact
+/// test can reach p < [`ALPHA`] (all of them in one direction: p = 2 ×
+/// 0.5^d).
+pub fn min_discordant_for_significance() -> usize {
+    (1..64).find(|&d| mcnemar_exact(d, 0) < ALPHA).unwrap_or(64)
+}
+
 /// A value with its 95% interval (`None` where the metric is undefined,
 /// e.g. a hallucination rate with no qualifying example).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
 pub struct Interval {
     /// The value on all examples.
     pub value: Option<f64>,
@@ -93,6 +136,17 @@ pub struct Interval {
     pub lo: Option<f64>,
     /// 97.5th percentile.
     pub hi: Option<f64>,
+    /// Bootstrap standard error: the standard deviation (n − 1) of the
+    /// bootstrap values (`None` with fewer than two).
+    pub se: Option<f64>,
+    /// Paired bootstrap p-value of a difference (`None` for a model's own
+    /// value): `min(1, 2 × (1 + min(#Δ* ≤ 0, #Δ* ≥ 0)) / (m + 1))` over
+    /// the m bootstrap differences.
+    pub p: Option<f64>,
+    /// Monte-Carlo error of the interval's ends ([`mc_error`]): what
+    /// another seed would move them by, about; the ends are printed to the
+    /// precision it supports.
+    pub mc_error: Option<f64>,
 }
 
 impl Interval {
@@ -110,8 +164,14 @@ pub struct ModelResult {
     pub model: String,
     /// Each metric of [`metric_names`] with its interval, in that order.
     pub metrics: Vec<(String, Interval)>,
+    /// The rates among them counted (`k` of `n`, Wilson interval), by
+    /// metric name; F1s are not rates.
+    pub rates: Vec<(String, Rate)>,
     /// Rank by accuracy (1 = best; ties share a rank).
     pub rank: usize,
+    /// Accuracy's standard error with examples clustered by the dataset's
+    /// `source_id` ([`clustered_se`]; `None` without sources).
+    pub accuracy_clustered_se: Option<f64>,
 }
 
 /// Two models compared on the same examples.
@@ -121,8 +181,12 @@ pub struct PairResult {
     pub a: String,
     /// Second model.
     pub b: String,
-    /// Each metric's difference `a − b` with its paired bootstrap interval.
+    /// Each metric's difference `a − b` with its paired bootstrap interval
+    /// and p-value.
     pub differences: Vec<(String, Interval)>,
+    /// Holm-adjusted bootstrap p-values of the differences other than
+    /// accuracy (over every such metric and pair of the method), by name.
+    pub adjusted_difference_p: Vec<(String, f64)>,
     /// Examples both got right.
     pub both_correct: usize,
     /// Examples only `a` got right.
@@ -135,8 +199,17 @@ pub struct PairResult {
     pub mcnemar_p: f64,
     /// The p-value after Holm's adjustment over the method's pairs.
     pub adjusted_p: f64,
-    /// Whether `adjusted_p < ALPHA`.
+    /// Whether `adjusted_p < ALPHA` (never on an uninformative method).
     pub significant: bool,
+    /// The minimum detectable difference in accuracy at 80% power
+    /// ([`mde`]).
+    pub mde: Option<f64>,
+    /// The accuracy difference's standard error with examples clustered by
+    /// `source_id` (of the per-example differences; [`clustered_se`]).
+    pub accuracy_clustered_se: Option<f64>,
+    /// Why this pair's test cannot show a difference (too few discordant
+    /// examples for McNemar's exact test to reach p < 0.05).
+    pub uninformative: Option<String>,
 }
 
 /// Every model and pair of one method.
@@ -156,6 +229,152 @@ pub struct MethodComparison {
     pub models: Vec<ModelResult>,
     /// Per pair (i < j in the order given).
     pub pairs: Vec<PairResult>,
+    /// Why the method's comparison is uninformative (too few examples;
+    /// [`uninformative`]): no difference is marked then.
+    pub uninformative: Option<String>,
+    /// Per gold label present: accuracy, paired differences, McNemar.
+    pub by_label: Vec<LabelComparison>,
+    /// The families Holm's adjustment runs over, one sentence each.
+    pub holm_families: Vec<String>,
+    /// How many `source_id` clusters the examples fall in (`None` when
+    /// the dataset's sources could not be read).
+    pub clusters: Option<usize>,
+    /// Whether the bootstrap resampled within each gold label (keeping the
+    /// label mix) rather than over all examples.
+    pub stratified: bool,
+}
+
+/// How the bootstrap draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Draws {
+    /// Seed of `random.Random`.
+    pub seed: u64,
+    /// Resamples.
+    pub resamples: usize,
+    /// Resample within each gold label (else over all examples).
+    pub stratified: bool,
+}
+
+/// A rate counted over its qualifying examples: `k` of `n`, with its
+/// Wilson 95% interval and binomial standard error (calibrated at small
+/// `n`, unlike a percentile bootstrap).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Rate {
+    /// Qualifying examples counted.
+    pub k: usize,
+    /// Qualifying examples (the denominator).
+    pub n: usize,
+    /// `k / n` (`None` when `n` is 0).
+    pub value: Option<f64>,
+    /// `√(p (1 − p) / n)`.
+    pub se: Option<f64>,
+    /// Wilson interval's lower end (z = 1.96).
+    pub lo: Option<f64>,
+    /// Wilson interval's upper end.
+    pub hi: Option<f64>,
+}
+
+impl Rate {
+    /// `k` of `n` with its Wilson interval (as statsmodels'
+    /// `proportion_confint(k, n, method="wilson")`).
+    pub fn new(k: usize, n: usize) -> Rate {
+        if n == 0 {
+            return Rate {
+                k,
+                n,
+                value: None,
+                se: None,
+                lo: None,
+                hi: None,
+            };
+        }
+        let (kf, nf) = (k as f64, n as f64);
+        let p = kf / nf;
+        let z2 = Z_975 * Z_975;
+        let denom = 1.0 + z2 / nf;
+        let centre = (p + z2 / (2.0 * nf)) / denom;
+        let half = Z_975 / denom * (p * (1.0 - p) / nf + z2 / (4.0 * nf * nf)).sqrt();
+        Rate {
+            k,
+            n,
+            value: Some(p),
+            se: Some((p * (1.0 - p) / nf).sqrt()),
+            lo: Some((centre - half).max(0.0)),
+            hi: Some((centre + half).min(1.0)),
+        }
+    }
+}
+
+/// The numerator and denominator of each metric of [`metric_names`] that
+/// is a rate (`None` for an F1).
+pub fn rate_counts(table: Table, rows: &[Scored]) -> Vec<Option<Rate>> {
+    let count = |qualifies: &dyn Fn(&Scored) -> bool, hit: &dyn Fn(&Scored) -> bool| {
+        let q: Vec<&Scored> = rows.iter().filter(|r| qualifies(r)).collect();
+        Some(Rate::new(q.iter().filter(|r| hit(r)).count(), q.len()))
+    };
+    let calls_tool = |r: &Scored| r.pred == Prediction::Label(Label::ToolCall);
+    match table {
+        Table::MultipleChoice => {
+            let m = metrics::compute(rows);
+            let of = |c: metrics::RateCount| Some(Rate::new(c.numerator, c.denominator));
+            vec![
+                Some(Rate::new(m.n_correct, m.n_total)),
+                None,
+                of(m.tool_hallucination),
+                of(m.answer_hallucination),
+                of(m.parameter_hallucination),
+            ]
+        }
+        Table::LlmJudge => vec![
+            count(&|_| true, &correct),
+            None,
+            count(&|r| r.gold == Label::CannotAnswer, &calls_tool),
+        ],
+    }
+}
+
+/// One model's accuracy on the examples of one gold label.
+#[derive(Debug, Clone, Serialize)]
+pub struct LabelModel {
+    /// The model.
+    pub model: String,
+    /// Right of the label's examples, with its Wilson interval.
+    pub accuracy: Rate,
+}
+
+/// Two models compared on the examples of one gold label.
+#[derive(Debug, Clone, Serialize)]
+pub struct LabelPair {
+    /// First model.
+    pub a: String,
+    /// Second model.
+    pub b: String,
+    /// Accuracy difference `a − b` on the label's examples, with its paired
+    /// bootstrap interval (resamples without such an example skipped).
+    pub difference: Interval,
+    /// Examples only `a` got right.
+    pub only_a: usize,
+    /// Examples only `b` got right.
+    pub only_b: usize,
+    /// McNemar's exact p-value.
+    pub mcnemar_p: f64,
+    /// Holm-adjusted over every label and pair of the method.
+    pub adjusted_p: f64,
+    /// Whether `adjusted_p < ALPHA` (never on an uninformative method).
+    pub significant: bool,
+}
+
+/// Every model and pair on the examples of one gold label.
+#[derive(Debug, Clone, Serialize)]
+pub struct LabelComparison {
+    /// The gold label.
+    pub gold: String,
+    /// Its examples.
+    pub n: usize,
+    /// Per model.
+    pub models: Vec<LabelModel>,
+    /// Per pair.
+    pub pairs: Vec<LabelPair>,
 }
 
 /// Whether a prediction is right.
@@ -172,23 +391,48 @@ pub fn compare(
     table: Table,
     models: &[String],
     rows: &[Vec<Scored>],
-    seed: u64,
-    resamples: usize,
+    clusters: Option<&[usize]>,
+    draws: Draws,
 ) -> MethodComparison {
+    let Draws {
+        seed,
+        resamples,
+        stratified,
+    } = draws;
     let n = rows.first().map_or(0, Vec::len);
+    let clusters = clusters.filter(|c| c.len() == n);
+    let indicator =
+        |r: &[Scored]| -> Vec<f64> { r.iter().map(|s| f64::from(u8::from(correct(s)))).collect() };
     debug_assert!(rows.iter().all(|r| r.len() == n));
     let names = metric_names(table);
     let full: Vec<Vec<Option<f64>>> = rows
         .iter()
         .map(|r| metric_values(table, r, false))
         .collect();
-    // samples[m][metric] and diffs[pair][metric]: the bootstrap values.
+    // The gold labels present, in the benchmark's order.
+    let labels: Vec<Label> = Label::ALL
+        .into_iter()
+        .filter(|l| rows.first().is_some_and(|r| r.iter().any(|s| s.gold == *l)))
+        .collect();
+    // samples[m][metric] and diffs[pair][metric]: the bootstrap values;
+    // label_diffs[label][pair]: per-label accuracy differences.
     let n_metrics = names.len();
     let mut samples = vec![vec![Vec::with_capacity(resamples); n_metrics]; rows.len()];
     let pairs: Vec<(usize, usize)> = (0..rows.len())
         .flat_map(|i| (i + 1..rows.len()).map(move |j| (i, j)))
         .collect();
     let mut diffs = vec![vec![Vec::with_capacity(resamples); n_metrics]; pairs.len()];
+    let mut label_diffs = vec![vec![Vec::with_capacity(resamples); pairs.len()]; labels.len()];
+    // The strata: one of every example, or (stratified) the examples of
+    // each gold label, in the labels' order.
+    let strata: Vec<Vec<usize>> = if stratified {
+        labels
+            .iter()
+            .map(|l| (0..n).filter(|&i| rows[0][i].gold == *l).collect())
+            .collect()
+    } else {
+        vec![(0..n).collect()]
+    };
     if n > 0 && n < u32::MAX as usize {
         let mut rng = PyRandom::new(seed);
         let mut picked: Vec<Vec<Scored>> = vec![Vec::with_capacity(n); rows.len()];
@@ -196,10 +440,12 @@ pub fn compare(
             for p in picked.iter_mut() {
                 p.clear();
             }
-            for _ in 0..n {
-                let i = rng.randbelow(n as u32) as usize;
-                for (m, r) in rows.iter().enumerate() {
-                    picked[m].push(r[i]);
+            for stratum in &strata {
+                for _ in 0..stratum.len() {
+                    let i = stratum[rng.randbelow(stratum.len() as u32) as usize];
+                    for (m, r) in rows.iter().enumerate() {
+                        picked[m].push(r[i]);
+                    }
                 }
             }
             let computed: Vec<Vec<Option<f64>>> = picked
@@ -220,6 +466,17 @@ pub fn compare(
                     }
                 }
             }
+            for (l, label) in labels.iter().enumerate() {
+                let acc: Vec<Option<f64>> = picked
+                    .iter()
+                    .map(|p| label_accuracy(p, *label).value)
+                    .collect();
+                for (p, &(a, b)) in pairs.iter().enumerate() {
+                    if let (Some(x), Some(y)) = (acc[a], acc[b]) {
+                        label_diffs[l][p].push(x - y);
+                    }
+                }
+            }
         }
     }
     let accuracy: Vec<f64> = full.iter().map(|m| m[0].unwrap_or(0.0)).collect();
@@ -232,29 +489,27 @@ pub fn compare(
                 .iter()
                 .enumerate()
                 .map(|(k, name)| {
-                    let (lo, hi) = percentiles(&mut samples[m][k]);
                     (
                         name.to_string(),
-                        Interval {
-                            value: full[m][k],
-                            lo,
-                            hi,
-                        },
+                        interval(full[m][k], &mut samples[m][k], false),
                     )
                 })
                 .collect(),
+            rates: names
+                .iter()
+                .zip(rate_counts(table, &rows[m]))
+                .filter_map(|(name, r)| Some((name.to_string(), r?)))
+                .collect(),
             rank: 1 + accuracy.iter().filter(|&&x| x > accuracy[m]).count(),
+            accuracy_clustered_se: clusters.and_then(|c| clustered_se(&indicator(&rows[m]), c)),
         })
         .collect();
+    let too_few = uninformative(n);
     let raw: Vec<PairResult> = pairs
         .iter()
         .enumerate()
         .map(|(p, &(a, b))| {
-            let mut t = [0usize; 4];
-            for (x, y) in rows[a].iter().zip(&rows[b]) {
-                t[usize::from(correct(x)) * 2 + usize::from(correct(y))] += 1;
-            }
-            let (neither, only_b, only_a, both_correct) = (t[0], t[1], t[2], t[3]);
+            let (only_a, only_b, both_correct, neither) = table_2x2(&rows[a], &rows[b]);
             PairResult {
                 a: models[a].clone(),
                 b: models[b].clone(),
@@ -262,14 +517,14 @@ pub fn compare(
                     .iter()
                     .enumerate()
                     .map(|(k, name)| {
-                        let (lo, hi) = percentiles(&mut diffs[p][k]);
                         let value = match (full[a][k], full[b][k]) {
                             (Some(x), Some(y)) => Some(x - y),
                             _ => None,
                         };
-                        (name.to_string(), Interval { value, lo, hi })
+                        (name.to_string(), interval(value, &mut diffs[p][k], true))
                     })
                     .collect(),
+                adjusted_difference_p: Vec::new(),
                 both_correct,
                 only_a,
                 only_b,
@@ -277,19 +532,85 @@ pub fn compare(
                 mcnemar_p: mcnemar_exact(only_a, only_b),
                 adjusted_p: 1.0,
                 significant: false,
+                mde: mde(n, only_a + only_b),
+                accuracy_clustered_se: clusters.and_then(|c| {
+                    let (x, y) = (indicator(&rows[a]), indicator(&rows[b]));
+                    let d: Vec<f64> = x.iter().zip(&y).map(|(x, y)| x - y).collect();
+                    clustered_se(&d, c)
+                }),
+                uninformative: (only_a + only_b < min_discordant_for_significance()).then(|| {
+                    format!(
+                        "{} discordant example{}: McNemar's exact test cannot reach p < {ALPHA} with fewer than {}",
+                        only_a + only_b,
+                        if only_a + only_b == 1 { "" } else { "s" },
+                        min_discordant_for_significance()
+                    )
+                }),
             }
         })
         .collect();
     let adjusted = holm(&raw.iter().map(|p| p.mcnemar_p).collect::<Vec<_>>());
-    let pairs = raw
+    // The other metrics' bootstrap p-values: one family over every metric
+    // but accuracy and every pair.
+    let secondary: Vec<(usize, usize)> = (0..raw.len())
+        .flat_map(|p| (1..n_metrics).map(move |k| (p, k)))
+        .filter(|&(p, k)| raw[p].differences[k].1.p.is_some())
+        .collect();
+    let secondary_adjusted = holm(
+        &secondary
+            .iter()
+            .filter_map(|&(p, k)| raw[p].differences[k].1.p)
+            .collect::<Vec<_>>(),
+    );
+    let mut pairs_out: Vec<PairResult> = raw
         .into_iter()
         .zip(adjusted)
         .map(|(p, adjusted_p)| PairResult {
             adjusted_p,
-            significant: adjusted_p < ALPHA,
+            significant: adjusted_p < ALPHA && too_few.is_none(),
             ..p
         })
         .collect();
+    for (&(p, k), adj) in secondary.iter().zip(&secondary_adjusted) {
+        let name = pairs_out[p].differences[k].0.clone();
+        pairs_out[p].adjusted_difference_p.push((name, *adj));
+    }
+    let by_label = by_label(
+        &labels,
+        models,
+        rows,
+        &pairs,
+        &mut label_diffs,
+        too_few.is_none(),
+    );
+    let n_label_tests: usize = by_label.iter().map(|l| l.pairs.len()).sum();
+    let holm_families = if pairs.is_empty() {
+        Vec::new()
+    } else {
+        vec![
+            format!(
+                "accuracy: McNemar over the method's {} pair{}",
+                pairs.len(),
+                if pairs.len() == 1 { "" } else { "s" }
+            ),
+            format!(
+                "accuracy by gold label: McNemar over {} label{} × {} pair{} ({n_label_tests} tests)",
+                by_label.len(),
+                if by_label.len() == 1 { "" } else { "s" },
+                pairs.len(),
+                if pairs.len() == 1 { "" } else { "s" }
+            ),
+            format!(
+                "{}: paired bootstrap p over {} tests (each metric and pair)",
+                names[1..]
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                secondary.len()
+            ),
+        ]
+    };
     MethodComparison {
         method: method.to_string(),
         table,
@@ -297,8 +618,188 @@ pub fn compare(
         resamples,
         seed,
         models: model_results,
-        pairs,
+        pairs: pairs_out,
+        uninformative: too_few,
+        by_label,
+        holm_families,
+        stratified,
+        clusters: clusters.map(|c| c.iter().collect::<std::collections::BTreeSet<_>>().len()),
     }
+}
+
+/// The cluster-robust standard error of the mean of `x` with examples
+/// clustered by `clusters` (e.g. the dataset's `source_id`): `√(G/(G − 1)
+/// × Σ_g (Σ_{i∈g} (x_i − x̄))²) / n` over G clusters, as statsmodels' OLS on
+/// a constant with `cov_type="cluster"` gives it; `None` with fewer than
+/// two clusters.
+pub fn clustered_se(x: &[f64], clusters: &[usize]) -> Option<f64> {
+    let n = x.len();
+    if n == 0 || clusters.len() != n {
+        return None;
+    }
+    let mean = x.iter().sum::<f64>() / n as f64;
+    let mut sums: std::collections::BTreeMap<usize, f64> = Default::default();
+    for (v, c) in x.iter().zip(clusters) {
+        *sums.entry(*c).or_default() += v - mean;
+    }
+    let g = sums.len();
+    if g < 2 {
+        return None;
+    }
+    let ss: f64 = sums.values().map(|s| s * s).sum();
+    Some((g as f64 / (g - 1) as f64 * ss).sqrt() / n as f64)
+}
+
+/// The rows per gold label: each model's accuracy on them, each pair's
+/// difference (paired bootstrap from `label_diffs[label][pair]`) and
+/// McNemar's test, Holm-adjusted over every label and pair.
+fn by_label(
+    labels: &[Label],
+    models: &[String],
+    rows: &[Vec<Scored>],
+    pairs: &[(usize, usize)],
+    label_diffs: &mut [Vec<Vec<f64>>],
+    claim: bool,
+) -> Vec<LabelComparison> {
+    let mut out: Vec<LabelComparison> = labels
+        .iter()
+        .zip(label_diffs.iter_mut())
+        .map(|(label, diffs)| {
+            let of: Vec<Vec<Scored>> = rows
+                .iter()
+                .map(|r| r.iter().copied().filter(|s| s.gold == *label).collect())
+                .collect();
+            LabelComparison {
+                gold: label.to_string(),
+                n: of.first().map_or(0, Vec::len),
+                models: models
+                    .iter()
+                    .zip(&of)
+                    .map(|(m, r)| LabelModel {
+                        model: m.clone(),
+                        accuracy: label_accuracy(r, *label),
+                    })
+                    .collect(),
+                pairs: pairs
+                    .iter()
+                    .zip(diffs.iter_mut())
+                    .map(|(&(a, b), d)| {
+                        let (only_a, only_b, _, _) = table_2x2(&of[a], &of[b]);
+                        let value = match (
+                            label_accuracy(&of[a], *label).value,
+                            label_accuracy(&of[b], *label).value,
+                        ) {
+                            (Some(x), Some(y)) => Some(x - y),
+                            _ => None,
+                        };
+                        LabelPair {
+                            a: models[a].clone(),
+                            b: models[b].clone(),
+                            difference: interval(value, d, false),
+                            only_a,
+                            only_b,
+                            mcnemar_p: mcnemar_exact(only_a, only_b),
+                            adjusted_p: 1.0,
+                            significant: false,
+                        }
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    let ps: Vec<f64> = out
+        .iter()
+        .flat_map(|l| l.pairs.iter().map(|p| p.mcnemar_p))
+        .collect();
+    let mut adjusted = holm(&ps).into_iter();
+    for l in &mut out {
+        for p in &mut l.pairs {
+            p.adjusted_p = adjusted.next().unwrap_or(1.0);
+            p.significant = claim && p.adjusted_p < ALPHA;
+        }
+    }
+    out
+}
+
+/// The share of `rows` of gold `label` that are right.
+fn label_accuracy(rows: &[Scored], label: Label) -> Rate {
+    let of = rows.iter().filter(|s| s.gold == label);
+    Rate::new(of.clone().filter(|s| correct(s)).count(), of.count())
+}
+
+/// `(only a right, only b right, both right, neither)` over paired rows.
+fn table_2x2(a: &[Scored], b: &[Scored]) -> (usize, usize, usize, usize) {
+    let mut t = [0usize; 4];
+    for (x, y) in a.iter().zip(b) {
+        t[usize::from(correct(x)) * 2 + usize::from(correct(y))] += 1;
+    }
+    (t[2], t[1], t[3], t[0])
+}
+
+/// A value with the percentile interval, standard error and (for a
+/// difference, `paired`) the p-value of its bootstrap `values` (sorted in
+/// place).
+fn interval(value: Option<f64>, values: &mut [f64], paired: bool) -> Interval {
+    let (lo, hi) = percentiles(values);
+    Interval {
+        value,
+        lo,
+        hi,
+        mc_error: mc_error(values),
+        se: bootstrap_se(values),
+        p: if paired { bootstrap_p(values) } else { None },
+    }
+}
+
+/// The Monte-Carlo error of the percentile ends of the sorted `values`
+/// (m of them): for q = 0.025 and 0.975, half the spread between the
+/// sorted values `w = ⌈√(m q (1 − q))⌉` places either side of the end's
+/// index (one standard deviation of a binomial order statistic), the larger
+/// of the two; `None` without values.
+pub fn mc_error(sorted: &[f64]) -> Option<f64> {
+    let m = sorted.len();
+    if m == 0 {
+        return None;
+    }
+    let at = |q: f64| {
+        let i = percentile_index(q, m).min(m - 1);
+        let w = (m as f64 * q * (1.0 - q)).sqrt().ceil() as usize;
+        (sorted[(i + w).min(m - 1)] - sorted[i.saturating_sub(w)]) / 2.0
+    };
+    Some(at(0.025).max(at(0.975)))
+}
+
+/// Decimals of a fraction (0.123 → 3) that an interval's Monte-Carlo
+/// error supports: the most, up to `max`, for which the error is below
+/// half a unit of the last digit.
+pub fn supported_decimals(mc_error: Option<f64>, max: usize) -> usize {
+    let Some(e) = mc_error else { return max };
+    (0..=max)
+        .rev()
+        .find(|&d| e < 0.5 * 10f64.powi(-(d as i32)))
+        .unwrap_or(0)
+}
+
+/// The standard deviation (n − 1) of `values`; `None` with fewer than two.
+pub fn bootstrap_se(values: &[f64]) -> Option<f64> {
+    let m = values.len();
+    if m < 2 {
+        return None;
+    }
+    let mean = values.iter().sum::<f64>() / m as f64;
+    let ss: f64 = values.iter().map(|v| (v - mean) * (v - mean)).sum();
+    Some((ss / (m - 1) as f64).sqrt())
+}
+
+/// The two-sided paired bootstrap p-value of the differences `values`:
+/// `min(1, 2 × (1 + min(#≤0, #≥0)) / (m + 1))`; `None` without values.
+pub fn bootstrap_p(values: &[f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let below = values.iter().filter(|v| **v <= 0.0).count();
+    let above = values.iter().filter(|v| **v >= 0.0).count();
+    Some((2.0 * (1 + below.min(above)) as f64 / (values.len() + 1) as f64).min(1.0))
 }
 
 /// The 2.5th and 97.5th percentiles of `values` (sorted in place): the
@@ -390,6 +891,54 @@ mod tests {
     }
 
     #[test]
+    fn the_mde_and_the_smallest_useful_sample_are_as_documented() {
+        // n = 300 with a third discordant: the issue's ~9.3 points.
+        let m = mde(300, 100).unwrap();
+        assert!((m - 0.0935).abs() < 5e-4, "{m}");
+        assert_eq!(mde(300, 0), None);
+        // 2 × 0.5^5 = 0.0625, 2 × 0.5^6 = 0.03125.
+        assert_eq!(min_discordant_for_significance(), 6);
+        assert!(uninformative(1).is_some_and(|s| s.contains("1 example compared")));
+        assert!(uninformative(29).is_some());
+        assert_eq!(uninformative(30), None);
+    }
+
+    #[test]
+    fn wilson_bootstrap_p_and_monte_carlo_precision_by_hand() {
+        // The ToolHall over 17 rows: 3/17, Wilson [6.2, 41.0]
+        // (statsmodels: 0.061911266376209945, 0.4102945856883413).
+        let r = Rate::new(3, 17);
+        assert!((r.lo.unwrap() - 0.061_911_266_376_209_945).abs() < 1e-12);
+        assert!((r.hi.unwrap() - 0.410_294_585_688_341_3).abs() < 1e-12);
+        // 0 of n and n of n stay inside [0, 1]; 0 of 0 is undefined.
+        assert_eq!(Rate::new(0, 5).lo, Some(0.0));
+        assert_eq!(Rate::new(5, 5).hi, Some(1.0));
+        assert_eq!(Rate::new(0, 0).value, None);
+        // Two of nine differences ≤ 0: 2 × 3 / 10.
+        let d = [-1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0];
+        assert!((bootstrap_p(&d).unwrap() - 0.6).abs() < 1e-15);
+        assert_eq!(bootstrap_p(&[1.0; 99]), Some(0.02));
+        assert_eq!(bootstrap_p(&[]), None);
+        // All equal: no Monte-Carlo error, every decimal supported.
+        assert_eq!(mc_error(&[0.5; 200]), Some(0.0));
+        assert_eq!(supported_decimals(Some(0.0), 3), 3);
+        assert_eq!(supported_decimals(Some(0.003), 3), 2);
+        assert_eq!(supported_decimals(Some(0.0004), 3), 3);
+        assert_eq!(supported_decimals(Some(0.7), 3), 0);
+        assert!((bootstrap_se(&[1.0, 2.0, 3.0]).unwrap() - 1.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn the_clustered_se_by_hand() {
+        // x = (1, 0, 1, 1), clusters (0, 0, 1, 2): x̄ = 3/4; cluster sums
+        // of deviations 1/4 − 3/4 = −1/2, 1/4, 1/4: Σ² = 3/8; G = 3:
+        // √(3/2 × 3/8) / 4 = 0.75 / 4.
+        let se = clustered_se(&[1.0, 0.0, 1.0, 1.0], &[0, 0, 1, 2]).unwrap();
+        assert!((se - 0.1875).abs() < 1e-15, "{se}");
+        assert_eq!(clustered_se(&[1.0, 0.0], &[4, 4]), None);
+    }
+
+    #[test]
     fn holm_adjusts_step_down_and_keeps_order() {
         // p = (0.01, 0.04, 0.03): sorted 0.01×3 = 0.03, 0.03×2 = 0.06,
         // 0.04×1 = 0.04 → running max 0.06.
@@ -422,8 +971,12 @@ mod tests {
             Table::MultipleChoice,
             &["a".into(), "b".into()],
             &[r.clone(), r],
-            3,
-            200,
+            None,
+            Draws {
+                seed: 3,
+                resamples: 200,
+                stratified: false,
+            },
         );
         let acc = &c.pairs[0].differences[0].1;
         assert_eq!(
@@ -440,8 +993,12 @@ mod tests {
             Table::MultipleChoice,
             &["a".into(), "b".into()],
             &[rows(&golds, &preds), rows(&golds, &preds)],
-            3,
-            200,
+            None,
+            Draws {
+                seed: 3,
+                resamples: 200,
+                stratified: false,
+            },
         );
         assert_eq!(again.models[0].metrics[0].1, c.models[0].metrics[0].1);
     }
@@ -475,7 +1032,18 @@ mod tests {
         assert_eq!(full[2], Some(0.0), "additional_metrics.py's 0.0");
         let resampled = metric_values(Table::MultipleChoice, &r[..19], true);
         assert_eq!(resampled[2], None);
-        let c = compare("mcq", Table::MultipleChoice, &["a".into()], &[r], 1, 300);
+        let c = compare(
+            "mcq",
+            Table::MultipleChoice,
+            &["a".into()],
+            &[r],
+            None,
+            Draws {
+                seed: 1,
+                resamples: 300,
+                stratified: false,
+            },
+        );
         let (_, hall) = &c.models[0].metrics[2];
         // Every resample holding the row has ToolHall 1: the interval is
         // [1, 1]; zeros from resamples without it would pull it to 0.
@@ -519,8 +1087,12 @@ mod tests {
             Table::LlmJudge,
             &["a".into(), "b".into()],
             &[scored_rows.clone(), scored_rows],
-            0,
-            100,
+            None,
+            Draws {
+                seed: 0,
+                resamples: 100,
+                stratified: false,
+            },
         );
         let values: Vec<Option<f64>> = c.models[0].metrics.iter().map(|(_, i)| i.value).collect();
         assert_eq!(values, vec![a.paper.acc, a.paper.f1, a.paper.tool_hall]);

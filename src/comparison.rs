@@ -42,6 +42,11 @@ struct Loaded {
     /// Every namespace's settings by settings hash (to name what differs in
     /// the settings a hash stands for, e.g. a judge's target stream).
     settings_by_hash: HashMap<String, MethodSettings>,
+    /// Namespaces started but not finished (no `_DONE.json`), to name
+    /// them when nothing is shared.
+    unfinished: Vec<String>,
+    /// The session's address (`RUN_KEY/FP16`).
+    address: String,
     /// sha256 of the session's dataset file.
     dataset_sha256: Option<String>,
     /// The session's dataset file, for questions and tools.
@@ -72,6 +77,8 @@ pub struct Request<'a> {
     pub resamples: usize,
     /// Seed of the bootstrap draws.
     pub seed: u64,
+    /// Resample within each gold label (else over all examples).
+    pub stratified: bool,
 }
 
 /// Something that makes two sessions' results not a paired comparison.
@@ -138,6 +145,126 @@ pub struct Comparison {
     pub notes: Vec<String>,
     /// Examples where the models' predictions differ.
     pub disagreements: Vec<Disagreement>,
+    /// Within each session: how far its methods agree (Cohen's κ per pair
+    /// of methods) and its stability sweeps' repeats (Fleiss' κ).
+    pub agreement: Vec<Agreement>,
+}
+
+/// How far two raters of one session agree on the same examples.
+#[derive(Debug, Clone, Serialize)]
+pub struct Agreement {
+    /// The model (session) label.
+    pub model: String,
+    /// The session's address.
+    pub session: String,
+    /// `cohen` (two methods) or `fleiss` (a sweep's repeats).
+    pub kind: &'static str,
+    /// The first method (the sweep for Fleiss).
+    pub a: String,
+    /// The second method (`None` for Fleiss).
+    pub b: Option<String>,
+    /// Raters per example (2 for Cohen, K for Fleiss).
+    pub raters: usize,
+    /// κ with its interval.
+    pub kappa: crate::agreement::Kappa,
+    /// The examples on which the raters do not all agree (uuids, sorted).
+    pub disagreeing: Vec<String>,
+}
+
+/// Cohen's κ for every pair of a session's methods (stability sweeps left
+/// out) over the examples both scored, and Fleiss' κ over each sweep's
+/// repeats (the examples every repeat scored).
+fn agreements(l: &Loaded, seed: u64, resamples: usize) -> Vec<Agreement> {
+    use crate::agreement::{category, CATEGORIES};
+    let mut out = Vec::new();
+    let methods: Vec<&String> = l
+        .namespaces
+        .keys()
+        .filter(|ns| !ns.starts_with("stability_"))
+        .collect();
+    for (i, a) in methods.iter().enumerate() {
+        for b in &methods[i + 1..] {
+            let (ra, rb) = (&l.namespaces[*a].rows, &l.namespaces[*b].rows);
+            let mut uuids: Vec<&String> = ra
+                .keys()
+                .filter(|u| {
+                    ra[*u].prediction.is_some()
+                        && rb.get(*u).is_some_and(|r| r.prediction.is_some())
+                })
+                .collect();
+            uuids.sort();
+            let cat = |rows: &HashMap<String, PredictionRow>, u: &String| {
+                rows[u].prediction.map_or(CATEGORIES - 1, category)
+            };
+            let ca: Vec<usize> = uuids.iter().map(|u| cat(ra, u)).collect();
+            let cb: Vec<usize> = uuids.iter().map(|u| cat(rb, u)).collect();
+            out.push(Agreement {
+                model: l.label.clone(),
+                session: l.address.clone(),
+                kind: "cohen",
+                a: (*a).clone(),
+                b: Some((*b).clone()),
+                raters: 2,
+                kappa: crate::agreement::cohen_with_interval(&ca, &cb, seed, resamples),
+                disagreeing: uuids
+                    .iter()
+                    .zip(ca.iter().zip(&cb))
+                    .filter(|(_, (x, y))| x != y)
+                    .map(|(u, _)| (*u).clone())
+                    .collect(),
+            });
+        }
+    }
+    for (ns, n) in l
+        .namespaces
+        .iter()
+        .filter(|(ns, _)| ns.starts_with("stability_"))
+    {
+        let mut uuids: Vec<&String> = n.rows.keys().collect();
+        uuids.sort();
+        let mut counts = Vec::new();
+        let mut kept = Vec::new();
+        let mut raters = 0;
+        for u in uuids {
+            let Some(runs) = n.rows[u].details.get("runs").and_then(Value::as_array) else {
+                continue;
+            };
+            let preds: Option<Vec<Prediction>> = runs
+                .iter()
+                .map(|r| r.as_str()?.parse::<Prediction>().ok())
+                .collect();
+            let Some(preds) = preds else { continue };
+            if preds.len() < 2 || (raters != 0 && preds.len() != raters) {
+                continue;
+            }
+            raters = preds.len();
+            let mut c = [0usize; CATEGORIES];
+            for p in &preds {
+                c[category(*p)] += 1;
+            }
+            counts.push(c);
+            kept.push(u.clone());
+        }
+        if counts.is_empty() {
+            continue;
+        }
+        out.push(Agreement {
+            model: l.label.clone(),
+            session: l.address.clone(),
+            kind: "fleiss",
+            a: ns.clone(),
+            b: None,
+            raters,
+            kappa: crate::agreement::fleiss_with_interval(&counts, seed, resamples),
+            disagreeing: kept
+                .into_iter()
+                .zip(&counts)
+                .filter(|(_, c)| !c.contains(&raters))
+                .map(|(u, _)| u)
+                .collect(),
+        });
+    }
+    out
 }
 
 /// The label of each session: its target model, with the fingerprint when
@@ -166,10 +293,17 @@ pub fn labels(sessions: &[FoundSession]) -> Vec<String> {
 fn load(found: &FoundSession, label: String) -> Result<Loaded> {
     let mut namespaces = BTreeMap::new();
     let mut settings_by_hash = HashMap::new();
+    let mut unfinished = Vec::new();
     for (ns, settings) in crate::store::session::namespaces(&found.dir) {
         settings_by_hash.insert(settings.settings_hash.clone(), settings.clone());
         let dir = NamespaceDir::new(&found.dir, &ns);
-        if !dir.is_done() || !dir.predictions().exists() {
+        if !dir.is_done() {
+            unfinished.push(ns);
+            continue;
+        }
+        if !dir.predictions().exists() {
+            // Finished without predictions of its own (a judge's target
+            // stream): nothing to compare.
             continue;
         }
         let mut rows = HashMap::new();
@@ -194,6 +328,8 @@ fn load(found: &FoundSession, label: String) -> Result<Loaded> {
         label,
         namespaces,
         settings_by_hash,
+        unfinished,
+        address: found.address(),
         dataset_sha256: found.manifest.fingerprint_payload["dataset"]["sha256"]
             .as_str()
             .map(str::to_string),
@@ -375,7 +511,7 @@ fn rows_for(
     per: &[&HashMap<String, PredictionRow>],
     uuids: &[String],
     notes: &mut Vec<String>,
-) -> Vec<Vec<Scored>> {
+) -> (Vec<String>, Vec<Vec<Scored>>) {
     let classification = |r: &PredictionRow| -> Option<String> {
         match serde_json::from_value::<OfficialJudgement>(r.details.get("official")?.clone())
             .ok()?
@@ -426,7 +562,8 @@ fn rows_for(
             kept
         }
     };
-    per.iter()
+    let scored = per
+        .iter()
         .map(|rows| {
             kept.iter()
                 .map(|u| {
@@ -441,6 +578,38 @@ fn rows_for(
                 })
                 .collect()
         })
+        .collect();
+    (kept, scored)
+}
+
+/// Each example's `source_id` in the dataset file at `path` (examples from
+/// one source are correlated: the clustered standard errors group by it);
+/// `None` when the file cannot be read or a line has no `source_id`.
+fn source_ids(path: Option<&std::path::Path>) -> Option<HashMap<String, String>> {
+    let text = std::fs::read_to_string(path?).ok()?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).ok()?;
+            Some((
+                v.get("uuid")?.as_str()?.to_string(),
+                v.get("source_id")?.as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// The cluster index of each of `uuids` by its source id; `None` when one
+/// has none.
+fn cluster_indices(uuids: &[String], sources: &HashMap<String, String>) -> Option<Vec<usize>> {
+    let mut ids: HashMap<&str, usize> = HashMap::new();
+    uuids
+        .iter()
+        .map(|u| {
+            let s = sources.get(u)?;
+            let next = ids.len();
+            Some(*ids.entry(s.as_str()).or_insert(next))
+        })
         .collect()
 }
 
@@ -449,6 +618,7 @@ pub fn build(req: &Request<'_>) -> Result<Comparison> {
     if req.sessions.len() < 2 {
         bail!("compare needs at least two sessions");
     }
+    refuse_repeated(req.sessions)?;
     let labels = labels(req.sessions);
     let loaded: Vec<Loaded> = req
         .sessions
@@ -479,13 +649,35 @@ pub fn build(req: &Request<'_>) -> Result<Comparison> {
     if !req.methods.is_empty() {
         for want in req.methods {
             if !methods.contains(&want) {
-                bail!("method {want} is not finished in every session compared");
+                let lacking: Vec<String> = loaded
+                    .iter()
+                    .filter(|l| !l.namespaces.contains_key(want))
+                    .map(|l| {
+                        let why = if l.unfinished.contains(want) {
+                            "unfinished"
+                        } else {
+                            "not run"
+                        };
+                        format!("{} ({}): {why}", l.label, l.address)
+                    })
+                    .collect();
+                bail!(
+                    "method {want} is not finished in every session compared: {}",
+                    lacking.join("; ")
+                );
             }
         }
         methods.retain(|m| req.methods.contains(m));
     }
     if methods.is_empty() {
-        bail!("the sessions share no finished method");
+        bail!(
+            "the sessions share no finished method: {}",
+            loaded
+                .iter()
+                .map(describe_finished)
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
     }
     let mut differences: Vec<Difference> = dataset_difference(&loaded).into_iter().collect();
     for ns in &methods {
@@ -504,6 +696,7 @@ pub fn build(req: &Request<'_>) -> Result<Comparison> {
     let mut out = Vec::new();
     let mut disagreements = Vec::new();
     let datasets = DatasetCache::default();
+    let sources = source_ids(loaded[0].dataset.as_deref());
     for ns in methods {
         let per: Vec<&HashMap<String, PredictionRow>> =
             loaded.iter().map(|l| &l.namespaces[ns].rows).collect();
@@ -513,14 +706,19 @@ pub fn build(req: &Request<'_>) -> Result<Comparison> {
         } else {
             Table::MultipleChoice
         };
-        let rows = rows_for(ns, table, &per, &uuids, &mut notes);
+        let (kept, rows) = rows_for(ns, table, &per, &uuids, &mut notes);
+        let clusters = sources.as_ref().and_then(|s| cluster_indices(&kept, s));
         out.push(compare::compare(
             ns,
             table,
             &labels,
             &rows,
-            req.seed,
-            req.resamples,
+            clusters.as_deref(),
+            compare::Draws {
+                seed: req.seed,
+                resamples: req.resamples,
+                stratified: req.stratified,
+            },
         ));
         for u in &uuids {
             let preds: Vec<Option<Prediction>> =
@@ -572,7 +770,47 @@ pub fn build(req: &Request<'_>) -> Result<Comparison> {
         methods: out,
         notes,
         disagreements,
+        agreement: loaded
+            .iter()
+            .flat_map(|l| agreements(l, req.seed, req.resamples))
+            .collect(),
     })
+}
+
+/// Refuses a session named more than once (by the same address or the
+/// same directory): a session compared with itself is no comparison.
+fn refuse_repeated(sessions: &[FoundSession]) -> Result<()> {
+    let key = |s: &FoundSession| std::fs::canonicalize(&s.dir).unwrap_or_else(|_| s.dir.clone());
+    for (i, s) in sessions.iter().enumerate() {
+        if let Some(first) = sessions[..i].iter().position(|t| key(t) == key(s)) {
+            bail!(
+                "session {} is named twice (arguments {} and {}): a session compared with itself is no comparison; name two or more different sessions",
+                s.address(),
+                first + 1,
+                i + 1
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What a session has finished and what it has not, for the error saying
+/// that the sessions share no finished method.
+fn describe_finished(l: &Loaded) -> String {
+    let finished: Vec<&str> = l.namespaces.keys().map(String::as_str).collect();
+    let mut parts = vec![if finished.is_empty() {
+        "no finished method".to_string()
+    } else {
+        format!("finished {}", finished.join(", "))
+    }];
+    if !l.unfinished.is_empty() {
+        parts.push(format!(
+            "unfinished {} (`w2c resume {}` finishes it)",
+            l.unfinished.join(", "),
+            l.address
+        ));
+    }
+    format!("{} ({}) has {}", l.label, l.address, parts.join("; "))
 }
 
 /// The uuids of namespace `ns` shared by every session, in the first
@@ -681,47 +919,98 @@ fn table_title(table: Table) -> &'static str {
     }
 }
 
-/// A metric value: rates in %, F1 to 3 decimals.
-fn value(metric: &str, v: Option<f64>) -> String {
-    if metric.contains("f1") {
-        crate::report::f1(v)
-    } else {
-        crate::report::pct(v)
+/// `" from N sources"` when the examples' sources are known.
+fn clusters_text(m: &MethodComparison) -> String {
+    m.clusters
+        .map_or(String::new(), |g| format!(" from {g} sources (source_id)"))
+}
+
+/// Whether `metric` is shown as a percentage (a rate) rather than an F1.
+fn is_rate(metric: &str) -> bool {
+    !metric.contains("f1")
+}
+
+/// A value of `metric` (a fraction) to `decimals` decimals of the
+/// fraction: rates in % (two fewer), F1s as they are.
+fn value_to(metric: &str, v: Option<f64>, decimals: usize) -> String {
+    match v {
+        None => "n/a".into(),
+        Some(x) if is_rate(metric) => {
+            format!("{:.*}%", decimals.saturating_sub(2), x * 100.0)
+        }
+        Some(x) => format!("{x:.decimals$}"),
     }
 }
 
-/// `value [lo, hi]`.
-fn with_ci(metric: &str, i: &compare::Interval) -> String {
+/// A metric value: rates in % to 0.1, F1 to 3 decimals.
+fn value(metric: &str, v: Option<f64>) -> String {
+    value_to(metric, v, 3)
+}
+
+/// A standard error: in points for a rate, as is for an F1.
+fn se_text(metric: &str, se: Option<f64>) -> String {
+    match se {
+        None => "n/a".into(),
+        Some(x) if is_rate(metric) => format!("{:.1}", x * 100.0),
+        Some(x) => format!("{x:.3}"),
+    }
+}
+
+/// A model's value of `metric`: a rate `k/n` with its Wilson interval,
+/// an F1 with its bootstrap interval (ends to the precision the bootstrap
+/// supports); each with its standard error.
+fn with_ci(metric: &str, i: &compare::Interval, rate: Option<&compare::Rate>) -> String {
+    if let Some(r) = rate {
+        return match (r.value, r.lo, r.hi) {
+            (Some(_), Some(lo), Some(hi)) => format!(
+                "{} [{}, {}] SE {} ({}/{})",
+                value(metric, r.value),
+                value(metric, Some(lo)),
+                value(metric, Some(hi)),
+                se_text(metric, r.se),
+                r.k,
+                r.n
+            ),
+            _ => format!("n/a (0/{})", r.n),
+        };
+    }
+    let d = compare::supported_decimals(i.mc_error, 3);
     match (i.lo, i.hi) {
         (Some(lo), Some(hi)) => format!(
-            "{} [{}, {}]",
+            "{} [{}, {}] SE {}",
             value(metric, i.value),
-            value(metric, Some(lo)),
-            value(metric, Some(hi))
+            value_to(metric, Some(lo), d),
+            value_to(metric, Some(hi), d),
+            se_text(metric, i.se)
         ),
         _ => value(metric, i.value),
     }
 }
 
-/// A difference with a sign, its CI, and `*` when the CI excludes 0.
-fn diff_with_ci(metric: &str, i: &compare::Interval) -> String {
-    let signed = |x: f64| {
-        let v = value(metric, Some(x));
-        if x >= 0.0 && !v.starts_with('-') {
-            format!("+{v}")
-        } else {
-            v
-        }
-    };
+/// A signed value of `metric` to `decimals`.
+fn signed(metric: &str, x: f64, decimals: usize) -> String {
+    let v = value_to(metric, Some(x), decimals);
+    if x >= 0.0 && !v.starts_with('-') {
+        format!("+{v}")
+    } else {
+        v
+    }
+}
+
+/// A difference with a sign and its paired bootstrap interval (ends to the
+/// precision the bootstrap supports); on an uninformative comparison
+/// (`claim` false) the value alone, saying so.
+fn diff_with_ci(metric: &str, i: &compare::Interval, claim: bool) -> String {
+    let d = compare::supported_decimals(i.mc_error, 3);
     match (i.value, i.lo, i.hi) {
+        (Some(v), _, _) if !claim => format!("{} (uninformative)", signed(metric, v, 3)),
         (Some(v), Some(lo), Some(hi)) => format!(
-            "{} [{}, {}]{}",
-            signed(v),
-            signed(lo),
-            signed(hi),
-            if i.excludes_zero() { " *" } else { "" }
+            "{} [{}, {}]",
+            signed(metric, v, 3),
+            signed(metric, lo, d),
+            signed(metric, hi, d),
         ),
-        (Some(v), _, _) => signed(v),
+        (Some(v), _, _) => signed(metric, v, 3),
         _ => "n/a".into(),
     }
 }
@@ -734,15 +1023,34 @@ fn p_value(p: f64) -> String {
     }
 }
 
-/// A method's two tables: the models (ranked) and the pairs.
+/// An adjusted p-value, ` *` when significant.
+fn holm_text(p: f64, significant: bool) -> String {
+    format!("{}{}", p_value(p), if significant { " *" } else { "" })
+}
+
+/// A method's three tables: the models (ranked), the pairs (a row per
+/// pair and metric) and the gold labels (a row per label and pair).
 struct Tables {
     header: Vec<&'static str>,
     rows: Vec<Vec<String>>,
     pair_header: Vec<&'static str>,
     pairs: Vec<Vec<String>>,
+    label_header: Vec<&'static str>,
+    labels: Vec<Vec<String>>,
 }
 
-/// The rows of a method's model table and pair table.
+/// Whether the secondary metric `name` of pair `p` is significant after
+/// Holm's adjustment (and the comparison is informative), with that p.
+fn secondary(m: &MethodComparison, p: &compare::PairResult, name: &str) -> Option<(f64, bool)> {
+    let adj = p
+        .adjusted_difference_p
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| *v)?;
+    Some((adj, m.uninformative.is_none() && adj < compare::ALPHA))
+}
+
+/// The rows of a method's model, pair and label tables.
 fn tables(m: &MethodComparison) -> Tables {
     let names = compare::metric_names(m.table);
     let mut header = vec!["rank", "model"];
@@ -753,93 +1061,287 @@ fn tables(m: &MethodComparison) -> Tables {
         .iter()
         .map(|r| {
             let mut row = vec![r.rank.to_string(), r.model.clone()];
-            row.extend(r.metrics.iter().map(|(name, i)| with_ci(name, i)));
+            row.extend(r.metrics.iter().enumerate().map(|(k, (name, i))| {
+                let rate = r.rates.iter().find(|(n, _)| n == name).map(|(_, r)| r);
+                let cell = with_ci(name, i, rate);
+                match r.accuracy_clustered_se {
+                    Some(se) if k == 0 => format!("{cell}, clustered SE {:.1}", se * 100.0),
+                    _ => cell,
+                }
+            }));
             row
         })
         .collect();
-    let delta = |k: usize| match names[k] {
-        "accuracy" => "Δ accuracy",
-        "macro_f1_official" => "Δ macro-F1 (MC)",
-        "tool_hallucination_rate_official" => "Δ ToolHall (MC)",
-        "judge_table_acc" => "Δ Acc (judge)",
-        "judge_table_f1" => "Δ F1 (judge)",
-        _ => "Δ Tool Hall (judge)",
-    };
+    let claim = m.uninformative.is_none();
     let pair_header = vec![
         "A",
         "B",
-        delta(0),
-        delta(1),
-        delta(2),
-        "only A right",
-        "only B right",
-        "McNemar p",
+        "metric",
+        "Δ A − B [95% CI]",
+        "SE",
+        "test",
+        "p",
         "Holm p",
+        "MDE (80% power)",
     ];
-    let pairs = m
-        .pairs
-        .iter()
-        .map(|p| {
-            let d = |k: usize| diff_with_ci(&p.differences[k].0, &p.differences[k].1);
-            vec![
+    let mut pairs = Vec::new();
+    for p in &m.pairs {
+        for (k, (name, i)) in p.differences.iter().enumerate() {
+            let row = if k == 0 {
+                vec![
+                    format!("McNemar ({} vs {})", p.only_a, p.only_b),
+                    p_value(p.mcnemar_p),
+                    holm_text(p.adjusted_p, p.significant),
+                    match (&p.uninformative, p.mde) {
+                        (Some(_), _) => format!("n/a ({} discordant)", p.only_a + p.only_b),
+                        (None, Some(d)) => format!("{:.1} pp", d * 100.0),
+                        (None, None) => "n/a".into(),
+                    },
+                ]
+            } else {
+                let (adj, sig) = secondary(m, p, name).unwrap_or((1.0, false));
+                vec![
+                    "paired bootstrap".into(),
+                    i.p.map_or("n/a".into(), p_value),
+                    if i.p.is_some() {
+                        holm_text(adj, sig)
+                    } else {
+                        "n/a".into()
+                    },
+                    String::new(),
+                ]
+            };
+            let mut cells = vec![
                 p.a.clone(),
                 p.b.clone(),
-                d(0),
-                d(1),
-                d(2),
-                p.only_a.to_string(),
-                p.only_b.to_string(),
+                short_name(name).to_string(),
+                diff_with_ci(name, i, claim),
+                match (k, p.accuracy_clustered_se) {
+                    (0, Some(c)) => format!("{} (clustered {:.1})", se_text(name, i.se), c * 100.0),
+                    _ => se_text(name, i.se),
+                },
+            ];
+            cells.extend(row);
+            pairs.push(cells);
+        }
+    }
+    let label_header = vec![
+        "gold",
+        "n",
+        "A",
+        "A right",
+        "B",
+        "B right",
+        "Δ A − B [95% CI]",
+        "SE",
+        "McNemar",
+        "p",
+        "Holm p",
+    ];
+    let mut labels = Vec::new();
+    for l in &m.by_label {
+        let right = |model: &str| {
+            l.models
+                .iter()
+                .find(|x| x.model == model)
+                .map_or("n/a".into(), |x| {
+                    with_ci("accuracy", &compare::Interval::default(), Some(&x.accuracy))
+                })
+        };
+        for p in &l.pairs {
+            labels.push(vec![
+                l.gold.clone(),
+                l.n.to_string(),
+                p.a.clone(),
+                right(&p.a),
+                p.b.clone(),
+                right(&p.b),
+                diff_with_ci("accuracy", &p.difference, claim),
+                se_text("accuracy", p.difference.se),
+                format!("{} vs {}", p.only_a, p.only_b),
                 p_value(p.mcnemar_p),
-                format!(
-                    "{}{}",
-                    p_value(p.adjusted_p),
-                    if p.significant { " (significant)" } else { "" }
-                ),
-            ]
-        })
-        .collect();
+                holm_text(p.adjusted_p, p.significant),
+            ]);
+        }
+    }
     Tables {
         header,
         rows,
         pair_header,
         pairs,
+        label_header,
+        labels,
     }
 }
 
-/// What the ranking says about significance, in a sentence per method.
+/// What the tests say, in a sentence per method: every difference marked
+/// significant (accuracy, accuracy by gold label, the other metrics), each
+/// after Holm's adjustment in its family.
 fn verdict(m: &MethodComparison) -> String {
-    let sig: Vec<String> = m
-        .pairs
-        .iter()
-        .filter(|p| p.significant)
-        .map(|p| {
-            let (better, worse) = if p.only_a > p.only_b {
-                (&p.a, &p.b)
-            } else {
-                (&p.b, &p.a)
-            };
-            format!("{better} > {worse}")
-        })
-        .collect();
+    if let Some(why) = &m.uninformative {
+        return format!(
+            "{why}: the intervals are not calibrated at this size and no test is marked significant"
+        );
+    }
+    let better = |only_a: usize, only_b: usize, a: &str, b: &str| {
+        if only_a > only_b {
+            format!("{a} > {b}")
+        } else {
+            format!("{b} > {a}")
+        }
+    };
+    let mut sig: Vec<String> = Vec::new();
     let what = match m.table {
-        Table::LlmJudge => "Acc (correct = NVIDIA's classification equals the gold label)",
+        Table::LlmJudge => "Acc (judge)",
         Table::MultipleChoice => "accuracy",
     };
+    for p in m.pairs.iter().filter(|p| p.significant) {
+        sig.push(format!("{what} {}", better(p.only_a, p.only_b, &p.a, &p.b)));
+    }
+    for l in &m.by_label {
+        for p in l.pairs.iter().filter(|p| p.significant) {
+            sig.push(format!(
+                "{what} on {} rows {}",
+                l.gold,
+                better(p.only_a, p.only_b, &p.a, &p.b)
+            ));
+        }
+    }
+    for p in &m.pairs {
+        for (name, i) in p.differences.iter().skip(1) {
+            if let (Some((_, true)), Some(v)) = (secondary(m, p, name), i.value) {
+                let (hi, lo) = if v > 0.0 { (&p.a, &p.b) } else { (&p.b, &p.a) };
+                sig.push(format!("{} higher for {hi} than {lo}", short_name(name)));
+            }
+        }
+    }
     if sig.is_empty() {
         format!(
-            "no difference in {what} is significant (McNemar, Holm-adjusted p < {})",
+            "no difference is significant (Holm-adjusted p < {} in each family)",
             compare::ALPHA
         )
     } else {
         format!(
-            "significant in {what} (McNemar, Holm-adjusted p < {}): {}",
+            "significant (Holm-adjusted p < {} in its family): {}",
             compare::ALPHA,
-            sig.join(", ")
+            sig.join("; ")
         )
     }
 }
 
-const LEGEND: &str = "values with 95% percentile bootstrap intervals; Δ = A − B with a paired bootstrap interval (* = excludes 0); McNemar's exact test on per-example correctness, p-values adjusted over the method's pairs with Holm's rule; (MC) = the multiple-choice table's definitions, (judge) = the paper's LLM-as-judge table (NVIDIA's aggregate)";
+const LEGEND: &str = "rates: k/n with a Wilson 95% interval and the binomial SE (accuracy also with the SE clustered by the dataset's source_id); F1: a 95% percentile bootstrap interval and the bootstrap SE; Δ = A − B with a paired bootstrap interval and SE; interval ends are printed to the precision their Monte-Carlo error supports. Tests: accuracy (overall and on each gold label's rows) by McNemar's exact test on per-example correctness, the other metrics by a paired bootstrap p-value; * = significant after Holm's adjustment within its family (listed under each method). MDE = the smallest accuracy difference McNemar's test detects with 80% power at α = 0.05 given the pair's discordant share (n/a when too few examples are discordant for the test to reach p < 0.05); a method with fewer than 30 examples is uninformative (no interval or test is marked). (MC) = the multiple-choice table's definitions, (judge) = the paper's LLM-as-judge table (NVIDIA's aggregate)";
+
+/// The agreement rows of one session (`w2c report`): Cohen's κ per pair of
+/// its methods, Fleiss' κ per sweep, drawn as `w2c compare` draws them.
+pub fn session_agreement(
+    found: &FoundSession,
+    seed: u64,
+    resamples: usize,
+) -> Result<Vec<Agreement>> {
+    let label = crate::report::session_model(&found.manifest).to_string();
+    Ok(agreements(&load(found, label)?, seed, resamples))
+}
+
+/// The agreement rows as a text or Markdown table with its title (empty
+/// without rows).
+pub fn agreement_text(rows: &[Agreement], markdown: bool) -> String {
+    if rows.is_empty() {
+        return String::new();
+    }
+    let (header, rows) = agreement_table(rows);
+    let mut out = format!(
+        "\n{}{AGREEMENT_TITLE}\n\n",
+        if markdown { "## " } else { "" }
+    );
+    if markdown {
+        let _ = writeln!(
+            out,
+            "| {} |\n|{}",
+            header.join(" | "),
+            "---|".repeat(header.len())
+        );
+        for r in &rows {
+            let _ = writeln!(out, "| {} |", r.join(" | "));
+        }
+    } else {
+        out.push_str(&crate::report::table(&header, &rows));
+    }
+    out
+}
+
+/// The agreement rows as an HTML section body (empty without rows).
+pub fn agreement_html(rows: &[Agreement]) -> String {
+    if rows.is_empty() {
+        return String::new();
+    }
+    let (header, rows) = agreement_table(rows);
+    let mut out = format!(
+        "<h3>Agreement</h3><p><small>{}</small></p><div class=\"wrap\"><table><thead><tr>",
+        html_escape(AGREEMENT_TITLE)
+    );
+    for h in header {
+        let _ = write!(out, "<th>{}</th>", html_escape(h));
+    }
+    out.push_str("</tr></thead><tbody>");
+    for r in rows {
+        out.push_str("<tr>");
+        for cell in r {
+            let _ = write!(out, "<td>{}</td>", html_escape(&cell));
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table></div>");
+    out
+}
+
+/// The agreement table: a row per κ (Cohen per pair of a session's
+/// methods, Fleiss per sweep).
+fn agreement_table(agreement: &[Agreement]) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    let header = vec![
+        "model",
+        "raters",
+        "κ",
+        "n",
+        "agreement",
+        "κ [95% CI]",
+        "SE",
+        "strength",
+        "disagree",
+    ];
+    let num = |v: Option<f64>| v.map_or("n/a".into(), |x| format!("{x:.3}"));
+    let rows = agreement
+        .iter()
+        .map(|a| {
+            let k = &a.kappa;
+            vec![
+                a.model.clone(),
+                match &a.b {
+                    Some(b) => format!("{} vs {b}", a.a),
+                    None => format!("{} ({} repeats)", a.a, a.raters),
+                },
+                if a.kind == "cohen" {
+                    "Cohen".into()
+                } else {
+                    "Fleiss".into()
+                },
+                k.n.to_string(),
+                crate::report::pct(k.observed),
+                match (k.lo, k.hi) {
+                    (Some(lo), Some(hi)) => {
+                        format!("{} [{}, {}]", num(k.kappa), num(Some(lo)), num(Some(hi)))
+                    }
+                    _ => num(k.kappa),
+                },
+                num(k.se),
+                crate::agreement::strength(k.kappa).to_string(),
+                a.disagreeing.len().to_string(),
+            ]
+        })
+        .collect();
+    (header, rows)
+}
+
+const AGREEMENT_TITLE: &str = "agreement within each session: Cohen's κ between two methods on the examples both scored (a judge against the multiple-choice methods, two judges over the same answers), Fleiss' κ over a stability sweep's repeats; categories: the four labels and invalid; 95% percentile bootstrap interval; strength in Landis & Koch's words";
 
 /// The warning that opens a comparison of sessions that differ.
 fn differences_heading(c: &Comparison) -> Option<String> {
@@ -886,19 +1388,34 @@ pub fn render_text(c: &Comparison, markdown: bool, disagreements_shown: usize) -
         let t = tables(m);
         let _ = writeln!(
             out,
-            "{h}{} — {}, {} examples, {} bootstrap resamples (seed {})\n",
+            "{h}{} — {}, {} examples{}, {} bootstrap resamples{} (seed {})\n",
             m.method,
             table_title(m.table),
             m.n_examples,
+            clusters_text(m),
             m.resamples,
+            if m.stratified {
+                " stratified by gold label"
+            } else {
+                ""
+            },
             m.seed
         );
         out.push_str(&table(&t.header, &t.rows));
         out.push('\n');
         out.push_str(&table(&t.pair_header, &t.pairs));
-        let _ = writeln!(out, "\n{}\n", verdict(m));
+        if !t.labels.is_empty() {
+            let _ = writeln!(out, "\nby gold label (accuracy on each label's rows):\n");
+            out.push_str(&table(&t.label_header, &t.labels));
+        }
+        let _ = writeln!(out, "\n{}", verdict(m));
+        for f in &m.holm_families {
+            let _ = writeln!(out, "Holm family: {f}");
+        }
+        out.push('\n');
     }
     let _ = writeln!(out, "{LEGEND}.");
+    out.push_str(&agreement_text(&c.agreement, markdown));
     for n in &c.notes {
         let _ = writeln!(out, "note: {n}");
     }
@@ -964,18 +1481,33 @@ pub fn html_sections(c: &Comparison) -> String {
         let t = tables(m);
         let _ = write!(
             out,
-            "<h3>{} <small>{}, {} examples, {} resamples, seed {}</small></h3><div class=\"wrap\">",
+            "<h3>{} <small>{}, {} examples{}, {} resamples{}, seed {}</small></h3><div class=\"wrap\">",
             esc(&m.method),
             esc(table_title(m.table)),
             m.n_examples,
+            esc(&clusters_text(m)),
             m.resamples,
+            if m.stratified { " stratified by gold label" } else { "" },
             m.seed
         );
         out.push_str(&table(&t.header, &t.rows));
         out.push_str(&table(&t.pair_header, &t.pairs));
-        let _ = write!(out, "</div><p>{}</p>", esc(&verdict(m)));
+        if !t.labels.is_empty() {
+            out.push_str("<p>by gold label (accuracy on each label's rows):</p>");
+            out.push_str(&table(&t.label_header, &t.labels));
+        }
+        let _ = write!(
+            out,
+            "</div><p>{}</p><ul class=\"families\">",
+            esc(&verdict(m))
+        );
+        for f in &m.holm_families {
+            let _ = write!(out, "<li>Holm family: {}</li>", esc(f));
+        }
+        out.push_str("</ul>");
     }
     let _ = write!(out, "<p><small>{}</small></p>", esc(LEGEND));
+    out.push_str(&agreement_html(&c.agreement));
     for n in &c.notes {
         let _ = write!(out, "<p class=\"note\">note: {}</p>", esc(n));
     }
@@ -992,7 +1524,7 @@ pub fn html_escape(s: &str) -> String {
 
 /// One self-contained HTML page with the tables.
 pub fn render_html(c: &Comparison) -> String {
-    let mut out = String::from("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>w2c compare</title><style>body{font-family:system-ui,sans-serif;margin:1.5em;max-width:1400px}table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}th{background:#eee}td:nth-child(-n+2){text-align:left}.wrap{overflow-x:auto}.differs{border:2px solid #c60;padding:0 1em;background:#fff4e5}</style></head><body><h1>w2c compare</h1><p>");
+    let mut out = String::from("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>w2c compare</title><style>body{font-family:system-ui,sans-serif;margin:1.5em;max-width:1400px}table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:normal;vertical-align:top;min-width:3.5em}th{background:#eee}td:nth-child(-n+2){text-align:left}.wrap{overflow-x:auto}.differs{border:2px solid #c60;padding:0 1em;background:#fff4e5}</style></head><body><h1>w2c compare</h1><p>");
     out.push_str(&html_escape(
         &c.sessions
             .iter()
@@ -1027,6 +1559,28 @@ pub fn tag(sessions: &[FoundSession]) -> String {
 /// difference is significant (1) or not (0). Undefined values are left out.
 pub fn metrics_for(c: &Comparison, label: &str) -> Vec<(String, f64)> {
     let mut out = Vec::new();
+    for a in c.agreement.iter().filter(|a| a.model == label) {
+        let name = match &a.b {
+            Some(b) => format!("agreement.{}.vs.{b}", a.a),
+            None => format!("agreement.{}", a.a),
+        };
+        let name = crate::tracking::flatten::sanitize_key(&name);
+        let k = &a.kappa;
+        for (suffix, v) in [
+            ("kappa", k.kappa),
+            ("kappa_lo", k.lo),
+            ("kappa_hi", k.hi),
+            ("observed", k.observed),
+        ] {
+            if let Some(v) = v {
+                out.push((format!("{name}.{}_{suffix}", a.kind), v));
+            }
+        }
+        out.push((
+            format!("{name}.{}_disagreeing", a.kind),
+            a.disagreeing.len() as f64,
+        ));
+    }
     for m in &c.methods {
         let prefix = format!("compare.{}", m.method);
         if let Some(r) = m.models.iter().find(|r| r.model == label) {
@@ -1052,8 +1606,35 @@ pub fn metrics_for(c: &Comparison, label: &str) -> Vec<(String, f64)> {
                         out.push((format!("{pre}.delta_{name}{suffix}"), sign * v));
                     }
                 }
+                if let Some(se) = i.se {
+                    out.push((format!("{pre}.delta_{name}_se"), se));
+                }
+            }
+            for (name, adj) in &p.adjusted_difference_p {
+                if let Some((_, i)) = p.differences.iter().find(|(n, _)| n == name) {
+                    if let Some(v) = i.p {
+                        out.push((format!("{pre}.delta_{name}_p"), v));
+                    }
+                }
+                out.push((format!("{pre}.delta_{name}_holm_p"), *adj));
+            }
+            for l in &m.by_label {
+                for lp in l.pairs.iter().filter(|x| x.a == p.a && x.b == p.b) {
+                    let lpre = format!("{pre}.{}", l.gold);
+                    if let Some(v) = lp.difference.value {
+                        out.push((format!("{lpre}.delta_accuracy"), sign * v));
+                    }
+                    out.push((format!("{lpre}.mcnemar_p"), lp.mcnemar_p));
+                    out.push((format!("{lpre}.holm_p"), lp.adjusted_p));
+                }
             }
             out.push((format!("{pre}.mcnemar_p"), p.mcnemar_p));
+            if let Some(d) = p.mde {
+                out.push((format!("{pre}.mde_accuracy"), d));
+            }
+            if let Some(se) = p.accuracy_clustered_se {
+                out.push((format!("{pre}.delta_accuracy_clustered_se"), se));
+            }
             out.push((format!("{pre}.holm_p"), p.adjusted_p));
             out.push((
                 format!("{pre}.significant"),

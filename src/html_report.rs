@@ -7,7 +7,9 @@
 //! predicted label, correctness, audit event and "models disagree"; a click
 //! (or `?example=<uuid>`) shows the question, the tools, and each model's
 //! prediction and stored answer side by side. Filters also come from the
-//! query string (`?method=mcq&gold=cannot_answer&disagree=1`), and
+//! query string (`?method=mcq&gold=cannot_answer&disagree=1`; `vs=mcq` keeps
+//! the examples on which a model's prediction under the method differs from
+//! its prediction under `mcq`, e.g. a judge against the multiple choice), and
 //! `?only=<section id>` shows one section, and
 //! `?selftest=1` writes what the page rendered (rows shown, errors, label
 //! boxes that overlap) into `#selftest`, for checks in a headless browser.
@@ -25,6 +27,20 @@ use std::fmt::Write as _;
 /// Longest stored text shown per field in the explorer (characters).
 const FIELD_PREVIEW: usize = 600;
 
+/// Each session's agreement rows (Cohen's κ between its methods, Fleiss'
+/// κ over its sweeps) as HTML, drawn as the comparison draws them.
+fn own_agreement(sessions: &[FoundSession], compare: &CompareOptions) -> Result<String> {
+    let mut rows = Vec::new();
+    for s in sessions {
+        rows.extend(comparison::session_agreement(
+            s,
+            compare.seed,
+            compare.resamples,
+        )?);
+    }
+    Ok(comparison::agreement_html(&rows))
+}
+
 /// How the page's comparison is drawn (as `w2c compare` draws it).
 #[derive(Debug, Clone, Copy)]
 pub struct CompareOptions {
@@ -32,6 +48,8 @@ pub struct CompareOptions {
     pub resamples: usize,
     /// Seed of the draws.
     pub seed: u64,
+    /// Resample within each gold label.
+    pub stratified: bool,
     /// Compare sessions that differ (dataset, gold, method settings),
     /// saying what differs, instead of leaving the comparison out.
     pub allow_differences: bool,
@@ -78,6 +96,7 @@ pub fn render(sessions: &[FoundSession], compare: CompareOptions) -> Result<Stri
             alignment: comparison::Alignment::Intersection,
             allow_differences: compare.allow_differences,
             resamples: compare.resamples,
+            stratified: compare.stratified,
             seed: compare.seed,
         }) {
             Ok(c) => body.push_str(&comparison::html_sections(&c)),
@@ -87,9 +106,15 @@ pub fn render(sessions: &[FoundSession], compare: CompareOptions) -> Result<Stri
                     "<p class=\"note\">not compared: {}</p>",
                     esc(&format!("{e:#}"))
                 );
+                body.push_str(&own_agreement(sessions, &compare)?);
             }
         }
         body.push_str("</section>");
+    } else {
+        let agreement = own_agreement(sessions, &compare)?;
+        if !agreement.is_empty() {
+            let _ = write!(body, "<section id=\"agreement\">{agreement}</section>");
+        }
     }
     body.push_str(&charts_section(&labels, &entries, &methods));
     body.push_str(&stability_section(&labels, &entries));
@@ -376,6 +401,7 @@ td:nth-child(-n+2),th:nth-child(-n+2){text-align:left}
 #filters select{font-size:.9rem;padding:2px}
 #count{font-weight:bold;margin:.4rem 0}
 #rows td,#rows th{white-space:normal;text-align:left;vertical-align:top}
+#compare td,#compare th{white-space:normal;vertical-align:top;min-width:3.5em}
 #rows tr{cursor:pointer}
 #rows tr:hover{background:#f5f8ff}
 #rows td.q{max-width:32rem}
@@ -403,6 +429,7 @@ const EXPLORER_HTML: &str = r#"<section id="examples"><h2>Examples</h2>
 <label>correct<select id="f-correct"><option value="">any</option><option value="all">every model right</option><option value="none">every model wrong</option><option value="some">some wrong</option></select></label>
 <label>audit event<select id="f-audit"></select></label>
 <label>models<select id="f-disagree"><option value="">any</option><option value="1">disagree</option><option value="0">agree</option></select></label>
+<label>disagrees with method (same model)<select id="f-vs"></select></label>
 </div>
 <div id="count"></div>
 <div id="detail" hidden></div>
@@ -443,9 +470,23 @@ function setupFilters() {
   $("f-correct").value = Q.get("correct") || "";
   $("f-disagree").value = Q.get("disagree") || "";
   refreshAudit(Q.get("audit"));
-  for (const id of ["f-method", "f-gold", "f-pred", "f-correct", "f-audit", "f-disagree"]) {
-    $(id).addEventListener("change", () => { if (id === "f-method") refreshAudit(""); page = 0; render(); });
+  refreshVs(Q.get("vs"));
+  for (const id of ["f-method", "f-gold", "f-pred", "f-correct", "f-audit", "f-disagree", "f-vs"]) {
+    $(id).addEventListener("change", () => { if (id === "f-method") { refreshAudit(""); refreshVs(""); } page = 0; render(); });
   }
+}
+// The other methods, to list the examples on which a model's prediction
+// under this method differs from its prediction under that one (a judge
+// against the multiple-choice methods, two judges).
+function refreshVs(chosen) {
+  options($("f-vs"), D.methods.filter(x => x !== $("f-method").value), chosen);
+}
+function vsPreds() {
+  const other = $("f-vs").value;
+  if (!other) return null;
+  const by = new Map();
+  for (const r of D.rows[other] || []) by.set(r[0], r[1]);
+  return by;
 }
 function refreshAudit(chosen) {
   const kinds = new Set();
@@ -468,9 +509,15 @@ function matches(r) {
   const disagree = new Set(present).size > 1;
   if (f("f-disagree") === "1" && !disagree) return false;
   if (f("f-disagree") === "0" && disagree) return false;
+  if (VS) {
+    const other = VS.get(uuid);
+    const scored = p => p !== null && p !== "unscored";
+    if (!other || !preds.some((p, m) => scored(p) && scored(other[m]) && p !== other[m])) return false;
+  }
   return true;
 }
-function shown() { return methodRows().filter(matches); }
+let VS = null;
+function shown() { VS = vsPreds(); return methodRows().filter(matches); }
 function render() {
   const rows = shown();
   const pages = Math.max(1, Math.ceil(rows.length / PAGE));
@@ -521,6 +568,13 @@ function showDetail(uuid) {
   d.hidden = false;
   d.scrollIntoView({block: "nearest"});
 }
+// The comparison's tables wider than their box (cut off, scrolled aside).
+function clipped() {
+  const c = document.getElementById("compare");
+  return [...(c ? c.querySelectorAll(".wrap") : [])]
+    .filter(w => w.scrollWidth > w.clientWidth + 1)
+    .map(w => ({box: w.clientWidth, table: w.scrollWidth, head: (w.querySelector("th") || {}).textContent}));
+}
 function overlaps() {
   const found = [];
   document.querySelectorAll("svg").forEach((svg, s) => {
@@ -547,6 +601,7 @@ if (Q.get("selftest")) {
     errors, method: $("f-method").value, shown: rows.length, total: methodRows().length,
     uuids: rows.map(r => r[0]), overlaps: overlaps(), detail: !$("detail").hidden,
     width: document.documentElement.clientWidth, scrollWidth: document.documentElement.scrollWidth,
+    clipped: clipped(),
   });
 }
 "#;

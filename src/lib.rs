@@ -1,6 +1,7 @@
 //! w2c: resumable, auditable LLM evaluation sessions for the When2Call
 //! benchmark. The binary is a thin wrapper over [`cli::main`].
 
+pub mod agreement;
 pub mod audit;
 pub mod charts;
 pub mod chat_templates;

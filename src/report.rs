@@ -715,6 +715,11 @@ pub struct ReportEntry {
     pub artifacts: std::path::PathBuf,
     /// Wall time spent on the namespace over all its runs, seconds.
     pub wall_secs: f64,
+    /// How far this namespace agrees with the session's other methods
+    /// (Cohen's κ) or, for a sweep, its repeats with each other (Fleiss'
+    /// κ); filled by `w2c report`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub agreement: Vec<crate::comparison::Agreement>,
 }
 
 /// The finished namespaces (with a `_DONE.json` and `metrics.json`) of a session.
@@ -741,6 +746,7 @@ pub fn collect(found: &FoundSession) -> Vec<ReportEntry> {
                         namespace: dir.name,
                         metrics,
                         artifacts: dir.artifacts,
+                        agreement: Vec::new(),
                     }
                 })
         })

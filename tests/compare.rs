@@ -78,8 +78,25 @@ fn compare_json_drawn(
 }
 
 fn reference(labels: &[&str], sessions: &[&Path], ns: &str, resamples: usize) -> Value {
+    reference_drawn(labels, sessions, ns, resamples, false)
+}
+
+/// The reference computation, `stratified` by gold label or not.
+fn reference_drawn(
+    labels: &[&str],
+    sessions: &[&Path],
+    ns: &str,
+    resamples: usize,
+    stratified: bool,
+) -> Value {
     let mut cmd = std::process::Command::new("python3");
-    cmd.arg(support("compare_reference.py"))
+    let manifest = read_json(&sessions[0].join("manifest.json"));
+    let dataset = manifest["config"]["dataset"]["path"].as_str().unwrap();
+    cmd.arg(support("compare_reference.py"));
+    if stratified {
+        cmd.arg("--stratified");
+    }
+    cmd.args(["--dataset", dataset])
         .args(["7", &resamples.to_string()]);
     for (label, s) in labels.iter().zip(sessions) {
         cmd.arg(format!(
@@ -126,7 +143,6 @@ fn check_method(method: &Value, reference: &Value) {
             .unwrap()
             .iter()
             .map(|p| p[0].as_str().unwrap())
-            .filter(|n| !n.starts_with("answer_") && !n.starts_with("parameter_"))
             .collect();
         names.sort_unstable();
         let mut want_names: Vec<&str> = want
@@ -140,8 +156,64 @@ fn check_method(method: &Value, reference: &Value) {
         for pair in m["metrics"].as_array().unwrap() {
             let name = pair[0].as_str().unwrap();
             let Some(w) = want.get(name) else { continue };
-            for (k, key) in ["value", "lo", "hi"].iter().enumerate() {
+            for (k, key) in ["value", "lo", "hi", "se", "mc_error"].iter().enumerate() {
                 same(&pair[1][key], &w[k], &format!("{ns} {label} {name} {key}"));
+            }
+        }
+        // Accuracy's SE clustered by source_id (statsmodels' OLS).
+        same(
+            &m["accuracy_clustered_se"],
+            &reference["clustered_se"][label],
+            &format!("{ns} {label} clustered SE"),
+        );
+        // Each rate's k/n, SE and Wilson interval (statsmodels).
+        let rates = m["rates"].as_array().unwrap();
+        let want_rates = reference["rates"][label].as_object().unwrap();
+        assert_eq!(rates.len(), want_rates.len(), "{ns} {label} rates");
+        for r in rates {
+            let name = r[0].as_str().unwrap();
+            let w = &want_rates[name];
+            for (k, key) in ["k", "n", "value", "se", "lo", "hi"].iter().enumerate() {
+                same(
+                    &r[1][key],
+                    &w[k],
+                    &format!("{ns} {label} {name} rate {key}"),
+                );
+            }
+        }
+    }
+    // Per gold label: accuracy (Wilson), paired Δ, McNemar, Holm over
+    // every label and pair.
+    let by_label = method["by_label"].as_array().unwrap();
+    let want_labels = reference["by_label"].as_array().unwrap();
+    assert_eq!(by_label.len(), want_labels.len(), "{ns} labels");
+    for (l, w) in by_label.iter().zip(want_labels) {
+        assert_eq!((&l["gold"], &l["n"]), (&w["gold"], &w["n"]), "{ns}");
+        for m in l["models"].as_array().unwrap() {
+            let want = &w["models"][m["model"].as_str().unwrap()];
+            for (k, key) in ["k", "n", "value", "se", "lo", "hi"].iter().enumerate() {
+                same(
+                    &m["accuracy"][key],
+                    &want[k],
+                    &format!("{ns} {} {key}", l["gold"]),
+                );
+            }
+        }
+        for (p, wp) in l["pairs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(w["pairs"].as_array().unwrap())
+        {
+            assert_eq!((&p["only_a"], &p["only_b"]), (&wp["only_a"], &wp["only_b"]));
+            same(&p["mcnemar_p"], &wp["mcnemar_p"], "label McNemar p");
+            same(&p["adjusted_p"], &wp["adjusted_p"], "label Holm p");
+            for (k, key) in ["value", "lo", "hi", "se"].iter().enumerate() {
+                same(
+                    &p["difference"][key],
+                    &wp["difference"][k],
+                    &format!("{ns} {} Δ {key}", l["gold"]),
+                );
             }
         }
     }
@@ -166,9 +238,27 @@ fn check_method(method: &Value, reference: &Value) {
             let Some(wd) = w["differences"].get(name) else {
                 continue;
             };
-            for (k, key) in ["value", "lo", "hi"].iter().enumerate() {
+            for (k, key) in ["value", "lo", "hi", "se", "p", "mc_error"]
+                .iter()
+                .enumerate()
+            {
                 same(&d[1][key], &wd[k], &format!("{ns} Δ {name} {key}"));
             }
+        }
+        same(&p["mde"], &w["mde"], "MDE");
+        same(
+            &p["accuracy_clustered_se"],
+            &w["clustered_se"],
+            "Δ clustered SE",
+        );
+        // The other metrics' bootstrap p-values, Holm over every metric
+        // and pair.
+        let adjusted = p["adjusted_difference_p"].as_array().unwrap();
+        let want_adjusted = w["adjusted_difference_p"].as_object().unwrap();
+        assert_eq!(adjusted.len(), want_adjusted.len(), "{ns}");
+        for a in adjusted {
+            let name = a[0].as_str().unwrap();
+            same(&a[1], &want_adjusted[name], &format!("{ns} {name} Holm p"));
         }
     }
 }
@@ -186,13 +276,20 @@ fn intervals_differences_and_tests_equal_an_independent_computation() {
     // Two models, then three (Holm's adjustment over three pairs), 200
     // resamples; and 101, where 0.025 × 100 = 2.5 and 0.975 × 100 = 97.5
     // tie (Python's round takes 2 and 98, half to even).
-    for (sessions, resamples) in [
-        (vec![a.as_path(), b.as_path()], 200),
-        (vec![&a, &b, &c], 200),
-        (vec![&d, &e], 101),
+    // And a bootstrap stratified by gold label.
+    for (sessions, resamples, stratified) in [
+        (vec![a.as_path(), b.as_path()], 200, false),
+        (vec![&a, &b, &c], 200, false),
+        (vec![&d, &e], 101, false),
+        (vec![&a, &b], 200, true),
     ] {
         let labels: Vec<&str> = ["acme-small", "acme-large", "acme-xl"][..sessions.len()].to_vec();
-        let got = compare_json_drawn(&ws, &sessions, resamples, &[]);
+        let extra: &[&str] = if stratified {
+            &["--stratify-by-gold"]
+        } else {
+            &[]
+        };
+        let got = compare_json_drawn(&ws, &sessions, resamples, extra);
         let methods = got["methods"].as_array().unwrap();
         assert_eq!(methods.len(), 2, "{got}");
         for method in methods {
@@ -204,7 +301,11 @@ fn intervals_differences_and_tests_equal_an_independent_computation() {
                 "multiple_choice"
             };
             assert_eq!(method["table"], table, "{ns}");
-            check_method(method, &reference(&labels, &sessions, ns, resamples));
+            assert_eq!(method["stratified"], stratified);
+            check_method(
+                method,
+                &reference_drawn(&labels, &sessions, ns, resamples, stratified),
+            );
         }
     }
 }
@@ -456,5 +557,310 @@ fn the_html_report_draws_the_comparison_as_compare_does() {
             html.contains(sections),
             "{extra:?}: the report's comparison differs from compare's:\n{sections}"
         );
+    }
+}
+
+#[test]
+fn the_same_session_twice_is_refused() {
+    let ws = Workspace::new();
+    let a = session(&ws, "acme-small", 5, 11);
+    // By fingerprint, and by fingerprint then directory.
+    for second in [fp(&a), a.display().to_string()] {
+        let out = w2c(ws.path())
+            .args(["compare", &fp(&a), &second, "--runs-dir"])
+            .arg(ws.runs())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{second}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("is named twice (arguments 1 and 2)")
+                && err.contains("compared with itself"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_tiny_comparison_is_called_uninformative_in_every_format() {
+    // Two models on one example where they disagree: the old output was
+    // "Δ +100.0% [+100.0%, +100.0%] *" beside McNemar p = 1.000.
+    let ws = Workspace::new();
+    let a = session(&ws, "acme-small", 5, 11);
+    let b = session(&ws, "acme-large", 5, 11);
+    let file = ws.path().join("diff.jsonl");
+    w2c(ws.path())
+        .args([
+            "compare",
+            &fp(&a),
+            &fp(&b),
+            "--method",
+            "mcq",
+            "--disagreements",
+        ])
+        .arg(&file)
+        .arg("--runs-dir")
+        .arg(ws.runs())
+        .assert()
+        .success();
+    let uuid = read_jsonl(&file)
+        .into_iter()
+        .find(|d| d["models"][0]["correct"] != d["models"][1]["correct"])
+        .expect("an example only one model gets right")["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let line = std::fs::read_to_string(shared_dataset())
+        .unwrap()
+        .lines()
+        .find(|l| l.contains(&uuid))
+        .unwrap()
+        .to_string();
+    let one = ws.write("one.jsonl", &(line + "\n"));
+    let opts = |model: &str| Opts {
+        model: model.into(),
+        dataset: one.clone(),
+        n_per_label: None,
+        ..Opts::default()
+    };
+    let a1 = session_with(&ws, "a1", &opts("acme-small"), |c| c);
+    let b1 = session_with(&ws, "b1", &opts("acme-large"), |c| c);
+    let json = compare_json(&ws, &[&a1, &b1], &[]);
+    let m = &json["methods"][0];
+    assert_eq!(m["n_examples"], 1);
+    assert!(
+        m["uninformative"]
+            .as_str()
+            .is_some_and(|s| s.contains("1 example compared")),
+        "{m}"
+    );
+    let p = &m["pairs"][0];
+    assert_eq!(
+        p["only_a"].as_u64().unwrap() + p["only_b"].as_u64().unwrap(),
+        1
+    );
+    assert_eq!(p["significant"], false);
+    assert!(p["uninformative"].as_str().is_some(), "{p}");
+    // Every number at n = 1 still equals the independent computation.
+    let mcq = compare_json(&ws, &[&a1, &b1], &["--method", "mcq"]);
+    check_method(
+        &mcq["methods"][0],
+        &reference(&["acme-small", "acme-large"], &[&a1, &b1], "mcq", 200),
+    );
+    for format in ["text", "md", "html"] {
+        let out = compare_out(&ws, &[&a1, &b1], &["--format", format]);
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("uninformative: 1 example compared"),
+            "{format}: {text}"
+        );
+        assert!(
+            !text.contains("] *") && !text.contains("+100.0% ["),
+            "{format}: a difference is claimed: {text}"
+        );
+    }
+}
+
+#[test]
+fn no_shared_finished_method_names_each_sessions_state() {
+    let ws = Workspace::new();
+    let a = session(&ws, "acme-small", 5, 11);
+    let b = session(&ws, "acme-large", 5, 11);
+    // b's mcq is interrupted before it finished; its llm_judge is left out.
+    std::fs::remove_file(b.join("checkpoints/mcq/_DONE.json")).unwrap();
+    let out = compare_out(&ws, &[&a, &b], &["--method", "mcq"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("method mcq is not finished in every session compared: acme-large (")
+            && err.contains("): unfinished"),
+        "{err}"
+    );
+    // Nothing of b finished.
+    for ns in std::fs::read_dir(b.join("checkpoints")).unwrap() {
+        let _ = std::fs::remove_file(ns.unwrap().path().join("_DONE.json"));
+    }
+    let out = compare_out(&ws, &[&a, &b], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the sessions share no finished method: acme-small (")
+            && err.contains("has finished llm_judge, mcq; acme-large (")
+            && err.contains("acme-large (")
+            && err.contains("has no finished method; unfinished llm_judge, llm_judge.target, mcq")
+            && err.contains("`w2c resume "),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_format_shows_the_label_rows_families_and_a_verdict_naming_each_significant_test() {
+    let ws = Workspace::new();
+    let a = session(&ws, "acme-small", 12, 11);
+    let b = session(&ws, "acme-large", 12, 11);
+    let c = session(&ws, "acme-xl", 12, 11);
+    let json = compare_json(&ws, &[&a, &b, &c], &[]);
+    // What the JSON marks significant, each with its family.
+    let mut marked: Vec<String> = Vec::new();
+    for m in json["methods"].as_array().unwrap() {
+        assert_eq!(m["holm_families"].as_array().unwrap().len(), 3, "{m}");
+        for p in m["pairs"].as_array().unwrap() {
+            if p["significant"] == true {
+                let (x, y) = (p["a"].as_str().unwrap(), p["b"].as_str().unwrap());
+                marked.push(if p["only_a"].as_u64() > p["only_b"].as_u64() {
+                    format!("{x} > {y}")
+                } else {
+                    format!("{y} > {x}")
+                });
+            }
+            for adj in p["adjusted_difference_p"].as_array().unwrap() {
+                if adj[1].as_f64().unwrap() < 0.05 {
+                    marked.push(format!("higher for {}", p["a"].as_str().unwrap()));
+                }
+            }
+        }
+        let labels = m["by_label"].as_array().unwrap();
+        assert!(labels.len() >= 3, "{m}");
+        for l in labels {
+            for p in l["pairs"].as_array().unwrap() {
+                if p["significant"] == true {
+                    marked.push(format!("on {} rows", l["gold"].as_str().unwrap()));
+                }
+            }
+        }
+    }
+    for format in ["text", "md", "html"] {
+        let out = compare_out(&ws, &[&a, &b, &c], &["--format", format]);
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        for want in [
+            "by gold label (accuracy on each label",
+            "Holm family: accuracy by gold label: McNemar over 3 labels × 3 pairs (9 tests)",
+            "cannot_answer",
+            "MDE (80% power)",
+            "Wilson 95% interval",
+        ] {
+            assert!(text.contains(want), "{format}: {want}\n{text}");
+        }
+        // A denominator beside every rate: accuracy over 36 examples.
+        assert!(text.contains("/36)"), "{format}: {text}");
+        for m in &marked {
+            assert!(
+                text.contains(m.as_str()),
+                "{format}: verdict lacks {m}\n{text}"
+            );
+        }
+        if marked.is_empty() {
+            assert!(text.contains("no difference is significant"), "{text}");
+        }
+    }
+}
+
+/// The agreement row of the reference script for `args`.
+fn agreement_reference(args: &[&Path]) -> Value {
+    let kind = if args.len() == 2 { "cohen" } else { "fleiss" };
+    let out = std::process::Command::new("python3")
+        .arg(support("agreement_reference.py"))
+        .args(["7", "200", kind])
+        .args(args)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "agreement_reference.py (needs scikit-learn and statsmodels: `pip install -r requirements-test.txt`): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn judge_and_repeat_agreement_equal_scikit_learn_and_statsmodels() {
+    // A judge, a second judge over the same answers, the multiple-choice
+    // method and a 3-repeat sweep in one session.
+    let ws = Workspace::new();
+    let opts = |model: &str| Opts {
+        model: model.into(),
+        methods: "\"mcq\", \"llm_judge\", \"stability_mcq\"".into(),
+        ..Opts::default()
+    };
+    let sweep = |c: String| c + "\n[methods.stability]\nk = 3\ntemperatures = [0.7]\n";
+    let a = session_with(&ws, "a", &opts("acme-small"), sweep);
+    let again = session_with(&ws, "a2", &opts("acme-small"), |c| {
+        sweep(c).replace("judge = \"mock-judge\"", "judge = \"other-judge\"")
+    });
+    assert_eq!(a, again, "the second judge joins the session");
+    let b = session_with(&ws, "b", &opts("acme-large"), sweep);
+    let json = compare_json(&ws, &[&a, &b], &[]);
+    let rows = json["agreement"].as_array().unwrap();
+    let ns = |s: &Path, n: &str| s.join("artifacts_local").join(n).join("predictions.jsonl");
+    let mut kinds = BTreeMap::new();
+    for r in rows {
+        let session = if r["model"] == "acme-small" { &a } else { &b };
+        let first = ns(session, r["a"].as_str().unwrap());
+        let want = match r["b"].as_str() {
+            Some(other) => agreement_reference(&[&first, &ns(session, other)]),
+            None => agreement_reference(&[&first]),
+        };
+        let what = format!("{} {} {}", r["model"], r["a"], r["b"]);
+        for key in ["n", "kappa", "observed", "lo", "hi", "se"] {
+            same(&r["kappa"][key], &want[key], &format!("{what} {key}"));
+        }
+        assert_eq!(r["disagreeing"], want["disagreeing"], "{what}");
+        *kinds
+            .entry(r["kind"].as_str().unwrap().to_string())
+            .or_insert(0) += 1;
+        if r["a"] == "llm_judge" && r["b"].as_str().is_some_and(|b| b.starts_with("llm_judge~")) {
+            assert_eq!(r["model"], "acme-small");
+        }
+    }
+    // acme-small: 3 method pairs (two judges, mcq) and a sweep; acme-large:
+    // 1 pair and a sweep.
+    assert_eq!(kinds.get("cohen"), Some(&4), "{rows:?}");
+    assert_eq!(kinds.get("fleiss"), Some(&2), "{rows:?}");
+    for format in ["text", "md", "html"] {
+        let out = compare_out(&ws, &[&a, &b], &["--format", format]);
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        for want in ["Cohen's κ", "llm_judge vs mcq", "Fleiss", "(3 repeats)"] {
+            assert!(text.contains(want), "{format}: {want}\n{text}");
+        }
+    }
+    // `w2c report` of one session shows the same rows, drawn alike: in the
+    // JSON under each namespace it concerns, in every other format too.
+    let report = |format: &str| {
+        let out = w2c(ws.path())
+            .args(["report", &fp(&a), "--format", format])
+            .args(["--resamples", "200", "--seed", "7", "--runs-dir"])
+            .arg(ws.runs())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let entries: Value = serde_json::from_str(&report("json")).unwrap();
+    let own: Vec<&Value> = rows.iter().filter(|r| r["model"] == "acme-small").collect();
+    for e in entries.as_array().unwrap() {
+        let ns = e["namespace"].as_str().unwrap();
+        let want: Vec<&Value> = own
+            .iter()
+            .copied()
+            .filter(|r| r["a"] == ns || r["b"] == ns)
+            .collect();
+        let got: Vec<&Value> = e["agreement"]
+            .as_array()
+            .map(|v| v.iter().collect())
+            .unwrap_or_default();
+        assert_eq!(got, want, "{ns}");
+    }
+    for format in ["text", "md", "html"] {
+        let text = report(format);
+        for want in ["Cohen's κ", "llm_judge vs mcq", "(3 repeats)"] {
+            assert!(text.contains(want), "report {format}: {want}\n{text}");
+        }
     }
 }

@@ -1,7 +1,9 @@
 //! The HTML report in a real headless browser (Debian's Chromium): it loads
 //! with no script error, its filters show exactly the examples a recount
 //! from predictions.jsonl gives, an example's detail opens, no two chart
-//! labels overlap at 900 px, and the page does not scroll sideways there.
+//! labels overlap at 900 px, the page does not scroll sideways there, and
+//! no comparison table is cut off at 900 or 1440 px; the filter of examples
+//! on which a judge and the multiple-choice method disagree.
 
 mod common;
 
@@ -98,6 +100,23 @@ fn the_report_filters_examples_and_lays_out_charts_in_a_real_browser() {
             t["scrollWidth"].as_u64() <= t["width"].as_u64(),
             "the page scrolls sideways at {width}px: {t}"
         );
+        // No comparison table is wider than its box (cut off, to scroll).
+        assert_eq!(
+            t["clipped"],
+            serde_json::json!([]),
+            "comparison tables cut off at {width}px: {t}"
+        );
+    }
+    // The comparison has its per-label rows, denominators, SE and MDE.
+    for want in [
+        "by gold label",
+        "cannot_answer",
+        "/10)",
+        " SE ",
+        "MDE (80% power)",
+        "Holm family",
+    ] {
+        assert!(html.contains(want), "{want}");
     }
 
     // Filters: the examples shown equal a recount from predictions.jsonl.
@@ -137,6 +156,23 @@ fn the_report_filters_examples_and_lays_out_charts_in_a_real_browser() {
         shown("method=llm_judge&pred=tool_call"),
         expect(&|x, y| x["prediction"] == "tool_call" || y["prediction"] == "tool_call")
     );
+    // The judge against mcq: the examples on which some model's judged
+    // label differs from its multiple-choice answer (both scored) — the
+    // examples compare's agreement rows count as disagreeing.
+    let (ma, mb) = (predictions(&a, "mcq"), predictions(&b, "mcq"));
+    let differs = |j: &Value, m: Option<&Value>| {
+        m.is_some_and(|m| {
+            !j["prediction"].is_null()
+                && !m["prediction"].is_null()
+                && j["prediction"] != m["prediction"]
+        })
+    };
+    let want = expect(&|x, y| {
+        let u = x["uuid"].as_str().unwrap();
+        differs(x, ma.get(u)) || differs(y, mb.get(u))
+    });
+    assert!(!want.is_empty());
+    assert_eq!(shown("method=llm_judge&vs=mcq"), want);
     // An audit event kind as a filter: the examples with that event.
     let audit: Vec<Value> = read_jsonl(&a.join("checkpoints/mcq/audit_fallbacks.jsonl"));
     if let Some(kind) = audit

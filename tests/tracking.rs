@@ -1420,6 +1420,29 @@ fn a_comparison_is_filed_on_each_tracked_parent() {
                 ["compare.mcq.vs.".to_string() + other.as_str().unwrap() + ".mcnemar_p"],
             pair["mcnemar_p"]
         );
+        // Per gold label: McNemar's p of the first label.
+        let label = &json["methods"][0]["by_label"][0];
+        let key = format!(
+            "compare.mcq.vs.{}.{}.mcnemar_p",
+            other.as_str().unwrap(),
+            label["gold"].as_str().unwrap()
+        );
+        assert_eq!(
+            parent["metrics"][&key], label["pairs"][0]["mcnemar_p"],
+            "{key}"
+        );
+        // Agreement between this session's methods, when it has several.
+        for a in json["agreement"].as_array().expect("agreement") {
+            if a["model"] != model.as_str() || a["kind"] != "cohen" {
+                continue;
+            }
+            let key = format!(
+                "agreement.{}.vs.{}.cohen_kappa",
+                a["a"].as_str().unwrap(),
+                a["b"].as_str().unwrap()
+            );
+            assert_eq!(parent["metrics"][&key], a["kappa"]["kappa"], "{key}");
+        }
     }
     // A comparison is not part of a session: each stays as synced as it
     // was (it was: nothing pending), and verifies.

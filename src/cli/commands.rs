@@ -573,20 +573,43 @@ pub(super) fn report(
     } else {
         super::resolve_sessions(&runs_dir, &named, &run_key)?
     };
-    let entries: Vec<report::ReportEntry> = sessions.iter().flat_map(report::collect).collect();
+    let mut entries: Vec<report::ReportEntry> = sessions.iter().flat_map(report::collect).collect();
     if entries.is_empty() {
         anyhow::bail!("no finished methods to report under {}", runs_dir.display());
+    }
+    // How far each session's methods agree (and its sweeps' repeats).
+    let mut agreement = Vec::new();
+    for s in &sessions {
+        agreement.extend(crate::comparison::session_agreement(
+            s,
+            bootstrap.seed,
+            bootstrap.resamples as usize,
+        )?);
+    }
+    for e in &mut entries {
+        e.agreement = agreement
+            .iter()
+            .filter(|a| {
+                a.session == e.session && (a.a == e.namespace || a.b.as_ref() == Some(&e.namespace))
+            })
+            .cloned()
+            .collect();
     }
     let text = match format {
         report::Format::Html => crate::html_report::render(
             &sessions,
             crate::html_report::CompareOptions {
                 resamples: bootstrap.resamples as usize,
+                stratified: bootstrap.stratify_by_gold,
                 seed: bootstrap.seed,
                 allow_differences,
             },
         )?,
-        _ => report::render(&entries, format, wide)?,
+        report::Format::Json => report::render(&entries, format, wide)?,
+        _ => {
+            report::render(&entries, format, wide)?
+                + &crate::comparison::agreement_text(&agreement, format == report::Format::Md)
+        }
     };
     match out {
         Some(path) => {
@@ -626,6 +649,7 @@ pub(super) fn compare(
         allow_differences,
         resamples: bootstrap.resamples as usize,
         seed: bootstrap.seed,
+        stratified: bootstrap.stratify_by_gold,
     })?;
     if let Some(path) = &disagreements {
         let mut bytes = Vec::new();

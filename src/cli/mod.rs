@@ -322,7 +322,8 @@ struct ReportArgs {
     /// Write to this file instead of standard output.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// HTML: the comparison's draws, as `w2c compare` makes them.
+    /// The bootstrap draws of the agreement rows and (HTML) the comparison,
+    /// as `w2c compare` makes them.
     #[command(flatten)]
     bootstrap: BootstrapArgs,
     /// HTML: compare sessions whose dataset file, gold labels or method
@@ -345,6 +346,11 @@ struct BootstrapArgs {
     /// Seed of the comparison's bootstrap draws.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Resample the comparison within each gold label (the label mix kept,
+    /// as the When2Call file is balanced by design); default: over all
+    /// examples.
+    #[arg(long)]
+    stratify_by_gold: bool,
 }
 
 /// The arguments of `w2c compare`.
