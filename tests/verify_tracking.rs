@@ -342,3 +342,96 @@ fn an_unreachable_server_is_cannot_check_not_mismatch() {
         .expect("verify");
     assert_eq!(out.status.code(), Some(0));
 }
+
+/// POSTs `body` to the MLflow REST API at `uri` (`/api/2.0/mlflow/<path>`).
+fn rest_post(uri: &str, path: &str, body: &Value) {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--fail-with-body", "-X", "POST", "-H"])
+        .arg("Content-Type: application/json")
+        .arg(format!(
+            "{}/api/2.0/mlflow/{path}",
+            uri.trim_end_matches('/')
+        ))
+        .arg("-d")
+        .arg(body.to_string())
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "POST {path}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn an_edited_headline_metric_and_identity_tag_of_the_parent_are_named() {
+    let t = tracked_session("headline");
+    let parent = t.ids["parent_run_id"].as_str().expect("parent").to_string();
+    let metrics = read_json(&t.session.join("artifacts_local/mcq/metrics.json"));
+    let acc = metrics["metrics"]["accuracy"]
+        .as_f64()
+        .or_else(|| metrics["accuracy"].as_f64())
+        .expect("mcq accuracy");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    rest_post(
+        &t.uri,
+        "runs/log-metric",
+        &serde_json::json!({"run_id": parent, "key": "mcq.accuracy",
+            "value": acc + 0.25, "timestamp": now, "step": 0}),
+    );
+    let judge_f1 = "llm_judge.judge_table_f1";
+    rest_post(
+        &t.uri,
+        "runs/log-metric",
+        &serde_json::json!({"run_id": parent, "key": judge_f1,
+            "value": 0.123, "timestamp": now, "step": 0}),
+    );
+    rest_post(
+        &t.uri,
+        "runs/set-tag",
+        &serde_json::json!({"run_id": parent, "key": "w2c.target_model", "value": "someone-else"}),
+    );
+    let mcq = child(&t, "mcq");
+    rest_post(
+        &t.uri,
+        "runs/set-tag",
+        &serde_json::json!({"run_id": mcq, "key": "w2c.settings_hash", "value": "0000"}),
+    );
+    let (code, checks) = verify(&t, &["--deep"]);
+    assert_eq!(code, 5, "{:#?}", failing(&checks));
+    let want = format!("mcq.accuracy: local {acc}, MLflow {}", acc + 0.25);
+    assert!(
+        has(&checks, "-", "headline metrics", "MISMATCH", &want),
+        "{want}: {:#?}",
+        failing(&checks)
+    );
+    assert!(has(
+        &checks,
+        "-",
+        "headline metrics",
+        "MISMATCH",
+        &format!("{judge_f1}: local")
+    ));
+    assert!(
+        has(
+            &checks,
+            "-",
+            "parent run",
+            "MISMATCH",
+            "tag w2c.target_model is \"someone-else\" in MLflow, expected"
+        ),
+        "{:#?}",
+        failing(&checks)
+    );
+    assert!(has(
+        &checks,
+        "mcq",
+        "child run",
+        "MISMATCH",
+        "tag w2c.settings_hash is \"0000\" in MLflow"
+    ));
+}
