@@ -401,6 +401,11 @@ fn check_shards(
                 outside.len()
             ));
         }
+        if let Some(marker) = crate::store::shards::slice_done(dir, *shard) {
+            if let Err(e) = crate::store::shards::check_slice(dir, *shard, &marker) {
+                problems.push(e);
+            }
+        }
         if done {
             let unmerged = keys.iter().filter(|k| !merged.contains(*k)).count();
             if unmerged > 0 {
