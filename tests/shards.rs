@@ -702,6 +702,23 @@ fn a_slice_edited_after_its_done_marker_is_refused_at_finalize_and_by_verify() {
         stdout.contains("shard 0/2 of `mcq` changed after its slice was marked done"),
         "{stdout}"
     );
+    // --deep re-scores the prediction from its raw output and names it.
+    let out = w2c(ws.path())
+        .args(["verify", &fp[..8], "--local-only", "--deep", "--json"])
+        .output()
+        .expect("verify");
+    assert_eq!(out.status.code(), Some(5));
+    let checks: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
+    let key = lines[0]["key"].as_str().expect("key");
+    assert!(
+        checks.iter().any(|c| c["namespace"] == "mcq"
+            && c["check"] == "rescore"
+            && c["status"] == "MISMATCH"
+            && c["detail"].as_str().is_some_and(|d| d.contains(&format!(
+                "shard-0-of-2/results.jsonl:1: {key}: prediction {other}"
+            )) && d.contains(&format!("parses to {was}")))),
+        "{checks:#?}"
+    );
     // The other shard's run would finalize: it refuses, naming the file.
     let out = w2c(ws.path())
         .args(["resume", &fp[..8], "--shard", "1/2"])

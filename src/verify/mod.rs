@@ -11,6 +11,7 @@
 //! [`tracking`] adds the checks against the MLflow server.
 
 pub mod python_suite;
+pub mod rescore;
 pub mod tracking;
 
 use crate::fingerprint::sha256_hex;
