@@ -49,27 +49,101 @@ pub fn check(row: &RowFields<'_>) -> Result<Vec<String>, String> {
 }
 
 /// Whether `text` is a tool definition: JSON, an object, no key twice, a
-/// string `name`.
+/// string `name`. Read in one pass, without building the value.
 fn definition(text: &str) -> Result<(), String> {
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-        format!(
-            "expected a tool definition (a JSON object as a string), but the text is not JSON ({e}): {}",
-            snippet(text, 60)
-        )
-    })?;
-    let Some(obj) = value.as_object() else {
-        return Err(format!(
+    let mut de = serde_json::Deserializer::from_str(text);
+    let def = Definition::deserialize(&mut de)
+        .and_then(|d| de.end().map(|()| d))
+        .map_err(|e| {
+            format!(
+                "expected a tool definition (a JSON object as a string), but the text is not JSON ({e}): {}",
+                snippet(text, 60)
+            )
+        })?;
+    match def {
+        Definition::NotObject => Err(format!(
             "expected a tool definition (a JSON object as a string), got JSON {}",
             snippet(text, 60)
-        ));
-    };
-    if let Some(key) = duplicate_key(text) {
-        return Err(format!("key `{key}` is given twice in the tool definition"));
+        )),
+        Definition::Object {
+            duplicate: Some(key),
+            ..
+        } => Err(format!("key `{key}` is given twice in the tool definition")),
+        Definition::Object {
+            has_name: false, ..
+        } => Err("the tool definition has no string `name`".into()),
+        Definition::Object { .. } => Ok(()),
     }
-    if !obj.get("name").is_some_and(serde_json::Value::is_string) {
-        return Err("the tool definition has no string `name`".into());
+}
+
+/// What a tool text holds, as far as [`definition`] asks.
+enum Definition {
+    NotObject,
+    Object {
+        duplicate: Option<String>,
+        has_name: bool,
+    },
+}
+
+impl<'de> Deserialize<'de> for Definition {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Definition;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Definition, E> {
+                Ok(Definition::NotObject)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Definition, E> {
+                Ok(Definition::NotObject)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Definition, E> {
+                Ok(Definition::NotObject)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Definition, E> {
+                Ok(Definition::NotObject)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Definition, E> {
+                Ok(Definition::NotObject)
+            }
+            fn visit_unit<E>(self) -> Result<Definition, E> {
+                Ok(Definition::NotObject)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Definition, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Definition::NotObject)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Definition, A::Error> {
+                let mut seen = HashSet::new();
+                let mut duplicate = None;
+                let mut has_name = false;
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    let key = key.0;
+                    let inner = if key == "name" {
+                        let v = map.next_value::<DupCheck>()?;
+                        has_name = v.1;
+                        v.0
+                    } else {
+                        map.next_value::<DupCheck>()?.0
+                    };
+                    if duplicate.is_none() {
+                        if !seen.insert(key.clone()) {
+                            duplicate = Some(key.into_owned());
+                        } else if let Some(p) = inner {
+                            duplicate = Some(join(&key, &p));
+                        }
+                    }
+                }
+                Ok(Definition::Object {
+                    duplicate,
+                    has_name,
+                })
+            }
+        }
+        d.deserialize_any(V)
     }
-    Ok(())
 }
 
 /// The first key an object of the JSON `text` gives twice (at any depth),
@@ -83,8 +157,9 @@ pub fn duplicate_key(text: &str) -> Option<String> {
     }
 }
 
-/// The first duplicate key found in a value (its path), if any.
-struct DupCheck(Option<String>);
+/// The first duplicate key found in a value (its path), if any, and
+/// whether the value is a string.
+struct DupCheck(Option<String>, bool);
 
 impl<'de> Deserialize<'de> for DupCheck {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -102,52 +177,65 @@ impl<'de> Visitor<'de> for DupVisitor {
     }
 
     fn visit_bool<E>(self, _: bool) -> Result<DupCheck, E> {
-        Ok(DupCheck(None))
+        Ok(DupCheck(None, false))
     }
     fn visit_i64<E>(self, _: i64) -> Result<DupCheck, E> {
-        Ok(DupCheck(None))
+        Ok(DupCheck(None, false))
     }
     fn visit_u64<E>(self, _: u64) -> Result<DupCheck, E> {
-        Ok(DupCheck(None))
+        Ok(DupCheck(None, false))
     }
     fn visit_f64<E>(self, _: f64) -> Result<DupCheck, E> {
-        Ok(DupCheck(None))
+        Ok(DupCheck(None, false))
     }
     fn visit_str<E>(self, _: &str) -> Result<DupCheck, E> {
-        Ok(DupCheck(None))
+        Ok(DupCheck(None, true))
     }
     fn visit_unit<E>(self) -> Result<DupCheck, E> {
-        Ok(DupCheck(None))
+        Ok(DupCheck(None, false))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<DupCheck, A::Error> {
         let mut found = None;
         let mut i = 0usize;
-        while let Some(DupCheck(inner)) = seq.next_element::<DupCheck>()? {
+        while let Some(DupCheck(inner, _)) = seq.next_element::<DupCheck>()? {
             if found.is_none() {
                 found = inner.map(|p| join(&format!("[{i}]"), &p));
             }
             i += 1;
         }
-        Ok(DupCheck(found))
+        Ok(DupCheck(found, false))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DupCheck, A::Error> {
         let mut seen = HashSet::new();
         let mut found = None;
-        while let Some(key) = map.next_key::<String>()? {
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            let key = key.0;
             if found.is_some() {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             }
-            let DupCheck(inner) = map.next_value::<DupCheck>()?;
+            let DupCheck(inner, _) = map.next_value::<DupCheck>()?;
             if !seen.insert(key.clone()) {
-                found = Some(key);
+                found = Some(key.into_owned());
             } else if let Some(p) = inner {
                 found = Some(join(&key, &p));
             }
         }
-        Ok(DupCheck(found))
+        Ok(DupCheck(found, false))
+    }
+}
+
+/// An object key, borrowed from the text when it has no escapes.
+struct Key<'a>(std::borrow::Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match crate::json_scan::Scan::deserialize(d)?.into_str() {
+            Some(s) => Ok(Key(s)),
+            None => Err(serde::de::Error::custom("expected a string key")),
+        }
     }
 }
 
