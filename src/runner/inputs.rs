@@ -279,7 +279,7 @@ mod tests {
             .map(|i| {
                 let gold = ["tool_call", "cannot_answer", "request_for_info"][i % 3];
                 format!(
-                    r#"{{"uuid":"u{i}","question":"q","correct_answer":"{gold}","answers":{{"direct":"a","tool_call":"b","request_for_info":"c","cannot_answer":"d"}}}}"#
+                    r#"{{"uuid":"u{i}","question":"q","correct_answer":"{gold}","answers":{{"direct":"a","tool_call":"b","request_for_info":"c","cannot_answer":"d"}},"tools":[],"source":"s","target_tool":null}}"#
                 ) + "\n"
             })
             .collect()
