@@ -50,6 +50,10 @@ pub struct Dataset {
     pub sha256: String,
     /// Examples in file order.
     pub examples: Vec<Example>,
+    /// `file:line: field …` for each tool text that is not a tool
+    /// definition: accepted (rendered as written, as the official task
+    /// renders it) and reported when a session is created.
+    pub notes: Vec<String>,
 }
 
 impl Dataset {
@@ -112,9 +116,13 @@ pub fn load(path: &Path) -> Result<Dataset> {
         hasher.update(&line);
         parser.line(&line);
     }
-    let examples = parser
+    let (examples, notes) = parser
         .finish()
         .map_err(|e| anyhow::anyhow!("{}:{e}", path.display()))?;
+    let notes = notes
+        .into_iter()
+        .map(|n| format!("{}:{n}", path.display()))
+        .collect();
     if examples.is_empty() {
         bail!("{}: the dataset has no examples", path.display());
     }
@@ -122,6 +130,7 @@ pub fn load(path: &Path) -> Result<Dataset> {
         path: path.to_path_buf(),
         sha256: hex::encode(hasher.finalize()),
         examples,
+        notes,
     })
 }
 
@@ -133,7 +142,7 @@ pub fn parse_bytes(bytes: &[u8]) -> Result<Vec<Example>, String> {
     for line in bytes.split_inclusive(|&b| b == b'\n') {
         parser.line(line);
     }
-    parser.finish()
+    parser.finish().map(|(examples, _)| examples)
 }
 
 /// Parses JSONL text; errors are `line: message`. Blank lines are skipped.
@@ -153,6 +162,8 @@ struct LineParser {
     lineno: usize,
     examples: Vec<Example>,
     seen: HashMap<String, usize>,
+    /// `line: note` for each tool text that is not a tool definition.
+    notes: Vec<String>,
     error: Option<String>,
     utf8_error: Option<String>,
 }
@@ -203,7 +214,11 @@ impl LineParser {
         }
         let lineno = self.lineno;
         let ex = match parse_example(text) {
-            Ok(ex) => ex,
+            Ok((ex, notes)) => {
+                self.notes
+                    .extend(notes.into_iter().map(|n| format!("{lineno}: {n}")));
+                ex
+            }
             Err(e) => {
                 self.error = Some(format!("{lineno}: {e}"));
                 return;
@@ -219,11 +234,11 @@ impl LineParser {
         self.examples.push(ex);
     }
 
-    /// The examples, or the first error.
-    fn finish(self) -> Result<Vec<Example>, String> {
+    /// The examples and the notes, or the first error.
+    fn finish(self) -> Result<(Vec<Example>, Vec<String>), String> {
         match self.utf8_error.or(self.error) {
             Some(e) => Err(e),
-            None => Ok(self.examples),
+            None => Ok((self.examples, self.notes)),
         }
     }
 }
@@ -257,23 +272,28 @@ pub fn check_n_per_label(counts: [usize; 4], n: usize) -> Result<(), String> {
 /// One row: the typed fast path; a row it does not take is read again by
 /// [`parse_example_value`], which accepts exactly the same rows and says
 /// what is wrong with the others.
-fn parse_example(line: &str) -> Result<Example, String> {
-    match serde_json::from_str::<RawRow<'_>>(line) {
-        Ok(raw) => match raw.into_example() {
-            Some(ex) => Ok(ex),
-            None => parse_example_value(line),
-        },
-        Err(_) => parse_example_value(line),
+fn parse_example(line: &str) -> Result<(Example, Vec<String>), String> {
+    match serde_json::from_str::<RawRow<'_>>(line)
+        .ok()
+        .and_then(RawRow::into_example)
+    {
+        Some(ex) if crate::dataset_fields::duplicate_key(line).is_none() => ex,
+        _ => parse_example_value(line),
     }
 }
 
 /// One row through a `serde_json::Value`: the reference for what a row must
 /// hold, and the source of every error message.
-fn parse_example_value(line: &str) -> Result<Example, String> {
+fn parse_example_value(line: &str) -> Result<(Example, Vec<String>), String> {
     let value: Value = serde_json::from_str(line).map_err(|e| format!("invalid JSON ({e})"))?;
     let obj = value
         .as_object()
         .ok_or_else(|| "expected a JSON object".to_string())?;
+    if let Some(key) = crate::dataset_fields::duplicate_key(line) {
+        return Err(format!(
+            "field `{key}`: the key is given twice (JSON readers differ on which value counts)"
+        ));
+    }
     let uuid = required_str(obj, "uuid")?;
     if uuid.trim().is_empty() {
         return Err("field `uuid`: must not be empty".into());
@@ -301,28 +321,58 @@ fn parse_example_value(line: &str) -> Result<Example, String> {
         return Err(format!("field `answers.{extra}`: not a When2Call label"));
     }
     let tools = match obj.get("tools") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|t| match t {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-            .collect(),
-        Some(_) => return Err("field `tools`: expected a list".into()),
+        None => {
+            return Err(
+                "field `tools`: missing (a row offering no tool has `\"tools\": []`)".into(),
+            )
+        }
+        Some(Value::Array(items)) => definitions("tools", items)?,
+        Some(other) => {
+            return Err(format!(
+                "field `tools`: expected a list of tool definitions, got {}",
+                type_name(other)
+            ))
+        }
     };
-    let source = match obj.get("source") {
-        Some(Value::String(s)) => s.clone(),
-        _ => String::new(),
+    let source = required_str(obj, "source")?.to_string();
+    let target_tool = match obj.get("target_tool") {
+        None => return Err("field `target_tool`: missing (a row without one has `null`)".into()),
+        Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(other) => {
+            return Err(format!(
+                "field `target_tool`: expected a tool definition as a JSON string, or null, got {}",
+                type_name(other)
+            ))
+        }
     };
-    Ok(Example {
-        uuid: uuid.to_string(),
-        question: question.to_string(),
-        gold,
-        answers,
-        tools,
-        source,
-    })
+    let orig_tools = match obj.get("orig_tools") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => Some(definitions("orig_tools", items)?),
+        Some(other) => {
+            return Err(format!(
+                "field `orig_tools`: expected a list of tool definitions, or null, got {}",
+                type_name(other)
+            ))
+        }
+    };
+    let notes = crate::dataset_fields::check(&crate::dataset_fields::RowFields {
+        question,
+        tools: &tools,
+        target_tool,
+        orig_tools: orig_tools.as_deref(),
+    })?;
+    Ok((
+        Example {
+            uuid: uuid.to_string(),
+            question: question.to_string(),
+            gold,
+            answers,
+            tools,
+            source,
+        },
+        notes,
+    ))
 }
 
 /// A row as the fast path reads it: the fields w2c uses, borrowed from the
@@ -333,32 +383,55 @@ struct RawRow<'a> {
     question: Option<Cow<'a, str>>,
     correct_answer: Option<Cow<'a, str>>,
     answers: Option<[Cow<'a, str>; 4]>,
-    tools: Option<Vec<Cow<'a, str>>>,
+    /// `Some(None)`: `null`.
+    tools: Option<Option<Vec<Cow<'a, str>>>>,
     source: Option<Cow<'a, str>>,
+    /// `Some(None)`: `null`; `Some(Some(None))`: not a string.
+    target_tool: Option<Option<Option<Cow<'a, str>>>>,
+    orig_tools: Option<Vec<Cow<'a, str>>>,
 }
 
 impl RawRow<'_> {
     /// The example, when the row is one as it stands (else `None`, and the
     /// reference path explains).
-    fn into_example(self) -> Option<Example> {
+    fn into_example(self) -> Option<Result<(Example, Vec<String>), String>> {
         let uuid = self.uuid?;
         if uuid.trim().is_empty() {
             return None;
         }
         let gold: Label = self.correct_answer?.parse().ok()?;
-        Some(Example {
-            uuid: uuid.into_owned(),
-            question: self.question?.into_owned(),
-            gold,
-            answers: self.answers?.map(Cow::into_owned),
-            tools: self
-                .tools
-                .unwrap_or_default()
-                .into_iter()
-                .map(Cow::into_owned)
-                .collect(),
-            source: self.source.map(Cow::into_owned).unwrap_or_default(),
-        })
+        let target_tool = match self.target_tool? {
+            None => None,
+            Some(Some(t)) => Some(t),
+            Some(None) => return None,
+        };
+        let question = self.question?.into_owned();
+        let answers = self.answers?.map(Cow::into_owned);
+        let source = self.source?.into_owned();
+        let tools: Vec<String> = self.tools??.into_iter().map(Cow::into_owned).collect();
+        let orig_tools: Option<Vec<String>> = self
+            .orig_tools
+            .map(|v| v.into_iter().map(Cow::into_owned).collect());
+        let notes = match crate::dataset_fields::check(&crate::dataset_fields::RowFields {
+            question: &question,
+            tools: &tools,
+            target_tool: target_tool.as_deref(),
+            orig_tools: orig_tools.as_deref(),
+        }) {
+            Ok(n) => n,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(Ok((
+            Example {
+                uuid: uuid.into_owned(),
+                question,
+                gold,
+                answers,
+                tools,
+                source,
+            },
+            notes,
+        )))
     }
 }
 
@@ -386,6 +459,8 @@ impl<'de: 'a, 'a> Visitor<'de> for RawRowVisitor<'a> {
             answers: None,
             tools: None,
             source: None,
+            target_tool: None,
+            orig_tools: None,
         };
         while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
             match key.as_ref() {
@@ -394,11 +469,23 @@ impl<'de: 'a, 'a> Visitor<'de> for RawRowVisitor<'a> {
                 "correct_answer" => row.correct_answer = Some(map.next_value::<Str<'a>>()?.0),
                 "answers" => row.answers = Some(map.next_value::<RawAnswers<'a>>()?.0),
                 "tools" => {
-                    row.tools = map
+                    row.tools = Some(
+                        map.next_value::<Option<Vec<Str<'a>>>>()?
+                            .map(|v| v.into_iter().map(|s| s.0).collect()),
+                    )
+                }
+                "source" => row.source = map.next_value::<Scan<'a>>()?.into_str(),
+                "target_tool" => {
+                    row.target_tool = Some(match map.next_value::<Scan<'a>>()? {
+                        Scan::Null => None,
+                        other => Some(other.into_str()),
+                    })
+                }
+                "orig_tools" => {
+                    row.orig_tools = map
                         .next_value::<Option<Vec<Str<'a>>>>()?
                         .map(|v| v.into_iter().map(|s| s.0).collect())
                 }
-                "source" => row.source = map.next_value::<Scan<'a>>()?.into_str(),
                 _ => {
                     map.next_value::<Scan<'a>>()?;
                 }
@@ -446,6 +533,21 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawAnswers<'a> {
         }
         d.deserialize_map(V(PhantomData))
     }
+}
+
+/// The elements of list `field`, each a tool definition as a JSON string.
+fn definitions(field: &str, items: &[Value]) -> Result<Vec<String>, String> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, t)| match t {
+            Value::String(s) => Ok(s.clone()),
+            other => Err(format!(
+                "field `{field}[{i}]`: expected a tool definition as a JSON string, got {}",
+                type_name(other)
+            )),
+        })
+        .collect()
 }
 
 fn required_str<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<&'a str, String> {
@@ -530,7 +632,7 @@ mod tests {
 
     fn row(uuid: &str, gold: &str) -> String {
         format!(
-            r#"{{"uuid":"{uuid}","question":"q","correct_answer":"{gold}","answers":{{"direct":"a","tool_call":"b","request_for_info":"c","cannot_answer":"d"}},"tools":["{{\"name\":\"t\"}}"]}}"#
+            r#"{{"uuid":"{uuid}","question":"q","correct_answer":"{gold}","answers":{{"direct":"a","tool_call":"b","request_for_info":"c","cannot_answer":"d"}},"tools":["{{\"name\":\"t\"}}"],"source":"s","target_tool":null}}"#
         )
     }
 
@@ -635,10 +737,14 @@ mod tests {
 
     #[test]
     fn ordinary_rows_take_the_fast_path() {
-        let line = r#"{"uuid":"u1","source":"s","question":"q \"x\"","correct_answer":"tool_call","answers":{"direct":"a","tool_call":"{\"name\": \"t\"}","request_for_info":"c","cannot_answer":"d"},"tools":["{\"name\":\"t\"}"],"orig_tools":[{"deep":[1,2.5,null,true]}],"held_out_param":null}"#;
+        let line = r#"{"uuid":"u1","source":"s","question":"q \"x\"","correct_answer":"tool_call","answers":{"direct":"a","tool_call":"{\"name\": \"t\"}","request_for_info":"c","cannot_answer":"d"},"tools":["{\"name\":\"t\"}"],"target_tool":"{\"name\":\"t\"}","orig_tools":["{\"name\":\"t\",\"deep\":[1,2.5,null,true]}"],"held_out_param":{"deep":[1,2.5,null,true]}}"#;
         let raw: RawRow = serde_json::from_str(line).expect("fast path");
-        let fast = raw.into_example().expect("an example");
-        assert_eq!(fast, parse_example_value(line).unwrap());
+        let (fast, notes) = raw
+            .into_example()
+            .expect("an example")
+            .expect("a valid row");
+        assert!(notes.is_empty(), "{notes:?}");
+        assert_eq!(fast, parse_example_value(line).unwrap().0);
         assert_eq!(fast.answer(Label::ToolCall), r#"{"name": "t"}"#);
         assert_eq!(fast.source, "s");
     }
@@ -696,9 +802,10 @@ mod tests {
             question in field(&[r#""q""#, r#""q\n\"x\"""#]),
             gold in field(&[r#""tool_call""#, r#""direct""#, r#""cannot_answer""#, r#""nope""#]),
             answers in answers(),
-            tools in field(&[r#"["t1", "{\"a\":1}"]"#, "[]", "null", r#"[{"name":"t"}]"#]),
+            tools in field(&[r#"["t1", "{\"a\":1}"]"#, "[]", "null", r#"[{"name":"t"}]"#, r#"["{\"name\":\"t\"}"]"#]),
             source in field(&[r#""src""#]),
-            extra in field(&[r#"{"x":[1,{"y":null}]}"#, r#""\ud83d\ude00""#]),
+            target in field(&["null", r#""{\"name\":\"t\"}""#, r#""{\"name\":\"t\",\"name\":1}""#]),
+            extra in field(&[r#"{"x":[1,{"y":null}]}"#, r#""\ud83d\ude00""#, r#"["{\"name\":\"o\"}"]"#]),
             repeat in prop::option::of(prop::sample::select(&["uuid", "answers", "tools", "source"][..])),
             not_an_object in proptest::bool::weighted(0.05),
         ) {
@@ -706,7 +813,7 @@ mod tests {
             for (key, value) in [
                 ("uuid", &uuid), ("question", &question), ("correct_answer", &gold),
                 ("answers", &answers), ("tools", &tools), ("source", &source),
-                ("orig_tools", &extra),
+                ("target_tool", &target), ("orig_tools", &extra),
             ] {
                 if let Some(v) = value {
                     parts.push(format!("\"{key}\":{v}"));
@@ -720,10 +827,13 @@ mod tests {
             } else {
                 format!("{{{}}}", parts.join(","))
             };
-            let fast = serde_json::from_str::<RawRow>(&line).ok().and_then(RawRow::into_example);
+            let fast = serde_json::from_str::<RawRow>(&line)
+                .ok()
+                .and_then(RawRow::into_example)
+                .filter(|_| crate::dataset_fields::duplicate_key(&line).is_none());
             let reference = parse_example_value(&line);
             if let Some(fast) = fast {
-                proptest::prop_assert_eq!(Ok(fast), reference.clone(), "{}", line);
+                proptest::prop_assert_eq!(fast, reference.clone(), "{}", line);
             }
             proptest::prop_assert_eq!(parse_example(&line), reference, "{}", line);
         }

@@ -274,3 +274,244 @@ fn bad_inputs_fail_clearly() {
     let out = w2c(ws.path()).args(["run", "--bogus"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Malformed When2Call rows that used to load (issue 29 §6): each is
+/// refused naming the file, the line and the field; a row without
+/// `orig_tools` (two thirds of the test file) still loads.
+#[test]
+fn malformed_dataset_rows_are_refused_naming_file_line_and_field() {
+    let ws = Workspace::new();
+    let text = std::fs::read_to_string(shared_dataset()).expect("dataset");
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("row"))
+        .collect();
+    // A row with every field, tools and original tools included.
+    let full = rows
+        .iter()
+        .find(|r| {
+            r["orig_tools"].is_array() && r["tools"].as_array().is_some_and(|t| !t.is_empty())
+        })
+        .expect("a full row")
+        .clone();
+    let good = rows
+        .iter()
+        .find(|r| r["uuid"] != full["uuid"])
+        .expect("another row")
+        .to_string();
+    let tool_object: serde_json::Value =
+        serde_json::from_str(full["tools"][0].as_str().expect("tool")).expect("tool json");
+    let edit = |f: &dyn Fn(&mut serde_json::Map<String, serde_json::Value>)| {
+        let mut row = full.clone();
+        f(row.as_object_mut().expect("object"));
+        row.to_string()
+    };
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "numbers",
+            edit(&|r| {
+                r.insert("tools".into(), serde_json::json!([1, 2]));
+            }),
+            "`tools[0]`",
+        ),
+        (
+            "toolobj",
+            edit(&|r| {
+                r.insert("tools".into(), serde_json::json!([tool_object.clone()]));
+            }),
+            "`tools[0]`",
+        ),
+        (
+            "toolsstr",
+            edit(&|r| {
+                r.insert("tools".into(), serde_json::json!("x"));
+            }),
+            "`tools`",
+        ),
+        (
+            "notools",
+            edit(&|r| {
+                r.remove("tools");
+            }),
+            "`tools`",
+        ),
+        (
+            "nulltools",
+            edit(&|r| {
+                r.insert("tools".into(), serde_json::json!(null));
+            }),
+            "`tools`",
+        ),
+        (
+            "nosource",
+            edit(&|r| {
+                r.remove("source");
+            }),
+            "`source`",
+        ),
+        (
+            "numsource",
+            edit(&|r| {
+                r.insert("source".into(), serde_json::json!(5));
+            }),
+            "`source`",
+        ),
+        (
+            "notarget",
+            edit(&|r| {
+                r.remove("target_tool");
+            }),
+            "`target_tool`",
+        ),
+        (
+            "targetobj",
+            edit(&|r| {
+                r.insert("target_tool".into(), tool_object.clone());
+            }),
+            "`target_tool`",
+        ),
+        (
+            "origobj",
+            edit(&|r| {
+                r.insert(
+                    "orig_tools".into(),
+                    serde_json::json!([tool_object.clone()]),
+                );
+            }),
+            "`orig_tools[0]`",
+        ),
+        (
+            "origstr",
+            edit(&|r| {
+                r.insert("orig_tools".into(), serde_json::json!("x"));
+            }),
+            "`orig_tools`",
+        ),
+        (
+            "emptyq",
+            edit(&|r| {
+                r.insert("question".into(), serde_json::json!(""));
+            }),
+            "`question`",
+        ),
+        (
+            "blankq",
+            edit(&|r| {
+                r.insert("question".into(), serde_json::json!("  \n"));
+            }),
+            "`question`",
+        ),
+        (
+            "dupkey",
+            edit(&|_| {}).replacen('{', "{\"question\": \"first\", ", 1),
+            "`question`",
+        ),
+        (
+            "dupanswer",
+            edit(&|_| {}).replacen("\"answers\":{", "\"answers\":{\"direct\": \"x\", ", 1),
+            "`answers.direct`",
+        ),
+    ];
+    for (name, bad, field) in &cases {
+        assert_ne!(bad, &full.to_string(), "{name}: the edit changed nothing");
+        let file = format!("{name}.jsonl");
+        let data = ws.write(&file, &format!("{good}\n{bad}\n"));
+        let cfg = ws.config(
+            &format!("{name}.toml"),
+            &Opts {
+                dataset: data,
+                ..Opts::default()
+            },
+        );
+        assert_clean_failure(&ws, &cfg, &[&format!("{file}:2"), field]);
+    }
+    // A tool text that is not a tool definition is accepted — the official
+    // task renders it as written, and w2c renders it the same way — and
+    // noticed, naming file, line and field.
+    for (name, key, value, field) in [
+        (
+            "notjson",
+            "tools",
+            serde_json::json!(["not json"]),
+            "`tools[0]`",
+        ),
+        (
+            "toollist",
+            "tools",
+            serde_json::json!(["[1, 2]"]),
+            "`tools[0]`",
+        ),
+        (
+            "noname",
+            "tools",
+            serde_json::json!(["{\"description\": \"x\"}"]),
+            "`tools[0]`",
+        ),
+        (
+            "targettext",
+            "target_tool",
+            serde_json::json!("search"),
+            "`target_tool`",
+        ),
+    ] {
+        let bad = edit(&|r| {
+            r.insert(key.into(), value.clone());
+        });
+        let file = format!("{name}.jsonl");
+        let data = ws.write(&file, &format!("{good}\n{bad}\n"));
+        let cfg = ws.config(
+            &format!("{name}.toml"),
+            &Opts {
+                dataset: data,
+                n_per_label: Some(1),
+                ..Opts::default()
+            },
+        );
+        let out = w2c(ws.path())
+            .args(["run", "--run-key", name, "--config"])
+            .arg(&cfg)
+            .output()
+            .expect("run");
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{all}");
+        assert!(
+            all.contains(&format!(
+                "notice: {}:2: field {field}",
+                data_path(&ws, &file)
+            )),
+            "{all}"
+        );
+    }
+    // Legitimately absent in the real data: `orig_tools`.
+    let no_orig = edit(&|r| {
+        r.remove("orig_tools");
+    });
+    let data = ws.write("no_orig.jsonl", &format!("{good}\n{no_orig}\n"));
+    let cfg = ws.config(
+        "no_orig.toml",
+        &Opts {
+            dataset: data,
+            n_per_label: Some(1),
+            ..Opts::default()
+        },
+    );
+    let out = w2c(ws.path())
+        .args(["config", "check"])
+        .arg(&cfg)
+        .output()
+        .expect("config check");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The path `ws.write(name, …)` wrote to, as w2c prints it.
+fn data_path(ws: &Workspace, name: &str) -> String {
+    ws.path().join(name).display().to_string()
+}

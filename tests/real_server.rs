@@ -44,7 +44,7 @@ fn server() -> &'static str {
 /// five templates is text), but after this question in the `hermes`
 /// template it answers "down" and then ends generation, so the `direct`
 /// choice's reply has nothing generated and `completion_tokens: 0`.
-const EOG_ROW: &str = r#"{"uuid": "eog-0001", "source": "w2c-test", "question": "What is the license?", "correct_answer": "cannot_answer", "answers": {"direct": "down", "tool_call": "{\"name\": \"license\", \"arguments\": {}}", "request_for_info": "Which license?", "cannot_answer": "I cannot tell."}, "tools": []}"#;
+const EOG_ROW: &str = r#"{"uuid": "eog-0001", "source": "w2c-test", "question": "What is the license?", "correct_answer": "cannot_answer", "answers": {"direct": "down", "tool_call": "{\"name\": \"license\", \"arguments\": {}}", "request_for_info": "Which license?", "cannot_answer": "I cannot tell."}, "target_tool": null, "tools": []}"#;
 
 /// Writes the rows whose uuid starts with one of `prefixes`, plus `extra` lines.
 fn subset(ws: &Workspace, prefixes: &[&str], extra: &[&str]) -> PathBuf {

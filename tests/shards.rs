@@ -637,3 +637,102 @@ fn hold_shard_lock(dir: &Path, name: &str) -> std::fs::File {
     f.lock().expect("lock");
     f
 }
+
+/// A prediction edited in a done slice (the raw output left alone) is
+/// refused at finalize, naming the shard's file and its marker, and named
+/// by `verify` (issue 29 §4): `_SLICE_DONE.json` records the digests of the
+/// slice's files.
+#[test]
+fn a_slice_edited_after_its_done_marker_is_refused_at_finalize_and_by_verify() {
+    let ws = Workspace::new();
+    let server = MockServer::start(&[], &[]);
+    let cfg = ws.http_config(
+        "eval.toml",
+        &Opts {
+            n_per_label: Some(3),
+            ..Opts::default()
+        },
+        &server.url,
+        "",
+    );
+    let fp = plan(&ws, &cfg, 2, &[]);
+    let out = w2c(ws.path())
+        .args(["resume", &fp[..8], "--shard", "0/2"])
+        .output()
+        .expect("shard");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = session(&ws, "k");
+    let shard = dir.join("checkpoints/mcq/shards/shard-0-of-2");
+    let marker = read_json(&shard.join("_SLICE_DONE.json"));
+    assert!(
+        marker["files"]["results.jsonl"]["sha256"].is_string(),
+        "{marker}"
+    );
+    // Edit one prediction, leaving its raw output as it was.
+    let results = shard.join("results.jsonl");
+    let text = std::fs::read_to_string(&results).expect("results");
+    let mut lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("line"))
+        .collect();
+    let was = lines[0]["prediction"]
+        .as_str()
+        .expect("prediction")
+        .to_string();
+    let other = if was == "cannot_answer" {
+        "tool_call"
+    } else {
+        "cannot_answer"
+    };
+    lines[0]["prediction"] = Value::from(other);
+    let edited: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&results, edited).expect("edit");
+    // verify names the slice before finalizing.
+    let out = w2c(ws.path())
+        .args(["verify", &fp[..8], "--local-only"])
+        .output()
+        .expect("verify");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(5), "{stdout}");
+    assert!(
+        stdout.contains("shard 0/2 of `mcq` changed after its slice was marked done"),
+        "{stdout}"
+    );
+    // --deep re-scores the prediction from its raw output and names it.
+    let out = w2c(ws.path())
+        .args(["verify", &fp[..8], "--local-only", "--deep", "--json"])
+        .output()
+        .expect("verify");
+    assert_eq!(out.status.code(), Some(5));
+    let checks: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
+    let key = lines[0]["key"].as_str().expect("key");
+    assert!(
+        checks.iter().any(|c| c["namespace"] == "mcq"
+            && c["check"] == "rescore"
+            && c["status"] == "MISMATCH"
+            && c["detail"].as_str().is_some_and(|d| d.contains(&format!(
+                "shard-0-of-2/results.jsonl:1: {key}: prediction {other}"
+            )) && d.contains(&format!("parses to {was}")))),
+        "{checks:#?}"
+    );
+    // The other shard's run would finalize: it refuses, naming the file.
+    let out = w2c(ws.path())
+        .args(["resume", &fp[..8], "--shard", "1/2"])
+        .output()
+        .expect("shard");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("refusing to finalize"), "{err}");
+    assert!(err.contains("shard-0-of-2/results.jsonl"), "{err}");
+    assert!(!dir.join("checkpoints/mcq/_DONE.json").exists());
+    let out = w2c(ws.path())
+        .args(["finalize", &fp[..8]])
+        .output()
+        .expect("finalize");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shard-0-of-2/results.jsonl"));
+}

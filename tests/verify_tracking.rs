@@ -342,3 +342,178 @@ fn an_unreachable_server_is_cannot_check_not_mismatch() {
         .expect("verify");
     assert_eq!(out.status.code(), Some(0));
 }
+
+/// Sends `body` with `method` to the MLflow REST API at `uri` (`path`
+/// under `/api/`, e.g. `2.0/mlflow/runs/set-tag`); the reply as JSON.
+fn rest(uri: &str, method: &str, path: &str, body: Option<&Value>) -> Value {
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-sS", "--fail-with-body", "-X", method])
+        .arg(format!("{}/api/{path}", uri.trim_end_matches('/')));
+    if let Some(b) = body {
+        cmd.args(["-H", "Content-Type: application/json", "-d"])
+            .arg(b.to_string());
+    }
+    let out = cmd.output().expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{method} {path}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+/// POSTs `body` to `/api/2.0/mlflow/<path>`.
+fn rest_post(uri: &str, path: &str, body: &Value) {
+    rest(uri, "POST", &format!("2.0/mlflow/{path}"), Some(body));
+}
+
+#[test]
+fn an_edited_headline_metric_and_identity_tag_of_the_parent_are_named() {
+    let t = tracked_session("headline");
+    let parent = t.ids["parent_run_id"].as_str().expect("parent").to_string();
+    let metrics = read_json(&t.session.join("artifacts_local/mcq/metrics.json"));
+    let acc = metrics["metrics"]["accuracy"]
+        .as_f64()
+        .or_else(|| metrics["accuracy"].as_f64())
+        .expect("mcq accuracy");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    rest_post(
+        &t.uri,
+        "runs/log-metric",
+        &serde_json::json!({"run_id": parent, "key": "mcq.accuracy",
+            "value": acc + 0.25, "timestamp": now, "step": 0}),
+    );
+    let judge_f1 = "llm_judge.judge_table_f1";
+    rest_post(
+        &t.uri,
+        "runs/log-metric",
+        &serde_json::json!({"run_id": parent, "key": judge_f1,
+            "value": 0.123, "timestamp": now, "step": 0}),
+    );
+    rest_post(
+        &t.uri,
+        "runs/set-tag",
+        &serde_json::json!({"run_id": parent, "key": "w2c.target_model", "value": "someone-else"}),
+    );
+    let mcq = child(&t, "mcq");
+    rest_post(
+        &t.uri,
+        "runs/set-tag",
+        &serde_json::json!({"run_id": mcq, "key": "w2c.settings_hash", "value": "0000"}),
+    );
+    let (code, checks) = verify(&t, &["--deep"]);
+    assert_eq!(code, 5, "{:#?}", failing(&checks));
+    let want = format!("mcq.accuracy: local {acc}, MLflow {}", acc + 0.25);
+    assert!(
+        has(&checks, "-", "headline metrics", "MISMATCH", &want),
+        "{want}: {:#?}",
+        failing(&checks)
+    );
+    assert!(has(
+        &checks,
+        "-",
+        "headline metrics",
+        "MISMATCH",
+        &format!("{judge_f1}: local")
+    ));
+    assert!(
+        has(
+            &checks,
+            "-",
+            "parent run",
+            "MISMATCH",
+            "tag w2c.target_model is \"someone-else\" in MLflow, expected"
+        ),
+        "{:#?}",
+        failing(&checks)
+    );
+    assert!(has(
+        &checks,
+        "mcq",
+        "child run",
+        "MISMATCH",
+        "tag w2c.settings_hash is \"0000\" in MLflow"
+    ));
+}
+
+#[test]
+fn an_edited_trace_assessment_is_flagged_by_verify_and_repaired_by_sync() {
+    let t = tracked_session("assessment");
+    let run = child(&t, "mcq");
+    let exp_id = t.ids["experiment_id"].as_str().expect("experiment id");
+    let found = rest(
+        &t.uri,
+        "POST",
+        "3.0/mlflow/traces/search",
+        Some(&serde_json::json!({
+            "locations": [{"type": "MLFLOW_EXPERIMENT",
+                           "mlflow_experiment": {"experiment_id": exp_id}}],
+            "filter": format!("metadata.`mlflow.sourceRun` = '{run}'"),
+            "max_results": 1,
+        })),
+    );
+    let trace = found["traces"][0]["trace_id"]
+        .as_str()
+        .expect("a trace")
+        .to_string();
+    let info = rest(&t.uri, "GET", &format!("3.0/mlflow/traces/{trace}"), None);
+    let assessments = info["trace"]["trace_info"]["assessments"]
+        .as_array()
+        .expect("assessments")
+        .clone();
+    let edited = assessments
+        .iter()
+        .find(|a| a.get("feedback").is_some())
+        .expect("a feedback assessment");
+    let name = edited["assessment_name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    let id = edited["assessment_id"].as_str().expect("id");
+    rest(
+        &t.uri,
+        "PATCH",
+        &format!("3.0/mlflow/traces/{trace}/assessments/{id}"),
+        Some(&serde_json::json!({
+            "assessment": {"feedback": {"value": "edited by hand"}},
+            "update_mask": "feedback",
+        })),
+    );
+    let (code, checks) = verify(&t, &["--deep"]);
+    assert_eq!(code, 5, "{:#?}", failing(&checks));
+    assert!(
+        has(
+            &checks,
+            "mcq",
+            "trace assessments",
+            "MISMATCH",
+            &format!("{name}=\"edited by hand\"")
+        ),
+        "{:#?}",
+        failing(&checks)
+    );
+    let out = w2c(t.ws.path())
+        .args(["sync", &t.fp[..10], "--runs-dir"])
+        .arg(t.ws.runs())
+        .output()
+        .expect("sync");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, checks) = verify(&t, &["--deep"]);
+    assert_eq!(code, 0, "{:#?}", failing(&checks));
+    assert!(has(&checks, "mcq", "trace assessments", "OK", ""));
+    // Repaired, not duplicated: the trace holds as many assessments as
+    // before the edit.
+    let info = rest(&t.uri, "GET", &format!("3.0/mlflow/traces/{trace}"), None);
+    let after = info["trace"]["trace_info"]["assessments"]
+        .as_array()
+        .map(Vec::len);
+    assert_eq!(after, Some(assessments.len()));
+}

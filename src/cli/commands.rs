@@ -537,6 +537,9 @@ pub(super) fn verify(
         .build()?;
     for s in &sessions {
         checks.extend(crate::verify::verify_local(s));
+        if deep {
+            checks.extend(crate::verify::rescore::verify_rescore(s));
+        }
         if !local_only {
             checks.extend(runtime.block_on(crate::verify::tracking::verify_tracking(s, deep)));
         }

@@ -65,7 +65,7 @@ enum Command {
     Sync(SyncArgs),
     /// Cross-check sessions' checkpoints, markers, artifacts and metrics.
     #[command(
-        after_help = "Examples:\n  w2c verify demo/3f2a9c1d\n  w2c verify demo/3f2a9c1d --deep   # also download every MLflow artifact and compare sha256\n  w2c verify --all --json > report.json\n\nTracked sessions are checked against the server in mlflow_ids.json (or MLFLOW_TRACKING_URI).\nExit codes: 0 everything matches; 5 a mismatch or a missing file; 6 something could not be\nchecked (tracking server unreachable or credentials refused) and nothing mismatched; 1 error."
+        after_help = "Examples:\n  w2c verify demo/3f2a9c1d\n  w2c verify demo/3f2a9c1d --deep   # also re-score from raw output, download every MLflow artifact and compare sha256\n  w2c verify --all --json > report.json\n\nTracked sessions are checked against the server in mlflow_ids.json (or MLFLOW_TRACKING_URI).\nExit codes: 0 everything matches; 5 a mismatch or a missing file; 6 something could not be\nchecked (tracking server unreachable or credentials refused) and nothing mismatched; 1 error."
     )]
     Verify(VerifyArgs),
     /// Report the metrics of one or more sessions side by side.
@@ -289,11 +289,12 @@ struct VerifyArgs {
     /// what is not OK).
     #[arg(long, short)]
     verbose: bool,
-    /// Download every MLflow artifact and compare its sha256 (not just its size).
+    /// Re-score every prediction from its raw output, and download every
+    /// MLflow artifact and compare its sha256 (not just its size).
     #[arg(long)]
     deep: bool,
     /// Only check the local record (skip MLflow).
-    #[arg(long, conflicts_with = "deep")]
+    #[arg(long)]
     local_only: bool,
     /// Directory holding the run folders.
     #[arg(long, env = "W2C_RUNS_DIR", default_value = "runs")]

@@ -166,12 +166,17 @@ pub struct Prepared {
     /// refused for a new session, a recorded notice when an existing session
     /// (created before the check existed) is continued.
     pub short_labels: Option<String>,
+    /// The dataset's notes on tool texts that are not tool definitions
+    /// (see [`dataset::Dataset::notes`]); empty when the examples were not
+    /// read again.
+    pub dataset_notes: Vec<String>,
 }
 
 /// Loads the dataset, selects the examples and computes the fingerprint.
 pub fn prepare(config: &Config) -> Result<Prepared> {
-    let dataset = dataset::load(&config.dataset.path)?;
+    let mut dataset = dataset::load(&config.dataset.path)?;
     let short_labels = short_labels(config, dataset.label_counts());
+    let dataset_notes = std::mem::take(&mut dataset.notes);
     let (dataset, selected) =
         dataset.into_selection(config.dataset.n_per_label, config.dataset.subsample_seed);
     if selected.is_empty() {
@@ -190,6 +195,7 @@ pub fn prepare(config: &Config) -> Result<Prepared> {
         payload,
         fingerprint,
         short_labels,
+        dataset_notes,
     })
 }
 
@@ -239,6 +245,7 @@ pub fn prepare_resumed(config: &Config, stored: &Manifest) -> Result<Prepared> {
         // The selection holds min(rows, n_per_label) of each label, so its
         // counts name the same short labels as the file's counts would.
         short_labels: short_labels(config, selected_counts),
+        dataset_notes: Vec::new(),
     })
 }
 
@@ -272,7 +279,7 @@ mod tests {
             .map(|i| {
                 let gold = ["tool_call", "cannot_answer", "request_for_info"][i % 3];
                 format!(
-                    r#"{{"uuid":"u{i}","question":"q","correct_answer":"{gold}","answers":{{"direct":"a","tool_call":"b","request_for_info":"c","cannot_answer":"d"}}}}"#
+                    r#"{{"uuid":"u{i}","question":"q","correct_answer":"{gold}","answers":{{"direct":"a","tool_call":"b","request_for_info":"c","cannot_answer":"d"}},"tools":[],"source":"s","target_tool":null}}"#
                 ) + "\n"
             })
             .collect()

@@ -137,6 +137,17 @@ fn checked_inputs(req: &RunRequest) -> Result<(Prepared, Slice, Vec<String>)> {
         }
         notes.push(format!("notice: {short} (this session was created before w2c refused that; it continues with the unbalanced selection it was created with)"));
     }
+    if let Some(first) = prepared.dataset_notes.first() {
+        let more = prepared.dataset_notes.len() - 1;
+        notes.push(format!(
+            "notice: {first}{}; such tool texts are given to the model as written, as the official When2Call task gives them",
+            if more > 0 {
+                format!(" (and {more} more tool texts like it)")
+            } else {
+                String::new()
+            }
+        ));
+    }
     let slice = match req.slice {
         SliceRequest::All => Slice::All,
         SliceRequest::Finalize => {

@@ -378,6 +378,9 @@ async fn finalize<M: Method, O: RunObserver>(
     }
     let merged = !ns.shard_dirs().is_empty();
     if merged {
+        crate::store::shards::check_slices(ns)
+            .map_err(anyhow::Error::msg)
+            .context("refusing to finalize")?;
         crate::store::shards::merge(ns)
             .with_context(|| format!("{}: merging the shards' files", ns.name))?;
     }

@@ -14,7 +14,7 @@ use super::layout::{names, NamespaceDir};
 use crate::shard::Shard;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 
@@ -29,10 +29,33 @@ pub struct SliceDone {
     pub n_items: usize,
     /// When the slice was found complete.
     pub done_at: String,
+    /// The shard's files as they were then ([`DIGESTED_SHARD_FILES`] that
+    /// existed): name → sha256 and size. Finalizing and `verify` refuse a
+    /// slice whose files changed since. Empty in markers written before
+    /// w2c recorded them.
+    #[serde(default)]
+    pub files: BTreeMap<String, SliceFile>,
 }
 
-/// Records that every item of `shard`'s slice of the namespace has a result.
+/// A digested file of a done slice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SliceFile {
+    /// sha256 of the bytes.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// Records that every item of `shard`'s slice of the namespace has a result,
+/// with the digests of the shard's files. A slice already marked keeps its
+/// marker, once its files are checked against it (see [`check_slice`]): a
+/// pass over a done slice never blesses an edit.
 pub fn mark_slice_done(ns: &NamespaceDir, shard: Shard, n_items: usize) -> Result<()> {
+    if let Some(marker) = slice_done(ns, shard) {
+        if !marker.files.is_empty() {
+            return check_slice(ns, shard, &marker).map_err(anyhow::Error::msg);
+        }
+    }
     write_json_atomic(
         &ns.shard_dir(shard).join(names::SLICE_DONE),
         &SliceDone {
@@ -40,8 +63,85 @@ pub fn mark_slice_done(ns: &NamespaceDir, shard: Shard, n_items: usize) -> Resul
             namespace: ns.name.clone(),
             n_items,
             done_at: super::session::now_utc(),
+            files: slice_files(ns, shard)?,
         },
     )
+}
+
+/// The digests of a shard's [`DIGESTED_SHARD_FILES`] that exist.
+fn slice_files(ns: &NamespaceDir, shard: Shard) -> Result<BTreeMap<String, SliceFile>> {
+    let dir = ns.shard_dir(shard);
+    let mut out = BTreeMap::new();
+    for name in DIGESTED_SHARD_FILES {
+        let path = dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let (sha256, size) = super::files::file_digest(&path)?;
+        out.insert(name.to_string(), SliceFile { sha256, size });
+    }
+    Ok(out)
+}
+
+/// Whether a done slice's files are as its marker recorded them; else what
+/// changed, naming each file and the marker.
+pub fn check_slice(ns: &NamespaceDir, shard: Shard, marker: &SliceDone) -> Result<(), String> {
+    if marker.files.is_empty() {
+        return Ok(());
+    }
+    let dir = ns.shard_dir(shard);
+    let now = slice_files(ns, shard).map_err(|e| format!("{e:#}"))?;
+    let mut changed = Vec::new();
+    for name in DIGESTED_SHARD_FILES {
+        let path = dir.join(name);
+        match (marker.files.get(name), now.get(name)) {
+            (Some(a), Some(b)) if a == b => {}
+            (Some(a), Some(b)) => changed.push(format!(
+                "{}: sha256 {} ({} bytes) now, {} ({} bytes) when the slice was marked done",
+                path.display(),
+                b.sha256,
+                b.size,
+                a.sha256,
+                a.size
+            )),
+            (Some(_), None) => changed.push(format!(
+                "{}: removed after the slice was marked done",
+                path.display()
+            )),
+            (None, Some(_)) => changed.push(format!(
+                "{}: created after the slice was marked done",
+                path.display()
+            )),
+            (None, None) => {}
+        }
+    }
+    if changed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "shard {shard} of `{}` changed after its slice was marked done ({}): {}",
+            ns.name,
+            dir.join(names::SLICE_DONE).display(),
+            changed.join("; ")
+        ))
+    }
+}
+
+/// Checks every done slice of the namespace (see [`check_slice`]).
+pub fn check_slices(ns: &NamespaceDir) -> Result<(), String> {
+    let problems: Vec<String> = ns
+        .shard_dirs()
+        .into_iter()
+        .filter_map(|(shard, _)| {
+            let marker = slice_done(ns, shard)?;
+            check_slice(ns, shard, &marker).err()
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
 }
 
 /// The shards of `count` whose slice of the namespace is not marked done.
@@ -220,6 +320,24 @@ mod tests {
             std::fs::read_to_string(ns.calls()).unwrap(),
             "{\"call\":1}\n{\"call\":2}\n"
         );
+    }
+
+    #[test]
+    fn a_slice_edited_after_its_marker_is_named_and_never_remarked() {
+        let dir = tempfile::tempdir().unwrap();
+        let ns = NamespaceDir::new(dir.path(), "mcq");
+        let shard = Shard::new(0, 2).unwrap();
+        let results = ns.shard_dir(shard).join(names::RESULTS);
+        write(&results, "{\"key\":\"a\",\"prediction\":\"direct\"}\n");
+        mark_slice_done(&ns, shard, 1).unwrap();
+        assert_eq!(check_slices(&ns), Ok(()));
+        write(&results, "{\"key\":\"a\",\"prediction\":\"cannot\"}\n");
+        let e = check_slices(&ns).unwrap_err();
+        assert!(e.contains("shard 0/2 of `mcq` changed"), "{e}");
+        assert!(e.contains(names::RESULTS), "{e}");
+        // Passing over the done slice again refuses rather than re-marking.
+        assert!(mark_slice_done(&ns, shard, 1).is_err());
+        assert!(check_slices(&ns).is_err());
     }
 
     #[test]

@@ -171,15 +171,12 @@ impl Mirror {
 
     fn parent_tags(&self) -> Vec<KeyValue> {
         let m = &self.manifest;
-        let mut tags = vec![
-            KeyValue::new(TAG_FINGERPRINT, &m.fingerprint),
-            KeyValue::new(TAG_RUN_KEY, &m.run_key),
-            KeyValue::new(TAG_KIND, "session"),
+        let mut tags = super::identity::parent_tags(m);
+        tags.extend([
             KeyValue::new("w2c.version", env!("CARGO_PKG_VERSION")),
             KeyValue::new("w2c.session_dir", self.session_dir.display().to_string()),
             KeyValue::new("mlflow.source.name", "w2c"),
             KeyValue::new("mlflow.source.type", "LOCAL"),
-            KeyValue::new("mlflow.runName", self.parent_name()),
             KeyValue::new(
                 "mlflow.note.content",
                 format!(
@@ -192,17 +189,9 @@ impl Mirror {
                     self.session_dir.display()
                 ),
             ),
-        ];
+        ]);
         if let Ok(user) = std::env::var("USER") {
             tags.push(KeyValue::new("mlflow.user", user));
-        }
-        for (tag, pointer) in [
-            ("w2c.target_model", "/models/target"),
-            ("w2c.judge_model", "/models/judge"),
-        ] {
-            if let Some(v) = m.config.pointer(pointer).and_then(Value::as_str) {
-                tags.push(KeyValue::new(tag, v));
-            }
         }
         tags
     }
@@ -210,21 +199,12 @@ impl Mirror {
     /// Name of the parent run: the target model, the run key and the
     /// fingerprint's first 8 digits.
     pub fn parent_name(&self) -> String {
-        super::names::parent_name(
-            &self.target_model(),
-            &self.manifest.run_key,
-            &self.manifest.fingerprint,
-        )
+        super::identity::parent_name(&self.manifest)
     }
 
     /// The target model.
     pub fn target_model(&self) -> String {
-        self.manifest
-            .config
-            .pointer("/models/target")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
+        super::identity::target_model(&self.manifest)
     }
 
     /// The dataset's name as MLflow shows it: the file's stem.
@@ -391,29 +371,7 @@ impl Mirror {
     /// limit are returned separately as `config/<key>.txt` artifacts, the
     /// tag pointing at them.
     pub fn config_tags(&self) -> (Vec<KeyValue>, Vec<(String, String)>) {
-        let mut config = self.manifest.config.clone();
-        if let Some(obj) = config.as_object_mut() {
-            // Where the session is tracked is not part of the evaluation.
-            obj.remove("tracking");
-        }
-        let mut flat = Vec::new();
-        flatten::flatten_params("config", &config, &mut flat);
-        let mut tags = Vec::new();
-        let mut long = Vec::new();
-        for (key, value) in flat {
-            if value.chars().count() > flatten::MAX_TAG_CHARS {
-                let rel = format!("config/{key}.txt");
-                let pointer = format!(
-                    "(too long for a tag: see artifact {rel}, sha256 {})",
-                    crate::fingerprint::sha256_hex(value.as_bytes())
-                );
-                long.push((rel, value));
-                tags.push(KeyValue::new(key, pointer));
-            } else {
-                tags.push(KeyValue::new(key, value));
-            }
-        }
-        (tags, long)
+        super::identity::config_tags(&self.manifest)
     }
 
     /// Writes long values under `artifacts_local/_params/` and uploads them
@@ -498,33 +456,18 @@ impl Mirror {
             .map(|(_, s)| s)
             .with_context(|| format!("namespace `{ns}` has no method_settings.json"))?;
         let m = &self.manifest;
-        let mut tags = vec![
-            KeyValue::new(TAG_PARENT, &parent.info.run_id),
-            KeyValue::new(TAG_FINGERPRINT, &m.fingerprint),
-            KeyValue::new(TAG_RUN_KEY, &m.run_key),
-            KeyValue::new(TAG_KIND, "method"),
-            KeyValue::new(TAG_METHOD, &settings.method),
-            KeyValue::new(TAG_NAMESPACE, ns),
-            KeyValue::new("w2c.settings_hash", &settings.settings_hash),
+        let mut tags = super::identity::child_tags(m, &parent.info.run_id, ns, &settings);
+        tags.extend([
             KeyValue::new("w2c.version", env!("CARGO_PKG_VERSION")),
             KeyValue::new("mlflow.source.name", "w2c"),
             KeyValue::new("mlflow.source.type", "LOCAL"),
-        ];
+        ]);
         if let Ok(user) = std::env::var("USER") {
             tags.push(KeyValue::new("mlflow.user", user));
         }
         let target = self.target_model();
-        let judge = settings
-            .settings
-            .get("judge_model")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        let name = super::names::child_name(ns, &target, judge.as_deref());
-        tags.push(KeyValue::new("w2c.target_model", &target));
-        if let Some(j) = &judge {
-            tags.push(KeyValue::new("w2c.judge_model", j));
-        }
-        tags.push(KeyValue::new("mlflow.runName", &name));
+        let judge = super::identity::judge_model(&settings);
+        let name = super::identity::child_name(m, ns, &settings);
         tags.push(KeyValue::new(
             "mlflow.note.content",
             format!(
@@ -600,7 +543,7 @@ impl Mirror {
         let timestamp = chrono::DateTime::parse_from_rfc3339(&done.done_at)
             .map(|t| t.timestamp_millis())
             .unwrap_or(0);
-        let values = flatten::with_zero_counts(&done.method, flatten::final_metrics(&file));
+        let values = super::identity::child_metrics(&done.method, &file);
         let model_id = self.ensure_model().await?;
         let dataset_name = self.dataset_name();
         let digest = crate::fingerprint::prefix(
@@ -619,9 +562,9 @@ impl Mirror {
             dataset_name: Some(dataset_name.clone()),
             dataset_digest: Some(digest.clone()),
         };
-        let headline: Vec<MetricPoint> = flatten::headline(&values)
+        let headline: Vec<MetricPoint> = super::identity::parent_headline(ns, &values)
             .into_iter()
-            .map(|(name, v)| point(flatten::sanitize_key(&format!("{ns}.{name}")), v))
+            .map(|(key, v)| point(key, v))
             .collect();
         // Points the run already holds are not sent again (MLflow stores a
         // model's metrics once: a repeated point is refused).

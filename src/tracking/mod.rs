@@ -5,6 +5,7 @@
 //! `mlflow_ids.json`; `w2c sync` ([`sync_session`]) sends it later.
 
 pub mod flatten;
+pub mod identity;
 pub mod ids;
 pub mod mirror;
 pub mod names;

@@ -549,6 +549,31 @@ impl MlflowClient {
         Ok(v?["trace"]["trace_info"].clone())
     }
 
+    /// Deletes one assessment of a trace (`DELETE
+    /// /api/3.0/mlflow/traces/<trace>/assessments/<id>`); one already gone
+    /// (404) counts as deleted.
+    pub async fn delete_assessment(
+        &self,
+        trace_id: &str,
+        assessment_id: &str,
+    ) -> Result<(), MlflowError> {
+        let endpoint = format!("traces/{trace_id}/assessments/{assessment_id}");
+        let url = self.api3_url(&endpoint)?;
+        match self
+            .send(&endpoint, self.retry.max_retries, || {
+                Ok(self.http.request(Method::DELETE, url.clone()))
+            })
+            .await
+        {
+            Ok(resp) => {
+                let _ = crate::http_body::read_limited(resp, MAX_ERROR_BYTES).await;
+                Ok(())
+            }
+            Err(e) if e.status() == Some(404) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Every trace info of an experiment matching `filter` (the MLflow
     /// search syntax, e.g. a run's traces).
     pub async fn search_traces(

@@ -396,12 +396,29 @@ impl TraceSender {
         } else {
             None
         };
+        // A held trace whose assessments were edited, deleted or
+        // overridden in MLflow has w2c's assessments deleted and is sent
+        // again whole (its assessments with it).
+        let edited: std::collections::HashSet<String> = match &remote {
+            Some(r) => {
+                let held: Vec<String> = keys
+                    .iter()
+                    .filter(|k| {
+                        r.contains_key(&format!("tr-{}", traces::trace_id(&owner, &prepared.1, k)))
+                    })
+                    .cloned()
+                    .collect();
+                let built = self.build(&owner, ns, &prepared, &held);
+                repair_assessments(&mirror.client, r, &built).await?
+            }
+            None => Default::default(),
+        };
         let linked = &self.sent(&server, &experiment_id).sent;
         let mut todo_keys = Vec::new();
         let mut already = Vec::new();
         for key in &keys {
             let id = format!("tr-{}", traces::trace_id(&owner, &prepared.1, key));
-            let done_here = linked.get(&id) == Some(&run_id);
+            let done_here = linked.get(&id) == Some(&run_id) && !edited.contains(key);
             let held = remote.as_ref().is_none_or(|r| r.contains_key(&id));
             if !(done_here && held) {
                 todo_keys.push(key.clone());
@@ -493,6 +510,71 @@ impl TraceSender {
         w.append(line)?;
         w.sync()
     }
+}
+
+/// For each built trace MLflow holds (`remote`: trace id → its info from a
+/// search) whose assessments differ from the records' (see
+/// [`assessment_list`]; fetched whole when the search left them out):
+/// deletes every assessment under a name w2c gives that trace (its own, and
+/// any that overrides one), so that sending the trace again logs them as the
+/// records say. Assessments under other names are left alone. Returns the
+/// keys of the traces to send again.
+async fn repair_assessments(
+    client: &super::rest::MlflowClient,
+    remote: &HashMap<String, Value>,
+    built: &[Trace],
+) -> Result<std::collections::HashSet<String>> {
+    let mut edited = std::collections::HashSet::new();
+    for t in built {
+        let id = t.mlflow_id();
+        let Some(info) = remote.get(&id) else {
+            continue;
+        };
+        let info = if info.get("assessments").is_some() {
+            info.clone()
+        } else {
+            client.get_trace_info(&id).await?
+        };
+        let mut want: Vec<(String, String)> = t.assessments.iter().map(|a| a.identity()).collect();
+        want.sort();
+        if assessment_list(&info) == want {
+            continue;
+        }
+        let names: std::collections::HashSet<&str> =
+            t.assessments.iter().map(|a| a.name.as_str()).collect();
+        let ours = |a: &&Value| {
+            a.get("assessment_name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| names.contains(n))
+        };
+        let doomed: Vec<(String, bool)> = info
+            .get("assessments")
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter(ours)
+                    .filter_map(|a| {
+                        let aid = a.get("assessment_id")?.as_str()?.to_string();
+                        Some((aid, a.get("overrides").is_some()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        // Overriding assessments first: deleting one makes the one it
+        // overrode valid again, which is deleted next.
+        for (aid, _) in doomed
+            .iter()
+            .filter(|(_, o)| *o)
+            .chain(doomed.iter().filter(|(_, o)| !*o))
+        {
+            client
+                .delete_assessment(&id, aid)
+                .await
+                .with_context(|| format!("repairing the assessments of trace {id}"))?;
+        }
+        edited.insert(t.key.clone());
+    }
+    Ok(edited)
 }
 
 /// Resolves once `stop` says so (checked every 20 ms).

@@ -12,6 +12,7 @@
 //! [`tracking`] adds the checks against the MLflow server.
 
 pub mod python_suite;
+pub mod rescore;
 pub mod tracking;
 mod usage;
 
@@ -403,6 +404,11 @@ fn check_shards(
                 "shard {shard} holds {} result(s) outside its slice (first: {first})",
                 outside.len()
             ));
+        }
+        if let Some(marker) = crate::store::shards::slice_done(dir, *shard) {
+            if let Err(e) = crate::store::shards::check_slice(dir, *shard, &marker) {
+                problems.push(e);
+            }
         }
         if done {
             let unmerged = keys.iter().filter(|k| !merged.contains(*k)).count();

@@ -10,8 +10,8 @@ use crate::store::session::FoundSession;
 use crate::store::{layout, names, NamespaceDir};
 use crate::tracking::ids::{MlflowIds, Mode};
 use crate::tracking::mirror::{self, local_files, TAG_FINGERPRINT, TAG_NAMESPACE, TAG_PARENT};
-use crate::tracking::rest::{status, MlflowClient, MlflowError, Run};
-use crate::tracking::{flatten, trace_sender, Target};
+use crate::tracking::rest::{status, KeyValue, MlflowClient, MlflowError, Run};
+use crate::tracking::{identity, trace_sender, Target};
 use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -153,14 +153,20 @@ pub async fn verify_tracking(found: &FoundSession, deep: bool) -> Vec<Check> {
         running: crate::store::session::holder(&found.dir).is_some(),
         deep,
     };
-    check_run(
-        &mut out,
-        "parent run",
-        &parent,
-        expected.fingerprint,
-        None,
-        None,
-    );
+    let mut parent_tags = identity::parent_tags(&found.manifest);
+    parent_tags.extend(identity::config_tags(&found.manifest).0);
+    check_run(&mut out, "parent run", &parent, &parent_tags);
+    if parent.tag(TAG_PARENT).is_some() {
+        out.push(
+            "parent run",
+            Status::Mismatch,
+            format!(
+                "run {parent_id}: tag {TAG_PARENT} is {:?}, expected none",
+                parent.tag(TAG_PARENT)
+            ),
+        );
+    }
+    check_headline(&mut out, &found.dir, &namespaces, &parent);
     let want = if all_done {
         status::FINISHED
     } else {
@@ -205,14 +211,18 @@ async fn verify_child(
         }
         Err(e) => return call_failed(out, "child run", &e),
     };
-    check_run(
-        out,
-        "child run",
-        &run,
-        expected.fingerprint,
-        Some(expected.parent_id),
-        Some(ns),
-    );
+    let want = crate::store::session::namespaces(expected.session_dir)
+        .into_iter()
+        .find(|(n, _)| n == ns)
+        .map(|(_, s)| identity::child_tags(expected.manifest, expected.parent_id, ns, &s))
+        .unwrap_or_else(|| {
+            vec![
+                KeyValue::new(TAG_PARENT, expected.parent_id),
+                KeyValue::new(TAG_FINGERPRINT, expected.fingerprint),
+                KeyValue::new(TAG_NAMESPACE, ns),
+            ]
+        });
+    check_run(out, "child run", &run, &want);
     let done = mirror::namespace_done(expected.session_dir, ns);
     let want = if done {
         status::FINISHED
@@ -420,14 +430,10 @@ async fn check_traces(
     }
 }
 
-fn check_run(
-    out: &mut Collector,
-    what: &str,
-    run: &Run,
-    fingerprint: &str,
-    parent: Option<&str>,
-    ns: Option<&str>,
-) {
+/// A run's existence and identity: not deleted, and every tag in `want`
+/// (identity tags, and for the parent the config tags) with the value w2c
+/// wrote. Each differing tag is named with both values.
+fn check_run(out: &mut Collector, what: &str, run: &Run, want: &[KeyValue]) {
     let id = &run.info.run_id;
     if !run.is_active() {
         out.push(
@@ -437,32 +443,15 @@ fn check_run(
         );
         return;
     }
-    let mut diffs = Vec::new();
-    if run.tag(TAG_FINGERPRINT) != Some(fingerprint) {
-        diffs.push(format!(
-            "tag {TAG_FINGERPRINT} is {:?}, expected {fingerprint}",
-            run.tag(TAG_FINGERPRINT)
-        ));
-    }
-    if run.tag(TAG_PARENT) != parent {
-        diffs.push(format!(
-            "tag {TAG_PARENT} is {:?}, expected {parent:?}",
-            run.tag(TAG_PARENT)
-        ));
-    }
-    if let Some(ns) = ns {
-        if run.tag(TAG_NAMESPACE) != Some(ns) {
-            diffs.push(format!(
-                "tag {TAG_NAMESPACE} is {:?}, expected {ns}",
-                run.tag(TAG_NAMESPACE)
-            ));
-        }
-    }
+    let diffs = tag_diffs(run, want);
     if diffs.is_empty() {
         out.push(
             what,
             Status::Ok,
-            format!("run {id} exists, nesting and tags match"),
+            format!(
+                "run {id} exists, nesting and {} identity and config tags match",
+                want.len()
+            ),
         );
     } else {
         out.push(
@@ -471,6 +460,23 @@ fn check_run(
             format!("run {id}: {}", diffs.join("; ")),
         );
     }
+}
+
+/// Each tag of `want` the run lacks or holds with another value.
+fn tag_diffs(run: &Run, want: &[KeyValue]) -> Vec<String> {
+    want.iter()
+        .filter_map(|kv| match run.tag(&kv.key) {
+            Some(v) if v == kv.value => None,
+            Some(v) => Some(format!(
+                "tag {} is {v:?} in MLflow, expected {:?}",
+                kv.key, kv.value
+            )),
+            None => Some(format!(
+                "tag {} is missing in MLflow, expected {:?}",
+                kv.key, kv.value
+            )),
+        })
+        .collect()
 }
 
 fn check_status(out: &mut Collector, run: &Run, done: bool, running: bool, want: &str) {
@@ -520,21 +526,13 @@ fn check_metrics(out: &mut Collector, session_dir: &std::path::Path, ns: &str, r
         Ok(v) => v,
         Err(e) => return out.push("metrics", Status::Mismatch, format!("{e:#}")),
     };
-    let remote: BTreeMap<&str, f64> = run
-        .data
-        .metrics
-        .iter()
-        .map(|m| (m.key.as_str(), m.value))
-        .collect();
-    let mut diffs = Vec::new();
-    let local = flatten::final_metrics(&file);
-    for (key, value) in &local {
-        match remote.get(key.as_str()) {
-            None => diffs.push(format!("{key}: local {value}, missing in MLflow")),
-            Some(r) if same(*r, *value) => {}
-            Some(r) => diffs.push(format!("{key}: local {value}, MLflow {r}")),
-        }
-    }
+    let method = crate::store::session::namespaces(session_dir)
+        .into_iter()
+        .find(|(n, _)| n == ns)
+        .map(|(_, s)| s.method)
+        .unwrap_or_default();
+    let local = identity::child_metrics(&method, &file);
+    let diffs = metric_diffs(run, &local);
     if diffs.is_empty() {
         out.push(
             "metrics",
@@ -543,6 +541,73 @@ fn check_metrics(out: &mut Collector, session_dir: &std::path::Path, ns: &str, r
         );
     } else {
         out.push("metrics", Status::Mismatch, diffs.join("; "));
+    }
+}
+
+/// Each of `local` the run lacks or holds (as its latest value) with
+/// another value, both values named.
+fn metric_diffs(run: &Run, local: &[(String, f64)]) -> Vec<String> {
+    let remote: BTreeMap<&str, f64> = run
+        .data
+        .metrics
+        .iter()
+        .map(|m| (m.key.as_str(), m.value))
+        .collect();
+    let mut diffs = Vec::new();
+    for (key, value) in local {
+        match remote.get(key.as_str()) {
+            None => diffs.push(format!("{key}: local {value}, missing in MLflow")),
+            Some(r) if same(*r, *value) => {}
+            Some(r) => diffs.push(format!("{key}: local {value}, MLflow {r}")),
+        }
+    }
+    diffs
+}
+
+/// The parent's headline metrics (`<ns>.accuracy`, `<ns>.judge_table_f1`,
+/// ...) equal those of every finished namespace's `metrics.json`.
+fn check_headline(
+    out: &mut Collector,
+    session_dir: &std::path::Path,
+    namespaces: &[String],
+    parent: &Run,
+) {
+    let settings: BTreeMap<String, String> = crate::store::session::namespaces(session_dir)
+        .into_iter()
+        .map(|(n, s)| (n, s.method))
+        .collect();
+    let mut local = Vec::new();
+    for ns in namespaces {
+        let path = NamespaceDir::new(session_dir, ns).metrics();
+        if !mirror::namespace_done(session_dir, ns) || !path.exists() {
+            continue;
+        }
+        match crate::store::read_json::<serde_json::Value>(&path) {
+            Ok(file) => {
+                let method = settings.get(ns).map(String::as_str).unwrap_or_default();
+                local.extend(identity::parent_headline(
+                    ns,
+                    &identity::child_metrics(method, &file),
+                ));
+            }
+            Err(e) => return out.push("headline metrics", Status::Mismatch, format!("{e:#}")),
+        }
+    }
+    if local.is_empty() {
+        return;
+    }
+    let diffs = metric_diffs(parent, &local);
+    if diffs.is_empty() {
+        out.push(
+            "headline metrics",
+            Status::Ok,
+            format!(
+                "{} values on the parent run equal the namespaces' metrics.json",
+                local.len()
+            ),
+        );
+    } else {
+        out.push("headline metrics", Status::Mismatch, diffs.join("; "));
     }
 }
 
