@@ -306,9 +306,15 @@ impl Tracker {
                 "tracking: {e:#}; the evaluation goes on and tracking retries behind it"
             )),
             Setup::Silent => tracker.note(format!(
-                "tracking: no answer from {} within {:.0} s; the evaluation starts and tracking goes on behind it",
+                "tracking: no usable answer from {} within {:.0} s{}; the evaluation starts and tracking goes on behind it",
                 target.uri,
-                wait.as_secs_f64()
+                wait.as_secs_f64(),
+                tracker
+                    .online
+                    .as_ref()
+                    .and_then(|o| o.heartbeat.last_failure())
+                    .map(|f| format!(" (last: {f})"))
+                    .unwrap_or_default()
             )),
         }
         Ok(tracker)
@@ -362,7 +368,7 @@ impl Tracker {
                             handle.abort();
                             let _ = handle.await;
                             lock(&online.health).pending.insert(format!(
-                                "tracking: gave up after {:.0} s without an answer from the server; the rest was not sent",
+                                "tracking: gave up after {:.0} s without a usable answer from the server; the rest was not sent",
                                 online.wait.as_secs_f64()
                             ));
                             break;
