@@ -427,7 +427,24 @@ pub(super) fn sync(
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let synced = runtime.block_on(tracking::sync_session(&target, &found.dir, &found.manifest))?;
+    // Plain lines as it goes: a sync of thousands of traces takes minutes.
+    let started = std::time::Instant::now();
+    let mut last_line = std::time::Instant::now();
+    let mut progress = |step: tracking::SyncStep<'_>| match step {
+        tracking::SyncStep::Namespace(ns) => eprintln!("sync: {ns}"),
+        tracking::SyncStep::Traces(ns, sent) => {
+            if sent.left == 0 || last_line.elapsed() >= std::time::Duration::from_secs(5) {
+                last_line = std::time::Instant::now();
+                eprintln!("{}", sync_progress_line(ns, sent, started.elapsed()));
+            }
+        }
+    };
+    let synced = runtime.block_on(tracking::sync_session(
+        &target,
+        &found.dir,
+        &found.manifest,
+        &mut progress,
+    ))?;
     println!(
         "synced session {} to {} (experiment {} id {})",
         found.address(),
@@ -440,7 +457,38 @@ pub(super) fn sync(
         println!("  {ns:<32} {id}  {status:<8} {sent} file(s) uploaded");
     }
     println!("  traces sent {}", synced.traces);
-    Ok(EXIT_OK)
+    if synced.failures.is_empty() {
+        return Ok(EXIT_OK);
+    }
+    for f in &synced.failures {
+        eprintln!("not sent: {f}");
+    }
+    anyhow::bail!(
+        "{} item(s) could not be sent (listed above and in mlflow_ids.json); everything else is in MLflow — run `w2c sync` again once the cause is fixed",
+        synced.failures.len()
+    )
+}
+
+/// One progress line of `w2c sync`: traces sent and left in a namespace,
+/// the rate so far and the time left at that rate.
+fn sync_progress_line(
+    ns: &str,
+    sent: tracking::trace_sender::Sent,
+    elapsed: std::time::Duration,
+) -> String {
+    let secs = elapsed.as_secs_f64().max(1e-3);
+    let rate = sent.sent as f64 / secs;
+    let eta = if sent.left == 0 {
+        "done".to_string()
+    } else if rate > 0.0 {
+        format!("about {:.0} s left", sent.left as f64 / rate)
+    } else {
+        "time left unknown".to_string()
+    };
+    format!(
+        "sync: {ns}: {} trace(s) sent, {} pending ({rate:.1}/s, {eta})",
+        sent.sent, sent.left
+    )
 }
 
 /// `w2c status`.

@@ -145,8 +145,8 @@ impl MlflowError {
     pub fn refuses_setup(&self) -> bool {
         match self.kind {
             FailureKind::Status(401 | 403) => true,
-            // Artifacts are not worth stopping a run for (a server started
-            // with --no-serve-artifacts): they stay pending.
+            // Artifacts are not worth stopping a run for (a server that
+            // does not proxy them): they stay pending.
             FailureKind::Setup => !self.endpoint.starts_with("mlflow-artifacts"),
             _ => false,
         }
@@ -954,7 +954,7 @@ impl MlflowClient {
                     "mlflow-artifacts",
                     FailureKind::Setup,
                     format!(
-                        "artifact URI `{artifact_uri}` is not served by the tracking server's artifact proxy (start the server without --no-serve-artifacts)"
+                        "the server gave this run the artifact location `{artifact_uri}`, which a client must write to itself, not through the server's artifact proxy (`mlflow-artifacts:/…`), the only way w2c sends artifacts: start the server with `--artifacts-destination <dir or s3://…>` so that it proxies them, and log to a new experiment (MLFLOW_EXPERIMENT_NAME): an experiment keeps the artifact location it was created with"
                     ),
                 )
             })?;

@@ -82,6 +82,16 @@ pub fn load_sent(session_dir: &Path, server: &str, experiment_id: &str) -> SentT
     out
 }
 
+/// What the traces of a namespace are built with.
+struct Prepared {
+    method: String,
+    settings_hash: String,
+    /// For a judge: its target stream's namespace, when it is in the session.
+    target_ns: Option<String>,
+    /// For a judge: its target stream's settings hash.
+    target_hash: Option<String>,
+}
+
 /// A namespace's records read so far.
 #[derive(Default)]
 struct Stream {
@@ -273,27 +283,27 @@ impl TraceSender {
     }
 
     /// Reads what `ns` (and, for a judge, its target stream) has on disk
-    /// now; returns its method, settings hash and target namespace, or
-    /// `None` for a target stream (its calls are in its judge's traces).
-    fn prepare(&mut self, ns: &str) -> Result<Option<(String, String, Option<String>)>> {
-        let (method, settings_hash, target_hash, is_target) = {
+    /// now; returns what its traces are built with.
+    fn prepare(&mut self, ns: &str) -> Result<Option<Prepared>> {
+        let (method, settings_hash, target_hash) = {
             let s = self.stream(ns)?;
             (
                 s.method.clone(),
                 s.settings_hash.clone(),
                 s.target_hash.clone(),
-                s.is_target(),
             )
         };
-        if is_target {
-            return Ok(None);
-        }
         let target_ns = target_hash.as_deref().and_then(|h| self.namespace_of(h));
         if let Some(t) = &target_ns {
             self.stream(t)?;
         }
         self.examples();
-        Ok(Some((method, settings_hash, target_ns)))
+        Ok(Some(Prepared {
+            method,
+            settings_hash,
+            target_ns,
+            target_hash,
+        }))
     }
 
     /// Builds the traces of the given keys of `ns` from what was read.
@@ -301,21 +311,20 @@ impl TraceSender {
         &self,
         owner: &TraceOwner,
         ns: &str,
-        (method, settings_hash, target_ns): &(String, String, Option<String>),
+        prepared: &Prepared,
         keys: &[String],
     ) -> Vec<Trace> {
         let stream = &self.streams[ns];
-        let target = target_ns.as_ref().and_then(|t| self.streams.get(t));
+        let target = prepared
+            .target_ns
+            .as_ref()
+            .and_then(|t| self.streams.get(t));
         let examples = self.examples.as_ref();
         keys.iter()
             .filter_map(|key| {
                 let record = stream.results.get(key)?;
                 let calls = stream.calls.get(key).map(Vec::as_slice).unwrap_or(&[]);
-                let target_pair = target.and_then(|t| {
-                    t.results
-                        .get(key)
-                        .map(|r| (r, t.calls.get(key).map(Vec::as_slice).unwrap_or(&[])))
-                });
+                let target_record = target.and_then(|t| t.results.get(key));
                 let example = record
                     .get("uuid")
                     .and_then(Value::as_str)
@@ -324,11 +333,12 @@ impl TraceSender {
                     owner,
                     &ItemRecords {
                         namespace: ns,
-                        method,
-                        settings_hash,
+                        method: &prepared.method,
+                        settings_hash: &prepared.settings_hash,
                         record,
                         calls,
-                        target: target_pair,
+                        target: target_record,
+                        target_settings_hash: prepared.target_hash.as_deref(),
                         example,
                     },
                 ))
@@ -337,7 +347,7 @@ impl TraceSender {
     }
 
     /// Every trace of `ns` as it should be in `experiment_id` (for `w2c
-    /// verify`); empty for a target stream.
+    /// verify`).
     pub fn expected(&mut self, ns: &str, experiment_id: &str) -> Result<Vec<Trace>> {
         let Some(prepared) = self.prepare(ns)? else {
             return Ok(Vec::new());
@@ -351,8 +361,7 @@ impl TraceSender {
     }
 
     /// Builds and sends the traces of `ns`'s items finished since the last
-    /// call that MLflow does not hold yet. A target stream sends none (its
-    /// calls are in its judge's traces). With `repair`, what the child run
+    /// call that MLflow does not hold yet. With `repair`, what the child run
     /// holds is listed first: a trace missing there is sent again whole,
     /// one missing assessments gets them.
     ///
@@ -367,6 +376,20 @@ impl TraceSender {
         ns: &str,
         repair: bool,
         stop: &Stop,
+    ) -> Result<Sent> {
+        self.send_new_reporting(mirror, ns, repair, stop, &mut |_| {})
+            .await
+    }
+
+    /// [`TraceSender::send_new`], telling `report` after each request how
+    /// many traces are sent so far and how many are left.
+    pub async fn send_new_reporting(
+        &mut self,
+        mirror: &mut Mirror,
+        ns: &str,
+        repair: bool,
+        stop: &Stop,
+        report: &mut (dyn FnMut(Sent) + Send),
     ) -> Result<Sent> {
         let Some(prepared) = self.prepare(ns)? else {
             return Ok(Sent::default());
@@ -400,7 +423,10 @@ impl TraceSender {
         let mut todo_keys = Vec::new();
         let mut already = Vec::new();
         for key in &keys {
-            let id = format!("tr-{}", traces::trace_id(&owner, &prepared.1, key));
+            let id = format!(
+                "tr-{}",
+                traces::trace_id(&owner, &prepared.settings_hash, key)
+            );
             let done_here = linked.get(&id) == Some(&run_id);
             let held = remote.as_ref().is_none_or(|r| r.contains_key(&id));
             if !(done_here && held) {
@@ -470,11 +496,15 @@ impl TraceSender {
                 sent.sent.insert(id, run_id.clone());
             }
             done_keys += chunk_keys.len();
+            report(Sent {
+                sent: done_keys,
+                left: todo_keys.len() - done_keys,
+            });
         }
         let left = todo_keys.len() - done_keys;
         // A sent item of a namespace that is not a target stream is not
-        // needed any more.
-        if !repair {
+        // needed any more (a target's record is shown in its judge's trace).
+        if !repair && !self.streams.get(ns).is_some_and(Stream::is_target) {
             if let Some(s) = self.streams.get_mut(ns) {
                 for k in &sent_keys {
                     s.calls.remove(k);
@@ -530,11 +560,11 @@ pub fn assessment_list(info: &Value) -> Vec<(String, String)> {
     out
 }
 
-/// Whether a namespace sends traces of its own (a judge's target stream
-/// does not: its calls are in the judge's traces).
+/// Whether a namespace sends traces of its own: every namespace with
+/// settings (a judge's target stream too: its trace holds the target's
+/// call, which the judge's trace names by its `w2c.target_trace` tag).
 pub fn has_traces(session_dir: &Path, ns: &str) -> bool {
     crate::store::session::namespaces(session_dir)
         .into_iter()
-        .find(|(n, _)| n == ns)
-        .is_some_and(|(_, s)| !s.method.ends_with(".target"))
+        .any(|(n, _)| n == ns)
 }

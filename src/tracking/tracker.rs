@@ -389,7 +389,7 @@ impl Tracker {
         if !pending.is_empty() {
             let sync = sync_command(&self.session_dir);
             self.note(format!(
-                "tracking: {} item(s) could not be sent to MLflow (first: {}); they are listed in mlflow_ids.json — run `{sync}` once the server is reachable",
+                "tracking: {} item(s) could not be sent to MLflow (first: {}); they are listed in mlflow_ids.json — `{sync}` sends them once the cause is fixed",
                 pending.len(),
                 pending[0],
             ));
@@ -594,6 +594,9 @@ impl Worker {
             .as_mut()
             .ok_or_else(|| anyhow::anyhow!("not connected"))?;
         m.ensure_parent().await?;
+        if !m.deferred.is_empty() {
+            lock(&self.health).pending.extend(m.deferred.drain(..));
+        }
         Ok(m)
     }
 
@@ -661,14 +664,19 @@ impl Worker {
                     }
                 }
                 if !self.paused("session") {
+                    // The parent's artifacts fail alone: its status is set
+                    // all the same.
                     let r = async {
                         let m = self.setup().await?;
-                        m.upload_session_files(false).await?;
-                        m.settle_parent(parent_status).await
+                        let uploaded = m.upload_session_files(false).await;
+                        m.settle_parent(parent_status).await?;
+                        Ok::<_, anyhow::Error>(uploaded)
                     }
                     .await;
-                    if let Err(e) = r {
-                        record_failure(&self.health, "session", &e);
+                    match r {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => record_failure(&self.health, "session artifacts", &e),
+                        Err(e) => record_failure(&self.health, "session", &e),
                     }
                 }
                 // The records are complete; traces last, for at most
