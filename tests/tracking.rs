@@ -1308,14 +1308,43 @@ fn traces_not_sent_by_the_end_of_a_run_are_pending_until_sync() {
         .iter()
         .map(|p| p.as_str().unwrap_or_default().to_string())
         .collect();
+    let fp = session_fingerprint(&s);
     if ids["synced"] == false {
         assert!(
             pending.iter().any(|p| p.starts_with("traces: ")),
             "{pending:?}"
         );
+        // Traces not sent yet are pending, not a mismatch: verify says so
+        // with its own exit code.
+        let out = tracked(ws.path(), uri, &exp)
+            .args(["verify", &fp[..8], "--runs-dir"])
+            .arg(ws.runs())
+            .output()
+            .expect("verify");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(7), "{text}");
+        assert!(text.contains("PENDING"), "{text}");
+        assert!(
+            !text.contains("MISMATCH") && !text.contains("MISSING"),
+            "{text}"
+        );
+        let status = tracked(ws.path(), uri, &exp)
+            .args(["status", "--runs-dir"])
+            .arg(ws.runs())
+            .output()
+            .expect("status");
+        let text = String::from_utf8_lossy(&status.stdout);
+        assert!(text.contains("traces pending"), "{text}");
+        // A resume of the finished session sends them, as sync would.
+        tracked(ws.path(), uri, &exp)
+            .args(["resume", &fp[..8], "--runs-dir"])
+            .arg(ws.runs())
+            .assert()
+            .success();
+        let ids = read_json(&s.join("mlflow_ids.json"));
+        assert_eq!(ids["synced"], true, "{ids}");
     }
-    // `w2c sync` sends the rest: every trace is there, once.
-    let fp = session_fingerprint(&s);
+    // `w2c sync` after it changes nothing: every trace is there, once.
     tracked(ws.path(), uri, &exp)
         .args(["sync", &fp[..8], "--runs-dir"])
         .arg(ws.runs())

@@ -598,8 +598,10 @@ pub(super) fn verify(
         EXIT_OK
     } else if crate::verify::any_mismatch(&checks) {
         EXIT_MISMATCH
-    } else {
+    } else if crate::verify::any_cannot_check(&checks) || !crate::verify::any_pending(&checks) {
         EXIT_CANNOT_CHECK
+    } else {
+        super::EXIT_PENDING
     })
 }
 

@@ -249,6 +249,7 @@ pub fn resolve_for_session(
             .clone()
             .or_else(|| config.experiment.clone()),
         traces: config.traces,
+        trace_examples: config.trace_examples.clone(),
     };
     resolve(&stored, false, env)
 }
@@ -543,6 +544,7 @@ mod tests {
             uri: Some("http://cfg:5000".into()),
             experiment: Some("cfg-exp".into()),
             traces: None,
+            trace_examples: None,
         };
         let t = resolve(
             &cfg,
@@ -588,6 +590,7 @@ mod tests {
             uri: Some("http://bob:pw123@host:5000".into()),
             experiment: None,
             traces: None,
+            trace_examples: None,
         };
         let err = resolve(&cfg, false, &env_of(&[])).unwrap_err();
         assert!(!format!("{err:#}").contains("pw123"));

@@ -11,7 +11,7 @@
 //! nothing is sent twice in the normal course.
 
 use super::mirror::Mirror;
-use super::traces::{self, ItemRecords, Trace, TraceOwner};
+use super::traces::{self, ItemRecords, Trace, TraceOwner, TraceSelection};
 use crate::dataset::Example;
 use crate::store::{JsonlWriter, NamespaceDir};
 use anyhow::{Context, Result};
@@ -36,8 +36,10 @@ pub struct Sent {
     /// Traces still to send (told to stop first).
     pub left: usize,
 }
-/// Trace infos (with their assessments) sent at once.
+/// Trace infos (with their assessments) sent at once, per chunk.
 const INFO_CONCURRENCY: usize = 8;
+/// Chunks of traces sent at once (so up to 4 × 8 requests in flight).
+const CHUNKS_AT_ONCE: usize = 4;
 
 /// One line of `mlflow_traces.jsonl`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -173,6 +175,8 @@ pub struct TraceSender {
     /// How long the last request of traces took: one that could not
     /// finish before a deadline is not started.
     request_time: Option<Duration>,
+    /// Which examples get a trace (`[tracking] trace_examples`).
+    selection: TraceSelection,
 }
 
 /// Whether a request of traces expected to take the given time may not
@@ -210,7 +214,54 @@ impl TraceSender {
             streams: HashMap::new(),
             sent: None,
             request_time: None,
+            // Checked when the config was loaded; a manifest edited since
+            // traces everything.
+            selection: manifest
+                .config
+                .pointer("/tracking/trace_examples")
+                .and_then(Value::as_str)
+                .and_then(|s| TraceSelection::parse(s).ok())
+                .unwrap_or_default(),
         }
+    }
+
+    /// The keys of `ns` read so far whose examples get a trace.
+    fn selected_keys(&self, ns: &str, prepared: &Prepared) -> Vec<String> {
+        let stream = &self.streams[ns];
+        if self.selection == TraceSelection::All {
+            return stream.results.keys().cloned().collect();
+        }
+        // A target stream follows its judge's verdicts (read afresh: the
+        // judge's stream forgets what it has sent).
+        let judged: HashMap<String, Value> = if stream.is_target() {
+            crate::store::session::namespaces(&self.session_dir)
+                .into_iter()
+                .filter(|(_, s)| {
+                    s.settings
+                        .get("target_settings_hash")
+                        .and_then(Value::as_str)
+                        == Some(prepared.settings_hash.as_str())
+                })
+                .flat_map(|(judge, _)| {
+                    let path = NamespaceDir::new(&self.session_dir, &judge).results();
+                    crate::store::load_jsonl::<Value>(&path)
+                        .map(|(lines, _)| lines)
+                        .unwrap_or_default()
+                })
+                .filter_map(|r| Some((r.get("key")?.as_str()?.to_string(), r)))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        stream
+            .results
+            .iter()
+            .filter(|(key, record)| {
+                self.selection
+                    .selects(&prepared.method, record, judged.get(key.as_str()))
+            })
+            .map(|(key, _)| key.clone())
+            .collect()
     }
 
     /// The examples of the dataset file, when it still has the sha256 the
@@ -356,7 +407,7 @@ impl TraceSender {
             experiment_id: experiment_id.to_string(),
             ..self.owner.clone()
         };
-        let keys: Vec<String> = self.streams[ns].results.keys().cloned().collect();
+        let keys = self.selected_keys(ns, &prepared);
         Ok(self.build(&owner, ns, &prepared, &keys))
     }
 
@@ -394,7 +445,24 @@ impl TraceSender {
         let Some(prepared) = self.prepare(ns)? else {
             return Ok(Sent::default());
         };
-        let keys: Vec<String> = self.streams[ns].results.keys().cloned().collect();
+        let keys = self.selected_keys(ns, &prepared);
+        // Items that get no trace are not kept in memory (a target's
+        // record stays: its judge shows it, and its verdict may come).
+        if !repair && !self.streams[ns].is_target() && keys.len() < self.streams[ns].results.len() {
+            let chosen: std::collections::HashSet<&String> = keys.iter().collect();
+            let skipped: Vec<String> = self.streams[ns]
+                .results
+                .keys()
+                .filter(|k| !chosen.contains(k))
+                .cloned()
+                .collect();
+            if let Some(s) = self.streams.get_mut(ns) {
+                for k in &skipped {
+                    s.calls.remove(k);
+                    s.results.shift_remove(k);
+                }
+            }
+        }
         if keys.is_empty() {
             return Ok(Sent::default());
         }
@@ -439,63 +507,83 @@ impl TraceSender {
         let mut sent_keys: Vec<String> = already;
         // Traces are built a request at a time: what `stop` leaves is never
         // built.
-        for chunk_keys in todo_keys.chunks(TRACES_PER_REQUEST) {
+        // Several requests at once (a server with several workers takes
+        // them in parallel): a group of chunks goes out together, each
+        // chunk's infos then its spans.
+        for group_keys in todo_keys.chunks(TRACES_PER_REQUEST * CHUNKS_AT_ONCE) {
             if stop(self.request_time.unwrap_or_default()) {
                 break;
             }
             let started = std::time::Instant::now();
-            let chunk = self.build(&owner, ns, &prepared, chunk_keys);
-            // Each trace's info with its run and assessments first (a new
-            // trace is one insert; deterministic ids make a repeat an
-            // update), then the spans in one OTLP request, which link the
-            // traces to the run and give them their token usage.
-            let infos: Vec<(String, String)> = chunk
-                .iter()
-                .map(|t| {
-                    let body = t.info_request(&experiment_id, &run_id).to_string();
-                    (t.mlflow_id(), crate::redact::scrub(&body))
-                })
+            let chunks: Vec<(&[String], Vec<Trace>)> = group_keys
+                .chunks(TRACES_PER_REQUEST)
+                .map(|keys| (keys, self.build(&owner, ns, &prepared, keys)))
                 .collect();
-            let client = mirror.client.clone();
-            let refs: Vec<&Trace> = chunk.iter().collect();
-            let spans = crate::redact::scrub(&traces::export_request(&refs).to_string());
-            let send = async {
-                let results: Vec<Result<(), super::rest::MlflowError>> =
-                    futures::stream::iter(infos.into_iter().map(|(id, body)| {
-                        let client = client.clone();
-                        async move { client.start_trace(&id, body).await }
-                    }))
-                    .buffer_unordered(INFO_CONCURRENCY)
-                    .collect()
-                    .await;
-                for r in results {
-                    r?;
+            let sends = chunks.iter().map(|(_, chunk)| {
+                // Each trace's info with its run and assessments first (a
+                // new trace is one insert; deterministic ids make a repeat
+                // an update), then the spans in one OTLP request, which
+                // link the traces to the run and give them their token
+                // usage.
+                let infos: Vec<(String, String)> = chunk
+                    .iter()
+                    .map(|t| {
+                        let body = t.info_request(&experiment_id, &run_id).to_string();
+                        (t.mlflow_id(), crate::redact::scrub(&body))
+                    })
+                    .collect();
+                let refs: Vec<&Trace> = chunk.iter().collect();
+                let spans = crate::redact::scrub(&traces::export_request(&refs).to_string());
+                let client = mirror.client.clone();
+                let (experiment_id, run_id) = (experiment_id.clone(), run_id.clone());
+                async move {
+                    let results: Vec<Result<(), super::rest::MlflowError>> =
+                        futures::stream::iter(infos.into_iter().map(|(id, body)| {
+                            let client = client.clone();
+                            async move { client.start_trace(&id, body).await }
+                        }))
+                        .buffer_unordered(INFO_CONCURRENCY)
+                        .collect()
+                        .await;
+                    for r in results {
+                        r?;
+                    }
+                    client.export_traces(&experiment_id, &run_id, spans).await?;
+                    Ok::<_, anyhow::Error>(())
                 }
-                client.export_traces(&experiment_id, &run_id, spans).await?;
-                Ok::<_, anyhow::Error>(())
-            };
-            // A chunk under way is given up as soon as `stop` says so: its
+            });
+            // A group under way is given up as soon as `stop` says so: its
             // traces are not recorded as sent, and sending them again later
             // updates the same traces (deterministic ids).
-            tokio::select! {
-                r = send => r?,
+            let results = tokio::select! {
+                r = futures::future::join_all(sends) => r,
                 () = until(stop) => break,
-            }
+            };
             self.request_time = Some(started.elapsed());
-            let ids: Vec<String> = chunk.iter().map(Trace::mlflow_id).collect();
-            self.append(&TraceLogLine {
-                server: server.clone(),
-                experiment_id: experiment_id.clone(),
-                run_id: run_id.clone(),
-                stage: "sent".into(),
-                traces: ids.clone(),
-            })?;
-            sent_keys.extend_from_slice(chunk_keys);
-            let sent = self.sent(&server, &experiment_id);
-            for id in ids {
-                sent.sent.insert(id, run_id.clone());
+            let mut first_err = None;
+            for ((chunk_keys, chunk), r) in chunks.iter().zip(results) {
+                if let Err(e) = r {
+                    first_err.get_or_insert(e);
+                    continue;
+                }
+                let ids: Vec<String> = chunk.iter().map(Trace::mlflow_id).collect();
+                self.append(&TraceLogLine {
+                    server: server.clone(),
+                    experiment_id: experiment_id.clone(),
+                    run_id: run_id.clone(),
+                    stage: "sent".into(),
+                    traces: ids.clone(),
+                })?;
+                sent_keys.extend_from_slice(chunk_keys);
+                let sent = self.sent(&server, &experiment_id);
+                for id in ids {
+                    sent.sent.insert(id, run_id.clone());
+                }
+                done_keys += chunk_keys.len();
             }
-            done_keys += chunk_keys.len();
+            if let Some(e) = first_err {
+                return Err(e);
+            }
             report(Sent {
                 sent: done_keys,
                 left: todo_keys.len() - done_keys,

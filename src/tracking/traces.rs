@@ -37,6 +37,87 @@ pub const TARGET_TRACE_TAG: &str = "w2c.target_trace";
 /// Attribute prefix that makes a root-span attribute a trace tag.
 pub const TRACE_TAG_PREFIX: &str = "mlflow.traceTag.";
 
+/// Which examples get a trace (`[tracking] trace_examples`).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum TraceSelection {
+    /// Every example (the default).
+    #[default]
+    All,
+    /// Only the examples worth a look: a prediction that is wrong, invalid
+    /// or missing (unparsed, unscored), or a warning or error audit event.
+    /// A judge's target stream follows its judge: a target answer is traced
+    /// when the judge's verdict on it is.
+    Problems,
+    /// A share of the examples, picked by a hash of the example's uuid:
+    /// the same examples in every session (so two models' traces line up).
+    Sample(f64),
+}
+
+impl TraceSelection {
+    /// Parses `all`, `problems` or `sample:<fraction in (0, 1]>`.
+    pub fn parse(text: &str) -> std::result::Result<TraceSelection, String> {
+        let t = text.trim();
+        match t {
+            "all" => return Ok(TraceSelection::All),
+            "problems" => return Ok(TraceSelection::Problems),
+            _ => {}
+        }
+        if let Some(f) = t.strip_prefix("sample:") {
+            if let Ok(v) = f.trim().parse::<f64>() {
+                if v > 0.0 && v <= 1.0 {
+                    return Ok(TraceSelection::Sample(v));
+                }
+            }
+            return Err(format!(
+                "`{t}`: the sample is a fraction in (0, 1], e.g. `sample:0.1`"
+            ));
+        }
+        Err(format!(
+            "`{t}`: expected `all`, `problems` or `sample:<fraction>` (e.g. `sample:0.1`)"
+        ))
+    }
+
+    /// Whether the item of `record` gets a trace. `judged` is, for a
+    /// judge's target stream, the judge's record of the same item.
+    pub fn selects(&self, method: &str, record: &Value, judged: Option<&Value>) -> bool {
+        match self {
+            TraceSelection::All => true,
+            TraceSelection::Sample(share) => {
+                let uuid = str_of(record, "uuid").unwrap_or_default();
+                let h =
+                    crate::fingerprint::sha256_hex(format!("w2c-trace-sample\0{uuid}").as_bytes());
+                let x = u64::from_str_radix(&h[..12], 16).unwrap_or(0) as f64 / (1u64 << 48) as f64;
+                x < *share
+            }
+            TraceSelection::Problems => {
+                if method.ends_with(".target") {
+                    // Traced with the judge's verdict on it (none yet: not now).
+                    return judged.is_some_and(|j| is_problem("llm_judge", j));
+                }
+                is_problem(method, record)
+            }
+        }
+    }
+}
+
+/// Whether an item is worth a look: not correct (wrong, invalid, unparsed,
+/// unscored) or with a warning or error audit event.
+fn is_problem(method: &str, record: &Value) -> bool {
+    let gold = str_of(record, "gold");
+    let correct = match (prediction(method, record), gold) {
+        (Some(p), Some(g)) => p == g,
+        _ => false,
+    };
+    let flagged = record
+        .get("audit")
+        .and_then(Value::as_array)
+        .is_some_and(|a| {
+            a.iter()
+                .any(|e| matches!(str_of(e, "severity"), Some("warning" | "error")))
+        });
+    !correct || flagged
+}
+
 /// What the trace of one work item is built from.
 #[derive(Debug, Clone, Copy)]
 pub struct ItemRecords<'a> {
@@ -775,6 +856,51 @@ mod tests {
             },
         );
         assert_eq!(target_trace.mlflow_id(), target_id);
+    }
+
+    #[test]
+    fn a_trace_selection_picks_all_problems_or_a_stable_sample() {
+        assert_eq!(TraceSelection::parse("all"), Ok(TraceSelection::All));
+        assert_eq!(
+            TraceSelection::parse(" problems "),
+            Ok(TraceSelection::Problems)
+        );
+        assert_eq!(
+            TraceSelection::parse("sample:0.25"),
+            Ok(TraceSelection::Sample(0.25))
+        );
+        for bad in ["sample:0", "sample:1.5", "sample:x", "some", ""] {
+            assert!(TraceSelection::parse(bad).is_err(), "{bad}");
+        }
+        let right = json!({"uuid": "u", "gold": "tool_call", "prediction": "tool_call"});
+        let wrong = json!({"uuid": "u", "gold": "tool_call", "prediction": "direct"});
+        let unparsed = json!({"uuid": "u", "gold": "tool_call", "prediction": "invalid"});
+        let flagged = json!({"uuid": "u", "gold": "tool_call", "prediction": "tool_call",
+                             "audit": [{"event_type": "x", "severity": "warning"}]});
+        let p = TraceSelection::Problems;
+        assert!(!p.selects("mcq", &right, None));
+        assert!(p.selects("mcq", &wrong, None));
+        assert!(p.selects("mcq", &unparsed, None));
+        assert!(p.selects("mcq", &flagged, None));
+        // A target answer follows its judge's verdict, none yet: not traced.
+        let target = json!({"uuid": "u", "key": "u", "text": "hi"});
+        assert!(!p.selects("llm_judge.target", &target, None));
+        assert!(p.selects("llm_judge.target", &target, Some(&wrong)));
+        assert!(!p.selects("llm_judge.target", &target, Some(&right)));
+        // A sample is the same examples whatever the session, about its share.
+        let s = TraceSelection::Sample(0.3);
+        let picked = (0..2000)
+            .filter(|i| s.selects("mcq", &json!({"uuid": format!("ex-{i}")}), None))
+            .count();
+        assert!((450..750).contains(&picked), "{picked}");
+        assert_eq!(
+            s.selects("mcq", &json!({"uuid": "ex-7"}), None),
+            s.selects(
+                "llm_judge",
+                &json!({"uuid": "ex-7", "prediction": "x"}),
+                None
+            )
+        );
     }
 
     #[test]
