@@ -1617,3 +1617,67 @@ fn an_artifact_store_w2c_cannot_write_fails_the_artifacts_alone_with_the_real_ca
         "{ids}"
     );
 }
+
+#[test]
+fn trace_examples_problems_sends_only_the_examples_worth_a_look() {
+    let uri = MlflowServer::shared();
+    let exp = experiment("trace-problems");
+    let ws = Workspace::new();
+    let cfg = ws.config(
+        "eval.toml",
+        &Opts {
+            n_per_label: Some(3),
+            methods: TWO_METHODS.into(),
+            ..Opts::default()
+        },
+    );
+    let text = std::fs::read_to_string(&cfg).expect("cfg")
+        + "\n[tracking]\ntrace_examples = \"problems\"\n";
+    std::fs::write(&cfg, text).expect("write");
+    tracked_run(&ws, &cfg, uri, &exp).assert().success();
+    let s = only_session(&ws.runs(), "k");
+    let ids = read_json(&s.join("mlflow_ids.json"));
+    assert_eq!(ids["synced"], true, "{ids}");
+    let problems = |ns: &str| -> std::collections::BTreeSet<String> {
+        read_jsonl(&s.join("checkpoints").join(ns).join("results.jsonl"))
+            .into_iter()
+            .filter(|r| {
+                r["prediction"] != r["gold"]
+                    || r["audit"].as_array().is_some_and(|a| {
+                        a.iter()
+                            .any(|e| e["severity"] == "warning" || e["severity"] == "error")
+                    })
+            })
+            .map(|r| r["key"].as_str().expect("key").to_string())
+            .collect()
+    };
+    let dump = common::mlflow::traces(uri, &exp);
+    let keys_of = |ns: &str| -> std::collections::BTreeSet<String> {
+        let run = ids["child_run_ids"][ns].as_str().expect("run");
+        dump["runs"][run]["traces"]
+            .as_array()
+            .expect("traces")
+            .iter()
+            .map(|t| t["tags"]["w2c.key"].as_str().expect("key").to_string())
+            .collect()
+    };
+    let judged = problems("llm_judge");
+    assert_eq!(keys_of("mcq"), problems("mcq"));
+    assert_eq!(keys_of("llm_judge"), judged);
+    // A target answer is traced when its verdict is a problem.
+    assert_eq!(keys_of("llm_judge.target"), judged);
+    let all = read_jsonl(&s.join("checkpoints/mcq/results.jsonl")).len();
+    assert!(
+        problems("mcq").len() < all,
+        "the mock gets some right: the selection must leave some out"
+    );
+    // verify expects exactly the chosen traces.
+    let fp = session_fingerprint(&s);
+    let out = tracked(ws.path(), uri, &exp)
+        .args(["verify", &fp[..8], "--deep", "--runs-dir"])
+        .arg(ws.runs())
+        .output()
+        .expect("verify");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+}
