@@ -428,10 +428,13 @@ pub(super) fn sync(
         .enable_all()
         .build()?;
     // Plain lines as it goes: a sync of thousands of traces takes minutes.
-    let started = std::time::Instant::now();
+    let mut started = std::time::Instant::now();
     let mut last_line = std::time::Instant::now();
     let mut progress = |step: tracking::SyncStep<'_>| match step {
-        tracking::SyncStep::Namespace(ns) => eprintln!("sync: {ns}"),
+        tracking::SyncStep::Namespace(ns) => {
+            started = std::time::Instant::now();
+            eprintln!("sync: {ns}");
+        }
         tracking::SyncStep::Traces(ns, sent) => {
             if sent.left == 0 || last_line.elapsed() >= std::time::Duration::from_secs(5) {
                 last_line = std::time::Instant::now();
@@ -1253,5 +1256,30 @@ fn print_reports(
     match first_error {
         Some(e) => Err(e),
         None => Ok(code),
+    }
+}
+
+#[cfg(test)]
+mod sync_progress_tests {
+    use super::sync_progress_line;
+    use crate::tracking::trace_sender::Sent;
+    use std::time::Duration;
+
+    #[test]
+    fn a_progress_line_says_sent_pending_rate_and_time_left() {
+        let line = sync_progress_line(
+            "mcq",
+            Sent {
+                sent: 100,
+                left: 300,
+            },
+            Duration::from_secs(10),
+        );
+        assert_eq!(
+            line,
+            "sync: mcq: 100 trace(s) sent, 300 pending (10.0/s, about 30 s left)"
+        );
+        let done = sync_progress_line("mcq", Sent { sent: 5, left: 0 }, Duration::from_secs(1));
+        assert!(done.ends_with("(5.0/s, done)"), "{done}");
     }
 }
