@@ -255,7 +255,7 @@ impl ShardTracker {
                 let _ = ids.save(dir);
             }
             self.note(format!(
-                "tracking: {line}; `w2c sync {}` sends it once the server is reachable",
+                "tracking: {line}; `w2c sync {}` sends it once the cause is fixed",
                 crate::fingerprint::short(&self.manifest.fingerprint)
             ));
         }
