@@ -6,8 +6,13 @@
 # assessments) are counted from the server's access log.
 #   bench/traces.sh                  # N_SMALL=300 N_LARGE=3000 REPS=3 (medians)
 # Needs: cargo, python3 with mlflow (pip install -r requirements-test.txt), curl.
+# MODE=compare: w2c's trace rate beside MLflow's own Python client on the
+# same server instead (bench/traces_vs_mlflow.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${MODE:-}" = compare ]; then
+  exec bench/traces_vs_mlflow.sh
+fi
 N_SMALL=${N_SMALL:-300}
 N_LARGE=${N_LARGE:-3000}
 PORT=${PORT:-5078}

@@ -145,6 +145,11 @@ pub struct TrackingConfig {
     /// (default on; `false` for aggregates and files only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traces: Option<bool>,
+    /// Which examples get a trace: `all` (default), `problems` (wrong,
+    /// unparsed or unscored, or with a warning or error audit event) or
+    /// `sample:<fraction>` (the same examples in every session).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_examples: Option<String>,
 }
 
 /// `[prices."<model>"]`: USD per million tokens.
@@ -1203,6 +1208,10 @@ impl Config {
         }
         if self.dataset.n_per_label == Some(0) {
             bail!("key `dataset.n_per_label`: expected a positive number (leave it out to use the whole file)");
+        }
+        if let Some(sel) = &self.tracking.trace_examples {
+            crate::tracking::traces::TraceSelection::parse(sel)
+                .map_err(|e| anyhow::anyhow!("key `tracking.trace_examples`: {e}"))?;
         }
         if let Some(n) = self.run.shards {
             if !(1..=crate::shard::MAX_SHARDS).contains(&n) {

@@ -596,9 +596,33 @@ pub fn tracking_state(session_dir: &std::path::Path) -> String {
         Ok(ids) if ids.mode == Mode::Offline => "offline".into(),
         Ok(ids) if ids.synced => "synced".into(),
         Ok(ids) if ids.pending.is_empty() => "not synced".into(),
-        Ok(ids) => format!("{} pending", ids.pending.len()),
+        Ok(ids) => {
+            let (traces, other): (Vec<&String>, Vec<&String>) =
+                ids.pending.iter().partition(|p| is_traces_line(p));
+            let n_traces: usize = traces.iter().map(|p| traces_in_line(p)).sum();
+            match (n_traces, other.len()) {
+                (0, n) => format!("{n} pending"),
+                (t, 0) => format!("traces pending ({t})"),
+                (t, n) => format!("{n} pending, traces pending ({t})"),
+            }
+        }
         Err(_) => "unreadable".into(),
     }
+}
+
+/// Whether a pending line of `mlflow_ids.json` is about traces only.
+pub fn is_traces_line(line: &str) -> bool {
+    line.starts_with("traces: ")
+}
+
+/// How many traces a pending traces line counts (`traces: 12 not sent…`,
+/// `traces: <ns>: 12 not sent…`; 0 when it gives no number).
+pub fn traces_in_line(line: &str) -> usize {
+    let rest = line.trim_start_matches("traces: ");
+    rest.split_whitespace()
+        .take(2)
+        .find_map(|w| w.parse::<usize>().ok())
+        .unwrap_or(0)
 }
 
 /// Renders `w2c verify` checks: a summary line (sessions, and checks per
@@ -620,6 +644,7 @@ pub fn verify_table(checks: &[crate::verify::Check], verbose: bool) -> String {
         Status::Mismatch,
         Status::Missing,
         Status::CannotCheck,
+        Status::Pending,
         Status::NotChecked,
     ];
     let counts: Vec<String> = order
@@ -684,7 +709,14 @@ pub fn verify_table(checks: &[crate::verify::Check], verbose: bool) -> String {
         .iter()
         .filter(|c| c.status == Status::CannotCheck)
         .count();
+    let pending = checks
+        .iter()
+        .filter(|c| c.status == Status::Pending)
+        .count();
     out.push_str(&match (bad, cannot) {
+        (0, 0) if pending > 0 => format!(
+            "all checks passed but {pending} found work not sent to MLflow yet (`w2c sync` sends it)"
+        ),
         (0, 0) => "all checks passed".to_string(),
         (0, n) => format!("no mismatch, but {n} checks could not be made"),
         (b, 0) => format!("{} failed", plural(b, "check")),
@@ -951,4 +983,24 @@ pub fn render(entries: &[ReportEntry], format: Format, wide: bool) -> anyhow::Re
         // The page reads predictions too: it is rendered from the sessions.
         Format::Html => anyhow::bail!("the HTML report is rendered from sessions (html_report)"),
     })
+}
+
+#[cfg(test)]
+mod pending_tests {
+    #[test]
+    fn pending_trace_lines_are_counted_as_traces() {
+        assert!(super::is_traces_line(
+            "traces: 12 not sent when the run ended"
+        ));
+        assert!(!super::is_traces_line("mcq: artifacts: failed"));
+        assert_eq!(
+            super::traces_in_line("traces: 12 not sent when the run ended"),
+            12
+        );
+        assert_eq!(
+            super::traces_in_line("traces: mcq: 7 not sent when the finalizer ended"),
+            7
+        );
+        assert_eq!(super::traces_in_line("traces: mcq: not sent yet"), 0);
+    }
 }

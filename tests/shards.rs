@@ -542,8 +542,46 @@ fn sharded_sessions_get_one_parent_and_one_child_per_namespace_finished() {
         }
         assert_eq!(finalized_by(&ws, &logs, ns), 1, "{ns}");
     }
+    // The finalizers waited for traces no longer than the default bound:
+    // what MLflow had not taken by then is pending — traces only — and
+    // verify says so (exit 7), distinct from a mismatch.
     let ids = read_json(&session(&ws, "k").join("mlflow_ids.json"));
-    assert_eq!(ids["synced"], true, "{ids}");
+    if ids["synced"] == false {
+        let pending = ids["pending"].as_array().expect("pending");
+        assert!(
+            pending
+                .iter()
+                .all(|p| p.as_str().is_some_and(|p| p.starts_with("traces: "))),
+            "{ids}"
+        );
+        let mut cmd = w2c(ws.path());
+        cmd.args(["verify", &fp[..12], "--run-key", "k"]);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("verify");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(7), "{text}");
+        assert!(text.contains("PENDING"), "{text}");
+        assert!(
+            !text.contains("MISMATCH") && !text.contains("MISSING"),
+            "{text}"
+        );
+        // A resume of the finished session sends them, as sync would.
+        let mut cmd = w2c(ws.path());
+        cmd.args(["resume", &fp[..12], "--run-key", "k"]);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("resume");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ids = read_json(&session(&ws, "k").join("mlflow_ids.json"));
+        assert_eq!(ids["synced"], true, "{ids}");
+    }
     verify_deep_clean(&ws, &fp, &env);
 }
 
@@ -636,6 +674,96 @@ fn hold_shard_lock(dir: &Path, name: &str) -> std::fs::File {
         .expect("lock file");
     f.lock().expect("lock");
     f
+}
+
+#[test]
+fn a_finalizing_shard_never_waits_on_traces_the_server_holds() {
+    // Every trace request is held by the proxy and the request timeout is
+    // an hour: a finalizer that sent its namespace's traces itself would
+    // wait for them. Traces go out from their own task, so each shard ends
+    // with its records in MLflow and the traces pending.
+    let uri = MlflowServer::shared();
+    let proxy =
+        common::holding_proxy::HoldingProxy::start(uri, &["/api/3.0/mlflow/traces", "/v1/traces"]);
+    let exp = mlflow::experiment("shards-held-traces");
+    let env = [
+        ("MLFLOW_TRACKING_URI", proxy.url.as_str()),
+        ("MLFLOW_EXPERIMENT_NAME", exp.as_str()),
+    ];
+    let ws = Workspace::new();
+    let server = MockServer::start(&["--latency-ms", "5"], &[]);
+    let cfg = config(&ws, "eval.toml", &server.url);
+    let fp = plan(&ws, &cfg, 4, &env);
+    let logs: Vec<String> = (0..4).map(|i| format!("shard{i}.log")).collect();
+    let start = std::time::Instant::now();
+    let mut children: Vec<(Child, String)> = (0..4)
+        .map(|i| {
+            let shard = format!("{i}/4");
+            (
+                spawn(
+                    &ws,
+                    &["resume", &fp[..8], "--shard", &shard],
+                    &[
+                        endpoint_env(&server),
+                        ("MLFLOW_TRACKING_URI", proxy.url.clone()),
+                        ("MLFLOW_EXPERIMENT_NAME", exp.clone()),
+                        ("MLFLOW_HTTP_REQUEST_TIMEOUT", "3600".into()),
+                        ("W2C_TRACKING_TRACE_WAIT_SECS", "0".into()),
+                    ],
+                    &logs[i],
+                ),
+                logs[i].clone(),
+            )
+        })
+        .collect();
+    // Every shard ends while the trace requests are still held.
+    common::wait_for(
+        "every shard to end while its traces are held",
+        Duration::from_secs(240),
+        || {
+            children
+                .iter_mut()
+                .all(|(c, _)| c.try_wait().ok().flatten().is_some())
+        },
+    );
+    let elapsed = start.elapsed();
+    wait_ok(&ws, children);
+    assert!(proxy.held() >= 1, "no trace request was held");
+    let runs = query_runs(uri, &exp);
+    for ns in NAMESPACES {
+        let child = runs
+            .iter()
+            .find(|r| r["tags"]["w2c.namespace"] == ns)
+            .unwrap_or_else(|| panic!("{ns}: no child run"));
+        assert_eq!(child["status"], "FINISHED", "{ns}");
+        assert_eq!(finalized_by(&ws, &logs, ns), 1, "{ns}");
+    }
+    let s = session(&ws, "k");
+    let ids = read_json(&s.join("mlflow_ids.json"));
+    let pending = ids["pending"].as_array().expect("pending");
+    assert!(
+        !pending.is_empty()
+            && pending
+                .iter()
+                .all(|p| p.as_str().is_some_and(|p| p.starts_with("traces: "))),
+        "{ids} after {elapsed:?}"
+    );
+    // Once the server takes them, `w2c sync` sends every trace, once.
+    proxy.release();
+    let mut cmd = w2c(ws.path());
+    cmd.args(["sync", &fp[..12], "--run-key", "k"]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("sync");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dump = mlflow::traces(uri, &exp);
+    assert!(mlflow::assert_traces_complete(&s, &dump) > 0);
+    assert_eq!(read_json(&s.join("mlflow_ids.json"))["synced"], true);
 }
 
 /// A prediction edited in a done slice (the raw output left alone) is

@@ -378,7 +378,8 @@ fn kill_9_at_random_points_then_resume_leaves_one_run_each() {
     );
     // No trace missing, none twice, no assessment twice.
     let checked = common::mlflow::assert_traces_complete(&s, &common::mlflow::traces(uri, &exp));
-    assert_eq!(checked, 2 * 18);
+    // mcq, the judge's target stream and the judge: a trace per item each.
+    assert_eq!(checked, 3 * 18);
 }
 
 #[test]
@@ -639,7 +640,7 @@ fn the_server_going_down_mid_run_loses_nothing_and_sync_completes_it() {
         local["metrics"]["accuracy"].as_f64()
     );
     let checked = common::mlflow::assert_traces_complete(&s, &common::mlflow::traces(&uri, &exp));
-    assert_eq!(checked, 2 * 15);
+    assert_eq!(checked, 3 * 15);
 }
 
 #[test]
@@ -1098,9 +1099,10 @@ fn traces_models_data_and_headline_metrics_are_what_mlflow_shows() {
     assert_eq!(ids["synced"], true, "{ids}");
     let dump = common::mlflow::traces(uri, &exp);
     let checked = common::mlflow::assert_traces_complete(&s, &dump);
-    // 6 examples (the test file has no `direct` rows): mcq, llm_judge,
-    // mcq_logprob, and 2 repeats of the sweep.
-    assert_eq!(checked, 6 * 5);
+    // 6 examples (the test file has no `direct` rows): mcq, the judge's
+    // target stream and the judge (a trace each), mcq_logprob, and 2
+    // repeats of the sweep.
+    assert_eq!(checked, 6 * 6);
 
     let q = query(uri, &exp, false, &[]);
     let parent = &parents(&q, &fp)[0];
@@ -1306,14 +1308,43 @@ fn traces_not_sent_by_the_end_of_a_run_are_pending_until_sync() {
         .iter()
         .map(|p| p.as_str().unwrap_or_default().to_string())
         .collect();
+    let fp = session_fingerprint(&s);
     if ids["synced"] == false {
         assert!(
             pending.iter().any(|p| p.starts_with("traces: ")),
             "{pending:?}"
         );
+        // Traces not sent yet are pending, not a mismatch: verify says so
+        // with its own exit code.
+        let out = tracked(ws.path(), uri, &exp)
+            .args(["verify", &fp[..8], "--runs-dir"])
+            .arg(ws.runs())
+            .output()
+            .expect("verify");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(7), "{text}");
+        assert!(text.contains("PENDING"), "{text}");
+        assert!(
+            !text.contains("MISMATCH") && !text.contains("MISSING"),
+            "{text}"
+        );
+        let status = tracked(ws.path(), uri, &exp)
+            .args(["status", "--runs-dir"])
+            .arg(ws.runs())
+            .output()
+            .expect("status");
+        let text = String::from_utf8_lossy(&status.stdout);
+        assert!(text.contains("traces pending"), "{text}");
+        // A resume of the finished session sends them, as sync would.
+        tracked(ws.path(), uri, &exp)
+            .args(["resume", &fp[..8], "--runs-dir"])
+            .arg(ws.runs())
+            .assert()
+            .success();
+        let ids = read_json(&s.join("mlflow_ids.json"));
+        assert_eq!(ids["synced"], true, "{ids}");
     }
-    // `w2c sync` sends the rest: every trace is there, once.
-    let fp = session_fingerprint(&s);
+    // `w2c sync` after it changes nothing: every trace is there, once.
     tracked(ws.path(), uri, &exp)
         .args(["sync", &fp[..8], "--runs-dir"])
         .arg(ws.runs())
@@ -1534,4 +1565,142 @@ fn a_trace_request_the_server_holds_never_holds_up_the_end_of_a_run() {
     let dump = common::mlflow::traces(uri, &exp);
     assert!(common::mlflow::assert_traces_complete(&s, &dump) > 0);
     assert_eq!(read_json(&s.join("mlflow_ids.json"))["synced"], true);
+}
+
+#[test]
+fn an_artifact_store_w2c_cannot_write_fails_the_artifacts_alone_with_the_real_cause() {
+    // A common server command: runs get a local artifact root, which only
+    // a client on the server's disk could write; w2c sends artifacts
+    // through the proxy only. Metrics, traces and statuses must not suffer.
+    let art = tempfile::tempdir().expect("tempdir");
+    let art_root = art.path().display().to_string();
+    let server = MlflowServer::start_with(&["--default-artifact-root", &art_root], &[]);
+    let uri = server.url.clone();
+    let exp = experiment("local-artifact-root");
+    let ws = Workspace::new();
+    let cfg = ws.config(
+        "eval.toml",
+        &Opts {
+            n_per_label: Some(2),
+            methods: TWO_METHODS.into(),
+            ..Opts::default()
+        },
+    );
+    // No wait for traces: `w2c sync` is what must send them.
+    let out = tracked_run(&ws, &cfg, &uri, &exp)
+        .env("W2C_TRACKING_TRACE_WAIT_SECS", "0")
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    for wrong in ["--no-serve-artifacts", "once the server is reachable"] {
+        assert!(!stderr.contains(wrong), "{stderr}");
+    }
+    assert!(stderr.contains(&art_root), "{stderr}");
+    assert!(stderr.contains("--artifacts-destination"), "{stderr}");
+    let s = only_session(&ws.runs(), "k");
+    let fp = session_fingerprint(&s);
+
+    let out = tracked(ws.path(), &uri, &exp)
+        .args(["sync", &fp[..8], "--runs-dir"])
+        .arg(ws.runs())
+        .output()
+        .expect("sync");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    // The artifacts are not sent and sync says so, naming each with the
+    // real cause ...
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for ns in ["mcq", "llm_judge", "llm_judge.target"] {
+        assert!(
+            stderr.contains(&format!("not sent: {ns} artifacts: ")),
+            "{ns}: {stderr}"
+        );
+    }
+    assert!(!stderr.contains("--no-serve-artifacts"), "{stderr}");
+    // ... with progress lines as it goes ...
+    assert!(stderr.contains("trace(s) sent"), "{stderr}");
+    // ... and everything else is in MLflow: every trace, the final
+    // metrics, the statuses.
+    let dump = common::mlflow::traces(&uri, &exp);
+    assert_eq!(common::mlflow::assert_traces_complete(&s, &dump), 3 * 6);
+    let q = query(&uri, &exp, false, &[]);
+    let children = children_by_ns(&q);
+    for ns in ["mcq", "llm_judge"] {
+        assert_eq!(children[ns][0]["status"], "FINISHED", "{ns}");
+        assert!(children[ns][0]["metrics"]["accuracy"].is_number(), "{ns}");
+    }
+    assert_eq!(parents(&q, &fp)[0]["status"], "FINISHED");
+    let ids = read_json(&s.join("mlflow_ids.json"));
+    assert_eq!(ids["synced"], false, "{ids}");
+    let pending = ids["pending"].as_array().expect("pending");
+    assert!(
+        pending
+            .iter()
+            .all(|p| p.as_str().is_some_and(|p| p.contains("artifacts"))),
+        "{ids}"
+    );
+}
+
+#[test]
+fn trace_examples_problems_sends_only_the_examples_worth_a_look() {
+    let uri = MlflowServer::shared();
+    let exp = experiment("trace-problems");
+    let ws = Workspace::new();
+    let cfg = ws.config(
+        "eval.toml",
+        &Opts {
+            n_per_label: Some(3),
+            methods: TWO_METHODS.into(),
+            ..Opts::default()
+        },
+    );
+    let text = std::fs::read_to_string(&cfg).expect("cfg")
+        + "\n[tracking]\ntrace_examples = \"problems\"\n";
+    std::fs::write(&cfg, text).expect("write");
+    tracked_run(&ws, &cfg, uri, &exp).assert().success();
+    let s = only_session(&ws.runs(), "k");
+    let ids = read_json(&s.join("mlflow_ids.json"));
+    assert_eq!(ids["synced"], true, "{ids}");
+    let problems = |ns: &str| -> std::collections::BTreeSet<String> {
+        read_jsonl(&s.join("checkpoints").join(ns).join("results.jsonl"))
+            .into_iter()
+            .filter(|r| {
+                r["prediction"] != r["gold"]
+                    || r["audit"].as_array().is_some_and(|a| {
+                        a.iter()
+                            .any(|e| e["severity"] == "warning" || e["severity"] == "error")
+                    })
+            })
+            .map(|r| r["key"].as_str().expect("key").to_string())
+            .collect()
+    };
+    let dump = common::mlflow::traces(uri, &exp);
+    let keys_of = |ns: &str| -> std::collections::BTreeSet<String> {
+        let run = ids["child_run_ids"][ns].as_str().expect("run");
+        dump["runs"][run]["traces"]
+            .as_array()
+            .expect("traces")
+            .iter()
+            .map(|t| t["tags"]["w2c.key"].as_str().expect("key").to_string())
+            .collect()
+    };
+    let judged = problems("llm_judge");
+    assert_eq!(keys_of("mcq"), problems("mcq"));
+    assert_eq!(keys_of("llm_judge"), judged);
+    // A target answer is traced when its verdict is a problem.
+    assert_eq!(keys_of("llm_judge.target"), judged);
+    let all = read_jsonl(&s.join("checkpoints/mcq/results.jsonl")).len();
+    assert!(
+        problems("mcq").len() < all,
+        "the mock gets some right: the selection must leave some out"
+    );
+    // verify expects exactly the chosen traces.
+    let fp = session_fingerprint(&s);
+    let out = tracked(ws.path(), uri, &exp)
+        .args(["verify", &fp[..8], "--deep", "--runs-dir"])
+        .arg(ws.runs())
+        .output()
+        .expect("verify");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
 }

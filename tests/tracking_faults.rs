@@ -143,3 +143,30 @@ fn an_endless_or_huge_reply_pauses_tracking_and_never_fails_the_run() {
         assert!(!stderr.contains("panicked"), "{mode:?}: {stderr}");
     }
 }
+
+#[test]
+fn a_server_answering_5xx_delays_the_run_by_the_bound_only() {
+    // A server that answers every request at once with 500 and asks for a
+    // retry in 2 s: an error reply is not a sign of life, so however many
+    // retries MLFLOW_HTTP_REQUEST_MAX_RETRIES allows (here ~60 s of them
+    // per call), the start waits W2C_TRACKING_WAIT_SECS and no longer.
+    let broken = HostileHttp::start(Mode::Status(500, 2));
+    let ws = Workspace::new();
+    let cfg = small(&ws);
+    let (out, elapsed) = run_tracked(
+        &ws,
+        &cfg,
+        &broken.url,
+        &[
+            ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "30"),
+            ("W2C_TRACKING_WAIT_SECS", "3"),
+        ],
+        Duration::from_secs(180),
+    );
+    assert_evaluated_and_pending(&ws, &out);
+    assert!(broken.requests() >= 2, "{}", broken.requests());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no usable answer from"), "{stderr}");
+    assert!(stderr.contains("HTTP 500"), "{stderr}");
+    assert!(elapsed < Duration::from_secs(40), "{elapsed:?}: {stderr}");
+}

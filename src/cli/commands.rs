@@ -427,7 +427,27 @@ pub(super) fn sync(
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let synced = runtime.block_on(tracking::sync_session(&target, &found.dir, &found.manifest))?;
+    // Plain lines as it goes: a sync of thousands of traces takes minutes.
+    let mut started = std::time::Instant::now();
+    let mut last_line = std::time::Instant::now();
+    let mut progress = |step: tracking::SyncStep<'_>| match step {
+        tracking::SyncStep::Namespace(ns) => {
+            started = std::time::Instant::now();
+            eprintln!("sync: {ns}");
+        }
+        tracking::SyncStep::Traces(ns, sent) => {
+            if sent.left == 0 || last_line.elapsed() >= std::time::Duration::from_secs(5) {
+                last_line = std::time::Instant::now();
+                eprintln!("{}", sync_progress_line(ns, sent, started.elapsed()));
+            }
+        }
+    };
+    let synced = runtime.block_on(tracking::sync_session(
+        &target,
+        &found.dir,
+        &found.manifest,
+        &mut progress,
+    ))?;
     println!(
         "synced session {} to {} (experiment {} id {})",
         found.address(),
@@ -440,7 +460,38 @@ pub(super) fn sync(
         println!("  {ns:<32} {id}  {status:<8} {sent} file(s) uploaded");
     }
     println!("  traces sent {}", synced.traces);
-    Ok(EXIT_OK)
+    if synced.failures.is_empty() {
+        return Ok(EXIT_OK);
+    }
+    for f in &synced.failures {
+        eprintln!("not sent: {f}");
+    }
+    anyhow::bail!(
+        "{} item(s) could not be sent (listed above and in mlflow_ids.json); everything else is in MLflow — run `w2c sync` again once the cause is fixed",
+        synced.failures.len()
+    )
+}
+
+/// One progress line of `w2c sync`: traces sent and left in a namespace,
+/// the rate so far and the time left at that rate.
+fn sync_progress_line(
+    ns: &str,
+    sent: tracking::trace_sender::Sent,
+    elapsed: std::time::Duration,
+) -> String {
+    let secs = elapsed.as_secs_f64().max(1e-3);
+    let rate = sent.sent as f64 / secs;
+    let eta = if sent.left == 0 {
+        "done".to_string()
+    } else if rate > 0.0 {
+        format!("about {:.0} s left", sent.left as f64 / rate)
+    } else {
+        "time left unknown".to_string()
+    };
+    format!(
+        "sync: {ns}: {} trace(s) sent, {} pending ({rate:.1}/s, {eta})",
+        sent.sent, sent.left
+    )
 }
 
 /// `w2c status`.
@@ -553,8 +604,10 @@ pub(super) fn verify(
         EXIT_OK
     } else if crate::verify::any_mismatch(&checks) {
         EXIT_MISMATCH
-    } else {
+    } else if crate::verify::any_cannot_check(&checks) || !crate::verify::any_pending(&checks) {
         EXIT_CANNOT_CHECK
+    } else {
+        super::EXIT_PENDING
     })
 }
 
@@ -1230,5 +1283,30 @@ fn print_reports(
     match first_error {
         Some(e) => Err(e),
         None => Ok(code),
+    }
+}
+
+#[cfg(test)]
+mod sync_progress_tests {
+    use super::sync_progress_line;
+    use crate::tracking::trace_sender::Sent;
+    use std::time::Duration;
+
+    #[test]
+    fn a_progress_line_says_sent_pending_rate_and_time_left() {
+        let line = sync_progress_line(
+            "mcq",
+            Sent {
+                sent: 100,
+                left: 300,
+            },
+            Duration::from_secs(10),
+        );
+        assert_eq!(
+            line,
+            "sync: mcq: 100 trace(s) sent, 300 pending (10.0/s, about 30 s left)"
+        );
+        let done = sync_progress_line("mcq", Sent { sent: 5, left: 0 }, Duration::from_secs(1));
+        assert!(done.ends_with("(5.0/s, done)"), "{done}");
     }
 }

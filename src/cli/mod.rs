@@ -26,6 +26,9 @@ pub const EXIT_MISMATCH: i32 = 5;
 /// Exit code: `verify` could not check something (tracking server
 /// unreachable, credentials refused) and found no mismatch.
 pub const EXIT_CANNOT_CHECK: i32 = 6;
+/// Exit code: `verify` found everything it checked right, and only work
+/// not sent to MLflow yet (traces pending for `w2c sync`).
+pub const EXIT_PENDING: i32 = 7;
 /// Exit code: paused by Ctrl-C (SIGINT; progress saved). SIGTERM gives 143
 /// and SIGHUP 129 (128 + the signal's number, as shells report them).
 pub const EXIT_INTERRUPTED: i32 = 130;

@@ -355,6 +355,8 @@ pub struct CallOutcome<T = Reply> {
     pub attempts: Vec<Attempt>,
     /// Wall time including backoff, milliseconds.
     pub latency_ms: u64,
+    /// When the call started (its first attempt was queued), epoch ms.
+    pub started_ms: i64,
     /// Base URL of the endpoint of the last attempt (the one that answered).
     pub endpoint: Option<String>,
 }
@@ -536,6 +538,7 @@ impl Client {
         Fut: std::future::Future<Output = Result<T, CallError>>,
     {
         let start = Instant::now();
+        let started_ms = chrono::Utc::now().timestamp_millis();
         let mut attempts = Vec::new();
         let several = self.pool.endpoints().len() > 1;
         loop {
@@ -562,6 +565,7 @@ impl Client {
                         result: Ok(reply),
                         attempts,
                         latency_ms: start.elapsed().as_millis() as u64,
+                        started_ms,
                         endpoint: Some(url),
                     };
                 }
@@ -606,6 +610,7 @@ impl Client {
                 result: Err(err),
                 attempts,
                 latency_ms: start.elapsed().as_millis() as u64,
+                started_ms,
                 endpoint: Some(url),
             };
         }
@@ -645,8 +650,16 @@ pub fn backoff(attempt: u32) -> Duration {
 /// One line of `artifacts_local/<namespace>/llm_calls.jsonl`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CallRecord {
-    /// When the call finished, UTC.
+    /// When the call finished, UTC (to the second).
     pub ts: String,
+    /// When the call started, epoch milliseconds (absent in records
+    /// written before w2c kept it: a trace then starts its span at `ts`
+    /// minus `latency_ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_ms: Option<i64>,
+    /// When the call ended, epoch milliseconds (absent in older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_ms: Option<i64>,
     /// Namespace (method) that made the call.
     pub method: String,
     /// Example uuid.
@@ -755,8 +768,14 @@ impl CallRecord {
             Some((t, full)) => (Some(t), full),
             None => (None, None),
         };
+        // The call's own clock: the record may be written a little later.
+        let end_ms = outcome
+            .started_ms
+            .saturating_add(i64::try_from(outcome.latency_ms).unwrap_or(i64::MAX));
         CallRecord {
             ts: crate::store::session::now_utc(),
+            start_ms: Some(outcome.started_ms),
+            end_ms: Some(end_ms),
             method: item.method.to_string(),
             uuid: item.uuid.to_string(),
             repeat: item.repeat,

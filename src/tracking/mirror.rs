@@ -63,6 +63,9 @@ pub struct Mirror {
     children: HashMap<String, Run>,
     /// The target's logged model, once looked up (`None` inside: none).
     model: Option<Option<String>>,
+    /// Failures that did not stop the step that met them (an artifact of
+    /// the parent's setup): what the caller lists as pending.
+    pub deferred: Vec<String>,
 }
 
 /// Whether an error is worth retrying later (server down, timeout, 5xx).
@@ -105,6 +108,7 @@ impl Mirror {
             parent: None,
             children: HashMap::new(),
             model: None,
+            deferred: Vec::new(),
         })
     }
 
@@ -335,7 +339,15 @@ impl Mirror {
         self.log_params_and_tags(&run, self.parent_params(), tags)
             .await?;
         if !long.is_empty() {
-            self.upload_long_values(&run, long).await?;
+            // An artifact store the client cannot write to fails the
+            // artifacts alone: the parent, its metrics and traces go on.
+            if let Err(e) = self.upload_long_values(&run, long).await {
+                if is_transient(&e) {
+                    return Err(e);
+                }
+                self.deferred
+                    .push(format!("session artifacts (config values): {e:#}"));
+            }
         }
         self.log_run_inputs(&run.info.run_id).await?;
         self.parent = Some(run.clone());
@@ -793,7 +805,7 @@ impl Mirror {
         // The status mirrors the local record even when an upload failed.
         let uploaded = self.upload_namespace(ns, repair).await;
         self.settle_child(ns, status).await?;
-        uploaded
+        uploaded.context("artifacts")
     }
 }
 

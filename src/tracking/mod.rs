@@ -250,6 +250,7 @@ pub fn resolve_for_session(
             .clone()
             .or_else(|| config.experiment.clone()),
         traces: config.traces,
+        trace_examples: config.trace_examples.clone(),
     };
     resolve(&stored, false, env)
 }
@@ -265,26 +266,43 @@ pub struct SyncReport {
     pub experiment_id: String,
     /// Traces sent (those MLflow already held are not counted).
     pub traces: usize,
+    /// What could not be sent, each with its cause (`<what>: <error>`):
+    /// every kind of record (params, metrics, artifacts, traces, statuses)
+    /// fails alone, and the rest is sent.
+    pub failures: Vec<String>,
 }
 
 /// `w2c sync`: pushes a stopped session (offline, or partly tracked) to
 /// MLflow, reconnecting to existing runs exactly as a run does, and repairs
 /// artifacts missing remotely. The caller holds the session lock.
+///
+/// Each kind of record is sent on its own: an artifact store the client
+/// cannot write to leaves the artifacts pending (listed in
+/// [`SyncReport::failures`] with the server's words) and sends the metrics,
+/// traces and statuses all the same. Only what everything else needs —
+/// the experiment and the runs — stops it with an error. `progress` is told
+/// each namespace's step as it goes.
 pub async fn sync_session(
     target: &Target,
     session_dir: &Path,
     manifest: &Manifest,
+    progress: &mut (dyn FnMut(SyncStep<'_>) + Send),
 ) -> Result<SyncReport> {
     let client = target.client()?;
     let mut m = Mirror::connect(client, &target.experiment, session_dir, manifest.clone()).await?;
+    let mut failures: Vec<String> = Vec::new();
     let result: Result<SyncReport> = async {
         let parent = m.ensure_parent().await?;
-        m.upload_session_files(true).await?;
+        if let Err(e) = m.upload_session_files(true).await {
+            stop_if_unreachable(&e)?;
+            failures.push(format!("session artifacts: {e:#}"));
+        }
         let mut report = SyncReport {
             parent_run_id: parent.info.run_id.clone(),
             experiment_id: parent.info.experiment_id.clone(),
             namespaces: Vec::new(),
             traces: 0,
+            failures: Vec::new(),
         };
         let mut all_done = true;
         let mut any_killed = false;
@@ -294,9 +312,38 @@ pub async fn sync_session(
         for (ns, st) in mirror::stopped_namespaces(session_dir) {
             all_done &= st == status::FINISHED;
             any_killed |= st == status::KILLED;
-            let sent = m.push_namespace(&ns, st, true).await?;
+            progress(SyncStep::Namespace(&ns));
+            m.ensure_child(&ns).await?;
+            if mirror::namespace_done(session_dir, &ns) {
+                if let Err(e) = m.log_final_metrics(&ns).await {
+                    stop_if_unreachable(&e)?;
+                    failures.push(format!("{ns} metrics: {e:#}"));
+                }
+            }
+            let sent = match m.upload_namespace(&ns, true).await {
+                Ok(n) => n,
+                Err(e) => {
+                    stop_if_unreachable(&e)?;
+                    failures.push(format!("{ns} artifacts: {e:#}"));
+                    0
+                }
+            };
             if let Some(t) = traces.as_mut() {
-                report.traces += t.send_new(&mut m, &ns, true, &|_| false).await?.sent;
+                let mut on_sent = |s: trace_sender::Sent| progress(SyncStep::Traces(&ns, s));
+                match t
+                    .send_new_reporting(&mut m, &ns, true, &|_| false, &mut on_sent)
+                    .await
+                {
+                    Ok(s) => report.traces += s.sent,
+                    Err(e) => {
+                        stop_if_unreachable(&e)?;
+                        failures.push(format!("{ns} traces: {e:#}"));
+                    }
+                }
+            }
+            if let Err(e) = m.settle_child(&ns, st).await {
+                stop_if_unreachable(&e)?;
+                failures.push(format!("{ns} status: {e:#}"));
             }
             let id = m.ids.child_run_ids.get(&ns).cloned().unwrap_or_default();
             report.namespaces.push((ns, id, st.to_string(), sent));
@@ -308,22 +355,52 @@ pub async fn sync_session(
         } else {
             status::FAILED
         };
-        m.settle_parent(parent_status).await?;
+        if let Err(e) = m.settle_parent(parent_status).await {
+            stop_if_unreachable(&e)?;
+            failures.push(format!("session status: {e:#}"));
+        }
         Ok(report)
     }
     .await;
+    failures.splice(0..0, m.deferred.drain(..));
     match &result {
-        Ok(_) => {
+        Ok(_) if failures.is_empty() => {
             m.ids.synced = true;
             m.ids.pending.clear();
+        }
+        Ok(_) => {
+            m.ids.synced = false;
+            m.ids.pending = failures.clone();
         }
         Err(e) => {
             m.ids.synced = false;
             m.ids.pending = vec![format!("sync: {e:#}")];
+            m.ids.pending.extend(failures.iter().cloned());
         }
     }
     m.ids.save(session_dir)?;
-    result
+    result.map(|mut r| {
+        r.failures = failures;
+        r
+    })
+}
+
+/// What `w2c sync` is doing, for its progress lines.
+#[derive(Debug, Clone, Copy)]
+pub enum SyncStep<'a> {
+    /// Starting a namespace.
+    Namespace(&'a str),
+    /// Traces of a namespace: sent so far and left.
+    Traces(&'a str, trace_sender::Sent),
+}
+
+/// A server that stopped answering ends the sync (everything after would
+/// fail the same way); any other failure is its record's alone.
+fn stop_if_unreachable(err: &anyhow::Error) -> Result<()> {
+    if mirror::is_transient(err) {
+        return Err(anyhow::anyhow!("{err:#}"));
+    }
+    Ok(())
 }
 
 /// Uploads a comparison of several sessions to the parent run of one of
@@ -468,6 +545,7 @@ mod tests {
             uri: Some("http://cfg:5000".into()),
             experiment: Some("cfg-exp".into()),
             traces: None,
+            trace_examples: None,
         };
         let t = resolve(
             &cfg,
@@ -513,6 +591,7 @@ mod tests {
             uri: Some("http://bob:pw123@host:5000".into()),
             experiment: None,
             traces: None,
+            trace_examples: None,
         };
         let err = resolve(&cfg, false, &env_of(&[])).unwrap_err();
         assert!(!format!("{err:#}").contains("pw123"));

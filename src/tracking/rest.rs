@@ -134,7 +134,7 @@ impl MlflowError {
     pub fn is_transient(&self) -> bool {
         match self.kind {
             FailureKind::Unreachable => true,
-            FailureKind::Status(s) => s == 408 || s == 429 || s >= 500,
+            FailureKind::Status(s) => is_transient_status(s),
             FailureKind::BadReply | FailureKind::Setup | FailureKind::LocalIo => false,
         }
     }
@@ -145,8 +145,8 @@ impl MlflowError {
     pub fn refuses_setup(&self) -> bool {
         match self.kind {
             FailureKind::Status(401 | 403) => true,
-            // Artifacts are not worth stopping a run for (a server started
-            // with --no-serve-artifacts): they stay pending.
+            // Artifacts are not worth stopping a run for (a server that
+            // does not proxy them): they stay pending.
             FailureKind::Setup => !self.endpoint.starts_with("mlflow-artifacts"),
             _ => false,
         }
@@ -156,6 +156,12 @@ impl MlflowError {
     pub fn is_not_found(&self) -> bool {
         self.status() == Some(404) || self.error_code.as_deref() == Some("RESOURCE_DOES_NOT_EXIST")
     }
+}
+
+/// Whether an HTTP status says the server cannot serve now (408, 429,
+/// 5xx): retrying later may help, and it is no sign of life.
+pub fn is_transient_status(status: u16) -> bool {
+    status == 408 || status == 429 || status >= 500
 }
 
 /// A key/value pair (params and tags).
@@ -351,6 +357,7 @@ pub struct MlflowClient {
 pub struct Heartbeat {
     origin: std::time::Instant,
     last_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    last_failure: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Default for Heartbeat {
@@ -358,6 +365,7 @@ impl Default for Heartbeat {
         Heartbeat {
             origin: std::time::Instant::now(),
             last_ms: Default::default(),
+            last_failure: Default::default(),
         }
     }
 }
@@ -368,6 +376,19 @@ impl Heartbeat {
         let ms = self.origin.elapsed().as_millis() as u64;
         self.last_ms
             .fetch_max(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Records a failed attempt (no reply, 408, 429, 5xx): what a run that
+    /// gives up waiting says it last heard.
+    pub fn failed(&self, err: &MlflowError) {
+        if let Ok(mut f) = self.last_failure.lock() {
+            *f = Some(err.to_string());
+        }
+    }
+
+    /// The last failed attempt, if any.
+    pub fn last_failure(&self) -> Option<String> {
+        self.last_failure.lock().ok().and_then(|f| f.clone())
     }
 
     /// Time since the last sign of life.
@@ -635,8 +656,13 @@ impl MlflowClient {
             let req = make()?;
             let req = self.authed(req);
             let result = req.send().await;
-            if result.is_ok() {
-                self.heartbeat.beat();
+            // A reply is a sign of life unless it says the server cannot
+            // serve (408, 429, 5xx): a server answering 500 to everything
+            // must not hold a run up for as long as the retries last.
+            if let Ok(resp) = &result {
+                if !is_transient_status(resp.status().as_u16()) {
+                    self.heartbeat.beat();
+                }
             }
             let (err, retry_after) = match result {
                 Ok(resp) if resp.status().is_success() => return Ok(resp),
@@ -651,6 +677,9 @@ impl MlflowClient {
                 }
                 Err(e) => (transport_error(endpoint, &e), None),
             };
+            if err.is_transient() {
+                self.heartbeat.failed(&err);
+            }
             if !err.is_transient() || attempt >= max_retries {
                 return Err(err);
             }
@@ -950,7 +979,7 @@ impl MlflowClient {
                     "mlflow-artifacts",
                     FailureKind::Setup,
                     format!(
-                        "artifact URI `{artifact_uri}` is not served by the tracking server's artifact proxy (start the server without --no-serve-artifacts)"
+                        "the server gave this run the artifact location `{artifact_uri}`, which a client must write to itself, not through the server's artifact proxy (`mlflow-artifacts:/…`), the only way w2c sends artifacts: start the server with `--artifacts-destination <dir or s3://…>` so that it proxies them, and log to a new experiment (MLFLOW_EXPERIMENT_NAME): an experiment keeps the artifact location it was created with"
                     ),
                 )
             })?;

@@ -7,16 +7,26 @@
 //! FINISHED with the last namespace. Runs are found by the ids `w2c plan`
 //! stored, so there is one parent and one child per namespace however many
 //! shards there are.
+//!
+//! A finalized namespace's traces go out from a task of their own, behind
+//! the evaluation: the finalizer goes straight on to its next work. At the
+//! process's end they get at most [`super::tracker::trace_wait`]; what is
+//! left is pending in `mlflow_ids.json` (`traces: <ns>: …`) for `w2c sync`
+//! or a `resume`.
 
 use super::ids::{MlflowIds, Mode};
 use super::mirror::{self, is_transient, Mirror};
 use super::rest::status;
+use super::trace_sender::{Sent, TraceSender};
 use super::{Target, Tracker};
 use crate::outcome::{Progress, RunObserver, RunReport};
 use crate::store::session::{self, Manifest};
 use anyhow::Result;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
 /// Opens the session's runs in MLflow: the parent (params, tags, the
 /// manifest) and a child per namespace of `namespaces`, all RUNNING, their
@@ -71,6 +81,67 @@ pub struct ShardTracker {
     target: Option<Target>,
     progress: Arc<Progress>,
     notes: Mutex<Vec<String>>,
+    traces: tokio::sync::Mutex<Option<TraceTask>>,
+    started: Instant,
+}
+
+/// The task sending finalized namespaces' traces behind the evaluation.
+struct TraceTask {
+    queue: mpsc::UnboundedSender<String>,
+    handle: tokio::task::JoinHandle<()>,
+    /// Set at the process's end: no trace request starts after it, and one
+    /// under way is given up.
+    deadline: Arc<Mutex<Option<Instant>>>,
+    /// Per namespace: what was sent and left, or why it failed.
+    outcome: Arc<Mutex<BTreeMap<String, std::result::Result<Sent, String>>>>,
+}
+
+/// The pending line of a namespace whose traces are not (all) in MLflow.
+fn traces_pending_prefix(ns: &str) -> String {
+    format!("traces: {ns}: ")
+}
+
+impl TraceTask {
+    /// Starts the task with the mirror of the finalizer that queued the
+    /// first namespace (connected under the finalize lock).
+    fn start(mut mirror: Mirror, dir: &Path, manifest: &Manifest) -> TraceTask {
+        let (queue, mut rx) = mpsc::unbounded_channel::<String>();
+        let deadline: Arc<Mutex<Option<Instant>>> = Arc::default();
+        let outcome: Arc<Mutex<BTreeMap<String, std::result::Result<Sent, String>>>> =
+            Arc::default();
+        let mut sender = TraceSender::new(dir, manifest);
+        let (d, o) = (deadline.clone(), outcome.clone());
+        let handle = tokio::spawn(async move {
+            let stop = move |next: Duration| {
+                d.lock()
+                    .ok()
+                    .and_then(|d| *d)
+                    .is_some_and(|d| Instant::now() + next >= d)
+            };
+            while let Some(ns) = rx.recv().await {
+                let r = if stop(Duration::ZERO) {
+                    Ok(Sent {
+                        sent: 0,
+                        left: usize::MAX,
+                    })
+                } else {
+                    sender
+                        .send_new(&mut mirror, &ns, false, &stop)
+                        .await
+                        .map_err(|e| format!("{e:#}"))
+                };
+                if let Ok(mut o) = o.lock() {
+                    o.insert(ns, r);
+                }
+            }
+        });
+        TraceTask {
+            queue,
+            handle,
+            deadline,
+            outcome,
+        }
+    }
 }
 
 impl ShardTracker {
@@ -90,6 +161,8 @@ impl ShardTracker {
             target: target.cloned(),
             progress: Arc::default(),
             notes: Mutex::new(Vec::new()),
+            traces: tokio::sync::Mutex::new(None),
+            started: Instant::now(),
         };
         if !MlflowIds::exists(session_dir) {
             let _finalizing = session::finalize_lock(session_dir)?;
@@ -137,19 +210,38 @@ impl ShardTracker {
             .await?;
             m.ensure_parent().await?;
             m.push_namespace(ns, status::FINISHED, false).await?;
-            if target.traces {
-                // The namespace's files hold every shard's records now.
-                let mut traces = super::trace_sender::TraceSender::new(dir, &self.manifest);
-                traces.send_new(&mut m, ns, false, &|_| false).await?;
-            }
             m.ids.pending.retain(|p| !p.starts_with(&format!("{ns}: ")));
+            if target.traces {
+                // The namespace's files hold every shard's records now; its
+                // traces go out behind the evaluation, pending until sent.
+                let line = format!(
+                    "{}not sent yet (a finalizer sends them behind the evaluation; `w2c sync` sends what is left)",
+                    traces_pending_prefix(ns)
+                );
+                m.ids.pending.retain(|p| !p.starts_with(&traces_pending_prefix(ns)));
+                m.ids.pending.push(line);
+            }
             let done = all_done();
             if done {
                 m.upload_session_files(false).await?;
                 m.settle_parent(status::FINISHED).await?;
             }
             m.ids.synced = done && m.ids.pending.is_empty();
-            m.ids.save(dir)
+            m.ids.save(dir)?;
+            if target.traces {
+                let mut task = self.traces.lock().await;
+                match task.as_ref() {
+                    Some(t) => {
+                        let _ = t.queue.send(ns.to_string());
+                    }
+                    None => {
+                        let t = TraceTask::start(m, dir, &self.manifest);
+                        let _ = t.queue.send(ns.to_string());
+                        *task = Some(t);
+                    }
+                }
+            }
+            Ok(())
         }
         .await;
         if let Err(e) = r {
@@ -163,9 +255,87 @@ impl ShardTracker {
                 let _ = ids.save(dir);
             }
             self.note(format!(
-                "tracking: {line}; `w2c sync {}` sends it once the server is reachable",
+                "tracking: {line}; `w2c sync {}` sends it once the cause is fixed",
                 crate::fingerprint::short(&self.manifest.fingerprint)
             ));
+        }
+    }
+}
+
+impl ShardTracker {
+    /// The process ends: the trace task gets at most
+    /// [`super::tracker::trace_wait`] more, then what it sent and what is
+    /// left are recorded in `mlflow_ids.json` (under the finalize lock).
+    async fn finish_traces(&self) {
+        let Some(task) = self.traces.lock().await.take() else {
+            return;
+        };
+        let wait = super::tracker::trace_wait(self.started.elapsed());
+        if let Ok(mut d) = task.deadline.lock() {
+            *d = Some(Instant::now() + wait);
+        }
+        drop(task.queue);
+        let mut handle = task.handle;
+        // The deadline stops the task's requests; a call outside them (a
+        // silent server) is cut a moment later.
+        if tokio::time::timeout(wait + Duration::from_secs(2), &mut handle)
+            .await
+            .is_err()
+        {
+            handle.abort();
+            let _ = handle.await;
+        }
+        let outcome = task.outcome.lock().map(|o| o.clone()).unwrap_or_default();
+        let dir = &self.session_dir;
+        let r: Result<usize> = (|| {
+            let _finalizing = session::finalize_lock(dir)?;
+            let mut ids = MlflowIds::load(dir)?;
+            let mut left_total = 0usize;
+            let queued: Vec<String> = ids
+                .pending
+                .iter()
+                .filter_map(|p| p.strip_prefix("traces: "))
+                .filter_map(|p| p.split_once(": ").map(|(ns, _)| ns.to_string()))
+                .collect();
+            for ns in queued {
+                let prefix = traces_pending_prefix(&ns);
+                let line = match outcome.get(&ns) {
+                    Some(Ok(s)) if s.left == 0 => None,
+                    Some(Ok(s)) if s.left == usize::MAX => Some(format!(
+                        "{prefix}not sent when the finalizer ended (it waits at most {:.0} s for traces, {}); `w2c sync` sends them",
+                        wait.as_secs_f64(),
+                        super::tracker::TRACE_WAIT_VAR
+                    )),
+                    Some(Ok(s)) => {
+                        left_total += s.left;
+                        Some(format!(
+                            "{prefix}{} not sent when the finalizer ended (it waits at most {:.0} s for traces, {}); `w2c sync` sends them",
+                            s.left,
+                            wait.as_secs_f64(),
+                            super::tracker::TRACE_WAIT_VAR
+                        ))
+                    }
+                    Some(Err(e)) => Some(format!("{prefix}{e}")),
+                    // Queued by another process: its own end records it.
+                    None => continue,
+                };
+                ids.pending.retain(|p| !p.starts_with(&prefix));
+                ids.pending.extend(line);
+            }
+            let all_done = session::namespaces(dir)
+                .iter()
+                .all(|(n, _)| mirror::namespace_done(dir, n));
+            ids.synced = all_done && ids.pending.is_empty();
+            ids.save(dir)?;
+            Ok(left_total)
+        })();
+        match r {
+            Ok(0) => {}
+            Ok(left) => self.note(format!(
+                "tracking: {left} trace(s) not sent when this process ended; `w2c sync {}` sends them",
+                crate::fingerprint::short(&self.manifest.fingerprint)
+            )),
+            Err(e) => self.note(format!("tracking: cannot record the traces sent: {e:#}")),
         }
     }
 }
@@ -183,9 +353,12 @@ impl RunObserver for ShardTracker {
         self.push(ns).await
     }
 
-    async fn run_failed(&self, _err: &anyhow::Error) {}
+    async fn run_failed(&self, _err: &anyhow::Error) {
+        self.finish_traces().await
+    }
 
     async fn run_finished(&self, _report: &RunReport) -> Vec<String> {
+        self.finish_traces().await;
         self.notes.lock().map(|n| n.clone()).unwrap_or_default()
     }
 }

@@ -11,7 +11,7 @@
 //! nothing is sent twice in the normal course.
 
 use super::mirror::Mirror;
-use super::traces::{self, ItemRecords, Trace, TraceOwner};
+use super::traces::{self, ItemRecords, Trace, TraceOwner, TraceSelection};
 use crate::dataset::Example;
 use crate::store::{JsonlWriter, NamespaceDir};
 use anyhow::{Context, Result};
@@ -36,8 +36,10 @@ pub struct Sent {
     /// Traces still to send (told to stop first).
     pub left: usize,
 }
-/// Trace infos (with their assessments) sent at once.
+/// Trace infos (with their assessments) sent at once, per chunk.
 const INFO_CONCURRENCY: usize = 8;
+/// Chunks of traces sent at once (so up to 4 × 8 requests in flight).
+const CHUNKS_AT_ONCE: usize = 4;
 
 /// One line of `mlflow_traces.jsonl`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,6 +82,16 @@ pub fn load_sent(session_dir: &Path, server: &str, experiment_id: &str) -> SentT
         }
     }
     out
+}
+
+/// What the traces of a namespace are built with.
+struct Prepared {
+    method: String,
+    settings_hash: String,
+    /// For a judge: its target stream's namespace, when it is in the session.
+    target_ns: Option<String>,
+    /// For a judge: its target stream's settings hash.
+    target_hash: Option<String>,
 }
 
 /// A namespace's records read so far.
@@ -163,6 +175,8 @@ pub struct TraceSender {
     /// How long the last request of traces took: one that could not
     /// finish before a deadline is not started.
     request_time: Option<Duration>,
+    /// Which examples get a trace (`[tracking] trace_examples`).
+    selection: TraceSelection,
 }
 
 /// Whether a request of traces expected to take the given time may not
@@ -200,7 +214,54 @@ impl TraceSender {
             streams: HashMap::new(),
             sent: None,
             request_time: None,
+            // Checked when the config was loaded; a manifest edited since
+            // traces everything.
+            selection: manifest
+                .config
+                .pointer("/tracking/trace_examples")
+                .and_then(Value::as_str)
+                .and_then(|s| TraceSelection::parse(s).ok())
+                .unwrap_or_default(),
         }
+    }
+
+    /// The keys of `ns` read so far whose examples get a trace.
+    fn selected_keys(&self, ns: &str, prepared: &Prepared) -> Vec<String> {
+        let stream = &self.streams[ns];
+        if self.selection == TraceSelection::All {
+            return stream.results.keys().cloned().collect();
+        }
+        // A target stream follows its judge's verdicts (read afresh: the
+        // judge's stream forgets what it has sent).
+        let judged: HashMap<String, Value> = if stream.is_target() {
+            crate::store::session::namespaces(&self.session_dir)
+                .into_iter()
+                .filter(|(_, s)| {
+                    s.settings
+                        .get("target_settings_hash")
+                        .and_then(Value::as_str)
+                        == Some(prepared.settings_hash.as_str())
+                })
+                .flat_map(|(judge, _)| {
+                    let path = NamespaceDir::new(&self.session_dir, &judge).results();
+                    crate::store::load_jsonl::<Value>(&path)
+                        .map(|(lines, _)| lines)
+                        .unwrap_or_default()
+                })
+                .filter_map(|r| Some((r.get("key")?.as_str()?.to_string(), r)))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        stream
+            .results
+            .iter()
+            .filter(|(key, record)| {
+                self.selection
+                    .selects(&prepared.method, record, judged.get(key.as_str()))
+            })
+            .map(|(key, _)| key.clone())
+            .collect()
     }
 
     /// The examples of the dataset file, when it still has the sha256 the
@@ -273,27 +334,27 @@ impl TraceSender {
     }
 
     /// Reads what `ns` (and, for a judge, its target stream) has on disk
-    /// now; returns its method, settings hash and target namespace, or
-    /// `None` for a target stream (its calls are in its judge's traces).
-    fn prepare(&mut self, ns: &str) -> Result<Option<(String, String, Option<String>)>> {
-        let (method, settings_hash, target_hash, is_target) = {
+    /// now; returns what its traces are built with.
+    fn prepare(&mut self, ns: &str) -> Result<Option<Prepared>> {
+        let (method, settings_hash, target_hash) = {
             let s = self.stream(ns)?;
             (
                 s.method.clone(),
                 s.settings_hash.clone(),
                 s.target_hash.clone(),
-                s.is_target(),
             )
         };
-        if is_target {
-            return Ok(None);
-        }
         let target_ns = target_hash.as_deref().and_then(|h| self.namespace_of(h));
         if let Some(t) = &target_ns {
             self.stream(t)?;
         }
         self.examples();
-        Ok(Some((method, settings_hash, target_ns)))
+        Ok(Some(Prepared {
+            method,
+            settings_hash,
+            target_ns,
+            target_hash,
+        }))
     }
 
     /// Builds the traces of the given keys of `ns` from what was read.
@@ -301,21 +362,20 @@ impl TraceSender {
         &self,
         owner: &TraceOwner,
         ns: &str,
-        (method, settings_hash, target_ns): &(String, String, Option<String>),
+        prepared: &Prepared,
         keys: &[String],
     ) -> Vec<Trace> {
         let stream = &self.streams[ns];
-        let target = target_ns.as_ref().and_then(|t| self.streams.get(t));
+        let target = prepared
+            .target_ns
+            .as_ref()
+            .and_then(|t| self.streams.get(t));
         let examples = self.examples.as_ref();
         keys.iter()
             .filter_map(|key| {
                 let record = stream.results.get(key)?;
                 let calls = stream.calls.get(key).map(Vec::as_slice).unwrap_or(&[]);
-                let target_pair = target.and_then(|t| {
-                    t.results
-                        .get(key)
-                        .map(|r| (r, t.calls.get(key).map(Vec::as_slice).unwrap_or(&[])))
-                });
+                let target_record = target.and_then(|t| t.results.get(key));
                 let example = record
                     .get("uuid")
                     .and_then(Value::as_str)
@@ -324,11 +384,12 @@ impl TraceSender {
                     owner,
                     &ItemRecords {
                         namespace: ns,
-                        method,
-                        settings_hash,
+                        method: &prepared.method,
+                        settings_hash: &prepared.settings_hash,
                         record,
                         calls,
-                        target: target_pair,
+                        target: target_record,
+                        target_settings_hash: prepared.target_hash.as_deref(),
                         example,
                     },
                 ))
@@ -337,7 +398,7 @@ impl TraceSender {
     }
 
     /// Every trace of `ns` as it should be in `experiment_id` (for `w2c
-    /// verify`); empty for a target stream.
+    /// verify`).
     pub fn expected(&mut self, ns: &str, experiment_id: &str) -> Result<Vec<Trace>> {
         let Some(prepared) = self.prepare(ns)? else {
             return Ok(Vec::new());
@@ -346,13 +407,12 @@ impl TraceSender {
             experiment_id: experiment_id.to_string(),
             ..self.owner.clone()
         };
-        let keys: Vec<String> = self.streams[ns].results.keys().cloned().collect();
+        let keys = self.selected_keys(ns, &prepared);
         Ok(self.build(&owner, ns, &prepared, &keys))
     }
 
     /// Builds and sends the traces of `ns`'s items finished since the last
-    /// call that MLflow does not hold yet. A target stream sends none (its
-    /// calls are in its judge's traces). With `repair`, what the child run
+    /// call that MLflow does not hold yet. With `repair`, what the child run
     /// holds is listed first: a trace missing there is sent again whole,
     /// one missing assessments gets them.
     ///
@@ -368,10 +428,41 @@ impl TraceSender {
         repair: bool,
         stop: &Stop,
     ) -> Result<Sent> {
+        self.send_new_reporting(mirror, ns, repair, stop, &mut |_| {})
+            .await
+    }
+
+    /// [`TraceSender::send_new`], telling `report` after each request how
+    /// many traces are sent so far and how many are left.
+    pub async fn send_new_reporting(
+        &mut self,
+        mirror: &mut Mirror,
+        ns: &str,
+        repair: bool,
+        stop: &Stop,
+        report: &mut (dyn FnMut(Sent) + Send),
+    ) -> Result<Sent> {
         let Some(prepared) = self.prepare(ns)? else {
             return Ok(Sent::default());
         };
-        let keys: Vec<String> = self.streams[ns].results.keys().cloned().collect();
+        let keys = self.selected_keys(ns, &prepared);
+        // Items that get no trace are not kept in memory (a target's
+        // record stays: its judge shows it, and its verdict may come).
+        if !repair && !self.streams[ns].is_target() && keys.len() < self.streams[ns].results.len() {
+            let chosen: std::collections::HashSet<&String> = keys.iter().collect();
+            let skipped: Vec<String> = self.streams[ns]
+                .results
+                .keys()
+                .filter(|k| !chosen.contains(k))
+                .cloned()
+                .collect();
+            if let Some(s) = self.streams.get_mut(ns) {
+                for k in &skipped {
+                    s.calls.remove(k);
+                    s.results.shift_remove(k);
+                }
+            }
+        }
         if keys.is_empty() {
             return Ok(Sent::default());
         }
@@ -404,7 +495,7 @@ impl TraceSender {
                 let held: Vec<String> = keys
                     .iter()
                     .filter(|k| {
-                        r.contains_key(&format!("tr-{}", traces::trace_id(&owner, &prepared.1, k)))
+                        r.contains_key(&format!("tr-{}", traces::trace_id(&owner, &prepared.settings_hash, k)))
                     })
                     .cloned()
                     .collect();
@@ -417,7 +508,10 @@ impl TraceSender {
         let mut todo_keys = Vec::new();
         let mut already = Vec::new();
         for key in &keys {
-            let id = format!("tr-{}", traces::trace_id(&owner, &prepared.1, key));
+            let id = format!(
+                "tr-{}",
+                traces::trace_id(&owner, &prepared.settings_hash, key)
+            );
             let done_here = linked.get(&id) == Some(&run_id) && !edited.contains(key);
             let held = remote.as_ref().is_none_or(|r| r.contains_key(&id));
             if !(done_here && held) {
@@ -430,68 +524,92 @@ impl TraceSender {
         let mut sent_keys: Vec<String> = already;
         // Traces are built a request at a time: what `stop` leaves is never
         // built.
-        for chunk_keys in todo_keys.chunks(TRACES_PER_REQUEST) {
+        // Several requests at once (a server with several workers takes
+        // them in parallel): a group of chunks goes out together, each
+        // chunk's infos then its spans.
+        for group_keys in todo_keys.chunks(TRACES_PER_REQUEST * CHUNKS_AT_ONCE) {
             if stop(self.request_time.unwrap_or_default()) {
                 break;
             }
             let started = std::time::Instant::now();
-            let chunk = self.build(&owner, ns, &prepared, chunk_keys);
-            // Each trace's info with its run and assessments first (a new
-            // trace is one insert; deterministic ids make a repeat an
-            // update), then the spans in one OTLP request, which link the
-            // traces to the run and give them their token usage.
-            let infos: Vec<(String, String)> = chunk
-                .iter()
-                .map(|t| {
-                    let body = t.info_request(&experiment_id, &run_id).to_string();
-                    (t.mlflow_id(), crate::redact::scrub(&body))
-                })
+            let chunks: Vec<(&[String], Vec<Trace>)> = group_keys
+                .chunks(TRACES_PER_REQUEST)
+                .map(|keys| (keys, self.build(&owner, ns, &prepared, keys)))
                 .collect();
-            let client = mirror.client.clone();
-            let refs: Vec<&Trace> = chunk.iter().collect();
-            let spans = crate::redact::scrub(&traces::export_request(&refs).to_string());
-            let send = async {
-                let results: Vec<Result<(), super::rest::MlflowError>> =
-                    futures::stream::iter(infos.into_iter().map(|(id, body)| {
-                        let client = client.clone();
-                        async move { client.start_trace(&id, body).await }
-                    }))
-                    .buffer_unordered(INFO_CONCURRENCY)
-                    .collect()
-                    .await;
-                for r in results {
-                    r?;
+            let sends = chunks.iter().map(|(_, chunk)| {
+                // Each trace's info with its run and assessments first (a
+                // new trace is one insert; deterministic ids make a repeat
+                // an update), then the spans in one OTLP request, which
+                // link the traces to the run and give them their token
+                // usage.
+                let infos: Vec<(String, String)> = chunk
+                    .iter()
+                    .map(|t| {
+                        let body = t.info_request(&experiment_id, &run_id).to_string();
+                        (t.mlflow_id(), crate::redact::scrub(&body))
+                    })
+                    .collect();
+                let refs: Vec<&Trace> = chunk.iter().collect();
+                let spans = crate::redact::scrub(&traces::export_request(&refs).to_string());
+                let client = mirror.client.clone();
+                let (experiment_id, run_id) = (experiment_id.clone(), run_id.clone());
+                async move {
+                    let results: Vec<Result<(), super::rest::MlflowError>> =
+                        futures::stream::iter(infos.into_iter().map(|(id, body)| {
+                            let client = client.clone();
+                            async move { client.start_trace(&id, body).await }
+                        }))
+                        .buffer_unordered(INFO_CONCURRENCY)
+                        .collect()
+                        .await;
+                    for r in results {
+                        r?;
+                    }
+                    client.export_traces(&experiment_id, &run_id, spans).await?;
+                    Ok::<_, anyhow::Error>(())
                 }
-                client.export_traces(&experiment_id, &run_id, spans).await?;
-                Ok::<_, anyhow::Error>(())
-            };
-            // A chunk under way is given up as soon as `stop` says so: its
+            });
+            // A group under way is given up as soon as `stop` says so: its
             // traces are not recorded as sent, and sending them again later
             // updates the same traces (deterministic ids).
-            tokio::select! {
-                r = send => r?,
+            let results = tokio::select! {
+                r = futures::future::join_all(sends) => r,
                 () = until(stop) => break,
-            }
+            };
             self.request_time = Some(started.elapsed());
-            let ids: Vec<String> = chunk.iter().map(Trace::mlflow_id).collect();
-            self.append(&TraceLogLine {
-                server: server.clone(),
-                experiment_id: experiment_id.clone(),
-                run_id: run_id.clone(),
-                stage: "sent".into(),
-                traces: ids.clone(),
-            })?;
-            sent_keys.extend_from_slice(chunk_keys);
-            let sent = self.sent(&server, &experiment_id);
-            for id in ids {
-                sent.sent.insert(id, run_id.clone());
+            let mut first_err = None;
+            for ((chunk_keys, chunk), r) in chunks.iter().zip(results) {
+                if let Err(e) = r {
+                    first_err.get_or_insert(e);
+                    continue;
+                }
+                let ids: Vec<String> = chunk.iter().map(Trace::mlflow_id).collect();
+                self.append(&TraceLogLine {
+                    server: server.clone(),
+                    experiment_id: experiment_id.clone(),
+                    run_id: run_id.clone(),
+                    stage: "sent".into(),
+                    traces: ids.clone(),
+                })?;
+                sent_keys.extend_from_slice(chunk_keys);
+                let sent = self.sent(&server, &experiment_id);
+                for id in ids {
+                    sent.sent.insert(id, run_id.clone());
+                }
+                done_keys += chunk_keys.len();
             }
-            done_keys += chunk_keys.len();
+            if let Some(e) = first_err {
+                return Err(e);
+            }
+            report(Sent {
+                sent: done_keys,
+                left: todo_keys.len() - done_keys,
+            });
         }
         let left = todo_keys.len() - done_keys;
         // A sent item of a namespace that is not a target stream is not
-        // needed any more.
-        if !repair {
+        // needed any more (a target's record is shown in its judge's trace).
+        if !repair && !self.streams.get(ns).is_some_and(Stream::is_target) {
             if let Some(s) = self.streams.get_mut(ns) {
                 for k in &sent_keys {
                     s.calls.remove(k);
@@ -612,11 +730,11 @@ pub fn assessment_list(info: &Value) -> Vec<(String, String)> {
     out
 }
 
-/// Whether a namespace sends traces of its own (a judge's target stream
-/// does not: its calls are in the judge's traces).
+/// Whether a namespace sends traces of its own: every namespace with
+/// settings (a judge's target stream too: its trace holds the target's
+/// call, which the judge's trace names by its `w2c.target_trace` tag).
 pub fn has_traces(session_dir: &Path, ns: &str) -> bool {
     crate::store::session::namespaces(session_dir)
         .into_iter()
-        .find(|(n, _)| n == ns)
-        .is_some_and(|(_, s)| !s.method.ends_with(".target"))
+        .any(|(n, _)| n == ns)
 }

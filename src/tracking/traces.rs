@@ -31,8 +31,92 @@ pub const ATTR_OUTPUTS: &str = "mlflow.spanOutputs";
 pub const ATTR_TOKEN_USAGE: &str = "mlflow.chat.tokenUsage";
 /// Attribute: the model of an LLM span.
 pub const ATTR_MODEL: &str = "mlflow.llm.model";
+/// Trace tag of a judge's trace: the MLflow id of the trace of the target
+/// call it judged (in the target stream's child run).
+pub const TARGET_TRACE_TAG: &str = "w2c.target_trace";
 /// Attribute prefix that makes a root-span attribute a trace tag.
 pub const TRACE_TAG_PREFIX: &str = "mlflow.traceTag.";
+
+/// Which examples get a trace (`[tracking] trace_examples`).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum TraceSelection {
+    /// Every example (the default).
+    #[default]
+    All,
+    /// Only the examples worth a look: a prediction that is wrong, invalid
+    /// or missing (unparsed, unscored), or a warning or error audit event.
+    /// A judge's target stream follows its judge: a target answer is traced
+    /// when the judge's verdict on it is.
+    Problems,
+    /// A share of the examples, picked by a hash of the example's uuid:
+    /// the same examples in every session (so two models' traces line up).
+    Sample(f64),
+}
+
+impl TraceSelection {
+    /// Parses `all`, `problems` or `sample:<fraction in (0, 1]>`.
+    pub fn parse(text: &str) -> std::result::Result<TraceSelection, String> {
+        let t = text.trim();
+        match t {
+            "all" => return Ok(TraceSelection::All),
+            "problems" => return Ok(TraceSelection::Problems),
+            _ => {}
+        }
+        if let Some(f) = t.strip_prefix("sample:") {
+            if let Ok(v) = f.trim().parse::<f64>() {
+                if v > 0.0 && v <= 1.0 {
+                    return Ok(TraceSelection::Sample(v));
+                }
+            }
+            return Err(format!(
+                "`{t}`: the sample is a fraction in (0, 1], e.g. `sample:0.1`"
+            ));
+        }
+        Err(format!(
+            "`{t}`: expected `all`, `problems` or `sample:<fraction>` (e.g. `sample:0.1`)"
+        ))
+    }
+
+    /// Whether the item of `record` gets a trace. `judged` is, for a
+    /// judge's target stream, the judge's record of the same item.
+    pub fn selects(&self, method: &str, record: &Value, judged: Option<&Value>) -> bool {
+        match self {
+            TraceSelection::All => true,
+            TraceSelection::Sample(share) => {
+                let uuid = str_of(record, "uuid").unwrap_or_default();
+                let h =
+                    crate::fingerprint::sha256_hex(format!("w2c-trace-sample\0{uuid}").as_bytes());
+                let x = u64::from_str_radix(&h[..12], 16).unwrap_or(0) as f64 / (1u64 << 48) as f64;
+                x < *share
+            }
+            TraceSelection::Problems => {
+                if method.ends_with(".target") {
+                    // Traced with the judge's verdict on it (none yet: not now).
+                    return judged.is_some_and(|j| is_problem("llm_judge", j));
+                }
+                is_problem(method, record)
+            }
+        }
+    }
+}
+
+/// Whether an item is worth a look: not correct (wrong, invalid, unparsed,
+/// unscored) or with a warning or error audit event.
+fn is_problem(method: &str, record: &Value) -> bool {
+    let gold = str_of(record, "gold");
+    let correct = match (prediction(method, record), gold) {
+        (Some(p), Some(g)) => p == g,
+        _ => false,
+    };
+    let flagged = record
+        .get("audit")
+        .and_then(Value::as_array)
+        .is_some_and(|a| {
+            a.iter()
+                .any(|e| matches!(str_of(e, "severity"), Some("warning" | "error")))
+        });
+    !correct || flagged
+}
 
 /// What the trace of one work item is built from.
 #[derive(Debug, Clone, Copy)]
@@ -47,8 +131,12 @@ pub struct ItemRecords<'a> {
     pub record: &'a Value,
     /// The item's lines in `llm_calls.jsonl`, in file order.
     pub calls: &'a [Value],
-    /// For a judge: the target's record and calls for the same item.
-    pub target: Option<(&'a Value, &'a [Value])>,
+    /// For a judge: the target's record for the same item (its answer is
+    /// shown in the judge's outputs; its call is in the target's trace).
+    pub target: Option<&'a Value>,
+    /// For a judge: the settings hash of its target stream (the judge's
+    /// trace names the target's trace by tag).
+    pub target_settings_hash: Option<&'a str>,
     /// The example, when the dataset file is at hand.
     pub example: Option<&'a Example>,
 }
@@ -210,6 +298,27 @@ fn text_attr(key: &str, value: &str) -> Value {
     json!({"key": key, "value": {"stringValue": value}})
 }
 
+/// A call's start and end, epoch nanoseconds: the record's `start_ms` and
+/// `end_ms`; a record written before w2c kept them ends at `ts` (to the
+/// second) and starts `latency_ms` earlier.
+fn call_window(call: &Value) -> (i128, i128) {
+    let ms = |k: &str| {
+        call.get(k)
+            .and_then(Value::as_i64)
+            .map(|v| i128::from(v) * 1_000_000)
+    };
+    let latency =
+        i128::from(call.get("latency_ms").and_then(Value::as_u64).unwrap_or(0)) * 1_000_000;
+    match (ms("start_ms"), ms("end_ms")) {
+        (Some(s), Some(e)) => (s, e.max(s)),
+        (Some(s), None) => (s, s + latency),
+        _ => {
+            let end = str_of(call, "ts").and_then(epoch_ns).unwrap_or(0);
+            (end - latency, end)
+        }
+    }
+}
+
 /// Nanoseconds since the epoch of an RFC 3339 time.
 fn epoch_ns(rfc3339: &str) -> Option<i128> {
     chrono::DateTime::parse_from_rfc3339(rfc3339)
@@ -280,6 +389,7 @@ fn detail_keys(method: &str) -> &'static [&'static str] {
         ],
         "llm_judge" | "stability_llm_judge" => &["status", "judge_raw", "judge_raw_repair"],
         "mcq_logprob" => &["predictions", "ties", "choices", "unscored", "truncation"],
+        m if m.ends_with(".target") => &["text", "finish_reason", "tool_calls"],
         _ => &[],
     }
 }
@@ -298,12 +408,10 @@ pub fn build(owner: &TraceOwner, records: &ItemRecords<'_>) -> Trace {
         _ => None,
     };
 
-    // Child spans: the target's calls (a judge's trace), then the item's.
-    let mut calls: Vec<&Value> = Vec::new();
-    if let Some((_, target_calls)) = records.target {
-        calls.extend(target_calls.iter());
-    }
-    calls.extend(records.calls.iter());
+    // Child spans: the item's own calls. A judge's trace does not hold the
+    // target's call (made in another namespace, maybe much earlier): it
+    // names the target's trace instead, so a root spans only its calls.
+    let calls: Vec<&Value> = records.calls.iter().collect();
     let choices: Vec<&Value> = records
         .record
         .get("choices")
@@ -323,9 +431,7 @@ pub fn build(owner: &TraceOwner, records: &ItemRecords<'_>) -> Trace {
     let mut start_min: Option<i128> = None;
     let mut end_max: Option<i128> = None;
     for (i, call) in calls.iter().enumerate() {
-        let end = str_of(call, "ts").and_then(epoch_ns).unwrap_or(0);
-        let latency = call.get("latency_ms").and_then(Value::as_u64).unwrap_or(0);
-        let start = end - i128::from(latency) * 1_000_000;
+        let (start, end) = call_window(call);
         start_min = Some(start_min.map_or(start, |s| s.min(start)));
         end_max = Some(end_max.map_or(end, |e| e.max(end)));
         let usage = call.get("usage").cloned().unwrap_or(Value::Null);
@@ -424,7 +530,7 @@ pub fn build(owner: &TraceOwner, records: &ItemRecords<'_>) -> Trace {
             outputs.insert((*k).into(), v.clone());
         }
     }
-    if let Some((target, _)) = records.target {
+    if let Some(target) = records.target {
         for k in ["text", "finish_reason", "tool_calls"] {
             if let Some(v) = target.get(k).filter(|v| !v.is_null()) {
                 outputs.insert(format!("target_{k}"), v.clone());
@@ -459,6 +565,12 @@ pub fn build(owner: &TraceOwner, records: &ItemRecords<'_>) -> Trace {
     }
     if let Some(c) = correct {
         tags.push(("w2c.correct".into(), c.to_string()));
+    }
+    if let Some(h) = records.target_settings_hash {
+        tags.push((
+            TARGET_TRACE_TAG.into(),
+            format!("tr-{}", trace_id(owner, h, &key)),
+        ));
     }
     let mut attributes = vec![
         text_attr(ATTR_SPAN_TYPE, &json!("CHAIN").to_string()),
@@ -642,6 +754,7 @@ mod tests {
             record: &record,
             calls: &calls,
             target: None,
+            target_settings_hash: None,
             example: None,
         };
         let t = build(&owner(), &items);
@@ -690,6 +803,107 @@ mod tests {
     }
 
     #[test]
+    fn spans_carry_each_calls_own_start_and_end() {
+        // A 24 ms call recorded at 12:00:05 (`ts` to the second): the span
+        // is the call's own window, not `ts` minus the latency.
+        let mut c = call("judge", "2026-01-01T12:00:05Z", 10, 2);
+        c["start_ms"] = json!(1_767_268_804_100_i64);
+        c["end_ms"] = json!(1_767_268_804_124_i64);
+        c["latency_ms"] = json!(24);
+        let target = json!({"key": "u1", "uuid": "u1", "gold": "tool_call", "text": "hi"});
+        let record = json!({"key": "u1", "uuid": "u1", "gold": "tool_call",
+                            "prediction": "tool_call", "status": "ok"});
+        let calls = vec![c];
+        let t = build(
+            &owner(),
+            &ItemRecords {
+                namespace: "llm_judge",
+                method: "llm_judge",
+                settings_hash: "judge",
+                record: &record,
+                calls: &calls,
+                target: Some(&target),
+                target_settings_hash: Some("tgt"),
+                example: None,
+            },
+        );
+        // Only the judge's own call: the target's is in the target's trace.
+        assert_eq!(t.spans.len(), 2);
+        assert_eq!(t.spans[1]["startTimeUnixNano"], "1767268804100000000");
+        assert_eq!(t.spans[1]["endTimeUnixNano"], "1767268804124000000");
+        assert_eq!(t.spans[0]["startTimeUnixNano"], "1767268804100000000");
+        assert_eq!(t.spans[0]["endTimeUnixNano"], "1767268804124000000");
+        assert_eq!(
+            t.info_request("1", "r")["trace"]["trace_info"]["execution_duration"],
+            "0.024s"
+        );
+        let target_id = format!("tr-{}", trace_id(&owner(), "tgt", "u1"));
+        assert!(t
+            .tags
+            .contains(&(TARGET_TRACE_TAG.to_string(), target_id.clone())));
+        // The target's own trace (its stream's settings hash) is that trace.
+        let target_trace = build(
+            &owner(),
+            &ItemRecords {
+                namespace: "llm_judge.target",
+                method: "llm_judge.target",
+                settings_hash: "tgt",
+                record: &target,
+                calls: &[],
+                target: None,
+                target_settings_hash: None,
+                example: None,
+            },
+        );
+        assert_eq!(target_trace.mlflow_id(), target_id);
+    }
+
+    #[test]
+    fn a_trace_selection_picks_all_problems_or_a_stable_sample() {
+        assert_eq!(TraceSelection::parse("all"), Ok(TraceSelection::All));
+        assert_eq!(
+            TraceSelection::parse(" problems "),
+            Ok(TraceSelection::Problems)
+        );
+        assert_eq!(
+            TraceSelection::parse("sample:0.25"),
+            Ok(TraceSelection::Sample(0.25))
+        );
+        for bad in ["sample:0", "sample:1.5", "sample:x", "some", ""] {
+            assert!(TraceSelection::parse(bad).is_err(), "{bad}");
+        }
+        let right = json!({"uuid": "u", "gold": "tool_call", "prediction": "tool_call"});
+        let wrong = json!({"uuid": "u", "gold": "tool_call", "prediction": "direct"});
+        let unparsed = json!({"uuid": "u", "gold": "tool_call", "prediction": "invalid"});
+        let flagged = json!({"uuid": "u", "gold": "tool_call", "prediction": "tool_call",
+                             "audit": [{"event_type": "x", "severity": "warning"}]});
+        let p = TraceSelection::Problems;
+        assert!(!p.selects("mcq", &right, None));
+        assert!(p.selects("mcq", &wrong, None));
+        assert!(p.selects("mcq", &unparsed, None));
+        assert!(p.selects("mcq", &flagged, None));
+        // A target answer follows its judge's verdict, none yet: not traced.
+        let target = json!({"uuid": "u", "key": "u", "text": "hi"});
+        assert!(!p.selects("llm_judge.target", &target, None));
+        assert!(p.selects("llm_judge.target", &target, Some(&wrong)));
+        assert!(!p.selects("llm_judge.target", &target, Some(&right)));
+        // A sample is the same examples whatever the session, about its share.
+        let s = TraceSelection::Sample(0.3);
+        let picked = (0..2000)
+            .filter(|i| s.selects("mcq", &json!({"uuid": format!("ex-{i}")}), None))
+            .count();
+        assert!((450..750).contains(&picked), "{picked}");
+        assert_eq!(
+            s.selects("mcq", &json!({"uuid": "ex-7"}), None),
+            s.selects(
+                "llm_judge",
+                &json!({"uuid": "ex-7", "prediction": "x"}),
+                None
+            )
+        );
+    }
+
+    #[test]
     fn unscored_items_and_audit_events_become_feedback() {
         let record = json!({"key": "u1", "uuid": "u1", "gold": "direct",
             "predictions": ["invalid", "invalid", "invalid", "invalid"],
@@ -704,6 +918,7 @@ mod tests {
                 record: &record,
                 calls: &[],
                 target: None,
+                target_settings_hash: None,
                 example: None,
             },
         );

@@ -45,23 +45,31 @@ const TRACE_INTERVAL: Duration = Duration::from_secs(2);
 /// (environment override); else [`trace_wait`] decides from the run's
 /// length. The rest is left to `w2c sync`.
 pub const TRACE_WAIT_VAR: &str = "W2C_TRACKING_TRACE_WAIT_SECS";
+/// How long a run that evaluated nothing sends its pending traces at most.
+const TRACE_WAIT_RANGE_MAX: Duration = Duration::from_secs(3600);
 /// Accepted range of [`TRACE_WAIT_VAR`], seconds.
 pub const TRACE_WAIT_RANGE: std::ops::RangeInclusive<f64> = 0.0..=3600.0;
 /// Without [`TRACE_WAIT_VAR`], traces may add this share of a run's wall
 /// time at its end ...
 pub const TRACE_WAIT_SHARE: f64 = 0.03;
+/// ... at least this (a short run's few hundred traces: its end waits
+/// only while traces are left) ...
+pub const TRACE_WAIT_MIN: Duration = Duration::from_secs(10);
 /// ... and never more than this.
 pub const TRACE_WAIT_MAX: Duration = Duration::from_secs(60);
 
 /// How long the end of a run that has lasted `elapsed` waits for its
-/// traces: [`TRACE_WAIT_VAR`] when set, else 3% of `elapsed`, at most 60 s.
+/// traces: [`TRACE_WAIT_VAR`] when set, else 3% of `elapsed`, at least
+/// 10 s and at most 60 s.
 pub fn trace_wait(elapsed: Duration) -> Duration {
     trace_wait_in(&super::process_env, elapsed)
 }
 
 /// [`trace_wait`] with the environment given.
 fn trace_wait_in(env: super::Env<'_>, elapsed: Duration) -> Duration {
-    let share = elapsed.mul_f64(TRACE_WAIT_SHARE).min(TRACE_WAIT_MAX);
+    let share = elapsed
+        .mul_f64(TRACE_WAIT_SHARE)
+        .clamp(TRACE_WAIT_MIN, TRACE_WAIT_MAX);
     super::env_secs(env, TRACE_WAIT_VAR, share, TRACE_WAIT_RANGE).unwrap_or(share)
 }
 
@@ -275,6 +283,7 @@ impl Tracker {
             ending: ending.clone(),
             trace_deadline: None,
             started: Instant::now(),
+            evaluated: false,
         };
         let handle = tokio::spawn(worker.run(rx, setup_tx));
         let wait = wait();
@@ -306,9 +315,15 @@ impl Tracker {
                 "tracking: {e:#}; the evaluation goes on and tracking retries behind it"
             )),
             Setup::Silent => tracker.note(format!(
-                "tracking: no answer from {} within {:.0} s; the evaluation starts and tracking goes on behind it",
+                "tracking: no usable answer from {} within {:.0} s{}; the evaluation starts and tracking goes on behind it",
                 target.uri,
-                wait.as_secs_f64()
+                wait.as_secs_f64(),
+                tracker
+                    .online
+                    .as_ref()
+                    .and_then(|o| o.heartbeat.last_failure())
+                    .map(|f| format!(" (last: {f})"))
+                    .unwrap_or_default()
             )),
         }
         Ok(tracker)
@@ -362,7 +377,7 @@ impl Tracker {
                             handle.abort();
                             let _ = handle.await;
                             lock(&online.health).pending.insert(format!(
-                                "tracking: gave up after {:.0} s without an answer from the server; the rest was not sent",
+                                "tracking: gave up after {:.0} s without a usable answer from the server; the rest was not sent",
                                 online.wait.as_secs_f64()
                             ));
                             break;
@@ -382,11 +397,25 @@ impl Tracker {
         }
         if !pending.is_empty() {
             let sync = sync_command(&self.session_dir);
-            self.note(format!(
-                "tracking: {} item(s) could not be sent to MLflow (first: {}); they are listed in mlflow_ids.json — run `{sync}` once the server is reachable",
-                pending.len(),
-                pending[0],
-            ));
+            let (traces, other): (Vec<&String>, Vec<&String>) = pending
+                .iter()
+                .partition(|p| crate::report::is_traces_line(p));
+            let n_traces: usize = traces
+                .iter()
+                .map(|p| crate::report::traces_in_line(p))
+                .sum();
+            if !other.is_empty() {
+                self.note(format!(
+                    "tracking: {} item(s) could not be sent to MLflow (first: {}); they are listed in mlflow_ids.json — `{sync}` sends them once the cause is fixed",
+                    other.len(),
+                    other[0],
+                ));
+            }
+            if !traces.is_empty() {
+                self.note(format!(
+                    "tracking: {n_traces} trace(s) not sent yet (MLflow takes them slower than the run made them); `{sync}` or a `resume` sends them"
+                ));
+            }
         }
         self.notes.lock().map(|n| n.clone()).unwrap_or_default()
     }
@@ -538,6 +567,10 @@ struct Worker {
     trace_deadline: Option<Instant>,
     /// When the run started.
     started: Instant,
+    /// Whether this run evaluated anything: a run that only read finished
+    /// namespaces (a `resume` of a finished session) sends every pending
+    /// trace, as `w2c sync` would.
+    evaluated: bool,
 }
 
 impl Worker {
@@ -588,6 +621,9 @@ impl Worker {
             .as_mut()
             .ok_or_else(|| anyhow::anyhow!("not connected"))?;
         m.ensure_parent().await?;
+        if !m.deferred.is_empty() {
+            lock(&self.health).pending.extend(m.deferred.drain(..));
+        }
         Ok(m)
     }
 
@@ -655,19 +691,38 @@ impl Worker {
                     }
                 }
                 if !self.paused("session") {
+                    // The parent's artifacts fail alone: its status is set
+                    // all the same.
                     let r = async {
                         let m = self.setup().await?;
-                        m.upload_session_files(false).await?;
-                        m.settle_parent(parent_status).await
+                        let uploaded = m.upload_session_files(false).await;
+                        m.settle_parent(parent_status).await?;
+                        Ok::<_, anyhow::Error>(uploaded)
                     }
                     .await;
-                    if let Err(e) = r {
-                        record_failure(&self.health, "session", &e);
+                    match r {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => record_failure(&self.health, "session artifacts", &e),
+                        Err(e) => record_failure(&self.health, "session", &e),
                     }
                 }
                 // The records are complete; traces last, for at most
                 // `trace_wait` from now.
-                self.trace_deadline = Some(Instant::now() + trace_wait(self.started.elapsed()));
+                let wait = if self.evaluated {
+                    trace_wait(self.started.elapsed())
+                } else {
+                    // Nothing evaluated: finish what `w2c sync` would
+                    // (the end still gives up after `wait()` of silence),
+                    // unless the wait is set outright.
+                    super::env_secs(
+                        &super::process_env,
+                        TRACE_WAIT_VAR,
+                        TRACE_WAIT_RANGE_MAX,
+                        TRACE_WAIT_RANGE,
+                    )
+                    .unwrap_or(TRACE_WAIT_RANGE_MAX)
+                };
+                self.trace_deadline = Some(Instant::now() + wait);
                 self.send_traces(true).await;
             }
         }
@@ -686,6 +741,7 @@ impl Worker {
             return;
         }
         let done = !work_left;
+        self.evaluated |= work_left;
         let reopen_parent = work_left && !self.parent_reopened;
         let r: Result<Option<String>> = async {
             let m = self.setup().await?;
@@ -802,7 +858,7 @@ impl Worker {
                     let mut health = lock(&self.health);
                     health.pending.retain(|p| !p.starts_with("traces: "));
                     health.pending.insert(format!(
-                        "traces: {left} not sent when the run ended (it waits at most 3% of its time for them, or {TRACE_WAIT_VAR}); `w2c sync` sends them"
+                        "traces: {left} not sent when the run ended (it waits 3% of its time for them, 10-60 s, or {TRACE_WAIT_VAR}); `w2c sync` sends them"
                     ));
                 }
                 Err(e) => record_failure(&self.health, "traces", &e),
@@ -879,16 +935,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn traces_wait_3_percent_of_the_run_at_most_a_minute_unless_told() {
+    fn traces_wait_3_percent_of_the_run_10_s_to_a_minute_unless_told() {
         let unset = |_: &str| None;
         let secs = |s: u64| Duration::from_secs(s);
-        assert_eq!(trace_wait_in(&unset, secs(100)), secs(3));
-        assert_eq!(trace_wait_in(&unset, secs(0)), secs(0));
+        assert_eq!(trace_wait_in(&unset, secs(100)), TRACE_WAIT_MIN);
+        assert_eq!(trace_wait_in(&unset, secs(0)), TRACE_WAIT_MIN);
+        assert_eq!(trace_wait_in(&unset, secs(1000)), secs(30));
         assert_eq!(trace_wait_in(&unset, secs(3 * 3600)), TRACE_WAIT_MAX);
         let set = |v: &'static str| move |k: &str| (k == TRACE_WAIT_VAR).then(|| v.to_string());
         assert_eq!(trace_wait_in(&set("600"), secs(100)), secs(600));
         assert_eq!(trace_wait_in(&set("0"), secs(3600)), secs(0));
         // Out of range (refused at start-up by the environment check): the rule.
-        assert_eq!(trace_wait_in(&set("99999"), secs(100)), secs(3));
+        assert_eq!(trace_wait_in(&set("99999"), secs(100)), TRACE_WAIT_MIN);
     }
 }

@@ -49,6 +49,9 @@ pub enum Status {
     /// Could not be checked: the tracking server is unreachable or refused
     /// the credentials.
     CannotCheck,
+    /// Not in MLflow yet, and recorded as not sent (traces a run left to
+    /// `w2c sync`): neither wrong nor lost.
+    Pending,
 }
 
 /// One line of the verification report.
@@ -868,6 +871,16 @@ pub fn all_ok(checks: &[Check]) -> bool {
     checks
         .iter()
         .all(|c| matches!(c.status, Status::Ok | Status::NotChecked))
+}
+
+/// Whether some check found only work not sent yet (PENDING).
+pub fn any_pending(checks: &[Check]) -> bool {
+    checks.iter().any(|c| c.status == Status::Pending)
+}
+
+/// Whether some check could not be made (CANNOT_CHECK).
+pub fn any_cannot_check(checks: &[Check]) -> bool {
+    checks.iter().any(|c| c.status == Status::CannotCheck)
 }
 
 /// Whether some check found a difference (MISMATCH or MISSING).

@@ -89,7 +89,19 @@ pub async fn verify_tracking(found: &FoundSession, deep: bool) -> Vec<Check> {
             return out.checks;
         }
     };
-    if !ids.synced {
+    let only_traces =
+        !ids.pending.is_empty() && ids.pending.iter().all(|p| crate::report::is_traces_line(p));
+    if !ids.synced && only_traces {
+        // Traces a run left behind: the traces check says which.
+        out.push(
+            "tracking sync",
+            Status::Pending,
+            format!(
+                "traces not sent yet (`w2c sync` or a `resume` sends them): {}",
+                ids.pending.join("; ")
+            ),
+        );
+    } else if !ids.synced {
         out.push(
             "tracking sync",
             Status::Mismatch,
@@ -339,21 +351,44 @@ async fn check_traces(
             shown.join(", ")
         }
     };
+    // A trace w2c never recorded as sent is pending; one it sent and
+    // MLflow lacks is missing (deleted, or a server that lost it).
+    let sent = trace_sender::load_sent(
+        expected.session_dir,
+        client.base().as_str(),
+        &expected.experiment_id,
+    );
+    let (lost, pending): (Vec<&String>, Vec<&String>) = missing
+        .iter()
+        .partition(|id| sent.sent.get(id.as_str()) == Some(&run_id.to_string()));
     if missing.is_empty() {
         out.push(
             "traces",
             Status::Ok,
             format!("{} traces, one per finished item", want.len()),
         );
-    } else {
+    }
+    if !lost.is_empty() {
         out.push(
             "traces",
             Status::Missing,
             format!(
-                "{} of {} finished items have no trace in run {run_id}: {} (run `w2c sync`)",
-                missing.len(),
+                "{} of {} finished items have no trace in run {run_id} although it was sent: {} (run `w2c sync`)",
+                lost.len(),
                 want.len(),
-                list(&missing)
+                list(&lost)
+            ),
+        );
+    }
+    if !pending.is_empty() {
+        out.push(
+            "traces",
+            Status::Pending,
+            format!(
+                "{} of {} finished items' traces are not sent yet: {} (`w2c sync` sends them)",
+                pending.len(),
+                want.len(),
+                list(&pending)
             ),
         );
     }

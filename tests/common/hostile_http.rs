@@ -1,6 +1,6 @@
 //! A hostile HTTP endpoint standing where a tracking server should be: it
 //! accepts connections and then never answers, or answers every request
-//! with a body that never ends or is huge. It implements nothing of MLflow
+//! with a body that never ends or is huge, or with an error status. It implements nothing of MLflow
 //! (the real server is in `mlflow.rs`); it injects the faults a real
 //! network or a broken proxy can produce.
 
@@ -18,6 +18,9 @@ pub enum Mode {
     Endless,
     /// `200 application/json` with a body of this many bytes (not JSON).
     Huge(u64),
+    /// This error status (e.g. 500) to every request, with `Retry-After`
+    /// of this many seconds: a broken server behind a live proxy.
+    Status(u16, u32),
 }
 
 /// A running hostile endpoint (stopped on drop).
@@ -106,6 +109,16 @@ fn serve(mut conn: TcpStream, mode: Mode, stop: &AtomicBool, requests: &AtomicU6
                         return;
                     }
                 }
+                return;
+            }
+            Mode::Status(code, retry_after) => {
+                let body = "{\"error_code\": \"INTERNAL_ERROR\", \"message\": \"broken\"}";
+                let reply = format!(
+                    "HTTP/1.1 {code} Error\r\nContent-Type: application/json\r\nRetry-After: {retry_after}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                // One reply per connection: the request's body is never read.
+                let _ = conn.write_all(reply.as_bytes());
                 return;
             }
             Mode::Huge(n) => {

@@ -552,10 +552,7 @@ pub fn assert_traces_complete(session: &std::path::Path, dump: &Value) -> usize 
             .as_array()
             .cloned()
             .unwrap_or_default();
-        if method.ends_with(".target") {
-            assert!(traces.is_empty(), "{ns}: a target stream has no traces");
-            continue;
-        }
+        let is_target = method.ends_with(".target");
         let records: std::collections::BTreeMap<String, Value> =
             super::read_jsonl(&dir.join("results.jsonl"))
                 .into_iter()
@@ -567,38 +564,33 @@ pub fn assert_traces_complete(session: &std::path::Path, dump: &Value) -> usize 
             .map(|t| (t["trace_id"].as_str().expect("id").to_string(), t))
             .collect();
         assert_eq!(by_id.len(), traces.len(), "{ns}: duplicate trace ids");
-        // Tokens per item from the call logs (a judge's target calls included).
+        // Tokens and time per item from its own call log (a judge's trace
+        // names the target's trace; it does not hold the target's call).
         let mut tokens: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
-        let mut logs = vec![session
+        let mut windows: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
+        let log = session
             .join("artifacts_local")
             .join(&ns)
-            .join("llm_calls.jsonl")];
-        if let Some(target_hash) = settings["settings"]["target_settings_hash"].as_str() {
-            for e in std::fs::read_dir(session.join("checkpoints")).expect("checkpoints") {
-                let other = e.expect("entry").path();
-                let s = super::read_json(&other.join("method_settings.json"));
-                if s["settings_hash"] == target_hash {
-                    let name = other.file_name().expect("name").to_owned();
-                    logs.push(
-                        session
-                            .join("artifacts_local")
-                            .join(name)
-                            .join("llm_calls.jsonl"),
-                    );
-                }
-            }
+            .join("llm_calls.jsonl");
+        for call in super::read_jsonl(&log) {
+            let key = match call["repeat"].as_u64() {
+                Some(r) => format!("{}#{r}", call["uuid"].as_str().expect("uuid")),
+                None => call["uuid"].as_str().expect("uuid").to_string(),
+            };
+            let t = tokens.entry(key.clone()).or_default();
+            t.0 += call["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
+            t.1 += call["usage"]["completion_tokens"].as_u64().unwrap_or(0);
+            let start = call["start_ms"]
+                .as_i64()
+                .expect("a call record keeps its start");
+            let end = call["end_ms"]
+                .as_i64()
+                .expect("a call record keeps its end");
+            assert!(end >= start, "{ns}/{key}: call ends before it starts");
+            let w = windows.entry(key).or_insert((start, end));
+            *w = (w.0.min(start), w.1.max(end));
         }
-        for log in logs {
-            for call in super::read_jsonl(&log) {
-                let key = match call["repeat"].as_u64() {
-                    Some(r) => format!("{}#{r}", call["uuid"].as_str().expect("uuid")),
-                    None => call["uuid"].as_str().expect("uuid").to_string(),
-                };
-                let t = tokens.entry(key).or_default();
-                t.0 += call["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
-                t.1 += call["usage"]["completion_tokens"].as_u64().unwrap_or(0);
-            }
-        }
+        let target_hash = settings["settings"]["target_settings_hash"].as_str();
         for (key, record) in &records {
             let hash = hex::encode(sha2::Sha256::digest(
                 format!(
@@ -612,6 +604,27 @@ pub fn assert_traces_complete(session: &std::path::Path, dump: &Value) -> usize 
                 .get(&id)
                 .unwrap_or_else(|| panic!("{ns}/{key}: no trace {id}"));
             assert_eq!(trace["tags"]["w2c.key"], key.as_str(), "{ns}");
+            // Honest time: the root runs from the item's first call's start
+            // to its last call's end, and each span is its call's window.
+            let root = &trace["spans"][0];
+            assert!(root["parent_id"].is_null(), "{ns}/{key}: root first");
+            if let Some((start, end)) = windows.get(key) {
+                assert_eq!(
+                    (root["start_ns"].as_i64(), root["end_ns"].as_i64()),
+                    (Some(start * 1_000_000), Some(end * 1_000_000)),
+                    "{ns}/{key}: root span window"
+                );
+            }
+            if let Some(h) = target_hash {
+                let target = hex::encode(sha2::Sha256::digest(
+                    format!("w2c-trace\0{experiment_id}\0{run_key}\0{fp}\0{h}\0{key}").as_bytes(),
+                ));
+                assert_eq!(
+                    trace["tags"]["w2c.target_trace"].as_str(),
+                    Some(format!("tr-{}", &target[..32]).as_str()),
+                    "{ns}/{key}: the judge's trace names the target's"
+                );
+            }
             let (input, output) = tokens.get(key).copied().unwrap_or_default();
             let spans = trace["spans"].as_array().expect("spans");
             let span_in: u64 = spans
@@ -642,6 +655,12 @@ pub fn assert_traces_complete(session: &std::path::Path, dump: &Value) -> usize 
                     .map(|a| a["value"].clone())
                     .collect()
             };
+            if is_target {
+                // The target's answer, not judged here: no verdict.
+                assert!(value_of("behavior").is_empty(), "{ns}/{key}");
+                checked += 1;
+                continue;
+            }
             assert_eq!(
                 value_of("expected_behavior"),
                 vec![record["gold"].clone()],

@@ -47,6 +47,8 @@ if exp is not None:
                             "name": s.name,
                             "span_type": s.span_type,
                             "parent_id": s.parent_id,
+                            "start_ns": s.start_time_ns,
+                            "end_ns": s.end_time_ns,
                             "token_usage": s.attributes.get("mlflow.chat.tokenUsage"),
                             "inputs": s.inputs,
                             "outputs": s.outputs,
