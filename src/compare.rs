@@ -258,7 +258,7 @@ pub struct Draws {
 /// A rate counted over its qualifying examples: `k` of `n`, with its
 /// Wilson 95% interval and binomial standard error (calibrated at small
 /// `n`, unlike a percentile bootstrap).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct Rate {
     /// Qualifying examples counted.
     pub k: usize,

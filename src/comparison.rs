@@ -897,7 +897,7 @@ impl DatasetCache {
 
 /// Short names of the compared metrics, for table headers: the table
 /// whose definitions they follow in brackets.
-fn short_name(metric: &str) -> &str {
+pub(crate) fn short_name(metric: &str) -> &str {
     match metric {
         "accuracy" => "accuracy",
         "macro_f1_official" => "macro-F1 (MC)",
@@ -956,23 +956,35 @@ fn se_text(metric: &str, se: Option<f64>) -> String {
     }
 }
 
+/// What a rate's value is printed with: its Wilson interval, binomial
+/// standard error (in points) and `k/n` (`(0/0)` alone when it has no
+/// qualifying example). `w2c report` prints its rates with it too.
+pub(crate) fn rate_detail(metric: &str, r: &compare::Rate) -> String {
+    match (r.value, r.lo, r.hi) {
+        (Some(_), Some(lo), Some(hi)) => format!(
+            "[{}, {}] SE {} ({}/{})",
+            value(metric, Some(lo)),
+            value(metric, Some(hi)),
+            se_text(metric, r.se),
+            r.k,
+            r.n
+        ),
+        _ => format!("({}/{})", r.k, r.n),
+    }
+}
+
+/// A rate `k/n` as compare prints it: the value, then [`rate_detail`]
+/// (`n/a (0/0)` without a qualifying example).
+pub(crate) fn rate_text(metric: &str, r: &compare::Rate) -> String {
+    format!("{} {}", value(metric, r.value), rate_detail(metric, r))
+}
+
 /// A model's value of `metric`: a rate `k/n` with its Wilson interval,
 /// an F1 with its bootstrap interval (ends to the precision the bootstrap
 /// supports); each with its standard error.
 fn with_ci(metric: &str, i: &compare::Interval, rate: Option<&compare::Rate>) -> String {
     if let Some(r) = rate {
-        return match (r.value, r.lo, r.hi) {
-            (Some(_), Some(lo), Some(hi)) => format!(
-                "{} [{}, {}] SE {} ({}/{})",
-                value(metric, r.value),
-                value(metric, Some(lo)),
-                value(metric, Some(hi)),
-                se_text(metric, r.se),
-                r.k,
-                r.n
-            ),
-            _ => format!("n/a (0/{})", r.n),
-        };
+        return rate_text(metric, r);
     }
     let d = compare::supported_decimals(i.mc_error, 3);
     match (i.lo, i.hi) {

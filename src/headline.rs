@@ -18,6 +18,7 @@
 //! table's definitions applied to its labels — and says so: they are not
 //! the paper's LLM-as-judge numbers.
 
+use crate::compare::Rate;
 use crate::store::MetricsFile;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -147,6 +148,50 @@ pub fn of(file: &MetricsFile, protocol: Option<&str>) -> Headline {
         not_the_judge_table,
     }
 }
+
+/// Each rate of a finished namespace as `k/n` with its Wilson interval and
+/// binomial SE ([`Rate`]), named as `w2c compare` names its metrics: first
+/// the headline's (accuracy and ToolHall as `table` defines them: the
+/// judge table's from NVIDIA's aggregate, `judge_table_acc` over the rows
+/// it counts and `judge_table_tool_hall` over its `cannot_answer` rows),
+/// then w2c's own over every scored example (accuracy and the MC table's
+/// ToolHall again only under the judge table), AnswerHall and ParamHall.
+/// The first [`HEADLINE_RATES`] of them are the headline's.
+pub fn rates(file: &MetricsFile) -> Vec<(&'static str, Rate)> {
+    let m = &file.metrics;
+    let of = |c: crate::metrics::RateCount| Rate::new(c.numerator, c.denominator);
+    let mut out = Vec::new();
+    let w2c_accuracy = ("accuracy", Rate::new(m.n_correct, m.n_total));
+    let w2c_tool_hall = ("tool_hallucination_rate_official", of(m.tool_hallucination));
+    if let Some(a) = &file.official_judge {
+        let judged = |gold: &str, as_: &str| {
+            a.categories
+                .get(gold)
+                .and_then(|c| c.response_distribution.get(as_))
+                .copied()
+                .unwrap_or(0)
+        };
+        let correct: usize = a.categories.keys().map(|g| judged(g, g)).sum();
+        let cannot = crate::labels::Label::CannotAnswer.as_str();
+        let n_cannot = a.categories.get(cannot).map_or(0, |c| c.n);
+        out.push(("judge_table_acc", Rate::new(correct, a.n_aggregated)));
+        out.push((
+            "judge_table_tool_hall",
+            Rate::new(judged(cannot, "tool_call"), n_cannot),
+        ));
+    }
+    out.push(w2c_accuracy);
+    out.push(w2c_tool_hall);
+    out.push(("answer_hallucination_rate", of(m.answer_hallucination)));
+    out.push((
+        "parameter_hallucination_rate",
+        of(m.parameter_hallucination),
+    ));
+    out
+}
+
+/// How many of [`rates`] are the headline's (accuracy and ToolHall).
+pub const HEADLINE_RATES: usize = 2;
 
 /// The legend lines under a table of headlines: what each table name
 /// shown means, then each namespace's caveat and rows left out (`who`

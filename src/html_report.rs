@@ -127,12 +127,25 @@ pub fn render(sessions: &[FoundSession], compare: CompareOptions) -> Result<Stri
     ))
 }
 
+/// A summary cell of a rate: its value as the table shows it (`shown`),
+/// under it the Wilson interval, SE and `k/n` of the entry's `i`th rate
+/// (the value alone when the entry has no such rate).
+fn rate_cell(e: &ReportEntry, i: usize, shown: String) -> String {
+    match e.rates.get(i) {
+        Some((name, r)) => format!(
+            "{shown}<br><small>{}</small>",
+            comparison::html_escape(&comparison::rate_detail(name, r))
+        ),
+        None => shown,
+    }
+}
+
 /// The headline metrics, one table per method, a row per model: the
 /// numbers as the paper's table in `table` defines them (NVIDIA's
 /// aggregate for a judge under protocol `when2call`), then w2c's own.
 fn summary_section(labels: &[String], entries: &[Vec<ReportEntry>], methods: &[String]) -> String {
     let esc = comparison::html_escape;
-    let mut out = String::from("<section id=\"summary\"><h2>Summary</h2><p class=\"legend\">Rates in %, F1 to 3 decimals; accuracy, F1 and ToolHall as the paper's table in <i>table</i> defines them, over <i>n</i> rows (<i>left out</i>: rows NVIDIA's aggregate cannot count); AnswerHall and ParamHall are w2c's, over every scored example; cost — when no price is set.</p><div class=\"wrap\"><table><thead><tr><th>method</th><th>model</th><th>n</th><th>table</th><th>accuracy</th><th>F1</th><th>ToolHall</th><th>left out</th><th>AnswerHall</th><th>ParamHall</th><th>invalid</th><th>unscored</th><th>cost</th></tr></thead><tbody>");
+    let mut out = String::from("<section id=\"summary\"><h2>Summary</h2><p class=\"legend\">Rates in %, F1 to 3 decimals; accuracy, F1 and ToolHall as the paper's table in <i>table</i> defines them, over <i>n</i> rows (<i>left out</i>: rows NVIDIA's aggregate cannot count); AnswerHall and ParamHall are w2c's, over every scored example; under each rate its Wilson 95% interval, binomial SE in points and <i>k/n</i>, as <code>w2c compare</code> prints them; cost — when no price is set.</p><div class=\"wrap\"><table><thead><tr><th>method</th><th>model</th><th>n</th><th>table</th><th>accuracy</th><th>F1</th><th>ToolHall</th><th>left out</th><th>AnswerHall</th><th>ParamHall</th><th>invalid</th><th>unscored</th><th>cost</th></tr></thead><tbody>");
     for ns in methods {
         for (label, es) in labels.iter().zip(entries) {
             let Some(e) = es.iter().find(|e| &e.namespace == ns) else {
@@ -140,6 +153,12 @@ fn summary_section(labels: &[String], entries: &[Vec<ReportEntry>], methods: &[S
             };
             let m = &e.metrics.metrics;
             let h = &e.headline;
+            let named = |name: &str| {
+                e.rates
+                    .iter()
+                    .position(|(n, _)| *n == name)
+                    .unwrap_or(usize::MAX)
+            };
             let _ = write!(
                 out,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -147,16 +166,16 @@ fn summary_section(labels: &[String], entries: &[Vec<ReportEntry>], methods: &[S
                 esc(label),
                 h.n,
                 h.table.short(),
-                pct(h.accuracy),
+                rate_cell(e, 0, pct(h.accuracy)),
                 f1(h.f1),
-                pct(h.tool_hall),
+                rate_cell(e, 1, pct(h.tool_hall)),
                 if h.left_out.is_empty() {
                     "—".to_string()
                 } else {
                     esc(&h.left_out_text())
                 },
-                pct(m.answer_hallucination_rate),
-                pct(m.parameter_hallucination_rate),
+                rate_cell(e, named("answer_hallucination_rate"), pct(m.answer_hallucination_rate)),
+                rate_cell(e, named("parameter_hallucination_rate"), pct(m.parameter_hallucination_rate)),
                 m.n_invalid,
                 e.metrics
                     .counts

@@ -752,6 +752,10 @@ pub struct ReportEntry {
     /// κ); filled by `w2c report`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub agreement: Vec<crate::comparison::Agreement>,
+    /// Each rate as `k/n` with its Wilson 95% interval and binomial SE,
+    /// named as `w2c compare` names it: the headline's first
+    /// ([`crate::headline::rates`]).
+    pub rates: Vec<(&'static str, crate::compare::Rate)>,
 }
 
 /// The finished namespaces (with a `_DONE.json` and `metrics.json`) of a session.
@@ -774,6 +778,7 @@ pub fn collect(found: &FoundSession) -> Vec<ReportEntry> {
                         session: session.clone(),
                         model: model.clone(),
                         headline: crate::headline::of(&metrics, protocol.as_deref()),
+                        rates: crate::headline::rates(&metrics),
                         wall_secs: crate::store::records::wall_secs(&dir.checkpoints),
                         namespace: dir.name,
                         metrics,
@@ -876,6 +881,51 @@ fn report_rows(entries: &[ReportEntry]) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// The rate table under a report's table: a row per namespace and rate —
+/// its value, Wilson 95% interval, binomial SE in points and `k/n`, as
+/// `w2c compare` prints a rate; the headline's rates only unless `all`
+/// (then w2c's own too). The session is a column when there are several.
+fn rate_rows(entries: &[ReportEntry], all: bool) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    let several = entries.iter().any(|e| e.session != entries[0].session);
+    let mut header = if several { vec!["session"] } else { vec![] };
+    header.extend(["method", "rate", "value [Wilson 95% CI] SE (k/n)"]);
+    let rows = entries
+        .iter()
+        .flat_map(|e| {
+            let shown = if all {
+                e.rates.len()
+            } else {
+                crate::headline::HEADLINE_RATES
+            };
+            e.rates
+                .iter()
+                .take(shown)
+                .enumerate()
+                .map(move |(i, (name, r))| {
+                    let mut row = if several {
+                        vec![e.session.clone()]
+                    } else {
+                        vec![]
+                    };
+                    let display = match crate::comparison::short_name(name) {
+                        "accuracy" if i >= crate::headline::HEADLINE_RATES => "accuracy (w2c)",
+                        short => short,
+                    };
+                    row.extend([
+                        e.namespace.clone(),
+                        display.to_string(),
+                        crate::comparison::rate_text(name, r),
+                    ]);
+                    row
+                })
+        })
+        .collect();
+    (header, rows)
+}
+
+/// What the rate table's numbers are.
+const RATES_LEGEND: &str = "rates: k/n with a Wilson 95% interval and the binomial SE in points, as `w2c compare` prints them (docs/methods.md)";
+
 /// A CSV (no quoted commas) as an aligned text table.
 fn table_of_csv(csv: &str) -> String {
     let mut lines = csv
@@ -954,11 +1004,19 @@ pub fn render(entries: &[ReportEntry], format: Format, wide: bool) -> anyhow::Re
             let mut out = table(&header, &rows);
             legend_line(&mut out, "rates in %, F1 to 3 decimals, as the paper's table in `table` defines them; cost - = no price set; --wide: w2c's own metrics and the confusion matrices");
             legend(&mut out);
+            let (header, rates) = rate_rows(entries, false);
+            out.push('\n');
+            out.push_str(&table(&header, &rates));
+            legend_line(&mut out, RATES_LEGEND);
             out
         }
         Format::Text => {
             let mut out = table(&REPORT_HEADER, &rows);
             legend(&mut out);
+            let (header, rates) = rate_rows(entries, true);
+            out.push('\n');
+            out.push_str(&table(&header, &rates));
+            legend_line(&mut out, RATES_LEGEND);
             for e in entries {
                 let _ = writeln!(out, "\n{} {} (rows = gold):", e.session, e.namespace);
                 out.push_str(&table_of_csv(&confusion_csv(&e.metrics.metrics)));
@@ -978,6 +1036,17 @@ pub fn render(entries: &[ReportEntry], format: Format, wide: bool) -> anyhow::Re
             for line in report_legend(entries) {
                 let _ = writeln!(out, "- {line}");
             }
+            let (header, rates) = rate_rows(entries, true);
+            let _ = write!(
+                out,
+                "\n| {} |\n|{}\n",
+                header.join(" | "),
+                "---|".repeat(header.len())
+            );
+            for r in &rates {
+                let _ = writeln!(out, "| {} |", r.join(" | "));
+            }
+            let _ = writeln!(out, "\n- {RATES_LEGEND}");
             out
         }
         // The page reads predictions too: it is rendered from the sessions.

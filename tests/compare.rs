@@ -864,3 +864,120 @@ fn judge_and_repeat_agreement_equal_scikit_learn_and_statsmodels() {
         }
     }
 }
+
+/// A rate as compare and report print it, from the reference's
+/// `[k, n, value, se, lo, hi]`.
+fn rate_printed(r: &Value) -> String {
+    let pct = |v: &Value| format!("{:.1}%", v.as_f64().unwrap() * 100.0);
+    format!(
+        "{} [{}, {}] SE {:.1} ({}/{})",
+        pct(&r[2]),
+        pct(&r[4]),
+        pct(&r[5]),
+        r[3].as_f64().unwrap() * 100.0,
+        r[0],
+        r[1]
+    )
+}
+
+#[test]
+fn report_shows_each_rate_with_k_of_n_wilson_interval_and_se_as_the_reference() {
+    // One session: `w2c report` printed its headline rates without a
+    // denominator or any uncertainty. Each rate's k/n, Wilson interval and
+    // binomial SE now equal statsmodels' (compare_reference.py), a judge's
+    // (NVIDIA's aggregate) and the multiple-choice table's alike.
+    let ws = Workspace::new();
+    let a = session(&ws, "acme-small", 10, 3);
+    let report = |format: &str| {
+        let out = w2c(ws.path())
+            .args(["report", &fp(&a), "--format", format, "--runs-dir"])
+            .arg(ws.runs())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let entries: Value = serde_json::from_str(&report("json")).unwrap();
+    let (text, wide, md, html) = (
+        report("text"),
+        {
+            let out = w2c(ws.path())
+                .args(["report", &fp(&a), "--wide", "--runs-dir"])
+                .arg(ws.runs())
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        },
+        report("md"),
+        report("html"),
+    );
+    let mut checked = Vec::new();
+    for e in entries.as_array().unwrap() {
+        let ns = e["namespace"].as_str().unwrap();
+        let want = reference(&["x"], &[&a], ns, 20)["rates"]["x"].clone();
+        let got: BTreeMap<String, &Value> = e["rates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p[0].as_str().unwrap().to_string(), &p[1]))
+            .collect();
+        let want = want.as_object().unwrap();
+        // The headline's two rates come first, as the reference's first two.
+        let first: Vec<&str> = e["rates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .take(2)
+            .map(|p| p[0].as_str().unwrap())
+            .collect();
+        let want_first: Vec<&str> = want.keys().map(String::as_str).collect();
+        assert!(
+            first.iter().all(|f| want_first.contains(f)),
+            "{ns}: {first:?} {want_first:?}"
+        );
+        for (name, w) in want {
+            let g = got
+                .get(name)
+                .unwrap_or_else(|| panic!("{ns}: no rate {name}: {e}"));
+            let what = format!("{ns} {name}");
+            assert_eq!(g["k"], w[0], "{what} k");
+            assert_eq!(g["n"], w[1], "{what} n");
+            for (i, key) in [(2, "value"), (3, "se"), (4, "lo"), (5, "hi")] {
+                same(&g[key], &w[i], &format!("{what} {key}"));
+            }
+            if w[2].is_null() {
+                continue;
+            }
+            let printed = rate_printed(w);
+            for (format, out) in [("wide text", &wide), ("md", &md)] {
+                assert!(out.contains(&printed), "{format}: {what} {printed}\n{out}");
+            }
+            let detail = printed.split_once(' ').unwrap().1;
+            assert!(html.contains(detail), "html: {what} {detail}");
+            if first.contains(&name.as_str()) {
+                assert!(text.contains(&printed), "text: {what} {printed}\n{text}");
+            }
+            checked.push(what);
+        }
+    }
+    assert!(
+        checked
+            .iter()
+            .any(|c| c == "llm_judge judge_table_tool_hall")
+            && checked
+                .iter()
+                .any(|c| c == "mcq tool_hallucination_rate_official"),
+        "{checked:?}"
+    );
+    // The text report stays readable in 110 columns below its main table.
+    let below = text.split("rates: k/n").next().unwrap();
+    let rates_table = below.rsplit("\n\n").next().unwrap();
+    assert!(
+        rates_table.lines().all(|l| l.chars().count() <= 110),
+        "{rates_table}"
+    );
+}
