@@ -284,6 +284,37 @@ mod tests {
     }
 
     #[test]
+    fn rates_count_the_headlines_numerators_and_denominators() {
+        let class = |c: &str| OfficialJudgement::Classified {
+            classification: c.into(),
+        };
+        let rows = [
+            (Label::ToolCall, class("tool_call")),
+            (Label::CannotAnswer, class("tool_call")),
+            (Label::CannotAnswer, class("cannot_answer")),
+            (Label::Direct, class("direct_answer")),
+        ];
+        let a = aggregate(rows.iter().map(|(g, j)| (*g, j)));
+        let judge = rates(&file("llm_judge", Some(a)));
+        let names: Vec<&str> = judge.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names[..HEADLINE_RATES],
+            ["judge_table_acc", "judge_table_tool_hall"]
+        );
+        let kn = |r: &Rate| (r.k, r.n);
+        assert_eq!(kn(&judge[0].1), (2, 3));
+        assert_eq!(kn(&judge[1].1), (1, 2));
+        // ToolHall (MC): the one cannot_answer row without tools, called.
+        let mcq = rates(&file("mcq", None));
+        assert_eq!(mcq[0].0, "accuracy");
+        assert_eq!(kn(&mcq[0].1), (2, 3));
+        assert_eq!(mcq[1].0, "tool_hallucination_rate_official");
+        assert_eq!((kn(&mcq[1].1), mcq[1].1.value), ((1, 1), Some(1.0)));
+        assert_eq!(mcq.len(), 4);
+        assert_eq!(judge.len(), 6);
+    }
+
+    #[test]
     fn other_protocols_and_sweeps_say_they_are_not_the_judge_table() {
         let h = of(&file("llm_judge", None), Some("python-suite"));
         assert_eq!(h.table, Table::MultipleChoice);
