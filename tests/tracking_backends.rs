@@ -44,6 +44,19 @@ fn a_run_tracked_on_postgres_and_s3_verifies_deep() {
         .expect("name")
         .to_string_lossy()
         .into_owned();
+    // The run waits a bounded time for its last traces (the default: 3% of
+    // the run, 10-60 s); what it leaves pending `w2c sync` sends, as a user
+    // would after verify's PENDING.
+    let sync = w2c(ws.path())
+        .args(["sync", &fp])
+        .env("MLFLOW_TRACKING_URI", &server.url)
+        .output()
+        .expect("sync");
+    assert!(
+        sync.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sync.stderr)
+    );
     let verify = w2c(ws.path())
         .args(["verify", &fp, "--deep"])
         .output()

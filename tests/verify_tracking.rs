@@ -41,6 +41,14 @@ fn tracked_session(name: &str) -> Tracked {
         .as_str()
         .expect("fp")
         .to_string();
+    // The run waits a bounded time for its last traces (3% of the run,
+    // 10-60 s); on a loaded machine some may be left pending, and `w2c
+    // sync` sends them, as a user does after the end-of-run note.
+    w2c(ws.path())
+        .args(["sync", &fp[..12], "--run-key", "k"])
+        .env("MLFLOW_TRACKING_URI", &uri)
+        .assert()
+        .success();
     let ids = read_json(&session.join("mlflow_ids.json"));
     Tracked {
         ws,
