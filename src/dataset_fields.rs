@@ -21,29 +21,43 @@ pub struct RowFields<'r> {
     pub orig_tools: Option<&'r [String]>,
 }
 
+/// A tool text of a row that is not a tool definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    /// The field holding it (`tools[0]`, `target_tool`, `orig_tools[1]`).
+    pub field: String,
+    /// What it is instead.
+    pub problem: String,
+}
+
+impl std::fmt::Display for Note {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "field `{}`: {}", self.field, self.problem)
+    }
+}
+
 /// The first problem of a row's fields, as `field `name`: what`; else the
 /// notes on tool texts that are not tool definitions. Those are accepted:
 /// the official task renders a tool's text as it stands, whatever it holds,
-/// and w2c renders it the same way; the caller reports them.
-pub fn check(row: &RowFields<'_>) -> Result<Vec<String>, String> {
+/// and w2c renders it the same way; the caller reports and audits them.
+pub fn check(row: &RowFields<'_>) -> Result<Vec<Note>, String> {
     if row.question.trim().is_empty() {
         return Err("field `question`: must not be empty".into());
     }
     let mut notes = Vec::new();
-    for (i, tool) in row.tools.iter().enumerate() {
-        if let Err(e) = definition(tool) {
-            notes.push(format!("field `tools[{i}]`: {e}"));
+    let mut note = |field: String, text: &str| {
+        if let Err(problem) = definition(text) {
+            notes.push(Note { field, problem });
         }
+    };
+    for (i, tool) in row.tools.iter().enumerate() {
+        note(format!("tools[{i}]"), tool);
     }
     if let Some(t) = row.target_tool {
-        if let Err(e) = definition(t) {
-            notes.push(format!("field `target_tool`: {e}"));
-        }
+        note("target_tool".into(), t);
     }
     for (i, tool) in row.orig_tools.unwrap_or_default().iter().enumerate() {
-        if let Err(e) = definition(tool) {
-            notes.push(format!("field `orig_tools[{i}]`: {e}"));
-        }
+        note(format!("orig_tools[{i}]"), tool);
     }
     Ok(notes)
 }
@@ -286,7 +300,11 @@ mod tests {
             (r#"{"name": "a", "name": "b"}"#, "key `name` is given twice"),
         ] {
             let t = tools(&[r#"{"name": "t"}"#, bad]);
-            let notes = check(&row("q", &t)).expect("accepted");
+            let notes: Vec<String> = check(&row("q", &t))
+                .expect("accepted")
+                .iter()
+                .map(Note::to_string)
+                .collect();
             assert_eq!(notes.len(), 1, "{bad}: {notes:?}");
             assert!(notes[0].starts_with("field `tools[1]`: "), "{notes:?}");
             assert!(notes[0].contains(want), "{bad}: {notes:?}");
@@ -298,8 +316,8 @@ mod tests {
             ..row("q", &ok)
         })
         .expect("accepted");
-        assert!(notes[0].starts_with("field `target_tool`: "), "{notes:?}");
-        assert!(notes[1].starts_with("field `orig_tools[0]`: "), "{notes:?}");
+        assert_eq!(notes[0].field, "target_tool", "{notes:?}");
+        assert_eq!(notes[1].field, "orig_tools[0]", "{notes:?}");
     }
 
     #[test]

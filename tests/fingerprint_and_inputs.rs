@@ -515,3 +515,83 @@ fn malformed_dataset_rows_are_refused_naming_file_line_and_field() {
 fn data_path(ws: &Workspace, name: &str) -> String {
     ws.path().join(name).display().to_string()
 }
+
+/// A row whose tool texts are not tool definitions is accepted and audited:
+/// one `tool_not_a_definition` event per such text in the session's own
+/// `audit_fallbacks.jsonl`, naming file, line, field and uuid — written
+/// before the session exists, so a kill -9 cannot lose them, and never
+/// repeated by a resume or a second run.
+#[test]
+fn tool_texts_that_are_not_definitions_are_audited_once_per_session() {
+    let ws = Workspace::new();
+    let text = std::fs::read_to_string(shared_dataset()).expect("dataset");
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("row"))
+        .take(6)
+        .collect();
+    let mut bad = rows[1].clone();
+    bad["tools"] = serde_json::json!(["not json", "{\"name\": \"t\"}", "[1, 2]"]);
+    bad["target_tool"] = serde_json::json!("{\"description\": \"no name\"}");
+    let uuid = bad["uuid"].as_str().expect("uuid").to_string();
+    let mut lines: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
+    lines[1] = bad.to_string();
+    let data = ws.write("odd_tools.jsonl", &(lines.join("\n") + "\n"));
+    let cfg = ws.config(
+        "odd.toml",
+        &Opts {
+            dataset: data,
+            n_per_label: None,
+            latency_ms: 300,
+            concurrency: 1,
+            ..Opts::default()
+        },
+    );
+    let audit_of = |s: &std::path::Path| read_jsonl(&s.join("audit_fallbacks.jsonl"));
+    let expect = |events: &[serde_json::Value]| {
+        let fields: Vec<&str> = events
+            .iter()
+            .map(|e| e["details"]["field"].as_str().expect("field"))
+            .collect();
+        assert_eq!(
+            fields,
+            ["tools[0]", "tools[2]", "target_tool"],
+            "{events:?}"
+        );
+        for e in events {
+            assert_eq!(e["event_type"], "tool_not_a_definition", "{e}");
+            assert_eq!(e["uuid"], uuid.as_str(), "{e}");
+            assert_eq!(e["details"]["line"], 2, "{e}");
+            assert_eq!(
+                e["details"]["file"],
+                data_path(&ws, "odd_tools.jsonl").as_str(),
+                "{e}"
+            );
+        }
+    };
+    // Killed (-9) once the first result is written.
+    let mut child = spawn_run(&ws, &cfg);
+    wait_for("a first result", std::time::Duration::from_secs(60), || {
+        result_lines(&ws, "mcq") >= 1
+    });
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+    let s = only_session(&ws.runs(), "k");
+    expect(&audit_of(&s));
+    // Resumed, then run again: the events are there once each.
+    let fp = read_json(&s.join("manifest.json"))["fingerprint"]
+        .as_str()
+        .expect("fingerprint")
+        .to_string();
+    w2c(ws.path())
+        .args(["resume", &fp[..12], "--runs-dir"])
+        .arg(ws.runs())
+        .assert()
+        .success();
+    assert!(s.join("checkpoints/mcq/_DONE.json").exists());
+    expect(&audit_of(&s));
+    let out = run_ok(&ws, &cfg);
+    expect(&audit_of(&s));
+    let all = String::from_utf8_lossy(&out.stderr);
+    assert!(all.contains("tool_not_a_definition"), "{all}");
+}

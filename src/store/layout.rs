@@ -241,6 +241,12 @@ pub fn manifest(session_dir: &Path) -> PathBuf {
     session_dir.join(names::MANIFEST)
 }
 
+/// The session's own `audit_fallbacks.jsonl`: events about its inputs
+/// (dataset rows accepted as written), not about one method's items.
+pub fn session_audit(session_dir: &Path) -> PathBuf {
+    session_dir.join(names::AUDIT)
+}
+
 /// `checkpoints/` of a session directory.
 pub fn checkpoints(session_dir: &Path) -> PathBuf {
     session_dir.join(names::CHECKPOINTS)

@@ -495,7 +495,10 @@ impl TraceSender {
                 let held: Vec<String> = keys
                     .iter()
                     .filter(|k| {
-                        r.contains_key(&format!("tr-{}", traces::trace_id(&owner, &prepared.settings_hash, k)))
+                        r.contains_key(&format!(
+                            "tr-{}",
+                            traces::trace_id(&owner, &prepared.settings_hash, k)
+                        ))
                     })
                     .cloned()
                     .collect();
