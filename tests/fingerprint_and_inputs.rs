@@ -594,4 +594,15 @@ fn tool_texts_that_are_not_definitions_are_audited_once_per_session() {
     expect(&audit_of(&s));
     let all = String::from_utf8_lossy(&out.stderr);
     assert!(all.contains("tool_not_a_definition"), "{all}");
+    // The report's example explorer shows the event on that example.
+    let page = ws.path().join("report.html");
+    w2c(ws.path())
+        .args(["report", &fp[..12], "--format", "html", "--out"])
+        .arg(&page)
+        .arg("--runs-dir")
+        .arg(ws.runs())
+        .assert()
+        .success();
+    let html = std::fs::read_to_string(&page).expect("report");
+    assert!(html.contains("tool_not_a_definition"), "not in the report");
 }
