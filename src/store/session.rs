@@ -5,6 +5,8 @@
 //! <runs_dir>/<RUN_KEY>/sessions/<FP16>/
 //!   manifest.json           fingerprint, canonical payload, resolved config
 //!   .lock                   OS lock held by the one process writing the session
+//!   audit_fallbacks.jsonl   events about the inputs (dataset rows accepted as
+//!                           written), when there are any; before the manifest
 //!   checkpoints/<ns>/       results.jsonl, errors.jsonl, audit_fallbacks.jsonl,
 //!                           method_settings.json, _DONE.json
 //!   artifacts_local/<ns>/   metrics.json, predictions.jsonl
