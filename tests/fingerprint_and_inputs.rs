@@ -605,4 +605,32 @@ fn tool_texts_that_are_not_definitions_are_audited_once_per_session() {
         .success();
     let html = std::fs::read_to_string(&page).expect("report");
     assert!(html.contains("tool_not_a_definition"), "not in the report");
+    // `verify` counts them, and names a repeated one.
+    let verify = |ws: &Workspace| {
+        let out = w2c(ws.path())
+            .args(["verify", &fp[..12], "--json", "--local-only", "--runs-dir"])
+            .arg(ws.runs())
+            .output()
+            .expect("verify");
+        let checks: Vec<serde_json::Value> =
+            serde_json::from_slice(&out.stdout).expect("verify json");
+        checks
+            .into_iter()
+            .find(|c| c["check"] == "session audit")
+            .expect("a session audit check")
+    };
+    let c = verify(&ws);
+    assert_eq!(c["status"], "OK", "{c}");
+    assert!(
+        c["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("3 events, each once (tool_not_a_definition: 3)")),
+        "{c}"
+    );
+    let path = s.join("audit_fallbacks.jsonl");
+    let text = std::fs::read_to_string(&path).expect("audit");
+    let first = text.lines().next().expect("a line").to_string();
+    std::fs::write(&path, format!("{text}{first}\n")).expect("append");
+    let c = verify(&ws);
+    assert_eq!(c["status"], "MISMATCH", "{c}");
 }
