@@ -534,8 +534,13 @@ fn tool_texts_that_are_not_definitions_are_audited_once_per_session() {
     bad["tools"] = serde_json::json!(["not json", "{\"name\": \"t\"}", "[1, 2]"]);
     bad["target_tool"] = serde_json::json!("{\"description\": \"no name\"}");
     let uuid = bad["uuid"].as_str().expect("uuid").to_string();
+    // Line 3: a target tool that is a definition, but not one of `tools`.
+    let mut stray = rows[2].clone();
+    stray["target_tool"] = serde_json::json!("{\"name\": \"not_offered\"}");
+    let stray_uuid = stray["uuid"].as_str().expect("uuid").to_string();
     let mut lines: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
     lines[1] = bad.to_string();
+    lines[2] = stray.to_string();
     let data = ws.write("odd_tools.jsonl", &(lines.join("\n") + "\n"));
     let cfg = ws.config(
         "odd.toml",
@@ -549,25 +554,38 @@ fn tool_texts_that_are_not_definitions_are_audited_once_per_session() {
     );
     let audit_of = |s: &std::path::Path| read_jsonl(&s.join("audit_fallbacks.jsonl"));
     let expect = |events: &[serde_json::Value]| {
-        let fields: Vec<&str> = events
+        let seen: Vec<(u64, &str, &str, &str)> = events
             .iter()
-            .map(|e| e["details"]["field"].as_str().expect("field"))
+            .map(|e| {
+                assert_eq!(
+                    e["details"]["file"],
+                    data_path(&ws, "odd_tools.jsonl").as_str(),
+                    "{e}"
+                );
+                (
+                    e["details"]["line"].as_u64().expect("line"),
+                    e["details"]["field"].as_str().expect("field"),
+                    e["event_type"].as_str().expect("type"),
+                    e["uuid"].as_str().expect("uuid"),
+                )
+            })
             .collect();
+        let odd = "tool_not_a_definition";
         assert_eq!(
-            fields,
-            ["tools[0]", "tools[2]", "target_tool"],
+            seen,
+            [
+                (2, "tools[0]", odd, uuid.as_str()),
+                (2, "tools[2]", odd, uuid.as_str()),
+                (2, "target_tool", odd, uuid.as_str()),
+                (
+                    3,
+                    "target_tool",
+                    "target_tool_not_offered",
+                    stray_uuid.as_str()
+                ),
+            ],
             "{events:?}"
         );
-        for e in events {
-            assert_eq!(e["event_type"], "tool_not_a_definition", "{e}");
-            assert_eq!(e["uuid"], uuid.as_str(), "{e}");
-            assert_eq!(e["details"]["line"], 2, "{e}");
-            assert_eq!(
-                e["details"]["file"],
-                data_path(&ws, "odd_tools.jsonl").as_str(),
-                "{e}"
-            );
-        }
     };
     // Killed (-9) once the first result is written.
     let mut child = spawn_run(&ws, &cfg);
@@ -622,9 +640,9 @@ fn tool_texts_that_are_not_definitions_are_audited_once_per_session() {
     let c = verify(&ws);
     assert_eq!(c["status"], "OK", "{c}");
     assert!(
-        c["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains("3 events, each once (tool_not_a_definition: 3)")),
+        c["detail"].as_str().is_some_and(|d| d.contains(
+            "4 events, each once (target_tool_not_offered: 1, tool_not_a_definition: 3)"
+        )),
         "{c}"
     );
     let path = s.join("audit_fallbacks.jsonl");

@@ -140,7 +140,7 @@ fn checked_inputs(req: &RunRequest) -> Result<(Prepared, Slice, Vec<String>)> {
     if let Some(first) = prepared.dataset_notes.first() {
         let more = prepared.dataset_notes.len() - 1;
         notes.push(format!(
-            "notice: {}:{}: {}{}; such tool texts are given to the model as written, as the official When2Call task gives them (each one in a selected row is a `tool_not_a_definition` event in the session's audit_fallbacks.jsonl)",
+            "notice: {}:{}: {}{}; such rows are evaluated as written, as the official When2Call task evaluates them (each such text of a selected row is an audit event, `tool_not_a_definition` or `target_tool_not_offered`, in the session's audit_fallbacks.jsonl)",
             prepared.dataset.path.display(),
             first.line,
             first.note,
