@@ -5,6 +5,7 @@
 //! MT19937 `random.Random(seed)`, `shuffle` and `randbelow`), so it is
 //! deterministic across platforms and comparable with published selections.
 
+use crate::dataset_fields::Note;
 use crate::json_scan::Scan;
 use crate::labels::Label;
 use anyhow::{bail, Context, Result};
@@ -50,10 +51,22 @@ pub struct Dataset {
     pub sha256: String,
     /// Examples in file order.
     pub examples: Vec<Example>,
-    /// `file:line: field …` for each tool text that is not a tool
-    /// definition: accepted (rendered as written, as the official task
-    /// renders it) and reported when a session is created.
-    pub notes: Vec<String>,
+    /// Each tool text that is not a tool definition, in file order:
+    /// accepted (rendered as written, as the official task renders it),
+    /// reported when a session is created and audited in its
+    /// `audit_fallbacks.jsonl`.
+    pub notes: Vec<ToolNote>,
+}
+
+/// A tool text of a row that is not a tool definition, and where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolNote {
+    /// 1-based line of the row in the file.
+    pub line: usize,
+    /// The row's uuid.
+    pub uuid: String,
+    /// The field and what the text is instead.
+    pub note: crate::dataset_fields::Note,
 }
 
 impl Dataset {
@@ -119,10 +132,6 @@ pub fn load(path: &Path) -> Result<Dataset> {
     let (examples, notes) = parser
         .finish()
         .map_err(|e| anyhow::anyhow!("{}:{e}", path.display()))?;
-    let notes = notes
-        .into_iter()
-        .map(|n| format!("{}:{n}", path.display()))
-        .collect();
     if examples.is_empty() {
         bail!("{}: the dataset has no examples", path.display());
     }
@@ -162,8 +171,8 @@ struct LineParser {
     lineno: usize,
     examples: Vec<Example>,
     seen: HashMap<String, usize>,
-    /// `line: note` for each tool text that is not a tool definition.
-    notes: Vec<String>,
+    /// Each tool text that is not a tool definition.
+    notes: Vec<ToolNote>,
     error: Option<String>,
     utf8_error: Option<String>,
 }
@@ -215,8 +224,11 @@ impl LineParser {
         let lineno = self.lineno;
         let ex = match parse_example(text) {
             Ok((ex, notes)) => {
-                self.notes
-                    .extend(notes.into_iter().map(|n| format!("{lineno}: {n}")));
+                self.notes.extend(notes.into_iter().map(|note| ToolNote {
+                    line: lineno,
+                    uuid: ex.uuid.clone(),
+                    note,
+                }));
                 ex
             }
             Err(e) => {
@@ -235,7 +247,7 @@ impl LineParser {
     }
 
     /// The examples and the notes, or the first error.
-    fn finish(self) -> Result<(Vec<Example>, Vec<String>), String> {
+    fn finish(self) -> Result<(Vec<Example>, Vec<ToolNote>), String> {
         match self.utf8_error.or(self.error) {
             Some(e) => Err(e),
             None => Ok((self.examples, self.notes)),
@@ -272,7 +284,7 @@ pub fn check_n_per_label(counts: [usize; 4], n: usize) -> Result<(), String> {
 /// One row: the typed fast path; a row it does not take is read again by
 /// [`parse_example_value`], which accepts exactly the same rows and says
 /// what is wrong with the others.
-fn parse_example(line: &str) -> Result<(Example, Vec<String>), String> {
+fn parse_example(line: &str) -> Result<(Example, Vec<Note>), String> {
     match serde_json::from_str::<RawRow<'_>>(line)
         .ok()
         .and_then(RawRow::into_example)
@@ -284,7 +296,7 @@ fn parse_example(line: &str) -> Result<(Example, Vec<String>), String> {
 
 /// One row through a `serde_json::Value`: the reference for what a row must
 /// hold, and the source of every error message.
-fn parse_example_value(line: &str) -> Result<(Example, Vec<String>), String> {
+fn parse_example_value(line: &str) -> Result<(Example, Vec<Note>), String> {
     let value: Value = serde_json::from_str(line).map_err(|e| format!("invalid JSON ({e})"))?;
     let obj = value
         .as_object()
@@ -394,7 +406,7 @@ struct RawRow<'a> {
 impl RawRow<'_> {
     /// The example, when the row is one as it stands (else `None`, and the
     /// reference path explains).
-    fn into_example(self) -> Option<Result<(Example, Vec<String>), String>> {
+    fn into_example(self) -> Option<Result<(Example, Vec<Note>), String>> {
         let uuid = self.uuid?;
         if uuid.trim().is_empty() {
             return None;

@@ -1,7 +1,8 @@
 //! The checks of a When2Call row's fields beyond their JSON types: a
 //! question that is not blank, no key given twice, and notes on every tool
 //! text (in `tools`, `target_tool`, `orig_tools`) that is not a tool
-//! definition (a JSON object with a string `name`).
+//! definition (a JSON object with a string `name`), and on a `target_tool`
+//! whose name no tool of `tools` has.
 //! Shared by both row readers of [`crate::dataset`], so that they accept
 //! the same rows and say the same about the others. Pure.
 
@@ -21,36 +22,81 @@ pub struct RowFields<'r> {
     pub orig_tools: Option<&'r [String]>,
 }
 
+/// A tool text of a row that is not a tool definition, or a `target_tool`
+/// that names no tool of `tools`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    /// The field holding it (`tools[0]`, `target_tool`, `orig_tools[1]`).
+    pub field: String,
+    /// What it is instead.
+    pub problem: String,
+    /// Which of the two it is.
+    pub kind: NoteKind,
+}
+
+/// What a [`Note`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoteKind {
+    /// The text is not a tool definition.
+    NotADefinition,
+    /// `target_tool` is a definition, but no tool of `tools` has its name.
+    TargetNotOffered,
+}
+
+impl std::fmt::Display for Note {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "field `{}`: {}", self.field, self.problem)
+    }
+}
+
 /// The first problem of a row's fields, as `field `name`: what`; else the
 /// notes on tool texts that are not tool definitions. Those are accepted:
 /// the official task renders a tool's text as it stands, whatever it holds,
-/// and w2c renders it the same way; the caller reports them.
-pub fn check(row: &RowFields<'_>) -> Result<Vec<String>, String> {
+/// and w2c renders it the same way; the caller reports and audits them.
+pub fn check(row: &RowFields<'_>) -> Result<Vec<Note>, String> {
     if row.question.trim().is_empty() {
         return Err("field `question`: must not be empty".into());
     }
     let mut notes = Vec::new();
-    for (i, tool) in row.tools.iter().enumerate() {
-        if let Err(e) = definition(tool) {
-            notes.push(format!("field `tools[{i}]`: {e}"));
+    let mut note = |field: String, text: &str| match definition(text) {
+        Ok(name) => Some(name),
+        Err(problem) => {
+            notes.push(Note {
+                field,
+                problem,
+                kind: NoteKind::NotADefinition,
+            });
+            None
         }
-    }
-    if let Some(t) = row.target_tool {
-        if let Err(e) = definition(t) {
-            notes.push(format!("field `target_tool`: {e}"));
-        }
-    }
+    };
+    let offered: Vec<Option<String>> = row
+        .tools
+        .iter()
+        .enumerate()
+        .map(|(i, tool)| note(format!("tools[{i}]"), tool))
+        .collect();
+    let target = row.target_tool.and_then(|t| note("target_tool".into(), t));
     for (i, tool) in row.orig_tools.unwrap_or_default().iter().enumerate() {
-        if let Err(e) = definition(tool) {
-            notes.push(format!("field `orig_tools[{i}]`: {e}"));
+        note(format!("orig_tools[{i}]"), tool);
+    }
+    if let Some(name) = target {
+        if !offered.iter().flatten().any(|n| *n == name) {
+            notes.push(Note {
+                field: "target_tool".into(),
+                problem: format!(
+                    "the target tool `{}` is not among the row's `tools`",
+                    snippet(&name, 60)
+                ),
+                kind: NoteKind::TargetNotOffered,
+            });
         }
     }
     Ok(notes)
 }
 
 /// Whether `text` is a tool definition: JSON, an object, no key twice, a
-/// string `name`. Read in one pass, without building the value.
-fn definition(text: &str) -> Result<(), String> {
+/// string `name` (given back). Read in one pass, without building the value.
+fn definition(text: &str) -> Result<String, String> {
     let mut de = serde_json::Deserializer::from_str(text);
     let def = Definition::deserialize(&mut de)
         .and_then(|d| de.end().map(|()| d))
@@ -69,10 +115,12 @@ fn definition(text: &str) -> Result<(), String> {
             duplicate: Some(key),
             ..
         } => Err(format!("key `{key}` is given twice in the tool definition")),
+        Definition::Object { name: None, .. } => {
+            Err("the tool definition has no string `name`".into())
+        }
         Definition::Object {
-            has_name: false, ..
-        } => Err("the tool definition has no string `name`".into()),
-        Definition::Object { .. } => Ok(()),
+            name: Some(name), ..
+        } => Ok(name),
     }
 }
 
@@ -81,7 +129,7 @@ enum Definition {
     NotObject,
     Object {
         duplicate: Option<String>,
-        has_name: bool,
+        name: Option<String>,
     },
 }
 
@@ -118,13 +166,13 @@ impl<'de> Deserialize<'de> for Definition {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Definition, A::Error> {
                 let mut seen = HashSet::new();
                 let mut duplicate = None;
-                let mut has_name = false;
+                let mut name = None;
                 while let Some(key) = map.next_key::<Key<'de>>()? {
                     let key = key.0;
                     let inner = if key == "name" {
-                        let v = map.next_value::<DupCheck>()?;
-                        has_name = v.1;
-                        v.0
+                        let v = map.next_value::<crate::json_scan::Scan>()?;
+                        name = v.into_str().map(std::borrow::Cow::into_owned);
+                        None
                     } else {
                         map.next_value::<DupCheck>()?.0
                     };
@@ -136,10 +184,7 @@ impl<'de> Deserialize<'de> for Definition {
                         }
                     }
                 }
-                Ok(Definition::Object {
-                    duplicate,
-                    has_name,
-                })
+                Ok(Definition::Object { duplicate, name })
             }
         }
         d.deserialize_any(V)
@@ -157,9 +202,8 @@ pub fn duplicate_key(text: &str) -> Option<String> {
     }
 }
 
-/// The first duplicate key found in a value (its path), if any, and
-/// whether the value is a string.
-struct DupCheck(Option<String>, bool);
+/// The first duplicate key found in a value (its path), if any.
+struct DupCheck(Option<String>);
 
 impl<'de> Deserialize<'de> for DupCheck {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -177,34 +221,34 @@ impl<'de> Visitor<'de> for DupVisitor {
     }
 
     fn visit_bool<E>(self, _: bool) -> Result<DupCheck, E> {
-        Ok(DupCheck(None, false))
+        Ok(DupCheck(None))
     }
     fn visit_i64<E>(self, _: i64) -> Result<DupCheck, E> {
-        Ok(DupCheck(None, false))
+        Ok(DupCheck(None))
     }
     fn visit_u64<E>(self, _: u64) -> Result<DupCheck, E> {
-        Ok(DupCheck(None, false))
+        Ok(DupCheck(None))
     }
     fn visit_f64<E>(self, _: f64) -> Result<DupCheck, E> {
-        Ok(DupCheck(None, false))
+        Ok(DupCheck(None))
     }
     fn visit_str<E>(self, _: &str) -> Result<DupCheck, E> {
-        Ok(DupCheck(None, true))
+        Ok(DupCheck(None))
     }
     fn visit_unit<E>(self) -> Result<DupCheck, E> {
-        Ok(DupCheck(None, false))
+        Ok(DupCheck(None))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<DupCheck, A::Error> {
         let mut found = None;
         let mut i = 0usize;
-        while let Some(DupCheck(inner, _)) = seq.next_element::<DupCheck>()? {
+        while let Some(DupCheck(inner)) = seq.next_element::<DupCheck>()? {
             if found.is_none() {
                 found = inner.map(|p| join(&format!("[{i}]"), &p));
             }
             i += 1;
         }
-        Ok(DupCheck(found, false))
+        Ok(DupCheck(found))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DupCheck, A::Error> {
@@ -216,14 +260,14 @@ impl<'de> Visitor<'de> for DupVisitor {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             }
-            let DupCheck(inner, _) = map.next_value::<DupCheck>()?;
+            let DupCheck(inner) = map.next_value::<DupCheck>()?;
             if !seen.insert(key.clone()) {
                 found = Some(key.into_owned());
             } else if let Some(p) = inner {
                 found = Some(join(&key, &p));
             }
         }
-        Ok(DupCheck(found, false))
+        Ok(DupCheck(found))
     }
 }
 
@@ -286,7 +330,11 @@ mod tests {
             (r#"{"name": "a", "name": "b"}"#, "key `name` is given twice"),
         ] {
             let t = tools(&[r#"{"name": "t"}"#, bad]);
-            let notes = check(&row("q", &t)).expect("accepted");
+            let notes: Vec<String> = check(&row("q", &t))
+                .expect("accepted")
+                .iter()
+                .map(Note::to_string)
+                .collect();
             assert_eq!(notes.len(), 1, "{bad}: {notes:?}");
             assert!(notes[0].starts_with("field `tools[1]`: "), "{notes:?}");
             assert!(notes[0].contains(want), "{bad}: {notes:?}");
@@ -298,8 +346,23 @@ mod tests {
             ..row("q", &ok)
         })
         .expect("accepted");
-        assert!(notes[0].starts_with("field `target_tool`: "), "{notes:?}");
-        assert!(notes[1].starts_with("field `orig_tools[0]`: "), "{notes:?}");
+        assert_eq!(notes[0].field, "target_tool", "{notes:?}");
+        assert_eq!(notes[1].field, "orig_tools[0]", "{notes:?}");
+        // A target tool that is a definition but is not offered.
+        let offered = tools(&[r#"{"name": "t"}"#, "not json"]);
+        for (target, noted) in [(r#"{"name": "t"}"#, false), (r#"{"name": "u"}"#, true)] {
+            let notes = check(&RowFields {
+                target_tool: Some(target),
+                ..row("q", &offered)
+            })
+            .expect("accepted");
+            let kinds: Vec<NoteKind> = notes.iter().map(|n| n.kind).collect();
+            let mut want = vec![NoteKind::NotADefinition];
+            if noted {
+                want.push(NoteKind::TargetNotOffered);
+            }
+            assert_eq!(kinds, want, "{target}: {notes:?}");
+        }
     }
 
     #[test]

@@ -299,20 +299,30 @@ fn preview(v: &Value) -> Value {
     }
 }
 
-/// Audit event types per item uuid of a namespace.
-fn audit_by_uuid(dir: &NamespaceDir) -> HashMap<String, Vec<String>> {
+/// Audit event types per item uuid of a namespace: the session's own
+/// events about its inputs (a dataset row's tool texts), then the
+/// namespace's.
+fn audit_by_uuid(
+    session_dir: &std::path::Path,
+    dir: &NamespaceDir,
+) -> HashMap<String, Vec<String>> {
     #[derive(serde::Deserialize)]
     struct Event {
         uuid: String,
         event_type: String,
     }
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
-    let _ = read_jsonl(&dir.audit(), |e: Event| {
-        let kinds = out.entry(e.uuid).or_default();
-        if !kinds.contains(&e.event_type) {
-            kinds.push(e.event_type);
-        }
-    });
+    for path in [
+        crate::store::layout::session_audit(session_dir),
+        dir.audit(),
+    ] {
+        let _ = read_jsonl(&path, |e: Event| {
+            let kinds = out.entry(e.uuid).or_default();
+            if !kinds.contains(&e.event_type) {
+                kinds.push(e.event_type);
+            }
+        });
+    }
     out
 }
 
@@ -342,7 +352,7 @@ fn explorer_data(
             if !dir.is_done() || !dir.predictions().exists() {
                 continue;
             }
-            let audit = audit_by_uuid(&dir);
+            let audit = audit_by_uuid(&s.dir, &dir);
             let dataset = s.manifest.config["dataset"]["path"]
                 .as_str()
                 .map(std::path::PathBuf::from);

@@ -11,6 +11,7 @@ pub mod compare;
 pub mod comparison;
 pub mod config;
 pub mod dataset;
+pub mod dataset_audit;
 pub mod dataset_fields;
 pub mod engine;
 pub mod env_vars;

@@ -515,3 +515,140 @@ fn malformed_dataset_rows_are_refused_naming_file_line_and_field() {
 fn data_path(ws: &Workspace, name: &str) -> String {
     ws.path().join(name).display().to_string()
 }
+
+/// A row whose tool texts are not tool definitions is accepted and audited:
+/// one `tool_not_a_definition` event per such text in the session's own
+/// `audit_fallbacks.jsonl`, naming file, line, field and uuid — written
+/// before the session exists, so a kill -9 cannot lose them, and never
+/// repeated by a resume or a second run.
+#[test]
+fn tool_texts_that_are_not_definitions_are_audited_once_per_session() {
+    let ws = Workspace::new();
+    let text = std::fs::read_to_string(shared_dataset()).expect("dataset");
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("row"))
+        .take(6)
+        .collect();
+    let mut bad = rows[1].clone();
+    bad["tools"] = serde_json::json!(["not json", "{\"name\": \"t\"}", "[1, 2]"]);
+    bad["target_tool"] = serde_json::json!("{\"description\": \"no name\"}");
+    let uuid = bad["uuid"].as_str().expect("uuid").to_string();
+    // Line 3: a target tool that is a definition, but not one of `tools`.
+    let mut stray = rows[2].clone();
+    stray["target_tool"] = serde_json::json!("{\"name\": \"not_offered\"}");
+    let stray_uuid = stray["uuid"].as_str().expect("uuid").to_string();
+    let mut lines: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
+    lines[1] = bad.to_string();
+    lines[2] = stray.to_string();
+    let data = ws.write("odd_tools.jsonl", &(lines.join("\n") + "\n"));
+    let cfg = ws.config(
+        "odd.toml",
+        &Opts {
+            dataset: data,
+            n_per_label: None,
+            latency_ms: 300,
+            concurrency: 1,
+            ..Opts::default()
+        },
+    );
+    let audit_of = |s: &std::path::Path| read_jsonl(&s.join("audit_fallbacks.jsonl"));
+    let expect = |events: &[serde_json::Value]| {
+        let seen: Vec<(u64, &str, &str, &str)> = events
+            .iter()
+            .map(|e| {
+                assert_eq!(
+                    e["details"]["file"],
+                    data_path(&ws, "odd_tools.jsonl").as_str(),
+                    "{e}"
+                );
+                (
+                    e["details"]["line"].as_u64().expect("line"),
+                    e["details"]["field"].as_str().expect("field"),
+                    e["event_type"].as_str().expect("type"),
+                    e["uuid"].as_str().expect("uuid"),
+                )
+            })
+            .collect();
+        let odd = "tool_not_a_definition";
+        assert_eq!(
+            seen,
+            [
+                (2, "tools[0]", odd, uuid.as_str()),
+                (2, "tools[2]", odd, uuid.as_str()),
+                (2, "target_tool", odd, uuid.as_str()),
+                (
+                    3,
+                    "target_tool",
+                    "target_tool_not_offered",
+                    stray_uuid.as_str()
+                ),
+            ],
+            "{events:?}"
+        );
+    };
+    // Killed (-9) once the first result is written.
+    let mut child = spawn_run(&ws, &cfg);
+    wait_for("a first result", std::time::Duration::from_secs(60), || {
+        result_lines(&ws, "mcq") >= 1
+    });
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+    let s = only_session(&ws.runs(), "k");
+    expect(&audit_of(&s));
+    // Resumed, then run again: the events are there once each.
+    let fp = read_json(&s.join("manifest.json"))["fingerprint"]
+        .as_str()
+        .expect("fingerprint")
+        .to_string();
+    w2c(ws.path())
+        .args(["resume", &fp[..12], "--runs-dir"])
+        .arg(ws.runs())
+        .assert()
+        .success();
+    assert!(s.join("checkpoints/mcq/_DONE.json").exists());
+    expect(&audit_of(&s));
+    let out = run_ok(&ws, &cfg);
+    expect(&audit_of(&s));
+    let all = String::from_utf8_lossy(&out.stderr);
+    assert!(all.contains("tool_not_a_definition"), "{all}");
+    // The report's example explorer shows the event on that example.
+    let page = ws.path().join("report.html");
+    w2c(ws.path())
+        .args(["report", &fp[..12], "--format", "html", "--out"])
+        .arg(&page)
+        .arg("--runs-dir")
+        .arg(ws.runs())
+        .assert()
+        .success();
+    let html = std::fs::read_to_string(&page).expect("report");
+    assert!(html.contains("tool_not_a_definition"), "not in the report");
+    // `verify` counts them, and names a repeated one.
+    let verify = |ws: &Workspace| {
+        let out = w2c(ws.path())
+            .args(["verify", &fp[..12], "--json", "--local-only", "--runs-dir"])
+            .arg(ws.runs())
+            .output()
+            .expect("verify");
+        let checks: Vec<serde_json::Value> =
+            serde_json::from_slice(&out.stdout).expect("verify json");
+        checks
+            .into_iter()
+            .find(|c| c["check"] == "session audit")
+            .expect("a session audit check")
+    };
+    let c = verify(&ws);
+    assert_eq!(c["status"], "OK", "{c}");
+    assert!(
+        c["detail"].as_str().is_some_and(|d| d.contains(
+            "4 events, each once (target_tool_not_offered: 1, tool_not_a_definition: 3)"
+        )),
+        "{c}"
+    );
+    let path = s.join("audit_fallbacks.jsonl");
+    let text = std::fs::read_to_string(&path).expect("audit");
+    let first = text.lines().next().expect("a line").to_string();
+    std::fs::write(&path, format!("{text}{first}\n")).expect("append");
+    let c = verify(&ws);
+    assert_eq!(c["status"], "MISMATCH", "{c}");
+}

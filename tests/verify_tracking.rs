@@ -525,3 +525,67 @@ fn an_edited_trace_assessment_is_flagged_by_verify_and_repaired_by_sync() {
         .map(Vec::len);
     assert_eq!(after, Some(assessments.len()));
 }
+
+/// A session that audited dataset rows (`tool_not_a_definition`) sends its
+/// own `audit_fallbacks.jsonl` to the parent run beside `manifest.json`, and
+/// `verify` checks that copy against the local file.
+#[test]
+fn the_sessions_own_audit_events_reach_the_parent_run_and_are_verified() {
+    let uri = MlflowServer::shared().to_string();
+    let exp = experiment("session-audit");
+    let ws = Workspace::new();
+    let text = std::fs::read_to_string(shared_dataset()).expect("dataset");
+    let mut lines: Vec<String> = text.lines().take(4).map(str::to_string).collect();
+    let mut bad: Value = serde_json::from_str(&lines[2]).expect("row");
+    bad["tools"] = serde_json::json!(["not json"]);
+    lines[2] = bad.to_string();
+    let data = ws.write("odd_tools.jsonl", &(lines.join("\n") + "\n"));
+    let cfg = ws.config(
+        "eval.toml",
+        &Opts {
+            dataset: data,
+            n_per_label: None,
+            ..Opts::default()
+        },
+    );
+    w2c(ws.path())
+        .args(["run", "--run-key", "k", "--config"])
+        .arg(&cfg)
+        .env("MLFLOW_TRACKING_URI", &uri)
+        .env("MLFLOW_EXPERIMENT_NAME", &exp)
+        .assert()
+        .success();
+    let session = only_session(&ws.runs(), "k");
+    let audit = session.join("audit_fallbacks.jsonl");
+    assert_eq!(read_jsonl(&audit).len(), 1);
+    let t = Tracked {
+        fp: read_json(&session.join("manifest.json"))["fingerprint"]
+            .as_str()
+            .expect("fp")
+            .to_string(),
+        ids: read_json(&session.join("mlflow_ids.json")),
+        session,
+        uri,
+        ws,
+    };
+    let parent = t.ids["parent_run_id"].as_str().expect("parent").to_string();
+    let listed = python(
+        &t.uri,
+        &format!("print([f.path for f in c.list_artifacts({parent:?})])"),
+    );
+    assert!(listed.contains("audit_fallbacks.jsonl"), "{listed}");
+    let (code, checks) = verify(&t, &["--deep"]);
+    assert_eq!(code, 0, "{:?}", failing(&checks));
+    // The local file loses its event: MLflow's copy no longer matches.
+    std::fs::write(&audit, "").expect("truncate");
+    let (code, checks) = verify(&t, &[]);
+    assert_ne!(code, 0);
+    assert!(
+        checks.iter().any(|c| c["status"] == "MISMATCH"
+            && c["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("audit_fallbacks.jsonl"))),
+        "{:?}",
+        failing(&checks)
+    );
+}

@@ -169,7 +169,7 @@ pub struct Prepared {
     /// The dataset's notes on tool texts that are not tool definitions
     /// (see [`dataset::Dataset::notes`]); empty when the examples were not
     /// read again.
-    pub dataset_notes: Vec<String>,
+    pub dataset_notes: Vec<dataset::ToolNote>,
 }
 
 /// Loads the dataset, selects the examples and computes the fingerprint.

@@ -24,7 +24,7 @@ use crate::store::session::{self, Manifest, NewSession, Session};
 use anyhow::{bail, Context, Result};
 use namespace::run_namespace;
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 /// What `run` is asked to do.
@@ -140,7 +140,10 @@ fn checked_inputs(req: &RunRequest) -> Result<(Prepared, Slice, Vec<String>)> {
     if let Some(first) = prepared.dataset_notes.first() {
         let more = prepared.dataset_notes.len() - 1;
         notes.push(format!(
-            "notice: {first}{}; such tool texts are given to the model as written, as the official When2Call task gives them",
+            "notice: {}:{}: {}{}; such rows are evaluated as written, as the official When2Call task evaluates them (each such text of a selected row is an audit event, `tool_not_a_definition` or `target_tool_not_offered`, in the session's audit_fallbacks.jsonl)",
+            prepared.dataset.path.display(),
+            first.line,
+            first.note,
             if more > 0 {
                 format!(" (and {more} more tool texts like it)")
             } else {
@@ -182,13 +185,25 @@ pub fn open(req: RunRequest) -> Result<Opened> {
     let (prepared, slice, notes) = checked_inputs(&req)?;
     let config = req.config;
     let access = slice.access();
+    // The notes are there only when the examples were read (never for a
+    // deferred resume), so the selection is at hand.
+    let audit = if prepared.dataset_notes.is_empty() {
+        Vec::new()
+    } else {
+        let selected = prepared.examples.get()?;
+        let uuids: HashSet<&str> = selected.iter().map(|e| e.uuid.as_str()).collect();
+        crate::dataset_audit::events(&prepared.dataset.path, &prepared.dataset_notes, &uuids)
+    };
     let mut session = if req.resuming.is_some() {
-        session::open_existing_as(
+        let session = session::open_existing_as(
             &config.run.runs_dir,
             &req.run_key,
             &prepared.payload,
             access,
-        )?
+        )?;
+        let _planning = session.plan_lock()?;
+        session::record_audit(&session.dir, &audit)?;
+        session
     } else {
         let selected = prepared.examples.get()?;
         session::open_or_create_as(
@@ -202,6 +217,7 @@ pub fn open(req: RunRequest) -> Result<Opened> {
                     *acc.entry(e.gold.to_string()).or_insert(0) += 1;
                     acc
                 }),
+                audit: &audit,
             },
             access,
         )?

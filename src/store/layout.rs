@@ -241,6 +241,24 @@ pub fn manifest(session_dir: &Path) -> PathBuf {
     session_dir.join(names::MANIFEST)
 }
 
+/// The session's own `audit_fallbacks.jsonl`: events about its inputs
+/// (dataset rows accepted as written), not about one method's items.
+pub fn session_audit(session_dir: &Path) -> PathBuf {
+    session_dir.join(names::AUDIT)
+}
+
+/// The session's own files that go to its MLflow parent run, as
+/// (artifact path, file): `manifest.json`, and `audit_fallbacks.jsonl` when
+/// the session has one.
+pub fn session_files(session_dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut files = vec![(names::MANIFEST.to_string(), manifest(session_dir))];
+    let audit = session_audit(session_dir);
+    if audit.exists() {
+        files.push((names::AUDIT.to_string(), audit));
+    }
+    files
+}
+
 /// `checkpoints/` of a session directory.
 pub fn checkpoints(session_dir: &Path) -> PathBuf {
     session_dir.join(names::CHECKPOINTS)

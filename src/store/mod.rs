@@ -12,6 +12,7 @@
 //! <runs_dir>/<RUN_KEY>/sessions/<FP16>/
 //!   manifest.json           fingerprint, canonical payload, resolved config
 //!   .lock                   OS lock held by the one process writing the session
+//!   audit_fallbacks.jsonl   events about the inputs, when there are any
 //!   checkpoints/<ns>/       method_settings.json, results.jsonl, errors.jsonl,
 //!                           audit_fallbacks.jsonl, run_log.jsonl, _DONE.json,
 //!                           .steps.jsonl (finished calls of items in flight)

@@ -5,6 +5,8 @@
 //! <runs_dir>/<RUN_KEY>/sessions/<FP16>/
 //!   manifest.json           fingerprint, canonical payload, resolved config
 //!   .lock                   OS lock held by the one process writing the session
+//!   audit_fallbacks.jsonl   events about the inputs (dataset rows accepted as
+//!                           written), when there are any; before the manifest
 //!   checkpoints/<ns>/       results.jsonl, errors.jsonl, audit_fallbacks.jsonl,
 //!                           method_settings.json, _DONE.json
 //!   artifacts_local/<ns>/   metrics.json, predictions.jsonl
@@ -443,6 +445,9 @@ pub struct NewSession<'a> {
     pub example_ids: Vec<String>,
     /// Gold label counts of the selection.
     pub label_counts: std::collections::BTreeMap<String, usize>,
+    /// Audit events about the inputs (the session's own
+    /// `audit_fallbacks.jsonl`), written before the manifest.
+    pub audit: &'a [crate::audit::AuditEvent],
 }
 
 /// How a process holds a session.
@@ -494,7 +499,9 @@ pub fn open_or_create_as(runs_dir: &Path, spec: NewSession<'_>, access: Access) 
     };
     let manifest_path = layout::manifest(&dir);
     if manifest_path.exists() {
-        return open_locked(dir, lock, spec.payload, access);
+        let session = open_locked(dir, lock, spec.payload, access)?;
+        record_audit(&session.dir, spec.audit)?;
+        return Ok(session);
     }
     let now = now_utc();
     let manifest = Manifest {
@@ -516,6 +523,8 @@ pub fn open_or_create_as(runs_dir: &Path, spec: NewSession<'_>, access: Access) 
     };
     std::fs::create_dir_all(layout::checkpoints(&dir))?;
     std::fs::create_dir_all(layout::artifacts(&dir))?;
+    // Before the manifest: a session that exists has its input events.
+    record_audit(&dir, spec.audit)?;
     write_json_atomic(&manifest_path, &manifest)?;
     Ok(Session {
         dir,
@@ -525,6 +534,34 @@ pub fn open_or_create_as(runs_dir: &Path, spec: NewSession<'_>, access: Access) 
         shard: access.shard(),
         _lock: lock,
     })
+}
+
+/// Adds to the session's own `audit_fallbacks.jsonl` the `events` it does
+/// not hold yet (by `event_id`), rewriting the file atomically, so a kill
+/// leaves it as it was or complete and a resume never repeats an event.
+/// Writes nothing when every event is there. The caller holds the session
+/// (and, beside shards, the plan lock).
+pub fn record_audit(dir: &Path, events: &[crate::audit::AuditEvent]) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let path = layout::session_audit(dir);
+    let (stored, _) = super::jsonl::load_jsonl::<crate::audit::AuditEvent>(&path)?;
+    let mut ids: std::collections::HashSet<String> =
+        stored.iter().map(|e| e.event_id.clone()).collect();
+    let missing: Vec<&crate::audit::AuditEvent> = events
+        .iter()
+        .filter(|e| ids.insert(e.event_id.clone()))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut bytes = Vec::new();
+    for e in stored.iter().chain(missing) {
+        serde_json::to_writer(&mut bytes, e).context("cannot serialise an audit event")?;
+        bytes.push(b'\n');
+    }
+    super::files::write_bytes_atomic(&path, &bytes)
 }
 
 /// Opens and locks the existing session for `payload` under `run_key`,
@@ -917,6 +954,7 @@ mod tests {
             config: json!({}),
             example_ids: vec!["a".into()],
             label_counts: Default::default(),
+            audit: &[],
         }
     }
 

@@ -652,13 +652,12 @@ impl Mirror {
         self.upload(&run, files, repair).await
     }
 
-    /// Uploads `manifest.json` to the parent run.
+    /// Uploads the session's own files ([`layout::session_files`]:
+    /// `manifest.json`, and its `audit_fallbacks.jsonl` when it has one) to
+    /// the parent run.
     pub async fn upload_session_files(&mut self, repair: bool) -> Result<usize> {
         let run = self.ensure_parent().await?;
-        let files = digested(vec![(
-            names::MANIFEST.to_string(),
-            layout::manifest(&self.session_dir),
-        )])?;
+        let files = digested(layout::session_files(&self.session_dir))?;
         self.upload(&run, files, repair).await
     }
 

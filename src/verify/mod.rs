@@ -13,6 +13,7 @@
 
 pub mod python_suite;
 pub mod rescore;
+mod session_audit;
 pub mod tracking;
 mod usage;
 
@@ -180,6 +181,21 @@ pub fn verify_local(found: &FoundSession) -> Vec<Check> {
                 found.manifest.example_ids.len()
             ),
         );
+    }
+    let audit = crate::store::layout::session_audit(&found.dir);
+    if audit.exists() {
+        let status = match crate::store::load_jsonl::<crate::audit::AuditEvent>(&audit) {
+            Ok((events, _)) => session_audit::check(&events, &found.manifest.example_ids),
+            Err(e) => Err(format!("{e:#}")),
+        };
+        match status {
+            Ok(detail) => c.push("session audit", Status::Ok, detail),
+            Err(e) => c.push(
+                "session audit",
+                Status::Mismatch,
+                format!("{}: {e}", audit.display()),
+            ),
+        }
     }
     for expected in expected_namespaces(found) {
         c.namespace = expected.namespace.clone();

@@ -185,8 +185,8 @@ pub async fn verify_tracking(found: &FoundSession, deep: bool) -> Vec<Check> {
         "not FINISHED"
     };
     check_status(&mut out, &parent, all_done, expected.running, want);
-    let manifest = vec![(names::MANIFEST.into(), layout::manifest(&found.dir))];
-    if let Err(e) = check_artifacts(&mut out, &client, &parent, manifest, deep, false).await {
+    let files = layout::session_files(&found.dir);
+    if let Err(e) = check_artifacts(&mut out, &client, &parent, files, deep, false).await {
         call_failed(&mut out, "artifacts", &e);
     }
     for ns in namespaces {
