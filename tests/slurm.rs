@@ -276,8 +276,13 @@ fn log_of(ws: &Workspace, name: &str) -> String {
     std::fs::read_to_string(ws.path().join(name)).unwrap_or_default()
 }
 
+/// The tests of this file share one local cluster, which the test that
+/// started it stops: they take turns.
+static CLUSTER_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn slurm_array_runs_the_shards_and_a_requeued_task_resumes_its_slice() {
+    let _turn = CLUSTER_TURN.lock().unwrap_or_else(|e| e.into_inner());
     let _cluster = Cluster::start();
 
     // 1. deploy/slurm/submit.sh: plan, --array=0-3, finalize after it, with
@@ -465,4 +470,92 @@ fn slurm_array_runs_the_shards_and_a_requeued_task_resumes_its_slice() {
     }
     assert_same(&session, &plain);
     verify_clean(&ws, &address);
+}
+
+/// A tracked array of 4 shards on the real cluster while MLflow holds every
+/// trace request (a server at its trace ceiling, made endless) and the
+/// request timeout is an hour: no task waits on traces beyond the default
+/// bound (issue 28). Every array task and the finalize job end, each
+/// namespace's child run is FINISHED, the traces are pending, and once the
+/// server takes them `w2c sync` sends each once.
+#[test]
+fn a_tracked_array_never_stalls_on_traces_the_server_holds() {
+    let _turn = CLUSTER_TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let _cluster = Cluster::start();
+    let uri = common::mlflow::MlflowServer::shared();
+    let proxy =
+        common::holding_proxy::HoldingProxy::start(uri, &["/api/3.0/mlflow/traces", "/v1/traces"]);
+    let exp = common::mlflow::experiment("slurm-held-traces");
+    let ws = Workspace::new();
+    let cfg = config(&ws);
+    let port = free_ports();
+    let mut cmd = Command::new(repo().join("deploy/slurm/submit.sh"));
+    cmd.arg(&cfg).arg("4").args(SMALL_TASK);
+    job_env(&mut cmd, &ws, "--port $PORT --latency-ms 5", port);
+    cmd.env("MLFLOW_TRACKING_URI", &proxy.url)
+        .env("MLFLOW_EXPERIMENT_NAME", &exp)
+        .env("MLFLOW_HTTP_REQUEST_TIMEOUT", "3600");
+    let out = cmd.output().expect("submit.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let field = |k: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("{k} in {line:?}"))
+            .to_string()
+    };
+    let (address, array, finalize) = (field("session"), field("array_job"), field("finalize_job"));
+    // Each process waits at most 60 s for its traces at its end (the
+    // default bound: 3% of its time, 10-60 s); a task that waited on the
+    // held requests would wait an hour.
+    wait_jobs(&[&array, &finalize], Duration::from_secs(240));
+    for task in 0..4 {
+        assert_eq!(
+            job_state(&format!("{array}_{task}")),
+            "COMPLETED",
+            "{}",
+            log_of(&ws, &format!("w2c-shard-{array}_{task}.log"))
+        );
+    }
+    assert_eq!(job_state(&finalize), "COMPLETED");
+    assert!(proxy.held() >= 1, "no trace request was held");
+    let runs = common::mlflow::query(uri, &exp, false, &[]);
+    let runs = runs["runs"].as_array().cloned().unwrap_or_default();
+    let children: Vec<&Value> = runs
+        .iter()
+        .filter(|r| r["tags"]["w2c.namespace"].is_string())
+        .collect();
+    assert!(!children.is_empty(), "no child runs: {runs:?}");
+    for child in &children {
+        assert_eq!(child["status"], "FINISHED", "{child}");
+    }
+    let (key, _) = address.split_once('/').expect("RUN_KEY/FINGERPRINT");
+    let session = common::only_session(&ws.runs(), key);
+    let ids = read_json(&session.join("mlflow_ids.json"));
+    assert!(
+        ids["pending"].as_array().is_some_and(|p| p
+            .iter()
+            .any(|p| p.as_str().is_some_and(|p| p.starts_with("traces: ")))),
+        "{ids}"
+    );
+    // Once the server takes them, `w2c sync` sends every trace, once.
+    proxy.release();
+    let out = w2c(ws.path())
+        .args(["sync", &address])
+        .env("W2C_RUNS_DIR", ws.runs())
+        .env("MLFLOW_TRACKING_URI", &proxy.url)
+        .env("MLFLOW_EXPERIMENT_NAME", &exp)
+        .output()
+        .expect("sync");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dump = common::mlflow::traces(uri, &exp);
+    assert!(common::mlflow::assert_traces_complete(&session, &dump) > 0);
 }
