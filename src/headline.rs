@@ -259,8 +259,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_judge_with_the_official_aggregate_heads_with_the_papers_judge_columns() {
+    /// NVIDIA's aggregate of four judged rows: a right tool call, a
+    /// cannot_answer row judged a tool call and one judged right, and a
+    /// direct-gold row (which the aggregate leaves out).
+    fn four_judged_rows() -> OfficialAggregate {
         let class = |c: &str| OfficialJudgement::Classified {
             classification: c.into(),
         };
@@ -270,7 +272,12 @@ mod tests {
             (Label::CannotAnswer, class("cannot_answer")),
             (Label::Direct, class("direct_answer")),
         ];
-        let a = aggregate(rows.iter().map(|(g, j)| (*g, j)));
+        aggregate(rows.iter().map(|(g, j)| (*g, j)))
+    }
+
+    #[test]
+    fn a_judge_with_the_official_aggregate_heads_with_the_papers_judge_columns() {
+        let a = four_judged_rows();
         let h = of(&file("llm_judge", Some(a.clone())), Some("when2call"));
         assert_eq!(h.table, Table::LlmJudge);
         assert_eq!((h.n, h.accuracy, h.f1), (3, a.paper.acc, a.paper.f1));
@@ -285,16 +292,7 @@ mod tests {
 
     #[test]
     fn rates_count_the_headlines_numerators_and_denominators() {
-        let class = |c: &str| OfficialJudgement::Classified {
-            classification: c.into(),
-        };
-        let rows = [
-            (Label::ToolCall, class("tool_call")),
-            (Label::CannotAnswer, class("tool_call")),
-            (Label::CannotAnswer, class("cannot_answer")),
-            (Label::Direct, class("direct_answer")),
-        ];
-        let a = aggregate(rows.iter().map(|(g, j)| (*g, j)));
+        let a = four_judged_rows();
         let judge = rates(&file("llm_judge", Some(a)));
         let names: Vec<&str> = judge.iter().map(|(n, _)| *n).collect();
         assert_eq!(

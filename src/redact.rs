@@ -537,25 +537,27 @@ pub const SHOWN_CHARS: usize = 8;
 /// `raw` as an error message may repeat it: whole when it has at most
 /// [`SHOWN_CHARS`] characters, else its first [`SHOWN_CHARS`] and its length.
 fn fragment(raw: &str) -> String {
-    let n = raw.chars().count();
-    if n <= SHOWN_CHARS {
-        raw.to_string()
-    } else {
-        let head: String = raw.chars().take(SHOWN_CHARS).collect();
-        format!("{head}… ({n} characters)")
+    match head(raw) {
+        None => raw.to_string(),
+        Some((head, n)) => format!("{head}… ({n} characters)"),
     }
 }
 
 /// [`fragment`] in backticks, for an error message about a value that is
 /// not what its setting expects.
 pub fn shown(raw: &str) -> String {
-    let n = raw.chars().count();
-    if n <= SHOWN_CHARS {
-        format!("`{raw}`")
-    } else {
-        let head: String = raw.chars().take(SHOWN_CHARS).collect();
-        format!("`{head}…` ({n} characters)")
+    match head(raw) {
+        None => format!("`{raw}`"),
+        Some((head, n)) => format!("`{head}…` ({n} characters)"),
     }
+}
+
+/// The first [`SHOWN_CHARS`] characters of `raw` and its length in
+/// characters; `None` when `raw` is no longer than that and may be shown
+/// whole.
+fn head(raw: &str) -> Option<(String, usize)> {
+    let n = raw.chars().count();
+    (n > SHOWN_CHARS).then(|| (raw.chars().take(SHOWN_CHARS).collect(), n))
 }
 
 #[cfg(test)]

@@ -272,6 +272,26 @@ fn verify_clean(ws: &Workspace, address: &str) {
     );
 }
 
+/// Runs `deploy/slurm/submit.sh` (`cmd`), which must succeed, and returns
+/// what its line names: the session's address, the array job and the
+/// finalize job.
+fn submit(cmd: &mut Command) -> (String, String, String) {
+    let out = cmd.output().expect("submit.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let field = |k: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("{k} in {line:?}"))
+            .to_string()
+    };
+    (field("session"), field("array_job"), field("finalize_job"))
+}
+
 fn log_of(ws: &Workspace, name: &str) -> String {
     std::fs::read_to_string(ws.path().join(name)).unwrap_or_default()
 }
@@ -299,20 +319,7 @@ fn slurm_array_runs_the_shards_and_a_requeued_task_resumes_its_slice() {
         .args(["--time=00:30:00", "--comment=w2c-array-only"])
         .args(SMALL_TASK);
     job_env(&mut cmd, &ws, "--port $PORT --latency-ms 5", port);
-    let out = cmd.output().expect("submit.sh");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let field = |k: &str| {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(&format!("{k}=")))
-            .unwrap_or_else(|| panic!("{k} in {line:?}"))
-            .to_string()
-    };
-    let (address, array, finalize) = (field("session"), field("array_job"), field("finalize_job"));
+    let (address, array, finalize) = submit(&mut cmd);
     // A generated run key, and the whole fingerprint.
     let (key, fp) = address.split_once('/').expect("RUN_KEY/FINGERPRINT");
     assert!(key.starts_with("run-") && fp.len() == 64, "{address}");
@@ -495,20 +502,7 @@ fn a_tracked_array_never_stalls_on_traces_the_server_holds() {
     cmd.env("MLFLOW_TRACKING_URI", &proxy.url)
         .env("MLFLOW_EXPERIMENT_NAME", &exp)
         .env("MLFLOW_HTTP_REQUEST_TIMEOUT", "3600");
-    let out = cmd.output().expect("submit.sh");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let field = |k: &str| {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(&format!("{k}=")))
-            .unwrap_or_else(|| panic!("{k} in {line:?}"))
-            .to_string()
-    };
-    let (address, array, finalize) = (field("session"), field("array_job"), field("finalize_job"));
+    let (address, array, finalize) = submit(&mut cmd);
     // Each process waits at most 60 s for its traces at its end (the
     // default bound: 3% of its time, 10-60 s); a task that waited on the
     // held requests would wait an hour.
